@@ -1,0 +1,106 @@
+# sluice — build, test, demo.
+#
+#   make            build/sluiced, build/sluicectl, build/sluice-sim
+#   make check      install what is missing, build, run every test (plain, then under
+#                   ASan+UBSan, integration under the sanitizers, valgrind)
+#   make demo       install what is missing, build, run a simulated site on loopback
+#   make install    PREFIX=/usr/local DESTDIR=
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+B ?= build
+
+PKGS := libmodbus libmosquitto sqlite3 yaml-0.1
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARN := -std=c11 -Wall -Wextra -Werror -Wno-missing-field-initializers
+CPPFLAGS += -D_GNU_SOURCE -D_TIME_BITS=64 -D_FILE_OFFSET_BITS=64 -Idaemon -Idrivers \
+	-DSLUICE_DATADIR='"$(PREFIX)/share/sluice"' -DSLUICE_VERSION='"$(VERSION)"'
+LDLIBS := $(PKG_LIBS) -lpthread -lm
+VERSION := 0.1.0
+
+ifeq ($(SAN),1)
+CC := clang
+CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRCS := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard drivers/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
+SIM_SRCS := $(filter-out tools/sluicectl.c,$(wildcard tools/sim*.c tools/sluice-sim.c))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+PROGS := $(B)/sluiced $(B)/sluicectl $(B)/sluice-sim
+
+all: $(PROGS)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/libsluice.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/sluiced: $(B)/obj/daemon/main.o $(B)/libsluice.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/sluicectl: $(B)/obj/tools/sluicectl.o $(B)/libsluice.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/sluice-sim: $(SIM_SRCS:%.c=$(B)/obj/%.o) $(B)/libsluice.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit tests link only the modules they test (DEPS_<test>), so one module can be
+# built and tested while another is being written; without a DEPS line, the library.
+objs = $(patsubst %,$(B)/obj/%.o,$(1))
+DEPS_test_codec  := drivers/codec drivers/mberr drivers/reading
+DEPS_test_mbpdu  := drivers/mbpdu drivers/codec drivers/mberr
+DEPS_test_plan   := drivers/plan drivers/codec
+DEPS_test_config := daemon/config drivers/codec drivers/plan daemon/log
+DEPS_test_store  := daemon/store daemon/log daemon/clock
+DEPS_test_json   := daemon/json
+DEPS_test_queue  := daemon/queue
+DEPS_test_tcpoll := drivers/tcpoll drivers/mbpdu drivers/codec drivers/plan drivers/mberr \
+	drivers/reading daemon/log daemon/clock daemon/config
+.SECONDEXPANSION:
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $$(if $$(DEPS_$$*),$$(call objs,$$(DEPS_$$*)),$(B)/libsluice.a)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+unit-bins: $(UNIT_TESTS)
+
+unit: $(UNIT_TESTS)
+	@tests/run-unit $(UNIT_TESTS)
+
+# --- the README's commands -------------------------------------------------------
+
+deps:
+	@tools/install-deps
+
+check: deps
+	@tests/check
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@tools/demo
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin \
+		$(DESTDIR)$(PREFIX)/share/sluice/devices $(DESTDIR)$(PREFIX)/share/doc/sluice
+	install -m 0755 $(B)/sluiced $(DESTDIR)$(PREFIX)/sbin/sluiced
+	install -m 0755 $(B)/sluicectl $(B)/sluice-sim $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 config/devices/*.yaml $(DESTDIR)$(PREFIX)/share/sluice/devices/
+	install -m 0644 config/sluice.example.yaml $(DESTDIR)$(PREFIX)/share/doc/sluice/
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/sluice/
+
+clean:
+	rm -rf build
+
+.PHONY: all unit unit-bins deps check demo install clean
+.DELETE_ON_ERROR:
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

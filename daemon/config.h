@@ -1,0 +1,221 @@
+/*
+ * config: the one place that reads YAML. Loads the gateway config and the device
+ * profiles it names into plain structs, validates everything the daemon would refuse,
+ * and reports every mistake as FILE:LINE:COL: message (1-based line and column, from
+ * libyaml's marks), not only the first.
+ *
+ * Nothing here opens a socket or a database; files the config names (TLS, password,
+ * serial devices) are only checked for existence and secrecy.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "codec.h"
+
+#define ID_MAX 64
+
+struct src_loc {
+	const char *file; /* owned by the config (its files[] list) */
+	int line, col;    /* 1-based; 0 when not from a file (a default) */
+};
+
+enum log_level { LOG_LVL_ERROR = 3, LOG_LVL_WARNING = 4, LOG_LVL_INFO = 6, LOG_LVL_DEBUG = 7 };
+
+struct gateway_cfg {
+	char id[ID_MAX];
+	char *name;       /* UTF-8, may be NULL */
+	char *timezone;   /* IANA name, default "UTC" */
+	char *data_dir;   /* default /var/lib/sluice */
+	int log_level;    /* enum log_level, default info */
+};
+
+enum mqtt_protocol { MQTT_311 = 4, MQTT_5 = 5 };
+
+struct uplink_cfg {
+	char *host;            /* required */
+	uint16_t port;         /* default 1883, or 8883 with tls */
+	int protocol;          /* enum mqtt_protocol, default mqtt311 */
+	char *client_id;       /* default: gateway id */
+	char *username;        /* may be NULL */
+	char *password_file;   /* may be NULL; its first line is the password */
+	bool tls;              /* a tls: block was given */
+	char *ca_file, *cert_file, *key_file; /* may be NULL */
+	char *topic_prefix;    /* default "sluice"; no leading/trailing '/', no + or # */
+	int qos;               /* 1 or 2, default 1 */
+	int64_t keepalive_ms;  /* >= 5 s, default 30 s */
+	unsigned inflight;     /* 1..65535, default 64 */
+	int64_t health_interval_ms; /* default 60 s */
+	struct src_loc loc;
+};
+
+enum durability { DURABILITY_NORMAL = 0, DURABILITY_FULL = 1 };
+
+struct buffer_cfg {
+	uint64_t max_size;     /* bytes, the whole database with its WAL; default 256 MiB */
+	int durability;        /* enum durability */
+	int64_t keep_sent_ms;  /* default 7 d */
+};
+
+enum bus_kind { BUS_TCP = 0, BUS_RTU, BUS_RTU_OVER_TCP };
+
+struct bus_cfg {
+	char id[ID_MAX];
+	int kind;              /* enum bus_kind */
+	char *host;            /* tcp, rtu_over_tcp */
+	uint16_t port;         /* default 502 */
+	char *device;          /* rtu */
+	unsigned baud;         /* default 9600 */
+	char parity;           /* 'N', 'E', 'O'; default 'N' */
+	uint8_t data_bits;     /* 7 or 8, default 8 */
+	uint8_t stop_bits;     /* 1 or 2, default 1 */
+	bool rs485;            /* default false */
+	int64_t timeout_ms;    /* until the reply begins; default 1 s */
+	int64_t guard_ms;      /* silence between requests; default 0 (tcp), 5 ms (serial) */
+	struct src_loc loc;
+};
+
+struct device_cfg {
+	char id[ID_MAX];
+	char *name;            /* UTF-8, may be NULL */
+	size_t bus;            /* index into config.buses */
+	uint8_t unit_id;       /* 0..247, default 1 */
+	char *profile;         /* the profile name, or NULL for inline points */
+	bool sunspec;          /* profile: sunspec — points are discovered at run time */
+	struct point_def *points;
+	size_t npoints;
+	struct src_loc *point_locs; /* one per point: where it was defined */
+	int64_t interval_ms;   /* default 10 s */
+	unsigned offline_after;/* default 3 */
+	unsigned max_registers;/* 1..125, default 125 */
+	unsigned max_gap;      /* default 0 */
+	struct src_loc loc;
+};
+
+/* A reference "device.point" in a rule or action. */
+struct point_ref {
+	size_t device;         /* index into config.devices */
+	long point;            /* index into that device's points; -1 for a sunspec device
+				  (the name is resolved after discovery) */
+	char name[POINT_NAME_MAX];
+	struct src_loc loc;
+};
+
+enum rule_kind { RULE_THRESHOLD = 0, RULE_WATERLOGGING, RULE_LEAKAGE, RULE_PV };
+enum severity { SEV_NONE = 0, SEV_BLUE, SEV_YELLOW, SEV_ORANGE, SEV_RED };
+
+struct action_cfg {
+	int severity;          /* on_fire: the grade that triggers it (SEV_NONE: any); on_resolve: SEV_NONE */
+	struct point_ref target;/* a writable point */
+	double value;
+	struct src_loc loc;
+};
+
+struct rule_cfg {
+	char id[ID_MAX];
+	char *name;            /* may be NULL */
+	int kind;              /* enum rule_kind */
+	int severity;          /* enum severity; default per kind (yellow) */
+	int64_t for_ms;        /* condition must hold this long; default 0 */
+	double hysteresis;     /* default 0 */
+
+	/* threshold, waterlogging */
+	struct point_ref point;
+	bool has_point;
+	bool has_above, has_below;
+	double above, below;
+
+	/* waterlogging: levels[SEV_BLUE..SEV_RED], NAN where not given */
+	double levels[5];
+	bool has_rise;
+	double rise_by;
+	int64_t rise_within_ms;
+
+	/* leakage */
+	struct point_ref *inflow, *outflow;
+	size_t ninflow, noutflow;
+	int64_t window_ms;     /* default 1 d */
+	bool has_max_loss_ratio;
+	double max_loss_ratio; /* default 0.085 */
+	bool has_night;
+	int night_from_s, night_to_s; /* seconds after local midnight */
+	bool has_night_max_flow;
+	double night_max_flow;
+
+	/* pv */
+	bool has_inverter;
+	size_t inverter;       /* device index */
+	double rated_power_w;  /* 0 when not given */
+	bool has_daylight;
+	int daylight_from_s, daylight_to_s;
+	double min_output_ratio;
+
+	struct action_cfg *on_fire, *on_resolve;
+	size_t non_fire, non_resolve;
+	struct src_loc loc;
+};
+
+struct config {
+	char *path;            /* the file it was loaded from */
+	char **files;          /* every file read (config, profiles): src_loc.file points here */
+	size_t nfiles;
+	struct gateway_cfg gateway;
+	struct uplink_cfg uplink;
+	struct buffer_cfg buffer;
+	struct bus_cfg *buses;
+	size_t nbuses;
+	struct device_cfg *devices;
+	size_t ndevices;
+	struct rule_cfg *rules;
+	size_t nrules;
+};
+
+/* Messages from a load: errors and warnings, each "FILE:LINE:COL: message"
+ * (warnings read "FILE:LINE:COL: warning: message"), in file order. */
+struct config_diag {
+	char **msgs;
+	bool *is_error;
+	size_t n;
+	size_t nerrors, nwarnings;
+};
+
+struct config_opts {
+	/* Where profiles are looked for after devices/ beside the config file.
+	 * NULL: the environment variable SLUICE_PROFILE_PATH (colon-separated), else
+	 * SLUICE_DATADIR "/devices" (/usr/share/sluice/devices). */
+	const char *profile_path;
+};
+
+/*
+ * Load and validate. Returns the config, or NULL when there is any error; diag
+ * (which may be NULL) receives every message. Free diag with config_diag_free.
+ */
+struct config *config_load(const char *path, const struct config_opts *opts,
+			   struct config_diag *diag);
+void config_free(struct config *cfg);
+void config_diag_free(struct config_diag *d);
+
+/* "3 buses, 6 devices, 17 points, 4 rules" */
+void config_summary(const struct config *cfg, char *buf, size_t len);
+
+/* Lookups by id; -1 when absent. */
+long config_find_device(const struct config *cfg, const char *id);
+long config_find_point(const struct device_cfg *d, const char *name);
+
+/* Parsers for the value syntaxes, shared with sluicectl's command line.
+ * Return 0 or -1. */
+int config_parse_duration(const char *s, int64_t *ms);   /* 500ms 10s 5m 2h 1d */
+int config_parse_size(const char *s, uint64_t *bytes);   /* 64KiB 512MiB 2GiB, also B KB MB GB */
+int config_parse_power(const char *s, double *watts);    /* 800W 30kW 1.2MW */
+int config_parse_time_of_day(const char *s, int *secs);  /* "02:00", "23:59:59" */
+int config_id_valid(const char *s);                      /* [A-Za-z0-9_-]+, at most ID_MAX-1 */
+
+const char *severity_name(int sev);   /* "blue", ... ; NULL for SEV_NONE */
+int severity_from_name(const char *s);/* -1 when unknown */
+const char *rule_kind_name(int kind);
+
+#endif

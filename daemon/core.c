@@ -1,0 +1,591 @@
+/*
+ * core: the event loop on the daemon's main thread.
+ *
+ * One poll() over three things: the queue's eventfd (readings from the pollers), the
+ * MQTT socket (driven here through uplink, never by a libmosquitto thread), and time
+ * (uplink keepalive and reconnects, health, store maintenance). Each turn:
+ *
+ *   1. take every queued reading, turn each into one outbox row, append them all in
+ *      ONE store transaction (batching is what keeps writes to an SD card low);
+ *   2. let the uplink read and write; PUBACKs collected by the ack callback are marked
+ *      sent in one transaction per turn;
+ *   3. top up the in-flight window from the outbox: alert transitions first, then
+ *      telemetry in seq order.
+ *
+ * Step 1 always runs before 3, and 3 publishes at most the window, so draining a
+ * large backlog never starves the storing of live readings.
+ *
+ * Delivery is at least once. A row is marked sent only when its PUBACK arrives. When
+ * the connection drops, everything in flight is forgotten (the uplink destroys its
+ * libmosquitto handle, so nothing is retried behind our back) and the outbox is read
+ * again from the start: rows sent but not acknowledged go out again, with their seq,
+ * which is how a platform drops the duplicates.
+ *
+ * Never here: SQL (store), MQTT (uplink), Modbus (drivers), YAML (config).
+ */
+#include "core.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "json.h"
+#include "log.h"
+#include "mberr.h"
+#include "notify.h"
+#include "queue.h"
+#include "reading.h"
+#include "store.h"
+#include "tcpoll.h"
+#include "uplink.h"
+
+#define BATCH_MAX 1024           /* readings per store transaction */
+#define MAINTAIN_EVERY_MS 10000  /* pruning and the size bound */
+#define SHUTDOWN_DRAIN_MS 3000   /* SIGTERM: time given to deliver what is stored */
+
+static volatile sig_atomic_t got_term, got_hup;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGHUP)
+		got_hup = 1;
+	else
+		got_term = 1;
+}
+
+struct flight {
+	int mid;
+	uint64_t seq;
+	int kind;
+	char *topic; /* alerts only: one transition per check in flight */
+};
+
+struct core {
+	struct config *cfg;
+	uint32_t generation;
+	struct store *st;
+	struct uplink *up;
+	struct queue *q;
+	struct tcpoll *tp;
+
+	struct flight *fl; /* in flight, unordered */
+	size_t nfl, capfl;
+	uint64_t after[2];  /* per row kind: highest seq handed to the uplink this session */
+	bool alerts_blocked;/* an alert row waits for its check's previous transition */
+
+	uint64_t *acked;    /* seqs acknowledged, not yet marked in the store */
+	size_t nacked, capacked;
+
+	struct jbuf jb;
+	int64_t start_mono, next_health, next_maintain, next_watchdog, watchdog_ms;
+	uint64_t published, acks, store_errors;
+	uint64_t polls_ok, polls_failed;
+	bool store_failing;
+};
+
+/* ---- readings -> outbox rows -------------------------------------------------- */
+
+static void put_value(struct jbuf *b, const struct value *v)
+{
+	switch (v->kind) {
+	case VAL_BOOL:
+		jb_bool(b, v->v.b);
+		break;
+	case VAL_INT:
+		jb_i64(b, v->v.i);
+		break;
+	case VAL_UINT:
+		jb_u64(b, v->v.u);
+		break;
+	case VAL_DOUBLE:
+		jb_double(b, v->v.d);
+		break;
+	case VAL_STRING:
+		jb_str(b, v->s ? v->s : "");
+		break;
+	default:
+		jb_cstr(b, "null");
+	}
+}
+
+/* The payload members after seq: "ts":...,"values":{...}[,"errors":{...}] */
+static void reading_body(struct jbuf *b, const struct device_cfg *d, const struct reading *r)
+{
+	bool first = true, any_err = false;
+
+	jb_cstr(b, "\"ts\":");
+	jb_i64(b, r->ts_ms);
+	jb_cstr(b, ",\"values\":{");
+	for (uint16_t i = 0; i < r->nvalues && i < d->npoints; i++) {
+		if (r->values[i].kind == VAL_NONE) {
+			any_err = true;
+			continue;
+		}
+		jb_key(b, d->points[i].name, &first);
+		put_value(b, &r->values[i]);
+	}
+	jb_cstr(b, "}");
+	if (!any_err)
+		return;
+	first = true;
+	jb_cstr(b, ",\"errors\":{");
+	for (uint16_t i = 0; i < r->nvalues && i < d->npoints; i++) {
+		if (r->values[i].kind != VAL_NONE)
+			continue;
+		jb_key(b, d->points[i].name, &first);
+		jb_str(b, mb_strerror(r->values[i].err));
+	}
+	jb_cstr(b, "}");
+}
+
+static void store_readings(struct core *c)
+{
+	void *items[BATCH_MAX];
+	struct store_row rows[BATCH_MAX];
+	char err[256];
+	size_t n;
+
+	while ((n = queue_pop(c->q, items, BATCH_MAX)) > 0) {
+		size_t nrows = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			struct reading *r = items[i];
+			const struct device_cfg *d;
+			char topic[ID_MAX + 16];
+			bool failed = false;
+
+			if (r->generation != c->generation || r->device >= c->cfg->ndevices) {
+				reading_free(r);
+				continue;
+			}
+			d = &c->cfg->devices[r->device];
+			for (uint16_t k = 0; k < r->nvalues; k++)
+				failed |= r->values[k].kind == VAL_NONE;
+			if (failed)
+				c->polls_failed++;
+			else
+				c->polls_ok++;
+			jb_reset(&c->jb);
+			reading_body(&c->jb, d, r);
+			snprintf(topic, sizeof topic, "telemetry/%s", d->id);
+			rows[nrows] = (struct store_row){
+				.kind = ROW_TELEMETRY,
+				.ts_ms = r->ts_ms,
+				.topic = strdup(topic),
+				.body = c->jb.oom ? NULL : strdup(jb_cstr_get(&c->jb)),
+			};
+			reading_free(r);
+			if (!rows[nrows].topic || !rows[nrows].body) {
+				store_row_clear(&rows[nrows]);
+				log_warnx("out of memory: a reading of %s was not stored", d->id);
+				continue;
+			}
+			nrows++;
+		}
+		if (nrows > 0 && store_append(c->st, rows, nrows, err, sizeof err) != 0) {
+			c->store_errors += nrows;
+			if (!c->store_failing)
+				log_errx("store: %zu readings not stored: %s", nrows, err);
+			c->store_failing = true;
+		} else if (nrows > 0 && c->store_failing) {
+			log_info("store: writing again");
+			c->store_failing = false;
+		}
+		for (size_t i = 0; i < nrows; i++)
+			store_row_clear(&rows[i]);
+		if (n < BATCH_MAX)
+			break;
+	}
+}
+
+/* ---- outbox -> uplink ---------------------------------------------------------- */
+
+static void flight_forget_all(struct core *c)
+{
+	for (size_t i = 0; i < c->nfl; i++)
+		free(c->fl[i].topic);
+	c->nfl = 0;
+	c->after[ROW_TELEMETRY] = c->after[ROW_ALERT] = 0;
+}
+
+static void on_connected(void *ctx)
+{
+	struct core *c = ctx;
+	flight_forget_all(c);
+}
+
+static void on_disconnected(void *ctx, const char *why)
+{
+	struct core *c = ctx;
+	(void)why;
+	flight_forget_all(c);
+}
+
+static void on_acked(void *ctx, int mid)
+{
+	struct core *c = ctx;
+
+	for (size_t i = 0; i < c->nfl; i++) {
+		if (c->fl[i].mid != mid)
+			continue;
+		if (c->nacked == c->capacked) {
+			size_t ncap = c->capacked ? c->capacked * 2 : 256;
+			uint64_t *p = realloc(c->acked, ncap * sizeof *p);
+			if (!p)
+				return; /* stays unacked: sent again later, a duplicate, never a loss */
+			c->acked = p;
+			c->capacked = ncap;
+		}
+		c->acked[c->nacked++] = c->fl[i].seq;
+		free(c->fl[i].topic);
+		c->fl[i] = c->fl[--c->nfl];
+		c->acks++;
+		return;
+	}
+}
+
+static void flush_acks(struct core *c)
+{
+	if (c->nacked == 0)
+		return;
+	if (store_mark_sent(c->st, c->acked, c->nacked) != 0) {
+		/* not marked: they will be sent again after a reconnect; a duplicate, not a loss */
+		log_warnx("store: could not mark %zu rows delivered", c->nacked);
+	}
+	c->nacked = 0;
+}
+
+static bool topic_in_flight(const struct core *c, const char *topic)
+{
+	for (size_t i = 0; i < c->nfl; i++)
+		if (c->fl[i].topic && strcmp(c->fl[i].topic, topic) == 0)
+			return true;
+	return false;
+}
+
+static int publish_row(struct core *c, struct store_row *r)
+{
+	int mid;
+
+	jb_reset(&c->jb);
+	jb_cstr(&c->jb, "{\"seq\":");
+	jb_u64(&c->jb, r->seq);
+	jb_cstr(&c->jb, ",");
+	jb_cstr(&c->jb, r->body);
+	jb_cstr(&c->jb, "}");
+	if (c->jb.oom)
+		return -1;
+	if (uplink_publish(c->up, r->topic, c->jb.p, c->jb.len, c->cfg->uplink.qos, r->retain,
+			   &mid) != 0)
+		return -1;
+	c->fl[c->nfl++] = (struct flight){
+		.mid = mid,
+		.seq = r->seq,
+		.kind = r->kind,
+		.topic = r->kind == ROW_ALERT ? r->topic : NULL,
+	};
+	if (r->kind == ROW_ALERT)
+		r->topic = NULL; /* now owned by the flight */
+	c->after[r->kind] = r->seq;
+	c->published++;
+	return 0;
+}
+
+/* Fill the window: alert transitions first, in seq order, never two of one check in
+ * flight (a retained state must not go backwards); then telemetry in seq order. */
+static void drain_outbox(struct core *c)
+{
+	static const int kinds[] = { ROW_ALERT, ROW_TELEMETRY };
+	struct store_row rows[256];
+
+	if (!uplink_connected(c->up))
+		return;
+	for (size_t k = 0; k < 2; k++) {
+		int kind = kinds[k];
+
+		while (c->nfl < c->capfl) {
+			size_t want = c->capfl - c->nfl;
+			long n;
+			bool stop = false;
+
+			if (want > 256)
+				want = 256;
+			n = store_fetch_unsent(c->st, kind, c->after[kind], want, rows);
+			if (n <= 0)
+				break;
+			for (long i = 0; i < n; i++) {
+				if (!stop && kind == ROW_ALERT && topic_in_flight(c, rows[i].topic))
+					stop = true;
+				if (!stop && publish_row(c, &rows[i]) != 0)
+					stop = true;
+				store_row_clear(&rows[i]);
+			}
+			if (stop || (size_t)n < want)
+				break;
+		}
+		/* telemetry waits while an alert transition is held back */
+		if (kind == ROW_ALERT && c->nfl >= c->capfl)
+			return;
+	}
+}
+
+/* ---- health ----------------------------------------------------------------------- */
+
+static void publish_health(struct core *c, int64_t now_mono)
+{
+	struct store_stats s = { 0 };
+	struct tcpoll_stats ts = { 0 };
+	int mid;
+	bool first = true;
+
+	if (!uplink_connected(c->up))
+		return;
+	store_stats(c->st, &s);
+	if (c->tp)
+		tcpoll_get_stats(c->tp, &ts);
+	jb_reset(&c->jb);
+	jb_cstr(&c->jb, "{");
+	jb_key(&c->jb, "ts", &first);
+	jb_i64(&c->jb, clock_real_ms());
+	jb_key(&c->jb, "uptime_s", &first);
+	jb_i64(&c->jb, (now_mono - c->start_mono) / 1000);
+	jb_key(&c->jb, "polls_ok", &first);
+	jb_u64(&c->jb, c->polls_ok);
+	jb_key(&c->jb, "polls_failed", &first);
+	jb_u64(&c->jb, c->polls_failed);
+	jb_key(&c->jb, "backlog_rows", &first);
+	jb_u64(&c->jb, s.unsent);
+	jb_key(&c->jb, "backlog_age_s", &first);
+	jb_i64(&c->jb, s.oldest_unsent_ms ? (clock_real_ms() - s.oldest_unsent_ms) / 1000 : 0);
+	jb_key(&c->jb, "dropped", &first);
+	jb_u64(&c->jb, s.dropped + queue_refused(c->q) + c->store_errors);
+	jb_key(&c->jb, "db_bytes", &first);
+	jb_u64(&c->jb, s.db_bytes);
+	jb_key(&c->jb, "last_seq", &first);
+	jb_u64(&c->jb, s.last_seq);
+	jb_cstr(&c->jb, "}");
+	if (!c->jb.oom)
+		uplink_publish(c->up, "health", c->jb.p, c->jb.len, 0, false, &mid);
+}
+
+/* ---- set-up and the loop ---------------------------------------------------------- */
+
+static void reading_free_item(void *p)
+{
+	reading_free(p);
+}
+
+static void sink_emit(void *ctx, struct reading *r)
+{
+	struct core *c = ctx;
+	if (queue_push(c->q, r) != 0)
+		reading_free(r); /* counted by the queue, reported in health */
+}
+
+static void report_unpolled(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->ndevices; i++) {
+		const struct device_cfg *d = &cfg->devices[i];
+		const struct bus_cfg *b = &cfg->buses[d->bus];
+
+		if (b->kind != BUS_TCP)
+			log_warnx("device %s: bus %s is a serial line (%s); this build polls Modbus "
+				  "TCP buses only, the device is not polled",
+				  d->id, b->id, b->kind == BUS_RTU ? "rtu" : "rtu_over_tcp");
+		else if (d->sunspec)
+			log_warnx("device %s: SunSpec discovery is not in this build; the device "
+				  "is not polled", d->id);
+	}
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static void shutdown_drain(struct core *c)
+{
+	int64_t end = clock_mono_ms() + SHUTDOWN_DRAIN_MS;
+
+	store_readings(c);
+	while (uplink_connected(c->up) && clock_mono_ms() < end) {
+		struct store_stats s;
+		struct pollfd pfd;
+		int fd;
+
+		drain_outbox(c);
+		if (c->nfl == 0 && store_stats(c->st, &s) == 0 && s.unsent == 0)
+			break;
+		fd = uplink_fd(c->up);
+		if (fd < 0)
+			break;
+		pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+		if (uplink_want_write(c->up))
+			pfd.events |= POLLOUT;
+		if (poll(&pfd, 1, 50) > 0)
+			uplink_io(c->up, pfd.revents);
+		uplink_tick(c->up, clock_mono_ms());
+		flush_acks(c);
+	}
+	flush_acks(c);
+}
+
+int core_run(struct config *cfg)
+{
+	struct core c = { .cfg = cfg, .generation = 1 };
+	struct uplink_events ev = { .ctx = &c, .connected = on_connected,
+				    .disconnected = on_disconnected, .acked = on_acked };
+	struct poller_sink sink = { .ctx = &c, .emit = sink_emit };
+	char err[512];
+	int rc = 1;
+	size_t qcap;
+
+	install_signals();
+	jb_init(&c.jb);
+	c.start_mono = clock_mono_ms();
+	c.capfl = cfg->uplink.inflight;
+	c.fl = calloc(c.capfl, sizeof *c.fl);
+	qcap = cfg->ndevices * 4 < 4096 ? 4096 : cfg->ndevices * 4;
+	c.q = queue_new(qcap);
+	if (!c.fl || !c.q) {
+		log_errx("out of memory at start");
+		goto out;
+	}
+	c.st = store_open(cfg->gateway.data_dir, &cfg->buffer, err, sizeof err);
+	if (!c.st) {
+		log_errx("store: %s", err);
+		goto out;
+	}
+	/* The MQTT socket is made before the many Modbus sockets, so it gets a low
+	 * descriptor; the uplink itself only ever poll()s it. */
+	c.up = uplink_new(cfg, &ev, err, sizeof err);
+	if (!c.up) {
+		log_errx("uplink: %s", err);
+		goto out;
+	}
+	uplink_tick(c.up, clock_mono_ms());
+	c.tp = tcpoll_new(cfg, c.generation, 0, &sink, err, sizeof err);
+	if (!c.tp) {
+		log_errx("pollers: %s", err);
+		goto out;
+	}
+	report_unpolled(cfg);
+	if (tcpoll_start(c.tp) != 0) {
+		log_errx("pollers: could not start threads");
+		goto out;
+	}
+	{
+		char sum[128];
+		config_summary(cfg, sum, sizeof sum);
+		log_info("sluiced %s started: gateway %s, %s, %zu devices polled", SLUICE_VERSION,
+			 cfg->gateway.id, sum, tcpoll_ndevices(c.tp));
+	}
+	notify_send("READY=1");
+	c.watchdog_ms = notify_watchdog_ms();
+	c.next_watchdog = c.start_mono;
+	c.next_health = c.start_mono + cfg->uplink.health_interval_ms;
+	c.next_maintain = c.start_mono + MAINTAIN_EVERY_MS;
+
+	while (!got_term) {
+		struct pollfd pfd[2];
+		nfds_t n = 0;
+		int64_t now = clock_mono_ms(), wait;
+		int ufd;
+
+		if (got_hup) {
+			got_hup = 0;
+			log_warnx("SIGHUP: reloading the configuration in place is not in this "
+				  "build; restart sluiced to apply a new config");
+		}
+		wait = min64(uplink_tick(c.up, now), c.next_health - now);
+		wait = min64(wait, c.next_maintain - now);
+		if (c.watchdog_ms > 0)
+			wait = min64(wait, c.next_watchdog - now);
+		if (wait < 0)
+			wait = 0;
+		if (wait > 1000)
+			wait = 1000;
+
+		pfd[n++] = (struct pollfd){ .fd = queue_fd(c.q), .events = POLLIN };
+		ufd = uplink_fd(c.up);
+		if (ufd >= 0) {
+			pfd[n] = (struct pollfd){ .fd = ufd, .events = POLLIN };
+			if (uplink_want_write(c.up))
+				pfd[n].events |= POLLOUT;
+			n++;
+		}
+		if (poll(pfd, n, (int)wait) < 0 && errno != EINTR) {
+			log_err("poll");
+			break;
+		}
+		if (pfd[0].revents & POLLIN)
+			store_readings(&c);
+		if (n > 1 && pfd[1].revents)
+			uplink_io(c.up, pfd[1].revents);
+		now = clock_mono_ms();
+		uplink_tick(c.up, now);
+		flush_acks(&c);
+		drain_outbox(&c);
+
+		if (now >= c.next_health) {
+			publish_health(&c, now);
+			c.next_health = now + cfg->uplink.health_interval_ms;
+		}
+		if (now >= c.next_maintain) {
+			store_maintain(c.st, clock_real_ms());
+			c.next_maintain = now + MAINTAIN_EVERY_MS;
+		}
+		if (c.watchdog_ms > 0 && now >= c.next_watchdog) {
+			notify_send("WATCHDOG=1");
+			c.next_watchdog = now + c.watchdog_ms / 2;
+		}
+	}
+	notify_send("STOPPING=1");
+	log_info("stopping: polling stopped, delivering what is stored");
+	tcpoll_stop(c.tp);
+	shutdown_drain(&c);
+	uplink_shutdown(c.up, 1000);
+	rc = 0;
+out:
+	if (c.tp) {
+		tcpoll_stop(c.tp);
+		tcpoll_free(c.tp);
+	}
+	if (c.q) {
+		if (c.st)
+			store_readings(&c);
+		queue_free(c.q, reading_free_item);
+	}
+	if (c.up)
+		uplink_free(c.up);
+	if (c.st) {
+		struct store_stats s;
+		if (store_stats(c.st, &s) == 0)
+			log_info("stopped: last seq %" PRIu64 ", %" PRIu64 " rows not yet delivered",
+				 s.last_seq, s.unsent);
+		store_close(c.st);
+	}
+	flight_forget_all(&c);
+	free(c.fl);
+	free(c.acked);
+	jb_free(&c.jb);
+	config_free(cfg);
+	return rc;
+}

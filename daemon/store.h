@@ -1,0 +1,83 @@
+/*
+ * store: the one place that speaks SQL. A SQLite database in WAL mode under data_dir
+ * holds the outbox — every reading and alert transition, each with a gateway-wide
+ * sequence number that never repeats, across restarts too — until the broker
+ * acknowledges it, then keeps it for keep_sent as local history.
+ *
+ * The outbox does not know JSON: a row carries its topic (relative to
+ * <prefix>/<gateway>/) and a body, the members of the payload object after "seq"
+ * (e.g. "ts":1700000000000,"values":{...}); the uplink writes {"seq":N,<body>}.
+ *
+ * Single-threaded: only the core thread calls it (sluicectl opens its own read-only
+ * handle with store_open_ro).
+ */
+#ifndef SLUICE_STORE_H
+#define SLUICE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+enum row_kind { ROW_TELEMETRY = 0, ROW_ALERT = 1 };
+
+struct store_row {
+	uint64_t seq;   /* assigned by store_append */
+	int kind;       /* enum row_kind */
+	int64_t ts_ms;  /* when it happened (real time) */
+	char *topic;    /* relative topic, e.g. "telemetry/dma3-inlet" */
+	char *body;     /* payload members after seq */
+	bool retain;    /* publish retained (alert state) */
+};
+
+struct store_stats {
+	uint64_t rows;            /* in the outbox, sent or not */
+	uint64_t unsent;          /* backlog */
+	int64_t oldest_unsent_ms; /* ts of the oldest unsent row, 0 when none */
+	uint64_t last_seq;        /* highest seq ever assigned */
+	uint64_t dropped;         /* unsent rows dropped to respect max_size, ever */
+	uint64_t db_bytes;        /* database + WAL on disk */
+};
+
+struct store;
+
+/* Open (creating data_dir/sluice.db when needed). err receives why not. */
+struct store *store_open(const char *data_dir, const struct buffer_cfg *buf, char *err,
+			 size_t errlen);
+/* Read-only, for sluicectl: never creates, never writes. */
+struct store *store_open_ro(const char *data_dir, char *err, size_t errlen);
+void store_close(struct store *st);
+
+/*
+ * Append rows in one transaction, assigning each its seq (in array order). With
+ * durability full the commit is synced to disk before it returns. Returns 0, or -1
+ * (nothing appended; err says why).
+ */
+int store_append(struct store *st, struct store_row *rows, size_t n, char *err, size_t errlen);
+
+/*
+ * Up to max unsent rows of a kind with seq > after, in seq order, skipping the seqs
+ * in skip[0..nskip) (the ones already in flight). Rows are allocated: free each with
+ * store_row_clear. Returns the number of rows, or -1.
+ */
+long store_fetch_unsent(struct store *st, int kind, uint64_t after, size_t max,
+			struct store_row *out);
+void store_row_clear(struct store_row *r);
+
+/* Mark rows delivered (acknowledged by the broker), in one transaction. */
+int store_mark_sent(struct store *st, const uint64_t *seqs, size_t n);
+
+/* Delete delivered rows older than keep_sent, and enforce max_size. Call now and then. */
+int store_maintain(struct store *st, int64_t now_ms);
+
+int store_stats(struct store *st, struct store_stats *out);
+
+/* Recent rows of one topic, newest first (for sluicectl tail). */
+long store_recent(struct store *st, const char *topic, size_t max, struct store_row *out);
+
+/* Key/value state that must survive restarts (alert state, counters). */
+int store_meta_get(struct store *st, const char *key, char **value);
+int store_meta_put(struct store *st, const char *key, const char *value);
+
+#endif

@@ -1,0 +1,119 @@
+/*
+ * codec: what a point is on the wire and how its registers become a value.
+ *
+ * A point names a Modbus table, a 0-based wire address, a type and the byte and
+ * word order the device uses; scale and offset turn the raw number into an
+ * engineering value. This module is pure: no I/O, no allocation, no clock. It is
+ * shared by the daemon, sluicectl and sluice-sim (which encodes what it serves).
+ */
+#ifndef SLUICE_CODEC_H
+#define SLUICE_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum mb_table { MB_COIL = 0, MB_DISCRETE, MB_INPUT, MB_HOLDING };
+
+enum pt_type {
+	PT_BOOL = 0,
+	PT_INT16,
+	PT_UINT16,
+	PT_INT32,
+	PT_UINT32,
+	PT_INT64,
+	PT_UINT64,
+	PT_FLOAT32,
+	PT_FLOAT64,
+	PT_STRING,
+};
+
+enum byte_order { ORDER_BIG = 0, ORDER_LITTLE = 1 };
+
+#define POINT_NAME_MAX 64
+#define POINT_UNIT_MAX 24
+#define POINT_STRING_MAX_REGS 64 /* a string point is at most 128 bytes */
+
+struct point_def {
+	char name[POINT_NAME_MAX];
+	enum mb_table table;
+	uint16_t address;      /* 0-based, as sent on the wire */
+	enum pt_type type;
+	int8_t bit;            /* -1, or 0..15: a bool inside a register */
+	uint16_t length;       /* registers, for PT_STRING; ignored otherwise */
+	uint8_t byte_order;    /* enum byte_order: within each 16-bit register */
+	uint8_t word_order;    /* enum byte_order: of the registers of a 32/64-bit value */
+	double scale;          /* 1.0 when not given */
+	double offset;         /* 0.0 when not given */
+	char unit[POINT_UNIT_MAX];
+	bool writable;
+};
+
+/* What one point read to in one poll. */
+enum value_kind {
+	VAL_NONE = 0, /* failed this poll: err says why */
+	VAL_BOOL,
+	VAL_INT,      /* exact signed integer (no scale/offset applied, or both neutral) */
+	VAL_UINT,     /* exact unsigned integer */
+	VAL_DOUBLE,   /* floats, and any integer that scale/offset turned into a real */
+	VAL_STRING,
+};
+
+struct value {
+	uint8_t kind;  /* enum value_kind */
+	int err;       /* when kind == VAL_NONE: an MBE_* code (drivers/mberr.h) */
+	union {
+		bool b;
+		int64_t i;
+		uint64_t u;
+		double d;
+	} v;
+	const char *s; /* VAL_STRING: NUL-terminated, owned by whoever owns the value */
+};
+
+/* Width of a point in its table: registers for input/holding, bits for coil/discrete. */
+uint16_t codec_width(const struct point_def *p);
+
+/* Registers a type needs (string: p->length). */
+uint16_t codec_type_regs(enum pt_type t);
+
+/* True when the point's value is an exact integer (no scale/offset, or integer-valued ones). */
+bool codec_is_exact(const struct point_def *p);
+
+/*
+ * Decode one register-table point from its registers (regs[0] is the register at
+ * p->address, host order as received: high byte first on the wire). String points
+ * write at most strcap-1 bytes plus NUL into strbuf and point out->s at it; trailing
+ * NULs and spaces are trimmed. Returns 0, or -1 for a point that cannot be decoded
+ * from registers (a coil/discrete point).
+ */
+int codec_decode_regs(const struct point_def *p, const uint16_t *regs, struct value *out,
+		      char *strbuf, size_t strcap);
+
+/* Decode a coil or discrete input from its bit (0 or 1). */
+void codec_decode_bit(const struct point_def *p, uint8_t bit, struct value *out);
+
+/*
+ * Encode an engineering value into registers, the inverse of decoding: (value - offset) /
+ * scale, rounded to the type, checked against its range. Returns the number of
+ * registers written, or -1 when the value does not fit the type (errno ERANGE) or the
+ * point cannot be written as registers (EINVAL). A bool with a bit is not encodable
+ * here: it needs a read-modify-write of its register (see codec_set_bit).
+ */
+int codec_encode_regs(const struct point_def *p, double value, uint16_t *regs);
+
+/* Encode a raw integer exactly (for 64-bit values a double cannot hold). */
+int codec_encode_int(const struct point_def *p, int64_t raw, uint16_t *regs);
+/* The same for raw values above INT64_MAX (a uint64 point). */
+int codec_encode_uint(const struct point_def *p, uint64_t raw, uint16_t *regs);
+
+/* Set or clear bit p->bit in *reg. */
+void codec_set_bit(const struct point_def *p, bool on, uint16_t *reg);
+
+/* Names, for config parsing and messages. Return NULL / -1 for unknown. */
+const char *codec_type_name(enum pt_type t);
+int codec_type_from_name(const char *s);
+const char *codec_table_name(enum mb_table t);
+int codec_table_from_name(const char *s);
+
+#endif

@@ -1,0 +1,24 @@
+/*
+ * mberr: why a Modbus transaction failed, as small integer codes that cross from the
+ * pollers to the core and into the published `errors` of a reading.
+ */
+#ifndef SLUICE_MBERR_H
+#define SLUICE_MBERR_H
+
+enum {
+	MBE_OK = 0,
+	MBE_TIMEOUT = 1,     /* no reply (or no complete reply) within the timeout */
+	MBE_CONNECT = 2,     /* could not connect to the device or gateway */
+	MBE_CLOSED = 3,      /* the peer closed the connection */
+	MBE_PROTO = 4,       /* a malformed reply: bad length, function, unit id, CRC */
+	MBE_IO = 5,          /* a socket or serial error */
+	MBE_UNSUPPORTED = 6, /* this build cannot read the point (transport or type) */
+	MBE_EXC_BASE = 0x100 /* + a Modbus exception code (1 illegal function, 2 illegal
+				address, 3 illegal value, 4 device failure, 6 busy, 0x0B
+				gateway target did not respond, ...) */
+};
+
+/* A short, stable, human-readable text for a code ("timeout", "illegal data address"). */
+const char *mb_strerror(int code);
+
+#endif
