@@ -42,41 +42,71 @@ struct store_stats {
 
 struct store;
 
-/* Open (creating data_dir/sluice.db when needed). err receives why not. */
+/*
+ * Open (creating data_dir, mode 0750, and data_dir/sluice.db when needed) and migrate
+ * the schema. buf NULL: the config's defaults. Takes an exclusive lock on
+ * data_dir/sluice.lock: a second store_open of the same data_dir, in this process or
+ * another, fails ("... is in use by another sluiced"). err receives why not.
+ */
 struct store *store_open(const char *data_dir, const struct buffer_cfg *buf, char *err,
 			 size_t errlen);
-/* Read-only, for sluicectl: never creates, never writes. */
+/*
+ * Read-only, for sluicectl: never creates, never writes (the writing functions fail
+ * with "opened read-only"), never disturbs a running sluiced. Fails with "no database
+ * at PATH: has sluiced run with this data_dir?" when there is none. Opened while no
+ * sluiced has the database open, the handle reads the file as it is then (it creates
+ * no -wal/-shm files): a long-running reader that follows new rows reopens.
+ */
 struct store *store_open_ro(const char *data_dir, char *err, size_t errlen);
 void store_close(struct store *st);
+
+/* Why the last call on st failed ("PATH: what: sqlite's message"), for the functions
+ * that take no err buffer. */
+const char *store_error(const struct store *st);
 
 /*
  * Append rows in one transaction, assigning each its seq (in array order). With
  * durability full the commit is synced to disk before it returns. Returns 0, or -1
- * (nothing appended; err says why).
+ * (nothing appended, every rows[i].seq set to 0; err says why, naming the row).
+ * topic and body stay the caller's.
  */
 int store_append(struct store *st, struct store_row *rows, size_t n, char *err, size_t errlen);
 
 /*
- * Up to max unsent rows of a kind with seq > after, in seq order, skipping the seqs
- * in skip[0..nskip) (the ones already in flight). Rows are allocated: free each with
- * store_row_clear. Returns the number of rows, or -1.
+ * Up to max unsent rows of a kind with seq > after, in seq order. The caller passes
+ * the highest seq of that kind it has in flight (0 for none), so rows in flight are
+ * not fetched again. Rows are allocated: free each with store_row_clear. Returns the
+ * number of rows, or -1 (nothing to free; store_error says why).
  */
 long store_fetch_unsent(struct store *st, int kind, uint64_t after, size_t max,
 			struct store_row *out);
 void store_row_clear(struct store_row *r);
 
-/* Mark rows delivered (acknowledged by the broker), in one transaction. */
+/* Mark rows delivered (acknowledged by the broker), in one transaction, sent_at = now
+ * (real time). Seqs already sent or no longer stored are ignored. Returns 0 or -1. */
 int store_mark_sent(struct store *st, const uint64_t *seqs, size_t n);
 
-/* Delete delivered rows older than keep_sent, and enforce max_size. Call now and then. */
+/*
+ * Delete delivered rows sent before now_ms - keep_sent (now_ms: real-time ms), and
+ * enforce max_size (0: no bound): delivered history first, then the oldest unsent
+ * telemetry, never alert rows; every unsent row dropped is added to the persistent
+ * `dropped` counter (see store_stats) and logged. Call now and then (e.g. every
+ * minute); each call does bounded work. Returns 0 or -1 (store_error).
+ */
 int store_maintain(struct store *st, int64_t now_ms);
 
+/* Returns 0 or -1 (store_error). Cheap on the daemon's handle (it keeps its counts);
+ * a read-only handle counts the outbox, O(rows). */
 int store_stats(struct store *st, struct store_stats *out);
 
 /* Recent rows of one topic, newest first (for sluicectl tail). */
 long store_recent(struct store *st, const char *topic, size_t max, struct store_row *out);
 
-/* Key/value state that must survive restarts (alert state, counters). */
+/*
+ * Key/value state that must survive restarts (alert state, counters). get: 0 with
+ * *value allocated (free it), or 0 with *value NULL when the key is absent; -1 on
+ * error. put: one transaction of its own; value NULL deletes the key. 0 or -1.
+ */
 int store_meta_get(struct store *st, const char *key, char **value);
 int store_meta_put(struct store *st, const char *key, const char *value);
 

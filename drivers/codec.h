@@ -74,18 +74,23 @@ struct value {
 /* Width of a point in its table: registers for input/holding, bits for coil/discrete. */
 uint16_t codec_width(const struct point_def *p);
 
-/* Registers a type needs (string: p->length). */
+/* Registers a type needs; 0 for a string, whose width is its point's length. */
 uint16_t codec_type_regs(enum pt_type t);
 
-/* True when the point's value is an exact integer (no scale/offset, or integer-valued ones). */
+/* True when decoding yields an exact value (VAL_BOOL, VAL_INT, VAL_UINT): a bool, or an
+ * integer type with scale 1 and offset 0. Any other scale or offset, even a whole number,
+ * makes the value a VAL_DOUBLE. */
 bool codec_is_exact(const struct point_def *p);
 
 /*
  * Decode one register-table point from its registers (regs[0] is the register at
  * p->address, host order as received: high byte first on the wire). String points
- * write at most strcap-1 bytes plus NUL into strbuf and point out->s at it; trailing
- * NULs and spaces are trimmed. Returns 0, or -1 for a point that cannot be decoded
- * from registers (a coil/discrete point).
+ * write at most strcap-1 bytes plus NUL into strbuf and point out->s at it; the first
+ * NUL ends the text and trailing spaces are trimmed (bytes are passed through as they
+ * are, valid UTF-8 or not). A bool reads bit p->bit (0..15) of the register, or, without
+ * a bit, is true when the register is non-zero. Returns 0, or -1 (out: VAL_NONE,
+ * MBE_UNSUPPORTED) for a point that cannot be decoded from registers (a coil/discrete
+ * point) or a string point given no strbuf.
  */
 int codec_decode_regs(const struct point_def *p, const uint16_t *regs, struct value *out,
 		      char *strbuf, size_t strcap);
@@ -102,12 +107,14 @@ void codec_decode_bit(const struct point_def *p, uint8_t bit, struct value *out)
  */
 int codec_encode_regs(const struct point_def *p, double value, uint16_t *regs);
 
-/* Encode a raw integer exactly (for 64-bit values a double cannot hold). */
+/* Encode a raw integer exactly (for 64-bit values a double cannot hold): raw is the
+ * number on the wire, before scale and offset, which are not applied. */
 int codec_encode_int(const struct point_def *p, int64_t raw, uint16_t *regs);
 /* The same for raw values above INT64_MAX (a uint64 point). */
 int codec_encode_uint(const struct point_def *p, uint64_t raw, uint16_t *regs);
 
-/* Set or clear bit p->bit in *reg. */
+/* Set or clear bit p->bit in *reg (a register as read, so byte_order little applies as
+ * in decoding); a bool without a bit sets the whole register to 0 or 1. */
 void codec_set_bit(const struct point_def *p, bool on, uint16_t *reg);
 
 /* Names, for config parsing and messages. Return NULL / -1 for unknown. */

@@ -18,7 +18,9 @@ enum {
 				gateway target did not respond, ...) */
 };
 
-/* A short, stable, human-readable text for a code ("timeout", "illegal data address"). */
+/* A short, stable, human-readable text for a code ("timeout", "illegal data address").
+ * Unnamed exception codes read "exception N" from a per-thread buffer, valid until the
+ * same thread calls again. */
 const char *mb_strerror(int code);
 
 #endif

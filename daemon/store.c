@@ -1,0 +1,1207 @@
+/*
+ * store: owns the sqlite3 handle, every SQL string, the schema and its migrations, and
+ * the on-disk bound of data_dir/sluice.db. It is the outbox between the alert engine
+ * and the uplink, the local history, and the place where state that must survive a
+ * restart (meta, counters) lives.
+ *
+ * It must never speak MQTT or JSON (a body is opaque text), call exit(), or hold the
+ * core loop for long: writes are batched, deletions are chunked, busy waits bounded.
+ *
+ * Durability, in short (details at each pragma and transaction below):
+ *  - WAL mode: a commit is an append to data_dir/sluice.db-wal. Once COMMIT returns,
+ *    the rows are in the kernel's page cache, so a crash of the process loses nothing.
+ *  - synchronous=NORMAL (durability: normal) does not fsync at commit, only at
+ *    checkpoints: a power cut may roll back the last commits, never corrupt the file.
+ *  - synchronous=FULL (durability: full) fsyncs the WAL at every commit: what
+ *    store_append returned 0 for survives power loss.
+ *  - Every multi-row change is one transaction, so a batch is all in or all out.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "clock.h"
+#include "log.h"
+
+#define STORE_DB_NAME    "sluice.db"
+#define STORE_LOCK_NAME  "sluice.lock"
+/* Tells our file from any other SQLite file: 0x736c7563, "sluc". */
+#define STORE_APP_ID     1936487779
+#define STORE_STR_(x)    #x
+#define STORE_STR(x)     STORE_STR_(x)
+#define STORE_PAGE_SIZE  4096       /* the file system block, and the write unit of most SD/eMMC */
+
+/*
+ * The daemon's busy wait. In WAL mode readers never block the writer, and the lock file
+ * keeps a second writer out, so the only waits left are a truncating checkpoint waiting
+ * for a sluicectl read to finish and the one-off WAL recovery a reader may run at its
+ * open. Short, so a stuck reader delays the core loop by at most this, never fails it.
+ */
+#define STORE_BUSY_RW_MS 1000
+/* sluicectl may wait longer: it has nothing else to do. */
+#define STORE_BUSY_RO_MS 5000
+
+/*
+ * The WAL allowance: what the -wal file may grow to before a checkpoint resets it. It
+ * is carved out of max_size (see store_enforce_size). 4 MiB is SQLite's own default of
+ * 1000 pages; for small bounds it is an eighth of the bound, never under 16 pages.
+ */
+#define STORE_WAL_MAX ((uint64_t)4 << 20)
+#define STORE_WAL_MIN ((uint64_t)16 * STORE_PAGE_SIZE)
+
+/* Rows per deleting transaction: small enough to bound the WAL and the pause. */
+#define STORE_CHUNK_MIN 16
+#define STORE_CHUNK_FIRST 64
+#define STORE_CHUNK_MAX 16384
+/* keep_sent pruning per store_maintain call; the rest waits for the next call. */
+#define STORE_PRUNE_MAX 131072
+
+/* Defaults when store_open is given no buffer_cfg (the config's own defaults). */
+#define STORE_DEF_MAX_SIZE  ((uint64_t)256 << 20)
+#define STORE_DEF_KEEP_SENT ((int64_t)7 * 24 * 3600 * 1000)
+
+/*
+ * Schema history: migrations[i] takes user_version i to i + 1. Each runs in one
+ * transaction together with the user_version bump, so a crash or power cut mid-way
+ * leaves the previous version intact and the next open simply runs it again. Append
+ * new steps; never edit a released one.
+ */
+static const char *const migrations[] = {
+	/* 0 -> 1 */
+	/*
+	 * seq is AUTOINCREMENT, not a plain rowid: a rowid is max(rowid)+1 and would hand
+	 * out a seq again once the rows with the highest seqs were pruned; AUTOINCREMENT
+	 * keeps the high-water mark in sqlite_sequence, so a seq never repeats.
+	 * sent_at is NULL until the broker acknowledged the row (real-time ms).
+	 */
+	"CREATE TABLE outbox ("
+	" seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" kind INTEGER NOT NULL CHECK (kind IN (0, 1)),"
+	" ts INTEGER NOT NULL,"
+	" topic TEXT NOT NULL,"
+	" body TEXT NOT NULL,"
+	" retain INTEGER NOT NULL DEFAULT 0,"
+	" sent_at INTEGER);"
+	/* The backlog, by kind in seq order: the uplink's fetch and the drop of the oldest
+	 * telemetry. Partial, so it holds only the backlog, usually tiny. */
+	"CREATE INDEX outbox_unsent ON outbox (kind, seq) WHERE sent_at IS NULL;"
+	/* Delivered history by age: keep_sent pruning and the first thing dropped when
+	 * full, without scanning the backlog. */
+	"CREATE INDEX outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL;"
+	/* sluicectl tail: the newest rows of one topic. */
+	"CREATE INDEX outbox_topic ON outbox (topic, seq);"
+	"CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
+	"CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+	"INSERT INTO counters (name, value) VALUES ('dropped', 0);"
+	"PRAGMA application_id = " STORE_STR(STORE_APP_ID) ";",
+};
+#define STORE_SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+#define ROW_COLS "seq, kind, ts, topic, body, retain"
+
+enum {
+	S_BEGIN_W,
+	S_BEGIN_R,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_INSERT,
+	S_FETCH,
+	S_MARK,
+	S_PRUNE_SENT,
+	S_DROP_UNSENT,
+	S_DROPPED_ADD,
+	S_DROPPED_GET,
+	S_LAST_SEQ,
+	S_COUNT_ROWS,
+	S_COUNT_UNSENT,
+	S_OLDEST_UNSENT,
+	S_RECENT,
+	S_META_GET,
+	S_META_PUT,
+	S_META_DEL,
+	S_PAGE_COUNT,
+	S_FREELIST,
+	S_CHECKPOINT,
+	S_NSTMT
+};
+
+static const char *const stmt_sql[S_NSTMT] = {
+	/*
+	 * IMMEDIATE takes the write lock at BEGIN: if it cannot be had, we learn it before
+	 * touching a row, instead of failing to upgrade a read lock half-way.
+	 */
+	[S_BEGIN_W] = "BEGIN IMMEDIATE",
+	[S_BEGIN_R] = "BEGIN",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+	[S_INSERT] = "INSERT INTO outbox (kind, ts, topic, body, retain) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_FETCH] = "SELECT " ROW_COLS " FROM outbox"
+		    " WHERE kind = ?1 AND sent_at IS NULL AND seq > ?2 ORDER BY seq LIMIT ?3",
+	[S_MARK] = "UPDATE outbox SET sent_at = ?1 WHERE seq = ?2 AND sent_at IS NULL",
+	[S_PRUNE_SENT] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox"
+			 " WHERE sent_at IS NOT NULL AND sent_at < ?1 ORDER BY sent_at, seq LIMIT ?2)",
+	[S_DROP_UNSENT] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox"
+			  " WHERE kind = 0 AND sent_at IS NULL ORDER BY seq LIMIT ?1)",
+	[S_DROPPED_ADD] = "UPDATE counters SET value = value + ?1 WHERE name = 'dropped'",
+	[S_DROPPED_GET] = "SELECT value FROM counters WHERE name = 'dropped'",
+	[S_LAST_SEQ] = "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'",
+	[S_COUNT_ROWS] = "SELECT count(*) FROM outbox",
+	[S_COUNT_UNSENT] = "SELECT count(*) FROM outbox WHERE kind IN (0, 1) AND sent_at IS NULL",
+	/*
+	 * The oldest unsent row is taken as the first queued of each kind (two index
+	 * probes), not min(ts) over the backlog, which would read every backlog row: after
+	 * a long outage that is a million random reads on an SD card, every health tick.
+	 */
+	[S_OLDEST_UNSENT] = "SELECT min(ts) FROM ("
+		"SELECT (SELECT ts FROM outbox WHERE kind = 0 AND sent_at IS NULL ORDER BY seq LIMIT 1) AS ts"
+		" UNION ALL "
+		"SELECT (SELECT ts FROM outbox WHERE kind = 1 AND sent_at IS NULL ORDER BY seq LIMIT 1))",
+	[S_RECENT] = "SELECT " ROW_COLS " FROM outbox WHERE topic = ?1 ORDER BY seq DESC LIMIT ?2",
+	[S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+	[S_META_PUT] = "INSERT INTO meta (key, value) VALUES (?1, ?2)"
+		       " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+	[S_META_DEL] = "DELETE FROM meta WHERE key = ?1",
+	[S_PAGE_COUNT] = "PRAGMA page_count",
+	[S_FREELIST] = "PRAGMA freelist_count",
+	[S_CHECKPOINT] = "PRAGMA wal_checkpoint(TRUNCATE)",
+};
+
+struct store {
+	sqlite3 *db;
+	char *path;        /* data_dir/sluice.db */
+	char *wal_path;    /* its -wal */
+	char *lock_path;
+	int lock_fd;       /* -1 read-only */
+	bool ro;
+	struct buffer_cfg buf;
+	uint64_t wal_allow; /* bytes the WAL may hold before a truncating checkpoint */
+	/*
+	 * Rows and backlog, counted once at open and then kept up to date after each
+	 * commit (only this handle writes; the lock file sees to that), so store_stats
+	 * costs no O(rows) count. A read-only handle counts instead.
+	 */
+	int64_t nrows, nunsent;
+	sqlite3_stmt *stmt[S_NSTMT];
+	char err[512];
+};
+
+static void store_setf(struct store *st, const char *fmt, ...) PRINTF(2, 3);
+
+static void store_setf(struct store *st, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(st->err, sizeof st->err, fmt, ap);
+	va_end(ap);
+}
+
+/* "PATH: what: sqlite's message". Returns -1 for the caller's convenience. */
+static int store_sqlerr(struct store *st, const char *what)
+{
+	int code = sqlite3_extended_errcode(st->db);
+	const char *hint = "";
+
+	switch (code & 0xff) {
+	case SQLITE_NOTADB:
+		hint = " (damaged, or not a SQLite file: move it aside to start afresh)";
+		break;
+	case SQLITE_CORRUPT:
+		hint = " (the file is damaged: move it aside to start afresh)";
+		break;
+	case SQLITE_FULL:
+		hint = " (the file system is full)";
+		break;
+	case SQLITE_READONLY:
+		hint = " (opened read-only, or its files belong to another user)";
+		break;
+	}
+	store_setf(st, "%s: %s: %s%s", st->path, what, sqlite3_errmsg(st->db), hint);
+	return -1;
+}
+
+static void store_copyerr(const struct store *st, char *err, size_t errlen)
+{
+	if (err && errlen)
+		snprintf(err, errlen, "%s", st->err);
+}
+
+const char *store_error(const struct store *st)
+{
+	return st ? st->err : "no store";
+}
+
+static char *store_join(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *s = malloc(la + lb + 2);
+
+	if (!s)
+		return NULL;
+	memcpy(s, a, la);
+	s[la] = '/';
+	memcpy(s + la + 1, b, lb + 1);
+	return s;
+}
+
+static struct store *store_alloc(const char *data_dir, bool ro, char *err, size_t errlen)
+{
+	struct store *st;
+
+	if (!data_dir || !*data_dir) {
+		if (err && errlen)
+			snprintf(err, errlen, "store: no data_dir given");
+		return NULL;
+	}
+	st = calloc(1, sizeof *st);
+	if (!st) {
+		if (err && errlen)
+			snprintf(err, errlen, "store: out of memory");
+		return NULL;
+	}
+	st->lock_fd = -1;
+	st->ro = ro;
+	st->path = store_join(data_dir, STORE_DB_NAME);
+	st->lock_path = store_join(data_dir, STORE_LOCK_NAME);
+	if (st->path) {
+		size_t n = strlen(st->path);
+		st->wal_path = malloc(n + 5);
+		if (st->wal_path) {
+			memcpy(st->wal_path, st->path, n);
+			memcpy(st->wal_path + n, "-wal", 5);
+		}
+	}
+	if (!st->path || !st->lock_path || !st->wal_path) {
+		if (err && errlen)
+			snprintf(err, errlen, "store: out of memory");
+		store_close(st);
+		return NULL;
+	}
+	return st;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+	for (int i = 0; i < S_NSTMT; i++)
+		sqlite3_finalize(st->stmt[i]);
+	/*
+	 * The last connection to close checkpoints the WAL into the database and deletes
+	 * it; sqlite3_close_v2 still releases everything if a statement were left behind.
+	 */
+	if (st->db)
+		sqlite3_close_v2(st->db);
+	/* The lock goes only after the database is closed and checkpointed. */
+	if (st->lock_fd >= 0)
+		close(st->lock_fd);
+	free(st->path);
+	free(st->wal_path);
+	free(st->lock_path);
+	free(st);
+}
+
+/* -------------------------------------------------------------------------------- */
+/* statement helpers                                                                 */
+
+/* Step a statement that returns no row we want; reset it either way. */
+static int store_run(struct store *st, int id, const char *what)
+{
+	sqlite3_stmt *s = st->stmt[id];
+	int rc = sqlite3_step(s);
+
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		store_sqlerr(st, what);
+		sqlite3_reset(s);
+		return -1;
+	}
+	sqlite3_reset(s);
+	return 0;
+}
+
+/* Step a statement that returns one integer (0 when no row or NULL). */
+static int store_int(struct store *st, int id, int64_t *out, const char *what)
+{
+	sqlite3_stmt *s = st->stmt[id];
+	int rc = sqlite3_step(s);
+
+	*out = 0;
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(s, 0);
+	else if (rc != SQLITE_DONE) {
+		store_sqlerr(st, what);
+		sqlite3_reset(s);
+		return -1;
+	}
+	sqlite3_reset(s);
+	return 0;
+}
+
+/* Rows and backlog. O(rows): the whole outbox's smallest index is walked. */
+static int store_count(struct store *st, int64_t *rows, int64_t *unsent)
+{
+	if (store_int(st, S_COUNT_ROWS, rows, "cannot count rows") < 0 ||
+	    store_int(st, S_COUNT_UNSENT, unsent, "cannot count the backlog") < 0)
+		return -1;
+	return 0;
+}
+
+static void store_rollback(struct store *st)
+{
+	/* Some errors (disk full, I/O, out of memory) roll back on their own. */
+	if (!sqlite3_get_autocommit(st->db)) {
+		sqlite3_step(st->stmt[S_ROLLBACK]);
+		sqlite3_reset(st->stmt[S_ROLLBACK]);
+	}
+}
+
+static int store_commit(struct store *st)
+{
+	if (store_run(st, S_COMMIT, "cannot commit") < 0) {
+		store_rollback(st);
+		return -1;
+	}
+	return 0;
+}
+
+static int store_writable(struct store *st)
+{
+	if (st->ro) {
+		store_setf(st, "%s: opened read-only", st->path);
+		return -1;
+	}
+	return 0;
+}
+
+/* One-off statements at open and in migrations; not the hot path. */
+static int store_exec(struct store *st, const char *sql, const char *what)
+{
+	if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return store_sqlerr(st, what);
+	return 0;
+}
+
+static int store_query_int(struct store *st, const char *sql, int64_t *out, const char *what)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	*out = 0;
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return store_sqlerr(st, what);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(s, 0);
+	else if (rc != SQLITE_DONE) {
+		store_sqlerr(st, what);
+		sqlite3_finalize(s);
+		return -1;
+	}
+	sqlite3_finalize(s);
+	return 0;
+}
+
+static int store_query_text(struct store *st, const char *sql, char *buf, size_t len,
+			    const char *what)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	buf[0] = '\0';
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return store_sqlerr(st, what);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(s, 0);
+		snprintf(buf, len, "%s", t ? (const char *)t : "");
+	} else if (rc != SQLITE_DONE) {
+		store_sqlerr(st, what);
+		sqlite3_finalize(s);
+		return -1;
+	}
+	sqlite3_finalize(s);
+	return 0;
+}
+
+static int store_prepare_all(struct store *st)
+{
+	for (int i = 0; i < S_NSTMT; i++) {
+		/* PERSISTENT: these live as long as the handle and run hundreds of times a
+		 * second; SQLite keeps them out of its short-lived lookaside memory. */
+		if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+				       &st->stmt[i], NULL) != SQLITE_OK)
+			return store_sqlerr(st, "cannot prepare a statement (wrong schema?)");
+	}
+	return 0;
+}
+
+/* -------------------------------------------------------------------------------- */
+/* open                                                                              */
+
+static int store_lock(struct store *st)
+{
+	char pid[32];
+	int n;
+
+	/*
+	 * Two daemons on one data_dir would both publish the same rows. SQLite's own locks
+	 * only serialize them, so an advisory lock on a file beside the database keeps the
+	 * second one out. flock, not fcntl: SQLite's fcntl locks on the database would be
+	 * dropped by any close of another descriptor of the same file in this process.
+	 */
+	st->lock_fd = open(st->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (st->lock_fd < 0) {
+		store_setf(st, "cannot open the lock file %s: %s", st->lock_path, strerror(errno));
+		return -1;
+	}
+	if (flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		if (e == EWOULDBLOCK) {
+			n = (int)pread(st->lock_fd, pid, sizeof pid - 1, 0);
+			pid[n > 0 ? n : 0] = '\0';
+			pid[strcspn(pid, "\n")] = '\0';
+			store_setf(st, "%s is in use by another sluiced%s%s%s (lock %s)", st->path,
+				   *pid ? " (pid " : "", pid, *pid ? ")" : "", st->lock_path);
+		} else {
+			store_setf(st, "cannot lock %s: %s", st->lock_path, strerror(e));
+		}
+		return -1;
+	}
+	/* Our pid, for the message above and for an operator; best effort. */
+	n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(st->lock_fd, 0) == 0 && pwrite(st->lock_fd, pid, (size_t)n, 0) != n)
+		log_debug("store: cannot write the pid to %s", st->lock_path);
+	return 0;
+}
+
+static int store_mkdir(struct store *st, const char *data_dir)
+{
+	struct stat sb;
+
+	/* 0750: readings and site names are not for every local user; the group is for
+	 * sluicectl. Only the last component: the parent is the packager's business. */
+	if (mkdir(data_dir, 0750) < 0 && errno != EEXIST) {
+		store_setf(st, "cannot create data_dir %s: %s", data_dir, strerror(errno));
+		return -1;
+	}
+	if (stat(data_dir, &sb) < 0) {
+		store_setf(st, "data_dir %s: %s", data_dir, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(sb.st_mode)) {
+		store_setf(st, "data_dir %s is not a directory", data_dir);
+		return -1;
+	}
+	return 0;
+}
+
+static int store_migrate(struct store *st)
+{
+	int64_t ver, app, nobj;
+	char sql[64];
+
+	if (store_query_int(st, "PRAGMA user_version", &ver, "cannot read the schema version") < 0)
+		return -1;
+	if (store_query_int(st, "PRAGMA application_id", &app, "cannot read the application id") < 0)
+		return -1;
+	if (ver > STORE_SCHEMA_VERSION) {
+		store_setf(st, "%s: schema version %" PRId64 " is newer than this sluice (%d):"
+			   " refusing to downgrade", st->path, ver, STORE_SCHEMA_VERSION);
+		return -1;
+	}
+	if (ver == 0) {
+		if (store_query_int(st, "SELECT count(*) FROM sqlite_master", &nobj,
+				    "cannot read the schema") < 0)
+			return -1;
+		if (nobj > 0) {
+			store_setf(st, "%s: a SQLite database, but not sluice's (it has tables"
+				   " and no schema version)", st->path);
+			return -1;
+		}
+	} else if (app != STORE_APP_ID) {
+		store_setf(st, "%s: a SQLite database, but not sluice's (application_id %" PRId64 ")",
+			   st->path, app);
+		return -1;
+	}
+	for (int v = (int)ver; v < STORE_SCHEMA_VERSION; v++) {
+		if (store_exec(st, "BEGIN IMMEDIATE", "cannot begin the schema migration") < 0)
+			return -1;
+		snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v + 1);
+		if (store_exec(st, migrations[v], "cannot migrate the schema") < 0 ||
+		    store_exec(st, sql, "cannot set the schema version") < 0 ||
+		    store_exec(st, "COMMIT", "cannot commit the schema migration") < 0) {
+			if (!sqlite3_get_autocommit(st->db))
+				sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+			return -1;
+		}
+		if (v > 0)
+			log_info("store: %s migrated to schema version %d", st->path, v + 1);
+	}
+	return 0;
+}
+
+static int store_configure(struct store *st)
+{
+	char mode[16], sql[96];
+	uint64_t allow;
+	int64_t v;
+
+	/* The first read checks the file's header: a damaged or foreign file is named
+	 * here, before anything is changed. (A new, empty file reads as version 0.) */
+	if (store_query_int(st, "PRAGMA schema_version", &v, "cannot open the database") < 0)
+		return -1;
+	/*
+	 * Both only take effect on a database that is still empty, hence before anything
+	 * else touches it. 4096-byte pages line up with the file system's blocks and the
+	 * flash's write unit, so writing one page never rewrites a neighbour. INCREMENTAL auto-vacuum lets store_maintain give free
+	 * pages back to the file system when the file is over its bound (a lowered
+	 * max_size); without it a SQLite file never shrinks.
+	 */
+	if (store_exec(st, "PRAGMA page_size = 4096", "cannot set the page size") < 0 ||
+	    store_exec(st, "PRAGMA auto_vacuum = INCREMENTAL", "cannot set auto_vacuum") < 0)
+		return -1;
+	/*
+	 * WAL: a commit appends to the WAL instead of rewriting pages in place (less
+	 * written, fewer syncs), and readers (sluicectl) never block the writer. The mode
+	 * is persistent in the file; the result says whether it took (a file system
+	 * without shared memory support would refuse).
+	 */
+	if (store_query_text(st, "PRAGMA journal_mode = WAL", mode, sizeof mode,
+			     "cannot open the database") < 0)
+		return -1;
+	if (strcmp(mode, "wal") != 0) {
+		store_setf(st, "%s: cannot use WAL mode (journal mode stays %s)", st->path, mode);
+		return -1;
+	}
+	/*
+	 * NORMAL in WAL mode syncs only at checkpoints: every commit survives a crash of
+	 * the process, the last ones may be lost on power loss. FULL syncs the WAL at each
+	 * commit: one sync per batch, which is why the core batches.
+	 */
+	if (store_exec(st, st->buf.durability == DURABILITY_FULL ? "PRAGMA synchronous = FULL"
+								   : "PRAGMA synchronous = NORMAL",
+		       "cannot set synchronous") < 0)
+		return -1;
+	/* Sort and temporary b-trees stay in memory: nothing of ours needs a big one, and
+	 * temporary files would be flash writes for nothing. */
+	if (store_exec(st, "PRAGMA temp_store = MEMORY", "cannot set temp_store") < 0)
+		return -1;
+
+	/*
+	 * The WAL is bounded by checkpoints: an automatic (passive) one at commit once the
+	 * WAL holds wal_allow bytes, and journal_size_limit truncates the file back to that
+	 * size when the WAL restarts, so a burst does not leave a big file behind.
+	 */
+	allow = st->buf.max_size ? st->buf.max_size / 8 : STORE_WAL_MAX;
+	if (allow > STORE_WAL_MAX)
+		allow = STORE_WAL_MAX;
+	if (allow < STORE_WAL_MIN)
+		allow = STORE_WAL_MIN;
+	st->wal_allow = allow;
+	snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint = %u",
+		 (unsigned)(allow / STORE_PAGE_SIZE));
+	if (store_exec(st, sql, "cannot set wal_autocheckpoint") < 0)
+		return -1;
+	snprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %" PRIu64, allow);
+	if (store_exec(st, sql, "cannot set journal_size_limit") < 0)
+		return -1;
+	return 0;
+}
+
+struct store *store_open(const char *data_dir, const struct buffer_cfg *buf, char *err,
+			 size_t errlen)
+{
+	struct store *st = store_alloc(data_dir, false, err, errlen);
+	int rc;
+
+	if (!st)
+		return NULL;
+	if (buf) {
+		st->buf = *buf;
+	} else {
+		st->buf.max_size = STORE_DEF_MAX_SIZE;
+		st->buf.durability = DURABILITY_NORMAL;
+		st->buf.keep_sent_ms = STORE_DEF_KEEP_SENT;
+	}
+	if (store_mkdir(st, data_dir) < 0 || store_lock(st) < 0)
+		goto fail;
+	/* NOMUTEX: one connection, used by the core thread only. */
+	rc = sqlite3_open_v2(st->path, &st->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		if (st->db)
+			store_sqlerr(st, "cannot open the database");
+		else
+			store_setf(st, "%s: cannot open the database: out of memory", st->path);
+		goto fail;
+	}
+	sqlite3_extended_result_codes(st->db, 1);
+	sqlite3_busy_timeout(st->db, STORE_BUSY_RW_MS);
+	if (store_configure(st) < 0 || store_migrate(st) < 0 || store_prepare_all(st) < 0 ||
+	    store_count(st, &st->nrows, &st->nunsent) < 0)
+		goto fail;
+	return st;
+fail:
+	store_copyerr(st, err, errlen);
+	store_close(st);
+	return NULL;
+}
+
+/* A path as a file: URI, for the immutable flag. */
+static char *store_uri(const char *path, const char *query)
+{
+	size_t n = strlen(path), q = strlen(query);
+	char *u = malloc(5 + n * 3 + 1 + q + 1), *p;
+
+	if (!u)
+		return NULL;
+	p = u;
+	memcpy(p, "file:", 5);
+	p += 5;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)path[i];
+		if (c == '%' || c == '?' || c == '#') {
+			p += sprintf(p, "%%%02x", c);
+		} else {
+			*p++ = (char)c;
+		}
+	}
+	*p++ = '?';
+	memcpy(p, query, q + 1);
+	return u;
+}
+
+struct store *store_open_ro(const char *data_dir, char *err, size_t errlen)
+{
+	struct store *st = store_alloc(data_dir, true, err, errlen);
+	struct stat sb;
+	int64_t ver, app;
+	char *uri = NULL;
+	int rc;
+
+	if (!st)
+		return NULL;
+	if (stat(st->path, &sb) < 0) {
+		if (errno == ENOENT)
+			store_setf(st, "no database at %s: has sluiced run with this data_dir?", st->path);
+		else
+			store_setf(st, "cannot read %s: %s", st->path, strerror(errno));
+		goto fail;
+	}
+	/*
+	 * A WAL-mode database opened read-only creates its -wal and -shm files when they
+	 * are missing, and as a reader it can never checkpoint them away: run as root while
+	 * sluiced is stopped, it would leave root-owned files that the daemon, as its own
+	 * user, then cannot write. Every open WAL connection keeps the -wal file, so none
+	 * means no sluiced has the database open: the file alone is complete, and we read
+	 * it as immutable, creating nothing. (A sluiced starting during this short read
+	 * only writes its WAL; its first checkpoint is seconds away.)
+	 */
+	if (access(st->wal_path, F_OK) < 0 && errno == ENOENT) {
+		uri = store_uri(st->path, "immutable=1");
+		if (!uri) {
+			store_setf(st, "store: out of memory");
+			goto fail;
+		}
+	}
+	rc = sqlite3_open_v2(uri ? uri : st->path, &st->db,
+			     SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | (uri ? SQLITE_OPEN_URI : 0),
+			     NULL);
+	free(uri);
+	if (rc != SQLITE_OK) {
+		if (st->db)
+			store_sqlerr(st, "cannot open the database");
+		else
+			store_setf(st, "%s: cannot open the database: out of memory", st->path);
+		goto fail;
+	}
+	sqlite3_extended_result_codes(st->db, 1);
+	sqlite3_busy_timeout(st->db, STORE_BUSY_RO_MS);
+	if (store_query_int(st, "PRAGMA user_version", &ver, "cannot read the database") < 0 ||
+	    store_query_int(st, "PRAGMA application_id", &app, "cannot read the database") < 0)
+		goto fail;
+	if (ver == 0 || app != STORE_APP_ID) {
+		store_setf(st, "%s: not a sluice database (or sluiced has not finished creating it)",
+			   st->path);
+		goto fail;
+	}
+	if (ver != STORE_SCHEMA_VERSION) {
+		store_setf(st, "%s: schema version %" PRId64 ", this build reads version %d%s",
+			   st->path, ver, STORE_SCHEMA_VERSION,
+			   ver < STORE_SCHEMA_VERSION ? ": start sluiced once to migrate it"
+						      : ": install a newer sluicectl");
+		goto fail;
+	}
+	if (store_prepare_all(st) < 0)
+		goto fail;
+	return st;
+fail:
+	store_copyerr(st, err, errlen);
+	store_close(st);
+	return NULL;
+}
+
+/* -------------------------------------------------------------------------------- */
+/* outbox                                                                            */
+
+int store_append(struct store *st, struct store_row *rows, size_t n, char *err, size_t errlen)
+{
+	sqlite3_stmt *ins = st->stmt[S_INSERT];
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	if (store_writable(st) < 0)
+		goto fail;
+	/*
+	 * One transaction per batch: one WAL append and (durability full) one sync for
+	 * the lot, and a batch is all in or all out.
+	 */
+	if (store_run(st, S_BEGIN_W, "cannot begin a transaction") < 0)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		sqlite3_bind_int(ins, 1, rows[i].kind);
+		sqlite3_bind_int64(ins, 2, rows[i].ts_ms);
+		/* STATIC: the caller's strings outlive the step; bindings are cleared below. */
+		sqlite3_bind_text(ins, 3, rows[i].topic, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 4, rows[i].body, -1, SQLITE_STATIC);
+		sqlite3_bind_int(ins, 5, rows[i].retain ? 1 : 0);
+		if (sqlite3_step(ins) != SQLITE_DONE) {
+			char what[64];
+			snprintf(what, sizeof what, "cannot append row %zu of %zu", i + 1, n);
+			store_sqlerr(st, what);
+			sqlite3_reset(ins);
+			sqlite3_clear_bindings(ins);
+			store_rollback(st);
+			goto unseq;
+		}
+		sqlite3_reset(ins);
+		rows[i].seq = (uint64_t)sqlite3_last_insert_rowid(st->db);
+	}
+	sqlite3_clear_bindings(ins);
+	if (store_commit(st) < 0)
+		goto unseq;
+	st->nrows += (int64_t)n;
+	st->nunsent += (int64_t)n;
+	return 0;
+unseq:
+	/* Rolled back: the seqs handed out were never stored and will be given again. */
+	for (size_t j = 0; j < n; j++)
+		rows[j].seq = 0;
+fail:
+	store_copyerr(st, err, errlen);
+	return -1;
+}
+
+static char *store_coldup(sqlite3_stmt *s, int col)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+	int len = sqlite3_column_bytes(s, col);
+	char *d;
+
+	if (!t)
+		t = (const unsigned char *)"", len = 0;
+	d = malloc((size_t)len + 1);
+	if (d) {
+		memcpy(d, t, (size_t)len);
+		d[len] = '\0';
+	}
+	return d;
+}
+
+void store_row_clear(struct store_row *r)
+{
+	if (!r)
+		return;
+	free(r->topic);
+	free(r->body);
+	r->topic = NULL;
+	r->body = NULL;
+}
+
+/* Step a statement returning ROW_COLS into out[0..max). */
+static long store_read_rows(struct store *st, sqlite3_stmt *s, size_t max, struct store_row *out,
+			    const char *what)
+{
+	size_t n = 0;
+	int rc;
+
+	while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_row *r = &out[n];
+		r->seq = (uint64_t)sqlite3_column_int64(s, 0);
+		r->kind = sqlite3_column_int(s, 1);
+		r->ts_ms = sqlite3_column_int64(s, 2);
+		r->topic = store_coldup(s, 3);
+		r->body = store_coldup(s, 4);
+		r->retain = sqlite3_column_int(s, 5) != 0;
+		n++;
+		if (!r->topic || !r->body) {
+			store_setf(st, "%s: %s: out of memory", st->path, what);
+			goto fail;
+		}
+	}
+	if (n < max && rc != SQLITE_DONE) {
+		store_sqlerr(st, what);
+		goto fail;
+	}
+	sqlite3_reset(s);
+	return (long)n;
+fail:
+	sqlite3_reset(s);
+	for (size_t i = 0; i < n; i++)
+		store_row_clear(&out[i]);
+	return -1;
+}
+
+static int64_t store_limit(size_t max)
+{
+	return max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
+}
+
+long store_fetch_unsent(struct store *st, int kind, uint64_t after, size_t max,
+			struct store_row *out)
+{
+	sqlite3_stmt *s = st->stmt[S_FETCH];
+
+	if (max == 0)
+		return 0;
+	sqlite3_bind_int(s, 1, kind);
+	sqlite3_bind_int64(s, 2, after > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)after);
+	sqlite3_bind_int64(s, 3, store_limit(max));
+	return store_read_rows(st, s, max, out, "cannot read the backlog");
+}
+
+int store_mark_sent(struct store *st, const uint64_t *seqs, size_t n)
+{
+	sqlite3_stmt *s = st->stmt[S_MARK];
+	int64_t now = clock_real_ms();
+	int64_t marked = 0;
+
+	if (n == 0)
+		return 0;
+	if (store_writable(st) < 0)
+		return -1;
+	/*
+	 * One transaction for all the acks gathered in a loop turn. A mark lost to a power
+	 * cut only means the row is sent again: delivery is at least once by design.
+	 */
+	if (store_run(st, S_BEGIN_W, "cannot begin a transaction") < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_bind_int64(s, 1, now);
+		sqlite3_bind_int64(s, 2, (int64_t)seqs[i]);
+		if (store_run(st, S_MARK, "cannot mark a row sent") < 0) {
+			store_rollback(st);
+			return -1;
+		}
+		marked += sqlite3_changes(st->db);
+	}
+	if (store_commit(st) < 0)
+		return -1;
+	st->nunsent -= marked;
+	return 0;
+}
+
+/* -------------------------------------------------------------------------------- */
+/* maintenance and the size bound                                                    */
+
+static uint64_t store_wal_bytes(const struct store *st)
+{
+	struct stat sb;
+
+	return stat(st->wal_path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+}
+
+static int store_pages(struct store *st, int64_t *pages, int64_t *freepages)
+{
+	if (store_int(st, S_PAGE_COUNT, pages, "cannot read page_count") < 0 ||
+	    store_int(st, S_FREELIST, freepages, "cannot read freelist_count") < 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * Copy the WAL into the database and truncate it to zero. TRUNCATE waits (busy
+ * timeout) for readers; when one holds on, the checkpoint stops short, which is fine:
+ * the next call tries again. Not an error either way unless SQLite fails.
+ */
+static int store_checkpoint(struct store *st)
+{
+	int64_t busy;
+
+	return store_int(st, S_CHECKPOINT, &busy, "cannot checkpoint");
+}
+
+/* Delete up to chunk delivered rows that were sent before cutoff, oldest first. */
+static long store_prune_chunk(struct store *st, int64_t cutoff, int64_t chunk)
+{
+	sqlite3_stmt *s = st->stmt[S_PRUNE_SENT];
+
+	sqlite3_bind_int64(s, 1, cutoff);
+	sqlite3_bind_int64(s, 2, chunk);
+	/* One statement, one transaction of its own: chunks keep it short. */
+	if (store_run(st, S_PRUNE_SENT, "cannot prune delivered rows") < 0)
+		return -1;
+	st->nrows -= sqlite3_changes(st->db);
+	return sqlite3_changes(st->db);
+}
+
+/* Drop up to chunk of the oldest unsent telemetry rows, and count them. */
+static long store_drop_chunk(struct store *st, int64_t chunk)
+{
+	long n;
+
+	/*
+	 * The rows and the counter change in one transaction, so every drop is counted
+	 * exactly once, whatever happens to the process in between.
+	 */
+	if (store_run(st, S_BEGIN_W, "cannot begin a transaction") < 0)
+		return -1;
+	sqlite3_bind_int64(st->stmt[S_DROP_UNSENT], 1, chunk);
+	if (store_run(st, S_DROP_UNSENT, "cannot drop unsent telemetry") < 0)
+		goto fail;
+	n = sqlite3_changes(st->db);
+	sqlite3_bind_int64(st->stmt[S_DROPPED_ADD], 1, n);
+	if (n > 0 && store_run(st, S_DROPPED_ADD, "cannot count dropped rows") < 0)
+		goto fail;
+	if (store_commit(st) < 0)
+		return -1;
+	st->nrows -= n;
+	st->nunsent -= n;
+	return n;
+fail:
+	store_rollback(st);
+	return -1;
+}
+
+/*
+ * The size bound, exactly:
+ *
+ *   on disk   = page_count * page_size          (the database file)
+ *             + size of sluice.db-wal           (the WAL)
+ *             (+ the -shm index, 32 KiB, not counted)
+ *   live      = (page_count - freelist_count) * page_size
+ *   wal_allow = max_size / 8, clamped to [64 KiB, 4 MiB]
+ *   budget    = max_size - wal_allow
+ *
+ * Deleting rows does not shrink the file: the pages go to the freelist and later
+ * inserts reuse them. So rows are deleted until live <= budget, and free pages beyond
+ * the budget are handed back with incremental_vacuum; the file then holds at most
+ * budget bytes. The WAL is bounded separately, by checkpoints, to about wal_allow:
+ * deleting rows would not help there (a delete is itself written to the WAL). Between
+ * two calls the file may grow by what was appended meanwhile, and a reader that holds
+ * a snapshot for long keeps the WAL from being reset; both are caught up next call.
+ *
+ * Deleted first: delivered history, oldest sent first. Then unsent telemetry, oldest
+ * seq first, each counted in counters.dropped. Alert transitions are never dropped:
+ * when only they remain over the bound, it is logged and they stay.
+ */
+static int store_enforce_size(struct store *st)
+{
+	uint64_t budget = st->buf.max_size > st->wal_allow ? st->buf.max_size - st->wal_allow : 0;
+	int64_t budget_pages = (int64_t)(budget / STORE_PAGE_SIZE);
+	int64_t pages, freepages, live, live0 = -1;
+	long n, pruned = 0, dropped = 0;
+	int64_t chunk = STORE_CHUNK_FIRST;
+	char sql[64];
+
+	for (;;) {
+		if (store_pages(st, &pages, &freepages) < 0)
+			return -1;
+		live = pages - freepages;
+		if (live0 < 0)
+			live0 = live;
+		if (live <= budget_pages)
+			break;
+		/*
+		 * Aim close: every reading dropped past the bound is lost for nothing. Once
+		 * deleting has freed pages, estimate the rows the excess needs at the rate
+		 * seen so far in this call, and take half: the first rows deleted mostly thin
+		 * out pages that others still share, so the early rate overstates the rows
+		 * needed. A rate from a few rows says little, so a chunk grows at most
+		 * fourfold; until a page came free, it doubles.
+		 */
+		if (pruned + dropped > 0) {
+			int64_t prev = chunk;
+			if (live0 > live) {
+				chunk = (live - budget_pages) * (pruned + dropped) / (live0 - live) / 2;
+				if (chunk > prev * 4)
+					chunk = prev * 4;
+			} else {
+				chunk = prev * 2;
+			}
+			if (chunk < STORE_CHUNK_MIN)
+				chunk = STORE_CHUNK_MIN;
+			if (chunk > STORE_CHUNK_MAX)
+				chunk = STORE_CHUNK_MAX;
+		}
+		if (store_wal_bytes(st) > st->wal_allow && store_checkpoint(st) < 0)
+			return -1;
+		n = store_prune_chunk(st, INT64_MAX, chunk);
+		if (n < 0)
+			return -1;
+		pruned += n;
+		if (n == 0) {
+			n = store_drop_chunk(st, chunk);
+			if (n < 0)
+				return -1;
+			dropped += n;
+		}
+		if (n == 0) {
+			log_warnx("store: %s holds %" PRId64 " KiB of alert transitions and"
+				  " schema, over its budget of %" PRIu64 " KiB (max_size less"
+				  " the WAL); alerts are never dropped",
+				  st->path, (pages - freepages) * STORE_PAGE_SIZE / 1024,
+				  budget / 1024);
+			break;
+		}
+	}
+	if (dropped > 0)
+		log_warnx("store: buffer full (max_size %" PRIu64 " bytes): dropped the %ld"
+			  " oldest unsent readings", st->buf.max_size, dropped);
+	if (pruned > 0)
+		/* debug: at the bound this is every call, and nothing undelivered is lost */
+		log_debug("store: buffer full: deleted %ld delivered rows of history early", pruned);
+
+	/* Give free pages past the budget back: the file shrinks at the next checkpoint. */
+	if (store_pages(st, &pages, &freepages) < 0)
+		return -1;
+	if (pages > budget_pages && freepages > 0) {
+		int64_t give = pages - budget_pages;
+		if (give > freepages)
+			give = freepages;
+		snprintf(sql, sizeof sql, "PRAGMA incremental_vacuum(%" PRId64 ")", give);
+		if (store_exec(st, sql, "cannot vacuum") < 0)
+			return -1;
+		if (store_checkpoint(st) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int store_maintain(struct store *st, int64_t now_ms)
+{
+	int64_t keep = st->buf.keep_sent_ms > 0 ? st->buf.keep_sent_ms : 0;
+	int64_t cutoff = now_ms - keep;
+	long n, pruned = 0;
+
+	if (store_writable(st) < 0)
+		return -1;
+	/*
+	 * History past keep_sent, on the real-time clock (sent_at is real time): after a
+	 * clock step forward, history goes early; after one backward, it stays longer.
+	 * Chunked and capped per call so a large expiry never stalls the core loop.
+	 */
+	while (pruned < STORE_PRUNE_MAX) {
+		n = store_prune_chunk(st, cutoff, STORE_CHUNK_MAX);
+		if (n < 0)
+			return -1;
+		pruned += n;
+		if (n < STORE_CHUNK_MAX)
+			break;
+		if (store_wal_bytes(st) > st->wal_allow && store_checkpoint(st) < 0)
+			return -1;
+	}
+	if (pruned > 0)
+		log_debug("store: pruned %ld delivered rows older than keep_sent", pruned);
+	if (st->buf.max_size > 0 && store_enforce_size(st) < 0)
+		return -1;
+	if (store_wal_bytes(st) > st->wal_allow && store_checkpoint(st) < 0)
+		return -1;
+	return 0;
+}
+
+/* -------------------------------------------------------------------------------- */
+/* reading                                                                           */
+
+int store_stats(struct store *st, struct store_stats *out)
+{
+	int64_t rows = st->nrows, unsent = st->nunsent;
+	int64_t oldest, last, dropped, pages, freepages;
+
+	memset(out, 0, sizeof *out);
+	/* One read transaction: the numbers come from one snapshot. */
+	if (store_run(st, S_BEGIN_R, "cannot begin a read") < 0)
+		return -1;
+	if ((st->ro && store_count(st, &rows, &unsent) < 0) ||
+	    store_int(st, S_OLDEST_UNSENT, &oldest, "cannot read the backlog age") < 0 ||
+	    store_int(st, S_LAST_SEQ, &last, "cannot read the last seq") < 0 ||
+	    store_int(st, S_DROPPED_GET, &dropped, "cannot read the drop counter") < 0 ||
+	    store_pages(st, &pages, &freepages) < 0) {
+		store_rollback(st);
+		return -1;
+	}
+	if (store_commit(st) < 0)
+		return -1;
+	out->rows = (uint64_t)rows;
+	out->unsent = (uint64_t)unsent;
+	out->oldest_unsent_ms = oldest;
+	out->last_seq = (uint64_t)last;
+	out->dropped = (uint64_t)dropped;
+	out->db_bytes = (uint64_t)pages * STORE_PAGE_SIZE + store_wal_bytes(st);
+	return 0;
+}
+
+long store_recent(struct store *st, const char *topic, size_t max, struct store_row *out)
+{
+	sqlite3_stmt *s = st->stmt[S_RECENT];
+	long n;
+
+	if (max == 0)
+		return 0;
+	sqlite3_bind_text(s, 1, topic, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, store_limit(max));
+	n = store_read_rows(st, s, max, out, "cannot read recent rows");
+	sqlite3_clear_bindings(s);
+	return n;
+}
+
+int store_meta_get(struct store *st, const char *key, char **value)
+{
+	sqlite3_stmt *s = st->stmt[S_META_GET];
+	int rc;
+
+	*value = NULL;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+		*value = store_coldup(s, 0);
+		if (!*value) {
+			store_setf(st, "%s: meta %s: out of memory", st->path, key);
+			rc = SQLITE_NOMEM;
+		}
+	} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_sqlerr(st, "cannot read meta");
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_meta_put(struct store *st, const char *key, const char *value)
+{
+	int id = value ? S_META_PUT : S_META_DEL;
+	sqlite3_stmt *s = st->stmt[id];
+	int r;
+
+	if (store_writable(st) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	if (value)
+		sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+	/* A single statement is its own transaction. */
+	r = store_run(st, id, "cannot write meta");
+	sqlite3_clear_bindings(s);
+	return r;
+}

@@ -1,0 +1,973 @@
+/*
+ * test_store: the store against a real SQLite database in a fresh temporary directory
+ * per test (mkdtemp under /tmp, removed afterwards). sqlite3 is used directly only to
+ * prepare files the store must refuse (foreign, newer, corrupt) and to look at what
+ * the store cannot be asked about (pragmas it set).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "clock.h"
+#include "log.h"
+#include "store.h"
+
+#define KEEP_MS ((int64_t)60 * 1000)
+#define MiB ((uint64_t)1 << 20)
+#define KiB ((uint64_t)1 << 10)
+
+struct fx {
+	char tmp[64];   /* the mkdtemp directory */
+	char data[128]; /* tmp/data: not created, store_open must */
+	char db[160];   /* data/sluice.db */
+	char err[512];
+};
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+
+	if (!f)
+		return -1;
+	snprintf(f->tmp, sizeof f->tmp, "/tmp/sluice-store-XXXXXX");
+	if (!mkdtemp(f->tmp)) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->data, sizeof f->data, "%s/data", f->tmp);
+	snprintf(f->db, sizeof f->db, "%s/sluice.db", f->data);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	int r = nftw(f->tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+
+	free(f);
+	return r;
+}
+
+static struct store *open_cfg(struct fx *f, uint64_t max_size, int durability)
+{
+	struct buffer_cfg b = { .max_size = max_size, .durability = durability,
+				.keep_sent_ms = KEEP_MS };
+	struct store *st = store_open(f->data, &b, f->err, sizeof f->err);
+
+	if (!st)
+		print_error("store_open: %s\n", f->err);
+	assert_non_null(st);
+	return st;
+}
+
+static struct store *open_rw(struct fx *f, uint64_t max_size)
+{
+	return open_cfg(f, max_size, DURABILITY_NORMAL);
+}
+
+static struct store *open_ro(struct fx *f)
+{
+	struct store *st = store_open_ro(f->data, f->err, sizeof f->err);
+
+	if (!st)
+		print_error("store_open_ro: %s\n", f->err);
+	assert_non_null(st);
+	return st;
+}
+
+/*
+ * Append n rows of one kind, topic and body size, in batches of at most 100 (the
+ * strings live in this frame). Checks the seqs are consecutive; returns the first.
+ */
+static uint64_t append_n(struct store *st, int kind, size_t n, const char *topic,
+			 size_t bodylen, int64_t ts)
+{
+	static struct store_row rows[100];
+	static char topics[100][64];
+	static char bodies[100][1024];
+	uint64_t first = 0, prev = 0;
+	char err[512];
+
+	assert_true(bodylen < sizeof bodies[0] - 64);
+	while (n > 0) {
+		size_t k = n < 100 ? n : 100;
+		for (size_t i = 0; i < k; i++) {
+			int m = snprintf(bodies[i], sizeof bodies[i],
+					 "\"ts\":%lld,\"values\":{\"v\":\"", (long long)ts);
+			memset(bodies[i] + m, 'x', bodylen);
+			snprintf(bodies[i] + m + bodylen, sizeof bodies[i] - m - bodylen, "\"}");
+			snprintf(topics[i], sizeof topics[i], "%s", topic);
+			rows[i] = (struct store_row){ .kind = kind, .ts_ms = ts, .topic = topics[i],
+						      .body = bodies[i], .retain = kind == ROW_ALERT };
+		}
+		int r = store_append(st, rows, k, err, sizeof err);
+		if (r != 0)
+			print_error("store_append: %s\n", err);
+		assert_int_equal(r, 0);
+		for (size_t i = 0; i < k; i++) {
+			assert_true(rows[i].seq > 0);
+			if (prev)
+				assert_int_equal(rows[i].seq, prev + 1);
+			prev = rows[i].seq;
+		}
+		if (!first)
+			first = rows[0].seq;
+		n -= k;
+	}
+	return first;
+}
+
+static uint64_t append1(struct store *st, int kind, const char *topic, int64_t ts)
+{
+	return append_n(st, kind, 1, topic, 8, ts);
+}
+
+static struct store_stats stats(struct store *st)
+{
+	struct store_stats s;
+
+	assert_int_equal(store_stats(st, &s), 0);
+	return s;
+}
+
+/* The daemon's handle keeps its counts up to date instead of counting; a reader
+ * counts. They must agree. */
+static void check_counts(struct fx *f, struct store *st)
+{
+	struct store *ro = open_ro(f);
+	struct store_stats a = stats(st), b = stats(ro);
+
+	assert_int_equal(a.rows, b.rows);
+	assert_int_equal(a.unsent, b.unsent);
+	assert_int_equal(a.dropped, b.dropped);
+	assert_int_equal(a.last_seq, b.last_seq);
+	assert_int_equal(a.oldest_unsent_ms, b.oldest_unsent_ms);
+	store_close(ro);
+}
+
+/* All unsent seqs of a kind, in order, via repeated fetches (as the uplink does). */
+static size_t fetch_all(struct store *st, int kind, uint64_t *seqs, size_t cap)
+{
+	struct store_row rows[64];
+	uint64_t after = 0;
+	size_t n = 0;
+	long got;
+
+	while ((got = store_fetch_unsent(st, kind, after, 64, rows)) > 0) {
+		for (long i = 0; i < got; i++) {
+			assert_int_equal(rows[i].kind, kind);
+			assert_true(rows[i].seq > after);
+			after = rows[i].seq;
+			assert_true(n < cap);
+			seqs[n++] = rows[i].seq;
+			store_row_clear(&rows[i]);
+		}
+	}
+	assert_int_equal(got, 0);
+	return n;
+}
+
+static void mark_range(struct store *st, uint64_t from, uint64_t to)
+{
+	static uint64_t seqs[4096];
+	size_t n = 0;
+
+	for (uint64_t s = from; s <= to; s++) {
+		assert_true(n < 4096);
+		seqs[n++] = s;
+	}
+	assert_int_equal(store_mark_sent(st, seqs, n), 0);
+}
+
+static bool exists(const char *dir, const char *name)
+{
+	char p[256];
+
+	snprintf(p, sizeof p, "%s/%s", dir, name);
+	return access(p, F_OK) == 0;
+}
+
+/* ---------------------------------------------------------------------------------- */
+
+static void test_seq_starts_at_one(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	struct store_stats s;
+
+	s = stats(st);
+	assert_int_equal(s.rows, 0);
+	assert_int_equal(s.last_seq, 0);
+	assert_int_equal(append_n(st, ROW_TELEMETRY, 3, "telemetry/a", 10, 1000), 1);
+	assert_int_equal(append_n(st, ROW_ALERT, 2, "alert/r/c", 10, 1000), 4);
+	assert_int_equal(append1(st, ROW_TELEMETRY, "telemetry/a", 1000), 6);
+	s = stats(st);
+	assert_int_equal(s.rows, 6);
+	assert_int_equal(s.unsent, 6);
+	assert_int_equal(s.last_seq, 6);
+	store_close(st);
+}
+
+static void test_seq_survives_reopen(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+
+	append_n(st, ROW_TELEMETRY, 3, "telemetry/a", 10, 1000);
+	store_close(st);
+	st = open_rw(f, 0);
+	assert_int_equal(stats(st).last_seq, 3);
+	assert_int_equal(append1(st, ROW_TELEMETRY, "telemetry/a", 1000), 4);
+	store_close(st);
+	st = open_rw(f, 0);
+	assert_int_equal(append1(st, ROW_ALERT, "alert/r/c", 1000), 5);
+	assert_int_equal(stats(st).rows, 5);
+	store_close(st);
+}
+
+static void test_seq_not_reused_after_prune(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	struct store_stats s;
+
+	append_n(st, ROW_TELEMETRY, 5, "telemetry/a", 10, 1000);
+	mark_range(st, 1, 5);
+	/* every row, the highest seq included, past keep_sent */
+	assert_int_equal(store_maintain(st, clock_real_ms() + KEEP_MS + 1000), 0);
+	s = stats(st);
+	assert_int_equal(s.rows, 0);
+	assert_int_equal(s.last_seq, 5);
+	assert_int_equal(append1(st, ROW_TELEMETRY, "telemetry/a", 1000), 6);
+	mark_range(st, 6, 6);
+	assert_int_equal(store_maintain(st, clock_real_ms() + KEEP_MS + 1000), 0);
+	assert_int_equal(stats(st).rows, 0);
+	store_close(st);
+
+	st = open_rw(f, 0);
+	assert_int_equal(stats(st).last_seq, 6);
+	assert_int_equal(append1(st, ROW_TELEMETRY, "telemetry/a", 1000), 7);
+	store_close(st);
+}
+
+static void test_append_batch_is_one_transaction(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	char t[5][32], b[5][32];
+	struct store_row rows[5];
+	struct store_row out[8];
+	char err[512];
+
+	append_n(st, ROW_TELEMETRY, 2, "telemetry/a", 10, 1000);
+	for (int i = 0; i < 5; i++) {
+		snprintf(t[i], sizeof t[i], "telemetry/b");
+		snprintf(b[i], sizeof b[i], "\"ts\":%d", i);
+		rows[i] = (struct store_row){ .kind = ROW_TELEMETRY, .ts_ms = 2000 + i,
+					      .topic = t[i], .body = b[i] };
+	}
+	/* The third row breaks a NOT NULL constraint in SQLite itself, after two rows
+	 * of the batch were inserted: they must go too. */
+	rows[2].topic = NULL;
+	assert_int_equal(store_append(st, rows, 5, err, sizeof err), -1);
+	assert_non_null(strstr(err, "row 3 of 5"));
+	assert_non_null(strstr(err, "NOT NULL"));
+	assert_non_null(strstr(err, f->db));
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(rows[i].seq, 0);
+	assert_int_equal(stats(st).rows, 2);
+	assert_int_equal(stats(st).last_seq, 2);
+	assert_int_equal(store_recent(st, "telemetry/b", 8, out), 0);
+
+	/* The last row has a kind the schema's CHECK refuses. */
+	rows[2].topic = t[2];
+	rows[4].kind = 7;
+	assert_int_equal(store_append(st, rows, 5, err, sizeof err), -1);
+	assert_non_null(strstr(err, "row 5 of 5"));
+	assert_non_null(strstr(err, "CHECK"));
+	assert_int_equal(stats(st).rows, 2);
+
+	/* The store is still usable and the batch goes in whole once it is valid. */
+	rows[4].kind = ROW_TELEMETRY;
+	assert_int_equal(store_append(st, rows, 5, err, sizeof err), 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(rows[i].seq, 3 + i);
+	assert_int_equal(stats(st).rows, 7);
+	assert_int_equal(store_append(st, rows, 0, err, sizeof err), 0);
+	check_counts(f, st);
+	store_close(st);
+}
+
+static void test_ack_marks_sent(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	uint64_t seqs[16];
+	uint64_t ack[] = { 1, 3 };
+	uint64_t again[] = { 1, 99 };
+
+	append_n(st, ROW_TELEMETRY, 4, "telemetry/a", 10, 1000);
+	assert_int_equal(fetch_all(st, ROW_TELEMETRY, seqs, 16), 4);
+	assert_int_equal(store_mark_sent(st, ack, 2), 0);
+	assert_int_equal(fetch_all(st, ROW_TELEMETRY, seqs, 16), 2);
+	assert_int_equal(seqs[0], 2);
+	assert_int_equal(seqs[1], 4);
+	assert_int_equal(stats(st).unsent, 2);
+	assert_int_equal(stats(st).rows, 4);
+	/* an ack repeated, or for a row no longer there, changes nothing */
+	assert_int_equal(store_mark_sent(st, again, 2), 0);
+	assert_int_equal(store_mark_sent(st, again, 0), 0);
+	assert_int_equal(stats(st).unsent, 2);
+	check_counts(f, st);
+	store_close(st);
+
+	st = open_rw(f, 0);
+	assert_int_equal(fetch_all(st, ROW_TELEMETRY, seqs, 16), 2);
+	assert_int_equal(seqs[0], 2);
+	store_close(st);
+}
+
+static void test_fetch_order_after_and_kinds(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	struct store_row out[8];
+	long n;
+
+	/* seq: 1 T, 2 A, 3 T, 4 T, 5 A, 6 T */
+	append1(st, ROW_TELEMETRY, "telemetry/a", 100);
+	append1(st, ROW_ALERT, "alert/r/c", 200);
+	append1(st, ROW_TELEMETRY, "telemetry/a", 300);
+	append1(st, ROW_TELEMETRY, "telemetry/b", 400);
+	append1(st, ROW_ALERT, "alert/r/d", 500);
+	append1(st, ROW_TELEMETRY, "telemetry/a", 600);
+
+	n = store_fetch_unsent(st, ROW_TELEMETRY, 0, 2, out);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].seq, 1);
+	assert_int_equal(out[1].seq, 3);
+	assert_int_equal(out[1].ts_ms, 300);
+	assert_string_equal(out[0].topic, "telemetry/a");
+	assert_false(out[0].retain);
+	assert_string_equal(out[0].body, "\"ts\":100,\"values\":{\"v\":\"xxxxxxxx\"}");
+	store_row_clear(&out[0]);
+	store_row_clear(&out[1]);
+	assert_null(out[0].topic);
+
+	n = store_fetch_unsent(st, ROW_TELEMETRY, 3, 8, out);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].seq, 4);
+	assert_string_equal(out[0].topic, "telemetry/b");
+	assert_int_equal(out[1].seq, 6);
+	store_row_clear(&out[0]);
+	store_row_clear(&out[1]);
+
+	n = store_fetch_unsent(st, ROW_ALERT, 0, 8, out);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].seq, 2);
+	assert_int_equal(out[0].kind, ROW_ALERT);
+	assert_true(out[0].retain);
+	assert_string_equal(out[1].topic, "alert/r/d");
+	assert_int_equal(out[1].ts_ms, 500);
+	store_row_clear(&out[0]);
+	store_row_clear(&out[1]);
+
+	assert_int_equal(store_fetch_unsent(st, ROW_ALERT, 5, 8, out), 0);
+	assert_int_equal(store_fetch_unsent(st, ROW_TELEMETRY, 0, 0, out), 0);
+	store_close(st);
+}
+
+static void test_utf8_round_trip(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	char topic[] = "telemetry/泵站-1";
+	char body[] = "\"ts\":1,\"values\":{\"水位\":1.25},\"name\":\"渝北 排水点\"";
+	struct store_row r = { .kind = ROW_TELEMETRY, .ts_ms = 1, .topic = topic, .body = body };
+	struct store_row out[2];
+	char err[256];
+
+	assert_int_equal(store_append(st, &r, 1, err, sizeof err), 0);
+	assert_int_equal(store_recent(st, topic, 2, out), 1);
+	assert_string_equal(out[0].topic, topic);
+	assert_string_equal(out[0].body, body);
+	store_row_clear(&out[0]);
+	store_close(st);
+}
+
+static void test_keep_sent_pruning(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	uint64_t seqs[8];
+	int64_t now;
+
+	append_n(st, ROW_TELEMETRY, 4, "telemetry/a", 10, 1000);
+	append1(st, ROW_ALERT, "alert/r/c", 1000);
+	mark_range(st, 1, 2);
+	mark_range(st, 5, 5);
+	now = clock_real_ms();
+	assert_int_equal(store_maintain(st, now), 0);
+	assert_int_equal(stats(st).rows, 5);
+	assert_int_equal(store_maintain(st, now + KEEP_MS - 1000), 0);
+	assert_int_equal(stats(st).rows, 5);
+	assert_int_equal(store_maintain(st, now + KEEP_MS + 1000), 0);
+	/* only the delivered rows went, an alert among them; the backlog stays */
+	assert_int_equal(stats(st).rows, 2);
+	assert_int_equal(stats(st).unsent, 2);
+	assert_int_equal(fetch_all(st, ROW_TELEMETRY, seqs, 8), 2);
+	assert_int_equal(seqs[0], 3);
+	assert_int_equal(seqs[1], 4);
+	assert_int_equal(stats(st).dropped, 0);
+	check_counts(f, st);
+	store_close(st);
+}
+
+/* Delivered history goes first; the backlog is untouched when that is enough. */
+static void test_max_size_drops_history_first(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, MiB);
+	static uint64_t seqs[4096];
+	static struct store_row out[4096];
+	struct store_stats s;
+	long n;
+
+	append_n(st, ROW_TELEMETRY, 3000, "telemetry/old", 400, 1000);
+	mark_range(st, 1, 3000);
+	append_n(st, ROW_TELEMETRY, 300, "telemetry/new", 400, 2000);
+	append_n(st, ROW_ALERT, 5, "alert/r/c", 400, 2000);
+	s = stats(st);
+	assert_true(s.db_bytes > MiB);
+
+	assert_int_equal(store_maintain(st, clock_real_ms()), 0);
+	s = stats(st);
+	assert_true(s.db_bytes <= MiB);
+	assert_int_equal(s.dropped, 0);
+	assert_int_equal(s.unsent, 305);
+	assert_int_equal(fetch_all(st, ROW_TELEMETRY, seqs, 4096), 300);
+	assert_int_equal(seqs[0], 3001);
+	assert_int_equal(fetch_all(st, ROW_ALERT, seqs, 4096), 5);
+	/* some history is left, and it is the newest: a contiguous run up to 3000 */
+	n = store_recent(st, "telemetry/old", 4096, out);
+	assert_true(n > 0 && n < 3000);
+	assert_int_equal(s.rows, (uint64_t)n + 305);
+	for (long i = 0; i < n; i++) {
+		assert_int_equal(out[i].seq, 3000 - (uint64_t)i);
+		store_row_clear(&out[i]);
+	}
+	check_counts(f, st);
+	store_close(st);
+}
+
+/* Then the oldest unsent telemetry; alerts never; every drop counted, persistently. */
+static void test_max_size_drops_oldest_telemetry_never_alerts(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, MiB);
+	static uint64_t tseq[8192], aseq[64];
+	struct store_stats s;
+	size_t nt, na;
+
+	/* 40 alerts spread through 3000 readings, the first alerts the oldest rows */
+	for (int i = 0; i < 40; i++) {
+		append1(st, ROW_ALERT, "alert/r/c", 1000 + i);
+		append_n(st, ROW_TELEMETRY, 75, "telemetry/a", 400, 1000 + i);
+	}
+	/* and some delivered history, which must go before any reading is dropped */
+	append_n(st, ROW_TELEMETRY, 100, "telemetry/h", 400, 5000);
+	mark_range(st, 3041, 3140);
+	s = stats(st);
+	assert_int_equal(s.rows, 3140);
+	assert_true(s.db_bytes > MiB);
+
+	assert_int_equal(store_maintain(st, clock_real_ms()), 0);
+	s = stats(st);
+	assert_true(s.db_bytes <= MiB);
+	assert_true(s.dropped > 0);
+	assert_int_equal(s.rows, s.unsent);  /* no history left */
+	na = fetch_all(st, ROW_ALERT, aseq, 64);
+	assert_int_equal(na, 40);
+	assert_int_equal(aseq[0], 1);
+	nt = fetch_all(st, ROW_TELEMETRY, tseq, 8192);
+	assert_int_equal(nt + s.dropped, 3000);
+	assert_int_equal(s.unsent, nt + 40);
+	/* what is left of the readings is the newest: every reading from the first one
+	 * kept up to the last (alerts, every 76th seq, in between) */
+	for (size_t i = 1; i < nt; i++)
+		assert_true(tseq[i] == tseq[i - 1] + 1 || (tseq[i] == tseq[i - 1] + 2 &&
+							   (tseq[i] - 1 - 1) % 76 == 0));
+	assert_int_equal(tseq[nt - 1], 3040);
+	/* the oldest unsent row is now the first alert */
+	assert_int_equal(s.oldest_unsent_ms, 1000);
+	uint64_t dropped = s.dropped;
+
+	/* the next call has nothing to do */
+	assert_int_equal(store_maintain(st, clock_real_ms()), 0);
+	assert_int_equal(stats(st).dropped, dropped);
+	check_counts(f, st);
+	store_close(st);
+
+	st = open_rw(f, MiB);
+	assert_int_equal(stats(st).dropped, dropped);
+	store_close(st);
+	st = open_ro(f);
+	assert_int_equal(stats(st).dropped, dropped);
+	store_close(st);
+}
+
+static void test_max_size_alerts_only_stay(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 256 * KiB);
+	struct store_stats s;
+
+	append_n(st, ROW_ALERT, 1000, "alert/r/c", 400, 1000);
+	assert_int_equal(store_maintain(st, clock_real_ms()), 0);
+	s = stats(st);
+	assert_int_equal(s.rows, 1000);
+	assert_int_equal(s.unsent, 1000);
+	assert_int_equal(s.dropped, 0);
+	store_close(st);
+}
+
+/* A box that runs full for a while: after every maintain the whole is within bounds. */
+static void test_max_size_holds_over_time(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, MiB);
+	static uint64_t seqs[8192];
+	uint64_t seq, dropped = 0;
+	struct store_stats s;
+	size_t n;
+
+	for (int round = 0; round < 30; round++) {
+		seq = append_n(st, ROW_TELEMETRY, 300, "telemetry/a", 300, 1000 + round);
+		/* the uplink delivers a third of each round */
+		mark_range(st, seq, seq + 99);
+		assert_int_equal(store_maintain(st, clock_real_ms()), 0);
+		s = stats(st);
+		assert_true(s.db_bytes <= MiB);
+		/* a reading is dropped only once no delivered row is left */
+		if (s.dropped > dropped)
+			assert_int_equal(s.rows, s.unsent);
+		dropped = s.dropped;
+	}
+	assert_true(dropped > 0);
+	assert_int_equal(s.last_seq, 9000);
+	/* the newest round is whole, and dropped plus kept is every unsent reading */
+	n = fetch_all(st, ROW_TELEMETRY, seqs, 8192);
+	assert_int_equal(n + dropped, 30 * 200);
+	assert_int_equal(seqs[n - 1], 9000);
+	assert_true(n >= 200 && seqs[n - 200] == 8801);
+	check_counts(f, st);
+	store_close(st);
+}
+
+static void test_durability_full(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_cfg(f, MiB, DURABILITY_FULL);
+	sqlite3 *db;
+	sqlite3_stmt *q;
+
+	append_n(st, ROW_TELEMETRY, 10, "telemetry/a", 10, 1000);
+	assert_int_equal(stats(st).rows, 10);
+	store_close(st);
+
+	st = open_rw(f, MiB);
+	assert_int_equal(stats(st).rows, 10);
+	store_close(st);
+
+	/* what the store set up, seen from outside */
+	assert_int_equal(sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(q, 0), "wal");
+	sqlite3_finalize(q);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &q, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(q, 0), 4096);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+}
+
+static void test_ro_missing(void **state)
+{
+	struct fx *f = *state;
+	char want[512];
+
+	snprintf(want, sizeof want, "no database at %s: has sluiced run with this data_dir?",
+		 f->db);
+	assert_null(store_open_ro(f->data, f->err, sizeof f->err));
+	assert_string_equal(f->err, want);
+	/* nor does it create anything */
+	assert_int_equal(access(f->data, F_OK), -1);
+	assert_int_equal(mkdir(f->data, 0750), 0);
+	assert_null(store_open_ro(f->data, f->err, sizeof f->err));
+	assert_string_equal(f->err, want);
+	assert_false(exists(f->data, "sluice.db"));
+}
+
+static void test_ro_beside_daemon(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, MiB), *ro;
+	struct store_row r = { 0 }, out[8];
+	char err[256];
+	char *v;
+	uint64_t one = 1;
+
+	append_n(st, ROW_TELEMETRY, 3, "telemetry/a", 10, 1000);
+	ro = open_ro(f);
+	assert_int_equal(stats(ro).rows, 3);
+	/* the reader sees what the daemon commits after it opened (in the WAL) */
+	append1(st, ROW_ALERT, "alert/r/c", 2000);
+	assert_int_equal(stats(ro).rows, 4);
+	assert_int_equal(store_fetch_unsent(ro, ROW_ALERT, 0, 8, out), 1);
+	store_row_clear(&out[0]);
+
+	/* it cannot write */
+	assert_int_equal(store_append(ro, &r, 1, err, sizeof err), -1);
+	assert_non_null(strstr(err, "read-only"));
+	assert_int_equal(store_mark_sent(ro, &one, 1), -1);
+	assert_non_null(strstr(store_error(ro), "read-only"));
+	assert_int_equal(store_maintain(ro, clock_real_ms()), -1);
+	assert_int_equal(store_meta_put(ro, "k", "v"), -1);
+
+	/* and it does not make the daemon fail, checkpoints included */
+	assert_int_equal(store_meta_put(st, "k", "v"), 0);
+	assert_int_equal(store_mark_sent(st, &one, 1), 0);
+	append_n(st, ROW_TELEMETRY, 500, "telemetry/a", 300, 3000);
+	assert_int_equal(store_maintain(st, clock_real_ms()), 0);
+	assert_int_equal(store_meta_get(ro, "k", &v), 0);
+	assert_string_equal(v, "v");
+	free(v);
+	store_close(ro);
+	store_close(st);
+
+	/* with the daemon gone, a reader reads the file and leaves nothing behind that
+	 * a daemon running as another user could not write */
+	assert_false(exists(f->data, "sluice.db-wal"));
+	ro = open_ro(f);
+	assert_int_equal(stats(ro).rows, 504);
+	assert_int_equal(store_recent(ro, "alert/r/c", 8, out), 1);
+	store_row_clear(&out[0]);
+	store_close(ro);
+	assert_false(exists(f->data, "sluice.db-wal"));
+	assert_false(exists(f->data, "sluice.db-shm"));
+}
+
+static void test_meta(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	char *v = (char *)1;
+
+	assert_int_equal(store_meta_get(st, "alert/r/c", &v), 0);
+	assert_null(v);
+	assert_int_equal(store_meta_put(st, "alert/r/c", "{\"state\":\"firing\"}"), 0);
+	assert_int_equal(store_meta_get(st, "alert/r/c", &v), 0);
+	assert_string_equal(v, "{\"state\":\"firing\"}");
+	free(v);
+	assert_int_equal(store_meta_put(st, "alert/r/c", "黄色"), 0);
+	assert_int_equal(store_meta_put(st, "other", ""), 0);
+	store_close(st);
+
+	st = open_rw(f, 0);
+	assert_int_equal(store_meta_get(st, "alert/r/c", &v), 0);
+	assert_string_equal(v, "黄色");
+	free(v);
+	assert_int_equal(store_meta_get(st, "other", &v), 0);
+	assert_string_equal(v, "");
+	free(v);
+	assert_int_equal(store_meta_put(st, "other", NULL), 0);
+	assert_int_equal(store_meta_get(st, "other", &v), 0);
+	assert_null(v);
+	store_close(st);
+}
+
+static void test_stats(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	struct store_stats s;
+	uint64_t two = 2;
+
+	s = stats(st);
+	assert_int_equal(s.oldest_unsent_ms, 0);
+	assert_true(s.db_bytes >= 4096);
+	append1(st, ROW_TELEMETRY, "telemetry/a", 1000);
+	append1(st, ROW_ALERT, "alert/r/c", 500);
+	append1(st, ROW_TELEMETRY, "telemetry/a", 3000);
+	s = stats(st);
+	assert_int_equal(s.rows, 3);
+	assert_int_equal(s.unsent, 3);
+	assert_int_equal(s.oldest_unsent_ms, 500);
+	assert_int_equal(s.last_seq, 3);
+	assert_int_equal(s.dropped, 0);
+	assert_int_equal(store_mark_sent(st, &two, 1), 0);
+	s = stats(st);
+	assert_int_equal(s.rows, 3);
+	assert_int_equal(s.unsent, 2);
+	assert_int_equal(s.oldest_unsent_ms, 1000);
+	mark_range(st, 1, 3);
+	s = stats(st);
+	assert_int_equal(s.unsent, 0);
+	assert_int_equal(s.oldest_unsent_ms, 0);
+	store_close(st);
+}
+
+static void test_recent(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	struct store_row out[8];
+	long n;
+
+	for (int i = 0; i < 4; i++) {
+		append1(st, ROW_TELEMETRY, "telemetry/a", 100 + i);
+		append1(st, ROW_TELEMETRY, "telemetry/b", 100 + i);
+	}
+	mark_range(st, 1, 3); /* sent or not, it is history */
+	n = store_recent(st, "telemetry/a", 3, out);
+	assert_int_equal(n, 3);
+	assert_int_equal(out[0].seq, 7);
+	assert_int_equal(out[1].seq, 5);
+	assert_int_equal(out[2].seq, 3);
+	assert_int_equal(out[0].ts_ms, 103);
+	for (long i = 0; i < n; i++)
+		store_row_clear(&out[i]);
+	assert_int_equal(store_recent(st, "telemetry/b", 8, out), 4);
+	for (int i = 0; i < 4; i++)
+		store_row_clear(&out[i]);
+	assert_int_equal(store_recent(st, "telemetry/c", 8, out), 0);
+	assert_int_equal(store_recent(st, "telemetry/a", 0, out), 0);
+	store_close(st);
+}
+
+static void test_corrupt_database(void **state)
+{
+	struct fx *f = *state;
+	char junk[8192];
+	int fd;
+
+	assert_int_equal(mkdir(f->data, 0750), 0);
+	fd = open(f->db, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+	assert_true(fd >= 0);
+	memset(junk, 'Z', sizeof junk);
+	memcpy(junk, "this is not a database at all\n", 30);
+	assert_int_equal(write(fd, junk, sizeof junk), sizeof junk);
+	close(fd);
+
+	assert_null(store_open(f->data, NULL, f->err, sizeof f->err));
+	assert_non_null(strstr(f->err, f->db));
+	assert_non_null(strstr(f->err, "not a database"));
+	assert_null(store_open_ro(f->data, f->err, sizeof f->err));
+	assert_non_null(strstr(f->err, f->db));
+	assert_non_null(strstr(f->err, "not a database"));
+}
+
+static void damage(const char *path)
+{
+	static char junk[64 * 1024];
+	int fd = open(path, O_WRONLY);
+
+	assert_true(fd >= 0);
+	memset(junk, 0x55, sizeof junk);
+	assert_int_equal(pwrite(fd, junk, sizeof junk, 3 * 4096), sizeof junk);
+	close(fd);
+}
+
+/* Damage inside the file (the header intact) is found by the first statement that
+ * reads there: a clear error naming the file, no crash, on every path. */
+static void test_damaged_pages(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0), *ro;
+	struct store_row out[8];
+	struct store_stats s;
+	char err[512];
+	uint64_t one = 1;
+
+	append_n(st, ROW_TELEMETRY, 2000, "telemetry/a", 400, 1000);
+	store_close(st);
+	/* opened beside the damage: the daemon's open counts the outbox and finds it */
+	st = open_rw(f, 0);
+	damage(f->db);
+	assert_int_equal(store_fetch_unsent(st, ROW_TELEMETRY, 0, 8, out), -1);
+	assert_non_null(strstr(store_error(st), f->db));
+	assert_non_null(strstr(store_error(st), "malformed"));
+	assert_int_equal(store_append(st, out, 0, err, sizeof err), 0);
+	assert_int_equal(store_mark_sent(st, &one, 1), -1);
+	assert_int_equal(store_maintain(st, clock_real_ms()), -1);
+	assert_non_null(strstr(store_error(st), "malformed"));
+	store_close(st);
+
+	/* opened after it: the daemon refuses to start on it, by name */
+	assert_null(store_open(f->data, NULL, f->err, sizeof f->err));
+	assert_non_null(strstr(f->err, f->db));
+	assert_non_null(strstr(f->err, "malformed"));
+	/* a reader opens (it reads only what it is asked for) and fails on reading */
+	ro = open_ro(f);
+	assert_int_equal(store_stats(ro, &s), -1);
+	assert_non_null(strstr(store_error(ro), "malformed"));
+	assert_int_equal(store_fetch_unsent(ro, ROW_TELEMETRY, 0, 8, out), -1);
+	store_close(ro);
+}
+
+/* A zero-length file, as a crash during the very first open could leave, is a new
+ * database. */
+static void test_empty_file_is_new(void **state)
+{
+	struct fx *f = *state;
+	struct store *st;
+	int fd;
+
+	assert_int_equal(mkdir(f->data, 0750), 0);
+	fd = open(f->db, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+	assert_true(fd >= 0);
+	close(fd);
+	st = open_rw(f, 0);
+	assert_int_equal(append1(st, ROW_TELEMETRY, "telemetry/a", 1), 1);
+	store_close(st);
+}
+
+static void sql(const char *path, const char *q)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, q, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void test_foreign_and_newer_database(void **state)
+{
+	struct fx *f = *state;
+	struct store *st;
+
+	assert_int_equal(mkdir(f->data, 0750), 0);
+	sql(f->db, "CREATE TABLE accounts (id INTEGER)");
+	assert_null(store_open(f->data, NULL, f->err, sizeof f->err));
+	assert_non_null(strstr(f->err, "not sluice's"));
+	assert_null(store_open_ro(f->data, f->err, sizeof f->err));
+	assert_non_null(strstr(f->err, "not a sluice database"));
+	assert_int_equal(unlink(f->db), 0);
+
+	st = open_rw(f, 0);
+	append1(st, ROW_TELEMETRY, "telemetry/a", 1);
+	store_close(st);
+	sql(f->db, "PRAGMA user_version = 99");
+	assert_null(store_open(f->data, NULL, f->err, sizeof f->err));
+	assert_non_null(strstr(f->err, "schema version 99 is newer"));
+	assert_null(store_open_ro(f->data, f->err, sizeof f->err));
+	assert_non_null(strstr(f->err, "schema version 99"));
+}
+
+static void test_data_dir(void **state)
+{
+	struct fx *f = *state;
+	struct store *st;
+	struct stat sb;
+	char p[256];
+	int fd;
+
+	st = open_rw(f, 0);
+	assert_int_equal(stat(f->data, &sb), 0);
+	assert_true(S_ISDIR(sb.st_mode));
+	assert_int_equal(sb.st_mode & 07777, 0750);
+	assert_true(exists(f->data, "sluice.db"));
+	store_close(st);
+
+	snprintf(p, sizeof p, "%s/file", f->tmp);
+	fd = open(p, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_null(store_open(p, NULL, f->err, sizeof f->err));
+	assert_non_null(strstr(f->err, "is not a directory"));
+
+	snprintf(p, sizeof p, "%s/no/such", f->tmp);
+	assert_null(store_open(p, NULL, f->err, sizeof f->err));
+	assert_non_null(strstr(f->err, "cannot create data_dir"));
+	assert_non_null(strstr(f->err, p));
+
+	assert_null(store_open("", NULL, f->err, sizeof f->err));
+}
+
+static void test_second_writer_refused(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0), *st2;
+	char pid[32];
+
+	st2 = store_open(f->data, NULL, f->err, sizeof f->err);
+	assert_null(st2);
+	assert_non_null(strstr(f->err, "in use by another sluiced"));
+	snprintf(pid, sizeof pid, "(pid %ld)", (long)getpid());
+	assert_non_null(strstr(f->err, pid));
+	/* a reader is welcome */
+	st2 = open_ro(f);
+	store_close(st2);
+	store_close(st);
+	st = open_rw(f, 0);
+	store_close(st);
+}
+
+int main(void)
+{
+	/* warnings about drops are expected here; keep the output to failures */
+	log_init(3, "test_store");
+	umask(022);
+	const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+		T(test_seq_starts_at_one),
+		T(test_seq_survives_reopen),
+		T(test_seq_not_reused_after_prune),
+		T(test_append_batch_is_one_transaction),
+		T(test_ack_marks_sent),
+		T(test_fetch_order_after_and_kinds),
+		T(test_utf8_round_trip),
+		T(test_keep_sent_pruning),
+		T(test_max_size_drops_history_first),
+		T(test_max_size_drops_oldest_telemetry_never_alerts),
+		T(test_max_size_alerts_only_stay),
+		T(test_max_size_holds_over_time),
+		T(test_durability_full),
+		T(test_ro_missing),
+		T(test_ro_beside_daemon),
+		T(test_meta),
+		T(test_stats),
+		T(test_recent),
+		T(test_corrupt_database),
+		T(test_damaged_pages),
+		T(test_empty_file_is_new),
+		T(test_foreign_and_newer_database),
+		T(test_data_dir),
+		T(test_second_writer_refused),
+#undef T
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1318 @@
+/*
+ * tcpoll against a real Modbus TCP server on 127.0.0.1 (a thread of this test that
+ * answers with mbpdu_serve over a register image the test controls, and can delay,
+ * drop, fragment, mis-number or refuse its replies). Asserts: schedules, decoded values,
+ * isolation of dead and slow devices, exceptions, reconnects, guard time, a wall-clock
+ * step, descriptors past 1023, and a prompt stop. Bounds on time are generous (the test
+ * also runs under valgrind): they tell a schedule from a stall, not fast from slow.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "mberr.h"
+#include "mbpdu.h"
+#include "reading.h"
+#include "tcpoll.h"
+
+/* --- the sink: a locked list ------------------------------------------------------ */
+
+struct sink {
+	pthread_mutex_t mu;
+	struct reading **v;
+	size_t n, cap;
+};
+
+static void sink_emit(void *ctx, struct reading *r)
+{
+	struct sink *s = ctx;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 64;
+		struct reading **v = realloc(s->v, cap * sizeof *v);
+		if (v == NULL) {
+			pthread_mutex_unlock(&s->mu);
+			reading_free(r);
+			return;
+		}
+		s->v = v;
+		s->cap = cap;
+	}
+	s->v[s->n++] = r;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void sink_init(struct sink *s)
+{
+	memset(s, 0, sizeof *s);
+	pthread_mutex_init(&s->mu, NULL);
+}
+
+static void sink_fini(struct sink *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		reading_free(s->v[i]);
+	free(s->v);
+	pthread_mutex_destroy(&s->mu);
+}
+
+/* Readings of one device, in the order emitted (one device's polls never overlap). */
+static size_t sink_of(struct sink *s, uint32_t dev, struct reading **out, size_t max)
+{
+	size_t k = 0;
+
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i]->device == dev && k < max)
+			out[k++] = s->v[i];
+	pthread_mutex_unlock(&s->mu);
+	return k;
+}
+
+static size_t sink_count(struct sink *s, uint32_t dev)
+{
+	struct reading *tmp[1024];
+	return sink_of(s, dev, tmp, 1024);
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Wait (bounded) until dev has at least n readings. */
+static bool wait_readings(struct sink *s, uint32_t dev, size_t n, int64_t max_ms)
+{
+	int64_t end = clock_mono_ms() + max_ms;
+
+	while (clock_mono_ms() < end) {
+		if (sink_count(s, dev) >= n)
+			return true;
+		sleep_ms(10);
+	}
+	return sink_count(s, dev) >= n;
+}
+
+/* --- the server ---------------------------------------------------------------------- */
+
+#define IMG 512
+#define MAXCL 32
+#define MAXREQ 4096
+
+enum srv_mode { SRV_NORMAL, SRV_DROP, SRV_CLOSE, SRV_BADTID };
+
+struct client {
+	int fd;
+	uint8_t in[1024];
+	size_t inlen;
+	uint8_t out[MBTCP_ADU_MAX];
+	size_t outlen, outoff;
+	int64_t due_us;
+	bool pending;
+};
+
+struct srv {
+	int lfd;
+	uint16_t port;
+	pthread_t th;
+	int wake[2];
+	pthread_mutex_t mu;
+	/* the image, by table: coils, discrete, input, holding */
+	uint8_t bits[2][IMG];
+	uint16_t regs[2][IMG];
+	/* behaviour, changed by the test under mu */
+	int mode;
+	int drop_unit;           /* >= 0: never answer this unit */
+	int delay_ms;
+	int late_n, late_ms;     /* the next late_n replies wait late_ms */
+	int exc_from, exc_to;    /* reads touching [from, to) get exception 2 */
+	bool fragment;           /* one byte per 2 ms */
+	/* what it saw */
+	int accepted;
+	int nreq;
+	int64_t req_us[MAXREQ];
+	uint8_t req_unit[MAXREQ];
+	struct client cl[MAXCL];
+	size_t ncl;
+};
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int srv_read_regs(void *ctx, enum mb_table t, uint16_t start, uint16_t count,
+			 uint16_t *out)
+{
+	struct srv *s = ctx;
+
+	if ((unsigned)start + count > IMG)
+		return 2;
+	if (start < s->exc_to && start + count > s->exc_from)
+		return 2;
+	memcpy(out, &s->regs[t == MB_HOLDING][start], count * sizeof *out);
+	return 0;
+}
+
+static int srv_read_bits(void *ctx, enum mb_table t, uint16_t start, uint16_t count,
+			 uint8_t *out)
+{
+	struct srv *s = ctx;
+
+	if ((unsigned)start + count > IMG)
+		return 2;
+	memcpy(out, &s->bits[t == MB_DISCRETE][start], count);
+	return 0;
+}
+
+static void srv_drop_client(struct srv *s, size_t i)
+{
+	close(s->cl[i].fd);
+	s->cl[i] = s->cl[--s->ncl];
+}
+
+/* Handle the complete requests in c->in. Returns false when the client was closed. */
+static bool srv_requests(struct srv *s, size_t ci)
+{
+	struct client *c = &s->cl[ci];
+	struct mbpdu_server ms = { .ctx = s, .read_regs = srv_read_regs,
+				   .read_bits = srv_read_bits };
+
+	while (c->inlen >= MBTCP_HDR) {
+		uint16_t tid;
+		uint8_t unit, resp[MB_PDU_MAX];
+		int pdulen = mbtcp_header(c->in, &tid, &unit);
+		size_t total, rlen;
+		int delay;
+
+		if (pdulen < 0) {
+			srv_drop_client(s, ci);
+			return false;
+		}
+		total = MBTCP_HDR + (size_t)pdulen;
+		if (c->inlen < total)
+			return true;
+		pthread_mutex_lock(&s->mu);
+		if (s->nreq < MAXREQ) {
+			s->req_us[s->nreq] = now_us();
+			s->req_unit[s->nreq] = unit;
+		}
+		s->nreq++;
+		if (s->mode == SRV_CLOSE) {
+			pthread_mutex_unlock(&s->mu);
+			srv_drop_client(s, ci);
+			return false;
+		}
+		if (s->mode == SRV_DROP || s->drop_unit == unit) {
+			pthread_mutex_unlock(&s->mu);
+		} else {
+			rlen = mbpdu_serve(&ms, c->in + MBTCP_HDR, (size_t)pdulen, resp);
+			c->outlen = mbtcp_frame(c->out, s->mode == SRV_BADTID ? tid + 1 : tid, unit,
+						resp, rlen);
+			c->outoff = 0;
+			delay = s->delay_ms;
+			if (s->late_n > 0) {
+				s->late_n--;
+				delay = s->late_ms;
+			}
+			c->due_us = now_us() + (int64_t)delay * 1000;
+			c->pending = true;
+			pthread_mutex_unlock(&s->mu);
+		}
+		memmove(c->in, c->in + total, c->inlen - total);
+		c->inlen -= total;
+	}
+	return true;
+}
+
+static void *srv_main(void *arg)
+{
+	struct srv *s = arg;
+
+	for (;;) {
+		struct pollfd pf[2 + MAXCL];
+		int64_t now = now_us(), next = now + 50000;
+		int timeout;
+
+		pf[0] = (struct pollfd){ .fd = s->wake[0], .events = POLLIN };
+		pf[1] = (struct pollfd){ .fd = s->lfd, .events = POLLIN };
+		for (size_t i = 0; i < s->ncl; i++) {
+			pf[2 + i] = (struct pollfd){ .fd = s->cl[i].fd, .events = POLLIN };
+			if (s->cl[i].pending && s->cl[i].due_us < next)
+				next = s->cl[i].due_us;
+		}
+		timeout = next <= now ? 0 : (int)((next - now + 999) / 1000);
+		if (poll(pf, 2 + s->ncl, timeout) < 0 && errno != EINTR)
+			break;
+		if (pf[0].revents)
+			break;
+		/* clients, from the end so that dropping one (swap with the last) is safe;
+		 * new ones are accepted after, so every client here has its pollfd */
+		for (size_t i = s->ncl; i-- > 0;) {
+			struct client *c = &s->cl[i];
+			if (pf[2 + i].fd == c->fd && pf[2 + i].revents) {
+				ssize_t n = recv(c->fd, c->in + c->inlen, sizeof c->in - c->inlen, 0);
+				if (n <= 0) {
+					if (n < 0 && errno == EAGAIN)
+						continue;
+					srv_drop_client(s, i);
+					continue;
+				}
+				c->inlen += (size_t)n;
+				if (!srv_requests(s, i))
+					continue;
+			}
+			now = now_us();
+			if (c->pending && c->due_us <= now) {
+				size_t len = s->fragment ? 1 : c->outlen - c->outoff;
+				ssize_t n = send(c->fd, c->out + c->outoff, len, MSG_NOSIGNAL);
+				if (n > 0)
+					c->outoff += (size_t)n;
+				if (n < 0 && errno != EAGAIN) {
+					srv_drop_client(s, i);
+					continue;
+				}
+				if (c->outoff >= c->outlen)
+					c->pending = false;
+				else
+					c->due_us = now + 2000;
+			}
+		}
+		if (pf[1].revents & POLLIN) {
+			int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd >= 0 && s->ncl < MAXCL) {
+				memset(&s->cl[s->ncl], 0, sizeof s->cl[s->ncl]);
+				s->cl[s->ncl++].fd = fd;
+				pthread_mutex_lock(&s->mu);
+				s->accepted++;
+				pthread_mutex_unlock(&s->mu);
+			} else if (fd >= 0) {
+				close(fd);
+			}
+		}
+	}
+	while (s->ncl > 0)
+		srv_drop_client(s, s->ncl - 1);
+	return NULL;
+}
+
+/* A server on 127.0.0.1 (AF_INET) or ::1 (AF_INET6); NULL when that loopback is missing. */
+static struct srv *srv_start_af(int af)
+{
+	struct srv *s = calloc(1, sizeof *s);
+	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	struct sockaddr *a = af == AF_INET ? (struct sockaddr *)&a4 : (struct sockaddr *)&a6;
+	socklen_t len = af == AF_INET ? sizeof a4 : sizeof a6;
+
+	assert_non_null(s);
+	pthread_mutex_init(&s->mu, NULL);
+	s->drop_unit = -1;
+	s->lfd = socket(af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s->lfd < 0 || bind(s->lfd, a, len) != 0) {
+		if (s->lfd >= 0)
+			close(s->lfd);
+		pthread_mutex_destroy(&s->mu);
+		free(s);
+		return NULL;
+	}
+	assert_int_equal(listen(s->lfd, 64), 0);
+	assert_int_equal(getsockname(s->lfd, a, &len), 0);
+	s->port = ntohs(af == AF_INET ? a4.sin_port : a6.sin6_port);
+	assert_int_equal(pipe2(s->wake, O_CLOEXEC), 0);
+	assert_int_equal(pthread_create(&s->th, NULL, srv_main, s), 0);
+	return s;
+}
+
+static struct srv *srv_start(void)
+{
+	struct srv *s = srv_start_af(AF_INET);
+	assert_non_null(s);
+	return s;
+}
+
+static void srv_stop(struct srv *s)
+{
+	assert_int_equal(write(s->wake[1], "x", 1), 1);
+	pthread_join(s->th, NULL);
+	close(s->wake[0]);
+	close(s->wake[1]);
+	close(s->lfd);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+#define SRV_SET(s, field, val)                 \
+	do {                                   \
+		pthread_mutex_lock(&(s)->mu);  \
+		(s)->field = (val);            \
+		pthread_mutex_unlock(&(s)->mu); \
+	} while (0)
+
+static int srv_get(struct srv *s, int *field)
+{
+	pthread_mutex_lock(&s->mu);
+	int v = *field;
+	pthread_mutex_unlock(&s->mu);
+	return v;
+}
+
+/* A loopback port nobody listens on: bound, then closed. */
+static uint16_t dead_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* --- a config built by hand ---------------------------------------------------------- */
+
+#define MAXB 4
+#define MAXD 8
+#define MAXP 16
+
+struct tcfg {
+	struct config cfg;
+	struct bus_cfg buses[MAXB];
+	struct device_cfg devs[MAXD];
+	struct point_def pts[MAXD][MAXP];
+};
+
+static struct tcfg *tcfg_new(void)
+{
+	struct tcfg *t = calloc(1, sizeof *t);
+	assert_non_null(t);
+	t->cfg.buses = t->buses;
+	t->cfg.devices = t->devs;
+	return t;
+}
+
+static size_t add_bus(struct tcfg *t, const char *id, uint16_t port, int64_t timeout_ms,
+		      int64_t guard_ms)
+{
+	struct bus_cfg *b = &t->buses[t->cfg.nbuses];
+
+	snprintf(b->id, sizeof b->id, "%s", id);
+	b->kind = BUS_TCP;
+	b->host = (char *)"127.0.0.1";
+	b->port = port;
+	b->timeout_ms = timeout_ms;
+	b->guard_ms = guard_ms;
+	return t->cfg.nbuses++;
+}
+
+static uint32_t add_dev(struct tcfg *t, const char *id, size_t bus, uint8_t unit,
+			int64_t interval_ms)
+{
+	size_t i = t->cfg.ndevices++;
+	struct device_cfg *d = &t->devs[i];
+
+	memset(d, 0, sizeof *d);
+	snprintf(d->id, sizeof d->id, "%s", id);
+	d->bus = bus;
+	d->unit_id = unit;
+	d->points = t->pts[i];
+	d->interval_ms = interval_ms;
+	d->offline_after = 3;
+	d->max_registers = 125;
+	d->max_gap = 0;
+	return (uint32_t)i;
+}
+
+static struct point_def *add_pt(struct tcfg *t, uint32_t dev, const char *name,
+				enum mb_table table, uint16_t addr, enum pt_type type)
+{
+	struct device_cfg *d = &t->devs[dev];
+	struct point_def *p = &d->points[d->npoints++];
+
+	snprintf(p->name, sizeof p->name, "%s", name);
+	p->table = table;
+	p->address = addr;
+	p->type = type;
+	p->bit = -1;
+	p->scale = 1.0;
+	return p;
+}
+
+static struct tcpoll *start(struct tcfg *t, unsigned nthreads, struct sink *sk)
+{
+	struct poller_sink ps = { .ctx = sk, .emit = sink_emit };
+	char err[256] = "";
+	struct tcpoll *tp = tcpoll_new(&t->cfg, 42, nthreads, &ps, err, sizeof err);
+
+	if (tp == NULL)
+		fail_msg("tcpoll_new: %s", err);
+	assert_int_equal(tcpoll_start(tp), 0);
+	return tp;
+}
+
+/* Every point of r failed with code. */
+static void assert_all_err(const struct reading *r, int code)
+{
+	for (uint16_t i = 0; i < r->nvalues; i++) {
+		assert_int_equal(r->values[i].kind, VAL_NONE);
+		assert_int_equal(r->values[i].err, code);
+	}
+}
+
+static bool all_ok(const struct reading *r)
+{
+	for (uint16_t i = 0; i < r->nvalues; i++)
+		if (r->values[i].kind == VAL_NONE)
+			return false;
+	return true;
+}
+
+/* Start-to-start gaps never exceed max_gap; scheduled times never come closer than
+ * the interval, and a poll never starts more than max_gap - interval after it was due
+ * (a schedule that catches up falls ever further behind, or bursts). */
+static void assert_schedule(struct reading **v, size_t n, int64_t interval, int64_t max_gap)
+{
+	for (size_t i = 1; i < n; i++) {
+		int64_t gap = v[i]->start_mono_ms - v[i - 1]->start_mono_ms;
+		int64_t sgap = v[i]->sched_mono_ms - v[i - 1]->sched_mono_ms;
+		if (gap > max_gap)
+			fail_msg("poll %zu started %lld ms after the previous one (max %lld)", i,
+				 (long long)gap, (long long)max_gap);
+		if (sgap < interval)
+			fail_msg("poll %zu scheduled %lld ms after the previous one (interval %lld)",
+				 i, (long long)sgap, (long long)interval);
+		assert_true(v[i]->start_mono_ms >= v[i]->sched_mono_ms);
+		if (v[i]->start_mono_ms - v[i]->sched_mono_ms > max_gap - interval)
+			fail_msg("poll %zu started %lld ms late", i,
+				 (long long)(v[i]->start_mono_ms - v[i]->sched_mono_ms));
+	}
+}
+
+/* --- tests ------------------------------------------------------------------------------ */
+
+static void test_values_decoded(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[64];
+	struct point_def *p;
+	int64_t t0 = clock_real_ms();
+
+	/* float32 12.5, big word order */
+	s->regs[1][0] = 0x4148;
+	s->regs[1][1] = 0x0000;
+	/* uint32 4000000000, little word order */
+	s->regs[1][2] = 0x2800;
+	s->regs[1][3] = 0xEE6B;
+	s->regs[1][10] = 0x0008;                      /* bit 3 */
+	memcpy(&s->regs[1][20], (uint16_t[]){ 0x5055, 0x4D50, 0x2D31, 0x2020 }, 8);
+	memcpy(&s->regs[1][30], (uint16_t[]){ 0x0123, 0x4567, 0x89AB, 0xCDEF }, 8);
+	s->regs[0][0] = 0xFB2E;                       /* int16 -1234 */
+	s->regs[0][1] = 0xFFFB;                       /* int16 -5 */
+	s->bits[0][5] = 1;
+	s->bits[1][3] = 1;
+
+	size_t b = add_bus(t, "plant", s->port, 1000, 0);
+	uint32_t d = add_dev(t, "meter", b, 7, 200);
+	add_pt(t, d, "flow", MB_HOLDING, 0, PT_FLOAT32);
+	p = add_pt(t, d, "total", MB_HOLDING, 2, PT_UINT32);
+	p->word_order = ORDER_LITTLE;
+	p = add_pt(t, d, "run", MB_HOLDING, 10, PT_BOOL);
+	p->bit = 3;
+	p = add_pt(t, d, "name", MB_HOLDING, 20, PT_STRING);
+	p->length = 4;
+	add_pt(t, d, "count", MB_HOLDING, 30, PT_UINT64);
+	p = add_pt(t, d, "temp", MB_INPUT, 0, PT_INT16);
+	p->scale = 0.1;
+	add_pt(t, d, "delta", MB_INPUT, 1, PT_INT16);
+	add_pt(t, d, "pump", MB_COIL, 5, PT_BOOL);
+	add_pt(t, d, "valve", MB_COIL, 6, PT_BOOL);
+	add_pt(t, d, "alarm", MB_DISCRETE, 3, PT_BOOL);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 2, &sk);
+	assert_int_equal(tcpoll_ndevices(tp), 1);
+	assert_true(wait_readings(&sk, d, 3, 3000));
+	tcpoll_stop(tp);
+
+	size_t n = sink_of(&sk, d, v, 64);
+	for (size_t i = 0; i < n; i++) {
+		struct reading *r = v[i];
+		assert_int_equal(r->device, d);
+		assert_int_equal(r->generation, 42);
+		assert_int_equal(r->nvalues, 10);
+		assert_true(r->ts_ms >= t0 - 1 && r->ts_ms <= clock_real_ms() + 1);
+		assert_true(all_ok(r));
+		assert_int_equal(r->values[0].kind, VAL_DOUBLE);
+		assert_true(r->values[0].v.d == 12.5);
+		assert_int_equal(r->values[1].kind, VAL_UINT);
+		assert_int_equal(r->values[1].v.u, 4000000000u);
+		assert_int_equal(r->values[2].kind, VAL_BOOL);
+		assert_true(r->values[2].v.b);
+		assert_int_equal(r->values[3].kind, VAL_STRING);
+		assert_string_equal(r->values[3].s, "PUMP-1");
+		assert_true(r->values[3].s >= r->strings && r->values[3].s < r->strings + r->strcap);
+		assert_int_equal(r->values[4].kind, VAL_UINT);
+		assert_true(r->values[4].v.u == UINT64_C(0x0123456789ABCDEF));
+		assert_int_equal(r->values[5].kind, VAL_DOUBLE);
+		assert_true(fabs(r->values[5].v.d - -123.4) < 1e-9);
+		assert_int_equal(r->values[6].kind, VAL_INT);
+		assert_int_equal(r->values[6].v.i, -5);
+		assert_true(r->values[7].v.b);
+		assert_false(r->values[8].v.b);
+		assert_int_equal(r->values[8].kind, VAL_BOOL);
+		assert_true(r->values[9].v.b);
+	}
+
+	/* the image changes: the next polls read the new value, not a stale one */
+	SRV_SET(s, regs[0][1], 77);
+	size_t before = n;
+	struct tcpoll_stats st;
+	tcpoll_get_stats(tp, &st);
+	assert_int_equal(st.polls, n);
+	assert_int_equal(st.failed, 0);
+	assert_true(st.connects >= 1);
+	/* holding 0-3, 10, 20-23, 30-33, input 0-1, coils 5-6, discrete 3: six requests a
+	 * poll, and perhaps part of one more abandoned by the stop */
+	assert_true(st.requests >= 6 * n && st.requests < 6 * (n + 1));
+	tcpoll_free(tp);
+
+	tp = start(t, 1, &sk);
+	assert_true(wait_readings(&sk, d, before + 1, 3000));
+	tcpoll_free(tp);
+	n = sink_of(&sk, d, v, 64);
+	assert_int_equal(v[n - 1]->values[6].v.i, 77);
+
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+static void test_each_device_on_its_interval(void **state)
+{
+	(void)state;
+	struct srv *s1 = srv_start(), *s2 = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[256];
+	const int64_t run = 2500, timeout = 500;
+	static const int64_t iv[3] = { 200, 300, 250 };
+
+	size_t ba = add_bus(t, "a", s1->port, timeout, 0);
+	size_t bb = add_bus(t, "b", s2->port, timeout, 0);
+	uint32_t d[3];
+	d[0] = add_dev(t, "a1", ba, 1, iv[0]);
+	d[1] = add_dev(t, "a2", ba, 2, iv[1]);
+	d[2] = add_dev(t, "b1", bb, 1, iv[2]);
+	for (int i = 0; i < 3; i++) {
+		add_pt(t, d[i], "x", MB_HOLDING, 0, PT_UINT16);
+		add_pt(t, d[i], "y", MB_INPUT, 100, PT_INT32);
+	}
+	s1->regs[1][0] = 321;
+	s2->regs[1][0] = 654;
+
+	sink_init(&sk);
+	int64_t t0 = clock_mono_ms();
+	struct tcpoll *tp = start(t, 2, &sk);
+	sleep_ms(run);
+	tcpoll_stop(tp);
+
+	for (int i = 0; i < 3; i++) {
+		size_t n = sink_of(&sk, d[i], v, 256);
+		/* the first poll falls within the first interval, then one per interval */
+		assert_true(n >= (size_t)(run / iv[i]) - 2);
+		assert_true(n <= (size_t)(run / iv[i]) + 1);
+		assert_true(v[0]->sched_mono_ms >= t0 && v[0]->sched_mono_ms <= t0 + iv[i] + 5);
+		assert_schedule(v, n, iv[i], iv[i] + timeout);
+		for (size_t k = 0; k < n; k++) {
+			assert_true(all_ok(v[k]));
+			assert_int_equal(v[k]->values[0].v.u, i < 2 ? 321 : 654);
+		}
+	}
+	/* a1 and a2 share bus a's one connection */
+	assert_int_equal(srv_get(s1, &s1->accepted), 1);
+	assert_int_equal(srv_get(s2, &s2->accepted), 1);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s1);
+	srv_stop(s2);
+}
+
+/* The first polls of many devices are spread over the interval, not fired together. */
+static void test_first_polls_spread(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[8];
+	int64_t first[MAXD];
+
+	size_t b = add_bus(t, "a", s->port, 1000, 0);
+	for (int i = 0; i < MAXD; i++) {
+		char id[8];
+		snprintf(id, sizeof id, "d%d", i);
+		uint32_t d = add_dev(t, id, b, (uint8_t)(i + 1), 800);
+		add_pt(t, d, "x", MB_HOLDING, (uint16_t)i, PT_UINT16);
+	}
+	sink_init(&sk);
+	int64_t t0 = clock_mono_ms();
+	struct tcpoll *tp = start(t, 1, &sk);
+	for (int i = 0; i < MAXD; i++)
+		assert_true(wait_readings(&sk, (uint32_t)i, 1, 3000));
+	tcpoll_free(tp);
+	for (int i = 0; i < MAXD; i++) {
+		assert_true(sink_of(&sk, (uint32_t)i, v, 8) >= 1);
+		first[i] = v[0]->sched_mono_ms - t0;
+		assert_true(first[i] >= 0 && first[i] < 800 + 5);
+	}
+	/* no two of the 8 first polls within 800/8/4 ms of each other */
+	for (int i = 0; i < MAXD; i++)
+		for (int k = i + 1; k < MAXD; k++)
+			assert_true(llabs(first[i] - first[k]) >= 800 / MAXD / 4);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+/*
+ * A refused endpoint and a server that never answers, on the same poller thread as a
+ * healthy device: the healthy one keeps its schedule, the dead ones still yield a
+ * reading per poll, with the right error, and the refused one is retried with backoff.
+ */
+static void test_dead_endpoints_do_not_delay_others(void **state)
+{
+	(void)state;
+	struct srv *ok = srv_start(), *mute = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[256];
+	const int64_t run = 2500;
+
+	mute->mode = SRV_DROP;
+	ok->regs[1][0] = 5;
+	size_t bh = add_bus(t, "healthy", ok->port, 500, 0);
+	size_t br = add_bus(t, "refused", dead_port(), 500, 0);
+	size_t bm = add_bus(t, "mute", mute->port, 400, 0);
+	uint32_t dh = add_dev(t, "h", bh, 1, 200);
+	uint32_t dr = add_dev(t, "r", br, 1, 200);
+	uint32_t dm = add_dev(t, "m", bm, 1, 300);
+	for (uint32_t i = 0; i < 3; i++) {
+		add_pt(t, i, "x", MB_HOLDING, 0, PT_UINT16);
+		add_pt(t, i, "y", MB_HOLDING, 50, PT_UINT16); /* a second request */
+	}
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	sleep_ms(run);
+	tcpoll_stop(tp);
+
+	size_t n = sink_of(&sk, dh, v, 256);
+	assert_true(n >= run / 200 - 2);
+	assert_schedule(v, n, 200, 200 + 500);
+	for (size_t k = 0; k < n; k++) {
+		assert_true(all_ok(v[k]));
+		assert_int_equal(v[k]->values[0].v.u, 5);
+	}
+
+	/* refused: a reading per interval all the same, failing at once */
+	n = sink_of(&sk, dr, v, 256);
+	assert_true(n >= run / 200 - 2);
+	assert_schedule(v, n, 200, 200 + 500);
+	for (size_t k = 0; k < n; k++)
+		assert_all_err(v[k], MBE_CONNECT);
+
+	/* mute: each poll waits its timeout, then fails; the second request is not sent */
+	n = sink_of(&sk, dm, v, 256);
+	assert_true(n >= 3);
+	assert_schedule(v, n, 300, 300 + 400 + 100);
+	for (size_t k = 0; k < n; k++)
+		assert_all_err(v[k], MBE_TIMEOUT);
+	assert_true(srv_get(mute, &mute->nreq) <= (int)n + 1);
+
+	struct tcpoll_stats st;
+	tcpoll_get_stats(tp, &st);
+	assert_true(st.timeouts >= n);
+	/* connect attempts at 0, +1 s, +3 s: backoff, not one per poll */
+	assert_true(st.connect_fails >= 1 && st.connect_fails <= 3);
+	assert_true(st.failed >= sink_count(&sk, dr) + n);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(ok);
+	srv_stop(mute);
+}
+
+/*
+ * A device that never answers behind a gateway shares the connection with a healthy
+ * one: the healthy device waits at most one timeout, and the dead one's poll stops at
+ * its first timed-out request.
+ */
+static void test_dead_unit_on_shared_connection(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[256];
+	const int64_t timeout = 300;
+
+	s->drop_unit = 9;
+	s->regs[1][0] = 11;
+	size_t b = add_bus(t, "gw", s->port, timeout, 0);
+	uint32_t dd = add_dev(t, "dead", b, 9, 300);
+	uint32_t dh = add_dev(t, "alive", b, 1, 200);
+	add_pt(t, dd, "a", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, dd, "b", MB_HOLDING, 100, PT_UINT16);
+	add_pt(t, dd, "c", MB_INPUT, 0, PT_UINT16);
+	add_pt(t, dh, "x", MB_HOLDING, 0, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	sleep_ms(2500);
+	tcpoll_stop(tp);
+
+	size_t n = sink_of(&sk, dh, v, 256);
+	assert_true(n >= 5);
+	/* slack for the reconnect after each timeout */
+	assert_schedule(v, n, 200, 200 + timeout + 150);
+	for (size_t k = 0; k < n; k++)
+		assert_int_equal(v[k]->values[0].v.u, 11);
+
+	n = sink_of(&sk, dd, v, 256);
+	assert_true(n >= 3);
+	for (size_t k = 0; k < n; k++)
+		assert_all_err(v[k], MBE_TIMEOUT);
+	/* one request per poll of the dead unit, not three */
+	pthread_mutex_lock(&s->mu);
+	int dead_reqs = 0;
+	for (int i = 0; i < s->nreq && i < MAXREQ; i++)
+		dead_reqs += s->req_unit[i] == 9;
+	pthread_mutex_unlock(&s->mu);
+	assert_true(dead_reqs >= (int)n && dead_reqs <= (int)n + 1);
+
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+static void test_exception_fails_only_its_request(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[64];
+
+	s->exc_from = 100;
+	s->exc_to = 110;
+	s->regs[1][0] = 1;
+	s->regs[1][200] = 3;
+	size_t b = add_bus(t, "a", s->port, 1000, 0);
+	uint32_t d = add_dev(t, "dev", b, 1, 150);
+	add_pt(t, d, "first", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, d, "bad1", MB_HOLDING, 100, PT_UINT16);
+	add_pt(t, d, "bad2", MB_HOLDING, 101, PT_INT16);
+	add_pt(t, d, "last", MB_HOLDING, 200, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	assert_true(wait_readings(&sk, d, 3, 3000));
+	tcpoll_stop(tp);
+	size_t n = sink_of(&sk, d, v, 64);
+	for (size_t k = 0; k < n; k++) {
+		assert_int_equal(v[k]->values[0].kind, VAL_UINT);
+		assert_int_equal(v[k]->values[0].v.u, 1);
+		assert_int_equal(v[k]->values[1].kind, VAL_NONE);
+		assert_int_equal(v[k]->values[1].err, MBE_EXC_BASE + 2);
+		assert_int_equal(v[k]->values[2].kind, VAL_NONE);
+		assert_int_equal(v[k]->values[2].err, MBE_EXC_BASE + 2);
+		assert_int_equal(v[k]->values[3].kind, VAL_UINT);
+		assert_int_equal(v[k]->values[3].v.u, 3);
+	}
+	struct tcpoll_stats st;
+	tcpoll_get_stats(tp, &st);
+	assert_int_equal(st.failed, st.polls);
+	assert_int_equal(st.connects, 1); /* an exception does not cost the connection */
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+static void test_peer_close_then_recover(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[128];
+
+	s->mode = SRV_CLOSE;
+	s->regs[1][7] = 99;
+	size_t b = add_bus(t, "a", s->port, 1000, 0);
+	uint32_t d = add_dev(t, "dev", b, 1, 150);
+	add_pt(t, d, "x", MB_HOLDING, 7, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	assert_true(wait_readings(&sk, d, 3, 3000));
+	SRV_SET(s, mode, SRV_NORMAL);
+	size_t n0 = sink_count(&sk, d);
+	assert_true(wait_readings(&sk, d, n0 + 3, 3000));
+	tcpoll_stop(tp);
+
+	size_t n = sink_of(&sk, d, v, 128);
+	for (size_t k = 0; k < 3; k++)
+		assert_all_err(v[k], MBE_CLOSED);
+	for (size_t k = n0 + 1; k < n; k++) {
+		assert_true(all_ok(v[k]));
+		assert_int_equal(v[k]->values[0].v.u, 99);
+	}
+	/* reconnected after every close, without backoff: the connects themselves worked */
+	struct tcpoll_stats st;
+	tcpoll_get_stats(tp, &st);
+	assert_true(st.connects >= 4);
+	assert_int_equal(st.connect_fails, 0);
+	assert_int_equal(srv_get(s, &s->accepted), (int)st.connects);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+/* Replies that come after the timeout fail their poll and never answer a later one. */
+static void test_late_replies_do_not_desync(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[128];
+
+	s->late_n = 2;
+	s->late_ms = 500;
+	s->regs[1][0] = 1;
+	s->regs[1][1] = 2;
+	size_t b = add_bus(t, "a", s->port, 250, 0);
+	uint32_t d = add_dev(t, "dev", b, 1, 150);
+	add_pt(t, d, "x", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, d, "y", MB_HOLDING, 1, PT_UINT16);
+	/* a second device on the connection, reading other registers */
+	uint32_t d2 = add_dev(t, "dev2", b, 2, 150);
+	add_pt(t, d2, "z", MB_HOLDING, 300, PT_UINT16);
+	s->regs[1][300] = 3;
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	assert_true(wait_readings(&sk, d, 6, 4000));
+	assert_true(wait_readings(&sk, d2, 6, 4000));
+	tcpoll_stop(tp);
+
+	size_t timeouts = 0;
+	size_t n = sink_of(&sk, d, v, 128);
+	for (size_t k = 0; k < n; k++) {
+		if (!all_ok(v[k])) {
+			assert_all_err(v[k], MBE_TIMEOUT);
+			timeouts++;
+			continue;
+		}
+		assert_int_equal(v[k]->values[0].v.u, 1);
+		assert_int_equal(v[k]->values[1].v.u, 2);
+	}
+	n = sink_of(&sk, d2, v, 128);
+	for (size_t k = 0; k < n; k++) {
+		if (!all_ok(v[k])) {
+			assert_all_err(v[k], MBE_TIMEOUT);
+			timeouts++;
+			continue;
+		}
+		assert_int_equal(v[k]->values[0].v.u, 3);
+	}
+	assert_int_equal(timeouts, 2);
+	struct tcpoll_stats st;
+	tcpoll_get_stats(tp, &st);
+	assert_int_equal(st.timeouts, 2);
+	assert_int_equal(st.connects, 3);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+static void test_wrong_transaction_id_is_a_protocol_error(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[64];
+
+	s->mode = SRV_BADTID;
+	size_t b = add_bus(t, "a", s->port, 1000, 0);
+	uint32_t d = add_dev(t, "dev", b, 1, 150);
+	add_pt(t, d, "x", MB_HOLDING, 0, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	assert_true(wait_readings(&sk, d, 3, 3000));
+	tcpoll_stop(tp);
+	size_t n = sink_of(&sk, d, v, 64);
+	for (size_t k = 0; k < n; k++)
+		assert_all_err(v[k], MBE_PROTO);
+	struct tcpoll_stats st;
+	tcpoll_get_stats(tp, &st);
+	assert_true(st.connects >= n); /* the stream is not trusted after a mismatch */
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+static void test_fragmented_and_delayed_replies(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[64];
+
+	s->fragment = true;
+	s->delay_ms = 40;
+	for (int i = 0; i < 100; i++)
+		s->regs[0][i] = (uint16_t)(1000 + i);
+	size_t b = add_bus(t, "a", s->port, 1500, 0);
+	uint32_t d = add_dev(t, "dev", b, 1, 300);
+	add_pt(t, d, "first", MB_INPUT, 0, PT_UINT16);
+	add_pt(t, d, "last", MB_INPUT, 99, PT_UINT16);
+	t->devs[d].max_gap = 100; /* one request of 100 registers: a 207-byte reply */
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	assert_true(wait_readings(&sk, d, 2, 5000));
+	tcpoll_free(tp);
+	size_t n = sink_of(&sk, d, v, 64);
+	for (size_t k = 0; k < n; k++) {
+		assert_true(all_ok(v[k]));
+		assert_int_equal(v[k]->values[0].v.u, 1000);
+		assert_int_equal(v[k]->values[1].v.u, 1099);
+	}
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+static void test_guard_between_requests(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	const int64_t guard = 80;
+
+	size_t b = add_bus(t, "a", s->port, 1000, guard);
+	uint32_t d = add_dev(t, "dev", b, 1, 1000);
+	add_pt(t, d, "a", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, d, "b", MB_HOLDING, 10, PT_UINT16);
+	add_pt(t, d, "c", MB_HOLDING, 20, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	assert_true(wait_readings(&sk, d, 2, 4000));
+	tcpoll_free(tp);
+	pthread_mutex_lock(&s->mu);
+	assert_true(s->nreq >= 6);
+	for (int i = 1; i < s->nreq; i++) {
+		int64_t gap = s->req_us[i] - s->req_us[i - 1];
+		if (gap < (guard - 1) * 1000)
+			fail_msg("requests %d and %d only %lld us apart", i - 1, i, (long long)gap);
+	}
+	pthread_mutex_unlock(&s->mu);
+	struct reading *v[8];
+	assert_true(sink_of(&sk, d, v, 8) >= 2);
+	assert_true(all_ok(v[0]) && all_ok(v[1]));
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+/* A wall-clock step moves the stamps, not the schedule. */
+static void test_clock_step(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[128];
+	const int64_t step = -3600 * 1000;
+
+	size_t b = add_bus(t, "a", s->port, 500, 0);
+	uint32_t d = add_dev(t, "dev", b, 1, 200);
+	add_pt(t, d, "x", MB_HOLDING, 0, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	sleep_ms(1000);
+	size_t nbefore = sink_count(&sk, d);
+	int64_t at = clock_mono_ms();
+	clock_set_real_offset(step);
+	sleep_ms(1000);
+	tcpoll_stop(tp);
+	clock_set_real_offset(0);
+
+	size_t n = sink_of(&sk, d, v, 128);
+	assert_true(nbefore >= 3);
+	assert_true(n - nbefore >= 3 && n - nbefore <= 6);
+	assert_schedule(v, n, 200, 200 + 500);
+	for (size_t k = 1; k < n; k++) {
+		int64_t dts = v[k]->ts_ms - v[k - 1]->ts_ms;
+		bool across = v[k - 1]->start_mono_ms < at && v[k]->start_mono_ms > at + 5;
+		if (across)
+			assert_true(dts < step + 1000);
+		else if (v[k - 1]->start_mono_ms > at + 5)
+			assert_true(dts >= 0 && dts < 1000);
+	}
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+static void test_stop_is_prompt(void **state)
+{
+	(void)state;
+	struct srv *mute = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+
+	mute->mode = SRV_DROP;
+	size_t b = add_bus(t, "mute", mute->port, 5000, 0);
+	size_t b2 = add_bus(t, "refused", dead_port(), 5000, 0);
+	uint32_t d = add_dev(t, "dev", b, 1, 100);
+	add_pt(t, d, "x", MB_HOLDING, 0, PT_STRING)->length = 8;
+	uint32_t d2 = add_dev(t, "dev2", b2, 1, 100);
+	add_pt(t, d2, "x", MB_HOLDING, 0, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 2, &sk);
+	/* the request is in flight, waiting out its 5 s timeout */
+	int64_t end = clock_mono_ms() + 3000;
+	while (srv_get(mute, &mute->nreq) < 1 && clock_mono_ms() < end)
+		sleep_ms(10);
+	assert_int_equal(srv_get(mute, &mute->nreq), 1);
+	int64_t t0 = clock_mono_ms();
+	tcpoll_stop(tp);
+	int64_t took = clock_mono_ms() - t0;
+	if (took > 500)
+		fail_msg("tcpoll_stop took %lld ms", (long long)took);
+	/* the abandoned poll yields no reading, and freeing it leaks nothing */
+	assert_int_equal(sink_count(&sk, d), 0);
+	tcpoll_stop(tp); /* twice is harmless */
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(mute);
+}
+
+static void test_which_devices(void **state)
+{
+	(void)state;
+	struct tcfg *t = tcfg_new();
+	struct poller_sink ps = { .ctx = NULL, .emit = NULL };
+	char err[256] = "";
+	struct tcpoll *tp;
+
+	size_t b = add_bus(t, "tcp", 1502, 1000, 0);
+	size_t r = add_bus(t, "serial", 0, 1000, 0);
+	t->buses[r].kind = BUS_RTU;
+	size_t unused = add_bus(t, "unused", 1503, 1000, 0);
+	(void)unused;
+	add_pt(t, add_dev(t, "plain", b, 1, 1000), "x", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, add_dev(t, "rtu", r, 1, 1000), "x", MB_HOLDING, 0, PT_UINT16);
+	t->devs[add_dev(t, "inverter", b, 2, 1000)].sunspec = true;
+
+	tp = tcpoll_new(&t->cfg, 1, 0, &ps, err, sizeof err);
+	assert_non_null(tp);
+	assert_int_equal(tcpoll_ndevices(tp), 1);
+	tcpoll_free(tp); /* never started */
+
+	/* nothing to poll: a tcpoll that starts and stops with no thread */
+	t->cfg.ndevices = 0;
+	tp = tcpoll_new(&t->cfg, 1, 3, &ps, err, sizeof err);
+	assert_non_null(tp);
+	assert_int_equal(tcpoll_ndevices(tp), 0);
+	assert_int_equal(tcpoll_start(tp), 0);
+	assert_int_equal(tcpoll_start(tp), -1); /* once only */
+	tcpoll_free(tp);
+
+	/* a device on a bus that does not exist is refused by name */
+	t->cfg.ndevices = 0;
+	add_dev(t, "lost", 7, 1, 1000);
+	tp = tcpoll_new(&t->cfg, 1, 0, &ps, err, sizeof err);
+	assert_null(tp);
+	assert_non_null(strstr(err, "lost"));
+
+	/* a point the plan cannot hold is refused by device */
+	t->cfg.ndevices = 0;
+	uint32_t d = add_dev(t, "far", b, 1, 1000);
+	add_pt(t, d, "x", MB_HOLDING, 65535, PT_UINT32);
+	tp = tcpoll_new(&t->cfg, 1, 0, &ps, err, sizeof err);
+	assert_null(tp);
+	assert_non_null(strstr(err, "far"));
+	free(t);
+}
+
+/* Descriptors past 1023 are served like any other (the reason this module exists). */
+static void test_descriptors_past_1023(void **state)
+{
+	(void)state;
+	struct rlimit rl;
+	int fillers[1100];
+	int nf = 0;
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur < 1200) {
+		rlim_t want = rl.rlim_max < 2048 ? rl.rlim_max : 2048;
+		rl.rlim_cur = want;
+		if (want < 1200 || setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			skip();
+			return;
+		}
+	}
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[16];
+
+	for (;;) {
+		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		assert_true(fd >= 0);
+		fillers[nf++] = fd;
+		if (fd >= 1060 || nf == 1100)
+			break;
+	}
+	s->regs[1][0] = 1024;
+	size_t b = add_bus(t, "a", s->port, 1000, 0);
+	uint32_t d = add_dev(t, "dev", b, 1, 100);
+	add_pt(t, d, "x", MB_HOLDING, 0, PT_UINT16);
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	assert_true(wait_readings(&sk, d, 3, 3000));
+	tcpoll_free(tp);
+	/* every descriptor below 1061 was taken, so tcpoll's were numbered past 1023 */
+	int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(probe > 1023);
+	close(probe);
+	size_t n = sink_of(&sk, d, v, 16);
+	for (size_t k = 0; k < n; k++) {
+		assert_true(all_ok(v[k]));
+		assert_int_equal(v[k]->values[0].v.u, 1024);
+	}
+	while (nf > 0)
+		close(fillers[--nf]);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+/* IPv6 literals and host names reach the same code path as 127.0.0.1. */
+static void test_ipv6_and_host_name(void **state)
+{
+	(void)state;
+	struct srv *s4 = srv_start(), *s6 = srv_start_af(AF_INET6);
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[16];
+	uint32_t d6 = UINT32_MAX;
+
+	s4->regs[1][0] = 4;
+	size_t bn = add_bus(t, "named", s4->port, 1000, 0);
+	t->buses[bn].host = (char *)"localhost";
+	uint32_t dn = add_dev(t, "dn", bn, 1, 150);
+	add_pt(t, dn, "x", MB_HOLDING, 0, PT_UINT16);
+	if (s6 != NULL) {
+		s6->regs[1][0] = 6;
+		size_t b6 = add_bus(t, "v6", s6->port, 1000, 0);
+		t->buses[b6].host = (char *)"::1";
+		d6 = add_dev(t, "d6", b6, 1, 150);
+		add_pt(t, d6, "x", MB_HOLDING, 0, PT_UINT16);
+	} else {
+		print_message("no ::1 here: IPv6 part skipped\n");
+	}
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 2, &sk);
+	assert_true(wait_readings(&sk, dn, 2, 3000));
+	if (s6 != NULL)
+		assert_true(wait_readings(&sk, d6, 2, 3000));
+	tcpoll_free(tp);
+	size_t n = sink_of(&sk, dn, v, 16);
+	for (size_t k = 0; k < n; k++)
+		assert_int_equal(v[k]->values[0].v.u, 4);
+	if (s6 != NULL) {
+		n = sink_of(&sk, d6, v, 16);
+		for (size_t k = 0; k < n; k++)
+			assert_int_equal(v[k]->values[0].v.u, 6);
+		srv_stop(s6);
+	}
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s4);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_values_decoded),
+		cmocka_unit_test(test_each_device_on_its_interval),
+		cmocka_unit_test(test_first_polls_spread),
+		cmocka_unit_test(test_dead_endpoints_do_not_delay_others),
+		cmocka_unit_test(test_dead_unit_on_shared_connection),
+		cmocka_unit_test(test_exception_fails_only_its_request),
+		cmocka_unit_test(test_peer_close_then_recover),
+		cmocka_unit_test(test_late_replies_do_not_desync),
+		cmocka_unit_test(test_wrong_transaction_id_is_a_protocol_error),
+		cmocka_unit_test(test_fragmented_and_delayed_replies),
+		cmocka_unit_test(test_guard_between_requests),
+		cmocka_unit_test(test_clock_step),
+		cmocka_unit_test(test_stop_is_prompt),
+		cmocka_unit_test(test_which_devices),
+		cmocka_unit_test(test_descriptors_past_1023),
+		cmocka_unit_test(test_ipv6_and_host_name),
+	};
+
+	log_init(3, "test_tcpoll"); /* warnings about the dead endpoints are expected */
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
