@@ -83,7 +83,7 @@ struct device_cfg {
 	char id[ID_MAX];
 	char *name;            /* UTF-8, may be NULL */
 	size_t bus;            /* index into config.buses */
-	uint8_t unit_id;       /* 0..247, default 1 */
+	uint8_t unit_id;       /* 0..255 on tcp, 1..247 on serial lines; default 1 */
 	char *profile;         /* the profile name, or NULL for inline points */
 	bool sunspec;          /* profile: sunspec — points are discovered at run time */
 	struct point_def *points;
@@ -152,7 +152,7 @@ struct rule_cfg {
 	double rated_power_w;  /* 0 when not given */
 	bool has_daylight;
 	int daylight_from_s, daylight_to_s;
-	double min_output_ratio;
+	double min_output_ratio; /* of rated power; default 0.1 */
 
 	struct action_cfg *on_fire, *on_resolve;
 	size_t non_fire, non_resolve;
@@ -175,7 +175,9 @@ struct config {
 };
 
 /* Messages from a load: errors and warnings, each "FILE:LINE:COL: message"
- * (warnings read "FILE:LINE:COL: warning: message"), in file order. */
+ * (warnings read "FILE:LINE:COL: warning: message"), sorted by file (the config first,
+ * then profiles in the order they were read), line and column. A problem with a whole
+ * file (cannot be opened, empty) reads "FILE: message". */
 struct config_diag {
 	char **msgs;
 	bool *is_error;
@@ -193,13 +195,31 @@ struct config_opts {
 /*
  * Load and validate. Returns the config, or NULL when there is any error; diag
  * (which may be NULL) receives every message. Free diag with config_diag_free.
+ * diag is overwritten, not appended to (free it before reusing it). Relative paths in
+ * the file (data_dir, password_file, TLS files) are resolved against the config
+ * file's directory; the config keeps them absolute.
  */
 struct config *config_load(const char *path, const struct config_opts *opts,
 			   struct config_diag *diag);
 void config_free(struct config *cfg);
 void config_diag_free(struct config_diag *d);
 
-/* "3 buses, 6 devices, 17 points, 4 rules" */
+/*
+ * Read one device profile by name, for sluice-sim and sluicectl (which do not call
+ * libyaml). It is searched for as config.c does for a config: config_dir/devices/NAME.yaml
+ * (skipped when config_dir is NULL), then opts->profile_path / $SLUICE_PROFILE_PATH /
+ * SLUICE_DATADIR "/devices". On success (0) *points (malloc'ed, the caller frees it with
+ * free()) holds *npoints points and *display_name (malloc'ed, may be NULL) the profile's
+ * name: line. "sunspec" succeeds with no points (they are discovered at run time).
+ * On failure (-1) nothing is allocated and diag (may be NULL) says why, located in the
+ * profile file; a profile that is not found gives a message without a file name.
+ */
+int config_load_profile(const char *name, const char *config_dir, const struct config_opts *opts,
+			struct point_def **points, size_t *npoints, char **display_name,
+			struct config_diag *diag);
+
+/* "4 buses, 6 devices (1 SunSpec), 16 points, 4 rules": points are the static ones
+ * (a SunSpec device's are discovered at run time). */
 void config_summary(const struct config *cfg, char *buf, size_t len);
 
 /* Lookups by id; -1 when absent. */

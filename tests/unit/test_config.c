@@ -1,0 +1,1242 @@
+/*
+ * test_config: the config loader. The example config (config/sluice.example.yaml, the
+ * contract for key names) must load as it stands once the files it names exist; every
+ * kind of mistake must be reported with its exact FILE:LINE:COL message, all of them,
+ * not only the first. Fixtures are in tests/fixtures/config; the tests run from the
+ * top of the tree (tests/run-unit does that).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define FIX "tests/fixtures/config/"
+
+/* Profiles are looked for beside the config, then here: nowhere, so that the
+ * installed profiles of the machine running the tests play no part. */
+static const struct config_opts fix_opts = { .profile_path = "tests/fixtures/no-such-dir" };
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static void print_diag(const char *what, const struct config_diag *d)
+{
+	fprintf(stderr, "%s: %zu message(s):\n", what, d->n);
+	for (size_t i = 0; i < d->n; i++)
+		fprintf(stderr, "  [%s]\n", d->msgs[i]);
+}
+
+/* Load path and require exactly the messages want[0..n), in order. */
+static struct config *load_expect(const char *path, const struct config_opts *opts,
+				  const char *const *want, size_t n, size_t nwarnings)
+{
+	struct config_diag d;
+	struct config *cfg = config_load(path, opts, &d);
+	bool same = d.n == n;
+
+	for (size_t i = 0; same && i < n; i++)
+		same = strcmp(d.msgs[i], want[i]) == 0;
+	if (!same) {
+		fprintf(stderr, "expected:\n");
+		for (size_t i = 0; i < n; i++)
+			fprintf(stderr, "  [%s]\n", want[i]);
+		print_diag(path, &d);
+	}
+	assert_true(same);
+	assert_int_equal(d.nwarnings, nwarnings);
+	assert_int_equal(d.nerrors, n - nwarnings);
+	for (size_t i = 0; i < d.n; i++)
+		assert_int_equal(d.is_error[i], strstr(d.msgs[i], ": warning: ") == NULL);
+	if (n > nwarnings)
+		assert_null(cfg);
+	else
+		assert_non_null(cfg);
+	config_diag_free(&d);
+	return cfg;
+}
+
+#define EXPECT_ERRORS(file, msgs) \
+	load_expect(FIX file, &fix_opts, msgs, sizeof msgs / sizeof msgs[0], 0)
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	assert_true(n >= 0);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+static void spit(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	size_t n = strlen(text);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, n), (ssize_t)n);
+	assert_int_equal(fchmod(fd, mode), 0);
+	close(fd);
+}
+
+/* Replace every from with to in *s. */
+static void replace_all(char **s, const char *from, const char *to)
+{
+	size_t lf = strlen(from), lt = strlen(to), n = 0;
+	char *p, *out, *o;
+
+	for (p = *s; (p = strstr(p, from)); p += lf)
+		n++;
+	out = malloc(strlen(*s) + n * lt + 1);
+	assert_non_null(out);
+	o = out;
+	for (p = *s;;) {
+		char *hit = strstr(p, from);
+		if (!hit) {
+			strcpy(o, p);
+			break;
+		}
+		memcpy(o, p, (size_t)(hit - p));
+		o += hit - p;
+		memcpy(o, to, lt);
+		o += lt;
+		p = hit + lf;
+	}
+	free(*s);
+	*s = out;
+}
+
+/* ---- the example, in a temporary directory ---------------------------------------- */
+
+struct site {
+	char dir[PATH_MAX];
+	char config[PATH_MAX + 32];
+	char password[PATH_MAX + 32];
+	char ca[PATH_MAX + 32];
+};
+
+static void site_path(const struct site *s, char *buf, size_t len, const char *name)
+{
+	int n = snprintf(buf, len, "%s/%s", s->dir, name);
+
+	assert_true(n > 0 && (size_t)n < len);
+}
+
+/*
+ * The example config and the profiles beside it, copied into a temporary directory
+ * with its /etc/sluice files and data_dir pointing there, the files created (the
+ * password file root:root 0640), and the serial line on /dev/null (a character device
+ * that exists everywhere).
+ */
+static int site_setup(void **state)
+{
+	struct site *s = calloc(1, sizeof *s);
+	char tmpl[] = "/tmp/sluice-test-config-XXXXXX", path[PATH_MAX + 64], etc[PATH_MAX + 8];
+	char data[PATH_MAX + 8];
+	char *text;
+	DIR *dp;
+	struct dirent *e;
+
+	if (!s || !mkdtemp(tmpl))
+		return -1;
+	if (!realpath(tmpl, s->dir))
+		return -1;
+	site_path(s, s->config, sizeof s->config, "sluice.yaml");
+	site_path(s, s->password, sizeof s->password, "mqtt.password");
+	site_path(s, s->ca, sizeof s->ca, "ca.pem");
+	snprintf(etc, sizeof etc, "%s/", s->dir);
+	snprintf(data, sizeof data, "%s/data", s->dir);
+
+	text = slurp("config/sluice.example.yaml");
+	replace_all(&text, "/etc/sluice/", etc);
+	replace_all(&text, "/var/lib/sluice", data);
+	replace_all(&text, "/dev/ttyS1", "/dev/null");
+	spit(s->config, text, 0644);
+	free(text);
+
+	spit(s->password, "secret\n", 0640);
+	spit(s->ca, "-----BEGIN CERTIFICATE-----\n", 0644);
+	site_path(s, path, sizeof path, "client.pem");
+	spit(path, "-----BEGIN CERTIFICATE-----\n", 0644);
+	site_path(s, path, sizeof path, "client.key");
+	spit(path, "-----BEGIN PRIVATE KEY-----\n", 0600);
+	assert_int_equal(mkdir(data, 0750), 0);
+
+	site_path(s, path, sizeof path, "devices");
+	assert_int_equal(mkdir(path, 0755), 0);
+	dp = opendir("config/devices");
+	assert_non_null(dp);
+	while ((e = readdir(dp))) {
+		char src[PATH_MAX], dst[PATH_MAX + 300];
+		size_t n = strlen(e->d_name);
+		if (n < 5 || strcmp(e->d_name + n - 5, ".yaml") != 0)
+			continue;
+		snprintf(src, sizeof src, "config/devices/%s", e->d_name);
+		snprintf(dst, sizeof dst, "%s/devices/%s", s->dir, e->d_name);
+		text = slurp(src);
+		spit(dst, text, 0644);
+		free(text);
+	}
+	closedir(dp);
+	*state = s;
+	return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int site_teardown(void **state)
+{
+	struct site *s = *state;
+
+	nftw(s->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(s);
+	return 0;
+}
+
+/* Rewrite the site's config: every from becomes to. */
+static void site_edit(struct site *s, const char *from, const char *to)
+{
+	char *text = slurp(s->config);
+
+	assert_non_null(strstr(text, from));
+	replace_all(&text, from, to);
+	spit(s->config, text, 0644);
+	free(text);
+}
+
+static const struct point_def *point_of(const struct config *cfg, const char *dev,
+					const char *name)
+{
+	long d = config_find_device(cfg, dev), p;
+
+	assert_true(d >= 0);
+	p = config_find_point(&cfg->devices[d], name);
+	assert_true(p >= 0);
+	return &cfg->devices[d].points[p];
+}
+
+static const struct rule_cfg *rule_of(const struct config *cfg, const char *id)
+{
+	for (size_t i = 0; i < cfg->nrules; i++)
+		if (strcmp(cfg->rules[i].id, id) == 0)
+			return &cfg->rules[i];
+	fail_msg("no rule %s", id);
+	return NULL;
+}
+
+static void test_example_loads(void **state)
+{
+	struct site *s = *state;
+	struct config_diag d;
+	struct config *cfg = config_load(s->config, &fix_opts, &d);
+	char buf[PATH_MAX + 64], sum[160];
+	const struct device_cfg *dev;
+	const struct point_def *p;
+	const struct rule_cfg *r;
+	size_t npoints = 0;
+
+	if (d.n)
+		print_diag(s->config, &d);
+	assert_int_equal(d.n, 0);
+	assert_non_null(cfg);
+	config_diag_free(&d);
+
+	assert_int_equal(cfg->nbuses, 4);
+	assert_int_equal(cfg->ndevices, 6);
+	for (size_t i = 0; i < cfg->ndevices; i++)
+		npoints += cfg->devices[i].npoints;
+	assert_int_equal(npoints, 16); /* 5 + 3 + 3 + 3 (level-radar) + 2; school-pv: SunSpec */
+	assert_int_equal(cfg->nrules, 4);
+	config_summary(cfg, sum, sizeof sum);
+	assert_string_equal(sum, "4 buses, 6 devices (1 SunSpec), 16 points, 4 rules");
+	assert_int_equal(cfg->nfiles, 3); /* the config and the two profiles it names */
+	assert_string_equal(cfg->path, s->config);
+
+	/* gateway, uplink, buffer */
+	assert_string_equal(cfg->gateway.id, "fengdu-gw-01");
+	assert_string_equal(cfg->gateway.name, "丰都县城 自来水厂加压站");
+	assert_string_equal(cfg->gateway.timezone, "Asia/Shanghai");
+	site_path(s, buf, sizeof buf, "data");
+	assert_string_equal(cfg->gateway.data_dir, buf);
+	assert_int_equal(cfg->gateway.log_level, LOG_LVL_INFO);
+	assert_string_equal(cfg->uplink.host, "iot.city.example");
+	assert_int_equal(cfg->uplink.port, 8883);
+	assert_int_equal(cfg->uplink.protocol, MQTT_5);
+	assert_string_equal(cfg->uplink.client_id, "fengdu-gw-01");
+	assert_string_equal(cfg->uplink.username, "fengdu-gw-01");
+	assert_string_equal(cfg->uplink.password_file, s->password);
+	assert_true(cfg->uplink.tls);
+	assert_string_equal(cfg->uplink.ca_file, s->ca);
+	site_path(s, buf, sizeof buf, "client.key");
+	assert_string_equal(cfg->uplink.key_file, buf);
+	assert_string_equal(cfg->uplink.topic_prefix, "cq/iot");
+	assert_int_equal(cfg->uplink.qos, 1);
+	assert_int_equal(cfg->uplink.keepalive_ms, 30000);
+	assert_int_equal(cfg->uplink.inflight, 64);
+	assert_int_equal(cfg->uplink.health_interval_ms, 60000);
+	assert_int_equal(cfg->uplink.loc.line, 20); /* its first key */
+	assert_int_equal(cfg->buffer.max_size, 512ull << 20);
+	assert_int_equal(cfg->buffer.durability, DURABILITY_NORMAL);
+	assert_int_equal(cfg->buffer.keep_sent_ms, 7ll * 86400 * 1000);
+
+	/* buses */
+	assert_string_equal(cfg->buses[0].id, "rs485-1");
+	assert_int_equal(cfg->buses[0].kind, BUS_RTU);
+	assert_string_equal(cfg->buses[0].device, "/dev/null");
+	assert_int_equal(cfg->buses[0].baud, 9600);
+	assert_int_equal(cfg->buses[0].parity, 'N');
+	assert_int_equal(cfg->buses[0].data_bits, 8);
+	assert_int_equal(cfg->buses[0].stop_bits, 1);
+	assert_false(cfg->buses[0].rs485);
+	assert_int_equal(cfg->buses[0].timeout_ms, 300);
+	assert_int_equal(cfg->buses[0].guard_ms, 5);
+	assert_int_equal(cfg->buses[1].kind, BUS_TCP);
+	assert_string_equal(cfg->buses[1].host, "192.0.2.20");
+	assert_int_equal(cfg->buses[1].port, 502);
+	assert_int_equal(cfg->buses[1].timeout_ms, 500);
+	assert_int_equal(cfg->buses[1].guard_ms, 0);
+	assert_string_equal(cfg->buses[2].host, "2001:db8:10::20");
+	assert_int_equal(cfg->buses[2].timeout_ms, 1000);
+	assert_int_equal(cfg->buses[3].kind, BUS_RTU_OVER_TCP);
+	assert_string_equal(cfg->buses[3].host, "198.51.100.14");
+	assert_int_equal(cfg->buses[3].port, 8899);
+	assert_int_equal(cfg->buses[3].timeout_ms, 2000);
+	assert_int_equal(cfg->buses[3].guard_ms, 20);
+
+	/* devices and points */
+	dev = &cfg->devices[0];
+	assert_string_equal(dev->id, "dma3-inlet");
+	assert_string_equal(dev->name, "三号计量分区 进水电磁流量计");
+	assert_string_equal(dev->profile, "flowmeter-generic");
+	assert_int_equal(dev->bus, 0);
+	assert_int_equal(dev->unit_id, 1);
+	assert_int_equal(dev->npoints, 5);
+	assert_int_equal(dev->interval_ms, 10000);
+	assert_int_equal(dev->offline_after, 3);
+	assert_int_equal(dev->max_registers, 125);
+	assert_int_equal(dev->max_gap, 0);
+	/* a profile's point is located in the profile file */
+	site_path(s, buf, sizeof buf, "devices/flowmeter-generic.yaml");
+	assert_string_equal(dev->point_locs[0].file, buf);
+	assert_int_equal(dev->point_locs[0].line, 10);
+	assert_int_equal(dev->point_locs[0].col, 13);
+	p = point_of(cfg, "dma3-inlet", "total");
+	assert_int_equal(p->type, PT_FLOAT64);
+	assert_int_equal(p->address, 4);
+	assert_string_equal(p->unit, "m3");
+
+	p = point_of(cfg, "dma3-out-a", "flow");
+	assert_int_equal(p->table, MB_INPUT);
+	assert_int_equal(p->type, PT_FLOAT32);
+	assert_int_equal(p->word_order, ORDER_LITTLE);
+	assert_int_equal(p->byte_order, ORDER_BIG);
+	assert_string_equal(p->unit, "m3/h");
+	p = point_of(cfg, "dma3-out-a", "total");
+	assert_true(p->scale == 0.01);
+	assert_true(p->offset == 0);
+	assert_int_equal(p->bit, -1);
+	assert_false(p->writable);
+	assert_int_equal(cfg->devices[1].unit_id, 2);
+	assert_string_equal(cfg->devices[1].point_locs[0].file, cfg->files[0]);
+
+	p = point_of(cfg, "booster-pump", "fault");
+	assert_int_equal(p->type, PT_BOOL);
+	assert_int_equal(p->table, MB_HOLDING);
+	assert_int_equal(p->address, 110);
+	assert_int_equal(p->bit, 3);
+	assert_int_equal(point_of(cfg, "booster-pump", "running")->bit, 0);
+	assert_int_equal(cfg->devices[2].interval_ms, 5000);
+
+	dev = &cfg->devices[config_find_device(cfg, "xinhua-underpass")];
+	assert_int_equal(dev->bus, 3);
+	assert_int_equal(dev->unit_id, 5);
+	assert_int_equal(dev->npoints, 3);
+	assert_true(point_of(cfg, "xinhua-underpass", "level")->scale == 0.001);
+
+	p = point_of(cfg, "warn-sign", "red_lamp");
+	assert_int_equal(p->table, MB_COIL);
+	assert_true(p->writable);
+	p = point_of(cfg, "warn-sign", "message");
+	assert_int_equal(p->type, PT_STRING);
+	assert_int_equal(p->length, 8);
+
+	dev = &cfg->devices[5];
+	assert_string_equal(dev->id, "school-pv");
+	assert_string_equal(dev->name, "实验小学 屋顶光伏");
+	assert_true(dev->sunspec);
+	assert_int_equal(dev->npoints, 0);
+	assert_int_equal(dev->interval_ms, 30000);
+	assert_int_equal(config_find_device(cfg, "nonesuch"), -1);
+	assert_int_equal(config_find_point(&cfg->devices[0], "nonesuch"), -1);
+
+	/* rules */
+	r = rule_of(cfg, "dma3-leakage");
+	assert_int_equal(r->kind, RULE_LEAKAGE);
+	assert_string_equal(r->name, "三号分区漏损");
+	assert_int_equal(r->severity, SEV_ORANGE);
+	assert_int_equal(r->ninflow, 1);
+	assert_int_equal(r->inflow[0].device, 0);
+	assert_int_equal(r->inflow[0].point, 2);
+	assert_string_equal(r->inflow[0].name, "total");
+	assert_int_equal(r->noutflow, 1);
+	assert_int_equal(r->outflow[0].device, 1);
+	assert_int_equal(r->outflow[0].point, 1);
+	assert_int_equal(r->window_ms, 86400000);
+	assert_true(r->has_max_loss_ratio);
+	assert_true(r->max_loss_ratio == 0.085);
+	assert_true(r->has_night);
+	assert_int_equal(r->night_from_s, 7200);
+	assert_int_equal(r->night_to_s, 4 * 3600);
+	assert_true(r->has_night_max_flow);
+	assert_true(r->night_max_flow == 3.5);
+
+	r = rule_of(cfg, "xinhua-waterlogging");
+	assert_int_equal(r->kind, RULE_WATERLOGGING);
+	assert_true(r->has_point);
+	assert_int_equal(r->point.device, 3);
+	assert_int_equal(r->point.point, 0);
+	assert_true(isnan(r->levels[SEV_NONE]));
+	assert_true(r->levels[SEV_BLUE] == 0.10);
+	assert_true(r->levels[SEV_YELLOW] == 0.15);
+	assert_true(r->levels[SEV_ORANGE] == 0.27);
+	assert_true(r->levels[SEV_RED] == 0.40);
+	assert_true(r->hysteresis == 0.02);
+	assert_true(r->has_rise);
+	assert_true(r->rise_by == 0.05);
+	assert_int_equal(r->rise_within_ms, 600000);
+	assert_int_equal(r->non_fire, 1);
+	assert_int_equal(r->on_fire[0].severity, SEV_RED);
+	assert_int_equal(r->on_fire[0].target.device, 4);
+	assert_int_equal(r->on_fire[0].target.point, 0);
+	assert_true(r->on_fire[0].value == 1);
+	assert_int_equal(r->non_resolve, 1);
+	assert_int_equal(r->on_resolve[0].severity, SEV_NONE);
+	assert_true(r->on_resolve[0].value == 0);
+
+	r = rule_of(cfg, "school-pv-output");
+	assert_int_equal(r->kind, RULE_PV);
+	assert_true(r->has_inverter);
+	assert_int_equal(r->inverter, 5);
+	assert_true(r->rated_power_w == 30000);
+	assert_true(r->has_daylight);
+	assert_int_equal(r->daylight_from_s, 9 * 3600);
+	assert_int_equal(r->daylight_to_s, 16 * 3600);
+	assert_true(r->min_output_ratio == 0.05);
+	assert_int_equal(r->for_ms, 30 * 60000);
+	assert_int_equal(r->severity, SEV_YELLOW);
+
+	r = rule_of(cfg, "booster-pressure-low");
+	assert_int_equal(r->kind, RULE_THRESHOLD);
+	assert_int_equal(r->point.device, 2);
+	assert_int_equal(r->point.point, 0);
+	assert_false(r->has_above);
+	assert_true(r->has_below);
+	assert_true(r->below == 0.15);
+	assert_true(r->hysteresis == 0.01);
+	assert_int_equal(r->for_ms, 120000);
+	assert_string_equal(r->point.loc.file, cfg->files[0]);
+	assert_true(r->point.loc.line > 0);
+
+	config_free(cfg);
+}
+
+static char *xfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xfmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+
+	va_start(ap, fmt);
+	assert_true(vasprintf(&p, fmt, ap) >= 0);
+	va_end(ap);
+	return p;
+}
+
+static void expect_one(const struct site *s, char *msg)
+{
+	const char *want[] = { msg };
+
+	load_expect(s->config, &fix_opts, want, 1, 0);
+	free(msg);
+}
+
+/* Every file the example names is needed: each missing one is its own error. */
+static void test_example_missing_files(void **state)
+{
+	struct site *s = *state;
+	char key[PATH_MAX + 64];
+	char *want[3];
+
+	site_path(s, key, sizeof key, "client.key");
+	assert_int_equal(unlink(s->password), 0);
+	assert_int_equal(unlink(s->ca), 0);
+	assert_int_equal(unlink(key), 0);
+	want[0] = xfmt("%s:25:18: uplink: password_file '%s' does not exist", s->config,
+		       s->password);
+	want[1] = xfmt("%s:27:14: uplink: tls.ca_file '%s' does not exist", s->config, s->ca);
+	want[2] = xfmt("%s:29:15: uplink: tls.key_file '%s' does not exist", s->config, key);
+	load_expect(s->config, &fix_opts, (const char *const *)want, 3, 0);
+	for (int i = 0; i < 3; i++)
+		free(want[i]);
+}
+
+static void test_password_readable_by_others(void **state)
+{
+	struct site *s = *state;
+
+	assert_int_equal(chmod(s->password, 0644), 0);
+	expect_one(s, xfmt("%s:25:18: uplink: password_file '%s' can be read by every user "
+			   "(mode 0644): it holds a secret; make it owner root, group sluice, "
+			   "mode 0640", s->config, s->password));
+}
+
+static void test_password_writable_by_group(void **state)
+{
+	struct site *s = *state;
+
+	assert_int_equal(chmod(s->password, 0660), 0);
+	expect_one(s, xfmt("%s:25:18: uplink: password_file '%s' can be written by users other "
+			   "than its owner (mode 0660); make it owner root, group sluice, mode 0640",
+			   s->config, s->password));
+}
+
+/* As root, modes do not stop reads: a directory is a "file" that cannot be read. */
+static void test_password_is_a_directory(void **state)
+{
+	struct site *s = *state;
+
+	assert_int_equal(unlink(s->password), 0);
+	assert_int_equal(mkdir(s->password, 0750), 0);
+	expect_one(s, xfmt("%s:25:18: uplink: password_file '%s' is a directory, not a file",
+			   s->config, s->password));
+}
+
+/* Relative paths are relative to the config file, not to the current directory. */
+static void test_relative_paths(void **state)
+{
+	struct site *s = *state;
+	char from[PATH_MAX + 64], data[PATH_MAX + 64];
+	struct config *cfg;
+
+	site_edit(s, s->password, "mqtt.password");
+	site_path(s, from, sizeof from, "data");
+	site_edit(s, from, "./state");
+	cfg = load_expect(s->config, &fix_opts, NULL, 0, 0);
+	assert_string_equal(cfg->uplink.password_file, s->password);
+	site_path(s, data, sizeof data, "state");
+	assert_string_equal(cfg->gateway.data_dir, data);
+	config_free(cfg);
+}
+
+/* A key the example lacks may be added; the defaults fill the rest. */
+static void test_defaults(void **state)
+{
+	static const char text[] =
+		"gateway: { id: gw }\n"
+		"uplink: { host: \"::1\" }\n"
+		"buses: [ { id: b, rtu: { device: /dev/null } } ]\n"
+		"devices: [ { id: d, bus: b, profile: level-radar } ]\n";
+	struct site *s = *state;
+	struct config *cfg;
+
+	spit(s->config, text, 0644);
+	cfg = load_expect(s->config, &fix_opts, NULL, 0, 0);
+	assert_string_equal(cfg->gateway.timezone, "UTC");
+	assert_string_equal(cfg->gateway.data_dir, "/var/lib/sluice");
+	assert_null(cfg->gateway.name);
+	assert_int_equal(cfg->gateway.log_level, LOG_LVL_INFO);
+	assert_int_equal(cfg->uplink.port, 1883);
+	assert_int_equal(cfg->uplink.protocol, MQTT_311);
+	assert_string_equal(cfg->uplink.client_id, "gw");
+	assert_string_equal(cfg->uplink.topic_prefix, "sluice");
+	assert_false(cfg->uplink.tls);
+	assert_null(cfg->uplink.password_file);
+	assert_int_equal(cfg->uplink.qos, 1);
+	assert_int_equal(cfg->uplink.keepalive_ms, 30000);
+	assert_int_equal(cfg->uplink.inflight, 64);
+	assert_int_equal(cfg->buffer.max_size, 256ull << 20);
+	assert_int_equal(cfg->buffer.keep_sent_ms, 7ll * 86400000);
+	assert_int_equal(cfg->buses[0].baud, 9600);
+	assert_int_equal(cfg->buses[0].parity, 'N');
+	assert_int_equal(cfg->buses[0].timeout_ms, 1000);
+	assert_int_equal(cfg->buses[0].guard_ms, 5);
+	assert_int_equal(cfg->devices[0].unit_id, 1);
+	assert_int_equal(cfg->devices[0].interval_ms, 10000);
+	assert_int_equal(cfg->devices[0].offline_after, 3);
+	assert_int_equal(cfg->devices[0].max_registers, 125);
+	assert_int_equal(cfg->devices[0].npoints, 3);
+	config_free(cfg);
+}
+
+/* ---- one fixture per kind of mistake ----------------------------------------------- */
+
+static const char *const msgs_syntax[] = {
+	FIX "syntax.yaml:6:8: YAML syntax error: mapping values are not allowed in this context",
+};
+static const char *const msgs_tabs[] = {
+	FIX "tabs.yaml:2:1: YAML syntax error: found character that cannot start any token (while scanning for the next token at line 2 column 1); YAML does not allow tabs for indentation: use spaces",
+};
+static const char *const msgs_duplicate_keys[] = {
+	FIX "duplicate-keys.yaml:6:3: uplink: duplicate key 'port' (first at line 5)",
+	FIX "duplicate-keys.yaml:9:41: buses[0] (line1): duplicate key 'tcp.host' (first at line 9)",
+	FIX "duplicate-keys.yaml:15:7: devices[0] (meter): duplicate point 'flow' (first at line 14)",
+	FIX "duplicate-keys.yaml:16:1: duplicate key 'gateway' (first at line 1)",
+};
+static const char *const msgs_unknown_keys[] = {
+	FIX "unknown-keys.yaml:3:3: gateway: unknown key 'timezon' (did you mean 'timezone'?)",
+	FIX "unknown-keys.yaml:7:5: uplink: unknown key 'tls.ca_fil' (did you mean 'tls.ca_file'?)",
+	FIX "unknown-keys.yaml:14:5: devices[0] (meter): unknown key 'intervall' (did you mean 'interval'?)",
+	FIX "unknown-keys.yaml:16:58: point 'flow' of device meter: unknown key 'scael' (did you mean 'scale'?)",
+	FIX "unknown-keys.yaml:22:5: alerts[0] (high-flow): key 'levels' is not for threshold rules (it belongs to waterlogging rules)",
+	FIX "unknown-keys.yaml:23:1: unknown key 'colour'",
+};
+static const char *const msgs_wrong_types[] = {
+	FIX "wrong-types.yaml:3:9: gateway: name must be a single value, not a list",
+	FIX "wrong-types.yaml:5:9: uplink: host must be a single value, not a mapping (key: value lines)",
+	FIX "wrong-types.yaml:6:9: uplink: port 'eighty' is not a whole number",
+	FIX "wrong-types.yaml:7:14: uplink: keepalive '30' is not a duration (expected a number and a unit: 500ms, 10s, 5m, 2h, 1d)",
+	FIX "wrong-types.yaml:9:3: buses must be a list (lines starting with '- '), not a mapping (key: value lines)",
+	FIX "wrong-types.yaml:12:10: devices[0] (meter): bus 'line1' does not exist",
+	FIX "wrong-types.yaml:13:15: devices[0] (meter): interval 'fast' is not a duration (expected a number and a unit: 500ms, 10s, 5m, 2h, 1d)",
+	FIX "wrong-types.yaml:15:68: point 'flow' of device meter: scale 'lots' is not a number",
+	FIX "wrong-types.yaml:16:14: devices[0] (meter): point 'total' must be a mapping (table, address, type, ...), not the value 'holding'",
+	FIX "wrong-types.yaml:17:9: alerts must be a list (lines starting with '- '), not the value 'nothing'",
+};
+static const char *const msgs_ranges[] = {
+	FIX "ranges.yaml:3:14: gateway: log_level 'verbose' is not one of error, warning, info, debug",
+	FIX "ranges.yaml:6:9: uplink: port 70000 is out of range (expected 1..65535)",
+	FIX "ranges.yaml:7:13: uplink: protocol 'mqtt3' is not one of mqtt311, mqtt5 (did you mean 'mqtt5'?)",
+	FIX "ranges.yaml:8:8: uplink: qos 0 is not allowed: the outbox deletes a reading only when the broker acknowledges it, and QoS 0 has no acknowledgement (use 1 or 2)",
+	FIX "ranges.yaml:9:14: uplink: keepalive 2s is out of range (expected 5s..65535s)",
+	FIX "ranges.yaml:10:13: uplink: inflight 0 is out of range (expected 1..65535)",
+	FIX "ranges.yaml:12:13: buffer: max_size 512KiB is too small (expected at least 1MiB)",
+	FIX "ranges.yaml:13:15: buffer: durability 'safe' is not one of normal, full",
+	FIX "ranges.yaml:16:37: buses[0] (line1): rtu.baud 9601 is not a standard rate (expected 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800 or 921600)",
+	FIX "ranges.yaml:16:51: buses[0] (line1): rtu.parity 'space' is not one of none, even, odd",
+	FIX "ranges.yaml:16:69: buses[0] (line1): rtu.data_bits 9 is out of range (expected 7..8)",
+	FIX "ranges.yaml:16:83: buses[0] (line1): rtu.stop_bits 3 is out of range (expected 1..2)",
+	FIX "ranges.yaml:17:14: buses[0] (line1): timeout 5ms is out of range (expected 10ms..60s)",
+	FIX "ranges.yaml:19:35: buses[1] (line2): tcp.port 0 is out of range (expected 1..65535)",
+	FIX "ranges.yaml:20:14: buses[1] (line2): timeout 2m is out of range (expected 10ms..60s)",
+	FIX "ranges.yaml:24:14: devices[0] (meter): unit_id 0 is out of range for serial bus line1 (expected 1..247)",
+	FIX "ranges.yaml:25:15: devices[0] (meter): interval 50ms is out of range (expected 100ms..1d)",
+	FIX "ranges.yaml:26:20: devices[0] (meter): offline_after 0 is out of range (expected 1..1000)",
+	FIX "ranges.yaml:27:20: devices[0] (meter): max_registers 126 is out of range (expected 1..125)",
+	FIX "ranges.yaml:28:14: devices[0] (meter): max_gap 200 is out of range (expected 0..125)",
+	FIX "ranges.yaml:30:40: point 'flow' of device meter: address 65536 is out of range (expected 0..65535)",
+	FIX "ranges.yaml:33:14: devices[1] (plc): unit_id 256 is out of range (expected 0..255)",
+};
+static const char *const msgs_duplicate_ids[] = {
+	FIX "duplicate-ids.yaml:8:9: buses[1] (line1): duplicate bus id 'line1' (first at line 6)",
+	FIX "duplicate-ids.yaml:15:9: devices[1] (meter): duplicate device id 'meter' (first at line 11)",
+	FIX "duplicate-ids.yaml:20:7: devices[1] (meter): point 'flow' is already defined by profile flowmeter-test (" FIX "devices/flowmeter-test.yaml:4)",
+	FIX "duplicate-ids.yaml:26:9: alerts[1] (high): duplicate rule id 'high' (first at line 22)",
+};
+static const char *const msgs_bad_ids[] = {
+	FIX "bad-ids.yaml:2:7: gateway: id 'gw test' is not a valid id: use only letters, digits, '-' and '_' (at most 63 bytes)",
+	FIX "bad-ids.yaml:6:9: buses[0] (line/1): id 'line/1' is not a valid id: use only letters, digits, '-' and '_' (at most 63 bytes)",
+	FIX "bad-ids.yaml:9:9: devices[0] (水表): id '水表' is not a valid id: use only letters, digits, '-' and '_' (at most 63 bytes)",
+	FIX "bad-ids.yaml:12:7: devices[0] (水表): point name 'flow.rate' is not valid: use only letters, digits, '-' and '_' (at most 63 bytes)",
+	FIX "bad-ids.yaml:13:9: devices[1] (a-very-long-device-name-that-goes-on-and-on-past-sixty-three-bytes): id 'a-very-long-device-name-that-goes-on-and-on-past-sixty-three-bytes' is not a valid id: use only letters, digits, '-' and '_' (at most 63 bytes)",
+	FIX "bad-ids.yaml:18:9: alerts[0] (high flow): id 'high flow' is not a valid id: use only letters, digits, '-' and '_' (at most 63 bytes)",
+	FIX "bad-ids.yaml:20:12: alerts[0] (high flow): point 'meter.flow': there is no device 'meter'",
+};
+static const char *const msgs_points[] = {
+	FIX "points.yaml:12:46: point 'a' of device dev1: type 'float33' is not one of bool, int16, uint16, int32, uint32, int64, uint64, float32, float64, string (did you mean 'float32'?)",
+	FIX "points.yaml:13:43: point 'b' of device dev1: type uint16 cannot be read from a coil: coils hold single bits (use type bool)",
+	FIX "points.yaml:14:57: point 'c' of device dev1: bit is only for type bool (a bool inside a register)",
+	FIX "points.yaml:15:54: point 'd' of device dev1: bit is only for input and holding registers: a coil is a single bit already",
+	FIX "points.yaml:16:47: point 'e' of device dev1: a string point needs length: (its size in registers, 1..64)",
+	FIX "points.yaml:17:63: point 'f' of device dev1: length is only for type string",
+	FIX "points.yaml:18:61: point 'g' of device dev1: scale must not be 0",
+	FIX "points.yaml:19:62: point 'h' of device dev1: writable: input registers are read-only (only coil and holding points can be written)",
+	FIX "points.yaml:20:37: point 'i' of device dev1: the point runs past the last address: holding registers 65534-65537 (addresses end at 65535)",
+	FIX "points.yaml:21:58: point 'j' of device dev1: bit 16 is out of range (expected 0..15)",
+	FIX "points.yaml:22:63: point 'k' of device dev1: length 65 is out of range (expected 1..64)",
+	FIX "points.yaml:23:66: point 'l' of device dev1: word_order 'middle' is not one of big, little",
+	FIX "points.yaml:24:19: point 'm' of device dev1: table 'registers' is not one of coil, discrete, input, holding",
+	FIX "points.yaml:25:10: point 'n' of device dev1: missing required key 'address'",
+	FIX "points.yaml:26:37: point 'o' of device dev1: address -1 is out of range (expected 0..65535)",
+	FIX "points.yaml:27:68: point 'p' of device dev1: scale applies to numbers, not to type bool",
+	FIX "points.yaml:28:61: point 'q' of device dev1: unit 'a-unit-name-that-is-far-too-long' is too long (at most 23 bytes)",
+};
+static const char *const msgs_overlap[] = {
+	FIX "overlap.yaml:13:17: devices[0] (pump): point 'speed' overlaps point 'pressure' (holding registers 101 and 100-101)",
+	FIX "overlap.yaml:16:17: devices[0] (pump): point 'alarm' overlaps point 'fault' (both are bit 3 of holding register 110)",
+	FIX "overlap.yaml:17:17: devices[0] (pump): point 'status' overlaps point 'running' (both use holding register 110)",
+	FIX "overlap.yaml:20:17: devices[0] (pump): point 'horn' overlaps point 'lamp' (both use coil 5)",
+	FIX "overlap.yaml:25:14: devices[1] (meter): point 'extra' overlaps point 'velocity' of profile overlap-profile (holding registers 3 and 2-3)",
+	FIX "devices/overlap-profile.yaml:7:13: point 'total' overlaps point 'velocity' (holding registers 3-6 and 2-3)",
+};
+static const char *const msgs_references[] = {
+	FIX "references.yaml:10:10: devices[0] (booster-pump): bus 'line2' does not exist (did you mean 'line1'?)",
+	FIX "references.yaml:18:14: devices[1] (meter): profile 'flowmeter-generik' not found: no file flowmeter-generik.yaml in " FIX "devices, tests/fixtures/no-such-dir",
+	FIX "references.yaml:25:12: alerts[0] (low-pressure): point 'booster-pump.presure': device booster-pump has no point 'presure' (did you mean 'pressure'?)",
+	FIX "references.yaml:28:18: alerts[0] (low-pressure): on_fire[0].write 'booster-pmp.lamp': there is no device 'booster-pmp' (did you mean 'booster-pump'?)",
+	FIX "references.yaml:29:18: alerts[0] (low-pressure): on_fire[1].write 'booster-pump.pressure': point pressure of device booster-pump is not writable (it needs writable: true, on a coil or holding register)",
+	FIX "references.yaml:30:44: alerts[0] (low-pressure): on_fire[2].value 2 cannot be written to bool point lamp (expected 0 or 1, or false or true)",
+	FIX "references.yaml:31:48: alerts[0] (low-pressure): on_fire[3].value 70000 does not fit point setpoint (uint16: expected 0..65535)",
+	FIX "references.yaml:32:45: alerts[0] (low-pressure): on_fire[4].value: point label is a string; an action writes numbers",
+	FIX "references.yaml:33:18: alerts[0] (low-pressure): on_fire[5].write 'booster-pump' is not a point reference (expected device.point, e.g. booster-pump.pressure)",
+	FIX "references.yaml:36:51: alerts[0] (low-pressure): unknown key 'on_resolve[0].severity'",
+	FIX "references.yaml:39:15: alerts[1] (pv): inverter 'inverterr': there is no device 'inverterr' (did you mean 'inverter'?)",
+};
+static const char *const msgs_missing[] = {
+	FIX "missing.yaml:2:3: gateway: missing required key 'id'",
+	FIX "missing.yaml:4:3: uplink: missing required key 'host'",
+	FIX "missing.yaml:6:5: buses[0] (line1): missing the transport: give one of tcp:, rtu: or rtu_over_tcp:",
+	FIX "missing.yaml:7:5: buses[1]: missing required key 'id'",
+	FIX "missing.yaml:8:10: buses[1]: missing required key 'tcp.host'",
+	FIX "missing.yaml:10:10: buses[2] (line3): missing required key 'rtu.device'",
+	FIX "missing.yaml:12:5: devices[0] (meter): missing required key 'bus'",
+	FIX "missing.yaml:12:5: devices[0] (meter): give profile: or points: (what to read from the device)",
+	FIX "missing.yaml:14:5: devices[1]: missing required key 'id'",
+	FIX "missing.yaml:16:13: point 'flow' of devices[1]: missing required key 'address'",
+	FIX "missing.yaml:16:13: point 'flow' of devices[1]: missing required key 'type'",
+	FIX "missing.yaml:18:5: alerts[0] (a1): missing required key 'kind'",
+	FIX "missing.yaml:19:5: alerts[1]: missing required key 'id'",
+	FIX "missing.yaml:19:5: alerts[1]: a threshold rule needs above:, below: or both",
+	FIX "missing.yaml:21:5: alerts[2] (a3): missing required key 'inflow'",
+	FIX "missing.yaml:23:5: alerts[3] (a4): missing required key 'inverter'",
+	FIX "missing.yaml:25:5: alerts[4] (a5): a waterlogging rule needs levels: (or rise:)",
+	FIX "missing.yaml:31:11: alerts[5] (a6): missing required key 'rise.within'",
+	FIX "missing.yaml:35:12: alerts[6] (a7): missing required key 'night.to'",
+	FIX "missing.yaml:39:15: alerts[7] (a8): missing required key 'daylight.from'",
+	FIX "missing.yaml:41:9: alerts[7] (a8): missing required key 'on_fire[0].write'",
+	FIX "missing.yaml:41:9: alerts[7] (a8): missing required key 'on_fire[0].value'",
+};
+static const char *const msgs_alerts[] = {
+	FIX "alerts.yaml:27:12: alerts[0] (t1): above (0.1) must be more than below (0.5), or the rule would always fire",
+	FIX "alerts.yaml:29:15: alerts[0] (t1): severity 'purple' is not one of blue, yellow, orange, red",
+	FIX "alerts.yaml:30:10: alerts[0] (t1): for 8d is out of range (expected 0..7d)",
+	FIX "alerts.yaml:31:17: alerts[0] (t1): hysteresis -1 is out of range (expected at least 0)",
+	FIX "alerts.yaml:34:12: alerts[1] (w1): point 'gauge.speed' has unit 'm/s'; a waterlogging rule needs a water level in m, cm or mm",
+	FIX "alerts.yaml:35:49: alerts[1] (w1): levels.orange 0.27 must be higher than levels.yellow 0.3 (the grades rise: blue, yellow, orange, red)",
+	FIX "alerts.yaml:36:17: alerts[1] (w1): rise.by 0 is out of range (expected more than 0)",
+	FIX "alerts.yaml:39:14: alerts[2] (l1): inflow 'meter.pressure' has unit 'MPa'; a leakage rule needs a volume (m3, m³, L) or a flow (m3/h, m³/h, L/s, L/min)",
+	FIX "alerts.yaml:39:30: alerts[2] (l1): inflow 'meter.alarm' has no unit; a leakage rule needs a volume (m3, m³, L) or a flow (m3/h, m³/h, L/s, L/min)",
+	FIX "alerts.yaml:40:13: alerts[2] (l1): window 30m is out of range (expected 1h..31d)",
+	FIX "alerts.yaml:41:21: alerts[2] (l1): max_loss_ratio 1.2 is out of range (expected more than 0 and less than 1)",
+	FIX "alerts.yaml:41:21: alerts[2] (l1): max_loss_ratio compares inflow with outflow: give outflow: too",
+	FIX "alerts.yaml:42:33: alerts[2] (l1): night.to is the same time as night.from: the window is empty",
+	FIX "alerts.yaml:42:51: alerts[2] (l1): night.max_flow -1 is out of range (expected at least 0)",
+	FIX "alerts.yaml:46:18: alerts[3] (p1): rated_power '30kw' is not a power (expected a number and a unit: 800W, 30kW, 1.2MW)",
+	FIX "alerts.yaml:47:36: alerts[3] (p1): daylight.to must be later than daylight.from",
+	FIX "alerts.yaml:48:23: alerts[3] (p1): min_output_ratio 1.5 is out of range (expected 0..1)",
+	FIX "alerts.yaml:52:18: alerts[4] (p2): rated_power '-5kW' is not a power (expected a number and a unit: 800W, 30kW, 1.2MW)",
+	FIX "alerts.yaml:53:23: alerts[4] (p2): daylight.from '25:00' is not a time of day (expected hours:minutes, e.g. \"02:00\")",
+	FIX "alerts.yaml:53:36: alerts[4] (p2): daylight.to '9h' is not a time of day (expected hours:minutes, e.g. \"02:00\")",
+	FIX "alerts.yaml:55:11: alerts[5] (k1): kind 'leak' is not one of threshold, waterlogging, leakage, pv",
+	FIX "alerts.yaml:61:5: alerts[6] (k2): key 'window' is not for threshold rules (it belongs to leakage rules)",
+};
+static const char *const msgs_uplink[] = {
+	FIX "uplink.yaml:4:9: uplink: host '[2001:db8::1]': write an IPv6 address without brackets, in quotes (\"2001:db8::1\")",
+	FIX "uplink.yaml:5:17: uplink: topic_prefix '/cq/iot' must not begin or end with '/'",
+	FIX "uplink.yaml:7:5: uplink: tls.cert_file and tls.key_file go together (a client certificate needs its key)",
+	FIX "uplink.yaml:7:16: uplink: tls.cert_file '/dev/null' is not a regular file",
+	FIX "uplink.yaml:10:18: buses[0] (line1): tcp.host '192.0.2.1:502' includes a port: give the port in port:",
+};
+static const char *const msgs_topic_prefix[] = {
+	FIX "topic-prefix.yaml:5:17: uplink: topic_prefix 'cq/+/iot' must not contain the MQTT wildcards + or #",
+};
+static const char *const msgs_timezone[] = {
+	FIX "timezone.yaml:3:13: gateway: timezone 'Asia/Shangai' is not a known time zone (did you mean 'Asia/Shanghai'?)",
+};
+static const char *const msgs_profile_errors[] = {
+	FIX "profile-errors.yaml:17:14: devices[2] (m3): profile 'flowmeter-tset' not found: no file flowmeter-tset.yaml in " FIX "devices, tests/fixtures/no-such-dir (did you mean 'flowmeter-test'?)",
+	FIX "devices/misnamed.yaml:1:10: profile 'flowmeter' does not match the file's name: a profile is found by its file name, so this file must say profile: misnamed",
+	FIX "devices/misnamed.yaml:3:16: max_registers 200 is out of range (expected 1..125)",
+	FIX "devices/misnamed.yaml:6:45: point 'tota': type 'flaot64' is not one of bool, int16, uint16, int32, uint32, int64, uint64, float32, float64, string (did you mean 'float64'?)",
+	FIX "devices/misnamed.yaml:7:1: unknown key 'pionts' (did you mean 'points'?)",
+	FIX "devices/broken.yaml:4:1: YAML syntax error: did not find expected ',' or '}' (while parsing a flow mapping at line 3 column 9)",
+};
+static const char *const msgs_empty[] = {
+	FIX "empty.yaml: the file is empty",
+};
+static const char *const msgs_two_documents[] = {
+	FIX "two-documents.yaml:5:1: a second YAML document starts here: the file must hold one document",
+};
+static const char *const msgs_not_a_mapping[] = {
+	FIX "not-a-mapping.yaml:1:1: the configuration must be a mapping (key: value lines), not a list",
+};
+
+static const char *const msgs_shapes[] = {
+	FIX "shapes.yaml:4:5: gateway: a key must be a single word, not a list",
+	FIX "shapes.yaml:8:9: uplink: port 99999999999999999999999 is out of range (expected 1..65535)",
+	FIX "shapes.yaml:9:3: uplink: YAML merge keys (<<) are not supported: write the keys out",
+	FIX "shapes.yaml:11:5: buses[0] must be a mapping (key: value lines), not the value 'line1'",
+	FIX "shapes.yaml:15:5: devices[0] must be a mapping (key: value lines), not a list",
+	/* an alias is the node it names: the repeat is located at the anchor */
+	FIX "shapes.yaml:17:9: devices[2] (meter): duplicate device id 'meter' (first at line 17)",
+	FIX "shapes.yaml:22:5: alerts[0] must be a mapping (key: value lines), not the value '5'",
+	FIX "shapes.yaml:23:20: alerts[1] (a): kind must be a single value, not a list",
+	FIX "shapes.yaml:24:4: alerts[2] has no value (expected a mapping (key: value lines))",
+};
+
+static void test_syntax_error(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("syntax.yaml", msgs_syntax);
+	EXPECT_ERRORS("tabs.yaml", msgs_tabs);
+}
+
+static void test_odd_shapes(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("shapes.yaml", msgs_shapes);
+}
+
+static void test_duplicate_keys(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("duplicate-keys.yaml", msgs_duplicate_keys);
+}
+
+static void test_unknown_keys(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("unknown-keys.yaml", msgs_unknown_keys);
+}
+
+static void test_wrong_types(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("wrong-types.yaml", msgs_wrong_types);
+}
+
+static void test_out_of_range(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("ranges.yaml", msgs_ranges);
+}
+
+static void test_duplicate_ids(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("duplicate-ids.yaml", msgs_duplicate_ids);
+}
+
+static void test_bad_ids(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("bad-ids.yaml", msgs_bad_ids);
+}
+
+static void test_points(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("points.yaml", msgs_points);
+}
+
+static void test_overlaps(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("overlap.yaml", msgs_overlap);
+}
+
+static void test_references(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("references.yaml", msgs_references);
+}
+
+static void test_missing_required(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("missing.yaml", msgs_missing);
+}
+
+static void test_alerts(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("alerts.yaml", msgs_alerts);
+}
+
+static void test_uplink(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("uplink.yaml", msgs_uplink);
+	EXPECT_ERRORS("topic-prefix.yaml", msgs_topic_prefix);
+}
+
+static void test_timezone(void **state)
+{
+	struct stat st;
+
+	(void)state;
+	if (stat("/usr/share/zoneinfo/Asia/Shanghai", &st) < 0)
+		skip(); /* no zone database: timezones are not checked */
+	EXPECT_ERRORS("timezone.yaml", msgs_timezone);
+}
+
+/* Errors in a profile are located in the profile, and reported once however many
+ * devices use it; references into a broken device do not pile up more errors. */
+static void test_profile_errors(void **state)
+{
+	(void)state;
+	EXPECT_ERRORS("profile-errors.yaml", msgs_profile_errors);
+}
+
+static void test_whole_file_problems(void **state)
+{
+	static const char *const missing[] = {
+		FIX "no-such.yaml: cannot be opened for reading: No such file or directory",
+	};
+	static const char *const dir[] = {
+		FIX "devices: is not a regular file",
+	};
+
+	(void)state;
+	EXPECT_ERRORS("empty.yaml", msgs_empty);
+	EXPECT_ERRORS("two-documents.yaml", msgs_two_documents);
+	EXPECT_ERRORS("not-a-mapping.yaml", msgs_not_a_mapping);
+	EXPECT_ERRORS("no-such.yaml", missing);
+	EXPECT_ERRORS("devices", dir);
+}
+
+/* A serial device that is not there yet is a warning: the config still loads. */
+static void test_serial_device_missing_is_a_warning(void **state)
+{
+	static const char *const want[] = {
+		FIX "serial-missing.yaml:9:20: warning: buses[0] (usb0): rtu.device "
+		    "'/dev/ttyUSB-sluice-test-absent' does not exist (yet); sluiced will keep "
+		    "trying to open it",
+	};
+	struct config *cfg;
+	char dir[PATH_MAX], data[PATH_MAX + 8], sum[120];
+
+	(void)state;
+	cfg = load_expect(FIX "serial-missing.yaml", &fix_opts, want, 1, 1);
+	assert_int_equal(cfg->buses[0].baud, 19200);
+	assert_int_equal(cfg->buses[0].parity, 'E');
+	assert_int_equal(cfg->devices[0].unit_id, 7);
+	assert_int_equal(cfg->devices[0].npoints, 2);
+	/* data_dir: data, beside the config file */
+	assert_non_null(realpath(FIX, dir));
+	snprintf(data, sizeof data, "%s/data", dir);
+	assert_string_equal(cfg->gateway.data_dir, data);
+	config_summary(cfg, sum, sizeof sum);
+	assert_string_equal(sum, "1 bus, 1 device, 2 points, 0 rules");
+	config_free(cfg);
+}
+
+/* Every mistake in a file is reported, in file order, not only the first. */
+static void test_many_errors_all_reported(void **state)
+{
+	struct config_diag d;
+	struct config *cfg;
+	int last = 0;
+
+	(void)state;
+	cfg = config_load(FIX "ranges.yaml", &fix_opts, &d);
+	assert_null(cfg);
+	assert_int_equal(d.nerrors, 22);
+	assert_int_equal(d.n, 22);
+	for (size_t i = 0; i < d.n; i++) {
+		int line = atoi(d.msgs[i] + strlen(FIX "ranges.yaml:"));
+		assert_true(line >= last);
+		last = line;
+	}
+	/* the first and the last mistakes of the file are both there */
+	assert_non_null(strstr(d.msgs[0], ":3:14: gateway: log_level 'verbose'"));
+	assert_non_null(strstr(d.msgs[21], ":33:14: devices[1] (plc): unit_id 256"));
+	config_diag_free(&d);
+
+	/* a NULL diag is allowed */
+	assert_null(config_load(FIX "ranges.yaml", &fix_opts, NULL));
+}
+
+/* ---- config_load_profile ----------------------------------------------------------- */
+
+static void test_load_profile(void **state)
+{
+	struct point_def *pts;
+	size_t n;
+	char *name;
+	struct config_diag d;
+
+	(void)state;
+	assert_int_equal(config_load_profile("flowmeter-generic", "config", &fix_opts, &pts, &n,
+					     &name, &d), 0);
+	assert_int_equal(d.n, 0);
+	assert_int_equal(n, 5);
+	assert_string_equal(pts[0].name, "flow");
+	assert_string_equal(pts[2].name, "total");
+	assert_int_equal(pts[2].type, PT_FLOAT64);
+	assert_int_equal(pts[2].address, 4);
+	assert_string_equal(name, "Electromagnetic flow meter, float registers, high word first");
+	free(pts);
+	free(name);
+	config_diag_free(&d);
+
+	/* sunspec: built in, nothing to read */
+	assert_int_equal(config_load_profile("sunspec", NULL, &fix_opts, &pts, &n, &name, NULL), 0);
+	assert_int_equal(n, 0);
+	assert_null(pts);
+	free(name);
+
+	/* found through the search path when there is no config directory */
+	{
+		const struct config_opts o = { .profile_path = "/nonexistent:" FIX "devices" };
+		assert_int_equal(config_load_profile("flowmeter-test", NULL, &o, &pts, &n, &name,
+						     NULL), 0);
+		assert_int_equal(n, 2);
+		free(pts);
+		free(name);
+	}
+	/* and through $SLUICE_PROFILE_PATH when opts say nothing */
+	setenv("SLUICE_PROFILE_PATH", FIX "devices", 1);
+	assert_int_equal(config_load_profile("flowmeter-test", NULL, NULL, &pts, &n, &name, NULL),
+			 0);
+	assert_int_equal(n, 2);
+	free(pts);
+	free(name);
+	unsetenv("SLUICE_PROFILE_PATH");
+}
+
+static void test_load_profile_errors(void **state)
+{
+	static const char *const not_found[] = {
+		"profile 'flowmeter-generik' not found: no file flowmeter-generik.yaml in "
+		"config/devices, tests/fixtures/no-such-dir (did you mean 'flowmeter-generic'?)",
+	};
+	static const char *const misnamed[] = {
+		FIX "devices/misnamed.yaml:1:10: profile 'flowmeter' does not match the file's "
+		    "name: a profile is found by its file name, so this file must say profile: "
+		    "misnamed",
+		FIX "devices/misnamed.yaml:3:16: max_registers 200 is out of range (expected 1..125)",
+		FIX "devices/misnamed.yaml:6:45: point 'tota': type 'flaot64' is not one of bool, "
+		    "int16, uint16, int32, uint32, int64, uint64, float32, float64, string (did you "
+		    "mean 'float64'?)",
+		FIX "devices/misnamed.yaml:7:1: unknown key 'pionts' (did you mean 'points'?)",
+	};
+	struct point_def *pts = (void *)1;
+	char *name = (void *)1;
+	size_t n = 99;
+	struct config_diag d;
+
+	(void)state;
+	assert_int_equal(config_load_profile("flowmeter-generik", "config", &fix_opts, &pts, &n,
+					     &name, &d), -1);
+	assert_null(pts);
+	assert_null(name);
+	assert_int_equal(n, 0);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], not_found[0]);
+	config_diag_free(&d);
+
+	assert_int_equal(config_load_profile("misnamed", "tests/fixtures/config", &fix_opts, &pts,
+					     &n, &name, &d), -1);
+	assert_null(pts);
+	assert_int_equal(d.n, 4);
+	for (size_t i = 0; i < 4; i++)
+		assert_string_equal(d.msgs[i], misnamed[i]);
+	assert_int_equal(d.nerrors, 4);
+	config_diag_free(&d);
+
+	assert_int_equal(config_load_profile("../etc/passwd", "config", &fix_opts, &pts, &n, &name,
+					     &d), -1);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], "'../etc/passwd' is not a valid profile name (letters, "
+			    "digits, '-' and '_')");
+	config_diag_free(&d);
+}
+
+/* ---- value syntaxes ---------------------------------------------------------------- */
+
+static void test_parse_duration(void **state)
+{
+	static const struct {
+		const char *s;
+		int64_t ms;
+	} good[] = {
+		{ "500ms", 500 }, { "10s", 10000 }, { "5m", 300000 }, { "2h", 7200000 },
+		{ "1d", 86400000 }, { "1h30m", 5400000 }, { "1.5s", 1500 }, { "0", 0 },
+		{ "0s", 0 }, { "5min", 300000 }, { "10 s", 10000 },
+	};
+	static const char *const bad[] = { "", "10", "s", "-1s", "1x", "1.s", "10sec", "1e3s",
+					   "5M", " 5s", "5s!" };
+	int64_t ms;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		ms = -1;
+		assert_int_equal(config_parse_duration(good[i].s, &ms), 0);
+		assert_int_equal(ms, good[i].ms);
+	}
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_int_equal(config_parse_duration(bad[i], &ms), -1);
+}
+
+static void test_parse_size(void **state)
+{
+	uint64_t b;
+
+	(void)state;
+	assert_int_equal(config_parse_size("64KiB", &b), 0);
+	assert_int_equal(b, 65536);
+	assert_int_equal(config_parse_size("512MiB", &b), 0);
+	assert_int_equal(b, 512ull << 20);
+	assert_int_equal(config_parse_size("2GiB", &b), 0);
+	assert_int_equal(b, 2ull << 30);
+	assert_int_equal(config_parse_size("1MB", &b), 0);
+	assert_int_equal(b, 1000000);
+	assert_int_equal(config_parse_size("3 KB", &b), 0);
+	assert_int_equal(b, 3000);
+	assert_int_equal(config_parse_size("100B", &b), 0);
+	assert_int_equal(b, 100);
+	assert_int_equal(config_parse_size("4096", &b), 0);
+	assert_int_equal(b, 4096);
+	assert_int_equal(config_parse_size("1.5GiB", &b), 0);
+	assert_int_equal(b, 3ull << 29);
+	assert_int_equal(config_parse_size("1.5", &b), -1);
+	assert_int_equal(config_parse_size("MiB", &b), -1);
+	assert_int_equal(config_parse_size("12XB", &b), -1);
+	assert_int_equal(config_parse_size("-1MiB", &b), -1);
+	assert_int_equal(config_parse_size("", &b), -1);
+}
+
+static void test_parse_power(void **state)
+{
+	double w;
+
+	(void)state;
+	assert_int_equal(config_parse_power("800W", &w), 0);
+	assert_true(w == 800);
+	assert_int_equal(config_parse_power("30kW", &w), 0);
+	assert_true(w == 30000);
+	assert_int_equal(config_parse_power("1.2MW", &w), 0);
+	assert_true(w == 1200000);
+	assert_int_equal(config_parse_power("30", &w), -1);
+	assert_int_equal(config_parse_power("30kw", &w), -1);
+	assert_int_equal(config_parse_power("kW", &w), -1);
+	assert_int_equal(config_parse_power("30kWh", &w), -1);
+}
+
+static void test_parse_time_of_day(void **state)
+{
+	int s;
+
+	(void)state;
+	assert_int_equal(config_parse_time_of_day("02:00", &s), 0);
+	assert_int_equal(s, 7200);
+	assert_int_equal(config_parse_time_of_day("2:00", &s), 0);
+	assert_int_equal(s, 7200);
+	assert_int_equal(config_parse_time_of_day("23:59:59", &s), 0);
+	assert_int_equal(s, 86399);
+	assert_int_equal(config_parse_time_of_day("24:00", &s), 0);
+	assert_int_equal(s, 86400);
+	assert_int_equal(config_parse_time_of_day("24:01", &s), -1);
+	assert_int_equal(config_parse_time_of_day("12:60", &s), -1);
+	assert_int_equal(config_parse_time_of_day("12", &s), -1);
+	assert_int_equal(config_parse_time_of_day("12:5", &s), -1);
+	assert_int_equal(config_parse_time_of_day("123:00", &s), -1);
+	assert_int_equal(config_parse_time_of_day("12:00:60", &s), -1);
+}
+
+static void test_id_valid(void **state)
+{
+	char id[80];
+
+	(void)state;
+	assert_true(config_id_valid("dma3-out_A"));
+	assert_false(config_id_valid(""));
+	assert_false(config_id_valid("a b"));
+	assert_false(config_id_valid("a.b"));
+	assert_false(config_id_valid("a/b"));
+	assert_false(config_id_valid("a+b"));
+	assert_false(config_id_valid("水表"));
+	memset(id, 'x', sizeof id);
+	id[ID_MAX - 1] = '\0';
+	assert_true(config_id_valid(id));
+	id[ID_MAX - 1] = 'x';
+	id[ID_MAX] = '\0';
+	assert_false(config_id_valid(id));
+}
+
+static void test_names(void **state)
+{
+	(void)state;
+	assert_null(severity_name(SEV_NONE));
+	assert_string_equal(severity_name(SEV_BLUE), "blue");
+	assert_string_equal(severity_name(SEV_RED), "red");
+	assert_int_equal(severity_from_name("orange"), SEV_ORANGE);
+	assert_int_equal(severity_from_name("purple"), -1);
+	assert_string_equal(rule_kind_name(RULE_WATERLOGGING), "waterlogging");
+	assert_string_equal(rule_kind_name(RULE_PV), "pv");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_example_loads, site_setup, site_teardown),
+		cmocka_unit_test_setup_teardown(test_example_missing_files, site_setup,
+						site_teardown),
+		cmocka_unit_test_setup_teardown(test_password_readable_by_others, site_setup,
+						site_teardown),
+		cmocka_unit_test_setup_teardown(test_password_writable_by_group, site_setup,
+						site_teardown),
+		cmocka_unit_test_setup_teardown(test_password_is_a_directory, site_setup,
+						site_teardown),
+		cmocka_unit_test_setup_teardown(test_relative_paths, site_setup, site_teardown),
+		cmocka_unit_test_setup_teardown(test_defaults, site_setup, site_teardown),
+		cmocka_unit_test(test_syntax_error),
+		cmocka_unit_test(test_odd_shapes),
+		cmocka_unit_test(test_duplicate_keys),
+		cmocka_unit_test(test_unknown_keys),
+		cmocka_unit_test(test_wrong_types),
+		cmocka_unit_test(test_out_of_range),
+		cmocka_unit_test(test_duplicate_ids),
+		cmocka_unit_test(test_bad_ids),
+		cmocka_unit_test(test_points),
+		cmocka_unit_test(test_overlaps),
+		cmocka_unit_test(test_references),
+		cmocka_unit_test(test_missing_required),
+		cmocka_unit_test(test_alerts),
+		cmocka_unit_test(test_uplink),
+		cmocka_unit_test(test_timezone),
+		cmocka_unit_test(test_profile_errors),
+		cmocka_unit_test(test_whole_file_problems),
+		cmocka_unit_test(test_serial_device_missing_is_a_warning),
+		cmocka_unit_test(test_many_errors_all_reported),
+		cmocka_unit_test(test_load_profile),
+		cmocka_unit_test(test_load_profile_errors),
+		cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_parse_power),
+		cmocka_unit_test(test_parse_time_of_day),
+		cmocka_unit_test(test_id_valid),
+		cmocka_unit_test(test_names),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
