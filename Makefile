@@ -17,7 +17,7 @@ PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CC ?= cc
 CFLAGS ?= -O2 -g
 WARN := -std=c11 -Wall -Wextra -Werror -Wno-missing-field-initializers
-CPPFLAGS += -D_GNU_SOURCE -D_TIME_BITS=64 -D_FILE_OFFSET_BITS=64 -Idaemon -Idrivers \
+CPPFLAGS += -D_GNU_SOURCE -D_TIME_BITS=64 -D_FILE_OFFSET_BITS=64 -Idaemon -Idrivers -Itools \
 	-DSLUICE_DATADIR='"$(PREFIX)/share/sluice"' -DSLUICE_VERSION='"$(VERSION)"'
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 VERSION := 0.1.0
@@ -63,6 +63,8 @@ DEPS_test_plan   := drivers/plan drivers/codec
 DEPS_test_config := daemon/config drivers/codec drivers/plan daemon/log
 DEPS_test_store  := daemon/store daemon/log daemon/clock
 DEPS_test_json   := daemon/json
+DEPS_test_sim_model := tools/sim_model tools/sim_sunspec drivers/codec
+DEPS_test_uplink := daemon/uplink daemon/json daemon/log daemon/clock
 DEPS_test_queue  := daemon/queue
 DEPS_test_tcpoll := drivers/tcpoll drivers/mbpdu drivers/codec drivers/plan drivers/mberr \
 	drivers/reading daemon/log daemon/clock daemon/config

@@ -1,0 +1,1585 @@
+/*
+ * sluice-sim: a Modbus TCP device simulator. Serves flow meters, level gauges and
+ * inverters (from the same profiles and configs sluiced reads) on loopback or any
+ * local address, their values following simulated time (sim_model), so a technician
+ * can try a config before going to site and the demo and the integration tests can
+ * stand in for a whole site.
+ *
+ * Owns its listening sockets, its connections and the trace file. One thread, one
+ * epoll loop, non-blocking sockets throughout: a benchmark runs thousands of devices
+ * each on its own port, so never a thread per connection and never select(). Must never
+ * read YAML itself (daemon/config does) nor frame Modbus by hand (drivers/mbpdu does).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "codec.h"
+#include "config.h"
+#include "json.h"
+#include "log.h"
+#include "mbpdu.h"
+#include "sim_model.h"
+#include "sim_sunspec.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "dev"
+#endif
+
+#define EXIT_USAGE 2
+#define IN_CAP (2 * MBTCP_ADU_MAX) /* a whole frame always fits after compaction */
+#define OUT_HIGH (64 * 1024)       /* stop reading a client that does not read its replies */
+#define TRACE_FLUSH (64 * 1024)
+#define MAX_EVENTS 256
+#define EXC_GATEWAY_TARGET 0x0B    /* gateway target device failed to respond */
+#define SUNSPEC_NAME "sluice-sim inverter"
+
+enum { EV_LISTENER = 1, EV_CONN = 2 };
+
+struct unit {
+	uint8_t id;
+	int scenario;
+	char *label;               /* the config's device id, or the profile name */
+	bool from_config;
+	struct sim_device *dev;
+};
+
+/* One address served: a tcp bus of the config, or a --listen. */
+struct endpoint {
+	char *host, *port;         /* as given */
+	char *label;               /* host:port ([v6]:port), for logs and the trace */
+	char *origin;              /* "bus pump-plc" or "--listen", for messages */
+	struct unit *units;
+	size_t nunits;
+};
+
+struct listener {
+	int ev;                    /* EV_LISTENER; first, the epoll tag */
+	int fd;
+	struct endpoint *ep;
+};
+
+struct conn {
+	int ev;                    /* EV_CONN */
+	int fd;
+	struct endpoint *ep;
+	struct conn *prev, *next;
+	uint32_t events;           /* what epoll watches now */
+	char peer[64];
+	size_t inlen;
+	uint8_t in[IN_CAP];
+	uint8_t *out;
+	size_t outlen, outoff, outcap;
+};
+
+struct sim {
+	struct endpoint *eps;
+	size_t neps;
+	struct listener **ls;
+	size_t nls;
+	struct conn *conns;
+	size_t nconns;
+	int epfd;
+	double scale;
+	int64_t sim0, mono0;       /* simulated time at start-up, and when that was */
+	int64_t tz_min;            /* the simulated minute tz_off was computed for */
+	int32_t tz_off;
+	int trace_fd;
+	char *trace_path;
+	struct jbuf trace;
+	bool paused;               /* listeners paused: out of descriptors */
+	int64_t resume_at;
+	uint64_t requests, dropped, accepted;
+};
+
+static volatile sig_atomic_t stop_signal;
+
+static bool tz_known(const char *z)
+{
+	char path[4096];
+	struct stat st;
+	const char *dir = getenv("TZDIR");
+
+	if (!*z)
+		return false;
+	if (*z == ':')
+		z++;
+	if (strcmp(z, "UTC") == 0 || strcmp(z, "GMT") == 0)
+		return true;
+	if (strchr(z, '<') || strpbrk(z, "0123456789"))
+		return true; /* a POSIX TZ string such as CST-8: glibc parses it */
+	if (strstr(z, ".."))
+		return false;
+	snprintf(path, sizeof path, "%s/%s", z[0] == '/' ? "" : dir ? dir : "/usr/share/zoneinfo", z);
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* --- command line -------------------------------------------------------------------- */
+
+struct dev_arg {
+	unsigned unit;
+	char *profile;
+	int scenario;              /* -1: the default */
+	char *spec;                /* as written, for messages */
+};
+
+struct listen_arg {
+	char *spec, *host, *port;
+	struct dev_arg *devs;
+	size_t ndevs;
+};
+
+struct scen_arg {
+	char *device;
+	int scenario;
+};
+
+struct opts {
+	const char *config;
+	struct listen_arg *listens;
+	size_t nlistens;
+	const char *profile_path;
+	int scenario;
+	struct scen_arg *scens;
+	size_t nscens;
+	double scale;
+	const char *tz;
+	int start_s;               /* --start: seconds after local midnight; -1: now */
+	const char *trace;
+	uint64_t seed;
+	bool have_seed;
+	bool verbose;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: sluice-sim --config SITE.yaml [options]\n"
+"       sluice-sim --listen HOST:PORT --device UNIT:PROFILE[:SCENARIO] ... [options]\n"
+"\n"
+"Simulates Modbus TCP devices (flow meters, level gauges, inverters) so a config can be\n"
+"tried before going to site. Values follow simulated time: water demand over the day,\n"
+"totalizers that count it, road-surface water levels, PV output between 06:00 and 18:00.\n"
+"Prints 'sluice-sim: ready' once every address is listening; logs go to stderr.\n"
+"Stop it with Ctrl-C (or SIGTERM).\n"
+"\n"
+"What to serve:\n"
+"  -c, --config FILE        every device on every 'tcp' bus of a sluiced config, each bus\n"
+"                           at its own host:port, with the device's unit_id and points\n"
+"                           (profile or inline). Use a copy with 127.0.0.1 addresses and\n"
+"                           free ports: a site's real addresses are not on your laptop.\n"
+"  -l, --listen HOST:PORT   listen here (127.0.0.1:1502, [::1]:1502); repeatable\n"
+"  -d, --device UNIT:PROFILE[:SCENARIO]\n"
+"                           serve unit id UNIT with the points of PROFILE on the --listen\n"
+"                           before it; repeatable. PROFILE 'sunspec' is a built-in\n"
+"                           three-phase PV inverter (SunSpec models 1, 103, 120 at 40000).\n"
+"  -p, --profile-path DIR[:DIR]\n"
+"                           where profiles (PROFILE.yaml) are found, after devices/ beside\n"
+"                           the --config file (or ./devices/ with --listen); default\n"
+"                           $SLUICE_PROFILE_PATH, else " SLUICE_DATADIR "/devices\n"
+"\n"
+"How it behaves:\n"
+"  -s, --scenario NAME      for every device (default: steady)\n"
+"  -s, --scenario DEVICE=NAME\n"
+"                           for one device of the --config; repeatable\n"
+"      scenarios: steady  the usual day\n"
+"                 leak    flows read 25 %% high from the start; totals count it\n"
+"                 burst   after 1 simulated hour, flows read 150 %% high\n"
+"                 rain    2 min in, water rises over 15 min to 0.45 m, holds 20 min,\n"
+"                         drains over 30 min; again every 6 simulated hours\n"
+"                 fault   fault/alarm bits set, status words 1, inverter output 0\n"
+"                 dead    never answers (the connection stays open)\n"
+"  -t, --time-scale X       simulated time runs X times faster than real time (the demo\n"
+"                           uses 144: a day in 10 minutes); default 1\n"
+"      --start HH:MM        simulated time starts today at this local time (06:00 to\n"
+"                           watch the sun rise on the inverters); default now\n"
+"      --tz ZONE            local time of the daily patterns (Asia/Shanghai); default the\n"
+"                           config's gateway.timezone, else $TZ, else UTC\n"
+"      --seed N             reproducible noise\n"
+"      --trace FILE         append one JSON line per answered read:\n"
+"                           {\"t\":MS,\"listen\":\"127.0.0.1:1502\",\"unit\":1,\"values\":{...}}\n"
+"                           with the values of the points the request covered, decoded\n"
+"                           from the registers served (\"device\" too, with --config)\n"
+"  -v, --verbose            log every connection and request\n"
+"  -h, --help               this text\n"
+"  -V, --version\n"
+"\n"
+"Points get a behaviour from their unit and name: flow (m3/h, L/s, L/min) a daily demand\n"
+"curve (lowest near 03:00, peaks near 07:30 and 19:30); volume (m3, L) named like a\n"
+"totalizer counts that flow; level (m, cm, mm) a road-surface gauge, dry unless it rains\n"
+"(names like 'air' or 'distance': the gauge's air gap, 3 m when dry); power (W, kW) 30 kW\n"
+"rated x a clear-sky curve (or the pv rule's rated_power); energy (Wh, kWh) counts it;\n"
+"pressure (MPa, kPa, bar) ~0.30 MPa; velocity (m/s) the flow in a DN200 pipe; bools\n"
+"named running/run/on are true, fault/alarm/trip false; integer status/alarm words 0;\n"
+"strings the device's name; anything else a constant from its name. Writes (function\n"
+"codes 5, 6, 15, 16) stick: a written point keeps its value. An unknown unit id gets\n"
+"exception 0x0B (gateway target failed to respond); addresses outside a device's points\n"
+"get exception 0x02.\n"
+"\n"
+"Examples:\n"
+"  sluice-sim -l 127.0.0.1:1502 -d 1:flowmeter-generic -d 2:level-radar:rain -p config/devices\n"
+"  sluice-sim --config /tmp/site-test.yaml --time-scale 144 --scenario dma3-inlet=leak\n"
+"\n"
+"Exit status: 0 after Ctrl-C/SIGTERM, 1 when an address cannot be listened on, 2 for\n"
+"bad arguments, a config or a profile that does not load.\n");
+}
+
+static int usage_error(const char *fmt, ...) PRINTF(1, 2);
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("sluice-sim: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\n(sluice-sim --help explains the options)\n", stderr);
+	return EXIT_USAGE;
+}
+
+static const char *scenario_list(void)
+{
+	return "steady, leak, burst, rain, fault, dead";
+}
+
+/* HOST:PORT, [V6]:PORT. Writes malloc'd host and port. */
+static int parse_hostport(const char *s, char **host, char **port)
+{
+	const char *colon;
+	size_t hl;
+
+	*host = *port = NULL;
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':')
+			return -1;
+		hl = (size_t)(rb - s - 1);
+		s++;
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || memchr(s, ':', (size_t)(colon - s)))
+			return -1; /* no port, or a bare IPv6 address */
+		hl = (size_t)(colon - s);
+	}
+	char *end;
+	unsigned long p = strtoul(colon + 1, &end, 10);
+	if (hl == 0 || colon[1] == '\0' || *end || p > 65535)
+		return -1;
+	*host = strndup(s, hl);
+	*port = strdup(colon + 1);
+	if (!*host || !*port) {
+		free(*host);
+		free(*port);
+		*host = *port = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static char *fmt_hostport(const char *host, const char *port)
+{
+	char buf[320];
+	snprintf(buf, sizeof buf, strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+	return strdup(buf);
+}
+
+static int parse_device(const char *s, struct dev_arg *d)
+{
+	char *end;
+	const char *c1 = strchr(s, ':');
+
+	memset(d, 0, sizeof *d);
+	d->scenario = -1;
+	if (!c1 || c1 == s)
+		return usage_error("--device %s: write UNIT:PROFILE[:SCENARIO], e.g. 1:flowmeter-generic", s);
+	errno = 0;
+	unsigned long u = strtoul(s, &end, 10);
+	if (end != c1 || errno || u > 255)
+		return usage_error("--device %s: the unit id must be a number 0..255", s);
+	const char *prof = c1 + 1;
+	const char *c2 = strchr(prof, ':');
+	size_t pl = c2 ? (size_t)(c2 - prof) : strlen(prof);
+	if (pl == 0)
+		return usage_error("--device %s: no profile name after the unit id", s);
+	if (c2) {
+		d->scenario = sim_scenario_from_name(c2 + 1);
+		if (d->scenario < 0)
+			return usage_error("--device %s: unknown scenario '%s' (known: %s)", s,
+					   c2 + 1, scenario_list());
+	}
+	d->unit = (unsigned)u;
+	d->profile = strndup(prof, pl);
+	d->spec = strdup(s);
+	if (!d->profile || !d->spec)
+		return usage_error("out of memory");
+	return 0;
+}
+
+static void opts_free(struct opts *o)
+{
+	for (size_t i = 0; i < o->nlistens; i++) {
+		struct listen_arg *l = &o->listens[i];
+		for (size_t k = 0; k < l->ndevs; k++) {
+			free(l->devs[k].profile);
+			free(l->devs[k].spec);
+		}
+		free(l->devs);
+		free(l->spec);
+		free(l->host);
+		free(l->port);
+	}
+	free(o->listens);
+	for (size_t i = 0; i < o->nscens; i++)
+		free(o->scens[i].device);
+	free(o->scens);
+}
+
+/* Returns -1 to go on, or an exit status. */
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+	enum { OPT_TZ = 256, OPT_SEED, OPT_TRACE, OPT_START };
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "device", required_argument, NULL, 'd' },
+		{ "profile-path", required_argument, NULL, 'p' },
+		{ "scenario", required_argument, NULL, 's' },
+		{ "time-scale", required_argument, NULL, 't' },
+		{ "tz", required_argument, NULL, OPT_TZ },
+		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "trace", required_argument, NULL, OPT_TRACE },
+		{ "start", required_argument, NULL, OPT_START },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+	char *end;
+
+	memset(o, 0, sizeof *o);
+	o->scale = 1.0;
+	o->start_s = -1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:c:l:d:p:s:t:vhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'l': {
+			struct listen_arg *nl = realloc(o->listens, (o->nlistens + 1) * sizeof *nl);
+			if (!nl)
+				return usage_error("out of memory");
+			o->listens = nl;
+			struct listen_arg *l = &nl[o->nlistens];
+			memset(l, 0, sizeof *l);
+			if (parse_hostport(optarg, &l->host, &l->port) < 0)
+				return usage_error("--listen %s: write HOST:PORT, e.g. 127.0.0.1:1502%s",
+						   optarg, optarg[0] != '[' && strchr(optarg, ':') !=
+						   strrchr(optarg, ':') ? " (an IPv6 address goes in "
+						   "brackets: [::1]:1502)" : " or [::1]:1502");
+			o->nlistens++;
+			if (!(l->spec = strdup(optarg)))
+				return usage_error("out of memory");
+			break;
+		}
+		case 'd': {
+			if (o->nlistens == 0)
+				return usage_error("--device %s: put a --listen HOST:PORT before it "
+						   "(each --device belongs to the --listen before it)",
+						   optarg);
+			struct listen_arg *l = &o->listens[o->nlistens - 1];
+			struct dev_arg *nd = realloc(l->devs, (l->ndevs + 1) * sizeof *nd);
+			if (!nd)
+				return usage_error("out of memory");
+			l->devs = nd;
+			int rc = parse_device(optarg, &nd[l->ndevs]);
+			if (rc != 0) {
+				free(nd[l->ndevs].profile);
+				free(nd[l->ndevs].spec);
+				return rc;
+			}
+			for (size_t k = 0; k < l->ndevs; k++)
+				if (nd[k].unit == nd[l->ndevs].unit) {
+					rc = usage_error("--device %s: unit %u is already served on %s",
+							 optarg, nd[k].unit, l->spec);
+					free(nd[l->ndevs].profile);
+					free(nd[l->ndevs].spec);
+					return rc;
+				}
+			l->ndevs++;
+			break;
+		}
+		case 'p':
+			o->profile_path = optarg;
+			break;
+		case 's': {
+			const char *eq = strchr(optarg, '=');
+			int sc = sim_scenario_from_name(eq ? eq + 1 : optarg);
+			if (sc < 0)
+				return usage_error("--scenario %s: unknown scenario (known: %s)", optarg,
+						   scenario_list());
+			if (!eq) {
+				o->scenario = sc;
+				break;
+			}
+			struct scen_arg *ns = realloc(o->scens, (o->nscens + 1) * sizeof *ns);
+			if (!ns)
+				return usage_error("out of memory");
+			o->scens = ns;
+			ns[o->nscens].scenario = sc;
+			if (!(ns[o->nscens].device = strndup(optarg, (size_t)(eq - optarg))))
+				return usage_error("out of memory");
+			o->nscens++;
+			break;
+		}
+		case 't':
+			errno = 0;
+			o->scale = strtod(optarg, &end);
+			if (end == optarg || *end || errno || !(o->scale > 0) || o->scale > 1e6)
+				return usage_error("--time-scale %s: a number above 0 and at most 1000000 "
+						   "(144: a day in 10 minutes)", optarg);
+			break;
+		case OPT_TZ:
+			if (!tz_known(optarg))
+				return usage_error("--tz %s: unknown time zone (an IANA name such as "
+						   "Asia/Shanghai, or UTC)", optarg);
+			o->tz = optarg;
+			break;
+		case OPT_SEED:
+			errno = 0;
+			o->seed = strtoull(optarg, &end, 0);
+			if (end == optarg || *end || errno || optarg[0] == '-')
+				return usage_error("--seed %s: a non-negative whole number", optarg);
+			o->have_seed = true;
+			break;
+		case OPT_TRACE:
+			o->trace = optarg;
+			break;
+		case OPT_START:
+			if (config_parse_time_of_day(optarg, &o->start_s) < 0)
+				return usage_error("--start %s: a local time of day, HH:MM or HH:MM:SS",
+						   optarg);
+			break;
+		case 'v':
+			o->verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("sluice-sim %s\n", SLUICE_VERSION);
+			return 0;
+		case ':':
+			return usage_error("%s needs a value", argv[optind - 1]);
+		default:
+			return usage_error("unknown option %s", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (!o->config && o->nlistens == 0)
+		return usage_error("nothing to serve: give --config SITE.yaml, or --listen "
+				   "HOST:PORT with --device UNIT:PROFILE");
+	if (o->config && o->nlistens)
+		return usage_error("--config and --listen do not mix: serve a config, or "
+				   "devices given on the command line");
+	for (size_t i = 0; i < o->nlistens; i++)
+		if (o->listens[i].ndevs == 0)
+			return usage_error("--listen %s has no --device after it", o->listens[i].spec);
+	if (o->nscens && !o->config)
+		return usage_error("--scenario DEVICE=NAME names a device of a --config; with "
+				   "--listen, write --device UNIT:PROFILE:SCENARIO");
+	return -1;
+}
+
+/* --- time ---------------------------------------------------------------------------- */
+
+/* Simulated time: starts at the real time of start-up (or --start) and runs `scale` times faster,
+ * measured on the monotonic clock so a wall-clock step does not jump the simulation. */
+static int64_t sim_now(const struct sim *s)
+{
+	return s->sim0 + (int64_t)((double)(clock_mono_ms() - s->mono0) * s->scale);
+}
+
+/* The zone's offset changes only on whole minutes (DST), so once a minute is enough. */
+static int32_t sim_utc_offset(struct sim *s, int64_t sim_ms)
+{
+	int64_t min = sim_ms / 60000;
+	if (min != s->tz_min) {
+		time_t t = (time_t)(sim_ms / 1000);
+		struct tm tm;
+		s->tz_off = localtime_r(&t, &tm) ? (int32_t)tm.tm_gmtoff : 0;
+		s->tz_min = min;
+	}
+	return s->tz_off;
+}
+
+/* --- building what is served --------------------------------------------------------- */
+
+static uint64_t mix64(uint64_t z)
+{
+	z += 0x9e3779b97f4a7c15ULL;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static uint64_t hash_str(const char *p)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+	return h;
+}
+
+static struct endpoint *endpoint_get(struct sim *s, const char *host, const char *port,
+				     const char *origin)
+{
+	for (size_t i = 0; i < s->neps; i++)
+		if (strcmp(s->eps[i].host, host) == 0 && strcmp(s->eps[i].port, port) == 0)
+			return &s->eps[i];
+	struct endpoint *ne = realloc(s->eps, (s->neps + 1) * sizeof *ne);
+	if (!ne)
+		return NULL;
+	s->eps = ne;
+	struct endpoint *ep = &ne[s->neps];
+	memset(ep, 0, sizeof *ep);
+	ep->host = strdup(host);
+	ep->port = strdup(port);
+	ep->label = fmt_hostport(host, port);
+	ep->origin = strdup(origin);
+	s->neps++;
+	if (!ep->host || !ep->port || !ep->label || !ep->origin)
+		return NULL;
+	return ep;
+}
+
+static struct unit *endpoint_unit(const struct endpoint *ep, unsigned id)
+{
+	for (size_t i = 0; i < ep->nunits; i++)
+		if (ep->units[i].id == id)
+			return &ep->units[i];
+	return NULL;
+}
+
+/* Takes dev (frees it on failure). */
+static int endpoint_add_unit(struct endpoint *ep, unsigned id, int scenario, const char *label,
+			     bool from_config, struct sim_device *dev)
+{
+	struct unit *nu = realloc(ep->units, (ep->nunits + 1) * sizeof *nu);
+	if (!nu) {
+		sim_device_free(dev);
+		return -1;
+	}
+	ep->units = nu;
+	struct unit *u = &nu[ep->nunits];
+	u->id = (uint8_t)id;
+	u->scenario = scenario;
+	u->from_config = from_config;
+	u->dev = dev;
+	if (!(u->label = strdup(label))) {
+		sim_device_free(dev);
+		return -1;
+	}
+	ep->nunits++;
+	return 0;
+}
+
+static uint64_t unit_seed(uint64_t seed, const struct endpoint *ep, unsigned id)
+{
+	return mix64(seed ^ hash_str(ep->label) ^ mix64(id));
+}
+
+static void print_diag(const struct config_diag *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		fprintf(stderr, "%s\n", d->msgs[i]);
+}
+
+/* A profile, loaded once however many devices use it. */
+struct prof_cache {
+	char *name;
+	struct point_def *points;
+	size_t npoints;
+	char *display;
+};
+
+static void prof_cache_free(struct prof_cache *pc, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(pc[i].name);
+		free(pc[i].points);
+		free(pc[i].display);
+	}
+	free(pc);
+}
+
+static int build_from_listen(struct sim *s, const struct opts *o, int64_t start)
+{
+	struct config_opts copts = { .profile_path = o->profile_path };
+	struct prof_cache *pc = NULL;
+	size_t npc = 0;
+	int rc = EXIT_USAGE;
+	char err[256];
+
+	for (size_t i = 0; i < o->nlistens; i++) {
+		const struct listen_arg *la = &o->listens[i];
+		struct endpoint *ep = endpoint_get(s, la->host, la->port, "--listen");
+		if (!ep)
+			goto oom;
+		for (size_t k = 0; k < la->ndevs; k++) {
+			const struct dev_arg *da = &la->devs[k];
+			int sc = da->scenario >= 0 ? da->scenario : o->scenario;
+			uint64_t seed = unit_seed(o->seed, ep, da->unit);
+			struct sim_device *dev;
+
+			if (endpoint_unit(ep, da->unit)) {
+				rc = usage_error("--device %s: unit %u is already served on %s",
+						 da->spec, da->unit, ep->label);
+				goto out;
+			}
+			if (strcmp(da->profile, "sunspec") == 0) {
+				dev = sim_sunspec_new(SUNSPEC_NAME, (uint8_t)da->unit, 0, sc, seed,
+						      start, err, sizeof err);
+			} else {
+				struct prof_cache *p = NULL;
+				for (size_t j = 0; j < npc; j++)
+					if (strcmp(pc[j].name, da->profile) == 0)
+						p = &pc[j];
+				if (!p) {
+					struct prof_cache *np = realloc(pc, (npc + 1) * sizeof *np);
+					if (!np)
+						goto oom;
+					pc = np;
+					p = &pc[npc];
+					memset(p, 0, sizeof *p);
+					struct config_diag diag = { 0 };
+					int lr = config_load_profile(da->profile, ".", &copts, &p->points,
+								     &p->npoints, &p->display, &diag);
+					print_diag(&diag);
+					config_diag_free(&diag);
+					if (lr != 0) {
+						fprintf(stderr, "sluice-sim: --device %s: profile '%s' "
+							"did not load\n", da->spec, da->profile);
+						free(p->points);
+						free(p->display);
+						goto out;
+					}
+					if (!(p->name = strdup(da->profile))) {
+						free(p->points);
+						free(p->display);
+						goto oom;
+					}
+					npc++;
+				}
+				dev = sim_device_new(p->points, p->npoints, p->display, sc, seed,
+						     start, err, sizeof err);
+			}
+			if (!dev) {
+				fprintf(stderr, "sluice-sim: --device %s: %s\n", da->spec, err);
+				goto out;
+			}
+			if (endpoint_add_unit(ep, da->unit, sc, da->profile, false, dev) < 0)
+				goto oom;
+		}
+	}
+	rc = 0;
+	goto out;
+oom:
+	fprintf(stderr, "sluice-sim: out of memory\n");
+	rc = 1;
+out:
+	prof_cache_free(pc, npc);
+	return rc;
+}
+
+static double rated_for(const struct config *cfg, size_t dev)
+{
+	for (size_t i = 0; i < cfg->nrules; i++) {
+		const struct rule_cfg *r = &cfg->rules[i];
+		if (r->kind == RULE_PV && r->has_inverter && r->inverter == dev &&
+		    r->rated_power_w > 0)
+			return r->rated_power_w;
+	}
+	return 0;
+}
+
+static int build_from_config(struct sim *s, const struct opts *o, const struct config *cfg,
+			     int64_t start)
+{
+	char err[256], port[8];
+	int *scen = calloc(cfg->ndevices ? cfg->ndevices : 1, sizeof *scen);
+
+	if (!scen) {
+		fprintf(stderr, "sluice-sim: out of memory\n");
+		return 1;
+	}
+	for (size_t i = 0; i < cfg->ndevices; i++)
+		scen[i] = o->scenario;
+	for (size_t i = 0; i < o->nscens; i++) {
+		long d = config_find_device(cfg, o->scens[i].device);
+		if (d < 0 || cfg->buses[cfg->devices[d].bus].kind != BUS_TCP) {
+			free(scen);
+			return usage_error("--scenario %s=%s: %s has no device '%s' on a tcp bus",
+					   o->scens[i].device, sim_scenario_name(o->scens[i].scenario),
+					   o->config, o->scens[i].device);
+		}
+		scen[d] = o->scens[i].scenario;
+	}
+	for (size_t b = 0; b < cfg->nbuses; b++) {
+		const struct bus_cfg *bus = &cfg->buses[b];
+		if (bus->kind != BUS_TCP) {
+			log_info("bus %s: not served (sluice-sim serves Modbus TCP buses only)",
+				 bus->id);
+			continue;
+		}
+		char origin[ID_MAX + 8];
+		snprintf(origin, sizeof origin, "bus %s", bus->id);
+		snprintf(port, sizeof port, "%u", bus->port);
+		struct endpoint *ep = endpoint_get(s, bus->host, port, origin);
+		if (!ep)
+			goto oom;
+		for (size_t i = 0; i < cfg->ndevices; i++) {
+			const struct device_cfg *d = &cfg->devices[i];
+			struct sim_device *dev;
+			if (d->bus != b)
+				continue;
+			struct unit *other = endpoint_unit(ep, d->unit_id);
+			if (other) {
+				free(scen);
+				fprintf(stderr, "sluice-sim: %s:%d:%d: device %s: unit %u on %s is "
+					"already device %s\n", d->loc.file ? d->loc.file : o->config,
+					d->loc.line, d->loc.col, d->id, d->unit_id, ep->label,
+					other->label);
+				return EXIT_USAGE;
+			}
+			uint64_t seed = unit_seed(o->seed, ep, d->unit_id);
+			double rated = rated_for(cfg, i);
+			if (d->sunspec)
+				dev = sim_sunspec_new(d->name ? d->name : SUNSPEC_NAME, d->unit_id,
+						      rated, scen[i], seed, start, err, sizeof err);
+			else
+				dev = sim_device_new(d->points, d->npoints, d->name, scen[i], seed,
+						     start, err, sizeof err);
+			if (!dev) {
+				free(scen);
+				fprintf(stderr, "sluice-sim: device %s: %s\n", d->id, err);
+				return EXIT_USAGE;
+			}
+			if (rated > 0)
+				sim_device_set_rated(dev, rated);
+			if (endpoint_add_unit(ep, d->unit_id, scen[i], d->id, true, dev) < 0)
+				goto oom;
+		}
+	}
+	free(scen);
+	for (size_t i = 0; i < s->neps; i++)
+		if (s->eps[i].nunits)
+			return 0;
+	fprintf(stderr, "sluice-sim: %s: no device on a tcp bus, nothing to serve\n", o->config);
+	return EXIT_USAGE;
+oom:
+	free(scen);
+	fprintf(stderr, "sluice-sim: out of memory\n");
+	return 1;
+}
+
+/* --- sockets ------------------------------------------------------------------------- */
+
+static void fmt_addr(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char h[INET6_ADDRSTRLEN], p[8];
+	if (getnameinfo(sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						      : sizeof(struct sockaddr_in),
+			h, sizeof h, p, sizeof p, NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	snprintf(buf, len, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
+}
+
+static int endpoint_listen(struct sim *s, struct endpoint *ep)
+{
+	struct addrinfo hints, *res, *ai;
+	int gai, bound = 0, failed = 0, lasterr = 0;
+	char where[128], failwhere[128] = "";
+
+	if (ep->nunits == 0)
+		return 0;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if ((gai = getaddrinfo(ep->host, ep->port, &hints, &res)) != 0) {
+		log_errx("%s: cannot listen on %s: %s", ep->origin, ep->label, gai_strerror(gai));
+		return -1;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		int one = 1;
+		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				ai->ai_protocol);
+		fmt_addr(ai->ai_addr, where, sizeof where);
+		if (fd < 0) {
+			lasterr = errno;
+			failed++;
+			snprintf(failwhere, sizeof failwhere, "%s", where);
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		/* [::] must not claim the IPv4 port too: 0.0.0.0 may be listened on apart */
+		if (ai->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
+			lasterr = errno;
+			failed++;
+			snprintf(failwhere, sizeof failwhere, "%s", where);
+			close(fd);
+			continue;
+		}
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof ss;
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+			fmt_addr((struct sockaddr *)&ss, where, sizeof where);
+		struct listener *l = malloc(sizeof *l);
+		struct listener **nls = realloc(s->ls, (s->nls + 1) * sizeof *nls);
+		if (nls)
+			s->ls = nls;
+		if (!l || !nls) {
+			free(l);
+			close(fd);
+			freeaddrinfo(res);
+			log_errx("out of memory");
+			return -1;
+		}
+		l->ev = EV_LISTENER;
+		l->fd = fd;
+		l->ep = ep;
+		s->ls[s->nls++] = l;
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = l };
+		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			log_err("epoll_ctl");
+			freeaddrinfo(res);
+			return -1;
+		}
+		/* port 0: the label names the port actually bound */
+		if (strcmp(ep->port, "0") == 0 && bound == 0) {
+			char *colon = strrchr(where, ':');
+			char *np = colon ? strdup(colon + 1) : NULL;
+			char *nl = np ? fmt_hostport(ep->host, np) : NULL;
+			if (nl) {
+				free(ep->port);
+				free(ep->label);
+				ep->port = np;
+				ep->label = nl;
+			} else {
+				free(np);
+			}
+		}
+		bound++;
+		char units[1024];
+		size_t ul = 0;
+		units[0] = '\0';
+		for (size_t i = 0; i < ep->nunits && ul < sizeof units - 64; i++) {
+			int n = snprintf(units + ul, sizeof units - ul, "%s%u %s (%s)",
+					 i ? ", " : "", ep->units[i].id, ep->units[i].label,
+					 sim_scenario_name(ep->units[i].scenario));
+			if (n > 0)
+				ul += (size_t)n;
+		}
+		if (s->neps <= 32)
+			log_info("%s: listening on %s: unit %s", ep->origin, where, units);
+		else
+			log_debug("%s: listening on %s: unit %s", ep->origin, where, units);
+	}
+	freeaddrinfo(res);
+	if (bound == 0) {
+		bool bus = strncmp(ep->origin, "bus ", 4) == 0;
+		log_errx("%s: cannot listen on %s: %s%s", ep->origin, ep->label,
+			 strerror(lasterr),
+			 lasterr == EADDRNOTAVAIL ? (bus ? " (not an address of this machine: serve "
+						     "a copy of the config with 127.0.0.1 "
+						     "addresses)"
+						   : " (not an address of this machine)")
+			 : lasterr == EADDRINUSE ? " (another program has that port)"
+			 : lasterr == EACCES ? " (ports below 1024 need root)" : "");
+		return -1;
+	}
+	/* "localhost" may name ::1 on a machine without IPv6: what did bind is enough */
+	if (failed)
+		log_warnx("%s: %s is served, but not on %s: %s", ep->origin, ep->label, failwhere,
+			  strerror(lasterr));
+	return 0;
+}
+
+static void listeners_pause(struct sim *s, bool pause)
+{
+	for (size_t i = 0; i < s->nls; i++) {
+		struct epoll_event ev = { .events = pause ? 0 : EPOLLIN, .data.ptr = s->ls[i] };
+		epoll_ctl(s->epfd, EPOLL_CTL_MOD, s->ls[i]->fd, &ev);
+	}
+	s->paused = pause;
+	if (pause)
+		s->resume_at = clock_mono_ms() + 1000;
+}
+
+static void conn_close(struct sim *s, struct conn *c, const char *why)
+{
+	log_debug("%s: %s: %s", c->ep->label, c->peer, why);
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->nconns--;
+	free(c->out);
+	free(c);
+}
+
+static void on_accept(struct sim *s, struct listener *l)
+{
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof ss;
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* level-triggered: the pending connection would wake us forever */
+				log_warn("%s: cannot accept (%zu connections open); pausing for 1 s",
+					 l->ep->label, s->nconns);
+				listeners_pause(s, true);
+				return;
+			}
+			log_warn("%s: accept", l->ep->label);
+			return;
+		}
+		struct conn *c = calloc(1, sizeof *c);
+		if (!c) {
+			close(fd);
+			log_warnx("%s: out of memory for a connection", l->ep->label);
+			return;
+		}
+		int one = 1;
+		/* replies are small and a poller waits for each: do not let Nagle hold them */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		c->ev = EV_CONN;
+		c->fd = fd;
+		c->ep = l->ep;
+		c->events = EPOLLIN | EPOLLRDHUP;
+		fmt_addr((struct sockaddr *)&ss, c->peer, sizeof c->peer);
+		struct epoll_event ev = { .events = c->events, .data.ptr = c };
+		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			log_warn("epoll_ctl");
+			close(fd);
+			free(c);
+			return;
+		}
+		c->next = s->conns;
+		if (s->conns)
+			s->conns->prev = c;
+		s->conns = c;
+		s->nconns++;
+		s->accepted++;
+		log_debug("%s: connection from %s", l->ep->label, c->peer);
+	}
+}
+
+static size_t conn_pending(const struct conn *c)
+{
+	return c->outlen - c->outoff;
+}
+
+static int conn_append(struct conn *c, const uint8_t *p, size_t n)
+{
+	if (c->outoff && c->outoff == c->outlen)
+		c->outoff = c->outlen = 0;
+	if (c->outlen + n > c->outcap) {
+		if (c->outoff) {
+			memmove(c->out, c->out + c->outoff, c->outlen - c->outoff);
+			c->outlen -= c->outoff;
+			c->outoff = 0;
+		}
+		size_t cap = c->outcap ? c->outcap : 512;
+		while (cap < c->outlen + n)
+			cap *= 2;
+		if (cap != c->outcap) {
+			uint8_t *no = realloc(c->out, cap);
+			if (!no)
+				return -1;
+			c->out = no;
+			c->outcap = cap;
+		}
+	}
+	memcpy(c->out + c->outlen, p, n);
+	c->outlen += n;
+	return 0;
+}
+
+/* Watch for output while replies wait; stop reading while too many do. */
+static int conn_rearm(struct sim *s, struct conn *c)
+{
+	uint32_t want = 0;
+	if (conn_pending(c) <= OUT_HIGH)
+		want |= EPOLLIN | EPOLLRDHUP;
+	if (conn_pending(c))
+		want |= EPOLLOUT;
+	if (want == c->events)
+		return 0;
+	struct epoll_event ev = { .events = want, .data.ptr = c };
+	if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+		return -1;
+	c->events = want;
+	return 0;
+}
+
+static int conn_flush(struct sim *s, struct conn *c)
+{
+	while (conn_pending(c)) {
+		ssize_t n = send(c->fd, c->out + c->outoff, conn_pending(c), MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			return -1;
+		}
+		c->outoff += (size_t)n;
+	}
+	if (!conn_pending(c))
+		c->outoff = c->outlen = 0;
+	return conn_rearm(s, c);
+}
+
+/* --- requests ------------------------------------------------------------------------ */
+
+static int cb_read_regs(void *ctx, enum mb_table t, uint16_t start, uint16_t count, uint16_t *out)
+{
+	return sim_device_read_regs(ctx, t, start, count, out);
+}
+
+static int cb_read_bits(void *ctx, enum mb_table t, uint16_t start, uint16_t count, uint8_t *out)
+{
+	return sim_device_read_bits(ctx, t, start, count, out);
+}
+
+static int cb_write_regs(void *ctx, uint16_t start, uint16_t count, const uint16_t *in)
+{
+	return sim_device_write_regs(ctx, start, count, in);
+}
+
+static int cb_write_bits(void *ctx, uint16_t start, uint16_t count, const uint8_t *in)
+{
+	return sim_device_write_bits(ctx, start, count, in);
+}
+
+static enum mb_table fc_table(uint8_t fc)
+{
+	switch (fc) {
+	case MB_FC_READ_COILS:
+	case MB_FC_WRITE_COIL:
+	case MB_FC_WRITE_COILS:
+		return MB_COIL;
+	case MB_FC_READ_DISCRETE:
+		return MB_DISCRETE;
+	case MB_FC_READ_INPUT:
+		return MB_INPUT;
+	default:
+		return MB_HOLDING;
+	}
+}
+
+/* Decode point i as a gateway would, from what is served. */
+static void point_decode(const struct sim_device *d, size_t i, struct value *v, char *sbuf,
+			 size_t scap)
+{
+	size_t n;
+	const struct point_def *p = &sim_device_points(d, &n)[i];
+	if (p->table == MB_COIL || p->table == MB_DISCRETE)
+		codec_decode_bit(p, sim_device_point_bit(d, i), v);
+	else if (codec_decode_regs(p, sim_device_point_regs(d, i), v, sbuf, scap) < 0)
+		v->kind = VAL_NONE;
+}
+
+static void jb_value(struct jbuf *b, const struct value *v)
+{
+	switch (v->kind) {
+	case VAL_BOOL:   jb_bool(b, v->v.b); break;
+	case VAL_INT:    jb_i64(b, v->v.i); break;
+	case VAL_UINT:   jb_u64(b, v->v.u); break;
+	case VAL_DOUBLE: jb_double(b, v->v.d); break;
+	case VAL_STRING: jb_str(b, v->s); break;
+	default:         jb_cstr(b, "null"); break;
+	}
+}
+
+static bool point_within(const struct point_def *p, enum mb_table t, uint16_t start,
+			 uint16_t count)
+{
+	uint32_t w = p->table == MB_COIL || p->table == MB_DISCRETE ? 1 : codec_width(p);
+	return p->table == t && p->address >= start &&
+	       (uint32_t)p->address + w <= (uint32_t)start + count;
+}
+
+static void trace_flush(struct sim *s)
+{
+	size_t off = 0;
+	if (s->trace_fd < 0 || s->trace.len == 0)
+		return;
+	while (off < s->trace.len) {
+		ssize_t n = write(s->trace_fd, s->trace.p + off, s->trace.len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_warn("--trace %s: write failed; tracing stops", s->trace_path);
+			close(s->trace_fd);
+			s->trace_fd = -1;
+			break;
+		}
+		off += (size_t)n;
+	}
+	jb_reset(&s->trace);
+}
+
+static void trace_read(struct sim *s, const struct endpoint *ep, const struct unit *u,
+		       enum mb_table t, uint16_t start, uint16_t count)
+{
+	struct jbuf *b = &s->trace;
+	bool first = true, vfirst = true;
+	size_t n;
+	const struct point_def *pts = sim_device_points(u->dev, &n);
+	char sbuf[POINT_STRING_MAX_REGS * 2 + 1];
+
+	jb_raw(b, "{", 1);
+	jb_key(b, "t", &first);
+	jb_i64(b, clock_real_ms());
+	jb_key(b, "listen", &first);
+	jb_str(b, ep->label);
+	jb_key(b, "unit", &first);
+	jb_i64(b, u->id);
+	if (u->from_config) {
+		jb_key(b, "device", &first);
+		jb_str(b, u->label);
+	}
+	jb_key(b, "values", &first);
+	jb_raw(b, "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		struct value v;
+		if (!point_within(&pts[i], t, start, count))
+			continue;
+		point_decode(u->dev, i, &v, sbuf, sizeof sbuf);
+		jb_key(b, pts[i].name, &vfirst);
+		jb_value(b, &v);
+	}
+	jb_raw(b, "}}\n", 3);
+	if (b->oom) {
+		log_warnx("--trace: out of memory; a line is lost");
+		jb_reset(b);
+	}
+	if (b->len >= TRACE_FLUSH)
+		trace_flush(s);
+}
+
+/* Writes are what alert actions do: say which points changed, by name. */
+static void log_write(const struct endpoint *ep, const struct unit *u, uint8_t fc,
+		      uint16_t start, uint16_t count)
+{
+	char line[512], sbuf[POINT_STRING_MAX_REGS * 2 + 1];
+	size_t len = 0, n;
+	const struct point_def *pts = sim_device_points(u->dev, &n);
+	enum mb_table t = fc_table(fc);
+	struct jbuf vb;
+
+	jb_init(&vb);
+	line[0] = '\0';
+	for (size_t i = 0; i < n && len < sizeof line - 80; i++) {
+		const struct point_def *p = &pts[i];
+		uint32_t w = t == MB_COIL ? 1 : codec_width(p);
+		if (p->table != t || p->address >= (uint32_t)start + count ||
+		    (uint32_t)p->address + w <= start)
+			continue;
+		struct value v;
+		point_decode(u->dev, i, &v, sbuf, sizeof sbuf);
+		jb_reset(&vb);
+		jb_value(&vb, &v);
+		int k = snprintf(line + len, sizeof line - len, " %s=%s", p->name, jb_cstr_get(&vb));
+		if (k > 0)
+			len += (size_t)k;
+	}
+	jb_free(&vb);
+	if (len >= sizeof line)
+		len = sizeof line - 1;
+	log_info("%s unit %u (%s): %s %u..%u written:%s", ep->label, u->id, u->label,
+		 codec_table_name(t), start, (unsigned)start + count - 1,
+		 len ? line : " (no point there)");
+}
+
+static int handle_request(struct sim *s, struct conn *c, uint16_t tid, uint8_t uid,
+			  const uint8_t *pdu, size_t plen)
+{
+	struct unit *u = endpoint_unit(c->ep, uid);
+	uint8_t resp[MB_PDU_MAX], adu[MBTCP_ADU_MAX];
+	size_t rlen;
+	uint8_t fc = pdu[0];
+	bool read = fc >= MB_FC_READ_COILS && fc <= MB_FC_READ_INPUT;
+
+	s->requests++;
+	if (!u) {
+		/* what a Modbus TCP gateway answers for a device it cannot reach */
+		log_debug("%s: %s: unit %u is not served: exception 0x0B", c->ep->label, c->peer,
+			  uid);
+		resp[0] = (uint8_t)(fc | 0x80);
+		resp[1] = EXC_GATEWAY_TARGET;
+		rlen = 2;
+	} else if (u->scenario == SIM_DEAD) {
+		s->dropped++;
+		log_debug("%s: unit %u is dead: no reply", c->ep->label, uid);
+		return 0;
+	} else {
+		struct mbpdu_server srv = {
+			.ctx = u->dev,
+			.read_regs = cb_read_regs,
+			.read_bits = cb_read_bits,
+			.write_regs = cb_write_regs,
+			.write_bits = cb_write_bits,
+		};
+		if (read) {
+			int64_t now = sim_now(s);
+			sim_device_update(u->dev, now, sim_utc_offset(s, now));
+		}
+		rlen = mbpdu_serve(&srv, pdu, plen, resp);
+		if (rlen == 0)
+			return 0;
+		if (plen >= 5)
+			log_debug("%s unit %u: function %u, address %u, %s %u", c->ep->label, uid,
+				  fc, (unsigned)(pdu[1] << 8 | pdu[2]),
+				  fc == MB_FC_WRITE_COIL || fc == MB_FC_WRITE_REGISTER ? "value" : "count",
+				  (unsigned)(pdu[3] << 8 | pdu[4]));
+		if (rlen >= 1 && resp[0] == fc && plen >= 5) {
+			uint16_t start = (uint16_t)(pdu[1] << 8 | pdu[2]);
+			uint16_t count = fc == MB_FC_WRITE_COIL || fc == MB_FC_WRITE_REGISTER
+						 ? 1 : (uint16_t)(pdu[3] << 8 | pdu[4]);
+			if (read && s->trace_fd >= 0)
+				trace_read(s, c->ep, u, fc_table(fc), start, count);
+			else if (!read)
+				log_write(c->ep, u, fc, start, count);
+		}
+		if (rlen >= 2 && resp[0] & 0x80)
+			log_debug("%s unit %u: function %u: exception %u", c->ep->label, uid, fc,
+				  resp[1]);
+	}
+	size_t alen = mbtcp_frame(adu, tid, uid, resp, rlen);
+	return alen ? conn_append(c, adu, alen) : 0;
+}
+
+/* Answer every whole frame in the input, in order. -1: close the connection. */
+static int conn_process(struct sim *s, struct conn *c)
+{
+	size_t off = 0;
+	int rc = 0;
+
+	while (c->inlen - off >= MBTCP_HDR && conn_pending(c) <= OUT_HIGH) {
+		uint16_t tid;
+		uint8_t uid;
+		int plen = mbtcp_header(c->in + off, &tid, &uid);
+		if (plen < 0) {
+			log_debug("%s: %s: not a Modbus TCP header (transaction %u)", c->ep->label,
+				  c->peer, tid);
+			rc = -1;
+			break;
+		}
+		if (c->inlen - off < MBTCP_HDR + (size_t)plen)
+			break;
+		if (handle_request(s, c, tid, uid, c->in + off + MBTCP_HDR, (size_t)plen) < 0) {
+			rc = -1;
+			break;
+		}
+		off += MBTCP_HDR + (size_t)plen;
+	}
+	if (off) {
+		memmove(c->in, c->in + off, c->inlen - off);
+		c->inlen -= off;
+	}
+	return rc;
+}
+
+static void on_conn(struct sim *s, struct conn *c, uint32_t events)
+{
+	/* an error or a hang-up in both directions (a reset): nothing more can be sent */
+	if (events & (EPOLLERR | EPOLLHUP)) {
+		conn_close(s, c, events & EPOLLERR ? "connection error" : "connection reset");
+		return;
+	}
+	if (events & EPOLLOUT) {
+		if (conn_flush(s, c) < 0) {
+			conn_close(s, c, "send failed");
+			return;
+		}
+		/* replies drained: answer what waited in the input meanwhile */
+		if (c->inlen && conn_pending(c) <= OUT_HIGH) {
+			if (conn_process(s, c) < 0 || conn_flush(s, c) < 0) {
+				conn_close(s, c, "closed");
+				return;
+			}
+		}
+	}
+	if (!(events & (EPOLLIN | EPOLLRDHUP)) || conn_pending(c) > OUT_HIGH)
+		return;
+	for (int round = 0; round < 8; round++) {
+		size_t room = IN_CAP - c->inlen;
+		ssize_t n = recv(c->fd, c->in + c->inlen, room, 0);
+		if (n == 0) {
+			conn_flush(s, c); /* best effort: the peer may still read */
+			conn_close(s, c, "closed by peer");
+			return;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			conn_close(s, c, strerror(errno));
+			return;
+		}
+		c->inlen += (size_t)n;
+		if (conn_process(s, c) < 0) {
+			conn_close(s, c, "not Modbus TCP, closed");
+			return;
+		}
+		if ((size_t)n < room || conn_pending(c) > OUT_HIGH)
+			break;
+	}
+	if (conn_flush(s, c) < 0)
+		conn_close(s, c, "send failed");
+}
+
+/* --- main ---------------------------------------------------------------------------- */
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise the open-file limit from %llu", (unsigned long long)was);
+	}
+}
+
+static void sim_free(struct sim *s)
+{
+	while (s->conns)
+		conn_close(s, s->conns, "shutting down");
+	for (size_t i = 0; i < s->nls; i++) {
+		close(s->ls[i]->fd);
+		free(s->ls[i]);
+	}
+	free(s->ls);
+	for (size_t i = 0; i < s->neps; i++) {
+		struct endpoint *ep = &s->eps[i];
+		for (size_t k = 0; k < ep->nunits; k++) {
+			sim_device_free(ep->units[k].dev);
+			free(ep->units[k].label);
+		}
+		free(ep->units);
+		free(ep->host);
+		free(ep->port);
+		free(ep->label);
+		free(ep->origin);
+	}
+	free(s->eps);
+	trace_flush(s);
+	if (s->trace_fd >= 0)
+		close(s->trace_fd);
+	jb_free(&s->trace);
+	if (s->epfd >= 0)
+		close(s->epfd);
+}
+
+static int run(struct sim *s, const sigset_t *waitmask)
+{
+	struct epoll_event evs[MAX_EVENTS];
+
+	while (!stop_signal) {
+		int timeout = -1;
+		if (s->paused) {
+			int64_t left = s->resume_at - clock_mono_ms();
+			timeout = left > 0 ? (int)left : 0;
+		}
+		int n = epoll_pwait(s->epfd, evs, MAX_EVENTS, timeout, waitmask);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_err("epoll_wait");
+			return 1;
+		}
+		for (int i = 0; i < n; i++) {
+			int *tag = evs[i].data.ptr;
+			if (*tag == EV_LISTENER)
+				on_accept(s, evs[i].data.ptr);
+			else
+				on_conn(s, evs[i].data.ptr, evs[i].events);
+		}
+		trace_flush(s);
+		if (s->paused && clock_mono_ms() >= s->resume_at)
+			listeners_pause(s, false);
+	}
+	log_info("stopping on %s: %" PRIu64 " requests (%" PRIu64 " left unanswered by dead "
+		 "devices), %" PRIu64 " connections", stop_signal == SIGINT ? "SIGINT" : "SIGTERM",
+		 s->requests, s->dropped, s->accepted);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	struct sim s;
+	struct config *cfg = NULL;
+	sigset_t block, waitmask;
+	int rc;
+
+	log_init(6, "sluice-sim");
+	memset(&s, 0, sizeof s);
+	s.epfd = -1;
+	s.trace_fd = -1;
+	s.tz_min = INT64_MIN;
+	jb_init(&s.trace);
+
+	/* Signals are only let in while waiting for events, so a stop never cuts a
+	 * request in half and never slips in between a check and the wait. */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigprocmask(SIG_BLOCK, &block, &waitmask);
+	sigdelset(&waitmask, SIGTERM);
+	sigdelset(&waitmask, SIGINT);
+
+	if ((rc = parse_args(argc, argv, &o)) >= 0)
+		goto out;
+	if (o.verbose)
+		log_set_level(7);
+	if (!o.have_seed)
+		o.seed = mix64((uint64_t)clock_real_ms() ^ ((uint64_t)getpid() << 32));
+	s.scale = o.scale;
+
+	if (o.config) {
+		struct config_opts copts = { .profile_path = o.profile_path };
+		struct config_diag diag = { 0 };
+		cfg = config_load(o.config, &copts, &diag);
+		print_diag(&diag);
+		if (!cfg) {
+			fprintf(stderr, "sluice-sim: %s: %zu error%s; nothing served\n", o.config,
+				diag.nerrors, diag.nerrors == 1 ? "" : "s");
+			config_diag_free(&diag);
+			rc = EXIT_USAGE;
+			goto out;
+		}
+		config_diag_free(&diag);
+	}
+
+	const char *zone = o.tz;
+	if (!zone && cfg && cfg->gateway.timezone)
+		zone = cfg->gateway.timezone;
+	if (!zone)
+		zone = getenv("TZ") && *getenv("TZ") ? getenv("TZ") : "UTC";
+	if (!tz_known(zone)) {
+		log_warnx("time zone %s is not known here; the daily patterns use UTC", zone);
+		zone = "UTC";
+	}
+	setenv("TZ", zone, 1);
+	tzset();
+
+	s.mono0 = clock_mono_ms();
+	s.sim0 = clock_real_ms();
+	if (o.start_s >= 0) {
+		time_t now = (time_t)(s.sim0 / 1000);
+		struct tm tm;
+		localtime_r(&now, &tm);
+		tm.tm_hour = o.start_s / 3600;
+		tm.tm_min = o.start_s / 60 % 60;
+		tm.tm_sec = o.start_s % 60;
+		tm.tm_isdst = -1;
+		s.sim0 = (int64_t)mktime(&tm) * 1000;
+	}
+	rc = cfg ? build_from_config(&s, &o, cfg, s.sim0) : build_from_listen(&s, &o, s.sim0);
+	if (rc != 0)
+		goto out;
+
+	if (o.trace) {
+		s.trace_fd = open(o.trace, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (s.trace_fd < 0) {
+			fprintf(stderr, "sluice-sim: --trace %s: %s\n", o.trace, strerror(errno));
+			rc = EXIT_USAGE;
+			goto out;
+		}
+		s.trace_path = (char *)o.trace;
+	}
+
+	raise_nofile();
+	if ((s.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+		log_err("epoll_create1");
+		rc = 1;
+		goto out;
+	}
+	for (size_t i = 0; i < s.neps; i++)
+		if (endpoint_listen(&s, &s.eps[i]) < 0) {
+			rc = 1;
+			goto out;
+		}
+	size_t nunits = 0;
+	for (size_t i = 0; i < s.neps; i++)
+		nunits += s.eps[i].nunits;
+	log_info("serving %zu device%s on %zu address%s", nunits, nunits == 1 ? "" : "s", s.neps,
+		 s.neps == 1 ? "" : "es");
+	char when[64];
+	time_t t0 = (time_t)(s.sim0 / 1000);
+	struct tm tm0;
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %Z", localtime_r(&t0, &tm0));
+	log_info("simulated time starts at %s (%s), runs %g times real time; seed %" PRIu64,
+		 when, zone, s.scale, o.seed);
+	printf("sluice-sim: ready\n");
+	fflush(stdout);
+	rc = run(&s, &waitmask);
+out:
+	sim_free(&s);
+	config_free(cfg);
+	opts_free(&o);
+	return rc;
+}
