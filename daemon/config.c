@@ -111,6 +111,7 @@ struct ld {
 	/* per bus, device, rule: where its id was given, for "first at line N" */
 	struct src_loc *bus_idloc, *dev_idloc, *rule_idloc;
 	bool *dev_incomplete;   /* its points could not all be read: no "no such point" */
+	bool skip_secret_files; /* config_opts.skip_secret_files */
 };
 
 struct ydoc {
@@ -1515,6 +1516,8 @@ static void check_file(struct ctx *c, yaml_node_t *v, const char *key, char **pa
 	if (!*path || !v)
 		return;
 	path_resolve(c->ld, path);
+	if (c->ld->skip_secret_files)
+		return;
 	if (stat(*path, &st) < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
 			c_err(c, v, "%s '%s' does not exist", key, q(c, *path));
@@ -3151,6 +3154,7 @@ struct config *config_load(const char *path, const struct config_opts *opts,
 	defaults(&ld);
 	ld_config_dir(&ld, path);
 	ld_dirs(&ld, opts);
+	ld.skip_secret_files = opts && opts->skip_secret_files;
 	if (ld.oom || ydoc_load(&ld, path, &d) < 0)
 		goto out;
 

@@ -190,6 +190,9 @@ struct config_opts {
 	 * NULL: the environment variable SLUICE_PROFILE_PATH (colon-separated), else
 	 * SLUICE_DATADIR "/devices" (/usr/share/sluice/devices). */
 	const char *profile_path;
+	/* Do not check the TLS and password files the config names (sluice-sim and
+	 * sluicectl, which never read them, on a laptop that does not have them). */
+	bool skip_secret_files;
 };
 
 /*

@@ -1500,7 +1500,8 @@ int main(int argc, char **argv)
 	s.scale = o.scale;
 
 	if (o.config) {
-		struct config_opts copts = { .profile_path = o.profile_path };
+		struct config_opts copts = { .profile_path = o.profile_path,
+					     .skip_secret_files = true };
 		struct config_diag diag = { 0 };
 		cfg = config_load(o.config, &copts, &diag);
 		print_diag(&diag);

@@ -203,8 +203,9 @@ int main(int argc, char **argv)
 	cmd = argv[optind];
 	if (!datadir) {
 		struct config_diag diag = { 0 };
+		struct config_opts copts = { .skip_secret_files = true };
 
-		cfg = config_load(cfgpath, NULL, &diag);
+		cfg = config_load(cfgpath, &copts, &diag);
 		if (!cfg) {
 			for (size_t i = 0; i < diag.n; i++)
 				fprintf(stderr, "%s\n", diag.msgs[i]);

@@ -197,8 +197,10 @@ def test_check_config_errors():
             "      x: { table: holding, address: 0, type: float33 }\n"))
         r = site.run([os.path.join(harness.BIN, "sluiced"), "--check-config", bad])
         assert r.returncode == 78, (r.returncode, r.stderr)
-        lines = [l for l in r.stderr.splitlines() if l.startswith(bad + ":")]
-        assert len(lines) >= 4, r.stderr
+        lines = [l for l in r.stderr.splitlines()
+                 if l.startswith(bad + ":") and not l.endswith("not valid")]
+        assert len(lines) == 4, r.stderr
+        assert r.stderr.splitlines()[-1] == bad + ": 4 errors, 0 warnings: not valid", r.stderr
         for l in lines:
             parts = l.split(":")
             assert parts[1].isdigit() and parts[2].isdigit(), l
