@@ -87,7 +87,7 @@ check: deps
 	@tests/check
 
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) -s --no-print-directory all
 	@tools/demo
 
 install: all

@@ -113,7 +113,10 @@ static int cmd_status(struct store *st, int json, int backlog_only)
 	printf("last seq     %" PRIu64 "\n", s.last_seq);
 	printf("rows kept    %" PRIu64 "\n", s.rows);
 	printf("dropped      %" PRIu64 "\n", s.dropped);
-	printf("database     %.1f MiB\n", (double)s.db_bytes / (1024.0 * 1024.0));
+	if (s.db_bytes < 10 * 1024 * 1024)
+		printf("database     %.0f KiB\n", (double)s.db_bytes / 1024.0);
+	else
+		printf("database     %.1f MiB\n", (double)s.db_bytes / (1024.0 * 1024.0));
 	return 0;
 }
 
