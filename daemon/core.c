@@ -91,29 +91,6 @@ struct core {
 
 /* ---- readings -> outbox rows -------------------------------------------------- */
 
-static void put_value(struct jbuf *b, const struct value *v)
-{
-	switch (v->kind) {
-	case VAL_BOOL:
-		jb_bool(b, v->v.b);
-		break;
-	case VAL_INT:
-		jb_i64(b, v->v.i);
-		break;
-	case VAL_UINT:
-		jb_u64(b, v->v.u);
-		break;
-	case VAL_DOUBLE:
-		jb_double(b, v->v.d);
-		break;
-	case VAL_STRING:
-		jb_str(b, v->s ? v->s : "");
-		break;
-	default:
-		jb_cstr(b, "null");
-	}
-}
-
 /* The payload members after seq: "ts":...,"values":{...}[,"errors":{...}] */
 static void reading_body(struct jbuf *b, const struct device_cfg *d, const struct reading *r)
 {
@@ -128,7 +105,7 @@ static void reading_body(struct jbuf *b, const struct device_cfg *d, const struc
 			continue;
 		}
 		jb_key(b, d->points[i].name, &first);
-		put_value(b, &r->values[i]);
+		jb_point_value(b, &d->points[i], &r->values[i]);
 	}
 	jb_cstr(b, "}");
 	if (!any_err)
@@ -562,6 +539,7 @@ int core_run(struct config *cfg)
 	tcpoll_stop(c.tp);
 	shutdown_drain(&c);
 	uplink_shutdown(c.up, 1000);
+	flush_acks(&c); /* acks that arrived while shutting down */
 	rc = 0;
 out:
 	if (c.tp) {

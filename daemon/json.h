@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec.h"
+
 struct jbuf {
 	char *p;
 	size_t len, cap;
@@ -25,6 +27,11 @@ void jb_cstr(struct jbuf *b, const char *s);          /* raw, NUL-terminated */
 void jb_str(struct jbuf *b, const char *s);           /* quoted and escaped; NULL: null */
 void jb_strn(struct jbuf *b, const char *s, size_t n);
 void jb_double(struct jbuf *b, double v);
+/* A value that came from a float32 register: the shortest text that reads back to the
+ * same float (16.958353, not the widened double's 16.95835304260254). */
+void jb_float32(struct jbuf *b, double v);
+/* One point's value as JSON: exact integers, float32 as float32, null for a failed point. */
+void jb_point_value(struct jbuf *b, const struct point_def *p, const struct value *v);
 void jb_i64(struct jbuf *b, int64_t v);
 void jb_u64(struct jbuf *b, uint64_t v);
 void jb_bool(struct jbuf *b, bool v);

@@ -18,6 +18,14 @@
 
 #include "config.h"
 
+/*
+ * Events are delivered from inside uplink_io, uplink_tick and uplink_shutdown, after
+ * libmosquitto has returned: a handler may call uplink_publish, never uplink_free or
+ * uplink_shutdown. disconnected() comes once per lost connection and once per failed
+ * connect attempt; acked() only for the caller's QoS 1 and 2 messages (a QoS 0
+ * message has no acknowledgement, and the uplink's own status messages are not
+ * reported).
+ */
 struct uplink_events {
 	void *ctx;
 	void (*connected)(void *ctx);
@@ -32,10 +40,11 @@ struct uplink *uplink_new(const struct config *cfg, const struct uplink_events *
 			  size_t errlen);
 void uplink_free(struct uplink *u);
 
-/* The socket to poll, -1 while not connected. */
+/* The socket to poll (also while a connect is under way), -1 between sessions. It may
+ * be numbered past 1023: only poll() and mosquitto_loop_read/write/misc touch it. */
 int uplink_fd(struct uplink *u);
 bool uplink_want_write(struct uplink *u);
-/* After poll: revents of uplink_fd. */
+/* After poll: revents of uplink_fd. Call uplink_tick in the same loop turn. */
 void uplink_io(struct uplink *u, short revents);
 /* Keepalive, and (re)connect with backoff when it is time. now is monotonic ms. Returns
  * the ms until it next wants to be called. */
@@ -50,10 +59,10 @@ int uplink_publish(struct uplink *u, const char *topic, const void *payload, siz
 		   int qos, bool retain, int *mid);
 
 /* Publish status offline and disconnect cleanly, waiting at most wait_ms for what is in
- * flight. */
+ * flight (acks that arrive meanwhile are delivered). No reconnect follows; free next. */
 void uplink_shutdown(struct uplink *u, int64_t wait_ms);
 
-/* Full topic for a relative one, into buf. */
+/* Full topic for a relative one, into buf. 0, or -1 when it does not fit. */
 int uplink_topic(const struct uplink *u, const char *rel, char *buf, size_t len);
 
 #endif

@@ -1126,18 +1126,6 @@ static void point_decode(const struct sim_device *d, size_t i, struct value *v, 
 		v->kind = VAL_NONE;
 }
 
-static void jb_value(struct jbuf *b, const struct value *v)
-{
-	switch (v->kind) {
-	case VAL_BOOL:   jb_bool(b, v->v.b); break;
-	case VAL_INT:    jb_i64(b, v->v.i); break;
-	case VAL_UINT:   jb_u64(b, v->v.u); break;
-	case VAL_DOUBLE: jb_double(b, v->v.d); break;
-	case VAL_STRING: jb_str(b, v->s); break;
-	default:         jb_cstr(b, "null"); break;
-	}
-}
-
 static bool point_within(const struct point_def *p, enum mb_table t, uint16_t start,
 			 uint16_t count)
 {
@@ -1194,7 +1182,7 @@ static void trace_read(struct sim *s, const struct endpoint *ep, const struct un
 			continue;
 		point_decode(u->dev, i, &v, sbuf, sizeof sbuf);
 		jb_key(b, pts[i].name, &vfirst);
-		jb_value(b, &v);
+		jb_point_value(b, &pts[i], &v);
 	}
 	jb_raw(b, "}}\n", 3);
 	if (b->oom) {
@@ -1226,7 +1214,7 @@ static void log_write(const struct endpoint *ep, const struct unit *u, uint8_t f
 		struct value v;
 		point_decode(u->dev, i, &v, sbuf, sizeof sbuf);
 		jb_reset(&vb);
-		jb_value(&vb, &v);
+		jb_point_value(&vb, p, &v);
 		int k = snprintf(line + len, sizeof line - len, " %s=%s", p->name, jb_cstr_get(&vb));
 		if (k > 0)
 			len += (size_t)k;

@@ -1,0 +1,897 @@
+/*
+ * uplink: owns the MQTT session — the one struct mosquitto *, its socket, the
+ * reconnect schedule and the gateway's status topic. Nothing else in sluice calls
+ * libmosquitto.
+ *
+ * It must never call what select()s or starts a thread (mosquitto_loop,
+ * mosquitto_loop_forever, mosquitto_loop_start): the socket is driven from the core's
+ * poll() with mosquitto_loop_read/write/misc, so its number may be past 1023. It must
+ * never hand libmosquitto a message before CONNACK or after the connection is lost,
+ * because libmosquitto would queue it without bound; the store's outbox is the only
+ * queue. It reads nothing of the config but cfg->gateway and cfg->uplink, and copies
+ * what it needs so a reload cannot pull a string from under a live session.
+ *
+ * Callbacks from libmosquitto only record what happened; the events (connected,
+ * acked, disconnected) are delivered after the libmosquitto call has returned, so an
+ * event handler may publish without re-entering libmosquitto from inside itself.
+ */
+#include "uplink.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <mosquitto.h>
+
+#include "clock.h"
+#include "json.h"
+#include "log.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "dev"
+#endif
+
+/* Where the system's CA certificates are when tls: names no ca_file. */
+#ifndef SLUICE_OS_CA_DIR
+#define SLUICE_OS_CA_DIR "/etc/ssl/certs"
+#endif
+
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 60000
+#define CONNACK_WAIT_MAX_MS 30000
+#define TOPIC_MAX 1024
+#define MID_MAX 65536      /* MQTT packet identifiers are 16 bits */
+
+enum ul_state { UL_IDLE, UL_CONNECTING, UL_CONNECTED, UL_SHUTDOWN };
+
+/* What an outstanding message id is, so that only the caller's messages are acked. */
+enum ul_track { TRACK_NONE = 0, TRACK_CALLER, TRACK_STATUS };
+
+struct uplink {
+	/* from cfg->gateway and cfg->uplink, owned */
+	char *host;
+	int port;
+	int protocol;           /* MQTT_PROTOCOL_V311 or MQTT_PROTOCOL_V5 */
+	char *client_id;
+	char *username;
+	char *password;         /* wiped before it is freed */
+	bool tls;
+	char *ca_file, *cert_file, *key_file;
+	char *prefix;
+	char *gateway_id;
+	char *gateway_name;
+	int keepalive_s;
+	int inflight_max;
+	int64_t connack_wait_ms;
+	char hostport[300];     /* for log lines: host:port, [v6]:port */
+
+	struct uplink_events ev;
+
+	struct mosquitto *mosq; /* one per session; NULL between sessions */
+	enum ul_state state;
+	int64_t attempt_at;     /* monotonic ms: the next connect attempt */
+	bool reschedule;        /* attempt_at is to be set from the next tick's now */
+	int64_t attempt_started;
+	int64_t backoff_ms;
+	bool warned;            /* this outage has had its one warning */
+	uint64_t rng;
+
+	/* recorded by libmosquitto's callbacks during one loop call */
+	bool cb_connack;
+	bool cb_lost;
+	bool broken;            /* a publish saw the connection fail */
+	char why[256];          /* the first reason given for losing this session */
+	char lib_err[200];      /* libmosquitto's last error line (TLS detail) */
+	int *acks;              /* caller mids acknowledged, delivered after the call */
+	size_t nacks, acks_cap;
+
+	unsigned char *track;   /* enum ul_track by mid */
+	unsigned inflight;      /* tracked mids (caller and status) not yet acknowledged */
+};
+
+/* ---------------------------------------------------------------------------------- */
+
+static char *ul_strdup(const char *s, bool *ok)
+{
+	char *d;
+
+	if (s == NULL)
+		return NULL;
+	d = strdup(s);
+	if (d == NULL)
+		*ok = false;
+	return d;
+}
+
+static int64_t ul_jitter(struct uplink *u, int64_t ms)
+{
+	/* xorshift64: spread gateways that lost the broker at the same moment */
+	u->rng ^= u->rng << 13;
+	u->rng ^= u->rng >> 7;
+	u->rng ^= u->rng << 17;
+	/* 80 % .. 120 % */
+	return ms * 8 / 10 + (int64_t)(u->rng % (uint64_t)(ms * 4 / 10 + 1));
+}
+
+static void ul_set_why(struct uplink *u, const char *fmt, ...) PRINTF(2, 3);
+
+static void ul_set_why(struct uplink *u, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (u->why[0])
+		return;   /* the first reason is the real one; later ones are consequences */
+	va_start(ap, fmt);
+	vsnprintf(u->why, sizeof u->why, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * A reason for a libmosquitto return code. MOSQ_ERR_ERRNO means "see errno", and a
+ * TLS failure is only explained by the OpenSSL line libmosquitto logged.
+ */
+static void ul_why_rc(struct uplink *u, int rc, int err)
+{
+	const char *s;
+
+	if (rc == MOSQ_ERR_KEEPALIVE) {
+		/* libmosquitto's own clock: no packet from the broker for a keepalive */
+		if (u->state == UL_CONNECTING)
+			ul_set_why(u, "no CONNACK within the keepalive (%d s)", u->keepalive_s);
+		else
+			ul_set_why(u, "the broker did not answer within the keepalive (%d s)",
+				   u->keepalive_s);
+		return;
+	}
+	if (rc == MOSQ_ERR_ERRNO && err == EPROTO && u->tls)
+		s = "TLS error";   /* what OpenSSL said, if anything, is in lib_err */
+	else if (rc == MOSQ_ERR_ERRNO)
+		s = err ? strerror(err) : "system error";
+	else if (rc >= 128)
+		s = mosquitto_reason_string(rc);   /* an MQTT 5 reason from the broker */
+	else
+		s = mosquitto_strerror(rc);
+	if (u->lib_err[0] && (rc == MOSQ_ERR_ERRNO || rc == MOSQ_ERR_TLS ||
+			      rc == MOSQ_ERR_TLS_HANDSHAKE || rc == MOSQ_ERR_PROTOCOL ||
+			      rc == MOSQ_ERR_INVAL || rc == MOSQ_ERR_CONN_LOST))
+		ul_set_why(u, "%s (%s)", s, u->lib_err);
+	else
+		ul_set_why(u, "%s", s);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* libmosquitto callbacks: record only */
+
+static void ul_on_connect(struct mosquitto *m, void *obj, int rc, int flags,
+			  const mosquitto_property *props)
+{
+	struct uplink *u = obj;
+
+	(void)m;
+	(void)flags;
+	(void)props;
+	if (rc == 0) {
+		u->cb_connack = true;
+		return;
+	}
+	ul_set_why(u, "broker refused the connection: %s",
+		   u->protocol == MQTT_PROTOCOL_V5 ? mosquitto_reason_string(rc)
+						   : mosquitto_connack_string(rc));
+	u->cb_lost = true;
+}
+
+static void ul_on_disconnect(struct mosquitto *m, void *obj, int rc,
+			     const mosquitto_property *props)
+{
+	struct uplink *u = obj;
+	int err = errno;
+
+	(void)m;
+	(void)props;
+	if (rc == 0)
+		ul_set_why(u, "disconnected");
+	else
+		ul_why_rc(u, rc, err);
+	u->cb_lost = true;
+}
+
+static void ul_on_publish(struct mosquitto *m, void *obj, int mid, int reason,
+			  const mosquitto_property *props)
+{
+	struct uplink *u = obj;
+	unsigned char t;
+
+	(void)m;
+	(void)props;
+	if (mid <= 0 || mid >= MID_MAX)
+		return;
+	t = u->track[mid];
+	if (t == TRACK_NONE)
+		return;   /* QoS 0 written out: there is no acknowledgement to report */
+	u->track[mid] = TRACK_NONE;
+	if (u->inflight > 0)
+		u->inflight--;
+	if (reason >= 128)
+		/* acknowledged but refused (MQTT 5, e.g. not authorised for the topic):
+		 * sending it again would be refused again, so it counts as delivered */
+		log_warnx("uplink: broker refused message %d: %s", mid,
+			  mosquitto_reason_string(reason));
+	if (t != TRACK_CALLER)
+		return;
+	if (u->nacks == u->acks_cap) {
+		size_t ncap = u->acks_cap ? u->acks_cap * 2 : 64;
+		int *na = realloc(u->acks, ncap * sizeof *na);
+		if (na == NULL) {
+			/* losing an ack only means the message is sent again: at least once */
+			log_warnx("uplink: out of memory, ack of message %d dropped", mid);
+			return;
+		}
+		u->acks = na;
+		u->acks_cap = ncap;
+	}
+	u->acks[u->nacks++] = mid;
+}
+
+static void ul_on_log(struct mosquitto *m, void *obj, int level, const char *str)
+{
+	struct uplink *u = obj;
+
+	(void)m;
+	if (level & MOSQ_LOG_ERR)
+		snprintf(u->lib_err, sizeof u->lib_err, "%s", str);
+	log_debug("uplink: mosquitto: %s", str);
+}
+
+/* ---------------------------------------------------------------------------------- */
+
+static void ul_status_json(struct uplink *u, struct jbuf *b, const char *state)
+{
+	bool first = true;
+
+	jb_cstr(b, "{");
+	jb_key(b, "state", &first);
+	jb_str(b, state);
+	jb_key(b, "ts", &first);
+	jb_i64(b, clock_real_ms());
+	jb_key(b, "gateway", &first);
+	jb_str(b, u->gateway_id);
+	if (u->gateway_name) {
+		jb_key(b, "name", &first);
+		jb_str(b, u->gateway_name);
+	}
+	jb_key(b, "version", &first);
+	jb_str(b, SLUICE_VERSION);
+	jb_cstr(b, "}");
+}
+
+/* Publish our own retained status; its acknowledgement is not the caller's. */
+static int ul_publish_status(struct uplink *u, const char *state)
+{
+	char topic[TOPIC_MAX];
+	struct jbuf b;
+	int mid = 0, rc;
+
+	if (uplink_topic(u, "status", topic, sizeof topic) < 0)
+		return -1;
+	jb_init(&b);
+	ul_status_json(u, &b, state);
+	if (b.oom) {
+		jb_free(&b);
+		log_warnx("uplink: out of memory for the status message");
+		return -1;
+	}
+	rc = mosquitto_publish(u->mosq, &mid, topic, (int)b.len, b.p, 1, true);
+	jb_free(&b);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		int err = errno;
+		log_warnx("uplink: cannot publish status %s: %s", state,
+			  rc == MOSQ_ERR_ERRNO ? strerror(err) : mosquitto_strerror(rc));
+		if (rc != MOSQ_ERR_NOMEM) {
+			ul_why_rc(u, rc, err);
+			u->broken = true;
+		}
+		return -1;
+	}
+	if (mid > 0 && mid < MID_MAX) {
+		u->track[mid] = TRACK_STATUS;
+		u->inflight++;
+	}
+	return 0;
+}
+
+/* Forget the session: libmosquitto's queues go with the handle. */
+static void ul_drop_handle(struct uplink *u)
+{
+	if (u->mosq) {
+		mosquitto_destroy(u->mosq);
+		u->mosq = NULL;
+	}
+	memset(u->track, 0, MID_MAX);
+	u->inflight = 0;
+	u->broken = false;
+}
+
+static void ul_deliver_acks(struct uplink *u)
+{
+	/* index, not pointer: a handler's publish may not grow the array, but be safe */
+	for (size_t i = 0; i < u->nacks; i++)
+		if (u->ev.acked)
+			u->ev.acked(u->ev.ctx, u->acks[i]);
+	u->nacks = 0;
+}
+
+/*
+ * The session (or the attempt to start one) is over. One warning per outage: the
+ * first failure after a working connection (or at start) is a warning, the retries
+ * that follow are debug lines, and the next success is an info line.
+ */
+static void ul_fail(struct uplink *u)
+{
+	bool was_up = u->state == UL_CONNECTED;
+	char why[sizeof u->why];
+
+	if (!u->why[0])
+		snprintf(u->why, sizeof u->why, "connection closed");
+	memcpy(why, u->why, sizeof why);
+	ul_drop_handle(u);
+	u->state = UL_IDLE;
+	u->reschedule = true;
+
+	if (was_up)
+		log_warnx("uplink: lost connection to %s: %s", u->hostport, why);
+	else if (!u->warned)
+		log_warnx("uplink: cannot connect to %s: %s (retrying)", u->hostport, why);
+	else
+		log_debug("uplink: connect to %s failed again: %s", u->hostport, why);
+	u->warned = true;
+
+	ul_deliver_acks(u);
+	if (u->ev.disconnected)
+		u->ev.disconnected(u->ev.ctx, why);
+}
+
+static void ul_begin(struct uplink *u)
+{
+	u->cb_connack = false;
+	u->cb_lost = false;
+	if (!u->broken)   /* keep the reason a failed publish recorded */
+		u->why[0] = '\0';
+}
+
+/* After a libmosquitto call: act on what its callbacks recorded, then tell the core. */
+static void ul_settle(struct uplink *u, int rc, int err)
+{
+	bool up = false;
+
+	if (u->mosq == NULL)
+		return;
+	if (u->cb_connack && !u->cb_lost && u->state == UL_CONNECTING) {
+		u->state = UL_CONNECTED;
+		u->backoff_ms = BACKOFF_MIN_MS;
+		u->warned = false;
+		up = true;
+		log_info("uplink: connected to %s", u->hostport);
+		/* the status goes first, before anything the core sends on connected() */
+		ul_publish_status(u, "online");
+	}
+	if (rc > 0 && !u->cb_lost)
+		ul_why_rc(u, rc, err);
+	if (rc > 0 || u->cb_lost || u->broken || mosquitto_socket(u->mosq) < 0) {
+		ul_fail(u);
+		return;
+	}
+	ul_deliver_acks(u);
+	if (up && u->ev.connected)
+		u->ev.connected(u->ev.ctx);
+}
+
+/* OpenSSL's pass phrase callback: there is none to give, and without this OpenSSL
+ * would ask for one on the daemon's terminal and wait. */
+static int ul_no_passphrase(char *buf, int size, int rwflag, void *userdata)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)userdata;
+	return 0;
+}
+
+static int ul_setup(struct uplink *u, struct mosquitto *m)
+{
+	static const char will[] = "{\"state\":\"offline\"}";
+	char topic[TOPIC_MAX];
+	int rc;
+
+	/* the protocol first: username_pw_set checks against it */
+	rc = mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, u->protocol);
+	if (!rc)
+		rc = mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
+	if (!rc)
+		rc = mosquitto_int_option(m, MOSQ_OPT_SEND_MAXIMUM, u->inflight_max);
+	if (rc)
+		return rc;
+	mosquitto_connect_v5_callback_set(m, ul_on_connect);
+	mosquitto_disconnect_v5_callback_set(m, ul_on_disconnect);
+	mosquitto_publish_v5_callback_set(m, ul_on_publish);
+	mosquitto_log_callback_set(m, ul_on_log);
+
+	if (u->username || u->password) {
+		rc = mosquitto_username_pw_set(m, u->username, u->password);
+		if (rc)
+			return rc;
+	}
+	if (uplink_topic(u, "status", topic, sizeof topic) < 0)
+		return MOSQ_ERR_INVAL;
+	/* the broker publishes this when the connection dies without a DISCONNECT */
+	rc = mosquitto_will_set(m, topic, (int)strlen(will), will, 1, true);
+	if (rc)
+		return rc;
+	if (u->tls) {
+		/*
+		 * Server verification is always on: a CA file, else the system's CAs.
+		 * A key file that needs a pass phrase fails the attempt.
+		 */
+		if (u->ca_file) {
+			rc = mosquitto_tls_set(m, u->ca_file, NULL, u->cert_file, u->key_file,
+					       ul_no_passphrase);
+		} else {
+			mosquitto_int_option(m, MOSQ_OPT_TLS_USE_OS_CERTS, 1);
+			rc = mosquitto_tls_set(m, NULL, SLUICE_OS_CA_DIR, u->cert_file,
+					       u->key_file, ul_no_passphrase);
+		}
+		if (rc) {
+			/* libmosquitto only says "invalid arguments": name the file */
+			const char *files[] = { u->ca_file, u->cert_file, u->key_file };
+			for (size_t i = 0; i < 3; i++) {
+				FILE *f = files[i] ? fopen(files[i], "re") : NULL;
+				if (files[i] && f == NULL) {
+					ul_set_why(u, "cannot read TLS file %s: %s", files[i],
+						   strerror(errno));
+					break;
+				}
+				if (f)
+					fclose(f);
+			}
+			return rc;
+		}
+		rc = mosquitto_tls_opts_set(m, 1 /* SSL_VERIFY_PEER */, NULL, NULL);
+		if (rc)
+			return rc;
+		rc = mosquitto_tls_insecure_set(m, false);
+		if (rc)
+			return rc;
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* A new handle and a non-blocking connect; the CONNACK comes through uplink_io. */
+static void ul_attempt(struct uplink *u, int64_t now)
+{
+	int rc, err, fd;
+
+	ul_begin(u);
+	u->lib_err[0] = '\0';
+	u->attempt_started = now;
+	u->state = UL_CONNECTING;
+	log_debug("uplink: connecting to %s", u->hostport);
+
+	u->mosq = mosquitto_new(u->client_id, true, u);
+	if (u->mosq == NULL) {
+		ul_set_why(u, "cannot create an MQTT client: %s", strerror(errno));
+		ul_fail(u);
+		return;
+	}
+	rc = ul_setup(u, u->mosq);
+	if (rc) {
+		err = errno;
+		ul_why_rc(u, rc, err);
+		ul_fail(u);
+		return;
+	}
+	/*
+	 * Returns before the TCP handshake completes (the name lookup, though, is
+	 * getaddrinfo and blocks). An error here, such as a refused loopback port or an
+	 * unusable TLS file, ends the attempt at once.
+	 */
+	rc = mosquitto_connect_async(u->mosq, u->host, u->port, u->keepalive_s);
+	err = errno;
+	if (rc != MOSQ_ERR_SUCCESS) {
+		if (rc == MOSQ_ERR_EAI)
+			ul_set_why(u, "cannot resolve %s", u->host);
+		else
+			ul_why_rc(u, rc, err);
+		ul_fail(u);
+		return;
+	}
+	fd = mosquitto_socket(u->mosq);
+	if (fd >= 1024)
+		/* fine: only poll() and the loop_read/write/misc calls ever touch it */
+		log_debug("uplink: socket %d is past FD_SETSIZE", fd);
+}
+
+/* ---------------------------------------------------------------------------------- */
+
+static int ul_read_password(const char *path, char **out, char *err, size_t errlen)
+{
+	FILE *f;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int e;
+
+	f = fopen(path, "re");
+	if (f == NULL) {
+		snprintf(err, errlen, "cannot read password file %s: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	/* unbuffered: no copy of the secret left behind in a stdio buffer */
+	setvbuf(f, NULL, _IONBF, 0);
+	errno = 0;
+	n = getline(&line, &cap, f);
+	e = errno;
+	if (n < 0) {
+		if (ferror(f))
+			snprintf(err, errlen, "cannot read password file %s: %s", path,
+				 strerror(e ? e : EIO));
+		else
+			snprintf(err, errlen, "password file %s is empty", path);
+		fclose(f);
+		free(line);
+		return -1;
+	}
+	fclose(f);
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = '\0';
+	if (n == 0) {
+		snprintf(err, errlen, "password file %s: the first line is empty", path);
+		explicit_bzero(line, cap);
+		free(line);
+		return -1;
+	}
+	*out = line;
+	return 0;
+}
+
+static void ul_free_fields(struct uplink *u)
+{
+	if (u->password) {
+		explicit_bzero(u->password, strlen(u->password));
+		free(u->password);
+	}
+	free(u->host);
+	free(u->client_id);
+	free(u->username);
+	free(u->ca_file);
+	free(u->cert_file);
+	free(u->key_file);
+	free(u->prefix);
+	free(u->gateway_id);
+	free(u->gateway_name);
+	free(u->acks);
+	free(u->track);
+}
+
+struct uplink *uplink_new(const struct config *cfg, const struct uplink_events *ev, char *err,
+			  size_t errlen)
+{
+	const struct uplink_cfg *c = &cfg->uplink;
+	struct uplink *u;
+	bool ok = true;
+	int64_t ka;
+
+	if (c->host == NULL || c->host[0] == '\0') {
+		snprintf(err, errlen, "no host given");
+		return NULL;
+	}
+	if (cfg->gateway.id[0] == '\0') {
+		snprintf(err, errlen, "the gateway has no id");
+		return NULL;
+	}
+	if (c->password_file && !c->username && c->protocol != MQTT_5) {
+		snprintf(err, errlen, "a password needs a username with MQTT 3.1.1");
+		return NULL;
+	}
+	if (mosquitto_lib_init() != MOSQ_ERR_SUCCESS) {
+		snprintf(err, errlen, "cannot initialise libmosquitto");
+		return NULL;
+	}
+	u = calloc(1, sizeof *u);
+	if (u == NULL) {
+		snprintf(err, errlen, "out of memory");
+		mosquitto_lib_cleanup();
+		return NULL;
+	}
+	if (c->password_file &&
+	    ul_read_password(c->password_file, &u->password, err, errlen) < 0) {
+		free(u);
+		mosquitto_lib_cleanup();
+		return NULL;
+	}
+	u->host = ul_strdup(c->host, &ok);
+	u->port = c->port ? c->port : (c->tls ? 8883 : 1883);
+	u->protocol = c->protocol == MQTT_5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311;
+	u->client_id = ul_strdup(c->client_id && c->client_id[0] ? c->client_id
+								  : cfg->gateway.id, &ok);
+	u->username = ul_strdup(c->username, &ok);
+	u->tls = c->tls;
+	u->ca_file = ul_strdup(c->ca_file, &ok);
+	u->cert_file = ul_strdup(c->cert_file, &ok);
+	u->key_file = ul_strdup(c->key_file, &ok);
+	u->prefix = ul_strdup(c->topic_prefix && c->topic_prefix[0] ? c->topic_prefix
+								     : "sluice", &ok);
+	u->gateway_id = ul_strdup(cfg->gateway.id, &ok);
+	u->gateway_name = ul_strdup(cfg->gateway.name, &ok);
+	u->track = calloc(MID_MAX, 1);
+	if (!ok || u->track == NULL) {
+		snprintf(err, errlen, "out of memory");
+		ul_free_fields(u);
+		free(u);
+		mosquitto_lib_cleanup();
+		return NULL;
+	}
+	ka = c->keepalive_ms > 0 ? c->keepalive_ms : 30000;
+	u->keepalive_s = (int)((ka + 999) / 1000);
+	if (u->keepalive_s < 5)
+		u->keepalive_s = 5;
+	if (u->keepalive_s > 65535)
+		u->keepalive_s = 65535;
+	/* a broker that accepts TCP but never answers CONNECT is given up on */
+	u->connack_wait_ms = 2 * (int64_t)u->keepalive_s * 1000;
+	if (u->connack_wait_ms > CONNACK_WAIT_MAX_MS)
+		u->connack_wait_ms = CONNACK_WAIT_MAX_MS;
+	u->inflight_max = c->inflight >= 1 && c->inflight <= 65535 ? (int)c->inflight : 64;
+	snprintf(u->hostport, sizeof u->hostport, strchr(u->host, ':') ? "[%s]:%d" : "%s:%d",
+		 u->host, u->port);
+
+	if (ev)
+		u->ev = *ev;
+	u->state = UL_IDLE;
+	u->attempt_at = INT64_MIN;   /* the first tick connects */
+	u->backoff_ms = BACKOFF_MIN_MS;
+	u->rng = (uint64_t)clock_real_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)u;
+	for (const char *p = u->gateway_id; *p; p++)
+		u->rng = u->rng * 131 + (unsigned char)*p;
+	if (u->rng == 0)
+		u->rng = 0x9E3779B97F4A7C15ull;
+	return u;
+}
+
+void uplink_free(struct uplink *u)
+{
+	if (u == NULL)
+		return;
+	/* no DISCONNECT: the broker publishes the will (offline) for us */
+	if (u->mosq)
+		mosquitto_destroy(u->mosq);
+	ul_free_fields(u);
+	free(u);
+	mosquitto_lib_cleanup();
+}
+
+int uplink_fd(struct uplink *u)
+{
+	if (u->mosq == NULL)
+		return -1;
+	return mosquitto_socket(u->mosq);
+}
+
+bool uplink_want_write(struct uplink *u)
+{
+	if (u->mosq == NULL)
+		return false;
+	/* a broken session wants attention now: POLLOUT (or POLLERR) wakes the loop */
+	if (u->broken)
+		return true;
+	return mosquitto_want_write(u->mosq);
+}
+
+bool uplink_connected(struct uplink *u)
+{
+	return u->mosq != NULL && u->state == UL_CONNECTED && !u->broken;
+}
+
+void uplink_io(struct uplink *u, short revents)
+{
+	int rc = MOSQ_ERR_SUCCESS, err = 0, fd;
+
+	if (u->mosq == NULL || u->state == UL_SHUTDOWN)
+		return;
+	ul_begin(u);
+	fd = mosquitto_socket(u->mosq);
+	if (fd < 0 || (revents & POLLNVAL)) {
+		ul_set_why(u, "socket closed");
+		u->cb_lost = true;
+	} else if (revents & POLLERR) {
+		/* a refused or reset connection: libmosquitto may not read while its
+		 * connect is pending, so take the error from the socket */
+		int e = 0;
+		socklen_t l = sizeof e;
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l) == 0 && e) {
+			ul_set_why(u, "%s", strerror(e));
+			u->cb_lost = true;
+		}
+	}
+	if (!u->cb_lost && (revents & (POLLIN | POLLHUP | POLLERR))) {
+		rc = mosquitto_loop_read(u->mosq, 1);
+		err = errno;
+	}
+	if (!u->cb_lost && rc <= 0 && u->mosq && mosquitto_socket(u->mosq) >= 0 &&
+	    (revents & (POLLOUT | POLLERR))) {
+		rc = mosquitto_loop_write(u->mosq, 1);
+		err = errno;
+	}
+	/* hung up with nothing left to read: whatever libmosquitto thinks, it is over */
+	if (!u->cb_lost && rc <= 0 && (revents & POLLHUP) && !(revents & POLLIN)) {
+		ul_set_why(u, "connection closed by the broker");
+		u->cb_lost = true;
+	}
+	ul_settle(u, rc, err);
+}
+
+/* After a failure: the next attempt after the backoff, which then doubles. */
+static void ul_schedule(struct uplink *u, int64_t now)
+{
+	if (!u->reschedule)
+		return;
+	u->attempt_at = now + ul_jitter(u, u->backoff_ms);
+	u->backoff_ms = u->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : u->backoff_ms * 2;
+	u->reschedule = false;
+}
+
+int64_t uplink_tick(struct uplink *u, int64_t now_ms)
+{
+	int64_t wait;
+
+	if (u->state == UL_SHUTDOWN)
+		return BACKOFF_MAX_MS;
+	if (u->mosq) {
+		int rc, err;
+
+		ul_begin(u);
+		rc = mosquitto_loop_misc(u->mosq);   /* keepalive: PINGREQ, or give up */
+		err = errno;
+		if (rc == MOSQ_ERR_NO_CONN)
+			rc = MOSQ_ERR_CONN_LOST;
+		if (u->state == UL_CONNECTING && !u->cb_connack &&
+		    now_ms - u->attempt_started >= u->connack_wait_ms) {
+			ul_set_why(u, "no CONNACK within %lld s",
+				   (long long)(u->connack_wait_ms / 1000));
+			u->cb_lost = true;
+		}
+		ul_settle(u, rc, err);
+	}
+	if (u->mosq == NULL) {
+		ul_schedule(u, now_ms);
+		if (now_ms >= u->attempt_at) {
+			ul_attempt(u, now_ms);
+			ul_schedule(u, now_ms);   /* when it failed on the spot */
+		}
+	}
+	if (u->mosq == NULL) {
+		wait = u->attempt_at - now_ms;
+		return wait > 0 ? wait : 0;
+	}
+	/* loop_misc keeps the keepalive in whole seconds: once a second is enough */
+	wait = 1000;
+	if (u->state == UL_CONNECTING) {
+		int64_t left = u->attempt_started + u->connack_wait_ms - now_ms;
+		if (left < wait)
+			wait = left > 0 ? left : 0;
+	}
+	return wait;
+}
+
+int uplink_publish(struct uplink *u, const char *topic, const void *payload, size_t len,
+		   int qos, bool retain, int *mid)
+{
+	char full[TOPIC_MAX];
+	int m = 0, rc;
+
+	if (!uplink_connected(u))
+		return -1;
+	if (qos < 0 || qos > 2 || len > INT_MAX) {
+		log_warnx("uplink: cannot publish to %s: bad qos or size", topic);
+		return -1;
+	}
+	if (uplink_topic(u, topic, full, sizeof full) < 0) {
+		log_warnx("uplink: topic too long: %s", topic);
+		return -1;
+	}
+	rc = mosquitto_publish(u->mosq, &m, full, (int)len, payload, qos, retain);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		int err = errno;
+		switch (rc) {
+		case MOSQ_ERR_NOMEM:
+		case MOSQ_ERR_INVAL:
+		case MOSQ_ERR_PAYLOAD_SIZE:
+		case MOSQ_ERR_OVERSIZE_PACKET:
+		case MOSQ_ERR_MALFORMED_UTF8:
+		case MOSQ_ERR_QOS_NOT_SUPPORTED:
+		case MOSQ_ERR_RETAIN_NOT_SUPPORTED:
+			log_warnx("uplink: cannot publish to %s: %s", full, mosquitto_strerror(rc));
+			break;
+		default:
+			/* the socket failed under the write: end the session from the loop,
+			 * where the core expects disconnected() */
+			ul_why_rc(u, rc, err);
+			u->broken = true;
+			break;
+		}
+		return -1;
+	}
+	if (qos > 0 && m > 0 && m < MID_MAX) {
+		u->track[m] = TRACK_CALLER;
+		u->inflight++;
+	}
+	if (mid)
+		*mid = m;
+	return 0;
+}
+
+void uplink_shutdown(struct uplink *u, int64_t wait_ms)
+{
+	int64_t deadline = clock_mono_ms() + (wait_ms > 0 ? wait_ms : 0);
+	unsigned left = 0;
+	bool was_up = uplink_connected(u);
+
+	if (u->state == UL_SHUTDOWN)
+		return;
+	if (was_up) {
+		/* a clean DISCONNECT does not fire the will: say offline ourselves */
+		ul_publish_status(u, "offline");
+		while (uplink_connected(u) && (u->inflight > 0 || uplink_want_write(u))) {
+			int64_t now = clock_mono_ms();
+			struct pollfd p;
+			int n;
+
+			if (now >= deadline)
+				break;
+			p.fd = uplink_fd(u);
+			p.events = POLLIN | (uplink_want_write(u) ? POLLOUT : 0);
+			p.revents = 0;
+			n = poll(&p, 1, (int)(deadline - now < 100 ? deadline - now : 100));
+			if (n < 0 && errno != EINTR)
+				break;
+			if (n > 0)
+				uplink_io(u, p.revents);
+			if (uplink_connected(u))
+				uplink_tick(u, clock_mono_ms());
+		}
+		left = u->inflight;
+		if (uplink_connected(u)) {
+			/* written at once when the socket has room; libmosquitto closes it */
+			mosquitto_disconnect(u->mosq);
+			while (u->mosq && mosquitto_socket(u->mosq) >= 0 &&
+			       mosquitto_want_write(u->mosq) && clock_mono_ms() < deadline) {
+				struct pollfd p = { .fd = mosquitto_socket(u->mosq), .events = POLLOUT };
+				if (poll(&p, 1, 10) > 0 && mosquitto_loop_write(u->mosq, 1) > 0)
+					break;
+			}
+		}
+	}
+	ul_drop_handle(u);
+	u->state = UL_SHUTDOWN;
+	if (was_up) {
+		if (left)
+			log_info("uplink: disconnected from %s, %u messages unacknowledged",
+				 u->hostport, left);
+		else
+			log_info("uplink: disconnected from %s", u->hostport);
+	}
+}
+
+int uplink_topic(const struct uplink *u, const char *rel, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%s/%s", u->prefix, u->gateway_id, rel);
+
+	if (n < 0 || (size_t)n >= len)
+		return -1;
+	return 0;
+}
