@@ -1723,13 +1723,17 @@ static void uplink_parse(struct ctx *root, yaml_node_t *m)
 				   &u->ca_file, false);
 			check_file(&t, seen_of(tls_keys, tls_seen, "cert_file"), "tls.cert_file",
 				   &u->cert_file, false);
+			/* the client key is as secret as the password */
 			check_file(&t, seen_of(tls_keys, tls_seen, "key_file"), "tls.key_file",
-				   &u->key_file, false);
+				   &u->key_file, true);
 			if (!u->cert_file != !u->key_file)
 				c_err(&c, v, "tls.cert_file and tls.key_file go together (a client "
 				      "certificate needs its key)");
 		}
 	}
+	if ((v = seen_of(uplink_keys, seen, "password_file")) && !u->username)
+		c_err(&c, v, "password_file needs a username (MQTT sends a password only "
+		      "with a user name)");
 	if (!seen_of(uplink_keys, seen, "port"))
 		u->port = u->tls ? 8883 : 1883;
 }

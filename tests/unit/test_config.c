@@ -529,6 +529,29 @@ static void test_password_writable_by_group(void **state)
 			   s->config, s->password));
 }
 
+/* The TLS client key is a secret like the password. */
+static void test_key_readable_by_others(void **state)
+{
+	struct site *s = *state;
+	char key[PATH_MAX + 64];
+
+	site_path(s, key, sizeof key, "client.key");
+	assert_int_equal(chmod(key, 0644), 0);
+	expect_one(s, xfmt("%s:29:15: uplink: tls.key_file '%s' can be read by every user "
+			   "(mode 0644): it holds a secret; make it owner root, group sluice, "
+			   "mode 0640", s->config, key));
+}
+
+/* MQTT carries a password only with a user name: without one it would be ignored. */
+static void test_password_without_username(void **state)
+{
+	struct site *s = *state;
+
+	site_edit(s, "  username: fengdu-gw-01\n", "");
+	expect_one(s, xfmt("%s:24:18: uplink: password_file needs a username (MQTT sends a "
+			   "password only with a user name)", s->config));
+}
+
 /* As root, modes do not stop reads: a directory is a "file" that cannot be read. */
 static void test_password_is_a_directory(void **state)
 {
@@ -1204,6 +1227,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_password_readable_by_others, site_setup,
 						site_teardown),
 		cmocka_unit_test_setup_teardown(test_password_writable_by_group, site_setup,
+						site_teardown),
+		cmocka_unit_test_setup_teardown(test_key_readable_by_others, site_setup,
+						site_teardown),
+		cmocka_unit_test_setup_teardown(test_password_without_username, site_setup,
 						site_teardown),
 		cmocka_unit_test_setup_teardown(test_password_is_a_directory, site_setup,
 						site_teardown),
