@@ -23,6 +23,7 @@ struct reading *reading_new(uint32_t device, uint16_t n, size_t strbytes)
 		return NULL;
 	r->device = device;
 	r->nvalues = n;
+	r->online = true; /* until a poller's circuit breaker says otherwise */
 	r->strcap = strbytes;
 	r->strused = 0;
 	r->strings = (char *)r + head;

@@ -6,6 +6,7 @@
 #ifndef SLUICE_READING_H
 #define SLUICE_READING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,9 @@ struct reading {
 	int64_t ts_ms;       /* real-time clock when the poll began, ms since the epoch */
 	int64_t sched_mono_ms; /* when the poll was due, monotonic */
 	int64_t start_mono_ms; /* when it began, monotonic (jitter = start - sched) */
+	bool online;         /* the device's circuit breaker after this poll: false once
+				offline_after polls in a row failed, true again on an answer */
+	int last_err;        /* the MBE_* code of the last failure (0 when none yet) */
 	uint16_t nvalues;    /* one per point of the device, in its order */
 	size_t strcap;       /* bytes available at strings */
 	size_t strused;

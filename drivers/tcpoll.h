@@ -12,13 +12,9 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "poller.h"
 #include "reading.h"
 
-struct poller_sink {
-	void *ctx;
-	/* Called from a poller thread; takes ownership of r (frees it if it cannot keep it). */
-	void (*emit)(void *ctx, struct reading *r);
-};
 
 struct tcpoll_stats {
 	uint64_t polls;      /* readings emitted */

@@ -1,0 +1,89 @@
+/*
+ * alert: the alert engine. A pure library: no I/O, no clock of its own, no SQL, no
+ * MQTT. Readings go in with their own timestamps, alert transitions and actions come
+ * out, so the same code runs in sluiced, in the unit tests and in `sluicectl replay`.
+ *
+ * Each rule of the config holds one or more checks; each check is its own alert,
+ * named <rule>/<check>, a state machine ok -> pending -> firing(severity) -> resolved
+ * (DESIGN.md, Alert engine). Only firing (again on every change of severity) and
+ * resolved are transitions that leave the engine; pending stays inside. Every device
+ * also gets a comms alert, comms-<device>/offline.
+ */
+#ifndef SLUICE_ALERT_H
+#define SLUICE_ALERT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "config.h"
+
+#define ALERT_CHECK_MAX 32
+#define ALERT_MSG_MAX 256
+
+enum alert_state { ALERT_OK = 0, ALERT_PENDING, ALERT_FIRING, ALERT_RESOLVED };
+
+struct alert_transition {
+	char rule[ID_MAX];
+	char check[ALERT_CHECK_MAX];
+	int state;        /* ALERT_FIRING or ALERT_RESOLVED */
+	int severity;     /* SEV_*; with resolved, the last severity it fired at */
+	int64_t ts_ms;    /* the time of the reading (or tick) that decided it */
+	double value;     /* what was measured (NAN when not applicable) */
+	double threshold; /* what it was compared with (NAN when not applicable) */
+	char unit[POINT_UNIT_MAX]; /* of value and threshold, may be empty */
+	char message[ALERT_MSG_MAX]; /* one line for people, UTF-8 */
+};
+
+/* A register or coil write that a rule asks for (on_fire / on_resolve). */
+struct alert_action {
+	size_t device;
+	size_t point;
+	double value;
+	char rule[ID_MAX];
+	char check[ALERT_CHECK_MAX];
+};
+
+struct alert_out {
+	struct alert_transition *t;
+	size_t nt, capt;
+	struct alert_action *a;
+	size_t na, capa;
+};
+
+void alert_out_reset(struct alert_out *o);  /* empty, keep the memory */
+void alert_out_free(struct alert_out *o);
+
+struct alert_engine;
+
+/* The rules of cfg (which must outlive the engine). NULL with err on failure. */
+struct alert_engine *alert_new(const struct config *cfg, char *err, size_t errlen);
+void alert_free(struct alert_engine *e);
+
+/*
+ * One reading of a device: values[i] is point i of cfg->devices[device] (VAL_NONE for
+ * a point that failed this poll; a reading where every point failed is a failed poll
+ * for the comms check). Appends any transitions and actions to out. Returns 0, or -1
+ * on allocation failure.
+ */
+int alert_feed(struct alert_engine *e, size_t device, int64_t ts_ms, const struct value *values,
+	       size_t n, struct alert_out *out);
+
+/* Time passes (a calendar day completes, a 'for' runs out with no new reading). Call
+ * at least once a second with the real time. */
+int alert_tick(struct alert_engine *e, int64_t now_ms, struct alert_out *out);
+
+/*
+ * Persistence: the whole state (active alerts, windows, baselines, totalizer marks) as
+ * one text blob, and back. Restoring a state saved by an engine built from another
+ * config keeps what still matches by rule id and check. A restored firing alert does
+ * not fire again.
+ */
+char *alert_save(const struct alert_engine *e);
+int alert_restore(struct alert_engine *e, const char *blob, char *err, size_t errlen);
+
+/* Active alerts (pending and firing), for sluicectl and health. */
+size_t alert_active(const struct alert_engine *e, struct alert_transition *out, size_t max);
+
+#endif
