@@ -40,7 +40,9 @@
  *   point scale                   finite, not 0;  offset finite
  *   rule for                      0..7d;  hysteresis >= 0
  *   leakage window                1h..31d;  max_loss_ratio 0 < x < 1
- *   rise.within                   1s..1d;  pv min_output_ratio 0..1
+ *   rise.within                   1s..1d;  pv min_output_ratio 0..1, peer_ratio 0 < x <= 1
+ *   stuck.for                     1m..31d;  night.baseline 0..60 nights
+ *   burst.for                     0..1d;  burst.days 1..28
  */
 #include "config.h"
 
@@ -2726,6 +2728,9 @@ static const struct key waterlogging_keys[] = {
 	{ .name = "point", .type = K_NODE, .flags = KF_REQ },
 	{ .name = "levels", .type = K_NODE },
 	{ .name = "rise", .type = K_NODE },
+	{ .name = "spike", .type = K_NUM, .off = OFF(struct rule_cfg, spike), .min = 0,
+	  .flags = KF_MIN },
+	{ .name = "stuck", .type = K_NODE },
 	{ NULL },
 };
 
@@ -2738,6 +2743,9 @@ static const struct key leakage_keys[] = {
 	{ .name = "max_loss_ratio", .type = K_NUM, .off = OFF(struct rule_cfg, max_loss_ratio),
 	  .min = 0, .max = 1, .flags = KF_XMIN | KF_XMAX },
 	{ .name = "night", .type = K_NODE },
+	{ .name = "burst", .type = K_NODE },
+	{ .name = "rollover", .type = K_NUM, .off = OFF(struct rule_cfg, rollover), .min = 0,
+	  .flags = KF_XMIN },
 	{ NULL },
 };
 
@@ -2750,6 +2758,10 @@ static const struct key pv_keys[] = {
 	{ .name = "min_output_ratio", .type = K_NUM,
 	  .off = OFF(struct rule_cfg, min_output_ratio), .min = 0, .max = 1,
 	  .flags = KF_MIN | KF_MAX },
+	{ .name = "power", .type = K_NODE },
+	{ .name = "fault", .type = K_NODE },
+	{ .name = "peer_ratio", .type = K_NUM, .off = OFF(struct rule_cfg, peer_ratio), .min = 0,
+	  .max = 1, .flags = KF_XMIN | KF_MAX },
 	{ NULL },
 };
 
@@ -2776,6 +2788,32 @@ static const struct key night_keys[] = {
 	  .flags = KF_REQ },
 	{ .name = "max_flow", .type = K_NUM, .off = OFF(struct rule_cfg, night_max_flow),
 	  .min = 0, .flags = KF_MIN, .has = HAS(struct rule_cfg, has_night_max_flow) },
+	{ .name = "baseline", .type = K_INT, .off = OFF(struct rule_cfg, night_baseline),
+	  .min = 0, .max = 60 },
+	{ .name = "ratio", .type = K_NUM, .off = OFF(struct rule_cfg, night_ratio), .min = 0,
+	  .flags = KF_MIN },
+	{ .name = "by", .type = K_NUM, .off = OFF(struct rule_cfg, night_by), .min = 0,
+	  .flags = KF_MIN },
+	{ NULL },
+};
+
+static const struct key burst_keys[] = {
+	{ .name = "ratio", .type = K_NUM, .off = OFF(struct rule_cfg, burst_ratio), .min = 0,
+	  .flags = KF_MIN },
+	{ .name = "by", .type = K_NUM, .off = OFF(struct rule_cfg, burst_by), .min = 0,
+	  .flags = KF_MIN },
+	{ .name = "for", .type = K_DUR, .off = OFF(struct rule_cfg, burst_for_ms), .min = 0,
+	  .max = DAY_MS },
+	{ .name = "days", .type = K_INT, .off = OFF(struct rule_cfg, burst_days), .min = 1,
+	  .max = 28 },
+	{ NULL },
+};
+
+static const struct key stuck_keys[] = {
+	{ .name = "for", .type = K_DUR, .off = OFF(struct rule_cfg, stuck_for_ms),
+	  .min = MIN_MS, .max = 31.0 * DAY_MS, .flags = KF_REQ },
+	{ .name = "tolerance", .type = K_NUM, .off = OFF(struct rule_cfg, stuck_tolerance),
+	  .min = 0, .flags = KF_MIN },
 	{ NULL },
 };
 
@@ -2910,6 +2948,11 @@ static void waterlogging_post(struct ctx *c, yaml_node_t *m, yaml_node_t **seen,
 		keys_walk(&sc, v, rise_keys, r, ls);
 		r->has_rise = true;
 	}
+	if ((v = seen_of(waterlogging_keys, seen, "stuck")) && is_map(c, v, "stuck")) {
+		ctx_sub(&sc, c, "stuck.", "%s", c->where);
+		keys_walk(&sc, v, stuck_keys, r, ls);
+		r->has_stuck = true;
+	}
 	if (!seen_of(waterlogging_keys, seen, "levels") && !seen_of(waterlogging_keys, seen, "rise"))
 		c_err(c, m, "a waterlogging rule needs levels: (or rise:)");
 }
@@ -2936,6 +2979,13 @@ static void leakage_post(struct ctx *c, yaml_node_t *m, yaml_node_t **seen, stru
 		r->has_night = true;
 		if (r->night_from_s >= 0 && r->night_from_s == r->night_to_s)
 			c_err(c, ns[1], "night.to is the same time as night.from: the window is empty");
+		if (!r->has_night_max_flow && r->night_baseline == 0)
+			c_err(c, v, "night needs max_flow:, a baseline: of at least 1 night, or both");
+	}
+	if ((v = seen_of(leakage_keys, seen, "burst")) && is_map(c, v, "burst")) {
+		ctx_sub(&sc, c, "burst.", "%s", c->where);
+		keys_walk(&sc, v, burst_keys, r, ns);
+		r->has_burst = true;
 	}
 }
 
@@ -2960,6 +3010,35 @@ static void pv_post(struct ctx *c, yaml_node_t *m, yaml_node_t **seen, struct ru
 			r->inverter = (size_t)di;
 		}
 	}
+	for (int w = 0; w < 2; w++) {
+		const char *key = w ? "fault" : "power";
+		struct point_ref *ref = w ? &r->fault : &r->power;
+		const struct point_def *p;
+		bool bad;
+
+		if (!(v = seen_of(pv_keys, seen, key)))
+			continue;
+		p = ref_parse(c, v, key, false, ref, &bad);
+		if (bad)
+			continue;
+		if (r->has_inverter && ref->device != r->inverter)
+			c_err(c, v, "%s '%s.%s' is not a point of the inverter %s", key,
+			      c->ld->cfg->devices[ref->device].id, ref->name,
+			      c->ld->cfg->devices[r->inverter].id);
+		else if (!w && p && strcmp(p->unit, "W") != 0 && strcmp(p->unit, "kW") != 0)
+			c_err(c, v, "power '%s.%s' %s%s%s; a pv rule needs a power in W or kW",
+			      c->ld->cfg->devices[ref->device].id, ref->name,
+			      *p->unit ? "has unit '" : "has no unit", *p->unit ? q(c, p->unit) : "",
+			      *p->unit ? "'" : "");
+		else if (w)
+			r->has_fault = true;
+		else
+			r->has_power = true;
+	}
+	if (r->has_inverter && !c->ld->cfg->devices[r->inverter].sunspec &&
+	    !seen_of(pv_keys, seen, "power"))
+		c_err(c, m, "inverter %s is not a SunSpec device: give power: (its AC power point)",
+		      c->ld->cfg->devices[r->inverter].id);
 	if ((v = seen_of(pv_keys, seen, "daylight")) && is_map(c, v, "daylight")) {
 		ctx_sub(&sc, c, "daylight.", "%s", c->where);
 		r->daylight_from_s = r->daylight_to_s = -1; /* -1 until parsed */
@@ -2988,7 +3067,9 @@ static void rule_parse(struct ctx *root, yaml_node_t *m, size_t idx)
 		return;
 	cfg->nrules++;
 	*r = (struct rule_cfg){ .kind = -1, .severity = SEV_YELLOW, .window_ms = DAY_MS,
-				.max_loss_ratio = 0.085, .min_output_ratio = 0.1 };
+				.max_loss_ratio = 0.085, .min_output_ratio = 0.1, .spike = NAN,
+				.night_baseline = 7, .night_ratio = 0.1, .burst_ratio = 0.5,
+				.burst_for_ms = HOUR_MS, .burst_days = 7, .peer_ratio = 0.5 };
 	for (int g = 0; g < 5; g++)
 		r->levels[g] = NAN;
 	r->loc = (struct src_loc){ root->d->file, (int)m->start_mark.line + 1,

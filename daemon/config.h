@@ -134,6 +134,12 @@ struct rule_cfg {
 	bool has_rise;
 	double rise_by;
 	int64_t rise_within_ms;
+	/* spike rejection: a one-sample jump of more than this (the point's unit) waits for
+	 * the next sample to confirm it; NAN: the lowest level given (or rise.by); 0: off */
+	double spike;
+	bool has_stuck;
+	int64_t stuck_for_ms;  /* no change for this long: stuck */
+	double stuck_tolerance;/* a change of at most this is no change; default 0 */
 
 	/* leakage */
 	struct point_ref *inflow, *outflow;
@@ -145,6 +151,15 @@ struct rule_cfg {
 	int night_from_s, night_to_s; /* seconds after local midnight */
 	bool has_night_max_flow;
 	double night_max_flow;
+	unsigned night_baseline;  /* nights in the moving baseline; 0: none (default 7) */
+	double night_ratio;       /* above the baseline by this fraction (default 0.1) ... */
+	double night_by;          /* ... plus this flow, m3/h (default 0) */
+	double rollover;          /* totalizers' modulus (point unit); 0: from type and scale */
+	bool has_burst;
+	double burst_ratio;       /* above the usual flow for the time of day by this fraction */
+	double burst_by;          /* ... plus this flow, m3/h (default 0) */
+	int64_t burst_for_ms;     /* sustained this long (default 1 h) */
+	unsigned burst_days;      /* days behind the usual flow (default 7) */
 
 	/* pv */
 	bool has_inverter;
@@ -153,6 +168,10 @@ struct rule_cfg {
 	bool has_daylight;
 	int daylight_from_s, daylight_to_s;
 	double min_output_ratio; /* of rated power; default 0.1 */
+	bool has_power, has_fault;
+	struct point_ref power;  /* a non-SunSpec inverter's AC power (W or kW) */
+	struct point_ref fault;  /* non-zero: the inverter reports a fault or alarm */
+	double peer_ratio;       /* below this fraction of its peers' output (default 0.5) */
 
 	struct action_cfg *on_fire, *on_resolve;
 	size_t non_fire, non_resolve;

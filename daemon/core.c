@@ -66,8 +66,16 @@ struct flight {
 	char *topic; /* alerts only: one transition per check in flight */
 };
 
+/* What the core knows of each device, for device/<id> and health. */
+struct devstate {
+	uint64_t ok, failed;   /* polls since start */
+	int published;         /* -1 nothing yet, 0 offline, 1 online: last device/<id> stored */
+	int last_err;
+};
+
 struct core {
 	struct config *cfg;
+	struct devstate *dev;  /* one per cfg->devices */
 	uint32_t generation;
 	struct store *st;
 	struct uplink *up;
@@ -121,10 +129,49 @@ static void reading_body(struct jbuf *b, const struct device_cfg *d, const struc
 	jb_cstr(b, "}");
 }
 
+/* A device/<id> transition when the poller's circuit breaker changed its mind (or on
+ * the first reading after start, so the retained state is always current). */
+static bool device_row(struct core *c, const struct device_cfg *d, struct devstate *ds,
+		       const struct reading *r, struct store_row *row)
+{
+	char topic[ID_MAX + 16];
+
+	if (ds->published == (int)r->online)
+		return false;
+	ds->published = r->online;
+	jb_reset(&c->jb);
+	jb_cstr(&c->jb, "\"ts\":");
+	jb_i64(&c->jb, r->ts_ms);
+	jb_cstr(&c->jb, ",\"state\":");
+	jb_str(&c->jb, r->online ? "online" : "offline");
+	if (d->name) {
+		jb_cstr(&c->jb, ",\"name\":");
+		jb_str(&c->jb, d->name);
+	}
+	if (r->last_err) {
+		jb_cstr(&c->jb, ",\"last_error\":");
+		jb_str(&c->jb, mb_strerror(r->last_err));
+	}
+	snprintf(topic, sizeof topic, "device/%s", d->id);
+	*row = (struct store_row){
+		.kind = ROW_ALERT,
+		.ts_ms = r->ts_ms,
+		.topic = strdup(topic),
+		.body = c->jb.oom ? NULL : strdup(jb_cstr_get(&c->jb)),
+		.retain = true,
+	};
+	if (!row->topic || !row->body) {
+		store_row_clear(row);
+		ds->published = -1;
+		return false;
+	}
+	return true;
+}
+
 static void store_readings(struct core *c)
 {
 	void *items[BATCH_MAX];
-	struct store_row rows[BATCH_MAX];
+	struct store_row rows[2 * BATCH_MAX];
 	char err[256];
 	size_t n;
 
@@ -144,10 +191,15 @@ static void store_readings(struct core *c)
 			d = &c->cfg->devices[r->device];
 			for (uint16_t k = 0; k < r->nvalues; k++)
 				failed |= r->values[k].kind == VAL_NONE;
-			if (failed)
+			if (failed) {
 				c->polls_failed++;
-			else
+				c->dev[r->device].failed++;
+			} else {
 				c->polls_ok++;
+				c->dev[r->device].ok++;
+			}
+			if (device_row(c, d, &c->dev[r->device], r, &rows[nrows]))
+				nrows++;
 			jb_reset(&c->jb);
 			reading_body(&c->jb, d, r);
 			snprintf(topic, sizeof topic, "telemetry/%s", d->id);
@@ -346,7 +398,25 @@ static void publish_health(struct core *c, int64_t now_mono)
 	jb_u64(&c->jb, s.db_bytes);
 	jb_key(&c->jb, "last_seq", &first);
 	jb_u64(&c->jb, s.last_seq);
-	jb_cstr(&c->jb, "}");
+	jb_key(&c->jb, "devices", &first);
+	jb_cstr(&c->jb, "{");
+	for (size_t i = 0, dfirst = 1; i < c->cfg->ndevices; i++) {
+		const struct devstate *ds = &c->dev[i];
+		bool f = dfirst;
+
+		if (ds->published < 0)
+			continue; /* not polled in this build */
+		jb_key(&c->jb, c->cfg->devices[i].id, &f);
+		dfirst = 0;
+		jb_cstr(&c->jb, "{\"polls_ok\":");
+		jb_u64(&c->jb, ds->ok);
+		jb_cstr(&c->jb, ",\"polls_failed\":");
+		jb_u64(&c->jb, ds->failed);
+		jb_cstr(&c->jb, ",\"online\":");
+		jb_bool(&c->jb, ds->published == 1);
+		jb_cstr(&c->jb, "}");
+	}
+	jb_cstr(&c->jb, "}}");
 	if (!c->jb.oom)
 		uplink_publish(c->up, "health", c->jb.p, c->jb.len, 0, false, &mid);
 }
@@ -441,7 +511,10 @@ int core_run(struct config *cfg)
 	c.fl = calloc(c.capfl, sizeof *c.fl);
 	qcap = cfg->ndevices * 4 < 4096 ? 4096 : cfg->ndevices * 4;
 	c.q = queue_new(qcap);
-	if (!c.fl || !c.q) {
+	c.dev = calloc(cfg->ndevices ? cfg->ndevices : 1, sizeof *c.dev);
+	for (size_t i = 0; c.dev && i < cfg->ndevices; i++)
+		c.dev[i].published = -1;
+	if (!c.fl || !c.q || !c.dev) {
 		log_errx("out of memory at start");
 		goto out;
 	}
@@ -562,6 +635,7 @@ out:
 	}
 	flight_forget_all(&c);
 	free(c.fl);
+	free(c.dev);
 	free(c.acked);
 	jb_free(&c.jb);
 	config_free(cfg);

@@ -20,6 +20,11 @@
 
 #include "config.h"
 
+/*
+ * ROW_TELEMETRY: readings; under the size bound the oldest unsent go first.
+ * ROW_ALERT: retained state transitions — alert/<rule>/<check> and device/<id>
+ * online/offline — never dropped, sent before telemetry, one per topic in flight.
+ */
 enum row_kind { ROW_TELEMETRY = 0, ROW_ALERT = 1 };
 
 struct store_row {

@@ -111,6 +111,9 @@ def test_values_and_outage():
             wait_for(lambda dev=dev: len(telemetry(site, dev)) >= 4, 30, "telemetry of " + dev)
         status = [p for t, p in site.messages() if t == "it/gw1/status"]
         assert status and status[-1]["state"] == "online", status
+        for dev in ("inlet", "underpass", "mixed"):
+            st = [p for t, p in site.messages() if t == "it/gw1/device/" + dev]
+            assert len(st) == 1 and st[0]["state"] == "online", (dev, st)
 
         # values equal what the sim served
         served = load_trace(trace)
@@ -160,7 +163,7 @@ def test_values_and_outage():
 
         def seqs():
             return {p["seq"] for t, p in site.messages()
-                    if t.startswith("it/gw1/telemetry/") and isinstance(p, dict)}
+                    if isinstance(p, dict) and "seq" in p}
 
         wait_for(lambda: len(want - seqs()) <= undelivered, 30, "every delivered seq")
         missing = sorted(want - seqs())
