@@ -393,7 +393,9 @@ static void publish_health(struct core *c, int64_t now_mono)
 	jb_key(&c->jb, "backlog_age_s", &first);
 	jb_i64(&c->jb, s.oldest_unsent_ms ? (clock_real_ms() - s.oldest_unsent_ms) / 1000 : 0);
 	jb_key(&c->jb, "dropped", &first);
-	jb_u64(&c->jb, s.dropped + queue_refused(c->q) + c->store_errors);
+	jb_u64(&c->jb, s.dropped);
+	jb_key(&c->jb, "not_stored", &first);
+	jb_u64(&c->jb, queue_refused(c->q) + c->store_errors);
 	jb_key(&c->jb, "db_bytes", &first);
 	jb_u64(&c->jb, s.db_bytes);
 	jb_key(&c->jb, "last_seq", &first);
