@@ -45,11 +45,22 @@ struct alert_action {
 	char check[ALERT_CHECK_MAX];
 };
 
+/* Something worth a log line that is not a transition: a day with too little data for
+ * a verdict, a meter replaced, a spike rejected. */
+struct alert_note {
+	char rule[ID_MAX];
+	char check[ALERT_CHECK_MAX];
+	int64_t ts_ms;
+	char message[ALERT_MSG_MAX];
+};
+
 struct alert_out {
 	struct alert_transition *t;
 	size_t nt, capt;
 	struct alert_action *a;
 	size_t na, capa;
+	struct alert_note *n;  /* added: for the log (sluiced) and stderr (replay) */
+	size_t nn, capn;
 };
 
 void alert_out_reset(struct alert_out *o);  /* empty, keep the memory */

@@ -73,8 +73,50 @@ struct devstate {
 	int last_err;
 };
 
+/*
+ * How late polls start against their schedule, per health interval: buckets of
+ * 1 ms below 64 ms, then doubling, so p50 and p99 cost no sorting and no memory per poll.
+ */
+#define LAG_LINEAR 64
+#define LAG_BUCKETS (LAG_LINEAR + 16)
+struct lag_hist {
+	uint64_t n[LAG_BUCKETS];
+	uint64_t total;
+};
+
+static void lag_add(struct lag_hist *h, int64_t ms)
+{
+	size_t b;
+
+	if (ms < 0)
+		ms = 0;
+	if (ms < LAG_LINEAR) {
+		b = (size_t)ms;
+	} else {
+		b = LAG_LINEAR;
+		for (int64_t top = LAG_LINEAR * 2; ms >= top && b < LAG_BUCKETS - 1; top *= 2)
+			b++;
+	}
+	h->n[b]++;
+	h->total++;
+}
+
+/* The upper bound of the bucket holding quantile q. */
+static int64_t lag_quantile(const struct lag_hist *h, double q)
+{
+	uint64_t want = (uint64_t)(q * (double)h->total), seen = 0;
+
+	for (size_t b = 0; b < LAG_BUCKETS; b++) {
+		seen += h->n[b];
+		if (seen > want)
+			return b < LAG_LINEAR ? (int64_t)b : (int64_t)LAG_LINEAR << (b - LAG_LINEAR + 1);
+	}
+	return 0;
+}
+
 struct core {
 	struct config *cfg;
+	struct lag_hist lag;   /* since the last health message */
 	struct devstate *dev;  /* one per cfg->devices */
 	uint32_t generation;
 	struct store *st;
@@ -198,6 +240,7 @@ static void store_readings(struct core *c)
 				c->polls_ok++;
 				c->dev[r->device].ok++;
 			}
+			lag_add(&c->lag, r->start_mono_ms - r->sched_mono_ms);
 			if (device_row(c, d, &c->dev[r->device], r, &rows[nrows]))
 				nrows++;
 			jb_reset(&c->jb);
@@ -400,6 +443,15 @@ static void publish_health(struct core *c, int64_t now_mono)
 	jb_u64(&c->jb, s.db_bytes);
 	jb_key(&c->jb, "last_seq", &first);
 	jb_u64(&c->jb, s.last_seq);
+	jb_key(&c->jb, "poll_lag_ms", &first);
+	jb_cstr(&c->jb, "{\"p50\":");
+	jb_i64(&c->jb, lag_quantile(&c->lag, 0.50));
+	jb_cstr(&c->jb, ",\"p99\":");
+	jb_i64(&c->jb, lag_quantile(&c->lag, 0.99));
+	jb_cstr(&c->jb, ",\"polls\":");
+	jb_u64(&c->jb, c->lag.total);
+	jb_cstr(&c->jb, "}");
+	memset(&c->lag, 0, sizeof c->lag);
 	jb_key(&c->jb, "devices", &first);
 	jb_cstr(&c->jb, "{");
 	for (size_t i = 0, dfirst = 1; i < c->cfg->ndevices; i++) {

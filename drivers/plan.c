@@ -136,3 +136,109 @@ void plan_free(struct read_plan *p)
 	free(p->slots);
 	memset(p, 0, sizeof *p);
 }
+
+size_t plan_req_points(const struct read_plan *p, size_t req)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < p->npoints; i++)
+		n += p->slots[i].req == req;
+	return n;
+}
+
+/*
+ * Used when a device refuses a merged read (an unimplemented register in a hole, a
+ * block it will not read across): halves are tried until each refusal is narrowed to
+ * the point that causes it, so a poll costs log2(points) extra requests once and the
+ * working halves stay merged afterwards.
+ */
+int plan_split(struct read_plan *p, const struct point_def *points, size_t req)
+{
+	struct plan_item *items;
+	struct plan_req *reqs;
+	size_t n = 0, cut = 0, best = SIZE_MAX;
+	uint32_t maxend = 0, s1, e1 = 0, s2, e2 = 0;
+
+	if (req >= p->nreqs)
+		return 0;
+	items = calloc(p->npoints ? p->npoints : 1, sizeof *items);
+	if (items == NULL)
+		return -1;
+	for (size_t i = 0; i < p->npoints; i++) {
+		if (p->slots[i].req != req)
+			continue;
+		items[n].table = points[i].table;
+		items[n].start = points[i].address;
+		items[n].end = points[i].address + (uint32_t)codec_width(&points[i]);
+		items[n].idx = i;
+		n++;
+	}
+	qsort(items, n, sizeof *items, plan_item_cmp);
+	/* a cut before item k is allowed when no earlier point reaches into item k */
+	for (size_t k = 0; k < n; k++) {
+		if (k > 0 && items[k].start >= maxend) {
+			size_t dist = k > n / 2 ? k - n / 2 : n / 2 - k;
+			if (dist < best) {
+				best = dist;
+				cut = k;
+			}
+		}
+		if (items[k].end > maxend)
+			maxend = items[k].end;
+	}
+	if (cut == 0) {
+		free(items);
+		return 0;
+	}
+	reqs = realloc(p->reqs, (p->nreqs + 1) * sizeof *reqs);
+	if (reqs == NULL) {
+		free(items);
+		return -1;
+	}
+	p->reqs = reqs;
+	memmove(&reqs[req + 2], &reqs[req + 1], (p->nreqs - req - 1) * sizeof *reqs);
+	p->nreqs++;
+	for (size_t i = 0; i < p->npoints; i++)
+		if (p->slots[i].req > req)
+			p->slots[i].req++;
+	s1 = items[0].start;
+	s2 = items[cut].start;
+	for (size_t k = 0; k < n; k++) {
+		struct plan_slot *sl = &p->slots[items[k].idx];
+		if (k < cut) {
+			sl->offset = (uint16_t)(items[k].start - s1);
+			if (items[k].end > e1)
+				e1 = items[k].end;
+		} else {
+			sl->req = (uint16_t)(req + 1);
+			sl->offset = (uint16_t)(items[k].start - s2);
+			if (items[k].end > e2)
+				e2 = items[k].end;
+		}
+	}
+	reqs[req + 1].table = reqs[req].table;
+	reqs[req].start = (uint16_t)s1;
+	reqs[req].count = (uint16_t)(e1 - s1);
+	reqs[req + 1].start = (uint16_t)s2;
+	reqs[req + 1].count = (uint16_t)(e2 - s2);
+	free(items);
+	return 1;
+}
+
+void plan_move_last(struct read_plan *p, size_t req)
+{
+	struct plan_req moved;
+	size_t last = p->nreqs - 1;
+
+	if (req >= last)
+		return;
+	moved = p->reqs[req];
+	memmove(&p->reqs[req], &p->reqs[req + 1], (last - req) * sizeof *p->reqs);
+	p->reqs[last] = moved;
+	for (size_t i = 0; i < p->npoints; i++) {
+		if (p->slots[i].req == req)
+			p->slots[i].req = (uint16_t)last;
+		else if (p->slots[i].req > req)
+			p->slots[i].req--;
+	}
+}

@@ -2,7 +2,8 @@
  * plan: which read requests fetch the points of one device. Points of one table whose
  * ranges touch or overlap (or leave a hole of at most max_gap registers) are merged,
  * up to max_regs registers (or MB_MAX_READ_BITS bits) per request. Pure; computed once
- * per device when the config is loaded.
+ * per device when the config is loaded, then narrowed at run time by the poller
+ * (plan_split, plan_move_last) when the device refuses a merged read.
  */
 #ifndef SLUICE_PLAN_H
 #define SLUICE_PLAN_H
@@ -38,5 +39,21 @@ struct read_plan {
 int plan_build(const struct point_def *points, size_t n, unsigned max_regs, unsigned max_gap,
 	       struct read_plan *out);
 void plan_free(struct read_plan *p);
+
+/*
+ * Split request req of a plan built from points in two, between the points it reads
+ * (never through a point, nor between points that share registers), as near the
+ * middle by point count as the points allow. The first half stays at index req, the
+ * second is inserted at req + 1 and later requests move up by one; slots follow.
+ * Returns 1 when split, 0 when the request reads a single point (or points that all
+ * overlap) and cannot be split, -1 on allocation failure (the plan is unchanged).
+ */
+int plan_split(struct read_plan *p, const struct point_def *points, size_t req);
+
+/* Move request req to the end of the plan (slots follow); the others keep their order. */
+void plan_move_last(struct read_plan *p, size_t req);
+
+/* Number of points request req reads. */
+size_t plan_req_points(const struct read_plan *p, size_t req);
 
 #endif

@@ -7,8 +7,8 @@
  *
  * Shape. One connection per BUS_TCP bus, shared by that bus's devices; connections are
  * dealt round-robin to a small fixed set of threads. A thread owns its connections and
- * their devices outright (nothing is shared between threads but the atomic counters), so
- * there are no locks. Each thread runs one loop: fire every timer that is due, then
+ * their devices outright (nothing is shared between threads but the atomic counters and
+ * each thread's inbox of writes, the one lock), so the poll path takes no lock. Each thread runs one loop: fire every timer that is due, then
  * epoll_wait until the next timer. Timers live in one indexed min-heap per thread and
  * are of two kinds: a device's next poll, and a connection's deadline (connect
  * timeout, reply timeout, or the end of a guard interval). epoll_wait sleeps on the
@@ -34,6 +34,29 @@
  *   starts a backoff (1 s, doubling to 30 s). During the backoff, polls still happen on
  *   schedule and fail at once, so each one still yields a reading, and the failing
  *   device costs nothing; the next poll after the backoff tries again.
+ * - Circuit breaker, per device: a poll fails when the device answered none of its
+ *   requests (an exception is an answer: the device is there; 0x0A/0x0B are a gateway
+ *   saying its target is not). After offline_after failed polls in a row the device is
+ *   offline and tried every max(interval, 5 s), doubling to 60 s, jittered by +-10 % so
+ *   that devices that went down together (a gateway's power) do not come back in step.
+ *   Each attempt still costs its connection one timeout at most. The journal hears of
+ *   it when it goes offline, after 1 min, 10 min and 1 h down, then every 6 h, and once
+ *   when it answers again; every failure is in the readings for the platform.
+ * - A merged read refused with ILLEGAL DATA ADDRESS (or ILLEGAL DATA VALUE, which some
+ *   devices answer for a length they will not read) is split in halves and the halves
+ *   sent at once, recursively, so the same poll still reads every other point and only
+ *   the point that fails alone is reported. The split stays in the device's plan for the
+ *   run. A merged read that times out while the device answered another request of the
+ *   same poll is split the same way, its halves moved to the end of the plan, and tried
+ *   on the next poll (the timeout closed the connection). A merged read that times out
+ *   as the first request of a poll is moved to the end, so the next poll learns whether
+ *   the device answers without it. A single point that keeps timing out stays last, so
+ *   it costs the other points nothing but a reconnect.
+ *
+ * Writes (alert actions) arrive from the core thread through the owning thread's inbox
+ * (a mutex-protected list and the thread's eventfd). Each goes on its connection's write
+ * queue and is sent between polls, before any poll that has not begun; a read-modify-
+ * write's two requests follow each other with no poll between them.
  *
  * Schedule. A device's first poll falls at a fixed fraction of its first interval
  * (a Weyl sequence over the device index, so a thousand devices at 1 s spread evenly
@@ -54,6 +77,7 @@
 #include "tcpoll.h"
 
 #include <errno.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -85,6 +109,12 @@
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
 
+#define TP_RETRY_MIN_MS 5000
+#define TP_RETRY_MAX_MS 60000
+#define TP_MAX_WRITES 1024     /* waiting, per tcpoll: alert actions are few */
+#define TP_EXC_GW_PATH 0x0A    /* gateway path unavailable */
+#define TP_EXC_GW_TARGET 0x0B  /* gateway target device failed to respond */
+
 enum tm_kind { TM_DEVICE, TM_CONN };
 
 struct tp_timer {
@@ -110,6 +140,31 @@ struct tp_dev {
 	struct reading *r;           /* the poll in progress, NULL when not begun */
 	size_t req;                  /* next request of the poll to send */
 	struct tp_dev *qnext;
+	/* this poll */
+	bool answered;               /* some request got a reply from the device */
+	int poll_err;                /* the first failure's MBE_* code */
+	/* the circuit breaker */
+	unsigned offline_after;
+	unsigned fails;              /* failed polls in a row */
+	bool online;
+	int last_err;                /* of the last failed poll; 0 when none yet */
+	int64_t retry_delay;         /* while offline: before the next attempt, unjittered */
+	int64_t down_since;          /* start of the first failed poll of the streak */
+	int64_t next_log;            /* while offline: when "still down" is logged next */
+	size_t log_step;             /* the next of tp_log_after to use */
+};
+
+enum write_step { WS_READ, WS_WRITE };
+
+struct tp_write {
+	struct tp_write *next;
+	struct tp_dev *d;
+	uint16_t point;
+	uint64_t tag;
+	int step;                    /* enum write_step: WS_READ first for a read-modify-write */
+	bool on;                     /* read-modify-write: the bit's new state */
+	uint8_t pdu[MB_PDU_MAX];     /* the request of the current step */
+	size_t pdulen;
 };
 
 struct tp_thread;
@@ -131,6 +186,9 @@ struct tp_conn {
 	int64_t retry_at;            /* no connect before this */
 	uint16_t tid;
 	bool inflight;
+	uint8_t unit;                /* of the request in flight */
+	struct tp_write *cur_write;  /* the request in flight is this write's, not a poll's */
+	struct tp_write *wqhead, *wqtail;
 	uint8_t tx[MBTCP_ADU_MAX];
 	size_t txlen, txoff;
 	uint8_t rx[MBTCP_ADU_MAX];
@@ -143,7 +201,12 @@ struct tp_thread {
 	pthread_t thread;
 	bool started;
 	int epfd;
-	int evfd;                    /* written by tcpoll_stop */
+	int evfd;                    /* written by tcpoll_stop and tcpoll_write */
+	atomic_bool stop;
+	uint64_t rng;                /* xorshift state, for the retry jitter */
+	pthread_mutex_t wmu;         /* guards inbox */
+	bool wmu_init;
+	struct tp_write *inbox, *inbox_tail;
 	struct tp_timer **heap;
 	size_t nheap, capheap;
 };
@@ -156,11 +219,15 @@ struct tcpoll {
 	size_t nconns;
 	struct tp_dev *devs;
 	size_t ndevs;
+	struct tp_dev **dev_of;      /* by config device index; NULL when not polled here */
+	int64_t retry_min, retry_max;
+	_Atomic uint64_t nwrites;    /* queued and not yet finished */
 	struct tp_thread *threads;
 	size_t nthreads;
 	bool started;                /* tcpoll_start was called (once only) */
 	bool running;                /* threads to stop */
 	_Atomic uint64_t polls, failed, requests, timeouts, connects, connect_fails;
+	_Atomic uint64_t offline, splits, writes, write_fails;
 };
 
 static void conn_kick(struct tp_conn *c, int64_t now);
@@ -266,12 +333,16 @@ static bool poll_begin(struct tp_dev *d, int64_t now)
 	d->r->sched_mono_ms = d->due;
 	d->r->start_mono_ms = now;
 	d->req = 0;
+	d->answered = false;
+	d->poll_err = 0;
 	return true;
 }
 
 /* Fail the points of requests [from, to). */
 static void poll_fail_reqs(struct tp_dev *d, size_t from, size_t to, int code)
 {
+	if (d->poll_err == 0)
+		d->poll_err = code;
 	for (size_t i = 0; i < d->plan.npoints; i++) {
 		if (d->plan.slots[i].req < from || d->plan.slots[i].req >= to)
 			continue;
@@ -288,11 +359,99 @@ static void poll_fail_from(struct tp_dev *d, size_t from, int code)
 	d->req = d->plan.nreqs;
 }
 
+/* "5m12s", "3h02m", "2d04h": how long a device was down, for the journal. */
+static void fmt_span(int64_t ms, char *buf, size_t len)
+{
+	long long s = (long long)(ms / 1000);
+
+	if (s < 60)
+		snprintf(buf, len, "%llds", s);
+	else if (s < 3600)
+		snprintf(buf, len, "%lldm%02llds", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, len, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+	else
+		snprintf(buf, len, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+}
+
+/* When a device that stays down is logged again, counted from the start of its
+ * outage; after the last, every TP_LOG_EVERY_MS. */
+static const int64_t tp_log_after[] = { 60 * 1000, 10 * 60 * 1000, 60 * 60 * 1000 };
+#define TP_LOG_EVERY_MS (6 * 60 * 60 * 1000)
+#define TP_NLOG_AFTER (sizeof tp_log_after / sizeof tp_log_after[0])
+
+static int64_t jitter(struct tp_thread *th, int64_t delay)
+{
+	int64_t j = delay / 10;
+	uint64_t x = th->rng;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	th->rng = x;
+	return j > 0 ? delay - j + (int64_t)(x % (uint64_t)(2 * j + 1)) : delay;
+}
+
+/*
+ * The circuit breaker: account for one finished poll and say whether the device is
+ * online after it. `start` is when the poll began.
+ */
+static void dev_breaker(struct tp_dev *d, bool failed, int64_t start, int64_t now)
+{
+	struct tcpoll *tp = d->conn->th->tp;
+	char span[32];
+
+	if (!failed) {
+		if (!d->online) {
+			fmt_span(now - d->down_since, span, sizeof span);
+			log_info("device %s: answering again after %s offline", d->cfg->id, span);
+			atomic_fetch_sub_explicit(&tp->offline, 1, memory_order_relaxed);
+		} else if (d->fails > 0) {
+			log_debug("device %s: answering again after %u failed polls", d->cfg->id,
+				  d->fails);
+		}
+		d->online = true;
+		d->fails = 0;
+		return;
+	}
+	d->last_err = d->poll_err != 0 ? d->poll_err : MBE_TIMEOUT;
+	if (d->fails++ == 0)
+		d->down_since = start;
+	if (d->online) {
+		if (d->fails < d->offline_after) {
+			log_debug("device %s: poll failed (%u of %u before offline): %s", d->cfg->id,
+				  d->fails, d->offline_after, mb_strerror(d->last_err));
+			return;
+		}
+		d->online = false;
+		stat_inc(&tp->offline);
+		d->retry_delay = d->interval > tp->retry_min ? d->interval : tp->retry_min;
+		d->log_step = 1;
+		d->next_log = d->down_since + tp_log_after[0];
+		log_warnx("device %s: offline after %u failed polls: %s", d->cfg->id, d->fails,
+			  mb_strerror(d->last_err));
+		return;
+	}
+	int64_t cap = d->interval > tp->retry_max ? d->interval : tp->retry_max;
+	d->retry_delay = d->retry_delay > cap / 2 ? cap : 2 * d->retry_delay;
+	if (now >= d->next_log) {
+		fmt_span(now - d->down_since, span, sizeof span);
+		log_warnx("device %s: still not answering after %s: %s", d->cfg->id, span,
+			  mb_strerror(d->last_err));
+		/* an outage may outlast several steps between two attempts: skip those */
+		while (d->next_log <= now)
+			d->next_log = d->log_step < TP_NLOG_AFTER ?
+				d->down_since + tp_log_after[d->log_step++] :
+				d->next_log + TP_LOG_EVERY_MS;
+	}
+}
+
 static void poll_finish(struct tp_dev *d, int64_t now)
 {
 	struct tcpoll *tp = d->conn->th->tp;
 	struct reading *r = d->r;
-	bool failed = false;
+	bool failed = false, was_online = d->online;
+	int64_t start = r->start_mono_ms;
 
 	d->r = NULL;
 	for (uint16_t i = 0; i < r->nvalues; i++)
@@ -301,10 +460,19 @@ static void poll_finish(struct tp_dev *d, int64_t now)
 	stat_inc(&tp->polls);
 	if (failed)
 		stat_inc(&tp->failed);
+	dev_breaker(d, d->plan.nreqs > 0 && !d->answered, start, now);
+	r->online = d->online;
+	r->last_err = d->last_err;
 	if (tp->sink.emit != NULL)
 		tp->sink.emit(tp->sink.ctx, r);
 	else
 		reading_free(r);
+	if (!d->online) {
+		timer_set(d->conn->th, &d->tm, now + jitter(d->conn->th, d->retry_delay));
+		return;
+	}
+	if (!was_online)
+		d->due = start; /* back: the interval resumes from this answer, no burst */
 	dev_reschedule(d, now);
 }
 
@@ -382,6 +550,38 @@ static struct tp_dev *conn_pop(struct tp_conn *c)
 	return d;
 }
 
+/* A write is over: report it and free it. */
+static void write_finish(struct tp_write *w, int err)
+{
+	struct tcpoll *tp = w->d->conn->th->tp;
+	const struct point_def *p = &w->d->cfg->points[w->point];
+
+	stat_inc(&tp->writes);
+	if (err != 0) {
+		stat_inc(&tp->write_fails);
+		/* writes are alert actions, few and each one matters: always logged */
+		log_warnx("device %s: write to %s failed: %s", w->d->cfg->id, p->name,
+			  mb_strerror(err));
+	} else {
+		log_debug("device %s: wrote %s", w->d->cfg->id, p->name);
+	}
+	atomic_fetch_sub_explicit(&tp->nwrites, 1, memory_order_relaxed);
+	if (tp->sink.write_done != NULL)
+		tp->sink.write_done(tp->sink.ctx, w->d->index, w->point, w->tag, err);
+	free(w);
+}
+
+static void conn_fail_writes(struct tp_conn *c, int code)
+{
+	while (c->wqhead != NULL) {
+		struct tp_write *w = c->wqhead;
+		c->wqhead = w->next;
+		if (c->wqhead == NULL)
+			c->wqtail = NULL;
+		write_finish(w, code);
+	}
+}
+
 /* Every poll waiting on this connection fails with code; each still yields a reading. */
 static void conn_fail_queue(struct tp_conn *c, int code, int64_t now)
 {
@@ -414,6 +614,7 @@ static void conn_connect_failed(struct tp_conn *c, int err, int64_t now)
 		c->backoff = TP_BACKOFF_MAX_MS;
 	c->retry_at = now + c->backoff;
 	conn_fail_queue(c, MBE_CONNECT, now);
+	conn_fail_writes(c, MBE_CONNECT);
 }
 
 static void conn_connected(struct tp_conn *c)
@@ -534,9 +735,13 @@ static void conn_connect_done(struct tp_conn *c, int64_t now)
 static void conn_abort(struct tp_conn *c, int code, int64_t now)
 {
 	struct tp_dev *d = c->qhead;
+	struct tp_write *w = c->cur_write;
 
 	conn_close(c);
-	if (d != NULL && d->r != NULL) {
+	c->cur_write = NULL;
+	if (w != NULL) {
+		write_finish(w, code);
+	} else if (d != NULL && d->r != NULL) {
 		conn_pop(c);
 		poll_fail_from(d, d->req, code);
 		poll_finish(d, now);
@@ -570,14 +775,12 @@ static void conn_write(struct tp_conn *c, int64_t now)
 	conn_set_events(c, EPOLLIN | EPOLLRDHUP);
 }
 
-static void conn_send_request(struct tp_conn *c, struct tp_dev *d, int64_t now)
+static void conn_send_pdu(struct tp_conn *c, uint8_t unit, const uint8_t *pdu, size_t pdulen,
+			  int64_t now)
 {
-	const struct plan_req *rq = &d->plan.reqs[d->req];
-	uint8_t pdu[MB_PDU_MAX];
-	size_t pdulen = mbpdu_read_req(pdu, rq->table, rq->start, rq->count);
-
 	c->tid++;
-	c->txlen = mbtcp_frame(c->tx, c->tid, d->cfg->unit_id, pdu, pdulen);
+	c->unit = unit;
+	c->txlen = mbtcp_frame(c->tx, c->tid, unit, pdu, pdulen);
 	c->txoff = 0;
 	c->rxlen = 0;
 	c->rxneed = MBTCP_HDR;
@@ -587,25 +790,126 @@ static void conn_send_request(struct tp_conn *c, struct tp_dev *d, int64_t now)
 	conn_write(c, now);
 }
 
+static void conn_send_request(struct tp_conn *c, struct tp_dev *d, int64_t now)
+{
+	const struct plan_req *rq = &d->plan.reqs[d->req];
+	uint8_t pdu[MB_PDU_MAX];
+	size_t pdulen = mbpdu_read_req(pdu, rq->table, rq->start, rq->count);
+
+	conn_send_pdu(c, d->cfg->unit_id, pdu, pdulen, now);
+}
+
+static void conn_send_write(struct tp_conn *c, int64_t now)
+{
+	struct tp_write *w = c->wqhead;
+
+	c->wqhead = w->next;
+	if (c->wqhead == NULL)
+		c->wqtail = NULL;
+	w->next = NULL;
+	c->cur_write = w;
+	conn_send_pdu(c, w->d->cfg->unit_id, w->pdu, w->pdulen, now);
+}
+
+/* The reply to a write's request is in c->rx. */
+static void conn_write_reply(struct tp_conn *c, int64_t now)
+{
+	struct tp_write *w = c->cur_write;
+	const struct point_def *p = &w->d->cfg->points[w->point];
+	const uint8_t *pdu = c->rx + MBTCP_HDR;
+	size_t len = c->rxlen - MBTCP_HDR;
+	int rc;
+
+	c->cur_write = NULL;
+	if (w->step == WS_READ) {
+		uint16_t reg;
+		rc = mbpdu_read_resp(pdu, len, MB_HOLDING, 1, &reg, NULL);
+		if (rc == 0) {
+			/* the write goes next, ahead of any poll: nothing of ours comes between */
+			codec_set_bit(p, w->on, &reg);
+			w->pdulen = mbpdu_write_reg_req(w->pdu, p->address, reg);
+			w->step = WS_WRITE;
+			w->next = c->wqhead;
+			c->wqhead = w;
+			if (c->wqtail == NULL)
+				c->wqtail = w;
+		} else {
+			write_finish(w, rc);
+		}
+	} else {
+		write_finish(w, mbpdu_write_resp(w->pdu, w->pdulen, pdu, len));
+	}
+	c->guard_until = now + c->guard;
+	conn_kick(c, now);
+}
+
+static bool is_answer(int rc)
+{
+	return rc == 0 || (rc > MBE_EXC_BASE && rc != MBE_EXC_BASE + TP_EXC_GW_PATH &&
+			   rc != MBE_EXC_BASE + TP_EXC_GW_TARGET);
+}
+
+/*
+ * Request d->req of d's poll timed out: learn from it for the next polls (see the top
+ * of this file). Only requests from d->req on move, and all of them are failed by the
+ * caller, so this poll's reading is the same whatever is done here.
+ */
+static void plan_after_timeout(struct tp_dev *d)
+{
+	struct tcpoll *tp = d->conn->th->tp;
+	struct read_plan *pl = &d->plan;
+	size_t k = d->req;
+	struct plan_req rq = pl->reqs[k];
+
+	if (d->answered) {
+		if (plan_split(pl, d->cfg->points, k) == 1) {
+			stat_inc(&tp->splits);
+			log_info("device %s: read of %s %u..%u times out while the device answers "
+				 "other reads: splitting it", d->cfg->id, codec_table_name(rq.table),
+				 rq.start, rq.start + rq.count - 1);
+			plan_move_last(pl, k);
+		}
+		plan_move_last(pl, k);
+	} else if (k == 0 && pl->nreqs > 1) {
+		plan_move_last(pl, k);
+	}
+}
+
 static void conn_reply(struct tp_conn *c, int64_t now)
 {
 	struct tp_dev *d = c->qhead;
-	const struct plan_req *rq = &d->plan.reqs[d->req];
+	struct plan_req rq;
 	uint16_t regs[MB_MAX_READ_REGS];
 	uint8_t bits[MB_MAX_READ_BITS];
 	int rc;
 
 	c->inflight = false;
 	timer_clear(c->th, &c->tm);
-	rc = mbpdu_read_resp(c->rx + MBTCP_HDR, c->rxlen - MBTCP_HDR, rq->table, rq->count, regs,
+	if (c->cur_write != NULL) {
+		conn_write_reply(c, now);
+		return;
+	}
+	rq = d->plan.reqs[d->req];
+	rc = mbpdu_read_resp(c->rx + MBTCP_HDR, c->rxlen - MBTCP_HDR, rq.table, rq.count, regs,
 			     bits);
-	if (rc == 0)
+	if (is_answer(rc))
+		d->answered = true;
+	if (rc == 0) {
 		decode_request(d, d->req, regs, bits);
-	else
+		d->req++;
+	} else if ((rc == MBE_EXC_BASE + 2 || rc == MBE_EXC_BASE + 3) &&
+		   plan_split(&d->plan, d->cfg->points, d->req) == 1) {
+		/* refused as merged: the first half goes next, in this same poll */
+		stat_inc(&c->th->tp->splits);
+		log_info("device %s: read of %s %u..%u refused (%s): splitting it", d->cfg->id,
+			 codec_table_name(rq.table), rq.start, rq.start + rq.count - 1,
+			 mb_strerror(rc));
+	} else {
 		/* an exception, or a PDU that does not fit the request: the MBAP length kept
 		 * the stream framed, so only this request fails and the poll goes on */
 		poll_fail_reqs(d, d->req, d->req + 1, rc);
-	d->req++;
+		d->req++;
+	}
 	c->guard_until = now + c->guard;
 	conn_kick(c, now);
 }
@@ -650,10 +954,10 @@ static void conn_read(struct tp_conn *c, int64_t now)
 			uint16_t tid;
 			uint8_t unit;
 			int pdulen = mbtcp_header(c->rx, &tid, &unit);
-			if (pdulen < 0 || tid != c->tid || unit != c->qhead->cfg->unit_id) {
+			if (pdulen < 0 || tid != c->tid || unit != c->unit) {
 				log_debug("bus %s: reply header does not match the request "
 					  "(tid %u/%u, unit %u/%u)", c->bus->id, tid, c->tid, unit,
-					  c->qhead->cfg->unit_id);
+					  c->unit);
 				conn_abort(c, MBE_PROTO, now);
 				return;
 			}
@@ -671,8 +975,27 @@ static void conn_read(struct tp_conn *c, int64_t now)
  */
 static void conn_kick(struct tp_conn *c, int64_t now)
 {
-	while (c->qhead != NULL && !c->inflight && c->state != CS_CONNECTING) {
+	while (!c->inflight && c->state != CS_CONNECTING) {
 		struct tp_dev *d = c->qhead;
+
+		/* writes go between polls: never into one that has begun */
+		if (c->wqhead != NULL && (d == NULL || d->r == NULL)) {
+			if (c->state == CS_DOWN) {
+				if (now < c->retry_at)
+					conn_fail_writes(c, MBE_CONNECT);
+				else
+					conn_connect(c, now);
+				continue;
+			}
+			if (now < c->guard_until) {
+				timer_set(c->th, &c->tm, c->guard_until);
+				return;
+			}
+			conn_send_write(c, now);
+			continue;
+		}
+		if (d == NULL)
+			return;
 
 		if (d->r == NULL && !poll_begin(d, now)) {
 			conn_pop(c);
@@ -721,9 +1044,12 @@ static void conn_deadline(struct tp_conn *c, int64_t now)
 	if (c->state == CS_CONNECTING) {
 		conn_connect_failed(c, ETIMEDOUT, now);
 	} else if (c->state == CS_UP && c->inflight) {
+		struct tp_dev *d = c->cur_write != NULL ? c->cur_write->d : c->qhead;
 		stat_inc(&tp->timeouts);
-		log_debug("bus %s: device %s: no reply within %lld ms", c->bus->id,
-			  c->qhead->cfg->id, (long long)c->timeout);
+		log_debug("bus %s: device %s: no reply within %lld ms", c->bus->id, d->cfg->id,
+			  (long long)c->timeout);
+		if (c->cur_write == NULL)
+			plan_after_timeout(d);
 		conn_abort(c, MBE_TIMEOUT, now);
 	} else {
 		conn_kick(c, now); /* the guard interval is over */
@@ -745,6 +1071,29 @@ static void dev_due(struct tp_dev *d, int64_t now)
 }
 
 /* --- the threads -------------------------------------------------------------------- */
+
+static void thread_take_writes(struct tp_thread *th, int64_t now)
+{
+	struct tp_write *w;
+
+	pthread_mutex_lock(&th->wmu);
+	w = th->inbox;
+	th->inbox = th->inbox_tail = NULL;
+	pthread_mutex_unlock(&th->wmu);
+	while (w != NULL) {
+		struct tp_write *next = w->next;
+		struct tp_conn *c = w->d->conn;
+
+		w->next = NULL;
+		if (c->wqtail != NULL)
+			c->wqtail->next = w;
+		else
+			c->wqhead = w;
+		c->wqtail = w;
+		conn_kick(c, now);
+		w = next;
+	}
+}
 
 static void *thread_main(void *arg)
 {
@@ -777,8 +1126,16 @@ static void *thread_main(void *arg)
 		}
 		now = clock_mono_ms();
 		for (int i = 0; i < n; i++) {
-			if (evs[i].data.ptr == NULL)
-				return NULL; /* the stop eventfd */
+			if (evs[i].data.ptr == NULL) {
+				/* the eventfd: stop, or writes in the inbox */
+				uint64_t cnt;
+				if (read(th->evfd, &cnt, sizeof cnt) < 0 && errno != EAGAIN)
+					log_warn("tcpoll: eventfd");
+				if (atomic_load(&th->stop))
+					return NULL;
+				thread_take_writes(th, now);
+				continue;
+			}
 			conn_io(evs[i].data.ptr, evs[i].events, now);
 		}
 	}
@@ -832,9 +1189,12 @@ struct tcpoll *tcpoll_new(const struct config *cfg, uint32_t generation, unsigne
 			nd++;
 	}
 	conn_of_bus = malloc((cfg->nbuses ? cfg->nbuses : 1) * sizeof *conn_of_bus);
+	tp->dev_of = calloc(cfg->ndevices ? cfg->ndevices : 1, sizeof *tp->dev_of);
+	tp->retry_min = TP_RETRY_MIN_MS;
+	tp->retry_max = TP_RETRY_MAX_MS;
 	tp->devs = calloc(nd ? nd : 1, sizeof *tp->devs);
 	tp->conns = calloc(cfg->nbuses ? cfg->nbuses : 1, sizeof *tp->conns);
-	if (conn_of_bus == NULL || tp->devs == NULL || tp->conns == NULL)
+	if (conn_of_bus == NULL || tp->dev_of == NULL || tp->devs == NULL || tp->conns == NULL)
 		goto nomem;
 
 	/* a connection for each TCP bus that has a device to poll */
@@ -880,6 +1240,9 @@ struct tcpoll *tcpoll_new(const struct config *cfg, uint32_t generation, unsigne
 		d->index = (uint32_t)i;
 		d->conn = &tp->conns[conn_of_bus[dc->bus]];
 		d->interval = dc->interval_ms > 0 ? dc->interval_ms : TP_DEFAULT_INTERVAL_MS;
+		d->offline_after = dc->offline_after > 0 ? dc->offline_after : 3;
+		d->online = true;
+		tp->dev_of[i] = d;
 		if (plan_build(dc->points, dc->npoints, dc->max_registers, dc->max_gap,
 			       &d->plan) != 0) {
 			snprintf(err, errlen, "device %s: cannot plan its reads (out of memory, or "
@@ -900,8 +1263,16 @@ struct tcpoll *tcpoll_new(const struct config *cfg, uint32_t generation, unsigne
 	if (tp->threads == NULL)
 		goto nomem;
 	for (size_t t = 0; t < nthreads; t++) {
-		tp->threads[t].epfd = -1;
-		tp->threads[t].evfd = -1;
+		struct tp_thread *th = &tp->threads[t];
+		th->epfd = -1;
+		th->evfd = -1;
+		/* any non-zero seed; the jitter need not be unpredictable, only uncorrelated */
+		th->rng = ((uint64_t)clock_mono_ms() + t + 1) * UINT64_C(0x9E3779B97F4A7C15) | 1;
+		if (pthread_mutex_init(&th->wmu, NULL) != 0) {
+			snprintf(err, errlen, "tcpoll: cannot create a mutex");
+			goto fail;
+		}
+		th->wmu_init = true;
 	}
 	tp->nthreads = nthreads;
 	for (size_t k = 0; k < nc; k++)
@@ -973,6 +1344,7 @@ void tcpoll_stop(struct tcpoll *tp)
 		return;
 	for (size_t t = 0; t < tp->nthreads; t++) {
 		uint64_t one = 1;
+		atomic_store(&tp->threads[t].stop, true);
 		if (tp->threads[t].started && write(tp->threads[t].evfd, &one, sizeof one) < 0)
 			log_warn("tcpoll: cannot signal a poller thread to stop");
 	}
@@ -982,6 +1354,15 @@ void tcpoll_stop(struct tcpoll *tp)
 		tp->threads[t].started = false;
 	}
 	tp->running = false;
+}
+
+static void free_writes(struct tp_write *w)
+{
+	while (w != NULL) {
+		struct tp_write *next = w->next;
+		free(w);
+		w = next;
+	}
 }
 
 void tcpoll_free(struct tcpoll *tp)
@@ -995,6 +1376,8 @@ void tcpoll_free(struct tcpoll *tp)
 			close(c->fd);
 		if (c->ai != NULL)
 			freeaddrinfo(c->ai);
+		free_writes(c->wqhead);
+		free(c->cur_write);
 	}
 	for (size_t k = 0; k < tp->ndevs; k++) {
 		if (tp->devs[k].r != NULL)
@@ -1008,8 +1391,12 @@ void tcpoll_free(struct tcpoll *tp)
 		if (th->evfd >= 0)
 			close(th->evfd);
 		free(th->heap);
+		free_writes(th->inbox);
+		if (th->wmu_init)
+			pthread_mutex_destroy(&th->wmu);
 	}
 	free(tp->threads);
+	free(tp->dev_of);
 	free(tp->devs);
 	free(tp->conns);
 	free(tp);
@@ -1023,9 +1410,127 @@ void tcpoll_get_stats(struct tcpoll *tp, struct tcpoll_stats *out)
 	out->timeouts = atomic_load(&tp->timeouts);
 	out->connects = atomic_load(&tp->connects);
 	out->connect_fails = atomic_load(&tp->connect_fails);
+	out->offline = atomic_load(&tp->offline);
+	out->splits = atomic_load(&tp->splits);
+	out->writes = atomic_load(&tp->writes);
+	out->write_fails = atomic_load(&tp->write_fails);
 }
 
 size_t tcpoll_ndevices(const struct tcpoll *tp)
 {
 	return tp->ndevs;
+}
+
+void tcpoll_set_offline_retry(struct tcpoll *tp, int64_t min_ms, int64_t max_ms)
+{
+	if (tp == NULL || tp->started || min_ms < 1 || max_ms < min_ms)
+		return;
+	tp->retry_min = min_ms;
+	tp->retry_max = max_ms;
+}
+
+/* Fill w's first request for value; -1 with errno as tcpoll_write documents. */
+static int write_prepare(struct tp_write *w, const struct point_def *p, double value)
+{
+	uint16_t regs[4];
+	int n;
+
+	if (!p->writable) {
+		errno = EPERM;
+		return -1;
+	}
+	if (!isfinite(value)) {
+		errno = ERANGE;
+		return -1;
+	}
+	if (p->type == PT_BOOL && value != 0.0 && value != 1.0) {
+		errno = ERANGE;
+		return -1;
+	}
+	if (p->table == MB_COIL) {
+		if (p->type != PT_BOOL) {
+			errno = EINVAL;
+			return -1;
+		}
+		w->pdulen = mbpdu_write_coil_req(w->pdu, p->address, value != 0.0);
+		w->step = WS_WRITE;
+		return 0;
+	}
+	if (p->table != MB_HOLDING) {
+		errno = EPERM;
+		return -1;
+	}
+	if (p->type == PT_BOOL && p->bit >= 0) {
+		/* the other bits of the register are not ours: read it first */
+		w->pdulen = mbpdu_read_req(w->pdu, MB_HOLDING, p->address, 1);
+		w->on = value != 0.0;
+		w->step = WS_READ;
+		return 0;
+	}
+	if (p->type == PT_STRING) {
+		errno = EINVAL;
+		return -1;
+	}
+	n = codec_encode_regs(p, value, regs);
+	if (n <= 0)
+		return -1; /* errno from the codec: ERANGE or EINVAL */
+	w->pdulen = n == 1 ? mbpdu_write_reg_req(w->pdu, p->address, regs[0]) :
+			     mbpdu_write_regs_req(w->pdu, p->address, regs, (uint16_t)n);
+	w->step = WS_WRITE;
+	if (w->pdulen == 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+int tcpoll_write(struct tcpoll *tp, uint32_t device, uint16_t point, double value,
+		 uint64_t tag)
+{
+	struct tp_dev *d;
+	struct tp_thread *th;
+	struct tp_write *w;
+	uint64_t one = 1;
+
+	if (tp == NULL || device >= tp->cfg->ndevices || tp->dev_of[device] == NULL) {
+		errno = ENOENT;
+		return -1;
+	}
+	d = tp->dev_of[device];
+	if (point >= d->cfg->npoints) {
+		errno = ENOENT;
+		return -1;
+	}
+	w = calloc(1, sizeof *w);
+	if (w == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	w->d = d;
+	w->point = point;
+	w->tag = tag;
+	if (write_prepare(w, &d->cfg->points[point], value) != 0) {
+		int e = errno;
+		free(w);
+		errno = e;
+		return -1;
+	}
+	if (atomic_fetch_add(&tp->nwrites, 1) >= TP_MAX_WRITES) {
+		atomic_fetch_sub(&tp->nwrites, 1);
+		free(w);
+		errno = ENOBUFS;
+		return -1;
+	}
+	th = d->conn->th;
+	pthread_mutex_lock(&th->wmu);
+	if (th->inbox_tail != NULL)
+		th->inbox_tail->next = w;
+	else
+		th->inbox = w;
+	th->inbox_tail = w;
+	pthread_mutex_unlock(&th->wmu);
+	/* an eventfd counter cannot fill up at one write per action */
+	if (write(th->evfd, &one, sizeof one) < 0)
+		log_warn("tcpoll: cannot wake a poller thread for a write");
+	return 0;
 }

@@ -5,6 +5,12 @@
  * a descriptor past 1023. One connection per bus (host:port), shared by the devices
  * on it, one request in flight per connection. Each device is polled on its interval
  * on the monotonic clock; every poll produces exactly one reading, handed to the sink.
+ *
+ * Circuit breaker: a poll fails when the device answered none of its requests (a Modbus
+ * exception is an answer, except 0x0A/0x0B from a gateway whose target is silent).
+ * After offline_after failed polls in a row the device is offline: its readings carry
+ * online = false and last_err, and it is tried at a slower pace (max(interval, 5 s),
+ * doubling to 60 s, with jitter) until it answers; then its interval resumes.
  */
 #ifndef SLUICE_TCPOLL_H
 #define SLUICE_TCPOLL_H
@@ -23,6 +29,10 @@ struct tcpoll_stats {
 	uint64_t timeouts;
 	uint64_t connects;   /* connections opened */
 	uint64_t connect_fails; /* connection attempts that failed (refused, unreachable, timed out) */
+	uint64_t offline;    /* devices offline now (their breaker is open) */
+	uint64_t splits;     /* merged reads split after a refusal or a timeout */
+	uint64_t writes;     /* writes finished (write_done called), ... */
+	uint64_t write_fails;/* ... of which failed */
 };
 
 struct tcpoll;
@@ -41,5 +51,25 @@ void tcpoll_free(struct tcpoll *tp);
 void tcpoll_get_stats(struct tcpoll *tp, struct tcpoll_stats *out);
 /* Number of devices this tcpoll polls. */
 size_t tcpoll_ndevices(const struct tcpoll *tp);
+
+/*
+ * Write value (an engineering value: scale and offset are undone) to point `point` of
+ * device `device` (an index into config.devices), which must be writable: FC 5 for a
+ * coil, FC 6 for one holding register, FC 16 for more, and for a bool at a bit of a
+ * holding register a read-modify-write (FC 3, then FC 6; none of our own polls comes
+ * between them). A bool takes 0 or 1. Safe from any thread, before or after
+ * tcpoll_start. The write is queued on the device's connection and sent between polls;
+ * its result comes through sink->write_done (err 0 or an MBE_* code) from a poller
+ * thread. Writes are not retried. Returns 0 when queued, or -1 with errno: ENOENT (no
+ * such device polled here, or no such point), EPERM (the point is not writable),
+ * ERANGE (the value does not fit the point's type), EINVAL (a point that cannot be
+ * written, e.g. a string), ENOBUFS (too many writes waiting), ENOMEM. A write still
+ * queued when the tcpoll stops is dropped without write_done.
+ */
+int tcpoll_write(struct tcpoll *tp, uint32_t device, uint16_t point, double value,
+		 uint64_t tag);
+
+/* The offline retry pace (default 5 s doubling to 60 s), for tests; before tcpoll_start. */
+void tcpoll_set_offline_retry(struct tcpoll *tp, int64_t min_ms, int64_t max_ms);
 
 #endif

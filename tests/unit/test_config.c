@@ -753,6 +753,7 @@ static const char *const msgs_missing[] = {
 	FIX "missing.yaml:25:5: alerts[4] (a5): a waterlogging rule needs levels: (or rise:)",
 	FIX "missing.yaml:31:11: alerts[5] (a6): missing required key 'rise.within'",
 	FIX "missing.yaml:35:12: alerts[6] (a7): missing required key 'night.to'",
+	FIX "missing.yaml:36:5: alerts[7] (a8): inverter meter is not a SunSpec device: give power: (its AC power point)",
 	FIX "missing.yaml:39:15: alerts[7] (a8): missing required key 'daylight.from'",
 	FIX "missing.yaml:41:9: alerts[7] (a8): missing required key 'on_fire[0].write'",
 	FIX "missing.yaml:41:9: alerts[7] (a8): missing required key 'on_fire[0].value'",
@@ -780,6 +781,20 @@ static const char *const msgs_alerts[] = {
 	FIX "alerts.yaml:53:36: alerts[4] (p2): daylight.to '9h' is not a time of day (expected hours:minutes, e.g. \"02:00\")",
 	FIX "alerts.yaml:55:11: alerts[5] (k1): kind 'leak' is not one of threshold, waterlogging, leakage, pv",
 	FIX "alerts.yaml:61:5: alerts[6] (k2): key 'window' is not for threshold rules (it belongs to leakage rules)",
+};
+static const char *const msgs_alerts_more[] = {
+	FIX "alerts-more.yaml:28:12: alerts[0] (w2): spike -0.5 is out of range (expected at least 0)",
+	FIX "alerts-more.yaml:29:19: alerts[0] (w2): stuck.for 10s is out of range (expected 60s..31d)",
+	FIX "alerts-more.yaml:29:35: alerts[0] (w2): stuck.tolerance -1 is out of range (expected at least 0)",
+	FIX "alerts-more.yaml:33:15: alerts[1] (l2): rollover 0 is out of range (expected more than 0)",
+	FIX "alerts-more.yaml:34:12: alerts[1] (l2): night needs max_flow:, a baseline: of at least 1 night, or both",
+	FIX "alerts-more.yaml:35:21: alerts[1] (l2): burst.ratio -1 is out of range (expected at least 0)",
+	FIX "alerts-more.yaml:35:30: alerts[1] (l2): burst.for 2d is out of range (expected 0..1d)",
+	FIX "alerts-more.yaml:35:40: alerts[1] (l2): burst.days 0 is out of range (expected 1..28)",
+	FIX "alerts-more.yaml:39:12: alerts[2] (p3): power 'inv.temp' has unit 'C'; a pv rule needs a power in W or kW",
+	FIX "alerts-more.yaml:40:12: alerts[2] (p3): fault 'gauge.level' is not a point of the inverter inv",
+	FIX "alerts-more.yaml:41:17: alerts[2] (p3): peer_ratio 0 is out of range (expected more than 0 and at most 1)",
+	FIX "alerts-more.yaml:42:5: alerts[3] (p4): inverter inv is not a SunSpec device: give power: (its AC power point)",
 };
 static const char *const msgs_uplink[] = {
 	FIX "uplink.yaml:4:9: uplink: host '[2001:db8::1]': write an IPv6 address without brackets, in quotes (\"2001:db8::1\")",
@@ -902,6 +917,7 @@ static void test_alerts(void **state)
 {
 	(void)state;
 	EXPECT_ERRORS("alerts.yaml", msgs_alerts);
+	EXPECT_ERRORS("alerts-more.yaml", msgs_alerts_more);
 }
 
 static void test_uplink(void **state)

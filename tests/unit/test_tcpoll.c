@@ -731,6 +731,8 @@ static void test_dead_endpoints_do_not_delay_others(void **state)
 	for (uint32_t i = 0; i < 3; i++) {
 		add_pt(t, i, "x", MB_HOLDING, 0, PT_UINT16);
 		add_pt(t, i, "y", MB_HOLDING, 50, PT_UINT16); /* a second request */
+		/* the connection's own handling, not the device breaker (tested below) */
+		t->devs[i].offline_after = 1000;
 	}
 
 	sink_init(&sk);
@@ -885,6 +887,7 @@ static void test_peer_close_then_recover(void **state)
 	size_t b = add_bus(t, "a", s->port, 1000, 0);
 	uint32_t d = add_dev(t, "dev", b, 1, 150);
 	add_pt(t, d, "x", MB_HOLDING, 7, PT_UINT16);
+	t->devs[d].offline_after = 1000; /* reconnects, not the breaker */
 
 	sink_init(&sk);
 	struct tcpoll *tp = start(t, 1, &sk);
