@@ -505,6 +505,124 @@ static void report_unpolled(const struct config *cfg)
 	}
 }
 
+static bool str_eq(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Would the uplink connect differently under b than under a? */
+static bool uplink_changed(const struct config *a, const struct config *b)
+{
+	const struct uplink_cfg *x = &a->uplink, *y = &b->uplink;
+
+	return strcmp(a->gateway.id, b->gateway.id) != 0 || !str_eq(a->gateway.name, b->gateway.name) ||
+	       !str_eq(x->host, y->host) || x->port != y->port || x->protocol != y->protocol ||
+	       !str_eq(x->client_id, y->client_id) || !str_eq(x->username, y->username) ||
+	       !str_eq(x->password_file, y->password_file) || x->tls != y->tls ||
+	       !str_eq(x->ca_file, y->ca_file) || !str_eq(x->cert_file, y->cert_file) ||
+	       !str_eq(x->key_file, y->key_file) || !str_eq(x->topic_prefix, y->topic_prefix) ||
+	       x->keepalive_ms != y->keepalive_ms || x->inflight != y->inflight;
+}
+
+/*
+ * SIGHUP: validate the file again; if it is good, swap. Pollers are rebuilt (their
+ * devices, buses and schedules may all have changed); readings already taken are
+ * stored under the config they were taken with; the uplink is kept unless how it
+ * connects changed, so a reload does not make the gateway look offline. The data
+ * directory and buffer settings are the store's, opened once: they need a restart.
+ */
+static void reload(struct core *c, const struct poller_sink *sink, const struct uplink_events *ev)
+{
+	struct config_diag diag = { 0 };
+	struct config *old = c->cfg, *nc;
+	struct devstate *ndev;
+	char err[512], sum[160];
+
+	notify_send("RELOADING=1");
+	log_info("SIGHUP: reloading %s", old->path);
+	nc = config_load(old->path, NULL, &diag);
+	for (size_t i = 0; i < diag.n; i++)
+		if (diag.is_error[i])
+			log_errx("%s", diag.msgs[i]);
+		else
+			log_warnx("%s", diag.msgs[i]);
+	config_diag_free(&diag);
+	if (!nc) {
+		log_errx("reload: %s is not valid; the running configuration is kept", old->path);
+		notify_send("READY=1");
+		return;
+	}
+	if (!str_eq(nc->gateway.data_dir, old->gateway.data_dir) ||
+	    nc->buffer.max_size != old->buffer.max_size ||
+	    nc->buffer.durability != old->buffer.durability ||
+	    nc->buffer.keep_sent_ms != old->buffer.keep_sent_ms)
+		log_warnx("reload: gateway.data_dir and buffer settings take effect at the next "
+			  "restart");
+	ndev = calloc(nc->ndevices ? nc->ndevices : 1, sizeof *ndev);
+	if (!ndev) {
+		log_errx("reload: out of memory; the running configuration is kept");
+		config_free(nc);
+		notify_send("READY=1");
+		return;
+	}
+
+	tcpoll_stop(c->tp);
+	store_readings(c); /* under the config they were taken with */
+	tcpoll_free(c->tp);
+	c->tp = NULL;
+
+	if (uplink_changed(old, nc)) {
+		struct flight *fl = calloc(nc->uplink.inflight, sizeof *fl);
+		struct uplink *up;
+
+		log_info("reload: the uplink settings changed; reconnecting");
+		uplink_shutdown(c->up, 1000);
+		flush_acks(c);
+		uplink_free(c->up);
+		flight_forget_all(c);
+		up = uplink_new(nc, ev, err, sizeof err);
+		if (!up || !fl) {
+			/* the new uplink cannot even be set up (its files were checked a moment
+			 * ago): keep storing; a restart will say why again */
+			log_errx("reload: uplink: %s", up ? "out of memory" : err);
+			free(fl);
+			if (up)
+				uplink_free(up);
+			up = uplink_new(old, ev, err, sizeof err);
+			if (!up)
+				fatalx("reload: cannot restore the previous uplink: %s", err);
+			config_free(nc);
+			free(ndev);
+			nc = old;
+		} else {
+			free(c->fl);
+			c->fl = fl;
+			c->capfl = nc->uplink.inflight;
+		}
+		c->up = up;
+	}
+	if (nc != old) {
+		for (size_t i = 0; i < nc->ndevices; i++) {
+			long j = config_find_device(old, nc->devices[i].id);
+			ndev[i] = j >= 0 ? c->dev[j] : (struct devstate){ .published = -1 };
+		}
+		free(c->dev);
+		c->dev = ndev;
+		c->cfg = nc;
+		c->generation++;
+	}
+	c->tp = tcpoll_new(c->cfg, c->generation, 0, sink, err, sizeof err);
+	if (!c->tp || tcpoll_start(c->tp) != 0)
+		fatalx("reload: pollers: %s", c->tp ? "could not start threads" : err);
+	if (nc == c->cfg && nc != old) {
+		config_free(old);
+		report_unpolled(c->cfg);
+		config_summary(c->cfg, sum, sizeof sum);
+		log_info("reloaded: %s, %zu devices polled", sum, tcpoll_ndevices(c->tp));
+	}
+	notify_send("READY=1");
+}
+
 static int64_t min64(int64_t a, int64_t b)
 {
 	return a < b ? a : b;
@@ -615,8 +733,8 @@ int core_run(struct config *cfg)
 
 		if (got_hup) {
 			got_hup = 0;
-			log_warnx("SIGHUP: reloading the configuration in place is not in this "
-				  "build; restart sluiced to apply a new config");
+			reload(&c, &sink, &ev);
+			cfg = c.cfg;
 		}
 		wait = min64(uplink_tick(c.up, now), c.next_health - now);
 		wait = min64(wait, c.next_maintain - now);
@@ -692,6 +810,6 @@ out:
 	free(c.dev);
 	free(c.acked);
 	jb_free(&c.jb);
-	config_free(cfg);
+	config_free(c.cfg);
 	return rc;
 }
