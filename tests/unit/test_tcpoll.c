@@ -3,7 +3,8 @@
  * answers with mbpdu_serve over a register image the test controls, and can delay,
  * drop, fragment, mis-number or refuse its replies). Asserts: schedules, decoded values,
  * isolation of dead and slow devices, exceptions, reconnects, guard time, a wall-clock
- * step, descriptors past 1023, and a prompt stop. Bounds on time are generous (the test
+ * step, descriptors past 1023, a prompt stop, the circuit breaker, the splitting of
+ * refused merged reads, and writes of each kind. Bounds on time are generous (the test
  * also runs under valgrind): they tell a schedule from a stall, not fast from slow.
  */
 #include <stdarg.h>
@@ -38,11 +39,33 @@
 
 /* --- the sink: a locked list ------------------------------------------------------ */
 
+struct wres {
+	uint32_t device;
+	uint16_t point;
+	uint64_t tag;
+	int err;
+};
+
 struct sink {
 	pthread_mutex_t mu;
 	struct reading **v;
 	size_t n, cap;
+	struct wres w[64];
+	size_t nw;
 };
+
+static void sink_write_done(void *ctx, uint32_t device, uint16_t point, uint64_t tag, int err)
+{
+	struct sink *s = ctx;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->nw < 64)
+		s->w[s->nw++] = (struct wres){ device, point, tag, err };
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Wait (bounded) until n writes are reported. */
+static bool wait_writes(struct sink *s, size_t n, int64_t max_ms);
 
 static void sink_emit(void *ctx, struct reading *r)
 {
@@ -97,6 +120,24 @@ static size_t sink_count(struct sink *s, uint32_t dev)
 	return sink_of(s, dev, tmp, 1024);
 }
 
+/* The write result with this tag; fails the test when there is none. */
+static struct wres sink_wres(struct sink *s, uint64_t tag)
+{
+	struct wres r = { 0 };
+	bool found = false;
+
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < s->nw; i++)
+		if (s->w[i].tag == tag) {
+			r = s->w[i];
+			found = true;
+		}
+	pthread_mutex_unlock(&s->mu);
+	if (!found)
+		fail_msg("no write_done for tag %llu", (unsigned long long)tag);
+	return r;
+}
+
 static void sleep_ms(int64_t ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
@@ -115,6 +156,23 @@ static bool wait_readings(struct sink *s, uint32_t dev, size_t n, int64_t max_ms
 		sleep_ms(10);
 	}
 	return sink_count(s, dev) >= n;
+}
+
+static size_t sink_nwrites(struct sink *s)
+{
+	pthread_mutex_lock(&s->mu);
+	size_t n = s->nw;
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
+
+static bool wait_writes(struct sink *s, size_t n, int64_t max_ms)
+{
+	int64_t end = clock_mono_ms() + max_ms;
+
+	while (clock_mono_ms() < end && sink_nwrites(s) < n)
+		sleep_ms(10);
+	return sink_nwrites(s) >= n;
 }
 
 /* --- the server ---------------------------------------------------------------------- */
@@ -149,13 +207,16 @@ struct srv {
 	int drop_unit;           /* >= 0: never answer this unit */
 	int delay_ms;
 	int late_n, late_ms;     /* the next late_n replies wait late_ms */
-	int exc_from, exc_to;    /* reads touching [from, to) get exception 2 */
+	int exc_from, exc_to;    /* reads and writes touching [from, to) get exception 2 */
+	int mute_from, mute_to;  /* register reads touching [from, to) get no reply */
 	bool fragment;           /* one byte per 2 ms */
 	/* what it saw */
 	int accepted;
 	int nreq;
 	int64_t req_us[MAXREQ];
 	uint8_t req_unit[MAXREQ];
+	uint8_t req_fc[MAXREQ];
+	uint16_t req_start[MAXREQ], req_count[MAXREQ];
 	struct client cl[MAXCL];
 	size_t ncl;
 };
@@ -177,6 +238,29 @@ static int srv_read_regs(void *ctx, enum mb_table t, uint16_t start, uint16_t co
 	if (start < s->exc_to && start + count > s->exc_from)
 		return 2;
 	memcpy(out, &s->regs[t == MB_HOLDING][start], count * sizeof *out);
+	return 0;
+}
+
+/* Writes land in the image (coils, holding) under the lock srv_requests holds. */
+static int srv_write_regs(void *ctx, uint16_t start, uint16_t count, const uint16_t *in)
+{
+	struct srv *s = ctx;
+
+	if ((unsigned)start + count > IMG)
+		return 2;
+	if (start < s->exc_to && start + count > s->exc_from)
+		return 2;
+	memcpy(&s->regs[1][start], in, count * sizeof *in);
+	return 0;
+}
+
+static int srv_write_bits(void *ctx, uint16_t start, uint16_t count, const uint8_t *in)
+{
+	struct srv *s = ctx;
+
+	if ((unsigned)start + count > IMG)
+		return 2;
+	memcpy(&s->bits[0][start], in, count);
 	return 0;
 }
 
@@ -202,7 +286,8 @@ static bool srv_requests(struct srv *s, size_t ci)
 {
 	struct client *c = &s->cl[ci];
 	struct mbpdu_server ms = { .ctx = s, .read_regs = srv_read_regs,
-				   .read_bits = srv_read_bits };
+				   .read_bits = srv_read_bits, .write_regs = srv_write_regs,
+				   .write_bits = srv_write_bits };
 
 	while (c->inlen >= MBTCP_HDR) {
 		uint16_t tid;
@@ -219,9 +304,19 @@ static bool srv_requests(struct srv *s, size_t ci)
 		if (c->inlen < total)
 			return true;
 		pthread_mutex_lock(&s->mu);
+		const uint8_t *pdu = c->in + MBTCP_HDR;
+		uint8_t fc = pdu[0];
+		uint16_t rstart = pdulen >= 3 ? (uint16_t)(pdu[1] << 8 | pdu[2]) : 0;
+		uint16_t rcount = fc == 5 || fc == 6 ? 1 :
+				  pdulen >= 5 ? (uint16_t)(pdu[3] << 8 | pdu[4]) : 0;
+		bool muted = (fc == 3 || fc == 4) && rstart < s->mute_to &&
+			     rstart + rcount > s->mute_from;
 		if (s->nreq < MAXREQ) {
 			s->req_us[s->nreq] = now_us();
 			s->req_unit[s->nreq] = unit;
+			s->req_fc[s->nreq] = fc;
+			s->req_start[s->nreq] = rstart;
+			s->req_count[s->nreq] = rcount;
 		}
 		s->nreq++;
 		if (s->mode == SRV_CLOSE) {
@@ -229,7 +324,7 @@ static bool srv_requests(struct srv *s, size_t ci)
 			srv_drop_client(s, ci);
 			return false;
 		}
-		if (s->mode == SRV_DROP || s->drop_unit == unit) {
+		if (s->mode == SRV_DROP || s->drop_unit == unit || muted) {
 			pthread_mutex_unlock(&s->mu);
 		} else {
 			rlen = mbpdu_serve(&ms, c->in + MBTCP_HDR, (size_t)pdulen, resp);
@@ -466,16 +561,24 @@ static struct point_def *add_pt(struct tcfg *t, uint32_t dev, const char *name,
 	return p;
 }
 
-static struct tcpoll *start(struct tcfg *t, unsigned nthreads, struct sink *sk)
+static struct tcpoll *start_retry(struct tcfg *t, unsigned nthreads, struct sink *sk,
+				  int64_t retry_min, int64_t retry_max)
 {
-	struct poller_sink ps = { .ctx = sk, .emit = sink_emit };
+	struct poller_sink ps = { .ctx = sk, .emit = sink_emit, .write_done = sink_write_done };
 	char err[256] = "";
 	struct tcpoll *tp = tcpoll_new(&t->cfg, 42, nthreads, &ps, err, sizeof err);
 
 	if (tp == NULL)
 		fail_msg("tcpoll_new: %s", err);
+	if (retry_min > 0)
+		tcpoll_set_offline_retry(tp, retry_min, retry_max);
 	assert_int_equal(tcpoll_start(tp), 0);
 	return tp;
+}
+
+static struct tcpoll *start(struct tcfg *t, unsigned nthreads, struct sink *sk)
+{
+	return start_retry(t, nthreads, sk, 0, 0);
 }
 
 /* Every point of r failed with code. */
