@@ -1,0 +1,594 @@
+/*
+ * alert: the engine's core. Owns the list of rules and their checks, the state machine
+ * every check runs (ok -> pending -> firing(severity) -> resolved), the actions a
+ * transition asks for, and persistence of the whole state as one text blob. What a
+ * condition means belongs to the rule kinds (alert_<kind>.c).
+ *
+ * It must never do I/O, read a clock, sleep or log: time comes only from the readings'
+ * timestamps and from alert_tick's argument, so replay and the daemon agree.
+ *
+ * The saved blob is text, one record per line, tab-separated, so that it survives a
+ * config change: "sluice-alert 1" first, then "c" lines (one per check not ok: rule,
+ * check, state, severities, times, value, threshold, unit, message) and "s" lines (a
+ * rule kind's private state: rule id, then the kind's own fields). Restoring matches
+ * by rule id and check name and ignores what no longer exists.
+ */
+#include "alert_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SAVE_MAGIC "sluice-alert 1"
+
+/* ---- output ------------------------------------------------------------------------ */
+
+static int grow(void **p, size_t *cap, size_t n, size_t size)
+{
+	void *np;
+	size_t nc;
+
+	if (n < *cap)
+		return 0;
+	nc = *cap ? *cap * 2 : 8;
+	if (!(np = realloc(*p, nc * size)))
+		return -1;
+	*p = np;
+	*cap = nc;
+	return 0;
+}
+
+void alert_out_reset(struct alert_out *o)
+{
+	o->nt = o->na = o->nn = 0;
+}
+
+void alert_out_free(struct alert_out *o)
+{
+	free(o->t);
+	free(o->a);
+	free(o->n);
+	*o = (struct alert_out){ 0 };
+}
+
+static int out_transition(struct alert_out *o, const struct check *c, int state, int sev,
+			  int64_t ts)
+{
+	struct alert_transition *t;
+
+	if (grow((void **)&o->t, &o->capt, o->nt, sizeof *o->t) < 0)
+		return -1;
+	t = &o->t[o->nt++];
+	memset(t, 0, sizeof *t);
+	snprintf(t->rule, sizeof t->rule, "%s", c->rule);
+	snprintf(t->check, sizeof t->check, "%s", c->name);
+	t->state = state;
+	t->severity = sev;
+	t->ts_ms = ts;
+	t->value = c->value;
+	t->threshold = c->threshold;
+	snprintf(t->unit, sizeof t->unit, "%s", c->unit);
+	snprintf(t->message, sizeof t->message, "%s", c->msg);
+	return 0;
+}
+
+static int out_action(struct alert_out *o, const struct check *c, const struct action_cfg *a)
+{
+	struct alert_action *x;
+
+	if (a->target.point < 0)
+		return 0; /* a SunSpec point not resolved yet: nothing to write */
+	if (grow((void **)&o->a, &o->capa, o->na, sizeof *o->a) < 0)
+		return -1;
+	x = &o->a[o->na++];
+	memset(x, 0, sizeof *x);
+	x->device = a->target.device;
+	x->point = (size_t)a->target.point;
+	x->value = a->value;
+	snprintf(x->rule, sizeof x->rule, "%s", c->rule);
+	snprintf(x->check, sizeof x->check, "%s", c->name);
+	return 0;
+}
+
+int out_note(struct alert_out *o, const char *rule, const char *check, int64_t ts,
+	     const char *fmt, ...)
+{
+	struct alert_note *n;
+	va_list ap;
+
+	if (grow((void **)&o->n, &o->capn, o->nn, sizeof *o->n) < 0)
+		return -1;
+	n = &o->n[o->nn++];
+	snprintf(n->rule, sizeof n->rule, "%s", rule);
+	snprintf(n->check, sizeof n->check, "%s", check);
+	n->ts_ms = ts;
+	va_start(ap, fmt);
+	vsnprintf(n->message, sizeof n->message, fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
+/* ---- the state machine ------------------------------------------------------------- */
+
+/* Actions of a firing at sev coming from prev (SEV_NONE: it was not firing). An action
+ * with a severity runs when the alert reaches that grade from below. */
+static int fire_actions(struct check *c, int prev, int sev, struct alert_out *o)
+{
+	const struct rule_cfg *rc = c->rc;
+
+	if (!rc || !c->actions)
+		return 0;
+	for (size_t i = 0; i < rc->non_fire; i++) {
+		const struct action_cfg *a = &rc->on_fire[i];
+		bool run = a->severity == SEV_NONE ? prev == SEV_NONE
+						   : prev < a->severity && sev >= a->severity;
+		if (run && out_action(o, c, a) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int do_fire(struct check *c, int sev, int64_t ts, struct alert_out *o)
+{
+	int prev = c->state == ALERT_FIRING ? c->sev : SEV_NONE;
+
+	if (out_transition(o, c, ALERT_FIRING, sev, ts) < 0)
+		return -1;
+	c->state = ALERT_FIRING;
+	c->sev = sev;
+	c->fired_ms = ts;
+	return fire_actions(c, prev, sev, o);
+}
+
+static int do_resolve(struct check *c, int64_t ts, struct alert_out *o)
+{
+	if (out_transition(o, c, ALERT_RESOLVED, c->sev, ts) < 0)
+		return -1;
+	c->state = ALERT_OK;
+	if (c->rc && c->actions)
+		for (size_t i = 0; i < c->rc->non_resolve; i++)
+			if (out_action(o, c, &c->rc->on_resolve[i]) < 0)
+				return -1;
+	c->sev = SEV_NONE;
+	return 0;
+}
+
+int check_eval(struct alert_engine *e, struct check *c, int64_t ts, int want, double value,
+	       double threshold, const char *unit, const char *msg, struct alert_out *o)
+{
+	(void)e;
+	c->value = value;
+	c->threshold = threshold;
+	snprintf(c->unit, sizeof c->unit, "%s", unit ? unit : "");
+	snprintf(c->msg, sizeof c->msg, "%s", msg ? msg : "");
+	if (want == SEV_NONE) {
+		if (c->state == ALERT_FIRING)
+			return do_resolve(c, ts, o);
+		c->state = ALERT_OK;
+		return 0;
+	}
+	switch (c->state) {
+	case ALERT_FIRING:
+		/* escalation and de-escalation are immediate: 'for' guards the start */
+		return want != c->sev ? do_fire(c, want, ts, o) : 0;
+	case ALERT_PENDING:
+		c->pend_sev = want;
+		break;
+	default:
+		c->state = ALERT_PENDING;
+		c->pend_sev = want;
+		c->since_ms = ts;
+		break;
+	}
+	if (ts - c->since_ms >= c->for_ms)
+		return do_fire(c, want, ts, o);
+	return 0;
+}
+
+int check_tick(struct alert_engine *e, struct check *c, int64_t now, struct alert_out *o)
+{
+	(void)e;
+	if (c->state != ALERT_PENDING || now - c->since_ms < c->for_ms)
+		return 0;
+	/* decided when the 'for' ran out, not when the tick came */
+	return do_fire(c, c->pend_sev, c->since_ms + c->for_ms, o);
+}
+
+/* ---- rules and checks -------------------------------------------------------------- */
+
+struct check *engine_check(struct alert_engine *e, struct rstate *r, const char *name,
+			   int64_t for_ms, bool actions)
+{
+	struct check *c, **nc;
+
+	if (r->nc >= sizeof r->c / sizeof r->c[0])
+		return NULL;
+	if (!(c = calloc(1, sizeof *c)))
+		return NULL;
+	if (!(nc = realloc(e->checks, (e->nchecks + 1) * sizeof *nc))) {
+		free(c);
+		return NULL;
+	}
+	e->checks = nc;
+	e->checks[e->nchecks++] = c;
+	snprintf(c->rule, sizeof c->rule, "%s", r->id);
+	snprintf(c->name, sizeof c->name, "%s", name);
+	c->rc = r->rc;
+	c->for_ms = for_ms;
+	c->actions = actions;
+	r->c[r->nc++] = c;
+	return c;
+}
+
+static const struct rule_ops *kind_ops(int kind)
+{
+	switch (kind) {
+	case RULE_THRESHOLD:
+		return &alert_threshold_ops;
+	case RULE_WATERLOGGING:
+		return &alert_waterlogging_ops;
+	case RULE_LEAKAGE:
+		return &alert_leakage_ops;
+	case RULE_PV:
+		return &alert_pv_ops;
+	default:
+		return NULL;
+	}
+}
+
+struct alert_engine *alert_new(const struct config *cfg, char *err, size_t errlen)
+{
+	struct alert_engine *e = calloc(1, sizeof *e);
+	size_t n = cfg->nrules + cfg->ndevices;
+
+	if (!e || !(e->rules = calloc(n ? n : 1, sizeof *e->rules))) {
+		free(e);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	e->cfg = cfg;
+	e->last_ms = INT64_MIN;
+	for (size_t i = 0; i < n; i++) {
+		struct rstate *r = &e->rules[i];
+
+		if (i < cfg->nrules) {
+			r->rc = &cfg->rules[i];
+			r->ops = kind_ops(r->rc->kind);
+			snprintf(r->id, sizeof r->id, "%s", r->rc->id);
+		} else {
+			r->device = i - cfg->nrules;
+			r->ops = &alert_comms_ops;
+			/* the comms pseudo-rule of a device: comms-<device>/offline */
+			snprintf(r->id, sizeof r->id, "comms-%.*s", ID_MAX - 7,
+				 cfg->devices[r->device].id);
+		}
+		e->nrules++;
+		if (!r->ops) {
+			snprintf(err, errlen, "rule %s: unknown kind %d", r->id, r->rc->kind);
+			alert_free(e);
+			return NULL;
+		}
+		if (r->ops->init(e, r, err, errlen) < 0) {
+			alert_free(e);
+			return NULL;
+		}
+	}
+	return e;
+}
+
+void alert_free(struct alert_engine *e)
+{
+	if (!e)
+		return;
+	for (size_t i = 0; i < e->nrules; i++)
+		if (e->rules[i].ops && e->rules[i].ops->free)
+			e->rules[i].ops->free(&e->rules[i]);
+	for (size_t i = 0; i < e->nchecks; i++)
+		free(e->checks[i]);
+	free(e->checks);
+	free(e->rules);
+	free(e);
+}
+
+int alert_feed(struct alert_engine *e, size_t device, int64_t ts_ms, const struct value *values,
+	       size_t n, struct alert_out *out)
+{
+	if (device >= e->cfg->ndevices)
+		return 0;
+	if (ts_ms > e->last_ms)
+		e->last_ms = ts_ms;
+	for (size_t i = 0; i < e->nrules; i++) {
+		struct rstate *r = &e->rules[i];
+		if (r->ops->feed && r->ops->feed(e, r, device, ts_ms, values, n, out) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int alert_tick(struct alert_engine *e, int64_t now_ms, struct alert_out *out)
+{
+	if (now_ms > e->last_ms)
+		e->last_ms = now_ms;
+	for (size_t i = 0; i < e->nrules; i++) {
+		struct rstate *r = &e->rules[i];
+		if (r->ops->tick && r->ops->tick(e, r, now_ms, out) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < e->nchecks; i++)
+		if (check_tick(e, e->checks[i], now_ms, out) < 0)
+			return -1;
+	return 0;
+}
+
+size_t alert_active(const struct alert_engine *e, struct alert_transition *out, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < e->nchecks && n < max; i++) {
+		const struct check *c = e->checks[i];
+		struct alert_transition *t;
+
+		if (c->state != ALERT_PENDING && c->state != ALERT_FIRING)
+			continue;
+		t = &out[n++];
+		memset(t, 0, sizeof *t);
+		snprintf(t->rule, sizeof t->rule, "%s", c->rule);
+		snprintf(t->check, sizeof t->check, "%s", c->name);
+		t->state = c->state;
+		t->severity = c->state == ALERT_FIRING ? c->sev : c->pend_sev;
+		t->ts_ms = c->state == ALERT_FIRING ? c->fired_ms : c->since_ms;
+		t->value = c->value;
+		t->threshold = c->threshold;
+		snprintf(t->unit, sizeof t->unit, "%s", c->unit);
+		snprintf(t->message, sizeof t->message, "%s", c->msg);
+	}
+	return n;
+}
+
+/* ---- helpers for the kinds --------------------------------------------------------- */
+
+double alert_num(const struct value *v)
+{
+	switch (v->kind) {
+	case VAL_BOOL:
+		return v->v.b ? 1 : 0;
+	case VAL_INT:
+		return (double)v->v.i;
+	case VAL_UINT:
+		return (double)v->v.u;
+	case VAL_DOUBLE:
+		return v->v.d;
+	default:
+		return NAN;
+	}
+}
+
+const char *alert_devname(const struct config *cfg, size_t dev)
+{
+	const struct device_cfg *d = &cfg->devices[dev];
+	return d->name && *d->name ? d->name : d->id;
+}
+
+double alert_ref_value(const struct point_ref *p, size_t dev, const struct value *v, size_t n)
+{
+	if (p->device != dev || p->point < 0 || (size_t)p->point >= n)
+		return NAN;
+	return alert_num(&v[p->point]);
+}
+
+const struct point_def *alert_ref_def(const struct config *cfg, const struct point_ref *p)
+{
+	const struct device_cfg *d = &cfg->devices[p->device];
+	if (p->point < 0 || (size_t)p->point >= d->npoints)
+		return NULL;
+	return &d->points[p->point];
+}
+
+int64_t alert_local_midnight(int64_t ts_ms)
+{
+	time_t t = (time_t)(ts_ms >= 0 ? ts_ms / 1000 : (ts_ms - 999) / 1000);
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+	tm.tm_isdst = -1;
+	return (int64_t)mktime(&tm) * 1000;
+}
+
+int64_t alert_local_next_midnight(int64_t day_ms)
+{
+	/* noon of the day, plus a day, back to midnight: right on 23 h and 25 h days */
+	time_t t = (time_t)(day_ms / 1000) + 12 * 3600;
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	tm.tm_mday++;
+	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+	tm.tm_isdst = -1;
+	return (int64_t)mktime(&tm) * 1000;
+}
+
+int alert_local_tod(int64_t ts_ms)
+{
+	time_t t = (time_t)(ts_ms >= 0 ? ts_ms / 1000 : (ts_ms - 999) / 1000);
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	return tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec;
+}
+
+bool alert_in_window(int tod, int from, int to)
+{
+	if (from <= to)
+		return tod >= from && tod < to;
+	return tod >= from || tod < to;
+}
+
+void alert_local_date(int64_t ts_ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ts_ms / 1000);
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%d", &tm);
+}
+
+/* ---- persistence ------------------------------------------------------------------- */
+
+void save_line(struct jbuf *b, const char *rule, const char *fmt, ...)
+{
+	char line[4096];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof line)
+		return;
+	jb_cstr(b, "s\t");
+	jb_cstr(b, rule);
+	jb_cstr(b, "\t");
+	jb_cstr(b, line);
+	jb_cstr(b, "\n");
+}
+
+double field_num(const char *s)
+{
+	return strtod(s, NULL);
+}
+
+int64_t field_i64(const char *s)
+{
+	return strtoll(s, NULL, 10);
+}
+
+/* A message or unit without the tabs and newlines that would break a line. */
+static void save_text(struct jbuf *b, const char *s)
+{
+	for (; *s; s++)
+		jb_raw(b, *s == '\t' || *s == '\n' || *s == '\r' ? " " : s, 1);
+}
+
+char *alert_save(const struct alert_engine *e)
+{
+	struct jbuf b;
+	char num[64];
+	char *p;
+
+	jb_init(&b);
+	jb_cstr(&b, SAVE_MAGIC "\n");
+	for (size_t i = 0; i < e->nchecks; i++) {
+		const struct check *c = e->checks[i];
+		if (c->state == ALERT_OK)
+			continue;
+		snprintf(num, sizeof num, "%d\t%d\t%d\t", c->state, c->sev, c->pend_sev);
+		jb_cstr(&b, "c\t");
+		jb_cstr(&b, c->rule);
+		jb_cstr(&b, "\t");
+		jb_cstr(&b, c->name);
+		jb_cstr(&b, "\t");
+		jb_cstr(&b, num);
+		snprintf(num, sizeof num, "%" PRId64 "\t%" PRId64 "\t", c->since_ms, c->fired_ms);
+		jb_cstr(&b, num);
+		snprintf(num, sizeof num, "%.17g\t%.17g\t", c->value, c->threshold);
+		jb_cstr(&b, num);
+		save_text(&b, c->unit);
+		jb_cstr(&b, "\t");
+		save_text(&b, c->msg);
+		jb_cstr(&b, "\n");
+	}
+	for (size_t i = 0; i < e->nrules; i++)
+		if (e->rules[i].ops->save)
+			e->rules[i].ops->save(&e->rules[i], &b);
+	if (b.oom) {
+		jb_free(&b);
+		return NULL;
+	}
+	/* hand over the buffer itself: the caller frees it with free() */
+	jb_cstr_get(&b);
+	p = b.p;
+	if (!p)
+		p = calloc(1, 1);
+	return p;
+}
+
+static struct rstate *rule_by_id(struct alert_engine *e, const char *id)
+{
+	for (size_t i = 0; i < e->nrules; i++)
+		if (strcmp(e->rules[i].id, id) == 0)
+			return &e->rules[i];
+	return NULL;
+}
+
+#define MAXF 64
+
+int alert_restore(struct alert_engine *e, const char *blob, char *err, size_t errlen)
+{
+	size_t len = strlen(blob), lineno = 0;
+	char *copy = malloc(len + 1), *line, *next;
+
+	if (!copy) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memcpy(copy, blob, len + 1);
+	for (line = copy; line && *line; line = next) {
+		char *f[MAXF];
+		size_t nf = 0;
+		struct rstate *r;
+
+		lineno++;
+		if ((next = strchr(line, '\n')))
+			*next++ = '\0';
+		if (lineno == 1) {
+			if (strcmp(line, SAVE_MAGIC) != 0) {
+				snprintf(err, errlen, "saved alert state: line 1 is not '%s'",
+					 SAVE_MAGIC);
+				free(copy);
+				return -1;
+			}
+			continue;
+		}
+		for (char *p = line; p && nf < MAXF; nf++) {
+			f[nf] = p;
+			if ((p = strchr(p, '\t')))
+				*p++ = '\0';
+		}
+		if (nf < 2 || !(r = rule_by_id(e, f[1])))
+			continue; /* a rule that no longer exists */
+		if (f[0][0] == 'c' && nf >= 12) {
+			for (size_t k = 0; k < r->nc; k++) {
+				struct check *c = r->c[k];
+				int st = atoi(f[3]);
+				if (strcmp(c->name, f[2]) != 0)
+					continue;
+				if (st != ALERT_PENDING && st != ALERT_FIRING)
+					break;
+				c->state = st;
+				c->sev = atoi(f[4]);
+				c->pend_sev = atoi(f[5]);
+				c->since_ms = field_i64(f[6]);
+				c->fired_ms = field_i64(f[7]);
+				c->value = field_num(f[8]);
+				c->threshold = field_num(f[9]);
+				snprintf(c->unit, sizeof c->unit, "%s", f[10]);
+				snprintf(c->msg, sizeof c->msg, "%s", f[11]);
+				if (c->sev < SEV_NONE || c->sev > SEV_RED)
+					c->sev = SEV_YELLOW;
+				if (c->pend_sev < SEV_NONE || c->pend_sev > SEV_RED)
+					c->pend_sev = SEV_YELLOW;
+				break;
+			}
+		} else if (f[0][0] == 's' && r->ops->restore) {
+			r->ops->restore(r, f + 2, nf - 2);
+		}
+	}
+	free(copy);
+	return 0;
+}

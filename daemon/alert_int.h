@@ -1,0 +1,111 @@
+/*
+ * alert_int: what the alert engine (alert.c) shares with its rule kinds
+ * (alert_threshold.c, alert_waterlogging.c, alert_leakage.c, alert_pv.c, alert_comms.c).
+ * Private to those files. Like the engine, nothing here does I/O or reads a clock.
+ */
+#ifndef SLUICE_ALERT_INT_H
+#define SLUICE_ALERT_INT_H
+
+#include "alert.h"
+#include "json.h"
+
+/* One alert: a check of a rule, with its state machine. */
+struct check {
+	char rule[ID_MAX];
+	char name[ALERT_CHECK_MAX];
+	const struct rule_cfg *rc; /* NULL for comms */
+	int64_t for_ms;            /* how long the condition holds before firing */
+	bool actions;              /* this check runs the rule's on_fire / on_resolve */
+	int state;                 /* ALERT_OK, ALERT_PENDING or ALERT_FIRING */
+	int sev;                   /* firing: the severity published */
+	int pend_sev;              /* pending: the severity it would fire at */
+	int64_t since_ms;          /* pending: since when the condition holds */
+	int64_t fired_ms;          /* firing: when it last fired or changed severity */
+	double value, threshold;
+	char unit[POINT_UNIT_MAX];
+	char msg[ALERT_MSG_MAX];
+};
+
+struct rstate;
+
+struct rule_ops {
+	/* Create the rule's checks (engine_check) and private state. 0 or -1 with err. */
+	int (*init)(struct alert_engine *e, struct rstate *r, char *err, size_t errlen);
+	void (*free)(struct rstate *r);
+	int (*feed)(struct alert_engine *e, struct rstate *r, size_t dev, int64_t ts,
+		    const struct value *v, size_t n, struct alert_out *o);
+	int (*tick)(struct alert_engine *e, struct rstate *r, int64_t now, struct alert_out *o);
+	/* Private state as lines "s\t<rule>\t<fields...>\n" (see alert.c) */
+	void (*save)(const struct rstate *r, struct jbuf *b);
+	/* One saved line's fields after the rule id; unknown lines are ignored. */
+	void (*restore)(struct rstate *r, char **f, size_t nf);
+};
+
+struct rstate {
+	const struct rule_cfg *rc;  /* NULL for a comms pseudo-rule */
+	const struct rule_ops *ops;
+	char id[ID_MAX];
+	size_t device;              /* comms: the device */
+	struct check *c[4];         /* its checks, in the order init made them */
+	size_t nc;
+	void *priv;
+};
+
+struct alert_engine {
+	const struct config *cfg;
+	struct rstate *rules;       /* cfg->nrules rules, then one comms rule per device */
+	size_t nrules;
+	struct check **checks;      /* every check, for tick, save and alert_active */
+	size_t nchecks;
+	int64_t last_ms;            /* the latest time seen, from readings or ticks */
+};
+
+extern const struct rule_ops alert_threshold_ops, alert_waterlogging_ops, alert_leakage_ops,
+	alert_pv_ops, alert_comms_ops;
+
+/* A new check of r (at most 4 per rule). NULL on allocation failure. */
+struct check *engine_check(struct alert_engine *e, struct rstate *r, const char *name,
+			   int64_t for_ms, bool actions);
+
+/*
+ * The state machine. want is the severity the condition asks for now (SEV_NONE: the
+ * condition does not hold); hysteresis is the rule kind's business, since only it
+ * knows what "clear" means. value, threshold, unit and msg describe the present and
+ * are kept for the transition. -1 on allocation failure.
+ */
+int check_eval(struct alert_engine *e, struct check *c, int64_t ts, int want, double value,
+	       double threshold, const char *unit, const char *msg, struct alert_out *o);
+/* A pending check whose 'for' ran out by now fires. */
+int check_tick(struct alert_engine *e, struct check *c, int64_t now, struct alert_out *o);
+
+int out_note(struct alert_out *o, const char *rule, const char *check, int64_t ts,
+	     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* A point's value as a number; NAN for a failed or string point. */
+double alert_num(const struct value *v);
+/* The device's name for people (its name:, else its id). */
+const char *alert_devname(const struct config *cfg, size_t dev);
+/* value, when the point ref is a static point of dev and present in v; else NAN */
+double alert_ref_value(const struct point_ref *p, size_t dev, const struct value *v, size_t n);
+const struct point_def *alert_ref_def(const struct config *cfg, const struct point_ref *p);
+
+/*
+ * Local time. The engine uses the process's TZ (sluiced, replay and the tests set TZ
+ * to gateway.timezone before the engine runs), so localtime_r/mktime give local
+ * calendar days with their real lengths across DST changes. They read no clock.
+ */
+int64_t alert_local_midnight(int64_t ts_ms);   /* the start of ts's local day */
+int64_t alert_local_next_midnight(int64_t day_ms);
+int alert_local_tod(int64_t ts_ms);            /* seconds after local midnight */
+/* Is tod inside [from, to), a window that may run through midnight? */
+bool alert_in_window(int tod, int from, int to);
+/* "2018-03-05" of ts in local time */
+void alert_local_date(int64_t ts_ms, char *buf, size_t len);
+
+/* Small helpers for saving: "%.17g" fields. */
+void save_line(struct jbuf *b, const char *rule, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+double field_num(const char *s);
+int64_t field_i64(const char *s);
+
+#endif

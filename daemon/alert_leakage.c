@@ -1,0 +1,622 @@
+/*
+ * alert_leakage: the leakage rule kind, per zone (DMA), from its inflow and outflow
+ * meters. Owns the meters' marks, the 15-minute bins of the zone's net flow, the daily
+ * water balance, the night minimum and its baseline, and the usual flow per time of day.
+ *
+ * It must never do I/O or read a clock (see alert.c).
+ *
+ * How readings become volumes: a totalizer (m3, L) is differenced between readings; a
+ * drop is a rollover when the counter's modulus ('rollover:', else 2^bits x scale of an
+ * unsigned point) explains it with a plausible volume, else a reset or a replaced meter:
+ * that interval's volume is unknown and the counting restarts from the new reading. A
+ * jump far above the meter's usual rate is a replacement too. A flow (m3/h, L/s, L/min)
+ * is integrated with the trapezoid rule. Each interval's volume is spread evenly over the
+ * time it spans, into:
+ *   - the local calendar day (for 'balance'), with the time it covers; a day is decided
+ *     once it is complete (30 minutes of lag for meters polled late) and only if every
+ *     meter covered 90 % of it, otherwise no verdict and a note that says why;
+ *   - 15-minute bins (epoch-aligned, so local quarter hours), closed 15 minutes after
+ *     their end; a bin where every meter covered half of it gives the zone's net flow
+ *     (inflows - outflows, m3/h). 'night' takes the minimum over the bins of the night
+ *     window and compares it with night.max_flow and/or the median of the last
+ *     night.baseline nights. 'burst' compares each bin with the median of that quarter
+ *     hour over the last burst.days days, sustained for burst.for. Both histories
+ *     always take the new value, alert or not: the baseline moves on, so a leak that
+ *     stays becomes the new normal and the next one is still seen.
+ */
+#include "alert_int.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BIN_MS (15 * 60 * 1000LL)
+#define NBINS 16                 /* 4 h of bins in the ring */
+#define BIN_LAG_MS BIN_MS        /* a bin is closed this long after its end */
+#define DAY_LAG_MS (30 * 60 * 1000LL)
+#define MAX_SPAN_MS (6 * 3600 * 1000LL) /* a longer gap is no data */
+#define COVER_GAP_MS (2 * 3600 * 1000LL)/* intervals up to this count as coverage */
+#define DAY_COVER 0.9
+#define BIN_COVER 0.5
+#define SLOTS 96                 /* quarter hours of a day */
+#define MAXM 16                  /* meters per zone */
+#define MAXDAYS 28
+#define MAXNIGHTS 60
+
+struct meter {
+	const struct point_ref *ref;
+	int sign;            /* +1 inflow, -1 outflow */
+	bool total;          /* a totalizer, else a flow */
+	double factor;       /* to m3, or to m3/h */
+	double modulus;      /* in m3; 0: none known */
+	bool have;
+	double prev;         /* m3, or m3/h */
+	int64_t prev_ts;
+	double rate;         /* recent m3/h, for telling a replacement from use */
+	char name[ID_MAX + POINT_NAME_MAX + 2];
+	const char *unit;    /* of the point, for messages */
+};
+
+struct day {
+	int64_t start, end;  /* 0: unused */
+	double vol[MAXM];
+	int64_t cov[MAXM];
+};
+
+struct leak {
+	struct check *balance, *night, *burst;
+	struct meter m[MAXM];
+	size_t nm;
+	struct day day[2];
+	int64_t base;        /* start of bin 0 of the ring; 0 until the first data */
+	double bvol[NBINS][MAXM];
+	int64_t bcov[NBINS][MAXM];
+	/* night */
+	bool in_night;
+	double night_min;
+	int night_bins;
+	int64_t night_last; /* the end of the last bin of the night */
+	double nhist[7][MAXNIGHTS]; /* per weekday with night.weekly, else [0] */
+	unsigned nn[7], nh[7];      /* count, next index */
+	/* burst */
+	double shist[SLOTS][MAXDAYS];
+	unsigned sn[SLOTS], sh[SLOTS];
+};
+
+static double unit_factor(const char *u, bool *total)
+{
+	*total = true;
+	if (!strcmp(u, "m3") || !strcmp(u, "m³"))
+		return 1;
+	if (!strcmp(u, "L"))
+		return 0.001;
+	*total = false;
+	if (!strcmp(u, "m3/h") || !strcmp(u, "m³/h"))
+		return 1;
+	if (!strcmp(u, "L/s"))
+		return 3.6;
+	if (!strcmp(u, "L/min"))
+		return 0.06;
+	return NAN;
+}
+
+static double type_modulus(const struct point_def *p)
+{
+	double bits;
+
+	switch (p->type) {
+	case PT_UINT16:
+		bits = 16;
+		break;
+	case PT_UINT32:
+		bits = 32;
+		break;
+	case PT_INT32:
+		bits = 31; /* counts up to 2^31 - 1, then wraps (negative values are not use) */
+		break;
+	case PT_INT16:
+		bits = 15;
+		break;
+	default:
+		return 0;
+	}
+	return ldexp(1, (int)bits) * fabs(p->scale);
+}
+
+static int leak_init(struct alert_engine *e, struct rstate *r, char *err, size_t errlen)
+{
+	const struct rule_cfg *rc = r->rc;
+	struct leak *l = calloc(1, sizeof *l);
+
+	if (!(r->priv = l)) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (rc->ninflow + rc->noutflow > MAXM) {
+		snprintf(err, errlen, "rule %s: at most %d meters in a zone", rc->id, MAXM);
+		return -1;
+	}
+	for (size_t i = 0; i < rc->ninflow + rc->noutflow; i++) {
+		struct meter *m = &l->m[l->nm];
+		const struct point_ref *ref = i < rc->ninflow ? &rc->inflow[i]
+							       : &rc->outflow[i - rc->ninflow];
+		const struct point_def *p = alert_ref_def(e->cfg, ref);
+
+		if (!p)
+			continue; /* a SunSpec point: not a meter */
+		m->ref = ref;
+		m->sign = i < rc->ninflow ? 1 : -1;
+		m->factor = unit_factor(p->unit, &m->total);
+		m->unit = p->unit;
+		if (isnan(m->factor)) {
+			snprintf(err, errlen, "rule %s: %s.%s has unit '%s', not a volume or flow",
+				 rc->id, e->cfg->devices[ref->device].id, ref->name, p->unit);
+			return -1;
+		}
+		m->modulus = (rc->rollover > 0 ? rc->rollover : type_modulus(p)) * m->factor;
+		snprintf(m->name, sizeof m->name, "%s.%s", e->cfg->devices[ref->device].id,
+			 ref->name);
+		l->nm++;
+	}
+	if ((rc->has_max_loss_ratio && rc->noutflow &&
+	     !(l->balance = engine_check(e, r, "balance", 0, true))) ||
+	    (rc->has_night && !(l->night = engine_check(e, r, "night", 0, true))) ||
+	    (rc->has_burst && !(l->burst = engine_check(e, r, "burst", rc->burst_for_ms, true)))) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static void leak_free(struct rstate *r)
+{
+	free(r->priv);
+}
+
+static double median(const double *v, unsigned n)
+{
+	double s[MAXNIGHTS > MAXDAYS ? MAXNIGHTS : MAXDAYS];
+
+	memcpy(s, v, n * sizeof *s);
+	for (unsigned i = 1; i < n; i++)
+		for (unsigned j = i; j > 0 && s[j - 1] > s[j]; j--) {
+			double t = s[j];
+			s[j] = s[j - 1];
+			s[j - 1] = t;
+		}
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+/* ---- night and burst, on each closed bin -------------------------------------------- */
+
+static int night_done(struct alert_engine *e, struct rstate *r, struct alert_out *o)
+{
+	const struct rule_cfg *rc = r->rc;
+	struct leak *l = r->priv;
+	double x = l->night_min, lim = INFINITY, base = NAN;
+	bool firing = l->night->state == ALERT_FIRING, on = false;
+	char msg[ALERT_MSG_MAX], date[16];
+	unsigned need = rc->night_baseline < 3 ? rc->night_baseline : 3;
+	int wd = 0;
+
+	if (rc->night_weekly) {
+		/* the weekday of the night's end: 1970-01-01 was a Thursday */
+		int64_t day = alert_local_midnight(l->night_last - 1);
+		wd = (int)((((day + 43200000) / 86400000) % 7 + 7) % 7);
+		need = rc->night_baseline < 2 ? rc->night_baseline : 2;
+	}
+	l->in_night = false;
+	if (l->night_bins < 2)
+		return out_note(o, r->id, "night", l->night_last, "no verdict for the night: "
+				"only %d quarter hours of data", l->night_bins);
+	if (rc->has_night_max_flow) {
+		lim = rc->night_max_flow;
+		on = firing ? x > lim - rc->hysteresis : x > lim;
+	}
+	if (rc->night_baseline && l->nn[wd] >= need) {
+		double lb;
+		base = median(l->nhist[wd], l->nn[wd]);
+		lb = base * (1 + rc->night_ratio) + rc->night_by;
+		if (firing ? x > lb - rc->hysteresis : x > lb) {
+			if (!on)
+				lim = lb;
+			on = true;
+		} else if (!on) {
+			lim = lb;
+		}
+	}
+	if (rc->night_baseline) {
+		l->nhist[wd][l->nh[wd]] = x;
+		l->nh[wd] = (l->nh[wd] + 1) % rc->night_baseline;
+		if (l->nn[wd] < rc->night_baseline)
+			l->nn[wd]++;
+	}
+	alert_local_date(l->night_last - 1, date, sizeof date);
+	if (isinf(lim))
+		return 0; /* the baseline is still being learnt */
+	if (isnan(base))
+		snprintf(msg, sizeof msg, "minimum night flow %.2f m3/h at %s on the night to %s "
+			 "(limit %.2f m3/h)", x, r->rc->name ? r->rc->name : r->id, date, lim);
+	else
+		snprintf(msg, sizeof msg, "minimum night flow %.2f m3/h at %s on the night to %s "
+			 "(usual %.2f, limit %.2f m3/h)", x, r->rc->name ? r->rc->name : r->id,
+			 date, base, lim);
+	return check_eval(e, l->night, l->night_last, on ? rc->severity : SEV_NONE, x, lim,
+			  "m3/h", msg, o);
+}
+
+static int bin_result(struct alert_engine *e, struct rstate *r, int64_t start, double net,
+		      struct alert_out *o)
+{
+	const struct rule_cfg *rc = r->rc;
+	struct leak *l = r->priv;
+	int tod = alert_local_tod(start);
+
+	if (l->night) {
+		bool in = alert_in_window(tod, rc->night_from_s, rc->night_to_s);
+		if (in && !isnan(net)) {
+			if (!l->in_night || net < l->night_min)
+				l->night_min = net;
+			if (!l->in_night)
+				l->night_bins = 0;
+			l->in_night = true;
+			l->night_bins++;
+			l->night_last = start + BIN_MS;
+		} else if (!in && l->in_night && night_done(e, r, o) < 0) {
+			return -1;
+		}
+	}
+	if (l->burst && !isnan(net)) {
+		unsigned s = (unsigned)(tod / 900) % SLOTS;
+		char msg[ALERT_MSG_MAX];
+
+		if (l->sn[s] >= 3) {
+			double usual = median(l->shist[s], l->sn[s]);
+			double lim = usual * (1 + rc->burst_ratio) + rc->burst_by;
+			bool firing = l->burst->state == ALERT_FIRING;
+			bool on = firing ? net > lim - rc->hysteresis : net > lim;
+
+			snprintf(msg, sizeof msg, "%s: net flow %.1f m3/h, usually %.1f m3/h at this "
+				 "time of day (limit %.1f m3/h)", rc->name ? rc->name : r->id, net,
+				 usual, lim);
+			if (check_eval(e, l->burst, start + BIN_MS, on ? rc->severity : SEV_NONE,
+				       net, lim, "m3/h", msg, o) < 0)
+				return -1;
+		}
+		l->shist[s][l->sh[s]] = net;
+		l->sh[s] = (l->sh[s] + 1) % rc->burst_days;
+		if (l->sn[s] < rc->burst_days)
+			l->sn[s]++;
+	}
+	return 0;
+}
+
+/* Close bin 0 of the ring and shift. */
+static int bin_close(struct alert_engine *e, struct rstate *r, struct alert_out *o)
+{
+	struct leak *l = r->priv;
+	double net = 0;
+
+	for (size_t k = 0; k < l->nm; k++) {
+		if ((double)l->bcov[0][k] < BIN_COVER * BIN_MS) {
+			net = NAN;
+			break;
+		}
+		net += l->m[k].sign * l->bvol[0][k] * (3600000.0 / (double)l->bcov[0][k]);
+	}
+	if (l->nm && bin_result(e, r, l->base, net, o) < 0)
+		return -1;
+	memmove(l->bvol[0], l->bvol[1], sizeof l->bvol[0] * (NBINS - 1));
+	memmove(l->bcov[0], l->bcov[1], sizeof l->bcov[0] * (NBINS - 1));
+	memset(l->bvol[NBINS - 1], 0, sizeof l->bvol[0]);
+	memset(l->bcov[NBINS - 1], 0, sizeof l->bcov[0]);
+	l->base += BIN_MS;
+	return 0;
+}
+
+/* ---- the daily balance -------------------------------------------------------------- */
+
+static int day_decide(struct alert_engine *e, struct rstate *r, struct day *d,
+		      struct alert_out *o)
+{
+	const struct rule_cfg *rc = r->rc;
+	struct leak *l = r->priv;
+	double in = 0, out = 0, len = (double)(d->end - d->start), ratio, lim;
+	char date[16], msg[ALERT_MSG_MAX];
+	bool on;
+
+	alert_local_date(d->start, date, sizeof date);
+	for (size_t k = 0; k < l->nm; k++) {
+		if ((double)d->cov[k] < DAY_COVER * len) {
+			int rv = out_note(o, r->id, "balance", d->end, "no verdict for %s: meter %s "
+					  "has data for %.0f %% of the day (%.0f %% needed)", date,
+					  l->m[k].name, 100.0 * (double)d->cov[k] / len,
+					  100 * DAY_COVER);
+			d->start = 0;
+			return rv;
+		}
+		if (l->m[k].sign > 0)
+			in += d->vol[k];
+		else
+			out += d->vol[k];
+	}
+	d->start = 0;
+	if (in <= 0)
+		return out_note(o, r->id, "balance", d->end, "no verdict for %s: no inflow", date);
+	ratio = (in - out) / in;
+	lim = rc->max_loss_ratio;
+	on = l->balance->state == ALERT_FIRING ? ratio > lim - rc->hysteresis : ratio > lim;
+	snprintf(msg, sizeof msg, "%s lost %.1f %% of its water on %s (in %.1f m3, out %.1f m3; "
+		 "limit %.1f %%)", rc->name ? rc->name : r->id, 100 * ratio, date, in, out,
+		 100 * lim);
+	return check_eval(e, l->balance, d->end, on ? rc->severity : SEV_NONE, ratio, lim, "",
+			  msg, o);
+}
+
+static struct day *day_for(struct alert_engine *e, struct rstate *r, int64_t t,
+			   struct alert_out *o, int *rc_)
+{
+	struct leak *l = r->priv;
+	int64_t start = alert_local_midnight(t);
+	struct day *d = NULL;
+
+	for (int i = 0; i < 2; i++)
+		if (l->day[i].start == start)
+			return &l->day[i];
+	for (int i = 0; i < 2 && !d; i++)
+		if (!l->day[i].start)
+			d = &l->day[i];
+	if (!d) {
+		/* both in use: the older one is as complete as it will be */
+		d = l->day[0].start < l->day[1].start ? &l->day[0] : &l->day[1];
+		if (start < d->start)
+			return NULL; /* data older than both days: too late */
+		if (day_decide(e, r, d, o) < 0)
+			*rc_ = -1;
+	}
+	memset(d, 0, sizeof *d);
+	d->start = start;
+	d->end = alert_local_next_midnight(start);
+	return d;
+}
+
+/* Spread vol over [t0, t1): into days (when balance is checked) and bins. */
+static int add_interval(struct alert_engine *e, struct rstate *r, size_t k, int64_t t0,
+			int64_t t1, double vol, bool covered, struct alert_out *o)
+{
+	struct leak *l = r->priv;
+	double per_ms = vol / (double)(t1 - t0);
+	int rc_ = 0;
+
+	if (l->balance) {
+		for (int64_t a = t0; a < t1;) {
+			struct day *d = day_for(e, r, a, o, &rc_);
+			int64_t b;
+			if (rc_ < 0)
+				return -1;
+			if (!d)
+				break;
+			b = d->end < t1 ? d->end : t1;
+			d->vol[k] += per_ms * (double)(b - a);
+			if (covered)
+				d->cov[k] += b - a;
+			a = b;
+		}
+	}
+	if (!l->base)
+		l->base = t0 - (t0 % BIN_MS + BIN_MS) % BIN_MS;
+	while (t1 > l->base + NBINS * BIN_MS)
+		if (bin_close(e, r, o) < 0)
+			return -1;
+	if (!covered)
+		return 0;
+	for (int i = 0; i < NBINS; i++) {
+		int64_t bs = l->base + i * BIN_MS, be = bs + BIN_MS;
+		int64_t a = t0 > bs ? t0 : bs, b = t1 < be ? t1 : be;
+		if (b > a) {
+			l->bvol[i][k] += per_ms * (double)(b - a);
+			l->bcov[i][k] += b - a;
+		}
+	}
+	return 0;
+}
+
+static int meter_read(struct alert_engine *e, struct rstate *r, size_t k, int64_t ts, double raw,
+		      struct alert_out *o)
+{
+	struct meter *m = &((struct leak *)r->priv)->m[k];
+	double x = raw * m->factor, vol;
+	int64_t dt = ts - m->prev_ts;
+	bool was = m->have;
+
+	if (was && dt <= 0)
+		return 0;
+	m->have = true;
+	if (!was || dt > MAX_SPAN_MS) {
+		m->prev = x;
+		m->prev_ts = ts;
+		return 0;
+	}
+	if (m->total) {
+		double d = x - m->prev, h = (double)dt / 3600000.0;
+		bool replaced = false;
+
+		if (d < 0 && m->modulus > 0 && d + m->modulus < m->modulus / 2)
+			d += m->modulus; /* rolled over */
+		else if (d < 0)
+			replaced = true;
+		/* a jump far above use: a new meter with a higher reading */
+		if (!replaced && m->rate > 0 && d / h > 50 * m->rate + 1)
+			replaced = true;
+		if (replaced) {
+			/* the interval's own volume is unknown: its usual rate stands in */
+			m->prev = x;
+			m->prev_ts = ts;
+			if (out_note(o, r->id, "balance", ts, "meter %s went from %.3f to %.3f %s: "
+				     "reset or replaced; counting restarts", m->name,
+				     (x - d) / m->factor, x / m->factor, m->unit) < 0)
+				return -1;
+			if (m->rate <= 0 || dt > COVER_GAP_MS)
+				return 0;
+			return add_interval(e, r, k, ts - dt, ts, m->rate * h, true, o);
+		}
+		vol = d;
+		m->rate = m->rate > 0 ? 0.9 * m->rate + 0.1 * (d / h) : d / h;
+	} else {
+		vol = (m->prev + x) / 2 * ((double)dt / 3600000.0);
+	}
+	m->prev = x;
+	m->prev_ts = ts;
+	return add_interval(e, r, k, ts - dt, ts, vol, dt <= COVER_GAP_MS, o);
+}
+
+static int leak_feed(struct alert_engine *e, struct rstate *r, size_t dev, int64_t ts,
+		     const struct value *v, size_t n, struct alert_out *o)
+{
+	struct leak *l = r->priv;
+
+	for (size_t k = 0; k < l->nm; k++) {
+		double x = alert_ref_value(l->m[k].ref, dev, v, n);
+		if (isfinite(x) && meter_read(e, r, k, ts, x, o) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int leak_tick(struct alert_engine *e, struct rstate *r, int64_t now, struct alert_out *o)
+{
+	struct leak *l = r->priv;
+
+	while (l->base && now >= l->base + BIN_MS + BIN_LAG_MS)
+		if (bin_close(e, r, o) < 0)
+			return -1;
+	for (int i = 0; i < 2; i++)
+		if (l->day[i].start && now >= l->day[i].end + DAY_LAG_MS &&
+		    day_decide(e, r, &l->day[i], o) < 0)
+			return -1;
+	return 0;
+}
+
+/* ---- persistence -------------------------------------------------------------------- */
+
+static void nums(char *buf, size_t len, const double *v, size_t n)
+{
+	size_t u = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && u < len; i++)
+		u += (size_t)snprintf(buf + u, len - u, "\t%.17g", v[i]);
+}
+
+static void leak_save(const struct rstate *r, struct jbuf *b)
+{
+	const struct leak *l = r->priv;
+	char buf[3072];
+
+	save_line(b, r->id, "lk\t%zu\t%" PRId64 "\t%d\t%.17g\t%d\t%" PRId64, l->nm, l->base,
+		  l->in_night, l->night_min, l->night_bins, l->night_last);
+	for (size_t k = 0; k < l->nm; k++) {
+		const struct meter *m = &l->m[k];
+		save_line(b, r->id, "lkm\t%zu\t%d\t%.17g\t%" PRId64 "\t%.17g", k, m->have, m->prev,
+			  m->prev_ts, m->rate);
+	}
+	for (int i = 0; i < 2; i++) {
+		const struct day *d = &l->day[i];
+		double cov[MAXM];
+		if (!d->start)
+			continue;
+		for (size_t k = 0; k < l->nm; k++)
+			cov[k] = (double)d->cov[k];
+		nums(buf, sizeof buf / 2, d->vol, l->nm);
+		nums(buf + strlen(buf), sizeof buf / 2, cov, l->nm);
+		save_line(b, r->id, "lkd\t%" PRId64 "\t%" PRId64 "%s", d->start, d->end, buf);
+	}
+	for (int i = 0; i < NBINS; i++) {
+		double cov[MAXM];
+		for (size_t k = 0; k < l->nm; k++)
+			cov[k] = (double)l->bcov[i][k];
+		nums(buf, sizeof buf / 2, l->bvol[i], l->nm);
+		nums(buf + strlen(buf), sizeof buf / 2, cov, l->nm);
+		save_line(b, r->id, "lkb\t%d%s", i, buf);
+	}
+	for (int w = 0; w < 7; w++) {
+		if (!l->nn[w])
+			continue;
+		nums(buf, sizeof buf, l->nhist[w], l->nn[w]);
+		save_line(b, r->id, "lkn\t%d\t%u%s", w, l->nh[w], buf);
+	}
+	for (int s = 0; s < SLOTS; s++) {
+		if (!l->sn[s])
+			continue;
+		nums(buf, sizeof buf, l->shist[s], l->sn[s]);
+		save_line(b, r->id, "lks\t%d\t%u%s", s, l->sh[s], buf);
+	}
+}
+
+static void leak_restore(struct rstate *r, char **f, size_t nf)
+{
+	struct leak *l = r->priv;
+	const struct rule_cfg *rc = r->rc;
+	size_t nm = l->nm;
+
+	if (!strcmp(f[0], "lk") && nf >= 7) {
+		if ((size_t)atol(f[1]) != nm)
+			return; /* the zone's meters changed: start afresh */
+		l->base = field_i64(f[2]);
+		l->in_night = atoi(f[3]);
+		l->night_min = field_num(f[4]);
+		l->night_bins = atoi(f[5]);
+		l->night_last = field_i64(f[6]);
+	} else if (!strcmp(f[0], "lkm") && nf >= 6) {
+		size_t k = (size_t)atol(f[1]);
+		if (k < nm) {
+			l->m[k].have = atoi(f[2]);
+			l->m[k].prev = field_num(f[3]);
+			l->m[k].prev_ts = field_i64(f[4]);
+			l->m[k].rate = field_num(f[5]);
+		}
+	} else if (!strcmp(f[0], "lkd") && nf == 3 + 2 * nm) {
+		struct day *d = !l->day[0].start ? &l->day[0] : &l->day[1];
+		d->start = field_i64(f[1]);
+		d->end = field_i64(f[2]);
+		for (size_t k = 0; k < nm; k++) {
+			d->vol[k] = field_num(f[3 + k]);
+			d->cov[k] = (int64_t)field_num(f[3 + nm + k]);
+		}
+	} else if (!strcmp(f[0], "lkb") && nf == 2 + 2 * nm) {
+		int i = atoi(f[1]);
+		if (i >= 0 && i < NBINS)
+			for (size_t k = 0; k < nm; k++) {
+				l->bvol[i][k] = field_num(f[2 + k]);
+				l->bcov[i][k] = (int64_t)field_num(f[2 + nm + k]);
+			}
+	} else if (!strcmp(f[0], "lkn") && nf >= 3) {
+		int w = atoi(f[1]);
+		unsigned h = (unsigned)atoi(f[2]), n = (unsigned)(nf - 3);
+		if (w >= 0 && w < 7 && n <= rc->night_baseline && h < rc->night_baseline) {
+			l->nn[w] = n;
+			l->nh[w] = h;
+			for (unsigned i = 0; i < n; i++)
+				l->nhist[w][i] = field_num(f[3 + i]);
+		}
+	} else if (!strcmp(f[0], "lks") && nf >= 3 && rc->has_burst) {
+		int s = atoi(f[1]);
+		unsigned h = (unsigned)atoi(f[2]), n = (unsigned)(nf - 3);
+		if (s >= 0 && s < SLOTS && n <= rc->burst_days && h < rc->burst_days) {
+			l->sn[s] = n;
+			l->sh[s] = h;
+			for (unsigned i = 0; i < n; i++)
+				l->shist[s][i] = field_num(f[3 + i]);
+		}
+	}
+}
+
+const struct rule_ops alert_leakage_ops = {
+	.init = leak_init,
+	.free = leak_free,
+	.feed = leak_feed,
+	.tick = leak_tick,
+	.save = leak_save,
+	.restore = leak_restore,
+};
