@@ -30,7 +30,7 @@ endif
 
 LIB_SRCS := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard drivers/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
-SIM_SRCS := $(filter-out tools/sluicectl.c,$(wildcard tools/sim*.c tools/sluice-sim.c))
+SIM_SRCS := $(wildcard tools/sim*.c tools/sluice-sim.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 PROGS := $(B)/sluiced $(B)/sluicectl $(B)/sluice-sim
@@ -48,7 +48,8 @@ $(B)/libsluice.a: $(LIB_OBJS)
 $(B)/sluiced: $(B)/obj/daemon/main.o $(B)/libsluice.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/sluicectl: $(B)/obj/tools/sluicectl.o $(B)/libsluice.a
+CTL_SRCS := tools/sluicectl.c $(wildcard tools/replay.c tools/probe.c)
+$(B)/sluicectl: $(CTL_SRCS:%.c=$(B)/obj/%.o) $(B)/libsluice.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/sluice-sim: $(SIM_SRCS:%.c=$(B)/obj/%.o) $(B)/libsluice.a
@@ -66,6 +67,9 @@ DEPS_test_json   := daemon/json drivers/codec
 DEPS_test_sim_model := tools/sim_model tools/sim_sunspec drivers/codec
 DEPS_test_uplink := daemon/uplink daemon/json daemon/log daemon/clock
 DEPS_test_queue  := daemon/queue
+DEPS_test_rtu    := drivers/rtu drivers/mbpdu drivers/codec drivers/mberr
+DEPS_test_serpoll := drivers/serpoll drivers/rtu drivers/mbpdu drivers/codec drivers/plan \
+	drivers/mberr drivers/reading daemon/log daemon/clock
 DEPS_test_tcpoll := drivers/tcpoll drivers/mbpdu drivers/codec drivers/plan drivers/mberr \
 	drivers/reading daemon/log daemon/clock daemon/config
 .SECONDEXPANSION:

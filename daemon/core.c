@@ -32,8 +32,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "alert.h"
 #include "clock.h"
 #include "json.h"
 #include "log.h"
@@ -41,6 +43,7 @@
 #include "notify.h"
 #include "queue.h"
 #include "reading.h"
+#include "serpoll.h"
 #include "store.h"
 #include "tcpoll.h"
 #include "uplink.h"
@@ -48,6 +51,8 @@
 #define BATCH_MAX 1024           /* readings per store transaction */
 #define MAINTAIN_EVERY_MS 10000  /* pruning and the size bound */
 #define SHUTDOWN_DRAIN_MS 3000   /* SIGTERM: time given to deliver what is stored */
+#define STATE_SAVE_MS 60000      /* alert engine windows and baselines, between transitions */
+#define ALERT_STATE_KEY "alert_state"
 
 static volatile sig_atomic_t got_term, got_hup;
 
@@ -123,6 +128,10 @@ struct core {
 	struct uplink *up;
 	struct queue *q;
 	struct tcpoll *tp;
+	struct serpoll *sp;
+	struct alert_engine *ae;
+	struct alert_out ao;
+	int64_t next_tick, next_state_save;
 
 	struct flight *fl; /* in flight, unordered */
 	size_t nfl, capfl;
@@ -210,19 +219,172 @@ static bool device_row(struct core *c, const struct device_cfg *d, struct devsta
 	return true;
 }
 
+/* Rows of one store transaction. */
+struct rowbuf {
+	struct store_row *r;
+	size_t n, cap;
+};
+
+static struct store_row *rowbuf_add(struct rowbuf *b)
+{
+	if (b->n == b->cap) {
+		size_t ncap = b->cap ? b->cap * 2 : 256;
+		struct store_row *p = realloc(b->r, ncap * sizeof *p);
+		if (!p)
+			return NULL;
+		b->r = p;
+		b->cap = ncap;
+	}
+	b->r[b->n] = (struct store_row){ 0 };
+	return &b->r[b->n++];
+}
+
+static void rowbuf_clear(struct rowbuf *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		store_row_clear(&b->r[i]);
+	b->n = 0;
+}
+
+static void alert_body(struct jbuf *b, const struct config *cfg, const struct alert_transition *t)
+{
+	long r = -1;
+
+	for (size_t i = 0; i < cfg->nrules; i++)
+		if (strcmp(cfg->rules[i].id, t->rule) == 0)
+			r = (long)i;
+	jb_cstr(b, "\"ts\":");
+	jb_i64(b, t->ts_ms);
+	jb_cstr(b, ",\"rule\":");
+	jb_str(b, t->rule);
+	jb_cstr(b, ",\"check\":");
+	jb_str(b, t->check);
+	jb_cstr(b, ",\"state\":");
+	jb_str(b, t->state == ALERT_FIRING ? "firing" : "resolved");
+	jb_cstr(b, ",\"severity\":");
+	if (severity_name(t->severity))
+		jb_str(b, severity_name(t->severity));
+	else
+		jb_cstr(b, "null");
+	jb_cstr(b, ",\"value\":");
+	jb_double(b, t->value);
+	jb_cstr(b, ",\"threshold\":");
+	jb_double(b, t->threshold);
+	if (t->unit[0]) {
+		jb_cstr(b, ",\"unit\":");
+		jb_str(b, t->unit);
+	}
+	jb_cstr(b, ",\"message\":");
+	jb_str(b, t->message);
+	if (r >= 0 && cfg->rules[r].name) {
+		jb_cstr(b, ",\"name\":");
+		jb_str(b, cfg->rules[r].name);
+	}
+}
+
+static void send_action(struct core *c, const struct alert_action *a)
+{
+	const struct device_cfg *d = &c->cfg->devices[a->device];
+	const struct point_def *p = &d->points[a->point];
+	int rc;
+
+	if (c->cfg->buses[d->bus].kind == BUS_TCP)
+		rc = c->tp ? tcpoll_write(c->tp, (uint32_t)a->device, (uint16_t)a->point, a->value,
+					  c->generation) : -1;
+	else
+		rc = c->sp ? serpoll_write(c->sp, (uint32_t)a->device, (uint16_t)a->point, a->value,
+					   c->generation) : -1;
+	if (rc != 0)
+		log_warn("alert %s/%s: write %s.%s = %g not sent", a->rule, a->check, d->id, p->name,
+			 a->value);
+	else
+		log_info("alert %s/%s: writing %s.%s = %g", a->rule, a->check, d->id, p->name,
+			 a->value);
+}
+
+/* What the engine said: transitions become outbox rows (retained alert/<rule>/<check>),
+ * notes go to the log, actions to the poller that owns the device. */
+static size_t take_alert_out(struct core *c, struct rowbuf *rb)
+{
+	struct alert_out *o = &c->ao;
+	size_t rows = 0;
+
+	for (size_t i = 0; i < o->nn; i++)
+		log_info("alert %s/%s: %s", o->n[i].rule, o->n[i].check, o->n[i].message);
+	for (size_t i = 0; i < o->nt; i++) {
+		const struct alert_transition *t = &o->t[i];
+		char topic[ID_MAX + ALERT_CHECK_MAX + 16];
+		struct store_row *row;
+
+		if (t->state == ALERT_FIRING)
+			log_warnx("alert %s/%s firing (%s): %s", t->rule, t->check,
+				  severity_name(t->severity) ? severity_name(t->severity) : "-",
+				  t->message);
+		else
+			log_info("alert %s/%s resolved: %s", t->rule, t->check, t->message);
+		jb_reset(&c->jb);
+		alert_body(&c->jb, c->cfg, t);
+		snprintf(topic, sizeof topic, "alert/%s/%s", t->rule, t->check);
+		row = rowbuf_add(rb);
+		if (!row || c->jb.oom) {
+			log_errx("out of memory: alert %s/%s not stored", t->rule, t->check);
+			continue;
+		}
+		*row = (struct store_row){ .kind = ROW_ALERT, .ts_ms = t->ts_ms, .retain = true,
+					   .topic = strdup(topic),
+					   .body = strdup(jb_cstr_get(&c->jb)) };
+		if (!row->topic || !row->body) {
+			store_row_clear(row);
+			rb->n--;
+			log_errx("out of memory: alert %s/%s not stored", t->rule, t->check);
+			continue;
+		}
+		rows++;
+	}
+	for (size_t i = 0; i < o->na; i++)
+		send_action(c, &o->a[i]);
+	alert_out_reset(o);
+	return rows;
+}
+
+/* One transaction; with transitions, the engine's state commits with them. */
+static void commit_rows(struct core *c, struct rowbuf *rb, bool transitions)
+{
+	char err[256], *state = NULL;
+	int rc;
+
+	if (rb->n == 0)
+		return;
+	if (transitions && c->ae)
+		state = alert_save(c->ae);
+	rc = store_append_meta(c->st, rb->r, rb->n, state ? ALERT_STATE_KEY : NULL, state, err,
+			       sizeof err);
+	free(state);
+	if (rc != 0) {
+		c->store_errors += rb->n;
+		if (!c->store_failing)
+			log_errx("store: %zu rows not stored: %s", rb->n, err);
+		c->store_failing = true;
+	} else if (c->store_failing) {
+		log_info("store: writing again");
+		c->store_failing = false;
+	}
+	rowbuf_clear(rb);
+}
+
 static void store_readings(struct core *c)
 {
 	void *items[BATCH_MAX];
-	struct store_row rows[2 * BATCH_MAX];
-	char err[256];
+	struct rowbuf rb = { 0 };
 	size_t n;
 
 	while ((n = queue_pop(c->q, items, BATCH_MAX)) > 0) {
-		size_t nrows = 0;
+		size_t transitions;
 
 		for (size_t i = 0; i < n; i++) {
 			struct reading *r = items[i];
 			const struct device_cfg *d;
+			struct store_row *row;
 			char topic[ID_MAX + 16];
 			bool failed = false;
 
@@ -241,39 +403,80 @@ static void store_readings(struct core *c)
 				c->dev[r->device].ok++;
 			}
 			lag_add(&c->lag, r->start_mono_ms - r->sched_mono_ms);
-			if (device_row(c, d, &c->dev[r->device], r, &rows[nrows]))
-				nrows++;
+			if ((row = rowbuf_add(&rb)) && !device_row(c, d, &c->dev[r->device], r, row))
+				rb.n--;
+			if (c->ae && alert_feed(c->ae, r->device, r->ts_ms, r->values, r->nvalues,
+						&c->ao) != 0)
+				log_warnx("alerts: out of memory evaluating a reading of %s", d->id);
 			jb_reset(&c->jb);
 			reading_body(&c->jb, d, r);
 			snprintf(topic, sizeof topic, "telemetry/%s", d->id);
-			rows[nrows] = (struct store_row){
-				.kind = ROW_TELEMETRY,
-				.ts_ms = r->ts_ms,
-				.topic = strdup(topic),
-				.body = c->jb.oom ? NULL : strdup(jb_cstr_get(&c->jb)),
-			};
+			row = rowbuf_add(&rb);
+			if (row)
+				*row = (struct store_row){
+					.kind = ROW_TELEMETRY,
+					.ts_ms = r->ts_ms,
+					.topic = strdup(topic),
+					.body = c->jb.oom ? NULL : strdup(jb_cstr_get(&c->jb)),
+				};
 			reading_free(r);
-			if (!rows[nrows].topic || !rows[nrows].body) {
-				store_row_clear(&rows[nrows]);
+			if (!row || !row->topic || !row->body) {
+				if (row) {
+					store_row_clear(row);
+					rb.n--;
+				}
+				c->store_errors++;
 				log_warnx("out of memory: a reading of %s was not stored", d->id);
-				continue;
 			}
-			nrows++;
 		}
-		if (nrows > 0 && store_append(c->st, rows, nrows, err, sizeof err) != 0) {
-			c->store_errors += nrows;
-			if (!c->store_failing)
-				log_errx("store: %zu readings not stored: %s", nrows, err);
-			c->store_failing = true;
-		} else if (nrows > 0 && c->store_failing) {
-			log_info("store: writing again");
-			c->store_failing = false;
-		}
-		for (size_t i = 0; i < nrows; i++)
-			store_row_clear(&rows[i]);
+		transitions = take_alert_out(c, &rb);
+		commit_rows(c, &rb, transitions > 0);
 		if (n < BATCH_MAX)
 			break;
 	}
+	free(rb.r);
+}
+
+/* Time passes for the engine: days complete, 'for' durations run out. */
+static void alert_time(struct core *c, int64_t now_real)
+{
+	struct rowbuf rb = { 0 };
+
+	if (!c->ae)
+		return;
+	if (alert_tick(c->ae, now_real, &c->ao) != 0)
+		log_warnx("alerts: out of memory on a tick");
+	commit_rows(c, &rb, take_alert_out(c, &rb) > 0);
+	free(rb.r);
+}
+
+static void save_alert_state(struct core *c)
+{
+	char *state;
+
+	if (!c->ae || !(state = alert_save(c->ae)))
+		return;
+	if (store_meta_put(c->st, ALERT_STATE_KEY, state) != 0)
+		log_warnx("store: could not save the alert state");
+	free(state);
+}
+
+static struct alert_engine *alert_start(struct core *c, const struct config *cfg,
+					const char *state)
+{
+	struct alert_engine *ae;
+	char err[256];
+
+	ae = alert_new(cfg, err, sizeof err);
+	if (!ae) {
+		log_errx("alerts: %s; no alert is evaluated", err);
+		return NULL;
+	}
+	if (state && alert_restore(ae, state, err, sizeof err) != 0)
+		log_warnx("alerts: the saved state could not be restored (%s); starting afresh",
+			  err);
+	(void)c;
+	return ae;
 }
 
 /* ---- outbox -> uplink ---------------------------------------------------------- */
@@ -412,15 +615,12 @@ static void drain_outbox(struct core *c)
 static void publish_health(struct core *c, int64_t now_mono)
 {
 	struct store_stats s = { 0 };
-	struct tcpoll_stats ts = { 0 };
 	int mid;
 	bool first = true;
 
 	if (!uplink_connected(c->up))
 		return;
 	store_stats(c->st, &s);
-	if (c->tp)
-		tcpoll_get_stats(c->tp, &ts);
 	jb_reset(&c->jb);
 	jb_cstr(&c->jb, "{");
 	jb_key(&c->jb, "ts", &first);
@@ -489,20 +689,74 @@ static void sink_emit(void *ctx, struct reading *r)
 		reading_free(r); /* counted by the queue, reported in health */
 }
 
+/* From a poller thread: only the log, which is thread-safe, is touched. */
+static void sink_write_done(void *ctx, uint32_t device, uint16_t point, uint64_t tag, int err)
+{
+	struct core *c = ctx;
+	(void)tag;
+	/* device and point index the config the write was asked under; a reload joins the
+	 * pollers before it frees that config, so both are still valid here */
+	const struct device_cfg *d = &c->cfg->devices[device];
+
+	if (err)
+		log_warnx("write %s.%s failed: %s", d->id, d->points[point].name, mb_strerror(err));
+	else
+		log_info("write %s.%s done", d->id, d->points[point].name);
+}
+
 static void report_unpolled(const struct config *cfg)
 {
-	for (size_t i = 0; i < cfg->ndevices; i++) {
-		const struct device_cfg *d = &cfg->devices[i];
-		const struct bus_cfg *b = &cfg->buses[d->bus];
-
-		if (b->kind != BUS_TCP)
-			log_warnx("device %s: bus %s is a serial line (%s); this build polls Modbus "
-				  "TCP buses only, the device is not polled",
-				  d->id, b->id, b->kind == BUS_RTU ? "rtu" : "rtu_over_tcp");
-		else if (d->sunspec)
+	for (size_t i = 0; i < cfg->ndevices; i++)
+		if (cfg->devices[i].sunspec)
 			log_warnx("device %s: SunSpec discovery is not in this build; the device "
-				  "is not polled", d->id);
+				  "is not polled", cfg->devices[i].id);
+}
+
+/* Both kinds of pollers for cfg; serial lines first, so that the descriptors libmodbus
+ * must select() on are low (DESIGN.md: descriptors past 1023). */
+static int pollers_start(struct core *c, const struct poller_sink *sink)
+{
+	char err[512];
+
+	c->sp = serpoll_new(c->cfg, c->generation, sink, err, sizeof err);
+	if (!c->sp) {
+		log_errx("serial pollers: %s", err);
+		return -1;
 	}
+	c->tp = tcpoll_new(c->cfg, c->generation, 0, sink, err, sizeof err);
+	if (!c->tp) {
+		log_errx("pollers: %s", err);
+		return -1;
+	}
+	if (serpoll_start(c->sp) != 0 || tcpoll_start(c->tp) != 0) {
+		log_errx("pollers: could not start threads");
+		return -1;
+	}
+	return 0;
+}
+
+static void pollers_stop(struct core *c)
+{
+	if (c->sp)
+		serpoll_stop(c->sp);
+	if (c->tp)
+		tcpoll_stop(c->tp);
+}
+
+static void pollers_free(struct core *c)
+{
+	pollers_stop(c);
+	if (c->sp)
+		serpoll_free(c->sp);
+	if (c->tp)
+		tcpoll_free(c->tp);
+	c->sp = NULL;
+	c->tp = NULL;
+}
+
+static size_t pollers_ndevices(const struct core *c)
+{
+	return (c->tp ? tcpoll_ndevices(c->tp) : 0) + (c->sp ? serpoll_ndevices(c->sp) : 0);
 }
 
 static bool str_eq(const char *a, const char *b)
@@ -566,10 +820,9 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		return;
 	}
 
-	tcpoll_stop(c->tp);
+	pollers_stop(c);
 	store_readings(c); /* under the config they were taken with */
-	tcpoll_free(c->tp);
-	c->tp = NULL;
+	pollers_free(c);
 
 	if (uplink_changed(old, nc)) {
 		struct flight *fl = calloc(nc->uplink.inflight, sizeof *fl);
@@ -602,6 +855,20 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		c->up = up;
 	}
 	if (nc != old) {
+		/* local time for night windows and calendar days */
+		if (!str_eq(nc->gateway.timezone, old->gateway.timezone)) {
+			setenv("TZ", nc->gateway.timezone, 1);
+			tzset();
+		}
+		/* the engine's state carries over by rule id and check */
+		char *state = c->ae ? alert_save(c->ae) : NULL;
+		struct alert_engine *ae = alert_start(c, nc, state);
+
+		free(state);
+		if (ae) {
+			alert_free(c->ae);
+			c->ae = ae;
+		}
 		for (size_t i = 0; i < nc->ndevices; i++) {
 			long j = config_find_device(old, nc->devices[i].id);
 			ndev[i] = j >= 0 ? c->dev[j] : (struct devstate){ .published = -1 };
@@ -611,14 +878,13 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		c->cfg = nc;
 		c->generation++;
 	}
-	c->tp = tcpoll_new(c->cfg, c->generation, 0, sink, err, sizeof err);
-	if (!c->tp || tcpoll_start(c->tp) != 0)
-		fatalx("reload: pollers: %s", c->tp ? "could not start threads" : err);
+	if (pollers_start(c, sink) != 0)
+		fatalx("reload: the pollers could not be started");
 	if (nc == c->cfg && nc != old) {
 		config_free(old);
 		report_unpolled(c->cfg);
 		config_summary(c->cfg, sum, sizeof sum);
-		log_info("reloaded: %s, %zu devices polled", sum, tcpoll_ndevices(c->tp));
+		log_info("reloaded: %s, %zu devices polled", sum, pollers_ndevices(c));
 	}
 	notify_send("READY=1");
 }
@@ -671,7 +937,7 @@ int core_run(struct config *cfg)
 	struct core c = { .cfg = cfg, .generation = 1 };
 	struct uplink_events ev = { .ctx = &c, .connected = on_connected,
 				    .disconnected = on_disconnected, .acked = on_acked };
-	struct poller_sink sink = { .ctx = &c, .emit = sink_emit };
+	struct poller_sink sink = { .ctx = &c, .emit = sink_emit, .write_done = sink_write_done };
 	char err[512];
 	int rc = 1;
 	size_t qcap;
@@ -703,27 +969,30 @@ int core_run(struct config *cfg)
 		goto out;
 	}
 	uplink_tick(c.up, clock_mono_ms());
-	c.tp = tcpoll_new(cfg, c.generation, 0, &sink, err, sizeof err);
-	if (!c.tp) {
-		log_errx("pollers: %s", err);
-		goto out;
+	{
+		char *state = NULL;
+
+		if (store_meta_get(c.st, ALERT_STATE_KEY, &state) != 0)
+			log_warnx("store: could not read the saved alert state");
+		c.ae = alert_start(&c, cfg, state);
+		free(state);
 	}
+	if (pollers_start(&c, &sink) != 0)
+		goto out;
 	report_unpolled(cfg);
-	if (tcpoll_start(c.tp) != 0) {
-		log_errx("pollers: could not start threads");
-		goto out;
-	}
 	{
 		char sum[128];
 		config_summary(cfg, sum, sizeof sum);
 		log_info("sluiced %s started: gateway %s, %s, %zu devices polled", SLUICE_VERSION,
-			 cfg->gateway.id, sum, tcpoll_ndevices(c.tp));
+			 cfg->gateway.id, sum, pollers_ndevices(&c));
 	}
 	notify_send("READY=1");
 	c.watchdog_ms = notify_watchdog_ms();
 	c.next_watchdog = c.start_mono;
 	c.next_health = c.start_mono + cfg->uplink.health_interval_ms;
 	c.next_maintain = c.start_mono + MAINTAIN_EVERY_MS;
+	c.next_tick = c.start_mono;
+	c.next_state_save = c.start_mono + STATE_SAVE_MS;
 
 	while (!got_term) {
 		struct pollfd pfd[2];
@@ -738,6 +1007,7 @@ int core_run(struct config *cfg)
 		}
 		wait = min64(uplink_tick(c.up, now), c.next_health - now);
 		wait = min64(wait, c.next_maintain - now);
+		wait = min64(wait, c.next_tick - now);
 		if (c.watchdog_ms > 0)
 			wait = min64(wait, c.next_watchdog - now);
 		if (wait < 0)
@@ -770,6 +1040,14 @@ int core_run(struct config *cfg)
 			publish_health(&c, now);
 			c.next_health = now + cfg->uplink.health_interval_ms;
 		}
+		if (now >= c.next_tick) {
+			alert_time(&c, clock_real_ms());
+			c.next_tick = now + 1000;
+		}
+		if (now >= c.next_state_save) {
+			save_alert_state(&c);
+			c.next_state_save = now + STATE_SAVE_MS;
+		}
 		if (now >= c.next_maintain) {
 			store_maintain(c.st, clock_real_ms());
 			c.next_maintain = now + MAINTAIN_EVERY_MS;
@@ -780,17 +1058,15 @@ int core_run(struct config *cfg)
 		}
 	}
 	notify_send("STOPPING=1");
+	pollers_stop(&c);
 	log_info("stopping: polling stopped, delivering what is stored");
-	tcpoll_stop(c.tp);
 	shutdown_drain(&c);
+	save_alert_state(&c);
 	uplink_shutdown(c.up, 1000);
 	flush_acks(&c); /* acks that arrived while shutting down */
 	rc = 0;
 out:
-	if (c.tp) {
-		tcpoll_stop(c.tp);
-		tcpoll_free(c.tp);
-	}
+	pollers_free(&c);
 	if (c.q) {
 		if (c.st)
 			store_readings(&c);
@@ -806,6 +1082,8 @@ out:
 		store_close(c.st);
 	}
 	flight_forget_all(&c);
+	alert_free(c.ae);
+	alert_out_free(&c.ao);
 	free(c.fl);
 	free(c.dev);
 	free(c.acked);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "core.h"
@@ -125,5 +126,8 @@ int main(int argc, char **argv)
 		log_warnx("%s", diag.msgs[i]);
 	config_diag_free(&diag);
 	log_set_level(debug ? LOG_LVL_DEBUG : cfg->gateway.log_level);
+	/* the alert engine's local time (night windows, calendar days) is the gateway's */
+	setenv("TZ", cfg->gateway.timezone, 1);
+	tzset();
 	return core_run(cfg);
 }

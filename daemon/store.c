@@ -757,10 +757,16 @@ fail:
 
 int store_append(struct store *st, struct store_row *rows, size_t n, char *err, size_t errlen)
 {
+	return store_append_meta(st, rows, n, NULL, NULL, err, errlen);
+}
+
+int store_append_meta(struct store *st, struct store_row *rows, size_t n, const char *key,
+		      const char *value, char *err, size_t errlen)
+{
 	sqlite3_stmt *ins = st->stmt[S_INSERT];
 	size_t i;
 
-	if (n == 0)
+	if (n == 0 && !key)
 		return 0;
 	if (store_writable(st) < 0)
 		goto fail;
@@ -790,6 +796,23 @@ int store_append(struct store *st, struct store_row *rows, size_t n, char *err, 
 		rows[i].seq = (uint64_t)sqlite3_last_insert_rowid(st->db);
 	}
 	sqlite3_clear_bindings(ins);
+	if (key) {
+		/* the state that produced these rows commits with them: after a crash both
+		 * are there or neither (an alert transition is never stored twice) */
+		sqlite3_stmt *m = st->stmt[S_META_PUT];
+
+		sqlite3_bind_text(m, 1, key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(m, 2, value ? value : "", -1, SQLITE_STATIC);
+		if (sqlite3_step(m) != SQLITE_DONE) {
+			store_sqlerr(st, "cannot write meta");
+			sqlite3_reset(m);
+			sqlite3_clear_bindings(m);
+			store_rollback(st);
+			goto unseq;
+		}
+		sqlite3_reset(m);
+		sqlite3_clear_bindings(m);
+	}
 	if (store_commit(st) < 0)
 		goto unseq;
 	st->nrows += (int64_t)n;

@@ -77,6 +77,10 @@ const char *store_error(const struct store *st);
  */
 int store_append(struct store *st, struct store_row *rows, size_t n, char *err, size_t errlen);
 
+/* The same, and meta key := value in the same transaction (NULL key: none). */
+int store_append_meta(struct store *st, struct store_row *rows, size_t n, const char *key,
+		      const char *value, char *err, size_t errlen);
+
 /*
  * Up to max unsent rows of a kind with seq > after, in seq order. The caller passes
  * the highest seq of that kind it has in flight (0 for none), so rows in flight are

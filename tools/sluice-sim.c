@@ -1,9 +1,9 @@
 /*
- * sluice-sim: a Modbus TCP device simulator. Serves flow meters, level gauges and
- * inverters (from the same profiles and configs sluiced reads) on loopback or any
- * local address, their values following simulated time (sim_model), so a technician
- * can try a config before going to site and the demo and the integration tests can
- * stand in for a whole site.
+ * sluice-sim: a Modbus TCP and RTU device simulator (the RTU ports are sim_rtu's).
+ * Serves flow meters, level gauges and inverters (from the same profiles and configs
+ * sluiced reads) on loopback or any local address, their values following simulated
+ * time (sim_model), so a technician can try a config before going to site and the demo
+ * and the integration tests can stand in for a whole site.
  *
  * Owns its listening sockets, its connections and the trace file. One thread, one
  * epoll loop, non-blocking sockets throughout: a benchmark runs thousands of devices
@@ -38,6 +38,7 @@
 #include "log.h"
 #include "mbpdu.h"
 #include "sim_model.h"
+#include "sim_rtu.h"
 #include "sim_sunspec.h"
 
 #ifndef SLUICE_VERSION
@@ -63,10 +64,15 @@ struct unit {
 };
 
 /* One address served: a tcp bus of the config, or a --listen. */
+/* How an endpoint is served: Modbus TCP, or RTU frames on a tty or over TCP (sim_rtu). */
+enum ep_kind { EP_TCP = 0, EP_RTU_TTY, EP_RTU_TCP };
+
 struct endpoint {
-	char *host, *port;         /* as given */
-	char *label;               /* host:port ([v6]:port), for logs and the trace */
+	char *host, *port;         /* as given; a tty: its path, and port "" */
+	char *label;               /* host:port ([v6]:port) or the tty's path */
 	char *origin;              /* "bus pump-plc" or "--listen", for messages */
+	int kind;                  /* enum ep_kind */
+	struct sim_rtu_line_opts rtu; /* RTU lines: speed, framing, pacing */
 	struct unit *units;
 	size_t nunits;
 };
@@ -108,6 +114,7 @@ struct sim {
 	bool paused;               /* listeners paused: out of descriptors */
 	int64_t resume_at;
 	uint64_t requests, dropped, accepted;
+	struct sim_rtu *rtu;       /* the RTU lines, when any is served */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -142,6 +149,7 @@ struct dev_arg {
 };
 
 struct listen_arg {
+	int kind;                  /* enum ep_kind: --listen, --rtu, --rtu-tcp */
 	char *spec, *host, *port;
 	struct dev_arg *devs;
 	size_t ndevs;
@@ -167,6 +175,9 @@ struct opts {
 	uint64_t seed;
 	bool have_seed;
 	bool verbose;
+	unsigned baud;             /* --baud, for --rtu and --rtu-tcp lines; 0: 9600 */
+	char parity;               /* --parity; 0: none */
+	bool pace;                 /* --pace */
 };
 
 static void usage(FILE *f)
@@ -174,23 +185,37 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: sluice-sim --config SITE.yaml [options]\n"
 "       sluice-sim --listen HOST:PORT --device UNIT:PROFILE[:SCENARIO] ... [options]\n"
+"       sluice-sim --rtu TTY | --rtu-tcp HOST:PORT --device UNIT:PROFILE ... [options]\n"
 "\n"
-"Simulates Modbus TCP devices (flow meters, level gauges, inverters) so a config can be\n"
-"tried before going to site. Values follow simulated time: water demand over the day,\n"
-"totalizers that count it, road-surface water levels, PV output between 06:00 and 18:00.\n"
+"Simulates Modbus TCP and RTU devices (flow meters, level gauges, inverters) so a config\n"
+"can be tried before going to site. Values follow simulated time: water demand over the\n"
+"day, totalizers that count it, road-surface water levels, PV output between 06:00 and\n"
+"18:00.\n"
 "Prints 'sluice-sim: ready' once every address is listening; logs go to stderr.\n"
 "Stop it with Ctrl-C (or SIGTERM).\n"
 "\n"
 "What to serve:\n"
-"  -c, --config FILE        every device on every 'tcp' bus of a sluiced config, each bus\n"
-"                           at its own host:port, with the device's unit_id and points\n"
-"                           (profile or inline). Use a copy with 127.0.0.1 addresses and\n"
-"                           free ports: a site's real addresses are not on your laptop.\n"
+"  -c, --config FILE        every device on every bus of a sluiced config, each bus at its\n"
+"                           own host:port (rtu: its device path; with a pty pair, give\n"
+"                           the sim a copy naming the other end), with the device's\n"
+"                           unit_id and points (profile or inline). Use a copy with\n"
+"                           127.0.0.1 addresses and free ports: a site's real addresses\n"
+"                           are not on your laptop.\n"
 "  -l, --listen HOST:PORT   listen here (127.0.0.1:1502, [::1]:1502); repeatable\n"
+"      --rtu TTY            serve Modbus RTU on a serial device (a USB adapter, or for\n"
+"                           tests one end of a socat pty pair); repeatable. Units not\n"
+"                           served stay silent, as on a real line. With --config, every\n"
+"                           'rtu' bus is served at its device path.\n"
+"      --rtu-tcp HOST:PORT  serve RTU frames over TCP, as a DTU or serial server carries\n"
+"                           them; with --config, every 'rtu_over_tcp' bus at its address\n"
+"      --baud N             the line speed of --rtu/--rtu-tcp lines (default 9600; with\n"
+"                           --config, each bus's own); --parity none|even|odd\n"
+"      --pace               hold each RTU reply for its transfer time at the line speed\n"
 "  -d, --device UNIT:PROFILE[:SCENARIO]\n"
 "                           serve unit id UNIT with the points of PROFILE on the --listen\n"
-"                           before it; repeatable. PROFILE 'sunspec' is a built-in\n"
-"                           three-phase PV inverter (SunSpec models 1, 103, 120 at 40000).\n"
+"                           (--rtu, --rtu-tcp) before it; repeatable. PROFILE 'sunspec'\n"
+"                           is a built-in three-phase PV inverter (SunSpec models 1,\n"
+"                           103, 120 at 40000).\n"
 "  -p, --profile-path DIR[:DIR]\n"
 "                           where profiles (PROFILE.yaml) are found, after devices/ beside\n"
 "                           the --config file (or ./devices/ with --listen); default\n"
@@ -355,7 +380,8 @@ static void opts_free(struct opts *o)
 /* Returns -1 to go on, or an exit status. */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	enum { OPT_TZ = 256, OPT_SEED, OPT_TRACE, OPT_START };
+	enum { OPT_TZ = 256, OPT_SEED, OPT_TRACE, OPT_START, OPT_RTU, OPT_RTU_TCP, OPT_BAUD,
+	       OPT_PARITY, OPT_PACE };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
@@ -367,6 +393,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "trace", required_argument, NULL, OPT_TRACE },
 		{ "start", required_argument, NULL, OPT_START },
+		{ "rtu", required_argument, NULL, OPT_RTU },
+		{ "rtu-tcp", required_argument, NULL, OPT_RTU_TCP },
+		{ "baud", required_argument, NULL, OPT_BAUD },
+		{ "parity", required_argument, NULL, OPT_PARITY },
+		{ "pace", no_argument, NULL, OPT_PACE },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -384,6 +415,40 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'c':
 			o->config = optarg;
 			break;
+		case OPT_RTU: {
+			struct listen_arg *nl = realloc(o->listens, (o->nlistens + 1) * sizeof *nl);
+			if (!nl)
+				return usage_error("out of memory");
+			o->listens = nl;
+			struct listen_arg *l = &nl[o->nlistens];
+			memset(l, 0, sizeof *l);
+			l->kind = EP_RTU_TTY;
+			o->nlistens++;
+			if (!(l->spec = strdup(optarg)) || !(l->host = strdup(optarg)) ||
+			    !(l->port = strdup("")))
+				return usage_error("out of memory");
+			break;
+		}
+		case OPT_BAUD:
+			errno = 0;
+			o->baud = (unsigned)strtoul(optarg, &end, 10);
+			if (end == optarg || *end || errno || o->baud < 300 || o->baud > 921600)
+				return usage_error("--baud %s: a line speed such as 9600", optarg);
+			break;
+		case OPT_PARITY:
+			if (strcmp(optarg, "none") == 0)
+				o->parity = 'N';
+			else if (strcmp(optarg, "even") == 0)
+				o->parity = 'E';
+			else if (strcmp(optarg, "odd") == 0)
+				o->parity = 'O';
+			else
+				return usage_error("--parity %s: none, even or odd", optarg);
+			break;
+		case OPT_PACE:
+			o->pace = true;
+			break;
+		case OPT_RTU_TCP:
 		case 'l': {
 			struct listen_arg *nl = realloc(o->listens, (o->nlistens + 1) * sizeof *nl);
 			if (!nl)
@@ -391,9 +456,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->listens = nl;
 			struct listen_arg *l = &nl[o->nlistens];
 			memset(l, 0, sizeof *l);
+			l->kind = c == 'l' ? EP_TCP : EP_RTU_TCP;
 			if (parse_hostport(optarg, &l->host, &l->port) < 0)
-				return usage_error("--listen %s: write HOST:PORT, e.g. 127.0.0.1:1502%s",
-						   optarg, optarg[0] != '[' && strchr(optarg, ':') !=
+				return usage_error("%s %s: write HOST:PORT, e.g. 127.0.0.1:1502%s",
+						   c == 'l' ? "--listen" : "--rtu-tcp", optarg, optarg[0] != '[' && strchr(optarg, ':') !=
 						   strrchr(optarg, ':') ? " (an IPv6 address goes in "
 						   "brackets: [::1]:1502)" : " or [::1]:1502");
 			o->nlistens++;
@@ -403,9 +469,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		}
 		case 'd': {
 			if (o->nlistens == 0)
-				return usage_error("--device %s: put a --listen HOST:PORT before it "
-						   "(each --device belongs to the --listen before it)",
-						   optarg);
+				return usage_error("--device %s: put a --listen HOST:PORT (or --rtu "
+						   "TTY, --rtu-tcp HOST:PORT) before it (each --device "
+						   "belongs to the one before it)", optarg);
 			struct listen_arg *l = &o->listens[o->nlistens - 1];
 			struct dev_arg *nd = realloc(l->devs, (l->ndevs + 1) * sizeof *nd);
 			if (!nd)
@@ -498,13 +564,17 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (!o->config && o->nlistens == 0)
 		return usage_error("nothing to serve: give --config SITE.yaml, or --listen "
-				   "HOST:PORT with --device UNIT:PROFILE");
+				   "HOST:PORT (--rtu TTY, --rtu-tcp HOST:PORT) with --device "
+				   "UNIT:PROFILE");
 	if (o->config && o->nlistens)
 		return usage_error("--config and --listen do not mix: serve a config, or "
 				   "devices given on the command line");
 	for (size_t i = 0; i < o->nlistens; i++)
 		if (o->listens[i].ndevs == 0)
-			return usage_error("--listen %s has no --device after it", o->listens[i].spec);
+			return usage_error("%s %s has no --device after it",
+					   o->listens[i].kind == EP_TCP ? "--listen"
+					   : o->listens[i].kind == EP_RTU_TTY ? "--rtu" : "--rtu-tcp",
+					   o->listens[i].spec);
 	if (o->nscens && !o->config)
 		return usage_error("--scenario DEVICE=NAME names a device of a --config; with "
 				   "--listen, write --device UNIT:PROFILE:SCENARIO");
@@ -571,6 +641,27 @@ static struct endpoint *endpoint_get(struct sim *s, const char *host, const char
 	if (!ep->host || !ep->port || !ep->label || !ep->origin)
 		return NULL;
 	return ep;
+}
+
+/* Say how ep is served. A tty is named by its path alone. -1 when ep already serves
+ * units as another kind of line (the same address given twice, two ways). */
+static int endpoint_set_kind(struct endpoint *ep, int kind, unsigned baud, char parity,
+			     unsigned data_bits, unsigned stop_bits, bool pace)
+{
+	if (ep->kind != kind && ep->nunits > 0)
+		return -1;
+	ep->kind = kind;
+	ep->rtu = (struct sim_rtu_line_opts){ .baud = baud, .parity = parity,
+					      .data_bits = data_bits, .stop_bits = stop_bits,
+					      .pace = pace };
+	if (kind == EP_RTU_TTY && strcmp(ep->label, ep->host) != 0) {
+		char *l = strdup(ep->host);
+		if (!l)
+			return 0; /* the label stays "path:"; only cosmetic */
+		free(ep->label);
+		ep->label = l;
+	}
+	return 0;
 }
 
 static struct unit *endpoint_unit(const struct endpoint *ep, unsigned id)
@@ -643,9 +734,16 @@ static int build_from_listen(struct sim *s, const struct opts *o, int64_t start)
 
 	for (size_t i = 0; i < o->nlistens; i++) {
 		const struct listen_arg *la = &o->listens[i];
-		struct endpoint *ep = endpoint_get(s, la->host, la->port, "--listen");
+		const char *origin = la->kind == EP_TCP ? "--listen"
+				     : la->kind == EP_RTU_TTY ? "--rtu" : "--rtu-tcp";
+		struct endpoint *ep = endpoint_get(s, la->host, la->port, origin);
 		if (!ep)
 			goto oom;
+		if (endpoint_set_kind(ep, la->kind, o->baud, o->parity, 8, 1, o->pace) < 0) {
+			rc = usage_error("%s %s: the address is also given as another kind of "
+					 "line", origin, la->spec);
+			goto out;
+		}
 		for (size_t k = 0; k < la->ndevs; k++) {
 			const struct dev_arg *da = &la->devs[k];
 			int sc = da->scenario >= 0 ? da->scenario : o->scenario;
@@ -737,9 +835,9 @@ static int build_from_config(struct sim *s, const struct opts *o, const struct c
 		scen[i] = o->scenario;
 	for (size_t i = 0; i < o->nscens; i++) {
 		long d = config_find_device(cfg, o->scens[i].device);
-		if (d < 0 || cfg->buses[cfg->devices[d].bus].kind != BUS_TCP) {
+		if (d < 0) {
 			free(scen);
-			return usage_error("--scenario %s=%s: %s has no device '%s' on a tcp bus",
+			return usage_error("--scenario %s=%s: %s has no device '%s'",
 					   o->scens[i].device, sim_scenario_name(o->scens[i].scenario),
 					   o->config, o->scens[i].device);
 		}
@@ -747,17 +845,25 @@ static int build_from_config(struct sim *s, const struct opts *o, const struct c
 	}
 	for (size_t b = 0; b < cfg->nbuses; b++) {
 		const struct bus_cfg *bus = &cfg->buses[b];
-		if (bus->kind != BUS_TCP) {
-			log_info("bus %s: not served (sluice-sim serves Modbus TCP buses only)",
-				 bus->id);
-			continue;
-		}
+		int kind = bus->kind == BUS_RTU ? EP_RTU_TTY
+			   : bus->kind == BUS_RTU_OVER_TCP ? EP_RTU_TCP : EP_TCP;
 		char origin[ID_MAX + 8];
 		snprintf(origin, sizeof origin, "bus %s", bus->id);
 		snprintf(port, sizeof port, "%u", bus->port);
-		struct endpoint *ep = endpoint_get(s, bus->host, port, origin);
+		if (kind == EP_RTU_TTY)
+			port[0] = '\0';
+		struct endpoint *ep = endpoint_get(s, kind == EP_RTU_TTY ? bus->device : bus->host,
+						   port, origin);
 		if (!ep)
 			goto oom;
+		if (endpoint_set_kind(ep, kind, o->baud ? o->baud : bus->baud,
+				      o->parity ? o->parity : bus->parity, bus->data_bits,
+				      bus->stop_bits, o->pace) < 0) {
+			free(scen);
+			fprintf(stderr, "sluice-sim: bus %s: %s is also served as another kind of "
+				"line\n", bus->id, ep->label);
+			return EXIT_USAGE;
+		}
 		for (size_t i = 0; i < cfg->ndevices; i++) {
 			const struct device_cfg *d = &cfg->devices[i];
 			struct sim_device *dev;
@@ -795,7 +901,7 @@ static int build_from_config(struct sim *s, const struct opts *o, const struct c
 	for (size_t i = 0; i < s->neps; i++)
 		if (s->eps[i].nunits)
 			return 0;
-	fprintf(stderr, "sluice-sim: %s: no device on a tcp bus, nothing to serve\n", o->config);
+	fprintf(stderr, "sluice-sim: %s: no device on any bus, nothing to serve\n", o->config);
 	return EXIT_USAGE;
 oom:
 	free(scen);
@@ -1227,26 +1333,32 @@ static void log_write(const struct endpoint *ep, const struct unit *u, uint8_t f
 		 len ? line : " (no point there)");
 }
 
-static int handle_request(struct sim *s, struct conn *c, uint16_t tid, uint8_t uid,
-			  const uint8_t *pdu, size_t plen)
+/* Answer one request PDU to unit uid of ep: the reply PDU in resp and its length, or 0
+ * for no reply. peer names the master in debug logs. Shared by Modbus TCP and RTU. */
+static size_t serve_pdu(struct sim *s, struct endpoint *ep, const char *peer, uint8_t uid,
+			const uint8_t *pdu, size_t plen, uint8_t *resp)
 {
-	struct unit *u = endpoint_unit(c->ep, uid);
-	uint8_t resp[MB_PDU_MAX], adu[MBTCP_ADU_MAX];
+	struct unit *u = endpoint_unit(ep, uid);
 	size_t rlen;
 	uint8_t fc = pdu[0];
 	bool read = fc >= MB_FC_READ_COILS && fc <= MB_FC_READ_INPUT;
 
 	s->requests++;
+	if (!u && ep->kind != EP_TCP) {
+		/* on a serial line nobody answers for a unit that is not there */
+		log_debug("%s: unit %u is not on this line: no reply", ep->label, uid);
+		return 0;
+	}
 	if (!u) {
 		/* what a Modbus TCP gateway answers for a device it cannot reach */
-		log_debug("%s: %s: unit %u is not served: exception 0x0B", c->ep->label, c->peer,
+		log_debug("%s: %s: unit %u is not served: exception 0x0B", ep->label, peer,
 			  uid);
 		resp[0] = (uint8_t)(fc | 0x80);
 		resp[1] = EXC_GATEWAY_TARGET;
 		rlen = 2;
 	} else if (u->scenario == SIM_DEAD) {
 		s->dropped++;
-		log_debug("%s: unit %u is dead: no reply", c->ep->label, uid);
+		log_debug("%s: unit %u is dead: no reply", ep->label, uid);
 		return 0;
 	} else {
 		struct mbpdu_server srv = {
@@ -1264,7 +1376,7 @@ static int handle_request(struct sim *s, struct conn *c, uint16_t tid, uint8_t u
 		if (rlen == 0)
 			return 0;
 		if (plen >= 5)
-			log_debug("%s unit %u: function %u, address %u, %s %u", c->ep->label, uid,
+			log_debug("%s unit %u: function %u, address %u, %s %u", ep->label, uid,
 				  fc, (unsigned)(pdu[1] << 8 | pdu[2]),
 				  fc == MB_FC_WRITE_COIL || fc == MB_FC_WRITE_REGISTER ? "value" : "count",
 				  (unsigned)(pdu[3] << 8 | pdu[4]));
@@ -1273,17 +1385,89 @@ static int handle_request(struct sim *s, struct conn *c, uint16_t tid, uint8_t u
 			uint16_t count = fc == MB_FC_WRITE_COIL || fc == MB_FC_WRITE_REGISTER
 						 ? 1 : (uint16_t)(pdu[3] << 8 | pdu[4]);
 			if (read && s->trace_fd >= 0)
-				trace_read(s, c->ep, u, fc_table(fc), start, count);
+				trace_read(s, ep, u, fc_table(fc), start, count);
 			else if (!read)
-				log_write(c->ep, u, fc, start, count);
+				log_write(ep, u, fc, start, count);
 		}
 		if (rlen >= 2 && resp[0] & 0x80)
-			log_debug("%s unit %u: function %u: exception %u", c->ep->label, uid, fc,
+			log_debug("%s unit %u: function %u: exception %u", ep->label, uid, fc,
 				  resp[1]);
 	}
+	return rlen;
+}
+
+static int handle_request(struct sim *s, struct conn *c, uint16_t tid, uint8_t uid,
+			  const uint8_t *pdu, size_t plen)
+{
+	uint8_t resp[MB_PDU_MAX], adu[MBTCP_ADU_MAX];
+	size_t rlen = serve_pdu(s, c->ep, c->peer, uid, pdu, plen, resp);
+
+	if (rlen == 0)
+		return 0;
 	size_t alen = mbtcp_frame(adu, tid, uid, resp, rlen);
 	return alen ? conn_append(c, adu, alen) : 0;
 }
+
+static size_t rtu_serve(void *ctx, void *line, uint8_t unit, const uint8_t *pdu, size_t len,
+			uint8_t *resp)
+{
+	return serve_pdu(ctx, line, "the RTU master", unit, pdu, len, resp);
+}
+
+/* Serve ep: listen for Modbus TCP, or open its RTU line. 0 or -1 (logged). */
+static int endpoint_serve(struct sim *s, struct endpoint *ep)
+{
+	char err[512], units[1024];
+	size_t ul = 0;
+	unsigned bound = 0;
+	int rc;
+
+	if (ep->kind == EP_TCP)
+		return endpoint_listen(s, ep);
+	if (ep->nunits == 0)
+		return 0;
+	if (!s->rtu && !(s->rtu = sim_rtu_new(s->epfd, rtu_serve, s))) {
+		log_errx("out of memory");
+		return -1;
+	}
+	if (ep->kind == EP_RTU_TTY)
+		rc = sim_rtu_add_tty(s->rtu, ep->host, &ep->rtu, ep, err, sizeof err);
+	else
+		rc = sim_rtu_add_tcp(s->rtu, ep->host, ep->port, &ep->rtu, ep, &bound, err,
+				     sizeof err);
+	if (rc < 0) {
+		log_errx("%s: %s", ep->origin, err);
+		return -1;
+	}
+	if (strcmp(ep->port, "0") == 0 && bound != 0) {
+		/* port 0: the label names the port actually bound */
+		char pb[16], *np, *nl;
+		snprintf(pb, sizeof pb, "%u", bound);
+		np = strdup(pb);
+		nl = np ? fmt_hostport(ep->host, np) : NULL;
+		if (nl) {
+			free(ep->port);
+			free(ep->label);
+			ep->port = np;
+			ep->label = nl;
+		} else {
+			free(np);
+		}
+	}
+	units[0] = '\0';
+	for (size_t i = 0; i < ep->nunits && ul < sizeof units - 64; i++) {
+		int n = snprintf(units + ul, sizeof units - ul, "%s%u %s (%s)", i ? ", " : "",
+				 ep->units[i].id, ep->units[i].label,
+				 sim_scenario_name(ep->units[i].scenario));
+		if (n > 0)
+			ul += (size_t)n;
+	}
+	log_info("%s: serving RTU %s %s at %u baud%s: unit %s", ep->origin,
+		 ep->kind == EP_RTU_TTY ? "on" : "over TCP on", ep->label,
+		 ep->rtu.baud ? ep->rtu.baud : 9600, ep->rtu.pace ? ", paced" : "", units);
+	return 0;
+}
+
 
 /* Answer every whole frame in the input, in order. -1: close the connection. */
 static int conn_process(struct sim *s, struct conn *c)
@@ -1393,6 +1577,8 @@ static void sim_free(struct sim *s)
 		free(s->ls[i]);
 	}
 	free(s->ls);
+	sim_rtu_free(s->rtu);
+	s->rtu = NULL;
 	for (size_t i = 0; i < s->neps; i++) {
 		struct endpoint *ep = &s->eps[i];
 		for (size_t k = 0; k < ep->nunits; k++) {
@@ -1433,7 +1619,9 @@ static int run(struct sim *s, const sigset_t *waitmask)
 		}
 		for (int i = 0; i < n; i++) {
 			int *tag = evs[i].data.ptr;
-			if (*tag == EV_LISTENER)
+			if (*tag == SIM_RTU_EV)
+				sim_rtu_event(s->rtu, evs[i].data.ptr, evs[i].events);
+			else if (*tag == EV_LISTENER)
 				on_accept(s, evs[i].data.ptr);
 			else
 				on_conn(s, evs[i].data.ptr, evs[i].events);
@@ -1548,7 +1736,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	for (size_t i = 0; i < s.neps; i++)
-		if (endpoint_listen(&s, &s.eps[i]) < 0) {
+		if (endpoint_serve(&s, &s.eps[i]) < 0) {
 			rc = 1;
 			goto out;
 		}

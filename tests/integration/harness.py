@@ -217,6 +217,21 @@ class Site:
                     "--log-file=" + os.path.join(self.dir, "valgrind.%p.log")] + argv
         return argv
 
+    def start_pty_pair(self, name="socat"):
+        """A pseudo-terminal pair joined by socat, as a serial line for RTU tests:
+        returns the paths of its two ends (links in the site's directory)."""
+        a = os.path.join(self.dir, "ttyA")
+        b = os.path.join(self.dir, "ttyB")
+        pr = Proc(name, ["socat", "-d", "-d", "pty,raw,echo=0,link=" + a,
+                         "pty,raw,echo=0,link=" + b],
+                  os.path.join(self.dir, name + ".log"))
+        self.procs[name] = pr
+        wait_for(lambda: (os.path.exists(a) and os.path.exists(b)) or not pr.alive(), 10,
+                 "socat's pty pair")
+        if not pr.alive():
+            raise AssertionError("socat exited:\n" + pr.text())
+        return a, b
+
     def start_daemon(self, config, name="sluiced"):
         pr = Proc(name, self.daemon_argv(config), os.path.join(self.dir, name + ".log"))
         self.procs[name] = pr
