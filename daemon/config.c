@@ -2431,7 +2431,7 @@ static void device_parse(struct ctx *root, yaml_node_t *m, size_t idx)
 	if (!seen_of(device_keys, seen, "max_registers"))
 		dev->max_registers = pr && pr->has_max_registers ? pr->max_registers : 125;
 	if (!seen_of(device_keys, seen, "max_gap"))
-		dev->max_gap = pr && pr->has_max_gap ? pr->max_gap : 0;
+		dev->max_gap = pr && pr->has_max_gap ? pr->max_gap : 8;
 	if (ps.n > 65535) {
 		c_err(&c, m, "a device has at most 65535 points");
 		ld->dev_incomplete[di] = true;
@@ -2794,6 +2794,7 @@ static const struct key night_keys[] = {
 	  .flags = KF_MIN },
 	{ .name = "by", .type = K_NUM, .off = OFF(struct rule_cfg, night_by), .min = 0,
 	  .flags = KF_MIN },
+	{ .name = "weekly", .type = K_BOOL, .off = OFF(struct rule_cfg, night_weekly) },
 	{ NULL },
 };
 

@@ -92,7 +92,7 @@ struct device_cfg {
 	int64_t interval_ms;   /* default 10 s */
 	unsigned offline_after;/* default 3 */
 	unsigned max_registers;/* 1..125, default 125 */
-	unsigned max_gap;      /* default 0 */
+	unsigned max_gap;      /* default 8: holes are read to merge; a refused merge is split */
 	struct src_loc loc;
 };
 
@@ -154,6 +154,7 @@ struct rule_cfg {
 	unsigned night_baseline;  /* nights in the moving baseline; 0: none (default 7) */
 	double night_ratio;       /* above the baseline by this fraction (default 0.1) ... */
 	double night_by;          /* ... plus this flow, m3/h (default 0) */
+	bool night_weekly;        /* the baseline is of the same weekday's nights */
 	double rollover;          /* totalizers' modulus (point unit); 0: from type and scale */
 	bool has_burst;
 	double burst_ratio;       /* above the usual flow for the time of day by this fraction */

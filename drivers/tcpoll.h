@@ -10,7 +10,14 @@
  * exception is an answer, except 0x0A/0x0B from a gateway whose target is silent).
  * After offline_after failed polls in a row the device is offline: its readings carry
  * online = false and last_err, and it is tried at a slower pace (max(interval, 5 s),
- * doubling to 60 s, with jitter) until it answers; then its interval resumes.
+ * doubling to 60 s, with jitter) until it answers; then its interval resumes. Every
+ * reading carries the breaker's state after its poll: `online`, and `last_err`, the
+ * MBE_* code of the device's last failed poll (0 before any; kept after recovery).
+ *
+ * A merged read the device refuses (illegal data address or value) is split, in the
+ * same poll, until only the point that fails alone is reported; one that times out
+ * while the device answers its other reads is split for the next poll. Splits last for
+ * the run (see tcpoll.c).
  */
 #ifndef SLUICE_TCPOLL_H
 #define SLUICE_TCPOLL_H

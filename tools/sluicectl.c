@@ -16,6 +16,8 @@
 #include "clock.h"
 #include "config.h"
 #include "json.h"
+#include "probe.h"
+#include "replay.h"
 #include "store.h"
 
 #define DEFAULT_CONFIG "/etc/sluice/sluice.yaml"
@@ -29,6 +31,9 @@ static void usage(FILE *f)
 		"  status          sequence, backlog, drops and database size\n"
 		"  backlog         rows waiting for the broker, and the age of the oldest\n"
 		"  tail DEVICE     the device's most recent readings (-n N, default 10)\n"
+		"  probe ...       read a device once, now (sluicectl probe --help)\n"
+		"  replay ...      run recorded readings through the alert rules\n"
+		"                  (sluicectl replay --help)\n"
 		"\n"
 		"options:\n"
 		"  -c, --config FILE    the daemon's configuration (default " DEFAULT_CONFIG ");\n"
@@ -172,6 +177,12 @@ int main(int argc, char **argv)
 	char err[512];
 	long n = 10;
 	int json = 0, ch, rc;
+
+	/* commands with their own options */
+	if (argc > 1 && strcmp(argv[1], "replay") == 0)
+		return replay_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "probe") == 0)
+		return probe_main(argc - 1, argv + 1);
 
 	while ((ch = getopt_long(argc, argv, "c:D:jn:h", opts, NULL)) != -1) {
 		switch (ch) {

@@ -24,7 +24,7 @@ import harness  # noqa: E402
 from harness import Site, config_yaml, free_port, wait_for  # noqa: E402
 
 
-def fast_site(name, ndev=3, interval="100ms", buffer=None, extra_uplink=""):
+def fast_site(name, ndev=3, interval="100ms", buffer=None, extra_uplink="", rules=""):
     site = Site(name)
     site.start_broker()
     sim_port = free_port()
@@ -42,7 +42,7 @@ def fast_site(name, ndev=3, interval="100ms", buffer=None, extra_uplink=""):
     src = os.path.join(harness.TOP, "config", "devices", "flowmeter-generic.yaml")
     with open(src) as f, open(os.path.join(site.dir, "devices", "flowmeter-generic.yaml"), "w") as g:
         g.write(f.read())
-    text = config_yaml(site, "gw1", site.broker_port, buses, devices)
+    text = config_yaml(site, "gw1", site.broker_port, buses, devices, extra=rules)
     if buffer:
         text = text.replace("  max_size: 64MiB\n", "  max_size: %s\n" % buffer)
     if extra_uplink:
@@ -136,7 +136,14 @@ def test_sigkill_ten_times():
 
 def test_full_buffer_counts_drops():
     # 24 devices every 100 ms fill a 1 MiB database within seconds while the broker is away
-    site, cfg = fast_site("full", ndev=24, interval="100ms", buffer="1MiB")
+    # a threshold right at the simulated pressure (0.30 MPa with noise) flaps: many
+    # alert transitions while the telemetry around them is being dropped
+    rules = ("alerts:\n"
+             "  - id: fm1-pressure\n"
+             "    kind: threshold\n"
+             "    point: fm1.pressure\n"
+             "    above: 0.3015\n")
+    site, cfg = fast_site("full", ndev=24, interval="100ms", buffer="1MiB", rules=rules)
     try:
         site.start_sim(["--config", cfg])
         site.start_subscriber("it/gw1/#")
@@ -168,11 +175,18 @@ def test_full_buffer_counts_drops():
         got = seq_payloads(site)
         missing = want - set(got)
         assert len(missing) == st["dropped"] + st["backlog_rows"], (len(missing), st)
-        # state rows (device/...) are never dropped
+        # state rows (device/..., alert/...) are never dropped: every seq that is missing
+        # was telemetry, and every alert transition stored arrived
         states = [s for s, ps in got.items() if "/device/" in ps[0][0]]
         assert len(states) >= 24, states
+        alerts = [s for s, ps in got.items() if "/alert/fm1-pressure/" in ps[0][0]]
+        assert len(alerts) >= 4, "too few transitions to show anything: %d" % len(alerts)
+        r = site.run([os.path.join(harness.BIN, "sluicectl"), "-c", cfg, "--json", "-n", "100000",
+                      "tail", "fm1"])
+        assert r.returncode == 0, r.stderr
         assert "dropped" in d.text() or "drop" in d.text(), d.text()
-        sys.stdout.write("  full buffer: %d seqs, %d dropped and counted\n" % (last, st["dropped"]))
+        sys.stdout.write("  full buffer: %d seqs, %d dropped and counted, %d alert transitions "
+                         "all delivered\n" % (last, st["dropped"], len(alerts)))
     except Exception:
         site.failed = True
         raise

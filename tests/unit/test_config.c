@@ -343,7 +343,7 @@ static void test_example_loads(void **state)
 	assert_int_equal(dev->interval_ms, 10000);
 	assert_int_equal(dev->offline_after, 3);
 	assert_int_equal(dev->max_registers, 125);
-	assert_int_equal(dev->max_gap, 0);
+	assert_int_equal(dev->max_gap, 8);
 	/* a profile's point is located in the profile file */
 	site_path(s, buf, sizeof buf, "devices/flowmeter-generic.yaml");
 	assert_string_equal(dev->point_locs[0].file, buf);

@@ -402,6 +402,93 @@ static void test_separate_tables(void **state)
 	plan_free(&pl);
 }
 
+/* Halves by point count, in address order; the slots of later requests follow. */
+static void test_split_halves(void **state)
+{
+	(void)state;
+	struct point_def pts[] = {
+		P(MB_HOLDING, 4, PT_FLOAT32), /* 0: caller order is not address order */
+		P(MB_HOLDING, 0, PT_FLOAT32), /* 1 */
+		P(MB_HOLDING, 3, PT_UINT16),  /* 2 */
+		P(MB_HOLDING, 6, PT_UINT16),  /* 3 */
+		P(MB_INPUT, 0, PT_UINT16),    /* 4: request 1, moves to 2 */
+	};
+	struct read_plan pl;
+
+	assert_int_equal(plan_build(pts, 5, 125, 8, &pl), 0);
+	assert_int_equal(pl.nreqs, 2);
+	expect_req(&pl, 0, MB_INPUT, 0, 1);
+	expect_req(&pl, 1, MB_HOLDING, 0, 7);
+	assert_int_equal(plan_req_points(&pl, 1), 4);
+
+	assert_int_equal(plan_split(&pl, pts, 1), 1);
+	assert_int_equal(pl.nreqs, 3);
+	expect_req(&pl, 0, MB_INPUT, 0, 1);
+	expect_req(&pl, 1, MB_HOLDING, 0, 4);
+	expect_req(&pl, 2, MB_HOLDING, 4, 3);
+	expect_slot(&pl, 0, 2, 0);
+	expect_slot(&pl, 1, 1, 0);
+	expect_slot(&pl, 2, 1, 3);
+	expect_slot(&pl, 3, 2, 2);
+	expect_slot(&pl, 4, 0, 0);
+
+	/* again, down to single points, which cannot be split */
+	assert_int_equal(plan_split(&pl, pts, 1), 1);
+	expect_req(&pl, 1, MB_HOLDING, 0, 2);
+	expect_req(&pl, 2, MB_HOLDING, 3, 1);
+	expect_req(&pl, 3, MB_HOLDING, 4, 3);
+	expect_slot(&pl, 0, 3, 0);
+	expect_slot(&pl, 2, 2, 0);
+	expect_slot(&pl, 3, 3, 2);
+	assert_int_equal(plan_split(&pl, pts, 1), 0);
+	assert_int_equal(plan_split(&pl, pts, 0), 0);
+	assert_int_equal(plan_split(&pl, pts, 9), 0);
+	assert_int_equal(pl.nreqs, 4);
+
+	/* move the point at 3 last: the others keep their order */
+	plan_move_last(&pl, 2);
+	expect_req(&pl, 0, MB_INPUT, 0, 1);
+	expect_req(&pl, 1, MB_HOLDING, 0, 2);
+	expect_req(&pl, 2, MB_HOLDING, 4, 3);
+	expect_req(&pl, 3, MB_HOLDING, 3, 1);
+	expect_slot(&pl, 0, 2, 0);
+	expect_slot(&pl, 1, 1, 0);
+	expect_slot(&pl, 2, 3, 0);
+	expect_slot(&pl, 3, 2, 2);
+	expect_slot(&pl, 4, 0, 0);
+	plan_move_last(&pl, 3); /* already last */
+	expect_req(&pl, 3, MB_HOLDING, 3, 1);
+	plan_free(&pl);
+}
+
+/* Points that share registers (bits of one register, overlapping ranges) stay together. */
+static void test_split_keeps_overlaps(void **state)
+{
+	(void)state;
+	struct point_def pts[] = {
+		B(10, 0), B(10, 1), B(10, 2), P(MB_HOLDING, 9, PT_UINT32),
+	};
+	struct read_plan pl;
+
+	assert_int_equal(plan_build(pts, 4, 125, 0, &pl), 0);
+	assert_int_equal(pl.nreqs, 1);
+	expect_req(&pl, 0, MB_HOLDING, 9, 2);
+	assert_int_equal(plan_split(&pl, pts, 0), 0);
+	assert_int_equal(pl.nreqs, 1);
+	plan_free(&pl);
+
+	/* bits of 10 together, 12 alone */
+	struct point_def pts2[] = { B(10, 0), B(10, 1), P(MB_HOLDING, 12, PT_UINT16) };
+	assert_int_equal(plan_build(pts2, 3, 125, 1, &pl), 0);
+	assert_int_equal(plan_split(&pl, pts2, 0), 1);
+	expect_req(&pl, 0, MB_HOLDING, 10, 1);
+	expect_req(&pl, 1, MB_HOLDING, 12, 1);
+	expect_slot(&pl, 0, 0, 0);
+	expect_slot(&pl, 1, 0, 0);
+	expect_slot(&pl, 2, 1, 0);
+	plan_free(&pl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -417,6 +504,8 @@ int main(void)
 		cmocka_unit_test(test_bits_of_one_register),
 		cmocka_unit_test(test_caller_order),
 		cmocka_unit_test(test_separate_tables),
+		cmocka_unit_test(test_split_halves),
+		cmocka_unit_test(test_split_keeps_overlaps),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

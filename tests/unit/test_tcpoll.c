@@ -1398,6 +1398,452 @@ static void test_ipv6_and_host_name(void **state)
 	srv_stop(s4);
 }
 
+/* --- the circuit breaker, splitting, writes --------------------------------------- */
+
+/* Requests the server saw from unit, and of those, how many were reads. */
+static int srv_count_unit(struct srv *s, uint8_t unit)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&s->mu);
+	for (int i = 0; i < s->nreq && i < MAXREQ; i++)
+		n += s->req_unit[i] == unit;
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
+
+/*
+ * A dead unit behind a gateway goes offline after offline_after failed polls, is then
+ * tried at a pace that doubles up to its cap (one request, one timeout per attempt),
+ * comes back online at the first answer and resumes its interval; its healthy
+ * neighbour on the same connection keeps its schedule throughout.
+ */
+static void test_breaker_offline_slow_retry_and_recovery(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[256];
+	struct tcpoll_stats st;
+	const int64_t timeout = 150, iv = 100, rmin = 200, rmax = 800;
+
+	s->drop_unit = 5;
+	s->regs[1][0] = 11;
+	size_t b = add_bus(t, "gw", s->port, timeout, 0);
+	uint32_t dd = add_dev(t, "dead", b, 5, iv);
+	uint32_t dh = add_dev(t, "alive", b, 1, iv);
+	add_pt(t, dd, "a", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, dd, "b", MB_HOLDING, 100, PT_UINT16);
+	add_pt(t, dh, "x", MB_HOLDING, 0, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start_retry(t, 1, &sk, rmin, rmax);
+	/* 3 failed polls, then attempts after about 200, 400, 800 and 800 ms */
+	assert_true(wait_readings(&sk, dd, 7, 6000));
+	tcpoll_get_stats(tp, &st);
+	assert_int_equal(st.offline, 1);
+	SRV_SET(s, drop_unit, -1);
+	size_t up = SIZE_MAX, n;
+	int64_t end = clock_mono_ms() + 3000;
+	while (up == SIZE_MAX && clock_mono_ms() < end) {
+		n = sink_of(&sk, dd, v, 256);
+		for (size_t k = 3; k < n && up == SIZE_MAX; k++)
+			if (v[k]->online)
+				up = k;
+		sleep_ms(10);
+	}
+	if (up == SIZE_MAX || up < 7) {
+		n = sink_of(&sk, dd, v, 256);
+		for (size_t k = 0; k < n; k++)
+			print_message("%zu: online %d err %d start %lld\n", k, v[k]->online,
+				      v[k]->values[0].err, (long long)v[k]->start_mono_ms);
+		print_message("now %lld alive %zu unit5 %d\n", (long long)clock_mono_ms(),
+			      sink_count(&sk, dh), srv_count_unit(s, 5));
+	}
+	assert_true(up != SIZE_MAX && up >= 7);
+	assert_true(wait_readings(&sk, dd, up + 5, 3000));
+	tcpoll_stop(tp);
+
+	n = sink_of(&sk, dd, v, 256);
+	for (size_t k = 0; k < up; k++) {
+		assert_all_err(v[k], MBE_TIMEOUT);
+		assert_int_equal(v[k]->last_err, MBE_TIMEOUT);
+		/* online for the first offline_after - 1 failures, then offline */
+		if (k < 2)
+			assert_true(v[k]->online);
+		else
+			assert_false(v[k]->online);
+	}
+	for (size_t k = 3; k < up; k++) {
+		int64_t delay = rmin << (k - 3);
+		int64_t gap = v[k]->start_mono_ms - v[k - 1]->start_mono_ms;
+		if (delay > rmax)
+			delay = rmax;
+		/* the attempt took its timeout, then waited delay +- 10 % */
+		if (gap < delay * 9 / 10 + timeout - 5 || gap > delay * 11 / 10 + timeout + 150)
+			fail_msg("offline attempt %zu came %lld ms after the previous one "
+				 "(expected about %lld + %lld)", k, (long long)gap,
+				 (long long)delay, (long long)timeout);
+	}
+	/* back: values, online, the last failure still named, and the interval again */
+	for (size_t k = up; k < n; k++) {
+		assert_true(v[k]->online);
+		assert_true(all_ok(v[k]));
+		assert_int_equal(v[k]->last_err, MBE_TIMEOUT);
+	}
+	assert_schedule(v + up, n - up, iv, iv + timeout);
+	/* one request per failed attempt (not one per point), two per answered poll */
+	int reqs = srv_count_unit(s, 5);
+	int want = (int)up + 2 * (int)(n - up);
+	if (reqs < want || reqs > want + 2)
+		fail_msg("unit 5 got %d requests, expected %d", reqs, want);
+
+	n = sink_of(&sk, dh, v, 256);
+	assert_true(n >= 20);
+	assert_schedule(v, n, iv, iv + timeout + 150);
+	for (size_t k = 0; k < n; k++) {
+		assert_true(v[k]->online);
+		assert_int_equal(v[k]->last_err, 0);
+		assert_int_equal(v[k]->values[0].v.u, 11);
+	}
+	tcpoll_get_stats(tp, &st);
+	assert_int_equal(st.offline, 0);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+/* A device that answers only exceptions is there: it never goes offline. A refused
+ * connection is a failure like a timeout, and offline_after counts from the config. */
+static void test_breaker_what_counts_as_failed(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[128];
+
+	s->exc_from = 0;
+	s->exc_to = 10;
+	size_t b = add_bus(t, "a", s->port, 500, 0);
+	size_t br = add_bus(t, "refused", dead_port(), 500, 0);
+	uint32_t de = add_dev(t, "refuser", b, 1, 100);
+	add_pt(t, de, "x", MB_HOLDING, 0, PT_UINT16);
+	uint32_t dr = add_dev(t, "unplugged", br, 1, 100);
+	add_pt(t, dr, "x", MB_HOLDING, 0, PT_UINT16);
+	t->devs[dr].offline_after = 5;
+
+	sink_init(&sk);
+	struct tcpoll *tp = start_retry(t, 1, &sk, 5000, 5000);
+	assert_true(wait_readings(&sk, de, 8, 3000));
+	assert_true(wait_readings(&sk, dr, 5, 3000));
+	sleep_ms(300); /* long enough for more polls, were dr still on its interval */
+	tcpoll_stop(tp);
+	size_t n = sink_of(&sk, de, v, 128);
+	for (size_t k = 0; k < n; k++) {
+		assert_true(v[k]->online);
+		assert_int_equal(v[k]->last_err, 0);
+		assert_all_err(v[k], MBE_EXC_BASE + 2);
+	}
+	n = sink_of(&sk, dr, v, 128);
+	assert_int_equal(n, 5); /* the 6th attempt is 5 s away */
+	for (size_t k = 0; k < n; k++) {
+		assert_all_err(v[k], MBE_CONNECT);
+		assert_int_equal(v[k]->last_err, MBE_CONNECT);
+		assert_true(v[k]->online == (k < 4));
+	}
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+/*
+ * The plan merges 0..6 (max_gap); the device refuses any read touching 2..3. The first
+ * poll splits the read in halves until only the point at 3 fails, and still reads every
+ * other point; later polls send the split reads straight away.
+ */
+static void test_split_on_illegal_address(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[64];
+	struct tcpoll_stats st;
+
+	s->exc_from = 2;
+	s->exc_to = 4;
+	s->regs[1][0] = 0x4148; /* float32 12.5 */
+	s->regs[1][4] = 0xC148; /* float32 -12.5 */
+	s->regs[1][6] = 66;
+	size_t b = add_bus(t, "a", s->port, 1000, 0);
+	uint32_t d = add_dev(t, "meter", b, 1, 150);
+	add_pt(t, d, "a", MB_HOLDING, 0, PT_FLOAT32);
+	add_pt(t, d, "bad", MB_HOLDING, 3, PT_UINT16);
+	add_pt(t, d, "b", MB_HOLDING, 4, PT_FLOAT32);
+	add_pt(t, d, "c", MB_HOLDING, 6, PT_UINT16);
+	t->devs[d].max_gap = 8;
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	assert_true(wait_readings(&sk, d, 4, 3000));
+	tcpoll_stop(tp);
+
+	size_t n = sink_of(&sk, d, v, 64);
+	for (size_t k = 0; k < n; k++) {
+		assert_true(v[k]->online);
+		assert_int_equal(v[k]->values[0].kind, VAL_DOUBLE);
+		assert_true(v[k]->values[0].v.d == 12.5);
+		assert_int_equal(v[k]->values[1].kind, VAL_NONE);
+		assert_int_equal(v[k]->values[1].err, MBE_EXC_BASE + 2);
+		assert_int_equal(v[k]->values[2].kind, VAL_DOUBLE);
+		assert_true(v[k]->values[2].v.d == -12.5);
+		assert_int_equal(v[k]->values[3].v.u, 66);
+	}
+	tcpoll_get_stats(tp, &st);
+	assert_int_equal(st.splits, 2);        /* 0..6 in halves, then 0..3 in halves */
+	assert_int_equal(st.connects, 1);
+	/* first poll: 0..6, 0..3, 0..1, 3, 4..6; then 0..1, 3, 4..6 in every poll */
+	pthread_mutex_lock(&s->mu);
+	static const uint16_t want[][2] = { { 0, 7 }, { 0, 4 }, { 0, 2 }, { 3, 1 }, { 4, 3 },
+					    { 0, 2 }, { 3, 1 }, { 4, 3 } };
+	assert_true(s->nreq >= 8);
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(s->req_fc[i], 3);
+		assert_int_equal(s->req_start[i], want[i][0]);
+		assert_int_equal(s->req_count[i], want[i][1]);
+	}
+	assert_true((size_t)s->nreq <= 5 + 3 * (n - 1) + 3);
+	pthread_mutex_unlock(&s->mu);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+/*
+ * A merged read across 12 that the device never answers (some devices stay silent for
+ * an unmapped register), while it answers everything else. The read is the first of
+ * the poll, so the first poll learns nothing but moves it last; the second poll sees
+ * the device answer another read before it times out, and splits it; from the third
+ * poll on, every point reads.
+ */
+static void test_split_on_timeout_only_when_merged(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[64];
+	struct tcpoll_stats st;
+
+	s->mute_from = 12;
+	s->mute_to = 13;
+	s->regs[1][10] = 10;
+	s->regs[1][14] = 14;
+	s->regs[1][100] = 100;
+	size_t b = add_bus(t, "a", s->port, 200, 0);
+	uint32_t d = add_dev(t, "meter", b, 1, 150);
+	add_pt(t, d, "a", MB_HOLDING, 10, PT_UINT16);
+	add_pt(t, d, "b", MB_HOLDING, 14, PT_UINT16);
+	add_pt(t, d, "x", MB_HOLDING, 100, PT_UINT16);
+	t->devs[d].max_gap = 8;
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	assert_true(wait_readings(&sk, d, 6, 4000));
+	tcpoll_stop(tp);
+
+	size_t n = sink_of(&sk, d, v, 64);
+	/* 1st: the merged read times out first: nothing read */
+	assert_all_err(v[0], MBE_TIMEOUT);
+	/* 2nd: x reads, the merged read (now last) times out */
+	assert_int_equal(v[1]->values[2].v.u, 100);
+	assert_int_equal(v[1]->values[0].err, MBE_TIMEOUT);
+	assert_int_equal(v[1]->values[1].err, MBE_TIMEOUT);
+	for (size_t k = 2; k < n; k++) {
+		assert_true(all_ok(v[k]));
+		assert_int_equal(v[k]->values[0].v.u, 10);
+		assert_int_equal(v[k]->values[1].v.u, 14);
+		assert_int_equal(v[k]->values[2].v.u, 100);
+	}
+	for (size_t k = 0; k < n; k++)
+		assert_true(v[k]->online);
+	tcpoll_get_stats(tp, &st);
+	assert_int_equal(st.splits, 1);
+	assert_int_equal(st.timeouts, 2);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+/* Index of the first request from `from` on with this fc and start, or -1. */
+static int srv_find_req(struct srv *s, int from, uint8_t fc, uint16_t start)
+{
+	for (int i = from; i < s->nreq && i < MAXREQ; i++)
+		if (s->req_fc[i] == fc && s->req_start[i] == start)
+			return i;
+	return -1;
+}
+
+/* Each kind of write arrives with the right function code and registers. */
+static void test_writes_each_kind(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct point_def *p;
+
+	s->regs[1][30] = 0x0101;    /* other bits of the bit point's register */
+	s->regs[1][50] = 0x0001;
+	s->exc_from = 60;
+	s->exc_to = 61;
+	size_t b = add_bus(t, "a", s->port, 1000, 0);
+	uint32_t d = add_dev(t, "sign", b, 3, 100);
+	add_pt(t, d, "pump", MB_COIL, 3, PT_BOOL)->writable = true;            /* 0 */
+	p = add_pt(t, d, "setpoint", MB_HOLDING, 10, PT_UINT16);              /* 1 */
+	p->scale = 0.1;
+	p->writable = true;
+	add_pt(t, d, "limit", MB_HOLDING, 20, PT_FLOAT32)->writable = true;    /* 2 */
+	p = add_pt(t, d, "lamp", MB_HOLDING, 30, PT_BOOL);                    /* 3 */
+	p->bit = 4;
+	p->writable = true;
+	p = add_pt(t, d, "count", MB_HOLDING, 40, PT_INT32);                  /* 4 */
+	p->word_order = ORDER_LITTLE;
+	p->writable = true;
+	add_pt(t, d, "run", MB_HOLDING, 50, PT_BOOL)->writable = true;         /* 5 */
+	add_pt(t, d, "locked", MB_HOLDING, 60, PT_UINT16)->writable = true;    /* 6 */
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	assert_true(wait_readings(&sk, d, 1, 3000)); /* writes go between polls */
+	assert_int_equal(tcpoll_write(tp, d, 0, 1, 100), 0);
+	assert_int_equal(tcpoll_write(tp, d, 1, 12.3, 101), 0);
+	assert_int_equal(tcpoll_write(tp, d, 2, -2.5, 102), 0);
+	assert_int_equal(tcpoll_write(tp, d, 3, 1, 103), 0);
+	assert_int_equal(tcpoll_write(tp, d, 4, -2, 104), 0);
+	assert_int_equal(tcpoll_write(tp, d, 5, 0, 105), 0);
+	assert_int_equal(tcpoll_write(tp, d, 6, 7, 106), 0);
+	assert_true(wait_writes(&sk, 7, 3000));
+	size_t before = sink_count(&sk, d);
+	assert_true(wait_readings(&sk, d, before + 2, 3000)); /* polls go on */
+	tcpoll_stop(tp);
+
+	for (uint64_t tag = 100; tag <= 105; tag++) {
+		struct wres r = sink_wres(&sk, tag);
+		assert_int_equal(r.device, d);
+		assert_int_equal(r.point, tag - 100);
+		assert_int_equal(r.err, 0);
+	}
+	assert_int_equal(sink_wres(&sk, 106).err, MBE_EXC_BASE + 2);
+
+	pthread_mutex_lock(&s->mu);
+	assert_int_equal(s->bits[0][3], 1);
+	assert_int_equal(s->regs[1][10], 123);
+	assert_int_equal(s->regs[1][20], 0xC020);
+	assert_int_equal(s->regs[1][21], 0x0000);
+	assert_int_equal(s->regs[1][30], 0x0111); /* bit 4 set, the others kept */
+	assert_int_equal(s->regs[1][40], 0xFFFE); /* -2, low word first */
+	assert_int_equal(s->regs[1][41], 0xFFFF);
+	assert_int_equal(s->regs[1][50], 0);
+	/* function codes: 5, 6, 16, 3 then 6 right after it, 16, 6, 6 */
+	assert_true(srv_find_req(s, 0, 5, 3) >= 0);
+	assert_true(srv_find_req(s, 0, 6, 10) >= 0);
+	int i = srv_find_req(s, 0, 16, 20);
+	assert_true(i >= 0);
+	assert_int_equal(s->req_count[i], 2);
+	i = srv_find_req(s, 0, 6, 30);
+	assert_true(i >= 1);
+	assert_int_equal(s->req_fc[i - 1], 3);
+	assert_int_equal(s->req_start[i - 1], 30);
+	assert_int_equal(s->req_count[i - 1], 1);
+	i = srv_find_req(s, 0, 16, 40);
+	assert_true(i >= 0);
+	assert_int_equal(s->req_count[i], 2);
+	assert_true(srv_find_req(s, 0, 6, 50) >= 0);
+	assert_true(srv_find_req(s, 0, 6, 60) >= 0);
+	for (i = 0; i < s->nreq && i < MAXREQ; i++)
+		assert_int_equal(s->req_unit[i], 3);
+	pthread_mutex_unlock(&s->mu);
+
+	struct tcpoll_stats st;
+	tcpoll_get_stats(tp, &st);
+	assert_int_equal(st.writes, 7);
+	assert_int_equal(st.write_fails, 1);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+/* Bad writes are refused at once, by errno; a write to a bus that refuses connections
+ * is reported through write_done. */
+static void test_writes_refused(void **state)
+{
+	(void)state;
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct point_def *p;
+
+	size_t b = add_bus(t, "nobody", dead_port(), 500, 0);
+	uint32_t d = add_dev(t, "dev", b, 1, 60000);
+	p = add_pt(t, d, "setpoint", MB_HOLDING, 10, PT_UINT16);             /* 0 */
+	p->scale = 0.1;
+	p->writable = true;
+	add_pt(t, d, "level", MB_HOLDING, 11, PT_INT16);                     /* 1: read-only */
+	add_pt(t, d, "pump", MB_COIL, 3, PT_BOOL)->writable = true;           /* 2 */
+	add_pt(t, d, "name", MB_HOLDING, 20, PT_STRING)->writable = true;     /* 3 */
+	t->pts[d][3].length = 4;
+	add_pt(t, d, "small", MB_HOLDING, 30, PT_INT16)->writable = true;     /* 4 */
+	add_pt(t, d, "flag", MB_INPUT, 0, PT_BOOL)->writable = true;          /* 5 */
+	add_pt(t, d, "ratio", MB_HOLDING, 40, PT_FLOAT32)->writable = true;   /* 6 */
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	errno = 0;
+	assert_int_equal(tcpoll_write(tp, d, 0, 6553.6, 1), -1); /* 65536 */
+	assert_int_equal(errno, ERANGE);
+	assert_int_equal(tcpoll_write(tp, d, 0, -0.1, 1), -1);
+	assert_int_equal(errno, ERANGE);
+	assert_int_equal(tcpoll_write(tp, d, 4, 32768, 1), -1);
+	assert_int_equal(errno, ERANGE);
+	assert_int_equal(tcpoll_write(tp, d, 4, -32769, 1), -1);
+	assert_int_equal(errno, ERANGE);
+	assert_int_equal(tcpoll_write(tp, d, 2, 2, 1), -1);
+	assert_int_equal(errno, ERANGE);
+	assert_int_equal(tcpoll_write(tp, d, 6, NAN, 1), -1);
+	assert_int_equal(errno, ERANGE);
+	assert_int_equal(tcpoll_write(tp, d, 6, 1e39, 1), -1);
+	assert_int_equal(errno, ERANGE);
+	assert_int_equal(tcpoll_write(tp, d, 1, 5, 1), -1);
+	assert_int_equal(errno, EPERM);
+	assert_int_equal(tcpoll_write(tp, d, 5, 1, 1), -1);
+	assert_int_equal(errno, EPERM);
+	assert_int_equal(tcpoll_write(tp, d, 3, 1, 1), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(tcpoll_write(tp, d, 7, 1, 1), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(tcpoll_write(tp, d + 1, 0, 1, 1), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(sink_nwrites(&sk), 0);
+
+	/* in range, but nobody listens */
+	assert_int_equal(tcpoll_write(tp, d, 0, 6553.5, 7), 0);
+	assert_int_equal(tcpoll_write(tp, d, 4, -32768, 8), 0);
+	assert_true(wait_writes(&sk, 2, 3000));
+	tcpoll_stop(tp);
+	assert_int_equal(sink_wres(&sk, 7).err, MBE_CONNECT);
+	assert_int_equal(sink_wres(&sk, 8).err, MBE_CONNECT);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1417,6 +1863,12 @@ int main(void)
 		cmocka_unit_test(test_which_devices),
 		cmocka_unit_test(test_descriptors_past_1023),
 		cmocka_unit_test(test_ipv6_and_host_name),
+		cmocka_unit_test(test_breaker_offline_slow_retry_and_recovery),
+		cmocka_unit_test(test_breaker_what_counts_as_failed),
+		cmocka_unit_test(test_split_on_illegal_address),
+		cmocka_unit_test(test_split_on_timeout_only_when_merged),
+		cmocka_unit_test(test_writes_each_kind),
+		cmocka_unit_test(test_writes_refused),
 	};
 
 	log_init(3, "test_tcpoll"); /* warnings about the dead endpoints are expected */

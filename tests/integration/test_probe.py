@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""sluicectl probe against sluice-sim on loopback.
+
+- a float stored low word first (as TUF-2000M meters do) is found under CDAB, and its
+  value is the one the sim served (its --trace);
+- the register before the address asked for is read too, labelled with its 1-based number;
+- a configured device's points are printed with their raw registers and values, each
+  value one the sim served;
+- an exception, a dead unit (timeout, bounded) and a refused connection give clear
+  messages and exit status 1; bad usage gives 2.
+"""
+
+import json
+import os
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import Site, config_yaml, free_port  # noqa: E402
+
+TUF_POINTS = """\
+    points:
+      flow:   { table: holding, address: 0, type: float32, word_order: little, unit: m3/h }
+      status: { table: holding, address: 10, type: uint16 }
+"""
+
+
+def make_site(name):
+    site = Site(name)
+    sim_port = free_port()
+    buses = (
+        "  - id: site-tcp\n"
+        "    tcp: { host: 127.0.0.1, port: %d }\n"
+        "    timeout: 1s\n" % sim_port
+    )
+    devices = (
+        "  - id: inlet\n"
+        "    bus: site-tcp\n"
+        "    unit_id: 1\n"
+        "    profile: flowmeter-generic\n"
+        "  - id: tuf\n"
+        "    bus: site-tcp\n"
+        "    unit_id: 2\n" + TUF_POINTS +
+        "  - id: dead\n"
+        "    bus: site-tcp\n"
+        "    unit_id: 3\n"
+        "    profile: flowmeter-generic\n"
+    )
+    os.makedirs(os.path.join(site.dir, "devices"), exist_ok=True)
+    for fn in os.listdir(os.path.join(harness.TOP, "config", "devices")):
+        with open(os.path.join(harness.TOP, "config", "devices", fn), "rb") as f:
+            data = f.read()
+        with open(os.path.join(site.dir, "devices", fn), "wb") as f:
+            f.write(data)
+    # the broker port is never used: probe talks to devices only
+    cfg = site.write("sluice.yaml", config_yaml(site, "gw1", free_port(), buses, devices))
+    trace = os.path.join(site.dir, "trace.jsonl")
+    site.start_sim(["--config", cfg, "--trace", trace, "--seed", "7", "-s", "dead=dead"])
+    return site, cfg, sim_port, trace
+
+
+def probe(site, *args, timeout=30):
+    return site.run([os.path.join(harness.BIN, "sluicectl"), "probe"] + list(args), timeout=timeout)
+
+
+def served(trace, unit, point):
+    out = []
+    with open(trace, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("unit") == unit and point in rec.get("values", {}):
+                out.append(rec["values"][point])
+    return out
+
+
+def f32(hi, lo):
+    return struct.unpack(">f", struct.pack(">HH", hi, lo))[0]
+
+
+def close_f32(a, b):
+    return a == b or abs(a - b) <= 1e-6 * max(abs(a), abs(b))
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def test_word_swapped_float():
+    site, cfg, port, trace = make_site("probe-raw")
+    try:
+        r = probe(site, "--tcp", "127.0.0.1:%d" % port, "--unit", "2", "--read", "holding:0:2",
+                  "--json")
+        check(r.returncode == 0, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        out = json.loads(r.stdout)
+        regs = out["registers"]
+        check([x["address"] for x in regs] == [0, 1, 2], regs)
+        check([x["asked"] for x in regs] == [True, True, False], regs)
+        w0, w1 = regs[0]["uint16"], regs[1]["uint16"]
+        check(regs[0]["hex"] == "%04X" % w0, regs[0])
+        cdab = regs[0]["float32"]["CDAB"]
+        abcd = regs[0]["float32"]["ABCD"]
+        check(close_f32(cdab, f32(w1, w0)), (cdab, w0, w1))
+        check(close_f32(abcd, f32(w0, w1)), (abcd, w0, w1))
+        # the sim served this flow low word first: CDAB is its value
+        flows = served(trace, 2, "flow")
+        check(flows, "the sim traced no read of tuf.flow")
+        check(any(close_f32(cdab, v) for v in flows[-3:]), (cdab, flows[-3:]))
+        check(not close_f32(abcd, cdab), (abcd, cdab))
+        check(regs[0]["uint32"]["CDAB"] == (w1 << 16 | w0), regs[0])
+
+        # the text table: both numberings, the extra register marked
+        r = probe(site, "--tcp", "127.0.0.1:%d" % port, "--unit", "2", "--table", "holding",
+                  "--address", "1", "--count", "1")
+        check(r.returncode == 0, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        lines = r.stdout.splitlines()
+        check(any("wire" in ln and "1-based" in ln for ln in lines), r.stdout)
+        check("float32 CDAB" in r.stdout and "int32 ABCD" in r.stdout, r.stdout)
+        rows = {int(ln[1:].split()[0]): ln for ln in lines
+                if len(ln) > 2 and ln[0] in " +" and ln[1:].split() and ln[1:].split()[0].isdigit()}
+        check(0 in rows and rows[0].startswith("+"), rows)   # read around: wire 0 = 1-based 1
+        check(rows[0][1:].split()[1] == "1", rows[0])
+        check(1 in rows and rows[1].startswith(" "), rows)
+        check("manual that numbers registers from 1" in r.stdout, r.stdout)
+    except Exception:
+        site.failed = True
+        raise
+    finally:
+        site.close()
+
+
+def test_configured_device():
+    site, cfg, port, trace = make_site("probe-cfg")
+    try:
+        r = probe(site, "--config", cfg, "inlet")
+        check(r.returncode == 0, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        for name in ("flow", "velocity", "total", "pressure", "alarm"):
+            check(any(ln.split()[:1] == [name] for ln in r.stdout.splitlines()), r.stdout)
+        flow = [ln for ln in r.stdout.splitlines() if ln.startswith("flow ")][0]
+        check("holding" in flow and "float32" in flow and flow.endswith("m3/h"), flow)
+
+        r = probe(site, "--config", cfg, "--json", "tuf")
+        check(r.returncode == 0, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        pts = {p["name"]: p for p in json.loads(r.stdout)["points"]}
+        flow = pts["flow"]
+        lo, hi = (int(h, 16) for h in flow["raw"])
+        check(close_f32(flow["value"], f32(hi, lo)), flow)
+        check(flow["value"] in served(trace, 2, "flow"), (flow, served(trace, 2, "flow")[-3:]))
+        check(flow["unit"] == "m3/h" and "error" not in flow, flow)
+        check(isinstance(pts["status"]["value"], int), pts["status"])
+    except Exception:
+        site.failed = True
+        raise
+    finally:
+        site.close()
+
+
+def test_errors():
+    site, cfg, port, trace = make_site("probe-err")
+    try:
+        # an exception: the hint names the numbering
+        r = probe(site, "--tcp", "127.0.0.1:%d" % port, "--unit", "1", "--read", "holding:400:2")
+        check(r.returncode == 1, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        check("illegal data address" in r.stdout and "numbers from 1" in r.stdout, r.stdout)
+
+        # a unit that never answers: a timeout, bounded by --timeout, and the other
+        # points are not tried one timeout each
+        t0 = time.monotonic()
+        r = probe(site, "--config", cfg, "--timeout", "300", "dead")
+        took = time.monotonic() - t0
+        check(r.returncode == 1, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        check(r.stdout.count("error: timeout") == 5, r.stdout)
+        check(took < 3, "probe of a dead unit took %.1fs" % took)
+        r = probe(site, "--config", cfg, "--json", "--timeout", "300", "dead")
+        pts = json.loads(r.stdout)["points"]
+        check(all(p["value"] is None and p["error"] == "timeout" for p in pts), pts)
+
+        # nobody listening
+        r = probe(site, "--tcp", "127.0.0.1:%d" % free_port(), "--read", "holding:0")
+        check(r.returncode == 1, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        check("cannot connect" in r.stderr, r.stderr)
+
+        # usage
+        for bad in (["--tcp", "127.0.0.1:%d" % port, "--read", "holding"],
+                    ["--tcp", "127.0.0.1:%d" % port, "--read", "bogus:1"],
+                    ["--tcp", "127.0.0.1:%d" % port, "--read", "holding:0:200"],
+                    ["--tcp", "127.0.0.1:%d" % port, "--unit", "300", "--read", "holding:0"],
+                    ["--tcp", "::1:502", "--read", "holding:0"],
+                    ["--tcp", "127.0.0.1:%d" % port],
+                    ["--config", cfg, "nosuchdevice"],
+                    []):
+            r = probe(site, *bad)
+            check(r.returncode == 2, "%r: rc %d: %s %s" % (bad, r.returncode, r.stdout, r.stderr))
+            check(r.stderr.strip(), "%r: no message" % (bad,))
+    except Exception:
+        site.failed = True
+        raise
+    finally:
+        site.close()
+
+
+if __name__ == "__main__":
+    sys.exit(harness.run_tests([test_word_swapped_float, test_configured_device, test_errors]))

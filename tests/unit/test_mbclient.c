@@ -1,0 +1,214 @@
+/*
+ * mbclient: address parsing, and transactions against peers on 127.0.0.1 run by this
+ * test: one that answers with mbpdu_serve, one that accepts and never answers (the
+ * timeout must bound the wait), one that answers for another transaction id.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mbclient.h"
+#include "mberr.h"
+#include "mbpdu.h"
+
+static void test_parse_addr(void **state)
+{
+	(void)state;
+	char host[64];
+	uint16_t port = 0;
+
+	assert_int_equal(mbclient_parse_addr("127.0.0.1:1502", host, sizeof host, &port), 0);
+	assert_string_equal(host, "127.0.0.1");
+	assert_int_equal(port, 1502);
+	assert_int_equal(mbclient_parse_addr("[::1]:503", host, sizeof host, &port), 0);
+	assert_string_equal(host, "::1");
+	assert_int_equal(port, 503);
+	assert_int_equal(mbclient_parse_addr("[fe80::1]", host, sizeof host, &port), 0);
+	assert_string_equal(host, "fe80::1");
+	assert_int_equal(port, 502);
+	assert_int_equal(mbclient_parse_addr("meter-3", host, sizeof host, &port), 0);
+	assert_string_equal(host, "meter-3");
+	assert_int_equal(port, 502);
+
+	static const char *const bad[] = { "", ":502", "host:", "host:0", "host:65536",
+					   "host:12x", "::1:502", "[::1", "[::1]x", "[]:502" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		if (mbclient_parse_addr(bad[i], host, sizeof host, &port) != -1)
+			fail_msg("'%s' accepted", bad[i]);
+	assert_int_equal(mbclient_parse_addr("a-rather-long-host-name:1", host, 8, &port), -1);
+}
+
+/* --- a one-connection peer --------------------------------------------------------- */
+
+enum peer_mode { PEER_SERVE, PEER_MUTE, PEER_BADTID };
+
+struct peer {
+	int lfd;
+	uint16_t port;
+	int mode;
+	pthread_t th;
+	uint16_t regs[16];
+};
+
+static int peer_read_regs(void *ctx, enum mb_table t, uint16_t start, uint16_t count,
+			  uint16_t *out)
+{
+	struct peer *p = ctx;
+
+	(void)t;
+	if ((unsigned)start + count > 16)
+		return 2;
+	memcpy(out, &p->regs[start], count * sizeof *out);
+	return 0;
+}
+
+static void *peer_main(void *arg)
+{
+	struct peer *p = arg;
+	struct mbpdu_server ms = { .ctx = p, .read_regs = peer_read_regs };
+	int fd = accept(p->lfd, NULL, NULL);
+	uint8_t in[MBTCP_ADU_MAX], out[MBTCP_ADU_MAX], resp[MB_PDU_MAX];
+	size_t len = 0;
+
+	if (fd < 0)
+		return NULL;
+	for (;;) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		if (poll(&pf, 1, 3000) <= 0)
+			break;
+		ssize_t n = recv(fd, in + len, sizeof in - len, 0);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		uint16_t tid;
+		uint8_t unit;
+		int pdulen = len >= MBTCP_HDR ? mbtcp_header(in, &tid, &unit) : 0;
+		if (pdulen <= 0 || len < MBTCP_HDR + (size_t)pdulen)
+			continue;
+		if (p->mode != PEER_MUTE) {
+			size_t rl = mbpdu_serve(&ms, in + MBTCP_HDR, (size_t)pdulen, resp);
+			size_t ol = mbtcp_frame(out, p->mode == PEER_BADTID ? tid + 1 : tid, unit,
+						resp, rl);
+			if (send(fd, out, ol, MSG_NOSIGNAL) < 0)
+				break;
+		}
+		len = 0;
+	}
+	close(fd);
+	return NULL;
+}
+
+static void peer_start(struct peer *p, int mode)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof a;
+
+	p->mode = mode;
+	p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(p->lfd >= 0);
+	assert_int_equal(bind(p->lfd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(p->lfd, 4), 0);
+	assert_int_equal(getsockname(p->lfd, (struct sockaddr *)&a, &alen), 0);
+	p->port = ntohs(a.sin_port);
+	assert_int_equal(pthread_create(&p->th, NULL, peer_main, p), 0);
+}
+
+static void peer_stop(struct peer *p)
+{
+	shutdown(p->lfd, SHUT_RDWR);
+	pthread_join(p->th, NULL);
+	close(p->lfd);
+}
+
+static int64_t ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void test_read_and_exception(void **state)
+{
+	(void)state;
+	struct peer p = { .regs = { 0x4148, 0x0000, 7 } };
+	char err[256];
+	uint16_t regs[4];
+
+	peer_start(&p, PEER_SERVE);
+	struct mbclient *c = mbclient_open_tcp("127.0.0.1", p.port, 1000, err, sizeof err);
+	assert_non_null(c);
+	assert_int_equal(mbclient_read(c, 1, MB_HOLDING, 0, 3, regs, NULL), 0);
+	assert_int_equal(regs[0], 0x4148);
+	assert_int_equal(regs[2], 7);
+	/* an exception is an answer: the connection stays */
+	assert_int_equal(mbclient_read(c, 1, MB_HOLDING, 15, 2, regs, NULL), MBE_EXC_BASE + 2);
+	assert_int_equal(mbclient_read(c, 1, MB_HOLDING, 2, 1, regs, NULL), 0);
+	assert_int_equal(regs[0], 7);
+	mbclient_close(c);
+	peer_stop(&p);
+}
+
+static void test_timeout_is_bounded(void **state)
+{
+	(void)state;
+	struct peer p = { 0 };
+	char err[256];
+	uint16_t regs[2];
+
+	peer_start(&p, PEER_MUTE);
+	struct mbclient *c = mbclient_open_tcp("127.0.0.1", p.port, 200, err, sizeof err);
+	assert_non_null(c);
+	int64_t t0 = ms_now();
+	assert_int_equal(mbclient_read(c, 1, MB_HOLDING, 0, 1, regs, NULL), MBE_TIMEOUT);
+	int64_t took = ms_now() - t0;
+	if (took < 190 || took > 1000)
+		fail_msg("timed out after %lld ms, not 200", (long long)took);
+	mbclient_close(c);
+	peer_stop(&p);
+}
+
+static void test_wrong_tid_and_refused(void **state)
+{
+	(void)state;
+	struct peer p = { 0 };
+	char err[256];
+	uint16_t regs[2];
+
+	peer_start(&p, PEER_BADTID);
+	struct mbclient *c = mbclient_open_tcp("127.0.0.1", p.port, 500, err, sizeof err);
+	assert_non_null(c);
+	assert_int_equal(mbclient_read(c, 1, MB_HOLDING, 0, 1, regs, NULL), MBE_PROTO);
+	/* the stream was dropped; the peer took its one connection, so reconnecting fails */
+	peer_stop(&p);
+	assert_int_equal(mbclient_read(c, 1, MB_HOLDING, 0, 1, regs, NULL), MBE_CONNECT);
+	mbclient_close(c);
+
+	assert_null(mbclient_open_tcp("127.0.0.1", p.port, 500, err, sizeof err));
+	assert_non_null(strstr(err, "cannot connect to 127.0.0.1 port"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_addr),
+		cmocka_unit_test(test_read_and_exception),
+		cmocka_unit_test(test_timeout_is_bounded),
+		cmocka_unit_test(test_wrong_tid_and_refused),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

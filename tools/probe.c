@@ -1,0 +1,760 @@
+/*
+ * probe: the command line and the printing of `sluicectl probe`. Owns no Modbus: the
+ * transactions are drivers/mbclient's, the decoding drivers/codec's, the config
+ * config's. It must never write to a device: a technician probing a live plant may
+ * only read.
+ *
+ *   sluicectl probe --config FILE [--timeout MS] [--json] DEVICE
+ *   sluicectl probe --tcp HOST:PORT [--unit N] [--timeout MS] [--json]
+ *                   --read TABLE:ADDRESS[:COUNT] | --table T --address A [--count N]
+ */
+#include "probe.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "config.h"
+#include "json.h"
+#include "mbclient.h"
+#include "mberr.h"
+#include "mbpdu.h"
+
+#define PROBE_DEFAULT_TIMEOUT_MS 1000
+#define PROBE_MAX_COUNT (MB_MAX_READ_REGS - 2) /* room for the neighbours read around it */
+
+static void probe_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: sluicectl probe --config FILE [--timeout MS] [--json] DEVICE\n"
+		"       sluicectl probe --tcp HOST:PORT [--unit N] [--timeout MS] [--json]\n"
+		"                       --read TABLE:ADDRESS[:COUNT]\n"
+		"       sluicectl probe --tcp HOST:PORT [--unit N] --table TABLE --address A "
+		"[--count N]\n"
+		"\n"
+		"Reads a device once and prints what it answered; never writes.\n"
+		"  --config FILE DEVICE  every point of a configured device, decoded as sluiced\n"
+		"                        would, with its raw registers\n"
+		"  --tcp HOST:PORT       a Modbus TCP device or gateway ([::1]:502 for IPv6)\n"
+		"  --unit N              unit id, 0..255 (default 1)\n"
+		"  --read TABLE:A[:N]    N (default 1) registers or bits of TABLE (holding, input,\n"
+		"                        coil, discrete) from wire address A (0-based); the register\n"
+		"                        before A is read too, so a manual that numbers registers\n"
+		"                        from 1 is seen in the same call\n"
+		"  --timeout MS          how long to wait for each reply (default: the bus's, or "
+		"1000)\n"
+		"  --json                machine-readable output\n"
+		"\n"
+		"Registers are shown as hex, uint16 and int16, and every 32-bit pair as float32,\n"
+		"uint32 and int32 in the four orders: ABCD (high word first, the Modbus default),\n"
+		"CDAB (low word first, e.g. TUF-2000M), BADC and DCBA (bytes swapped).\n");
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* A longer explanation of a failure, for a person deciding what to check next. */
+static const char *probe_hint(int err)
+{
+	switch (err) {
+	case MBE_TIMEOUT:
+		return "no reply: check the unit id, the address and that the device is on";
+	case MBE_CONNECT:
+		return "cannot reach the device or gateway: check host, port and wiring";
+	case MBE_CLOSED:
+		return "the device closed the connection (some do for a wrong unit id)";
+	case MBE_PROTO:
+		return "a reply that does not fit the request (another unit or transaction)";
+	case MBE_EXC_BASE + 1:
+		return "the device does not support this function: try another table";
+	case MBE_EXC_BASE + 2:
+		return "the device has no register there: check whether the manual numbers "
+		       "from 1 (subtract 1) or as 40001 (subtract 40001)";
+	case MBE_EXC_BASE + 3:
+		return "the device refuses this count: read fewer registers";
+	case MBE_EXC_BASE + 0x0B:
+		return "the gateway got no reply from the unit behind it: check the unit id "
+		       "and the serial side";
+	default:
+		return NULL;
+	}
+}
+
+static void print_error_text(const char *what, int err)
+{
+	const char *hint = probe_hint(err);
+
+	printf("%s: %s%s%s\n", what, mb_strerror(err), hint ? " — " : "", hint ? hint : "");
+}
+
+/* --- raw reads ------------------------------------------------------------------- */
+
+static uint32_t pair(uint16_t a, uint16_t b, bool words_swapped, bool bytes_swapped)
+{
+	if (bytes_swapped) {
+		a = (uint16_t)(a << 8 | a >> 8);
+		b = (uint16_t)(b << 8 | b >> 8);
+	}
+	return words_swapped ? (uint32_t)b << 16 | a : (uint32_t)a << 16 | b;
+}
+
+static float as_float(uint32_t u)
+{
+	float f;
+
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
+static const char *const order_names[4] = { "ABCD", "CDAB", "BADC", "DCBA" };
+
+static uint32_t pair_order(const uint16_t *r, int order)
+{
+	return pair(r[0], r[1], order == 1 || order == 3, order >= 2);
+}
+
+/* The shortest text that reads back to the same float: 26.965054, not 26.9650536. */
+static void fmt_float(char *buf, size_t len, float f)
+{
+	if (isnan(f)) {
+		snprintf(buf, len, "nan");
+		return;
+	}
+	for (int prec = 1; prec <= 9; prec++) {
+		snprintf(buf, len, "%.*g", prec, (double)f);
+		if (strtof(buf, NULL) == f)
+			return;
+	}
+}
+
+struct raw_req {
+	const char *target;   /* HOST:PORT as given */
+	uint8_t unit;
+	enum mb_table table;
+	uint16_t address, count;
+};
+
+static int raw_print_text(const struct raw_req *q, uint16_t lo, uint16_t n, const uint16_t *regs,
+			  const uint8_t *bits)
+{
+	bool isbits = q->table == MB_COIL || q->table == MB_DISCRETE;
+
+	printf("%s unit %u, %s %s %u..%u (wire addresses, 0-based)\n", q->target, q->unit,
+	       codec_table_name(q->table), isbits ? "bits" : "registers", lo, lo + n - 1);
+	if (isbits) {
+		printf("\n  %5s  %7s  %s\n", "wire", "1-based", "value");
+		for (uint16_t i = 0; i < n; i++) {
+			uint32_t a = (uint32_t)lo + i;
+			bool asked = a >= q->address && a < (uint32_t)q->address + q->count;
+			printf("%c %5u  %7u  %u\n", asked ? ' ' : '+', a, a + 1, bits[i]);
+		}
+	} else {
+		printf("\n  %5s  %7s  %4s  %6s  %6s\n", "wire", "1-based", "hex", "uint16", "int16");
+		for (uint16_t i = 0; i < n; i++) {
+			uint32_t a = (uint32_t)lo + i;
+			bool asked = a >= q->address && a < (uint32_t)q->address + q->count;
+			printf("%c %5u  %7u  %04X  %6u  %6d\n", asked ? ' ' : '+', a, a + 1, regs[i],
+			       regs[i], (int16_t)regs[i]);
+		}
+		if (n >= 2) {
+			printf("\n32-bit values from each register and the next:\n");
+			printf("  %5s  %7s  %-9s  %14s  %14s  %14s  %14s  %11s  %11s  %11s  %11s\n",
+			       "wire", "1-based", "regs", "float32 ABCD", "float32 CDAB",
+			       "float32 BADC", "float32 DCBA", "uint32 ABCD", "uint32 CDAB",
+			       "int32 ABCD", "int32 CDAB");
+			for (uint16_t i = 0; i + 1 < n; i++) {
+				uint32_t a = (uint32_t)lo + i;
+				bool asked = a >= q->address && a < (uint32_t)q->address + q->count;
+				char f[4][32];
+				for (int o = 0; o < 4; o++)
+					fmt_float(f[o], sizeof f[o], as_float(pair_order(regs + i, o)));
+				printf("%c %5u  %7u  %04X %04X  %14s  %14s  %14s  %14s  %11" PRIu32
+				       "  %11" PRIu32 "  %11" PRId32 "  %11" PRId32 "\n",
+				       asked ? ' ' : '+', a, a + 1, regs[i], regs[i + 1], f[0], f[1],
+				       f[2], f[3], pair_order(regs + i, 0), pair_order(regs + i, 1),
+				       (int32_t)pair_order(regs + i, 0), (int32_t)pair_order(regs + i, 1));
+			}
+		}
+	}
+	if (lo < q->address || (uint32_t)lo + n > (uint32_t)q->address + q->count)
+		printf("\n+ read around the address asked for: a manual that numbers registers "
+		       "from 1 calls wire address N register N+1.\n");
+	return 0;
+}
+
+static void raw_print_json(const struct raw_req *q, uint16_t lo, uint16_t n, const uint16_t *regs,
+			   const uint8_t *bits)
+{
+	struct jbuf b;
+	bool first = true;
+	bool isbits = q->table == MB_COIL || q->table == MB_DISCRETE;
+
+	jb_init(&b);
+	jb_raw(&b, "{", 1);
+	jb_key(&b, "target", &first);
+	jb_str(&b, q->target);
+	jb_key(&b, "unit", &first);
+	jb_u64(&b, q->unit);
+	jb_key(&b, "table", &first);
+	jb_str(&b, codec_table_name(q->table));
+	jb_key(&b, "address", &first);
+	jb_u64(&b, q->address);
+	jb_key(&b, "count", &first);
+	jb_u64(&b, q->count);
+	jb_key(&b, isbits ? "bits" : "registers", &first);
+	jb_raw(&b, "[", 1);
+	for (uint16_t i = 0; i < n; i++) {
+		bool f2 = true;
+		char hex[8];
+		uint32_t a = (uint32_t)lo + i;
+
+		if (i > 0)
+			jb_raw(&b, ",", 1);
+		jb_raw(&b, "{", 1);
+		jb_key(&b, "address", &f2);
+		jb_u64(&b, a);
+		jb_key(&b, "one_based", &f2);
+		jb_u64(&b, a + 1);
+		jb_key(&b, "asked", &f2);
+		jb_bool(&b, a >= q->address && a < (uint32_t)q->address + q->count);
+		if (isbits) {
+			jb_key(&b, "value", &f2);
+			jb_bool(&b, bits[i] != 0);
+			jb_raw(&b, "}", 1);
+			continue;
+		}
+		snprintf(hex, sizeof hex, "%04X", regs[i]);
+		jb_key(&b, "hex", &f2);
+		jb_str(&b, hex);
+		jb_key(&b, "uint16", &f2);
+		jb_u64(&b, regs[i]);
+		jb_key(&b, "int16", &f2);
+		jb_i64(&b, (int16_t)regs[i]);
+		if (i + 1 < n) {
+			static const char *const kinds[3] = { "float32", "uint32", "int32" };
+			for (int k = 0; k < 3; k++) {
+				bool f3 = true;
+				jb_key(&b, kinds[k], &f2);
+				jb_raw(&b, "{", 1);
+				for (int o = 0; o < 4; o++) {
+					uint32_t u = pair_order(regs + i, o);
+					jb_key(&b, order_names[o], &f3);
+					if (k == 0)
+						jb_float32(&b, as_float(u));
+					else if (k == 1)
+						jb_u64(&b, u);
+					else
+						jb_i64(&b, (int32_t)u);
+				}
+				jb_raw(&b, "}", 1);
+			}
+		}
+		jb_raw(&b, "}", 1);
+	}
+	jb_raw(&b, "]}", 2);
+	printf("%s\n", jb_cstr_get(&b));
+	jb_free(&b);
+}
+
+static void json_error(const char *target, int err)
+{
+	struct jbuf b;
+	bool first = true;
+
+	jb_init(&b);
+	jb_raw(&b, "{", 1);
+	jb_key(&b, "target", &first);
+	jb_str(&b, target);
+	jb_key(&b, "error", &first);
+	jb_str(&b, mb_strerror(err));
+	jb_key(&b, "code", &first);
+	jb_i64(&b, err);
+	jb_key(&b, "hint", &first);
+	jb_str(&b, probe_hint(err));
+	jb_raw(&b, "}", 1);
+	printf("%s\n", jb_cstr_get(&b));
+	jb_free(&b);
+}
+
+static int probe_raw(const char *addr, const struct raw_req *q, int timeout_ms, bool json)
+{
+	char host[256], err[300];
+	uint16_t port, regs[MB_MAX_READ_REGS];
+	uint8_t bits[MB_MAX_READ_REGS];
+	struct mbclient *c;
+	uint16_t lo, n;
+	uint32_t hi;
+	int rc;
+
+	if (mbclient_parse_addr(addr, host, sizeof host, &port) != 0) {
+		fprintf(stderr, "sluicectl probe: --tcp %s: expected HOST:PORT, or [IPV6]:PORT\n",
+			addr);
+		return 2;
+	}
+	c = mbclient_open_tcp(host, port, timeout_ms, err, sizeof err);
+	if (c == NULL) {
+		if (json)
+			json_error(q->target, MBE_CONNECT);
+		fprintf(stderr, "sluicectl probe: %s\n", err);
+		return 1;
+	}
+	/* one more on each side: the register a 1-based manual means, and the second
+	 * half of a 32-bit value that starts at the last one asked for */
+	lo = q->address > 0 ? q->address - 1 : 0;
+	hi = (uint32_t)q->address + q->count + 1;
+	if (hi > 0x10000)
+		hi = 0x10000;
+	n = (uint16_t)(hi - lo);
+	rc = mbclient_read(c, q->unit, q->table, lo, n, regs, bits);
+	if (rc >= MBE_EXC_BASE) {
+		/* the neighbours may not exist: the range asked for alone */
+		lo = q->address;
+		n = q->count;
+		rc = mbclient_read(c, q->unit, q->table, lo, n, regs, bits);
+	}
+	mbclient_close(c);
+	if (rc != 0) {
+		char what[128];
+		if (json) {
+			json_error(q->target, rc);
+			return 1;
+		}
+		snprintf(what, sizeof what, "%s unit %u, %s %u..%u", q->target, q->unit,
+			 codec_table_name(q->table), q->address, q->address + q->count - 1);
+		print_error_text(what, rc);
+		return 1;
+	}
+	if (json)
+		raw_print_json(q, lo, n, regs, bits);
+	else
+		raw_print_text(q, lo, n, regs, bits);
+	return 0;
+}
+
+/* --- a configured device ----------------------------------------------------------- */
+
+struct pt_result {
+	int err;
+	uint16_t regs[POINT_STRING_MAX_REGS];
+	uint16_t nregs;
+	uint8_t bit;
+	struct value v;
+	char str[2 * POINT_STRING_MAX_REGS + 1];
+};
+
+/* The value as text: exact integers, float32 as float32, strings as they are. */
+static void value_text(const struct point_def *p, const struct value *v, char *buf, size_t len)
+{
+	struct jbuf b;
+
+	if (v->kind == VAL_STRING) {
+		snprintf(buf, len, "%s", v->s);
+		return;
+	}
+	jb_init(&b);
+	jb_point_value(&b, p, v);
+	snprintf(buf, len, "%s", jb_cstr_get(&b));
+	jb_free(&b);
+}
+
+/*
+ * One request per point, so each error is the point's own (the daemon merges; a probe
+ * is for finding which point is wrong). After a failure that says the device is not
+ * answering, the remaining points are not tried: each would wait its own timeout.
+ */
+static void read_points(struct mbclient *c, const struct device_cfg *d, struct pt_result *res)
+{
+	int stop = 0;
+
+	for (size_t i = 0; i < d->npoints; i++) {
+		const struct point_def *p = &d->points[i];
+		struct pt_result *r = &res[i];
+		uint16_t w = codec_width(p);
+
+		memset(r, 0, sizeof *r);
+		if (stop != 0) {
+			r->err = stop;
+			continue;
+		}
+		if (p->table == MB_COIL || p->table == MB_DISCRETE) {
+			r->err = mbclient_read(c, d->unit_id, p->table, p->address, 1, NULL, &r->bit);
+			if (r->err == 0)
+				codec_decode_bit(p, r->bit, &r->v);
+		} else {
+			r->err = mbclient_read(c, d->unit_id, p->table, p->address, w, r->regs, NULL);
+			if (r->err == 0) {
+				r->nregs = w;
+				if (codec_decode_regs(p, r->regs, &r->v, r->str, sizeof r->str) != 0)
+					r->err = r->v.err;
+			}
+		}
+		if (r->err == MBE_TIMEOUT || r->err == MBE_CONNECT || r->err == MBE_CLOSED ||
+		    r->err == MBE_IO)
+			stop = r->err;
+	}
+}
+
+static void hex_regs(const struct pt_result *r, const struct point_def *p, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	if (p->table == MB_COIL || p->table == MB_DISCRETE) {
+		if (r->err == 0)
+			snprintf(buf, len, "%u", r->bit);
+		return;
+	}
+	for (uint16_t k = 0; k < r->nregs && off + 6 < len; k++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%04X", k ? " " : "", r->regs[k]);
+}
+
+static void device_print_text(const struct config *cfg, const struct device_cfg *d,
+			      const struct pt_result *res)
+{
+	const struct bus_cfg *bus = &cfg->buses[d->bus];
+	size_t wname = 5;
+
+	for (size_t i = 0; i < d->npoints; i++)
+		if (strlen(d->points[i].name) > wname)
+			wname = strlen(d->points[i].name);
+	printf("device %s on bus %s (%s port %u), unit %u\n\n", d->id, bus->id, bus->host,
+	       bus->port, d->unit_id);
+	printf("%-*s  %-8s  %7s  %-7s  %-19s  %s\n", (int)wname, "point", "table", "address",
+	       "type", "raw", "value");
+	for (size_t i = 0; i < d->npoints; i++) {
+		const struct point_def *p = &d->points[i];
+		const struct pt_result *r = &res[i];
+		char raw[64], val[300], type[16];
+
+		hex_regs(r, p, raw, sizeof raw);
+		if (p->bit >= 0)
+			snprintf(type, sizeof type, "%s.%d", codec_type_name(p->type), p->bit);
+		else
+			snprintf(type, sizeof type, "%s", codec_type_name(p->type));
+		printf("%-*s  %-8s  %7u  %-7s  %-19s  ", (int)wname, p->name,
+		       codec_table_name(p->table), p->address, type, raw);
+		if (r->err != 0) {
+			const char *hint = probe_hint(r->err);
+			printf("error: %s%s%s\n", mb_strerror(r->err), hint ? " — " : "",
+			       hint ? hint : "");
+			continue;
+		}
+		value_text(p, &r->v, val, sizeof val);
+		printf("%s%s%s\n", val, p->unit[0] ? " " : "", p->unit);
+	}
+}
+
+static void device_print_json(const struct device_cfg *d, const struct pt_result *res)
+{
+	struct jbuf b;
+	bool first = true;
+
+	jb_init(&b);
+	jb_raw(&b, "{", 1);
+	jb_key(&b, "device", &first);
+	jb_str(&b, d->id);
+	jb_key(&b, "unit", &first);
+	jb_u64(&b, d->unit_id);
+	jb_key(&b, "points", &first);
+	jb_raw(&b, "[", 1);
+	for (size_t i = 0; i < d->npoints; i++) {
+		const struct point_def *p = &d->points[i];
+		const struct pt_result *r = &res[i];
+		bool f2 = true;
+
+		if (i > 0)
+			jb_raw(&b, ",", 1);
+		jb_raw(&b, "{", 1);
+		jb_key(&b, "name", &f2);
+		jb_str(&b, p->name);
+		jb_key(&b, "table", &f2);
+		jb_str(&b, codec_table_name(p->table));
+		jb_key(&b, "address", &f2);
+		jb_u64(&b, p->address);
+		jb_key(&b, "type", &f2);
+		jb_str(&b, codec_type_name(p->type));
+		if (r->err == 0 && r->nregs > 0) {
+			jb_key(&b, "raw", &f2);
+			jb_raw(&b, "[", 1);
+			for (uint16_t k = 0; k < r->nregs; k++) {
+				char hex[8];
+				snprintf(hex, sizeof hex, "%04X", r->regs[k]);
+				if (k > 0)
+					jb_raw(&b, ",", 1);
+				jb_str(&b, hex);
+			}
+			jb_raw(&b, "]", 1);
+		}
+		jb_key(&b, "value", &f2);
+		jb_point_value(&b, p, &r->v);
+		if (p->unit[0] != '\0') {
+			jb_key(&b, "unit", &f2);
+			jb_str(&b, p->unit);
+		}
+		if (r->err != 0) {
+			jb_key(&b, "error", &f2);
+			jb_str(&b, mb_strerror(r->err));
+		}
+		jb_raw(&b, "}", 1);
+	}
+	jb_raw(&b, "]}", 2);
+	printf("%s\n", jb_cstr_get(&b));
+	jb_free(&b);
+}
+
+static int probe_device(const char *cfgpath, const char *devid, int timeout_ms, bool json)
+{
+	struct config_diag diag = { 0 };
+	struct config_opts copts = { .skip_secret_files = true };
+	struct config *cfg = config_load(cfgpath, &copts, &diag);
+	const struct device_cfg *d;
+	const struct bus_cfg *bus;
+	struct pt_result *res = NULL;
+	struct mbclient *c;
+	char err[300];
+	long di;
+	int rc = 0;
+
+	if (cfg == NULL) {
+		for (size_t i = 0; i < diag.n; i++)
+			fprintf(stderr, "%s\n", diag.msgs[i]);
+		config_diag_free(&diag);
+		fprintf(stderr, "sluicectl probe: cannot use %s\n", cfgpath);
+		return 2;
+	}
+	config_diag_free(&diag);
+	di = config_find_device(cfg, devid);
+	if (di < 0) {
+		fprintf(stderr, "sluicectl probe: %s has no device '%s'\n", cfgpath, devid);
+		config_free(cfg);
+		return 2;
+	}
+	d = &cfg->devices[di];
+	bus = &cfg->buses[d->bus];
+	if (d->sunspec) {
+		fprintf(stderr, "sluicectl probe: device %s is a SunSpec device, whose points are "
+			"found at run time; read its registers with --tcp %s:%u --unit %u "
+			"--read holding:40000:70\n", d->id, bus->host ? bus->host : "HOST", bus->port,
+			d->unit_id);
+		config_free(cfg);
+		return 2;
+	}
+	if (bus->kind != BUS_TCP) {
+		fprintf(stderr, "sluicectl probe: device %s is on bus %s, a serial line; this "
+			"probe reads Modbus TCP buses only\n", d->id, bus->id);
+		config_free(cfg);
+		return 2;
+	}
+	if (timeout_ms <= 0)
+		timeout_ms = bus->timeout_ms > 0 ? (int)bus->timeout_ms : PROBE_DEFAULT_TIMEOUT_MS;
+	c = mbclient_open_tcp(bus->host, bus->port, timeout_ms, err, sizeof err);
+	if (c == NULL) {
+		if (json)
+			json_error(bus->host, MBE_CONNECT);
+		fprintf(stderr, "sluicectl probe: device %s: %s\n", d->id, err);
+		config_free(cfg);
+		return 1;
+	}
+	res = calloc(d->npoints ? d->npoints : 1, sizeof *res);
+	if (res == NULL) {
+		fprintf(stderr, "sluicectl probe: out of memory\n");
+		mbclient_close(c);
+		config_free(cfg);
+		return 1;
+	}
+	read_points(c, d, res);
+	mbclient_close(c);
+	for (size_t i = 0; i < d->npoints; i++) {
+		if (res[i].err != 0) {
+			rc = 1;
+			memset(&res[i].v, 0, sizeof res[i].v);
+			res[i].v.kind = VAL_NONE;
+			res[i].v.err = res[i].err;
+		}
+	}
+	if (json)
+		device_print_json(d, res);
+	else
+		device_print_text(cfg, d, res);
+	free(res);
+	config_free(cfg);
+	return rc;
+}
+
+/* --- the command line ------------------------------------------------------------------ */
+
+/* TABLE:ADDRESS[:COUNT] */
+static int parse_read(const char *s, struct raw_req *q)
+{
+	char buf[64], *a, *n;
+	unsigned long v;
+	int t;
+
+	if (strlen(s) >= sizeof buf)
+		return -1;
+	strcpy(buf, s);
+	a = strchr(buf, ':');
+	if (a == NULL)
+		return -1;
+	*a++ = '\0';
+	n = strchr(a, ':');
+	if (n != NULL)
+		*n++ = '\0';
+	t = codec_table_from_name(buf);
+	if (t < 0 || parse_uint(a, 65535, &v) != 0)
+		return -1;
+	q->table = (enum mb_table)t;
+	q->address = (uint16_t)v;
+	if (n != NULL) {
+		if (parse_uint(n, PROBE_MAX_COUNT, &v) != 0 || v == 0)
+			return -1;
+		q->count = (uint16_t)v;
+	}
+	return 0;
+}
+
+int probe_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "tcp", required_argument, NULL, 'T' },
+		{ "rtu-tcp", required_argument, NULL, 'R' },
+		{ "rtu", required_argument, NULL, 'S' },
+		{ "unit", required_argument, NULL, 'u' },
+		{ "read", required_argument, NULL, 'r' },
+		{ "table", required_argument, NULL, 't' },
+		{ "address", required_argument, NULL, 'a' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "timeout", required_argument, NULL, 'w' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cfgpath = NULL, *tcp = NULL;
+	struct raw_req q = { .unit = 1, .table = MB_HOLDING, .count = 1 };
+	bool json = false, have_read = false, have_table = false, have_addr = false;
+	unsigned long v;
+	int timeout_ms = 0, ch, t;
+
+	optind = 0; /* GNU: reinitialise, whatever parsed argv before us */
+	while ((ch = getopt_long(argc, argv, "c:u:r:t:a:n:jh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			cfgpath = optarg;
+			break;
+		case 'T':
+			tcp = optarg;
+			break;
+		case 'R':
+		case 'S':
+			fprintf(stderr, "sluicectl probe: --%s: this build probes Modbus TCP only "
+				"(--tcp)\n", ch == 'R' ? "rtu-tcp" : "rtu");
+			return 2;
+		case 'u':
+			if (parse_uint(optarg, 255, &v) != 0) {
+				fprintf(stderr, "sluicectl probe: --unit %s: expected 0..255\n", optarg);
+				return 2;
+			}
+			q.unit = (uint8_t)v;
+			break;
+		case 'r':
+			if (parse_read(optarg, &q) != 0) {
+				fprintf(stderr, "sluicectl probe: --read %s: expected TABLE:ADDRESS"
+					"[:COUNT], TABLE one of holding, input, coil, discrete, "
+					"ADDRESS 0..65535, COUNT 1..%d\n", optarg, PROBE_MAX_COUNT);
+				return 2;
+			}
+			have_read = true;
+			break;
+		case 't':
+			t = codec_table_from_name(optarg);
+			if (t < 0) {
+				fprintf(stderr, "sluicectl probe: --table %s: expected holding, input, "
+					"coil or discrete\n", optarg);
+				return 2;
+			}
+			q.table = (enum mb_table)t;
+			have_table = true;
+			break;
+		case 'a':
+			if (parse_uint(optarg, 65535, &v) != 0) {
+				fprintf(stderr, "sluicectl probe: --address %s: expected 0..65535\n",
+					optarg);
+				return 2;
+			}
+			q.address = (uint16_t)v;
+			have_addr = true;
+			break;
+		case 'n':
+			if (parse_uint(optarg, PROBE_MAX_COUNT, &v) != 0 || v == 0) {
+				fprintf(stderr, "sluicectl probe: --count %s: expected 1..%d\n", optarg,
+					PROBE_MAX_COUNT);
+				return 2;
+			}
+			q.count = (uint16_t)v;
+			break;
+		case 'w':
+			if (parse_uint(optarg, 600000, &v) != 0 || v == 0) {
+				fprintf(stderr, "sluicectl probe: --timeout %s: expected milliseconds, "
+					"1..600000\n", optarg);
+				return 2;
+			}
+			timeout_ms = (int)v;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			probe_usage(stdout);
+			return 0;
+		default:
+			probe_usage(stderr);
+			return 2;
+		}
+	}
+	if (cfgpath != NULL && tcp == NULL) {
+		if (optind + 1 != argc || have_read || have_table || have_addr) {
+			fprintf(stderr, "sluicectl probe: with --config, name one device (and no "
+				"--read/--table/--address)\n");
+			return 2;
+		}
+		return probe_device(cfgpath, argv[optind], timeout_ms, json);
+	}
+	if (tcp == NULL || cfgpath != NULL || optind != argc) {
+		probe_usage(stderr);
+		return 2;
+	}
+	if (have_read && (have_table || have_addr)) {
+		fprintf(stderr, "sluicectl probe: give --read, or --table and --address, not both\n");
+		return 2;
+	}
+	if (!have_read && !have_addr) {
+		fprintf(stderr, "sluicectl probe: what to read? --read TABLE:ADDRESS[:COUNT]\n");
+		return 2;
+	}
+	if ((uint32_t)q.address + q.count > 0x10000) {
+		fprintf(stderr, "sluicectl probe: %u registers from %u run past 65535\n", q.count,
+			q.address);
+		return 2;
+	}
+	q.target = tcp;
+	return probe_raw(tcp, &q, timeout_ms > 0 ? timeout_ms : PROBE_DEFAULT_TIMEOUT_MS, json);
+}
