@@ -1,9 +1,11 @@
 /*
- * mbclient: blocking Modbus TCP transactions for sluicectl probe. Owns its one socket.
+ * mbclient: blocking Modbus transactions for sluicectl probe. Owns its one descriptor.
  * Every wait is a poll() bounded by the timeout given at open, so a dead device costs
  * the person at the terminal that timeout and no more; it never select()s and never
- * retries on its own (the person decides). After a failed transaction the socket is
+ * retries on its own (the person decides). After a failed transaction the descriptor is
  * closed, since a late reply would otherwise answer the next request.
+ * This file is Modbus TCP and the parts every transport shares; RTU framing (over TCP
+ * or a serial line) is mbclient_rtu.c, reached through c->ops.
  */
 #include "mbclient.h"
 
@@ -19,18 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mbclient_int.h"
 #include "mberr.h"
 #include "mbpdu.h"
 
-struct mbclient {
-	char host[256];
-	uint16_t port;
-	int timeout_ms;
-	int fd;
-	uint16_t tid;
-};
-
-static int64_t mono_ms(void)
+int64_t mbclient_mono_ms(void)
 {
 	struct timespec ts;
 
@@ -38,12 +33,11 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Wait for events on fd until deadline: >0 ready, 0 timed out, -1 error (errno). */
-static int wait_fd(int fd, short events, int64_t deadline)
+int mbclient_wait_fd(int fd, short events, int64_t deadline)
 {
 	for (;;) {
 		struct pollfd pf = { .fd = fd, .events = events };
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - mbclient_mono_ms();
 		int rc;
 
 		if (left < 0)
@@ -93,13 +87,13 @@ int mbclient_parse_addr(const char *s, char *host, size_t hostlen, uint16_t *por
 	return 0;
 }
 
-/* Connect c->fd; 0, or an errno (EAI errors and timeouts mapped) with err filled. */
-static int client_connect(struct mbclient *c, char *err, size_t errlen)
+/* EAI errors and timeouts are mapped to errnos. */
+int mbclient_tcp_connect(struct mbclient *c, char *err, size_t errlen)
 {
 	struct addrinfo hints, *ai = NULL;
 	char port[8];
 	int rc, last = ECONNREFUSED;
-	int64_t deadline = mono_ms() + c->timeout_ms;
+	int64_t deadline = mbclient_mono_ms() + c->timeout_ms;
 
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
@@ -127,7 +121,7 @@ static int client_connect(struct mbclient *c, char *err, size_t errlen)
 				close(fd);
 				continue;
 			}
-			rc = wait_fd(fd, POLLOUT, deadline);
+			rc = mbclient_wait_fd(fd, POLLOUT, deadline);
 			if (rc <= 0) {
 				last = rc == 0 ? ETIMEDOUT : errno;
 				close(fd);
@@ -151,8 +145,15 @@ static int client_connect(struct mbclient *c, char *err, size_t errlen)
 	return last;
 }
 
-struct mbclient *mbclient_open_tcp(const char *host, uint16_t port, int timeout_ms, char *err,
-				   size_t errlen)
+/* Connect or open c->fd by whichever transport c is. */
+static int client_connect(struct mbclient *c, char *err, size_t errlen)
+{
+	if (c->ops != NULL)
+		return c->ops->open(c, err, errlen);
+	return mbclient_tcp_connect(c, err, errlen);
+}
+
+struct mbclient *mbclient_alloc(int timeout_ms, char *err, size_t errlen)
 {
 	struct mbclient *c = calloc(1, sizeof *c);
 
@@ -160,6 +161,18 @@ struct mbclient *mbclient_open_tcp(const char *host, uint16_t port, int timeout_
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
+	c->fd = -1;
+	return c;
+}
+
+struct mbclient *mbclient_open_tcp(const char *host, uint16_t port, int timeout_ms, char *err,
+				   size_t errlen)
+{
+	struct mbclient *c = mbclient_alloc(timeout_ms, err, errlen);
+
+	if (c == NULL)
+		return NULL;
 	if (strlen(host) >= sizeof c->host) {
 		snprintf(err, errlen, "host name too long");
 		free(c);
@@ -167,8 +180,6 @@ struct mbclient *mbclient_open_tcp(const char *host, uint16_t port, int timeout_
 	}
 	snprintf(c->host, sizeof c->host, "%s", host);
 	c->port = port;
-	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
-	c->fd = -1;
 	if (client_connect(c, err, errlen) != 0) {
 		free(c);
 		return NULL;
@@ -181,6 +192,11 @@ static void client_drop(struct mbclient *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+}
+
+const char *mbclient_detail(const struct mbclient *c)
+{
+	return c != NULL ? c->detail : "";
 }
 
 void mbclient_close(struct mbclient *c)
@@ -197,7 +213,7 @@ static int recv_all(int fd, uint8_t *buf, size_t n, int64_t deadline)
 	size_t got = 0;
 
 	while (got < n) {
-		int rc = wait_fd(fd, POLLIN, deadline);
+		int rc = mbclient_wait_fd(fd, POLLIN, deadline);
 		ssize_t k;
 
 		if (rc == 0)
@@ -227,7 +243,7 @@ static int send_all(int fd, const uint8_t *buf, size_t n, int64_t deadline)
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				int rc = wait_fd(fd, POLLOUT, deadline);
+				int rc = mbclient_wait_fd(fd, POLLOUT, deadline);
 				if (rc == 0)
 					return MBE_TIMEOUT;
 				if (rc < 0)
@@ -252,21 +268,41 @@ int mbclient_transact(struct mbclient *c, uint8_t unit, const uint8_t *req, size
 	uint8_t runit;
 	char err[256];
 
+	c->detail[0] = '\0';
 	if (reqlen == 0 || reqlen > MB_PDU_MAX)
 		return MBE_PROTO;
-	if (c->fd < 0 && client_connect(c, err, sizeof err) != 0)
+	if (c->fd < 0 && client_connect(c, err, sizeof err) != 0) {
+		snprintf(c->detail, sizeof c->detail, "%s", err);
 		return MBE_CONNECT;
+	}
+	if (c->ops != NULL) {
+		rc = c->ops->transact(c, unit, req, reqlen, resp, resplen);
+		if (rc != 0)
+			client_drop(c);
+		return rc;
+	}
 	c->tid++;
 	len = mbtcp_frame(adu, c->tid, unit, req, reqlen);
-	deadline = mono_ms() + c->timeout_ms;
+	deadline = mbclient_mono_ms() + c->timeout_ms;
 	rc = send_all(c->fd, adu, len, deadline);
 	if (rc == 0)
 		rc = recv_all(c->fd, hdr, MBTCP_HDR, deadline);
+	if (rc == MBE_TIMEOUT)
+		snprintf(c->detail, sizeof c->detail, "no reply within %d ms", c->timeout_ms);
 	if (rc == 0) {
 		pdulen = mbtcp_header(hdr, &tid, &runit);
-		if (pdulen < 0 || tid != c->tid || runit != unit)
+		if (pdulen < 0 || tid != c->tid || runit != unit) {
+			if (pdulen < 0)
+				snprintf(c->detail, sizeof c->detail, "the reply is not Modbus TCP "
+					 "(is this port an RTU-over-TCP converter? try --rtu-tcp)");
+			else if (runit != unit)
+				snprintf(c->detail, sizeof c->detail, "the reply came from unit %u, "
+					 "not unit %u", runit, unit);
+			else
+				snprintf(c->detail, sizeof c->detail, "the reply answers another "
+					 "request (transaction %u, not %u)", tid, c->tid);
 			rc = MBE_PROTO;
-		else
+		} else
 			rc = recv_all(c->fd, resp, (size_t)pdulen, deadline);
 		if (rc == 0)
 			*resplen = (size_t)pdulen;

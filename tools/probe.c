@@ -5,7 +5,8 @@
  * only read.
  *
  *   sluicectl probe --config FILE [--timeout MS] [--json] DEVICE
- *   sluicectl probe --tcp HOST:PORT [--unit N] [--timeout MS] [--json]
+ *   sluicectl probe --tcp HOST:PORT | --rtu-tcp HOST:PORT | --rtu DEVICE [--baud N
+ *                   --parity P --stop-bits S] [--unit N] [--timeout MS] [--json]
  *                   --read TABLE:ADDRESS[:COUNT] | --table T --address A [--count N]
  */
 #include "probe.h"
@@ -33,15 +34,20 @@ static void probe_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: sluicectl probe --config FILE [--timeout MS] [--json] DEVICE\n"
-		"       sluicectl probe --tcp HOST:PORT [--unit N] [--timeout MS] [--json]\n"
+		"       sluicectl probe TARGET [--unit N] [--timeout MS] [--json]\n"
 		"                       --read TABLE:ADDRESS[:COUNT]\n"
-		"       sluicectl probe --tcp HOST:PORT [--unit N] --table TABLE --address A "
-		"[--count N]\n"
+		"       sluicectl probe TARGET [--unit N] --table TABLE --address A [--count N]\n"
+		"  TARGET: --tcp HOST:PORT | --rtu-tcp HOST:PORT | --rtu DEVICE [--baud 9600]\n"
+		"          [--parity none|even|odd] [--stop-bits 1|2] [--data-bits 7|8]\n"
 		"\n"
 		"Reads a device once and prints what it answered; never writes.\n"
 		"  --config FILE DEVICE  every point of a configured device, decoded as sluiced\n"
 		"                        would, with its raw registers\n"
 		"  --tcp HOST:PORT       a Modbus TCP device or gateway ([::1]:502 for IPv6)\n"
+		"  --rtu-tcp HOST:PORT   Modbus RTU frames over TCP: a 4G DTU or a serial device\n"
+		"                        server in transparent mode\n"
+		"  --rtu DEVICE          Modbus RTU on a serial line (/dev/ttyUSB0), default\n"
+		"                        9600 baud, no parity, 8 data bits, 1 stop bit\n"
 		"  --unit N              unit id, 0..255 (default 1)\n"
 		"  --read TABLE:A[:N]    N (default 1) registers or bits of TABLE (holding, input,\n"
 		"                        coil, discrete) from wire address A (0-based); the register\n"
@@ -82,7 +88,7 @@ static const char *probe_hint(int err)
 	case MBE_CLOSED:
 		return "the device closed the connection (some do for a wrong unit id)";
 	case MBE_PROTO:
-		return "a reply that does not fit the request (another unit or transaction)";
+		return "a reply that does not fit the request";
 	case MBE_EXC_BASE + 1:
 		return "the device does not support this function: try another table";
 	case MBE_EXC_BASE + 2:
@@ -98,11 +104,18 @@ static const char *probe_hint(int err)
 	}
 }
 
-static void print_error_text(const char *what, int err)
+/* detail (from mbclient, may be empty) says more than the code: which CRC, which unit. */
+static void print_error_text(const char *what, int err, const char *detail)
 {
 	const char *hint = probe_hint(err);
 
-	printf("%s: %s%s%s\n", what, mb_strerror(err), hint ? " — " : "", hint ? hint : "");
+	/* a plain timeout is said best by the hint; a frame cut short by its detail */
+	if (detail != NULL && detail[0] != '\0' && err < MBE_EXC_BASE &&
+	    strncmp(detail, "no reply", 8) != 0)
+		printf("%s: %s — %s\n", what, mb_strerror(err), detail);
+	else
+		printf("%s: %s%s%s\n", what, mb_strerror(err), hint ? " — " : "",
+		       hint ? hint : "");
 }
 
 /* --- raw reads ------------------------------------------------------------------- */
@@ -145,8 +158,49 @@ static void fmt_float(char *buf, size_t len, float f)
 	}
 }
 
+/* Where to probe, as given on the command line. */
+enum target_kind { TGT_NONE, TGT_TCP, TGT_RTU_TCP, TGT_RTU };
+
+struct target {
+	enum target_kind kind;
+	const char *arg;     /* HOST:PORT or the serial device */
+	unsigned baud;
+	char parity;
+	unsigned data_bits, stop_bits;
+};
+
+/* Open t: the client, or NULL with a message on stderr and *status 1 (cannot reach) or
+ * 2 (the address is not an address). */
+static struct mbclient *target_open(const struct target *t, int timeout_ms, int *status)
+{
+	char host[256], err[300];
+	uint16_t port;
+	struct mbclient *c;
+	static const char *const opt[] = { "", "--tcp", "--rtu-tcp", "--rtu" };
+
+	*status = 1;
+	if (t->kind == TGT_RTU) {
+		c = mbclient_open_rtu(t->arg, t->baud, t->parity, t->data_bits, t->stop_bits,
+				      timeout_ms, err, sizeof err);
+	} else {
+		if (mbclient_parse_addr(t->arg, host, sizeof host, &port) != 0) {
+			fprintf(stderr, "sluicectl probe: %s %s: expected HOST:PORT, or "
+				"[IPV6]:PORT\n", opt[t->kind], t->arg);
+			*status = 2;
+			return NULL;
+		}
+		if (t->kind == TGT_RTU_TCP)
+			c = mbclient_open_rtu_tcp(host, port, timeout_ms, err, sizeof err);
+		else
+			c = mbclient_open_tcp(host, port, timeout_ms, err, sizeof err);
+	}
+	if (c == NULL)
+		fprintf(stderr, "sluicectl probe: %s\n", err);
+	return c;
+}
+
 struct raw_req {
-	const char *target;   /* HOST:PORT as given */
+	const char *target;   /* HOST:PORT or the serial device, as given */
 	uint8_t unit;
 	enum mb_table table;
 	uint16_t address, count;
@@ -274,7 +328,7 @@ static void raw_print_json(const struct raw_req *q, uint16_t lo, uint16_t n, con
 	jb_free(&b);
 }
 
-static void json_error(const char *target, int err)
+static void json_error(const char *target, int err, const char *detail)
 {
 	struct jbuf b;
 	bool first = true;
@@ -289,32 +343,30 @@ static void json_error(const char *target, int err)
 	jb_i64(&b, err);
 	jb_key(&b, "hint", &first);
 	jb_str(&b, probe_hint(err));
+	if (detail != NULL && detail[0] != '\0') {
+		jb_key(&b, "detail", &first);
+		jb_str(&b, detail);
+	}
 	jb_raw(&b, "}", 1);
 	printf("%s\n", jb_cstr_get(&b));
 	jb_free(&b);
 }
 
-static int probe_raw(const char *addr, const struct raw_req *q, int timeout_ms, bool json)
+static int probe_raw(const struct target *t, const struct raw_req *q, int timeout_ms, bool json)
 {
-	char host[256], err[300];
-	uint16_t port, regs[MB_MAX_READ_REGS];
+	uint16_t regs[MB_MAX_READ_REGS];
 	uint8_t bits[MB_MAX_READ_REGS];
+	char detail[320];
 	struct mbclient *c;
 	uint16_t lo, n;
 	uint32_t hi;
-	int rc;
+	int rc, status;
 
-	if (mbclient_parse_addr(addr, host, sizeof host, &port) != 0) {
-		fprintf(stderr, "sluicectl probe: --tcp %s: expected HOST:PORT, or [IPV6]:PORT\n",
-			addr);
-		return 2;
-	}
-	c = mbclient_open_tcp(host, port, timeout_ms, err, sizeof err);
+	c = target_open(t, timeout_ms, &status);
 	if (c == NULL) {
-		if (json)
-			json_error(q->target, MBE_CONNECT);
-		fprintf(stderr, "sluicectl probe: %s\n", err);
-		return 1;
+		if (json && status == 1)
+			json_error(q->target, MBE_CONNECT, NULL);
+		return status;
 	}
 	/* one more on each side: the register a 1-based manual means, and the second
 	 * half of a 32-bit value that starts at the last one asked for */
@@ -330,16 +382,17 @@ static int probe_raw(const char *addr, const struct raw_req *q, int timeout_ms, 
 		n = q->count;
 		rc = mbclient_read(c, q->unit, q->table, lo, n, regs, bits);
 	}
+	snprintf(detail, sizeof detail, "%s", mbclient_detail(c));
 	mbclient_close(c);
 	if (rc != 0) {
 		char what[128];
 		if (json) {
-			json_error(q->target, rc);
+			json_error(q->target, rc, detail);
 			return 1;
 		}
 		snprintf(what, sizeof what, "%s unit %u, %s %u..%u", q->target, q->unit,
 			 codec_table_name(q->table), q->address, q->address + q->count - 1);
-		print_error_text(what, rc);
+		print_error_text(what, rc, detail);
 		return 1;
 	}
 	if (json)
@@ -353,6 +406,7 @@ static int probe_raw(const char *addr, const struct raw_req *q, int timeout_ms, 
 
 struct pt_result {
 	int err;
+	char detail[320];
 	uint16_t regs[POINT_STRING_MAX_REGS];
 	uint16_t nregs;
 	uint8_t bit;
@@ -406,6 +460,8 @@ static void read_points(struct mbclient *c, const struct device_cfg *d, struct p
 					r->err = r->v.err;
 			}
 		}
+		if (r->err != 0)
+			snprintf(r->detail, sizeof r->detail, "%s", mbclient_detail(c));
 		if (r->err == MBE_TIMEOUT || r->err == MBE_CONNECT || r->err == MBE_CLOSED ||
 		    r->err == MBE_IO)
 			stop = r->err;
@@ -435,8 +491,13 @@ static void device_print_text(const struct config *cfg, const struct device_cfg 
 	for (size_t i = 0; i < d->npoints; i++)
 		if (strlen(d->points[i].name) > wname)
 			wname = strlen(d->points[i].name);
-	printf("device %s on bus %s (%s port %u), unit %u\n\n", d->id, bus->id, bus->host,
-	       bus->port, d->unit_id);
+	if (bus->kind == BUS_RTU)
+		printf("device %s on bus %s (%s, %u baud), unit %u\n\n", d->id, bus->id,
+		       bus->device, bus->baud, d->unit_id);
+	else
+		printf("device %s on bus %s (%s%s port %u), unit %u\n\n", d->id, bus->id,
+		       bus->kind == BUS_RTU_OVER_TCP ? "RTU over TCP, " : "", bus->host,
+		       bus->port, d->unit_id);
 	printf("%-*s  %-8s  %7s  %-7s  %-19s  %s\n", (int)wname, "point", "table", "address",
 	       "type", "raw", "value");
 	for (size_t i = 0; i < d->npoints; i++) {
@@ -453,6 +514,9 @@ static void device_print_text(const struct config *cfg, const struct device_cfg 
 		       codec_table_name(p->table), p->address, type, raw);
 		if (r->err != 0) {
 			const char *hint = probe_hint(r->err);
+			if (r->detail[0] != '\0' && r->err < MBE_EXC_BASE &&
+			    strncmp(r->detail, "no reply", 8) != 0)
+				hint = r->detail;
 			printf("error: %s%s%s\n", mb_strerror(r->err), hint ? " — " : "",
 			       hint ? hint : "");
 			continue;
@@ -529,9 +593,10 @@ static int probe_device(const char *cfgpath, const char *devid, int timeout_ms, 
 	const struct bus_cfg *bus;
 	struct pt_result *res = NULL;
 	struct mbclient *c;
-	char err[300];
+	struct target t = { 0 };
+	char addr[300];
 	long di;
-	int rc = 0;
+	int rc = 0, status;
 
 	if (cfg == NULL) {
 		for (size_t i = 0; i < diag.n; i++)
@@ -557,21 +622,25 @@ static int probe_device(const char *cfgpath, const char *devid, int timeout_ms, 
 		config_free(cfg);
 		return 2;
 	}
-	if (bus->kind != BUS_TCP) {
-		fprintf(stderr, "sluicectl probe: device %s is on bus %s, a serial line; this "
-			"probe reads Modbus TCP buses only\n", d->id, bus->id);
-		config_free(cfg);
-		return 2;
+	if (bus->kind == BUS_RTU) {
+		t = (struct target){ .kind = TGT_RTU, .arg = bus->device, .baud = bus->baud,
+				     .parity = bus->parity, .data_bits = bus->data_bits,
+				     .stop_bits = bus->stop_bits };
+	} else {
+		snprintf(addr, sizeof addr, strchr(bus->host, ':') ? "[%s]:%u" : "%s:%u",
+			 bus->host, bus->port);
+		t.kind = bus->kind == BUS_RTU_OVER_TCP ? TGT_RTU_TCP : TGT_TCP;
+		t.arg = addr;
 	}
 	if (timeout_ms <= 0)
 		timeout_ms = bus->timeout_ms > 0 ? (int)bus->timeout_ms : PROBE_DEFAULT_TIMEOUT_MS;
-	c = mbclient_open_tcp(bus->host, bus->port, timeout_ms, err, sizeof err);
+	c = target_open(&t, timeout_ms, &status);
 	if (c == NULL) {
 		if (json)
-			json_error(bus->host, MBE_CONNECT);
-		fprintf(stderr, "sluicectl probe: device %s: %s\n", d->id, err);
+			json_error(t.arg, MBE_CONNECT, NULL);
+		fprintf(stderr, "sluicectl probe: device %s could not be reached\n", d->id);
 		config_free(cfg);
-		return 1;
+		return status;
 	}
 	res = calloc(d->npoints ? d->npoints : 1, sizeof *res);
 	if (res == NULL) {
@@ -643,14 +712,22 @@ int probe_main(int argc, char **argv)
 		{ "table", required_argument, NULL, 't' },
 		{ "address", required_argument, NULL, 'a' },
 		{ "count", required_argument, NULL, 'n' },
+		{ "baud", required_argument, NULL, 'B' },
+		{ "parity", required_argument, NULL, 'P' },
+		{ "stop-bits", required_argument, NULL, 'Z' },
+		{ "data-bits", required_argument, NULL, 'D' },
 		{ "timeout", required_argument, NULL, 'w' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *cfgpath = NULL, *tcp = NULL;
+	const char *cfgpath = NULL;
+	struct target tg = { .kind = TGT_NONE, .baud = 9600, .parity = 'N', .data_bits = 8,
+			     .stop_bits = 1 };
 	struct raw_req q = { .unit = 1, .table = MB_HOLDING, .count = 1 };
 	bool json = false, have_read = false, have_table = false, have_addr = false;
+	bool have_line = false;
+	int ntargets = 0;
 	unsigned long v;
 	int timeout_ms = 0, ch, t;
 
@@ -661,13 +738,50 @@ int probe_main(int argc, char **argv)
 			cfgpath = optarg;
 			break;
 		case 'T':
-			tcp = optarg;
-			break;
 		case 'R':
 		case 'S':
-			fprintf(stderr, "sluicectl probe: --%s: this build probes Modbus TCP only "
-				"(--tcp)\n", ch == 'R' ? "rtu-tcp" : "rtu");
-			return 2;
+			tg.kind = ch == 'T' ? TGT_TCP : ch == 'R' ? TGT_RTU_TCP : TGT_RTU;
+			tg.arg = optarg;
+			ntargets++;
+			break;
+		case 'B':
+			if (parse_uint(optarg, 4000000, &v) != 0 || v == 0) {
+				fprintf(stderr, "sluicectl probe: --baud %s: expected a speed such as "
+					"9600\n", optarg);
+				return 2;
+			}
+			tg.baud = (unsigned)v;
+			have_line = true;
+			break;
+		case 'P':
+			if (strcmp(optarg, "none") == 0 || strcmp(optarg, "N") == 0)
+				tg.parity = 'N';
+			else if (strcmp(optarg, "even") == 0 || strcmp(optarg, "E") == 0)
+				tg.parity = 'E';
+			else if (strcmp(optarg, "odd") == 0 || strcmp(optarg, "O") == 0)
+				tg.parity = 'O';
+			else {
+				fprintf(stderr, "sluicectl probe: --parity %s: expected none, even "
+					"or odd\n", optarg);
+				return 2;
+			}
+			have_line = true;
+			break;
+		case 'Z':
+		case 'D':
+			if (parse_uint(optarg, 8, &v) != 0 ||
+			    (ch == 'Z' ? v < 1 || v > 2 : v < 7)) {
+				fprintf(stderr, "sluicectl probe: --%s %s: expected %s\n",
+					ch == 'Z' ? "stop-bits" : "data-bits", optarg,
+					ch == 'Z' ? "1 or 2" : "7 or 8");
+				return 2;
+			}
+			if (ch == 'Z')
+				tg.stop_bits = (unsigned)v;
+			else
+				tg.data_bits = (unsigned)v;
+			have_line = true;
+			break;
 		case 'u':
 			if (parse_uint(optarg, 255, &v) != 0) {
 				fprintf(stderr, "sluicectl probe: --unit %s: expected 0..255\n", optarg);
@@ -730,7 +844,16 @@ int probe_main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (cfgpath != NULL && tcp == NULL) {
+	if (ntargets > 1) {
+		fprintf(stderr, "sluicectl probe: give one of --tcp, --rtu-tcp and --rtu\n");
+		return 2;
+	}
+	if (have_line && tg.kind != TGT_RTU) {
+		fprintf(stderr, "sluicectl probe: --baud, --parity, --stop-bits and --data-bits "
+			"are for --rtu (a DTU's serial side is set in the DTU)\n");
+		return 2;
+	}
+	if (cfgpath != NULL && ntargets == 0) {
 		if (optind + 1 != argc || have_read || have_table || have_addr) {
 			fprintf(stderr, "sluicectl probe: with --config, name one device (and no "
 				"--read/--table/--address)\n");
@@ -738,7 +861,7 @@ int probe_main(int argc, char **argv)
 		}
 		return probe_device(cfgpath, argv[optind], timeout_ms, json);
 	}
-	if (tcp == NULL || cfgpath != NULL || optind != argc) {
+	if (ntargets == 0 || cfgpath != NULL || optind != argc) {
 		probe_usage(stderr);
 		return 2;
 	}
@@ -755,6 +878,6 @@ int probe_main(int argc, char **argv)
 			q.address);
 		return 2;
 	}
-	q.target = tcp;
-	return probe_raw(tcp, &q, timeout_ms > 0 ? timeout_ms : PROBE_DEFAULT_TIMEOUT_MS, json);
+	q.target = tg.arg;
+	return probe_raw(&tg, &q, timeout_ms > 0 ? timeout_ms : PROBE_DEFAULT_TIMEOUT_MS, json);
 }

@@ -7,11 +7,15 @@
 - a configured device's points are printed with their raw registers and values, each
   value one the sim served;
 - an exception, a dead unit (timeout, bounded) and a refused connection give clear
-  messages and exit status 1; bad usage gives 2.
+  messages and exit status 1; bad usage gives 2;
+- the same over RTU: on a socat pseudo-terminal pair against `sluice-sim --rtu` (several
+  unit ids on one line), and as RTU frames over TCP against `sluice-sim --rtu-tcp`; a
+  TUF-2000M float (low word first) is found under CDAB there too.
 """
 
 import json
 import os
+import socket
 import struct
 import sys
 import time
@@ -204,5 +208,147 @@ def test_errors():
         site.close()
 
 
+def start_rtu_sims(site):
+    """sluice-sim serving TUF-2000M meters (shipped profile: floats low word first) at
+    units 2 and 4 of a pty line, and at unit 5 as RTU over TCP."""
+    a, b = site.start_pty_pair()
+    port = free_port()
+    trace = os.path.join(site.dir, "trace.jsonl")
+    site.start_sim(["--rtu", a, "--device", "2:tuf2000m", "--device", "4:tuf2000m",
+                    "--rtu-tcp", "127.0.0.1:%d" % port, "--device", "5:tuf2000m",
+                    "-p", os.path.join(harness.TOP, "config", "devices"),
+                    "--trace", trace, "--seed", "3"])
+    return b, port, trace
+
+
+def check_cdab(site, target, unit, trace):
+    r = probe(site, *target, "--unit", str(unit), "--read", "holding:0:2", "--json")
+    check(r.returncode == 0, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+    regs = json.loads(r.stdout)["registers"]
+    check([x["address"] for x in regs] == [0, 1, 2], regs)
+    w0, w1 = regs[0]["uint16"], regs[1]["uint16"]
+    cdab = regs[0]["float32"]["CDAB"]
+    check(close_f32(cdab, f32(w1, w0)), (cdab, w0, w1))
+    # the sim writes its trace after the reply has gone: wait for the line, bounded
+    try:
+        harness.wait_for(lambda: any(close_f32(cdab, v)
+                                     for v in served(trace, unit, "flow")[-3:]),
+                         5, "the sim's trace of unit %d's flow" % unit)
+    except AssertionError:
+        raise AssertionError((cdab, served(trace, unit, "flow")[-3:]))
+    check(not close_f32(regs[0]["float32"]["ABCD"], cdab), regs[0])
+    return cdab
+
+
+def test_rtu_serial():
+    site = Site("probe-rtu")
+    try:
+        tty, port, trace = start_rtu_sims(site)
+        line = ["--rtu", tty, "--baud", "9600", "--parity", "none", "--stop-bits", "1"]
+        # two unit ids on one line, each answering for itself
+        check_cdab(site, line, 2, trace)
+        check_cdab(site, line, 4, trace)
+
+        # the text table, as a technician sees it
+        r = probe(site, *line, "--unit", "2", "--table", "holding", "--address", "0",
+                  "--count", "2")
+        check(r.returncode == 0, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        check("float32 CDAB" in r.stdout and tty in r.stdout, r.stdout)
+
+        # an exception, named, with the numbering hint
+        r = probe(site, *line, "--unit", "2", "--read", "holding:4000:2")
+        check(r.returncode == 1, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        check("illegal data address" in r.stdout and "numbers from 1" in r.stdout, r.stdout)
+
+        # a unit nobody serves: silence on the line, a bounded timeout
+        t0 = time.monotonic()
+        r = probe(site, *line, "--unit", "9", "--timeout", "300", "--read", "holding:0")
+        took = time.monotonic() - t0
+        check(r.returncode == 1, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        check("timeout" in r.stdout and "unit id" in r.stdout, r.stdout)
+        check(took < 3, "probe of a silent unit took %.1fs" % took)
+
+        # the line is still usable after the timeout
+        check_cdab(site, line, 4, trace)
+
+        # bad line settings and devices
+        for bad in (["--rtu", tty, "--parity", "mark", "--read", "holding:0"],
+                    ["--rtu", tty, "--stop-bits", "3", "--read", "holding:0"],
+                    ["--rtu-tcp", "127.0.0.1:%d" % port, "--baud", "9600",
+                     "--read", "holding:0"],
+                    ["--rtu", tty, "--tcp", "127.0.0.1:%d" % port, "--read", "holding:0"]):
+            r = probe(site, *bad)
+            check(r.returncode == 2, "%r: rc %d: %s %s" % (bad, r.returncode, r.stdout,
+                                                          r.stderr))
+            check(r.stderr.strip(), "%r: no message" % (bad,))
+        r = probe(site, "--rtu", os.path.join(site.dir, "no-such-tty"), "--read", "holding:0")
+        check(r.returncode == 1 and "cannot open" in r.stderr, (r.returncode, r.stderr))
+    except Exception:
+        site.failed = True
+        raise
+    finally:
+        # the sim first: it does not stop on SIGTERM once its pty has hung up
+        site.stop("sim")
+        site.close()
+
+
+def test_rtu_over_tcp():
+    site = Site("probe-rtu-tcp")
+    try:
+        tty, port, trace = start_rtu_sims(site)
+        check_cdab(site, ["--rtu-tcp", "127.0.0.1:%d" % port], 5, trace)
+
+        # Modbus TCP framing to an RTU-over-TCP port: no valid reply, said so in time
+        t0 = time.monotonic()
+        r = probe(site, "--tcp", "127.0.0.1:%d" % port, "--unit", "5", "--timeout", "500",
+                  "--read", "holding:0:2")
+        check(r.returncode == 1, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        check(time.monotonic() - t0 < 5, "took too long")
+
+        # exception over RTU over TCP, as JSON
+        r = probe(site, "--rtu-tcp", "127.0.0.1:%d" % port, "--unit", "5",
+                  "--read", "input:0:2", "--json")
+        check(r.returncode == 1, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        out = json.loads(r.stdout)
+        check(out["error"] in ("illegal data address", "illegal function"), out)
+    except Exception:
+        site.failed = True
+        raise
+    finally:
+        # the sim first: it does not stop on SIGTERM once its pty has hung up
+        site.stop("sim")
+        site.close()
+
+
+def test_rtu_over_tcp_ipv6():
+    if not harness_ipv6():
+        sys.stderr.write("skipped: no IPv6 loopback\n")
+        return
+    site = Site("probe-rtu-v6")
+    try:
+        port = free_port(socket.AF_INET6, "::1")
+        trace = os.path.join(site.dir, "trace.jsonl")
+        site.start_sim(["--rtu-tcp", "[::1]:%d" % port, "--device", "5:tuf2000m",
+                        "-p", os.path.join(harness.TOP, "config", "devices"),
+                        "--trace", trace])
+        check_cdab(site, ["--rtu-tcp", "[::1]:%d" % port], 5, trace)
+    except Exception:
+        site.failed = True
+        raise
+    finally:
+        site.close()
+
+
+def harness_ipv6():
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.bind(("::1", 0))
+        s.close()
+        return True
+    except OSError:
+        return False
+
+
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_word_swapped_float, test_configured_device, test_errors]))
+    sys.exit(harness.run_tests([test_word_swapped_float, test_configured_device, test_errors,
+                                test_rtu_serial, test_rtu_over_tcp, test_rtu_over_tcp_ipv6]))
