@@ -67,6 +67,9 @@ DEPS_test_json   := daemon/json drivers/codec
 DEPS_test_sim_model := tools/sim_model tools/sim_sunspec drivers/codec
 DEPS_test_uplink := daemon/uplink daemon/json daemon/log daemon/clock
 DEPS_test_queue  := daemon/queue
+DEPS_test_sunspec := drivers/sunspec drivers/mbclient drivers/mbclient_rtu drivers/rtu drivers/mbpdu \
+	drivers/codec drivers/mberr daemon/sunspec_setup daemon/config drivers/plan daemon/log \
+	tools/sim_model tools/sim_sunspec
 DEPS_test_mbclient := drivers/mbclient drivers/mbpdu drivers/codec drivers/mberr
 DEPS_test_rtu    := drivers/rtu drivers/mbpdu drivers/codec drivers/mberr
 DEPS_test_serpoll := drivers/serpoll drivers/rtu drivers/mbpdu drivers/codec drivers/plan \

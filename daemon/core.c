@@ -45,6 +45,7 @@
 #include "reading.h"
 #include "serpoll.h"
 #include "store.h"
+#include "sunspec_setup.h"
 #include "tcpoll.h"
 #include "uplink.h"
 
@@ -704,14 +705,6 @@ static void sink_write_done(void *ctx, uint32_t device, uint16_t point, uint64_t
 		log_info("write %s.%s done", d->id, d->points[point].name);
 }
 
-static void report_unpolled(const struct config *cfg)
-{
-	for (size_t i = 0; i < cfg->ndevices; i++)
-		if (cfg->devices[i].sunspec)
-			log_warnx("device %s: SunSpec discovery is not in this build; the device "
-				  "is not polled", cfg->devices[i].id);
-}
-
 /* Both kinds of pollers for cfg; serial lines first, so that the descriptors libmodbus
  * must select() on are low (DESIGN.md: descriptors past 1023). */
 static int pollers_start(struct core *c, const struct poller_sink *sink)
@@ -806,6 +799,13 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		notify_send("READY=1");
 		return;
 	}
+	/* the running pollers go on while the new config's SunSpec devices are discovered */
+	if (sunspec_setup(nc, err, sizeof err) < 0) {
+		log_errx("reload: %s; the running configuration is kept", err);
+		config_free(nc);
+		notify_send("READY=1");
+		return;
+	}
 	if (!str_eq(nc->gateway.data_dir, old->gateway.data_dir) ||
 	    nc->buffer.max_size != old->buffer.max_size ||
 	    nc->buffer.durability != old->buffer.durability ||
@@ -882,7 +882,6 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		fatalx("reload: the pollers could not be started");
 	if (nc == c->cfg && nc != old) {
 		config_free(old);
-		report_unpolled(c->cfg);
 		config_summary(c->cfg, sum, sizeof sum);
 		log_info("reloaded: %s, %zu devices polled", sum, pollers_ndevices(c));
 	}
@@ -969,6 +968,12 @@ int core_run(struct config *cfg)
 		goto out;
 	}
 	uplink_tick(c.up, clock_mono_ms());
+	/* SunSpec devices get their points before the alert engine resolves rule points
+	 * by name and before the pollers are built */
+	if (sunspec_setup(cfg, err, sizeof err) < 0) {
+		log_errx("sunspec: %s", err);
+		goto out;
+	}
 	{
 		char *state = NULL;
 
@@ -979,7 +984,6 @@ int core_run(struct config *cfg)
 	}
 	if (pollers_start(&c, &sink) != 0)
 		goto out;
-	report_unpolled(cfg);
 	{
 		char sum[128];
 		config_summary(cfg, sum, sizeof sum);

@@ -15,6 +15,7 @@ static const char *const mberr_texts[] = {
 	[MBE_PROTO] = "malformed reply",
 	[MBE_IO] = "i/o error",
 	[MBE_UNSUPPORTED] = "unsupported",
+	[MBE_NOT_IMPL] = "not implemented",
 };
 
 /* Indexed by the Modbus exception code (application protocol spec, section 7). */

@@ -13,6 +13,7 @@ enum {
 	MBE_PROTO = 4,       /* a malformed reply: bad length, function, unit id, CRC */
 	MBE_IO = 5,          /* a socket or serial error */
 	MBE_UNSUPPORTED = 6, /* this build cannot read the point (transport or type) */
+	MBE_NOT_IMPL = 7,    /* the device marks the value not implemented (SunSpec 0x8000...) */
 	MBE_EXC_BASE = 0x100 /* + a Modbus exception code (1 illegal function, 2 illegal
 				address, 3 illegal value, 4 device failure, 6 busy, 0x0B
 				gateway target did not respond, ...) */

@@ -62,6 +62,7 @@
 #include "mbpdu.h"
 #include "plan.h"
 #include "rtu.h"
+#include "sunspec.h"
 
 #define SP_DEFAULT_TIMEOUT_MS 1000
 #define SP_DEFAULT_INTERVAL_MS 10000
@@ -793,6 +794,9 @@ static void decode_request(struct sp_dev *d, struct reading *r, size_t reqi,
 			size_t cap = 2 * (size_t)p->length + 1;
 			char *buf = reading_strbuf(r, cap);
 			rc = buf == NULL ? -1 : codec_decode_regs(p, regs + s->offset, &v, buf, cap);
+		} else if (d->cfg->sunspec && sunspec_not_impl(p, regs + s->offset)) {
+			v.kind = VAL_NONE; /* the device says there is no value (drivers/sunspec.h) */
+			v.err = MBE_NOT_IMPL;
 		} else {
 			rc = codec_decode_regs(p, regs + s->offset, &v, NULL, 0);
 		}
@@ -1035,7 +1039,8 @@ static void *line_main(void *arg)
 
 static bool dev_polled(const struct config *cfg, const struct device_cfg *d)
 {
-	return d->bus < cfg->nbuses && !d->sunspec &&
+	/* a sunspec device is polled once discovery (daemon/sunspec_setup.c) gave it points */
+	return d->bus < cfg->nbuses && (!d->sunspec || d->npoints > 0) &&
 	       (cfg->buses[d->bus].kind == BUS_RTU || cfg->buses[d->bus].kind == BUS_RTU_OVER_TCP);
 }
 

@@ -40,7 +40,7 @@ struct serpoll;
 
 /*
  * Build one line for every BUS_RTU and BUS_RTU_OVER_TCP bus of cfg that has a device to
- * poll (sunspec devices excepted: their points are discovered at run time). The serial
+ * poll (a sunspec device only once discovery has filled in its points). The serial
  * devices are opened here, once, so that their descriptors are low (libmodbus select()s
  * and cannot take one past 1023): call this before opening the many TCP sockets. A tty
  * that cannot be opened yet is not an error; its thread keeps trying. cfg must outlive

@@ -98,6 +98,7 @@
 #include "mberr.h"
 #include "mbpdu.h"
 #include "plan.h"
+#include "sunspec.h"
 
 #define TP_MAX_THREADS 4
 #define TP_BACKOFF_MIN_MS 1000
@@ -498,6 +499,9 @@ static void decode_request(struct tp_dev *d, size_t reqi, const uint16_t *regs,
 			size_t cap = 2 * (size_t)p->length + 1;
 			char *buf = reading_strbuf(d->r, cap);
 			rc = buf == NULL ? -1 : codec_decode_regs(p, regs + s->offset, &v, buf, cap);
+		} else if (d->cfg->sunspec && sunspec_not_impl(p, regs + s->offset)) {
+			v.kind = VAL_NONE; /* the device says there is no value (drivers/sunspec.h) */
+			v.err = MBE_NOT_IMPL;
 		} else {
 			rc = codec_decode_regs(p, regs + s->offset, &v, NULL, 0);
 		}
@@ -1156,7 +1160,9 @@ static unsigned default_threads(void)
 
 static bool dev_polled(const struct config *cfg, const struct device_cfg *d)
 {
-	return d->bus < cfg->nbuses && cfg->buses[d->bus].kind == BUS_TCP && !d->sunspec;
+	/* a sunspec device is polled once discovery (daemon/sunspec_setup.c) gave it points */
+	return d->bus < cfg->nbuses && cfg->buses[d->bus].kind == BUS_TCP &&
+	       (!d->sunspec || d->npoints > 0);
 }
 
 struct tcpoll *tcpoll_new(const struct config *cfg, uint32_t generation, unsigned nthreads,

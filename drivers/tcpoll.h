@@ -45,8 +45,8 @@ struct tcpoll_stats {
 struct tcpoll;
 
 /*
- * Build pollers for every device on a BUS_TCP bus of cfg (sunspec devices excepted:
- * their points are discovered at run time) across nthreads threads (0: one per core,
+ * Build pollers for every device on a BUS_TCP bus of cfg (a sunspec device only once
+ * discovery has filled in its points) across nthreads threads (0: one per core,
  * at most 4). cfg must outlive the tcpoll. NULL with err on failure.
  */
 struct tcpoll *tcpoll_new(const struct config *cfg, uint32_t generation, unsigned nthreads,
