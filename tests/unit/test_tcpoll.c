@@ -748,13 +748,16 @@ static void test_each_device_on_its_interval(void **state)
 	int64_t t0 = clock_mono_ms();
 	struct tcpoll *tp = start(t, 2, &sk);
 	sleep_ms(run);
+	/* what really elapsed: under valgrind the sleep and the stop run long */
+	int64_t ran = clock_mono_ms() - t0;
 	tcpoll_stop(tp);
 
 	for (int i = 0; i < 3; i++) {
 		size_t n = sink_of(&sk, d[i], v, 256);
-		/* the first poll falls within the first interval, then one per interval */
+		/* the first poll falls within the first interval, then one per interval:
+		 * never more than the time allows (no catch-up burst) */
 		assert_true(n >= (size_t)(run / iv[i]) - 2);
-		assert_true(n <= (size_t)(run / iv[i]) + 1);
+		assert_true(n <= (size_t)(ran / iv[i]) + 1);
 		assert_true(v[0]->sched_mono_ms >= t0 && v[0]->sched_mono_ms <= t0 + iv[i] + 5);
 		assert_schedule(v, n, iv[i], iv[i] + timeout);
 		for (size_t k = 0; k < n; k++) {
