@@ -289,6 +289,8 @@ static void send_action(struct core *c, const struct alert_action *a)
 	const struct point_def *p = &d->points[a->point];
 	int rc;
 
+	/* said before it is queued: the poller may report it done before we return */
+	log_info("alert %s/%s: writing %s.%s = %g", a->rule, a->check, d->id, p->name, a->value);
 	if (c->cfg->buses[d->bus].kind == BUS_TCP)
 		rc = c->tp ? tcpoll_write(c->tp, (uint32_t)a->device, (uint16_t)a->point, a->value,
 					  c->generation) : -1;
@@ -296,10 +298,7 @@ static void send_action(struct core *c, const struct alert_action *a)
 		rc = c->sp ? serpoll_write(c->sp, (uint32_t)a->device, (uint16_t)a->point, a->value,
 					   c->generation) : -1;
 	if (rc != 0)
-		log_warn("alert %s/%s: write %s.%s = %g not sent", a->rule, a->check, d->id, p->name,
-			 a->value);
-	else
-		log_info("alert %s/%s: writing %s.%s = %g", a->rule, a->check, d->id, p->name,
+		log_warn("alert %s/%s: write %s.%s = %g refused", a->rule, a->check, d->id, p->name,
 			 a->value);
 }
 
