@@ -28,11 +28,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "alert.h"
@@ -120,9 +122,32 @@ static int64_t lag_quantile(const struct lag_hist *h, double q)
 	return 0;
 }
 
+/* An action's write, waiting for the poller's word; what it carries back into the alert
+ * if it fails. */
+struct pending_write {
+	uint64_t tag;
+	struct alert_transition t;  /* the transition that asked for it */
+	size_t device, point;
+	double value;
+};
+
+/* A write's result, from a poller thread to the core. */
+struct write_result {
+	uint64_t tag;
+	int err;
+};
+
+#define MAX_PENDING_WRITES 256
+
 struct core {
 	struct config *cfg;
 	struct lag_hist lag;   /* since the last health message */
+	struct pending_write *pw;  /* MAX_PENDING_WRITES slots; tag 0 = free */
+	uint64_t next_tag;
+	pthread_mutex_t wmu;       /* guards wres, written by poller threads */
+	struct write_result wres[MAX_PENDING_WRITES];
+	size_t nwres;
+	int wfd;                   /* eventfd: results are waiting */
 	struct devstate *dev;  /* one per cfg->devices */
 	uint32_t generation;
 	struct store *st;
@@ -247,7 +272,8 @@ static void rowbuf_clear(struct rowbuf *b)
 	b->n = 0;
 }
 
-static void alert_body(struct jbuf *b, const struct config *cfg, const struct alert_transition *t)
+static void alert_body(struct jbuf *b, const struct config *cfg, const struct alert_transition *t,
+		       const struct pending_write *failed, int err)
 {
 	long r = -1;
 
@@ -281,25 +307,66 @@ static void alert_body(struct jbuf *b, const struct config *cfg, const struct al
 		jb_cstr(b, ",\"name\":");
 		jb_str(b, cfg->rules[r].name);
 	}
+	if (failed) {
+		const struct device_cfg *d = &cfg->devices[failed->device];
+		char ref[ID_MAX + POINT_NAME_MAX + 2];
+
+		snprintf(ref, sizeof ref, "%s.%s", d->id, d->points[failed->point].name);
+		jb_cstr(b, ",\"action\":{\"write\":");
+		jb_str(b, ref);
+		jb_cstr(b, ",\"value\":");
+		jb_double(b, failed->value);
+		jb_cstr(b, ",\"error\":");
+		jb_str(b, mb_strerror(err));
+		jb_cstr(b, "}");
+	}
 }
 
-static void send_action(struct core *c, const struct alert_action *a)
+static void send_action(struct core *c, const struct alert_action *a,
+			const struct alert_transition *t)
 {
 	const struct device_cfg *d = &c->cfg->devices[a->device];
 	const struct point_def *p = &d->points[a->point];
+	struct pending_write *slot = NULL;
+	uint64_t tag = 0;
 	int rc;
 
+	for (size_t i = 0; i < MAX_PENDING_WRITES && t; i++)
+		if (c->pw[i].tag == 0) {
+			slot = &c->pw[i];
+			break;
+		}
+	if (slot) {
+		tag = ++c->next_tag;
+		*slot = (struct pending_write){ .tag = tag, .t = *t, .device = a->device,
+						.point = a->point, .value = a->value };
+	}
 	/* said before it is queued: the poller may report it done before we return */
 	log_info("alert %s/%s: writing %s.%s = %g", a->rule, a->check, d->id, p->name, a->value);
 	if (c->cfg->buses[d->bus].kind == BUS_TCP)
 		rc = c->tp ? tcpoll_write(c->tp, (uint32_t)a->device, (uint16_t)a->point, a->value,
-					  c->generation) : -1;
+					  tag) : -1;
 	else
 		rc = c->sp ? serpoll_write(c->sp, (uint32_t)a->device, (uint16_t)a->point, a->value,
-					   c->generation) : -1;
-	if (rc != 0)
+					   tag) : -1;
+	if (rc != 0) {
 		log_warn("alert %s/%s: write %s.%s = %g refused", a->rule, a->check, d->id, p->name,
 			 a->value);
+		if (slot)
+			slot->tag = 0;
+	}
+}
+
+/* The transition of this action's check in this batch, if any. */
+static const struct alert_transition *action_cause(const struct alert_out *o,
+						   const struct alert_action *a)
+{
+	const struct alert_transition *t = NULL;
+
+	for (size_t i = 0; i < o->nt; i++)
+		if (strcmp(o->t[i].rule, a->rule) == 0 && strcmp(o->t[i].check, a->check) == 0)
+			t = &o->t[i];
+	return t;
 }
 
 /* What the engine said: transitions become outbox rows (retained alert/<rule>/<check>),
@@ -323,7 +390,7 @@ static size_t take_alert_out(struct core *c, struct rowbuf *rb)
 		else
 			log_info("alert %s/%s resolved: %s", t->rule, t->check, t->message);
 		jb_reset(&c->jb);
-		alert_body(&c->jb, c->cfg, t);
+		alert_body(&c->jb, c->cfg, t, NULL, 0);
 		snprintf(topic, sizeof topic, "alert/%s/%s", t->rule, t->check);
 		row = rowbuf_add(rb);
 		if (!row || c->jb.oom) {
@@ -342,7 +409,7 @@ static size_t take_alert_out(struct core *c, struct rowbuf *rb)
 		rows++;
 	}
 	for (size_t i = 0; i < o->na; i++)
-		send_action(c, &o->a[i]);
+		send_action(c, &o->a[i], action_cause(o, &o->a[i]));
 	alert_out_reset(o);
 	return rows;
 }
@@ -689,19 +756,80 @@ static void sink_emit(void *ctx, struct reading *r)
 		reading_free(r); /* counted by the queue, reported in health */
 }
 
-/* From a poller thread: only the log, which is thread-safe, is touched. */
+/* From a poller thread: the log (thread-safe), and the result handed to the core under
+ * wmu, with wfd to wake it. */
 static void sink_write_done(void *ctx, uint32_t device, uint16_t point, uint64_t tag, int err)
 {
 	struct core *c = ctx;
-	(void)tag;
 	/* device and point index the config the write was asked under; a reload joins the
 	 * pollers before it frees that config, so both are still valid here */
 	const struct device_cfg *d = &c->cfg->devices[device];
+	uint64_t one = 1;
 
 	if (err)
 		log_warnx("write %s.%s failed: %s", d->id, d->points[point].name, mb_strerror(err));
 	else
 		log_info("write %s.%s done", d->id, d->points[point].name);
+	if (tag == 0)
+		return;
+	pthread_mutex_lock(&c->wmu);
+	if (c->nwres < MAX_PENDING_WRITES)
+		c->wres[c->nwres++] = (struct write_result){ .tag = tag, .err = err };
+	pthread_mutex_unlock(&c->wmu);
+	if (write(c->wfd, &one, sizeof one) < 0) {
+		/* the counter is saturated: the core is awake anyway */
+	}
+}
+
+/* Write results: a failed action write is stored and published in its alert — the
+ * check's retained state again, with "action":{"write","value","error"} — so the
+ * platform sees that the sign did not switch. */
+static void take_write_results(struct core *c)
+{
+	struct write_result res[MAX_PENDING_WRITES];
+	struct rowbuf rb = { 0 };
+	uint64_t v;
+	size_t n;
+
+	if (read(c->wfd, &v, sizeof v) < 0 && errno != EAGAIN)
+		log_warn("write results");
+	pthread_mutex_lock(&c->wmu);
+	n = c->nwres;
+	memcpy(res, c->wres, n * sizeof *res);
+	c->nwres = 0;
+	pthread_mutex_unlock(&c->wmu);
+	for (size_t i = 0; i < n; i++) {
+		struct pending_write *pw = NULL;
+		char topic[ID_MAX + ALERT_CHECK_MAX + 16];
+		struct store_row *row;
+
+		for (size_t k = 0; k < MAX_PENDING_WRITES; k++)
+			if (c->pw[k].tag == res[i].tag)
+				pw = &c->pw[k];
+		if (!pw)
+			continue;
+		if (res[i].err) {
+			jb_reset(&c->jb);
+			pw->t.ts_ms = clock_real_ms();
+			alert_body(&c->jb, c->cfg, &pw->t, pw, res[i].err);
+			snprintf(topic, sizeof topic, "alert/%s/%s", pw->t.rule, pw->t.check);
+			row = rowbuf_add(&rb);
+			if (row && !c->jb.oom) {
+				*row = (struct store_row){ .kind = ROW_ALERT, .ts_ms = pw->t.ts_ms,
+							   .retain = true, .topic = strdup(topic),
+							   .body = strdup(jb_cstr_get(&c->jb)) };
+				if (!row->topic || !row->body) {
+					store_row_clear(row);
+					rb.n--;
+				}
+			} else if (row) {
+				rb.n--;
+			}
+		}
+		pw->tag = 0;
+	}
+	commit_rows(c, &rb, false);
+	free(rb.r);
 }
 
 /* Both kinds of pollers for cfg; serial lines first, so that the descriptors libmodbus
@@ -821,7 +949,10 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 
 	pollers_stop(c);
 	store_readings(c); /* under the config they were taken with */
+	take_write_results(c);
 	pollers_free(c);
+	/* writes still queued in the old pollers were dropped with them */
+	memset(c->pw, 0, MAX_PENDING_WRITES * sizeof *c->pw);
 
 	if (uplink_changed(old, nc)) {
 		struct flight *fl = calloc(nc->uplink.inflight, sizeof *fl);
@@ -932,7 +1063,7 @@ static void shutdown_drain(struct core *c)
 
 int core_run(struct config *cfg)
 {
-	struct core c = { .cfg = cfg, .generation = 1 };
+	struct core c = { .cfg = cfg, .generation = 1, .wfd = -1 };
 	struct uplink_events ev = { .ctx = &c, .connected = on_connected,
 				    .disconnected = on_disconnected, .acked = on_acked };
 	struct poller_sink sink = { .ctx = &c, .emit = sink_emit, .write_done = sink_write_done };
@@ -948,9 +1079,12 @@ int core_run(struct config *cfg)
 	qcap = cfg->ndevices * 4 < 4096 ? 4096 : cfg->ndevices * 4;
 	c.q = queue_new(qcap);
 	c.dev = calloc(cfg->ndevices ? cfg->ndevices : 1, sizeof *c.dev);
+	c.pw = calloc(MAX_PENDING_WRITES, sizeof *c.pw);
+	c.wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	pthread_mutex_init(&c.wmu, NULL);
 	for (size_t i = 0; c.dev && i < cfg->ndevices; i++)
 		c.dev[i].published = -1;
-	if (!c.fl || !c.q || !c.dev) {
+	if (!c.fl || !c.q || !c.dev || !c.pw || c.wfd < 0) {
 		log_errx("out of memory at start");
 		goto out;
 	}
@@ -998,7 +1132,7 @@ int core_run(struct config *cfg)
 	c.next_state_save = c.start_mono + STATE_SAVE_MS;
 
 	while (!got_term) {
-		struct pollfd pfd[2];
+		struct pollfd pfd[3];
 		nfds_t n = 0;
 		int64_t now = clock_mono_ms(), wait;
 		int ufd;
@@ -1019,6 +1153,7 @@ int core_run(struct config *cfg)
 			wait = 1000;
 
 		pfd[n++] = (struct pollfd){ .fd = queue_fd(c.q), .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = c.wfd, .events = POLLIN };
 		ufd = uplink_fd(c.up);
 		if (ufd >= 0) {
 			pfd[n] = (struct pollfd){ .fd = ufd, .events = POLLIN };
@@ -1032,8 +1167,10 @@ int core_run(struct config *cfg)
 		}
 		if (pfd[0].revents & POLLIN)
 			store_readings(&c);
-		if (n > 1 && pfd[1].revents)
-			uplink_io(c.up, pfd[1].revents);
+		if (pfd[1].revents & POLLIN)
+			take_write_results(&c);
+		if (n > 2 && pfd[2].revents)
+			uplink_io(c.up, pfd[2].revents);
 		now = clock_mono_ms();
 		uplink_tick(c.up, now);
 		flush_acks(&c);
@@ -1087,6 +1224,10 @@ out:
 	flight_forget_all(&c);
 	alert_free(c.ae);
 	alert_out_free(&c.ao);
+	free(c.pw);
+	if (c.wfd >= 0)
+		close(c.wfd);
+	pthread_mutex_destroy(&c.wmu);
 	free(c.fl);
 	free(c.dev);
 	free(c.acked);

@@ -24,6 +24,7 @@ alerts:
     hysteresis: 0.02
     on_fire:
       - { severity: red, write: sign.red_lamp, value: 1 }
+      - { severity: red, write: sign2.red_lamp, value: 1 }
     on_resolve:
       - { write: sign.red_lamp, value: 0 }
 """
@@ -42,13 +43,17 @@ def test_rain_event():
         devices = ("  - id: underpass\n    bus: road\n    unit_id: 5\n    profile: level-radar\n"
                    "    interval: 500ms\n"
                    "  - id: sign\n    bus: road\n    unit_id: 9\n    interval: 2s\n    points:\n"
+                   "      red_lamp: { table: coil, address: 0, type: bool, writable: true }\n"
+                   # a second sign that never answers: its write fails
+                   "  - id: sign2\n    bus: road\n    unit_id: 10\n    interval: 2s\n    points:\n"
                    "      red_lamp: { table: coil, address: 0, type: bool, writable: true }\n")
         os.makedirs(os.path.join(site.dir, "devices"), exist_ok=True)
         with open(os.path.join(harness.TOP, "config", "devices", "level-radar.yaml")) as f:
             site.write("devices/level-radar.yaml", f.read())
         cfg = site.write("sluice.yaml", config_yaml(site, "gw1", site.broker_port, buses, devices,
                                                     extra=RULES))
-        site.start_sim(["--config", cfg, "--scenario", "underpass=rain", "--time-scale", "60"])
+        site.start_sim(["--config", cfg, "--scenario", "underpass=rain", "--scenario", "sign2=dead",
+                        "--time-scale", "60"])
         site.start_subscriber("it/gw1/#")
         d = site.start_daemon(cfg)
 
@@ -69,8 +74,18 @@ def test_rain_event():
         wait_for(lambda: "red_lamp=true" in site.procs["sim"].text(), 20, "the lamp write")
         assert "writing sign.red_lamp = 1" in d.text(), d.text()
 
+        # the dead sign's write fails: logged, and carried in the alert, re-published
+        def failed_write():
+            return [p for t, p in alerts(site) if t == topic and "action" in p]
+        wait_for(failed_write, 30, "the failed write carried in the alert")
+        act = failed_write()[0]
+        assert act["action"]["write"] == "sign2.red_lamp" and act["action"]["value"] == 1, act
+        assert act["action"]["error"] == "timeout", act
+        assert act["state"] == "firing" and act["severity"] == "red", act
+        assert "write sign2.red_lamp failed: timeout" in d.text(), d.text()
+
         # restart while firing: the active alert is not fired again
-        n = len(fired)
+        n = len([p for t, p in alerts(site) if t == topic])
         rc = site.stop("sluiced", signal.SIGTERM, timeout=15)
         assert rc == 0, d.text()
         d = site.start_daemon(cfg, name="sluiced2")
