@@ -215,6 +215,17 @@ static bool device_row(struct core *c, const struct device_cfg *d, struct devsta
 
 	if (ds->published == (int)r->online)
 		return false;
+	/* a device never heard from is not "online" because its breaker has not tripped
+	 * yet: its first state waits for an answer, or for offline_after failures */
+	if (ds->published < 0 && r->online) {
+		bool answered = false;
+
+		for (uint16_t k = 0; k < r->nvalues; k++)
+			answered |= r->values[k].kind != VAL_NONE ||
+				    r->values[k].err >= MBE_EXC_BASE;
+		if (!answered && r->nvalues > 0)
+			return false;
+	}
 	ds->published = r->online;
 	jb_reset(&c->jb);
 	jb_cstr(&c->jb, "\"ts\":");
