@@ -98,6 +98,18 @@ demo: deps
 	@$(MAKE) -s --no-print-directory all
 	@tools/demo
 
+# libFuzzer on every parser of outside input, FUZZ_SECONDS each (make check replays
+# the corpora and crash reproducers under the sanitizers)
+FUZZ_SECONDS ?= 60
+fuzz:
+	@tests/fuzz/run --fuzz $(FUZZ_SECONDS)
+
+# every test under valgrind memcheck (make check runs it on the unit tests and one
+# end-to-end test)
+valgrind: all unit-bins
+	@tests/run-unit --valgrind $(UNIT_TESTS)
+	@for t in tests/integration/test_*.py; do SLUICE_VALGRIND=1 python3 $$t || exit 1; done
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin \
 		$(DESTDIR)$(PREFIX)/share/sluice/devices $(DESTDIR)$(PREFIX)/share/doc/sluice
@@ -110,7 +122,7 @@ install: all
 clean:
 	rm -rf build
 
-.PHONY: all unit unit-bins deps check demo install clean
+.PHONY: all unit unit-bins deps check demo fuzz valgrind install clean
 .DELETE_ON_ERROR:
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -114,6 +114,10 @@ struct ld {
 	struct src_loc *bus_idloc, *dev_idloc, *rule_idloc;
 	bool *dev_incomplete;   /* its points could not all be read: no "no such point" */
 	bool skip_secret_files; /* config_opts.skip_secret_files */
+	/* config_load_buffer: the config's text is here, not in the file named; profiles
+	 * and the other files it names are still read from disk */
+	const unsigned char *mem;
+	size_t memlen;
 };
 
 struct ydoc {
@@ -986,7 +990,21 @@ static int ydoc_load(struct ld *ld, const char *path, struct ydoc *d)
 	if ((d->fileno = ld_addfile(ld, path)) == SIZE_MAX)
 		return -1;
 	d->file = ld->cfg->files[d->fileno];
-	if (read_whole(path, &buf, &len, why, sizeof why) < 0) {
+	if (ld->mem && d->fileno == 0) {
+		/* a copy, so that the buffer is freed like one read from a file */
+		if (ld->memlen > FILE_MAX) {
+			emit(ld, true, d->fileno, 0, 0, "is larger than %u MiB: not a configuration "
+			     "file", FILE_MAX >> 20);
+			return -1;
+		}
+		if (!(buf = malloc(ld->memlen + 1))) {
+			ld->oom = true;
+			return -1;
+		}
+		if (ld->memlen)
+			memcpy(buf, ld->mem, ld->memlen);
+		len = ld->memlen;
+	} else if (read_whole(path, &buf, &len, why, sizeof why) < 0) {
 		emit(ld, true, d->fileno, 0, 0, "%s", why);
 		return -1;
 	}
@@ -3210,8 +3228,8 @@ static void ld_config_dir(struct ld *ld, const char *path)
 	free(dir);
 }
 
-struct config *config_load(const char *path, const struct config_opts *opts,
-			   struct config_diag *diag)
+static struct config *config_load_mem(const char *path, const unsigned char *mem, size_t memlen,
+				      const struct config_opts *opts, struct config_diag *diag)
 {
 	struct config *cfg = calloc(1, sizeof *cfg);
 	yaml_node_t *root, *seen[MAXKEYS], *v;
@@ -3241,6 +3259,8 @@ struct config *config_load(const char *path, const struct config_opts *opts,
 	ld_config_dir(&ld, path);
 	ld_dirs(&ld, opts);
 	ld.skip_secret_files = opts && opts->skip_secret_files;
+	ld.mem = mem;
+	ld.memlen = memlen;
 	if (ld.oom || ydoc_load(&ld, path, &d) < 0)
 		goto out;
 
@@ -3282,6 +3302,22 @@ out:
 	}
 	ld_free(&ld);
 	return cfg;
+}
+
+struct config *config_load(const char *path, const struct config_opts *opts,
+			   struct config_diag *diag)
+{
+	return config_load_mem(path, NULL, 0, opts, diag);
+}
+
+/* For the fuzzer (tests/fuzz/fuzz_config.c) and tests: no file to write first. */
+struct config *config_load_buffer(const char *name, const void *text, size_t len,
+				  const struct config_opts *opts, struct config_diag *diag)
+{
+	/* a non-NULL pointer marks "from memory", also for an empty text */
+	static const unsigned char empty[1];
+
+	return config_load_mem(name, text ? text : empty, text ? len : 0, opts, diag);
 }
 
 int config_load_profile(const char *name, const char *config_dir, const struct config_opts *opts,

@@ -224,6 +224,14 @@ struct config_opts {
  */
 struct config *config_load(const char *path, const struct config_opts *opts,
 			   struct config_diag *diag);
+/*
+ * The same, with the config's text given in memory (text[0..len), need not be
+ * NUL-terminated): name stands for the file in messages, and its directory is where
+ * devices/ and relative paths are looked for, as for config_load(name). Profiles the
+ * text names are read from disk. For the fuzzer and tests.
+ */
+struct config *config_load_buffer(const char *name, const void *text, size_t len,
+				  const struct config_opts *opts, struct config_diag *diag);
 void config_free(struct config *cfg);
 void config_diag_free(struct config_diag *d);
 
