@@ -78,7 +78,9 @@ struct flight {
 struct devstate {
 	uint64_t ok, failed;   /* polls since start */
 	int published;         /* -1 nothing yet, 0 offline, 1 online: last device/<id> stored */
-	int last_err;
+	int last_err;          /* MBE_* of the last failed poll, 0 before any */
+	int64_t last_poll_ms;  /* real time of the last reading */
+	int64_t last_ok_ms;    /* real time of the last reading without a failed point */
 };
 
 /*
@@ -148,6 +150,10 @@ struct core {
 	struct write_result wres[MAX_PENDING_WRITES];
 	size_t nwres;
 	int wfd;                   /* eventfd: results are waiting */
+	bool uplink_up;            /* for the status snapshot */
+	int64_t uplink_since_ms;
+	char uplink_why[160];
+	int64_t started_ms, next_snapshot;
 	struct devstate *dev;  /* one per cfg->devices */
 	uint32_t generation;
 	struct store *st;
@@ -473,12 +479,17 @@ static void store_readings(struct core *c)
 			d = &c->cfg->devices[r->device];
 			for (uint16_t k = 0; k < r->nvalues; k++)
 				failed |= r->values[k].kind == VAL_NONE;
+			c->dev[r->device].last_poll_ms = r->ts_ms;
 			if (failed) {
 				c->polls_failed++;
 				c->dev[r->device].failed++;
+				for (uint16_t k = 0; k < r->nvalues; k++)
+					if (r->values[k].kind == VAL_NONE)
+						c->dev[r->device].last_err = r->values[k].err;
 			} else {
 				c->polls_ok++;
 				c->dev[r->device].ok++;
+				c->dev[r->device].last_ok_ms = r->ts_ms;
 			}
 			lag_add(&c->lag, r->start_mono_ms - r->sched_mono_ms);
 			if ((row = rowbuf_add(&rb)) && !device_row(c, d, &c->dev[r->device], r, row))
@@ -571,13 +582,19 @@ static void on_connected(void *ctx)
 {
 	struct core *c = ctx;
 	flight_forget_all(c);
+	c->uplink_up = true;
+	c->uplink_since_ms = clock_real_ms();
+	c->uplink_why[0] = '\0';
 }
 
 static void on_disconnected(void *ctx, const char *why)
 {
 	struct core *c = ctx;
-	(void)why;
 	flight_forget_all(c);
+	if (c->uplink_up || !c->uplink_since_ms)
+		c->uplink_since_ms = clock_real_ms();
+	c->uplink_up = false;
+	snprintf(c->uplink_why, sizeof c->uplink_why, "%s", why ? why : "");
 }
 
 static void on_acked(void *ctx, int mid)
@@ -686,6 +703,117 @@ static void drain_outbox(struct core *c)
 		if (kind == ROW_ALERT && c->nfl >= c->capfl)
 			return;
 	}
+}
+
+/* ---- status snapshot ------------------------------------------------------------- */
+
+/*
+ * What sluicectl status shows of the running daemon: a JSON snapshot in the store's
+ * meta table (key "status"), rewritten every few seconds — more seldom on a large site,
+ * so that an SD card is not rewritten with a thousand devices' state every 5 s.
+ */
+#define STATUS_KEY "status"
+
+static int64_t snapshot_every_ms(const struct config *cfg)
+{
+	int64_t ms = (int64_t)cfg->ndevices * 10; /* 10 ms per device: 5,000 -> 50 s */
+	return ms < 5000 ? 5000 : ms;
+}
+
+static void write_snapshot(struct core *c, bool stopping)
+{
+	struct jbuf b;
+	bool first = true;
+
+	jb_init(&b);
+	jb_cstr(&b, "{");
+	jb_key(&b, "pid", &first);
+	jb_i64(&b, (int64_t)getpid());
+	jb_key(&b, "version", &first);
+	jb_str(&b, SLUICE_VERSION);
+	jb_key(&b, "gateway", &first);
+	jb_str(&b, c->cfg->gateway.id);
+	jb_key(&b, "started", &first);
+	jb_i64(&b, c->started_ms);
+	jb_key(&b, "updated", &first);
+	jb_i64(&b, clock_real_ms());
+	jb_key(&b, "running", &first);
+	jb_bool(&b, !stopping);
+	jb_key(&b, "uplink", &first);
+	jb_cstr(&b, "{\"host\":");
+	jb_str(&b, c->cfg->uplink.host);
+	jb_cstr(&b, ",\"port\":");
+	jb_i64(&b, c->cfg->uplink.port);
+	jb_cstr(&b, ",\"connected\":");
+	jb_bool(&b, c->uplink_up);
+	jb_cstr(&b, ",\"since\":");
+	jb_i64(&b, c->uplink_since_ms);
+	if (!c->uplink_up && c->uplink_why[0]) {
+		jb_cstr(&b, ",\"error\":");
+		jb_str(&b, c->uplink_why);
+	}
+	jb_cstr(&b, "}");
+	jb_key(&b, "buses", &first);
+	jb_cstr(&b, "[");
+	for (size_t i = 0; i < c->cfg->nbuses; i++) {
+		const struct bus_cfg *bus = &c->cfg->buses[i];
+		static const char *kinds[] = { "tcp", "rtu", "rtu_over_tcp" };
+
+		if (i)
+			jb_cstr(&b, ",");
+		jb_cstr(&b, "{\"id\":");
+		jb_str(&b, bus->id);
+		jb_cstr(&b, ",\"kind\":");
+		jb_str(&b, kinds[bus->kind]);
+		jb_cstr(&b, ",\"address\":");
+		if (bus->kind == BUS_RTU) {
+			jb_str(&b, bus->device);
+		} else {
+			char addr[300];
+			snprintf(addr, sizeof addr, strchr(bus->host, ':') ? "[%s]:%u" : "%s:%u",
+				 bus->host, bus->port);
+			jb_str(&b, addr);
+		}
+		jb_cstr(&b, "}");
+	}
+	jb_cstr(&b, "]");
+	jb_key(&b, "devices", &first);
+	jb_cstr(&b, "[");
+	for (size_t i = 0; i < c->cfg->ndevices; i++) {
+		const struct device_cfg *d = &c->cfg->devices[i];
+		const struct devstate *ds = &c->dev[i];
+
+		if (i)
+			jb_cstr(&b, ",");
+		jb_cstr(&b, "{\"id\":");
+		jb_str(&b, d->id);
+		if (d->name) {
+			jb_cstr(&b, ",\"name\":");
+			jb_str(&b, d->name);
+		}
+		jb_cstr(&b, ",\"bus\":");
+		jb_str(&b, c->cfg->buses[d->bus].id);
+		jb_cstr(&b, ",\"state\":");
+		jb_str(&b, ds->published < 0 ? (ds->last_poll_ms ? "unknown" : "not polled")
+					     : ds->published ? "online" : "offline");
+		jb_cstr(&b, ",\"last_poll\":");
+		jb_i64(&b, ds->last_poll_ms);
+		jb_cstr(&b, ",\"last_ok\":");
+		jb_i64(&b, ds->last_ok_ms);
+		jb_cstr(&b, ",\"polls_ok\":");
+		jb_u64(&b, ds->ok);
+		jb_cstr(&b, ",\"polls_failed\":");
+		jb_u64(&b, ds->failed);
+		if (ds->last_err) {
+			jb_cstr(&b, ",\"last_error\":");
+			jb_str(&b, mb_strerror(ds->last_err));
+		}
+		jb_cstr(&b, "}");
+	}
+	jb_cstr(&b, "]}");
+	if (!b.oom && store_meta_put(c->st, STATUS_KEY, jb_cstr_get(&b)) != 0)
+		log_warnx("store: could not write the status snapshot");
+	jb_free(&b);
 }
 
 /* ---- health ----------------------------------------------------------------------- */
@@ -1085,6 +1213,7 @@ int core_run(struct config *cfg)
 	install_signals();
 	jb_init(&c.jb);
 	c.start_mono = clock_mono_ms();
+	c.started_ms = clock_real_ms();
 	c.capfl = cfg->uplink.inflight;
 	c.fl = calloc(c.capfl, sizeof *c.fl);
 	qcap = cfg->ndevices * 4 < 4096 ? 4096 : cfg->ndevices * 4;
@@ -1141,6 +1270,7 @@ int core_run(struct config *cfg)
 	c.next_maintain = c.start_mono + MAINTAIN_EVERY_MS;
 	c.next_tick = c.start_mono;
 	c.next_state_save = c.start_mono + STATE_SAVE_MS;
+	c.next_snapshot = c.start_mono + 1000;
 
 	while (!got_term) {
 		struct pollfd pfd[3];
@@ -1195,6 +1325,10 @@ int core_run(struct config *cfg)
 			alert_time(&c, clock_real_ms());
 			c.next_tick = now + 1000;
 		}
+		if (now >= c.next_snapshot) {
+			write_snapshot(&c, false);
+			c.next_snapshot = now + snapshot_every_ms(c.cfg);
+		}
 		if (now >= c.next_state_save) {
 			save_alert_state(&c);
 			c.next_state_save = now + STATE_SAVE_MS;
@@ -1213,6 +1347,7 @@ int core_run(struct config *cfg)
 	log_info("stopping: polling stopped, delivering what is stored");
 	shutdown_drain(&c);
 	save_alert_state(&c);
+	write_snapshot(&c, true);
 	uplink_shutdown(c.up, 1000);
 	flush_acks(&c); /* acks that arrived while shutting down */
 	rc = 0;
