@@ -1,6 +1,7 @@
 /*
  * sim_rtu: sluice-sim's RTU ports. Owns the ttys it serves, its RTU-over-TCP listeners
- * and their connections, and one timerfd per port for paced replies. It must never
+ * and their connections, one timerfd per port for paced replies, and the replies held
+ * back by a --slow fault (due by the simulator's epoll timeout). It must never
  * block (every descriptor is non-blocking and waits in the simulator's epoll set),
  * never decide what a request means (the serve callback does), and never answer a
  * frame with a bad CRC or one for a unit nobody serves: on a serial line, silence is
@@ -41,6 +42,14 @@ enum tag_role { TR_FD, TR_TIMER };
 
 struct rtu_port;
 
+/* A reply held back by a slow-reply fault. */
+struct delayed {
+	struct delayed *next;
+	int64_t due;           /* clock_mono_ms */
+	size_t len;
+	uint8_t adu[RTU_ADU_MAX];
+};
+
 struct rtu_tag {
 	int ev;                /* SIM_RTU_EV: first, as the header promises */
 	int role;              /* enum tag_role */
@@ -68,6 +77,7 @@ struct rtu_port {
 	size_t outlen;
 	bool holding;          /* a paced reply waits for its timer */
 	bool dead;             /* a connection that failed: freed by sim_rtu_event */
+	struct delayed *delayed; /* held-back replies, soonest first */
 	struct rtu_port *prev, *next;
 };
 
@@ -78,6 +88,7 @@ struct sim_rtu {
 	struct rtu_port *ports;
 	struct rtu_line *lines;
 	uint64_t answered, bad_crc;
+	size_t ndelayed;       /* over all ports: 0 spares a walk of every port */
 };
 
 struct sim_rtu *sim_rtu_new(int epfd, sim_rtu_serve_fn serve, void *ctx)
@@ -113,6 +124,12 @@ static struct rtu_line *line_new(struct sim_rtu *r, const char *label,
 
 static void port_unlink_free(struct sim_rtu *r, struct rtu_port *p)
 {
+	while (p->delayed) {
+		struct delayed *d = p->delayed;
+		p->delayed = d->next;
+		r->ndelayed--;
+		free(d);
+	}
 	if (p->fd >= 0) {
 		epoll_ctl(r->epfd, EPOLL_CTL_DEL, p->fd, NULL);
 		close(p->fd);
@@ -345,25 +362,57 @@ static void port_reply(struct sim_rtu *r, struct rtu_port *p, const uint8_t *adu
 	port_flush(r, p);
 }
 
+/* Hold a reply back for delay_ms; sim_rtu_tick sends it. Later replies of other units
+ * are not held behind it: a slow unit on a line is slow on its own. */
+static void port_delay(struct sim_rtu *r, struct rtu_port *p, const uint8_t *adu, size_t len,
+		       unsigned delay_ms)
+{
+	struct delayed *d = malloc(sizeof *d), **pp;
+
+	if (d == NULL) {
+		log_warnx("%s: out of memory for a delayed reply; sent now", p->line->label);
+		port_reply(r, p, adu, len);
+		return;
+	}
+	d->due = clock_mono_ms() + delay_ms;
+	d->len = len;
+	memcpy(d->adu, adu, len);
+	for (pp = &p->delayed; *pp && (*pp)->due <= d->due; pp = &(*pp)->next)
+		;
+	d->next = *pp;
+	*pp = d;
+	r->ndelayed++;
+}
+
 static void handle_frame(struct sim_rtu *r, struct rtu_port *p, const uint8_t *frame, size_t len)
 {
 	uint8_t unit, resp[MB_PDU_MAX], adu[RTU_ADU_MAX];
 	const uint8_t *pdu;
 	size_t plen, rlen, alen;
+	struct sim_rtu_fault f;
 
 	if (rtu_unframe(frame, len, &unit, &pdu, &plen) != 0) {
 		r->bad_crc++;
 		log_debug("%s: a request with a bad CRC, ignored", p->line->label);
 		return;
 	}
-	rlen = r->serve(r->ctx, p->line->cookie, unit, pdu, plen, resp);
+	f = (struct sim_rtu_fault){ .unit = unit };
+	rlen = r->serve(r->ctx, p->line->cookie, unit, pdu, plen, resp, &f);
 	if (rlen == 0 || unit == 0)
 		return; /* silence; and a broadcast is never answered */
-	alen = rtu_frame(adu, unit, resp, rlen);
+	alen = rtu_frame(adu, f.unit, resp, rlen);
 	if (alen == 0)
 		return;
+	if (f.bad_crc) {
+		/* both bytes: no chance the corrupt frame checks out */
+		adu[alen - 2] ^= 0xA5;
+		adu[alen - 1] ^= 0x5A;
+	}
 	r->answered++;
-	port_reply(r, p, adu, alen);
+	if (f.delay_ms)
+		port_delay(r, p, adu, alen, f.delay_ms);
+	else
+		port_reply(r, p, adu, alen);
 }
 
 static void port_process(struct sim_rtu *r, struct rtu_port *p)
@@ -387,7 +436,7 @@ static void port_process(struct sim_rtu *r, struct rtu_port *p)
 	p->inlen -= off;
 }
 
-static void port_read(struct sim_rtu *r, struct rtu_port *p)
+static void port_read(struct sim_rtu *r, struct rtu_port *p, uint32_t events)
 {
 	for (;;) {
 		int64_t now = clock_mono_ms();
@@ -413,8 +462,11 @@ static void port_read(struct sim_rtu *r, struct rtu_port *p)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
-		if (n == 0 && p->kind == PK_TTY)
-			return; /* a tty has no end of file; a hang-up reads as EIO */
+		/* a tty has no end of file, but once the other end of a pty pair is closed
+		 * it reads 0 with EPOLLHUP, level-triggered: that is a hang-up too, or the
+		 * loop would spin on it (and never let a SIGTERM in) */
+		if (n == 0 && p->kind == PK_TTY && !(events & (EPOLLHUP | EPOLLERR)))
+			return;
 		if (p->kind == PK_CONN)
 			log_debug("%s: connection closed", p->line->label);
 		else
@@ -463,10 +515,42 @@ void sim_rtu_event(struct sim_rtu *r, void *tagp, uint32_t events)
 		if (events & EPOLLOUT)
 			port_flush(r, p);
 		if (!p->dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-			port_read(r, p);
+			port_read(r, p, events);
 	}
 	if (p->dead)
 		port_unlink_free(r, p);
+}
+
+int64_t sim_rtu_next_due(const struct sim_rtu *r)
+{
+	int64_t due = -1;
+
+	if (r == NULL || r->ndelayed == 0)
+		return -1;
+	for (const struct rtu_port *p = r->ports; p; p = p->next)
+		if (p->delayed && (due < 0 || p->delayed->due < due))
+			due = p->delayed->due;
+	return due;
+}
+
+void sim_rtu_tick(struct sim_rtu *r, int64_t now)
+{
+	struct rtu_port *p, *next;
+
+	if (r == NULL || r->ndelayed == 0)
+		return;
+	for (p = r->ports; p; p = next) {
+		next = p->next;
+		while (p->delayed && p->delayed->due <= now && !p->dead) {
+			struct delayed *d = p->delayed;
+			p->delayed = d->next;
+			r->ndelayed--;
+			port_reply(r, p, d->adu, d->len);
+			free(d);
+		}
+		if (p->dead)
+			port_unlink_free(r, p);
+	}
 }
 
 void sim_rtu_counts(const struct sim_rtu *r, uint64_t *answered, uint64_t *bad_crc)

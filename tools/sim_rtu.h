@@ -18,11 +18,19 @@
 
 #define SIM_RTU_EV 0x5254 /* the epoll tag: distinct from sluice-sim's own */
 
+/* How one reply goes out: the faults the simulator injects. Before asking, sim_rtu fills
+ * in the request's unit and no fault; the serve callback may change any of them. */
+struct sim_rtu_fault {
+	uint8_t unit;        /* the unit id the reply carries (another: a wrong-unit reply) */
+	unsigned delay_ms;   /* hold the reply this long; nothing else waits for it */
+	bool bad_crc;        /* send it with a corrupt CRC */
+};
+
 /* Answer one request PDU for unit of the line whose cookie is line: write the reply PDU
  * to resp (MB_PDU_MAX bytes) and return its length, or 0 to stay silent (a dead unit, a
  * unit nobody serves on this line: on a serial line nobody answers for it). */
 typedef size_t (*sim_rtu_serve_fn)(void *ctx, void *line, uint8_t unit, const uint8_t *pdu,
-				   size_t len, uint8_t *resp);
+				   size_t len, uint8_t *resp, struct sim_rtu_fault *f);
 
 struct sim_rtu_line_opts {
 	unsigned baud;       /* 0: 9600 */
@@ -45,6 +53,11 @@ int sim_rtu_add_tcp(struct sim_rtu *r, const char *host, const char *port,
 		    char *err, size_t errlen);
 /* An epoll event whose data.ptr is tagged SIM_RTU_EV. */
 void sim_rtu_event(struct sim_rtu *r, void *tag, uint32_t events);
+/* When the next delayed reply is due (clock_mono_ms), or -1 when none waits: the
+ * simulator's epoll wait must not outlast it. */
+int64_t sim_rtu_next_due(const struct sim_rtu *r);
+/* Send the delayed replies due by now. */
+void sim_rtu_tick(struct sim_rtu *r, int64_t now);
 /* Requests answered, and frames dropped for a bad CRC. */
 void sim_rtu_counts(const struct sim_rtu *r, uint64_t *answered, uint64_t *bad_crc);
 void sim_rtu_free(struct sim_rtu *r);

@@ -51,9 +51,16 @@
 #define TRACE_FLUSH (64 * 1024)
 #define MAX_EVENTS 256
 #define EXC_GATEWAY_TARGET 0x0B    /* gateway target device failed to respond */
+#define EXC_ILLEGAL_ADDRESS 0x02   /* illegal data address */
 #define SUNSPEC_NAME "sluice-sim inverter"
 
 enum { EV_LISTENER = 1, EV_CONN = 2 };
+
+/* An address range that answers exception 2 (--exception). */
+struct exc_range {
+	enum mb_table table;
+	uint16_t lo, hi;
+};
 
 struct unit {
 	uint8_t id;
@@ -61,6 +68,22 @@ struct unit {
 	char *label;               /* the config's device id, or the profile name */
 	bool from_config;
 	struct sim_device *dev;
+	/* faults injected on request: consulted where a reply is built (serve_pdu) */
+	unsigned slow_ms;          /* --slow: hold every reply this long */
+	unsigned bad_crc_pct;      /* --bad-crc: this share of replies with a corrupt CRC */
+	unsigned wrong_unit_pct;   /* --wrong-unit: this share from another unit id */
+	struct exc_range *exc;     /* --exception */
+	size_t nexc;
+	uint64_t rng;              /* for the shares: reproducible with --seed */
+};
+
+/* A Modbus TCP reply held back by --slow; the epoll wait ends when the first is due. */
+struct delayed_reply {
+	struct delayed_reply *next;
+	struct conn *c;
+	int64_t due;               /* clock_mono_ms */
+	size_t len;
+	uint8_t adu[MBTCP_ADU_MAX];
 };
 
 /* One address served: a tcp bus of the config, or a --listen. */
@@ -115,6 +138,8 @@ struct sim {
 	int64_t resume_at;
 	uint64_t requests, dropped, accepted;
 	struct sim_rtu *rtu;       /* the RTU lines, when any is served */
+	struct delayed_reply *delayed; /* soonest first */
+	uint64_t faulted;          /* replies a fault changed (not counting dead units) */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -160,6 +185,17 @@ struct scen_arg {
 	int scenario;
 };
 
+enum fault_kind { FAULT_SLOW, FAULT_EXCEPTION, FAULT_BAD_CRC, FAULT_WRONG_UNIT };
+
+struct fault_arg {
+	int kind;                  /* enum fault_kind */
+	const char *opt;           /* "--slow", ..., for messages */
+	char *spec;                /* as written */
+	char *target;              /* a unit id, or (--config) a device id */
+	unsigned value;            /* milliseconds, or a percentage */
+	struct exc_range range;
+};
+
 struct opts {
 	const char *config;
 	struct listen_arg *listens;
@@ -178,6 +214,8 @@ struct opts {
 	unsigned baud;             /* --baud, for --rtu and --rtu-tcp lines; 0: 9600 */
 	char parity;               /* --parity; 0: none */
 	bool pace;                 /* --pace */
+	struct fault_arg *faults;
+	size_t nfaults;
 };
 
 static void usage(FILE *f)
@@ -232,13 +270,29 @@ static void usage(FILE *f)
 "                         drains over 30 min; again every 6 simulated hours\n"
 "                 fault   fault/alarm bits set, status words 1, inverter output 0\n"
 "                 dead    never answers (the connection stays open)\n"
+"\n"
+"Faults, to try a poller's error handling; each repeatable. UNIT is a unit id (on every\n"
+"address serving it) or, with --config, a device id:\n"
+"      --slow UNIT:MS       hold each reply of UNIT for MS milliseconds; other units and\n"
+"                           connections are not held up by it\n"
+"      --exception UNIT:TABLE:ADDR[-ADDR]\n"
+"                           answer exception 0x02 (illegal data address) to any read or\n"
+"                           write of UNIT touching ADDR..ADDR (0-based, as on the wire)\n"
+"                           of TABLE: holding, input, coil or discrete\n"
+"      --bad-crc UNIT:PERCENT\n"
+"                           send that share of UNIT's replies with a corrupt CRC (RTU\n"
+"                           and RTU over TCP only: Modbus TCP has no CRC)\n"
+"      --wrong-unit UNIT:PERCENT\n"
+"                           send that share of UNIT's replies with another unit id\n"
+"                           (UNIT+1; 1 after 247)\n"
+"                           Which replies a share hits follows --seed.\n"
 "  -t, --time-scale X       simulated time runs X times faster than real time (the demo\n"
 "                           uses 144: a day in 10 minutes); default 1\n"
 "      --start HH:MM        simulated time starts today at this local time (06:00 to\n"
 "                           watch the sun rise on the inverters); default now\n"
 "      --tz ZONE            local time of the daily patterns (Asia/Shanghai); default the\n"
 "                           config's gateway.timezone, else $TZ, else UTC\n"
-"      --seed N             reproducible noise\n"
+"      --seed N             reproducible noise, and which replies a fault share hits\n"
 "      --trace FILE         append one JSON line per answered read:\n"
 "                           {\"t\":MS,\"listen\":\"127.0.0.1:1502\",\"unit\":1,\"values\":{...}}\n"
 "                           with the values of the points the request covered, decoded\n"
@@ -262,6 +316,7 @@ static void usage(FILE *f)
 "Examples:\n"
 "  sluice-sim -l 127.0.0.1:1502 -d 1:flowmeter-generic -d 2:level-radar:rain -p config/devices\n"
 "  sluice-sim --config /tmp/site-test.yaml --time-scale 144 --scenario dma3-inlet=leak\n"
+"  sluice-sim --rtu-tcp 127.0.0.1:1503 -d 1:flowmeter-generic --bad-crc 1:20 --slow 1:800\n"
 "\n"
 "Exit status: 0 after Ctrl-C/SIGTERM, 1 when an address cannot be listened on, 2 for\n"
 "bad arguments, a config or a profile that does not load.\n");
@@ -358,8 +413,80 @@ static int parse_device(const char *s, struct dev_arg *d)
 	return 0;
 }
 
+static int parse_table(const char *s, size_t len, enum mb_table *t)
+{
+	static const struct { const char *name; enum mb_table t; } tabs[] = {
+		{ "holding", MB_HOLDING }, { "input", MB_INPUT },
+		{ "coil", MB_COIL }, { "discrete", MB_DISCRETE },
+	};
+	for (size_t i = 0; i < sizeof tabs / sizeof tabs[0]; i++)
+		if (strlen(tabs[i].name) == len && strncmp(s, tabs[i].name, len) == 0) {
+			*t = tabs[i].t;
+			return 0;
+		}
+	return -1;
+}
+
+/* A number lo..hi ending at *end_at (or the string's end). */
+static int parse_uint(const char *s, const char *end_at, unsigned long lo, unsigned long hi,
+		      unsigned long *out)
+{
+	char *end;
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	*out = strtoul(s, &end, 10);
+	if (errno || end == s || (end_at ? end != end_at : *end != '\0') || *out < lo || *out > hi)
+		return -1;
+	return 0;
+}
+
+/* --slow UNIT:MS, --exception UNIT:TABLE:ADDR[-ADDR], --bad-crc/--wrong-unit UNIT:PERCENT */
+static int parse_fault(int kind, const char *opt, const char *s, struct fault_arg *f)
+{
+	const char *c1 = strchr(s, ':');
+	unsigned long v, lo, hi;
+
+	memset(f, 0, sizeof *f);
+	f->kind = kind;
+	f->opt = opt;
+	if (kind == FAULT_EXCEPTION) {
+		const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		const char *dash = c2 ? strchr(c2 + 1, '-') : NULL;
+		if (!c1 || c1 == s || !c2)
+			return usage_error("%s %s: write UNIT:TABLE:ADDR[-ADDR], e.g. 1:holding:10-11",
+					   opt, s);
+		if (parse_table(c1 + 1, (size_t)(c2 - c1 - 1), &f->range.table) < 0)
+			return usage_error("%s %s: the table is holding, input, coil or discrete",
+					   opt, s);
+		if (parse_uint(c2 + 1, dash, 0, 65535, &lo) < 0 ||
+		    (dash && parse_uint(dash + 1, NULL, lo, 65535, &hi) < 0))
+			return usage_error("%s %s: the addresses are 0..65535 (0-based, as on the "
+					   "wire), the first not above the last", opt, s);
+		f->range.lo = (uint16_t)lo;
+		f->range.hi = (uint16_t)(dash ? hi : lo);
+	} else {
+		bool ms = kind == FAULT_SLOW;
+		if (!c1 || c1 == s)
+			return usage_error("%s %s: write UNIT:%s", opt, s,
+					   ms ? "MS, e.g. 1:800" : "PERCENT, e.g. 1:50");
+		if (parse_uint(c1 + 1, NULL, ms ? 1 : 0, ms ? 600000 : 100, &v) < 0)
+			return usage_error("%s %s: %s", opt, s, ms ? "a delay of 1..600000 ms"
+						   : "a percentage 0..100");
+		f->value = (unsigned)v;
+	}
+	if (!(f->target = strndup(s, (size_t)(c1 - s))) || !(f->spec = strdup(s)))
+		return usage_error("out of memory");
+	return 0;
+}
+
 static void opts_free(struct opts *o)
 {
+	for (size_t i = 0; i < o->nfaults; i++) {
+		free(o->faults[i].target);
+		free(o->faults[i].spec);
+	}
+	free(o->faults);
 	for (size_t i = 0; i < o->nlistens; i++) {
 		struct listen_arg *l = &o->listens[i];
 		for (size_t k = 0; k < l->ndevs; k++) {
@@ -381,7 +508,7 @@ static void opts_free(struct opts *o)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { OPT_TZ = 256, OPT_SEED, OPT_TRACE, OPT_START, OPT_RTU, OPT_RTU_TCP, OPT_BAUD,
-	       OPT_PARITY, OPT_PACE };
+	       OPT_PARITY, OPT_PACE, OPT_SLOW, OPT_EXCEPTION, OPT_BAD_CRC, OPT_WRONG_UNIT };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
@@ -398,6 +525,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "baud", required_argument, NULL, OPT_BAUD },
 		{ "parity", required_argument, NULL, OPT_PARITY },
 		{ "pace", no_argument, NULL, OPT_PACE },
+		{ "slow", required_argument, NULL, OPT_SLOW },
+		{ "exception", required_argument, NULL, OPT_EXCEPTION },
+		{ "bad-crc", required_argument, NULL, OPT_BAD_CRC },
+		{ "wrong-unit", required_argument, NULL, OPT_WRONG_UNIT },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -448,6 +579,25 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case OPT_PACE:
 			o->pace = true;
 			break;
+		case OPT_SLOW:
+		case OPT_EXCEPTION:
+		case OPT_BAD_CRC:
+		case OPT_WRONG_UNIT: {
+			struct fault_arg *nf = realloc(o->faults, (o->nfaults + 1) * sizeof *nf);
+			if (!nf)
+				return usage_error("out of memory");
+			o->faults = nf;
+			int kind = c == OPT_SLOW ? FAULT_SLOW : c == OPT_EXCEPTION ? FAULT_EXCEPTION
+				   : c == OPT_BAD_CRC ? FAULT_BAD_CRC : FAULT_WRONG_UNIT;
+			const char *name = c == OPT_SLOW ? "--slow" : c == OPT_EXCEPTION
+					   ? "--exception" : c == OPT_BAD_CRC ? "--bad-crc"
+					   : "--wrong-unit";
+			int rc = parse_fault(kind, name, optarg, &nf[o->nfaults]);
+			o->nfaults++; /* freed by opts_free, whole or not */
+			if (rc != 0)
+				return rc;
+			break;
+		}
 		case OPT_RTU_TCP:
 		case 'l': {
 			struct listen_arg *nl = realloc(o->listens, (o->nlistens + 1) * sizeof *nl);
@@ -683,6 +833,7 @@ static int endpoint_add_unit(struct endpoint *ep, unsigned id, int scenario, con
 	}
 	ep->units = nu;
 	struct unit *u = &nu[ep->nunits];
+	memset(u, 0, sizeof *u);
 	u->id = (uint8_t)id;
 	u->scenario = scenario;
 	u->from_config = from_config;
@@ -909,6 +1060,78 @@ oom:
 	return 1;
 }
 
+/* Give the units their faults. A target names a device of the --config or a unit id
+ * (every address serving it). 0, or an exit status. */
+static int apply_faults(struct sim *s, const struct opts *o)
+{
+	for (size_t i = 0; i < o->nfaults; i++) {
+		const struct fault_arg *f = &o->faults[i];
+		size_t matched = 0, applied = 0;
+		unsigned long id = 256;
+		bool by_device = false;
+
+		if (o->config)
+			for (size_t e = 0; e < s->neps && !by_device; e++)
+				for (size_t k = 0; k < s->eps[e].nunits; k++)
+					if (s->eps[e].units[k].from_config &&
+					    strcmp(s->eps[e].units[k].label, f->target) == 0)
+						by_device = true;
+		if (!by_device && parse_uint(f->target, NULL, 0, 255, &id) < 0) {
+			if (o->config)
+				return usage_error("%s %s: %s has no device '%s' (and it is not a "
+						   "unit id 0..255)", f->opt, f->spec, o->config,
+						   f->target);
+			return usage_error("%s %s: the unit id must be a number 0..255", f->opt,
+					   f->spec);
+		}
+		for (size_t e = 0; e < s->neps; e++) {
+			struct endpoint *ep = &s->eps[e];
+			for (size_t k = 0; k < ep->nunits; k++) {
+				struct unit *u = &ep->units[k];
+				if (by_device ? !(u->from_config && strcmp(u->label, f->target) == 0)
+					      : u->id != id)
+					continue;
+				matched++;
+				/* not from the address: a test on a free port is reproducible too */
+				u->rng = mix64(o->seed ^ hash_str(u->label) ^ mix64(u->id ^ 0xfa0175ULL));
+				switch (f->kind) {
+				case FAULT_SLOW:
+					u->slow_ms = f->value;
+					break;
+				case FAULT_BAD_CRC:
+					if (ep->kind == EP_TCP)
+						continue;
+					u->bad_crc_pct = f->value;
+					break;
+				case FAULT_WRONG_UNIT:
+					u->wrong_unit_pct = f->value;
+					break;
+				case FAULT_EXCEPTION: {
+					struct exc_range *ne = realloc(u->exc, (u->nexc + 1) * sizeof *ne);
+					if (!ne) {
+						fprintf(stderr, "sluice-sim: out of memory\n");
+						return 1;
+					}
+					u->exc = ne;
+					ne[u->nexc++] = f->range;
+					break;
+				}
+				}
+				applied++;
+				log_info("%s unit %u (%s): fault %s %s", ep->label, u->id, u->label,
+					 f->opt, strchr(f->spec, ':') + 1);
+			}
+		}
+		if (matched == 0)
+			return usage_error("%s %s: no unit %s is served", f->opt, f->spec, f->target);
+		if (applied == 0)
+			return usage_error("%s %s: unit %s is served over Modbus TCP only, which has "
+					   "no CRC (serve it with --rtu or --rtu-tcp)", f->opt, f->spec,
+					   f->target);
+	}
+	return 0;
+}
+
 /* --- sockets ------------------------------------------------------------------------- */
 
 static void fmt_addr(const struct sockaddr *sa, char *buf, size_t len)
@@ -1047,9 +1270,26 @@ static void listeners_pause(struct sim *s, bool pause)
 		s->resume_at = clock_mono_ms() + 1000;
 }
 
+/* A closed connection's held-back replies go with it. */
+static void delayed_drop(struct sim *s, const struct conn *c)
+{
+	struct delayed_reply **pp = &s->delayed;
+
+	while (*pp) {
+		struct delayed_reply *d = *pp;
+		if (d->c == c) {
+			*pp = d->next;
+			free(d);
+		} else {
+			pp = &d->next;
+		}
+	}
+}
+
 static void conn_close(struct sim *s, struct conn *c, const char *why)
 {
 	log_debug("%s: %s: %s", c->ep->label, c->peer, why);
+	delayed_drop(s, c);
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	if (c->prev)
@@ -1333,10 +1573,58 @@ static void log_write(const struct endpoint *ep, const struct unit *u, uint8_t f
 		 len ? line : " (no point there)");
 }
 
+/* Does the request touch one of u's --exception ranges? */
+static bool fault_exception(const struct unit *u, const uint8_t *pdu, size_t plen)
+{
+	uint8_t fc = pdu[0];
+	uint32_t start, count;
+
+	if (u->nexc == 0 || plen < 5 || !((fc >= MB_FC_READ_COILS && fc <= MB_FC_WRITE_REGISTER) ||
+					  fc == MB_FC_WRITE_COILS || fc == MB_FC_WRITE_REGISTERS))
+		return false;
+	start = (uint32_t)(pdu[1] << 8 | pdu[2]);
+	count = fc == MB_FC_WRITE_COIL || fc == MB_FC_WRITE_REGISTER ? 1
+		: (uint32_t)(pdu[3] << 8 | pdu[4]);
+	if (count == 0)
+		return false; /* mbpdu answers a quantity of 0 with exception 3 */
+	for (size_t i = 0; i < u->nexc; i++)
+		if (u->exc[i].table == fc_table(fc) && start <= u->exc[i].hi &&
+		    start + count - 1 >= u->exc[i].lo)
+			return true;
+	return false;
+}
+
+/* True for pct % of the draws, in an order fixed by --seed. */
+static bool fault_roll(struct unit *u, unsigned pct)
+{
+	if (pct == 0)
+		return false;
+	u->rng += 0x9e3779b97f4a7c15ULL;
+	return mix64(u->rng) % 100 < pct;
+}
+
+/* How u's reply goes out: its --slow, --bad-crc and --wrong-unit faults. */
+static void fault_reply(struct sim *s, const struct endpoint *ep, struct unit *u,
+			struct sim_rtu_fault *f)
+{
+	f->delay_ms = u->slow_ms;
+	if (ep->kind != EP_TCP && fault_roll(u, u->bad_crc_pct)) {
+		f->bad_crc = true;
+		log_debug("%s unit %u: fault: a corrupt CRC", ep->label, u->id);
+	}
+	if (fault_roll(u, u->wrong_unit_pct)) {
+		f->unit = u->id >= 247 ? (uint8_t)(u->id == 247 ? 1 : u->id - 246) : (uint8_t)(u->id + 1);
+		log_debug("%s unit %u: fault: the reply says unit %u", ep->label, u->id, f->unit);
+	}
+	if (f->delay_ms || f->bad_crc || f->unit != u->id)
+		s->faulted++;
+}
+
 /* Answer one request PDU to unit uid of ep: the reply PDU in resp and its length, or 0
- * for no reply. peer names the master in debug logs. Shared by Modbus TCP and RTU. */
+ * for no reply; f (unit: uid, no fault, on entry) says how it goes out. peer names the
+ * master in debug logs. Shared by Modbus TCP and RTU. */
 static size_t serve_pdu(struct sim *s, struct endpoint *ep, const char *peer, uint8_t uid,
-			const uint8_t *pdu, size_t plen, uint8_t *resp)
+			const uint8_t *pdu, size_t plen, uint8_t *resp, struct sim_rtu_fault *f)
 {
 	struct unit *u = endpoint_unit(ep, uid);
 	size_t rlen;
@@ -1360,6 +1648,13 @@ static size_t serve_pdu(struct sim *s, struct endpoint *ep, const char *peer, ui
 		s->dropped++;
 		log_debug("%s: unit %u is dead: no reply", ep->label, uid);
 		return 0;
+	} else if (fault_exception(u, pdu, plen)) {
+		log_debug("%s unit %u: function %u at %u: fault: exception 0x02", ep->label,
+			  uid, fc, (unsigned)(pdu[1] << 8 | pdu[2]));
+		resp[0] = (uint8_t)(fc | 0x80);
+		resp[1] = EXC_ILLEGAL_ADDRESS;
+		rlen = 2;
+		fault_reply(s, ep, u, f);
 	} else {
 		struct mbpdu_server srv = {
 			.ctx = u->dev,
@@ -1392,26 +1687,64 @@ static size_t serve_pdu(struct sim *s, struct endpoint *ep, const char *peer, ui
 		if (rlen >= 2 && resp[0] & 0x80)
 			log_debug("%s unit %u: function %u: exception %u", ep->label, uid, fc,
 				  resp[1]);
+		fault_reply(s, ep, u, f);
 	}
 	return rlen;
+}
+
+/* Hold a reply back (--slow): queued by due time, sent by delayed_send. Later replies
+ * on the connection are not held behind it, as a gateway with several units answers. */
+static int delayed_add(struct sim *s, struct conn *c, const uint8_t *adu, size_t len,
+		       unsigned ms)
+{
+	struct delayed_reply *d = malloc(sizeof *d), **pp;
+
+	if (!d)
+		return conn_append(c, adu, len);
+	d->c = c;
+	d->due = clock_mono_ms() + ms;
+	d->len = len;
+	memcpy(d->adu, adu, len);
+	for (pp = &s->delayed; *pp && (*pp)->due <= d->due; pp = &(*pp)->next)
+		;
+	d->next = *pp;
+	*pp = d;
+	return 0;
+}
+
+/* Send the held-back replies due by now. */
+static void delayed_send(struct sim *s, int64_t now)
+{
+	while (s->delayed && s->delayed->due <= now) {
+		struct delayed_reply *d = s->delayed;
+		struct conn *c = d->c;
+		s->delayed = d->next;
+		int rc = conn_append(c, d->adu, d->len);
+		free(d);
+		if (rc < 0 || conn_flush(s, c) < 0)
+			conn_close(s, c, "send failed"); /* drops its other delayed replies */
+	}
 }
 
 static int handle_request(struct sim *s, struct conn *c, uint16_t tid, uint8_t uid,
 			  const uint8_t *pdu, size_t plen)
 {
 	uint8_t resp[MB_PDU_MAX], adu[MBTCP_ADU_MAX];
-	size_t rlen = serve_pdu(s, c->ep, c->peer, uid, pdu, plen, resp);
+	struct sim_rtu_fault f = { .unit = uid };
+	size_t rlen = serve_pdu(s, c->ep, c->peer, uid, pdu, plen, resp, &f);
 
 	if (rlen == 0)
 		return 0;
-	size_t alen = mbtcp_frame(adu, tid, uid, resp, rlen);
+	size_t alen = mbtcp_frame(adu, tid, f.unit, resp, rlen);
+	if (alen && f.delay_ms)
+		return delayed_add(s, c, adu, alen, f.delay_ms);
 	return alen ? conn_append(c, adu, alen) : 0;
 }
 
 static size_t rtu_serve(void *ctx, void *line, uint8_t unit, const uint8_t *pdu, size_t len,
-			uint8_t *resp)
+			uint8_t *resp, struct sim_rtu_fault *f)
 {
-	return serve_pdu(ctx, line, "the RTU master", unit, pdu, len, resp);
+	return serve_pdu(ctx, line, "the RTU master", unit, pdu, len, resp, f);
 }
 
 /* Serve ep: listen for Modbus TCP, or open its RTU line. 0 or -1 (logged). */
@@ -1572,6 +1905,11 @@ static void sim_free(struct sim *s)
 {
 	while (s->conns)
 		conn_close(s, s->conns, "shutting down");
+	while (s->delayed) {
+		struct delayed_reply *d = s->delayed;
+		s->delayed = d->next;
+		free(d);
+	}
 	for (size_t i = 0; i < s->nls; i++) {
 		close(s->ls[i]->fd);
 		free(s->ls[i]);
@@ -1584,6 +1922,7 @@ static void sim_free(struct sim *s)
 		for (size_t k = 0; k < ep->nunits; k++) {
 			sim_device_free(ep->units[k].dev);
 			free(ep->units[k].label);
+			free(ep->units[k].exc);
 		}
 		free(ep->units);
 		free(ep->host);
@@ -1605,17 +1944,28 @@ static int run(struct sim *s, const sigset_t *waitmask)
 	struct epoll_event evs[MAX_EVENTS];
 
 	while (!stop_signal) {
-		int timeout = -1;
-		if (s->paused) {
-			int64_t left = s->resume_at - clock_mono_ms();
-			timeout = left > 0 ? (int)left : 0;
-		}
+		int64_t now = clock_mono_ms(), wake = -1, due;
+		if (s->paused)
+			wake = s->resume_at;
+		if (s->delayed && (wake < 0 || s->delayed->due < wake))
+			wake = s->delayed->due;
+		if ((due = sim_rtu_next_due(s->rtu)) >= 0 && (wake < 0 || due < wake))
+			wake = due;
+		int timeout = wake < 0 ? -1 : wake > now ? (int)(wake - now) : 0;
 		int n = epoll_pwait(s->epfd, evs, MAX_EVENTS, timeout, waitmask);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			log_err("epoll_wait");
 			return 1;
+		}
+		if (n > 0) {
+			/* epoll_pwait lets a signal in only when it sleeps: a descriptor that
+			 * is always ready would keep a SIGTERM out for good */
+			sigset_t pend;
+			if (sigpending(&pend) == 0 && (sigismember(&pend, SIGTERM) ||
+						       sigismember(&pend, SIGINT)))
+				stop_signal = sigismember(&pend, SIGINT) ? SIGINT : SIGTERM;
 		}
 		for (int i = 0; i < n; i++) {
 			int *tag = evs[i].data.ptr;
@@ -1626,13 +1976,17 @@ static int run(struct sim *s, const sigset_t *waitmask)
 			else
 				on_conn(s, evs[i].data.ptr, evs[i].events);
 		}
+		now = clock_mono_ms();
+		delayed_send(s, now);
+		sim_rtu_tick(s->rtu, now);
 		trace_flush(s);
 		if (s->paused && clock_mono_ms() >= s->resume_at)
 			listeners_pause(s, false);
 	}
 	log_info("stopping on %s: %" PRIu64 " requests (%" PRIu64 " left unanswered by dead "
-		 "devices), %" PRIu64 " connections", stop_signal == SIGINT ? "SIGINT" : "SIGTERM",
-		 s->requests, s->dropped, s->accepted);
+		 "devices, %" PRIu64 " replies changed by a fault), %" PRIu64 " connections",
+		 stop_signal == SIGINT ? "SIGINT" : "SIGTERM", s->requests, s->dropped,
+		 s->faulted, s->accepted);
 	return 0;
 }
 
@@ -1716,6 +2070,8 @@ int main(int argc, char **argv)
 		s.sim0 = (int64_t)mktime(&tm) * 1000;
 	}
 	rc = cfg ? build_from_config(&s, &o, cfg, s.sim0) : build_from_listen(&s, &o, s.sim0);
+	if (rc == 0)
+		rc = apply_faults(&s, &o);
 	if (rc != 0)
 		goto out;
 
