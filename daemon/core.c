@@ -52,9 +52,26 @@
 #include "uplink.h"
 
 #define BATCH_MAX 1024           /* readings per store transaction */
-#define MAINTAIN_EVERY_MS 10000  /* pruning and the size bound */
+#define MAINTAIN_EVERY_MS 2000   /* pruning and the size bound (cheap: indexed deletes, a stat) */
 #define SHUTDOWN_DRAIN_MS 3000   /* SIGTERM: time given to deliver what is stored */
 #define STATE_SAVE_MS 60000      /* alert engine windows and baselines, between transitions */
+/*
+ * Rows wait at most COMMIT_MS (or until COMMIT_ROWS are pending) for one transaction.
+ * A WAL commit writes whole pages: a commit per reading costs kilobytes per value on an
+ * SD card, a commit per half second a few hundred bytes. A row is published only once
+ * committed, so the wait delays delivery, never makes it unsafe; what a crash can take
+ * is what was still in memory, as it always could (the queue). Alert transitions
+ * commit at once.
+ */
+#define COMMIT_MS 500
+#define COMMIT_ROWS 512
+/*
+ * Acknowledgements are marked in the store at most this long after they arrive, in one
+ * transaction: a mark per PUBACK would be a transaction per message. The price: a crash
+ * re-sends what was acknowledged in the last ACKS_MS — duplicates with the same seq,
+ * which the platform drops, never a loss.
+ */
+#define ACKS_MS 250
 #define ALERT_STATE_KEY "alert_state"
 
 static volatile sig_atomic_t got_term, got_hup;
@@ -72,6 +89,12 @@ struct flight {
 	uint64_t seq;
 	int kind;
 	char *topic; /* alerts only: one transition per check in flight */
+};
+
+/* Rows of one store transaction. */
+struct rowbuf {
+	struct store_row *r;
+	size_t n, cap;
 };
 
 /* What the core knows of each device, for device/<id> and health. */
@@ -172,7 +195,10 @@ struct core {
 
 	uint64_t *acked;    /* seqs acknowledged, not yet marked in the store */
 	size_t nacked, capacked;
+	int64_t acked_since;   /* mono ms of the oldest unmarked ack, 0 when none */
 
+	struct rowbuf *pend;    /* rows waiting for their transaction */
+	int64_t pend_since;     /* mono ms of the oldest, 0 when none */
 	struct jbuf jb;
 	int64_t start_mono, next_health, next_maintain, next_watchdog, watchdog_ms;
 	uint64_t published, acks, store_errors;
@@ -262,11 +288,6 @@ static bool device_row(struct core *c, const struct device_cfg *d, struct devsta
 	return true;
 }
 
-/* Rows of one store transaction. */
-struct rowbuf {
-	struct store_row *r;
-	size_t n, cap;
-};
 
 static struct store_row *rowbuf_add(struct rowbuf *b)
 {
@@ -456,10 +477,21 @@ static void commit_rows(struct core *c, struct rowbuf *rb, bool transitions)
 	rowbuf_clear(rb);
 }
 
+/* Commit what waits, when it has waited long enough (or now, with force). */
+static void commit_pending(struct core *c, bool force)
+{
+	if (c->pend->n == 0)
+		return;
+	if (!force && c->pend->n < COMMIT_ROWS && clock_mono_ms() - c->pend_since < COMMIT_MS)
+		return;
+	commit_rows(c, c->pend, false);
+	c->pend_since = 0;
+}
+
 static void store_readings(struct core *c)
 {
 	void *items[BATCH_MAX];
-	struct rowbuf rb = { 0 };
+	struct rowbuf *rb = c->pend;
 	size_t n;
 
 	while ((n = queue_pop(c->q, items, BATCH_MAX)) > 0) {
@@ -492,15 +524,15 @@ static void store_readings(struct core *c)
 				c->dev[r->device].last_ok_ms = r->ts_ms;
 			}
 			lag_add(&c->lag, r->start_mono_ms - r->sched_mono_ms);
-			if ((row = rowbuf_add(&rb)) && !device_row(c, d, &c->dev[r->device], r, row))
-				rb.n--;
+			if ((row = rowbuf_add(rb)) && !device_row(c, d, &c->dev[r->device], r, row))
+				rb->n--;
 			if (c->ae && alert_feed(c->ae, r->device, r->ts_ms, r->values, r->nvalues,
 						&c->ao) != 0)
 				log_warnx("alerts: out of memory evaluating a reading of %s", d->id);
 			jb_reset(&c->jb);
 			reading_body(&c->jb, d, r);
 			snprintf(topic, sizeof topic, "telemetry/%s", d->id);
-			row = rowbuf_add(&rb);
+			row = rowbuf_add(rb);
 			if (row)
 				*row = (struct store_row){
 					.kind = ROW_TELEMETRY,
@@ -512,31 +544,37 @@ static void store_readings(struct core *c)
 			if (!row || !row->topic || !row->body) {
 				if (row) {
 					store_row_clear(row);
-					rb.n--;
+					rb->n--;
 				}
 				c->store_errors++;
 				log_warnx("out of memory: a reading of %s was not stored", d->id);
 			}
 		}
-		transitions = take_alert_out(c, &rb);
-		commit_rows(c, &rb, transitions > 0);
+		transitions = take_alert_out(c, rb);
+		if (transitions > 0) {
+			/* alerts are not kept waiting; the engine state commits with them */
+			commit_rows(c, rb, true);
+			c->pend_since = 0;
+		} else if (rb->n > 0 && c->pend_since == 0) {
+			c->pend_since = clock_mono_ms();
+		}
+		commit_pending(c, false);
 		if (n < BATCH_MAX)
 			break;
 	}
-	free(rb.r);
 }
 
 /* Time passes for the engine: days complete, 'for' durations run out. */
 static void alert_time(struct core *c, int64_t now_real)
 {
-	struct rowbuf rb = { 0 };
-
 	if (!c->ae)
 		return;
 	if (alert_tick(c->ae, now_real, &c->ao) != 0)
 		log_warnx("alerts: out of memory on a tick");
-	commit_rows(c, &rb, take_alert_out(c, &rb) > 0);
-	free(rb.r);
+	if (take_alert_out(c, c->pend) > 0) {
+		commit_rows(c, c->pend, true);
+		c->pend_since = 0;
+	}
 }
 
 static void save_alert_state(struct core *c)
@@ -578,9 +616,12 @@ static void flight_forget_all(struct core *c)
 	c->after[ROW_TELEMETRY] = c->after[ROW_ALERT] = 0;
 }
 
+static void flush_acks(struct core *c, bool force);
+
 static void on_connected(void *ctx)
 {
 	struct core *c = ctx;
+	flush_acks(c, true); /* before the outbox is read again from its start */
 	flight_forget_all(c);
 	c->uplink_up = true;
 	c->uplink_since_ms = clock_real_ms();
@@ -590,6 +631,7 @@ static void on_connected(void *ctx)
 static void on_disconnected(void *ctx, const char *why)
 {
 	struct core *c = ctx;
+	flush_acks(c, true);
 	flight_forget_all(c);
 	if (c->uplink_up || !c->uplink_since_ms)
 		c->uplink_since_ms = clock_real_ms();
@@ -612,6 +654,8 @@ static void on_acked(void *ctx, int mid)
 			c->acked = p;
 			c->capacked = ncap;
 		}
+		if (c->nacked == 0)
+			c->acked_since = clock_mono_ms();
 		c->acked[c->nacked++] = c->fl[i].seq;
 		free(c->fl[i].topic);
 		c->fl[i] = c->fl[--c->nfl];
@@ -620,10 +664,13 @@ static void on_acked(void *ctx, int mid)
 	}
 }
 
-static void flush_acks(struct core *c)
+static void flush_acks(struct core *c, bool force)
 {
 	if (c->nacked == 0)
 		return;
+	if (!force && c->nacked < 1024 && clock_mono_ms() - c->acked_since < ACKS_MS)
+		return;
+	c->acked_since = 0;
 	if (store_mark_sent(c->st, c->acked, c->nacked) != 0) {
 		/* not marked: they will be sent again after a reconnect; a duplicate, not a loss */
 		log_warnx("store: could not mark %zu rows delivered", c->nacked);
@@ -1088,6 +1135,7 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 
 	pollers_stop(c);
 	store_readings(c); /* under the config they were taken with */
+	commit_pending(c, true);
 	take_write_results(c);
 	pollers_free(c);
 	/* writes still queued in the old pollers were dropped with them */
@@ -1099,7 +1147,7 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 
 		log_info("reload: the uplink settings changed; reconnecting");
 		uplink_shutdown(c->up, 1000);
-		flush_acks(c);
+		flush_acks(c, true);
 		uplink_free(c->up);
 		flight_forget_all(c);
 		up = uplink_new(nc, ev, err, sizeof err);
@@ -1178,6 +1226,7 @@ static void shutdown_drain(struct core *c)
 	int64_t end = clock_mono_ms() + SHUTDOWN_DRAIN_MS;
 
 	store_readings(c);
+	commit_pending(c, true);
 	while (uplink_connected(c->up) && clock_mono_ms() < end) {
 		struct store_stats s;
 		struct pollfd pfd;
@@ -1195,9 +1244,9 @@ static void shutdown_drain(struct core *c)
 		if (poll(&pfd, 1, 50) > 0)
 			uplink_io(c->up, pfd.revents);
 		uplink_tick(c->up, clock_mono_ms());
-		flush_acks(c);
+		flush_acks(c, true);
 	}
-	flush_acks(c);
+	flush_acks(c, true);
 }
 
 int core_run(struct config *cfg)
@@ -1220,11 +1269,12 @@ int core_run(struct config *cfg)
 	c.q = queue_new(qcap);
 	c.dev = calloc(cfg->ndevices ? cfg->ndevices : 1, sizeof *c.dev);
 	c.pw = calloc(MAX_PENDING_WRITES, sizeof *c.pw);
+	c.pend = calloc(1, sizeof *c.pend);
 	c.wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	pthread_mutex_init(&c.wmu, NULL);
 	for (size_t i = 0; c.dev && i < cfg->ndevices; i++)
 		c.dev[i].published = -1;
-	if (!c.fl || !c.q || !c.dev || !c.pw || c.wfd < 0) {
+	if (!c.fl || !c.q || !c.dev || !c.pw || !c.pend || c.wfd < 0) {
 		log_errx("out of memory at start");
 		goto out;
 	}
@@ -1288,6 +1338,10 @@ int core_run(struct config *cfg)
 		wait = min64(wait, c.next_tick - now);
 		if (c.watchdog_ms > 0)
 			wait = min64(wait, c.next_watchdog - now);
+		if (c.pend_since)
+			wait = min64(wait, c.pend_since + COMMIT_MS - now);
+		if (c.acked_since)
+			wait = min64(wait, c.acked_since + ACKS_MS - now);
 		if (wait < 0)
 			wait = 0;
 		if (wait > 1000)
@@ -1314,7 +1368,8 @@ int core_run(struct config *cfg)
 			uplink_io(c.up, pfd[2].revents);
 		now = clock_mono_ms();
 		uplink_tick(c.up, now);
-		flush_acks(&c);
+		commit_pending(&c, false);
+		flush_acks(&c, false);
 		drain_outbox(&c);
 
 		if (now >= c.next_health) {
@@ -1349,13 +1404,15 @@ int core_run(struct config *cfg)
 	save_alert_state(&c);
 	write_snapshot(&c, true);
 	uplink_shutdown(c.up, 1000);
-	flush_acks(&c); /* acks that arrived while shutting down */
+	flush_acks(&c, true); /* acks that arrived while shutting down */
 	rc = 0;
 out:
 	pollers_free(&c);
 	if (c.q) {
-		if (c.st)
+		if (c.st && c.pend) {
 			store_readings(&c);
+			commit_pending(&c, true);
+		}
 		queue_free(c.q, reading_free_item);
 	}
 	if (c.up)
@@ -1371,6 +1428,11 @@ out:
 	alert_free(c.ae);
 	alert_out_free(&c.ao);
 	free(c.pw);
+	if (c.pend) {
+		rowbuf_clear(c.pend);
+		free(c.pend->r);
+		free(c.pend);
+	}
 	if (c.wfd >= 0)
 		close(c.wfd);
 	pthread_mutex_destroy(&c.wmu);
