@@ -235,12 +235,14 @@ static void slave_frame(struct slave *s, const uint8_t *f, size_t len)
 	alen = rtu_frame(adu, unit == s->wrong_unit ? (uint8_t)(unit + 1) : unit, resp, rlen);
 	if (unit == s->bad_crc_unit)
 		adu[alen - 1] ^= 0x55;
+	/* stamped before the write: the master cannot have the reply earlier, so the gap
+	 * measured to the next request is never shorter than the real one (a stamp taken
+	 * after write() returns is late whenever this thread is descheduled, as under
+	 * valgrind) */
+	s->last_req_ms = clock_mono_ms();
 	pthread_mutex_unlock(&s->mu);
 	if (alen && write(s->fd, adu, alen) != (ssize_t)alen)
 		return;
-	pthread_mutex_lock(&s->mu);
-	s->last_req_ms = clock_mono_ms();
-	pthread_mutex_unlock(&s->mu);
 }
 
 static void *slave_main(void *arg)
