@@ -67,6 +67,8 @@ DEPS_test_json   := daemon/json drivers/codec
 DEPS_test_sim_model := tools/sim_model tools/sim_sunspec drivers/codec
 DEPS_test_uplink := daemon/uplink daemon/json daemon/log daemon/clock
 DEPS_test_queue  := daemon/queue
+DEPS_test_textwidth := daemon/textwidth
+DEPS_test_jread  := daemon/jread daemon/json drivers/codec
 DEPS_test_sunspec := drivers/sunspec drivers/mbclient drivers/mbclient_rtu drivers/rtu drivers/mbpdu \
 	drivers/codec drivers/mberr daemon/sunspec_setup daemon/config drivers/plan daemon/log \
 	tools/sim_model tools/sim_sunspec

@@ -127,6 +127,8 @@ enum {
 	S_COUNT_UNSENT,
 	S_OLDEST_UNSENT,
 	S_RECENT,
+	S_RECENT_PREFIX,
+	S_LATEST,
 	S_META_GET,
 	S_META_PUT,
 	S_META_DEL,
@@ -149,8 +151,16 @@ static const char *const stmt_sql[S_NSTMT] = {
 	[S_FETCH] = "SELECT " ROW_COLS " FROM outbox"
 		    " WHERE kind = ?1 AND sent_at IS NULL AND seq > ?2 ORDER BY seq LIMIT ?3",
 	[S_MARK] = "UPDATE outbox SET sent_at = ?1 WHERE seq = ?2 AND sent_at IS NULL",
-	[S_PRUNE_SENT] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox"
-			 " WHERE sent_at IS NOT NULL AND sent_at < ?1 ORDER BY sent_at, seq LIMIT ?2)",
+	/*
+	 * Delivered history, oldest first — but never the newest row of a retained state
+	 * topic (alert/, device/): it is what says an alert is still firing, however long
+	 * ago it was sent (the outbox_topic index finds that newest row).
+	 */
+	[S_PRUNE_SENT] = "DELETE FROM outbox WHERE seq IN (SELECT o.seq FROM outbox o"
+			 " WHERE o.sent_at IS NOT NULL AND o.sent_at < ?1"
+			 " AND (o.kind = 0 OR o.seq < (SELECT max(l.seq) FROM outbox l"
+			 " WHERE l.topic = o.topic))"
+			 " ORDER BY o.sent_at, o.seq LIMIT ?2)",
 	[S_DROP_UNSENT] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox"
 			  " WHERE kind = 0 AND sent_at IS NULL ORDER BY seq LIMIT ?1)",
 	[S_DROPPED_ADD] = "UPDATE counters SET value = value + ?1 WHERE name = 'dropped'",
@@ -168,6 +178,16 @@ static const char *const stmt_sql[S_NSTMT] = {
 		" UNION ALL "
 		"SELECT (SELECT ts FROM outbox WHERE kind = 1 AND sent_at IS NULL ORDER BY seq LIMIT 1))",
 	[S_RECENT] = "SELECT " ROW_COLS " FROM outbox WHERE topic = ?1 ORDER BY seq DESC LIMIT ?2",
+	/*
+	 * A topic prefix as a range [?1, ?2) on outbox_topic, not LIKE (case-insensitive,
+	 * and '_' is a wildcard) nor substr() (no index): with only a few alert rows among
+	 * a million readings, both would read every row.
+	 */
+	[S_RECENT_PREFIX] = "SELECT " ROW_COLS " FROM outbox INDEXED BY outbox_topic"
+			    " WHERE topic >= ?1 AND topic < ?2 ORDER BY seq DESC LIMIT ?3",
+	[S_LATEST] = "SELECT " ROW_COLS " FROM outbox WHERE seq IN ("
+		     "SELECT max(seq) FROM outbox INDEXED BY outbox_topic"
+		     " WHERE topic >= ?1 AND topic < ?2 GROUP BY topic) ORDER BY topic",
 	[S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
 	[S_META_PUT] = "INSERT INTO meta (key, value) VALUES (?1, ?2)"
 		       " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -853,12 +873,16 @@ void store_row_clear(struct store_row *r)
 	r->body = NULL;
 }
 
-/* Step a statement returning ROW_COLS into out[0..max). */
-static long store_read_rows(struct store *st, sqlite3_stmt *s, size_t max, struct store_row *out,
-			    const char *what)
+/*
+ * Step a statement returning ROW_COLS into out[0..max), leaving it where it stopped
+ * (the caller resets it), so that a caller can go on reading into a grown array. On
+ * error nothing is left to free.
+ */
+static long store_read_rows_more(struct store *st, sqlite3_stmt *s, size_t max,
+				 struct store_row *out, const char *what)
 {
 	size_t n = 0;
-	int rc;
+	int rc = SQLITE_ROW;
 
 	while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct store_row *r = &out[n];
@@ -878,13 +902,21 @@ static long store_read_rows(struct store *st, sqlite3_stmt *s, size_t max, struc
 		store_sqlerr(st, what);
 		goto fail;
 	}
-	sqlite3_reset(s);
 	return (long)n;
 fail:
-	sqlite3_reset(s);
 	for (size_t i = 0; i < n; i++)
 		store_row_clear(&out[i]);
 	return -1;
+}
+
+/* Step a statement returning ROW_COLS into out[0..max), then reset it. */
+static long store_read_rows(struct store *st, sqlite3_stmt *s, size_t max, struct store_row *out,
+			    const char *what)
+{
+	long n = store_read_rows_more(st, s, max, out, what);
+
+	sqlite3_reset(s);
+	return n;
 }
 
 static int64_t store_limit(size_t max)
@@ -1188,6 +1220,116 @@ long store_recent(struct store *st, const char *topic, size_t max, struct store_
 	n = store_read_rows(st, s, max, out, "cannot read recent rows");
 	sqlite3_clear_bindings(s);
 	return n;
+}
+
+/* The end of the range of topics starting with prefix: the prefix with its last byte
+ * incremented (dropping trailing 0xff bytes); NULL when there is no end (every topic
+ * from prefix on matches), or out of memory (*oom). */
+static char *store_prefix_end(const char *prefix, bool *oom)
+{
+	size_t n = strlen(prefix);
+	char *end;
+
+	*oom = false;
+	while (n > 0 && (unsigned char)prefix[n - 1] == 0xff)
+		n--;
+	if (n == 0)
+		return NULL;
+	end = strndup(prefix, n);
+	if (!end) {
+		*oom = true;
+		return NULL;
+	}
+	end[n - 1] = (char)((unsigned char)end[n - 1] + 1);
+	return end;
+}
+
+/* Bind the range [prefix, end) to ?1 and ?2; end NULL: no upper bound. */
+static int store_bind_prefix(struct store *st, sqlite3_stmt *s, const char *prefix, char **end)
+{
+	bool oom;
+
+	*end = store_prefix_end(prefix, &oom);
+	if (oom) {
+		store_setf(st, "%s: out of memory", st->path);
+		return -1;
+	}
+	sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
+	/* a topic is text: every text sorts below a blob, so a blob bounds "no end" */
+	if (*end)
+		sqlite3_bind_text(s, 2, *end, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_blob(s, 2, "", 0, SQLITE_STATIC);
+	return 0;
+}
+
+long store_recent_prefix(struct store *st, const char *prefix, size_t max, struct store_row *out)
+{
+	sqlite3_stmt *s = st->stmt[S_RECENT_PREFIX];
+	char *end;
+	long n;
+
+	if (max == 0)
+		return 0;
+	if (store_bind_prefix(st, s, prefix, &end) < 0)
+		return -1;
+	sqlite3_bind_int64(s, 3, store_limit(max));
+	n = store_read_rows(st, s, max, out, "cannot read recent rows");
+	sqlite3_clear_bindings(s);
+	free(end);
+	return n;
+}
+
+long store_latest(struct store *st, const char *prefix, struct store_row **out)
+{
+	sqlite3_stmt *s = st->stmt[S_LATEST];
+	struct store_row *rows = NULL;
+	size_t n = 0, cap = 0;
+	char *end;
+	long got;
+
+	*out = NULL;
+	if (store_bind_prefix(st, s, prefix, &end) < 0)
+		return -1;
+	/* One read transaction, so that rows fetched in chunks come from one snapshot. */
+	if (store_run(st, S_BEGIN_R, "cannot begin a read") < 0)
+		goto fail;
+	do {
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			struct store_row *nr = realloc(rows, nc * sizeof *nr);
+			if (!nr) {
+				store_setf(st, "%s: latest rows: out of memory", st->path);
+				store_rollback(st);
+				goto fail;
+			}
+			rows = nr;
+			cap = nc;
+		}
+		/* store_read_rows resets the statement when it returns, so read it all in
+		 * one go: ask for what is left of the array, and grow while it fills up */
+		got = store_read_rows_more(st, s, cap - n, rows + n, "cannot read the latest rows");
+		if (got < 0) {
+			store_rollback(st);
+			goto fail;
+		}
+		n += (size_t)got;
+	} while (n == cap);
+	sqlite3_reset(s);
+	if (store_commit(st) < 0)
+		goto fail;
+	sqlite3_clear_bindings(s);
+	free(end);
+	*out = rows;
+	return (long)n;
+fail:
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	for (size_t i = 0; i < n; i++)
+		store_row_clear(&rows[i]);
+	free(rows);
+	free(end);
+	return -1;
 }
 
 int store_meta_get(struct store *st, const char *key, char **value)

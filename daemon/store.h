@@ -111,6 +111,19 @@ int store_stats(struct store *st, struct store_stats *out);
 /* Recent rows of one topic, newest first (for sluicectl tail). */
 long store_recent(struct store *st, const char *topic, size_t max, struct store_row *out);
 
+/* Recent rows whose topic starts with prefix (e.g. "alert/"), newest first: sluicectl
+ * alerts' recent transitions. Same contract as store_recent. */
+long store_recent_prefix(struct store *st, const char *prefix, size_t max, struct store_row *out);
+
+/*
+ * The newest row of each topic that starts with prefix, in topic order — the retained
+ * state of each alert check ("alert/") or device ("device/") as far as the outbox
+ * still holds it (delivered rows older than keep_sent are gone). *out is allocated:
+ * store_row_clear each row, then free(*out). Returns the number of rows (*out may be
+ * NULL when 0), or -1 (nothing to free; store_error says why).
+ */
+long store_latest(struct store *st, const char *prefix, struct store_row **out);
+
 /*
  * Key/value state that must survive restarts (alert state, counters). get: 0 with
  * *value allocated (free it), or 0 with *value NULL when the key is absent; -1 on

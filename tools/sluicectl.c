@@ -1,26 +1,44 @@
 /*
  * sluicectl: the operator's command line. Reads the daemon's database read-only
- * (through store, the one module that speaks SQL) while sluiced runs; never writes it.
+ * (through store, the one module that speaks SQL) while sluiced runs; never writes it,
+ * never signals the daemon (kill(pid, 0) only asks whether it exists).
  *
  *   sluicectl [-c FILE | -D DIR] [--json] status
+ *   sluicectl [-c FILE | -D DIR] [--json] [-n N] alerts
  *   sluicectl [-c FILE | -D DIR] [--json] backlog
  *   sluicectl [-c FILE | -D DIR] [--json] [-n N] tail DEVICE
+ *
+ * Output for people is aligned tables (textwidth: Chinese names take two columns a
+ * character); --json prints one JSON object per command, for scripts. The daemon's
+ * status snapshot (meta "status") is its own JSON, read back with jread.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "clock.h"
 #include "config.h"
+#include "jread.h"
 #include "json.h"
 #include "probe.h"
 #include "replay.h"
 #include "store.h"
+#include "textwidth.h"
 
 #define DEFAULT_CONFIG "/etc/sluice/sluice.yaml"
+#define STATUS_KEY "status"
+/* The daemon rewrites its snapshot every max(5 s, 10 ms a device); one not updated for
+ * three periods, and at least 2 minutes, belongs to a daemon that is not running. */
+#define STALE_MIN_MS (120 * 1000)
+/* How far back alerts looks for the start of a firing streak. */
+#define STREAK_ROWS 256
 
 static void usage(FILE *f)
 {
@@ -28,7 +46,8 @@ static void usage(FILE *f)
 		"usage: sluicectl [-c FILE | -D DIR] [--json] COMMAND\n"
 		"\n"
 		"commands:\n"
-		"  status          sequence, backlog, drops and database size\n"
+		"  status          is sluiced running; uplink, buses, devices, backlog, drops\n"
+		"  alerts          active alerts, and the recent transitions (-n N, default 10)\n"
 		"  backlog         rows waiting for the broker, and the age of the oldest\n"
 		"  tail DEVICE     the device's most recent readings (-n N, default 10)\n"
 		"  probe ...       read a device once, now (sluicectl probe --help)\n"
@@ -39,9 +58,11 @@ static void usage(FILE *f)
 		"  -c, --config FILE    the daemon's configuration (default " DEFAULT_CONFIG ");\n"
 		"                       its gateway.data_dir holds the database\n"
 		"  -D, --data-dir DIR   the data directory, instead of reading a config\n"
-		"  -n N                 how many readings tail shows\n"
-		"  -j, --json           machine-readable output\n");
+		"  -n N                 how many readings (tail) or transitions (alerts)\n"
+		"  -j, --json           machine-readable output: one JSON object\n");
 }
+
+/* ---- formatting ---------------------------------------------------------------- */
 
 static void fmt_time(int64_t ms, char *buf, size_t len)
 {
@@ -58,10 +79,12 @@ static void fmt_time(int64_t ms, char *buf, size_t len)
 
 static void fmt_age(int64_t secs, char *buf, size_t len)
 {
+	if (secs < 0)
+		secs = 0;
 	if (secs < 120)
 		snprintf(buf, len, "%llds", (long long)secs);
 	else if (secs < 7200)
-		snprintf(buf, len, "%lldm", (long long)(secs / 60));
+		snprintf(buf, len, "%lldm%02llds", (long long)(secs / 60), (long long)(secs % 60));
 	else if (secs < 2 * 86400)
 		snprintf(buf, len, "%lldh%02lldm", (long long)(secs / 3600),
 			 (long long)(secs % 3600 / 60));
@@ -70,20 +93,591 @@ static void fmt_age(int64_t secs, char *buf, size_t len)
 			 (long long)(secs % 86400 / 3600));
 }
 
-static int cmd_status(struct store *st, int json, int backlog_only)
+/* The age of a real-time ms stamp, "-" for none. */
+static void fmt_since(int64_t ms, int64_t now, char *buf, size_t len)
 {
-	struct store_stats s;
-	struct jbuf b;
-	char when[32], age[32];
-	int64_t age_s;
-	bool first = true;
+	if (ms <= 0)
+		snprintf(buf, len, "-");
+	else
+		fmt_age((now - ms) / 1000, buf, len);
+}
 
-	if (store_stats(st, &s) != 0) {
-		fprintf(stderr, "sluicectl: cannot read the database\n");
+static void fmt_bytes(uint64_t n, char *buf, size_t len)
+{
+	if (n < 10 * 1024 * 1024)
+		snprintf(buf, len, "%.0f KiB", (double)n / 1024.0);
+	else
+		snprintf(buf, len, "%.1f MiB", (double)n / (1024.0 * 1024.0));
+}
+
+/* ---- tables for people ------------------------------------------------------------ */
+
+/*
+ * A table of text cells, printed with each column as wide as its widest cell in
+ * terminal columns. Cells are copied and made printable: controls become spaces, bytes
+ * that are not UTF-8 become U+FFFD, so a name or an error from a device cannot move the
+ * cursor or break the alignment. Allocation failure is sticky, like jbuf.
+ */
+struct tbl {
+	size_t ncols, n, cap;   /* n cells so far */
+	const char *const *heads;
+	unsigned right;         /* bit i: column i right-aligned */
+	char **cells;
+	bool oom;
+};
+
+static void tbl_init(struct tbl *t, size_t ncols, const char *const *heads, unsigned right)
+{
+	memset(t, 0, sizeof *t);
+	t->ncols = ncols;
+	t->heads = heads;
+	t->right = right;
+}
+
+static char *tbl_clean(const char *s)
+{
+	size_t n = strlen(s), o = 0;
+	char *out = malloc(n * 3 + 1); /* a bad byte (1) becomes U+FFFD (3) */
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t len = textwidth_decode(s + i, n - i, &cp);
+
+		if (cp < 0x20 || (cp >= 0x7F && cp < 0xA0)) {
+			out[o++] = ' ';
+		} else if (cp == 0xFFFD && len == 1) {
+			memcpy(out + o, "\xEF\xBF\xBD", 3);
+			o += 3;
+		} else {
+			memcpy(out + o, s + i, len);
+			o += len;
+		}
+		i += len;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static void tbl_cell(struct tbl *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void tbl_cell(struct tbl *t, const char *fmt, ...)
+{
+	char buf[1024], *c;
+	va_list ap;
+
+	if (t->oom)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (t->n == t->cap) {
+		size_t nc = t->cap ? t->cap * 2 : 64;
+		char **np = realloc(t->cells, nc * sizeof *np);
+		if (!np) {
+			t->oom = true;
+			return;
+		}
+		t->cells = np;
+		t->cap = nc;
+	}
+	if (!(c = tbl_clean(buf))) {
+		t->oom = true;
+		return;
+	}
+	t->cells[t->n++] = c;
+}
+
+static void tbl_pad(FILE *f, size_t n)
+{
+	while (n--)
+		fputc(' ', f);
+}
+
+static void tbl_row(const struct tbl *t, FILE *f, const char *const *row, const size_t *w,
+		    size_t indent)
+{
+	size_t pending = indent; /* blanks owed before the next text: none at line end */
+
+	for (size_t c = 0; c < t->ncols; c++) {
+		size_t cw = textwidth_str(row[c]);
+		bool right = t->right & (1u << c);
+
+		if (right)
+			pending += w[c] - cw;
+		if (row[c][0]) {
+			tbl_pad(f, pending);
+			fputs(row[c], f);
+			pending = 0;
+		}
+		pending += (right ? 0 : w[c] - cw) + 2;
+	}
+	fputc('\n', f);
+}
+
+static int tbl_print(struct tbl *t, FILE *f, size_t indent)
+{
+	size_t w[32] = { 0 };
+
+	if (t->oom || t->ncols > 32) {
+		fprintf(stderr, "sluicectl: out of memory\n");
+		return -1;
+	}
+	for (size_t c = 0; c < t->ncols; c++)
+		w[c] = textwidth_str(t->heads[c]);
+	for (size_t i = 0; i + t->ncols <= t->n; i += t->ncols)
+		for (size_t c = 0; c < t->ncols; c++) {
+			size_t cw = textwidth_str(t->cells[i + c]);
+			if (cw > w[c])
+				w[c] = cw;
+		}
+	tbl_row(t, f, t->heads, w, indent);
+	for (size_t i = 0; i + t->ncols <= t->n; i += t->ncols)
+		tbl_row(t, f, (const char *const *)t->cells + i, w, indent);
+	return 0;
+}
+
+static void tbl_free(struct tbl *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	memset(t, 0, sizeof *t);
+}
+
+/* ---- JSON out ----------------------------------------------------------------- */
+
+static int json_print(struct jbuf *b)
+{
+	int rc = 0;
+
+	if (b->oom) {
+		fprintf(stderr, "sluicectl: out of memory\n");
+		rc = 1;
+	} else {
+		fputs(jb_cstr_get(b), stdout);
+		fputc('\n', stdout);
+	}
+	jb_free(b);
+	return rc;
+}
+
+/* A member copied from a parsed object, when it is there. */
+static void json_copy(struct jbuf *b, const struct jval *obj, const char *key, bool *first)
+{
+	const struct jval *v = jread_get(obj, key);
+
+	if (!v)
+		return;
+	jb_key(b, key, first);
+	jread_emit(b, v);
+}
+
+/* ---- reading the store ------------------------------------------------------------- */
+
+/* An outbox row's body as an object: {"seq":N,<body>}, the payload it is published as.
+ * NULL (and a warning) when the body is damaged. */
+static struct jval *row_payload(const struct store_row *r)
+{
+	struct jbuf b;
+	struct jval *v;
+	char err[128];
+
+	jb_init(&b);
+	jb_cstr(&b, "{\"seq\":");
+	jb_u64(&b, r->seq);
+	if (r->body[0])
+		jb_cstr(&b, ",");
+	jb_cstr(&b, r->body);
+	jb_cstr(&b, "}");
+	v = b.oom ? NULL : jread_parse(b.p, b.len, err, sizeof err);
+	if (!v && !b.oom)
+		fprintf(stderr, "sluicectl: row %" PRIu64 " (%s) is damaged: %s\n", r->seq, r->topic,
+			err);
+	jb_free(&b);
+	return v;
+}
+
+static void rows_free(struct store_row *rows, long n)
+{
+	for (long i = 0; i < n; i++)
+		store_row_clear(&rows[i]);
+	free(rows);
+}
+
+/*
+ * The daemon's status snapshot. 0 with *snap set; 1 when there is none (the daemon
+ * never got as far as writing one), with the message printed; -1 on error (printed).
+ */
+static int load_snapshot(struct store *st, const char *data_dir, struct jval **snap)
+{
+	char *text = NULL, err[128];
+
+	*snap = NULL;
+	if (store_meta_get(st, STATUS_KEY, &text) < 0) {
+		fprintf(stderr, "sluicectl: %s\n", store_error(st));
+		return -1;
+	}
+	if (!text) {
+		fprintf(stderr,
+			"sluicectl: sluiced has not run with %s yet: the database holds no status "
+			"(a sluiced that is just starting writes it within seconds)\n", data_dir);
 		return 1;
 	}
-	age_s = s.oldest_unsent_ms ? (clock_real_ms() - s.oldest_unsent_ms) / 1000 : 0;
+	*snap = jread_parse(text, strlen(text), err, sizeof err);
+	free(text);
+	if (!*snap || (*snap)->type != J_OBJ) {
+		fprintf(stderr, "sluicectl: the status in the database is damaged: %s\n",
+			*snap ? "not an object" : err);
+		jread_free(*snap);
+		*snap = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+enum life { LIFE_RUNNING, LIFE_STOPPED, LIFE_GONE, LIFE_STALE };
+static const char *const life_names[] = { "running", "stopped", "gone", "stale" };
+
+/* Is the daemon that wrote snap still running? */
+static enum life daemon_life(const struct jval *snap, int64_t now)
+{
+	int64_t pid = jread_i64(snap, "pid", 0), updated = jread_i64(snap, "updated", 0);
+	const struct jval *devs = jread_get(snap, "devices");
+	int64_t ndev = devs && devs->type == J_ARR ? (int64_t)devs->n : 0;
+	int64_t every = ndev * 10 < 5000 ? 5000 : ndev * 10;
+	int64_t stale = 3 * every < STALE_MIN_MS ? STALE_MIN_MS : 3 * every;
+
+	if (!jread_bool(snap, "running", false))
+		return LIFE_STOPPED;
+	/* EPERM: it exists, as another user (sluicectl run by an operator) */
+	if (pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno == ESRCH))
+		return LIFE_GONE;
+	if (now - updated > stale)
+		return LIFE_STALE;
+	return LIFE_RUNNING;
+}
+
+/* The newest row of each alert check, and how many of them are firing. */
+struct latest {
+	struct store_row *rows;
+	struct jval **pl;   /* payloads, NULL for a damaged row */
+	long n;
+};
+
+static int latest_load(struct store *st, const char *prefix, struct latest *l)
+{
+	memset(l, 0, sizeof *l);
+	l->n = store_latest(st, prefix, &l->rows);
+	if (l->n < 0) {
+		fprintf(stderr, "sluicectl: %s\n", store_error(st));
+		return -1;
+	}
+	l->pl = calloc((size_t)l->n + 1, sizeof *l->pl);
+	if (!l->pl) {
+		fprintf(stderr, "sluicectl: out of memory\n");
+		rows_free(l->rows, l->n);
+		l->n = 0;
+		return -1;
+	}
+	for (long i = 0; i < l->n; i++)
+		l->pl[i] = row_payload(&l->rows[i]);
+	return 0;
+}
+
+static void latest_free(struct latest *l)
+{
+	for (long i = 0; i < l->n; i++)
+		jread_free(l->pl[i]);
+	free(l->pl);
+	rows_free(l->rows, l->n);
+	memset(l, 0, sizeof *l);
+}
+
+static bool is_firing(const struct jval *pl)
+{
+	const char *s = jread_str(pl, "state");
+	return s && strcmp(s, "firing") == 0;
+}
+
+/* ---- status ----------------------------------------------------------------- */
+
+/* The latest device/<id> row's payload and time, for "state since". */
+static const struct jval *device_row(const struct latest *dl, const char *id, int64_t *ts)
+{
+	for (long i = 0; i < dl->n; i++) {
+		const char *t = dl->rows[i].topic;
+		if (strncmp(t, "device/", 7) == 0 && strcmp(t + 7, id) == 0 && dl->pl[i]) {
+			*ts = dl->rows[i].ts_ms;
+			return dl->pl[i];
+		}
+	}
+	*ts = 0;
+	return NULL;
+}
+
+/* When the device entered the state the snapshot shows (0: unknown). */
+static int64_t device_since(const struct latest *dl, const struct jval *dev)
+{
+	const char *id = jread_str(dev, "id"), *state = jread_str(dev, "state"), *rs;
+	const struct jval *row;
+	int64_t ts;
+
+	if (!id || !state || !(row = device_row(dl, id, &ts)))
+		return 0;
+	rs = jread_str(row, "state");
+	return rs && strcmp(rs, state) == 0 ? ts : 0;
+}
+
+static void status_json(const struct jval *snap, enum life life, const struct store_stats *s,
+			const struct latest *dl, long firing, int64_t now)
+{
+	const struct jval *devs = jread_get(snap, "devices"), *up = jread_get(snap, "uplink");
+	int64_t started = jread_i64(snap, "started", 0), updated = jread_i64(snap, "updated", 0);
+	struct jbuf b;
+	bool first = true;
+
+	jb_init(&b);
+	jb_cstr(&b, "{");
+	json_copy(&b, snap, "gateway", &first);
+	json_copy(&b, snap, "version", &first);
+	json_copy(&b, snap, "pid", &first);
+	jb_key(&b, "running", &first);
+	jb_bool(&b, life == LIFE_RUNNING);
+	/* running, or why not: stopped cleanly, gone (the pid no longer exists), stale
+	 * (the pid exists but the status is not being updated) */
+	jb_key(&b, "state", &first);
+	jb_str(&b, life_names[life]);
+	json_copy(&b, snap, "started", &first);
+	json_copy(&b, snap, "updated", &first);
+	jb_key(&b, "uptime_s", &first);
+	jb_i64(&b, ((life == LIFE_RUNNING ? now : updated) - started) / 1000);
+	if (up) {
+		jb_key(&b, "uplink", &first);
+		jread_emit(&b, up);
+	}
+	json_copy(&b, snap, "buses", &first);
+	jb_key(&b, "devices", &first);
+	jb_cstr(&b, "[");
+	for (size_t i = 0, k = 0; devs && devs->type == J_ARR && i < devs->n; i++) {
+		const struct jval *d = devs->items[i];
+		int64_t since = device_since(dl, d);
+		bool f2 = true;
+
+		if (d->type != J_OBJ)
+			continue;
+		jb_cstr(&b, k++ ? ",{" : "{");
+		for (size_t k = 0; k < d->n; k++) {
+			jb_key(&b, d->keys[k], &f2);
+			jread_emit(&b, d->items[k]);
+		}
+		/* when it entered its state, from its device/<id> transitions */
+		jb_key(&b, "since", &f2);
+		if (since)
+			jb_i64(&b, since);
+		else
+			jb_cstr(&b, "null");
+		jb_cstr(&b, "}");
+	}
+	jb_cstr(&b, "]");
+	jb_key(&b, "backlog_rows", &first);
+	jb_u64(&b, s->unsent);
+	jb_key(&b, "backlog_age_s", &first);
+	jb_i64(&b, s->oldest_unsent_ms ? (now - s->oldest_unsent_ms) / 1000 : 0);
+	jb_key(&b, "oldest_unsent_ts", &first);
+	jb_i64(&b, s->oldest_unsent_ms);
+	jb_key(&b, "dropped", &first);
+	jb_u64(&b, s->dropped);
+	jb_key(&b, "alerts_firing", &first);
+	jb_i64(&b, firing);
+	jb_key(&b, "rows", &first);
+	jb_u64(&b, s->rows);
+	jb_key(&b, "last_seq", &first);
+	jb_u64(&b, s->last_seq);
+	jb_key(&b, "db_bytes", &first);
+	jb_u64(&b, s->db_bytes);
+	jb_cstr(&b, "}");
+	json_print(&b);
+}
+
+static void status_uplink(const struct jval *up, enum life life, int64_t now)
+{
+	int64_t since = jread_i64(up, "since", 0);
+	const char *err = jread_str(up, "error"), *host = jread_str(up, "host");
+	char when[32], age[32];
+
+	fmt_time(since, when, sizeof when);
+	fmt_since(since, now, age, sizeof age);
+	printf("uplink    %s:%" PRId64 " ", host ? host : "?", jread_i64(up, "port", 0));
+	if (jread_bool(up, "connected", false))
+		printf("%s since %s (%s)", life == LIFE_RUNNING ? "connected" : "was connected",
+		       when, age);
+	else if (since)
+		printf("disconnected since %s (%s)", when, age);
+	else
+		printf("not connected yet");
+	if (!jread_bool(up, "connected", false) && err)
+		printf(": %s", err);
+	printf("\n");
+}
+
+static int status_people(const struct jval *snap, enum life life, const struct store_stats *s,
+			 const struct latest *dl, long firing, int64_t now)
+{
+	static const char *const bus_heads[] = { "BUS", "KIND", "ADDRESS" };
+	static const char *const dev_heads[] = { "DEVICE", "NAME", "BUS", "STATE", "SINCE",
+						 "LAST POLL", "LAST OK", "POLLS OK", "FAILED",
+						 "LAST ERROR" };
+	const struct jval *buses = jread_get(snap, "buses"), *devs = jread_get(snap, "devices");
+	const struct jval *up = jread_get(snap, "uplink");
+	int64_t started = jread_i64(snap, "started", 0), updated = jread_i64(snap, "updated", 0);
+	int64_t pid = jread_i64(snap, "pid", 0);
+	const char *gw = jread_str(snap, "gateway"), *ver = jread_str(snap, "version");
+	char t1[32], t2[32], a1[32];
+	struct tbl t;
+	int rc = 0;
+
+	printf("gateway   %s (sluiced %s)\n", gw ? gw : "?", ver ? ver : "?");
+	fmt_time(started, t1, sizeof t1);
+	fmt_time(updated, t2, sizeof t2);
+	switch (life) {
+	case LIFE_RUNNING:
+		fmt_age((now - started) / 1000, a1, sizeof a1);
+		printf("sluiced   running, pid %" PRId64 ", up %s (since %s)\n", pid, a1, t1);
+		break;
+	case LIFE_STOPPED:
+		fmt_age((updated - started) / 1000, a1, sizeof a1);
+		printf("sluiced   not running: stopped at %s, after %s\n", t2, a1);
+		break;
+	case LIFE_GONE:
+		fmt_since(updated, now, a1, sizeof a1);
+		printf("sluiced   not running: pid %" PRId64 " is gone, last seen at %s (%s ago); "
+		       "it did not stop cleanly\n", pid, t2, a1);
+		break;
+	case LIFE_STALE:
+		fmt_since(updated, now, a1, sizeof a1);
+		printf("sluiced   not running: no status since %s (%s ago), though pid %" PRId64
+		       " exists: stuck, or another process now has its pid\n", t2, a1, pid);
+		break;
+	}
+	if (up)
+		status_uplink(up, life, now);
+	printf("backlog   %" PRIu64 " rows", s->unsent);
+	if (s->unsent) {
+		fmt_time(s->oldest_unsent_ms, t1, sizeof t1);
+		fmt_since(s->oldest_unsent_ms, now, a1, sizeof a1);
+		printf(", the oldest from %s (%s ago)", t1, a1);
+	}
+	printf("\n");
+	printf("dropped   %" PRIu64 "%s\n", s->dropped,
+	       s->dropped ? " undelivered readings (buffer.max_size was reached)" : "");
+	printf("alerts    %ld firing%s\n", firing, firing ? " (sluicectl alerts)" : "");
+	fmt_bytes(s->db_bytes, t1, sizeof t1);
+	printf("database  %s, %" PRIu64 " rows, last seq %" PRIu64 "\n", t1, s->rows, s->last_seq);
+
+	printf("\n");
+	tbl_init(&t, 3, bus_heads, 0);
+	for (size_t i = 0; buses && buses->type == J_ARR && i < buses->n; i++) {
+		const struct jval *bv = buses->items[i];
+		const char *id = jread_str(bv, "id"), *kind = jread_str(bv, "kind");
+		const char *addr = jread_str(bv, "address");
+
+		tbl_cell(&t, "%s", id ? id : "?");
+		tbl_cell(&t, "%s", kind ? kind : "?");
+		tbl_cell(&t, "%s", addr ? addr : "?");
+	}
+	rc |= tbl_print(&t, stdout, 0);
+	tbl_free(&t);
+
+	printf("\n");
+	if (life != LIFE_RUNNING)
+		printf("as last seen at %s:\n", t2);
+	tbl_init(&t, 10, dev_heads, 1u << 7 | 1u << 8);
+	for (size_t i = 0; devs && devs->type == J_ARR && i < devs->n; i++) {
+		const struct jval *d = devs->items[i];
+		const char *id = jread_str(d, "id"), *name = jread_str(d, "name");
+		const char *bus = jread_str(d, "bus"), *state = jread_str(d, "state");
+		const char *err = jread_str(d, "last_error");
+		int64_t since = device_since(dl, d), ref = life == LIFE_RUNNING ? now : updated;
+		char s1[32], s2[32], s3[32];
+
+		fmt_since(since, ref, s1, sizeof s1);
+		fmt_since(jread_i64(d, "last_poll", 0), ref, s2, sizeof s2);
+		fmt_since(jread_i64(d, "last_ok", 0), ref, s3, sizeof s3);
+		tbl_cell(&t, "%s", id ? id : "?");
+		tbl_cell(&t, "%s", name ? name : "");
+		tbl_cell(&t, "%s", bus ? bus : "?");
+		tbl_cell(&t, "%s", state ? state : "?");
+		tbl_cell(&t, "%s", s1);
+		tbl_cell(&t, "%s%s", s2, strcmp(s2, "-") ? " ago" : "");
+		tbl_cell(&t, "%s%s", s3, strcmp(s3, "-") ? " ago" : "");
+		tbl_cell(&t, "%" PRId64, jread_i64(d, "polls_ok", 0));
+		tbl_cell(&t, "%" PRId64, jread_i64(d, "polls_failed", 0));
+		tbl_cell(&t, "%s", err ? err : "");
+	}
+	rc |= tbl_print(&t, stdout, 0);
+	tbl_free(&t);
+	return rc ? 1 : 0;
+}
+
+static int cmd_status(struct store *st, const char *data_dir, int json)
+{
+	struct store_stats s;
+	struct jval *snap;
+	struct latest al, dl;
+	enum life life;
+	long firing = 0;
+	int64_t now = clock_real_ms();
+	int rc;
+
+	if ((rc = load_snapshot(st, data_dir, &snap)) != 0)
+		return 1;
+	if (store_stats(st, &s) != 0) {
+		fprintf(stderr, "sluicectl: %s\n", store_error(st));
+		jread_free(snap);
+		return 1;
+	}
+	if (latest_load(st, "alert/", &al) < 0) {
+		jread_free(snap);
+		return 1;
+	}
+	if (latest_load(st, "device/", &dl) < 0) {
+		latest_free(&al);
+		jread_free(snap);
+		return 1;
+	}
+	for (long i = 0; i < al.n; i++)
+		firing += al.pl[i] && is_firing(al.pl[i]);
+	life = daemon_life(snap, now);
+	rc = 0;
+	if (json)
+		status_json(snap, life, &s, &dl, firing, now);
+	else
+		rc = status_people(snap, life, &s, &dl, firing, now);
+	latest_free(&al);
+	latest_free(&dl);
+	jread_free(snap);
+	return rc;
+}
+
+/* ---- backlog ------------------------------------------------------------------ */
+
+static int cmd_backlog(struct store *st, int json)
+{
+	struct store_stats s;
+	int64_t now = clock_real_ms(), age_s;
+	char when[32], age[32];
+
+	if (store_stats(st, &s) != 0) {
+		fprintf(stderr, "sluicectl: %s\n", store_error(st));
+		return 1;
+	}
+	age_s = s.oldest_unsent_ms ? (now - s.oldest_unsent_ms) / 1000 : 0;
 	if (json) {
+		struct jbuf b;
+		bool first = true;
+
 		jb_init(&b);
 		jb_cstr(&b, "{");
 		jb_key(&b, "backlog_rows", &first);
@@ -92,44 +686,240 @@ static int cmd_status(struct store *st, int json, int backlog_only)
 		jb_i64(&b, age_s);
 		jb_key(&b, "oldest_unsent_ts", &first);
 		jb_i64(&b, s.oldest_unsent_ms);
-		if (!backlog_only) {
-			jb_key(&b, "last_seq", &first);
-			jb_u64(&b, s.last_seq);
-			jb_key(&b, "rows", &first);
-			jb_u64(&b, s.rows);
-			jb_key(&b, "dropped", &first);
-			jb_u64(&b, s.dropped);
-			jb_key(&b, "db_bytes", &first);
-			jb_u64(&b, s.db_bytes);
-		}
-		jb_cstr(&b, "}\n");
-		fputs(jb_cstr_get(&b), stdout);
-		jb_free(&b);
-		return 0;
+		jb_key(&b, "dropped", &first);
+		jb_u64(&b, s.dropped);
+		jb_key(&b, "last_seq", &first);
+		jb_u64(&b, s.last_seq);
+		jb_key(&b, "rows", &first);
+		jb_u64(&b, s.rows);
+		jb_key(&b, "db_bytes", &first);
+		jb_u64(&b, s.db_bytes);
+		jb_cstr(&b, "}");
+		return json_print(&b);
 	}
 	fmt_time(s.oldest_unsent_ms, when, sizeof when);
 	fmt_age(age_s, age, sizeof age);
-	printf("backlog      %" PRIu64 " rows", s.unsent);
+	printf("backlog   %" PRIu64 " rows waiting for the broker\n", s.unsent);
 	if (s.unsent)
-		printf(", oldest %s (%s ago)", when, age);
-	printf("\n");
-	if (backlog_only)
-		return 0;
-	printf("last seq     %" PRIu64 "\n", s.last_seq);
-	printf("rows kept    %" PRIu64 "\n", s.rows);
-	printf("dropped      %" PRIu64 "\n", s.dropped);
-	if (s.db_bytes < 10 * 1024 * 1024)
-		printf("database     %.0f KiB\n", (double)s.db_bytes / 1024.0);
-	else
-		printf("database     %.1f MiB\n", (double)s.db_bytes / (1024.0 * 1024.0));
+		printf("oldest    %s (%s ago)\n", when, age);
+	printf("dropped   %" PRIu64 "\n", s.dropped);
+	printf("last seq  %" PRIu64 "\n", s.last_seq);
+	fmt_bytes(s.db_bytes, when, sizeof when);
+	printf("database  %s, %" PRIu64 " rows (delivered ones kept for buffer.keep_sent)\n", when,
+	       s.rows);
 	return 0;
+}
+
+/* ---- alerts ------------------------------------------------------------------ */
+
+/* "0.42 m", "3", "-" */
+static void fmt_value(const struct jval *pl, char *buf, size_t len)
+{
+	const struct jval *v = jread_get(pl, "value");
+	const char *unit = jread_str(pl, "unit");
+
+	if (!v || v->type == J_NULL)
+		snprintf(buf, len, "-");
+	else if (v->type == J_NUM)
+		snprintf(buf, len, "%.*g%s%s", 6, v->num, unit ? " " : "", unit ? unit : "");
+	else if (v->type == J_BOOL)
+		snprintf(buf, len, "%s", v->b ? "true" : "false");
+	else
+		snprintf(buf, len, "?");
+}
+
+/* When the check's current firing streak began: the oldest row of its topic in the
+ * run of firing rows that ends with the newest. */
+static int64_t firing_since(struct store *st, const struct store_row *latest)
+{
+	struct store_row *rows = calloc(STREAK_ROWS, sizeof *rows);
+	int64_t since = latest->ts_ms;
+	long n;
+
+	if (!rows)
+		return since;
+	n = store_recent(st, latest->topic, STREAK_ROWS, rows);
+	for (long i = 0; i < n; i++) {
+		struct jval *pl = row_payload(&rows[i]);
+		bool firing = pl && is_firing(pl);
+
+		jread_free(pl);
+		if (!firing)
+			break;
+		since = rows[i].ts_ms;
+	}
+	rows_free(rows, n > 0 ? n : 0);
+	return since;
+}
+
+static int cmd_alerts(struct store *st, long n, int json)
+{
+	static const char *const act_heads[] = { "SEVERITY", "ALERT", "SINCE", "FOR", "VALUE",
+						 "MESSAGE" };
+	static const char *const rec_heads[] = { "TIME", "ALERT", "STATE", "SEVERITY", "VALUE",
+						 "MESSAGE" };
+	struct store_row *rec;
+	struct latest al;
+	struct jbuf b;
+	struct tbl t;
+	int64_t now = clock_real_ms();
+	long got, nact = 0;
+	bool first = true;
+	int rc = 0;
+
+	if (latest_load(st, "alert/", &al) < 0)
+		return 1;
+	rec = calloc((size_t)n, sizeof *rec);
+	if (!rec) {
+		latest_free(&al);
+		fprintf(stderr, "sluicectl: out of memory\n");
+		return 1;
+	}
+	got = store_recent_prefix(st, "alert/", (size_t)n, rec);
+	if (got < 0) {
+		fprintf(stderr, "sluicectl: %s\n", store_error(st));
+		free(rec);
+		latest_free(&al);
+		return 1;
+	}
+
+	jb_init(&b);
+	jb_cstr(&b, "{");
+	jb_key(&b, "active", &first);
+	jb_cstr(&b, "[");
+	tbl_init(&t, 6, act_heads, 0);
+	for (long i = 0; i < al.n; i++) {
+		const struct jval *pl = al.pl[i];
+		const char *rule = jread_str(pl, "rule"), *check = jread_str(pl, "check");
+		const char *sev = jread_str(pl, "severity"), *msg = jread_str(pl, "message");
+		int64_t since;
+		char when[32], age[32], val[64];
+		bool f2 = true;
+
+		if (!pl || !is_firing(pl))
+			continue;
+		since = firing_since(st, &al.rows[i]);
+		if (json) {
+			jb_cstr(&b, nact ? ",{" : "{");
+			jb_key(&b, "alert", &f2);
+			jb_str(&b, al.rows[i].topic + 6);
+			/* since: the first firing of this streak; ts: the latest transition
+			 * (a change of severity) */
+			jb_key(&b, "since", &f2);
+			jb_i64(&b, since);
+			for (size_t k = 0; k < pl->n; k++) {
+				jb_key(&b, pl->keys[k], &f2);
+				jread_emit(&b, pl->items[k]);
+			}
+			jb_cstr(&b, "}");
+		} else {
+			fmt_time(since, when, sizeof when);
+			fmt_since(since, now, age, sizeof age);
+			fmt_value(pl, val, sizeof val);
+			tbl_cell(&t, "%s", sev ? sev : "?");
+			tbl_cell(&t, "%s/%s", rule ? rule : "?", check ? check : "?");
+			tbl_cell(&t, "%s", when);
+			tbl_cell(&t, "%s", age);
+			tbl_cell(&t, "%s", val);
+			tbl_cell(&t, "%s", msg ? msg : "");
+		}
+		nact++;
+	}
+	jb_cstr(&b, "]");
+	if (!json) {
+		printf("active alerts: %ld\n", nact);
+		if (nact)
+			rc |= tbl_print(&t, stdout, 2);
+	}
+	tbl_free(&t);
+
+	jb_key(&b, "recent", &first);
+	jb_cstr(&b, "[");
+	tbl_init(&t, 6, rec_heads, 0);
+	/* oldest first, like a log */
+	for (long i = got - 1, k = 0; i >= 0; i--) {
+		struct jval *pl = row_payload(&rec[i]);
+		const char *rule = jread_str(pl, "rule"), *check = jread_str(pl, "check");
+		const char *sev = jread_str(pl, "severity"), *msg = jread_str(pl, "message");
+		const char *state = jread_str(pl, "state");
+		char when[32], val[64];
+
+		if (!pl)
+			continue;
+		if (json) {
+			if (k++)
+				jb_cstr(&b, ",");
+			jread_emit(&b, pl);
+		} else {
+			fmt_time(rec[i].ts_ms, when, sizeof when);
+			fmt_value(pl, val, sizeof val);
+			tbl_cell(&t, "%s", when);
+			tbl_cell(&t, "%s/%s", rule ? rule : "?", check ? check : "?");
+			tbl_cell(&t, "%s", state ? state : "?");
+			tbl_cell(&t, "%s", sev ? sev : "?");
+			tbl_cell(&t, "%s", val);
+			tbl_cell(&t, "%s", msg ? msg : "");
+		}
+		jread_free(pl);
+	}
+	jb_cstr(&b, "]}");
+	if (json) {
+		rc |= json_print(&b);
+	} else {
+		jb_free(&b);
+		printf("\nrecent transitions: %ld%s\n", got, got == n ? " (more with -n)" : "");
+		if (got)
+			rc |= tbl_print(&t, stdout, 2);
+	}
+	tbl_free(&t);
+	rows_free(rec, got);
+	latest_free(&al);
+	return rc ? 1 : 0;
+}
+
+/* ---- tail --------------------------------------------------------------------- */
+
+/* Is the device in the snapshot? -1: no snapshot to ask. */
+static int snapshot_has_device(struct store *st, const char *id, struct jbuf *known)
+{
+	const struct jval *devs;
+	struct jval *snap = NULL;
+	char *text = NULL;
+	char err[64];
+	int found = -1;
+
+	if (store_meta_get(st, STATUS_KEY, &text) < 0 || !text)
+		return -1;
+	snap = jread_parse(text, strlen(text), err, sizeof err);
+	free(text);
+	devs = jread_get(snap, "devices");
+	if (devs && devs->type == J_ARR) {
+		found = 0;
+		for (size_t i = 0; i < devs->n; i++) {
+			const char *d = jread_str(devs->items[i], "id");
+			if (!d)
+				continue;
+			if (strcmp(d, id) == 0)
+				found = 1;
+			if (known->len)
+				jb_cstr(known, ", ");
+			jb_cstr(known, d);
+		}
+	}
+	jread_free(snap);
+	return found;
 }
 
 static int cmd_tail(struct store *st, const char *device, long n, int json)
 {
 	char topic[ID_MAX + 16];
 	struct store_row *rows;
+	struct jval **pls;
+	const char **cols = NULL;
+	size_t ncols = 0;
+	struct jbuf b;
 	long got;
+	int rc = 0;
 
 	if (!config_id_valid(device)) {
 		fprintf(stderr, "sluicectl: '%s' is not a device id\n", device);
@@ -137,30 +927,133 @@ static int cmd_tail(struct store *st, const char *device, long n, int json)
 	}
 	snprintf(topic, sizeof topic, "telemetry/%s", device);
 	rows = calloc((size_t)n, sizeof *rows);
-	if (!rows)
+	pls = calloc((size_t)n, sizeof *pls);
+	if (!rows || !pls) {
+		free(rows);
+		free(pls);
+		fprintf(stderr, "sluicectl: out of memory\n");
 		return 1;
+	}
 	got = store_recent(st, topic, (size_t)n, rows);
 	if (got < 0) {
-		fprintf(stderr, "sluicectl: cannot read the database\n");
+		fprintf(stderr, "sluicectl: %s\n", store_error(st));
 		free(rows);
+		free(pls);
 		return 1;
 	}
-	if (got == 0 && !json)
-		printf("no readings of %s stored\n", device);
-	/* oldest first, like tail(1) */
-	for (long i = got - 1; i >= 0; i--) {
-		if (json) {
-			printf("{\"seq\":%" PRIu64 ",%s}\n", rows[i].seq, rows[i].body);
-		} else {
-			char when[32];
-			fmt_time(rows[i].ts_ms, when, sizeof when);
-			printf("%s  seq %-8" PRIu64 " %s\n", when, rows[i].seq, rows[i].body);
+	if (got == 0) {
+		struct jbuf known;
+		int has;
+
+		jb_init(&known);
+		has = snapshot_has_device(st, device, &known);
+		if (has == 0) {
+			fprintf(stderr, "sluicectl: no device '%s' (the daemon polls: %s)\n", device,
+				known.len ? jb_cstr_get(&known) : "none");
+			jb_free(&known);
+			free(rows);
+			free(pls);
+			return 1;
 		}
-		store_row_clear(&rows[i]);
+		jb_free(&known);
 	}
-	free(rows);
-	return 0;
+	for (long i = 0; i < got; i++)
+		pls[i] = row_payload(&rows[i]);
+
+	if (json) {
+		bool first = true;
+
+		jb_init(&b);
+		jb_cstr(&b, "{");
+		jb_key(&b, "device", &first);
+		jb_str(&b, device);
+		jb_key(&b, "readings", &first);
+		jb_cstr(&b, "[");
+		/* oldest first, like tail(1) */
+		for (long i = got - 1, k = 0; i >= 0; i--) {
+			if (!pls[i])
+				continue;
+			if (k++)
+				jb_cstr(&b, ",");
+			jread_emit(&b, pls[i]);
+		}
+		jb_cstr(&b, "]}");
+		rc = json_print(&b);
+		goto out;
+	}
+	if (got == 0) {
+		printf("no readings of %s stored\n", device);
+		goto out;
+	}
+	/* one column a point, in the order they first appear, newest reading first (so a
+	 * point added by a reload is there too) */
+	cols = calloc(33, sizeof *cols);
+	if (!cols) {
+		fprintf(stderr, "sluicectl: out of memory\n");
+		rc = 1;
+		goto out;
+	}
+	cols[0] = "TIME";
+	cols[1] = "SEQ";
+	ncols = 2;
+	for (long i = 0; i < got; i++) {
+		const struct jval *groups[2] = { jread_get(pls[i], "values"),
+						 jread_get(pls[i], "errors") };
+		for (int g = 0; g < 2; g++) {
+			for (size_t k = 0; groups[g] && groups[g]->type == J_OBJ && k < groups[g]->n;
+			     k++) {
+				size_t c;
+				for (c = 2; c < ncols && strcmp(cols[c], groups[g]->keys[k]); c++)
+					;
+				if (c == ncols && ncols < 32)
+					cols[ncols++] = groups[g]->keys[k];
+			}
+		}
+	}
+	{
+		struct tbl t;
+		unsigned right = 0;
+
+		for (size_t c = 1; c < ncols; c++)
+			right |= 1u << c;
+		tbl_init(&t, ncols, cols, right);
+		for (long i = got - 1; i >= 0; i--) {
+			const struct jval *vals = jread_get(pls[i], "values");
+			const struct jval *errs = jread_get(pls[i], "errors");
+			char when[32];
+
+			fmt_time(rows[i].ts_ms, when, sizeof when);
+			tbl_cell(&t, "%s", when);
+			tbl_cell(&t, "%" PRIu64, rows[i].seq);
+			for (size_t c = 2; c < ncols; c++) {
+				const struct jval *v = jread_get(vals, cols[c]);
+				const char *e = jread_str(errs, cols[c]);
+
+				if (e)
+					tbl_cell(&t, "(%s)", e);
+				else if (!v || v->type == J_NULL)
+					tbl_cell(&t, "-");
+				else if (v->type == J_NUM || v->type == J_STR)
+					tbl_cell(&t, "%s", v->str);
+				else if (v->type == J_BOOL)
+					tbl_cell(&t, "%s", v->b ? "true" : "false");
+				else
+					tbl_cell(&t, "?");
+			}
+		}
+		rc = tbl_print(&t, stdout, 0) ? 1 : 0;
+		tbl_free(&t);
+	}
+out:
+	free(cols);
+	for (long i = 0; i < got; i++)
+		jread_free(pls[i]);
+	free(pls);
+	rows_free(rows, got);
+	return rc;
 }
+
+/* ---- main -------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
 {
@@ -174,9 +1067,9 @@ int main(int argc, char **argv)
 	const char *cfgpath = DEFAULT_CONFIG, *datadir = NULL, *cmd;
 	struct config *cfg = NULL;
 	struct store *st;
-	char err[512];
+	char err[512], *end;
 	long n = 10;
-	int json = 0, ch, rc;
+	int json = 0, ch, rc, nargs;
 
 	/* commands with their own options */
 	if (argc > 1 && strcmp(argv[1], "replay") == 0)
@@ -196,9 +1089,10 @@ int main(int argc, char **argv)
 			json = 1;
 			break;
 		case 'n':
-			n = strtol(optarg, NULL, 10);
-			if (n < 1 || n > 100000) {
-				fprintf(stderr, "sluicectl: -n takes 1 to 100000\n");
+			errno = 0;
+			n = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || n < 1 || n > 100000) {
+				fprintf(stderr, "sluicectl: -n takes 1 to 100000, not '%s'\n", optarg);
 				return 2;
 			}
 			break;
@@ -215,6 +1109,20 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cmd = argv[optind];
+	nargs = argc - optind - 1;
+	if (!((strcmp(cmd, "status") == 0 && nargs == 0) ||
+	      (strcmp(cmd, "backlog") == 0 && nargs == 0) ||
+	      (strcmp(cmd, "alerts") == 0 && nargs == 0) ||
+	      (strcmp(cmd, "tail") == 0 && nargs == 1))) {
+		if (strcmp(cmd, "tail") == 0)
+			fprintf(stderr, "sluicectl: tail takes one device id\n");
+		else if (strcmp(cmd, "status") && strcmp(cmd, "backlog") && strcmp(cmd, "alerts"))
+			fprintf(stderr, "sluicectl: no command '%s'\n", cmd);
+		else
+			fprintf(stderr, "sluicectl: %s takes no arguments\n", cmd);
+		usage(stderr);
+		return 2;
+	}
 	if (!datadir) {
 		struct config_diag diag = { 0 };
 		struct config_opts copts = { .skip_secret_files = true };
@@ -234,19 +1142,20 @@ int main(int argc, char **argv)
 	st = store_open_ro(datadir, err, sizeof err);
 	if (!st) {
 		fprintf(stderr, "sluicectl: %s\n", err);
+		if (strstr(err, "ermission denied"))
+			fprintf(stderr, "sluicectl: reading the database takes root, or the user or "
+					"group sluiced runs as\n");
 		config_free(cfg);
 		return 1;
 	}
-	if (strcmp(cmd, "status") == 0 && optind + 1 == argc)
-		rc = cmd_status(st, json, 0);
-	else if (strcmp(cmd, "backlog") == 0 && optind + 1 == argc)
-		rc = cmd_status(st, json, 1);
-	else if (strcmp(cmd, "tail") == 0 && optind + 2 == argc)
+	if (strcmp(cmd, "status") == 0)
+		rc = cmd_status(st, datadir, json);
+	else if (strcmp(cmd, "backlog") == 0)
+		rc = cmd_backlog(st, json);
+	else if (strcmp(cmd, "alerts") == 0)
+		rc = cmd_alerts(st, n, json);
+	else
 		rc = cmd_tail(st, argv[optind + 1], n, json);
-	else {
-		usage(stderr);
-		rc = 2;
-	}
 	store_close(st);
 	config_free(cfg);
 	return rc;
