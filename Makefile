@@ -100,6 +100,13 @@ demo: deps
 	@$(MAKE) -s --no-print-directory all
 	@tools/demo
 
+# ARM builds under build/cross-$(ARCH), tested under qemu-user (tools/cross)
+ARCH ?= arm64
+cross:
+	@tools/cross $(ARCH) build
+check-cross:
+	@tools/cross $(ARCH) check
+
 # libFuzzer on every parser of outside input, FUZZ_SECONDS each (make check replays
 # the corpora and crash reproducers under the sanitizers)
 FUZZ_SECONDS ?= 60
@@ -124,7 +131,7 @@ install: all
 clean:
 	rm -rf build
 
-.PHONY: all unit unit-bins deps check demo fuzz valgrind install clean
+.PHONY: all unit unit-bins deps check check-cross cross demo fuzz valgrind install clean
 .DELETE_ON_ERROR:
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -627,7 +627,7 @@ static void test_values_decoded(void **state)
 	struct srv *s = srv_start();
 	struct tcfg *t = tcfg_new();
 	struct sink sk;
-	struct reading *v[64];
+	struct reading *v[64] = { 0 };
 	struct point_def *p;
 	int64_t t0 = clock_real_ms();
 
@@ -942,7 +942,7 @@ static void test_exception_fails_only_its_request(void **state)
 	struct srv *s = srv_start();
 	struct tcfg *t = tcfg_new();
 	struct sink sk;
-	struct reading *v[64];
+	struct reading *v[64] = { 0 };
 
 	s->exc_from = 100;
 	s->exc_to = 110;
@@ -986,7 +986,7 @@ static void test_peer_close_then_recover(void **state)
 	struct srv *s = srv_start();
 	struct tcfg *t = tcfg_new();
 	struct sink sk;
-	struct reading *v[128];
+	struct reading *v[128] = { 0 };
 
 	s->mode = SRV_CLOSE;
 	s->regs[1][7] = 99;
@@ -1029,7 +1029,7 @@ static void test_late_replies_do_not_desync(void **state)
 	struct srv *s = srv_start();
 	struct tcfg *t = tcfg_new();
 	struct sink sk;
-	struct reading *v[128];
+	struct reading *v[128] = { 0 };
 
 	s->late_n = 2;
 	s->late_ms = 500;
@@ -1087,7 +1087,7 @@ static void test_wrong_transaction_id_is_a_protocol_error(void **state)
 	struct srv *s = srv_start();
 	struct tcfg *t = tcfg_new();
 	struct sink sk;
-	struct reading *v[64];
+	struct reading *v[64] = { 0 };
 
 	s->mode = SRV_BADTID;
 	size_t b = add_bus(t, "a", s->port, 1000, 0);
@@ -1116,7 +1116,7 @@ static void test_fragmented_and_delayed_replies(void **state)
 	struct srv *s = srv_start();
 	struct tcfg *t = tcfg_new();
 	struct sink sk;
-	struct reading *v[64];
+	struct reading *v[64] = { 0 };
 
 	s->fragment = true;
 	s->delay_ms = 40;
@@ -1184,7 +1184,7 @@ static void test_clock_step(void **state)
 	struct srv *s = srv_start();
 	struct tcfg *t = tcfg_new();
 	struct sink sk;
-	struct reading *v[128];
+	struct reading *v[128] = { 0 };
 	const int64_t step = -3600 * 1000;
 
 	size_t b = add_bus(t, "a", s->port, 500, 0);
@@ -1526,7 +1526,7 @@ static void test_breaker_what_counts_as_failed(void **state)
 	struct srv *s = srv_start();
 	struct tcfg *t = tcfg_new();
 	struct sink sk;
-	struct reading *v[128];
+	struct reading *v[128] = { 0 };
 
 	s->exc_from = 0;
 	s->exc_to = 10;
@@ -1574,7 +1574,7 @@ static void test_split_on_illegal_address(void **state)
 	struct srv *s = srv_start();
 	struct tcfg *t = tcfg_new();
 	struct sink sk;
-	struct reading *v[64];
+	struct reading *v[64] = { 0 };
 	struct tcpoll_stats st;
 
 	s->exc_from = 2;
@@ -1640,7 +1640,7 @@ static void test_split_on_timeout_only_when_merged(void **state)
 	struct srv *s = srv_start();
 	struct tcfg *t = tcfg_new();
 	struct sink sk;
-	struct reading *v[64];
+	struct reading *v[64] = { 0 };
 	struct tcpoll_stats st;
 
 	s->mute_from = 12;
