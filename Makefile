@@ -4,10 +4,13 @@
 #   make check      install what is missing, build, run every test (plain, then under
 #                   ASan+UBSan, integration under the sanitizers, valgrind)
 #   make demo       install what is missing, build, run a simulated site on loopback
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (the layout: tools/install.sh)
+#   make deb        a Debian package in build/deb/ (ARCH=arm64|armhf: cross-built)
 
 PREFIX ?= /usr/local
 DESTDIR ?=
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 B ?= build
 
 PKGS := libmodbus libmosquitto sqlite3 yaml-0.1
@@ -55,6 +58,16 @@ $(B)/sluicectl: $(CTL_SRCS:%.c=$(B)/obj/%.o) $(B)/libsluice.a
 $(B)/sluice-sim: $(SIM_SRCS:%.c=$(B)/obj/%.o) $(B)/libsluice.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# config.o and sluice-sim.o bake $(PREFIX)/share/sluice in: rebuild them when PREFIX
+# changes, so `make install PREFIX=/usr` after a plain `make` does not install binaries
+# that look for the profiles under /usr/local
+PREFIX_STAMP := $(B)/prefix$(subst /,_,$(PREFIX)).stamp
+$(PREFIX_STAMP):
+	@mkdir -p $(@D)
+	@rm -f $(B)/prefix*.stamp
+	@touch $@
+$(B)/obj/daemon/config.o $(B)/obj/tools/sluice-sim.o: $(PREFIX_STAMP)
+
 # Unit tests link only the modules they test (DEPS_<test>), so one module can be
 # built and tested while another is being written; without a DEPS line, the library.
 objs = $(patsubst %,$(B)/obj/%.o,$(1))
@@ -74,9 +87,10 @@ DEPS_test_sunspec := drivers/sunspec drivers/mbclient drivers/mbclient_rtu drive
 	tools/sim_model tools/sim_sunspec
 DEPS_test_mbclient := drivers/mbclient drivers/mbpdu drivers/codec drivers/mberr
 DEPS_test_rtu    := drivers/rtu drivers/mbpdu drivers/codec drivers/mberr
-DEPS_test_serpoll := drivers/serpoll drivers/rtu drivers/mbpdu drivers/codec drivers/plan \
+DEPS_test_pollshared := drivers/pollshared drivers/codec drivers/reading
+DEPS_test_serpoll := drivers/serpoll drivers/pollshared drivers/rtu drivers/mbpdu drivers/codec drivers/plan \
 	drivers/mberr drivers/reading daemon/log daemon/clock
-DEPS_test_tcpoll := drivers/tcpoll drivers/mbpdu drivers/codec drivers/plan drivers/mberr \
+DEPS_test_tcpoll := drivers/tcpoll drivers/pollshared drivers/mbpdu drivers/codec drivers/plan drivers/mberr \
 	drivers/reading daemon/log daemon/clock daemon/config
 .SECONDEXPANSION:
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $$(if $$(DEPS_$$*),$$(call objs,$$(DEPS_$$*)),$(B)/libsluice.a)
@@ -101,6 +115,7 @@ demo: deps
 	@tools/demo
 
 # ARM builds under build/cross-$(ARCH), tested under qemu-user (tools/cross)
+ARCH_SET := $(ARCH)
 ARCH ?= arm64
 cross:
 	@tools/cross $(ARCH) build
@@ -120,18 +135,23 @@ valgrind: all unit-bins
 	@for t in tests/integration/test_*.py; do SLUICE_VALGRIND=1 python3 $$t || exit 1; done
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin \
-		$(DESTDIR)$(PREFIX)/share/sluice/devices $(DESTDIR)$(PREFIX)/share/doc/sluice
-	install -m 0755 $(B)/sluiced $(DESTDIR)$(PREFIX)/sbin/sluiced
-	install -m 0755 $(B)/sluicectl $(B)/sluice-sim $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 config/devices/*.yaml $(DESTDIR)$(PREFIX)/share/sluice/devices/
-	install -m 0644 config/sluice.example.yaml $(DESTDIR)$(PREFIX)/share/doc/sluice/
-	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/sluice/
+	@DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' B='$(B)' SYSCONFDIR='$(SYSCONFDIR)' \
+		UNITDIR='$(UNITDIR)' tools/install.sh
+
+# dpkg-buildpackage writes the package to the parent directory: collect it in build/deb/
+deb:
+	@if [ -n "$(ARCH_SET)" ] && [ "$(ARCH)" != "$$(dpkg --print-architecture)" ]; then \
+		tools/cross $(ARCH) deb; exit $$?; fi; \
+	tools/install-deps --deb && dpkg-buildpackage -us -uc -b && mkdir -p build/deb && \
+	v=$$(dpkg-parsechangelog -S Version); \
+	for f in ../sluice_$${v}_* ../sluice-dbgsym_$${v}_*; do \
+		if [ -e "$$f" ]; then mv -f "$$f" build/deb/; fi; \
+	done; ls -l build/deb
 
 clean:
 	rm -rf build
 
-.PHONY: all unit unit-bins deps check check-cross cross demo fuzz valgrind install clean
+.PHONY: all unit unit-bins deps check check-cross cross demo fuzz valgrind install deb clean
 .DELETE_ON_ERROR:
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

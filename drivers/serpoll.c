@@ -39,7 +39,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <modbus.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -61,8 +60,8 @@
 #include "mberr.h"
 #include "mbpdu.h"
 #include "plan.h"
+#include "pollshared.h"
 #include "rtu.h"
-#include "sunspec.h"
 
 #define SP_DEFAULT_TIMEOUT_MS 1000
 #define SP_DEFAULT_INTERVAL_MS 10000
@@ -71,8 +70,6 @@
 #define SP_CONNECT_MIN_MS 1000   /* a DTU on a cellular link is slow to accept */
 #define SP_OFFLINE_MIN_MS 5000   /* an offline device is polled every max(interval, 5 s), */
 #define SP_OFFLINE_MAX_MS 60000  /* doubling to max(interval, 60 s) */
-#define SP_LOG_FIRST_MS 60000    /* "still offline" after a minute, then 2, 4 ... */
-#define SP_LOG_MAX_MS 3600000    /* ... at most hourly */
 #define SP_MAX_WRITES 64         /* queued per line */
 #define SP_WAIT_SLICE_MS 60000
 #define SP_QUIET_MS 20           /* silence that ends a garbled reply */
@@ -80,15 +77,6 @@
 #define SP_STOPPED (-1)          /* not an MBE_* code: the line is stopping */
 
 struct sp_line;
-
-/* A write as it goes on the wire. */
-struct sp_wreq {
-	uint8_t fc;                  /* MB_FC_WRITE_COIL, _REGISTER or _REGISTERS */
-	uint16_t addr;
-	uint16_t n;                  /* registers */
-	uint16_t regs[4];            /* the widest writable type, 64 bits */
-	uint8_t bit;                 /* FC 5 */
-};
 
 struct sp_backend {
 	const char *name;
@@ -99,7 +87,7 @@ struct sp_backend {
 	/* 0, MBE_EXC_BASE + code, another MBE_* code, or SP_STOPPED */
 	int (*read)(struct sp_line *l, uint8_t unit, const struct plan_req *rq, uint16_t *regs,
 		    uint8_t *bits);
-	int (*write)(struct sp_line *l, uint8_t unit, const struct sp_wreq *w);
+	int (*write)(struct sp_line *l, uint8_t unit, const struct pollshared_wreq *w);
 };
 
 struct sp_dev {
@@ -116,7 +104,7 @@ struct sp_dev {
 	bool online;
 	int last_err;
 	int64_t offline_since;
-	int64_t log_next, log_gap;
+	struct pollshared_logpace log;
 };
 
 struct sp_write {
@@ -125,9 +113,7 @@ struct sp_write {
 	uint16_t point;
 	uint64_t tag;
 	double value;
-	bool rmw;                    /* a bool on a bit: read the register first */
-	bool on;
-	struct sp_wreq w;
+	struct pollshared_wreq w;
 };
 
 struct sp_line {
@@ -146,7 +132,7 @@ struct sp_line {
 
 	int64_t backoff, retry_at;   /* opening */
 	unsigned open_fails;
-	int64_t log_next, log_gap;
+	struct pollshared_logpace log;
 
 	modbus_t *mb;                /* BUS_RTU */
 	int fd;                      /* BUS_RTU_OVER_TCP */
@@ -374,7 +360,7 @@ static int mbl_read(struct sp_line *l, uint8_t unit, const struct plan_req *rq, 
 	return rc == rq->count ? 0 : MBE_PROTO;
 }
 
-static int mbl_write(struct sp_line *l, uint8_t unit, const struct sp_wreq *w)
+static int mbl_write(struct sp_line *l, uint8_t unit, const struct pollshared_wreq *w)
 {
 	int rc;
 
@@ -384,7 +370,7 @@ static int mbl_write(struct sp_line *l, uint8_t unit, const struct sp_wreq *w)
 		mbl_prepare(l, unit, 8, 8);
 	switch (w->fc) {
 	case MB_FC_WRITE_COIL:
-		rc = modbus_write_bit(l->mb, w->addr, w->bit);
+		rc = modbus_write_bit(l->mb, w->addr, w->on);
 		break;
 	case MB_FC_WRITE_REGISTER:
 		rc = modbus_write_register(l->mb, w->addr, w->regs[0]);
@@ -617,7 +603,7 @@ static int rot_read(struct sp_line *l, uint8_t unit, const struct plan_req *rq, 
 	return mbpdu_read_resp(resp, rlen, rq->table, rq->count, regs, bits);
 }
 
-static int rot_write(struct sp_line *l, uint8_t unit, const struct sp_wreq *w)
+static int rot_write(struct sp_line *l, uint8_t unit, const struct pollshared_wreq *w)
 {
 	uint8_t req[MB_PDU_MAX], resp[MB_PDU_MAX];
 	size_t reqlen, rlen = 0;
@@ -625,7 +611,7 @@ static int rot_write(struct sp_line *l, uint8_t unit, const struct sp_wreq *w)
 
 	switch (w->fc) {
 	case MB_FC_WRITE_COIL:
-		reqlen = mbpdu_write_coil_req(req, w->addr, w->bit);
+		reqlen = mbpdu_write_coil_req(req, w->addr, w->on);
 		break;
 	case MB_FC_WRITE_REGISTER:
 		reqlen = mbpdu_write_reg_req(req, w->addr, w->regs[0]);
@@ -652,6 +638,13 @@ static const struct sp_backend rot_backend = {
 };
 
 /* --- the line ------------------------------------------------------------------------ */
+
+/* "still offline" after a minute, then 2, 4 ... minutes after the last line, at most
+ * hourly: for a line that will not open and for a device that does not answer. */
+static const struct pollshared_logsched sp_logsched = {
+	.first = 60000,
+	.max = 3600000,
+};
 
 static const char *line_what(const struct sp_line *l)
 {
@@ -691,13 +684,10 @@ static int line_open(struct sp_line *l)
 	if (l->open_fails == 1) {
 		log_warnx("bus %s: %s; retrying, its devices fail with \"%s\" meanwhile",
 			  l->bus->id, err, mb_strerror(MBE_CONNECT));
-		l->log_gap = SP_LOG_FIRST_MS;
-		l->log_next = now + l->log_gap;
-	} else if (now >= l->log_next) {
+		pollshared_logpace_start(&l->log, &sp_logsched, now);
+	} else if (pollshared_logpace_due(&l->log, &sp_logsched, now, now)) {
 		log_warnx("bus %s: still failing after %u attempts: %s", l->bus->id, l->open_fails,
 			  err);
-		l->log_gap = min64(2 * l->log_gap, SP_LOG_MAX_MS);
-		l->log_next = now + l->log_gap;
 	} else {
 		log_debug("bus %s: %s", l->bus->id, err);
 	}
@@ -736,7 +726,7 @@ static int line_read(struct sp_line *l, uint8_t unit, const struct plan_req *rq,
 	return rc;
 }
 
-static int line_write(struct sp_line *l, uint8_t unit, const struct sp_wreq *w)
+static int line_write(struct sp_line *l, uint8_t unit, const struct pollshared_wreq *w)
 {
 	int rc = line_open(l);
 
@@ -755,72 +745,6 @@ static int line_write(struct sp_line *l, uint8_t unit, const struct sp_wreq *w)
 
 /* --- polls ------------------------------------------------------------------------- */
 
-static int64_t dev_phase(uint32_t index, int64_t interval)
-{
-	uint64_t frac = ((uint64_t)index * UINT64_C(0x9E3779B97F4A7C15)) >> 32;
-	return (int64_t)((frac * (uint64_t)interval) >> 32);
-}
-
-static void fail_reqs(struct sp_dev *d, struct reading *r, size_t from, size_t to, int code)
-{
-	for (size_t i = 0; i < d->plan.npoints; i++) {
-		if (d->plan.slots[i].req < from || d->plan.slots[i].req >= to)
-			continue;
-		memset(&r->values[i], 0, sizeof r->values[i]);
-		r->values[i].kind = VAL_NONE;
-		r->values[i].err = code;
-	}
-}
-
-static void decode_request(struct sp_dev *d, struct reading *r, size_t reqi,
-			   const uint16_t *regs, const uint8_t *bits)
-{
-	const struct plan_req *rq = &d->plan.reqs[reqi];
-
-	for (size_t i = 0; i < d->plan.npoints; i++) {
-		const struct point_def *p = &d->cfg->points[i];
-		const struct plan_slot *s = &d->plan.slots[i];
-		struct value v;
-		int rc = 0;
-
-		if (s->req != reqi)
-			continue;
-		memset(&v, 0, sizeof v);
-		if ((unsigned)s->offset + codec_width(p) > rq->count) {
-			rc = -1; /* a plan that does not cover its point: a bug, not the device's */
-		} else if (p->table == MB_COIL || p->table == MB_DISCRETE) {
-			codec_decode_bit(p, bits[s->offset], &v);
-		} else if (p->type == PT_STRING) {
-			size_t cap = 2 * (size_t)p->length + 1;
-			char *buf = reading_strbuf(r, cap);
-			rc = buf == NULL ? -1 : codec_decode_regs(p, regs + s->offset, &v, buf, cap);
-		} else if (d->cfg->sunspec && sunspec_not_impl(p, regs + s->offset)) {
-			v.kind = VAL_NONE; /* the device says there is no value (drivers/sunspec.h) */
-			v.err = MBE_NOT_IMPL;
-		} else {
-			rc = codec_decode_regs(p, regs + s->offset, &v, NULL, 0);
-		}
-		if (rc != 0) {
-			memset(&v, 0, sizeof v);
-			v.kind = VAL_NONE;
-			v.err = MBE_UNSUPPORTED;
-		}
-		r->values[i] = v;
-	}
-}
-
-static void fmt_duration(char *buf, size_t len, int64_t ms)
-{
-	int64_t s = ms / 1000;
-
-	if (s < 120)
-		snprintf(buf, len, "%llds", (long long)s);
-	else if (s < 7200)
-		snprintf(buf, len, "%lldmin", (long long)(s / 60));
-	else
-		snprintf(buf, len, "%lldh", (long long)(s / 3600));
-}
-
 /* The circuit breaker, after a poll that got an answer or not. */
 static void dev_breaker(struct sp_dev *d, bool answered, int err, int64_t now)
 {
@@ -829,7 +753,8 @@ static void dev_breaker(struct sp_dev *d, bool answered, int err, int64_t now)
 
 	if (answered) {
 		if (!d->online) {
-			fmt_duration(dur, sizeof dur, now - d->offline_since);
+			pollshared_fmt_span(dur, sizeof dur, now - d->offline_since,
+					    POLLSHARED_SPAN_COARSE);
 			log_info("device %s (bus %s, unit %u): answers again, after %s offline",
 				 d->cfg->id, d->line->bus->id, d->cfg->unit_id, dur);
 			atomic_fetch_sub(&sp->offline, 1);
@@ -845,8 +770,7 @@ static void dev_breaker(struct sp_dev *d, bool answered, int err, int64_t now)
 			return;
 		d->online = false;
 		d->offline_since = now;
-		d->log_gap = SP_LOG_FIRST_MS;
-		d->log_next = now + d->log_gap;
+		pollshared_logpace_start(&d->log, &sp_logsched, now);
 		d->retry_delay = max64(d->interval, sp->retry_min);
 		atomic_fetch_add(&sp->offline, 1);
 		log_warnx("device %s (bus %s, unit %u): offline after %u failed polls in a row: "
@@ -855,12 +779,11 @@ static void dev_breaker(struct sp_dev *d, bool answered, int err, int64_t now)
 		return;
 	}
 	d->retry_delay = min64(2 * d->retry_delay, max64(d->interval, sp->retry_max));
-	if (now >= d->log_next) {
-		fmt_duration(dur, sizeof dur, now - d->offline_since);
+	if (pollshared_logpace_due(&d->log, &sp_logsched, d->offline_since, now)) {
+		pollshared_fmt_span(dur, sizeof dur, now - d->offline_since,
+				    POLLSHARED_SPAN_COARSE);
 		log_warnx("device %s (bus %s, unit %u): still offline after %s: %s", d->cfg->id,
 			  d->line->bus->id, d->cfg->unit_id, dur, mb_strerror(err));
-		d->log_gap = min64(2 * d->log_gap, SP_LOG_MAX_MS);
-		d->log_next = now + d->log_gap;
 	}
 }
 
@@ -873,20 +796,13 @@ static void dev_reschedule(struct sp_dev *d, int64_t now)
 	d->due = next;
 }
 
-/* Exceptions 0x0A and 0x0B come from a gateway (a serial server in gateway mode) saying
- * that the device behind it did not answer: for the breaker, that is no answer. */
-static bool exc_is_gateway(int rc)
-{
-	return rc == MBE_EXC_BASE + 0x0A || rc == MBE_EXC_BASE + 0x0B;
-}
-
 static void dev_poll(struct sp_line *l, struct sp_dev *d, int64_t now)
 {
 	struct serpoll *sp = l->sp;
 	struct reading *r;
 	uint16_t regs[MB_MAX_READ_REGS];
 	uint8_t bits[MB_MAX_READ_BITS];
-	bool answered = d->plan.nreqs == 0, failed = false;
+	bool answered = d->plan.nreqs == 0;
 	int err = 0;
 
 	r = reading_new(d->index, (uint16_t)d->cfg->npoints, d->strbytes);
@@ -907,13 +823,14 @@ static void dev_poll(struct sp_line *l, struct sp_dev *d, int64_t now)
 			return;
 		}
 		if (rc == 0) {
-			decode_request(d, r, i, regs, bits);
+			pollshared_decode_request(d->cfg, &d->plan, r, i, regs, bits);
 			answered = true;
-		} else if (rc >= MBE_EXC_BASE && !exc_is_gateway(rc)) {
-			fail_reqs(d, r, i, i + 1, rc);
+		} else if (pollshared_is_answer(rc)) {
+			/* an exception: the device is there, only this request fails */
+			pollshared_fail_reqs(&d->plan, r, i, i + 1, rc);
 			answered = true;
 		} else {
-			fail_reqs(d, r, i, d->plan.nreqs, rc);
+			pollshared_fail_reqs(&d->plan, r, i, d->plan.nreqs, rc);
 			err = rc;
 			break;
 		}
@@ -922,11 +839,8 @@ static void dev_poll(struct sp_line *l, struct sp_dev *d, int64_t now)
 	dev_breaker(d, answered, err, now);
 	r->online = d->online;
 	r->last_err = d->last_err;
-	for (uint16_t i = 0; i < r->nvalues; i++)
-		if (r->values[i].kind == VAL_NONE)
-			failed = true;
 	stat_inc(&sp->polls);
-	if (failed)
+	if (pollshared_reading_failed(r))
 		stat_inc(&sp->failed);
 	dev_reschedule(d, now);
 	if (sp->sink.emit != NULL)
@@ -971,7 +885,7 @@ static void line_do_write(struct sp_line *l, struct sp_write *w)
 	const struct point_def *p = &dc->points[w->point];
 	int rc = 0;
 
-	if (w->rmw) {
+	if (w->w.rmw) {
 		/* a bool on a bit shares its register with others: read it, change one bit */
 		struct plan_req rq = { .table = MB_HOLDING, .start = p->address, .count = 1 };
 		uint16_t reg = 0;
@@ -979,7 +893,7 @@ static void line_do_write(struct sp_line *l, struct sp_write *w)
 
 		rc = line_read(l, dc->unit_id, &rq, &reg, unused);
 		if (rc == 0) {
-			codec_set_bit(p, w->on, &reg);
+			codec_set_bit(p, w->w.on, &reg);
 			w->w.regs[0] = reg;
 		}
 	}
@@ -1039,9 +953,8 @@ static void *line_main(void *arg)
 
 static bool dev_polled(const struct config *cfg, const struct device_cfg *d)
 {
-	/* a sunspec device is polled once discovery (daemon/sunspec_setup.c) gave it points */
-	return d->bus < cfg->nbuses && (!d->sunspec || d->npoints > 0) &&
-	       (cfg->buses[d->bus].kind == BUS_RTU || cfg->buses[d->bus].kind == BUS_RTU_OVER_TCP);
+	return pollshared_dev_polled(cfg, d, POLLSHARED_BUS(BUS_RTU) |
+						 POLLSHARED_BUS(BUS_RTU_OVER_TCP));
 }
 
 static int line_init(struct sp_line *l, struct serpoll *sp, const struct bus_cfg *b, char *err,
@@ -1096,15 +1009,8 @@ struct serpoll *serpoll_new(const struct config *cfg, uint32_t generation,
 
 	for (size_t i = 0; i < cfg->ndevices; i++) {
 		const struct device_cfg *d = &cfg->devices[i];
-		if (d->bus >= cfg->nbuses) {
-			snprintf(err, errlen, "device %s: bus index %zu out of range", d->id, d->bus);
+		if (pollshared_check_device(cfg, d, err, errlen) != 0)
 			goto fail;
-		}
-		if (d->npoints > UINT16_MAX) {
-			snprintf(err, errlen, "device %s: %zu points, at most %u", d->id, d->npoints,
-				 UINT16_MAX);
-			goto fail;
-		}
 		if (dev_polled(cfg, d))
 			nd++;
 	}
@@ -1149,9 +1055,7 @@ struct serpoll *serpoll_new(const struct config *cfg, uint32_t generation,
 		sp->ndevs++;
 		d->line->ndevs++;
 		sp->dev_of[i] = d;
-		for (size_t k = 0; k < dc->npoints; k++)
-			if (dc->points[k].type == PT_STRING)
-				d->strbytes += 2 * (size_t)dc->points[k].length + 1;
+		d->strbytes = pollshared_strbytes(dc);
 	}
 	for (size_t k = 0; k < sp->nlines; k++) {
 		struct sp_line *l = &sp->lines[k];
@@ -1200,7 +1104,7 @@ int serpoll_start(struct serpoll *sp)
 	sp->started = true;
 	for (size_t k = 0; k < sp->ndevs; k++) {
 		struct sp_dev *d = &sp->devs[k];
-		d->due = now + dev_phase(d->index, d->interval);
+		d->due = now + pollshared_phase(d->index, d->interval);
 	}
 	sp->running = true;
 	for (size_t k = 0; k < sp->nlines; k++) {
@@ -1262,34 +1166,30 @@ void serpoll_free(struct serpoll *sp)
 	free(sp);
 }
 
+/* serpoll's refusals, as serpoll.h documents them: a point that cannot be written is
+ * EINVAL before its value is looked at, whatever the value. */
+static const struct pollshared_wrules sp_wrules = {
+	.readonly_errno = EINVAL,
+	.value_first = false,
+	.coil_any_type = true,
+};
+
 int serpoll_write(struct serpoll *sp, uint32_t device, uint16_t point, double value,
 		  uint64_t tag)
 {
 	struct sp_dev *d;
-	const struct point_def *p;
+	struct pollshared_wreq q;
 	struct sp_write *w;
 	struct sp_line *l;
 	uint64_t one = 1;
-	int n;
 
 	if (sp == NULL || device >= sp->ncfgdevs || (d = sp->dev_of[device]) == NULL ||
 	    point >= d->cfg->npoints) {
 		errno = ENOENT;
 		return -1;
 	}
-	p = &d->cfg->points[point];
-	if (!p->writable) {
-		errno = EPERM;
+	if (pollshared_write_prepare(&d->cfg->points[point], value, &sp_wrules, &q) != 0)
 		return -1;
-	}
-	if (p->table == MB_INPUT || p->table == MB_DISCRETE || p->type == PT_STRING) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (!isfinite(value)) {
-		errno = ERANGE;
-		return -1;
-	}
 	w = calloc(1, sizeof *w);
 	if (w == NULL)
 		return -1;
@@ -1297,34 +1197,7 @@ int serpoll_write(struct serpoll *sp, uint32_t device, uint16_t point, double va
 	w->point = point;
 	w->tag = tag;
 	w->value = value;
-	w->w.addr = p->address;
-	if (p->table == MB_COIL || p->type == PT_BOOL) {
-		if (value != 0 && value != 1) {
-			free(w);
-			errno = ERANGE;
-			return -1;
-		}
-		w->on = value == 1;
-		if (p->table == MB_COIL) {
-			w->w.fc = MB_FC_WRITE_COIL;
-			w->w.bit = w->on;
-		} else {
-			w->w.fc = MB_FC_WRITE_REGISTER;
-			w->w.n = 1;
-			w->rmw = p->bit >= 0;
-			codec_set_bit(p, w->on, &w->w.regs[0]); /* without a bit: 0 or 1 */
-		}
-	} else {
-		n = codec_encode_regs(p, value, w->w.regs);
-		if (n < 1 || n > 4) {
-			int e = n < 0 ? errno : EINVAL;
-			free(w);
-			errno = e == ERANGE ? ERANGE : EINVAL;
-			return -1;
-		}
-		w->w.n = (uint16_t)n;
-		w->w.fc = n == 1 ? MB_FC_WRITE_REGISTER : MB_FC_WRITE_REGISTERS;
-	}
+	w->w = q;
 	l = d->line;
 	pthread_mutex_lock(&l->mu);
 	if (l->nwq >= SP_MAX_WRITES) {

@@ -77,7 +77,6 @@
 #include "tcpoll.h"
 
 #include <errno.h>
-#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -98,7 +97,7 @@
 #include "mberr.h"
 #include "mbpdu.h"
 #include "plan.h"
-#include "sunspec.h"
+#include "pollshared.h"
 
 #define TP_MAX_THREADS 4
 #define TP_BACKOFF_MIN_MS 1000
@@ -113,8 +112,6 @@
 #define TP_RETRY_MIN_MS 5000
 #define TP_RETRY_MAX_MS 60000
 #define TP_MAX_WRITES 1024     /* waiting, per tcpoll: alert actions are few */
-#define TP_EXC_GW_PATH 0x0A    /* gateway path unavailable */
-#define TP_EXC_GW_TARGET 0x0B  /* gateway target device failed to respond */
 
 enum tm_kind { TM_DEVICE, TM_CONN };
 
@@ -151,8 +148,7 @@ struct tp_dev {
 	int last_err;                /* of the last failed poll; 0 when none yet */
 	int64_t retry_delay;         /* while offline: before the next attempt, unjittered */
 	int64_t down_since;          /* start of the first failed poll of the streak */
-	int64_t next_log;            /* while offline: when "still down" is logged next */
-	size_t log_step;             /* the next of tp_log_after to use */
+	struct pollshared_logpace log; /* while offline: when "still down" is logged next */
 };
 
 enum write_step { WS_READ, WS_WRITE };
@@ -303,14 +299,6 @@ static void timer_set(struct tp_thread *th, struct tp_timer *t, int64_t at)
 
 /* --- polls ------------------------------------------------------------------------ */
 
-/* Where the first poll falls in the first interval: the fractional parts of i*phi are
- * evenly spread for any number of devices, unlike a hash modulo the interval. */
-static int64_t dev_phase(uint32_t index, int64_t interval)
-{
-	uint64_t frac = ((uint64_t)index * UINT64_C(0x9E3779B97F4A7C15)) >> 32;
-	return (int64_t)((frac * (uint64_t)interval) >> 32);
-}
-
 static void dev_reschedule(struct tp_dev *d, int64_t now)
 {
 	int64_t next = d->due + d->interval;
@@ -344,13 +332,7 @@ static void poll_fail_reqs(struct tp_dev *d, size_t from, size_t to, int code)
 {
 	if (d->poll_err == 0)
 		d->poll_err = code;
-	for (size_t i = 0; i < d->plan.npoints; i++) {
-		if (d->plan.slots[i].req < from || d->plan.slots[i].req >= to)
-			continue;
-		memset(&d->r->values[i], 0, sizeof d->r->values[i]);
-		d->r->values[i].kind = VAL_NONE;
-		d->r->values[i].err = code;
-	}
+	pollshared_fail_reqs(&d->plan, d->r, from, to, code);
 }
 
 /* Fail the points of requests [from, nreqs) and mark the poll's requests all done. */
@@ -360,26 +342,14 @@ static void poll_fail_from(struct tp_dev *d, size_t from, int code)
 	d->req = d->plan.nreqs;
 }
 
-/* "5m12s", "3h02m", "2d04h": how long a device was down, for the journal. */
-static void fmt_span(int64_t ms, char *buf, size_t len)
-{
-	long long s = (long long)(ms / 1000);
-
-	if (s < 60)
-		snprintf(buf, len, "%llds", s);
-	else if (s < 3600)
-		snprintf(buf, len, "%lldm%02llds", s / 60, s % 60);
-	else if (s < 86400)
-		snprintf(buf, len, "%lldh%02lldm", s / 3600, s % 3600 / 60);
-	else
-		snprintf(buf, len, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
-}
-
 /* When a device that stays down is logged again, counted from the start of its
- * outage; after the last, every TP_LOG_EVERY_MS. */
+ * outage; after the last, every 6 h. */
 static const int64_t tp_log_after[] = { 60 * 1000, 10 * 60 * 1000, 60 * 60 * 1000 };
-#define TP_LOG_EVERY_MS (6 * 60 * 60 * 1000)
-#define TP_NLOG_AFTER (sizeof tp_log_after / sizeof tp_log_after[0])
+static const struct pollshared_logsched tp_logsched = {
+	.marks = tp_log_after,
+	.nmarks = sizeof tp_log_after / sizeof tp_log_after[0],
+	.every = 6 * 60 * 60 * 1000,
+};
 
 static int64_t jitter(struct tp_thread *th, int64_t delay)
 {
@@ -404,7 +374,8 @@ static void dev_breaker(struct tp_dev *d, bool failed, int64_t start, int64_t no
 
 	if (!failed) {
 		if (!d->online) {
-			fmt_span(now - d->down_since, span, sizeof span);
+			pollshared_fmt_span(span, sizeof span, now - d->down_since,
+					    POLLSHARED_SPAN_FINE);
 			log_info("device %s: answering again after %s offline", d->cfg->id, span);
 			atomic_fetch_sub_explicit(&tp->offline, 1, memory_order_relaxed);
 		} else if (d->fails > 0) {
@@ -427,23 +398,17 @@ static void dev_breaker(struct tp_dev *d, bool failed, int64_t start, int64_t no
 		d->online = false;
 		stat_inc(&tp->offline);
 		d->retry_delay = d->interval > tp->retry_min ? d->interval : tp->retry_min;
-		d->log_step = 1;
-		d->next_log = d->down_since + tp_log_after[0];
+		pollshared_logpace_start(&d->log, &tp_logsched, d->down_since);
 		log_warnx("device %s: offline after %u failed polls: %s", d->cfg->id, d->fails,
 			  mb_strerror(d->last_err));
 		return;
 	}
 	int64_t cap = d->interval > tp->retry_max ? d->interval : tp->retry_max;
 	d->retry_delay = d->retry_delay > cap / 2 ? cap : 2 * d->retry_delay;
-	if (now >= d->next_log) {
-		fmt_span(now - d->down_since, span, sizeof span);
+	if (pollshared_logpace_due(&d->log, &tp_logsched, d->down_since, now)) {
+		pollshared_fmt_span(span, sizeof span, now - d->down_since, POLLSHARED_SPAN_FINE);
 		log_warnx("device %s: still not answering after %s: %s", d->cfg->id, span,
 			  mb_strerror(d->last_err));
-		/* an outage may outlast several steps between two attempts: skip those */
-		while (d->next_log <= now)
-			d->next_log = d->log_step < TP_NLOG_AFTER ?
-				d->down_since + tp_log_after[d->log_step++] :
-				d->next_log + TP_LOG_EVERY_MS;
 	}
 }
 
@@ -451,15 +416,12 @@ static void poll_finish(struct tp_dev *d, int64_t now)
 {
 	struct tcpoll *tp = d->conn->th->tp;
 	struct reading *r = d->r;
-	bool failed = false, was_online = d->online;
+	bool was_online = d->online;
 	int64_t start = r->start_mono_ms;
 
 	d->r = NULL;
-	for (uint16_t i = 0; i < r->nvalues; i++)
-		if (r->values[i].kind == VAL_NONE)
-			failed = true;
 	stat_inc(&tp->polls);
-	if (failed)
+	if (pollshared_reading_failed(r))
 		stat_inc(&tp->failed);
 	dev_breaker(d, d->plan.nreqs > 0 && !d->answered, start, now);
 	r->online = d->online;
@@ -475,43 +437,6 @@ static void poll_finish(struct tp_dev *d, int64_t now)
 	if (!was_online)
 		d->due = start; /* back: the interval resumes from this answer, no burst */
 	dev_reschedule(d, now);
-}
-
-static void decode_request(struct tp_dev *d, size_t reqi, const uint16_t *regs,
-			   const uint8_t *bits)
-{
-	const struct plan_req *rq = &d->plan.reqs[reqi];
-
-	for (size_t i = 0; i < d->plan.npoints; i++) {
-		const struct point_def *p = &d->cfg->points[i];
-		const struct plan_slot *s = &d->plan.slots[i];
-		struct value v;
-		int rc = 0;
-
-		if (s->req != reqi)
-			continue;
-		memset(&v, 0, sizeof v);
-		if ((unsigned)s->offset + codec_width(p) > rq->count) {
-			rc = -1; /* a plan that does not cover its point: a bug, not the device's */
-		} else if (p->table == MB_COIL || p->table == MB_DISCRETE) {
-			codec_decode_bit(p, bits[s->offset], &v);
-		} else if (p->type == PT_STRING) {
-			size_t cap = 2 * (size_t)p->length + 1;
-			char *buf = reading_strbuf(d->r, cap);
-			rc = buf == NULL ? -1 : codec_decode_regs(p, regs + s->offset, &v, buf, cap);
-		} else if (d->cfg->sunspec && sunspec_not_impl(p, regs + s->offset)) {
-			v.kind = VAL_NONE; /* the device says there is no value (drivers/sunspec.h) */
-			v.err = MBE_NOT_IMPL;
-		} else {
-			rc = codec_decode_regs(p, regs + s->offset, &v, NULL, 0);
-		}
-		if (rc != 0) {
-			memset(&v, 0, sizeof v);
-			v.kind = VAL_NONE;
-			v.err = MBE_UNSUPPORTED;
-		}
-		d->r->values[i] = v;
-	}
 }
 
 /* --- connections -------------------------------------------------------------------- */
@@ -847,12 +772,6 @@ static void conn_write_reply(struct tp_conn *c, int64_t now)
 	conn_kick(c, now);
 }
 
-static bool is_answer(int rc)
-{
-	return rc == 0 || (rc > MBE_EXC_BASE && rc != MBE_EXC_BASE + TP_EXC_GW_PATH &&
-			   rc != MBE_EXC_BASE + TP_EXC_GW_TARGET);
-}
-
 /*
  * Request d->req of d's poll timed out: learn from it for the next polls (see the top
  * of this file). Only requests from d->req on move, and all of them are failed by the
@@ -896,10 +815,10 @@ static void conn_reply(struct tp_conn *c, int64_t now)
 	rq = d->plan.reqs[d->req];
 	rc = mbpdu_read_resp(c->rx + MBTCP_HDR, c->rxlen - MBTCP_HDR, rq.table, rq.count, regs,
 			     bits);
-	if (is_answer(rc))
+	if (pollshared_is_answer(rc))
 		d->answered = true;
 	if (rc == 0) {
-		decode_request(d, d->req, regs, bits);
+		pollshared_decode_request(d->cfg, &d->plan, d->r, d->req, regs, bits);
 		d->req++;
 	} else if ((rc == MBE_EXC_BASE + 2 || rc == MBE_EXC_BASE + 3) &&
 		   plan_split(&d->plan, d->cfg->points, d->req) == 1) {
@@ -1160,9 +1079,7 @@ static unsigned default_threads(void)
 
 static bool dev_polled(const struct config *cfg, const struct device_cfg *d)
 {
-	/* a sunspec device is polled once discovery (daemon/sunspec_setup.c) gave it points */
-	return d->bus < cfg->nbuses && cfg->buses[d->bus].kind == BUS_TCP &&
-	       (!d->sunspec || d->npoints > 0);
+	return pollshared_dev_polled(cfg, d, POLLSHARED_BUS(BUS_TCP));
 }
 
 struct tcpoll *tcpoll_new(const struct config *cfg, uint32_t generation, unsigned nthreads,
@@ -1182,15 +1099,8 @@ struct tcpoll *tcpoll_new(const struct config *cfg, uint32_t generation, unsigne
 
 	for (size_t i = 0; i < cfg->ndevices; i++) {
 		const struct device_cfg *d = &cfg->devices[i];
-		if (d->bus >= cfg->nbuses) {
-			snprintf(err, errlen, "device %s: bus index %zu out of range", d->id, d->bus);
+		if (pollshared_check_device(cfg, d, err, errlen) != 0)
 			goto fail;
-		}
-		if (d->npoints > UINT16_MAX) {
-			snprintf(err, errlen, "device %s: %zu points, at most %u", d->id, d->npoints,
-				 UINT16_MAX);
-			goto fail;
-		}
 		if (dev_polled(cfg, d))
 			nd++;
 	}
@@ -1256,9 +1166,7 @@ struct tcpoll *tcpoll_new(const struct config *cfg, uint32_t generation, unsigne
 			goto fail;
 		}
 		tp->ndevs++;
-		for (size_t k = 0; k < dc->npoints; k++)
-			if (dc->points[k].type == PT_STRING)
-				d->strbytes += 2 * (size_t)dc->points[k].length + 1;
+		d->strbytes = pollshared_strbytes(dc);
 	}
 
 	if (nthreads == 0)
@@ -1326,7 +1234,7 @@ int tcpoll_start(struct tcpoll *tp)
 	/* the first polls are armed before any thread runs: the heaps are not yet shared */
 	for (size_t k = 0; k < tp->ndevs; k++) {
 		struct tp_dev *d = &tp->devs[k];
-		timer_set(d->conn->th, &d->tm, now + dev_phase(d->index, d->interval));
+		timer_set(d->conn->th, &d->tm, now + pollshared_phase(d->index, d->interval));
 	}
 	for (size_t t = 0; t < tp->nthreads; t++) {
 		struct tp_thread *th = &tp->threads[t];
@@ -1435,54 +1343,35 @@ void tcpoll_set_offline_retry(struct tcpoll *tp, int64_t min_ms, int64_t max_ms)
 	tp->retry_max = max_ms;
 }
 
+/* tcpoll's refusals, as tcpoll.h documents them: a read-only table is not writable
+ * (EPERM), and a bad value is ERANGE whatever the point. */
+static const struct pollshared_wrules tp_wrules = {
+	.readonly_errno = EPERM,
+	.value_first = true,
+	.coil_any_type = false,
+};
+
 /* Fill w's first request for value; -1 with errno as tcpoll_write documents. */
 static int write_prepare(struct tp_write *w, const struct point_def *p, double value)
 {
-	uint16_t regs[4];
-	int n;
+	struct pollshared_wreq q;
 
-	if (!p->writable) {
-		errno = EPERM;
+	if (pollshared_write_prepare(p, value, &tp_wrules, &q) != 0)
 		return -1;
-	}
-	if (!isfinite(value)) {
-		errno = ERANGE;
-		return -1;
-	}
-	if (p->type == PT_BOOL && value != 0.0 && value != 1.0) {
-		errno = ERANGE;
-		return -1;
-	}
-	if (p->table == MB_COIL) {
-		if (p->type != PT_BOOL) {
-			errno = EINVAL;
-			return -1;
-		}
-		w->pdulen = mbpdu_write_coil_req(w->pdu, p->address, value != 0.0);
-		w->step = WS_WRITE;
-		return 0;
-	}
-	if (p->table != MB_HOLDING) {
-		errno = EPERM;
-		return -1;
-	}
-	if (p->type == PT_BOOL && p->bit >= 0) {
+	if (q.rmw) {
 		/* the other bits of the register are not ours: read it first */
-		w->pdulen = mbpdu_read_req(w->pdu, MB_HOLDING, p->address, 1);
-		w->on = value != 0.0;
+		w->pdulen = mbpdu_read_req(w->pdu, MB_HOLDING, q.addr, 1);
+		w->on = q.on;
 		w->step = WS_READ;
 		return 0;
 	}
-	if (p->type == PT_STRING) {
-		errno = EINVAL;
-		return -1;
-	}
-	n = codec_encode_regs(p, value, regs);
-	if (n <= 0)
-		return -1; /* errno from the codec: ERANGE or EINVAL */
-	w->pdulen = n == 1 ? mbpdu_write_reg_req(w->pdu, p->address, regs[0]) :
-			     mbpdu_write_regs_req(w->pdu, p->address, regs, (uint16_t)n);
 	w->step = WS_WRITE;
+	if (q.fc == MB_FC_WRITE_COIL) {
+		w->pdulen = mbpdu_write_coil_req(w->pdu, q.addr, q.on);
+		return 0;
+	}
+	w->pdulen = q.n == 1 ? mbpdu_write_reg_req(w->pdu, q.addr, q.regs[0]) :
+			       mbpdu_write_regs_req(w->pdu, q.addr, q.regs, q.n);
 	if (w->pdulen == 0) {
 		errno = EINVAL;
 		return -1;
