@@ -177,6 +177,7 @@ struct core {
 	int64_t uplink_since_ms;
 	char uplink_why[160];
 	int64_t started_ms, next_snapshot;
+	char last_status[200];     /* the last STATUS= sent */
 	struct devstate *dev;  /* one per cfg->devices */
 	uint32_t generation;
 	struct store *st;
@@ -863,6 +864,27 @@ static void write_snapshot(struct core *c, bool stopping)
 	jb_free(&b);
 }
 
+/* systemd's STATUS=: one line for `systemctl status`, sent when it changes. */
+static void notify_status(struct core *c)
+{
+	char line[200];
+	size_t online = 0, polled = 0;
+	struct store_stats st = { 0 };
+
+	for (size_t i = 0; i < c->cfg->ndevices; i++) {
+		polled += c->dev[i].last_poll_ms != 0;
+		online += c->dev[i].published == 1;
+	}
+	store_stats(c->st, &st);
+	snprintf(line, sizeof line, "STATUS=%zu of %zu devices online, backlog %" PRIu64
+		 " rows, uplink %s", online, polled, st.unsent,
+		 c->uplink_up ? "connected" : "disconnected");
+	if (strcmp(line, c->last_status) != 0) {
+		notify_send(line);
+		snprintf(c->last_status, sizeof c->last_status, "%s", line);
+	}
+}
+
 /* ---- health ----------------------------------------------------------------------- */
 
 static void publish_health(struct core *c, int64_t now_mono)
@@ -1382,6 +1404,7 @@ int core_run(struct config *cfg)
 		}
 		if (now >= c.next_snapshot) {
 			write_snapshot(&c, false);
+			notify_status(&c);
 			c.next_snapshot = now + snapshot_every_ms(c.cfg);
 		}
 		if (now >= c.next_state_save) {

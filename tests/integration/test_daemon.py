@@ -33,11 +33,21 @@ def test_reload_and_notify():
     try:
         site.start_sim(["--config", cfg])
         site.start_subscriber("it/gw1/#")
-        env = dict(os.environ, NOTIFY_SOCKET=notify_path)
+        # a 2 s watchdog: sluiced must ping at half of it from its loop
+        env = dict(os.environ, NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="2000000")
         d = Proc("sluiced", site.daemon_argv(cfg), os.path.join(site.dir, "sluiced.log"), env=env)
         site.procs["sluiced"] = d
         wait_for(lambda: notified("READY=1"), 30, "READY=1")
         wait_for(lambda: len(telemetry(site, "inlet")) >= 2, 30, "telemetry")
+        wait_for(lambda: notified("devices online"), 20, "STATUS= with the devices online")
+        assert any(g.startswith("STATUS=3 of 3 devices online") for g in got) or \
+            notified("STATUS=3 of 3 devices online"), got
+        # watchdog pace: about one ping a second for a 2 s WATCHDOG_USEC
+        got.clear()
+        time.sleep(5)
+        notified("-")
+        pings = sum(g.count("WATCHDOG=1") for g in got)
+        assert 3 <= pings <= 8 or (harness.VALGRIND and pings >= 1), (pings, got)
 
         # a bad config: reported, the running one kept
         with open(cfg, encoding="utf-8") as f:
