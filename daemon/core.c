@@ -1335,6 +1335,8 @@ int core_run(struct config *cfg)
 		log_info("sluiced %s started: gateway %s, %s, %zu devices polled", SLUICE_VERSION,
 			 cfg->gateway.id, sum, pollers_ndevices(&c));
 	}
+	/* sluicectl status has something to show from the first moment */
+	write_snapshot(&c, false);
 	notify_send("READY=1");
 	c.watchdog_ms = notify_watchdog_ms();
 	c.next_watchdog = c.start_mono;
