@@ -589,8 +589,7 @@ static void save_alert_state(struct core *c)
 	free(state);
 }
 
-static struct alert_engine *alert_start(struct core *c, const struct config *cfg,
-					const char *state)
+static struct alert_engine *alert_start(const struct config *cfg, const char *state)
 {
 	struct alert_engine *ae;
 	char err[256];
@@ -603,7 +602,6 @@ static struct alert_engine *alert_start(struct core *c, const struct config *cfg
 	if (state && alert_restore(ae, state, err, sizeof err) != 0)
 		log_warnx("alerts: the saved state could not be restored (%s); starting afresh",
 			  err);
-	(void)c;
 	return ae;
 }
 
@@ -1201,7 +1199,7 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		}
 		/* the engine's state carries over by rule id and check */
 		char *state = c->ae ? alert_save(c->ae) : NULL;
-		struct alert_engine *ae = alert_start(c, nc, state);
+		struct alert_engine *ae = alert_start(nc, state);
 
 		free(state);
 		if (ae) {
@@ -1324,7 +1322,7 @@ int core_run(struct config *cfg)
 
 		if (store_meta_get(c.st, ALERT_STATE_KEY, &state) != 0)
 			log_warnx("store: could not read the saved alert state");
-		c.ae = alert_start(&c, cfg, state);
+		c.ae = alert_start(cfg, state);
 		free(state);
 	}
 	if (pollers_start(&c, &sink) != 0)
