@@ -4,6 +4,7 @@
 #   make check      install what is missing, build, run every test (plain, then under
 #                   ASan+UBSan, integration under the sanitizers, valgrind)
 #   make demo       install what is missing, build, run a simulated site on loopback
+#   make bench      the benchmark (docs/performance.md)
 #   make install    PREFIX=/usr/local DESTDIR= (the layout: tools/install.sh)
 #   make deb        a Debian package in build/deb/ (ARCH=arm64|armhf: cross-built)
 
@@ -114,6 +115,11 @@ demo: deps
 	@$(MAKE) -s --no-print-directory all
 	@tools/demo
 
+# what the gateway costs, on stated workloads (bench/bench.py --help):
+#   make bench BENCH="reference drain --seconds 60"
+bench:
+	@python3 bench/bench.py $(BENCH)
+
 # ARM builds under build/cross-$(ARCH), tested under qemu-user (tools/cross)
 ARCH_SET := $(ARCH)
 ARCH ?= arm64
@@ -151,7 +157,7 @@ deb:
 clean:
 	rm -rf build
 
-.PHONY: all unit unit-bins deps check check-cross cross demo fuzz valgrind install deb clean
+.PHONY: all bench unit unit-bins deps check check-cross cross demo fuzz valgrind install deb clean
 .DELETE_ON_ERROR:
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
