@@ -233,12 +233,13 @@ static int recv_all(int fd, uint8_t *buf, size_t n, int64_t deadline)
 	return 0;
 }
 
-static int send_all(int fd, const uint8_t *buf, size_t n, int64_t deadline)
+int mbclient_write_all(int fd, bool is_socket, const uint8_t *buf, size_t n, int64_t deadline)
 {
 	size_t off = 0;
 
 	while (off < n) {
-		ssize_t k = send(fd, buf + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t k = is_socket ? send(fd, buf + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT)
+				      : write(fd, buf + off, n - off);
 		if (k < 0) {
 			if (errno == EINTR)
 				continue;
@@ -284,7 +285,7 @@ int mbclient_transact(struct mbclient *c, uint8_t unit, const uint8_t *req, size
 	c->tid++;
 	len = mbtcp_frame(adu, c->tid, unit, req, reqlen);
 	deadline = mbclient_mono_ms() + c->timeout_ms;
-	rc = send_all(c->fd, adu, len, deadline);
+	rc = mbclient_write_all(c->fd, true, adu, len, deadline);
 	if (rc == 0)
 		rc = recv_all(c->fd, hdr, MBTCP_HDR, deadline);
 	if (rc == MBE_TIMEOUT)

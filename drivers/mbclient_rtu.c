@@ -34,31 +34,7 @@ static bool is_serial(const struct mbclient *c)
 /* Write all of buf before deadline: 0 or an MBE_* code. */
 static int rtu_write_all(struct mbclient *c, const uint8_t *buf, size_t n, int64_t deadline)
 {
-	size_t off = 0;
-
-	while (off < n) {
-		ssize_t k;
-
-		if (is_serial(c))
-			k = write(c->fd, buf + off, n - off);
-		else
-			k = send(c->fd, buf + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				int rc = mbclient_wait_fd(c->fd, POLLOUT, deadline);
-				if (rc == 0)
-					return MBE_TIMEOUT;
-				if (rc < 0)
-					return MBE_IO;
-				continue;
-			}
-			return errno == ECONNRESET || errno == EPIPE ? MBE_CLOSED : MBE_IO;
-		}
-		off += (size_t)k;
-	}
-	return 0;
+	return mbclient_write_all(c->fd, !is_serial(c), buf, n, deadline);
 }
 
 static void hex_bytes(char *out, size_t len, const uint8_t *p, size_t n)
