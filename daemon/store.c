@@ -18,6 +18,7 @@
  */
 #include "store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -36,6 +38,15 @@
 
 #define STORE_DB_NAME    "sluice.db"
 #define STORE_LOCK_NAME  "sluice.lock"
+#define STORE_SEQ_NAME   "sluice.seq"
+/*
+ * The seq ceiling (sluice.seq beside the database) is raised in blocks: one small
+ * file write per this many seqs, about every 17 minutes at 1,000 rows a second. A
+ * database lost to damage costs at most one block of unused seqs, never a repeat.
+ */
+#define STORE_SEQ_BLOCK  ((uint64_t)1 << 20)
+/* Damaged databases set aside and kept (sluice.db.damaged-*): the newest this many. */
+#define STORE_KEEP_DAMAGED 2
 /* Tells our file from any other SQLite file: 0x736c7563, "sluc". */
 #define STORE_APP_ID     1936487779
 #define STORE_STR_(x)    #x
@@ -213,6 +224,15 @@ struct store {
 	 */
 	int64_t nrows, nunsent;
 	sqlite3_stmt *stmt[S_NSTMT];
+	/*
+	 * Seqs: next_seq is the one the next row gets; every seq ever handed out is below
+	 * seq_ceiling, which sluice.seq holds on disk, so a fresh database (the old one
+	 * damaged and set aside, or deleted) starts above anything the platform has seen.
+	 */
+	char *seq_path;
+	uint64_t next_seq, seq_ceiling;
+	bool ceiling_warned;
+	bool damaged;      /* the last error says the file is damaged (not merely failing) */
 	char err[512];
 };
 
@@ -233,15 +253,28 @@ static int store_sqlerr(struct store *st, const char *what)
 	int code = sqlite3_extended_errcode(st->db);
 	const char *hint = "";
 
+	char sys[96];
+
 	switch (code & 0xff) {
 	case SQLITE_NOTADB:
-		hint = " (damaged, or not a SQLite file: move it aside to start afresh)";
+		hint = " (damaged, or not a SQLite file)";
+		st->damaged = true;
 		break;
 	case SQLITE_CORRUPT:
-		hint = " (the file is damaged: move it aside to start afresh)";
+		hint = " (the file is damaged)";
+		st->damaged = true;
 		break;
 	case SQLITE_FULL:
 		hint = " (the file system is full)";
+		break;
+	case SQLITE_IOERR:
+		/* which I/O error: EFBIG (a file size limit), EIO (the card), ENOSPC... */
+		if (sqlite3_system_errno(st->db))
+			snprintf(sys, sizeof sys, " (%s)", strerror(sqlite3_system_errno(st->db)));
+		else
+			snprintf(sys, sizeof sys, " (code %d: the storage failed, or a file size"
+				 " limit was reached)", code);
+		hint = sys;
 		break;
 	case SQLITE_READONLY:
 		hint = " (opened read-only, or its files belong to another user)";
@@ -260,6 +293,11 @@ static void store_copyerr(const struct store *st, char *err, size_t errlen)
 const char *store_error(const struct store *st)
 {
 	return st ? st->err : "no store";
+}
+
+bool store_damaged(const struct store *st)
+{
+	return st && st->damaged;
 }
 
 static char *store_join(const char *a, const char *b)
@@ -294,6 +332,7 @@ static struct store *store_alloc(const char *data_dir, bool ro, char *err, size_
 	st->ro = ro;
 	st->path = store_join(data_dir, STORE_DB_NAME);
 	st->lock_path = store_join(data_dir, STORE_LOCK_NAME);
+	st->seq_path = store_join(data_dir, STORE_SEQ_NAME);
 	if (st->path) {
 		size_t n = strlen(st->path);
 		st->wal_path = malloc(n + 5);
@@ -302,7 +341,7 @@ static struct store *store_alloc(const char *data_dir, bool ro, char *err, size_
 			memcpy(st->wal_path + n, "-wal", 5);
 		}
 	}
-	if (!st->path || !st->lock_path || !st->wal_path) {
+	if (!st->path || !st->lock_path || !st->wal_path || !st->seq_path) {
 		if (err && errlen)
 			snprintf(err, errlen, "store: out of memory");
 		store_close(st);
@@ -329,6 +368,7 @@ void store_close(struct store *st)
 	free(st->path);
 	free(st->wal_path);
 	free(st->lock_path);
+	free(st->seq_path);
 	free(st);
 }
 
@@ -395,8 +435,19 @@ static int store_commit(struct store *st)
 	return 0;
 }
 
+/* Not open: a damaged file could not be replaced (store_reopen failed). */
+static int store_usable(struct store *st)
+{
+	if (st->db)
+		return 0;
+	store_setf(st, "%s: no database open (replacing the damaged file failed)", st->path);
+	return -1;
+}
+
 static int store_writable(struct store *st)
 {
+	if (store_usable(st) < 0)
+		return -1;
 	if (st->ro) {
 		store_setf(st, "%s: opened read-only", st->path);
 		return -1;
@@ -571,6 +622,403 @@ static int store_migrate(struct store *st)
 	return 0;
 }
 
+/*
+ * Every page of the file, read once at open: a card that rotted while the box was off
+ * or a file cut short is found here, where it can be set aside and replaced, instead
+ * of failing some read hours later. quick_check walks the b-trees without comparing
+ * indexes to tables: about a second for the default 256 MiB bound on an SD card.
+ */
+static int store_check(struct store *st)
+{
+	char res[256];
+
+	if (store_query_text(st, "PRAGMA quick_check(1)", res, sizeof res,
+			     "cannot check the database") < 0)
+		return -1;
+	if (strcmp(res, "ok") == 0)
+		return 0;
+	for (char *p = res; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+	st->damaged = true;
+	store_setf(st, "%s: the file is damaged: %s", st->path, res);
+	return -1;
+}
+
+/* -------------------------------------------------------------------------------- */
+/* the seq ceiling                                                                   */
+
+static uint64_t store_read_ceiling(struct store *st)
+{
+	char buf[32];
+	unsigned long long v;
+	char *end;
+	ssize_t n;
+	int fd = open(st->seq_path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		if (errno != ENOENT)
+			log_warn("store: cannot read %s", st->seq_path);
+		return 0;
+	}
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	errno = 0;
+	v = strtoull(buf, &end, 10);
+	if (errno || end == buf || (*end && *end != '\n')) {
+		log_warnx("store: %s does not hold a number; ignored", st->seq_path);
+		return 0;
+	}
+	return (uint64_t)v;
+}
+
+/* Write sluice.seq as a whole (temporary file, sync, rename, sync the directory). */
+static int store_write_ceiling(struct store *st, uint64_t ceiling)
+{
+	size_t n = strlen(st->seq_path);
+	char *tmp = malloc(n + 5), *slash, buf[32];
+	int fd, len, ok = 0;
+
+	if (!tmp)
+		return -1;
+	memcpy(tmp, st->seq_path, n);
+	memcpy(tmp + n, ".tmp", 5);
+	len = snprintf(buf, sizeof buf, "%" PRIu64 "\n", ceiling);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd >= 0) {
+		ok = write(fd, buf, (size_t)len) == len && fsync(fd) == 0;
+		ok = close(fd) == 0 && ok;
+		ok = ok && rename(tmp, st->seq_path) == 0;
+		if (!ok)
+			unlink(tmp);
+	}
+	free(tmp);
+	if (!ok)
+		return -1;
+	/* the rename itself, durable: the directory's entry */
+	slash = strrchr(st->seq_path, '/');
+	if (slash) {
+		*slash = '\0';
+		fd = open(st->seq_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		*slash = '/';
+		if (fd >= 0) {
+			(void)fsync(fd);
+			close(fd);
+		}
+	}
+	return 0;
+}
+
+/*
+ * Before seqs up to next_seq + n - 1 are handed out. Failing to raise it (a full
+ * disk) does not stop the append: the database stays the record of the seqs, and
+ * the ceiling only matters once it is lost too.
+ */
+static void store_raise_ceiling(struct store *st, size_t n)
+{
+	uint64_t want = st->next_seq + n, c;
+
+	if (want <= st->seq_ceiling)
+		return;
+	c = (want / STORE_SEQ_BLOCK + 1) * STORE_SEQ_BLOCK;
+	if (store_write_ceiling(st, c) == 0) {
+		st->seq_ceiling = c;
+		if (st->ceiling_warned)
+			log_info("store: %s written again", st->seq_path);
+		st->ceiling_warned = false;
+	} else if (!st->ceiling_warned) {
+		log_warn("store: cannot write %s (seqs go on; only a later loss of the"
+			 " database could repeat them)", st->seq_path);
+		st->ceiling_warned = true;
+	}
+}
+
+/* The seq that comes next; a new database starts above salvaged and the ceiling. */
+/* How a database's first seq is found (store_seq_init). */
+enum seq_from {
+	SEQ_OWN,     /* its own sqlite_sequence; the ceiling only if it never gave a seq */
+	SEQ_EXACT,   /* replaces a damaged file whose last seq could be read */
+	SEQ_CEILING, /* replaces a damaged file whose last seq is unknown */
+};
+
+static int store_seq_init(struct store *st, uint64_t salvaged_last, enum seq_from from)
+{
+	int64_t last;
+	uint64_t floor;
+	char sql[160];
+
+	if (store_int(st, S_LAST_SEQ, &last, "cannot read the last seq") < 0)
+		return -1;
+	st->seq_ceiling = store_read_ceiling(st);
+	/* the ceiling counts only for a database that has handed out no seq yet (or one
+	 * that replaces a damaged file): elsewhere it is merely ahead, by design */
+	floor = salvaged_last;
+	if (((from == SEQ_OWN && last == 0) || from == SEQ_CEILING) &&
+	    st->seq_ceiling > floor + 1)
+		floor = st->seq_ceiling - 1;
+	if ((uint64_t)last < floor) {
+		/* AUTOINCREMENT continues from sqlite_sequence: start it where the lost
+		 * database left off (or above, at the ceiling) */
+		snprintf(sql, sizeof sql, "DELETE FROM sqlite_sequence WHERE name = 'outbox';"
+			 "INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', %" PRIu64 ");",
+			 floor);
+		if (store_exec(st, "BEGIN IMMEDIATE", "cannot begin a transaction") < 0)
+			return -1;
+		if (store_exec(st, sql, "cannot set the first seq") < 0 ||
+		    store_exec(st, "COMMIT", "cannot set the first seq") < 0) {
+			store_rollback(st);
+			return -1;
+		}
+		log_info("store: %s is new; seqs continue after %" PRIu64, st->path, floor);
+		last = (int64_t)floor;
+	}
+	st->next_seq = (uint64_t)last + 1;
+	if (st->seq_ceiling < st->next_seq)
+		st->seq_ceiling = 0; /* unknown or stale: written at the first append */
+	return 0;
+}
+
+/* -------------------------------------------------------------------------------- */
+/* a damaged database: set aside, kept, replaced                                     */
+
+static int store_cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Keep the newest STORE_KEEP_DAMAGED copies (their names sort by time). */
+static void store_prune_damaged(struct store *st)
+{
+	char *dir = strdup(st->path), *slash, **names = NULL, *base;
+	size_t n = 0, cap = 0, blen;
+	struct dirent *de;
+	DIR *d;
+
+	if (!dir)
+		return;
+	slash = strrchr(dir, '/');
+	base = slash ? slash + 1 : dir;
+	blen = strlen(base);
+	if (slash)
+		*slash = '\0';
+	d = opendir(slash ? dir : ".");
+	if (!d) {
+		free(dir);
+		return;
+	}
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+		if (l <= blen + 9 || strncmp(de->d_name, base, blen) != 0 ||
+		    strncmp(de->d_name + blen, ".damaged-", 9) != 0 ||
+		    (l > 4 && (strcmp(de->d_name + l - 4, "-wal") == 0 ||
+			       strcmp(de->d_name + l - 4, "-shm") == 0)))
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 8;
+			char **p = realloc(names, nc * sizeof *p);
+			if (!p)
+				break;
+			names = p;
+			cap = nc;
+		}
+		if (!(names[n] = strdup(de->d_name)))
+			break;
+		n++;
+	}
+	closedir(d);
+	if (n > 0)
+		qsort(names, n, sizeof *names, store_cmp_names);
+	for (size_t i = 0; i < n; i++) {
+		if (i + STORE_KEEP_DAMAGED < n) {
+			static const char *const sfx[] = { "", "-wal", "-shm" };
+			for (size_t k = 0; k < 3; k++) {
+				char p[4096];
+				snprintf(p, sizeof p, "%s/%s%s", slash ? dir : ".", names[i], sfx[k]);
+				if (unlink(p) == 0 && k == 0)
+					log_warnx("store: removed %s (only the newest %d damaged copies"
+						  " are kept)", p, STORE_KEEP_DAMAGED);
+			}
+		}
+		free(names[i]);
+	}
+	free(names);
+	free(dir);
+}
+
+/* Rename the damaged file (and its WAL) to path.damaged-<UTC time>; aside gets the name. */
+static int store_set_aside(struct store *st, char *aside, size_t len)
+{
+	char stamp[48], from[4200], to[4200];
+	int64_t ms = clock_real_ms();
+	time_t now = (time_t)(ms / 1000);
+	struct tm tm;
+	size_t k;
+
+	/* to the millisecond, so that the names sort by when (see store_prune_damaged) */
+	gmtime_r(&now, &tm);
+	k = strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tm);
+	snprintf(stamp + k, sizeof stamp - k, ".%03dZ", (int)(ms % 1000));
+	snprintf(aside, len, "%s.damaged-%s", st->path, stamp);
+	for (int i = 1; access(aside, F_OK) == 0 && i < 100; i++)
+		snprintf(aside, len, "%s.damaged-%s-%d", st->path, stamp, i);
+	if (rename(st->path, aside) < 0) {
+		store_setf(st, "%s is damaged and cannot be set aside as %s: %s", st->path, aside,
+			   strerror(errno));
+		return -1;
+	}
+	snprintf(from, sizeof from, "%s", st->wal_path);
+	snprintf(to, sizeof to, "%s-wal", aside);
+	if (rename(from, to) < 0 && errno != ENOENT)
+		log_warn("store: cannot move %s to %s", from, to);
+	snprintf(from, sizeof from, "%s-shm", st->path);
+	unlink(from);
+	return 0;
+}
+
+/* Finalize the statements and close the handle, keeping st for another open. */
+static void store_shut(struct store *st)
+{
+	for (int i = 0; i < S_NSTMT; i++) {
+		sqlite3_finalize(st->stmt[i]);
+		st->stmt[i] = NULL;
+	}
+	if (st->db)
+		sqlite3_close_v2(st->db);
+	st->db = NULL;
+}
+
+struct salvage {
+	uint64_t last_seq;        /* the highest seq the damaged file shows */
+	bool seq_known;           /* read from its sqlite_sequence: exact */
+	int64_t dropped;          /* its drop counter */
+	uint64_t rows, unsent;    /* copied */
+	uint64_t gap_lo, gap_hi;  /* seqs in between could not be read (0: none) */
+};
+
+/* One pass over the damaged outbox in seq order (desc: from the top), copying unsent
+ * rows and every alert row into the fresh database. Stops at the first error. */
+static void store_salvage_pass(sqlite3 *old, sqlite3_stmt *ins, bool desc, uint64_t bound,
+			       struct salvage *sv, uint64_t *reached, bool *failed)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	*failed = true;
+	if (sqlite3_prepare_v2(old, desc ? "SELECT seq, kind, ts, topic, body, retain, sent_at"
+				" FROM outbox NOT INDEXED WHERE seq > ?1 ORDER BY seq DESC"
+			     : "SELECT seq, kind, ts, topic, body, retain, sent_at"
+				" FROM outbox NOT INDEXED ORDER BY seq", -1, &s, NULL) != SQLITE_OK)
+		return;
+	if (desc)
+		sqlite3_bind_int64(s, 1, (int64_t)bound);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		bool unsent = sqlite3_column_type(s, 6) == SQLITE_NULL;
+		*reached = (uint64_t)sqlite3_column_int64(s, 0);
+		if (!unsent && sqlite3_column_int(s, 1) != ROW_ALERT)
+			continue;
+		for (int k = 0; k < 7; k++)
+			sqlite3_bind_value(ins, k + 1, sqlite3_column_value(s, k));
+		if (sqlite3_step(ins) == SQLITE_DONE) {
+			sv->rows++;
+			sv->unsent += unsent;
+		}
+		sqlite3_reset(ins);
+		sqlite3_clear_bindings(ins);
+	}
+	*failed = rc != SQLITE_DONE;
+	sqlite3_finalize(s);
+}
+
+/* 0 when the query ran (a row or none), -1 when it failed */
+static int store_salvage_int(sqlite3 *old, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = SQLITE_ERROR;
+
+	if (sqlite3_prepare_v2(old, sql, -1, &s, NULL) == SQLITE_OK) {
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW && sqlite3_column_int64(s, 0) > *out)
+			*out = sqlite3_column_int64(s, 0);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/*
+ * What can still be read from the damaged copy goes into the fresh database: the
+ * undelivered rows with their seqs (sent again, the same messages), the alert rows
+ * (the retained state sluicectl shows), meta (the alert engine's state), the drop
+ * counter, and the highest seq, so that seqs go on above it. Best effort: reads stop
+ * at the first damaged page, from each end of the outbox.
+ */
+static int store_salvage(struct store *st, const char *aside, struct salvage *sv)
+{
+	sqlite3 *old = NULL;
+	sqlite3_stmt *ins = NULL, *s = NULL;
+	uint64_t up = 0, down = 0;
+	bool failed_up, failed_down = false;
+	int64_t v = 0;
+	char shm[4200];
+
+	memset(sv, 0, sizeof *sv);
+	if (sqlite3_open_v2(aside, &old, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+	    SQLITE_OK) {
+		sqlite3_close_v2(old);
+		return 0;
+	}
+	sqlite3_busy_timeout(old, 100);
+	sv->seq_known = store_salvage_int(old, "SELECT seq FROM sqlite_sequence"
+					  " WHERE name = 'outbox'", &v) == 0;
+	store_salvage_int(old, "SELECT max(seq) FROM outbox", &v);
+	sv->last_seq = (uint64_t)v;
+	(void)store_salvage_int(old, "SELECT value FROM counters WHERE name = 'dropped'",
+				&sv->dropped);
+
+	if (store_exec(st, "BEGIN IMMEDIATE", "cannot begin the salvage") < 0)
+		goto out;
+	if (sqlite3_prepare_v2(st->db, "INSERT OR IGNORE INTO outbox"
+			       " (seq, kind, ts, topic, body, retain, sent_at)"
+			       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", -1, &ins, NULL) == SQLITE_OK) {
+		store_salvage_pass(old, ins, false, 0, sv, &up, &failed_up);
+		if (failed_up) {
+			store_salvage_pass(old, ins, true, up, sv, &down, &failed_down);
+			sv->gap_lo = up + 1;
+			sv->gap_hi = down ? down - 1 : sv->last_seq;
+		}
+	}
+	sqlite3_finalize(ins);
+	ins = NULL;
+	if (sqlite3_prepare_v2(old, "SELECT key, value FROM meta", -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+			       -1, &ins, NULL) == SQLITE_OK) {
+		while (sqlite3_step(s) == SQLITE_ROW) {
+			sqlite3_bind_value(ins, 1, sqlite3_column_value(s, 0));
+			sqlite3_bind_value(ins, 2, sqlite3_column_value(s, 1));
+			sqlite3_step(ins);
+			sqlite3_reset(ins);
+		}
+	}
+	sqlite3_finalize(s);
+	sqlite3_finalize(ins);
+	if (sv->dropped > 0) {
+		char sql[96];
+		snprintf(sql, sizeof sql, "UPDATE counters SET value = %" PRId64
+			 " WHERE name = 'dropped'", sv->dropped);
+		sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+	}
+	if (store_exec(st, "COMMIT", "cannot commit the salvage") < 0)
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+out:
+	sqlite3_close_v2(old);
+	/* the reader's index beside the copy; the copy itself is left as it was found */
+	snprintf(shm, sizeof shm, "%s-shm", aside);
+	unlink(shm);
+	return 0;
+}
+
 static int store_configure(struct store *st)
 {
 	char mode[16], sql[96];
@@ -580,6 +1028,8 @@ static int store_configure(struct store *st)
 	/* The first read checks the file's header: a damaged or foreign file is named
 	 * here, before anything is changed. (A new, empty file reads as version 0.) */
 	if (store_query_int(st, "PRAGMA schema_version", &v, "cannot open the database") < 0)
+		return -1;
+	if (store_check(st) < 0)
 		return -1;
 	/*
 	 * Both only take effect on a database that is still empty, hence before anything
@@ -639,11 +1089,90 @@ static int store_configure(struct store *st)
 	return 0;
 }
 
+/* Open (creating) the database file and bring it to the current schema. */
+static int store_open_db(struct store *st)
+{
+	int rc;
+
+	/* NOMUTEX: one connection, used by the core thread only. */
+	rc = sqlite3_open_v2(st->path, &st->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		if (st->db)
+			return store_sqlerr(st, "cannot open the database");
+		store_setf(st, "%s: cannot open the database: out of memory", st->path);
+		return -1;
+	}
+	sqlite3_extended_result_codes(st->db, 1);
+	sqlite3_busy_timeout(st->db, STORE_BUSY_RW_MS);
+	if (store_configure(st) < 0 || store_migrate(st) < 0 || store_prepare_all(st) < 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * A damaged file (not readable as SQLite, or failing the check) is never a reason
+ * not to start: that would be a crash loop on a box nobody visits. It is set aside
+ * as sluice.db.damaged-<time>, kept for whoever wants to look, what can be read from
+ * it is carried over, and the daemon goes on with a fresh database.
+ */
+static int store_replace_damaged(struct store *st)
+{
+	char why[sizeof st->err], aside[4096];
+	struct salvage sv;
+
+	snprintf(why, sizeof why, "%s", st->err);
+	store_shut(st);
+	if (store_set_aside(st, aside, sizeof aside) < 0)
+		return -1;
+	log_errx("store: %s", why);
+	log_errx("store: the damaged file is kept as %s; starting a fresh database", aside);
+	st->damaged = false;
+	if (store_open_db(st) < 0)
+		return -1;
+	store_salvage(st, aside, &sv);
+	log_warnx("store: carried over from the damaged file: %" PRIu64 " rows (%" PRIu64
+		  " undelivered), %" PRId64 " counted drops; its last seq was %" PRIu64,
+		  sv.rows, sv.unsent, sv.dropped, sv.last_seq);
+	if (sv.gap_lo && sv.gap_hi >= sv.gap_lo)
+		log_warnx("store: rows with seqs %" PRIu64 "..%" PRIu64 " of the damaged file"
+			  " could not be read; undelivered ones among them are lost",
+			  sv.gap_lo, sv.gap_hi);
+	store_prune_damaged(st);
+	/* an exact last seq carries on without a gap; otherwise above the ceiling */
+	return store_seq_init(st, sv.last_seq, sv.seq_known ? SEQ_EXACT : SEQ_CEILING);
+}
+
+static int store_open_all(struct store *st)
+{
+	if (store_open_db(st) < 0 || store_seq_init(st, 0, SEQ_OWN) < 0) {
+		if (!st->damaged || store_replace_damaged(st) < 0)
+			return -1;
+	}
+	return store_count(st, &st->nrows, &st->nunsent);
+}
+
+int store_reopen(struct store *st, char *err, size_t errlen)
+{
+	if (st->ro) {
+		store_setf(st, "%s: opened read-only", st->path);
+		store_copyerr(st, err, errlen);
+		return -1;
+	}
+	store_shut(st);
+	st->damaged = false;
+	if (store_open_all(st) < 0) {
+		store_copyerr(st, err, errlen);
+		store_shut(st);
+		return -1;
+	}
+	return 0;
+}
+
 struct store *store_open(const char *data_dir, const struct buffer_cfg *buf, char *err,
 			 size_t errlen)
 {
 	struct store *st = store_alloc(data_dir, false, err, errlen);
-	int rc;
 
 	if (!st)
 		return NULL;
@@ -654,22 +1183,7 @@ struct store *store_open(const char *data_dir, const struct buffer_cfg *buf, cha
 		st->buf.durability = DURABILITY_NORMAL;
 		st->buf.keep_sent_ms = STORE_DEF_KEEP_SENT;
 	}
-	if (store_mkdir(st, data_dir) < 0 || store_lock(st) < 0)
-		goto fail;
-	/* NOMUTEX: one connection, used by the core thread only. */
-	rc = sqlite3_open_v2(st->path, &st->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-	if (rc != SQLITE_OK) {
-		if (st->db)
-			store_sqlerr(st, "cannot open the database");
-		else
-			store_setf(st, "%s: cannot open the database: out of memory", st->path);
-		goto fail;
-	}
-	sqlite3_extended_result_codes(st->db, 1);
-	sqlite3_busy_timeout(st->db, STORE_BUSY_RW_MS);
-	if (store_configure(st) < 0 || store_migrate(st) < 0 || store_prepare_all(st) < 0 ||
-	    store_count(st, &st->nrows, &st->nunsent) < 0)
+	if (store_mkdir(st, data_dir) < 0 || store_lock(st) < 0 || store_open_all(st) < 0)
 		goto fail;
 	return st;
 fail:
@@ -790,6 +1304,7 @@ int store_append_meta(struct store *st, struct store_row *rows, size_t n, const 
 		return 0;
 	if (store_writable(st) < 0)
 		goto fail;
+	store_raise_ceiling(st, n);
 	/*
 	 * One transaction per batch: one WAL append and (durability full) one sync for
 	 * the lot, and a batch is all in or all out.
@@ -835,6 +1350,8 @@ int store_append_meta(struct store *st, struct store_row *rows, size_t n, const 
 	}
 	if (store_commit(st) < 0)
 		goto unseq;
+	if (n > 0)
+		st->next_seq = rows[n - 1].seq + 1;
 	st->nrows += (int64_t)n;
 	st->nunsent += (int64_t)n;
 	return 0;
@@ -929,6 +1446,8 @@ long store_fetch_unsent(struct store *st, int kind, uint64_t after, size_t max,
 {
 	sqlite3_stmt *s = st->stmt[S_FETCH];
 
+	if (store_usable(st) < 0)
+		return -1;
 	if (max == 0)
 		return 0;
 	sqlite3_bind_int(s, 1, kind);
@@ -1186,6 +1705,8 @@ int store_stats(struct store *st, struct store_stats *out)
 	int64_t oldest, last, dropped, pages, freepages;
 
 	memset(out, 0, sizeof *out);
+	if (store_usable(st) < 0)
+		return -1;
 	/* One read transaction: the numbers come from one snapshot. */
 	if (store_run(st, S_BEGIN_R, "cannot begin a read") < 0)
 		return -1;
@@ -1213,6 +1734,8 @@ long store_recent(struct store *st, const char *topic, size_t max, struct store_
 	sqlite3_stmt *s = st->stmt[S_RECENT];
 	long n;
 
+	if (store_usable(st) < 0)
+		return -1;
 	if (max == 0)
 		return 0;
 	sqlite3_bind_text(s, 1, topic, -1, SQLITE_STATIC);
@@ -1269,6 +1792,8 @@ long store_recent_prefix(struct store *st, const char *prefix, size_t max, struc
 	char *end;
 	long n;
 
+	if (store_usable(st) < 0)
+		return -1;
 	if (max == 0)
 		return 0;
 	if (store_bind_prefix(st, s, prefix, &end) < 0)
@@ -1289,6 +1814,8 @@ long store_latest(struct store *st, const char *prefix, struct store_row **out)
 	long got;
 
 	*out = NULL;
+	if (store_usable(st) < 0)
+		return -1;
 	if (store_bind_prefix(st, s, prefix, &end) < 0)
 		return -1;
 	/* One read transaction, so that rows fetched in chunks come from one snapshot. */
@@ -1338,6 +1865,8 @@ int store_meta_get(struct store *st, const char *key, char **value)
 	int rc;
 
 	*value = NULL;
+	if (store_usable(st) < 0)
+		return -1;
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {

@@ -49,7 +49,13 @@ struct store;
 
 /*
  * Open (creating data_dir, mode 0750, and data_dir/sluice.db when needed) and migrate
- * the schema. buf NULL: the config's defaults. Takes an exclusive lock on
+ * the schema. Every page is checked first; a damaged file (unreadable, cut short, a
+ * malformed page) is renamed to sluice.db.damaged-<UTC time> (with its -wal), logged,
+ * and replaced by a fresh database into which what can still be read is carried
+ * (undelivered rows with their seqs, alert rows, meta, the drop counter); the newest
+ * two damaged copies are kept. Seqs never repeat, even then: data_dir/sluice.seq holds
+ * a ceiling above every seq handed out, raised in blocks. A foreign or newer database
+ * is refused, not replaced. buf NULL: the config's defaults. Takes an exclusive lock on
  * data_dir/sluice.lock: a second store_open of the same data_dir, in this process or
  * another, fails ("... is in use by another sluiced"). err receives why not.
  */
@@ -68,6 +74,21 @@ void store_close(struct store *st);
 /* Why the last call on st failed ("PATH: what: sqlite's message"), for the functions
  * that take no err buffer. */
 const char *store_error(const struct store *st);
+
+/*
+ * The last failure said the file is damaged (SQLite found a malformed page). The
+ * handle is no good any more: close it and store_open again, which sets the damaged
+ * file aside and starts afresh (see store_open).
+ */
+bool store_damaged(const struct store *st);
+
+/*
+ * Close and open again, keeping the lock: for a handle whose file turned out damaged
+ * while running (store_damaged). The open does what store_open does with a damaged
+ * file. On failure (-1, err says why) the handle stays, but every call on it fails
+ * until a store_reopen succeeds.
+ */
+int store_reopen(struct store *st, char *err, size_t errlen);
 
 /*
  * Append rows in one transaction, assigning each its seq (in array order). With

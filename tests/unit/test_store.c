@@ -33,6 +33,7 @@ struct fx {
 	char tmp[64];   /* the mkdtemp directory */
 	char data[128]; /* tmp/data: not created, store_open must */
 	char db[160];   /* data/sluice.db */
+	char seq[160];  /* data/sluice.seq */
 	char err[512];
 };
 
@@ -57,6 +58,7 @@ static int setup(void **state)
 	}
 	snprintf(f->data, sizeof f->data, "%s/data", f->tmp);
 	snprintf(f->db, sizeof f->db, "%s/sluice.db", f->data);
+	snprintf(f->seq, sizeof f->seq, "%s/sluice.seq", f->data);
 	*state = f;
 	return 0;
 }
@@ -777,10 +779,46 @@ static void test_recent(void **state)
 	store_close(st);
 }
 
+/* The one damaged copy beside the database: its path into aside, or fail. */
+static void find_aside(struct fx *f, char *aside, size_t len)
+{
+	char cmd[256];
+	FILE *p;
+
+	snprintf(cmd, sizeof cmd, "ls %s | grep -c '^sluice.db.damaged-[0-9TZ.]*$'", f->data);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_non_null(fgets(aside, (int)len, p));
+	pclose(p);
+	assert_string_equal(aside, "1\n");
+	snprintf(cmd, sizeof cmd, "ls -d %s/sluice.db.damaged-*[0-9Z]", f->data);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_non_null(fgets(aside, (int)len, p));
+	pclose(p);
+	aside[strcspn(aside, "\n")] = '\0';
+}
+
+static size_t slurp(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	n = read(fd, buf, len);
+	close(fd);
+	assert_true(n >= 0);
+	return (size_t)n;
+}
+
+/* A file that is not a database at all: a reader says so by name; the daemon's open
+ * keeps the bytes as they were under another name and starts afresh, once. */
 static void test_corrupt_database(void **state)
 {
 	struct fx *f = *state;
-	char junk[8192];
+	static char junk[8192], back[16384];
+	char aside[512];
+	struct store *st;
 	int fd;
 
 	assert_int_equal(mkdir(f->data, 0750), 0);
@@ -791,12 +829,61 @@ static void test_corrupt_database(void **state)
 	assert_int_equal(write(fd, junk, sizeof junk), sizeof junk);
 	close(fd);
 
-	assert_null(store_open(f->data, NULL, f->err, sizeof f->err));
-	assert_non_null(strstr(f->err, f->db));
-	assert_non_null(strstr(f->err, "not a database"));
 	assert_null(store_open_ro(f->data, f->err, sizeof f->err));
 	assert_non_null(strstr(f->err, f->db));
 	assert_non_null(strstr(f->err, "not a database"));
+
+	st = open_rw(f, 0);
+	assert_non_null(st);
+	find_aside(f, aside, sizeof aside);
+	assert_int_equal(slurp(aside, back, sizeof back), sizeof junk);
+	assert_memory_equal(back, junk, sizeof junk);
+	assert_int_equal(append1(st, ROW_TELEMETRY, "telemetry/a", 1000), 1);
+	store_close(st);
+	/* the fresh database is healthy: nothing more is set aside */
+	st = open_rw(f, 0);
+	assert_non_null(st);
+	find_aside(f, aside, sizeof aside);
+	assert_int_equal(append1(st, ROW_TELEMETRY, "telemetry/a", 1000), 2);
+	store_close(st);
+}
+
+/* The seqs of a lost database are never handed out again: sluice.seq's ceiling, when
+ * nothing can be read back; the file's own sequence when it can. */
+static void test_seq_survives_lost_database(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	char wal[200];
+	uint64_t s1, s2;
+
+	append_n(st, ROW_TELEMETRY, 10, "telemetry/a", 10, 1000);
+	store_close(st);
+	/* an operator's rm: a new database, seqs above the ceiling */
+	assert_int_equal(unlink(f->db), 0);
+	snprintf(wal, sizeof wal, "%s-wal", f->db);
+	unlink(wal);
+	st = open_rw(f, 0);
+	s1 = append1(st, ROW_TELEMETRY, "telemetry/a", 1000);
+	assert_true(s1 > 10);
+	store_close(st);
+	/* and a second time, from there */
+	assert_int_equal(unlink(f->db), 0);
+	unlink(wal);
+	st = open_rw(f, 0);
+	s2 = append1(st, ROW_TELEMETRY, "telemetry/a", 1000);
+	assert_true(s2 > s1);
+	store_close(st);
+	/* a damaged ceiling file is ignored, with the database there nothing changes */
+	{
+		int fd = open(f->seq, O_WRONLY | O_TRUNC);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, "x\n", 2), 2);
+		close(fd);
+	}
+	st = open_rw(f, 0);
+	assert_int_equal(append1(st, ROW_TELEMETRY, "telemetry/a", 1000), s2 + 1);
+	store_close(st);
 }
 
 static void damage(const char *path)
@@ -811,40 +898,112 @@ static void damage(const char *path)
 }
 
 /* Damage inside the file (the header intact) is found by the first statement that
- * reads there: a clear error naming the file, no crash, on every path. */
+ * reads there: a clear error naming the file, no crash, on every path, and
+ * store_damaged says so. The next open sets the file aside, carries over what it can
+ * read, and seqs go on above the old ones. */
 static void test_damaged_pages(void **state)
 {
 	struct fx *f = *state;
 	struct store *st = open_rw(f, 0), *ro;
 	struct store_row out[8];
 	struct store_stats s;
-	char err[512];
-	uint64_t one = 1;
+	char err[512], aside[512];
+	uint64_t one = 1, next;
 
-	append_n(st, ROW_TELEMETRY, 2000, "telemetry/a", 400, 1000);
+	/* more than SQLite's page cache holds, so the open's check does not leave the
+	 * damaged pages in memory */
+	append_n(st, ROW_TELEMETRY, 4000, "telemetry/a", 900, 1000);
 	store_close(st);
 	/* opened beside the damage: the daemon's open counts the outbox and finds it */
 	st = open_rw(f, 0);
+	assert_false(store_damaged(st));
 	damage(f->db);
 	assert_int_equal(store_fetch_unsent(st, ROW_TELEMETRY, 0, 8, out), -1);
 	assert_non_null(strstr(store_error(st), f->db));
 	assert_non_null(strstr(store_error(st), "malformed"));
+	assert_true(store_damaged(st));
 	assert_int_equal(store_append(st, out, 0, err, sizeof err), 0);
 	assert_int_equal(store_mark_sent(st, &one, 1), -1);
 	assert_int_equal(store_maintain(st, clock_real_ms()), -1);
 	assert_non_null(strstr(store_error(st), "malformed"));
 	store_close(st);
 
-	/* opened after it: the daemon refuses to start on it, by name */
-	assert_null(store_open(f->data, NULL, f->err, sizeof f->err));
-	assert_non_null(strstr(f->err, f->db));
-	assert_non_null(strstr(f->err, "malformed"));
 	/* a reader opens (it reads only what it is asked for) and fails on reading */
 	ro = open_ro(f);
 	assert_int_equal(store_stats(ro, &s), -1);
 	assert_non_null(strstr(store_error(ro), "malformed"));
 	assert_int_equal(store_fetch_unsent(ro, ROW_TELEMETRY, 0, 8, out), -1);
 	store_close(ro);
+
+	/* the daemon's next open: set aside, fresh, what was readable carried over */
+	st = open_rw(f, 0);
+	assert_non_null(st);
+	assert_false(store_damaged(st));
+	find_aside(f, aside, sizeof aside);
+	s = stats(st);
+	assert_true(s.unsent > 0);
+	assert_true(s.unsent < 4000);
+	assert_int_equal(s.unsent, s.rows);
+	assert_true(s.last_seq >= 4000);
+	/* carried-over rows keep their seqs and bodies, in order */
+	assert_int_equal(store_fetch_unsent(st, ROW_TELEMETRY, 0, 8, out), 8);
+	assert_true(out[0].seq >= 1 && out[7].seq <= 4000 && out[0].seq < out[7].seq);
+	assert_non_null(strstr(out[0].body, "\"ts\""));
+	for (int i = 0; i < 8; i++)
+		store_row_clear(&out[i]);
+	next = append1(st, ROW_TELEMETRY, "telemetry/a", 1000);
+	assert_true(next > 4000);
+	store_close(st);
+}
+
+/* A file cut short (a copy interrupted, a card's lost blocks): set aside, fresh. */
+static void test_truncated_database(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	char aside[512];
+	struct stat sb;
+
+	append_n(st, ROW_TELEMETRY, 3000, "telemetry/a", 300, 1000);
+	store_close(st);
+	assert_int_equal(stat(f->db, &sb), 0);
+	assert_true(sb.st_size > 64 * 4096);
+	assert_int_equal(truncate(f->db, sb.st_size / 2), 0);
+	st = open_rw(f, 0);
+	assert_non_null(st);
+	find_aside(f, aside, sizeof aside);
+	assert_int_equal(stat(aside, &sb), 0);
+	assert_true(append1(st, ROW_TELEMETRY, "telemetry/a", 1000) > 3000);
+	store_close(st);
+}
+
+/* Only the newest two damaged copies are kept: a card that keeps rotting does not
+ * fill the disk with them. */
+static void test_damaged_copies_bounded(void **state)
+{
+	struct fx *f = *state;
+	char cmd[256], line[64];
+	FILE *p;
+
+	for (int i = 0; i < 4; i++) {
+		struct store *st;
+		int fd;
+
+		mkdir(f->data, 0750);
+		fd = open(f->db, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, "garbage garbage garbage garbage!", 32), 32);
+		close(fd);
+		st = open_rw(f, 0);
+		assert_non_null(st);
+		store_close(st);
+	}
+	snprintf(cmd, sizeof cmd, "ls %s | grep -c '^sluice.db.damaged-'", f->data);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_non_null(fgets(line, sizeof line, p));
+	pclose(p);
+	assert_string_equal(line, "2\n");
 }
 
 /* A zero-length file, as a crash during the very first open could leave, is a new
@@ -972,6 +1131,9 @@ int main(void)
 		T(test_recent),
 		T(test_corrupt_database),
 		T(test_damaged_pages),
+		T(test_seq_survives_lost_database),
+		T(test_truncated_database),
+		T(test_damaged_copies_bounded),
 		T(test_empty_file_is_new),
 		T(test_foreign_and_newer_database),
 		T(test_data_dir),
