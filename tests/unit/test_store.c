@@ -956,6 +956,36 @@ static void test_damaged_pages(void **state)
 	store_close(st);
 }
 
+/* Found damaged while running: store_reopen replaces the file under the same lock,
+ * and the handle works again. */
+static void test_reopen_after_damage(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	struct store_row out[8];
+	char err[512], aside[512];
+	long n;
+
+	append_n(st, ROW_TELEMETRY, 4000, "telemetry/a", 900, 1000);
+	store_close(st);
+	st = open_rw(f, 0);
+	damage(f->db);
+	assert_int_equal(store_fetch_unsent(st, ROW_TELEMETRY, 0, 8, out), -1);
+	assert_true(store_damaged(st));
+	assert_int_equal(store_reopen(st, err, sizeof err), 0);
+	assert_false(store_damaged(st));
+	find_aside(f, aside, sizeof aside);
+	n = store_fetch_unsent(st, ROW_TELEMETRY, 0, 8, out);
+	assert_true(n > 0);
+	for (long i = 0; i < n; i++)
+		store_row_clear(&out[i]);
+	assert_true(append1(st, ROW_TELEMETRY, "telemetry/a", 1000) > 4000);
+	/* the lock was kept throughout */
+	assert_null(store_open(f->data, NULL, f->err, sizeof f->err));
+	assert_non_null(strstr(f->err, "in use"));
+	store_close(st);
+}
+
 /* A file cut short (a copy interrupted, a card's lost blocks): set aside, fresh. */
 static void test_truncated_database(void **state)
 {
@@ -1133,6 +1163,7 @@ int main(void)
 		T(test_damaged_pages),
 		T(test_seq_survives_lost_database),
 		T(test_truncated_database),
+		T(test_reopen_after_damage),
 		T(test_damaged_copies_bounded),
 		T(test_empty_file_is_new),
 		T(test_foreign_and_newer_database),
