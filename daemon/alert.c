@@ -12,6 +12,11 @@
  * check, state, severities, times, value, threshold, unit, message) and "s" lines (a
  * rule kind's private state: rule id, then the kind's own fields). Restoring matches
  * by rule id and check name and ignores what no longer exists.
+ *
+ * A step of the wall clock (alert_clock_step) re-bases the times the engine learnt live:
+ * the engine's own here (pending and firing times, the guard for readings stamped by the
+ * old clock), each kind's in its clock_step. "Live" is [first_ms, last_ms]: restored
+ * times came from another run, whose clock the step says nothing about.
  */
 #include "alert_int.h"
 
@@ -253,6 +258,7 @@ struct alert_engine *alert_new(const struct config *cfg, char *err, size_t errle
 	}
 	e->cfg = cfg;
 	e->last_ms = INT64_MIN;
+	e->first_ms = INT64_MAX;
 	for (size_t i = 0; i < n; i++) {
 		struct rstate *r = &e->rules[i];
 
@@ -295,13 +301,57 @@ void alert_free(struct alert_engine *e)
 	free(e);
 }
 
+/* Notes about the clock go under the device's comms pseudo-rule, check "clock". */
+static const char *comms_id(const struct alert_engine *e, size_t device)
+{
+	return e->rules[e->cfg->nrules + device].id;
+}
+
+/* Time seen live: the bounds of what a clock step re-bases. */
+static void saw(struct alert_engine *e, int64_t t)
+{
+	if (t > e->last_ms)
+		e->last_ms = t;
+	if (t < e->first_ms)
+		e->first_ms = t;
+}
+
+bool engine_live(const struct alert_engine *e, int64_t t)
+{
+	return t >= e->first_ms && t <= e->last_ms;
+}
+
 int alert_feed(struct alert_engine *e, size_t device, int64_t ts_ms, const struct value *values,
 	       size_t n, struct alert_out *out)
 {
 	if (device >= e->cfg->ndevices)
 		return 0;
-	if (ts_ms > e->last_ms)
-		e->last_ms = ts_ms;
+	if (e->guard && e->last_ms >= e->guard_until)
+		e->guard = false;
+	if (e->guard && ts_ms >= e->guard_lo && ts_ms <= e->guard_hi) {
+		/* stamped by the old clock just before the step, processed after it */
+		if (e->guard_n++ == 0 &&
+		    out_note(out, comms_id(e, device), "clock", ts_ms + e->guard_delta,
+			     "a reading of %s stamped before the clock step: taken at %+.1f s",
+			     e->cfg->devices[device].id, (double)e->guard_delta / 1000) < 0)
+			return -1;
+		ts_ms += e->guard_delta;
+	}
+	if (e->last_ms != INT64_MIN && ts_ms < e->last_ms - ALERT_LATE_MS) {
+		/* Only a stepped clock stamps a reading this long before what the engine
+		 * has seen: its intervals would be negative, its 'for' would start in the
+		 * past. One note per run of them. */
+		if (!e->late_noted &&
+		    out_note(out, comms_id(e, device), "clock", e->last_ms,
+			     "a reading of %s stamped %.1f s before the latest time seen: not "
+			     "evaluated (was the clock stepped?)", e->cfg->devices[device].id,
+			     (double)(e->last_ms - ts_ms) / 1000) < 0)
+			return -1;
+		e->late_noted = true;
+		return 0;
+	}
+	e->late_noted = false;
+	saw(e, ts_ms);
 	for (size_t i = 0; i < e->nrules; i++) {
 		struct rstate *r = &e->rules[i];
 		if (r->ops->feed && r->ops->feed(e, r, device, ts_ms, values, n, out) < 0)
@@ -312,8 +362,7 @@ int alert_feed(struct alert_engine *e, size_t device, int64_t ts_ms, const struc
 
 int alert_tick(struct alert_engine *e, int64_t now_ms, struct alert_out *out)
 {
-	if (now_ms > e->last_ms)
-		e->last_ms = now_ms;
+	saw(e, now_ms);
 	for (size_t i = 0; i < e->nrules; i++) {
 		struct rstate *r = &e->rules[i];
 		if (r->ops->tick && r->ops->tick(e, r, now_ms, out) < 0)
@@ -323,6 +372,49 @@ int alert_tick(struct alert_engine *e, int64_t now_ms, struct alert_out *out)
 		if (check_tick(e, e->checks[i], now_ms, out) < 0)
 			return -1;
 	return 0;
+}
+
+/* Beyond this a "step" is garbage (and adding it could overflow): ±30,000 years. */
+#define STEP_MAX_MS (1000000000000000LL)
+
+void alert_clock_step(struct alert_engine *e, int64_t delta)
+{
+	int64_t g;
+
+	if (!e || delta == 0 || delta > STEP_MAX_MS || delta < -STEP_MAX_MS ||
+	    e->last_ms == INT64_MIN)
+		return; /* nothing learnt live yet: nothing to re-base */
+	for (size_t i = 0; i < e->nrules; i++)
+		if (e->rules[i].ops->clock_step)
+			e->rules[i].ops->clock_step(e, &e->rules[i], delta);
+	for (size_t i = 0; i < e->nchecks; i++) {
+		struct check *c = e->checks[i];
+
+		/* a 'for' in progress keeps the time it has held: it neither starts over
+		 * nor completes early */
+		if (c->state == ALERT_PENDING && engine_live(e, c->since_ms))
+			c->since_ms += delta;
+		if (c->state == ALERT_FIRING && engine_live(e, c->fired_ms))
+			c->fired_ms += delta;
+	}
+	/*
+	 * Readings stamped by the old clock shortly before the step are still in the
+	 * daemon's queue. They lie within g of the latest old time, and readings of the
+	 * new clock lie at least |delta| - g from there, so with g at most half the step
+	 * the two never mix; after g of the new clock, the old ones have all arrived.
+	 */
+	g = (delta < 0 ? -delta : delta) / 2;
+	if (g > ALERT_LATE_MS)
+		g = ALERT_LATE_MS;
+	e->guard = g > 0;
+	e->guard_n = 0;
+	e->guard_lo = e->last_ms - g;
+	e->guard_hi = e->last_ms + g;
+	e->guard_delta = delta;
+	e->guard_until = e->last_ms + delta + g;
+	e->first_ms += delta;
+	e->last_ms += delta;
+	e->late_noted = false;
 }
 
 size_t alert_active(const struct alert_engine *e, struct alert_transition *out, size_t max)

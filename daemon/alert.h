@@ -75,15 +75,33 @@ void alert_free(struct alert_engine *e);
 /*
  * One reading of a device: values[i] is point i of cfg->devices[device] (VAL_NONE for
  * a point that failed this poll; a reading where every point failed is a failed poll
- * for the comms check). Appends any transitions and actions to out. Returns 0, or -1
+ * for the comms check). Appends any transitions and actions to out. A reading stamped
+ * more than ALERT_LATE_MS before the latest time the engine has seen is not evaluated
+ * (a note says so): it can only come from a clock that was stepped. Returns 0, or -1
  * on allocation failure.
  */
+#define ALERT_LATE_MS (5 * 60 * 1000LL)
+
 int alert_feed(struct alert_engine *e, size_t device, int64_t ts_ms, const struct value *values,
 	       size_t n, struct alert_out *out);
 
 /* Time passes (a calendar day completes, a 'for' runs out with no new reading). Call
  * at least once a second with the real time. */
 int alert_tick(struct alert_engine *e, int64_t now_ms, struct alert_out *out);
+
+/*
+ * The wall clock was stepped by delta_ms (NTP after a boot without RTC): it was wrong by
+ * delta_ms before, so everything this engine learnt since it started is re-based onto
+ * the corrected clock: durations in progress ('for', firing times, each series' last
+ * sample, rise windows, stuck timers, pv freshness, meter marks) move by delta_ms, and so
+ * do the leakage zones' 15-minute bins (by whole bins). Calendar days of 'balance' stay
+ * where they are; a day or night already decided is never decided again. State restored
+ * from before the engine started is left as it is: its times came from another run.
+ * Readings stamped by the old clock that arrive just after the step are corrected by
+ * delta_ms (with a note). Call it before feeding the first reading stamped after the
+ * step. It decides nothing: the next reading or tick does.
+ */
+void alert_clock_step(struct alert_engine *e, int64_t delta_ms);
 
 /*
  * Persistence: the whole state (active alerts, windows, baselines, totalizer marks) as

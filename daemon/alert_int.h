@@ -39,6 +39,9 @@ struct rule_ops {
 	void (*save)(const struct rstate *r, struct jbuf *b);
 	/* One saved line's fields after the rule id; unknown lines are ignored. */
 	void (*restore)(struct rstate *r, char **f, size_t nf);
+	/* The wall clock stepped by delta (alert_clock_step): move the times this rule
+	 * learnt live (engine_live) by delta. Called before the engine's own times move. */
+	void (*clock_step)(struct alert_engine *e, struct rstate *r, int64_t delta);
 };
 
 struct rstate {
@@ -58,7 +61,20 @@ struct alert_engine {
 	struct check **checks;      /* every check, for tick, save and alert_active */
 	size_t nchecks;
 	int64_t last_ms;            /* the latest time seen, from readings or ticks */
+	int64_t first_ms;           /* the earliest, INT64_MAX before any: older times were
+				     * restored, from another run and perhaps another clock */
+	/* After a clock step: readings stamped by the old clock around the step
+	 * ([guard_lo, guard_hi]) may still be on their way; until last_ms reaches
+	 * guard_until they are moved by guard_delta. */
+	bool guard;
+	unsigned guard_n;           /* readings moved so far (the first gets a note) */
+	int64_t guard_lo, guard_hi, guard_until, guard_delta;
+	bool late_noted;            /* one note per run of late readings */
 };
+
+/* Was t learnt by this engine since it started (not restored), so that a clock step
+ * re-bases it? */
+bool engine_live(const struct alert_engine *e, int64_t t);
 
 extern const struct rule_ops alert_threshold_ops, alert_waterlogging_ops, alert_leakage_ops,
 	alert_pv_ops, alert_comms_ops;

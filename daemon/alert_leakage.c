@@ -23,6 +23,13 @@
  *     hour over the last burst.days days, sustained for burst.for. Both histories
  *     always take the new value, alert or not: the baseline moves on, so a leak that
  *     stays becomes the new normal and the next one is still seen.
+ * A day or a night is decided once: data that comes back to it later (a late meter, a
+ * clock stepped back) is not counted again.
+ *
+ * A step of the wall clock (leak_clock_step) moves the meters' marks by the step and the
+ * ring of bins by the step rounded to whole bins, so an hour stepped back is not binned
+ * twice and an hour stepped forward does not leave an empty hour in the night. Calendar
+ * days stay put: a day that loses or gains an hour is judged on its coverage.
  */
 #include "alert_int.h"
 
@@ -78,11 +85,15 @@ struct leak {
 	double night_min;
 	int night_bins;
 	int64_t night_last; /* the end of the last bin of the night */
+	int64_t night_decided; /* night_key of the latest night decided; 0: none */
+	int64_t night_skipped; /* ... whose bins came back (a note was given) */
+	int64_t day_decided;   /* start of the latest day decided; 0: none */
 	double nhist[7][MAXNIGHTS]; /* per weekday with night.weekly, else [0] */
 	unsigned nn[7], nh[7];      /* count, next index */
 	/* burst */
 	double shist[SLOTS][MAXDAYS];
 	unsigned sn[SLOTS], sh[SLOTS];
+	int64_t slast[SLOTS];       /* start of the bin each slot recorded last */
 };
 
 static double unit_factor(const char *u, bool *total)
@@ -191,6 +202,13 @@ static double median(const double *v, unsigned n)
 
 /* ---- night and burst, on each closed bin -------------------------------------------- */
 
+/* Which night a bin of the window belongs to: the local day on which its window
+ * began (a window through midnight belongs to the evening's day). */
+static int64_t night_key(const struct rule_cfg *rc, int64_t start)
+{
+	return alert_local_midnight(start - (int64_t)rc->night_from_s * 1000);
+}
+
 static int night_done(struct alert_engine *e, struct rstate *r, struct alert_out *o)
 {
 	const struct rule_cfg *rc = r->rc;
@@ -208,6 +226,7 @@ static int night_done(struct alert_engine *e, struct rstate *r, struct alert_out
 		need = rc->night_baseline < 2 ? rc->night_baseline : 2;
 	}
 	l->in_night = false;
+	l->night_decided = night_key(rc, l->night_last - BIN_MS);
 	if (l->night_bins < 2)
 		return out_note(o, r->id, "night", l->night_last, "no verdict for the night: "
 				"only %d quarter hours of data", l->night_bins);
@@ -256,7 +275,18 @@ static int bin_result(struct alert_engine *e, struct rstate *r, int64_t start, d
 
 	if (l->night) {
 		bool in = alert_in_window(tod, rc->night_from_s, rc->night_to_s);
-		if (in && !isnan(net)) {
+		int64_t key = in && !l->in_night ? night_key(rc, start) : 0;
+
+		if (in && !l->in_night && key <= l->night_decided) {
+			/* a night already decided (the clock was stepped back into it) */
+			if (key != l->night_skipped) {
+				l->night_skipped = key;
+				if (out_note(o, r->id, "night", start + BIN_MS, "quarter hours "
+					     "of a night decided already (the clock stepped "
+					     "back): not counted again") < 0)
+					return -1;
+			}
+		} else if (in && !isnan(net)) {
 			if (!l->in_night || net < l->night_min)
 				l->night_min = net;
 			if (!l->in_night)
@@ -269,11 +299,19 @@ static int bin_result(struct alert_engine *e, struct rstate *r, int64_t start, d
 		}
 	}
 	if (l->burst && !isnan(net)) {
-		unsigned s = (unsigned)(tod / 900) % SLOTS;
+		unsigned s = (unsigned)(tod / 900) % SLOTS, n = 0;
 		char msg[ALERT_MSG_MAX];
+		double hist[MAXDAYS];
+		/* this quarter hour was recorded already (the clock was stepped back over
+		 * it): the newer value replaces the older, which is no history of it */
+		int again = l->sn[s] && start <= l->slast[s]
+				    ? (int)((l->sh[s] + rc->burst_days - 1) % rc->burst_days) : -1;
 
-		if (l->sn[s] >= 3) {
-			double usual = median(l->shist[s], l->sn[s]);
+		for (unsigned i = 0; i < l->sn[s]; i++)
+			if ((int)i != again)
+				hist[n++] = l->shist[s][i];
+		if (n >= 3) {
+			double usual = median(hist, n);
 			double lim = usual * (1 + rc->burst_ratio) + rc->burst_by;
 			bool firing = l->burst->state == ALERT_FIRING;
 			bool on = firing ? net > lim - rc->hysteresis : net > lim;
@@ -284,6 +322,11 @@ static int bin_result(struct alert_engine *e, struct rstate *r, int64_t start, d
 			if (check_eval(e, l->burst, start + BIN_MS, on ? rc->severity : SEV_NONE,
 				       net, lim, "m3/h", msg, o) < 0)
 				return -1;
+		}
+		l->slast[s] = start;
+		if (again >= 0) {
+			l->shist[s][again] = net;
+			return 0;
 		}
 		l->shist[s][l->sh[s]] = net;
 		l->sh[s] = (l->sh[s] + 1) % rc->burst_days;
@@ -328,6 +371,8 @@ static int day_decide(struct alert_engine *e, struct rstate *r, struct day *d,
 	bool on;
 
 	alert_local_date(d->start, date, sizeof date);
+	if (d->start > l->day_decided)
+		l->day_decided = d->start;
 	for (size_t k = 0; k < l->nm; k++) {
 		if ((double)d->cov[k] < DAY_COVER * len) {
 			int rv = out_note(o, r->id, "balance", d->end, "no verdict for %s: meter %s "
@@ -362,6 +407,8 @@ static struct day *day_for(struct alert_engine *e, struct rstate *r, int64_t t,
 	int64_t start = alert_local_midnight(t);
 	struct day *d = NULL;
 
+	if (start <= l->day_decided)
+		return NULL; /* decided already: never twice */
 	for (int i = 0; i < 2; i++)
 		if (l->day[i].start == start)
 			return &l->day[i];
@@ -393,15 +440,17 @@ static int add_interval(struct alert_engine *e, struct rstate *r, size_t k, int6
 	if (l->balance) {
 		for (int64_t a = t0; a < t1;) {
 			struct day *d = day_for(e, r, a, o, &rc_);
-			int64_t b;
+			int64_t end, b;
 			if (rc_ < 0)
 				return -1;
-			if (!d)
-				break;
-			b = d->end < t1 ? d->end : t1;
-			d->vol[k] += per_ms * (double)(b - a);
-			if (covered)
-				d->cov[k] += b - a;
+			/* no day for a (decided, or too old): on to the next day */
+			end = d ? d->end : alert_local_next_midnight(alert_local_midnight(a));
+			b = end < t1 ? end : t1;
+			if (d) {
+				d->vol[k] += per_ms * (double)(b - a);
+				if (covered)
+					d->cov[k] += b - a;
+			}
 			a = b;
 		}
 	}
@@ -499,6 +548,26 @@ static int leak_tick(struct alert_engine *e, struct rstate *r, int64_t now, stru
 	return 0;
 }
 
+/* ---- a step of the wall clock ------------------------------------------------------ */
+
+static void leak_clock_step(struct alert_engine *e, struct rstate *r, int64_t delta)
+{
+	struct leak *l = r->priv;
+	/* to whole bins, half away from zero: ±1 h is exactly 4 */
+	int64_t bins = (delta + (delta < 0 ? -BIN_MS / 2 : BIN_MS / 2)) / BIN_MS;
+
+	for (size_t k = 0; k < l->nm; k++)
+		if (l->m[k].have && engine_live(e, l->m[k].prev_ts))
+			l->m[k].prev_ts += delta;
+	/* the ring, when it holds what this engine binned (it follows the ticks, so it
+	 * overlaps the live span), and with it the night in progress */
+	if (l->base && bins && l->base + NBINS * BIN_MS > e->first_ms && l->base <= e->last_ms) {
+		l->base += bins * BIN_MS;
+		if (l->in_night)
+			l->night_last += bins * BIN_MS;
+	}
+}
+
 /* ---- persistence -------------------------------------------------------------------- */
 
 static void nums(char *buf, size_t len, const double *v, size_t n)
@@ -514,8 +583,9 @@ static void leak_save(const struct rstate *r, struct jbuf *b)
 	const struct leak *l = r->priv;
 	char buf[3072];
 
-	save_line(b, r->id, "lk\t%zu\t%" PRId64 "\t%d\t%.17g\t%d\t%" PRId64, l->nm, l->base,
-		  l->in_night, l->night_min, l->night_bins, l->night_last);
+	save_line(b, r->id, "lk\t%zu\t%" PRId64 "\t%d\t%.17g\t%d\t%" PRId64 "\t%" PRId64 "\t%" PRId64,
+		  l->nm, l->base, l->in_night, l->night_min, l->night_bins, l->night_last,
+		  l->day_decided, l->night_decided);
 	for (size_t k = 0; k < l->nm; k++) {
 		const struct meter *m = &l->m[k];
 		save_line(b, r->id, "lkm\t%zu\t%d\t%.17g\t%" PRId64 "\t%.17g", k, m->have, m->prev,
@@ -568,6 +638,10 @@ static void leak_restore(struct rstate *r, char **f, size_t nf)
 		l->night_min = field_num(f[4]);
 		l->night_bins = atoi(f[5]);
 		l->night_last = field_i64(f[6]);
+		if (nf >= 9) { /* saved by a version that knew them */
+			l->day_decided = field_i64(f[7]);
+			l->night_decided = field_i64(f[8]);
+		}
 	} else if (!strcmp(f[0], "lkm") && nf >= 6) {
 		size_t k = (size_t)atol(f[1]);
 		if (k < nm) {
@@ -619,4 +693,5 @@ const struct rule_ops alert_leakage_ops = {
 	.tick = leak_tick,
 	.save = leak_save,
 	.restore = leak_restore,
+	.clock_step = leak_clock_step,
 };

@@ -466,6 +466,15 @@ static void pv_restore(struct rstate *r, char **f, size_t nf)
 		p->answering = false;
 }
 
+/* The clock stepped: the latest answer keeps its age, for freshness and the peers. */
+static void pv_clock_step(struct alert_engine *e, struct rstate *r, int64_t delta)
+{
+	struct pv *p = r->priv;
+
+	if (p && p->last_ts && engine_live(e, p->last_ts))
+		p->last_ts += delta;
+}
+
 const struct rule_ops alert_pv_ops = {
 	.init = pv_init,
 	.free = pv_free,
@@ -473,4 +482,5 @@ const struct rule_ops alert_pv_ops = {
 	.tick = pv_tick,
 	.save = pv_save,
 	.restore = pv_restore,
+	.clock_step = pv_clock_step,
 };

@@ -279,10 +279,44 @@ static void wl_restore(struct rstate *r, char **f, size_t nf)
 	}
 }
 
+/* The clock stepped: the last sample, a held-back spike, the stuck reference and the
+ * rise window move with it, so the window and the stuck timer neither stall nor jump. */
+static void wl_clock_step(struct alert_engine *e, struct rstate *r, int64_t delta)
+{
+	struct wl *w = r->priv;
+	int64_t next = INT64_MAX;
+	size_t k = w->qn;
+
+	if (w->have_last && engine_live(e, w->last_ts))
+		w->last_ts += delta;
+	if (w->have_suspect && engine_live(e, w->suspect_ts))
+		w->suspect_ts += delta;
+	if (w->ref_ts && engine_live(e, w->ref_ts))
+		w->ref_ts += delta;
+	for (size_t i = 0; i < w->qn; i++)
+		if (engine_live(e, q_at(w, i)->ts))
+			q_at(w, i)->ts += delta;
+	if (!w->qn)
+		return;
+	/* restored samples stay where they were: keep only those still older than the
+	 * samples after them, so the window stays in time order (packed at its end) */
+	for (size_t i = w->qn; i-- > 0;) {
+		struct sample s = *q_at(w, i);
+
+		if (s.ts < next) {
+			*q_at(w, --k) = s;
+			next = s.ts;
+		}
+	}
+	w->qh = (w->qh + k) % w->qcap;
+	w->qn -= k;
+}
+
 const struct rule_ops alert_waterlogging_ops = {
 	.init = wl_init,
 	.free = wl_free,
 	.feed = wl_feed,
 	.save = wl_save,
 	.restore = wl_restore,
+	.clock_step = wl_clock_step,
 };
