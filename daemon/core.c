@@ -72,6 +72,18 @@
  * which the platform drops, never a loss.
  */
 #define ACKS_MS 250
+/*
+ * When the store cannot write (the file system full, a file size limit, an I/O error),
+ * rows wait in memory and the write is tried again every STORE_RETRY_MS; polling and
+ * alerts go on. At most HELD_MAX rows wait: past that the oldest telemetry goes, and
+ * is counted (health not_stored); alert and device state rows always wait.
+ */
+#define STORE_RETRY_MS 1000
+#define HELD_MAX 20000
+/* A database found damaged while running is replaced at most this often. */
+#define REOPEN_EVERY_MS 10000
+/* Acks that could not be marked wait for the next try, up to this many. */
+#define ACKS_KEEP_MAX 65536
 #define ALERT_STATE_KEY "alert_state"
 
 static volatile sig_atomic_t got_term, got_hup;
@@ -205,6 +217,11 @@ struct core {
 	uint64_t published, acks, store_errors;
 	uint64_t polls_ok, polls_failed;
 	bool store_failing;
+	struct rowbuf *held;    /* rows the store could not take yet, in order */
+	bool held_state;        /* held rows include transitions: save the engine with them */
+	int64_t retry_at;       /* mono ms of the next try of the held rows */
+	int64_t next_reopen;    /* mono ms: a damaged database may be replaced again */
+	char store_err[256];    /* why the store fails, for health */
 };
 
 /* ---- readings -> outbox rows -------------------------------------------------- */
@@ -453,12 +470,92 @@ static size_t take_alert_out(struct core *c, struct rowbuf *rb)
 	return rows;
 }
 
-/* One transaction; with transitions, the engine's state commits with them. */
+/* Move every row of from to the end of to (both keep their order). */
+static int rowbuf_move(struct rowbuf *to, struct rowbuf *from)
+{
+	if (from->n == 0)
+		return 0;
+	if (to->n + from->n > to->cap) {
+		size_t ncap = to->cap ? to->cap : 256;
+		struct store_row *p;
+		while (ncap < to->n + from->n)
+			ncap *= 2;
+		p = realloc(to->r, ncap * sizeof *p);
+		if (!p)
+			return -1;
+		to->r = p;
+		to->cap = ncap;
+	}
+	memcpy(to->r + to->n, from->r, from->n * sizeof *from->r);
+	to->n += from->n;
+	from->n = 0;
+	return 0;
+}
+
+/* Past HELD_MAX, the oldest held telemetry goes (counted); state rows stay. */
+static void held_trim(struct core *c)
+{
+	struct rowbuf *h = c->held;
+	size_t excess, w = 0, dropped = 0;
+
+	if (h->n <= HELD_MAX)
+		return;
+	excess = h->n - HELD_MAX;
+	for (size_t i = 0; i < h->n; i++) {
+		if (dropped < excess && h->r[i].kind == ROW_TELEMETRY) {
+			store_row_clear(&h->r[i]);
+			dropped++;
+			continue;
+		}
+		h->r[w++] = h->r[i];
+	}
+	h->n = w;
+	c->store_errors += dropped;
+}
+
+/* A damaged database found while running: set aside and replaced (store_reopen). */
+static void store_check_damage(struct core *c)
+{
+	char err[512];
+
+	if (!store_damaged(c->st) || clock_mono_ms() < c->next_reopen)
+		return;
+	c->next_reopen = clock_mono_ms() + REOPEN_EVERY_MS;
+	log_errx("store: the database is damaged (%s); replacing it", store_error(c->st));
+	if (store_reopen(c->st, err, sizeof err) != 0) {
+		log_errx("store: %s; trying again in %d s", err, REOPEN_EVERY_MS / 1000);
+		return;
+	}
+	/* the fresh file holds what could be read, under the same seqs: read it afresh */
+	c->after[ROW_TELEMETRY] = c->after[ROW_ALERT] = 0;
+	c->retry_at = 0;
+	log_info("store: running on a fresh database");
+}
+
+/*
+ * One transaction; with transitions, the engine's state commits with them. When the
+ * store fails, the rows are held (in order, before anything newer) and tried again
+ * every STORE_RETRY_MS; once it writes again they go in first, with the state.
+ */
 static void commit_rows(struct core *c, struct rowbuf *rb, bool transitions)
 {
 	char err[256], *state = NULL;
+	int64_t now = clock_mono_ms();
 	int rc;
 
+	if (c->held->n > 0) {
+		if (rb != c->held && rowbuf_move(c->held, rb) != 0) {
+			c->store_errors += rb->n;
+			log_errx("out of memory: %zu rows not stored", rb->n);
+			rowbuf_clear(rb);
+		}
+		c->held_state |= transitions;
+		held_trim(c);
+		if (now < c->retry_at)
+			return;
+		rb = c->held;
+		transitions = c->held_state;
+	}
 	if (rb->n == 0)
 		return;
 	if (transitions && c->ae)
@@ -467,20 +564,47 @@ static void commit_rows(struct core *c, struct rowbuf *rb, bool transitions)
 			       sizeof err);
 	free(state);
 	if (rc != 0) {
-		c->store_errors += rb->n;
+		size_t n = rb->n;
+		if (rb != c->held) {
+			if (rowbuf_move(c->held, rb) != 0) {
+				c->store_errors += rb->n;
+				rowbuf_clear(rb);
+			}
+			c->held_state |= transitions;
+		}
+		held_trim(c);
+		c->retry_at = now + STORE_RETRY_MS;
+		snprintf(c->store_err, sizeof c->store_err, "%s", err);
 		if (!c->store_failing)
-			log_errx("store: %zu rows not stored: %s", rb->n, err);
+			log_errx("store: cannot write %zu rows: %s; they wait in memory (at most %d"
+				 " readings) and the write is tried every %d s; polling and alerts go"
+				 " on", n, err, HELD_MAX, STORE_RETRY_MS / 1000);
 		c->store_failing = true;
-	} else if (c->store_failing) {
-		log_info("store: writing again");
-		c->store_failing = false;
+		store_check_damage(c);
+		return;
 	}
+	if (c->store_failing) {
+		log_info("store: writing again (%zu rows that waited are stored)", rb->n);
+		c->store_failing = false;
+		c->store_err[0] = '\0';
+	}
+	if (rb == c->held)
+		c->held_state = false;
 	rowbuf_clear(rb);
 }
 
 /* Commit what waits, when it has waited long enough (or now, with force). */
 static void commit_pending(struct core *c, bool force)
 {
+	if (c->held->n > 0) {
+		if (force || clock_mono_ms() >= c->retry_at) {
+			if (force)
+				c->retry_at = 0;
+			commit_rows(c, c->pend, false);
+			c->pend_since = 0;
+		}
+		return;
+	}
 	if (c->pend->n == 0)
 		return;
 	if (!force && c->pend->n < COMMIT_ROWS && clock_mono_ms() - c->pend_since < COMMIT_MS)
@@ -578,14 +702,57 @@ static void alert_time(struct core *c, int64_t now_real)
 	}
 }
 
+/*
+ * The wall clock, looked at before each batch of readings: the test hook's file about
+ * once a second (SLUICE_TEST_CLOCK_FILE, docs/operations.md), then a step of the
+ * real-time clock, injected or real (NTP after a boot without RTC), so that the engine
+ * re-bases onto the step before it sees a reading stamped after it. Schedules run on
+ * the monotonic clock and never notice.
+ */
+static struct clock_watch clockw;
+static int64_t clockw_next_file;
+
+static void clock_log(int rc, const char *msg)
+{
+	if (rc > 0)
+		log_info("%s", msg);
+	else if (rc < 0)
+		log_warnx("%s", msg);
+}
+
+static void clock_start(void)
+{
+	char msg[256];
+
+	clock_log(clock_watch_init(&clockw, getenv("SLUICE_TEST_CLOCK_FILE"), msg, sizeof msg),
+		  msg);
+	clockw_next_file = clock_mono_ms() + 1000;
+}
+
+static void clock_look(struct core *c)
+{
+	char msg[256];
+	int64_t now = clock_mono_ms(), delta;
+
+	if (clockw.test_file && now >= clockw_next_file) {
+		clockw_next_file = now + 1000;
+		clock_log(clock_watch_test_file(&clockw, msg, sizeof msg), msg);
+	}
+	if (!clock_watch_stepped(&clockw, &delta))
+		return;
+	log_warnx("wall clock stepped by %+.1f s", (double)delta / 1000);
+	if (c->ae)
+		alert_clock_step(c->ae, delta);
+}
+
 static void save_alert_state(struct core *c)
 {
 	char *state;
 
 	if (!c->ae || !(state = alert_save(c->ae)))
 		return;
-	if (store_meta_put(c->st, ALERT_STATE_KEY, state) != 0)
-		log_warnx("store: could not save the alert state");
+	if (store_meta_put(c->st, ALERT_STATE_KEY, state) != 0 && !c->store_failing)
+		log_warnx("store: could not save the alert state: %s", store_error(c->st));
 	free(state);
 }
 
@@ -671,8 +838,17 @@ static void flush_acks(struct core *c, bool force)
 		return;
 	c->acked_since = 0;
 	if (store_mark_sent(c->st, c->acked, c->nacked) != 0) {
-		/* not marked: they will be sent again after a reconnect; a duplicate, not a loss */
-		log_warnx("store: could not mark %zu rows delivered", c->nacked);
+		/*
+		 * Kept for the next try (a full disk frees up); past ACKS_KEEP_MAX they go:
+		 * those rows are sent again after a restart, a duplicate, never a loss.
+		 */
+		if (c->nacked < ACKS_KEEP_MAX) {
+			c->acked_since = clock_mono_ms();
+			return;
+		}
+		log_warnx("store: could not mark %zu rows delivered: %s", c->nacked,
+			  store_error(c->st));
+		store_check_damage(c);
 	}
 	c->nacked = 0;
 }
@@ -857,8 +1033,8 @@ static void write_snapshot(struct core *c, bool stopping)
 		jb_cstr(&b, "}");
 	}
 	jb_cstr(&b, "]}");
-	if (!b.oom && store_meta_put(c->st, STATUS_KEY, jb_cstr_get(&b)) != 0)
-		log_warnx("store: could not write the status snapshot");
+	if (!b.oom && store_meta_put(c->st, STATUS_KEY, jb_cstr_get(&b)) != 0 && !c->store_failing)
+		log_warnx("store: could not write the status snapshot: %s", store_error(c->st));
 	jb_free(&b);
 }
 
@@ -912,6 +1088,12 @@ static void publish_health(struct core *c, int64_t now_mono)
 	jb_u64(&c->jb, s.dropped);
 	jb_key(&c->jb, "not_stored", &first);
 	jb_u64(&c->jb, queue_refused(c->q) + c->store_errors);
+	if (c->store_failing) {
+		jb_key(&c->jb, "store_error", &first);
+		jb_str(&c->jb, c->store_err);
+	}
+	jb_key(&c->jb, "held_rows", &first);
+	jb_u64(&c->jb, c->held->n);
 	jb_key(&c->jb, "db_bytes", &first);
 	jb_u64(&c->jb, s.db_bytes);
 	jb_key(&c->jb, "last_seq", &first);
@@ -1239,6 +1421,9 @@ static void install_signals(void)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* a file size limit (ulimit -f, LimitFSIZE=) must fail a write with EFBIG, which
+	 * the store reports and survives, not kill the daemon */
+	signal(SIGXFSZ, SIG_IGN);
 }
 
 static void shutdown_drain(struct core *c)
@@ -1280,6 +1465,7 @@ int core_run(struct config *cfg)
 	size_t qcap;
 
 	install_signals();
+	clock_start(); /* the test hook's offset, before anything is stamped */
 	jb_init(&c.jb);
 	c.start_mono = clock_mono_ms();
 	c.started_ms = clock_real_ms();
@@ -1290,11 +1476,12 @@ int core_run(struct config *cfg)
 	c.dev = calloc(cfg->ndevices ? cfg->ndevices : 1, sizeof *c.dev);
 	c.pw = calloc(MAX_PENDING_WRITES, sizeof *c.pw);
 	c.pend = calloc(1, sizeof *c.pend);
+	c.held = calloc(1, sizeof *c.held);
 	c.wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	pthread_mutex_init(&c.wmu, NULL);
 	for (size_t i = 0; c.dev && i < cfg->ndevices; i++)
 		c.dev[i].published = -1;
-	if (!c.fl || !c.q || !c.dev || !c.pw || !c.pend || c.wfd < 0) {
+	if (!c.fl || !c.q || !c.dev || !c.pw || !c.pend || !c.held || c.wfd < 0) {
 		log_errx("out of memory at start");
 		goto out;
 	}
@@ -1362,6 +1549,8 @@ int core_run(struct config *cfg)
 			wait = min64(wait, c.next_watchdog - now);
 		if (c.pend_since)
 			wait = min64(wait, c.pend_since + COMMIT_MS - now);
+		if (c.held->n > 0)
+			wait = min64(wait, c.retry_at - now);
 		if (c.acked_since)
 			wait = min64(wait, c.acked_since + ACKS_MS - now);
 		if (wait < 0)
@@ -1382,6 +1571,7 @@ int core_run(struct config *cfg)
 			log_err("poll");
 			break;
 		}
+		clock_look(&c);
 		if (pfd[0].revents & POLLIN)
 			store_readings(&c);
 		if (pfd[1].revents & POLLIN)
@@ -1393,6 +1583,7 @@ int core_run(struct config *cfg)
 		commit_pending(&c, false);
 		flush_acks(&c, false);
 		drain_outbox(&c);
+		store_check_damage(&c);
 
 		if (now >= c.next_health) {
 			publish_health(&c, now);
@@ -1432,9 +1623,12 @@ int core_run(struct config *cfg)
 out:
 	pollers_free(&c);
 	if (c.q) {
-		if (c.st && c.pend) {
+		if (c.st && c.pend && c.held) {
 			store_readings(&c);
 			commit_pending(&c, true);
+			if (c.held->n > 0)
+				log_errx("store: %zu rows that waited in memory are lost: %s",
+					 c.held->n, c.store_err);
 		}
 		queue_free(c.q, reading_free_item);
 	}
@@ -1455,6 +1649,11 @@ out:
 		rowbuf_clear(c.pend);
 		free(c.pend->r);
 		free(c.pend);
+	}
+	if (c.held) {
+		rowbuf_clear(c.held);
+		free(c.held->r);
+		free(c.held);
 	}
 	if (c.wfd >= 0)
 		close(c.wfd);

@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""The data directory's bad days: full, limited, damaged.
+
+- the file system under data_dir fills up (a small tmpfs filled by a ballast file;
+  skipped, and said, where this test may not mount): the log says what is wrong,
+  polling goes on (health's poll counts grow), an alert that fires meanwhile is
+  decided and logged at once, and once the ballast goes, what waited in memory is
+  stored and delivered: every seq arrives, nothing counted as not stored;
+- the same with a file size limit (RLIMIT_FSIZE lowered on the running daemon with
+  prlimit, then raised again): writes fail with EFBIG instead of a signal killing it;
+- a damaged database at start (pages overwritten, then a file of junk): a clear
+  message, the damaged bytes kept under another name, a fresh start whose seqs go on
+  above the old ones, and a second start that finds nothing wrong — no crash loop.
+"""
+
+import hashlib
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import wait_for  # noqa: E402
+from test_store_forward import ctl_status, fast_site, seq_payloads  # noqa: E402
+
+RULE = ("alerts:\n"
+        "  - id: fm1-high\n"
+        "    kind: threshold\n"
+        "    point: fm1.pressure\n"
+        "    above: 0.1\n")
+
+
+def healths(site):
+    return [p for t, p in site.messages() if t.endswith("/health") and isinstance(p, dict)]
+
+
+def log_has(d, text):
+    return text in d.text()
+
+
+def full_episode(name, make_full, make_room, setup=None, cleanup=None):
+    site, cfg = fast_site(name, ndev=6, interval="100ms")
+    data = os.path.join(site.dir, "data")
+    try:
+        if setup:
+            setup(data)
+        site.start_sim(["--config", cfg])
+        site.start_subscriber("it/gw1/#")
+        d = site.start_daemon(cfg)
+        wait_for(lambda: len(seq_payloads(site)) > 60, 30, "first telemetry")
+
+        make_full(data, d.pid)
+        wait_for(lambda: log_has(d, "store: cannot write"), 30, "the log to say the store fails")
+        line = [ln for ln in d.text().splitlines() if "store: cannot write" in ln][0]
+        sys.stdout.write("  %s: %s\n" % (name, line.strip()[:200]))
+        assert d.alive(), d.text()
+
+        # polling goes on: health (published directly) shows polls counting and the error
+        n0 = len(healths(site))
+        wait_for(lambda: any("store_error" in h for h in healths(site)[n0:]), 30,
+                 "a health message naming the store error")
+        h1 = [h for h in healths(site)[n0:] if "store_error" in h][0]
+        wait_for(lambda: any(h.get("polls_ok", 0) > h1["polls_ok"] + 20 and "store_error" in h
+                             for h in healths(site)[n0:]), 30, "polls going on while full")
+
+        # alerting goes on: a rule added now fires at once, while nothing can be stored
+        with open(cfg) as f:
+            text = f.read()
+        with open(cfg, "w") as f:
+            f.write(text + RULE)
+        d.send(signal.SIGHUP)
+        wait_for(lambda: log_has(d, "alert fm1-high/"), 30, "the alert to fire while full")
+        assert not [t for t, _ in site.messages() if "/alert/fm1-high/" in t], \
+            "an alert was published before it was stored"
+
+        make_room(data, d.pid)
+        wait_for(lambda: log_has(d, "store: writing again"), 30, "the store to write again")
+        wait_for(lambda: [t for t, _ in site.messages() if "/alert/fm1-high/" in t], 30,
+                 "the held alert to be delivered")
+        n1 = len(healths(site))
+        wait_for(lambda: any("store_error" not in h for h in healths(site)[n1:]), 30,
+                 "health without the error")
+        assert d.alive(), d.text()
+
+        rc = site.stop("sluiced", signal.SIGTERM, timeout=15)
+        assert rc == 0, "sluiced exit %s:\n%s" % (rc, d.text())
+        st = ctl_status(site, cfg)
+        last = st["last_seq"]
+        want = set(range(1, last + 1))
+        wait_for(lambda: not (want - set(seq_payloads(site))), 30,
+                 "all %d seqs at the subscriber" % last)
+        assert healths(site)[-1]["not_stored"] == 0, healths(site)[-1]
+        assert st["dropped"] == 0, st
+        sys.stdout.write("  %s: %d seqs, all delivered, none dropped\n" % (name, last))
+    except Exception:
+        site.failed = True
+        raise
+    finally:
+        site.close()
+        if cleanup:
+            cleanup(data)
+
+
+def can_mount():
+    probe = "/tmp/sluice-mount-probe-%d" % os.getpid()
+    os.makedirs(probe, exist_ok=True)
+    try:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", probe],
+                           capture_output=True)
+        if r.returncode != 0:
+            return False
+        subprocess.run(["umount", probe])
+        return True
+    finally:
+        os.rmdir(probe)
+
+
+def test_file_system_full():
+    if not can_mount():
+        sys.stdout.write("  SKIPPED: this machine does not let the test mount a tmpfs"
+                         " (test_file_size_limit covers the path)\n")
+        return
+
+    def setup(data):
+        os.makedirs(data, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0750", "tmpfs", data],
+                       check=True)
+
+    def fill(data, pid):
+        chunk = b"\0" * 65536
+        with open(os.path.join(data, "ballast"), "wb") as f:
+            try:
+                while True:
+                    f.write(chunk)
+                    f.flush()
+            except OSError:
+                pass
+        st = os.statvfs(data)
+        assert st.f_bavail * st.f_frsize < 65536, st
+
+    def room(data, pid):
+        os.unlink(os.path.join(data, "ballast"))
+
+    def cleanup(data):
+        subprocess.run(["umount", "-l", data])
+
+    full_episode("fsfull", fill, room, setup, cleanup)
+
+
+def test_file_size_limit():
+    def limit(data, pid):
+        sizes = [os.path.getsize(os.path.join(data, f)) for f in os.listdir(data)
+                 if f.startswith("sluice.db")]
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (max(sizes) + 4096, resource.RLIM_INFINITY))
+
+    def unlimit(data, pid):
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+    full_episode("fsize", limit, unlimit)
+
+
+def sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def asides(data):
+    return sorted(f for f in os.listdir(data)
+                  if f.startswith("sluice.db.damaged-") and not f.endswith(("-wal", "-shm")))
+
+
+def test_damaged_database_at_start():
+    site, cfg = fast_site("damaged", ndev=3, interval="100ms")
+    data = os.path.join(site.dir, "data")
+    db = os.path.join(data, "sluice.db")
+    try:
+        site.start_sim(["--config", cfg])
+        site.start_subscriber("it/gw1/#")
+        d = site.start_daemon(cfg)
+        wait_for(lambda: len(seq_payloads(site)) > 300, 30, "first telemetry")
+        assert site.stop("sluiced", signal.SIGTERM, timeout=15) == 0, d.text()
+        last1 = ctl_status(site, cfg)["last_seq"]
+        assert os.path.getsize(db) > 8 * 4096, os.path.getsize(db)
+
+        # 1. pages in the middle overwritten, as a failing card does
+        with open(db, "r+b") as f:
+            f.seek(os.path.getsize(db) // 4096 // 2 * 4096)
+            f.write(b"\x55" * (2 * 4096))
+        bad = sha(db)
+        n0 = len(site.messages())
+        d = site.start_daemon(cfg, name="sluiced2")
+        wait_for(lambda: log_has(d, "starting a fresh database") or not d.alive(), 30,
+                 "the damaged file set aside")
+        assert d.alive(), d.text()
+        m = re.search(r"store: the damaged file is kept as (\S+);", d.text())
+        assert m, d.text()
+        assert "the file is damaged" in d.text(), d.text()
+        assert sha(m.group(1)) == bad, "the kept copy is not the damaged file as it was"
+        assert asides(data) == [os.path.basename(m.group(1))], asides(data)
+        wait_for(lambda: [p for t, p in site.messages()[n0:] if "/telemetry/" in t], 30,
+                 "telemetry after the damaged database")
+        # the old file's last seq could be read: seqs go on from it, without a gap
+        first = min(p["seq"] for t, p in site.messages()[n0:]
+                    if isinstance(p, dict) and p.get("seq", 0) > last1)
+        assert first == last1 + 1, (first, last1)
+        assert site.stop("sluiced2", signal.SIGTERM, timeout=15) == 0, d.text()
+        last2 = ctl_status(site, cfg)["last_seq"]
+        assert last2 > last1, (last1, last2)
+
+        # 2. the fresh database is sound: the next start sets nothing aside
+        d = site.start_daemon(cfg, name="sluiced3")
+        time.sleep(2)
+        assert site.stop("sluiced3", signal.SIGTERM, timeout=15) == 0, d.text()
+        assert "damaged" not in d.text(), d.text()
+        assert len(asides(data)) == 1, asides(data)
+
+        # 3. a file of junk (nothing readable): seqs still go on above the old ones
+        last3 = ctl_status(site, cfg)["last_seq"]
+        with open(db, "wb") as f:
+            f.write(os.urandom(256 * 1024))
+        for sfx in ("-wal", "-shm"):
+            if os.path.exists(db + sfx):
+                os.unlink(db + sfx)
+        n0 = len(site.messages())
+        d = site.start_daemon(cfg, name="sluiced4")
+        wait_for(lambda: log_has(d, "starting a fresh database") or not d.alive(), 30,
+                 "the junk file set aside")
+        assert d.alive(), d.text()
+        wait_for(lambda: [p for t, p in site.messages()[n0:] if "/telemetry/" in t], 30,
+                 "telemetry after a junk database")
+        new = [p["seq"] for t, p in site.messages()[n0:] if "/telemetry/" in t]
+        assert min(new) > last3, (min(new), last3)
+        assert site.stop("sluiced4", signal.SIGTERM, timeout=15) == 0, d.text()
+        assert len(asides(data)) == 2, asides(data)
+        sys.stdout.write("  damaged: seqs %d -> %d (pages) -> %d.. (junk); copies kept: %s\n"
+                         % (last1, last2, min(new), ", ".join(asides(data))))
+    except Exception:
+        site.failed = True
+        raise
+    finally:
+        site.close()
+
+
+if __name__ == "__main__":
+    from harness import run_tests
+    sys.exit(run_tests([test_file_system_full, test_file_size_limit,
+                        test_damaged_database_at_start]))
