@@ -1083,7 +1083,9 @@ static void publish_health(struct core *c, int64_t now_mono)
 	jb_key(&c->jb, "backlog_rows", &first);
 	jb_u64(&c->jb, s.unsent);
 	jb_key(&c->jb, "backlog_age_s", &first);
-	jb_i64(&c->jb, s.oldest_unsent_ms ? (clock_real_ms() - s.oldest_unsent_ms) / 1000 : 0);
+	/* never negative: after a wall clock step back, rows stamped before it look young */
+	jb_i64(&c->jb, s.oldest_unsent_ms && clock_real_ms() > s.oldest_unsent_ms
+			       ? (clock_real_ms() - s.oldest_unsent_ms) / 1000 : 0);
 	jb_key(&c->jb, "dropped", &first);
 	jb_u64(&c->jb, s.dropped);
 	jb_key(&c->jb, "not_stored", &first);
