@@ -16,6 +16,8 @@ static const char *const mberr_texts[] = {
 	[MBE_IO] = "i/o error",
 	[MBE_UNSUPPORTED] = "unsupported",
 	[MBE_NOT_IMPL] = "not implemented",
+	[MBE_BAD_CRC] = "CRC error",
+	[MBE_WRONG_UNIT] = "reply from another unit",
 };
 
 /* Indexed by the Modbus exception code (application protocol spec, section 7). */

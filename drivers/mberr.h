@@ -10,10 +10,12 @@ enum {
 	MBE_TIMEOUT = 1,     /* no reply (or no complete reply) within the timeout */
 	MBE_CONNECT = 2,     /* could not connect to the device or gateway */
 	MBE_CLOSED = 3,      /* the peer closed the connection */
-	MBE_PROTO = 4,       /* a malformed reply: bad length, function, unit id, CRC */
+	MBE_PROTO = 4,       /* a malformed reply: bad length, function, framing */
 	MBE_IO = 5,          /* a socket or serial error */
 	MBE_UNSUPPORTED = 6, /* this build cannot read the point (transport or type) */
 	MBE_NOT_IMPL = 7,    /* the device marks the value not implemented (SunSpec 0x8000...) */
+	MBE_BAD_CRC = 8,     /* an RTU reply whose CRC is wrong (noise, baud, termination) */
+	MBE_WRONG_UNIT = 9,  /* a reply from another unit id than the one asked */
 	MBE_EXC_BASE = 0x100 /* + a Modbus exception code (1 illegal function, 2 illegal
 				address, 3 illegal value, 4 device failure, 6 busy, 0x0B
 				gateway target did not respond, ...) */

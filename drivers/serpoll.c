@@ -256,8 +256,11 @@ static int mbl_code(int e)
 		return MBE_EXC_BASE + (e - MODBUS_ENOBASE);
 	if (e == ETIMEDOUT)
 		return MBE_TIMEOUT;
-	if (e == EMBBADCRC || e == EMBBADDATA || e == EMBBADEXC || e == EMBUNKEXC ||
-	    e == EMBMDATA || e == EMBBADSLAVE)
+	if (e == EMBBADCRC)
+		return MBE_BAD_CRC;
+	if (e == EMBBADSLAVE)
+		return MBE_WRONG_UNIT;
+	if (e == EMBBADDATA || e == EMBBADEXC || e == EMBUNKEXC || e == EMBMDATA)
 		return MBE_PROTO;
 	return MBE_IO;
 }
@@ -577,11 +580,11 @@ static int rot_transact(struct sp_line *l, uint8_t unit, const uint8_t *pdu, siz
 	if (rtu_unframe(l->rx, (size_t)want, &u, &p, &plen) != 0) {
 		log_debug("bus %s: unit %u: reply with a bad CRC", l->bus->id, unit);
 		rot_quiet(l);
-		return MBE_PROTO;
+		return MBE_BAD_CRC;
 	}
 	if (u != unit) {
 		log_debug("bus %s: reply from unit %u to a request to unit %u", l->bus->id, u, unit);
-		return MBE_PROTO;
+		return MBE_WRONG_UNIT;
 	}
 	memcpy(rpdu, p, plen);
 	*rlen = plen;
@@ -700,7 +703,7 @@ static void line_count(struct sp_line *l, int rc)
 {
 	if (rc == MBE_TIMEOUT)
 		stat_inc(&l->sp->timeouts);
-	else if (rc == MBE_PROTO)
+	else if (rc == MBE_PROTO || rc == MBE_BAD_CRC || rc == MBE_WRONG_UNIT)
 		stat_inc(&l->sp->proto_errors);
 }
 

@@ -881,7 +881,10 @@ static void conn_read(struct tp_conn *c, int64_t now)
 				log_debug("bus %s: reply header does not match the request "
 					  "(tid %u/%u, unit %u/%u)", c->bus->id, tid, c->tid, unit,
 					  c->unit);
-				conn_abort(c, MBE_PROTO, now);
+				/* the right transaction from another unit: a gateway that
+				 * answers for the wrong device, or two devices on one id */
+				conn_abort(c, pdulen >= 0 && tid == c->tid ? MBE_WRONG_UNIT
+									   : MBE_PROTO, now);
 				return;
 			}
 			c->rxneed = MBTCP_HDR + (size_t)pdulen;

@@ -744,6 +744,8 @@ static void test_strerror(void **state)
 	assert_string_equal(mb_strerror(MBE_CONNECT), "connection failed");
 	assert_string_equal(mb_strerror(MBE_CLOSED), "connection closed");
 	assert_string_equal(mb_strerror(MBE_PROTO), "malformed reply");
+	assert_string_equal(mb_strerror(MBE_BAD_CRC), "CRC error");
+	assert_string_equal(mb_strerror(MBE_WRONG_UNIT), "reply from another unit");
 	assert_string_equal(mb_strerror(MBE_IO), "i/o error");
 	assert_string_equal(mb_strerror(MBE_UNSUPPORTED), "unsupported");
 	assert_string_equal(mb_strerror(MBE_EXC_BASE + 1), "illegal function");

@@ -636,12 +636,12 @@ static void test_rtu_over_tcp_values_and_garbage(void **state)
 		assert_meter(v[i], 1);
 	n = sink_of(&sk, dc, v, 64);
 	for (size_t i = 0; i < n; i++) {
-		assert_int_equal(v[i]->values[0].err, MBE_PROTO);
+		assert_int_equal(v[i]->values[0].err, MBE_BAD_CRC);
 		assert_int_equal(v[i]->online, i < 2);
 	}
 	n = sink_of(&sk, dw, v, 64);
 	for (size_t i = 0; i < n; i++)
-		assert_int_equal(v[i]->values[0].err, MBE_PROTO);
+		assert_int_equal(v[i]->values[0].err, MBE_WRONG_UNIT);
 	struct serpoll_stats st;
 	serpoll_get_stats(sp, &st);
 	assert_true(st.proto_errors >= 8);
