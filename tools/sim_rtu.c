@@ -5,7 +5,8 @@
  * block (every descriptor is non-blocking and waits in the simulator's epoll set),
  * never decide what a request means (the serve callback does), and never answer a
  * frame with a bad CRC or one for a unit nobody serves: on a serial line, silence is
- * what a master gets then.
+ * what a master gets then. It also owns what a --garbage or --short fault does to an
+ * RTU reply's bytes (the callback only says which, and seeds the noise).
  *
  * Framing. RTU has no length field: a request's length follows from its function code
  * (rtu_request_len). Bytes that cannot begin a request are dropped, and so is a partial
@@ -384,6 +385,48 @@ static void port_delay(struct sim_rtu *r, struct rtu_port *p, const uint8_t *adu
 	r->ndelayed++;
 }
 
+uint64_t sim_rtu_noise_next(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/*
+ * --garbage: line noise in place of the reply adu[0..alen), of a plausible length (half
+ * to one and a half times the reply's). Half the time it starts with the reply's unit id
+ * and function code, so a master gets past its first checks and must find the fault in
+ * the byte count or the CRC. A master reads as many bytes as the function code and byte
+ * count promise and checks their CRC, so no prefix of the noise may check out: one that
+ * does by chance (1 in 65536) gets its last byte changed. Returns the noise's length.
+ */
+static size_t rtu_garbage(uint8_t *adu, size_t alen, uint64_t noise)
+{
+	uint64_t x = noise;
+	size_t lo = alen / 2 > 0 ? alen / 2 : 1;
+	size_t n = lo + (size_t)(sim_rtu_noise_next(&x) % (alen + 1));
+	size_t keep = sim_rtu_noise_next(&x) % 2 ? 2 : 0;
+
+	if (n > RTU_ADU_MAX)
+		n = RTU_ADU_MAX;
+	for (size_t i = keep; i < n; i++)
+		adu[i] = (uint8_t)sim_rtu_noise_next(&x);
+	for (size_t k = RTU_ADU_MIN; k <= n; k++)
+		if (rtu_unframe(adu, k, NULL, NULL, NULL) == 0)
+			adu[k - 1] ^= 0x01; /* shorter prefixes do not hold this byte */
+	return n;
+}
+
+/* --short: the reply cut before its end, after 1 to alen - 1 of its bytes. */
+static size_t rtu_cut(size_t alen, uint64_t noise)
+{
+	uint64_t x = noise;
+
+	return alen < 2 ? alen : 1 + (size_t)(sim_rtu_noise_next(&x) % (alen - 1));
+}
+
 static void handle_frame(struct sim_rtu *r, struct rtu_port *p, const uint8_t *frame, size_t len)
 {
 	uint8_t unit, resp[MB_PDU_MAX], adu[RTU_ADU_MAX];
@@ -408,6 +451,10 @@ static void handle_frame(struct sim_rtu *r, struct rtu_port *p, const uint8_t *f
 		adu[alen - 2] ^= 0xA5;
 		adu[alen - 1] ^= 0x5A;
 	}
+	if (f.mangle == SIM_RTU_GARBAGE)
+		alen = rtu_garbage(adu, alen, f.noise);
+	else if (f.mangle == SIM_RTU_SHORT)
+		alen = rtu_cut(alen, f.noise);
 	r->answered++;
 	if (f.delay_ms)
 		port_delay(r, p, adu, alen, f.delay_ms);

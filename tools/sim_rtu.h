@@ -18,13 +18,28 @@
 
 #define SIM_RTU_EV 0x5254 /* the epoll tag: distinct from sluice-sim's own */
 
+/* What becomes of a reply's bytes on the way out (--garbage, --short). */
+enum sim_rtu_mangle {
+	SIM_RTU_INTACT = 0,
+	SIM_RTU_GARBAGE,     /* replaced by noise of about its length (never a frame that
+				checks out) */
+	SIM_RTU_SHORT,       /* cut before its end */
+};
+
 /* How one reply goes out: the faults the simulator injects. Before asking, sim_rtu fills
  * in the request's unit and no fault; the serve callback may change any of them. */
 struct sim_rtu_fault {
 	uint8_t unit;        /* the unit id the reply carries (another: a wrong-unit reply) */
 	unsigned delay_ms;   /* hold the reply this long; nothing else waits for it */
 	bool bad_crc;        /* send it with a corrupt CRC */
+	int mangle;          /* enum sim_rtu_mangle */
+	uint64_t noise;      /* seeds the noise bytes and where a reply is cut, so that a
+				--seed gives the same bytes again */
 };
+
+/* Draw a number from a noise state (a splitmix64 step): how the simulator and sim_rtu
+ * turn a fault's noise seed into bytes, lengths and choices. */
+uint64_t sim_rtu_noise_next(uint64_t *state);
 
 /* Answer one request PDU for unit of the line whose cookie is line: write the reply PDU
  * to resp (MB_PDU_MAX bytes) and return its length, or 0 to stay silent (a dead unit, a

@@ -36,6 +36,7 @@
 #include "config.h"
 #include "json.h"
 #include "log.h"
+#include "mberr.h"
 #include "mbpdu.h"
 #include "sim_model.h"
 #include "sim_rtu.h"
@@ -56,10 +57,11 @@
 
 enum { EV_LISTENER = 1, EV_CONN = 2 };
 
-/* An address range that answers exception 2 (--exception). */
+/* An address range that answers exception 2 (--exception), to pct % of the requests. */
 struct exc_range {
 	enum mb_table table;
 	uint16_t lo, hi;
+	unsigned pct;              /* 100 unless the option gave a share */
 };
 
 struct unit {
@@ -72,6 +74,9 @@ struct unit {
 	unsigned slow_ms;          /* --slow: hold every reply this long */
 	unsigned bad_crc_pct;      /* --bad-crc: this share of replies with a corrupt CRC */
 	unsigned wrong_unit_pct;   /* --wrong-unit: this share from another unit id */
+	unsigned garbage_pct;      /* --garbage: this share replaced by noise */
+	unsigned short_pct;        /* --short: this share cut before its end */
+	unsigned silent_pct;       /* --silent: this share of requests never answered */
 	struct exc_range *exc;     /* --exception */
 	size_t nexc;
 	uint64_t rng;              /* for the shares: reproducible with --seed */
@@ -139,7 +144,8 @@ struct sim {
 	uint64_t requests, dropped, accepted;
 	struct sim_rtu *rtu;       /* the RTU lines, when any is served */
 	struct delayed_reply *delayed; /* soonest first */
-	uint64_t faulted;          /* replies a fault changed (not counting dead units) */
+	uint64_t faulted;          /* replies a fault changed or --silent withheld (not
+				      counting dead units) */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -185,7 +191,8 @@ struct scen_arg {
 	int scenario;
 };
 
-enum fault_kind { FAULT_SLOW, FAULT_EXCEPTION, FAULT_BAD_CRC, FAULT_WRONG_UNIT };
+enum fault_kind { FAULT_SLOW, FAULT_EXCEPTION, FAULT_BAD_CRC, FAULT_WRONG_UNIT, FAULT_GARBAGE,
+		  FAULT_SHORT, FAULT_SILENT };
 
 struct fault_arg {
 	int kind;                  /* enum fault_kind */
@@ -275,17 +282,35 @@ static void usage(FILE *f)
 "address serving it) or, with --config, a device id:\n"
 "      --slow UNIT:MS       hold each reply of UNIT for MS milliseconds; other units and\n"
 "                           connections are not held up by it\n"
-"      --exception UNIT:TABLE:ADDR[-ADDR]\n"
+"      --exception UNIT:TABLE:ADDR[-ADDR][:PERCENT]\n"
 "                           answer exception 0x02 (illegal data address) to any read or\n"
 "                           write of UNIT touching ADDR..ADDR (0-based, as on the wire)\n"
-"                           of TABLE: holding, input, coil or discrete\n"
+"                           of TABLE: holding, input, coil or discrete; with PERCENT, to\n"
+"                           that share of them (the others are answered)\n"
 "      --bad-crc UNIT:PERCENT\n"
 "                           send that share of UNIT's replies with a corrupt CRC (RTU\n"
 "                           and RTU over TCP only: Modbus TCP has no CRC)\n"
 "      --wrong-unit UNIT:PERCENT\n"
 "                           send that share of UNIT's replies with another unit id\n"
 "                           (UNIT+1; 1 after 247)\n"
-"                           Which replies a share hits follows --seed.\n"
+"      --garbage UNIT:PERCENT\n"
+"                           send random bytes instead of that share of UNIT's replies,\n"
+"                           half to one and a half times the reply's length. Modbus TCP:\n"
+"                           after a valid header with the request's transaction id, a\n"
+"                           PDU of noise, or of the request's function code and noise;\n"
+"                           or a header of noise too. RTU: noise on the line, half the\n"
+"                           time after the right unit id and function code. Never, by\n"
+"                           chance, a reply that checks out.\n"
+"      --short UNIT:PERCENT\n"
+"                           cut that share of UNIT's replies short. Modbus TCP: a header\n"
+"                           whose length promises more than is sent, or an honest length\n"
+"                           around a PDU too short for its byte count. RTU: the frame\n"
+"                           stops before its end (before or inside the CRC).\n"
+"      --silent UNIT:PERCENT\n"
+"                           never answer that share of UNIT's requests: each is read and\n"
+"                           dropped, and a write among them is not done (100: a unit\n"
+"                           that is there but never answers, like the 'dead' scenario)\n"
+"                           Which requests a share hits, and the noise, follow --seed.\n"
 "  -t, --time-scale X       simulated time runs X times faster than real time (the demo\n"
 "                           uses 144: a day in 10 minutes); default 1\n"
 "      --start HH:MM        simulated time starts today at this local time (06:00 to\n"
@@ -293,10 +318,13 @@ static void usage(FILE *f)
 "      --tz ZONE            local time of the daily patterns (Asia/Shanghai); default the\n"
 "                           config's gateway.timezone, else $TZ, else UTC\n"
 "      --seed N             reproducible noise, and which replies a fault share hits\n"
+"                           (and the bytes of --garbage and --short)\n"
 "      --trace FILE         append one JSON line per answered read:\n"
 "                           {\"t\":MS,\"listen\":\"127.0.0.1:1502\",\"unit\":1,\"values\":{...}}\n"
 "                           with the values of the points the request covered, decoded\n"
-"                           from the registers served (\"device\" too, with --config)\n"
+"                           from the registers served (\"device\" too, with --config;\n"
+"                           \"fault\": garbage, short, bad-crc or wrong-unit when one hit\n"
+"                           the reply: a master must not take those values)\n"
 "  -v, --verbose            log every connection and request\n"
 "  -h, --help               this text\n"
 "  -V, --version\n"
@@ -317,6 +345,7 @@ static void usage(FILE *f)
 "  sluice-sim -l 127.0.0.1:1502 -d 1:flowmeter-generic -d 2:level-radar:rain -p config/devices\n"
 "  sluice-sim --config /tmp/site-test.yaml --time-scale 144 --scenario dma3-inlet=leak\n"
 "  sluice-sim --rtu-tcp 127.0.0.1:1503 -d 1:flowmeter-generic --bad-crc 1:20 --slow 1:800\n"
+"  sluice-sim --config /tmp/site-test.yaml --garbage dma3-inlet:30 --silent 2:100\n"
 "\n"
 "Exit status: 0 after Ctrl-C/SIGTERM, 1 when an address cannot be listened on, 2 for\n"
 "bad arguments, a config or a profile that does not load.\n");
@@ -441,30 +470,37 @@ static int parse_uint(const char *s, const char *end_at, unsigned long lo, unsig
 	return 0;
 }
 
-/* --slow UNIT:MS, --exception UNIT:TABLE:ADDR[-ADDR], --bad-crc/--wrong-unit UNIT:PERCENT */
+/* --slow UNIT:MS, --exception UNIT:TABLE:ADDR[-ADDR][:PERCENT], and UNIT:PERCENT for
+ * --bad-crc, --wrong-unit, --garbage, --short, --silent */
 static int parse_fault(int kind, const char *opt, const char *s, struct fault_arg *f)
 {
 	const char *c1 = strchr(s, ':');
-	unsigned long v, lo, hi;
+	unsigned long v, lo, hi, pct = 100;
 
 	memset(f, 0, sizeof *f);
 	f->kind = kind;
 	f->opt = opt;
 	if (kind == FAULT_EXCEPTION) {
 		const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		const char *c3 = c2 ? strchr(c2 + 1, ':') : NULL;
 		const char *dash = c2 ? strchr(c2 + 1, '-') : NULL;
+		if (dash && c3 && dash > c3)
+			dash = NULL; /* a '-' in the share is a bad share, said below */
 		if (!c1 || c1 == s || !c2)
-			return usage_error("%s %s: write UNIT:TABLE:ADDR[-ADDR], e.g. 1:holding:10-11",
-					   opt, s);
+			return usage_error("%s %s: write UNIT:TABLE:ADDR[-ADDR][:PERCENT], e.g. "
+					   "1:holding:10-11 or 1:holding:10-11:40", opt, s);
 		if (parse_table(c1 + 1, (size_t)(c2 - c1 - 1), &f->range.table) < 0)
 			return usage_error("%s %s: the table is holding, input, coil or discrete",
 					   opt, s);
-		if (parse_uint(c2 + 1, dash, 0, 65535, &lo) < 0 ||
-		    (dash && parse_uint(dash + 1, NULL, lo, 65535, &hi) < 0))
+		if (parse_uint(c2 + 1, dash ? dash : c3, 0, 65535, &lo) < 0 ||
+		    (dash && parse_uint(dash + 1, c3, lo, 65535, &hi) < 0))
 			return usage_error("%s %s: the addresses are 0..65535 (0-based, as on the "
 					   "wire), the first not above the last", opt, s);
+		if (c3 && parse_uint(c3 + 1, NULL, 0, 100, &pct) < 0)
+			return usage_error("%s %s: after the addresses, a percentage 0..100", opt, s);
 		f->range.lo = (uint16_t)lo;
 		f->range.hi = (uint16_t)(dash ? hi : lo);
+		f->range.pct = (unsigned)pct;
 	} else {
 		bool ms = kind == FAULT_SLOW;
 		if (!c1 || c1 == s)
@@ -508,7 +544,17 @@ static void opts_free(struct opts *o)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { OPT_TZ = 256, OPT_SEED, OPT_TRACE, OPT_START, OPT_RTU, OPT_RTU_TCP, OPT_BAUD,
-	       OPT_PARITY, OPT_PACE, OPT_SLOW, OPT_EXCEPTION, OPT_BAD_CRC, OPT_WRONG_UNIT };
+	       OPT_PARITY, OPT_PACE, OPT_SLOW, OPT_EXCEPTION, OPT_BAD_CRC, OPT_WRONG_UNIT,
+	       OPT_GARBAGE, OPT_SHORT, OPT_SILENT };
+	/* the fault options, in the order of enum fault_kind */
+	static const struct { int opt; const char *name; } fault_opts[] = {
+		{ OPT_SLOW, "--slow" }, { OPT_EXCEPTION, "--exception" },
+		{ OPT_BAD_CRC, "--bad-crc" }, { OPT_WRONG_UNIT, "--wrong-unit" },
+		{ OPT_GARBAGE, "--garbage" }, { OPT_SHORT, "--short" },
+		{ OPT_SILENT, "--silent" },
+	};
+	_Static_assert(sizeof fault_opts / sizeof fault_opts[0] == FAULT_SILENT + 1,
+		       "one fault option per enum fault_kind");
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
@@ -529,6 +575,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "exception", required_argument, NULL, OPT_EXCEPTION },
 		{ "bad-crc", required_argument, NULL, OPT_BAD_CRC },
 		{ "wrong-unit", required_argument, NULL, OPT_WRONG_UNIT },
+		{ "garbage", required_argument, NULL, OPT_GARBAGE },
+		{ "short", required_argument, NULL, OPT_SHORT },
+		{ "silent", required_argument, NULL, OPT_SILENT },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -582,17 +631,18 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case OPT_SLOW:
 		case OPT_EXCEPTION:
 		case OPT_BAD_CRC:
-		case OPT_WRONG_UNIT: {
+		case OPT_WRONG_UNIT:
+		case OPT_GARBAGE:
+		case OPT_SHORT:
+		case OPT_SILENT: {
 			struct fault_arg *nf = realloc(o->faults, (o->nfaults + 1) * sizeof *nf);
 			if (!nf)
 				return usage_error("out of memory");
 			o->faults = nf;
-			int kind = c == OPT_SLOW ? FAULT_SLOW : c == OPT_EXCEPTION ? FAULT_EXCEPTION
-				   : c == OPT_BAD_CRC ? FAULT_BAD_CRC : FAULT_WRONG_UNIT;
-			const char *name = c == OPT_SLOW ? "--slow" : c == OPT_EXCEPTION
-					   ? "--exception" : c == OPT_BAD_CRC ? "--bad-crc"
-					   : "--wrong-unit";
-			int rc = parse_fault(kind, name, optarg, &nf[o->nfaults]);
+			int kind = 0;
+			while (fault_opts[kind].opt != c)
+				kind++;
+			int rc = parse_fault(kind, fault_opts[kind].name, optarg, &nf[o->nfaults]);
 			o->nfaults++; /* freed by opts_free, whole or not */
 			if (rc != 0)
 				return rc;
@@ -1106,6 +1156,15 @@ static int apply_faults(struct sim *s, const struct opts *o)
 				case FAULT_WRONG_UNIT:
 					u->wrong_unit_pct = f->value;
 					break;
+				case FAULT_GARBAGE:
+					u->garbage_pct = f->value;
+					break;
+				case FAULT_SHORT:
+					u->short_pct = f->value;
+					break;
+				case FAULT_SILENT:
+					u->silent_pct = f->value;
+					break;
 				case FAULT_EXCEPTION: {
 					struct exc_range *ne = realloc(u->exc, (u->nexc + 1) * sizeof *ne);
 					if (!ne) {
@@ -1500,8 +1559,11 @@ static void trace_flush(struct sim *s)
 	jb_reset(&s->trace);
 }
 
+/* One trace line. fault names what a fault did to the reply that carried the values
+ * (NULL: it went out as served), so a test can tell values a master should accept from
+ * values it must not. */
 static void trace_read(struct sim *s, const struct endpoint *ep, const struct unit *u,
-		       enum mb_table t, uint16_t start, uint16_t count)
+		       enum mb_table t, uint16_t start, uint16_t count, const char *fault)
 {
 	struct jbuf *b = &s->trace;
 	bool first = true, vfirst = true;
@@ -1519,6 +1581,10 @@ static void trace_read(struct sim *s, const struct endpoint *ep, const struct un
 	if (u->from_config) {
 		jb_key(b, "device", &first);
 		jb_str(b, u->label);
+	}
+	if (fault) {
+		jb_key(b, "fault", &first);
+		jb_str(b, fault);
 	}
 	jb_key(b, "values", &first);
 	jb_raw(b, "{", 1);
@@ -1573,8 +1639,18 @@ static void log_write(const struct endpoint *ep, const struct unit *u, uint8_t f
 		 len ? line : " (no point there)");
 }
 
-/* Does the request touch one of u's --exception ranges? */
-static bool fault_exception(const struct unit *u, const uint8_t *pdu, size_t plen)
+/* True for pct % of the draws, in an order fixed by --seed. */
+static bool fault_roll(struct unit *u, unsigned pct)
+{
+	if (pct == 0)
+		return false;
+	u->rng += 0x9e3779b97f4a7c15ULL;
+	return mix64(u->rng) % 100 < pct;
+}
+
+/* Does the request touch one of u's --exception ranges (and, for a range with a share,
+ * is it one of that share)? */
+static bool fault_exception(struct unit *u, const uint8_t *pdu, size_t plen)
 {
 	uint8_t fc = pdu[0];
 	uint32_t start, count;
@@ -1589,21 +1665,14 @@ static bool fault_exception(const struct unit *u, const uint8_t *pdu, size_t ple
 		return false; /* mbpdu answers a quantity of 0 with exception 3 */
 	for (size_t i = 0; i < u->nexc; i++)
 		if (u->exc[i].table == fc_table(fc) && start <= u->exc[i].hi &&
-		    start + count - 1 >= u->exc[i].lo)
+		    start + count - 1 >= u->exc[i].lo &&
+		    (u->exc[i].pct >= 100 || fault_roll(u, u->exc[i].pct)))
 			return true;
 	return false;
 }
 
-/* True for pct % of the draws, in an order fixed by --seed. */
-static bool fault_roll(struct unit *u, unsigned pct)
-{
-	if (pct == 0)
-		return false;
-	u->rng += 0x9e3779b97f4a7c15ULL;
-	return mix64(u->rng) % 100 < pct;
-}
-
-/* How u's reply goes out: its --slow, --bad-crc and --wrong-unit faults. */
+/* How u's reply goes out: its --slow, --bad-crc, --wrong-unit, --garbage and --short
+ * faults. Noise replaces the reply whatever else hits it; a cut one keeps the others. */
 static void fault_reply(struct sim *s, const struct endpoint *ep, struct unit *u,
 			struct sim_rtu_fault *f)
 {
@@ -1616,7 +1685,15 @@ static void fault_reply(struct sim *s, const struct endpoint *ep, struct unit *u
 		f->unit = u->id >= 247 ? (uint8_t)(u->id == 247 ? 1 : u->id - 246) : (uint8_t)(u->id + 1);
 		log_debug("%s unit %u: fault: the reply says unit %u", ep->label, u->id, f->unit);
 	}
-	if (f->delay_ms || f->bad_crc || f->unit != u->id)
+	bool garbage = fault_roll(u, u->garbage_pct);
+	bool cut = fault_roll(u, u->short_pct);
+	if (garbage || cut) {
+		f->mangle = garbage ? SIM_RTU_GARBAGE : SIM_RTU_SHORT;
+		f->noise = mix64(u->rng ^ 0x6e6f697365ULL);
+		log_debug("%s unit %u: fault: the reply %s", ep->label, u->id,
+			  garbage ? "replaced by noise" : "cut short");
+	}
+	if (f->delay_ms || f->bad_crc || f->unit != u->id || f->mangle != SIM_RTU_INTACT)
 		s->faulted++;
 }
 
@@ -1648,6 +1725,11 @@ static size_t serve_pdu(struct sim *s, struct endpoint *ep, const char *peer, ui
 		s->dropped++;
 		log_debug("%s: unit %u is dead: no reply", ep->label, uid);
 		return 0;
+	} else if (fault_roll(u, u->silent_pct)) {
+		/* as if the request never arrived: not served, so a write is not done */
+		s->faulted++;
+		log_debug("%s unit %u: function %u: fault: no reply", ep->label, uid, fc);
+		return 0;
 	} else if (fault_exception(u, pdu, plen)) {
 		log_debug("%s unit %u: function %u at %u: fault: exception 0x02", ep->label,
 			  uid, fc, (unsigned)(pdu[1] << 8 | pdu[2]));
@@ -1670,6 +1752,7 @@ static size_t serve_pdu(struct sim *s, struct endpoint *ep, const char *peer, ui
 		rlen = mbpdu_serve(&srv, pdu, plen, resp);
 		if (rlen == 0)
 			return 0;
+		fault_reply(s, ep, u, f);
 		if (plen >= 5)
 			log_debug("%s unit %u: function %u, address %u, %s %u", ep->label, uid,
 				  fc, (unsigned)(pdu[1] << 8 | pdu[2]),
@@ -1680,14 +1763,17 @@ static size_t serve_pdu(struct sim *s, struct endpoint *ep, const char *peer, ui
 			uint16_t count = fc == MB_FC_WRITE_COIL || fc == MB_FC_WRITE_REGISTER
 						 ? 1 : (uint16_t)(pdu[3] << 8 | pdu[4]);
 			if (read && s->trace_fd >= 0)
-				trace_read(s, ep, u, fc_table(fc), start, count);
+				trace_read(s, ep, u, fc_table(fc), start, count,
+					   f->mangle == SIM_RTU_GARBAGE ? "garbage"
+					   : f->mangle == SIM_RTU_SHORT ? "short"
+					   : f->bad_crc ? "bad-crc"
+					   : f->unit != uid ? "wrong-unit" : NULL);
 			else if (!read)
 				log_write(ep, u, fc, start, count);
 		}
 		if (rlen >= 2 && resp[0] & 0x80)
 			log_debug("%s unit %u: function %u: exception %u", ep->label, uid, fc,
 				  resp[1]);
-		fault_reply(s, ep, u, f);
 	}
 	return rlen;
 }
@@ -1726,6 +1812,93 @@ static void delayed_send(struct sim *s, int64_t now)
 	}
 }
 
+/* Could a master take pdu[0..len) as the reply to the request req[0..reqlen): a reply
+ * or an exception, by the parsers sluiced itself uses? Noise must never be. */
+static bool reply_acceptable(const uint8_t *req, size_t reqlen, const uint8_t *pdu, size_t len)
+{
+	uint16_t regs[MB_MAX_READ_REGS];
+	uint8_t bits[MB_MAX_READ_BITS];
+	int rc;
+
+	if (reqlen < 5)
+		return false;
+	if (req[0] >= MB_FC_READ_COILS && req[0] <= MB_FC_READ_INPUT)
+		rc = mbpdu_read_resp(pdu, len, fc_table(req[0]), (uint16_t)(req[3] << 8 | req[4]),
+				     regs, bits);
+	else
+		rc = mbpdu_write_resp(req, reqlen, pdu, len);
+	return rc == 0 || rc > MBE_EXC_BASE;
+}
+
+/*
+ * --garbage over Modbus TCP: noise in place of the reply adu[0..alen) to the request
+ * (tid, uid, req), written to adu. Three kinds, as broken gateways and line noise behind
+ * them produce: (0) a valid header with the request's transaction id and an honest
+ * length around a PDU of noise that is not the request's function code or its exception;
+ * (1) the same with the request's function code and then noise (a byte count that does
+ * not fit, a write that does not echo the request); (2) a header of noise and noise
+ * after it. A PDU of noise is half to one and a half times the reply's length; a
+ * header that would pass for the reply's, or a PDU that would, is changed until it does
+ * not. Returns the noise's length.
+ */
+static size_t tcp_garbage(uint8_t *adu, size_t alen, uint16_t tid, uint8_t uid,
+			  const uint8_t *req, size_t reqlen, uint64_t noise)
+{
+	uint64_t x = noise;
+	size_t rlen = alen - MBTCP_HDR;
+	size_t n = (rlen / 2 > 0 ? rlen / 2 : 1) + (size_t)(sim_rtu_noise_next(&x) % (rlen + 1));
+	unsigned kind = (unsigned)(sim_rtu_noise_next(&x) % 3);
+	uint8_t fc = req[0], pdu[MB_PDU_MAX];
+
+	if (n > MB_PDU_MAX)
+		n = MB_PDU_MAX;
+	for (size_t i = 0; i < n; i++)
+		pdu[i] = (uint8_t)sim_rtu_noise_next(&x);
+	if (kind == 2) {
+		uint16_t t;
+		uint8_t u;
+		for (size_t i = 0; i < MBTCP_HDR; i++)
+			adu[i] = (uint8_t)sim_rtu_noise_next(&x);
+		if (mbtcp_header(adu, &t, &u) >= 0 && t == tid && u == uid)
+			adu[2] ^= 0x80; /* a protocol id that is not Modbus */
+		memcpy(adu + MBTCP_HDR, pdu, n);
+		return MBTCP_HDR + n;
+	}
+	if (kind == 0 && (pdu[0] & 0x7F) == fc)
+		pdu[0] ^= 0x40;
+	if (kind == 1)
+		pdu[0] = fc;
+	while (reply_acceptable(req, reqlen, pdu, n)) {
+		if (n >= 2)
+			pdu[1] ^= 0x01; /* the byte count, or the echoed address */
+		else
+			pdu[0] ^= 0x40;
+	}
+	return mbtcp_frame(adu, tid, uid, pdu, n);
+}
+
+/*
+ * --short over Modbus TCP: the reply adu[0..alen) cut short. Half the time the header
+ * stays as it is and promises more than is sent (0 to all but one of the PDU's bytes
+ * follow it: a master waits for the rest); else the length is honest about a PDU cut
+ * after 1 to all but one of its bytes, too short for its byte count. Returns the length.
+ */
+static size_t tcp_short(uint8_t *adu, size_t alen, uint64_t noise)
+{
+	uint64_t x = noise;
+	size_t rlen = alen - MBTCP_HDR;
+	size_t keep;
+
+	if (rlen < 2)
+		return MBTCP_HDR; /* no reply PDU is this short; still a header of promises */
+	if (sim_rtu_noise_next(&x) % 2)
+		return MBTCP_HDR + (size_t)(sim_rtu_noise_next(&x) % rlen);
+	keep = 1 + (size_t)(sim_rtu_noise_next(&x) % (rlen - 1));
+	adu[4] = (uint8_t)((keep + 1) >> 8);
+	adu[5] = (uint8_t)(keep + 1);
+	return MBTCP_HDR + keep;
+}
+
 static int handle_request(struct sim *s, struct conn *c, uint16_t tid, uint8_t uid,
 			  const uint8_t *pdu, size_t plen)
 {
@@ -1736,6 +1909,10 @@ static int handle_request(struct sim *s, struct conn *c, uint16_t tid, uint8_t u
 	if (rlen == 0)
 		return 0;
 	size_t alen = mbtcp_frame(adu, tid, f.unit, resp, rlen);
+	if (alen && f.mangle == SIM_RTU_GARBAGE)
+		alen = tcp_garbage(adu, alen, tid, uid, pdu, plen, f.noise);
+	else if (alen && f.mangle == SIM_RTU_SHORT)
+		alen = tcp_short(adu, alen, f.noise);
 	if (alen && f.delay_ms)
 		return delayed_add(s, c, adu, alen, f.delay_ms);
 	return alen ? conn_append(c, adu, alen) : 0;
@@ -1984,7 +2161,8 @@ static int run(struct sim *s, const sigset_t *waitmask)
 			listeners_pause(s, false);
 	}
 	log_info("stopping on %s: %" PRIu64 " requests (%" PRIu64 " left unanswered by dead "
-		 "devices, %" PRIu64 " replies changed by a fault), %" PRIu64 " connections",
+		 "devices, %" PRIu64 " replies changed or withheld by a fault), %" PRIu64
+		 " connections",
 		 stop_signal == SIGINT ? "SIGINT" : "SIGTERM", s->requests, s->dropped,
 		 s->faulted, s->accepted);
 	return 0;
