@@ -55,6 +55,7 @@ run install -m 0644 config/sluice.example.yaml "$D$DOCDIR/examples/"
 run install -m 0644 README.md docs/*.md "$D$DOCDIR/"
 
 run install -m 0644 man/sluicectl.1 "$D$MANDIR/man1/"
+run install -m 0644 man/sluice-sim.1 "$D$MANDIR/man1/"
 run install -m 0644 man/sluice.yaml.5 "$D$MANDIR/man5/"
 run install -m 0644 man/sluiced.8 "$D$MANDIR/man8/"
 

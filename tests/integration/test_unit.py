@@ -76,7 +76,8 @@ def man_opt():
 
 def test_man_pages():
     """The pages render without a warning from groff, and mandoc's lint (when present)."""
-    pages = [os.path.join(TOP, "man", p) for p in ("sluiced.8", "sluicectl.1", "sluice.yaml.5")]
+    pages = [os.path.join(TOP, "man", p) for p in ("sluiced.8", "sluicectl.1", "sluice.yaml.5",
+                                                   "sluice-sim.1")]
     if not shutil.which("groff") and not shutil.which("mandoc"):
         sys.stderr.write("skipped: neither groff nor mandoc is installed\n")
         return
@@ -182,7 +183,8 @@ def test_install_layout():
             "usr/sbin/sluiced": 0o755, "usr/bin/sluicectl": 0o755, "usr/bin/sluice-sim": 0o755,
             "usr/lib/systemd/system/sluiced.service": 0o644,
             "usr/lib/sysusers.d/sluice.conf": 0o644, "usr/lib/tmpfiles.d/sluice.conf": 0o644,
-            "usr/share/man/man1/sluicectl.1": 0o644, "usr/share/man/man5/sluice.yaml.5": 0o644,
+            "usr/share/man/man1/sluicectl.1": 0o644, "usr/share/man/man1/sluice-sim.1": 0o644,
+            "usr/share/man/man5/sluice.yaml.5": 0o644,
             "usr/share/man/man8/sluiced.8": 0o644,
             "usr/share/doc/sluice/examples/sluice.example.yaml": 0o644,
             "usr/share/doc/sluice/README.md": 0o644,
