@@ -172,8 +172,10 @@ static const char *const stmt_sql[S_NSTMT] = {
 			 " AND (o.kind = 0 OR o.seq < (SELECT max(l.seq) FROM outbox l"
 			 " WHERE l.topic = o.topic))"
 			 " ORDER BY o.sent_at, o.seq LIMIT ?2)",
+	/* not the rows in flight (seq <= ?2): they may be delivered, and then a drop
+	 * counted for them would be a loss that never happened */
 	[S_DROP_UNSENT] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox"
-			  " WHERE kind = 0 AND sent_at IS NULL ORDER BY seq LIMIT ?1)",
+			  " WHERE kind = 0 AND sent_at IS NULL AND seq > ?2 ORDER BY seq LIMIT ?1)",
 	[S_DROPPED_ADD] = "UPDATE counters SET value = value + ?1 WHERE name = 'dropped'",
 	[S_DROPPED_GET] = "SELECT value FROM counters WHERE name = 'dropped'",
 	[S_LAST_SEQ] = "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'",
@@ -233,6 +235,7 @@ struct store {
 	uint64_t next_seq, seq_ceiling;
 	bool ceiling_warned;
 	bool damaged;      /* the last error says the file is damaged (not merely failing) */
+	uint64_t in_flight; /* telemetry up to this seq is in flight: not dropped */
 	char err[512];
 };
 
@@ -293,6 +296,11 @@ static void store_copyerr(const struct store *st, char *err, size_t errlen)
 const char *store_error(const struct store *st)
 {
 	return st ? st->err : "no store";
+}
+
+void store_set_in_flight(struct store *st, uint64_t seq)
+{
+	st->in_flight = seq;
 }
 
 bool store_damaged(const struct store *st)
@@ -1543,6 +1551,8 @@ static long store_drop_chunk(struct store *st, int64_t chunk)
 	if (store_run(st, S_BEGIN_W, "cannot begin a transaction") < 0)
 		return -1;
 	sqlite3_bind_int64(st->stmt[S_DROP_UNSENT], 1, chunk);
+	sqlite3_bind_int64(st->stmt[S_DROP_UNSENT], 2,
+			   st->in_flight > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)st->in_flight);
 	if (store_run(st, S_DROP_UNSENT, "cannot drop unsent telemetry") < 0)
 		goto fail;
 	n = sqlite3_changes(st->db);

@@ -125,6 +125,10 @@ int store_mark_sent(struct store *st, const uint64_t *seqs, size_t n);
  */
 int store_maintain(struct store *st, int64_t now_ms);
 
+/* Unsent telemetry up to seq has been handed to the broker and awaits its ack: the size
+ * bound drops only newer unsent telemetry (0: nothing in flight). */
+void store_set_in_flight(struct store *st, uint64_t seq);
+
 /* Returns 0 or -1 (store_error). Cheap on the daemon's handle (it keeps its counts);
  * a read-only handle counts the outbox, O(rows). */
 int store_stats(struct store *st, struct store_stats *out);

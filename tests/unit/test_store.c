@@ -494,6 +494,31 @@ static void test_max_size_drops_history_first(void **state)
 }
 
 /* Then the oldest unsent telemetry; alerts never; every drop counted, persistently. */
+/* Rows handed to the broker and awaiting its ack are not dropped: they may arrive,
+ * and a drop counted for a delivered row would report a loss that never happened. */
+static void test_max_size_spares_rows_in_flight(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, MiB);
+	static uint64_t tseq[8192];
+	struct store_stats s;
+	size_t nt;
+
+	append_n(st, ROW_TELEMETRY, 3000, "telemetry/a", 400, 1000);
+	store_set_in_flight(st, 32);
+	assert_int_equal(store_maintain(st, clock_real_ms()), 0);
+	s = stats(st);
+	assert_true(s.db_bytes <= MiB);
+	assert_true(s.dropped > 0);
+	nt = fetch_all(st, ROW_TELEMETRY, tseq, 8192);
+	assert_int_equal(nt + s.dropped, 3000);
+	/* 1..32 kept; the drop starts at 33 */
+	for (uint64_t i = 0; i < 32; i++)
+		assert_int_equal(tseq[i], i + 1);
+	assert_int_equal(tseq[32], 33 + s.dropped);
+	store_close(st);
+}
+
 static void test_max_size_drops_oldest_telemetry_never_alerts(void **state)
 {
 	struct fx *f = *state;
@@ -1151,6 +1176,7 @@ int main(void)
 		T(test_keep_sent_pruning),
 		T(test_max_size_drops_history_first),
 		T(test_max_size_drops_oldest_telemetry_never_alerts),
+		T(test_max_size_spares_rows_in_flight),
 		T(test_max_size_alerts_only_stay),
 		T(test_max_size_holds_over_time),
 		T(test_durability_full),
