@@ -1605,6 +1605,9 @@ int core_run(struct config *cfg)
 			c.next_state_save = now + STATE_SAVE_MS;
 		}
 		if (now >= c.next_maintain) {
+			/* acks first: a delivered row still marked unsent would be dropped and
+			 * counted as lost */
+			flush_acks(&c, true);
 			store_set_in_flight(c.st, c.nfl ? c.after[ROW_TELEMETRY] : 0);
 			store_maintain(c.st, clock_real_ms());
 			c.next_maintain = now + MAINTAIN_EVERY_MS;
