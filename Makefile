@@ -5,6 +5,9 @@
 #                   ASan+UBSan, integration under the sanitizers, valgrind)
 #   make demo       install what is missing, build, run a simulated site on loopback
 #   make bench      the benchmark (docs/performance.md)
+#   make fuzz       libFuzzer on every parser, FUZZ_SECONDS each
+#   make valgrind   every test under valgrind memcheck
+#   make soak       a site under faults for SOAK_SECONDS (default 600; docs/testing.md)
 #   make install    PREFIX=/usr/local DESTDIR= (the layout: tools/install.sh)
 #   make deb        a Debian package in build/deb/ (ARCH=arm64|armhf: cross-built)
 
