@@ -19,6 +19,8 @@
 #include "alert.h"
 #include "config.h"
 
+#include "alert_fixture.h"
+
 #define T0 1700000000000LL /* 2023-11-14 22:13:20 UTC */
 #define S 1000LL
 #define M (60 * S)
@@ -48,37 +50,9 @@ static const char head[] =
 	"      lamp: { table: coil, address: 0, type: bool, writable: true }\n"
 	"alerts:\n";
 
-static struct config *load(const char *rules)
+static struct config *load_rules(const char *rules)
 {
-	char path[] = "/tmp/test_alert_XXXXXX";
-	int fd = mkstemp(path);
-	struct config_opts opts = { .profile_path = "/nonexistent", .skip_secret_files = true };
-	struct config_diag d;
-	struct config *cfg;
-	FILE *f;
-
-	assert_true(fd >= 0);
-	f = fdopen(fd, "w");
-	fputs(head, f);
-	fputs(rules, f);
-	fclose(f);
-	cfg = config_load(path, &opts, &d);
-	for (size_t i = 0; i < d.n; i++)
-		fprintf(stderr, "%s\n", d.msgs[i]);
-	config_diag_free(&d);
-	unlink(path);
-	assert_non_null(cfg);
-	return cfg;
-}
-
-static struct alert_engine *engine(const struct config *cfg)
-{
-	char err[256] = "";
-	struct alert_engine *e = alert_new(cfg, err, sizeof err);
-	if (!e)
-		fprintf(stderr, "alert_new: %s\n", err);
-	assert_non_null(e);
-	return e;
+	return fx_load2(head, rules);
 }
 
 /* Feed one double (NAN: a failed poll) to a one-point device; reset out first. */
@@ -120,8 +94,8 @@ static const char thr_rules[] =
 
 static void test_threshold_for_and_hysteresis(void **state)
 {
-	struct config *cfg = load(thr_rules);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = load_rules(thr_rules);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 
 	(void)state;
@@ -161,8 +135,8 @@ static void test_threshold_for_and_hysteresis(void **state)
 
 static void test_threshold_tick_fires_pending(void **state)
 {
-	struct config *cfg = load(thr_rules);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = load_rules(thr_rules);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	struct alert_transition act[4];
 
@@ -192,8 +166,8 @@ static void test_threshold_tick_fires_pending(void **state)
 
 static void test_comms_offline(void **state)
 {
-	struct config *cfg = load(thr_rules);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = load_rules(thr_rules);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 
 	(void)state;
@@ -235,8 +209,8 @@ static const char wl_rules[] =
 
 static void test_waterlogging_grades(void **state)
 {
-	struct config *cfg = load(wl_rules);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = load_rules(wl_rules);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	int64_t t = T0;
 
@@ -282,8 +256,8 @@ static void test_waterlogging_grades(void **state)
 
 static void test_waterlogging_spikes(void **state)
 {
-	struct config *cfg = load(wl_rules);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = load_rules(wl_rules);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	int64_t t = T0;
 
@@ -310,13 +284,13 @@ static void test_waterlogging_spikes(void **state)
 
 static void test_waterlogging_rise_and_stuck(void **state)
 {
-	struct config *cfg = load("  - id: r\n"
+	struct config *cfg = load_rules("  - id: r\n"
 				  "    kind: waterlogging\n"
 				  "    point: gauge.level\n"
 				  "    rise: { by: 0.05, within: 10m }\n"
 				  "    stuck: { for: 1h, tolerance: 0.001 }\n"
 				  "    spike: 0\n");
-	struct alert_engine *e = engine(cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	int64_t t = T0;
 
@@ -359,8 +333,8 @@ static void test_waterlogging_rise_and_stuck(void **state)
 
 static void test_persistence(void **state)
 {
-	struct config *cfg = load(wl_rules);
-	struct alert_engine *e = engine(cfg), *e2;
+	struct config *cfg = load_rules(wl_rules);
+	struct alert_engine *e = fx_engine(cfg), *e2;
 	struct alert_out o = { 0 };
 	struct alert_transition act[8];
 	char err[128], *blob;
@@ -375,7 +349,7 @@ static void test_persistence(void **state)
 	assert_non_null(blob);
 	alert_free(e);
 
-	e2 = engine(cfg);
+	e2 = fx_engine(cfg);
 	assert_int_equal(alert_restore(e2, blob, err, sizeof err), 0);
 	free(blob);
 	assert_int_equal(alert_active(e2, act, 8), 1);

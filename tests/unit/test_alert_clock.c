@@ -24,44 +24,14 @@
 #include "alert.h"
 #include "config.h"
 
+#include "alert_fixture.h"
+
 #define S 1000LL
 #define M (60 * S)
 #define H (60 * M)
 #define D (24 * H)
 #define DAY0 1709251200000LL /* 2024-03-01 00:00 UTC */
 #define MAXT 64
-
-static struct config *load(const char *text)
-{
-	char path[] = "/tmp/test_alert_clock_XXXXXX";
-	int fd = mkstemp(path);
-	struct config_opts opts = { .profile_path = "/nonexistent", .skip_secret_files = true };
-	struct config_diag d;
-	struct config *cfg;
-	FILE *f;
-
-	assert_true(fd >= 0);
-	f = fdopen(fd, "w");
-	fputs(text, f);
-	fclose(f);
-	cfg = config_load(path, &opts, &d);
-	for (size_t i = 0; i < d.n; i++)
-		fprintf(stderr, "%s\n", d.msgs[i]);
-	config_diag_free(&d);
-	unlink(path);
-	assert_non_null(cfg);
-	return cfg;
-}
-
-static struct alert_engine *engine(const struct config *cfg)
-{
-	char err[256] = "";
-	struct alert_engine *e = alert_new(cfg, err, sizeof err);
-	if (!e)
-		fprintf(stderr, "alert_new: %s\n", err);
-	assert_non_null(e);
-	return e;
-}
 
 static void set_tz(const char *tz)
 {
@@ -141,7 +111,7 @@ static void collect(struct result *res, const struct stream *s, struct alert_out
 static void run(const struct stream *s, const struct config *cfg, int64_t step_at, int64_t delta,
 		struct result *res)
 {
-	struct alert_engine *e = engine(cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	bool stepped = delta == 0;
 
@@ -260,7 +230,7 @@ static void thr_feed(struct alert_engine *e, int64_t el, int64_t ts, struct aler
 
 static void test_threshold_and_comms(void **state)
 {
-	struct config *cfg = load(thr_cfg);
+	struct config *cfg = fx_load(thr_cfg);
 	struct stream s = { "threshold and comms", DAY0 + 10 * H, 10 * S, 2 * H, thr_feed };
 	/* mid-'for', and between the failed polls that take the pump offline */
 	int64_t steps[] = { 55 * M, 100 * M + 15 * S };
@@ -278,11 +248,11 @@ static void test_threshold_and_comms(void **state)
  * (a step back) and not at once (a step forward). */
 static void test_for_neither_stalls_nor_fires_early(void **state)
 {
-	struct config *cfg = load(thr_cfg);
+	struct config *cfg = fx_load(thr_cfg);
 
 	(void)state;
 	for (int sign = -1; sign <= 1; sign += 2) {
-		struct alert_engine *e = engine(cfg);
+		struct alert_engine *e = fx_engine(cfg);
 		struct alert_out o = { 0 };
 		int64_t t = DAY0, fired = -1;
 
@@ -354,7 +324,7 @@ static void wl_feed(struct alert_engine *e, int64_t el, int64_t ts, struct alert
 
 static void test_waterlogging(void **state)
 {
-	struct config *cfg = load(wl_cfg);
+	struct config *cfg = fx_load(wl_cfg);
 	struct stream s = { "waterlogging", DAY0 + 2 * H, 30 * S, 6 * H, wl_feed };
 	/* in the rise window and the grades' 'for', and while the gauge is stuck */
 	int64_t steps[] = { 55 * M, 245 * M };
@@ -422,7 +392,7 @@ static void test_pv(void **state)
 
 	(void)state;
 	set_tz("Asia/Shanghai");
-	cfg = load(pv_cfg);
+	cfg = fx_load(pv_cfg);
 	check_stream(&s, cfg, steps, 2, &ref);
 	assert_int_equal(first_el(&ref, "no_output", ALERT_FIRING), 3 * H + 10 * M);
 	assert_int_equal(first_el(&ref, "low_output", ALERT_FIRING), 5 * H + 30 * M);
@@ -489,7 +459,7 @@ static void leak_feed(struct alert_engine *e, int64_t el, int64_t ts, struct ale
 
 static void test_leakage(void **state)
 {
-	struct config *cfg = load(leak_cfg);
+	struct config *cfg = fx_load(leak_cfg);
 	struct stream s = { "leakage", DAY0, M, 4 * D + 2 * H, leak_feed };
 	/* in the first night of the leak, and in the burst's 'for' */
 	int64_t steps[] = { 2 * D + 3 * H, 3 * D + 10 * H + 30 * M };
@@ -511,7 +481,7 @@ static void test_leakage(void **state)
  * the step would spread a minute's volume over the hour: a false empty night.) */
 static void test_night_leak(void **state)
 {
-	struct config *cfg = load(leak_cfg);
+	struct config *cfg = fx_load(leak_cfg);
 	struct stream s = { "night", DAY0, M, 2 * D + 6 * H, leak_feed };
 	int64_t steps[] = { 2 * D + 1 * H + 30 * M, 2 * D + 3 * H, 2 * D + 4 * H + 30 * M };
 	struct result ref;
@@ -557,7 +527,7 @@ static void town_feed(struct alert_engine *e, int64_t el, int64_t ts, struct ale
 
 static void test_step_back_in_night(void **state)
 {
-	struct config *cfg = load(night_base_cfg);
+	struct config *cfg = fx_load(night_base_cfg);
 	struct stream s = { "town", DAY0, M, 5 * D + 8 * H, town_feed };
 	size_t n = (size_t)(s.dur / M) + 1;
 	struct result ref, got;
@@ -593,12 +563,12 @@ static void test_step_back_in_night(void **state)
 
 static void test_stale_readings(void **state)
 {
-	struct config *cfg = load(thr_cfg);
+	struct config *cfg = fx_load(thr_cfg);
 
 	(void)state;
 	set_tz("UTC");
 	for (int sign = -1; sign <= 1; sign += 2) {
-		struct alert_engine *e = engine(cfg);
+		struct alert_engine *e = fx_engine(cfg);
 		struct alert_out o = { 0 };
 		int64_t t = DAY0, delta = sign * H;
 
@@ -634,7 +604,7 @@ static void test_stale_readings(void **state)
  * note; a zone's meters see no negative interval and count nothing twice. */
 static void test_late_reading(void **state)
 {
-	struct config *cfg = load(leak_cfg);
+	struct config *cfg = fx_load(leak_cfg);
 	struct stream s = { "late", DAY0, M, D + 2 * H, leak_feed };
 	struct result ref, got;
 	struct alert_engine *e;
@@ -646,7 +616,7 @@ static void test_late_reading(void **state)
 	zone = (struct zone){ .leak = true };
 	run(&s, cfg, 0, 0, &ref);
 	/* the same stream with, at noon, two readings of both meters stamped 2 h before */
-	e = engine(cfg);
+	e = fx_engine(cfg);
 	memset(&got, 0, sizeof got);
 	for (int64_t el = 0; el <= s.dur; el += M) {
 		leak_feed(e, el, s.t0 + el, &o);
@@ -661,7 +631,7 @@ static void test_late_reading(void **state)
 	expect_same(&ref, &got, 0);
 	/* and its state is the unstepped one's: the same meter marks, bins and days */
 	{
-		struct alert_engine *e2 = engine(cfg);
+		struct alert_engine *e2 = fx_engine(cfg);
 		for (int64_t el = 0; el <= s.dur; el += M) {
 			leak_feed(e2, el, s.t0 + el, &o);
 			assert_int_equal(alert_tick(e2, s.t0 + el, &o), 0);
@@ -685,8 +655,8 @@ static void test_late_reading(void **state)
  * saved (as on a box with a good RTC); only what was learnt on the wrong clock moves. */
 static void test_restored_state_left_alone(void **state)
 {
-	struct config *cfg = load(thr_cfg);
-	struct alert_engine *e = engine(cfg), *e2;
+	struct config *cfg = fx_load(thr_cfg);
+	struct alert_engine *e = fx_engine(cfg), *e2;
 	struct alert_out o = { 0 };
 	struct alert_transition act[4];
 	int64_t t = DAY0, wrong = 5 * 365 * D; /* the clock is 5 years behind */
@@ -696,7 +666,7 @@ static void test_restored_state_left_alone(void **state)
 	feed1(e, 0, t, 0.12, &o); /* pending since t */
 	blob = alert_save(e);
 	alert_free(e);
-	e2 = engine(cfg);
+	e2 = fx_engine(cfg);
 	assert_int_equal(alert_restore(e2, blob, err, sizeof err), 0);
 	free(blob);
 	/* a minute on the wrong clock, then NTP */
@@ -724,9 +694,9 @@ static void test_restored_state_left_alone(void **state)
  * decide that night again either. */
 static void test_persistence_after_step(void **state)
 {
-	struct config *cfg = load(leak_cfg);
+	struct config *cfg = fx_load(leak_cfg);
 	struct stream s = { "persist", DAY0, M, 2 * D + 8 * H, leak_feed };
-	struct alert_engine *e = engine(cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	struct result got;
 	bool stepped = false, restored = false;
@@ -746,7 +716,7 @@ static void test_persistence_after_step(void **state)
 		}
 		if (stepped && !restored && el >= 2 * D + 5 * H + 20 * M) {
 			char *blob = alert_save(e);
-			struct alert_engine *e2 = engine(cfg);
+			struct alert_engine *e2 = fx_engine(cfg);
 			assert_int_equal(alert_restore(e2, blob, err, sizeof err), 0);
 			free(blob);
 			alert_free(e);

@@ -19,6 +19,8 @@
 
 #include "alert.h"
 #include "config.h"
+
+#include "alert_fixture.h"
 #include "replay_core.h"
 
 #define S 1000LL
@@ -26,36 +28,6 @@
 #define H (60 * M)
 #define D (24 * H)
 #define DAY0 1709251200000LL /* 2024-03-01 00:00 UTC */
-
-static struct config *load(const char *text)
-{
-	char path[] = "/tmp/test_alert_leak_XXXXXX";
-	int fd = mkstemp(path);
-	struct config_opts opts = { .profile_path = "/nonexistent", .skip_secret_files = true };
-	struct config_diag d;
-	struct config *cfg;
-	FILE *f;
-
-	assert_true(fd >= 0);
-	f = fdopen(fd, "w");
-	fputs(text, f);
-	fclose(f);
-	cfg = config_load(path, &opts, &d);
-	for (size_t i = 0; i < d.n; i++)
-		fprintf(stderr, "%s\n", d.msgs[i]);
-	config_diag_free(&d);
-	unlink(path);
-	assert_non_null(cfg);
-	return cfg;
-}
-
-static struct alert_engine *engine(const struct config *cfg)
-{
-	char err[256] = "";
-	struct alert_engine *e = alert_new(cfg, err, sizeof err);
-	assert_non_null(e);
-	return e;
-}
 
 static void feed_raw(struct alert_engine *e, size_t dev, int64_t ts, uint64_t raw, double scale,
 		     struct alert_out *o)
@@ -96,8 +68,8 @@ static double flow_at(int64_t t)
 static void test_balance_synthetic(void **state)
 {
 	static const double loss[] = { 0.10, 0.04, 0.12, 0.05 };
-	struct config *cfg = load(zone_cfg);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = fx_load(zone_cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	double vin = 1000, vout_l = 4294967296.0 - 3e6; /* the L counter rolls over on day 1 */
 	double out_offset = 0;
@@ -175,8 +147,8 @@ static const char flow_cfg[] =
 
 static void test_night_moves_on_and_burst(void **state)
 {
-	struct config *cfg = load(flow_cfg);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = fx_load(flow_cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	int64_t day0 = DAY0 - 8 * H; /* midnight in Shanghai */
 	int night_fire[30] = { 0 }, night_res[30] = { 0 }, burst_fire[30] = { 0 }, burst_res[30] = { 0 };
@@ -241,8 +213,8 @@ static void test_night_moves_on_and_burst(void **state)
 
 static void test_leakage_persistence(void **state)
 {
-	struct config *cfg = load(zone_cfg);
-	struct alert_engine *e = engine(cfg), *e2 = engine(cfg);
+	struct config *cfg = fx_load(zone_cfg);
+	struct alert_engine *e = fx_engine(cfg), *e2 = fx_engine(cfg);
 	struct alert_out o = { 0 }, o2 = { 0 };
 	double vin = 0, vout = 0;
 	char err[128], *blob = NULL;
@@ -256,7 +228,7 @@ static void test_leakage_persistence(void **state)
 		feed_raw(e, 1, t, (uint64_t)(vout * 1000), 1, &o);
 		assert_int_equal(alert_tick(e, t, &o), 0);
 		if (t == DAY0 + 12 * H) {
-			struct alert_engine *e3 = engine(cfg);
+			struct alert_engine *e3 = fx_engine(cfg);
 			blob = alert_save(e2);
 			assert_non_null(blob);
 			assert_int_equal(alert_restore(e3, blob, err, sizeof err), 0);

@@ -21,43 +21,13 @@
 #include "alert.h"
 #include "config.h"
 
+#include "alert_fixture.h"
+
 #define S 1000LL
 #define M (60 * S)
 #define H (60 * M)
 #define D (24 * H)
 #define DAY0 1717171200000LL /* 2024-06-01 00:00 in Asia/Shanghai */
-
-static struct config *load(const char *text)
-{
-	char path[] = "/tmp/test_alert_pv_XXXXXX";
-	int fd = mkstemp(path);
-	struct config_opts opts = { .profile_path = "/nonexistent", .skip_secret_files = true };
-	struct config_diag d;
-	struct config *cfg;
-	FILE *f;
-
-	assert_true(fd >= 0);
-	f = fdopen(fd, "w");
-	fputs(text, f);
-	fclose(f);
-	cfg = config_load(path, &opts, &d);
-	for (size_t i = 0; i < d.n; i++)
-		fprintf(stderr, "%s\n", d.msgs[i]);
-	config_diag_free(&d);
-	unlink(path);
-	assert_non_null(cfg);
-	return cfg;
-}
-
-static struct alert_engine *engine(const struct config *cfg)
-{
-	char err[256] = "";
-	struct alert_engine *e = alert_new(cfg, err, sizeof err);
-	if (!e)
-		fprintf(stderr, "alert_new: %s\n", err);
-	assert_non_null(e);
-	return e;
-}
 
 /* One poll of a plain inverter: power (W), fault; NAN power = a failed poll. */
 static void feed(struct alert_engine *e, size_t dev, int64_t ts, double w, unsigned fault,
@@ -130,8 +100,8 @@ static const char one_cfg[] = HEAD "devices:\n" INV("inv1", "1")
 
 static void test_checks_made(void **state)
 {
-	struct config *cfg = load(one_cfg);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = fx_load(one_cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	struct alert_transition act[8];
 
@@ -149,8 +119,8 @@ static void test_checks_made(void **state)
 
 static void test_fault(void **state)
 {
-	struct config *cfg = load(one_cfg);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = fx_load(one_cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	const struct alert_transition *t;
 
@@ -180,8 +150,8 @@ static void test_fault(void **state)
 
 static void test_no_output(void **state)
 {
-	struct config *cfg = load(one_cfg);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = fx_load(one_cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	const struct alert_transition *t;
 
@@ -216,8 +186,8 @@ static void test_no_output(void **state)
  * night is no news either way) and resolves when it produces. */
 static void test_no_output_holds_overnight(void **state)
 {
-	struct config *cfg = load(one_cfg);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = fx_load(one_cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 
 	(void)state;
@@ -228,7 +198,7 @@ static void test_no_output_holds_overnight(void **state)
 	alert_out_reset(&o);
 	/* a pending alert at 15:50 is dropped at the end of daylight, never fires at night */
 	alert_free(e);
-	e = engine(cfg);
+	e = fx_engine(cfg);
 	for (int64_t ts = DAY0 + 15 * H + 50 * M; ts < DAY0 + 20 * H; ts += M)
 		feed(e, 0, ts, 0, 0, &o);
 	assert_int_equal(o.nt, 0);
@@ -239,8 +209,8 @@ static void test_no_output_holds_overnight(void **state)
 
 static void test_offline_no_output(void **state)
 {
-	struct config *cfg = load(one_cfg);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = fx_load(one_cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 
 	(void)state;
@@ -256,7 +226,7 @@ static void test_offline_no_output(void **state)
 	alert_out_reset(&o);
 	/* polls that stop coming at all (ticks only): the pending check is dropped */
 	alert_free(e);
-	e = engine(cfg);
+	e = fx_engine(cfg);
 	feed(e, 0, DAY0 + 10 * H, 0, 0, &o);
 	for (int64_t ts = DAY0 + 10 * H; ts < DAY0 + 12 * H; ts += 10 * S)
 		assert_int_equal(alert_tick(e, ts, &o), 0);
@@ -269,8 +239,8 @@ static void test_offline_no_output(void **state)
 
 static void test_low_output(void **state)
 {
-	struct config *cfg = load(one_cfg);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = fx_load(one_cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	const struct alert_transition *t;
 
@@ -323,8 +293,8 @@ static double sun(int64_t ts, unsigned *seed)
 
 static void test_dawn_dusk(void **state)
 {
-	struct config *cfg = load(one_cfg);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = fx_load(one_cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	unsigned seed = 1;
 	size_t crossings = 0;
@@ -355,8 +325,8 @@ static const char three_cfg[] = HEAD "devices:\n" INV("a", "1") INV("b", "2") IN
 
 static void test_peer(void **state)
 {
-	struct config *cfg = load(three_cfg);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = fx_load(three_cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	const struct alert_transition *t;
 
@@ -449,8 +419,8 @@ static void feed_ss(struct alert_engine *e, int64_t ts, double w, unsigned st, u
 
 static void test_sunspec(void **state)
 {
-	struct config *cfg = load(ss_cfg);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = fx_load(ss_cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	const struct alert_transition *t;
 
@@ -506,8 +476,8 @@ static void test_sunspec(void **state)
  * the engine was built, and the W point found by name, with no WRtg point. */
 static void test_sunspec_rated_from_setup(void **state)
 {
-	struct config *cfg = load(ss_cfg);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = fx_load(ss_cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	const struct alert_transition *t;
 
@@ -528,8 +498,8 @@ static void test_sunspec_rated_from_setup(void **state)
 /* A firing low_output survives a restart without firing again, and resolves after it. */
 static void test_save_restore(void **state)
 {
-	struct config *cfg = load(one_cfg);
-	struct alert_engine *e = engine(cfg);
+	struct config *cfg = fx_load(one_cfg);
+	struct alert_engine *e = fx_engine(cfg);
 	struct alert_out o = { 0 };
 	char err[128], *blob;
 
@@ -541,7 +511,7 @@ static void test_save_restore(void **state)
 	assert_non_null(strstr(blob, "\troof\tpv\t"));
 	alert_free(e);
 	alert_out_reset(&o);
-	e = engine(cfg);
+	e = fx_engine(cfg);
 	assert_int_equal(alert_restore(e, blob, err, sizeof err), 0);
 	free(blob);
 	feed(e, 0, DAY0 + 11 * H, 500, 0, &o);
