@@ -222,6 +222,8 @@ struct core {
 	int64_t retry_at;       /* mono ms of the next try of the held rows */
 	int64_t next_reopen;    /* mono ms: a damaged database may be replaced again */
 	char store_err[256];    /* why the store fails, for health */
+	struct clock_watch clockw;  /* steps of the wall clock (clock_look) */
+	int64_t clockw_next_file;   /* mono ms: the test hook's file is read again */
 };
 
 /* ---- readings -> outbox rows -------------------------------------------------- */
@@ -513,6 +515,18 @@ static void held_trim(struct core *c)
 	c->store_errors += dropped;
 }
 
+/* rb's rows wait behind those already held (rb may be the held rows themselves). */
+static void hold_rows(struct core *c, struct rowbuf *rb, bool transitions)
+{
+	if (rb != c->held && rowbuf_move(c->held, rb) != 0) {
+		c->store_errors += rb->n;
+		log_errx("out of memory: %zu rows not stored", rb->n);
+		rowbuf_clear(rb);
+	}
+	c->held_state |= transitions;
+	held_trim(c);
+}
+
 /* A damaged database found while running: set aside and replaced (store_reopen). */
 static void store_check_damage(struct core *c)
 {
@@ -544,13 +558,7 @@ static void commit_rows(struct core *c, struct rowbuf *rb, bool transitions)
 	int rc;
 
 	if (c->held->n > 0) {
-		if (rb != c->held && rowbuf_move(c->held, rb) != 0) {
-			c->store_errors += rb->n;
-			log_errx("out of memory: %zu rows not stored", rb->n);
-			rowbuf_clear(rb);
-		}
-		c->held_state |= transitions;
-		held_trim(c);
+		hold_rows(c, rb, transitions);
 		if (now < c->retry_at)
 			return;
 		rb = c->held;
@@ -565,14 +573,7 @@ static void commit_rows(struct core *c, struct rowbuf *rb, bool transitions)
 	free(state);
 	if (rc != 0) {
 		size_t n = rb->n;
-		if (rb != c->held) {
-			if (rowbuf_move(c->held, rb) != 0) {
-				c->store_errors += rb->n;
-				rowbuf_clear(rb);
-			}
-			c->held_state |= transitions;
-		}
-		held_trim(c);
+		hold_rows(c, rb, transitions);
 		c->retry_at = now + STORE_RETRY_MS;
 		snprintf(c->store_err, sizeof c->store_err, "%s", err);
 		if (!c->store_failing)
@@ -709,9 +710,6 @@ static void alert_time(struct core *c, int64_t now_real)
  * re-bases onto the step before it sees a reading stamped after it. Schedules run on
  * the monotonic clock and never notice.
  */
-static struct clock_watch clockw;
-static int64_t clockw_next_file;
-
 static void clock_log(int rc, const char *msg)
 {
 	if (rc > 0)
@@ -720,13 +718,13 @@ static void clock_log(int rc, const char *msg)
 		log_warnx("%s", msg);
 }
 
-static void clock_start(void)
+static void clock_start(struct core *c)
 {
 	char msg[256];
 
-	clock_log(clock_watch_init(&clockw, getenv("SLUICE_TEST_CLOCK_FILE"), msg, sizeof msg),
+	clock_log(clock_watch_init(&c->clockw, getenv("SLUICE_TEST_CLOCK_FILE"), msg, sizeof msg),
 		  msg);
-	clockw_next_file = clock_mono_ms() + 1000;
+	c->clockw_next_file = clock_mono_ms() + 1000;
 }
 
 static void clock_look(struct core *c)
@@ -734,11 +732,11 @@ static void clock_look(struct core *c)
 	char msg[256];
 	int64_t now = clock_mono_ms(), delta;
 
-	if (clockw.test_file && now >= clockw_next_file) {
-		clockw_next_file = now + 1000;
-		clock_log(clock_watch_test_file(&clockw, msg, sizeof msg), msg);
+	if (c->clockw.test_file && now >= c->clockw_next_file) {
+		c->clockw_next_file = now + 1000;
+		clock_log(clock_watch_test_file(&c->clockw, msg, sizeof msg), msg);
 	}
-	if (!clock_watch_stepped(&clockw, &delta))
+	if (!clock_watch_stepped(&c->clockw, &delta))
 		return;
 	log_warnx("wall clock stepped by %+.1f s", (double)delta / 1000);
 	if (c->ae)
@@ -1467,7 +1465,7 @@ int core_run(struct config *cfg)
 	size_t qcap;
 
 	install_signals();
-	clock_start(); /* the test hook's offset, before anything is stamped */
+	clock_start(&c); /* the test hook's offset, before anything is stamped */
 	jb_init(&c.jb);
 	c.start_mono = clock_mono_ms();
 	c.started_ms = clock_real_ms();
