@@ -24,7 +24,7 @@ PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CC ?= cc
 CFLAGS ?= -O2 -g
 WARN := -std=c11 -Wall -Wextra -Werror -Wno-missing-field-initializers
-CPPFLAGS += -D_GNU_SOURCE -D_TIME_BITS=64 -D_FILE_OFFSET_BITS=64 -Idaemon -Idrivers -Itools \
+CPPFLAGS += -D_GNU_SOURCE -D_TIME_BITS=64 -D_FILE_OFFSET_BITS=64 \
 	-DSLUICE_DATADIR='"$(PREFIX)/share/sluice"' -DSLUICE_VERSION='"$(VERSION)"'
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 VERSION := 0.1.0
@@ -34,10 +34,30 @@ CC := clang
 CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
 endif
+# the objects the fuzz targets link (tests/fuzz/run): coverage for libFuzzer, no main
+ifeq ($(SAN),fuzz)
+CC := clang
+CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=all
+endif
 
-LIB_SRCS := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard drivers/*.c)
+# The layering, enforced by what each folder may include (docs/design.md, "Folders"):
+# lib/ sees only itself, drivers/ sees lib/, daemon/ sees drivers/ and lib/, tools/ sees
+# all three. A header included across the line does not compile.
+INC_lib := -Ilib
+INC_drivers := -Ilib -Idrivers
+INC_daemon := -Ilib -Idrivers -Idaemon
+INC_tools := -Ilib -Idrivers -Idaemon -Itools
+INC_tests := $(INC_tools) -Itests/unit -Itests/fuzz
+INC_bench := $(INC_tools)
+inc = $(INC_$(firstword $(subst /, ,$(1))))
+
+# Programs are their main file and libsluice.a: every module of lib/, drivers/, daemon/
+# and tools/ but the three mains. Tests, fuzz targets and the bench link the same archive
+# and the linker takes from it what each needs.
+MAINS := daemon/main.c tools/sluicectl.c tools/sluice-sim.c
+LIB_SRCS := $(filter-out $(MAINS),$(wildcard lib/*.c drivers/*.c daemon/*.c tools/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
-SIM_SRCS := $(wildcard tools/sim*.c tools/sluice-sim.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 PROGS := $(B)/sluiced $(B)/sluicectl $(B)/sluice-sim
@@ -46,7 +66,7 @@ all: $(PROGS)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CPPFLAGS) $(call inc,$<) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
 $(B)/libsluice.a: $(LIB_OBJS)
 	@rm -f $@
@@ -55,12 +75,13 @@ $(B)/libsluice.a: $(LIB_OBJS)
 $(B)/sluiced: $(B)/obj/daemon/main.o $(B)/libsluice.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-CTL_SRCS := tools/sluicectl.c $(wildcard tools/replay.c tools/probe.c)
-$(B)/sluicectl: $(CTL_SRCS:%.c=$(B)/obj/%.o) $(B)/libsluice.a
+$(B)/sluicectl: $(B)/obj/tools/sluicectl.o $(B)/libsluice.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/sluice-sim: $(SIM_SRCS:%.c=$(B)/obj/%.o) $(B)/libsluice.a
+$(B)/sluice-sim: $(B)/obj/tools/sluice-sim.o $(B)/libsluice.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+lib: $(B)/libsluice.a
 
 # config.o and sluice-sim.o bake $(PREFIX)/share/sluice in: rebuild them when PREFIX
 # changes, so `make install PREFIX=/usr` after a plain `make` does not install binaries
@@ -72,34 +93,7 @@ $(PREFIX_STAMP):
 	@touch $@
 $(B)/obj/daemon/config.o $(B)/obj/tools/sluice-sim.o: $(PREFIX_STAMP)
 
-# Unit tests link only the modules they test (DEPS_<test>), so one module can be
-# built and tested while another is being written; without a DEPS line, the library.
-objs = $(patsubst %,$(B)/obj/%.o,$(1))
-DEPS_test_codec  := drivers/codec drivers/mberr drivers/reading
-DEPS_test_mbpdu  := drivers/mbpdu drivers/codec drivers/mberr
-DEPS_test_plan   := drivers/plan drivers/codec
-DEPS_test_config := daemon/config drivers/codec drivers/plan daemon/log
-DEPS_test_store  := daemon/store daemon/log daemon/clock
-DEPS_test_json   := daemon/json drivers/codec
-DEPS_test_sim_model := tools/sim_model tools/sim_sunspec drivers/codec
-DEPS_test_uplink := daemon/uplink daemon/json daemon/log daemon/clock
-DEPS_test_queue  := daemon/queue
-DEPS_test_textwidth := daemon/textwidth
-DEPS_test_jread  := daemon/jread daemon/json drivers/codec
-DEPS_test_sunspec := drivers/sunspec drivers/mbclient drivers/mbclient_rtu drivers/rtu drivers/mbpdu \
-	drivers/codec drivers/mberr daemon/sunspec_setup daemon/config drivers/plan daemon/log \
-	tools/sim_model tools/sim_sunspec
-DEPS_test_mbclient := drivers/mbclient drivers/mbpdu drivers/codec drivers/mberr
-DEPS_test_rtu    := drivers/rtu drivers/mbpdu drivers/codec drivers/mberr
-DEPS_test_pollshared := drivers/pollshared drivers/codec drivers/reading
-DEPS_test_serpoll := drivers/serpoll drivers/pollshared drivers/rtu drivers/mbpdu drivers/codec drivers/plan \
-	drivers/mberr drivers/reading daemon/log daemon/clock
-DEPS_test_tcpoll := drivers/tcpoll drivers/pollshared drivers/mbpdu drivers/codec drivers/plan drivers/mberr \
-	drivers/reading daemon/log daemon/clock daemon/config
-DEPS_test_alert_clock := daemon/alert daemon/alert_threshold daemon/alert_waterlogging daemon/alert_leakage \
-	daemon/alert_pv daemon/alert_comms daemon/json daemon/config drivers/codec drivers/plan daemon/log
-.SECONDEXPANSION:
-$(B)/tests/%: $(B)/obj/tests/unit/%.o $$(if $$(DEPS_$$*),$$(call objs,$$(DEPS_$$*)),$(B)/libsluice.a)
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(B)/libsluice.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 
@@ -168,7 +162,7 @@ deb:
 clean:
 	rm -rf build
 
-.PHONY: all bench unit unit-bins deps check check-cross cross demo fuzz valgrind soak install deb clean
+.PHONY: all lib bench unit unit-bins deps check check-cross cross demo fuzz valgrind soak install deb clean
 .DELETE_ON_ERROR:
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

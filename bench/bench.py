@@ -116,7 +116,7 @@ def build(bindir):
     progs = {
         "sub": (["bench/sub.c"], []),
         "prefill": (["bench/prefill.c"],
-                    ["-Idaemon", "-Idrivers", os.path.join(bindir, "libsluice.a")]),
+                    ["-Ilib", "-Idrivers", "-Idaemon", os.path.join(bindir, "libsluice.a")]),
     }
     for name, (srcs, extra) in progs.items():
         exe = os.path.join(out, name)

@@ -61,6 +61,8 @@
 
 #include <yaml.h>
 
+#include "codec.h"
+
 #ifndef SLUICE_DATADIR
 #define SLUICE_DATADIR "/usr/share/sluice"
 #endif
@@ -3445,6 +3447,18 @@ void config_summary(const struct config *cfg, char *buf, size_t len)
 	snprintf(buf, len, "%zu bus%s, %zu device%s%s, %zu point%s, %zu rule%s", cfg->nbuses,
 		 cfg->nbuses == 1 ? "" : "es", cfg->ndevices, cfg->ndevices == 1 ? "" : "s", sun,
 		 npoints, npoints == 1 ? "" : "s", cfg->nrules, cfg->nrules == 1 ? "" : "s");
+}
+
+struct site config_site(const struct config *cfg)
+{
+	struct site s = {
+		.buses = cfg->buses,
+		.nbuses = cfg->nbuses,
+		.devices = cfg->devices,
+		.ndevices = cfg->ndevices,
+	};
+
+	return s;
 }
 
 long config_find_device(const struct config *cfg, const char *id)

@@ -15,14 +15,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "codec.h"
-
-#define ID_MAX 64
-
-struct src_loc {
-	const char *file; /* owned by the config (its files[] list) */
-	int line, col;    /* 1-based; 0 when not from a file (a default) */
-};
+#include "point.h"
+#include "site.h"
 
 enum log_level { LOG_LVL_ERROR = 3, LOG_LVL_WARNING = 4, LOG_LVL_INFO = 6, LOG_LVL_DEBUG = 7 };
 
@@ -59,41 +53,6 @@ struct buffer_cfg {
 	uint64_t max_size;     /* bytes, the whole database with its WAL; default 256 MiB */
 	int durability;        /* enum durability */
 	int64_t keep_sent_ms;  /* default 7 d */
-};
-
-enum bus_kind { BUS_TCP = 0, BUS_RTU, BUS_RTU_OVER_TCP };
-
-struct bus_cfg {
-	char id[ID_MAX];
-	int kind;              /* enum bus_kind */
-	char *host;            /* tcp, rtu_over_tcp */
-	uint16_t port;         /* default 502 */
-	char *device;          /* rtu */
-	unsigned baud;         /* default 9600 */
-	char parity;           /* 'N', 'E', 'O'; default 'N' */
-	uint8_t data_bits;     /* 7 or 8, default 8 */
-	uint8_t stop_bits;     /* 1 or 2, default 1 */
-	bool rs485;            /* default false */
-	int64_t timeout_ms;    /* until the reply begins; default 1 s */
-	int64_t guard_ms;      /* silence between requests; default 0 (tcp), 5 ms (serial) */
-	struct src_loc loc;
-};
-
-struct device_cfg {
-	char id[ID_MAX];
-	char *name;            /* UTF-8, may be NULL */
-	size_t bus;            /* index into config.buses */
-	uint8_t unit_id;       /* 0..255 on tcp, 1..247 on serial lines; default 1 */
-	char *profile;         /* the profile name, or NULL for inline points */
-	bool sunspec;          /* profile: sunspec — points are discovered at run time */
-	struct point_def *points;
-	size_t npoints;
-	struct src_loc *point_locs; /* one per point: where it was defined */
-	int64_t interval_ms;   /* default 10 s */
-	unsigned offline_after;/* default 3 */
-	unsigned max_registers;/* 1..125, default 125 */
-	unsigned max_gap;      /* default 8: holes are read to merge; a refused merge is split */
-	struct src_loc loc;
 };
 
 /* A reference "device.point" in a rule or action. */
@@ -252,6 +211,9 @@ int config_load_profile(const char *name, const char *config_dir, const struct c
 /* "4 buses, 6 devices (1 SunSpec), 16 points, 4 rules": points are the static ones
  * (a SunSpec device's are discovered at run time). */
 void config_summary(const struct config *cfg, char *buf, size_t len);
+
+/* The buses and devices of cfg, for the pollers (drivers/site.h): points into cfg. */
+struct site config_site(const struct config *cfg);
 
 /* Lookups by id; -1 when absent. */
 long config_find_device(const struct config *cfg, const char *id);

@@ -1225,13 +1225,14 @@ static void take_write_results(struct core *c)
 static int pollers_start(struct core *c, const struct poller_sink *sink)
 {
 	char err[512];
+	struct site site = config_site(c->cfg);
 
-	c->sp = serpoll_new(c->cfg, c->generation, sink, err, sizeof err);
+	c->sp = serpoll_new(&site, c->generation, sink, err, sizeof err);
 	if (!c->sp) {
 		log_errx("serial pollers: %s", err);
 		return -1;
 	}
-	c->tp = tcpoll_new(c->cfg, c->generation, 0, sink, err, sizeof err);
+	c->tp = tcpoll_new(&site, c->generation, 0, sink, err, sizeof err);
 	if (!c->tp) {
 		log_errx("pollers: %s", err);
 		return -1;

@@ -1,8 +1,8 @@
 /*
- * codec: what a point is on the wire and how its registers become a value.
+ * codec: how a point's registers become a value, and a value registers again.
  *
- * A point names a Modbus table, a 0-based wire address, a type and the byte and
- * word order the device uses; scale and offset turn the raw number into an
+ * A point (lib/point.h) names a Modbus table, a 0-based wire address, a type and the
+ * byte and word order the device uses; scale and offset turn the raw number into an
  * engineering value. This module is pure: no I/O, no allocation, no clock. It is
  * shared by the daemon, sluicectl and sluice-sim (which encodes what it serves).
  */
@@ -13,63 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum mb_table { MB_COIL = 0, MB_DISCRETE, MB_INPUT, MB_HOLDING };
-
-enum pt_type {
-	PT_BOOL = 0,
-	PT_INT16,
-	PT_UINT16,
-	PT_INT32,
-	PT_UINT32,
-	PT_INT64,
-	PT_UINT64,
-	PT_FLOAT32,
-	PT_FLOAT64,
-	PT_STRING,
-};
-
-enum byte_order { ORDER_BIG = 0, ORDER_LITTLE = 1 };
-
-#define POINT_NAME_MAX 64
-#define POINT_UNIT_MAX 24
-#define POINT_STRING_MAX_REGS 64 /* a string point is at most 128 bytes */
-
-struct point_def {
-	char name[POINT_NAME_MAX];
-	enum mb_table table;
-	uint16_t address;      /* 0-based, as sent on the wire */
-	enum pt_type type;
-	int8_t bit;            /* -1, or 0..15: a bool inside a register */
-	uint16_t length;       /* registers, for PT_STRING; ignored otherwise */
-	uint8_t byte_order;    /* enum byte_order: within each 16-bit register */
-	uint8_t word_order;    /* enum byte_order: of the registers of a 32/64-bit value */
-	double scale;          /* 1.0 when not given */
-	double offset;         /* 0.0 when not given */
-	char unit[POINT_UNIT_MAX];
-	bool writable;
-};
-
-/* What one point read to in one poll. */
-enum value_kind {
-	VAL_NONE = 0, /* failed this poll: err says why */
-	VAL_BOOL,
-	VAL_INT,      /* exact signed integer (no scale/offset applied, or both neutral) */
-	VAL_UINT,     /* exact unsigned integer */
-	VAL_DOUBLE,   /* floats, and any integer that scale/offset turned into a real */
-	VAL_STRING,
-};
-
-struct value {
-	uint8_t kind;  /* enum value_kind */
-	int err;       /* when kind == VAL_NONE: an MBE_* code (drivers/mberr.h) */
-	union {
-		bool b;
-		int64_t i;
-		uint64_t u;
-		double d;
-	} v;
-	const char *s; /* VAL_STRING: NUL-terminated, owned by whoever owns the value */
-};
+#include "point.h"
 
 /* Width of a point in its table: registers for input/holding, bits for coil/discrete. */
 uint16_t codec_width(const struct point_def *p);

@@ -19,7 +19,7 @@
 #define PS_EXC_GW_PATH 0x0A    /* gateway path unavailable */
 #define PS_EXC_GW_TARGET 0x0B  /* gateway target device failed to respond */
 
-int pollshared_check_device(const struct config *cfg, const struct device_cfg *d, char *err,
+int pollshared_check_device(const struct site *cfg, const struct device_cfg *d, char *err,
 			    size_t errlen)
 {
 	if (d->bus >= cfg->nbuses) {
@@ -35,7 +35,7 @@ int pollshared_check_device(const struct config *cfg, const struct device_cfg *d
 	return 0;
 }
 
-bool pollshared_dev_polled(const struct config *cfg, const struct device_cfg *d,
+bool pollshared_dev_polled(const struct site *cfg, const struct device_cfg *d,
 			   unsigned kinds)
 {
 	unsigned kind;

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include "codec.h"
-#include "config.h"
+#include "site.h"
 #include "plan.h"
 #include "reading.h"
 
@@ -23,11 +23,11 @@
 
 /* 0 when device d of cfg can be polled at all; else -1 with err naming it (a bus index
  * out of range, more points than a reading holds). */
-int pollshared_check_device(const struct config *cfg, const struct device_cfg *d, char *err,
+int pollshared_check_device(const struct site *cfg, const struct device_cfg *d, char *err,
 			    size_t errlen);
 /* True when d is on a bus of one of the kinds in the mask (POLLSHARED_BUS bits) and has
  * points to poll: a sunspec device has them once discovery filled them in. */
-bool pollshared_dev_polled(const struct config *cfg, const struct device_cfg *d,
+bool pollshared_dev_polled(const struct site *cfg, const struct device_cfg *d,
 			   unsigned kinds);
 /* String room a reading of d needs: every string point at its full length. */
 size_t pollshared_strbytes(const struct device_cfg *d);

@@ -145,7 +145,7 @@ struct sp_line {
 };
 
 struct serpoll {
-	const struct config *cfg;
+	struct site site;            /* the config's buses and devices */
 	uint32_t generation;
 	struct poller_sink sink;
 	struct sp_line *lines;
@@ -954,7 +954,7 @@ static void *line_main(void *arg)
 
 /* --- the public side ------------------------------------------------------------------ */
 
-static bool dev_polled(const struct config *cfg, const struct device_cfg *d)
+static bool dev_polled(const struct site *cfg, const struct device_cfg *d)
 {
 	return pollshared_dev_polled(cfg, d, POLLSHARED_BUS(BUS_RTU) |
 						 POLLSHARED_BUS(BUS_RTU_OVER_TCP));
@@ -993,7 +993,7 @@ static int line_init(struct sp_line *l, struct serpoll *sp, const struct bus_cfg
 	return 0;
 }
 
-struct serpoll *serpoll_new(const struct config *cfg, uint32_t generation,
+struct serpoll *serpoll_new(const struct site *cfg, uint32_t generation,
 			    const struct poller_sink *sink, char *err, size_t errlen)
 {
 	struct serpoll *sp;
@@ -1002,7 +1002,7 @@ struct serpoll *serpoll_new(const struct config *cfg, uint32_t generation,
 	sp = calloc(1, sizeof *sp);
 	if (sp == NULL)
 		goto nomem;
-	sp->cfg = cfg;
+	sp->site = *cfg;
 	sp->generation = generation;
 	if (sink != NULL)
 		sp->sink = *sink;

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "site.h"
 #include "poller.h"
 #include "reading.h"
 
@@ -43,10 +43,10 @@ struct serpoll;
  * poll (a sunspec device only once discovery has filled in its points). The serial
  * devices are opened here, once, so that their descriptors are low (libmodbus select()s
  * and cannot take one past 1023): call this before opening the many TCP sockets. A tty
- * that cannot be opened yet is not an error; its thread keeps trying. cfg must outlive
- * the serpoll. NULL with err on failure (bad bus, out of memory).
+ * that cannot be opened yet is not an error; its thread keeps trying. cfg is copied; the
+ * arrays it points at (the config's) must outlive the serpoll. NULL with err on failure (bad bus, out of memory).
  */
-struct serpoll *serpoll_new(const struct config *cfg, uint32_t generation,
+struct serpoll *serpoll_new(const struct site *cfg, uint32_t generation,
 			    const struct poller_sink *sink, char *err, size_t errlen);
 int serpoll_start(struct serpoll *sp);
 /* Stop and join the threads: within about 200 ms plus, on a line waiting for a reply

@@ -209,7 +209,7 @@ struct tp_thread {
 };
 
 struct tcpoll {
-	const struct config *cfg;
+	struct site site;            /* the config's buses and devices */
 	uint32_t generation;
 	struct poller_sink sink;
 	struct tp_conn *conns;
@@ -1080,12 +1080,12 @@ static unsigned default_threads(void)
 	return (unsigned)n;
 }
 
-static bool dev_polled(const struct config *cfg, const struct device_cfg *d)
+static bool dev_polled(const struct site *cfg, const struct device_cfg *d)
 {
 	return pollshared_dev_polled(cfg, d, POLLSHARED_BUS(BUS_TCP));
 }
 
-struct tcpoll *tcpoll_new(const struct config *cfg, uint32_t generation, unsigned nthreads,
+struct tcpoll *tcpoll_new(const struct site *cfg, uint32_t generation, unsigned nthreads,
 			  const struct poller_sink *sink, char *err, size_t errlen)
 {
 	struct tcpoll *tp;
@@ -1095,7 +1095,7 @@ struct tcpoll *tcpoll_new(const struct config *cfg, uint32_t generation, unsigne
 	tp = calloc(1, sizeof *tp);
 	if (tp == NULL)
 		goto nomem;
-	tp->cfg = cfg;
+	tp->site = *cfg;
 	tp->generation = generation;
 	if (sink != NULL)
 		tp->sink = *sink;
@@ -1390,7 +1390,7 @@ int tcpoll_write(struct tcpoll *tp, uint32_t device, uint16_t point, double valu
 	struct tp_write *w;
 	uint64_t one = 1;
 
-	if (tp == NULL || device >= tp->cfg->ndevices || tp->dev_of[device] == NULL) {
+	if (tp == NULL || device >= tp->site.ndevices || tp->dev_of[device] == NULL) {
 		errno = ENOENT;
 		return -1;
 	}

@@ -24,7 +24,7 @@
 
 #include <stdint.h>
 
-#include "config.h"
+#include "site.h"
 #include "poller.h"
 #include "reading.h"
 
@@ -47,9 +47,10 @@ struct tcpoll;
 /*
  * Build pollers for every device on a BUS_TCP bus of cfg (a sunspec device only once
  * discovery has filled in its points) across nthreads threads (0: one per core,
- * at most 4). cfg must outlive the tcpoll. NULL with err on failure.
+ * at most 4). cfg is copied; the arrays it points at (the config's) must outlive the
+ * tcpoll. NULL with err on failure.
  */
-struct tcpoll *tcpoll_new(const struct config *cfg, uint32_t generation, unsigned nthreads,
+struct tcpoll *tcpoll_new(const struct site *cfg, uint32_t generation, unsigned nthreads,
 			  const struct poller_sink *sink, char *err, size_t errlen);
 int tcpoll_start(struct tcpoll *tp);
 /* Stop and join the threads; in-flight polls are abandoned (no reading for them). */

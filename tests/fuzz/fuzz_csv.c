@@ -1,5 +1,5 @@
 /*
- * fuzz_csv: the replay CSV reader (daemon/csv.c) on arbitrary text, read through
+ * fuzz_csv: the replay CSV reader (tools/csv.c) on arbitrary text, read through
  * fmemopen as sluicectl replay reads a file. Every record it accepts must have as many
  * fields as the header, each a string; a bad record must leave the reader able to go on.
  */

@@ -131,14 +131,14 @@ static void replace_all(char **s, const char *from, const char *to)
 
 /* ---- the example, in a temporary directory ---------------------------------------- */
 
-struct site {
+struct scratch {
 	char dir[PATH_MAX];
 	char config[PATH_MAX + 32];
 	char password[PATH_MAX + 32];
 	char ca[PATH_MAX + 32];
 };
 
-static void site_path(const struct site *s, char *buf, size_t len, const char *name)
+static void site_path(const struct scratch *s, char *buf, size_t len, const char *name)
 {
 	int n = snprintf(buf, len, "%s/%s", s->dir, name);
 
@@ -153,7 +153,7 @@ static void site_path(const struct site *s, char *buf, size_t len, const char *n
  */
 static int site_setup(void **state)
 {
-	struct site *s = calloc(1, sizeof *s);
+	struct scratch *s = calloc(1, sizeof *s);
 	char tmpl[] = "/tmp/sluice-test-config-XXXXXX", path[PATH_MAX + 64], etc[PATH_MAX + 8];
 	char data[PATH_MAX + 8];
 	char *text;
@@ -215,7 +215,7 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 
 static int site_teardown(void **state)
 {
-	struct site *s = *state;
+	struct scratch *s = *state;
 
 	nftw(s->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(s);
@@ -223,7 +223,7 @@ static int site_teardown(void **state)
 }
 
 /* Rewrite the site's config: every from becomes to. */
-static void site_edit(struct site *s, const char *from, const char *to)
+static void site_edit(struct scratch *s, const char *from, const char *to)
 {
 	char *text = slurp(s->config);
 
@@ -255,7 +255,7 @@ static const struct rule_cfg *rule_of(const struct config *cfg, const char *id)
 
 static void test_example_loads(void **state)
 {
-	struct site *s = *state;
+	struct scratch *s = *state;
 	struct config_diag d;
 	struct config *cfg = config_load(s->config, &fix_opts, &d);
 	char buf[PATH_MAX + 64], sum[160];
@@ -481,7 +481,7 @@ static char *xfmt(const char *fmt, ...)
 	return p;
 }
 
-static void expect_one(const struct site *s, char *msg)
+static void expect_one(const struct scratch *s, char *msg)
 {
 	const char *want[] = { msg };
 
@@ -492,7 +492,7 @@ static void expect_one(const struct site *s, char *msg)
 /* Every file the example names is needed: each missing one is its own error. */
 static void test_example_missing_files(void **state)
 {
-	struct site *s = *state;
+	struct scratch *s = *state;
 	char key[PATH_MAX + 64];
 	char *want[3];
 
@@ -511,7 +511,7 @@ static void test_example_missing_files(void **state)
 
 static void test_password_readable_by_others(void **state)
 {
-	struct site *s = *state;
+	struct scratch *s = *state;
 
 	assert_int_equal(chmod(s->password, 0644), 0);
 	expect_one(s, xfmt("%s:25:18: uplink: password_file '%s' can be read by every user "
@@ -521,7 +521,7 @@ static void test_password_readable_by_others(void **state)
 
 static void test_password_writable_by_group(void **state)
 {
-	struct site *s = *state;
+	struct scratch *s = *state;
 
 	assert_int_equal(chmod(s->password, 0660), 0);
 	expect_one(s, xfmt("%s:25:18: uplink: password_file '%s' can be written by users other "
@@ -532,7 +532,7 @@ static void test_password_writable_by_group(void **state)
 /* The TLS client key is a secret like the password. */
 static void test_key_readable_by_others(void **state)
 {
-	struct site *s = *state;
+	struct scratch *s = *state;
 	char key[PATH_MAX + 64];
 
 	site_path(s, key, sizeof key, "client.key");
@@ -545,7 +545,7 @@ static void test_key_readable_by_others(void **state)
 /* MQTT carries a password only with a user name: without one it would be ignored. */
 static void test_password_without_username(void **state)
 {
-	struct site *s = *state;
+	struct scratch *s = *state;
 
 	site_edit(s, "  username: fengdu-gw-01\n", "");
 	expect_one(s, xfmt("%s:24:18: uplink: password_file needs a username (MQTT sends a "
@@ -555,7 +555,7 @@ static void test_password_without_username(void **state)
 /* As root, modes do not stop reads: a directory is a "file" that cannot be read. */
 static void test_password_is_a_directory(void **state)
 {
-	struct site *s = *state;
+	struct scratch *s = *state;
 
 	assert_int_equal(unlink(s->password), 0);
 	assert_int_equal(mkdir(s->password, 0750), 0);
@@ -566,7 +566,7 @@ static void test_password_is_a_directory(void **state)
 /* Relative paths are relative to the config file, not to the current directory. */
 static void test_relative_paths(void **state)
 {
-	struct site *s = *state;
+	struct scratch *s = *state;
 	char from[PATH_MAX + 64], data[PATH_MAX + 64];
 	struct config *cfg;
 
@@ -588,7 +588,7 @@ static void test_defaults(void **state)
 		"uplink: { host: \"::1\" }\n"
 		"buses: [ { id: b, rtu: { device: /dev/null } } ]\n"
 		"devices: [ { id: d, bus: b, profile: level-radar } ]\n";
-	struct site *s = *state;
+	struct scratch *s = *state;
 	struct config *cfg;
 
 	spit(s->config, text, 0644);

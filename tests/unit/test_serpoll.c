@@ -375,7 +375,7 @@ static unsigned slave_requests(struct slave *s, int unit)
 #define MAXP 16
 
 struct tcfg {
-	struct config cfg;
+	struct site cfg;
 	struct bus_cfg buses[MAXB];
 	struct device_cfg devs[MAXD];
 	struct point_def pts[MAXD][MAXP];

@@ -13,7 +13,7 @@
 
 #include "codec.h"
 #include "sim_model.h" /* tools/ is not on the include path */
-#include "../../tools/sim_sunspec.h"
+#include "sim_sunspec.h"
 
 #define MIN_MS (60 * 1000LL)
 #define HOUR_MS (60 * MIN_MS)

@@ -15,11 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../drivers/mberr.h"
-#include "../../drivers/sunspec.h"
-#include "../../daemon/config.h"
-#include "../../daemon/sunspec_setup.h"
-#include "../../tools/sim_sunspec.h"
+#include "mberr.h"
+#include "sunspec.h"
+#include "config.h"
+#include "sunspec_setup.h"
+#include "sim_sunspec.h"
 
 /* ---- a register image that answers like a device --------------------------------- */
 

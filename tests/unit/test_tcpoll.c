@@ -499,7 +499,7 @@ static uint16_t dead_port(void)
 #define MAXP 16
 
 struct tcfg {
-	struct config cfg;
+	struct site cfg;
 	struct bus_cfg buses[MAXB];
 	struct device_cfg devs[MAXD];
 	struct point_def pts[MAXD][MAXP];

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "codec.h"
+#include "point.h"
 
 struct reading {
 	uint32_t device;     /* index into config.devices */

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "codec.h"
+#include "point.h"
 
 struct jbuf {
 	char *p;
