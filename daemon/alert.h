@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "codec.h"
+#include "point.h"
 #include "config.h"
 
 #define ALERT_CHECK_MAX 32
