@@ -472,275 +472,6 @@ static void sugg_dir(struct sugg *s, const char *dir, const char *suffix, const 
 	closedir(dp);
 }
 
-/* ---- value syntaxes ----------------------------------------------------------------- */
-
-/* A plain decimal: digits, optionally '.' and more digits. Advances *sp. */
-static int num_prefix(const char **sp, double *v)
-{
-	const char *s = *sp;
-	double x = 0, f = 0.1;
-
-	if (!isdigit((unsigned char)*s))
-		return -1;
-	while (isdigit((unsigned char)*s))
-		x = x * 10 + (*s++ - '0');
-	if (*s == '.') {
-		s++;
-		if (!isdigit((unsigned char)*s))
-			return -1;
-		while (isdigit((unsigned char)*s)) {
-			x += (*s++ - '0') * f;
-			f /= 10;
-		}
-	}
-	*sp = s;
-	*v = x;
-	return 0;
-}
-
-struct unit {
-	const char *name;
-	double mult;
-};
-
-/* NUMBER [spaces] UNIT, the unit one of units[] (longest names first). */
-static int num_unit(const char **sp, const struct unit *units, double *out)
-{
-	const char *s = *sp;
-	double v;
-
-	if (num_prefix(&s, &v) < 0)
-		return -1;
-	while (*s == ' ')
-		s++;
-	for (const struct unit *u = units; u->name; u++) {
-		size_t n = strlen(u->name);
-		if (strncmp(s, u->name, n) == 0 && !isalpha((unsigned char)s[n]) && s[n] != '/') {
-			*out = v * u->mult;
-			*sp = s + n;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-int config_parse_duration(const char *s, int64_t *ms)
-{
-	static const struct unit units[] = {
-		{ "ms", 1 }, { "min", MIN_MS }, { "s", SEC_MS }, { "m", MIN_MS },
-		{ "h", HOUR_MS }, { "d", DAY_MS }, { NULL, 0 },
-	};
-	double total = 0, v;
-	int parts = 0;
-
-	if (!s || !*s)
-		return -1;
-	if (strcmp(s, "0") == 0) {
-		*ms = 0;
-		return 0;
-	}
-	/* "1h30m" as well as "90m" */
-	while (*s) {
-		if (num_unit(&s, units, &v) < 0)
-			return -1;
-		total += v;
-		parts++;
-		while (*s == ' ')
-			s++;
-	}
-	if (!parts || total > 1e15)
-		return -1;
-	*ms = (int64_t)llround(total);
-	return 0;
-}
-
-int config_parse_size(const char *s, uint64_t *bytes)
-{
-	static const struct unit units[] = {
-		{ "KiB", 1024.0 }, { "MiB", 1048576.0 }, { "GiB", 1073741824.0 },
-		{ "TiB", 1099511627776.0 }, { "kB", 1e3 }, { "KB", 1e3 }, { "MB", 1e6 },
-		{ "GB", 1e9 }, { "TB", 1e12 }, { "B", 1 }, { NULL, 0 },
-	};
-	const char *p = s;
-	double v;
-
-	if (!s || !*s)
-		return -1;
-	if (num_unit(&p, units, &v) == 0) {
-		if (*p)
-			return -1;
-	} else {
-		/* a bare whole number is bytes */
-		p = s;
-		if (num_prefix(&p, &v) < 0 || *p || strchr(s, '.'))
-			return -1;
-	}
-	if (v > 1.8e19)
-		return -1;
-	*bytes = (uint64_t)floor(v);
-	return 0;
-}
-
-int config_parse_power(const char *s, double *watts)
-{
-	static const struct unit units[] = {
-		{ "kW", 1e3 }, { "KW", 1e3 }, { "MW", 1e6 }, { "W", 1 }, { NULL, 0 },
-	};
-	double v;
-
-	if (!s || num_unit(&s, units, &v) < 0 || *s)
-		return -1;
-	*watts = v;
-	return 0;
-}
-
-int config_parse_time_of_day(const char *s, int *secs)
-{
-	int h = 0, m, sec = 0, nd = 0;
-
-	if (!s)
-		return -1;
-	while (isdigit((unsigned char)*s) && nd < 2) {
-		h = h * 10 + (*s++ - '0');
-		nd++;
-	}
-	if (nd == 0 || *s++ != ':')
-		return -1;
-	if (!isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]))
-		return -1;
-	m = (s[0] - '0') * 10 + (s[1] - '0');
-	s += 2;
-	if (*s == ':') {
-		s++;
-		if (!isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]))
-			return -1;
-		sec = (s[0] - '0') * 10 + (s[1] - '0');
-		s += 2;
-	}
-	if (*s || m > 59 || sec > 59)
-		return -1;
-	/* 24:00 is the end of the day, for a window that runs to midnight */
-	if (h > 24 || (h == 24 && (m || sec)))
-		return -1;
-	*secs = h * 3600 + m * 60 + sec;
-	return 0;
-}
-
-int config_id_valid(const char *s)
-{
-	size_t n = 0;
-
-	if (!s)
-		return 0;
-	for (; s[n]; n++) {
-		unsigned char ch = (unsigned char)s[n];
-		if (!isalnum(ch) || ch > 0x7f)
-			if (ch != '_' && ch != '-')
-				return 0;
-	}
-	return n > 0 && n < ID_MAX;
-}
-
-/*
- * Decimal or 0x hex, with an optional sign for decimal. A number too big for 64 bits
- * saturates, so that the caller's range check names it as out of range.
- */
-static int parse_int(const char *s, int64_t *out)
-{
-	char *end;
-	long long v;
-	unsigned long long u;
-
-	errno = 0;
-	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-		if (!isxdigit((unsigned char)s[2]))
-			return -1;
-		u = strtoull(s + 2, &end, 16);
-		if (*end || (errno && errno != ERANGE))
-			return -1;
-		*out = u > INT64_MAX ? INT64_MAX : (int64_t)u;
-		return 0;
-	}
-	if (!isdigit((unsigned char)s[s[0] == '-' || s[0] == '+']))
-		return -1;
-	v = strtoll(s, &end, 10);
-	if (*end || (errno && errno != ERANGE))
-		return -1;
-	*out = v; /* LLONG_MAX or LLONG_MIN on overflow */
-	return 0;
-}
-
-/* A finite decimal number: [+-]digits[.digits][e[+-]digits], or .5 */
-static int parse_num(const char *s, double *out)
-{
-	char *end;
-	double v;
-	const char *p = s;
-
-	if (*p == '+' || *p == '-')
-		p++;
-	if (!isdigit((unsigned char)*p) && !(*p == '.' && isdigit((unsigned char)p[1])))
-		return -1;
-	for (const char *t = p; *t; t++)
-		if (!isdigit((unsigned char)*t) && !strchr(".eE+-", *t))
-			return -1;
-	errno = 0;
-	v = strtod(s, &end);
-	if (*end || !isfinite(v))
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static int parse_bool(const char *s, bool *out)
-{
-	static const char *const yes[] = { "true", "yes", "on", NULL };
-	static const char *const no[] = { "false", "no", "off", NULL };
-
-	for (int i = 0; yes[i]; i++) {
-		if (strcasecmp(s, yes[i]) == 0) {
-			*out = true;
-			return 0;
-		}
-		if (strcasecmp(s, no[i]) == 0) {
-			*out = false;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-/* For messages: 1d, 2h, 5m, 60s, 500ms (a minute reads better as 60s in a range). */
-static const char *fmt_ms(int64_t ms, char *buf, size_t len)
-{
-	if (ms == 0)
-		snprintf(buf, len, "0");
-	else if (ms % DAY_MS == 0)
-		snprintf(buf, len, "%lldd", (long long)(ms / DAY_MS));
-	else if (ms && ms % HOUR_MS == 0)
-		snprintf(buf, len, "%lldh", (long long)(ms / HOUR_MS));
-	else if (ms > MIN_MS && ms % MIN_MS == 0)
-		snprintf(buf, len, "%lldm", (long long)(ms / MIN_MS));
-	else if (ms && ms % SEC_MS == 0)
-		snprintf(buf, len, "%llds", (long long)(ms / SEC_MS));
-	else
-		snprintf(buf, len, "%lldms", (long long)ms);
-	return buf;
-}
-
-static const char *fmt_size(uint64_t b, char *buf, size_t len)
-{
-	if (b && b % (1024ull * MIB) == 0)
-		snprintf(buf, len, "%lluGiB", (unsigned long long)(b / (1024ull * MIB)));
-	else if (b && b % MIB == 0)
-		snprintf(buf, len, "%lluMiB", (unsigned long long)(b / MIB));
-	else if (b && b % 1024 == 0)
-		snprintf(buf, len, "%lluKiB", (unsigned long long)(b / 1024));
-	else
-		snprintf(buf, len, "%lluB", (unsigned long long)b);
-	return buf;
-}
-
 /* ---- names -------------------------------------------------------------------------- */
 
 struct enumval {
@@ -1340,13 +1071,13 @@ static void key_apply(struct ctx *c, const struct key *k, yaml_node_t *v, void *
 			memcpy(p, s, strlen(s) + 1);
 		break;
 	case K_BOOL:
-		if (parse_bool(s, &bv) < 0)
+		if (config_parse_bool(s, &bv) < 0)
 			c_err(c, v, "%s '%s' is not true or false", name, q(c, s));
 		else
 			*(bool *)p = bv;
 		break;
 	case K_INT:
-		if (parse_int(s, &iv) < 0)
+		if (config_parse_int(s, &iv) < 0)
 			c_err(c, v, "%s '%s' is not a whole number", name, q(c, s));
 		else if (iv < (int64_t)k->min || (k->max > 0 && iv > (int64_t)k->max))
 			c_err(c, v, "%s %s is out of range (expected %s%.0f%s%.0f)", name, q(c, s),
@@ -1356,7 +1087,7 @@ static void key_apply(struct ctx *c, const struct key *k, yaml_node_t *v, void *
 			store_uint(p, k->size, (uint64_t)iv);
 		break;
 	case K_NUM:
-		if (parse_num(s, &dv) < 0) {
+		if (config_parse_number(s, &dv) < 0) {
 			c_err(c, v, "%s '%s' is not a number", name, q(c, s));
 		} else if ((k->flags & KF_NONZERO) && dv == 0) {
 			c_err(c, v, "%s must not be 0", name);
@@ -1377,11 +1108,11 @@ static void key_apply(struct ctx *c, const struct key *k, yaml_node_t *v, void *
 		else if (iv < (int64_t)k->min || (k->max > 0 && iv > (int64_t)k->max)) {
 			if (k->max > 0)
 				c_err(c, v, "%s %s is out of range (expected %s..%s)", name, q(c, s),
-				      fmt_ms((int64_t)k->min, a, sizeof a),
-				      fmt_ms((int64_t)k->max, b, sizeof b));
+				      config_format_duration((int64_t)k->min, a, sizeof a),
+				      config_format_duration((int64_t)k->max, b, sizeof b));
 			else
 				c_err(c, v, "%s %s is too short (expected at least %s)", name, q(c, s),
-				      fmt_ms((int64_t)k->min, a, sizeof a));
+				      config_format_duration((int64_t)k->min, a, sizeof a));
 		} else
 			*(int64_t *)p = iv;
 		break;
@@ -1391,7 +1122,7 @@ static void key_apply(struct ctx *c, const struct key *k, yaml_node_t *v, void *
 			      "512MiB, 2GiB)", name, q(c, s));
 		else if (uv < (uint64_t)k->min || (k->max > 0 && uv > (uint64_t)k->max))
 			c_err(c, v, "%s %s is too small (expected at least %s)", name, q(c, s),
-			      fmt_size((uint64_t)k->min, a, sizeof a));
+			      config_format_size((uint64_t)k->min, a, sizeof a));
 		else
 			*(uint64_t *)p = uv;
 		break;
@@ -1643,7 +1374,7 @@ static void qos_fn(struct ctx *c, const struct key *k, yaml_node_t *v, void *obj
 
 	if (!s)
 		return;
-	if (parse_int(s, &n) < 0)
+	if (config_parse_int(s, &n) < 0)
 		c_err(c, v, "%s '%s' is not a whole number (expected 1 or 2)", name, q(c, s));
 	else if (n == 0)
 		c_err(c, v, "%s 0 is not allowed: the outbox deletes a reading only when the broker "
@@ -1735,7 +1466,7 @@ static void uplink_parse(struct ctx *root, yaml_node_t *m)
 		   &u->password_file, true);
 	if ((v = seen_of(uplink_keys, seen, "tls"))) {
 		/* tls: true (the system's CAs), or a block naming the files */
-		if (v->type == YAML_SCALAR_NODE && !is_null(v) && parse_bool(sval(v), &b) == 0) {
+		if (v->type == YAML_SCALAR_NODE && !is_null(v) && config_parse_bool(sval(v), &b) == 0) {
 			u->tls = b;
 		} else if (is_map(&c, v, "tls")) {
 			u->tls = true;
@@ -1794,7 +1525,7 @@ static void baud_fn(struct ctx *c, const struct key *k, yaml_node_t *v, void *ob
 
 	if (!s)
 		return;
-	if (parse_int(s, &n) < 0) {
+	if (config_parse_int(s, &n) < 0) {
 		c_err(c, v, "%s '%s' is not a whole number", name, q(c, s));
 		return;
 	}
@@ -2400,7 +2131,7 @@ static void device_parse(struct ctx *root, yaml_node_t *m, size_t idx)
 		bool serial = bus >= 0 && cfg->buses[bus].kind != BUS_TCP;
 		int lo = serial ? 1 : 0, hi = serial ? 247 : 255;
 		int64_t n;
-		if (parse_int(s, &n) < 0)
+		if (config_parse_int(s, &n) < 0)
 			c_err(&c, v, "unit_id '%s' is not a whole number", q(&c, s));
 		else if (n < lo || n > hi)
 			c_err(&c, v, "unit_id %s is out of range%s%s (expected %d..%d)", q(&c, s),
@@ -2559,9 +2290,9 @@ static void value_fn(struct ctx *c, const struct key *k, yaml_node_t *v, void *o
 
 	if (!s)
 		return;
-	if (parse_bool(s, &b) == 0)
+	if (config_parse_bool(s, &b) == 0)
 		*p = b;
-	else if (parse_num(s, p) < 0)
+	else if (config_parse_number(s, p) < 0)
 		c_err(c, v, "%s '%s' is not a number", name, q(c, s));
 }
 
