@@ -1612,8 +1612,10 @@ static void bus_parse(struct ctx *root, yaml_node_t *m, size_t idx)
 	keys_walk(&c, m, bus_keys, b, seen);
 
 	if ((v = seen_of(bus_keys, seen, "id")) && b->id[0]) {
-		ld->bus_idloc[idx] = (struct src_loc){ root->d->file, (int)v->start_mark.line + 1,
-						       (int)v->start_mark.column + 1 };
+		/* by bus, not by list item: an item that is not a mapping makes no bus */
+		ld->bus_idloc[cfg->nbuses - 1] = (struct src_loc){
+			root->d->file, (int)v->start_mark.line + 1, (int)v->start_mark.column + 1
+		};
 		for (size_t i = 0; i + 1 < cfg->nbuses; i++)
 			if (strcmp(cfg->buses[i].id, b->id) == 0) {
 				c_err(&c, v, "duplicate bus id '%s' (first at line %d)", q(&c, b->id),

@@ -883,6 +883,33 @@ static void test_duplicate_ids(void **state)
 	EXPECT_ERRORS("duplicate-ids.yaml", msgs_duplicate_ids);
 }
 
+/* An item that is not a mapping makes no bus: the repeat still names the first id's line. */
+static void test_duplicate_id_after_a_bad_item(void **state)
+{
+	static const char text[] = "gateway: { id: gw }\n"
+				   "uplink: { host: broker.example }\n"
+				   "buses:\n"
+				   "  - junk\n"
+				   "  - id: a\n"
+				   "    tcp: { host: 127.0.0.1 }\n"
+				   "  - id: a\n"
+				   "    tcp: { host: 127.0.0.2 }\n";
+	static const char *const want[] = {
+		FIX "dup.yaml:4:5: buses[0] must be a mapping (key: value lines), not the value 'junk'",
+		FIX "dup.yaml:7:9: buses[2] (a): duplicate bus id 'a' (first at line 5)",
+	};
+	struct config_diag d;
+
+	(void)state;
+	assert_null(config_load_buffer(FIX "dup.yaml", text, sizeof text - 1, &fix_opts, &d));
+	if (d.n != 2 || strcmp(d.msgs[0], want[0]) || strcmp(d.msgs[1], want[1]))
+		print_diag("dup.yaml", &d);
+	assert_int_equal(d.n, 2);
+	assert_string_equal(d.msgs[0], want[0]);
+	assert_string_equal(d.msgs[1], want[1]);
+	config_diag_free(&d);
+}
+
 static void test_bad_ids(void **state)
 {
 	(void)state;
@@ -1312,6 +1339,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_types),
 		cmocka_unit_test(test_out_of_range),
 		cmocka_unit_test(test_duplicate_ids),
+		cmocka_unit_test(test_duplicate_id_after_a_bad_item),
 		cmocka_unit_test(test_bad_ids),
 		cmocka_unit_test(test_points),
 		cmocka_unit_test(test_overlaps),
