@@ -8,6 +8,23 @@
  * structs filled here), nor read a device or a file. It runs after the buses and devices
  * are read, so that every reference can be resolved.
  *
+ * How to add a key to a rule kind, for example night.min_nights to leakage rules:
+ *   1. a field in struct rule_cfg (daemon/config.h), its meaning and default said there;
+ *   2. a row in the kind's table below (night_keys for night:, leakage_keys for a key of
+ *      its own): name, type (K_NUM, K_DUR, K_INT, K_BOOL, ...: config_int.h), the field
+ *      (OFF), the range (min, max and KF_ flags), KF_REQ when it must be given, HAS()
+ *      when the engine must know whether it was. A value with a syntax of its own gets
+ *      a K_FN row and a function that parses it (tod_fn, power_fn). The walk reads,
+ *      range-checks and stores the value, and reports it when it is not one;
+ *   3. its default in rule_defaults(), unless it is 0;
+ *   4. a check across keys, if it has one, in the block's or kind's check function
+ *      (night_check, leakage_check), where keys_seen(night_keys, seen, "min_nights")
+ *      is the node a message points at;
+ *   5. docs/alerts.md and docs/configuration.md, and a test in tests/unit/test_config.c.
+ * A key given in a file but missing from the table is reported as unknown (or as
+ * another kind's), so a forgotten row shows at once. A table holds at most KEYS_MAX
+ * rows: KEY_TABLE_FITS stops the build beyond that.
+ *
  * Ranges:
  *   rule for                      0..7d;  hysteresis >= 0
  *   leakage window                1h..31d;  max_loss_ratio 0 < x < 1
@@ -328,6 +345,30 @@ static void actions_parse(struct scope *scope, yaml_node_t *list, const char *ke
 
 /* ---- rule kinds ----------------------------------------------------------------------- */
 
+/* What a rule holds before its keys are read: the default of every key that is not 0. */
+static void rule_defaults(struct rule_cfg *rule)
+{
+	*rule = (struct rule_cfg){
+		.kind = -1,
+		.severity = SEV_YELLOW,
+		/* waterlogging */
+		.spike = NAN,                   /* the lowest level given, or rise.by */
+		/* leakage */
+		.window_ms = DAY_MS,
+		.max_loss_ratio = 0.085,        /* when outflow: is given */
+		.night_baseline = 7,
+		.night_ratio = 0.1,
+		.burst_ratio = 0.5,
+		.burst_for_ms = HOUR_MS,
+		.burst_days = 7,
+		/* pv */
+		.min_output_ratio = 0.1,
+		.peer_ratio = 0.5,
+	};
+	for (int grade = 0; grade < 5; grade++)
+		rule->levels[grade] = NAN;  /* a grade without a level */
+}
+
 static void tod_fn(struct scope *scope, const struct key *key, yaml_node_t *value, void *obj)
 {
 	const char *name = scope_key(scope, key->name);
@@ -495,6 +536,23 @@ static const struct key daylight_keys[] = {
 };
 KEY_TABLE_FITS(daylight_keys);
 
+/*
+ * A block of a rule (levels:, night:, ...) given at value: walk it against keys into
+ * rule, its keys named "NAME." in messages, and return true; false when it is not a
+ * mapping (which is said). seen[] as for keys_walk.
+ */
+static bool rule_block(struct scope *scope, yaml_node_t *value, const char *name,
+		       const struct key *keys, struct rule_cfg *rule, yaml_node_t **seen)
+{
+	struct scope block;
+
+	if (!scope_expect_map(scope, value, name))
+		return false;
+	scope_nest(&block, scope, loader_text(scope->loader, "%s.", name));
+	keys_walk(&block, value, keys, rule, seen);
+	return true;
+}
+
 typedef void rule_check_fn(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
 			   struct rule_cfg *rule);
 static rule_check_fn threshold_check, waterlogging_check, leakage_check, pv_check;
@@ -553,12 +611,31 @@ static void threshold_check(struct scope *scope, yaml_node_t *map, yaml_node_t *
 			    rule->below);
 }
 
+/* levels: each given grade above the one before it */
+static void levels_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
+			 const struct rule_cfg *rule)
+{
+	int last = 0;
+
+	for (int grade = SEV_BLUE; grade <= SEV_RED; grade++) {
+		yaml_node_t *value = keys_seen(levels_keys, seen, severity_name(grade));
+		if (!value || isnan(rule->levels[grade]))
+			continue;
+		if (last && rule->levels[grade] <= rule->levels[last])
+			scope_error(scope, value, "levels.%s %g must be higher than levels.%s %g (the "
+				    "grades rise: blue, yellow, orange, red)", severity_name(grade),
+				    rule->levels[grade], severity_name(last), rule->levels[last]);
+		last = grade;
+	}
+	if (!node_map_len(map))
+		scope_error(scope, map, "levels needs at least one of blue, yellow, orange, red");
+}
+
 static void waterlogging_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
 			       struct rule_cfg *rule)
 {
 	yaml_node_t *value, *block_seen[KEYS_MAX];
 	const struct point_def *def;
-	struct scope block;
 	bool bad;
 
 	if ((value = keys_seen(waterlogging_keys, seen, "point"))) {
@@ -568,46 +645,35 @@ static void waterlogging_check(struct scope *scope, yaml_node_t *map, yaml_node_
 			check_unit(scope, value, "point", &rule->point, def, true);
 	}
 	if ((value = keys_seen(waterlogging_keys, seen, "levels")) &&
-	    scope_expect_map(scope, value, "levels")) {
-		int last = 0;
-		scope_nest(&block, scope, "levels.");
-		keys_walk(&block, value, levels_keys, rule, block_seen);
-		for (int grade = SEV_BLUE; grade <= SEV_RED; grade++) {
-			if (!block_seen[grade - 1] || isnan(rule->levels[grade]))
-				continue;
-			if (last && rule->levels[grade] <= rule->levels[last])
-				scope_error(scope, block_seen[grade - 1], "levels.%s %g must be higher "
-					    "than levels.%s %g (the grades rise: blue, yellow, orange, "
-					    "red)", severity_name(grade), rule->levels[grade],
-					    severity_name(last), rule->levels[last]);
-			last = grade;
-		}
-		if (!node_map_len(value))
-			scope_error(scope, value, "levels needs at least one of blue, yellow, orange, "
-				    "red");
-	}
+	    rule_block(scope, value, "levels", levels_keys, rule, block_seen))
+		levels_check(scope, value, block_seen, rule);
 	if ((value = keys_seen(waterlogging_keys, seen, "rise")) &&
-	    scope_expect_map(scope, value, "rise")) {
-		scope_nest(&block, scope, "rise.");
-		keys_walk(&block, value, rise_keys, rule, block_seen);
+	    rule_block(scope, value, "rise", rise_keys, rule, block_seen))
 		rule->has_rise = true;
-	}
 	if ((value = keys_seen(waterlogging_keys, seen, "stuck")) &&
-	    scope_expect_map(scope, value, "stuck")) {
-		scope_nest(&block, scope, "stuck.");
-		keys_walk(&block, value, stuck_keys, rule, block_seen);
+	    rule_block(scope, value, "stuck", stuck_keys, rule, block_seen))
 		rule->has_stuck = true;
-	}
 	if (!keys_seen(waterlogging_keys, seen, "levels") &&
 	    !keys_seen(waterlogging_keys, seen, "rise"))
 		scope_error(scope, map, "a waterlogging rule needs levels: (or rise:)");
+}
+
+/* night: the zone's lowest flow of the night, against max_flow and/or past nights */
+static void night_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
+			const struct rule_cfg *rule)
+{
+	if (rule->night_from_s >= 0 && rule->night_from_s == rule->night_to_s)
+		scope_error(scope, keys_seen(night_keys, seen, "to"), "night.to is the same time as "
+			    "night.from: the window is empty");
+	if (!rule->has_night_max_flow && rule->night_baseline == 0)
+		scope_error(scope, map, "night needs max_flow:, a baseline: of at least 1 night, or "
+			    "both");
 }
 
 static void leakage_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
 			  struct rule_cfg *rule)
 {
 	yaml_node_t *value, *block_seen[KEYS_MAX];
-	struct scope block;
 
 	(void)map;
 	if ((value = keys_seen(leakage_keys, seen, "inflow")))
@@ -620,25 +686,17 @@ static void leakage_check(struct scope *scope, yaml_node_t *map, yaml_node_t **s
 			    "outflow: too");
 	if (keys_seen(leakage_keys, seen, "outflow"))
 		rule->has_max_loss_ratio = true; /* the plan's 8.5 % unless given */
-	if ((value = keys_seen(leakage_keys, seen, "night")) &&
-	    scope_expect_map(scope, value, "night")) {
-		scope_nest(&block, scope, "night.");
-		rule->night_from_s = rule->night_to_s = -1; /* -1 until parsed */
-		keys_walk(&block, value, night_keys, rule, block_seen);
-		rule->has_night = true;
-		if (rule->night_from_s >= 0 && rule->night_from_s == rule->night_to_s)
-			scope_error(scope, block_seen[1], "night.to is the same time as night.from: "
-				    "the window is empty");
-		if (!rule->has_night_max_flow && rule->night_baseline == 0)
-			scope_error(scope, value, "night needs max_flow:, a baseline: of at least 1 "
-				    "night, or both");
+	if ((value = keys_seen(leakage_keys, seen, "night"))) {
+		/* -1 until parsed: a from or to that does not parse is not compared */
+		rule->night_from_s = rule->night_to_s = -1;
+		if (rule_block(scope, value, "night", night_keys, rule, block_seen)) {
+			rule->has_night = true;
+			night_check(scope, value, block_seen, rule);
+		}
 	}
 	if ((value = keys_seen(leakage_keys, seen, "burst")) &&
-	    scope_expect_map(scope, value, "burst")) {
-		scope_nest(&block, scope, "burst.");
-		keys_walk(&block, value, burst_keys, rule, block_seen);
+	    rule_block(scope, value, "burst", burst_keys, rule, block_seen))
 		rule->has_burst = true;
-	}
 }
 
 /* inverter: a device id; -1 when it is not one. */
@@ -666,7 +724,6 @@ static void pv_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
 {
 	const struct config *cfg = scope->loader->cfg;
 	yaml_node_t *value, *block_seen[KEYS_MAX];
-	struct scope block;
 	long di;
 
 	if ((value = keys_seen(pv_keys, seen, "inverter")) && (di = pv_inverter(scope, value)) >= 0) {
@@ -705,16 +762,16 @@ static void pv_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
 	    !keys_seen(pv_keys, seen, "power"))
 		scope_error(scope, map, "inverter %s is not a SunSpec device: give power: (its AC "
 			    "power point)", cfg->devices[rule->inverter].id);
-	if ((value = keys_seen(pv_keys, seen, "daylight")) &&
-	    scope_expect_map(scope, value, "daylight")) {
-		scope_nest(&block, scope, "daylight.");
-		rule->daylight_from_s = rule->daylight_to_s = -1; /* -1 until parsed */
-		keys_walk(&block, value, daylight_keys, rule, block_seen);
-		rule->has_daylight = true;
-		if (rule->daylight_from_s >= 0 && rule->daylight_to_s >= 0 &&
-		    rule->daylight_from_s >= rule->daylight_to_s)
-			scope_error(scope, block_seen[1], "daylight.to must be later than "
-				    "daylight.from");
+	if ((value = keys_seen(pv_keys, seen, "daylight"))) {
+		/* -1 until parsed: a from or to that does not parse is not compared */
+		rule->daylight_from_s = rule->daylight_to_s = -1;
+		if (rule_block(scope, value, "daylight", daylight_keys, rule, block_seen)) {
+			rule->has_daylight = true;
+			if (rule->daylight_from_s >= 0 && rule->daylight_to_s >= 0 &&
+			    rule->daylight_from_s >= rule->daylight_to_s)
+				scope_error(scope, keys_seen(daylight_keys, block_seen, "to"),
+					    "daylight.to must be later than daylight.from");
+		}
 	}
 }
 
@@ -755,12 +812,7 @@ void parse_rule(struct scope *root, yaml_node_t *map, size_t index)
 	if (!scope_open_item(&scope, root, map, "alerts", index))
 		return;
 	cfg->nrules++;
-	*rule = (struct rule_cfg){ .kind = -1, .severity = SEV_YELLOW, .window_ms = DAY_MS,
-				   .max_loss_ratio = 0.085, .min_output_ratio = 0.1, .spike = NAN,
-				   .night_baseline = 7, .night_ratio = 0.1, .burst_ratio = 0.5,
-				   .burst_for_ms = HOUR_MS, .burst_days = 7, .peer_ratio = 0.5 };
-	for (int grade = 0; grade < 5; grade++)
-		rule->levels[grade] = NAN;
+	rule_defaults(rule);
 	rule->loc = node_loc(root->doc, map);
 	scope.foreign = rule_foreign;
 	scope.kind = -1;
