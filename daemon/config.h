@@ -197,7 +197,7 @@ void config_diag_free(struct config_diag *d);
 
 /*
  * Read one device profile by name, for sluice-sim and sluicectl (which do not call
- * libyaml). It is searched for as config.c does for a config: config_dir/devices/NAME.yaml
+ * libyaml). It is searched for as config_load does for a config: config_dir/devices/NAME.yaml
  * (skipped when config_dir is NULL), then opts->profile_path / $SLUICE_PROFILE_PATH /
  * SLUICE_DATADIR "/devices". On success (0) *points (malloc'ed, the caller frees it with
  * free()) holds *npoints points and *display_name (malloc'ed, may be NULL) the profile's
