@@ -24,7 +24,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import wait_for  # noqa: E402
+import harness  # noqa: E402
+from harness import Site, wait_for  # noqa: E402
 from test_store_forward import ctl_status, fast_site, seq_payloads  # noqa: E402
 
 RULE = ("alerts:\n"
@@ -43,64 +44,63 @@ def log_has(d, text):
 
 
 def full_episode(name, make_full, make_room, setup=None, cleanup=None):
-    site, cfg = fast_site(name, ndev=6, interval="100ms")
+    site = Site(name)
     data = os.path.join(site.dir, "data")
     try:
-        if setup:
-            setup(data)
-        site.start_sim(["--config", cfg])
-        site.start_subscriber("it/gw1/#")
-        d = site.start_daemon(cfg)
-        wait_for(lambda: len(seq_payloads(site)) > 60, 30, "first telemetry")
+        with site:
+            cfg = fast_site(site, ndev=6, interval="100ms")
+            if setup:
+                setup(data)
+            site.start_sim(["--config", cfg])
+            site.start_subscriber("it/gw1/#")
+            d = site.start_daemon(cfg)
+            wait_for(lambda: len(seq_payloads(site)) > 60, 30, "first telemetry")
 
-        make_full(data, d.pid)
-        wait_for(lambda: log_has(d, "store: cannot write"), 30, "the log to say the store fails")
-        line = [ln for ln in d.text().splitlines() if "store: cannot write" in ln][0]
-        sys.stdout.write("  %s: %s\n" % (name, line.strip()[:200]))
-        assert d.alive(), d.text()
+            make_full(data, d.pid)
+            wait_for(lambda: log_has(d, "store: cannot write"), 30,
+                     "the log to say the store fails")
+            line = [ln for ln in d.text().splitlines() if "store: cannot write" in ln][0]
+            sys.stdout.write("  %s: %s\n" % (name, line.strip()[:200]))
+            assert d.alive(), d.text()
 
-        # polling goes on: health (published directly) shows polls counting and the error
-        n0 = len(healths(site))
-        wait_for(lambda: any("store_error" in h for h in healths(site)[n0:]), 30,
-                 "a health message naming the store error")
-        h1 = [h for h in healths(site)[n0:] if "store_error" in h][0]
-        wait_for(lambda: any(h.get("polls_ok", 0) > h1["polls_ok"] + 20 and "store_error" in h
-                             for h in healths(site)[n0:]), 30, "polls going on while full")
+            # polling goes on: health (published directly) shows polls counting and the error
+            n0 = len(healths(site))
+            wait_for(lambda: any("store_error" in h for h in healths(site)[n0:]), 30,
+                     "a health message naming the store error")
+            h1 = [h for h in healths(site)[n0:] if "store_error" in h][0]
+            wait_for(lambda: any(h.get("polls_ok", 0) > h1["polls_ok"] + 20 and "store_error" in h
+                                 for h in healths(site)[n0:]), 30, "polls going on while full")
 
-        # alerting goes on: a rule added now fires at once, while nothing can be stored
-        with open(cfg) as f:
-            text = f.read()
-        with open(cfg, "w") as f:
-            f.write(text + RULE)
-        d.send(signal.SIGHUP)
-        wait_for(lambda: log_has(d, "alert fm1-high/"), 30, "the alert to fire while full")
-        assert not [t for t, _ in site.messages() if "/alert/fm1-high/" in t], \
-            "an alert was published before it was stored"
+            # alerting goes on: a rule added now fires at once, while nothing can be stored
+            with open(cfg) as f:
+                text = f.read()
+            with open(cfg, "w") as f:
+                f.write(text + RULE)
+            d.send(signal.SIGHUP)
+            wait_for(lambda: log_has(d, "alert fm1-high/"), 30, "the alert to fire while full")
+            assert not [t for t, _ in site.messages() if "/alert/fm1-high/" in t], \
+                "an alert was published before it was stored"
 
-        make_room(data, d.pid)
-        wait_for(lambda: log_has(d, "store: writing again"), 30, "the store to write again")
-        wait_for(lambda: [t for t, _ in site.messages() if "/alert/fm1-high/" in t], 30,
-                 "the held alert to be delivered")
-        n1 = len(healths(site))
-        wait_for(lambda: any("store_error" not in h for h in healths(site)[n1:]), 30,
-                 "health without the error")
-        assert d.alive(), d.text()
+            make_room(data, d.pid)
+            wait_for(lambda: log_has(d, "store: writing again"), 30, "the store to write again")
+            wait_for(lambda: [t for t, _ in site.messages() if "/alert/fm1-high/" in t], 30,
+                     "the held alert to be delivered")
+            n1 = len(healths(site))
+            wait_for(lambda: any("store_error" not in h for h in healths(site)[n1:]), 30,
+                     "health without the error")
+            assert d.alive(), d.text()
 
-        rc = site.stop("sluiced", signal.SIGTERM, timeout=15)
-        assert rc == 0, "sluiced exit %s:\n%s" % (rc, d.text())
-        st = ctl_status(site, cfg)
-        last = st["last_seq"]
-        want = set(range(1, last + 1))
-        wait_for(lambda: not (want - set(seq_payloads(site))), 30,
-                 "all %d seqs at the subscriber" % last)
-        assert healths(site)[-1]["not_stored"] == 0, healths(site)[-1]
-        assert st["dropped"] == 0, st
-        sys.stdout.write("  %s: %d seqs, all delivered, none dropped\n" % (name, last))
-    except Exception:
-        site.failed = True
-        raise
+            rc = site.stop("sluiced", signal.SIGTERM, timeout=15)
+            assert rc == 0, "sluiced exit %s:\n%s" % (rc, d.text())
+            st = ctl_status(site, cfg)
+            last = st["last_seq"]
+            want = set(range(1, last + 1))
+            wait_for(lambda: not (want - set(seq_payloads(site))), 30,
+                     "all %d seqs at the subscriber" % last)
+            assert healths(site)[-1]["not_stored"] == 0, healths(site)[-1]
+            assert st["dropped"] == 0, st
+            sys.stdout.write("  %s: %d seqs, all delivered, none dropped\n" % (name, last))
     finally:
-        site.close()
         if cleanup:
             cleanup(data)
 
@@ -174,10 +174,10 @@ def asides(data):
 
 
 def test_damaged_database_at_start():
-    site, cfg = fast_site("damaged", ndev=3, interval="100ms")
-    data = os.path.join(site.dir, "data")
-    db = os.path.join(data, "sluice.db")
-    try:
+    with Site("damaged") as site:
+        cfg = fast_site(site, ndev=3, interval="100ms")
+        data = os.path.join(site.dir, "data")
+        db = os.path.join(data, "sluice.db")
         site.start_sim(["--config", cfg])
         site.start_subscriber("it/gw1/#")
         d = site.start_daemon(cfg)
@@ -238,14 +238,7 @@ def test_damaged_database_at_start():
         assert len(asides(data)) == 2, asides(data)
         sys.stdout.write("  damaged: seqs %d -> %d (pages) -> %d.. (junk); copies kept: %s\n"
                          % (last1, last2, min(new), ", ".join(asides(data))))
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 if __name__ == "__main__":
-    from harness import run_tests
-    sys.exit(run_tests([test_file_system_full, test_file_size_limit,
-                        test_damaged_database_at_start]))
+    harness.main()

@@ -220,6 +220,4 @@ def test_install_layout():
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_man_pages, test_verify_installed_unit, test_verify_catches_a_missing_binary,
-                                test_unit_settings, test_security_exposure,
-                                test_sysusers_and_tmpfiles, test_install_layout]))
+    harness.main()
