@@ -163,7 +163,7 @@ class Site:
                 "persistence_location %s\n"
                 "autosave_interval 1\n"
                 # the default 1000 silently drops messages to a subscriber that lags
-                # behind a drain (DESIGN.md, test mechanics)
+                # behind a drain
                 "max_queued_messages 0\n"
                 "max_inflight_messages 100\n"
                 "log_type error\nlog_type warning\nlog_type notice\n" % (self.broker_port, persist)
