@@ -3000,7 +3000,11 @@ static void leakage_post(struct ctx *c, yaml_node_t *m, yaml_node_t **seen, stru
 		r->has_night = true;
 		if (r->night_from_s >= 0 && r->night_from_s == r->night_to_s)
 			c_err(c, ns[1], "night.to is the same time as night.from: the window is empty");
-		if (!r->has_night_max_flow && r->night_baseline == 0)
+		/* a night check that names the keys of the nightly verdict gets that verdict */
+		r->night_legacy = seen_of(night_keys, ns, "baseline") || seen_of(night_keys, ns, "ratio") ||
+				  seen_of(night_keys, ns, "by") || seen_of(night_keys, ns, "weekly") ||
+				  seen_of(night_keys, ns, "max_flow");
+		if (r->night_legacy && !r->has_night_max_flow && r->night_baseline == 0)
 			c_err(c, v, "night needs max_flow:, a baseline: of at least 1 night, or both");
 	}
 	if ((v = seen_of(leakage_keys, seen, "burst")) && is_map(c, v, "burst")) {
@@ -3089,7 +3093,9 @@ static void rule_parse(struct ctx *root, yaml_node_t *m, size_t idx)
 	cfg->nrules++;
 	*r = (struct rule_cfg){ .kind = -1, .severity = SEV_YELLOW, .window_ms = DAY_MS,
 				.max_loss_ratio = 0.085, .min_output_ratio = 0.1, .spike = NAN,
-				.night_baseline = 7, .night_ratio = 0.1, .burst_ratio = 0.5,
+				.night_baseline = 7, .night_ratio = 0.1, .night_allowance = 1.5,
+				.night_decision = 6, .night_learn = 21, .night_pump_steps = true,
+				.burst_ratio = 0.5,
 				.burst_for_ms = HOUR_MS, .burst_days = 7, .peer_ratio = 0.5 };
 	for (int g = 0; g < 5; g++)
 		r->levels[g] = NAN;
@@ -3426,6 +3432,7 @@ void config_free(struct config *cfg)
 		free(cfg->rules[i].name);
 		free(cfg->rules[i].inflow);
 		free(cfg->rules[i].outflow);
+		free(cfg->rules[i].night_exclude);
 		free(cfg->rules[i].on_fire);
 		free(cfg->rules[i].on_resolve);
 	}
