@@ -4,7 +4,7 @@
  * notes and a summary go to stderr.
  *
  *   sluicectl replay --config FILE --csv DATA.csv [--map COLUMN=device.point]...
- *                    [--from T] [--to T] [--quiet]
+ *                    [--from T] [--to T] [--quiet] [--explain]
  */
 #include "replay.h"
 
@@ -22,14 +22,16 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: sluicectl replay --config FILE --csv DATA.csv [--map COLUMN=device.point]...\n"
-		"                        [--from TIME] [--to TIME] [--quiet]\n"
+		"                        [--from TIME] [--to TIME] [--quiet] [--explain]\n"
 		"\n"
 		"Runs recorded readings through the config's alert rules with their own\n"
 		"timestamps; prints each transition as a JSON line on stdout, a summary on stderr.\n"
 		"The CSV's header names the timestamp column (timestamp, time, or the first) and\n"
 		"device.point columns; --map names the device.point of any other column.\n"
 		"Timestamps: ISO 8601 ('T' or a space; local to gateway.timezone unless they carry\n"
-		"Z or an offset) or epoch seconds. --quiet: no notes on stderr.\n");
+		"Z or an offset) or epoch seconds. --quiet: no notes on stderr. --explain: how\n"
+		"each check decided, on stderr (a leakage zone's night values and its detector's\n"
+		"statistics, night by night), with or without --quiet.\n");
 }
 
 static double now_s(void)
@@ -48,6 +50,7 @@ int replay_main(int argc, char **argv)
 		{ "from", required_argument, NULL, 'F' },
 		{ "to", required_argument, NULL, 'T' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "explain", no_argument, NULL, 'x' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -63,7 +66,7 @@ int replay_main(int argc, char **argv)
 	int ch, rc = 1;
 
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "c:f:m:F:T:qh", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:f:m:F:T:qxh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			cfgpath = optarg;
@@ -90,6 +93,9 @@ int replay_main(int argc, char **argv)
 			break;
 		case 'q':
 			ro.log = NULL;
+			break;
+		case 'x':
+			ro.explain = stderr;
 			break;
 		case 'h':
 			usage(stdout);
