@@ -113,9 +113,11 @@ static bool near_bound(const struct night_det *d, int32_t day)
 
 /* Each weekday's offset from the week around it: the median over the kept nights of the
  * night less the median of the seven nights centred on it, leaving out weeks in which
- * the level changed. 0 until NIGHT_WD_MIN weeks of that weekday are known. */
-static void wd_offsets(const struct night_det *d, double w[7])
+ * the level changed. 0 until NIGHT_WD_MIN weeks of that weekday are known. Returns how
+ * many weekdays are known. */
+static int wd_offsets(const struct night_det *d, double w[7])
 {
+	int known = 0;
 	double dev[7][NIGHT_HIST];
 	int n[7] = { 0 };
 
@@ -132,8 +134,11 @@ static void wd_offsets(const struct night_det *d, double w[7])
 			dev[wd][n[wd]++] = d->h[i].x - median(win, k);
 		}
 	}
-	for (int wd = 0; wd < 7; wd++)
+	for (int wd = 0; wd < 7; wd++) {
 		w[wd] = n[wd] >= NIGHT_WD_MIN ? median(dev[wd], n[wd]) : 0;
+		known += n[wd] >= NIGHT_WD_MIN;
+	}
+	return known;
 }
 
 /* Weekday-adjusted values of the kept nights (all, or the anchored ones): y and day. */
@@ -432,18 +437,19 @@ int night_decide(struct alert_engine *e, struct rstate *r, struct night_det *d,
 	double w[7], y[NIGHT_HIST + 1], ref, sig, h = rc->night_decision, k = rc->night_allowance;
 	int32_t day[NIGHT_HIST + 1];
 	struct verdict v = { 0 };
-	int n, rv, wd = weekday(ob->day);
+	int n, rv, known, wd = weekday(ob->day);
 	bool ready;
 
 	if (d->nh && ob->day <= d->h[d->nh - 1].day)
 		return 0; /* decided already */
 	if ((rv = night_value(r, d, ob, &v.x, &v.how, o)) <= 0)
 		return rv;
-	wd_offsets(d, w);
+	known = wd_offsets(d, w);
 	n = adjusted(d, w, false, y, day);
 	ref = reference(d, y, day, n);
 	sig = noise(y, day, n, ref);
-	ready = d->nh >= (int)rc->night_learn && isfinite(ref);
+	/* no page before every weekday's offset is known: a town's Saturday night is no leak */
+	ready = d->nh >= (int)rc->night_learn && known == 7 && isfinite(ref);
 	add_night(d, ob->day, v.x, v.how != HOW_ON && v.how != HOW_OFF);
 	v.wd = w[wd];
 	v.level = ref;

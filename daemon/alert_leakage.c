@@ -93,6 +93,7 @@ struct leak {
 	int64_t bxcov[NBINS];       /* run signals covered (night.exclude) */
 	/* night */
 	bool in_night;
+	bool night_wait;    /* the window ended; the hour after it may still show a pump switch */
 	double night_min;
 	int night_bins;
 	int64_t night_last; /* the end of the last bin of the night */
@@ -320,8 +321,10 @@ static int night_end(struct alert_engine *e, struct rstate *r, struct alert_out 
 				.end = l->night_last, .S = l->steps.S, .ev = ev };
 
 	l->in_night = false;
+	l->night_wait = false;
 	l->night_decided = key;
-	ob.nev = ob.S > 0 ? steps_events(&l->steps, lo, l->night_last, ev, STEP_EVENTS) : 0;
+	ob.nev = ob.S > 0 ? steps_events(&l->steps, lo, l->night_last + PUMP_MARGIN_S * 1000LL, ev,
+					 STEP_EVENTS) : 0;
 	return night_decide(e, r, &l->det, l->night, &ob, o);
 }
 
@@ -335,6 +338,12 @@ static int bin_result(struct alert_engine *e, struct rstate *r, int64_t start, d
 	if (l->night) {
 		bool in = alert_in_window(tod, rc->night_from_s, rc->night_to_s);
 		int64_t key = in && !l->in_night ? night_key(rc, start) : 0;
+
+		/* a night whose window ended is decided once the hour after it is binned: a
+		 * pump that switched off then ran through the window */
+		if (l->night_wait && (in || start >= l->night_last + PUMP_MARGIN_S * 1000LL) &&
+		    night_end(e, r, o) < 0)
+			return -1;
 
 		if (in && !l->in_night && key <= l->night_decided) {
 			/* a night already decided (the clock was stepped back into it) */
@@ -357,9 +366,12 @@ static int bin_result(struct alert_engine *e, struct rstate *r, int64_t start, d
 			l->night_bins++;
 			l->night_last = start + BIN_MS;
 			night_bin(l, start, net, exc);
-		} else if (!in && l->in_night &&
-			   (rc->night_legacy ? night_done(e, r, o) : night_end(e, r, o)) < 0) {
-			return -1;
+		} else if (!in && l->in_night && rc->night_legacy) {
+			if (night_done(e, r, o) < 0)
+				return -1;
+		} else if (!in && l->in_night) {
+			l->in_night = false;
+			l->night_wait = true;
 		}
 	}
 	if (l->burst && !isnan(net)) {
@@ -581,7 +593,7 @@ static int zone_sample(struct rstate *r, int64_t ts, struct alert_out *o)
 	const struct rule_cfg *rc = r->rc;
 	struct leak *l = r->priv;
 	double q = 0;
-	int tod, from;
+	int tod, from, to;
 
 	if (!l->night || rc->night_legacy || !rc->night_pump_steps)
 		return 0;
@@ -597,7 +609,8 @@ static int zone_sample(struct rstate *r, int64_t ts, struct alert_out *o)
 			q -= l->px[k].cfg->flow;
 	tod = alert_local_tod(ts);
 	from = ((rc->night_from_s - PUMP_MARGIN_S) % 86400 + 86400) % 86400;
-	if (steps_sample(&l->steps, ts, q, alert_in_window(tod, from, rc->night_to_s)) == 1) {
+	to = (rc->night_to_s + PUMP_MARGIN_S) % 86400;
+	if (steps_sample(&l->steps, ts, q, alert_in_window(tod, from, to)) == 1) {
 		/* the nights learnt so far may hold the pump's flow: learn them again */
 		night_forget(&l->det);
 		return out_note(o, r->id, "night", ts, "a pump's step of %.1f m3/h recurs in the "
@@ -735,7 +748,7 @@ static void leak_clock_step(struct alert_engine *e, struct rstate *r, int64_t de
 	 * overlaps the live span), and with it the night in progress */
 	if (l->base && bins && l->base + NBINS * BIN_MS > e->first_ms && l->base <= e->last_ms) {
 		l->base += bins * BIN_MS;
-		if (l->in_night) {
+		if (l->in_night || l->night_wait) {
 			l->night_last += bins * BIN_MS;
 			l->nfirst += bins * BIN_MS;
 		}
@@ -757,9 +770,9 @@ static void leak_save(const struct rstate *r, struct jbuf *b)
 	const struct leak *l = r->priv;
 	char buf[3072];
 
-	save_line(b, r->id, "lk\t%zu\t%" PRId64 "\t%d\t%.17g\t%d\t%" PRId64 "\t%" PRId64 "\t%" PRId64,
-		  l->nm, l->base, l->in_night, l->night_min, l->night_bins, l->night_last,
-		  l->day_decided, l->night_decided);
+	save_line(b, r->id, "lk\t%zu\t%" PRId64 "\t%d\t%.17g\t%d\t%" PRId64 "\t%" PRId64 "\t%" PRId64
+		  "\t%d", l->nm, l->base, l->in_night, l->night_min, l->night_bins, l->night_last,
+		  l->day_decided, l->night_decided, l->night_wait);
 	for (size_t k = 0; k < l->nm; k++) {
 		const struct meter *m = &l->m[k];
 		save_line(b, r->id, "lkm\t%zu\t%d\t%.17g\t%" PRId64 "\t%.17g\t%.17g\t%d", k, m->have,
@@ -796,7 +809,7 @@ static void leak_save(const struct rstate *r, struct jbuf *b)
 		nums(buf, sizeof buf, v, 2 * NBINS);
 		save_line(b, r->id, "lkx%s", buf);
 	}
-	if (l->in_night && !r->rc->night_legacy) {
+	if ((l->in_night || l->night_wait) && !r->rc->night_legacy) {
 		char big[NIGHT_BINS * 26];
 		nums(big, sizeof big, l->nnet, (size_t)l->nnb);
 		save_line(b, r->id, "lkg\t%" PRId64 "%s", l->nfirst, big);
@@ -840,6 +853,8 @@ static void leak_restore(struct rstate *r, char **f, size_t nf)
 			l->day_decided = field_i64(f[7]);
 			l->night_decided = field_i64(f[8]);
 		}
+		if (nf >= 10)
+			l->night_wait = atoi(f[9]) != 0;
 	} else if (!strcmp(f[0], "lkm") && nf >= 6) {
 		size_t k = (size_t)atol(f[1]);
 		if (k < nm) {
