@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "config_value.h" /* the value parsers: config_parse_duration, ... */
 #include "point.h"
 #include "site.h"
 
@@ -212,7 +213,7 @@ void config_diag_free(struct config_diag *d);
 
 /*
  * Read one device profile by name, for sluice-sim and sluicectl (which do not call
- * libyaml). It is searched for as config.c does for a config: config_dir/devices/NAME.yaml
+ * libyaml). It is searched for as config_load does for a config: config_dir/devices/NAME.yaml
  * (skipped when config_dir is NULL), then opts->profile_path / $SLUICE_PROFILE_PATH /
  * SLUICE_DATADIR "/devices". On success (0) *points (malloc'ed, the caller frees it with
  * free()) holds *npoints points and *display_name (malloc'ed, may be NULL) the profile's
@@ -234,14 +235,6 @@ struct site config_site(const struct config *cfg);
 /* Lookups by id; -1 when absent. */
 long config_find_device(const struct config *cfg, const char *id);
 long config_find_point(const struct device_cfg *d, const char *name);
-
-/* Parsers for the value syntaxes, shared with sluicectl's command line.
- * Return 0 or -1. */
-int config_parse_duration(const char *s, int64_t *ms);   /* 500ms 10s 5m 2h 1d */
-int config_parse_size(const char *s, uint64_t *bytes);   /* 64KiB 512MiB 2GiB, also B KB MB GB */
-int config_parse_power(const char *s, double *watts);    /* 800W 30kW 1.2MW */
-int config_parse_time_of_day(const char *s, int *secs);  /* "02:00", "23:59:59" */
-int config_id_valid(const char *s);                      /* [A-Za-z0-9_-]+, at most ID_MAX-1 */
 
 const char *severity_name(int sev);   /* "blue", ... ; NULL for SEV_NONE */
 int severity_from_name(const char *s);/* -1 when unknown */

@@ -3,14 +3,17 @@
  *
  * One poll() over three things: the queue's eventfd (readings from the pollers), the
  * MQTT socket (driven here through uplink, never by a libmosquitto thread), and time
- * (uplink keepalive and reconnects, health, store maintenance). Each turn:
+ * (one table of deadlines: uplink keepalive and reconnects, commits, health, store
+ * maintenance...). Each turn:
  *
- *   1. take every queued reading, turn each into one outbox row, append them all in
- *      ONE store transaction (batching is what keeps writes to an SD card low);
+ *   1. take every queued reading, turn each into one outbox row (the payload format
+ *      writes it), append them all in ONE store transaction (batching is what keeps
+ *      writes to an SD card low);
  *   2. let the uplink read and write; PUBACKs collected by the ack callback are marked
  *      sent in one transaction per turn;
  *   3. top up the in-flight window from the outbox: alert transitions first, then
- *      telemetry in seq order.
+ *      telemetry in seq order;
+ *   4. run the jobs whose deadline has come.
  *
  * Step 1 always runs before 3, and 3 publishes at most the window, so draining a
  * large backlog never starves the storing of live readings.
@@ -21,7 +24,8 @@
  * again from the start: rows sent but not acknowledged go out again, with their seq,
  * which is how a platform drops the duplicates.
  *
- * Never here: SQL (store), MQTT (uplink), Modbus (drivers), YAML (config).
+ * Never here: SQL (store), MQTT (uplink), Modbus (drivers), YAML (config), the bytes
+ * of a message (payload), the daemon's counters of itself (status).
  */
 #include "core.h"
 
@@ -43,9 +47,11 @@
 #include "log.h"
 #include "mberr.h"
 #include "notify.h"
+#include "payload.h"
 #include "queue.h"
 #include "reading.h"
 #include "serpoll.h"
+#include "status.h"
 #include "store.h"
 #include "sunspec_setup.h"
 #include "tcpoll.h"
@@ -55,6 +61,7 @@
 #define MAINTAIN_EVERY_MS 2000   /* pruning and the size bound (cheap: indexed deletes, a stat) */
 #define SHUTDOWN_DRAIN_MS 3000   /* SIGTERM: time given to deliver what is stored */
 #define STATE_SAVE_MS 60000      /* alert engine windows and baselines, between transitions */
+#define ALERT_TICK_MS 1000       /* the engine's clock: days complete, 'for' runs out */
 /*
  * Rows wait at most COMMIT_MS (or until COMMIT_ROWS are pending) for one transaction.
  * A WAL commit writes whole pages: a commit per reading costs kilobytes per value on an
@@ -72,6 +79,7 @@
  * which the platform drops, never a loss.
  */
 #define ACKS_MS 250
+#define ACKS_AT_ONCE 1024        /* ... or as soon as this many wait */
 /*
  * When the store cannot write (the file system full, a file size limit, an I/O error),
  * rows wait in memory and the write is tried again every STORE_RETRY_MS; polling and
@@ -85,6 +93,10 @@
 /* Acks that could not be marked wait for the next try, up to this many. */
 #define ACKS_KEEP_MAX 65536
 #define ALERT_STATE_KEY "alert_state"
+#define CLOCK_FILE_EVERY_MS 1000 /* the clock test hook's file is read again */
+/* The loop wakes at least this often: the wall clock's steps and a damaged database
+ * are looked for on every turn. */
+#define LOOP_WAIT_MAX_MS 1000
 
 static volatile sig_atomic_t got_term, got_hup;
 
@@ -109,56 +121,6 @@ struct rowbuf {
 	size_t n, cap;
 };
 
-/* What the core knows of each device, for device/<id> and health. */
-struct devstate {
-	uint64_t ok, failed;   /* polls since start */
-	int published;         /* -1 nothing yet, 0 offline, 1 online: last device/<id> stored */
-	int last_err;          /* MBE_* of the last failed poll, 0 before any */
-	int64_t last_poll_ms;  /* real time of the last reading */
-	int64_t last_ok_ms;    /* real time of the last reading without a failed point */
-};
-
-/*
- * How late polls start against their schedule, per health interval: buckets of
- * 1 ms below 64 ms, then doubling, so p50 and p99 cost no sorting and no memory per poll.
- */
-#define LAG_LINEAR 64
-#define LAG_BUCKETS (LAG_LINEAR + 16)
-struct lag_hist {
-	uint64_t n[LAG_BUCKETS];
-	uint64_t total;
-};
-
-static void lag_add(struct lag_hist *h, int64_t ms)
-{
-	size_t b;
-
-	if (ms < 0)
-		ms = 0;
-	if (ms < LAG_LINEAR) {
-		b = (size_t)ms;
-	} else {
-		b = LAG_LINEAR;
-		for (int64_t top = LAG_LINEAR * 2; ms >= top && b < LAG_BUCKETS - 1; top *= 2)
-			b++;
-	}
-	h->n[b]++;
-	h->total++;
-}
-
-/* The upper bound of the bucket holding quantile q. */
-static int64_t lag_quantile(const struct lag_hist *h, double q)
-{
-	uint64_t want = (uint64_t)(q * (double)h->total), seen = 0;
-
-	for (size_t b = 0; b < LAG_BUCKETS; b++) {
-		seen += h->n[b];
-		if (seen > want)
-			return b < LAG_LINEAR ? (int64_t)b : (int64_t)LAG_LINEAR << (b - LAG_LINEAR + 1);
-	}
-	return 0;
-}
-
 /* An action's write, waiting for the poller's word; what it carries back into the alert
  * if it fails. */
 struct pending_write {
@@ -176,138 +138,83 @@ struct write_result {
 
 #define MAX_PENDING_WRITES 256
 
+/*
+ * The loop's deadlines, one per job that waits for a time: monotonic ms, DL_NEVER while
+ * it waits for nothing. The loop sleeps until the earliest (loop_wait), as OpenBSD
+ * ntpd and Redis's ae.c do. The jobs that run on a period are periodic_jobs[]; the
+ * others are armed by what they wait on (rows pending, acks, held rows, the uplink).
+ */
+enum deadline {
+	DL_UPLINK,      /* keepalive and reconnects: uplink_tick says when */
+	DL_COMMIT,      /* the pending rows' transaction: COMMIT_MS after the first */
+	DL_ACKS,        /* marking delivered rows: ACKS_MS after the first ack */
+	DL_STORE_RETRY, /* rows held while the store cannot write are tried again */
+	DL_CLOCK_FILE,  /* the clock test hook's file is read again (only with the hook) */
+	DL_HEALTH,      /* the health message, every uplink.health_interval */
+	DL_ALERT_TICK,  /* time passes for the alert engine */
+	DL_SNAPSHOT,    /* sluicectl status's snapshot and systemd's STATUS= */
+	DL_STATE_SAVE,  /* the alert engine's state, between transitions */
+	DL_MAINTAIN,    /* the store's pruning and size bound */
+	DL_WATCHDOG,    /* WATCHDOG=1, at half of systemd's WATCHDOG_USEC (only when asked) */
+	DL_COUNT
+};
+#define DL_NEVER INT64_MAX
+
 struct core {
+	/* The config in force; readings of an older generation (before a reload) are
+	 * dropped. fmt writes every message. */
 	struct config *cfg;
-	struct lag_hist lag;   /* since the last health message */
-	struct pending_write *pw;  /* MAX_PENDING_WRITES slots; tag 0 = free */
-	uint64_t next_tag;
-	pthread_mutex_t wmu;       /* guards wres, written by poller threads */
-	struct write_result wres[MAX_PENDING_WRITES];
-	size_t nwres;
-	int wfd;                   /* eventfd: results are waiting */
-	bool uplink_up;            /* for the status snapshot */
-	int64_t uplink_since_ms;
-	char uplink_why[160];
-	int64_t started_ms, next_snapshot;
-	char last_status[200];     /* the last STATUS= sent */
-	struct devstate *dev;  /* one per cfg->devices */
 	uint32_t generation;
-	struct store *st;
-	struct uplink *up;
-	struct queue *q;
-	struct tcpoll *tp;
+	const struct payload_format *fmt;
+
+	/* Pollers: one per serial line (serpoll), a few for every TCP endpoint (tcpoll). */
 	struct serpoll *sp;
+	struct tcpoll *tp;
+
+	/* Readings from the pollers' threads. */
+	struct queue *q;
+
+	/* Store: rows wait in pend for their transaction (COMMIT_MS), and in held while
+	 * the store cannot write (in order, before anything newer). */
+	struct store *st;
+	struct rowbuf *pend;
+	struct rowbuf *held;
+	bool held_state;        /* held rows include transitions: save the engine with them */
+	bool store_failing;
+	char store_err[256];    /* why the store fails, for health */
+	int64_t reopen_after;   /* mono ms: a damaged database may be replaced again */
+	struct payload_msg msg; /* the message being built */
+
+	/* Uplink and delivery: rows in flight (unordered) and acks not yet marked. */
+	struct uplink *up;
+	struct flight *fl;
+	size_t nfl, capfl;
+	uint64_t after[2];      /* per row kind: highest seq handed to the uplink this session */
+	uint64_t *acked;        /* seqs acknowledged, not yet marked in the store */
+	size_t nacked, capacked;
+	struct jbuf wire;       /* a row's payload as published */
+
+	/* Alerts: the engine, what it said, and the writes its actions asked of the
+	 * pollers, whose results come back from poller threads under wmu (wfd wakes us). */
 	struct alert_engine *ae;
 	struct alert_out ao;
-	int64_t next_tick, next_state_save;
+	struct pending_write *pw;  /* MAX_PENDING_WRITES slots; tag 0 = free */
+	uint64_t next_tag;
+	pthread_mutex_t wmu;
+	struct write_result wres[MAX_PENDING_WRITES];
+	size_t nwres;
+	int wfd;
 
-	struct flight *fl; /* in flight, unordered */
-	size_t nfl, capfl;
-	uint64_t after[2];  /* per row kind: highest seq handed to the uplink this session */
-	bool alerts_blocked;/* an alert row waits for its check's previous transition */
+	/* Status and health: counters per device, poll lag, the uplink's state. */
+	struct status status;
 
-	uint64_t *acked;    /* seqs acknowledged, not yet marked in the store */
-	size_t nacked, capacked;
-	int64_t acked_since;   /* mono ms of the oldest unmarked ack, 0 when none */
-
-	struct rowbuf *pend;    /* rows waiting for their transaction */
-	int64_t pend_since;     /* mono ms of the oldest, 0 when none */
-	struct jbuf jb;
-	int64_t start_mono, next_health, next_maintain, next_watchdog, watchdog_ms;
-	uint64_t published, acks, store_errors;
-	uint64_t polls_ok, polls_failed;
-	bool store_failing;
-	struct rowbuf *held;    /* rows the store could not take yet, in order */
-	bool held_state;        /* held rows include transitions: save the engine with them */
-	int64_t retry_at;       /* mono ms of the next try of the held rows */
-	int64_t next_reopen;    /* mono ms: a damaged database may be replaced again */
-	char store_err[256];    /* why the store fails, for health */
-	struct clock_watch clockw;  /* steps of the wall clock (clock_look) */
-	int64_t clockw_next_file;   /* mono ms: the test hook's file is read again */
+	/* Timers: the deadline table, systemd's watchdog period, the wall clock's watch. */
+	int64_t dl[DL_COUNT];
+	int64_t watchdog_ms;
+	struct clock_watch clockw;
 };
 
-/* ---- readings -> outbox rows -------------------------------------------------- */
-
-/* The payload members after seq: "ts":...,"values":{...}[,"errors":{...}] */
-static void reading_body(struct jbuf *b, const struct device_cfg *d, const struct reading *r)
-{
-	bool first = true, any_err = false;
-
-	jb_cstr(b, "\"ts\":");
-	jb_i64(b, r->ts_ms);
-	jb_cstr(b, ",\"values\":{");
-	for (uint16_t i = 0; i < r->nvalues && i < d->npoints; i++) {
-		if (r->values[i].kind == VAL_NONE) {
-			any_err = true;
-			continue;
-		}
-		jb_key(b, d->points[i].name, &first);
-		jb_point_value(b, &d->points[i], &r->values[i]);
-	}
-	jb_cstr(b, "}");
-	if (!any_err)
-		return;
-	first = true;
-	jb_cstr(b, ",\"errors\":{");
-	for (uint16_t i = 0; i < r->nvalues && i < d->npoints; i++) {
-		if (r->values[i].kind != VAL_NONE)
-			continue;
-		jb_key(b, d->points[i].name, &first);
-		jb_str(b, mb_strerror(r->values[i].err));
-	}
-	jb_cstr(b, "}");
-}
-
-/* A device/<id> transition when the poller's circuit breaker changed its mind (or on
- * the first reading after start, so the retained state is always current). */
-static bool device_row(struct core *c, const struct device_cfg *d, struct devstate *ds,
-		       const struct reading *r, struct store_row *row)
-{
-	char topic[ID_MAX + 16];
-
-	if (ds->published == (int)r->online)
-		return false;
-	/* a device never heard from is not "online" because its breaker has not tripped
-	 * yet: its first state waits for an answer, or for offline_after failures */
-	if (ds->published < 0 && r->online) {
-		bool answered = false;
-
-		for (uint16_t k = 0; k < r->nvalues; k++)
-			answered |= r->values[k].kind != VAL_NONE ||
-				    r->values[k].err >= MBE_EXC_BASE;
-		if (!answered && r->nvalues > 0)
-			return false;
-	}
-	ds->published = r->online;
-	jb_reset(&c->jb);
-	jb_cstr(&c->jb, "\"ts\":");
-	jb_i64(&c->jb, r->ts_ms);
-	jb_cstr(&c->jb, ",\"state\":");
-	jb_str(&c->jb, r->online ? "online" : "offline");
-	if (d->name) {
-		jb_cstr(&c->jb, ",\"name\":");
-		jb_str(&c->jb, d->name);
-	}
-	if (r->last_err) {
-		jb_cstr(&c->jb, ",\"last_error\":");
-		jb_str(&c->jb, mb_strerror(r->last_err));
-	}
-	snprintf(topic, sizeof topic, "device/%s", d->id);
-	*row = (struct store_row){
-		.kind = ROW_ALERT,
-		.ts_ms = r->ts_ms,
-		.topic = strdup(topic),
-		.body = c->jb.oom ? NULL : strdup(jb_cstr_get(&c->jb)),
-		.retain = true,
-	};
-	if (!row->topic || !row->body) {
-		store_row_clear(row);
-		ds->published = -1;
-		return false;
-	}
-	return true;
-}
-
+/* ---- rows ----------------------------------------------------------------------- */
 
 static struct store_row *rowbuf_add(struct rowbuf *b)
 {
@@ -330,55 +237,199 @@ static void rowbuf_clear(struct rowbuf *b)
 	b->n = 0;
 }
 
-static void alert_body(struct jbuf *b, const struct config *cfg, const struct alert_transition *t,
-		       const struct pending_write *failed, int err)
+static void rowbuf_free(struct rowbuf *b)
 {
-	long r = -1;
+	if (!b)
+		return;
+	rowbuf_clear(b);
+	free(b->r);
+	free(b);
+}
+
+/* Move every row of from to the end of to (both keep their order). */
+static int rowbuf_move(struct rowbuf *to, struct rowbuf *from)
+{
+	if (from->n == 0)
+		return 0;
+	if (to->n + from->n > to->cap) {
+		size_t ncap = to->cap ? to->cap : 256;
+		struct store_row *p;
+		while (ncap < to->n + from->n)
+			ncap *= 2;
+		p = realloc(to->r, ncap * sizeof *p);
+		if (!p)
+			return -1;
+		to->r = p;
+		to->cap = ncap;
+	}
+	memcpy(to->r + to->n, from->r, from->n * sizeof *from->r);
+	to->n += from->n;
+	from->n = 0;
+	return 0;
+}
+
+/* The message just built (c->msg) as a row at the end of rb; false when out of memory. */
+static bool add_row(struct core *c, struct rowbuf *rb, int kind, int64_t ts_ms)
+{
+	struct store_row *row = rowbuf_add(rb);
+
+	if (!row)
+		return false;
+	*row = (struct store_row){ .kind = kind, .ts_ms = ts_ms, .retain = c->msg.retain,
+				   .topic = strdup(c->msg.topic),
+				   .body = strdup(jb_cstr_get(&c->msg.body)) };
+	if (!row->topic || !row->body) {
+		store_row_clear(row);
+		rb->n--;
+		return false;
+	}
+	return true;
+}
+
+/* The rule's name, which its alerts carry. */
+static const char *rule_name(const struct config *cfg, const char *id)
+{
+	const char *name = NULL;
 
 	for (size_t i = 0; i < cfg->nrules; i++)
-		if (strcmp(cfg->rules[i].id, t->rule) == 0)
-			r = (long)i;
-	jb_cstr(b, "\"ts\":");
-	jb_i64(b, t->ts_ms);
-	jb_cstr(b, ",\"rule\":");
-	jb_str(b, t->rule);
-	jb_cstr(b, ",\"check\":");
-	jb_str(b, t->check);
-	jb_cstr(b, ",\"state\":");
-	jb_str(b, t->state == ALERT_FIRING ? "firing" : "resolved");
-	jb_cstr(b, ",\"severity\":");
-	if (severity_name(t->severity))
-		jb_str(b, severity_name(t->severity));
-	else
-		jb_cstr(b, "null");
-	jb_cstr(b, ",\"value\":");
-	jb_double(b, t->value);
-	jb_cstr(b, ",\"threshold\":");
-	jb_double(b, t->threshold);
-	if (t->unit[0]) {
-		jb_cstr(b, ",\"unit\":");
-		jb_str(b, t->unit);
-	}
-	jb_cstr(b, ",\"message\":");
-	jb_str(b, t->message);
-	if (r >= 0 && cfg->rules[r].name) {
-		jb_cstr(b, ",\"name\":");
-		jb_str(b, cfg->rules[r].name);
-	}
-	if (failed) {
-		const struct device_cfg *d = &cfg->devices[failed->device];
-		char ref[ID_MAX + POINT_NAME_MAX + 2];
-
-		snprintf(ref, sizeof ref, "%s.%s", d->id, d->points[failed->point].name);
-		jb_cstr(b, ",\"action\":{\"write\":");
-		jb_str(b, ref);
-		jb_cstr(b, ",\"value\":");
-		jb_double(b, failed->value);
-		jb_cstr(b, ",\"error\":");
-		jb_str(b, mb_strerror(err));
-		jb_cstr(b, "}");
-	}
+		if (strcmp(cfg->rules[i].id, id) == 0)
+			name = cfg->rules[i].name;
+	return name;
 }
+
+/* ---- rows -> store ----------------------------------------------------------------- */
+
+static void commit_rows(struct core *c, struct rowbuf *rb, bool transitions);
+
+/* Past HELD_MAX, the oldest held telemetry goes (counted); state rows stay. */
+static void held_trim(struct core *c)
+{
+	struct rowbuf *h = c->held;
+	size_t excess, w = 0, dropped = 0;
+
+	if (h->n <= HELD_MAX)
+		return;
+	excess = h->n - HELD_MAX;
+	for (size_t i = 0; i < h->n; i++) {
+		if (dropped < excess && h->r[i].kind == ROW_TELEMETRY) {
+			store_row_clear(&h->r[i]);
+			dropped++;
+			continue;
+		}
+		h->r[w++] = h->r[i];
+	}
+	h->n = w;
+	c->status.not_stored += dropped;
+}
+
+/* rb's rows wait behind those already held (rb may be the held rows themselves). */
+static void hold_rows(struct core *c, struct rowbuf *rb, bool transitions)
+{
+	if (rb != c->held && rowbuf_move(c->held, rb) != 0) {
+		c->status.not_stored += rb->n;
+		log_errx("out of memory: %zu rows not stored", rb->n);
+		rowbuf_clear(rb);
+	}
+	c->held_state |= transitions;
+	held_trim(c);
+}
+
+/* A damaged database found while running: set aside and replaced (store_reopen). */
+static void store_check_damage(struct core *c)
+{
+	char err[512];
+
+	if (!store_damaged(c->st) || clock_mono_ms() < c->reopen_after)
+		return;
+	c->reopen_after = clock_mono_ms() + REOPEN_EVERY_MS;
+	log_errx("store: the database is damaged (%s); replacing it", store_error(c->st));
+	if (store_reopen(c->st, err, sizeof err) != 0) {
+		log_errx("store: %s; trying again in %d s", err, REOPEN_EVERY_MS / 1000);
+		return;
+	}
+	/* the fresh file holds what could be read, under the same seqs: read it afresh */
+	c->after[ROW_TELEMETRY] = c->after[ROW_ALERT] = 0;
+	if (c->held->n > 0)
+		c->dl[DL_STORE_RETRY] = 0;
+	log_info("store: running on a fresh database");
+}
+
+/*
+ * One transaction; with transitions, the engine's state commits with them. When the
+ * store fails, the rows are held (in order, before anything newer) and tried again
+ * every STORE_RETRY_MS; once it writes again they go in first, with the state.
+ */
+static void commit_rows(struct core *c, struct rowbuf *rb, bool transitions)
+{
+	char err[256], *state = NULL;
+	int64_t now = clock_mono_ms();
+	int rc;
+
+	if (c->held->n > 0) {
+		hold_rows(c, rb, transitions);
+		if (now < c->dl[DL_STORE_RETRY])
+			return;
+		rb = c->held;
+		transitions = c->held_state;
+	}
+	if (rb->n == 0)
+		return;
+	if (transitions && c->ae)
+		state = alert_save(c->ae);
+	rc = store_append_meta(c->st, rb->r, rb->n, state ? ALERT_STATE_KEY : NULL, state, err,
+			       sizeof err);
+	free(state);
+	if (rc != 0) {
+		size_t n = rb->n;
+		hold_rows(c, rb, transitions);
+		c->dl[DL_STORE_RETRY] = now + STORE_RETRY_MS;
+		snprintf(c->store_err, sizeof c->store_err, "%s", err);
+		if (!c->store_failing)
+			log_errx("store: cannot write %zu rows: %s; they wait in memory (at most %d"
+				 " readings) and the write is tried every %d s; polling and alerts go"
+				 " on", n, err, HELD_MAX, STORE_RETRY_MS / 1000);
+		c->store_failing = true;
+		store_check_damage(c);
+		return;
+	}
+	if (c->store_failing) {
+		log_info("store: writing again (%zu rows that waited are stored)", rb->n);
+		c->store_failing = false;
+		c->store_err[0] = '\0';
+	}
+	if (rb == c->held) {
+		c->held_state = false;
+		c->dl[DL_STORE_RETRY] = DL_NEVER;
+	}
+	rowbuf_clear(rb);
+}
+
+/* Commit what waits, when it has waited long enough (or now, with force). */
+static void commit_pending(struct core *c, bool force)
+{
+	int64_t now = clock_mono_ms();
+
+	if (c->held->n > 0) {
+		if (force || now >= c->dl[DL_STORE_RETRY]) {
+			if (force)
+				c->dl[DL_STORE_RETRY] = 0;
+			commit_rows(c, c->pend, false);
+			c->dl[DL_COMMIT] = DL_NEVER;
+		} else if (c->pend->n > 0) {
+			/* they go with the held rows, at the next try */
+			c->dl[DL_COMMIT] = c->dl[DL_STORE_RETRY];
+		}
+		return;
+	}
+	if (c->pend->n == 0)
+		return;
+	if (!force && c->pend->n < COMMIT_ROWS && now < c->dl[DL_COMMIT])
+		return;
+	commit_rows(c, c->pend, false);
+	c->dl[DL_COMMIT] = DL_NEVER;
+}
+
+/* ---- readings and alerts -> rows ------------------------------------------------ */
 
 static void send_action(struct core *c, const struct alert_action *a,
 			const struct alert_transition *t)
@@ -438,8 +489,6 @@ static size_t take_alert_out(struct core *c, struct rowbuf *rb)
 		log_info("alert %s/%s: %s", o->n[i].rule, o->n[i].check, o->n[i].message);
 	for (size_t i = 0; i < o->nt; i++) {
 		const struct alert_transition *t = &o->t[i];
-		char topic[ID_MAX + ALERT_CHECK_MAX + 16];
-		struct store_row *row;
 
 		if (t->state == ALERT_FIRING)
 			log_warnx("alert %s/%s firing (%s): %s", t->rule, t->check,
@@ -447,20 +496,8 @@ static size_t take_alert_out(struct core *c, struct rowbuf *rb)
 				  t->message);
 		else
 			log_info("alert %s/%s resolved: %s", t->rule, t->check, t->message);
-		jb_reset(&c->jb);
-		alert_body(&c->jb, c->cfg, t, NULL, 0);
-		snprintf(topic, sizeof topic, "alert/%s/%s", t->rule, t->check);
-		row = rowbuf_add(rb);
-		if (!row || c->jb.oom) {
-			log_errx("out of memory: alert %s/%s not stored", t->rule, t->check);
-			continue;
-		}
-		*row = (struct store_row){ .kind = ROW_ALERT, .ts_ms = t->ts_ms, .retain = true,
-					   .topic = strdup(topic),
-					   .body = strdup(jb_cstr_get(&c->jb)) };
-		if (!row->topic || !row->body) {
-			store_row_clear(row);
-			rb->n--;
+		if (c->fmt->alert(&c->msg, t, rule_name(c->cfg, t->rule), NULL) != 0 ||
+		    !add_row(c, rb, ROW_ALERT, t->ts_ms)) {
 			log_errx("out of memory: alert %s/%s not stored", t->rule, t->check);
 			continue;
 		}
@@ -472,146 +509,24 @@ static size_t take_alert_out(struct core *c, struct rowbuf *rb)
 	return rows;
 }
 
-/* Move every row of from to the end of to (both keep their order). */
-static int rowbuf_move(struct rowbuf *to, struct rowbuf *from)
+/* One reading: its device's state when it changed (device/<id>, before the reading),
+ * the engine fed, the reading itself. */
+static void take_reading(struct core *c, struct rowbuf *rb, const struct reading *r)
 {
-	if (from->n == 0)
-		return 0;
-	if (to->n + from->n > to->cap) {
-		size_t ncap = to->cap ? to->cap : 256;
-		struct store_row *p;
-		while (ncap < to->n + from->n)
-			ncap *= 2;
-		p = realloc(to->r, ncap * sizeof *p);
-		if (!p)
-			return -1;
-		to->r = p;
-		to->cap = ncap;
-	}
-	memcpy(to->r + to->n, from->r, from->n * sizeof *from->r);
-	to->n += from->n;
-	from->n = 0;
-	return 0;
-}
+	const struct device_cfg *d = &c->cfg->devices[r->device];
+	struct dev_status *ds = &c->status.dev[r->device];
 
-/* Past HELD_MAX, the oldest held telemetry goes (counted); state rows stay. */
-static void held_trim(struct core *c)
-{
-	struct rowbuf *h = c->held;
-	size_t excess, w = 0, dropped = 0;
-
-	if (h->n <= HELD_MAX)
-		return;
-	excess = h->n - HELD_MAX;
-	for (size_t i = 0; i < h->n; i++) {
-		if (dropped < excess && h->r[i].kind == ROW_TELEMETRY) {
-			store_row_clear(&h->r[i]);
-			dropped++;
-			continue;
-		}
-		h->r[w++] = h->r[i];
+	status_reading(&c->status, r);
+	if (status_device_turned(ds, r) &&
+	    (c->fmt->device_state(&c->msg, d, r->online, r->ts_ms, r->last_err) != 0 ||
+	     !add_row(c, rb, ROW_ALERT, r->ts_ms)))
+		ds->published = -1; /* out of memory: said with a later reading */
+	if (c->ae && alert_feed(c->ae, r->device, r->ts_ms, r->values, r->nvalues, &c->ao) != 0)
+		log_warnx("alerts: out of memory evaluating a reading of %s", d->id);
+	if (c->fmt->reading(&c->msg, d, r) != 0 || !add_row(c, rb, ROW_TELEMETRY, r->ts_ms)) {
+		c->status.not_stored++;
+		log_warnx("out of memory: a reading of %s was not stored", d->id);
 	}
-	h->n = w;
-	c->store_errors += dropped;
-}
-
-/* rb's rows wait behind those already held (rb may be the held rows themselves). */
-static void hold_rows(struct core *c, struct rowbuf *rb, bool transitions)
-{
-	if (rb != c->held && rowbuf_move(c->held, rb) != 0) {
-		c->store_errors += rb->n;
-		log_errx("out of memory: %zu rows not stored", rb->n);
-		rowbuf_clear(rb);
-	}
-	c->held_state |= transitions;
-	held_trim(c);
-}
-
-/* A damaged database found while running: set aside and replaced (store_reopen). */
-static void store_check_damage(struct core *c)
-{
-	char err[512];
-
-	if (!store_damaged(c->st) || clock_mono_ms() < c->next_reopen)
-		return;
-	c->next_reopen = clock_mono_ms() + REOPEN_EVERY_MS;
-	log_errx("store: the database is damaged (%s); replacing it", store_error(c->st));
-	if (store_reopen(c->st, err, sizeof err) != 0) {
-		log_errx("store: %s; trying again in %d s", err, REOPEN_EVERY_MS / 1000);
-		return;
-	}
-	/* the fresh file holds what could be read, under the same seqs: read it afresh */
-	c->after[ROW_TELEMETRY] = c->after[ROW_ALERT] = 0;
-	c->retry_at = 0;
-	log_info("store: running on a fresh database");
-}
-
-/*
- * One transaction; with transitions, the engine's state commits with them. When the
- * store fails, the rows are held (in order, before anything newer) and tried again
- * every STORE_RETRY_MS; once it writes again they go in first, with the state.
- */
-static void commit_rows(struct core *c, struct rowbuf *rb, bool transitions)
-{
-	char err[256], *state = NULL;
-	int64_t now = clock_mono_ms();
-	int rc;
-
-	if (c->held->n > 0) {
-		hold_rows(c, rb, transitions);
-		if (now < c->retry_at)
-			return;
-		rb = c->held;
-		transitions = c->held_state;
-	}
-	if (rb->n == 0)
-		return;
-	if (transitions && c->ae)
-		state = alert_save(c->ae);
-	rc = store_append_meta(c->st, rb->r, rb->n, state ? ALERT_STATE_KEY : NULL, state, err,
-			       sizeof err);
-	free(state);
-	if (rc != 0) {
-		size_t n = rb->n;
-		hold_rows(c, rb, transitions);
-		c->retry_at = now + STORE_RETRY_MS;
-		snprintf(c->store_err, sizeof c->store_err, "%s", err);
-		if (!c->store_failing)
-			log_errx("store: cannot write %zu rows: %s; they wait in memory (at most %d"
-				 " readings) and the write is tried every %d s; polling and alerts go"
-				 " on", n, err, HELD_MAX, STORE_RETRY_MS / 1000);
-		c->store_failing = true;
-		store_check_damage(c);
-		return;
-	}
-	if (c->store_failing) {
-		log_info("store: writing again (%zu rows that waited are stored)", rb->n);
-		c->store_failing = false;
-		c->store_err[0] = '\0';
-	}
-	if (rb == c->held)
-		c->held_state = false;
-	rowbuf_clear(rb);
-}
-
-/* Commit what waits, when it has waited long enough (or now, with force). */
-static void commit_pending(struct core *c, bool force)
-{
-	if (c->held->n > 0) {
-		if (force || clock_mono_ms() >= c->retry_at) {
-			if (force)
-				c->retry_at = 0;
-			commit_rows(c, c->pend, false);
-			c->pend_since = 0;
-		}
-		return;
-	}
-	if (c->pend->n == 0)
-		return;
-	if (!force && c->pend->n < COMMIT_ROWS && clock_mono_ms() - c->pend_since < COMMIT_MS)
-		return;
-	commit_rows(c, c->pend, false);
-	c->pend_since = 0;
 }
 
 static void store_readings(struct core *c)
@@ -621,68 +536,19 @@ static void store_readings(struct core *c)
 	size_t n;
 
 	while ((n = queue_pop(c->q, items, BATCH_MAX)) > 0) {
-		size_t transitions;
-
 		for (size_t i = 0; i < n; i++) {
 			struct reading *r = items[i];
-			const struct device_cfg *d;
-			struct store_row *row;
-			char topic[ID_MAX + 16];
-			bool failed = false;
 
-			if (r->generation != c->generation || r->device >= c->cfg->ndevices) {
-				reading_free(r);
-				continue;
-			}
-			d = &c->cfg->devices[r->device];
-			for (uint16_t k = 0; k < r->nvalues; k++)
-				failed |= r->values[k].kind == VAL_NONE;
-			c->dev[r->device].last_poll_ms = r->ts_ms;
-			if (failed) {
-				c->polls_failed++;
-				c->dev[r->device].failed++;
-				for (uint16_t k = 0; k < r->nvalues; k++)
-					if (r->values[k].kind == VAL_NONE)
-						c->dev[r->device].last_err = r->values[k].err;
-			} else {
-				c->polls_ok++;
-				c->dev[r->device].ok++;
-				c->dev[r->device].last_ok_ms = r->ts_ms;
-			}
-			lag_add(&c->lag, r->start_mono_ms - r->sched_mono_ms);
-			if ((row = rowbuf_add(rb)) && !device_row(c, d, &c->dev[r->device], r, row))
-				rb->n--;
-			if (c->ae && alert_feed(c->ae, r->device, r->ts_ms, r->values, r->nvalues,
-						&c->ao) != 0)
-				log_warnx("alerts: out of memory evaluating a reading of %s", d->id);
-			jb_reset(&c->jb);
-			reading_body(&c->jb, d, r);
-			snprintf(topic, sizeof topic, "telemetry/%s", d->id);
-			row = rowbuf_add(rb);
-			if (row)
-				*row = (struct store_row){
-					.kind = ROW_TELEMETRY,
-					.ts_ms = r->ts_ms,
-					.topic = strdup(topic),
-					.body = c->jb.oom ? NULL : strdup(jb_cstr_get(&c->jb)),
-				};
+			if (r->generation == c->generation && r->device < c->cfg->ndevices)
+				take_reading(c, rb, r);
 			reading_free(r);
-			if (!row || !row->topic || !row->body) {
-				if (row) {
-					store_row_clear(row);
-					rb->n--;
-				}
-				c->store_errors++;
-				log_warnx("out of memory: a reading of %s was not stored", d->id);
-			}
 		}
-		transitions = take_alert_out(c, rb);
-		if (transitions > 0) {
+		if (take_alert_out(c, rb) > 0) {
 			/* alerts are not kept waiting; the engine state commits with them */
 			commit_rows(c, rb, true);
-			c->pend_since = 0;
-		} else if (rb->n > 0 && c->pend_since == 0) {
-			c->pend_since = clock_mono_ms();
+			c->dl[DL_COMMIT] = DL_NEVER;
+		} else if (rb->n > 0 && c->dl[DL_COMMIT] == DL_NEVER) {
+			c->dl[DL_COMMIT] = clock_mono_ms() + COMMIT_MS;
 		}
 		commit_pending(c, false);
 		if (n < BATCH_MAX)
@@ -699,7 +565,7 @@ static void alert_time(struct core *c, int64_t now_real)
 		log_warnx("alerts: out of memory on a tick");
 	if (take_alert_out(c, c->pend) > 0) {
 		commit_rows(c, c->pend, true);
-		c->pend_since = 0;
+		c->dl[DL_COMMIT] = DL_NEVER;
 	}
 }
 
@@ -724,7 +590,8 @@ static void clock_start(struct core *c)
 
 	clock_log(clock_watch_init(&c->clockw, getenv("SLUICE_TEST_CLOCK_FILE"), msg, sizeof msg),
 		  msg);
-	c->clockw_next_file = clock_mono_ms() + 1000;
+	if (c->clockw.test_file)
+		c->dl[DL_CLOCK_FILE] = clock_mono_ms() + CLOCK_FILE_EVERY_MS;
 }
 
 static void clock_look(struct core *c)
@@ -732,8 +599,8 @@ static void clock_look(struct core *c)
 	char msg[256];
 	int64_t now = clock_mono_ms(), delta;
 
-	if (c->clockw.test_file && now >= c->clockw_next_file) {
-		c->clockw_next_file = now + 1000;
+	if (now >= c->dl[DL_CLOCK_FILE]) {
+		c->dl[DL_CLOCK_FILE] = now + CLOCK_FILE_EVERY_MS;
 		clock_log(clock_watch_test_file(&c->clockw, msg, sizeof msg), msg);
 	}
 	if (!clock_watch_stepped(&c->clockw, &delta))
@@ -787,9 +654,7 @@ static void on_connected(void *ctx)
 	struct core *c = ctx;
 	flush_acks(c, true); /* before the outbox is read again from its start */
 	flight_forget_all(c);
-	c->uplink_up = true;
-	c->uplink_since_ms = clock_real_ms();
-	c->uplink_why[0] = '\0';
+	status_uplink(&c->status, true, NULL, clock_real_ms());
 }
 
 static void on_disconnected(void *ctx, const char *why)
@@ -797,10 +662,7 @@ static void on_disconnected(void *ctx, const char *why)
 	struct core *c = ctx;
 	flush_acks(c, true);
 	flight_forget_all(c);
-	if (c->uplink_up || !c->uplink_since_ms)
-		c->uplink_since_ms = clock_real_ms();
-	c->uplink_up = false;
-	snprintf(c->uplink_why, sizeof c->uplink_why, "%s", why ? why : "");
+	status_uplink(&c->status, false, why, clock_real_ms());
 }
 
 static void on_acked(void *ctx, int mid)
@@ -819,11 +681,10 @@ static void on_acked(void *ctx, int mid)
 			c->capacked = ncap;
 		}
 		if (c->nacked == 0)
-			c->acked_since = clock_mono_ms();
+			c->dl[DL_ACKS] = clock_mono_ms() + ACKS_MS;
 		c->acked[c->nacked++] = c->fl[i].seq;
 		free(c->fl[i].topic);
 		c->fl[i] = c->fl[--c->nfl];
-		c->acks++;
 		return;
 	}
 }
@@ -832,16 +693,16 @@ static void flush_acks(struct core *c, bool force)
 {
 	if (c->nacked == 0)
 		return;
-	if (!force && c->nacked < 1024 && clock_mono_ms() - c->acked_since < ACKS_MS)
+	if (!force && c->nacked < ACKS_AT_ONCE && clock_mono_ms() < c->dl[DL_ACKS])
 		return;
-	c->acked_since = 0;
+	c->dl[DL_ACKS] = DL_NEVER;
 	if (store_mark_sent(c->st, c->acked, c->nacked) != 0) {
 		/*
 		 * Kept for the next try (a full disk frees up); past ACKS_KEEP_MAX they go:
 		 * those rows are sent again after a restart, a duplicate, never a loss.
 		 */
 		if (c->nacked < ACKS_KEEP_MAX) {
-			c->acked_since = clock_mono_ms();
+			c->dl[DL_ACKS] = clock_mono_ms() + ACKS_MS;
 			return;
 		}
 		log_warnx("store: could not mark %zu rows delivered: %s", c->nacked,
@@ -863,15 +724,9 @@ static int publish_row(struct core *c, struct store_row *r)
 {
 	int mid;
 
-	jb_reset(&c->jb);
-	jb_cstr(&c->jb, "{\"seq\":");
-	jb_u64(&c->jb, r->seq);
-	jb_cstr(&c->jb, ",");
-	jb_cstr(&c->jb, r->body);
-	jb_cstr(&c->jb, "}");
-	if (c->jb.oom)
+	if (c->fmt->envelope(&c->wire, r->seq, r->body) != 0)
 		return -1;
-	if (uplink_publish(c->up, r->topic, c->jb.p, c->jb.len, c->cfg->uplink.qos, r->retain,
+	if (uplink_publish(c->up, r->topic, c->wire.p, c->wire.len, c->cfg->uplink.qos, r->retain,
 			   &mid) != 0)
 		return -1;
 	c->fl[c->nfl++] = (struct flight){
@@ -883,7 +738,6 @@ static int publish_row(struct core *c, struct store_row *r)
 	if (r->kind == ROW_ALERT)
 		r->topic = NULL; /* now owned by the flight */
 	c->after[r->kind] = r->seq;
-	c->published++;
 	return 0;
 }
 
@@ -925,212 +779,24 @@ static void drain_outbox(struct core *c)
 	}
 }
 
-/* ---- status snapshot ------------------------------------------------------------- */
-
-/*
- * What sluicectl status shows of the running daemon: a JSON snapshot in the store's
- * meta table (key "status"), rewritten every few seconds — more seldom on a large site,
- * so that an SD card is not rewritten with a thousand devices' state every 5 s.
- */
-#define STATUS_KEY "status"
-
-static int64_t snapshot_every_ms(const struct config *cfg)
-{
-	int64_t ms = (int64_t)cfg->ndevices * 10; /* 10 ms per device: 5,000 -> 50 s */
-	return ms < 5000 ? 5000 : ms;
-}
-
-static void write_snapshot(struct core *c, bool stopping)
-{
-	struct jbuf b;
-	bool first = true;
-
-	jb_init(&b);
-	jb_cstr(&b, "{");
-	jb_key(&b, "pid", &first);
-	jb_i64(&b, (int64_t)getpid());
-	jb_key(&b, "version", &first);
-	jb_str(&b, SLUICE_VERSION);
-	jb_key(&b, "gateway", &first);
-	jb_str(&b, c->cfg->gateway.id);
-	jb_key(&b, "started", &first);
-	jb_i64(&b, c->started_ms);
-	jb_key(&b, "updated", &first);
-	jb_i64(&b, clock_real_ms());
-	jb_key(&b, "running", &first);
-	jb_bool(&b, !stopping);
-	jb_key(&b, "uplink", &first);
-	jb_cstr(&b, "{\"host\":");
-	jb_str(&b, c->cfg->uplink.host);
-	jb_cstr(&b, ",\"port\":");
-	jb_i64(&b, c->cfg->uplink.port);
-	jb_cstr(&b, ",\"connected\":");
-	jb_bool(&b, c->uplink_up);
-	jb_cstr(&b, ",\"since\":");
-	jb_i64(&b, c->uplink_since_ms);
-	if (!c->uplink_up && c->uplink_why[0]) {
-		jb_cstr(&b, ",\"error\":");
-		jb_str(&b, c->uplink_why);
-	}
-	jb_cstr(&b, "}");
-	jb_key(&b, "buses", &first);
-	jb_cstr(&b, "[");
-	for (size_t i = 0; i < c->cfg->nbuses; i++) {
-		const struct bus_cfg *bus = &c->cfg->buses[i];
-		static const char *kinds[] = { "tcp", "rtu", "rtu_over_tcp" };
-
-		if (i)
-			jb_cstr(&b, ",");
-		jb_cstr(&b, "{\"id\":");
-		jb_str(&b, bus->id);
-		jb_cstr(&b, ",\"kind\":");
-		jb_str(&b, kinds[bus->kind]);
-		jb_cstr(&b, ",\"address\":");
-		if (bus->kind == BUS_RTU) {
-			jb_str(&b, bus->device);
-		} else {
-			char addr[300];
-			snprintf(addr, sizeof addr, strchr(bus->host, ':') ? "[%s]:%u" : "%s:%u",
-				 bus->host, bus->port);
-			jb_str(&b, addr);
-		}
-		jb_cstr(&b, "}");
-	}
-	jb_cstr(&b, "]");
-	jb_key(&b, "devices", &first);
-	jb_cstr(&b, "[");
-	for (size_t i = 0; i < c->cfg->ndevices; i++) {
-		const struct device_cfg *d = &c->cfg->devices[i];
-		const struct devstate *ds = &c->dev[i];
-
-		if (i)
-			jb_cstr(&b, ",");
-		jb_cstr(&b, "{\"id\":");
-		jb_str(&b, d->id);
-		if (d->name) {
-			jb_cstr(&b, ",\"name\":");
-			jb_str(&b, d->name);
-		}
-		jb_cstr(&b, ",\"bus\":");
-		jb_str(&b, c->cfg->buses[d->bus].id);
-		jb_cstr(&b, ",\"state\":");
-		jb_str(&b, ds->published < 0 ? (ds->last_poll_ms ? "unknown" : "not polled")
-					     : ds->published ? "online" : "offline");
-		jb_cstr(&b, ",\"last_poll\":");
-		jb_i64(&b, ds->last_poll_ms);
-		jb_cstr(&b, ",\"last_ok\":");
-		jb_i64(&b, ds->last_ok_ms);
-		jb_cstr(&b, ",\"polls_ok\":");
-		jb_u64(&b, ds->ok);
-		jb_cstr(&b, ",\"polls_failed\":");
-		jb_u64(&b, ds->failed);
-		if (ds->last_err) {
-			jb_cstr(&b, ",\"last_error\":");
-			jb_str(&b, mb_strerror(ds->last_err));
-		}
-		jb_cstr(&b, "}");
-	}
-	jb_cstr(&b, "]}");
-	if (!b.oom && store_meta_put(c->st, STATUS_KEY, jb_cstr_get(&b)) != 0 && !c->store_failing)
-		log_warnx("store: could not write the status snapshot: %s", store_error(c->st));
-	jb_free(&b);
-}
-
-/* systemd's STATUS=: one line for `systemctl status`, sent when it changes. */
-static void notify_status(struct core *c)
-{
-	char line[200];
-	size_t online = 0, polled = 0;
-	struct store_stats st = { 0 };
-
-	for (size_t i = 0; i < c->cfg->ndevices; i++) {
-		polled += c->dev[i].last_poll_ms != 0;
-		online += c->dev[i].published == 1;
-	}
-	store_stats(c->st, &st);
-	snprintf(line, sizeof line, "STATUS=%zu of %zu devices online, backlog %" PRIu64
-		 " rows, uplink %s", online, polled, st.unsent,
-		 c->uplink_up ? "connected" : "disconnected");
-	if (strcmp(line, c->last_status) != 0) {
-		notify_send(line);
-		snprintf(c->last_status, sizeof c->last_status, "%s", line);
-	}
-}
-
-/* ---- health ----------------------------------------------------------------------- */
-
+/* Health is not buffered: sent only while connected, with no seq. */
 static void publish_health(struct core *c, int64_t now_mono)
 {
-	struct store_stats s = { 0 };
+	struct health h;
 	int mid;
-	bool first = true;
 
 	if (!uplink_connected(c->up))
 		return;
-	store_stats(c->st, &s);
-	jb_reset(&c->jb);
-	jb_cstr(&c->jb, "{");
-	jb_key(&c->jb, "ts", &first);
-	jb_i64(&c->jb, clock_real_ms());
-	jb_key(&c->jb, "uptime_s", &first);
-	jb_i64(&c->jb, (now_mono - c->start_mono) / 1000);
-	jb_key(&c->jb, "polls_ok", &first);
-	jb_u64(&c->jb, c->polls_ok);
-	jb_key(&c->jb, "polls_failed", &first);
-	jb_u64(&c->jb, c->polls_failed);
-	jb_key(&c->jb, "backlog_rows", &first);
-	jb_u64(&c->jb, s.unsent);
-	jb_key(&c->jb, "backlog_age_s", &first);
-	/* never negative: after a wall clock step back, rows stamped before it look young */
-	jb_i64(&c->jb, s.oldest_unsent_ms && clock_real_ms() > s.oldest_unsent_ms
-			       ? (clock_real_ms() - s.oldest_unsent_ms) / 1000 : 0);
-	jb_key(&c->jb, "dropped", &first);
-	jb_u64(&c->jb, s.dropped);
-	jb_key(&c->jb, "not_stored", &first);
-	jb_u64(&c->jb, queue_refused(c->q) + c->store_errors);
-	if (c->store_failing) {
-		jb_key(&c->jb, "store_error", &first);
-		jb_str(&c->jb, c->store_err);
-	}
-	jb_key(&c->jb, "held_rows", &first);
-	jb_u64(&c->jb, c->held->n);
-	jb_key(&c->jb, "db_bytes", &first);
-	jb_u64(&c->jb, s.db_bytes);
-	jb_key(&c->jb, "last_seq", &first);
-	jb_u64(&c->jb, s.last_seq);
-	jb_key(&c->jb, "poll_lag_ms", &first);
-	jb_cstr(&c->jb, "{\"p50\":");
-	jb_i64(&c->jb, lag_quantile(&c->lag, 0.50));
-	jb_cstr(&c->jb, ",\"p99\":");
-	jb_i64(&c->jb, lag_quantile(&c->lag, 0.99));
-	jb_cstr(&c->jb, ",\"polls\":");
-	jb_u64(&c->jb, c->lag.total);
-	jb_cstr(&c->jb, "}");
-	memset(&c->lag, 0, sizeof c->lag);
-	jb_key(&c->jb, "devices", &first);
-	jb_cstr(&c->jb, "{");
-	for (size_t i = 0, dfirst = 1; i < c->cfg->ndevices; i++) {
-		const struct devstate *ds = &c->dev[i];
-		bool f = dfirst;
-
-		if (ds->published < 0)
-			continue; /* not polled in this build */
-		jb_key(&c->jb, c->cfg->devices[i].id, &f);
-		dfirst = 0;
-		jb_cstr(&c->jb, "{\"polls_ok\":");
-		jb_u64(&c->jb, ds->ok);
-		jb_cstr(&c->jb, ",\"polls_failed\":");
-		jb_u64(&c->jb, ds->failed);
-		jb_cstr(&c->jb, ",\"online\":");
-		jb_bool(&c->jb, ds->published == 1);
-		jb_cstr(&c->jb, "}");
-	}
-	jb_cstr(&c->jb, "}}");
-	if (!c->jb.oom)
-		uplink_publish(c->up, "health", c->jb.p, c->jb.len, 0, false, &mid);
+	status_health(&c->status, c->cfg, c->st, clock_real_ms(), now_mono, &h);
+	h.not_stored += queue_refused(c->q);
+	h.store_error = c->store_failing ? c->store_err : NULL;
+	h.held_rows = c->held->n;
+	if (c->fmt->health(&c->msg, &h) == 0)
+		uplink_publish(c->up, c->msg.topic, c->msg.body.p, c->msg.body.len, 0, c->msg.retain,
+			       &mid);
 }
 
-/* ---- set-up and the loop ---------------------------------------------------------- */
+/* ---- pollers and their write results ---------------------------------------------- */
 
 static void reading_free_item(void *p)
 {
@@ -1188,8 +854,6 @@ static void take_write_results(struct core *c)
 	pthread_mutex_unlock(&c->wmu);
 	for (size_t i = 0; i < n; i++) {
 		struct pending_write *pw = NULL;
-		char topic[ID_MAX + ALERT_CHECK_MAX + 16];
-		struct store_row *row;
 
 		for (size_t k = 0; k < MAX_PENDING_WRITES; k++)
 			if (c->pw[k].tag == res[i].tag)
@@ -1197,22 +861,14 @@ static void take_write_results(struct core *c)
 		if (!pw)
 			continue;
 		if (res[i].err) {
-			jb_reset(&c->jb);
+			const struct device_cfg *d = &c->cfg->devices[pw->device];
+			struct payload_write_failure f = { .device = d->id,
+							   .point = d->points[pw->point].name,
+							   .value = pw->value, .err = res[i].err };
+
 			pw->t.ts_ms = clock_real_ms();
-			alert_body(&c->jb, c->cfg, &pw->t, pw, res[i].err);
-			snprintf(topic, sizeof topic, "alert/%s/%s", pw->t.rule, pw->t.check);
-			row = rowbuf_add(&rb);
-			if (row && !c->jb.oom) {
-				*row = (struct store_row){ .kind = ROW_ALERT, .ts_ms = pw->t.ts_ms,
-							   .retain = true, .topic = strdup(topic),
-							   .body = strdup(jb_cstr_get(&c->jb)) };
-				if (!row->topic || !row->body) {
-					store_row_clear(row);
-					rb.n--;
-				}
-			} else if (row) {
-				rb.n--;
-			}
+			if (c->fmt->alert(&c->msg, &pw->t, rule_name(c->cfg, pw->t.rule), &f) == 0)
+				add_row(c, &rb, ROW_ALERT, pw->t.ts_ms);
 		}
 		pw->tag = 0;
 	}
@@ -1268,6 +924,8 @@ static size_t pollers_ndevices(const struct core *c)
 	return (c->tp ? tcpoll_ndevices(c->tp) : 0) + (c->sp ? serpoll_ndevices(c->sp) : 0);
 }
 
+/* ---- reload -------------------------------------------------------------------------- */
+
 static bool str_eq(const char *a, const char *b)
 {
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
@@ -1298,7 +956,7 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 {
 	struct config_diag diag = { 0 };
 	struct config *old = c->cfg, *nc;
-	struct devstate *ndev;
+	struct dev_status *ndev;
 	char err[512], sum[160];
 
 	notify_send("RELOADING=1");
@@ -1389,12 +1047,7 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 			alert_free(c->ae);
 			c->ae = ae;
 		}
-		for (size_t i = 0; i < nc->ndevices; i++) {
-			long j = config_find_device(old, nc->devices[i].id);
-			ndev[i] = j >= 0 ? c->dev[j] : (struct devstate){ .published = -1 };
-		}
-		free(c->dev);
-		c->dev = ndev;
+		status_devices_swap(&c->status, old, nc, ndev);
 		c->cfg = nc;
 		c->generation++;
 	}
@@ -1408,9 +1061,90 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 	notify_send("READY=1");
 }
 
-static int64_t min64(int64_t a, int64_t b)
+/* ---- the loop ------------------------------------------------------------------------- */
+
+static int64_t job_health(struct core *c, int64_t now)
 {
-	return a < b ? a : b;
+	publish_health(c, now);
+	return c->cfg->uplink.health_interval_ms;
+}
+
+static int64_t job_alert_tick(struct core *c, int64_t now)
+{
+	(void)now;
+	alert_time(c, clock_real_ms());
+	return ALERT_TICK_MS;
+}
+
+static int64_t job_snapshot(struct core *c, int64_t now)
+{
+	(void)now;
+	status_write_snapshot(&c->status, c->cfg, c->st, false, c->store_failing);
+	status_notify(&c->status, c->cfg, c->st);
+	return status_snapshot_every_ms(c->cfg);
+}
+
+static int64_t job_state_save(struct core *c, int64_t now)
+{
+	(void)now;
+	save_alert_state(c);
+	return STATE_SAVE_MS;
+}
+
+static int64_t job_maintain(struct core *c, int64_t now)
+{
+	(void)now;
+	/* acks first: a delivered row still marked unsent would be dropped and counted as
+	 * lost */
+	flush_acks(c, true);
+	store_set_in_flight(c->st, c->nfl ? c->after[ROW_TELEMETRY] : 0);
+	store_maintain(c->st, clock_real_ms());
+	return MAINTAIN_EVERY_MS;
+}
+
+static int64_t job_watchdog(struct core *c, int64_t now)
+{
+	(void)now;
+	notify_send("WATCHDOG=1");
+	return c->watchdog_ms / 2;
+}
+
+/* The jobs that run on a period, in the order they run in a turn; each returns the ms
+ * until it is due again. */
+static const struct periodic_job {
+	enum deadline dl;
+	int64_t (*run)(struct core *c, int64_t now);
+} periodic_jobs[] = {
+	{ DL_HEALTH, job_health },
+	{ DL_ALERT_TICK, job_alert_tick },
+	{ DL_SNAPSHOT, job_snapshot },
+	{ DL_STATE_SAVE, job_state_save },
+	{ DL_MAINTAIN, job_maintain },
+	{ DL_WATCHDOG, job_watchdog },
+};
+
+/* The first time of each job, from the start. */
+static void deadlines_start(struct core *c, int64_t start)
+{
+	c->dl[DL_HEALTH] = start + c->cfg->uplink.health_interval_ms;
+	c->dl[DL_ALERT_TICK] = start;
+	c->dl[DL_SNAPSHOT] = start + 1000;
+	c->dl[DL_STATE_SAVE] = start + STATE_SAVE_MS;
+	c->dl[DL_MAINTAIN] = start + MAINTAIN_EVERY_MS;
+	c->dl[DL_WATCHDOG] = c->watchdog_ms > 0 ? start : DL_NEVER;
+}
+
+/* ms until the earliest deadline, 0 when one has passed, at most LOOP_WAIT_MAX_MS. */
+static int loop_wait(const struct core *c, int64_t now)
+{
+	int64_t at = DL_NEVER;
+
+	for (size_t i = 0; i < DL_COUNT; i++)
+		if (c->dl[i] < at)
+			at = c->dl[i];
+	if (at <= now)
+		return 0;
+	return at - now > LOOP_WAIT_MAX_MS ? LOOP_WAIT_MAX_MS : (int)(at - now);
 }
 
 static void install_signals(void)
@@ -1455,6 +1189,91 @@ static void shutdown_drain(struct core *c)
 	flush_acks(c, true);
 }
 
+/* One turn: wait for readings, write results, the uplink's socket or the earliest
+ * deadline; then steps 1-4 of the comment at the top. */
+static int loop_turn(struct core *c)
+{
+	struct pollfd pfd[3];
+	nfds_t n = 0;
+	int64_t now = clock_mono_ms();
+	int ufd;
+
+	c->dl[DL_UPLINK] = now + uplink_tick(c->up, now);
+	pfd[n++] = (struct pollfd){ .fd = queue_fd(c->q), .events = POLLIN };
+	pfd[n++] = (struct pollfd){ .fd = c->wfd, .events = POLLIN };
+	ufd = uplink_fd(c->up);
+	if (ufd >= 0) {
+		pfd[n] = (struct pollfd){ .fd = ufd, .events = POLLIN };
+		if (uplink_want_write(c->up))
+			pfd[n].events |= POLLOUT;
+		n++;
+	}
+	if (poll(pfd, n, loop_wait(c, now)) < 0 && errno != EINTR) {
+		log_err("poll");
+		return -1;
+	}
+	clock_look(c);
+	if (pfd[0].revents & POLLIN)
+		store_readings(c);
+	if (pfd[1].revents & POLLIN)
+		take_write_results(c);
+	if (n > 2 && pfd[2].revents)
+		uplink_io(c->up, pfd[2].revents);
+	now = clock_mono_ms();
+	uplink_tick(c->up, now);
+	commit_pending(c, false);
+	flush_acks(c, false);
+	drain_outbox(c);
+	store_check_damage(c);
+	for (size_t i = 0; i < sizeof periodic_jobs / sizeof periodic_jobs[0]; i++) {
+		const struct periodic_job *j = &periodic_jobs[i];
+
+		if (now >= c->dl[j->dl])
+			c->dl[j->dl] = now + j->run(c, now);
+	}
+	return 0;
+}
+
+/* Everything core_run set up, in reverse; what still waits in memory is stored first. */
+static void core_free(struct core *c)
+{
+	pollers_free(c);
+	if (c->q) {
+		if (c->st && c->pend && c->held) {
+			store_readings(c);
+			commit_pending(c, true);
+			if (c->held->n > 0)
+				log_errx("store: %zu rows that waited in memory are lost: %s",
+					 c->held->n, c->store_err);
+		}
+		queue_free(c->q, reading_free_item);
+	}
+	if (c->up)
+		uplink_free(c->up);
+	if (c->st) {
+		struct store_stats s;
+		if (store_stats(c->st, &s) == 0)
+			log_info("stopped: last seq %" PRIu64 ", %" PRIu64 " rows not yet delivered",
+				 s.last_seq, s.unsent);
+		store_close(c->st);
+	}
+	flight_forget_all(c);
+	alert_free(c->ae);
+	alert_out_free(&c->ao);
+	free(c->pw);
+	rowbuf_free(c->pend);
+	rowbuf_free(c->held);
+	if (c->wfd >= 0)
+		close(c->wfd);
+	pthread_mutex_destroy(&c->wmu);
+	free(c->fl);
+	free(c->acked);
+	status_free(&c->status);
+	payload_msg_free(&c->msg);
+	jb_free(&c->wire);
+	config_free(c->cfg);
+}
+
 int core_run(struct config *cfg)
 {
 	struct core c = { .cfg = cfg, .generation = 1, .wfd = -1 };
@@ -1464,25 +1283,26 @@ int core_run(struct config *cfg)
 	char err[512];
 	int rc = 1;
 	size_t qcap;
+	bool status_ok;
 
 	install_signals();
+	for (size_t i = 0; i < DL_COUNT; i++)
+		c.dl[i] = DL_NEVER;
 	clock_start(&c); /* the test hook's offset, before anything is stamped */
-	jb_init(&c.jb);
-	c.start_mono = clock_mono_ms();
-	c.started_ms = clock_real_ms();
+	payload_msg_init(&c.msg);
+	jb_init(&c.wire);
+	c.fmt = payload_format_find(PAYLOAD_FORMAT_DEFAULT);
+	status_ok = status_init(&c.status, cfg->ndevices, clock_real_ms(), clock_mono_ms()) == 0;
 	c.capfl = cfg->uplink.inflight;
 	c.fl = calloc(c.capfl, sizeof *c.fl);
 	qcap = cfg->ndevices * 4 < 4096 ? 4096 : cfg->ndevices * 4;
 	c.q = queue_new(qcap);
-	c.dev = calloc(cfg->ndevices ? cfg->ndevices : 1, sizeof *c.dev);
 	c.pw = calloc(MAX_PENDING_WRITES, sizeof *c.pw);
 	c.pend = calloc(1, sizeof *c.pend);
 	c.held = calloc(1, sizeof *c.held);
 	c.wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	pthread_mutex_init(&c.wmu, NULL);
-	for (size_t i = 0; c.dev && i < cfg->ndevices; i++)
-		c.dev[i].published = -1;
-	if (!c.fl || !c.q || !c.dev || !c.pw || !c.pend || !c.held || c.wfd < 0) {
+	if (!status_ok || !c.fl || !c.q || !c.pw || !c.pend || !c.held || c.wfd < 0) {
 		log_errx("out of memory at start");
 		goto out;
 	}
@@ -1522,151 +1342,29 @@ int core_run(struct config *cfg)
 			 cfg->gateway.id, sum, pollers_ndevices(&c));
 	}
 	/* sluicectl status has something to show from the first moment */
-	write_snapshot(&c, false);
+	status_write_snapshot(&c.status, c.cfg, c.st, false, c.store_failing);
 	notify_send("READY=1");
 	c.watchdog_ms = notify_watchdog_ms();
-	c.next_watchdog = c.start_mono;
-	c.next_health = c.start_mono + cfg->uplink.health_interval_ms;
-	c.next_maintain = c.start_mono + MAINTAIN_EVERY_MS;
-	c.next_tick = c.start_mono;
-	c.next_state_save = c.start_mono + STATE_SAVE_MS;
-	c.next_snapshot = c.start_mono + 1000;
+	deadlines_start(&c, c.status.start_mono);
 
 	while (!got_term) {
-		struct pollfd pfd[3];
-		nfds_t n = 0;
-		int64_t now = clock_mono_ms(), wait;
-		int ufd;
-
 		if (got_hup) {
 			got_hup = 0;
 			reload(&c, &sink, &ev);
-			cfg = c.cfg;
 		}
-		wait = min64(uplink_tick(c.up, now), c.next_health - now);
-		wait = min64(wait, c.next_maintain - now);
-		wait = min64(wait, c.next_tick - now);
-		if (c.watchdog_ms > 0)
-			wait = min64(wait, c.next_watchdog - now);
-		if (c.pend_since)
-			wait = min64(wait, c.pend_since + COMMIT_MS - now);
-		if (c.held->n > 0)
-			wait = min64(wait, c.retry_at - now);
-		if (c.acked_since)
-			wait = min64(wait, c.acked_since + ACKS_MS - now);
-		if (wait < 0)
-			wait = 0;
-		if (wait > 1000)
-			wait = 1000;
-
-		pfd[n++] = (struct pollfd){ .fd = queue_fd(c.q), .events = POLLIN };
-		pfd[n++] = (struct pollfd){ .fd = c.wfd, .events = POLLIN };
-		ufd = uplink_fd(c.up);
-		if (ufd >= 0) {
-			pfd[n] = (struct pollfd){ .fd = ufd, .events = POLLIN };
-			if (uplink_want_write(c.up))
-				pfd[n].events |= POLLOUT;
-			n++;
-		}
-		if (poll(pfd, n, (int)wait) < 0 && errno != EINTR) {
-			log_err("poll");
+		if (loop_turn(&c) != 0)
 			break;
-		}
-		clock_look(&c);
-		if (pfd[0].revents & POLLIN)
-			store_readings(&c);
-		if (pfd[1].revents & POLLIN)
-			take_write_results(&c);
-		if (n > 2 && pfd[2].revents)
-			uplink_io(c.up, pfd[2].revents);
-		now = clock_mono_ms();
-		uplink_tick(c.up, now);
-		commit_pending(&c, false);
-		flush_acks(&c, false);
-		drain_outbox(&c);
-		store_check_damage(&c);
-
-		if (now >= c.next_health) {
-			publish_health(&c, now);
-			c.next_health = now + cfg->uplink.health_interval_ms;
-		}
-		if (now >= c.next_tick) {
-			alert_time(&c, clock_real_ms());
-			c.next_tick = now + 1000;
-		}
-		if (now >= c.next_snapshot) {
-			write_snapshot(&c, false);
-			notify_status(&c);
-			c.next_snapshot = now + snapshot_every_ms(c.cfg);
-		}
-		if (now >= c.next_state_save) {
-			save_alert_state(&c);
-			c.next_state_save = now + STATE_SAVE_MS;
-		}
-		if (now >= c.next_maintain) {
-			/* acks first: a delivered row still marked unsent would be dropped and
-			 * counted as lost */
-			flush_acks(&c, true);
-			store_set_in_flight(c.st, c.nfl ? c.after[ROW_TELEMETRY] : 0);
-			store_maintain(c.st, clock_real_ms());
-			c.next_maintain = now + MAINTAIN_EVERY_MS;
-		}
-		if (c.watchdog_ms > 0 && now >= c.next_watchdog) {
-			notify_send("WATCHDOG=1");
-			c.next_watchdog = now + c.watchdog_ms / 2;
-		}
 	}
 	notify_send("STOPPING=1");
 	pollers_stop(&c);
 	log_info("stopping: polling stopped, delivering what is stored");
 	shutdown_drain(&c);
 	save_alert_state(&c);
-	write_snapshot(&c, true);
+	status_write_snapshot(&c.status, c.cfg, c.st, true, c.store_failing);
 	uplink_shutdown(c.up, 1000);
 	flush_acks(&c, true); /* acks that arrived while shutting down */
 	rc = 0;
 out:
-	pollers_free(&c);
-	if (c.q) {
-		if (c.st && c.pend && c.held) {
-			store_readings(&c);
-			commit_pending(&c, true);
-			if (c.held->n > 0)
-				log_errx("store: %zu rows that waited in memory are lost: %s",
-					 c.held->n, c.store_err);
-		}
-		queue_free(c.q, reading_free_item);
-	}
-	if (c.up)
-		uplink_free(c.up);
-	if (c.st) {
-		struct store_stats s;
-		if (store_stats(c.st, &s) == 0)
-			log_info("stopped: last seq %" PRIu64 ", %" PRIu64 " rows not yet delivered",
-				 s.last_seq, s.unsent);
-		store_close(c.st);
-	}
-	flight_forget_all(&c);
-	alert_free(c.ae);
-	alert_out_free(&c.ao);
-	free(c.pw);
-	if (c.pend) {
-		rowbuf_clear(c.pend);
-		free(c.pend->r);
-		free(c.pend);
-	}
-	if (c.held) {
-		rowbuf_clear(c.held);
-		free(c.held->r);
-		free(c.held);
-	}
-	if (c.wfd >= 0)
-		close(c.wfd);
-	pthread_mutex_destroy(&c.wmu);
-	free(c.fl);
-	free(c.dev);
-	free(c.acked);
-	jb_free(&c.jb);
-	config_free(c.cfg);
+	core_free(&c);
 	return rc;
 }

@@ -1,7 +1,7 @@
 /*
  * sunspec_setup: the glue between SunSpec discovery (drivers/sunspec.c) and a loaded
  * config. Owns filling in a sunspec device's points and resolving the rule references
- * config.c left unresolved (point -1) for them. Must never speak Modbus itself (the
+ * the config loader left unresolved (point -1) for them. Must never speak Modbus itself (the
  * driver does), read YAML, or touch a config that pollers are already running on.
  */
 #include "sunspec_setup.h"

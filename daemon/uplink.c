@@ -1,7 +1,7 @@
 /*
  * uplink: owns the MQTT session — the one struct mosquitto *, its socket, the
- * reconnect schedule and the gateway's status topic. Nothing else in sluice calls
- * libmosquitto.
+ * reconnect schedule and the gateway's status messages (their bytes and topics are the
+ * payload format's). Nothing else in sluice calls libmosquitto.
  *
  * It must never call what select()s or starts a thread (mosquitto_loop,
  * mosquitto_loop_forever, mosquitto_loop_start): the socket is driven from the core's
@@ -30,8 +30,8 @@
 #include <mosquitto.h>
 
 #include "clock.h"
-#include "json.h"
 #include "log.h"
+#include "payload.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "dev"
@@ -66,6 +66,7 @@ struct uplink {
 	char *prefix;
 	char *gateway_id;
 	char *gateway_name;
+	const struct payload_format *fmt; /* writes the status, the will and every topic */
 	int keepalive_s;
 	int inflight_max;
 	int64_t connack_wait_ms;
@@ -250,47 +251,35 @@ static void ul_on_log(struct mosquitto *m, void *obj, int level, const char *str
 
 /* ---------------------------------------------------------------------------------- */
 
-static void ul_status_json(struct uplink *u, struct jbuf *b, const char *state)
+static struct payload_gateway ul_gateway(const struct uplink *u)
 {
-	bool first = true;
-
-	jb_cstr(b, "{");
-	jb_key(b, "state", &first);
-	jb_str(b, state);
-	jb_key(b, "ts", &first);
-	jb_i64(b, clock_real_ms());
-	jb_key(b, "gateway", &first);
-	jb_str(b, u->gateway_id);
-	if (u->gateway_name) {
-		jb_key(b, "name", &first);
-		jb_str(b, u->gateway_name);
-	}
-	jb_key(b, "version", &first);
-	jb_str(b, SLUICE_VERSION);
-	jb_cstr(b, "}");
+	return (struct payload_gateway){ .id = u->gateway_id, .name = u->gateway_name,
+					 .version = SLUICE_VERSION };
 }
 
 /* Publish our own retained status; its acknowledgement is not the caller's. */
-static int ul_publish_status(struct uplink *u, const char *state)
+static int ul_publish_status(struct uplink *u, bool online)
 {
+	struct payload_gateway g = ul_gateway(u);
 	char topic[TOPIC_MAX];
-	struct jbuf b;
+	struct payload_msg m;
 	int mid = 0, rc;
 
-	if (uplink_topic(u, "status", topic, sizeof topic) < 0)
-		return -1;
-	jb_init(&b);
-	ul_status_json(u, &b, state);
-	if (b.oom) {
-		jb_free(&b);
+	payload_msg_init(&m);
+	if (u->fmt->status(&m, &g, online, clock_real_ms()) != 0) {
+		payload_msg_free(&m);
 		log_warnx("uplink: out of memory for the status message");
 		return -1;
 	}
-	rc = mosquitto_publish(u->mosq, &mid, topic, (int)b.len, b.p, 1, true);
-	jb_free(&b);
+	if (uplink_topic(u, m.topic, topic, sizeof topic) < 0) {
+		payload_msg_free(&m);
+		return -1;
+	}
+	rc = mosquitto_publish(u->mosq, &mid, topic, (int)m.body.len, m.body.p, 1, m.retain);
+	payload_msg_free(&m);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		int err = errno;
-		log_warnx("uplink: cannot publish status %s: %s", state,
+		log_warnx("uplink: cannot publish status %s: %s", online ? "online" : "offline",
 			  rc == MOSQ_ERR_ERRNO ? strerror(err) : mosquitto_strerror(rc));
 		if (rc != MOSQ_ERR_NOMEM) {
 			ul_why_rc(u, rc, err);
@@ -378,7 +367,7 @@ static void ul_settle(struct uplink *u, int rc, int err)
 		up = true;
 		log_info("uplink: connected to %s", u->hostport);
 		/* the status goes first, before anything the core sends on connected() */
-		ul_publish_status(u, "online");
+		ul_publish_status(u, true);
 	}
 	if (rc > 0 && !u->cb_lost)
 		ul_why_rc(u, rc, err);
@@ -404,7 +393,8 @@ static int ul_no_passphrase(char *buf, int size, int rwflag, void *userdata)
 
 static int ul_setup(struct uplink *u, struct mosquitto *m)
 {
-	static const char will[] = "{\"state\":\"offline\"}";
+	struct payload_gateway g = ul_gateway(u);
+	struct payload_msg will;
 	char topic[TOPIC_MAX];
 	int rc;
 
@@ -426,10 +416,15 @@ static int ul_setup(struct uplink *u, struct mosquitto *m)
 		if (rc)
 			return rc;
 	}
-	if (uplink_topic(u, "status", topic, sizeof topic) < 0)
-		return MOSQ_ERR_INVAL;
 	/* the broker publishes this when the connection dies without a DISCONNECT */
-	rc = mosquitto_will_set(m, topic, (int)strlen(will), will, 1, true);
+	payload_msg_init(&will);
+	if (u->fmt->will(&will, &g) != 0)
+		rc = MOSQ_ERR_NOMEM;
+	else if (uplink_topic(u, will.topic, topic, sizeof topic) < 0)
+		rc = MOSQ_ERR_INVAL;
+	else
+		rc = mosquitto_will_set(m, topic, (int)will.body.len, will.body.p, 1, will.retain);
+	payload_msg_free(&will);
 	if (rc)
 		return rc;
 	if (u->tls) {
@@ -628,6 +623,7 @@ struct uplink *uplink_new(const struct config *cfg, const struct uplink_events *
 								     : "sluice", &ok);
 	u->gateway_id = ul_strdup(cfg->gateway.id, &ok);
 	u->gateway_name = ul_strdup(cfg->gateway.name, &ok);
+	u->fmt = payload_format_find(PAYLOAD_FORMAT_DEFAULT);
 	u->track = calloc(MID_MAX, 1);
 	if (!ok || u->track == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -845,7 +841,7 @@ void uplink_shutdown(struct uplink *u, int64_t wait_ms)
 		return;
 	if (was_up) {
 		/* a clean DISCONNECT does not fire the will: say offline ourselves */
-		ul_publish_status(u, "offline");
+		ul_publish_status(u, false);
 		while (uplink_connected(u) && (u->inflight > 0 || uplink_want_write(u))) {
 			int64_t now = clock_mono_ms();
 			struct pollfd p;
@@ -889,9 +885,5 @@ void uplink_shutdown(struct uplink *u, int64_t wait_ms)
 
 int uplink_topic(const struct uplink *u, const char *rel, char *buf, size_t len)
 {
-	int n = snprintf(buf, len, "%s/%s/%s", u->prefix, u->gateway_id, rel);
-
-	if (n < 0 || (size_t)n >= len)
-		return -1;
-	return 0;
+	return u->fmt->topic(buf, len, u->prefix, u->gateway_id, rel);
 }

@@ -1,5 +1,5 @@
 /*
- * fuzz_config: the gateway config loader (daemon/config.c) on arbitrary YAML, through
+ * fuzz_config: the gateway config loader (daemon/config*.c) on arbitrary YAML, through
  * config_load_buffer so no file is written per input. Profiles the text names are read
  * from config/devices (the run script works from the top of the tree). It checks what
  * config_load promises: NULL exactly when there is an error, every message a string.

@@ -883,6 +883,113 @@ static void test_duplicate_ids(void **state)
 	EXPECT_ERRORS("duplicate-ids.yaml", msgs_duplicate_ids);
 }
 
+/* Load text as the file FIX name and require exactly the errors want[0..n), in order. */
+static void text_expect(const char *name, const char *text, const char *const *want, size_t n)
+{
+	char *path = xfmt(FIX "%s", name);
+	struct config_diag d;
+	bool same;
+
+	assert_null(config_load_buffer(path, text, strlen(text), &fix_opts, &d));
+	same = d.n == n;
+	for (size_t i = 0; same && i < n; i++)
+		same = strcmp(d.msgs[i], want[i]) == 0;
+	if (!same) {
+		fprintf(stderr, "expected:\n");
+		for (size_t i = 0; i < n; i++)
+			fprintf(stderr, "  [%s]\n", want[i]);
+		print_diag(path, &d);
+	}
+	assert_true(same);
+	assert_int_equal(d.nerrors, n);
+	config_diag_free(&d);
+	free(path);
+}
+
+/* An item that is not a mapping makes no bus: the repeat still names the first id's line. */
+static void test_duplicate_id_after_a_bad_item(void **state)
+{
+	static const char text[] = "gateway: { id: gw }\n"
+				   "uplink: { host: broker.example }\n"
+				   "buses:\n"
+				   "  - junk\n"
+				   "  - id: a\n"
+				   "    tcp: { host: 127.0.0.1 }\n"
+				   "  - id: a\n"
+				   "    tcp: { host: 127.0.0.2 }\n";
+	static const char *const want[] = {
+		FIX "dup.yaml:4:5: buses[0] must be a mapping (key: value lines), not the value 'junk'",
+		FIX "dup.yaml:7:9: buses[2] (a): duplicate bus id 'a' (first at line 5)",
+	};
+
+	(void)state;
+	text_expect("dup.yaml", text, want, 2);
+}
+
+/*
+ * A value shown in a message is cut after 120 bytes, visibly ("..."), never inside a
+ * character, with control characters escaped; a key's path is never cut before that.
+ */
+static void test_long_text_shown_cut(void **state)
+{
+	char key[201], accents[202], text[1024], *want[3];
+
+	(void)state;
+	memset(key, 'k', 200);
+	key[200] = '\0';
+	accents[0] = 'a';
+	for (int i = 0; i < 100; i++)
+		memcpy(accents + 1 + 2 * i, "\xc3\xa9", 2); /* é */
+	accents[201] = '\0';
+	snprintf(text, sizeof text, "gateway: { id: gw }\n"
+				    "uplink:\n"
+				    "  host: broker.example\n"
+				    "  tls:\n"
+				    "    %s: 1\n"
+				    "    \"%s\": 2\n"
+				    "    \"a\\x01b\": 3\n", key, accents);
+	/* 120 bytes: "tls." and 116 k's; "tls.", 'a' and 57 é (the 58th would be cut in two) */
+	want[0] = xfmt(FIX "cut.yaml:5:5: uplink: unknown key 'tls.%.116s...'", key);
+	want[1] = xfmt(FIX "cut.yaml:6:5: uplink: unknown key 'tls.%.115s...'", accents);
+	want[2] = xfmt(FIX "cut.yaml:7:5: uplink: unknown key 'tls.a\\x01b'");
+	text_expect("cut.yaml", text, (const char *const *)want, 3);
+	for (int i = 0; i < 3; i++)
+		free(want[i]);
+}
+
+/* Every directory searched is named, however long the list, and suggested from. */
+static void test_profile_not_found_names_every_directory(void **state)
+{
+	char path[2048] = "", dirs[2048] = "", *want;
+	struct config_opts opts = { 0 };
+	struct config_diag d;
+	struct point_def *points;
+	size_t npoints;
+	char *display;
+
+	(void)state;
+	for (int i = 0; i < 12; i++) {
+		char dir[100];
+		snprintf(dir, sizeof dir, "tests/fixtures/no-such-dir/%02d/%s", i,
+			 "a-directory-with-a-long-name-to-make-the-list-long");
+		snprintf(path + strlen(path), sizeof path - strlen(path), "%s:", dir);
+		snprintf(dirs + strlen(dirs), sizeof dirs - strlen(dirs), "%s, ", dir);
+	}
+	/* the one that has a close name comes last, past the first 600 bytes */
+	strcat(path, FIX "devices");
+	strcat(dirs, FIX "devices");
+	opts.profile_path = path;
+	assert_true(strlen(dirs) > 900);
+	assert_int_equal(config_load_profile("flowmeter-tset", NULL, &opts, &points, &npoints,
+					     &display, &d), -1);
+	want = xfmt("profile 'flowmeter-tset' not found: no file flowmeter-tset.yaml in %s (did "
+		    "you mean 'flowmeter-test'?)", dirs);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], want);
+	free(want);
+	config_diag_free(&d);
+}
+
 static void test_bad_ids(void **state)
 {
 	(void)state;
@@ -1312,6 +1419,9 @@ int main(void)
 		cmocka_unit_test(test_wrong_types),
 		cmocka_unit_test(test_out_of_range),
 		cmocka_unit_test(test_duplicate_ids),
+		cmocka_unit_test(test_duplicate_id_after_a_bad_item),
+		cmocka_unit_test(test_long_text_shown_cut),
+		cmocka_unit_test(test_profile_not_found_names_every_directory),
 		cmocka_unit_test(test_bad_ids),
 		cmocka_unit_test(test_points),
 		cmocka_unit_test(test_overlaps),

@@ -1,0 +1,1130 @@
+/*
+ * config_sections: every section of a config but alerts — gateway, uplink, buffer, buses,
+ * devices with their points — and the device profiles the devices name. Owns their key
+ * tables, their defaults where a key's absence depends on another (the port with tls,
+ * a serial bus's guard, a device's register limits from its profile), the checks across
+ * their keys, and the checks of the files and devices they name.
+ *
+ * It must never: read a file's contents other than a profile's (TLS and password files
+ * are only stat()ed and opened, to prove that they can be), open a socket or a serial
+ * line, or reach into the rules (config_rules.c resolves its references to devices and
+ * points after these sections are read).
+ *
+ * Ranges, chosen for what real equipment and the daemon can do:
+ *   uplink.port, tcp.port         1..65535
+ *   uplink.keepalive              5s..65535s (MQTT's field is 16 bits of seconds)
+ *   uplink.inflight               1..65535 (MQTT packet ids are 16 bits)
+ *   uplink.health_interval        1s..1d
+ *   uplink.qos                    1 or 2: the outbox deletes a row on the broker's ack
+ *   buffer.max_size               at least 1 MiB (below that SQLite's own pages dominate)
+ *   buffer.keep_sent              0..3650d
+ *   bus timeout                   10ms..60s;  guard 0..10s
+ *   rtu.baud                      1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200,
+ *                                 230400, 460800, 921600
+ *   rtu.data_bits 7|8, rtu.stop_bits 1|2, rtu.parity none|even|odd
+ *   device unit_id                0..255 on tcp (gateways route by it; 255 is common),
+ *                                 1..247 on serial lines (Modbus serial addressing)
+ *   device interval               100ms..1d;  offline_after 1..1000
+ *   device max_registers          1..125 (the Modbus limit for one read);  max_gap 0..125
+ *   point address                 0..65535, and address + width <= 65536
+ *   point bit                     0..15, only for bool in input/holding registers
+ *   point length                  1..64 registers, only for string (and required there)
+ *   point scale                   finite, not 0;  offset finite
+ */
+#include "config_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codec.h"
+
+#define ZONEINFO "/usr/share/zoneinfo"
+
+static const struct enumval log_levels[] = {
+	{ "error", LOG_LVL_ERROR }, { "warning", LOG_LVL_WARNING }, { "info", LOG_LVL_INFO },
+	{ "debug", LOG_LVL_DEBUG }, { NULL, 0 },
+};
+
+static const struct enumval protocols[] = {
+	{ "mqtt311", MQTT_311 }, { "mqtt5", MQTT_5 }, { NULL, 0 },
+};
+
+static const struct enumval durabilities[] = {
+	{ "normal", DURABILITY_NORMAL }, { "full", DURABILITY_FULL }, { NULL, 0 },
+};
+
+static const struct enumval parities[] = {
+	{ "none", 'N' }, { "even", 'E' }, { "odd", 'O' }, { NULL, 0 },
+};
+
+static const struct enumval orders[] = {
+	{ "big", ORDER_BIG }, { "little", ORDER_LITTLE }, { NULL, 0 },
+};
+
+static const struct enumval tables[] = {
+	{ "coil", MB_COIL }, { "discrete", MB_DISCRETE }, { "input", MB_INPUT },
+	{ "holding", MB_HOLDING }, { NULL, 0 },
+};
+
+static const struct enumval types[] = {
+	{ "bool", PT_BOOL }, { "int16", PT_INT16 }, { "uint16", PT_UINT16 },
+	{ "int32", PT_INT32 }, { "uint32", PT_UINT32 }, { "int64", PT_INT64 },
+	{ "uint64", PT_UINT64 }, { "float32", PT_FLOAT32 }, { "float64", PT_FLOAT64 },
+	{ "string", PT_STRING }, { NULL, 0 },
+};
+
+const char *point_type_name(int type)
+{
+	return enum_name(types, type);
+}
+
+/* "holding registers" / "coils": the table as a technician's manual names it. */
+static const char *table_words(enum mb_table t)
+{
+	switch (t) {
+	case MB_COIL:
+		return "coils";
+	case MB_DISCRETE:
+		return "discrete inputs";
+	case MB_INPUT:
+		return "input registers";
+	case MB_HOLDING:
+		return "holding registers";
+	}
+	return "registers";
+}
+
+static const char *table_word(enum mb_table t)
+{
+	switch (t) {
+	case MB_COIL:
+		return "coil";
+	case MB_DISCRETE:
+		return "discrete input";
+	case MB_INPUT:
+		return "input register";
+	case MB_HOLDING:
+		return "holding register";
+	}
+	return "register";
+}
+
+/* ---- paths and files named by the config ---------------------------------------------- */
+
+static char *path_join(struct loader *loader, const char *dir, const char *name)
+{
+	char *path;
+
+	if (!dir || !*dir || name[0] == '/')
+		return loader_strdup(loader, name);
+	while (name[0] == '.' && name[1] == '/')
+		name += 2;
+	if (asprintf(&path, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", name) < 0) {
+		loader->oom = true;
+		return NULL;
+	}
+	return path;
+}
+
+/* A relative path in the config means: relative to the config file's directory. */
+static void path_resolve(struct loader *loader, char **path)
+{
+	char *resolved;
+
+	if (!*path || (*path)[0] == '/' || !loader->config_dir)
+		return;
+	if ((resolved = path_join(loader, loader->config_dir, *path))) {
+		free(*path);
+		*path = resolved;
+	}
+}
+
+/*
+ * A file the daemon will read: TLS material, the password. It must exist and open for
+ * reading; a secret must not be readable by others nor writable by anyone but its
+ * owner (the expected layout is root:sluice 0640).
+ */
+static void check_file(struct scope *scope, yaml_node_t *value, const char *key, char **path,
+		       bool secret)
+{
+	struct stat st;
+	int fd;
+
+	if (!*path || !value)
+		return;
+	path_resolve(scope->loader, path);
+	if (scope->loader->skip_secret_files)
+		return;
+	if (stat(*path, &st) < 0) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			scope_error(scope, value, "%s '%s' does not exist", key,
+				    scope_quote(scope, *path));
+		else
+			scope_error(scope, value, "%s '%s' cannot be checked: %s", key,
+				    scope_quote(scope, *path), strerror(errno));
+		return;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		scope_error(scope, value, "%s '%s' is a directory, not a file", key,
+			    scope_quote(scope, *path));
+		return;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		scope_error(scope, value, "%s '%s' is not a regular file", key,
+			    scope_quote(scope, *path));
+		return;
+	}
+	if ((fd = open(*path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+		scope_error(scope, value, "%s '%s' cannot be opened for reading: %s", key,
+			    scope_quote(scope, *path), strerror(errno));
+		return;
+	}
+	close(fd);
+	if (!secret)
+		return;
+	if (st.st_mode & 0004)
+		scope_error(scope, value, "%s '%s' can be read by every user (mode %04o): it holds a "
+			    "secret; make it owner root, group sluice, mode 0640", key,
+			    scope_quote(scope, *path), (unsigned)(st.st_mode & 07777));
+	if (st.st_mode & 0022)
+		scope_error(scope, value, "%s '%s' can be written by users other than its owner "
+			    "(mode %04o); make it owner root, group sluice, mode 0640", key,
+			    scope_quote(scope, *path), (unsigned)(st.st_mode & 07777));
+}
+
+/* A host name or address; the port goes in port:, IPv6 without brackets. */
+static void check_host(struct scope *scope, yaml_node_t *value, const char *key, const char *host)
+{
+	const char *colon;
+
+	if (!value || !host)
+		return;
+	colon = strchr(host, ':');
+	if (strpbrk(host, " \t/"))
+		scope_error(scope, value, "%s '%s' is not a host name or address", key,
+			    scope_quote(scope, host));
+	else if (host[0] == '[')
+		scope_error(scope, value, "%s '%s': write an IPv6 address without brackets, in "
+			    "quotes (\"2001:db8::1\")", key, scope_quote(scope, host));
+	else if (colon && !strchr(colon + 1, ':'))
+		scope_error(scope, value, "%s '%s' includes a port: give the port in port:", key,
+			    scope_quote(scope, host));
+}
+
+/* ---- gateway ------------------------------------------------------------------------------ */
+
+static const struct key gateway_keys[] = {
+	{ .name = "id", .type = K_ID, .off = OFF(struct gateway_cfg, id), .flags = KF_REQ },
+	{ .name = "name", .type = K_STR, .off = OFF(struct gateway_cfg, name) },
+	{ .name = "timezone", .type = K_STR, .off = OFF(struct gateway_cfg, timezone) },
+	{ .name = "data_dir", .type = K_STR, .off = OFF(struct gateway_cfg, data_dir) },
+	{ .name = "log_level", .type = K_ENUM, .off = OFF(struct gateway_cfg, log_level),
+	  .names = log_levels },
+	{ .name = "description", .type = K_TEXT },
+	{ NULL },
+};
+KEY_TABLE_FITS(gateway_keys);
+
+/* Only checked where the zone database is installed: a bare box may lack it. */
+static void check_timezone(struct scope *scope, yaml_node_t *value, const char *tz)
+{
+	struct loader *loader = scope->loader;
+	struct suggestion suggestion;
+	const char *slash;
+	struct stat st;
+
+	if (strcmp(tz, "UTC") == 0 || stat(ZONEINFO, &st) < 0 || !S_ISDIR(st.st_mode))
+		return;
+	if (tz[0] != '/' && !strstr(tz, "..") &&
+	    stat(loader_text(loader, "%s/%s", ZONEINFO, tz), &st) == 0 && S_ISREG(st.st_mode))
+		return;
+	suggest_init(&suggestion, tz);
+	if ((slash = strrchr(tz, '/')) && !strstr(tz, "..") && tz[0] != '/') {
+		/* "Asia/Shangai": the names of that region */
+		const char *region = loader_text(loader, "%.*s", (int)(slash - tz + 1), tz);
+		suggest_dir(&suggestion, loader_text(loader, "%s/%s", ZONEINFO, region), NULL,
+			    region);
+	} else {
+		suggest_dir(&suggestion, ZONEINFO, NULL, "");
+	}
+	if (suggestion.best[0])
+		scope_error(scope, value, "timezone '%s' is not a known time zone%s",
+			    scope_quote(scope, tz), suggest_text(scope, &suggestion, NULL));
+	else
+		scope_error(scope, value, "timezone '%s' is not a known time zone (expected a name "
+			    "from the zone database, such as Asia/Shanghai)", scope_quote(scope, tz));
+}
+
+void parse_gateway(struct scope *root, yaml_node_t *map)
+{
+	struct loader *loader = root->loader;
+	struct gateway_cfg *gateway = &loader->cfg->gateway;
+	yaml_node_t *seen[KEYS_MAX], *value;
+	struct scope scope;
+
+	if (!scope_expect_map(root, map, "gateway"))
+		return;
+	scope_open(&scope, root, "", "gateway");
+	keys_walk(&scope, map, gateway_keys, gateway, seen);
+	if ((value = keys_seen(gateway_keys, seen, "timezone")) && gateway->timezone)
+		check_timezone(&scope, value, gateway->timezone);
+	path_resolve(loader, &gateway->data_dir);
+}
+
+/* ---- uplink --------------------------------------------------------------------------------- */
+
+static void qos_fn(struct scope *scope, const struct key *key, yaml_node_t *value, void *obj)
+{
+	struct uplink_cfg *uplink = obj;
+	const char *name = scope_key(scope, key->name), *s = scope_expect_scalar(scope, value, name);
+	int64_t n;
+
+	if (!s)
+		return;
+	if (config_parse_int(s, &n) < 0)
+		scope_error(scope, value, "%s '%s' is not a whole number (expected 1 or 2)", name,
+			    scope_quote(scope, s));
+	else if (n == 0)
+		scope_error(scope, value, "%s 0 is not allowed: the outbox deletes a reading only when "
+			    "the broker acknowledges it, and QoS 0 has no acknowledgement (use 1 or "
+			    "2)", name);
+	else if (n != 1 && n != 2)
+		scope_error(scope, value, "%s %s is out of range (expected 1 or 2)", name,
+			    scope_quote(scope, s));
+	else
+		uplink->qos = (int)n;
+}
+
+static const struct key uplink_keys[] = {
+	{ .name = "host", .type = K_STR, .off = OFF(struct uplink_cfg, host), .flags = KF_REQ },
+	{ .name = "port", .type = K_INT, .off = OFF(struct uplink_cfg, port), .min = 1,
+	  .max = 65535 },
+	{ .name = "protocol", .type = K_ENUM, .off = OFF(struct uplink_cfg, protocol),
+	  .names = protocols },
+	{ .name = "client_id", .type = K_STR, .off = OFF(struct uplink_cfg, client_id) },
+	{ .name = "username", .type = K_STR, .off = OFF(struct uplink_cfg, username) },
+	{ .name = "password_file", .type = K_STR, .off = OFF(struct uplink_cfg, password_file) },
+	{ .name = "tls", .type = K_NODE },
+	{ .name = "topic_prefix", .type = K_STR, .off = OFF(struct uplink_cfg, topic_prefix) },
+	{ .name = "qos", .type = K_FN, .fn = qos_fn },
+	{ .name = "keepalive", .type = K_DUR, .off = OFF(struct uplink_cfg, keepalive_ms),
+	  .min = 5 * SEC_MS, .max = 65535.0 * SEC_MS },
+	{ .name = "inflight", .type = K_INT, .off = OFF(struct uplink_cfg, inflight), .min = 1,
+	  .max = 65535 },
+	{ .name = "health_interval", .type = K_DUR,
+	  .off = OFF(struct uplink_cfg, health_interval_ms), .min = SEC_MS, .max = DAY_MS },
+	{ NULL },
+};
+KEY_TABLE_FITS(uplink_keys);
+
+static const struct key tls_keys[] = {
+	{ .name = "ca_file", .type = K_STR, .off = OFF(struct uplink_cfg, ca_file) },
+	{ .name = "cert_file", .type = K_STR, .off = OFF(struct uplink_cfg, cert_file) },
+	{ .name = "key_file", .type = K_STR, .off = OFF(struct uplink_cfg, key_file) },
+	{ NULL },
+};
+KEY_TABLE_FITS(tls_keys);
+
+static void check_topic_prefix(struct scope *scope, yaml_node_t *value, const char *topic)
+{
+	size_t n = strlen(topic);
+
+	if (strpbrk(topic, "+#"))
+		scope_error(scope, value, "topic_prefix '%s' must not contain the MQTT wildcards + "
+			    "or #", scope_quote(scope, topic));
+	else if (topic[0] == '/' || topic[n - 1] == '/')
+		scope_error(scope, value, "topic_prefix '%s' must not begin or end with '/'",
+			    scope_quote(scope, topic));
+	else if (strstr(topic, "//"))
+		scope_error(scope, value, "topic_prefix '%s' has an empty level ('//')",
+			    scope_quote(scope, topic));
+	else if (topic[0] == '$')
+		scope_error(scope, value, "topic_prefix '%s' must not begin with '$' (topics "
+			    "beginning with $ belong to the broker)", scope_quote(scope, topic));
+}
+
+/* tls: true (the system's CAs), or a block naming the files */
+static void parse_tls(struct scope *uplink_scope, yaml_node_t *value, struct uplink_cfg *uplink)
+{
+	yaml_node_t *seen[KEYS_MAX];
+	struct scope scope;
+	bool on;
+
+	if (value->type == YAML_SCALAR_NODE && !node_is_null(value) &&
+	    config_parse_bool(node_text(value), &on) == 0) {
+		uplink->tls = on;
+		return;
+	}
+	if (!scope_expect_map(uplink_scope, value, "tls"))
+		return;
+	uplink->tls = true;
+	scope_nest(&scope, uplink_scope, "tls.");
+	keys_walk(&scope, value, tls_keys, uplink, seen);
+	check_file(&scope, keys_seen(tls_keys, seen, "ca_file"), "tls.ca_file", &uplink->ca_file,
+		   false);
+	check_file(&scope, keys_seen(tls_keys, seen, "cert_file"), "tls.cert_file",
+		   &uplink->cert_file, false);
+	/* the client key is as secret as the password */
+	check_file(&scope, keys_seen(tls_keys, seen, "key_file"), "tls.key_file",
+		   &uplink->key_file, true);
+	if (!uplink->cert_file != !uplink->key_file)
+		scope_error(uplink_scope, value, "tls.cert_file and tls.key_file go together (a "
+			    "client certificate needs its key)");
+}
+
+void parse_uplink(struct scope *root, yaml_node_t *map)
+{
+	struct loader *loader = root->loader;
+	struct uplink_cfg *uplink = &loader->cfg->uplink;
+	yaml_node_t *seen[KEYS_MAX], *value;
+	struct scope scope;
+
+	if (!scope_expect_map(root, map, "uplink"))
+		return;
+	uplink->loc = node_loc(root->doc, map);
+	scope_open(&scope, root, "", "uplink");
+	keys_walk(&scope, map, uplink_keys, uplink, seen);
+	check_host(&scope, keys_seen(uplink_keys, seen, "host"), "host", uplink->host);
+	if ((value = keys_seen(uplink_keys, seen, "topic_prefix")) && uplink->topic_prefix)
+		check_topic_prefix(&scope, value, uplink->topic_prefix);
+	check_file(&scope, keys_seen(uplink_keys, seen, "password_file"), "password_file",
+		   &uplink->password_file, true);
+	if ((value = keys_seen(uplink_keys, seen, "tls")))
+		parse_tls(&scope, value, uplink);
+	if ((value = keys_seen(uplink_keys, seen, "password_file")) && !uplink->username)
+		scope_error(&scope, value, "password_file needs a username (MQTT sends a password "
+			    "only with a user name)");
+	if (!keys_seen(uplink_keys, seen, "port"))
+		uplink->port = uplink->tls ? 8883 : 1883;
+}
+
+/* ---- buffer ----------------------------------------------------------------------------- */
+
+static const struct key buffer_keys[] = {
+	{ .name = "max_size", .type = K_SIZE, .off = OFF(struct buffer_cfg, max_size), .min = MIB },
+	{ .name = "durability", .type = K_ENUM, .off = OFF(struct buffer_cfg, durability),
+	  .names = durabilities },
+	{ .name = "keep_sent", .type = K_DUR, .off = OFF(struct buffer_cfg, keep_sent_ms),
+	  .max = 3650.0 * DAY_MS },
+	{ NULL },
+};
+KEY_TABLE_FITS(buffer_keys);
+
+void parse_buffer(struct scope *root, yaml_node_t *map)
+{
+	yaml_node_t *seen[KEYS_MAX];
+	struct scope scope;
+
+	if (!scope_expect_map(root, map, "buffer"))
+		return;
+	scope_open(&scope, root, "", "buffer");
+	keys_walk(&scope, map, buffer_keys, &root->loader->cfg->buffer, seen);
+}
+
+/* ---- buses ------------------------------------------------------------------------------- */
+
+static void baud_fn(struct scope *scope, const struct key *key, yaml_node_t *value, void *obj)
+{
+	static const unsigned rates[] = { 1200, 2400, 4800, 9600, 19200, 38400, 57600,
+					  115200, 230400, 460800, 921600 };
+	struct bus_cfg *bus = obj;
+	const char *name = scope_key(scope, key->name), *s = scope_expect_scalar(scope, value, name);
+	int64_t n;
+
+	if (!s)
+		return;
+	if (config_parse_int(s, &n) < 0) {
+		scope_error(scope, value, "%s '%s' is not a whole number", name,
+			    scope_quote(scope, s));
+		return;
+	}
+	for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++)
+		if (n == rates[i]) {
+			bus->baud = rates[i];
+			return;
+		}
+	scope_error(scope, value, "%s %s is not a standard rate (expected 1200, 2400, 4800, 9600, "
+		    "19200, 38400, 57600, 115200, 230400, 460800 or 921600)", name,
+		    scope_quote(scope, s));
+}
+
+static const struct key bus_keys[] = {
+	{ .name = "id", .type = K_ID, .off = OFF(struct bus_cfg, id), .flags = KF_REQ },
+	{ .name = "tcp", .type = K_NODE },
+	{ .name = "rtu", .type = K_NODE },
+	{ .name = "rtu_over_tcp", .type = K_NODE },
+	{ .name = "timeout", .type = K_DUR, .off = OFF(struct bus_cfg, timeout_ms), .min = 10,
+	  .max = 60 * SEC_MS },
+	{ .name = "guard", .type = K_DUR, .off = OFF(struct bus_cfg, guard_ms), .min = 0,
+	  .max = 10 * SEC_MS },
+	{ .name = "description", .type = K_TEXT },
+	{ NULL },
+};
+KEY_TABLE_FITS(bus_keys);
+
+static const struct key tcp_keys[] = {
+	{ .name = "host", .type = K_STR, .off = OFF(struct bus_cfg, host), .flags = KF_REQ },
+	{ .name = "port", .type = K_INT, .off = OFF(struct bus_cfg, port), .min = 1, .max = 65535 },
+	{ NULL },
+};
+KEY_TABLE_FITS(tcp_keys);
+
+static const struct key rtu_keys[] = {
+	{ .name = "device", .type = K_STR, .off = OFF(struct bus_cfg, device), .flags = KF_REQ },
+	{ .name = "baud", .type = K_FN, .fn = baud_fn },
+	{ .name = "parity", .type = K_ENUM, .off = OFF(struct bus_cfg, parity), .names = parities },
+	{ .name = "data_bits", .type = K_INT, .off = OFF(struct bus_cfg, data_bits), .min = 7,
+	  .max = 8 },
+	{ .name = "stop_bits", .type = K_INT, .off = OFF(struct bus_cfg, stop_bits), .min = 1,
+	  .max = 2 },
+	{ .name = "rs485", .type = K_BOOL, .off = OFF(struct bus_cfg, rs485) },
+	{ NULL },
+};
+KEY_TABLE_FITS(rtu_keys);
+
+/* indexed by enum bus_kind */
+static const char *const transports[] = { "tcp", "rtu", "rtu_over_tcp" };
+
+/* The serial device may be a USB adapter not plugged in yet: a warning, not an error. */
+static void check_serial(struct scope *scope, yaml_node_t *value, const char *device)
+{
+	struct stat st;
+
+	if (!value || !device)
+		return;
+	if (stat(device, &st) < 0)
+		scope_warn(scope, value, "rtu.device '%s' does not exist (yet); sluiced will keep "
+			   "trying to open it", scope_quote(scope, device));
+	else if (!S_ISCHR(st.st_mode))
+		scope_warn(scope, value, "rtu.device '%s' is not a serial device (character device)",
+			   scope_quote(scope, device));
+}
+
+/* The block of the bus's transport (rtu:, tcp: or rtu_over_tcp:). */
+static void parse_transport(struct scope *bus_scope, yaml_node_t *map, struct bus_cfg *bus)
+{
+	const struct config *cfg = bus_scope->loader->cfg;
+	yaml_node_t *seen[KEYS_MAX], *device;
+	struct scope scope;
+
+	if (!scope_expect_map(bus_scope, map, transports[bus->kind]))
+		return;
+	if (bus->kind != BUS_RTU) {
+		scope_nest(&scope, bus_scope, bus->kind == BUS_TCP ? "tcp." : "rtu_over_tcp.");
+		keys_walk(&scope, map, tcp_keys, bus, seen);
+		check_host(&scope, keys_seen(tcp_keys, seen, "host"), scope_key(&scope, "host"),
+			   bus->host);
+		return;
+	}
+	scope_nest(&scope, bus_scope, "rtu.");
+	keys_walk(&scope, map, rtu_keys, bus, seen);
+	device = keys_seen(rtu_keys, seen, "device");
+	check_serial(&scope, device, bus->device);
+	for (size_t i = 0; bus->device && i + 1 < cfg->nbuses; i++)
+		if (cfg->buses[i].device && strcmp(cfg->buses[i].device, bus->device) == 0)
+			scope_error(&scope, device, "rtu.device '%s' is already the line of bus %s "
+				    "(one bus per serial line)", scope_quote(&scope, bus->device),
+				    scope_quote(&scope, cfg->buses[i].id));
+}
+
+void parse_bus(struct scope *root, yaml_node_t *map, size_t index)
+{
+	struct loader *loader = root->loader;
+	struct config *cfg = loader->cfg;
+	struct bus_cfg *bus = &cfg->buses[cfg->nbuses];
+	yaml_node_t *seen[KEYS_MAX], *transport = NULL, *value;
+	int ntransports = 0;
+	struct scope scope;
+
+	if (!scope_open_item(&scope, root, map, "buses", index))
+		return;
+	cfg->nbuses++;
+	*bus = (struct bus_cfg){ .kind = -1, .port = 502, .baud = 9600, .parity = 'N',
+				 .data_bits = 8, .stop_bits = 1, .timeout_ms = SEC_MS };
+	bus->loc = node_loc(root->doc, map);
+	keys_walk(&scope, map, bus_keys, bus, seen);
+	if ((value = keys_seen(bus_keys, seen, "id")) && bus->id[0])
+		scope_unique_id(&scope, value, "bus", bus->id, cfg->buses[0].id, sizeof *cfg->buses,
+				cfg->nbuses - 1, loader->bus_id_locs);
+	for (int kind = 0; kind < 3; kind++) {
+		yaml_node_t *given = keys_seen(bus_keys, seen, transports[kind]);
+		if (!given)
+			continue;
+		if (ntransports++) {
+			scope_error(&scope, given, "give only one of tcp:, rtu: or rtu_over_tcp: (found "
+				    "%s: and %s:)", transports[bus->kind], transports[kind]);
+			continue;
+		}
+		bus->kind = kind;
+		transport = given;
+	}
+	if (!ntransports) {
+		scope_error(&scope, map, "missing the transport: give one of tcp:, rtu: or "
+			    "rtu_over_tcp:");
+		return;
+	}
+	if (!keys_seen(bus_keys, seen, "guard") && bus->kind != BUS_TCP)
+		bus->guard_ms = 5;
+	parse_transport(&scope, transport, bus);
+}
+
+/* ---- points ------------------------------------------------------------------------------- */
+
+/* The points of a device (its profile's, then its own) or of a profile, as they are read. */
+struct point_set {
+	struct point_def *defs;
+	struct src_loc *locs;
+	bool *valid;             /* parsed without error: worth checking for overlaps */
+	size_t n, cap;
+	size_t nfrom_profile;    /* the first nfrom_profile came from the device's profile */
+	const char *profile;     /* its name, for messages */
+};
+
+static int point_set_add(struct loader *loader, struct point_set *points,
+			 const struct point_def *def, const struct src_loc *loc, bool valid)
+{
+	if (points->n == points->cap) {
+		size_t cap = points->cap ? points->cap * 2 : 8;
+		struct point_def *defs = realloc(points->defs, cap * sizeof *defs);
+		if (defs)
+			points->defs = defs;
+		struct src_loc *locs = realloc(points->locs, cap * sizeof *locs);
+		if (locs)
+			points->locs = locs;
+		bool *valids = realloc(points->valid, cap * sizeof *valids);
+		if (valids)
+			points->valid = valids;
+		if (!defs || !locs || !valids) {
+			loader->oom = true;
+			return -1;
+		}
+		points->cap = cap;
+	}
+	points->defs[points->n] = *def;
+	points->locs[points->n] = *loc;
+	points->valid[points->n] = valid;
+	points->n++;
+	return 0;
+}
+
+static const struct key point_keys[] = {
+	{ .name = "table", .type = K_ENUM, .off = OFF(struct point_def, table), .names = tables,
+	  .flags = KF_REQ },
+	{ .name = "address", .type = K_INT, .off = OFF(struct point_def, address), .min = 0,
+	  .max = 65535, .flags = KF_REQ },
+	{ .name = "type", .type = K_ENUM, .off = OFF(struct point_def, type), .names = types,
+	  .flags = KF_REQ },
+	{ .name = "bit", .type = K_INT, .off = OFF(struct point_def, bit), .min = 0, .max = 15 },
+	{ .name = "length", .type = K_INT, .off = OFF(struct point_def, length), .min = 1,
+	  .max = POINT_STRING_MAX_REGS },
+	{ .name = "byte_order", .type = K_ENUM, .off = OFF(struct point_def, byte_order),
+	  .names = orders },
+	{ .name = "word_order", .type = K_ENUM, .off = OFF(struct point_def, word_order),
+	  .names = orders },
+	{ .name = "scale", .type = K_NUM, .off = OFF(struct point_def, scale),
+	  .flags = KF_NONZERO },
+	{ .name = "offset", .type = K_NUM, .off = OFF(struct point_def, offset) },
+	{ .name = "unit", .type = K_CHARS, .off = OFF(struct point_def, unit) },
+	{ .name = "writable", .type = K_BOOL, .off = OFF(struct point_def, writable) },
+	{ .name = "description", .type = K_TEXT },
+	{ NULL },
+};
+KEY_TABLE_FITS(point_keys);
+
+/* What the fields of one point say together; each key alone was checked by the walk. */
+static void point_check(struct scope *scope, yaml_node_t **seen, struct point_def *def)
+{
+	yaml_node_t *type = keys_seen(point_keys, seen, "type");
+	yaml_node_t *table = keys_seen(point_keys, seen, "table");
+	yaml_node_t *value;
+	bool bits = def->table == MB_COIL || def->table == MB_DISCRETE;
+	unsigned width;
+
+	/* a table or type that did not parse was reported; what follows would be noise */
+	if (!type || !table || (unsigned)def->table > MB_HOLDING || (unsigned)def->type > PT_STRING)
+		return;
+	if (bits && def->type != PT_BOOL)
+		scope_error(scope, type, "type %s cannot be read from a %s: %ss hold single bits "
+			    "(use type bool)", enum_name(types, def->type), table_word(def->table),
+			    table_word(def->table));
+	if ((value = keys_seen(point_keys, seen, "bit"))) {
+		if (def->type != PT_BOOL)
+			scope_error(scope, value, "bit is only for type bool (a bool inside a "
+				    "register)");
+		else if (bits)
+			scope_error(scope, value, "bit is only for input and holding registers: a %s "
+				    "is a single bit already", table_word(def->table));
+	}
+	if ((value = keys_seen(point_keys, seen, "length")) && def->type != PT_STRING)
+		scope_error(scope, value, "length is only for type string");
+	if (def->type == PT_STRING && !keys_seen(point_keys, seen, "length"))
+		scope_error(scope, type, "a string point needs length: (its size in registers, "
+			    "1..%d)", POINT_STRING_MAX_REGS);
+	if (def->type == PT_BOOL || def->type == PT_STRING) {
+		if ((value = keys_seen(point_keys, seen, "scale")))
+			scope_error(scope, value, "scale applies to numbers, not to type %s",
+				    enum_name(types, def->type));
+		if ((value = keys_seen(point_keys, seen, "offset")))
+			scope_error(scope, value, "offset applies to numbers, not to type %s",
+				    enum_name(types, def->type));
+	}
+	if ((value = keys_seen(point_keys, seen, "writable")) && def->writable &&
+	    (def->table == MB_INPUT || def->table == MB_DISCRETE))
+		scope_error(scope, value, "writable: %ss are read-only (only coil and holding points "
+			    "can be written)", table_word(def->table));
+	width = bits ? 1 : def->type == PT_STRING ? def->length : codec_type_regs(def->type);
+	if (width && (value = keys_seen(point_keys, seen, "address")) &&
+	    (unsigned)def->address + width > 65536)
+		scope_error(scope, value, "the point runs past the last address: %s %u-%u "
+			    "(addresses end at 65535)", table_words(def->table),
+			    (unsigned)def->address, (unsigned)def->address + width - 1);
+}
+
+/* One pair name: {table, address, ...} of a points: mapping, into points. */
+static void point_parse(struct scope *scope, yaml_node_t *map, size_t i, const char *owner,
+			struct point_set *points)
+{
+	struct loader *loader = scope->loader;
+	struct point_def def = { .bit = -1, .scale = 1.0 };
+	yaml_node_t *key, *value, *seen[KEYS_MAX];
+	size_t errors_before = loader->nerrors;
+	struct scope point_scope;
+	struct src_loc loc;
+	const char *name;
+	bool clash = false;
+
+	if (!map_pair(scope, map, i, "point", &key, &value))
+		return;
+	/* out of range until the walk sets them: see point_check */
+	def.table = (enum mb_table)(MB_HOLDING + 1);
+	def.type = (enum pt_type)(PT_STRING + 1);
+	name = node_text(key);
+	if (!config_id_valid(name) || strlen(name) >= POINT_NAME_MAX) {
+		scope_error(scope, key, "point name '%s' is not valid: use only letters, digits, '-' "
+			    "and '_' (at most %d bytes)", scope_quote(scope, name),
+			    POINT_NAME_MAX - 1);
+		return;
+	}
+	for (size_t j = 0; j < points->nfrom_profile; j++)
+		if (strcmp(points->defs[j].name, name) == 0) {
+			scope_error(scope, key, "point '%s' is already defined by profile %s (%s:%d)",
+				    scope_quote(scope, name), scope_quote(scope, points->profile),
+				    points->locs[j].file, points->locs[j].line);
+			clash = true;
+		}
+	if (clash)
+		return;
+	if (owner)
+		scope_open(&point_scope, scope, "", "point '%s' of %s", name,
+			   scope_quote(scope, owner));
+	else
+		scope_open(&point_scope, scope, "", "point '%s'", name);
+	if (value->type != YAML_MAPPING_NODE) {
+		scope_wrong_shape(scope, value, loader_text(loader, "point '%s'", name),
+				  "a mapping (table, address, type, ...)");
+		return;
+	}
+	keys_walk(&point_scope, value, point_keys, &def, seen);
+	point_check(&point_scope, seen, &def);
+	memcpy(def.name, name, strlen(name) + 1);
+	loc = node_loc(scope->doc, value);
+	point_set_add(loader, points, &def, &loc, loader->nerrors == errors_before);
+}
+
+/*
+ * Read a points: mapping (name -> point) into points. owner names the device ("device
+ * pump-1", or "devices[3]" without an id) for inline points; NULL in a profile (the
+ * file names the profile).
+ */
+static void points_parse(struct scope *scope, yaml_node_t *map, const char *owner,
+			 struct point_set *points)
+{
+	if (!scope_expect_map(scope, map, "points"))
+		return;
+	for (size_t i = 0; i < node_map_len(map); i++) {
+		size_t mark = loader_texts_mark(scope->loader);
+
+		point_parse(scope, map, i, owner, points);
+		/* a profile may have hundreds of points: their texts go with them */
+		loader_texts_release(scope->loader, mark);
+	}
+}
+
+/* "12" or "12-13" */
+static const char *address_range(struct scope *scope, unsigned address, unsigned width)
+{
+	if (width <= 1)
+		return loader_text(scope->loader, "%u", address);
+	return loader_text(scope->loader, "%u-%u", address, address + width - 1);
+}
+
+/*
+ * Points of one table must not share registers (two readings of one quantity are a
+ * mistake in the map), except bools naming different bits of one register. A point is
+ * reported once, at its definition, with the first earlier point it overlaps (moving it
+ * fixes them all); only points at index >= from are checked (the earlier ones were
+ * checked where they were defined: the profile file).
+ */
+static void overlap_check(struct scope *scope, const struct point_set *points, size_t from)
+{
+	for (size_t j = from; j < points->n; j++) {
+		const struct point_def *b = &points->defs[j];
+		if (!points->valid[j])
+			continue;
+		for (size_t i = 0; i < j; i++) {
+			const struct point_def *a = &points->defs[i];
+			const char *other, *range_a, *range_b;
+			unsigned width_a, width_b;
+
+			if (!points->valid[i] || a->table != b->table)
+				continue;
+			width_a = codec_width(a);
+			width_b = codec_width(b);
+			if ((unsigned)a->address + width_a <= b->address ||
+			    (unsigned)b->address + width_b <= a->address)
+				continue;
+			if (i < points->nfrom_profile && j >= points->nfrom_profile)
+				other = loader_text(scope->loader, "'%s' of profile %s", a->name,
+						    points->profile);
+			else
+				other = loader_text(scope->loader, "'%s'", a->name);
+			if (a->type == PT_BOOL && b->type == PT_BOOL && a->bit >= 0 && b->bit >= 0 &&
+			    a->address == b->address) {
+				if (a->bit != b->bit)
+					continue;
+				scope_error_at(scope, &points->locs[j], "point '%s' overlaps point %s "
+					       "(both are bit %d of %s %u)", b->name, other, b->bit,
+					       table_word(b->table), (unsigned)b->address);
+				break;
+			}
+			range_b = address_range(scope, b->address, width_b);
+			range_a = address_range(scope, a->address, width_a);
+			if (strcmp(range_a, range_b) == 0)
+				scope_error_at(scope, &points->locs[j], "point '%s' overlaps point %s "
+					       "(both use %s %s)", b->name, other,
+					       width_b > 1 ? table_words(b->table) : table_word(b->table),
+					       range_b);
+			else
+				scope_error_at(scope, &points->locs[j], "point '%s' overlaps point %s "
+					       "(%s %s and %s)", b->name, other, table_words(b->table),
+					       range_b, range_a);
+			break;
+		}
+	}
+}
+
+/* ---- profiles --------------------------------------------------------------------------- */
+
+static const struct key profile_keys[] = {
+	{ .name = "profile", .type = K_NODE, .flags = KF_REQ },
+	{ .name = "name", .type = K_STR, .off = OFF(struct profile, display) },
+	{ .name = "description", .type = K_TEXT },
+	{ .name = "source", .type = K_TEXT },
+	{ .name = "points", .type = K_NODE, .flags = KF_REQ },
+	{ .name = "max_registers", .type = K_INT, .off = OFF(struct profile, max_registers),
+	  .min = 1, .max = 125, .has = HAS(struct profile, has_max_registers) },
+	{ .name = "max_gap", .type = K_INT, .off = OFF(struct profile, max_gap), .min = 0,
+	  .max = 125, .has = HAS(struct profile, has_max_gap) },
+	{ NULL },
+};
+KEY_TABLE_FITS(profile_keys);
+
+/* The directory of the i-th place a profile is looked for: devices/ beside the config,
+ * then the profile path's; NULL for a place there is not. */
+static const char *profile_dir(const struct loader *loader, size_t i)
+{
+	return i == 0 ? loader->devices_dir : loader->profile_dirs[i - 1];
+}
+
+/* The file that holds profile name, or NULL. */
+static char *profile_path(struct loader *loader, const char *name)
+{
+	for (size_t i = 0; i < loader->nprofile_dirs + 1; i++) {
+		const char *dir = profile_dir(loader, i);
+		struct stat st;
+		char *path;
+
+		if (!dir)
+			continue;
+		if (asprintf(&path, "%s/%s.yaml", dir, name) < 0) {
+			loader->oom = true;
+			return NULL;
+		}
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+			return path;
+		free(path);
+	}
+	return NULL;
+}
+
+void profile_not_found(struct scope *scope, yaml_node_t *value, const char *name)
+{
+	struct loader *loader = scope->loader;
+	struct suggestion suggestion;
+	const char *dirs = "";
+
+	suggest_init(&suggestion, name);
+	for (size_t i = 0; i < loader->nprofile_dirs + 1; i++) {
+		const char *dir = profile_dir(loader, i);
+		if (!dir)
+			continue;
+		dirs = loader_text(loader, "%s%s%s", dirs, *dirs ? ", " : "", dir);
+		suggest_dir(&suggestion, dir, ".yaml", "");
+	}
+	scope_error(scope, value, "profile '%s' not found: no file %s.yaml in %s%s",
+		    scope_quote(scope, name), scope_quote(scope, name), dirs,
+		    suggest_text(scope, &suggestion, NULL));
+}
+
+/* Read profile file path into profile; errors are located in that file. */
+static void profile_read(struct loader *loader, struct profile *profile, const char *path)
+{
+	struct document doc;
+	struct scope scope;
+	yaml_node_t *root, *seen[KEYS_MAX], *value;
+	struct point_set points = { 0 };
+	size_t errors_before = loader->nerrors;
+	const char *s;
+
+	profile->found = true;
+	if (document_load(loader, path, &doc) < 0)
+		goto done;
+	scope_top(&scope, loader, &doc);
+	root = yaml_document_get_root_node(&doc.yaml);
+	if (!scope_expect_map(&scope, root, "a profile"))
+		goto done;
+	keys_walk(&scope, root, profile_keys, profile, seen);
+	if ((value = keys_seen(profile_keys, seen, "profile")) &&
+	    (s = scope_expect_scalar(&scope, value, "profile")) && strcmp(s, profile->name) != 0)
+		scope_error(&scope, value, "profile '%s' does not match the file's name: a profile "
+			    "is found by its file name, so this file must say profile: %s",
+			    scope_quote(&scope, s), scope_quote(&scope, profile->name));
+	if ((value = keys_seen(profile_keys, seen, "points"))) {
+		points_parse(&scope, value, NULL, &points);
+		overlap_check(&scope, &points, 0);
+	}
+	profile->points = points.defs;
+	profile->locs = points.locs;
+	profile->valid = points.valid;
+	profile->npoints = points.n;
+done:
+	document_free(&doc);
+	profile->ok = !loader->oom && loader->nerrors == errors_before;
+}
+
+struct profile *profile_get(struct loader *loader, const char *name)
+{
+	struct profile *profile, *profiles;
+	char *path;
+
+	for (size_t i = 0; i < loader->nprofiles; i++)
+		if (strcmp(loader->profiles[i].name, name) == 0)
+			return loader->profiles[i].found ? &loader->profiles[i] : NULL;
+	profiles = realloc(loader->profiles, (loader->nprofiles + 1) * sizeof *profiles);
+	if (!profiles) {
+		loader->oom = true;
+		return NULL;
+	}
+	loader->profiles = profiles;
+	profile = &loader->profiles[loader->nprofiles];
+	memset(profile, 0, sizeof *profile);
+	if (!(profile->name = loader_strdup(loader, name)))
+		return NULL;
+	loader->nprofiles++;
+	if (!(path = profile_path(loader, name)))
+		return NULL;
+	profile_read(loader, profile, path);
+	free(path);
+	return profile;
+}
+
+void profiles_free(struct loader *loader)
+{
+	for (size_t i = 0; i < loader->nprofiles; i++) {
+		free(loader->profiles[i].name);
+		free(loader->profiles[i].display);
+		free(loader->profiles[i].points);
+		free(loader->profiles[i].locs);
+		free(loader->profiles[i].valid);
+	}
+	free(loader->profiles);
+	loader->profiles = NULL;
+	loader->nprofiles = 0;
+}
+
+/* ---- devices ---------------------------------------------------------------------------- */
+
+static const struct key device_keys[] = {
+	{ .name = "id", .type = K_ID, .off = OFF(struct device_cfg, id), .flags = KF_REQ },
+	{ .name = "name", .type = K_STR, .off = OFF(struct device_cfg, name) },
+	{ .name = "bus", .type = K_NODE, .flags = KF_REQ },
+	{ .name = "unit_id", .type = K_NODE },
+	{ .name = "profile", .type = K_NODE },
+	{ .name = "points", .type = K_NODE },
+	{ .name = "interval", .type = K_DUR, .off = OFF(struct device_cfg, interval_ms),
+	  .min = 100, .max = DAY_MS },
+	{ .name = "offline_after", .type = K_INT, .off = OFF(struct device_cfg, offline_after),
+	  .min = 1, .max = 1000 },
+	{ .name = "max_registers", .type = K_INT, .off = OFF(struct device_cfg, max_registers),
+	  .min = 1, .max = 125 },
+	{ .name = "max_gap", .type = K_INT, .off = OFF(struct device_cfg, max_gap), .min = 0,
+	  .max = 125 },
+	{ .name = "description", .type = K_TEXT },
+	{ NULL },
+};
+KEY_TABLE_FITS(device_keys);
+
+static long find_bus(const struct config *cfg, const char *id)
+{
+	for (size_t i = 0; i < cfg->nbuses; i++)
+		if (strcmp(cfg->buses[i].id, id) == 0)
+			return (long)i;
+	return -1;
+}
+
+/* bus: an id of a bus above; -1 when it is not one. */
+static long device_bus(struct scope *scope, yaml_node_t *value, struct device_cfg *device)
+{
+	const struct config *cfg = scope->loader->cfg;
+	struct suggestion suggestion;
+	const char *s;
+	long bus;
+
+	if (!(s = scope_expect_scalar(scope, value, "bus")))
+		return -1;
+	if ((bus = find_bus(cfg, s)) >= 0) {
+		device->bus = (size_t)bus;
+		return bus;
+	}
+	suggest_init(&suggestion, s);
+	for (size_t i = 0; i < cfg->nbuses; i++)
+		suggest_try(&suggestion, cfg->buses[i].id);
+	scope_error(scope, value, "bus '%s' does not exist%s", scope_quote(scope, s),
+		    suggest_text(scope, &suggestion, NULL));
+	return -1;
+}
+
+/* On a serial line 0 is broadcast and 248..255 reserved; a TCP gateway routes by any
+ * byte, and 255 is what many TCP-only devices expect. */
+static void device_unit_id(struct scope *scope, yaml_node_t *value, long bus,
+			   struct device_cfg *device)
+{
+	const struct config *cfg = scope->loader->cfg;
+	bool serial = bus >= 0 && cfg->buses[bus].kind != BUS_TCP;
+	int lo = serial ? 1 : 0, hi = serial ? 247 : 255;
+	const char *s;
+	int64_t n;
+
+	if (!(s = scope_expect_scalar(scope, value, "unit_id")))
+		return;
+	if (config_parse_int(s, &n) < 0)
+		scope_error(scope, value, "unit_id '%s' is not a whole number", scope_quote(scope, s));
+	else if (n < lo || n > hi)
+		scope_error(scope, value, "unit_id %s is out of range%s%s (expected %d..%d)",
+			    scope_quote(scope, s), serial ? " for serial bus " : "",
+			    serial ? cfg->buses[bus].id : "", lo, hi);
+	else
+		device->unit_id = (uint8_t)n;
+}
+
+/* profile: its points come first in points; NULL when there are none to take. */
+static struct profile *device_profile(struct scope *scope, yaml_node_t *value, size_t index,
+				      struct point_set *points)
+{
+	struct loader *loader = scope->loader;
+	struct device_cfg *device = &loader->cfg->devices[index];
+	struct profile *profile;
+	const char *s;
+
+	if (!(s = scope_expect_scalar(scope, value, "profile"))) {
+		loader->device_incomplete[index] = true;
+		return NULL;
+	}
+	loader_set_string(loader, &device->profile, s);
+	if (strcmp(s, "sunspec") == 0) {
+		device->sunspec = true;
+		return NULL;
+	}
+	if (!config_id_valid(s)) {
+		scope_error(scope, value, "profile '%s' is not a valid profile name (letters, digits, "
+			    "'-' and '_')", scope_quote(scope, s));
+		loader->device_incomplete[index] = true;
+		return NULL;
+	}
+	if (!(profile = profile_get(loader, s))) {
+		if (!loader->oom)
+			profile_not_found(scope, value, s);
+		loader->device_incomplete[index] = true;
+		return NULL;
+	}
+	if (!profile->ok)
+		loader->device_incomplete[index] = true;
+	for (size_t i = 0; i < profile->npoints; i++)
+		point_set_add(loader, points, &profile->points[i], &profile->locs[i],
+			      profile->valid[i]);
+	points->nfrom_profile = points->n;
+	points->profile = profile->name;
+	return profile;
+}
+
+void parse_device(struct scope *root, yaml_node_t *map, size_t index)
+{
+	struct loader *loader = root->loader;
+	struct config *cfg = loader->cfg;
+	size_t di = cfg->ndevices;
+	struct device_cfg *device = &cfg->devices[di];
+	yaml_node_t *seen[KEYS_MAX], *value;
+	struct point_set points = { 0 };
+	struct profile *profile = NULL;
+	long bus = -1;
+	struct scope scope;
+
+	if (!scope_open_item(&scope, root, map, "devices", index))
+		return;
+	cfg->ndevices++;
+	*device = (struct device_cfg){ .unit_id = 1, .interval_ms = 10 * SEC_MS,
+				       .offline_after = 3 };
+	device->loc = node_loc(root->doc, map);
+	keys_walk(&scope, map, device_keys, device, seen);
+	if ((value = keys_seen(device_keys, seen, "id")) && device->id[0])
+		scope_unique_id(&scope, value, "device", device->id, cfg->devices[0].id,
+				sizeof *cfg->devices, di, loader->device_id_locs);
+	if ((value = keys_seen(device_keys, seen, "bus")))
+		bus = device_bus(&scope, value, device);
+	if ((value = keys_seen(device_keys, seen, "unit_id")))
+		device_unit_id(&scope, value, bus, device);
+	if ((value = keys_seen(device_keys, seen, "profile")))
+		profile = device_profile(&scope, value, di, &points);
+	if ((value = keys_seen(device_keys, seen, "points"))) {
+		size_t errors_before = loader->nerrors;
+		const char *owner = device->id[0] ? loader_text(loader, "device %s", device->id)
+						  : loader_text(loader, "devices[%zu]", index);
+		points_parse(&scope, value, owner, &points);
+		if (loader->nerrors != errors_before)
+			loader->device_incomplete[di] = true;
+	}
+	if (!keys_seen(device_keys, seen, "profile") && !keys_seen(device_keys, seen, "points")) {
+		scope_error(&scope, map, "give profile: or points: (what to read from the device)");
+		loader->device_incomplete[di] = true;
+	}
+	overlap_check(&scope, &points, points.nfrom_profile);
+	if (!keys_seen(device_keys, seen, "max_registers"))
+		device->max_registers =
+			profile && profile->has_max_registers ? profile->max_registers : 125;
+	if (!keys_seen(device_keys, seen, "max_gap"))
+		device->max_gap = profile && profile->has_max_gap ? profile->max_gap : 8;
+	if (points.n > 65535) {
+		scope_error(&scope, map, "a device has at most 65535 points");
+		loader->device_incomplete[di] = true;
+	}
+	device->points = points.defs;
+	device->point_locs = points.locs;
+	device->npoints = points.n;
+	free(points.valid);
+}

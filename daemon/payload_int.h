@@ -1,0 +1,12 @@
+/*
+ * payload_int: the formats' tables, for payload.c's list. Private to payload*.c: the
+ * rest of sluice finds a format by name (payload_format_find).
+ */
+#ifndef SLUICE_PAYLOAD_INT_H
+#define SLUICE_PAYLOAD_INT_H
+
+#include "payload.h"
+
+extern const struct payload_format payload_sluice;   /* payload_sluice.c, docs/mqtt.md */
+
+#endif
