@@ -33,10 +33,16 @@ struct pump_event {
  * holds for the samples after it is a step; a size that STEP_RECUR steps within 14 days
  * share (within STEP_TOL) is the pump's. Steps of that size are its switches.
  */
+enum step_hours {
+	STEP_OFF = 0,            /* not searched (the day's demand jumps by itself) */
+	STEP_LEARN,              /* the night and the hour before: steps, and their size */
+	STEP_MATCH,              /* the hour after: switches of a size known, and falls */
+};
+
 struct steps {
 	int64_t t[STEP_RING];
 	double q[STEP_RING];
-	bool quiet[STEP_RING];   /* taken in the hours searched for steps */
+	unsigned char hours[STEP_RING]; /* enum step_hours of each sample */
 	int n;
 	double noise[STEP_NOISE];/* |one-sample change|, newest last */
 	int nn;
@@ -48,10 +54,10 @@ struct steps {
 	int nev, evh;
 };
 
-/* One zone sample (net flow, m3/h, pumps named in exclude: already taken out). quiet:
- * ts lies in the hours searched for steps. Returns 1 when the pump's size became known
- * for the first time with this sample, else 0. */
-int steps_sample(struct steps *s, int64_t ts, double q, bool quiet);
+/* One zone sample (net flow, m3/h, pumps named in exclude: already taken out), taken in
+ * hours (enum step_hours). Returns 1 when the pump's size became known for the first
+ * time with this sample, else 0. */
+int steps_sample(struct steps *s, int64_t ts, double q, int hours);
 /* The pump switches recorded in [lo, hi), in time order, into ev (at most max). */
 int steps_events(const struct steps *s, int64_t lo, int64_t hi, struct pump_event *ev, int max);
 void steps_clock_step(struct alert_engine *e, struct steps *s, int64_t delta);

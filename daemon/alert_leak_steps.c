@@ -16,7 +16,9 @@
  * spike that falls back is no step). It is searched for only in the quiet hours the zone
  * names (the night window and the hour before it), where demand does not jump like that.
  * A size that at least STEP_RECUR of the steps seen in the last 14 days share, within
- * STEP_TOL, recurs: that is the pump, and every step of that size is a switch of it. A
+ * STEP_TOL, recurs: that is the pump, and every step of that size is a switch of it, in
+ * those hours and in the hour after the window (a pump that stops at dawn ran all night;
+ * there only a fall teaches a size: dawn's demand rises in jumps of its own). A
  * leak's own onset is one jump that never recurs, and a leak that grows slowly has no
  * jump at all: neither is taken for the pump.
  */
@@ -93,7 +95,7 @@ static double recurring(const struct steps *s, int64_t now)
 	return nbest >= STEP_RECUR ? median_of(best, nbest) : 0;
 }
 
-int steps_sample(struct steps *s, int64_t ts, double q, bool quiet)
+int steps_sample(struct steps *s, int64_t ts, double q, int hours)
 {
 	int i = STEP_RING - 3, found = 0;
 	double d, nu, sh;
@@ -103,30 +105,34 @@ int steps_sample(struct steps *s, int64_t ts, double q, bool quiet)
 	if (s->n == STEP_RING) {
 		memmove(s->t, s->t + 1, (STEP_RING - 1) * sizeof *s->t);
 		memmove(s->q, s->q + 1, (STEP_RING - 1) * sizeof *s->q);
-		memmove(s->quiet, s->quiet + 1, (STEP_RING - 1) * sizeof *s->quiet);
+		memmove(s->hours, s->hours + 1, (STEP_RING - 1) * sizeof *s->hours);
 		s->n--;
 	}
 	s->t[s->n] = ts;
 	s->q[s->n] = q;
-	s->quiet[s->n++] = quiet;
+	s->hours[s->n++] = (unsigned char)hours;
 	if (s->n < STEP_RING)
 		return 0;
 	/* the sample with three before it and two after: a step there, or noise */
 	d = s->q[i] - s->q[i - 1];
 	nu = s->nn >= STEP_NOISE / 2 ? median_of(s->noise, s->nn) : NAN;
-	if (s->quiet[i] && isfinite(nu) && fabs(d) >= STEP_K * nu && fabs(d) > 0 &&
+	if (s->hours[i] != STEP_OFF && isfinite(nu) && fabs(d) >= STEP_K * nu && fabs(d) > 0 &&
 	    s->t[i] - s->t[i - 1] <= STEP_GAP_MS) {
 		sh = med3(s->q[i], s->q[i + 1], s->q[i + 2]) - med3(s->q[i - 3], s->q[i - 2], s->q[i - 1]);
 		if (fabs(sh - d) <= STEP_HOLD * fabs(d) && fabs(sh) >= 0.8 * STEP_K * nu) {
 			bool had = s->S > 0;
 			double r;
-			s->at[s->sh] = s->t[i];
-			s->size[s->sh] = fabs(sh);
-			s->sh = (s->sh + 1) % STEP_SIZES;
-			if (s->ns < STEP_SIZES)
-				s->ns++;
-			if ((r = recurring(s, s->t[i])) > 0)
-				s->S = r;
+			/* at dawn demand rises in jumps of its own, night after night: a rise
+			 * then may be a known pump's switch, but never teaches a size */
+			if (s->hours[i] == STEP_LEARN || sh < 0) {
+				s->at[s->sh] = s->t[i];
+				s->size[s->sh] = fabs(sh);
+				s->sh = (s->sh + 1) % STEP_SIZES;
+				if (s->ns < STEP_SIZES)
+					s->ns++;
+				if ((r = recurring(s, s->t[i])) > 0)
+					s->S = r;
+			}
 			if (s->S > 0 && fabs(fabs(sh) - s->S) <= STEP_TOL * s->S) {
 				struct pump_event *ev = &s->ev[s->evh];
 				ev->t = s->t[i - 1] + (s->t[i] - s->t[i - 1]) / 2;
@@ -181,7 +187,7 @@ void steps_save(const struct steps *s, const char *rule, struct jbuf *b)
 	save_line(b, rule, "lps\t%.17g", s->S);
 	for (int i = 0; i < s->n; i++)
 		u += (size_t)snprintf(buf + u, sizeof buf - u, "\t%" PRId64 "\t%.17g\t%d", s->t[i],
-				      s->q[i], s->quiet[i]);
+				      s->q[i], s->hours[i]);
 	save_line(b, rule, "lpr%s", s->n ? buf : "");
 	u = 0;
 	buf[0] = '\0';
@@ -218,7 +224,8 @@ bool steps_restore(struct steps *s, char **f, size_t nf)
 		for (size_t i = 0; i < n; i++) {
 			s->t[i] = field_i64(f[1 + 3 * i]);
 			s->q[i] = field_num(f[2 + 3 * i]);
-			s->quiet[i] = atoi(f[3 + 3 * i]) != 0;
+			int h = atoi(f[3 + 3 * i]);
+			s->hours[i] = (unsigned char)(h == STEP_LEARN || h == STEP_MATCH ? h : STEP_OFF);
 		}
 		s->n = (int)n;
 	} else if (!strcmp(f[0], "lpn")) {

@@ -593,7 +593,7 @@ static int zone_sample(struct rstate *r, int64_t ts, struct alert_out *o)
 	const struct rule_cfg *rc = r->rc;
 	struct leak *l = r->priv;
 	double q = 0;
-	int tod, from, to;
+	int tod, from, to, hours;
 
 	if (!l->night || rc->night_legacy || !rc->night_pump_steps)
 		return 0;
@@ -610,7 +610,9 @@ static int zone_sample(struct rstate *r, int64_t ts, struct alert_out *o)
 	tod = alert_local_tod(ts);
 	from = ((rc->night_from_s - PUMP_MARGIN_S) % 86400 + 86400) % 86400;
 	to = (rc->night_to_s + PUMP_MARGIN_S) % 86400;
-	if (steps_sample(&l->steps, ts, q, alert_in_window(tod, from, to)) == 1) {
+	hours = alert_in_window(tod, from, rc->night_to_s) ? STEP_LEARN
+		: alert_in_window(tod, rc->night_to_s, to) ? STEP_MATCH : STEP_OFF;
+	if (steps_sample(&l->steps, ts, q, hours) == 1) {
 		/* the nights learnt so far may hold the pump's flow: learn them again */
 		night_forget(&l->det);
 		return out_note(o, r->id, "night", ts, "a pump's step of %.1f m3/h recurs in the "
