@@ -15,8 +15,8 @@
  * after it, less the median of the three before, is within STEP_HOLD of the jump (a
  * spike that falls back is no step). It is searched for only in the quiet hours the zone
  * names (the night window and the hour before it), where demand does not jump like that.
- * A size that at least STEP_RECUR of the steps seen in the last 14 days share, within
- * STEP_TOL, recurs: that is the pump, and every step of that size is a switch of it, in
+ * A size that steps on at least STEP_RECUR different nights of the last 14 days share,
+ * within STEP_TOL, recurs: that is the pump, and every step of that size is a switch of it, in
  * those hours and in the hour after the window (a pump that stops at dawn ran all night;
  * there only a fall teaches a size: dawn's demand rises in jumps of its own). A
  * leak's own onset is one jump that never recurs, and a leak that grows slowly has no
@@ -35,6 +35,7 @@
 #define STEP_TOL 0.25
 #define STEP_RECUR 5
 #define STEP_WINDOW_MS (14 * 86400000LL)
+#define STEP_NIGHT_MS (12 * 3600000LL)  /* steps further apart are of different nights */
 #define STEP_GAP_MS (20 * 60 * 1000LL) /* samples further apart are no one-sample jump */
 
 static double med3(double a, double b, double c)
@@ -70,29 +71,39 @@ static void noise_add(struct steps *s, double d)
 	s->noise[s->nn++] = d;
 }
 
-/* The size most recent steps share, or 0. */
+/* The size that steps on at least STEP_RECUR different nights of the last 14 days share,
+ * or 0. A pump switches night after night; the odd large jump of a night's demand, or a
+ * burst of them around one event, does not. */
 static double recurring(const struct steps *s, int64_t now)
 {
 	double v[STEP_SIZES], best[STEP_SIZES];
+	int64_t at[STEP_SIZES];
 	int n = 0, nbest = 0;
 
 	for (int k = 0; k < s->ns; k++) {
 		int i = (s->sh - s->ns + k + STEP_SIZES) % STEP_SIZES; /* oldest first */
-		if (s->at[i] >= now - STEP_WINDOW_MS)
+		if (s->at[i] >= now - STEP_WINDOW_MS) {
+			at[n] = s->at[i];
 			v[n++] = s->size[i];
+		}
 	}
 	for (int i = 0; i < n; i++) {
 		double m[STEP_SIZES];
-		int k = 0;
+		int64_t last = INT64_MIN;
+		int k = 0, nights = 0;
 		for (int j = 0; j < n; j++)
-			if (fabs(v[j] - v[i]) <= STEP_TOL * v[i])
+			if (fabs(v[j] - v[i]) <= STEP_TOL * v[i]) {
 				m[k++] = v[j];
-		if (k > nbest) {
+				if (at[j] - last > STEP_NIGHT_MS)
+					nights++;
+				last = at[j];
+			}
+		if (nights >= STEP_RECUR && k > nbest) {
 			nbest = k;
 			memcpy(best, m, (size_t)k * sizeof *m);
 		}
 	}
-	return nbest >= STEP_RECUR ? median_of(best, nbest) : 0;
+	return nbest ? median_of(best, nbest) : 0;
 }
 
 int steps_sample(struct steps *s, int64_t ts, double q, int hours)
