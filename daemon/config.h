@@ -124,8 +124,8 @@ struct rule_cfg {
 	/* baseline, ratio, by, weekly or max_flow named: a verdict each night against them
 	 * (the check before the change detector); otherwise the detector below */
 	bool night_legacy;
-	double night_allowance;   /* CUSUM allowance k, in noise units (default 1.5) */
-	double night_decision;    /* CUSUM decision interval h, in noise units (default 6) */
+	double night_allowance;   /* CUSUM allowance k, in noise units (default 2) */
+	double night_decision;    /* CUSUM decision interval h, in noise units (default 5) */
 	double night_min_step;    /* smallest step paged, m3/h (default 0: twice the noise) */
 	unsigned night_learn;     /* nights learnt before the first page (default 21) */
 	bool night_pump_steps;    /* find a pump's steps in the zone's flow (default true) */

@@ -360,8 +360,8 @@ static void rule_defaults(struct rule_cfg *rule)
 		.max_loss_ratio = 0.085,        /* when outflow: is given */
 		.night_baseline = 7,            /* when the nightly verdict is asked for */
 		.night_ratio = 0.1,
-		.night_allowance = 1.5,         /* the change detector */
-		.night_decision = 6,
+		.night_allowance = 2,           /* the change detector */
+		.night_decision = 5,
 		.night_learn = 21,
 		.night_pump_steps = true,
 		.burst_ratio = 0.5,
