@@ -47,7 +47,7 @@
 
 #define NIGHT_BASE 28     /* nights behind the level before a page */
 #define NIGHT_RECENT 3    /* nights behind the level with a step latched */
-#define NIGHT_TREND 7     /* nights behind the rise of a latched step */
+#define NIGHT_TREND 6     /* night-to-night changes behind the rise of a latched step */
 #define NIGHT_WD_MIN 2    /* weekday offsets need this many weeks of it */
 #define NIGHT_MIN_SIG 2.0 /* a page needs a step of at least this many sigma */
 #define NIGHT_REPAIR_SIG 3.0 /* a repair needs a fall of at least this many sigma */
@@ -171,17 +171,18 @@ static double noise(const double *y, const int32_t *day, int n, double ref)
 	return s > NIGHT_SIG_MIN ? s : NIGHT_SIG_MIN;
 }
 
-/* Theil-Sen: the median of the slopes between every pair, per night. */
+/* How fast the level rises: the median change from one night to the next over the last
+ * NIGHT_TREND nights, so that one abrupt step among them does not count as a rise. NAN
+ * with fewer than three such changes. */
 static double trend(const double *y, const int32_t *day, int n)
 {
-	double sl[NIGHT_TREND * (NIGHT_TREND - 1) / 2];
+	double dif[NIGHT_TREND];
 	int k = 0;
 
-	for (int i = 0; i < n; i++)
-		for (int j = i + 1; j < n; j++)
-			if (day[j] != day[i])
-				sl[k++] = (y[j] - y[i]) / (double)(day[j] - day[i]);
-	return k ? median(sl, k) : 0;
+	for (int i = n - 1; i > 0 && k < NIGHT_TREND; i--)
+		if (day[i] - day[i - 1] == 1)
+			dif[k++] = y[i] - y[i - 1];
+	return k >= 3 ? median(dif, k) : NAN;
 }
 
 /* The level tonight's value is compared with (NAN: none yet). */
@@ -203,19 +204,16 @@ static double reference(const struct night_det *d, const double *y, const int32_
 			return NAN;
 		return k > NIGHT_BASE ? median(v + k - NIGHT_BASE, NIGHT_BASE) : median(v, k);
 	}
-	/* latched: the last few nights, and the rise they are on */
+	/* latched: the last few nights of the present level, and the rise the nights are on
+	 * (over the page too: a leak that keeps growing after its page is one leak) */
 	k = n - first;
 	if (!k)
 		return NAN;
 	{
 		int m = k < NIGHT_RECENT ? k : NIGHT_RECENT;
-		double lvl = median(y + n - m, m);
-		if (k >= 4) {
-			int t = k < NIGHT_TREND ? k : NIGHT_TREND;
-			double s = trend(y + n - t, day + n - t, t);
-			if (s > 0)
-				lvl += s * (NIGHT_RECENT + 1) / 2.0;
-		}
+		double lvl = median(y + n - m, m), s = trend(y, day, n);
+		if (s > 0)
+			lvl += s * (m + 1) / 2.0;
 		return lvl;
 	}
 }

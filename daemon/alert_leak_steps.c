@@ -89,14 +89,13 @@ static double recurring(const struct steps *s, int64_t now)
 	}
 	for (int i = 0; i < n; i++) {
 		double m[STEP_SIZES];
-		int64_t last = INT64_MIN;
-		int k = 0, nights = 0;
+		int k = 0, nights = 0, last = -1;
 		for (int j = 0; j < n; j++)
 			if (fabs(v[j] - v[i]) <= STEP_TOL * v[i]) {
 				m[k++] = v[j];
-				if (at[j] - last > STEP_NIGHT_MS)
+				if (last < 0 || at[j] - at[last] > STEP_NIGHT_MS)
 					nights++;
-				last = at[j];
+				last = j;
 			}
 		if (nights >= STEP_RECUR && k > nbest) {
 			nbest = k;

@@ -567,7 +567,7 @@ static int add_interval(struct alert_engine *e, struct rstate *r, size_t k, int6
 	return 0;
 }
 
-/* An excluded pump ran at flow (m3/h, 0 while stopped) over [t0, t1): into the bins. */
+/* An excluded pump ran at flow (m3/h on average) over [t0, t1): into the bins. */
 static int add_excluded(struct alert_engine *e, struct rstate *r, int64_t t0, int64_t t1,
 			double flow, struct alert_out *o)
 {
@@ -689,8 +689,11 @@ static int pump_read(struct alert_engine *e, struct rstate *r, size_t k, int64_t
 
 	if (p->have && dt <= 0)
 		return 0;
+	/* the trapezoid rule, as for a flow meter: an interval with a switch counts half
+	 * the pump's flow, as the meters' readings on either side of it do */
 	if (p->have && dt <= COVER_GAP_MS &&
-	    add_excluded(e, r, p->ts, ts, p->on ? p->cfg->flow : 0, o) < 0)
+	    add_excluded(e, r, p->ts, ts, p->cfg->flow * ((p->on ? 0.5 : 0) + (on ? 0.5 : 0)),
+			 o) < 0)
 		return -1;
 	p->have = true;
 	p->on = on;
