@@ -260,8 +260,9 @@ enum how { HOW_PLAIN, HOW_STEPS, HOW_ON, HOW_OFF };
 
 struct verdict {
 	double x, expect, level, wd, sig, z;
+	double up, down; /* the CUSUMs tonight, before a page or a fall starts them again */
 	double usual;    /* a page: the level before the step, on tonight's weekday */
-	int how, kind;   /* kind: 0 nothing, 1 page, 2 repair */
+	int how, kind;   /* kind: 0 nothing, 1 page, 2 repair, 3 the level fell */
 	double step;
 	int32_t since;
 	bool learning;
@@ -334,6 +335,9 @@ static int explain(struct alert_engine *e, struct rstate *r, const struct night_
 		snprintf(act, sizeof act, " | PAGE +%.2f since %s", v->step, since);
 	} else if (v->kind == 2) {
 		snprintf(act, sizeof act, " | REPAIR -%.2f", v->step);
+	} else if (v->kind == 3) {
+		say_date(v->since, rc, since, sizeof since);
+		snprintf(act, sizeof act, " | FELL: level from %s", since);
 	}
 	if (v->learning)
 		return out_explain(e, o, r->id, "night", ob->end, "night to %s: %.2f m3/h (%s) "
@@ -341,8 +345,8 @@ static int explain(struct alert_engine *e, struct rstate *r, const struct night_
 	return out_explain(e, o, r->id, "night", ob->end, "night to %s: %.2f m3/h (%s) | %s "
 			"%+.2f | expected %.2f (level %.2f) | sigma %.2f | z %+.2f | up %.2f "
 			"down %.2f of %.1f | latched %d%s", date, v->x, pump,
-			wdname[weekday(ob->day)], v->wd, v->expect, v->level, v->sig, v->z, d->cp,
-			d->cm, rc->night_decision, d->nstk, act);
+			wdname[weekday(ob->day)], v->wd, v->expect, v->level, v->sig, v->z, v->up,
+			v->down, rc->night_decision, d->nstk, act);
 }
 
 /* The night's value with the pump taken out, or a note saying why there is none. */
@@ -470,6 +474,8 @@ int night_decide(struct alert_engine *e, struct rstate *r, struct night_det *d,
 	d->cm = fmax(0, d->cm - v.z - k);
 	if (d->cm == 0)
 		d->run_m = NONE;
+	v.up = d->cp;
+	v.down = d->cm;
 
 	/* the kept nights with tonight's, adjusted with tonight's offsets */
 	wd_offsets(d, w);
@@ -513,6 +519,8 @@ int night_decide(struct alert_engine *e, struct rstate *r, struct night_det *d,
 			return page(e, r, d, c, ob, &v, o);
 		}
 	} else if (d->cm >= h) {
+		v.kind = 3;
+		v.since = d->run_m;
 		new_level(d, d->run_m);
 	}
 	if (d->nstk) {
