@@ -29,9 +29,10 @@ static void usage(FILE *f)
 		"The CSV's header names the timestamp column (timestamp, time, or the first) and\n"
 		"device.point columns; --map names the device.point of any other column.\n"
 		"Timestamps: ISO 8601 ('T' or a space; local to gateway.timezone unless they carry\n"
-		"Z or an offset) or epoch seconds. --quiet: no notes on stderr. --explain: how\n"
-		"each check decided, on stderr (a leakage zone's night values and its detector's\n"
-		"statistics, night by night), with or without --quiet.\n");
+		"Z or an offset) or epoch seconds; --from and --to also take a date alone (its\n"
+		"midnight). --quiet: no notes on stderr. --explain: how each check decided, on\n"
+		"stderr (a leakage zone's night values and its detector's statistics, night by\n"
+		"night), with or without --quiet.\n");
 }
 
 static double now_s(void)
@@ -39,6 +40,19 @@ static double now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* --from and --to: a time as in the CSV, or a date alone for its local midnight */
+static int bound_time(const char *s, int64_t *ms)
+{
+	char buf[32];
+
+	if (replay_parse_time(s, ms) == 0)
+		return 0;
+	if (strlen(s) != 10)
+		return -1;
+	snprintf(buf, sizeof buf, "%s 00:00", s);
+	return replay_parse_time(buf, ms);
 }
 
 int replay_main(int argc, char **argv)
@@ -124,11 +138,11 @@ int replay_main(int argc, char **argv)
 	/* local days, nights and timestamps without an offset are the gateway's */
 	setenv("TZ", cfg->gateway.timezone ? cfg->gateway.timezone : "UTC", 1);
 	tzset();
-	if (from && replay_parse_time(from, &ro.from_ms) < 0) {
+	if (from && bound_time(from, &ro.from_ms) < 0) {
 		fprintf(stderr, "sluicectl replay: --from '%s' is not a time\n", from);
 		goto out;
 	}
-	if (to && replay_parse_time(to, &ro.to_ms) < 0) {
+	if (to && bound_time(to, &ro.to_ms) < 0) {
 		fprintf(stderr, "sluicectl replay: --to '%s' is not a time\n", to);
 		goto out;
 	}
