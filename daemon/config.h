@@ -127,7 +127,7 @@ struct rule_cfg {
 	double night_allowance;   /* CUSUM allowance k, in noise units (default 2) */
 	double night_decision;    /* CUSUM decision interval h, in noise units (default 5) */
 	double night_min_step;    /* smallest step paged, m3/h (default 0: twice the noise) */
-	unsigned night_learn;     /* nights learnt before the first page (default 21) */
+	unsigned night_learn;     /* nights learnt before the first page (default 14) */
 	bool night_pump_steps;    /* find a pump's steps in the zone's flow (default true) */
 	struct night_exclude *night_exclude; /* pumps whose run signal is known */
 	size_t nnight_exclude;

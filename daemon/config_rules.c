@@ -362,7 +362,7 @@ static void rule_defaults(struct rule_cfg *rule)
 		.night_ratio = 0.1,
 		.night_allowance = 2,           /* the change detector */
 		.night_decision = 5,
-		.night_learn = 21,
+		.night_learn = 14,
 		.night_pump_steps = true,
 		.burst_ratio = 0.5,
 		.burst_for_ms = HOUR_MS,

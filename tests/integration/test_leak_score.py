@@ -11,7 +11,7 @@ comments: detected, abrupt detected, firings that match no new leak):
   - the defaults (tests/data/battledim.yaml: a night window and nothing else), pump steps
     found in the flow: 10 of 14, 5 of 6 abrupt, 1 unmatched;
   - each half of the year replayed on its own, from a cold start, so that the defaults
-    are not a fit to one stretch of it: 6 of 9 (1 unmatched), 3 of 5 (0);
+    are not a fit to one stretch of it: 6 of 9 (1 unmatched), 4 of 5 (0);
   - the pump's run signal named instead (battledim-pump.yaml, night.exclude): 9 of 14,
     1 unmatched;
   - the nightly verdict that came before (battledim-verdict.yaml, its best settings):

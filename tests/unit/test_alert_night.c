@@ -609,7 +609,7 @@ static void test_keys(void **state)
 	rc = &cfg->rules[0];
 	assert_false(rc->night_legacy);
 	assert_true(rc->night_allowance == 2 && rc->night_decision == 5);
-	assert_true(rc->night_min_step == 0 && rc->night_learn == 21 && rc->night_pump_steps);
+	assert_true(rc->night_min_step == 0 && rc->night_learn == 14 && rc->night_pump_steps);
 	assert_int_equal(rc->nnight_exclude, 1);
 	assert_true(rc->night_exclude[0].flow == 42);
 	assert_string_equal(rc->night_exclude[0].run.name, "run");

@@ -418,7 +418,7 @@ static void test_example_loads(void **state)
 	assert_int_equal(r->night_to_s, 4 * 3600);
 	assert_false(r->night_legacy);  /* the change detector, at its defaults */
 	assert_false(r->has_night_max_flow);
-	assert_true(r->night_allowance == 2 && r->night_decision == 5 && r->night_learn == 21);
+	assert_true(r->night_allowance == 2 && r->night_decision == 5 && r->night_learn == 14);
 	assert_true(r->night_pump_steps);
 
 	r = rule_of(cfg, "xinhua-waterlogging");
