@@ -17,8 +17,8 @@
  *           left undecided when it is too close to tell), and the flows that exclude:
  *           names taken out;
  *   weekday each weekday's offset from the level around it (the median over the kept
- *           nights, leaving out weeks in which the level changed): towns use less water
- *           on some nights of the week;
+ *           nights, leaving out weeks in which the level changed): a town uses more
+ *           water on some nights of the week than on others;
  *   noise   sigma, from the night-to-night changes of the weekday-adjusted value (robust:
  *           a median, so a step does not count as noise), at least 1 % of the level;
  *   level   before any page, the median of the last NIGHT_BASE nights since the level
@@ -274,14 +274,13 @@ static void say_date(int32_t day, const struct rule_cfg *rc, char *buf, size_t l
 	alert_dayno_date(day + (rc->night_to_s <= rc->night_from_s ? 1 : 0), buf, len);
 }
 
-static int push_bound(struct night_det *d, int32_t day)
+static void push_bound(struct night_det *d, int32_t day)
 {
 	if (d->nb == NIGHT_BOUNDS) {
 		memmove(d->bounds, d->bounds + 1, (NIGHT_BOUNDS - 1) * sizeof *d->bounds);
 		d->nb--;
 	}
 	d->bounds[d->nb++] = day;
-	return 0;
 }
 
 static void new_level(struct night_det *d, int32_t from)
