@@ -595,6 +595,55 @@ static void test_baseline_keys_keep_the_verdict(void **state)
 	assert_non_null(strstr(g.t[0].message, "minimum night flow"));
 }
 
+/* A rule moves from the nightly verdict to the detector while its alert fires: the saved
+ * state carries the alert over, the detector learns the zone afresh (the leak is part of
+ * what it learns) and then resolves the alert it holds no rise for, once. */
+static void test_from_verdict_to_detector(void **state)
+{
+	char text[2048], err[256], *blob = NULL;
+	struct config *old, *new;
+	struct alert_engine *e;
+	struct alert_out o = { 0 };
+	struct got g = { 0 };
+	int64_t el;
+
+	(void)state;
+	quiet_town();
+	town.saturday = 0;
+	town.leak[town.nleak++] = (struct leak){ .day = 20.1, .size = 7 };
+	snprintf(text, sizeof text, "%s%s", head,
+		 "    night: { from: \"01:00\", to: \"05:00\", baseline: 4, ratio: 0.1 }\n");
+	old = fx_load(text);
+	snprintf(text, sizeof text, "%s%s", head, night_default);
+	new = fx_load(text);
+	e = fx_engine(old);
+	for (el = 0; !blob; el += POLL) {
+		feed(e, el, DAY0 + el, &o);
+		assert_int_equal(alert_tick(e, DAY0 + el, &o), 0);
+		take(&g, &o);
+		if (count(&g, ALERT_FIRING))
+			assert_non_null(blob = alert_save(e));
+		assert_true(el < 30 * D);
+	}
+	alert_free(e);
+	e = fx_engine(new);
+	assert_int_equal(alert_restore(e, blob, err, sizeof err), 0);
+	free(blob);
+	memset(&g, 0, sizeof g);
+	for (; el < 70 * D; el += POLL) {
+		feed(e, el, DAY0 + el, &o);
+		assert_int_equal(alert_tick(e, DAY0 + el, &o), 0);
+		take(&g, &o);
+	}
+	assert_int_equal(g.nt, 1);
+	assert_int_equal(g.t[0].state, ALERT_RESOLVED);
+	assert_non_null(strstr(g.t[0].message, "learnt the zone again"));
+	alert_out_free(&o);
+	alert_free(e);
+	config_free(old);
+	config_free(new);
+}
+
 /* ---- the keys ------------------------------------------------------------------------------ */
 
 static void test_keys(void **state)
@@ -646,6 +695,7 @@ int main(void)
 		cmocka_unit_test(test_restart),
 		cmocka_unit_test(test_clock_step),
 		cmocka_unit_test(test_baseline_keys_keep_the_verdict),
+		cmocka_unit_test(test_from_verdict_to_detector),
 		cmocka_unit_test(test_keys),
 	};
 
