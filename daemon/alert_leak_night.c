@@ -261,6 +261,7 @@ enum how { HOW_PLAIN, HOW_STEPS, HOW_ON, HOW_OFF };
 struct verdict {
 	double x, expect, level, wd, sig, z;
 	double up, down; /* the CUSUMs tonight, before a page or a fall starts them again */
+	int known;       /* weekdays whose offset is known */
 	double usual;    /* a page: the level before the step, on tonight's weekday */
 	int how, kind;   /* kind: 0 nothing, 1 page, 2 repair, 3 the level fell */
 	double step;
@@ -340,7 +341,8 @@ static int explain(struct alert_engine *e, struct rstate *r, const struct night_
 	}
 	if (v->learning)
 		return out_explain(e, o, r->id, "night", ob->end, "night to %s: %.2f m3/h (%s) "
-				   "| learning %d/%u nights", date, v->x, pump, d->nh, rc->night_learn);
+				   "| learning: %d nights (%u needed), %d of 7 weekdays", date, v->x, pump,
+				   d->nh, rc->night_learn, v->known);
 	return out_explain(e, o, r->id, "night", ob->end, "night to %s: %.2f m3/h (%s) | %s "
 			"%+.2f | expected %.2f (level %.2f) | sigma %.2f | z %+.2f | up %.2f "
 			"down %.2f of %.1f | latched %d%s", date, v->x, pump,
@@ -458,6 +460,7 @@ int night_decide(struct alert_engine *e, struct rstate *r, struct night_det *d,
 	v.sig = sig;
 	if (!ready) {
 		v.learning = true;
+		v.known = known;
 		return explain(e, r, d, ob, &v, o);
 	}
 	v.z = (v.x - w[wd] - ref) / sig;
