@@ -624,26 +624,35 @@ bool night_restore(struct night_det *d, char **f, size_t nf)
 		d->run_p = (int32_t)field_i64(f[4]);
 		d->run_m = (int32_t)field_i64(f[5]);
 		d->ref_p = field_num(f[6]);
-		if (!(d->cp >= 0) || !(d->cm >= 0))
+		if (!(d->cp >= 0) || !(d->cm >= 0) || !isfinite(d->cp) || !isfinite(d->cm))
 			d->cp = d->cm = 0;
 	} else if (!strcmp(f[0], "lnh")) {
 		size_t n = (nf - 1) / 3;
 		if ((nf - 1) % 3 || n > NIGHT_HIST)
 			return true;
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
 			d->h[i] = (struct night_rec){ .day = (int32_t)field_i64(f[1 + 3 * i]),
 						      .anchored = atoi(f[2 + 3 * i]) != 0,
 						      .x = field_num(f[3 + 3 * i]) };
+			/* nights in order, each with a value: anything else is no history */
+			if (!isfinite(d->h[i].x) || (i && d->h[i].day <= d->h[i - 1].day)) {
+				d->nh = 0;
+				return true;
+			}
+		}
 		d->nh = (int)n;
 	} else if (!strcmp(f[0], "lnl")) {
 		size_t n = (nf - 1) / 4;
 		if ((nf - 1) % 4 || n > NIGHT_STACK)
 			return true;
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
 			d->stk[i] = (struct latched){ .since = (int32_t)field_i64(f[1 + 4 * i]),
 						      .pre = field_num(f[2 + 4 * i]),
 						      .peak = field_num(f[3 + 4 * i]),
 						      .step = field_num(f[4 + 4 * i]) };
+			if (!isfinite(d->stk[i].pre) || !isfinite(d->stk[i].peak))
+				return true;
+		}
 		d->nstk = (int)n;
 	} else if (!strcmp(f[0], "lnb")) {
 		size_t n = nf - 1;

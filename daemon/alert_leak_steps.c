@@ -243,7 +243,8 @@ bool steps_restore(struct steps *s, char **f, size_t nf)
 		if (n > STEP_NOISE)
 			return true;
 		for (size_t i = 0; i < n; i++)
-			s->noise[i] = field_num(f[1 + i]);
+			if (!((s->noise[i] = field_num(f[1 + i])) >= 0) || !isfinite(s->noise[i]))
+				return true;
 		s->nn = (int)n;
 	} else if (!strcmp(f[0], "lpz")) {
 		size_t n = (nf - 1) / 2;
@@ -252,6 +253,8 @@ bool steps_restore(struct steps *s, char **f, size_t nf)
 		for (size_t i = 0; i < n; i++) {
 			s->at[i] = field_i64(f[1 + 2 * i]);
 			s->size[i] = field_num(f[2 + 2 * i]);
+			if (!(s->size[i] > 0) || !isfinite(s->size[i]))
+				return true;
 		}
 		s->ns = (int)n;
 		s->sh = (int)(n % STEP_SIZES);
