@@ -5,9 +5,9 @@
  *
  * Each rule of the config holds one or more checks; each check is its own alert,
  * named <rule>/<check>, a state machine ok -> pending -> firing(severity) -> resolved
- * (DESIGN.md, Alert engine). Only firing (again on every change of severity) and
- * resolved are transitions that leave the engine; pending stays inside. Every device
- * also gets a comms alert, comms-<device>/offline.
+ * (docs/design.md, "The alert engine"; docs/alerts.md). Only firing (again on every
+ * change of severity) and resolved are transitions that leave the engine; pending stays
+ * inside. Every device also gets a comms alert, comms-<device>/offline.
  */
 #ifndef SLUICE_ALERT_H
 #define SLUICE_ALERT_H

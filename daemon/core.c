@@ -879,7 +879,7 @@ static void take_write_results(struct core *c)
 }
 
 /* Both kinds of pollers for cfg; serial lines first, so that the descriptors libmodbus
- * must select() on are low (DESIGN.md: descriptors past 1023). */
+ * must select() on are low (docs/design.md, "Threads": descriptors past 1023). */
 static int pollers_start(struct core *c, const struct poller_sink *sink)
 {
 	char err[512];
