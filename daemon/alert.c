@@ -77,6 +77,8 @@ static int out_transition(struct alert_out *o, const struct check *c, int state,
 	t->ts_ms = ts;
 	t->value = c->value;
 	t->threshold = c->threshold;
+	t->value_f32 = c->value_f32;
+	t->threshold_f32 = c->threshold_f32;
 	snprintf(t->unit, sizeof t->unit, "%s", c->unit);
 	snprintf(t->message, sizeof t->message, "%s", c->msg);
 	return 0;
@@ -482,6 +484,8 @@ size_t alert_active(const struct alert_engine *e, struct alert_transition *out, 
 		t->ts_ms = c->state == ALERT_FIRING ? c->fired_ms : c->since_ms;
 		t->value = c->value;
 		t->threshold = c->threshold;
+		t->value_f32 = c->value_f32;
+		t->threshold_f32 = c->threshold_f32;
 		snprintf(t->unit, sizeof t->unit, "%s", c->unit);
 		snprintf(t->message, sizeof t->message, "%s", c->msg);
 	}
@@ -525,6 +529,13 @@ const struct point_def *alert_ref_def(const struct config *cfg, const struct poi
 	if (p->point < 0 || (size_t)p->point >= d->npoints)
 		return NULL;
 	return &d->points[p->point];
+}
+
+bool alert_ref_f32(const struct config *cfg, const struct point_ref *p)
+{
+	const struct point_def *pd = alert_ref_def(cfg, p);
+
+	return pd && pd->type == PT_FLOAT32;
 }
 
 int64_t alert_local_midnight(int64_t ts_ms)

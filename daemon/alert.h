@@ -34,6 +34,12 @@ struct alert_transition {
 	double threshold; /* what it was compared with (NAN when not applicable) */
 	char unit[POINT_UNIT_MAX]; /* of value and threshold, may be empty */
 	char message[ALERT_MSG_MAX]; /* one line for people, UTF-8 */
+	/* value (threshold) was read from float32 points, or computed from nothing but
+	 * float32 readings and exact constants: it holds no more than a float32's precision,
+	 * so it is written as telemetry writes those points (jb_float32: 85.3, not the
+	 * widened double's 85.30000305175781). False for a count, a time, a threshold from
+	 * the config, or anything an integer point or a double went into. */
+	bool value_f32, threshold_f32;
 };
 
 /* A register or coil write that a rule asks for (on_fire / on_resolve). */

@@ -22,6 +22,7 @@ struct check {
 	int64_t since_ms;          /* pending: since when the condition holds */
 	int64_t fired_ms;          /* firing: when it last fired or changed severity */
 	double value, threshold;
+	bool value_f32, threshold_f32; /* set by the rule kind (struct alert_transition) */
 	char unit[POINT_UNIT_MAX];
 	char msg[ALERT_MSG_MAX];
 };
@@ -121,6 +122,8 @@ const char *alert_devname(const struct config *cfg, size_t dev);
 /* value, when the point ref is a static point of dev and present in v; else NAN */
 double alert_ref_value(const struct point_ref *p, size_t dev, const struct value *v, size_t n);
 const struct point_def *alert_ref_def(const struct config *cfg, const struct point_ref *p);
+/* Is the point ref a float32 point (its values hold a float32's precision)? */
+bool alert_ref_f32(const struct config *cfg, const struct point_ref *p);
 
 /*
  * Local time. The engine uses the process's TZ (sluiced, replay and the tests set TZ

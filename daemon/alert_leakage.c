@@ -85,6 +85,7 @@ struct leak {
 	struct check *balance, *night, *burst;
 	struct meter m[MAXM];
 	size_t nm;
+	bool f32;            /* every meter is a float32 point (alert_transition.value_f32) */
 	struct day day[2];
 	int64_t base;        /* start of bin 0 of the ring; 0 until the first data */
 	double bvol[NBINS][MAXM];
@@ -191,6 +192,7 @@ static int leak_init(struct alert_engine *e, struct rstate *r, char *err, size_t
 		m->modulus = (rc->rollover > 0 ? rc->rollover : type_modulus(p)) * m->factor;
 		snprintf(m->name, sizeof m->name, "%s.%s", e->cfg->devices[ref->device].id,
 			 ref->name);
+		l->f32 = (l->nm == 0 || l->f32) && p->type == PT_FLOAT32;
 		l->nm++;
 	}
 	night_init(&l->det);
@@ -203,6 +205,18 @@ static int leak_init(struct alert_engine *e, struct rstate *r, char *err, size_t
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	/*
+	 * Volumes, net flows, loss ratios and the baselines learnt from them are sums,
+	 * differences and averages of the meters' readings, times exact constants (units,
+	 * hours): made only of float32 readings, they know no more than a float32 does, and
+	 * its digits are the ones worth printing. The balance's limit is the config's.
+	 */
+	if (l->balance)
+		l->balance->value_f32 = l->f32;
+	if (l->night)
+		l->night->value_f32 = l->night->threshold_f32 = l->f32;
+	if (l->burst)
+		l->burst->value_f32 = l->burst->threshold_f32 = l->f32;
 	return 0;
 }
 
@@ -239,7 +253,7 @@ static int night_done(struct alert_engine *e, struct rstate *r, struct alert_out
 	const struct rule_cfg *rc = r->rc;
 	struct leak *l = r->priv;
 	double x = l->night_min, lim = INFINITY, base = NAN;
-	bool firing = l->night->state == ALERT_FIRING, on = false;
+	bool firing = l->night->state == ALERT_FIRING, on = false, learnt = false;
 	char msg[ALERT_MSG_MAX], date[16];
 	unsigned need = rc->night_baseline < 3 ? rc->night_baseline : 3;
 	int wd = 0;
@@ -264,11 +278,14 @@ static int night_done(struct alert_engine *e, struct rstate *r, struct alert_out
 		base = median(l->nhist[wd], l->nn[wd]);
 		lb = base * (1 + rc->night_ratio) + rc->night_by;
 		if (firing ? x > lb - rc->hysteresis : x > lb) {
-			if (!on)
+			if (!on) {
 				lim = lb;
+				learnt = true;
+			}
 			on = true;
 		} else if (!on) {
 			lim = lb;
+			learnt = true;
 		}
 	}
 	if (rc->night_baseline) {
@@ -287,6 +304,8 @@ static int night_done(struct alert_engine *e, struct rstate *r, struct alert_out
 		snprintf(msg, sizeof msg, "minimum night flow %.2f m3/h at %s on the night to %s "
 			 "(usual %.2f, limit %.2f m3/h)", x, r->rc->name ? r->rc->name : r->id,
 			 date, base, lim);
+	/* the limit is night.max_flow (the config's) or the baseline (learnt) */
+	l->night->threshold_f32 = l->f32 && learnt;
 	return check_eval(e, l->night, l->night_last, on ? rc->severity : SEV_NONE, x, lim,
 			  "m3/h", msg, o);
 }

@@ -150,6 +150,8 @@ static int wl_take(struct alert_engine *e, struct rstate *r, int64_t ts, double 
 	const struct point_def *pd = alert_ref_def(e->cfg, &rc->point);
 	const char *u = pd ? pd->unit : "m", *where = alert_devname(e->cfg, rc->point.device);
 	char msg[ALERT_MSG_MAX], d[32];
+	/* a level and a rise (a difference of two levels) hold the point's precision */
+	bool f32 = pd && pd->type == PT_FLOAT32;
 
 	w->have_last = true;
 	w->last = x;
@@ -159,6 +161,8 @@ static int wl_take(struct alert_engine *e, struct rstate *r, int64_t ts, double 
 		int want = grade_want(rc, w->level, x);
 		int show = want ? want : w->level->sev ? w->level->sev : lowest_grade(rc);
 		double lim = rc->levels[show];
+
+		w->level->value_f32 = f32;
 
 		if (want)
 			snprintf(msg, sizeof msg, "water %.2f %s above the road at %s (%s ≥ %.2f %s)",
@@ -173,6 +177,7 @@ static int wl_take(struct alert_engine *e, struct rstate *r, int64_t ts, double 
 		double rise, lim = rc->rise_by;
 		bool on;
 
+		w->rise->value_f32 = f32;
 		while (w->qn && q_at(w, w->qn - 1)->v >= x)
 			w->qn--;
 		if (q_push(w, ts, x) < 0)

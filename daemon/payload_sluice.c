@@ -105,9 +105,15 @@ static int sl_alert(struct payload_msg *m, const struct alert_transition *t, con
 	else
 		jb_cstr(b, "null");
 	jb_cstr(b, ",\"value\":");
-	jb_double(b, t->value);
+	if (t->value_f32)
+		jb_float32(b, t->value);
+	else
+		jb_double(b, t->value);
 	jb_cstr(b, ",\"threshold\":");
-	jb_double(b, t->threshold);
+	if (t->threshold_f32)
+		jb_float32(b, t->threshold);
+	else
+		jb_double(b, t->threshold);
 	if (t->unit[0]) {
 		jb_cstr(b, ",\"unit\":");
 		jb_str(b, t->unit);

@@ -139,9 +139,15 @@ void replay_json(struct jbuf *b, const struct alert_transition *t)
 	jb_key(b, "severity", &first);
 	jb_str(b, severity_name(t->severity));
 	jb_key(b, "value", &first);
-	jb_double(b, t->value);
+	if (t->value_f32)
+		jb_float32(b, t->value);
+	else
+		jb_double(b, t->value);
 	jb_key(b, "threshold", &first);
-	jb_double(b, t->threshold);
+	if (t->threshold_f32)
+		jb_float32(b, t->threshold);
+	else
+		jb_double(b, t->threshold);
 	jb_key(b, "unit", &first);
 	jb_str(b, t->unit);
 	jb_key(b, "message", &first);

@@ -115,6 +115,8 @@ static void test_threshold_for_and_hysteresis(void **state)
 	assert_true(fabs(o.t[0].value - 0.13) < 1e-9);
 	assert_true(fabs(o.t[0].threshold - 0.15) < 1e-9);
 	assert_string_equal(o.t[0].unit, "MPa");
+	assert_true(o.t[0].value_f32);      /* a float32 point's reading */
+	assert_false(o.t[0].threshold_f32); /* the config's limit */
 	assert_non_null(strstr(o.t[0].message, "pressure 0.13 MPa below 0.15 MPa at 加压泵站"));
 	/* inside the hysteresis band: stays firing, nothing new */
 	feed1(e, 0, T0 + 210 * S, 0.155, &o);
@@ -311,6 +313,8 @@ static void test_waterlogging_rise_and_stuck(void **state)
 	assert_int_equal(o.nt, 1);
 	expect_t(&o, 0, "r", "rise", ALERT_FIRING, SEV_YELLOW);
 	assert_true(fabs(o.t[0].value - 0.08) < 1e-9);
+	assert_true(o.t[0].value_f32); /* a difference of two float32 levels */
+	assert_false(o.t[0].threshold_f32);
 	feed1(e, 1, t + 20 * M, 0.16, &o);
 	expect_t(&o, 0, "r", "rise", ALERT_RESOLVED, SEV_YELLOW);
 	/* flat since t (noise within the tolerance): stuck once an hour has passed */
@@ -321,6 +325,7 @@ static void test_waterlogging_rise_and_stuck(void **state)
 	}
 	expect_t(&o, 0, "r", "stuck", ALERT_FIRING, SEV_BLUE);
 	assert_non_null(strstr(o.t[0].message, "stuck at 0.160 m for 1 h"));
+	assert_false(o.t[0].value_f32); /* a time */
 	feed1(e, 1, t + 90 * M, 0.20, &o);
 	expect_t(&o, 0, "r", "stuck", ALERT_RESOLVED, SEV_BLUE);
 

@@ -96,6 +96,9 @@ static void test_balance_synthetic(void **state)
 	for (size_t i = 0; i < o.nt; i++) {
 		int day = (int)((o.t[i].ts_ms - DAY0) / D) - 1;
 		assert_string_equal(o.t[i].check, "balance");
+		/* a loss ratio of integer totalizers is a double; the limit is the config's */
+		assert_false(o.t[i].value_f32);
+		assert_false(o.t[i].threshold_f32);
 		assert_true(day >= 0 && day < 4);
 		got[day] = o.t[i].value;
 		if (o.t[i].state == ALERT_FIRING)
@@ -178,6 +181,10 @@ static void test_night_moves_on_and_burst(void **state)
 		bool fire = o.t[i].state == ALERT_FIRING;
 		fprintf(stderr, "  day %d %s %s: %s\n", day, o.t[i].check, fire ? "firing" : "resolved",
 			o.t[i].message);
+		/* net flows of a zone metered by float32 points, and the baselines learnt from
+		 * them, hold a float32's precision: written as the meters' telemetry is */
+		assert_true(o.t[i].value_f32);
+		assert_true(o.t[i].threshold_f32);
 		if (!strcmp(o.t[i].check, "night"))
 			(fire ? night_fire : night_res)[day]++;
 		else
