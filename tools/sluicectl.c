@@ -504,23 +504,45 @@ static void status_json(const struct jval *snap, enum life life, const struct st
 	json_print(&b);
 }
 
-static void status_uplink(const struct jval *up, enum life life, int64_t now)
+/*
+ * The uplink line. While sluiced runs, its state and how long it has held; once it is not
+ * running, the state it was last seen in, with the time it ended there: a "connected
+ * since" of a stopped daemon would keep growing although nothing is connected.
+ */
+static void status_uplink(const struct jval *up, enum life life, int64_t now, int64_t updated)
 {
 	int64_t since = jread_i64(up, "since", 0);
 	const char *err = jread_str(up, "error"), *host = jread_str(up, "host");
-	char when[32], age[32];
+	bool connected = jread_bool(up, "connected", false);
+	char when[32], age[32], end[32];
 
 	fmt_time(since, when, sizeof when);
-	fmt_since(since, now, age, sizeof age);
+	fmt_time(updated, end, sizeof end);
 	printf("uplink    %s:%" PRId64 " ", host ? host : "?", jread_i64(up, "port", 0));
-	if (jread_bool(up, "connected", false))
-		printf("%s since %s (%s)", life == LIFE_RUNNING ? "connected" : "was connected",
-		       when, age);
-	else if (since)
-		printf("disconnected since %s (%s)", when, age);
-	else
-		printf("not connected yet");
-	if (!jread_bool(up, "connected", false) && err)
+	if (life == LIFE_RUNNING) {
+		fmt_since(since, now, age, sizeof age);
+		if (connected)
+			printf("connected since %s (%s)", when, age);
+		else if (since)
+			printf("disconnected since %s (%s)", when, age);
+		else
+			printf("not connected yet");
+	} else {
+		/* stopped: it says when; gone or stale: only when it was last seen */
+		const char *until = life == LIFE_STOPPED ? "until sluiced stopped at"
+							 : "and still when last seen at";
+
+		fmt_since(since, updated, age, sizeof age);
+		if (since && updated >= since)
+			printf("was %s from %s %s %s (%s)", connected ? "connected" : "disconnected",
+			       when, until, end, age);
+		else if (connected)
+			printf("was connected when last seen at %s", end);
+		else
+			printf("had not connected %s %s", life == LIFE_STOPPED ? "when sluiced stopped at"
+									 : "when last seen at", end);
+	}
+	if (!connected && err)
 		printf(": %s", err);
 	printf("\n");
 }
@@ -565,7 +587,7 @@ static int status_people(const struct jval *snap, enum life life, const struct s
 		break;
 	}
 	if (up)
-		status_uplink(up, life, now);
+		status_uplink(up, life, now, updated);
 	printf("backlog   %" PRIu64 " rows", s->unsent);
 	if (s->unsent) {
 		fmt_time(s->oldest_unsent_ms, t1, sizeof t1);

@@ -5,7 +5,8 @@ sluiced runs, then stops. Checked while it runs and after it stopped:
 
 - status: running with a pid and an uptime, the uplink connected, the bus, every device
   with its state (the dead meter offline with its error), backlog, drops; --json is one
-  valid object with the same facts; after SIGTERM: "not running", stopped;
+  valid object with the same facts; after SIGTERM: "not running", stopped, the uplink
+  as it was at the stop (a span that ends there, not a duration that keeps growing);
 - alerts: the threshold alert and the dead meter's comms alert active, with severity,
   since and message; recent transitions (-n); --json;
 - tail DEVICE: readings as a table whose columns line up, --json readings equal to what
@@ -123,6 +124,15 @@ def assert_aligned(lines, cols_left, may_be_empty=()):
                 continue
             assert i < len(line) and line[i] != " ", \
                 "column %d empty or shifted:\n%s" % (c, "\n".join(lines))
+
+
+def uplink_line(out):
+    return next(l for l in out.split("\n") if l.startswith("uplink    "))
+
+
+def local(ms):
+    """A real-time ms stamp as sluicectl prints it (local time, to the second)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms // 1000))
 
 
 def db_digest(path):
@@ -268,6 +278,15 @@ def test_sluicectl():
         out = ctl(site, "-c", cfg, "status").stdout
         assert "sluiced   not running: stopped at " in out, out
         assert "as last seen at " in out, out
+        # the uplink as it was when the daemon stopped: a span that ends there, not a
+        # "connected since" that keeps growing after the stop
+        up = uplink_line(out)
+        assert up.startswith("uplink    127.0.0.1:%d was connected from %s until sluiced "
+                             "stopped at %s (" % (site.broker_port,
+                                                  local(s2["uplink"]["since"]),
+                                                  local(s2["updated"]))), up
+        time.sleep(2.1)
+        assert uplink_line(ctl(site, "-c", cfg, "status").stdout) == up, "the line changed"
         assert_aligned(table(out, "DEVICE"), [0, 1, 2, 3], may_be_empty=[1])
         a2 = ctl_json(site, "-c", cfg, "alerts")
         assert {x["alert"] for x in a2["active"]} == set(active), (a2, active)
@@ -291,6 +310,7 @@ def test_sluicectl():
         assert s3["running"] is False and s3["state"] == "gone", s3
         out = ctl(site, "-c", cfg, "status").stdout
         assert "not running: pid %d is gone" % snap["pid"] in out, out
+        assert " and still when last seen at %s (" % local(snap["updated"]) in uplink_line(out), out
         # alive but not updating (our own pid stands in for a stuck daemon)
         snap["pid"] = os.getpid()
         snap["updated"] = int(time.time() * 1000) - 10 * 60 * 1000
