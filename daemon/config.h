@@ -167,8 +167,10 @@ struct config_diag {
 
 struct config_opts {
 	/* Where profiles are looked for after devices/ beside the config file.
-	 * NULL: the environment variable SLUICE_PROFILE_PATH (colon-separated), else
-	 * SLUICE_DATADIR "/devices" (/usr/share/sluice/devices). */
+	 * NULL: the environment variable SLUICE_PROFILE_PATH (colon-separated), else the
+	 * defaults: the config/devices of the source tree the program was built in when it
+	 * runs from there uninstalled, then SLUICE_DATADIR "/devices"
+	 * (<PREFIX>/share/sluice/devices). */
 	const char *profile_path;
 	/* Do not check the TLS and password files the config names (sluice-sim and
 	 * sluicectl, which never read them, on a laptop that does not have them). */
@@ -199,7 +201,7 @@ void config_diag_free(struct config_diag *d);
  * Read one device profile by name, for sluice-sim and sluicectl (which do not call
  * libyaml). It is searched for as config_load does for a config: config_dir/devices/NAME.yaml
  * (skipped when config_dir is NULL), then opts->profile_path / $SLUICE_PROFILE_PATH /
- * SLUICE_DATADIR "/devices". On success (0) *points (malloc'ed, the caller frees it with
+ * the defaults (config_opts). On success (0) *points (malloc'ed, the caller frees it with
  * free()) holds *npoints points and *display_name (malloc'ed, may be NULL) the profile's
  * name: line. "sunspec" succeeds with no points (they are discovered at run time).
  * On failure (-1) nothing is allocated and diag (may be NULL) says why, located in the

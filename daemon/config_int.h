@@ -69,6 +69,7 @@ struct loader {
 	char *devices_dir;         /* "<config dir>/devices" or "devices"; NULL: none */
 	char *config_dir;          /* the config's directory, absolute; for relative paths */
 	char **profile_dirs;       /* the other profile directories, in search order */
+	const char **profile_notes;/* what each is, for messages ("installed"); may be NULL */
 	size_t nprofile_dirs;
 	struct message *messages;
 	size_t nmessages, message_cap;

@@ -38,6 +38,7 @@ void loader_free(struct loader *loader)
 	for (size_t i = 0; i < loader->nprofile_dirs; i++)
 		free(loader->profile_dirs[i]);
 	free(loader->profile_dirs);
+	free(loader->profile_notes);
 	free(loader->devices_dir);
 	free(loader->config_dir);
 	free(loader->bus_id_locs);

@@ -863,23 +863,36 @@ static char *profile_path(struct loader *loader, const char *name)
 	return NULL;
 }
 
+/*
+ * Every place looked in, each with what it is, and the two ways to add a profile: a
+ * technician who gets this message should not need the documentation to act on it.
+ */
 void profile_not_found(struct scope *scope, yaml_node_t *value, const char *name)
 {
 	struct loader *loader = scope->loader;
 	struct suggestion suggestion;
-	const char *dirs = "";
+	const char *dirs = "", *quoted = scope_quote(scope, name), *add;
 
 	suggest_init(&suggestion, name);
 	for (size_t i = 0; i < loader->nprofile_dirs + 1; i++) {
 		const char *dir = profile_dir(loader, i);
+		const char *note = i == 0 ? "beside the config"
+			: loader->profile_notes ? loader->profile_notes[i - 1] : NULL;
 		if (!dir)
 			continue;
-		dirs = loader_text(loader, "%s%s%s", dirs, *dirs ? ", " : "", dir);
+		dirs = loader_text(loader, "%s%s%s%s%s%s", dirs, *dirs ? ", " : "", dir,
+				   note ? " (" : "", note ? note : "", note ? ")" : "");
 		suggest_dir(&suggestion, dir, ".yaml", "");
 	}
-	scope_error(scope, value, "profile '%s' not found: no file %s.yaml in %s%s",
-		    scope_quote(scope, name), scope_quote(scope, name), dirs,
-		    suggest_text(scope, &suggestion, NULL));
+	if (loader->devices_dir)
+		add = loader_text(loader, "put %s.yaml in %s, or name its directory in "
+				  "SLUICE_PROFILE_PATH (colon-separated)", quoted,
+				  loader->devices_dir);
+	else
+		add = loader_text(loader, "put %s.yaml in a directory named in SLUICE_PROFILE_PATH "
+				  "(colon-separated)", quoted);
+	scope_error(scope, value, "profile '%s' not found: no file %s.yaml in %s%s; %s", quoted,
+		    quoted, dirs, suggest_text(scope, &suggestion, NULL), add);
 }
 
 /* Read profile file path into profile; errors are located in that file. */

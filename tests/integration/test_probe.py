@@ -164,6 +164,50 @@ def test_configured_device():
         site.close()
 
 
+def test_profiles_from_build_tree():
+    """A config with no devices/ beside it: run from the build tree, sluiced
+    --check-config, sluice-sim and sluicectl probe find the tree's config/devices; a
+    profile found nowhere is named with every place looked in and how to add it."""
+    site = Site("probe-buildtree")
+    saved = os.environ.pop("SLUICE_PROFILE_PATH", None)
+    try:
+        sim_port = free_port()
+        buses = ("  - id: site-tcp\n"
+                 "    tcp: { host: 127.0.0.1, port: %d }\n"
+                 "    timeout: 1s\n" % sim_port)
+        devices = ("  - id: inlet\n"
+                   "    bus: site-tcp\n"
+                   "    unit_id: 1\n"
+                   "    profile: flowmeter-generic\n")
+        cfg = site.write("sluice.yaml", config_yaml(site, "gw1", free_port(), buses, devices))
+        check(not os.path.exists(os.path.join(site.dir, "devices")), site.dir)
+        r = site.run([os.path.join(harness.BIN, "sluiced"), "--check-config", cfg])
+        check(r.returncode == 0, "check-config: %d %s %s" % (r.returncode, r.stdout, r.stderr))
+        site.start_sim(["--config", cfg, "--seed", "7"])
+        r = probe(site, "--config", cfg, "inlet")
+        check(r.returncode == 0, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        check(any(ln.startswith("flow ") for ln in r.stdout.splitlines()), r.stdout)
+
+        bad = site.write("bad.yaml", config_yaml(site, "gw1", free_port(), buses,
+                                                 devices.replace("generic", "generik")))
+        r = site.run([os.path.join(harness.BIN, "sluiced"), "--check-config", bad])
+        check(r.returncode == 78, "check-config: %d %s %s" % (r.returncode, r.stdout, r.stderr))
+        tree = os.path.join(os.path.realpath(harness.TOP), "config", "devices")
+        for want in (os.path.join(site.dir, "devices") + " (beside the config)",
+                     tree + " (this build's)", "/share/sluice/devices (installed)",
+                     "did you mean 'flowmeter-generic'?",
+                     "put flowmeter-generik.yaml in " + os.path.join(site.dir, "devices"),
+                     "SLUICE_PROFILE_PATH"):
+            check(want in r.stderr, (want, r.stderr))
+    except Exception:
+        site.failed = True
+        raise
+    finally:
+        if saved is not None:
+            os.environ["SLUICE_PROFILE_PATH"] = saved
+        site.close()
+
+
 def test_errors():
     site, cfg, port, trace = make_site("probe-err")
     try:
@@ -350,5 +394,6 @@ def harness_ipv6():
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_word_swapped_float, test_configured_device, test_errors,
+    sys.exit(harness.run_tests([test_word_swapped_float, test_configured_device,
+                                test_profiles_from_build_tree, test_errors,
                                 test_rtu_serial, test_rtu_over_tcp, test_rtu_over_tcp_ipv6]))

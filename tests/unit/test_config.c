@@ -722,7 +722,7 @@ static const char *const msgs_overlap[] = {
 };
 static const char *const msgs_references[] = {
 	FIX "references.yaml:10:10: devices[0] (booster-pump): bus 'line2' does not exist (did you mean 'line1'?)",
-	FIX "references.yaml:18:14: devices[1] (meter): profile 'flowmeter-generik' not found: no file flowmeter-generik.yaml in " FIX "devices, tests/fixtures/no-such-dir",
+	FIX "references.yaml:18:14: devices[1] (meter): profile 'flowmeter-generik' not found: no file flowmeter-generik.yaml in " FIX "devices (beside the config), tests/fixtures/no-such-dir; put flowmeter-generik.yaml in " FIX "devices, or name its directory in SLUICE_PROFILE_PATH (colon-separated)",
 	FIX "references.yaml:25:12: alerts[0] (low-pressure): point 'booster-pump.presure': device booster-pump has no point 'presure' (did you mean 'pressure'?)",
 	FIX "references.yaml:28:18: alerts[0] (low-pressure): on_fire[0].write 'booster-pmp.lamp': there is no device 'booster-pmp' (did you mean 'booster-pump'?)",
 	FIX "references.yaml:29:18: alerts[0] (low-pressure): on_fire[1].write 'booster-pump.pressure': point pressure of device booster-pump is not writable (it needs writable: true, on a coil or holding register)",
@@ -810,7 +810,7 @@ static const char *const msgs_timezone[] = {
 	FIX "timezone.yaml:3:13: gateway: timezone 'Asia/Shangai' is not a known time zone (did you mean 'Asia/Shanghai'?)",
 };
 static const char *const msgs_profile_errors[] = {
-	FIX "profile-errors.yaml:17:14: devices[2] (m3): profile 'flowmeter-tset' not found: no file flowmeter-tset.yaml in " FIX "devices, tests/fixtures/no-such-dir (did you mean 'flowmeter-test'?)",
+	FIX "profile-errors.yaml:17:14: devices[2] (m3): profile 'flowmeter-tset' not found: no file flowmeter-tset.yaml in " FIX "devices (beside the config), tests/fixtures/no-such-dir (did you mean 'flowmeter-test'?); put flowmeter-tset.yaml in " FIX "devices, or name its directory in SLUICE_PROFILE_PATH (colon-separated)",
 	FIX "devices/misnamed.yaml:1:10: profile 'flowmeter' does not match the file's name: a profile is found by its file name, so this file must say profile: misnamed",
 	FIX "devices/misnamed.yaml:3:16: max_registers 200 is out of range (expected 1..125)",
 	FIX "devices/misnamed.yaml:6:45: point 'tota': type 'flaot64' is not one of bool, int16, uint16, int32, uint32, int64, uint64, float32, float64, string (did you mean 'float64'?)",
@@ -983,11 +983,86 @@ static void test_profile_not_found_names_every_directory(void **state)
 	assert_int_equal(config_load_profile("flowmeter-tset", NULL, &opts, &points, &npoints,
 					     &display, &d), -1);
 	want = xfmt("profile 'flowmeter-tset' not found: no file flowmeter-tset.yaml in %s (did "
-		    "you mean 'flowmeter-test'?)", dirs);
+		    "you mean 'flowmeter-test'?); put flowmeter-tset.yaml in a directory named in "
+		    "SLUICE_PROFILE_PATH (colon-separated)", dirs);
 	assert_int_equal(d.n, 1);
 	assert_string_equal(d.msgs[0], want);
 	free(want);
 	config_diag_free(&d);
+}
+
+/*
+ * With no profile path given, a program that runs from its build tree (this test binary,
+ * build/tests/test_config, like build/sluiced) finds the tree's shipped profiles in
+ * config/devices, and a profile found nowhere names the build tree's directory and the
+ * installed one, each with what it is.
+ */
+static void test_profiles_found_from_the_build_tree(void **state)
+{
+	char tmpl[] = "/tmp/sluice-test-buildtree-XXXXXX", cfgpath[PATH_MAX], top[PATH_MAX];
+	char *want, *saved = getenv("SLUICE_PROFILE_PATH");
+	struct config_diag d;
+	struct config *cfg;
+
+	(void)state;
+	saved = saved ? strdup(saved) : NULL;
+	unsetenv("SLUICE_PROFILE_PATH");
+	assert_non_null(getcwd(top, sizeof top));
+	assert_non_null(mkdtemp(tmpl));
+	snprintf(cfgpath, sizeof cfgpath, "%s/sluice.yaml", tmpl);
+	/* no devices/ beside it */
+	spit(cfgpath,
+	     "gateway: { id: gw }\n"
+	     "uplink: { host: 127.0.0.1 }\n"
+	     "buses:\n"
+	     "  - { id: b, tcp: { host: 127.0.0.1 } }\n"
+	     "devices:\n"
+	     "  - { id: m, bus: b, profile: flowmeter-generic }\n", 0644);
+	cfg = config_load(cfgpath, NULL, &d);
+	if (!cfg)
+		print_diag(cfgpath, &d);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->devices[0].npoints, 5);
+	config_free(cfg);
+	config_diag_free(&d);
+
+	spit(cfgpath,
+	     "gateway: { id: gw }\n"
+	     "uplink: { host: 127.0.0.1 }\n"
+	     "buses:\n"
+	     "  - { id: b, tcp: { host: 127.0.0.1 } }\n"
+	     "devices:\n"
+	     "  - { id: m, bus: b, profile: flowmeter-generik }\n", 0644);
+	assert_null(cfg = config_load(cfgpath, NULL, &d));
+	want = xfmt("%s:6:31: devices[0] (m): profile 'flowmeter-generik' not found: no file "
+		    "flowmeter-generik.yaml in %s/devices (beside the config), %s/config/devices "
+		    "(this build's), " SLUICE_DATADIR "/devices (installed) (did you mean "
+		    "'flowmeter-generic'?); put flowmeter-generik.yaml in %s/devices, or name its "
+		    "directory in SLUICE_PROFILE_PATH (colon-separated)", cfgpath, tmpl, top, tmpl);
+	if (d.n != 1 || strcmp(d.msgs[0], want) != 0)
+		print_diag(want, &d);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], want);
+	free(want);
+	config_diag_free(&d);
+
+	/* the same for config_load_profile (sluice-sim, sluicectl) */
+	{
+		struct point_def *pts;
+		size_t n;
+		char *name;
+		assert_int_equal(config_load_profile("tuf2000m", NULL, NULL, &pts, &n, &name, NULL),
+				 0);
+		assert_true(n > 0);
+		free(pts);
+		free(name);
+	}
+	unlink(cfgpath);
+	rmdir(tmpl);
+	if (saved) {
+		setenv("SLUICE_PROFILE_PATH", saved, 1);
+		free(saved);
+	}
 }
 
 static void test_bad_ids(void **state)
@@ -1173,7 +1248,9 @@ static void test_load_profile_errors(void **state)
 {
 	static const char *const not_found[] = {
 		"profile 'flowmeter-generik' not found: no file flowmeter-generik.yaml in "
-		"config/devices, tests/fixtures/no-such-dir (did you mean 'flowmeter-generic'?)",
+		"config/devices (beside the config), tests/fixtures/no-such-dir (did you mean "
+		"'flowmeter-generic'?); put flowmeter-generik.yaml in config/devices, or name its "
+		"directory in SLUICE_PROFILE_PATH (colon-separated)",
 	};
 	static const char *const misnamed[] = {
 		FIX "devices/misnamed.yaml:1:10: profile 'flowmeter' does not match the file's "
@@ -1422,6 +1499,7 @@ int main(void)
 		cmocka_unit_test(test_duplicate_id_after_a_bad_item),
 		cmocka_unit_test(test_long_text_shown_cut),
 		cmocka_unit_test(test_profile_not_found_names_every_directory),
+		cmocka_unit_test(test_profiles_found_from_the_build_tree),
 		cmocka_unit_test(test_bad_ids),
 		cmocka_unit_test(test_points),
 		cmocka_unit_test(test_overlaps),
