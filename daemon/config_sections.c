@@ -30,6 +30,8 @@
  *   point bit                     0..15, only for bool in input/holding registers
  *   point length                  1..64 registers, only for string (and required there)
  *   point scale                   finite, not 0;  offset finite
+ *   point order                   a form of the point's width (order_forms), or
+ *                                 byte_order/word_order big|little, not both
  */
 #include "config_int.h"
 
@@ -39,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -66,6 +69,85 @@ static const struct enumval parities[] = {
 static const struct enumval orders[] = {
 	{ "big", ORDER_BIG }, { "little", ORDER_LITTLE }, { NULL, 0 },
 };
+
+/*
+ * order: as manuals write it, a letter a byte of the value, A the most significant, in
+ * the order the bytes travel on the wire. Each form is one setting of the two flags the
+ * codec has (drivers/codec.c): byte_order little swaps the two bytes of every register
+ * (ABCD -> BADC), word_order little reverses the registers (ABCD -> CDAB; for 64 bits
+ * AB CD EF GH -> GH EF CD AB). The other permutations (CDABGHEF, ...) are not something
+ * those two flags express, nor a device seen in the field.
+ */
+struct order_form {
+	const char *name;
+	unsigned regs;
+	uint8_t byte_order, word_order;
+};
+
+static const struct order_form order_forms[] = {
+	{ "AB", 1, ORDER_BIG, ORDER_BIG },
+	{ "BA", 1, ORDER_LITTLE, ORDER_BIG },
+	{ "ABCD", 2, ORDER_BIG, ORDER_BIG },
+	{ "CDAB", 2, ORDER_BIG, ORDER_LITTLE },
+	{ "BADC", 2, ORDER_LITTLE, ORDER_BIG },
+	{ "DCBA", 2, ORDER_LITTLE, ORDER_LITTLE },
+	{ "ABCDEFGH", 4, ORDER_BIG, ORDER_BIG },
+	{ "GHEFCDAB", 4, ORDER_BIG, ORDER_LITTLE },
+	{ "BADCFEHG", 4, ORDER_LITTLE, ORDER_BIG },
+	{ "HGFEDCBA", 4, ORDER_LITTLE, ORDER_LITTLE },
+};
+#define NORDER_FORMS (sizeof order_forms / sizeof order_forms[0])
+
+static const struct order_form *order_form_find(const char *s)
+{
+	for (size_t i = 0; i < NORDER_FORMS; i++)
+		if (strcasecmp(order_forms[i].name, s) == 0)
+			return &order_forms[i];
+	return NULL;
+}
+
+/* "ABCD, CDAB, BADC or DCBA": the forms of a value of regs registers. */
+static const char *order_forms_text(struct scope *scope, unsigned regs)
+{
+	const char *text = "";
+	size_t n = 0, k = 0;
+
+	for (size_t i = 0; i < NORDER_FORMS; i++)
+		n += order_forms[i].regs == regs;
+	for (size_t i = 0; i < NORDER_FORMS; i++)
+		if (order_forms[i].regs == regs) {
+			k++;
+			text = loader_text(scope->loader, "%s%s%s", text,
+					   k == 1 ? "" : k == n ? " or " : ", ", order_forms[i].name);
+		}
+	return text;
+}
+
+/* byte_order, word_order: big or little; a manual's ABCD form gets pointed to order:. */
+static void order_flag_fn(struct scope *scope, const struct key *key, yaml_node_t *value,
+			  void *obj)
+{
+	const char *name = scope_key(scope, key->name), *s = scope_expect_scalar(scope, value, name);
+	struct suggestion suggestion;
+	int val;
+
+	if (!s)
+		return;
+	if (enum_find(orders, s, &val) == 0) {
+		*(uint8_t *)key_field(obj, key) = (uint8_t)val;
+		return;
+	}
+	if (order_form_find(s)) {
+		scope_error(scope, value, "%s '%s' is not one of big, little (did you mean 'order: "
+			    "%s'?)", name, scope_quote(scope, s), order_form_find(s)->name);
+		return;
+	}
+	suggest_init(&suggestion, s);
+	suggest_try(&suggestion, "big");
+	suggest_try(&suggestion, "little");
+	scope_error(scope, value, "%s '%s' is not one of big, little%s", name,
+		    scope_quote(scope, s), suggest_text(scope, &suggestion, NULL));
+}
 
 static const struct enumval tables[] = {
 	{ "coil", MB_COIL }, { "discrete", MB_DISCRETE }, { "input", MB_INPUT },
@@ -623,10 +705,11 @@ static const struct key point_keys[] = {
 	{ .name = "bit", .type = K_INT, .off = OFF(struct point_def, bit), .min = 0, .max = 15 },
 	{ .name = "length", .type = K_INT, .off = OFF(struct point_def, length), .min = 1,
 	  .max = POINT_STRING_MAX_REGS },
-	{ .name = "byte_order", .type = K_ENUM, .off = OFF(struct point_def, byte_order),
-	  .names = orders },
-	{ .name = "word_order", .type = K_ENUM, .off = OFF(struct point_def, word_order),
-	  .names = orders },
+	{ .name = "byte_order", .type = K_FN, .off = OFF(struct point_def, byte_order),
+	  .fn = order_flag_fn },
+	{ .name = "word_order", .type = K_FN, .off = OFF(struct point_def, word_order),
+	  .fn = order_flag_fn },
+	{ .name = "order", .type = K_NODE },
 	{ .name = "scale", .type = K_NUM, .off = OFF(struct point_def, scale),
 	  .flags = KF_NONZERO },
 	{ .name = "offset", .type = K_NUM, .off = OFF(struct point_def, offset) },
@@ -636,6 +719,51 @@ static const struct key point_keys[] = {
 	{ NULL },
 };
 KEY_TABLE_FITS(point_keys);
+
+/*
+ * order: ABCD and its kin, in place of byte_order and word_order. A string's registers
+ * are not reordered, only the bytes in each: AB or BA, like a 16-bit value.
+ */
+static void point_order(struct scope *scope, yaml_node_t **seen, yaml_node_t *value,
+			struct point_def *def)
+{
+	const char *s = scope_expect_scalar(scope, value, "order");
+	const struct order_form *form;
+	unsigned regs, bits;
+
+	if (!s)
+		return;
+	if (def->table == MB_COIL || def->table == MB_DISCRETE) {
+		scope_error(scope, value, "order is for registers: a %s is a single bit",
+			    table_word(def->table));
+		return;
+	}
+	if (keys_seen(point_keys, seen, "byte_order") || keys_seen(point_keys, seen, "word_order")) {
+		scope_error(scope, value, "give order or byte_order/word_order, not both (order "
+			    "sets both)");
+		return;
+	}
+	regs = def->type == PT_BOOL || def->type == PT_STRING ? 1 : codec_type_regs(def->type);
+	bits = def->type == PT_STRING ? 16 : 16 * regs;
+	form = order_form_find(s);
+	if (form && form->regs == regs) {
+		def->byte_order = form->byte_order;
+		def->word_order = form->word_order;
+		return;
+	}
+	if (def->type == PT_STRING)
+		scope_error(scope, value, "order '%s' does not fit type string: its bytes are "
+			    "swapped in each register or not (expected AB or BA)",
+			    scope_quote(scope, s));
+	else if (form)
+		scope_error(scope, value, "order %s is the order of a %u-bit value; type %s is %u "
+			    "bits (expected %s)", form->name, 16 * form->regs,
+			    enum_name(types, def->type), bits, order_forms_text(scope, regs));
+	else
+		scope_error(scope, value, "order '%s' is not one of %s (the orders of a %u-bit "
+			    "value that byte and word swapping give)", scope_quote(scope, s),
+			    order_forms_text(scope, regs), bits);
+}
 
 /* What the fields of one point say together; each key alone was checked by the walk. */
 static void point_check(struct scope *scope, yaml_node_t **seen, struct point_def *def)
@@ -678,6 +806,8 @@ static void point_check(struct scope *scope, yaml_node_t **seen, struct point_de
 	    (def->table == MB_INPUT || def->table == MB_DISCRETE))
 		scope_error(scope, value, "writable: %ss are read-only (only coil and holding points "
 			    "can be written)", table_word(def->table));
+	if ((value = keys_seen(point_keys, seen, "order")))
+		point_order(scope, seen, value, def);
 	width = bits ? 1 : def->type == PT_STRING ? def->length : codec_type_regs(def->type);
 	if (width && (value = keys_seen(point_keys, seen, "address")) &&
 	    (unsigned)def->address + width > 65536)

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec.h"
 #include "config.h"
 
 #define FIX "tests/fixtures/config/"
@@ -693,6 +695,19 @@ static const char *const msgs_bad_ids[] = {
 	FIX "bad-ids.yaml:18:9: alerts[0] (high flow): id 'high flow' is not a valid id: use only letters, digits, '-' and '_' (at most 63 bytes)",
 	FIX "bad-ids.yaml:20:12: alerts[0] (high flow): point 'meter.flow': there is no device 'meter'",
 };
+static const char *const msgs_orders[] = {
+	FIX "orders.yaml:13:67: point 'a' of device dev1: word_order 'CDAB' is not one of big, little (did you mean 'order: CDAB'?)",
+	FIX "orders.yaml:14:66: point 'b' of device dev1: byte_order 'badc' is not one of big, little (did you mean 'order: BADC'?)",
+	FIX "orders.yaml:15:61: point 'c' of device dev1: give order or byte_order/word_order, not both (order sets both)",
+	FIX "orders.yaml:16:60: point 'd' of device dev1: order ABCD is the order of a 32-bit value; type int16 is 16 bits (expected AB or BA)",
+	FIX "orders.yaml:17:61: point 'e' of device dev1: order 'ABDC' is not one of ABCD, CDAB, BADC or DCBA (the orders of a 32-bit value that byte and word swapping give)",
+	FIX "orders.yaml:18:63: point 'f' of device dev1: order 'CDABGHEF' is not one of ABCDEFGH, GHEFCDAB, BADCFEHG or HGFEDCBA (the orders of a 64-bit value that byte and word swapping give)",
+	FIX "orders.yaml:19:56: point 'g' of device dev1: order is for registers: a coil is a single bit",
+	FIX "orders.yaml:20:73: point 'h' of device dev1: order 'DCBA' does not fit type string: its bytes are swapped in each register or not (expected AB or BA)",
+	FIX "orders.yaml:21:62: point 'i' of device dev1: order CDAB is the order of a 32-bit value; type uint64 is 64 bits (expected ABCDEFGH, GHEFCDAB, BADCFEHG or HGFEDCBA)",
+	FIX "orders.yaml:22:66: point 'j' of device dev1: byte_order 'lttle' is not one of big, little (did you mean 'little'?)",
+};
+
 static const char *const msgs_points[] = {
 	FIX "points.yaml:12:46: point 'a' of device dev1: type 'float33' is not one of bool, int16, uint16, int32, uint32, int64, uint64, float32, float64, string (did you mean 'float32'?)",
 	FIX "points.yaml:13:43: point 'b' of device dev1: type uint16 cannot be read from a coil: coils hold single bits (use type bool)",
@@ -1063,6 +1078,87 @@ static void test_profiles_found_from_the_build_tree(void **state)
 		setenv("SLUICE_PROFILE_PATH", saved, 1);
 		free(saved);
 	}
+}
+
+/*
+ * order: names the bytes of the value, A the most significant, in the order they travel.
+ * Each form is decoded by the codec from bytes laid out as the letters say: the
+ * shorthand and the codec's two flags must agree, for every form of every width.
+ */
+static void test_point_orders(void **state)
+{
+	static const struct {
+		const char *order, *type;
+		unsigned bytes;
+	} forms[] = {
+		{ "AB", "uint16", 2 }, { "BA", "uint16", 2 },
+		{ "ABCD", "uint32", 4 }, { "CDAB", "uint32", 4 }, { "BADC", "uint32", 4 },
+		{ "DCBA", "uint32", 4 }, { "ABCDEFGH", "uint64", 8 }, { "GHEFCDAB", "uint64", 8 },
+		{ "BADCFEHG", "uint64", 8 }, { "HGFEDCBA", "uint64", 8 },
+	};
+	const size_t nforms = sizeof forms / sizeof forms[0];
+	char text[4096];
+	size_t n;
+	struct config_diag d;
+	struct config *cfg;
+
+	(void)state;
+	n = (size_t)snprintf(text, sizeof text,
+			     "gateway: { id: gw }\n"
+			     "uplink: { host: 127.0.0.1 }\n"
+			     "buses:\n"
+			     "  - { id: b, tcp: { host: 127.0.0.1 } }\n"
+			     "devices:\n"
+			     "  - id: m\n"
+			     "    bus: b\n"
+			     "    points:\n");
+	for (size_t i = 0; i < nforms; i++)
+		n += (size_t)snprintf(text + n, sizeof text - n,
+				      "      p%zu: { table: holding, address: %zu, type: %s, "
+				      "order: %s }\n", i, 10 * i, forms[i].type, forms[i].order);
+	/* as a manual may write it: lower case, and a float */
+	n += (size_t)snprintf(text + n, sizeof text - n,
+			      "      fl: { table: input, address: 0, type: float32, order: cdab }\n");
+	assert_true(n < sizeof text);
+	cfg = config_load_buffer("orders.yaml", text, n, &fix_opts, &d);
+	if (!cfg)
+		print_diag("orders", &d);
+	assert_non_null(cfg);
+	config_diag_free(&d);
+	for (size_t i = 0; i < nforms; i++) {
+		const struct point_def *p = &cfg->devices[0].points[i];
+		uint64_t want = forms[i].bytes == 2 ? 0x1122 : forms[i].bytes == 4
+								 ? 0x11223344
+								 : UINT64_C(0x1122334455667788);
+		uint8_t wire[8];
+		uint16_t regs[4];
+		struct value v;
+
+		/* the byte each letter names, in the order the letters give */
+		for (unsigned k = 0; k < forms[i].bytes; k++) {
+			unsigned letter = (unsigned)(forms[i].order[k] - 'A');
+			wire[k] = (uint8_t)(want >> (8 * (forms[i].bytes - 1 - letter)));
+		}
+		for (unsigned r = 0; r < forms[i].bytes / 2; r++)
+			regs[r] = (uint16_t)(wire[2 * r] << 8 | wire[2 * r + 1]);
+		assert_int_equal(codec_decode_regs(p, regs, &v, NULL, 0), 0);
+		if (v.kind != VAL_UINT || v.v.u != want)
+			fprintf(stderr, "order %s: decoded %" PRIx64 ", want %" PRIx64 "\n",
+				forms[i].order, v.v.u, want);
+		assert_int_equal(v.kind, VAL_UINT);
+		assert_true(v.v.u == want);
+	}
+	{
+		/* 26.5f is 0x41D40000: low word first on the wire */
+		const uint16_t regs[2] = { 0x0000, 0x41D4 };
+		struct value v;
+		assert_int_equal(codec_decode_regs(&cfg->devices[0].points[nforms], regs, &v, NULL, 0),
+				 0);
+		assert_true(v.kind == VAL_DOUBLE && v.v.d == 26.5);
+	}
+	config_free(cfg);
+
+	EXPECT_ERRORS("orders.yaml", msgs_orders);
 }
 
 static void test_bad_ids(void **state)
@@ -1500,6 +1596,7 @@ int main(void)
 		cmocka_unit_test(test_long_text_shown_cut),
 		cmocka_unit_test(test_profile_not_found_names_every_directory),
 		cmocka_unit_test(test_profiles_found_from_the_build_tree),
+		cmocka_unit_test(test_point_orders),
 		cmocka_unit_test(test_bad_ids),
 		cmocka_unit_test(test_points),
 		cmocka_unit_test(test_overlaps),
