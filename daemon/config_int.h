@@ -213,6 +213,7 @@ const char *scope_key(struct scope *scope, const char *name);
  */
 #define QUOTE_MAX 120
 const char *scope_quote(struct scope *scope, const char *value);
+const char *loader_quote(struct loader *loader, const char *value);
 
 #define EXPECT_MAP "a mapping (key: value lines)"
 #define EXPECT_LIST "a list (lines starting with '- ')"

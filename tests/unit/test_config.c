@@ -695,6 +695,20 @@ static const char *const msgs_bad_ids[] = {
 	FIX "bad-ids.yaml:18:9: alerts[0] (high flow): id 'high flow' is not a valid id: use only letters, digits, '-' and '_' (at most 63 bytes)",
 	FIX "bad-ids.yaml:20:12: alerts[0] (high flow): point 'meter.flow': there is no device 'meter'",
 };
+static const char *const msgs_ime_slips[] = {
+	FIX "ime-slips.yaml:3:5: full-width colon '：' after 'id': YAML needs an ASCII ':' and a space (id: ...); switch the input method to English punctuation",
+	FIX "ime-slips.yaml:6:8: full-width space (U+3000) after 'host:': YAML needs an ASCII space after the colon",
+	FIX "ime-slips.yaml:10:28: full-width comma '，' between the items of { }: YAML needs an ASCII ','",
+	FIX "ime-slips.yaml:13:1: full-width space (U+3000) in the indentation: indent with ASCII spaces",
+	FIX "ime-slips.yaml:16:20: full-width colon '：' after 'table': YAML needs an ASCII ':' and a space (table: ...); switch the input method to English punctuation",
+};
+static const char *const msgs_colon_in_name[] = {
+	FIX "colon-in-name.yaml:4:18: a ': ' inside the value of 'name' reads as the start of another key: quote the value (name: \"丰都县城 自来水厂: 加压站\")",
+};
+static const char *const msgs_tabs_chinese[] = {
+	FIX "tabs-chinese.yaml:5:1: YAML syntax error: found a tab character that violates indentation (while scanning a plain scalar at line 4 column 9); YAML does not allow tabs for indentation: use spaces",
+};
+
 static const char *const msgs_orders[] = {
 	FIX "orders.yaml:13:67: point 'a' of device dev1: word_order 'CDAB' is not one of big, little (did you mean 'order: CDAB'?)",
 	FIX "orders.yaml:14:66: point 'b' of device dev1: byte_order 'badc' is not one of big, little (did you mean 'order: BADC'?)",
@@ -860,6 +874,28 @@ static void test_syntax_error(void **state)
 	(void)state;
 	EXPECT_ERRORS("syntax.yaml", msgs_syntax);
 	EXPECT_ERRORS("tabs.yaml", msgs_tabs);
+}
+
+/*
+ * The slips of a Chinese input method: a full-width colon, space or comma where YAML
+ * needs its own punctuation, each named at the line and column where it is; a ': '
+ * inside an unquoted name; a tab after Chinese text (libyaml's mark counts characters:
+ * the hint once looked at the wrong byte). Full-width punctuation inside names, quotes,
+ * comments and block text is text, and loads.
+ */
+static void test_input_method_slips(void **state)
+{
+	static const char *const none[] = { NULL };
+	struct config *cfg;
+
+	(void)state;
+	EXPECT_ERRORS("ime-slips.yaml", msgs_ime_slips);
+	EXPECT_ERRORS("colon-in-name.yaml", msgs_colon_in_name);
+	EXPECT_ERRORS("tabs-chinese.yaml", msgs_tabs_chinese);
+	cfg = load_expect(FIX "ime-ok.yaml", &fix_opts, none, 0, 0);
+	assert_string_equal(cfg->gateway.name, "丰都县城：自来水厂　加压站");
+	assert_string_equal(cfg->devices[0].name, "三号计量分区：进水流量计　（东）");
+	config_free(cfg);
 }
 
 static void test_odd_shapes(void **state)
@@ -1586,6 +1622,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_relative_paths, site_setup, site_teardown),
 		cmocka_unit_test_setup_teardown(test_defaults, site_setup, site_teardown),
 		cmocka_unit_test(test_syntax_error),
+		cmocka_unit_test(test_input_method_slips),
 		cmocka_unit_test(test_odd_shapes),
 		cmocka_unit_test(test_duplicate_keys),
 		cmocka_unit_test(test_unknown_keys),
