@@ -104,11 +104,21 @@ static const char *probe_hint(int err)
 	}
 }
 
-/* detail (from mbclient, may be empty) says more than the code: which CRC, which unit. */
-static void print_error_text(const char *what, int err, const char *detail)
+/*
+ * The hint for a failed read of table at address: a refused 3xxxx/4xxxx address names the
+ * wire address to try (into buf); else probe_hint's.
+ */
+static const char *read_hint(int err, enum mb_table table, unsigned address,
+			     enum mb_hint_style style, char *buf, size_t len)
 {
-	const char *hint = probe_hint(err);
+	if (mb_numbered_hint(buf, len, err, (int)table, address, style))
+		return buf;
+	return probe_hint(err);
+}
 
+/* detail (from mbclient, may be empty) says more than the code: which CRC, which unit. */
+static void print_error_text(const char *what, int err, const char *detail, const char *hint)
+{
 	/* a plain timeout is said best by the hint; a frame cut short by its detail */
 	if (detail != NULL && detail[0] != '\0' && err < MBE_EXC_BASE &&
 	    strncmp(detail, "no reply", 8) != 0)
@@ -328,7 +338,7 @@ static void raw_print_json(const struct raw_req *q, uint16_t lo, uint16_t n, con
 	jb_free(&b);
 }
 
-static void json_error(const char *target, int err, const char *detail)
+static void json_error(const char *target, int err, const char *detail, const char *hint)
 {
 	struct jbuf b;
 	bool first = true;
@@ -342,7 +352,7 @@ static void json_error(const char *target, int err, const char *detail)
 	jb_key(&b, "code", &first);
 	jb_i64(&b, err);
 	jb_key(&b, "hint", &first);
-	jb_str(&b, probe_hint(err));
+	jb_str(&b, hint);
 	if (detail != NULL && detail[0] != '\0') {
 		jb_key(&b, "detail", &first);
 		jb_str(&b, detail);
@@ -365,7 +375,7 @@ static int probe_raw(const struct target *t, const struct raw_req *q, int timeou
 	c = target_open(t, timeout_ms, &status);
 	if (c == NULL) {
 		if (json && status == 1)
-			json_error(q->target, MBE_CONNECT, NULL);
+			json_error(q->target, MBE_CONNECT, NULL, probe_hint(MBE_CONNECT));
 		return status;
 	}
 	/* one more on each side: the register a 1-based manual means, and the second
@@ -385,14 +395,16 @@ static int probe_raw(const struct target *t, const struct raw_req *q, int timeou
 	snprintf(detail, sizeof detail, "%s", mbclient_detail(c));
 	mbclient_close(c);
 	if (rc != 0) {
-		char what[128];
+		char what[128], buf[200];
+		const char *hint = read_hint(rc, q->table, q->address, MB_HINT_PROBE, buf,
+					     sizeof buf);
 		if (json) {
-			json_error(q->target, rc, detail);
+			json_error(q->target, rc, detail, hint);
 			return 1;
 		}
 		snprintf(what, sizeof what, "%s unit %u, %s %u..%u", q->target, q->unit,
 			 codec_table_name(q->table), q->address, q->address + q->count - 1);
-		print_error_text(what, rc, detail);
+		print_error_text(what, rc, detail, hint);
 		return 1;
 	}
 	if (json)
@@ -513,7 +525,9 @@ static void device_print_text(const struct config *cfg, const struct device_cfg 
 		printf("%-*s  %-8s  %7u  %-7s  %-19s  ", (int)wname, p->name,
 		       codec_table_name(p->table), p->address, type, raw);
 		if (r->err != 0) {
-			const char *hint = probe_hint(r->err);
+			char buf[200];
+			const char *hint = read_hint(r->err, p->table, p->address, MB_HINT_CONFIG,
+						     buf, sizeof buf);
 			if (r->detail[0] != '\0' && r->err < MBE_EXC_BASE &&
 			    strncmp(r->detail, "no reply", 8) != 0)
 				hint = r->detail;
@@ -574,8 +588,15 @@ static void device_print_json(const struct device_cfg *d, const struct pt_result
 			jb_str(&b, p->unit);
 		}
 		if (r->err != 0) {
+			char buf[200];
+			const char *hint = read_hint(r->err, p->table, p->address, MB_HINT_CONFIG,
+						     buf, sizeof buf);
 			jb_key(&b, "error", &f2);
 			jb_str(&b, mb_strerror(r->err));
+			if (hint) {
+				jb_key(&b, "hint", &f2);
+				jb_str(&b, hint);
+			}
 		}
 		jb_raw(&b, "}", 1);
 	}
@@ -637,7 +658,7 @@ static int probe_device(const char *cfgpath, const char *devid, int timeout_ms, 
 	c = target_open(&t, timeout_ms, &status);
 	if (c == NULL) {
 		if (json)
-			json_error(t.arg, MBE_CONNECT, NULL);
+			json_error(t.arg, MBE_CONNECT, NULL, probe_hint(MBE_CONNECT));
 		fprintf(stderr, "sluicectl probe: device %s could not be reached\n", d->id);
 		config_free(cfg);
 		return status;

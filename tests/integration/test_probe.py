@@ -252,6 +252,73 @@ def test_errors():
         site.close()
 
 
+def test_numbered_address():
+    """A read of a 3xxxx/4xxxx address refused with ILLEGAL DATA ADDRESS: probe (raw and
+    --config, text and JSON) and sluicectl status and tail (as a technician sees a running
+    daemon) say the manual may number from 30001/40001 and name the wire address to try;
+    the address named reads."""
+    site, cfg, port, trace = make_site("probe-numbered")
+    try:
+        r = probe(site, "--tcp", "127.0.0.1:%d" % port, "--unit", "2", "--read",
+                  "holding:40001:2")
+        check(r.returncode == 1, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        check("illegal data address" in r.stdout and
+              "may number holding registers from 40001" in r.stdout and
+              "try --read holding:0" in r.stdout, r.stdout)
+        r = probe(site, "--tcp", "127.0.0.1:%d" % port, "--unit", "2", "--read",
+                  "holding:40001:2", "--json")
+        check("try --read holding:0" in json.loads(r.stdout)["hint"], r.stdout)
+        r = probe(site, "--tcp", "127.0.0.1:%d" % port, "--unit", "2", "--read", "holding:0:2")
+        check(r.returncode == 0, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        # an input register numbered 3xxxx, given as holding: the table changes too
+        r = probe(site, "--tcp", "127.0.0.1:%d" % port, "--unit", "2", "--read", "input:30011")
+        check("may number input registers from 30001" in r.stdout and
+              "try --read input:10" in r.stdout, r.stdout)
+
+        # the tuf meter's map as a manual numbers it
+        numbered = """\
+  - id: tuf4x
+    bus: site-tcp
+    unit_id: 2
+    interval: 1s
+    points:
+      flow:   { table: holding, address: 40001, type: float32, order: CDAB, unit: m3/h }
+      status: { table: holding, address: 40011, type: uint16 }
+"""
+        with open(cfg, encoding="utf-8") as f:
+            text = f.read()
+        cfg2 = site.write("numbered.yaml", text.replace("devices:\n", "devices:\n" + numbered, 1))
+        r = probe(site, "--config", cfg2, "tuf4x")
+        check(r.returncode == 1, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        lines = {ln.split()[0]: ln for ln in r.stdout.splitlines() if ln.split()}
+        check("(40001 is wire address 0): try address: 0" in lines["flow"], r.stdout)
+        check("try address: 10" in lines["status"], r.stdout)
+        r = probe(site, "--config", cfg2, "--json", "tuf4x")
+        pts = {p["name"]: p for p in json.loads(r.stdout)["points"]}
+        check(pts["status"]["hint"].endswith("try address: 10"), pts)
+
+        # what a technician sees of a running daemon: status and tail
+        site.start_daemon(cfg2)
+        ctl = [os.path.join(harness.BIN, "sluicectl"), "-c", cfg2]
+        harness.wait_for(lambda: "(illegal data address)" in site.run(ctl + ["tail", "tuf4x"]).stdout,
+                         20, "a refused reading of tuf4x")
+        r = site.run(ctl + ["tail", "tuf4x"])
+        check("flow (holding 40001): the manual may number holding registers from 40001" in
+              r.stdout and "try address: 0" in r.stdout, r.stdout)
+        check("status (holding 40011)" in r.stdout and "try address: 10" in r.stdout, r.stdout)
+        r = harness.wait_for(lambda: (lambda r: r if "tuf4x: illegal data address" in r.stdout
+                                      else None)(site.run(ctl + ["status"])),
+                             20, "status to show tuf4x's error")
+        check("flow (holding 40001)" in r.stdout and "try address: 0" in r.stdout, r.stdout)
+        # the other devices answer at their real addresses: no hint for them
+        check("inlet:" not in r.stdout, r.stdout)
+    except Exception:
+        site.failed = True
+        raise
+    finally:
+        site.close()
+
+
 def start_rtu_sims(site):
     """sluice-sim serving TUF-2000M meters (shipped profile: floats low word first) at
     units 2 and 4 of a pty line, and at unit 5 as RTU over TCP."""
@@ -396,4 +463,5 @@ def harness_ipv6():
 if __name__ == "__main__":
     sys.exit(harness.run_tests([test_word_swapped_float, test_configured_device,
                                 test_profiles_from_build_tree, test_errors,
+                                test_numbered_address,
                                 test_rtu_serial, test_rtu_over_tcp, test_rtu_over_tcp_ipv6]))
