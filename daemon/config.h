@@ -211,6 +211,14 @@ int config_load_profile(const char *name, const char *config_dir, const struct c
 			struct point_def **points, size_t *npoints, char **display_name,
 			struct config_diag *diag);
 
+/*
+ * The byte_order and word_order that a point's order: (ABCD, CDAB, ..., as manuals write
+ * it) stands for on a value of regs registers (1, 2 or 4). 0, or -1 when name is not an
+ * order of that width. For sluicectl probe, which prints the order: to paste.
+ */
+int config_order_flags(const char *name, unsigned regs, uint8_t *byte_order,
+		       uint8_t *word_order);
+
 /* "4 buses, 6 devices (1 SunSpec), 16 points, 4 rules": points are the static ones
  * (a SunSpec device's are discovered at run time). */
 void config_summary(const struct config *cfg, char *buf, size_t len);

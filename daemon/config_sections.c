@@ -106,6 +106,18 @@ static const struct order_form *order_form_find(const char *s)
 	return NULL;
 }
 
+int config_order_flags(const char *name, unsigned regs, uint8_t *byte_order,
+		       uint8_t *word_order)
+{
+	const struct order_form *form = order_form_find(name);
+
+	if (!form || form->regs != regs)
+		return -1;
+	*byte_order = form->byte_order;
+	*word_order = form->word_order;
+	return 0;
+}
+
 /* "ABCD, CDAB, BADC or DCBA": the forms of a value of regs registers. */
 static const char *order_forms_text(struct scope *scope, unsigned regs)
 {
