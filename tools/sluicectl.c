@@ -45,7 +45,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: sluicectl [-c FILE | -D DIR] [--json] COMMAND\n"
+		"usage: sluicectl [-c FILE | -D DIR] [--json] COMMAND (options before or after it)\n"
 		"\n"
 		"commands:\n"
 		"  status          is sluiced running; uplink, buses, devices, backlog, drops\n"
@@ -1121,6 +1121,81 @@ out:
 
 /* ---- main -------------------------------------------------------------------- */
 
+/*
+ * A command that parses its own options (probe, replay), found after the global options:
+ * run it with -c FILE and --json (--help) given before it passed on as its --config and
+ * --json, so that `sluicectl --json probe ...` means what `sluicectl probe --json ...`
+ * does. -D and -n belong to the database commands and are refused here. Returns the
+ * command's exit status, or -1 when the command is another one.
+ */
+static int sub_command(int argc, char **argv, const struct option *opts)
+{
+	static char *none[] = { "sluicectl", NULL };
+	static const struct option no_opts[] = { { NULL, 0, NULL, 0 } };
+	const char *cfgpath = NULL, *cmd, *db_opt = NULL;
+	char **sub;
+	bool json = false, help = false;
+	int ch, n = 0, rc;
+
+	optind = 0;
+	opterr = 0; /* the full parse after this one reports what is wrong */
+	while ((ch = getopt_long(argc, argv, "+c:D:jn:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			cfgpath = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			help = true;
+			break;
+		case 'D':
+			db_opt = "-D (--data-dir)";
+			break;
+		case 'n':
+			db_opt = "-n";
+			break;
+		default:
+			opterr = 1;
+			return -1;
+		}
+	}
+	opterr = 1;
+	if (optind >= argc)
+		return -1;
+	cmd = argv[optind];
+	if (strcmp(cmd, "probe") != 0 && strcmp(cmd, "replay") != 0)
+		return -1;
+	if (db_opt) {
+		fprintf(stderr, "sluicectl: %s is for status, alerts, backlog and tail, not %s\n",
+			db_opt, cmd);
+		return 2;
+	}
+	if (!(sub = calloc((size_t)argc + 4, sizeof *sub))) {
+		fprintf(stderr, "sluicectl: out of memory\n");
+		return 1;
+	}
+	sub[n++] = argv[optind];
+	if (cfgpath) {
+		sub[n++] = "--config";
+		sub[n++] = (char *)cfgpath;
+	}
+	if (json)
+		sub[n++] = "--json";
+	if (help)
+		sub[n++] = "--help";
+	for (int i = optind + 1; i < argc; i++)
+		sub[n++] = argv[i];
+	/* glibc keeps the "+" (stop at the first non-option) of the parse above until getopt
+	 * is reinitialised with optind 0; a command that starts at optind 1 would inherit it */
+	optind = 0;
+	getopt_long(1, none, "", no_opts, NULL);
+	rc = strcmp(cmd, "probe") == 0 ? probe_main(n, sub) : replay_main(n, sub);
+	free(sub);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -1137,12 +1212,11 @@ int main(int argc, char **argv)
 	long n = 10;
 	int json = 0, ch, rc, nargs;
 
-	/* commands with their own options */
-	if (argc > 1 && strcmp(argv[1], "replay") == 0)
-		return replay_main(argc - 1, argv + 1);
-	if (argc > 1 && strcmp(argv[1], "probe") == 0)
-		return probe_main(argc - 1, argv + 1);
+	/* probe and replay parse their own options: hand them the global ones given before */
+	if ((rc = sub_command(argc, argv, opts)) >= 0)
+		return rc;
 
+	optind = 0; /* GNU: reinitialise; options may come before or after the command */
 	while ((ch = getopt_long(argc, argv, "c:D:jn:h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':

@@ -13,6 +13,7 @@ sluiced runs, then stops. Checked while it runs and after it stopped:
 - backlog: rows and age, --json;
 - people tables line up in display columns with Chinese names (CJK = 2 columns);
 - helpful errors: no database, a database without a status, permission denied;
+- options before or after the command, for probe as for the others (`--json probe`);
 - sluicectl never writes: the database file is unchanged and no -wal/-shm appear
   after the daemon stopped.
 """
@@ -256,6 +257,22 @@ def test_sluicectl():
         assert set(b) >= {"backlog_rows", "backlog_age_s", "oldest_unsent_ts", "dropped"}, b
         out = ctl(site, "-D", data, "backlog").stdout
         assert "rows waiting for the broker" in out and "dropped   0" in out, out
+
+        # --- options before or after any command ---------------------------------------
+        after = json.loads(ctl(site, "status", "--json", "-c", cfg).stdout)
+        assert after["gateway"] == "gw1" and after["running"] is True, after
+        t = json.loads(ctl(site, "tail", "inlet", "-c", cfg, "-n", "2", "--json").stdout)
+        assert len(t["readings"]) == 2, t
+        before = json.loads(ctl(site, "--json", "-c", cfg, "probe", "inlet").stdout)
+        inside = json.loads(ctl(site, "probe", "--json", "--config", cfg, "inlet").stdout)
+        assert before["device"] == inside["device"] == "inlet", (before, inside)
+        assert [p["name"] for p in before["points"]] == [p["name"] for p in inside["points"]]
+        out = ctl(site, "-c", cfg, "probe", "inlet").stdout
+        assert out.startswith("device inlet on bus site-tcp"), out
+        r = ctl(site, "-D", data, "probe", "inlet", rc=2)
+        assert "-D (--data-dir) is for status, alerts, backlog and tail, not probe" in r.stderr, \
+            r.stderr
+        assert "usage: sluicectl probe" in ctl(site, "--help", "probe").stdout
 
         # --- stopped --------------------------------------------------------------------
         rc = site.stop("sluiced", signal.SIGTERM, timeout=15)
