@@ -216,6 +216,7 @@ static void load_sections(struct loader *loader, struct document *doc)
 		scope_warn(&scope, root, "no devices are configured: nothing will be polled");
 	list_parse(&scope, keys_seen(root_keys, seen, "alerts"), "alerts", (void **)&cfg->rules,
 		   sizeof *cfg->rules, &loader->rule_id_locs, parse_rule);
+	check_topics(&scope);
 }
 
 /* A config from file path, or from text[0..len) standing for it when text is not NULL. */

@@ -85,6 +85,9 @@ struct loader {
 	 * and the other files it names are still read from disk */
 	const unsigned char *text;
 	size_t text_len;
+	/* uplink.topic_prefix's value while the config's document is loaded: where a topic
+	 * too long or too deep is reported (NULL: not given) */
+	yaml_node_t *topic_prefix_node, *uplink_node;
 	/* texts made for messages (loader_text), freed by loader_free or released to a mark */
 	char **texts;
 	size_t ntexts, text_cap;
@@ -364,6 +367,9 @@ struct profile *profile_get(struct loader *loader, const char *name);
 void profile_not_found(struct scope *scope, yaml_node_t *value, const char *name);
 void profiles_free(struct loader *loader);
 
+/* After every section: the topics the config makes fit the uplink and a broker. */
+void check_topics(struct scope *root);
+
 /* The name of a point type (int16, ...), as a profile writes it. */
 const char *point_type_name(int type);
 
@@ -371,5 +377,7 @@ const char *point_type_name(int type);
 
 /* One item of alerts:, appended to cfg->rules, which has room. */
 void parse_rule(struct scope *root, yaml_node_t *map, size_t index);
+/* The longest check name a rule of kind publishes (alert/<rule>/<check>). */
+const char *rule_longest_check(int kind);
 
 #endif

@@ -61,6 +61,26 @@ int severity_from_name(const char *s)
 	return s && enum_find(severities, s, &sev) == 0 ? sev : -1;
 }
 
+/*
+ * The checks each kind publishes as alert/<rule>/<check> (docs/mqtt.md, alert): above,
+ * below (threshold); level, rise, stuck (waterlogging); balance, night, burst (leakage);
+ * fault, no_output, low_output, peer (pv). For the topic length checked at load.
+ */
+const char *rule_longest_check(int kind)
+{
+	switch (kind) {
+	case RULE_THRESHOLD:
+		return "above";
+	case RULE_WATERLOGGING:
+		return "level";
+	case RULE_LEAKAGE:
+		return "balance";
+	case RULE_PV:
+		return "low_output";
+	}
+	return "";
+}
+
 const char *rule_kind_name(int kind)
 {
 	const char *name = enum_name(rule_kinds, kind);

@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "uplink.h"
 
 #define ZONEINFO "/usr/share/zoneinfo"
 
@@ -443,6 +444,67 @@ static void check_topic_prefix(struct scope *scope, yaml_node_t *value, const ch
 			    "beginning with $ belong to the broker)", scope_quote(scope, topic));
 }
 
+/*
+ * The longest topic and the deepest: <prefix>/<gateway>/ and then status, health,
+ * telemetry/<device>, device/<device>, alert/<rule>/<check>, and every device's
+ * alert/comms-<device>/offline (docs/mqtt.md). uplink_publish builds none longer than
+ * UPLINK_TOPIC_MAX - 1 bytes: a longer prefix would leave a daemon that runs and
+ * publishes nothing. mosquitto refuses a topic with more than MQTT_SLASHES_MAX '/'
+ * (TOPIC_HIERARCHY_LIMIT, its default and not configurable). Ids are at most 63 bytes,
+ * so only the prefix can make either too big: the error is at topic_prefix.
+ */
+#define MQTT_SLASHES_MAX 200
+
+void check_topics(struct scope *root)
+{
+	struct loader *loader = root->loader;
+	const struct config *cfg = loader->cfg;
+	const char *prefix = cfg->uplink.topic_prefix, *what = "status";
+	size_t fixed, longest = strlen("status"), comms = strlen("comms-"), slashes = 0, deepest;
+	yaml_node_t *at = loader->topic_prefix_node ? loader->topic_prefix_node : loader->uplink_node;
+	struct scope scope;
+
+	if (!prefix || !cfg->gateway.id[0])
+		return;
+	for (const char *p = prefix; *p; p++)
+		slashes += *p == '/';
+	fixed = strlen(prefix) + 1 + strlen(cfg->gateway.id) + 1;
+	deepest = slashes + 2;
+	for (size_t i = 0; i < cfg->ndevices; i++) {
+		const char *id = cfg->devices[i].id;
+		/* telemetry/<id>; alert/comms-<id>/offline, its rule id cut to ID_MAX - 1 bytes */
+		size_t t = strlen("telemetry/") + strlen(id);
+		size_t c = strlen("alert/") + (comms + strlen(id) < ID_MAX ? comms + strlen(id)
+									  : ID_MAX - 1) +
+			   strlen("/offline");
+		if (t > longest)
+			longest = t, what = loader_text(loader, "telemetry/%s", id);
+		if (c > longest)
+			longest = c, what = loader_text(loader, "alert/comms-%.*s/offline",
+							(int)(ID_MAX - 1 - comms), id);
+		deepest = slashes + 4;
+	}
+	for (size_t i = 0; i < cfg->nrules; i++) {
+		const char *check = rule_longest_check(cfg->rules[i].kind);
+		size_t a = strlen("alert/") + strlen(cfg->rules[i].id) + 1 + strlen(check);
+		if (a > longest)
+			longest = a, what = loader_text(loader, "alert/%s/%s", cfg->rules[i].id, check);
+		deepest = slashes + 4;
+	}
+	scope_open(&scope, root, "", "uplink");
+	if (fixed + longest > UPLINK_TOPIC_MAX - 1)
+		scope_error(&scope, at, "topic_prefix is too long: the topic %s/%s/%s would be %zu "
+			    "bytes, and sluiced publishes topics of at most %d bytes (shorten "
+			    "topic_prefix by %zu bytes)", scope_quote(&scope, prefix),
+			    cfg->gateway.id, what, fixed + longest, UPLINK_TOPIC_MAX - 1,
+			    fixed + longest - (UPLINK_TOPIC_MAX - 1));
+	if (deepest > MQTT_SLASHES_MAX)
+		scope_error(&scope, at, "topic_prefix has %zu levels: with it the %s topics have %zu "
+			    "'/' and brokers refuse more than %d (mosquitto's limit): use at most %zu "
+			    "levels", slashes + 1, deepest == slashes + 4 ? "alert" : "status",
+			    deepest, MQTT_SLASHES_MAX, slashes + 1 - (deepest - MQTT_SLASHES_MAX));
+}
+
 /* tls: true (the system's CAs), or a block naming the files */
 static void parse_tls(struct scope *uplink_scope, yaml_node_t *value, struct uplink_cfg *uplink)
 {
@@ -484,6 +546,8 @@ void parse_uplink(struct scope *root, yaml_node_t *map)
 	uplink->loc = node_loc(root->doc, map);
 	scope_open(&scope, root, "", "uplink");
 	keys_walk(&scope, map, uplink_keys, uplink, seen);
+	loader->uplink_node = map;
+	loader->topic_prefix_node = keys_seen(uplink_keys, seen, "topic_prefix");
 	check_host(&scope, keys_seen(uplink_keys, seen, "host"), "host", uplink->host);
 	if ((value = keys_seen(uplink_keys, seen, "topic_prefix")) && uplink->topic_prefix)
 		check_topic_prefix(&scope, value, uplink->topic_prefix);

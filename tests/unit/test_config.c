@@ -26,6 +26,7 @@
 
 #include "codec.h"
 #include "config.h"
+#include "uplink.h"
 
 #define FIX "tests/fixtures/config/"
 
@@ -1197,6 +1198,88 @@ static void test_point_orders(void **state)
 	EXPECT_ERRORS("orders.yaml", msgs_orders);
 }
 
+/* A config whose topic_prefix is prefix, with one device and one pv rule. */
+static char *topic_config(const char *prefix, const char *device)
+{
+	return xfmt("gateway: { id: gw }\n"
+		    "uplink:\n"
+		    "  host: 127.0.0.1\n"
+		    "  topic_prefix: %s\n"
+		    "buses:\n"
+		    "  - { id: b, tcp: { host: 127.0.0.1 } }\n"
+		    "devices:\n"
+		    "  - id: %s\n"
+		    "    bus: b\n"
+		    "    points: { p: { table: holding, address: 0, type: uint16, unit: kW } }\n"
+		    "alerts:\n"
+		    "  - { id: roof-array, kind: pv, inverter: %s, power: %s.p, rated_power: 10kW }\n",
+		    prefix, device, device, device);
+}
+
+static int topic_load(const char *prefix, const char *device, struct config_diag *d)
+{
+	char *text = topic_config(prefix, device);
+	struct config *cfg = config_load_buffer("topics.yaml", text, strlen(text), &fix_opts, d);
+
+	free(text);
+	config_free(cfg);
+	return cfg ? 0 : -1;
+}
+
+/*
+ * The full topic, <prefix>/<gateway>/alert/<rule>/<check> and the rest, fits the uplink's
+ * own limit (UPLINK_TOPIC_MAX with its NUL), and has no more '/' than mosquitto takes
+ * (200): at the limit loads, one past it is an error at topic_prefix.
+ */
+static void test_topic_limits(void **state)
+{
+	/* 63 bytes: the longest id; its comms alert is alert/comms-<57 of them>/offline */
+	const char *dev = "d23456789012345678901234567890123456789012345678901234567890123";
+	/* the longest topic: telemetry/<dev> is 73 bytes, alert/comms-...: 6 + 63 + 8 = 77 */
+	size_t rest = strlen("/gw/") + 77, fits = UPLINK_TOPIC_MAX - 1 - rest;
+	char prefix[UPLINK_TOPIC_MAX + 8], *want;
+	struct config_diag d;
+
+	(void)state;
+	memset(prefix, 'p', fits);
+	prefix[fits] = '\0';
+	if (topic_load(prefix, dev, &d) != 0)
+		print_diag("fits", &d);
+	assert_int_equal(d.n, 0);
+	config_diag_free(&d);
+
+	strcat(prefix, "p");
+	assert_int_equal(topic_load(prefix, dev, &d), -1);
+	want = xfmt("topics.yaml:4:17: uplink: topic_prefix is too long: the topic %.120s.../gw/"
+		    "alert/comms-%.57s/offline would be 1024 bytes, and sluiced publishes topics "
+		    "of at most 1023 bytes (shorten topic_prefix by 1 bytes)", prefix, dev);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], want);
+	free(want);
+	config_diag_free(&d);
+
+	/* the rule's own: pv's longest check, low_output, under a short device id */
+	memset(prefix, 'p', UPLINK_TOPIC_MAX - 1 - strlen("/gw/alert/roof-array/low_output") + 1);
+	prefix[UPLINK_TOPIC_MAX - 1 - strlen("/gw/alert/roof-array/low_output") + 1] = '\0';
+	assert_int_equal(topic_load(prefix, "m", &d), -1);
+	assert_non_null(strstr(d.msgs[0], "/gw/alert/roof-array/low_output would be 1024 bytes"));
+	config_diag_free(&d);
+
+	/* levels: 197 in the prefix make alert topics of 200 '/' */
+	prefix[0] = '\0';
+	for (int i = 0; i < 197; i++)
+		strcat(prefix, i ? "/a" : "a");
+	assert_int_equal(topic_load(prefix, "m", &d), 0);
+	config_diag_free(&d);
+	strcat(prefix, "/a");
+	assert_int_equal(topic_load(prefix, "m", &d), -1);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], "topics.yaml:4:17: uplink: topic_prefix has 198 levels: "
+			    "with it the alert topics have 201 '/' and brokers refuse more than 200 "
+			    "(mosquitto's limit): use at most 197 levels");
+	config_diag_free(&d);
+}
+
 static void test_bad_ids(void **state)
 {
 	(void)state;
@@ -1634,6 +1717,7 @@ int main(void)
 		cmocka_unit_test(test_profile_not_found_names_every_directory),
 		cmocka_unit_test(test_profiles_found_from_the_build_tree),
 		cmocka_unit_test(test_point_orders),
+		cmocka_unit_test(test_topic_limits),
 		cmocka_unit_test(test_bad_ids),
 		cmocka_unit_test(test_points),
 		cmocka_unit_test(test_overlaps),
