@@ -137,9 +137,9 @@ static const struct point_def *ref_parse(struct scope *scope, yaml_node_t *value
 	}
 	memcpy(device_id, s, (size_t)(dot - s));
 	device_id[dot - s] = '\0';
-	if ((di = config_find_device(cfg, device_id)) < 0) {
-		suggest_init(&suggestion, device_id);
-		for (size_t i = 0; i < cfg->ndevices; i++)
+	if ((di = loader_find_device(scope->loader, device_id)) < 0) {
+		suggest_init(&suggestion, scope->loader, device_id);
+		for (size_t i = 0; i < cfg->ndevices && suggest_more(&suggestion); i++)
 			suggest_try(&suggestion, cfg->devices[i].id);
 		scope_error(scope, value, "%s '%s': there is no device '%s'%s", key,
 			    scope_quote(scope, s), scope_quote(scope, device_id),
@@ -163,8 +163,8 @@ static const struct point_def *ref_parse(struct scope *scope, yaml_node_t *value
 		}
 		if (loader->device_incomplete[di])
 			return NULL; /* its points could not all be read: that error suffices */
-		suggest_init(&suggestion, ref->name);
-		for (size_t i = 0; i < device->npoints; i++)
+		suggest_init(&suggestion, scope->loader, ref->name);
+		for (size_t i = 0; i < device->npoints && suggest_more(&suggestion); i++)
 			suggest_try(&suggestion, device->points[i].name);
 		scope_error(scope, value, "%s '%s': device %s has no point '%s'%s", key,
 			    scope_quote(scope, s), device->id, scope_quote(scope, ref->name),
@@ -729,10 +729,10 @@ static long pv_inverter(struct scope *scope, yaml_node_t *value)
 
 	if (!(s = scope_expect_scalar(scope, value, "inverter")))
 		return -1;
-	if ((di = config_find_device(cfg, s)) >= 0)
+	if ((di = loader_find_device(scope->loader, s)) >= 0)
 		return di;
-	suggest_init(&suggestion, s);
-	for (size_t i = 0; i < cfg->ndevices; i++)
+	suggest_init(&suggestion, scope->loader, s);
+	for (size_t i = 0; i < cfg->ndevices && suggest_more(&suggestion); i++)
 		suggest_try(&suggestion, cfg->devices[i].id);
 	scope_error(scope, value, "inverter '%s': there is no device '%s'%s", scope_quote(scope, s),
 		    scope_quote(scope, s), suggest_text(scope, &suggestion, NULL));
@@ -812,11 +812,16 @@ static void rule_kind(struct scope *scope, yaml_node_t *map, struct rule_cfg *ru
 		rule->kind = scope->kind = kind;
 		return;
 	}
-	suggest_init(&suggestion, s);
+	suggest_init(&suggestion, scope->loader, s);
 	for (size_t i = 0; i < NKINDS; i++)
 		suggest_try(&suggestion, rule_kinds[i].name);
 	scope_error(scope, value, "kind '%s' is not one of %s%s", scope_quote(scope, s),
 		    enum_list(scope, rule_kinds), suggest_text(scope, &suggestion, NULL));
+}
+
+static const char *rule_id(const void *items, size_t i)
+{
+	return ((const struct rule_cfg *)items)[i].id;
 }
 
 void parse_rule(struct scope *root, yaml_node_t *map, size_t index)
@@ -831,6 +836,7 @@ void parse_rule(struct scope *root, yaml_node_t *map, size_t index)
 
 	if (!scope_open_item(&scope, root, map, "alerts", index))
 		return;
+	loader->rule_ids.name = rule_id;
 	cfg->nrules++;
 	rule_defaults(rule);
 	rule->loc = node_loc(root->doc, map);
@@ -841,8 +847,8 @@ void parse_rule(struct scope *root, yaml_node_t *map, size_t index)
 		keys = rule_specs[rule->kind].keys;
 	keys_walk(&scope, map, keys, rule, seen);
 	if ((value = keys_seen(keys, seen, "id")) && rule->id[0])
-		scope_unique_id(&scope, value, "rule", rule->id, cfg->rules[0].id, sizeof *cfg->rules,
-				ri, loader->rule_id_locs);
+		scope_unique_id(&scope, value, "rule", rule->id, cfg->rules, ri, loader->rule_id_locs,
+				&loader->rule_ids);
 	if (rule->kind >= 0)
 		rule_specs[rule->kind].check(&scope, map, seen, rule);
 	if ((value = keys_seen(keys, seen, "on_fire")))

@@ -1280,6 +1280,254 @@ static void test_topic_limits(void **state)
 	config_diag_free(&d);
 }
 
+/* A growing text: append like printf. */
+struct text {
+	char *s;
+	size_t n, cap;
+};
+
+static void add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(t->s ? t->s + t->n : NULL, t->s ? t->cap - t->n : 0, fmt, ap);
+		va_end(ap);
+		assert_true(n >= 0);
+		if (t->s && t->n + (size_t)n < t->cap)
+			break;
+		t->cap = (t->cap + (size_t)n + 1) * 2;
+		assert_non_null(t->s = realloc(t->s, t->cap));
+	}
+	t->n += (size_t)n;
+}
+
+/* The messages of loading text (as name, beside FIX's devices/ unless dir says). */
+static struct config *text_load(const char *name, const struct text *t, struct config_diag *d)
+{
+	return config_load_buffer(name, t->s, t->n, &fix_opts, d);
+}
+
+#define TOP_TEXT "gateway: { id: gw }\nuplink: { host: 127.0.0.1 }\n"
+
+/*
+ * Lists and mappings nested more than 32 deep are refused before libyaml composes the
+ * document, at the level too deep: 400 KB of '[' took minutes to compose. 32 levels are
+ * not refused for their depth.
+ */
+static void test_nesting_depth(void **state)
+{
+	struct text t = { 0 };
+	struct config_diag d;
+
+	(void)state;
+	/* the root mapping and 31 lists: 32 levels; x is only an unknown key */
+	add(&t, TOP_TEXT "x: ");
+	for (int i = 0; i < 31; i++)
+		add(&t, "[");
+	for (int i = 0; i < 31; i++)
+		add(&t, "]");
+	add(&t, "\n");
+	assert_null(text_load("deep.yaml", &t, &d));
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], "deep.yaml:3:1: unknown key 'x'");
+	config_diag_free(&d);
+
+	/* one more: the 32nd '[' is the 33rd level */
+	t.n = 0;
+	add(&t, TOP_TEXT "x: ");
+	for (int i = 0; i < 200000; i++)
+		add(&t, "[");
+	for (int i = 0; i < 200000; i++)
+		add(&t, "]");
+	assert_null(text_load("deep.yaml", &t, &d));
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], "deep.yaml:3:35: lists and mappings are nested more than "
+			    "32 deep here: a configuration needs fewer than ten levels (look for an "
+			    "unclosed '[' or '{')");
+	config_diag_free(&d);
+
+	/* and by indentation: key k32 is the 33rd level */
+	t.n = 0;
+	add(&t, TOP_TEXT);
+	for (int i = 0; i < 40; i++)
+		add(&t, "%*sk%d:\n", 2 * i, "", i);
+	assert_null(text_load("deep.yaml", &t, &d));
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], "deep.yaml:35:65: lists and mappings are nested more "
+			    "than 32 deep here: a configuration needs fewer than ten levels (look for "
+			    "an unclosed '[' or '{')");
+	config_diag_free(&d);
+	free(t.s);
+}
+
+static void add_points(struct text *t, const char *indent, int from, int n)
+{
+	for (int i = from; i < from + n; i++)
+		add(t, "%sp%d: { table: holding, address: %d, type: uint16 }\n", indent, i, i);
+}
+
+/*
+ * At most 5000 points a device (its profile's and its own) and a profile, 500,000 in a
+ * config (a profile's once for each device naming it): each an error at the place that
+ * goes past it. 5000 of its own and a profile of 5000 loaded by 100 devices are fine.
+ */
+static void test_points_limits(void **state)
+{
+	char tmpl[] = "/tmp/sluice-test-points-XXXXXX", path[PATH_MAX], name[PATH_MAX + 16];
+	struct text t = { 0 }, p = { 0 };
+	struct config_diag d;
+	struct config *cfg;
+
+	(void)state;
+	assert_non_null(mkdtemp(tmpl));
+	snprintf(path, sizeof path, "%s/devices", tmpl);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(name, sizeof name, "%s/sluice.yaml", tmpl);
+
+	/* a profile of 5000 */
+	add(&p, "profile: big\npoints:\n");
+	add_points(&p, "  ", 0, 5000);
+	snprintf(path, sizeof path, "%s/devices/big.yaml", tmpl);
+	spit(path, p.s, 0644);
+
+	add(&t, TOP_TEXT "buses:\n  - { id: b, tcp: { host: 127.0.0.1 } }\ndevices:\n"
+		"  - id: own\n    bus: b\n    points:\n");
+	add_points(&t, "      ", 0, 5000);
+	for (int i = 0; i < 99; i++)
+		add(&t, "  - { id: d%d, bus: b, profile: big }\n", i);
+	cfg = text_load(name, &t, &d);
+	if (!cfg)
+		print_diag(name, &d);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->ndevices, 100);
+	assert_int_equal(cfg->devices[99].npoints, 5000);
+	config_free(cfg);
+	config_diag_free(&d);
+
+	/* 5001 of its own; 5000 of the profile and 1 of its own; the 101st device */
+	t.n = 0;
+	add(&t, TOP_TEXT "buses:\n  - { id: b, tcp: { host: 127.0.0.1 } }\ndevices:\n"
+		"  - id: own\n    bus: b\n    points:\n");
+	add_points(&t, "      ", 0, 5001);
+	add(&t, "  - id: both\n    bus: b\n    profile: big\n    points:\n");
+	add_points(&t, "      ", 6000, 1);
+	for (int i = 0; i < 101; i++)
+		add(&t, "  - { id: d%d, bus: b, profile: big }\n", i);
+	assert_null(text_load(name, &t, &d));
+	if (d.n != 3)
+		print_diag(name, &d);
+	assert_int_equal(d.n, 3);
+	assert_string_equal(d.msgs[0], xfmt("%s:9:7: devices[0] (own): a device has at most 5000 "
+					    "points; this one has 5001", name));
+	assert_string_equal(d.msgs[1], xfmt("%s:5014:7: devices[1] (both): a device has at most "
+					    "5000 points; this one has 5001 (5000 from profile big, "
+					    "1 of its own)", name));
+	assert_string_equal(d.msgs[2], xfmt("%s:5114:5: devices[101] (d99): with this device's "
+					    "5000 points the configuration has more than 500000 (a "
+					    "profile's points count once for each device that names "
+					    "it)", name));
+	config_diag_free(&d);
+
+	/* a profile of 5001 */
+	add_points(&p, "  ", 5000, 1);
+	spit(path, p.s, 0644);
+	t.n = 0;
+	add(&t, TOP_TEXT "buses:\n  - { id: b, tcp: { host: 127.0.0.1 } }\ndevices:\n"
+		"  - { id: d, bus: b, profile: big }\n");
+	assert_null(text_load(name, &t, &d));
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], xfmt("%s:3:3: a profile has at most 5000 points; this one "
+					    "has 5001", path));
+	config_diag_free(&d);
+
+	unlink(path);
+	snprintf(path, sizeof path, "%s/devices", tmpl);
+	rmdir(path);
+	rmdir(tmpl);
+	free(t.s);
+	free(p.s);
+}
+
+/*
+ * Many items: 5,000 TCP devices on their own buses with a rule each load (ids and keys
+ * are found by hash and by sorting, not by comparing each with every other), and a
+ * repeated id or key among them is still found and named with its first line.
+ */
+static void many_items(struct text *t, bool repeats)
+{
+	t->n = 0;
+	add(t, TOP_TEXT "buses:\n");
+	for (int i = 0; i < 5000; i++)
+		add(t, "  - { id: b%d, tcp: { host: 10.0.%d.%d } }\n", i, i / 250, i % 250 + 1);
+	if (repeats)
+		add(t, "  - { id: b4321, tcp: { host: 10.0.0.1 } }\n");
+	add(t, "devices:\n");
+	for (int i = 0; i < 5000; i++)
+		add(t, "  - { id: dev%d, bus: b%d, points: { flow: { table: holding, address: 0, "
+		       "type: float32, unit: m3/h } } }\n", i, 4999 - i);
+	if (repeats) {
+		/* a long mapping: its keys are found repeated by sorting, not pair by pair */
+		add(t, "  - id: dev17\n    bus: b0\n    points:\n");
+		for (int i = 0; i < 40; i++)
+			add(t, "      p%d: { table: holding, address: %d, type: uint16 }\n", i % 30, i);
+	}
+	add(t, "alerts:\n");
+	for (int i = 0; i < 5000; i++)
+		add(t, "  - { id: r%d, kind: threshold, point: dev%d.flow, above: 10 }\n", i, i);
+	if (repeats)
+		add(t, "  - { id: r17, kind: threshold, point: nosuch.flow, above: 10 }\n");
+}
+
+/*
+ * Many items: 5,000 TCP devices on their own buses with a rule each load (ids and keys
+ * are found by hash and by sorting, not by comparing each with every other), and a
+ * repeated id or key among them is still found and named with its first line.
+ */
+static void test_many_items(void **state)
+{
+	struct text t = { 0 };
+	struct config_diag d;
+	struct config *cfg;
+
+	(void)state;
+	many_items(&t, false);
+	cfg = text_load("many.yaml", &t, &d);
+	if (!cfg)
+		print_diag("many", &d);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->ndevices, 5000);
+	assert_int_equal(cfg->devices[4999].bus, 0);
+	assert_int_equal(cfg->rules[4321].point.device, 4321);
+	config_free(cfg);
+	config_diag_free(&d);
+
+	many_items(&t, true);
+	assert_null(text_load("many.yaml", &t, &d));
+	if (d.n != 14)
+		print_diag("many", &d);
+	assert_int_equal(d.n, 14);
+	assert_string_equal(d.msgs[0], "many.yaml:5004:11: buses[5000] (b4321): duplicate bus id "
+			    "'b4321' (first at line 4325)");
+	assert_string_equal(d.msgs[1], "many.yaml:10006:9: devices[5000] (dev17): duplicate "
+			    "device id 'dev17' (first at line 5023)");
+	for (int i = 0; i < 10; i++) {
+		char *want = xfmt("many.yaml:%d:7: devices[5000] (dev17): duplicate point 'p%d' "
+				  "(first at line %d)", 10039 + i, i, 10009 + i);
+		assert_string_equal(d.msgs[2 + i], want);
+		free(want);
+	}
+	assert_string_equal(d.msgs[12], "many.yaml:15050:11: alerts[5000] (r17): duplicate rule "
+			    "id 'r17' (first at line 10067)");
+	assert_string_equal(d.msgs[13], "many.yaml:15050:40: alerts[5000] (r17): point "
+			    "'nosuch.flow': there is no device 'nosuch'");
+	config_diag_free(&d);
+	free(t.s);
+}
+
 static void test_bad_ids(void **state)
 {
 	(void)state;
@@ -1718,6 +1966,9 @@ int main(void)
 		cmocka_unit_test(test_profiles_found_from_the_build_tree),
 		cmocka_unit_test(test_point_orders),
 		cmocka_unit_test(test_topic_limits),
+		cmocka_unit_test(test_nesting_depth),
+		cmocka_unit_test(test_points_limits),
+		cmocka_unit_test(test_many_items),
 		cmocka_unit_test(test_bad_ids),
 		cmocka_unit_test(test_points),
 		cmocka_unit_test(test_overlaps),
