@@ -607,7 +607,9 @@ static int read_file(struct loader *loader, const char *path, size_t file_index,
 		     unsigned char **buf, size_t *len)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO named like a config must not hang the open; for a regular file
+	 * it changes nothing, and anything else is refused below */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	size_t n = 0;
 
 	*buf = NULL;

@@ -277,7 +277,7 @@ static void check_file(struct scope *scope, yaml_node_t *value, const char *key,
 			    scope_quote(scope, *path));
 		return;
 	}
-	if ((fd = open(*path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+	if ((fd = open(*path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
 		scope_error(scope, value, "%s '%s' cannot be opened for reading: %s", key,
 			    scope_quote(scope, *path), strerror(errno));
 		return;

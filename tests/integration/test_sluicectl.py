@@ -14,6 +14,7 @@ sluiced runs, then stops. Checked while it runs and after it stopped:
 - people tables line up in display columns with Chinese names (CJK = 2 columns);
 - helpful errors: no database, a database without a status, permission denied;
 - options before or after the command, for probe as for the others (`--json probe`);
+- a FIFO in the place of the database, its WAL or the config is refused, not opened;
 - sluicectl never writes: the database file is unchanged and no -wal/-shm appear
   after the daemon stopped.
 """
@@ -342,5 +343,35 @@ def test_sluicectl():
         site.close()
 
 
+def test_fifo_refused():
+    """A FIFO where sluicectl expects a file it did not create — the database, its WAL,
+    the config — is refused at once with a message; opening one would wait for a writer
+    for ever."""
+    site, cfg = make_site("ctl-fifo")
+    try:
+        data = os.path.join(site.dir, "data")
+        os.makedirs(data, exist_ok=True)
+        db = os.path.join(data, "sluice.db")
+        os.mkfifo(db)
+        for args in (["-D", data, "status"], ["-c", cfg, "backlog"]):
+            r = site.run(ctl_argv(*args), timeout=20)
+            assert r.returncode == 1, (args, r.returncode, r.stdout, r.stderr)
+            assert "%s is a FIFO (named pipe), not a database file" % db in r.stderr, r.stderr
+        fifo_cfg = os.path.join(site.dir, "fifo.yaml")
+        os.mkfifo(fifo_cfg)
+        r = site.run(ctl_argv("-c", fifo_cfg, "status"), timeout=20)
+        assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+        assert "%s: is not a regular file" % fifo_cfg in r.stderr, r.stderr
+        r = site.run([os.path.join(harness.BIN, "sluiced"), "--check-config", fifo_cfg],
+                     timeout=20)
+        assert r.returncode == 78 and "is not a regular file" in r.stderr, (r.returncode,
+                                                                           r.stderr)
+    except Exception:
+        site.failed = True
+        raise
+    finally:
+        site.close()
+
+
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_sluicectl]))
+    sys.exit(harness.run_tests([test_sluicectl, test_fifo_refused]))
