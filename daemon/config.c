@@ -106,8 +106,8 @@ static void loader_set_config_dir(struct loader *loader, const char *path)
 
 /*
  * The shipped profiles of the source tree this program was built in, when it runs from
- * there uninstalled (build/sluiced, build/asan/sluicectl, build/tests/test_config): the
- * tree is the first directory above the executable, at most three levels up, that holds
+ * there uninstalled (build/sluiced, build/asan/sluicectl, build/asan/tests/test_config):
+ * the tree is the first of the executable's directory and the three above it that holds
  * config/devices/ and daemon/config.c. Found from the executable, not baked in at build
  * time, so a moved tree still works and an installed binary never looks into the tree
  * it was built in. NULL when there is none.
@@ -121,7 +121,7 @@ static char *build_tree_profiles(struct loader *loader)
 	if (n <= 0)
 		return NULL;
 	exe[n] = '\0';
-	for (int up = 0; up < 3; up++) {
+	for (int up = 0; up < 4; up++) {
 		char *slash = strrchr(exe, '/');
 		if (!slash || slash == exe)
 			return NULL;
