@@ -8,6 +8,8 @@
  *   config_loader.c    the loader: a load's state and messages, libyaml documents and their
  *                      nodes, the key tables and the walk of a mapping against one
  *                      (duplicate and unknown keys, "did you mean"), the shape checks
+ *   config_text.c      a file's text as bytes: input-method slips, the nesting depth, the
+ *                      messages for libyaml's syntax errors
  *   config_value.c     the value syntaxes (config_value.h, public): durations, sizes, ...
  *   config_sections.c  gateway, uplink, buffer, buses, devices, their points, profiles
  *   config_rules.c     alerts: each rule kind's keys and checks, and actions
@@ -176,6 +178,17 @@ struct document {
  */
 int document_load(struct loader *loader, const char *path, struct document *doc);
 void document_free(struct document *doc);
+/* ---- a file's text (config_text.c) ---------------------------------------------- */
+
+/* The slips of a Chinese input method in buf, each an error; their number. */
+size_t text_slips(struct loader *loader, size_t file_index, const unsigned char *buf, size_t len);
+/* Lists and mappings nested more than DEPTH_MAX deep: -1 after an error; else 0 (a syntax
+ * error is left to the composer, which reports it). */
+int text_depth(struct loader *loader, size_t file_index, const unsigned char *buf, size_t len);
+/* The message for a failed parse of buf, in plain words where it can. */
+void text_syntax_error(struct loader *loader, struct document *doc, const yaml_parser_t *parser,
+		       const unsigned char *buf, size_t len);
+
 /* The value of a key in a mapping, without checks (for the texts that name a place). */
 yaml_node_t *document_peek(struct document *doc, const yaml_node_t *map, const char *key);
 /* The same when it is a scalar other than null; else NULL. */
