@@ -198,6 +198,66 @@ static void test_link(void **state)
 	assert_int_equal(k.backoff, 1000);
 }
 
+/*
+ * The numbers docs/operations.md ("When a device stops answering") and
+ * docs/configuration.md (offline_after) give, with the pollers' real pace: change one
+ * here and there together.
+ */
+static void test_documented_numbers(void **state)
+{
+	(void)state;
+	const struct breaker_pace real = { BREAKER_RETRY_MIN_MS, BREAKER_RETRY_MAX_MS };
+	/* the table of waits between attempts while offline, per interval */
+	static const struct {
+		int64_t interval;
+		int64_t waits[6];
+	} table[] = {
+		{ 1000, { 5000, 10000, 20000, 40000, 60000, 60000 } },
+		{ 10000, { 10000, 20000, 40000, 60000, 60000, 60000 } },
+		{ 120000, { 120000, 120000, 120000, 120000, 120000, 120000 } },
+	};
+	struct dev_breaker b;
+	struct breaker_logpace lp;
+	struct link_breaker k = { 0 };
+	int64_t t, link_waits[] = { 1000, 2000, 4000, 8000, 16000, 30000, 30000 };
+	int64_t marks[] = { MIN_MS, 10 * MIN_MS, HOUR_MS, 7 * HOUR_MS, 13 * HOUR_MS };
+
+	assert_int_equal(BREAKER_RETRY_MIN_MS, 5000);
+	assert_int_equal(BREAKER_RETRY_MAX_MS, 60000);
+	assert_int_equal(BREAKER_OPEN_MIN_MS, 1000);
+	assert_int_equal(BREAKER_OPEN_MAX_MS, 30000);
+	breaker_dev_init(&b, 0, 0, 1);
+	assert_int_equal(b.offline_after, 3); /* offline_after's default */
+	for (size_t r = 0; r < sizeof table / sizeof table[0]; r++) {
+		breaker_dev_init(&b, table[r].interval, 3, r);
+		t = 0;
+		for (int i = 0; i < 3; i++, t += table[r].interval)
+			breaker_dev_poll(&b, &real, false, MBE_TIMEOUT, t, t + 10);
+		assert_false(b.online);
+		for (size_t i = 0; i < 6; i++) {
+			int64_t w = table[r].waits[i];
+			int64_t next = breaker_dev_next(&b, BREAKER_NONE, t, t, t);
+
+			assert_int_equal(b.retry_delay, w);
+			/* jittered by +-10 % */
+			assert_in_range(next - t, w - w / 10, w + w / 10);
+			t = next;
+			breaker_dev_poll(&b, &real, false, MBE_TIMEOUT, t, t + 10);
+		}
+	}
+	/* "still offline" at 1 min, 10 min, 1 h, then every 6 h from the first failure */
+	breaker_logpace_start(&lp, 0);
+	for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++) {
+		assert_false(breaker_logpace_due(&lp, 0, marks[i] - 1));
+		assert_true(breaker_logpace_due(&lp, 0, marks[i]));
+	}
+	/* a link: 1 s, 2, 4, 8, 16, then every 30 s */
+	for (size_t i = 0; i < sizeof link_waits / sizeof link_waits[0]; i++) {
+		breaker_link_failed(&k, 0);
+		assert_int_equal(k.backoff, link_waits[i]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -206,6 +266,7 @@ int main(void)
 		cmocka_unit_test(test_still_down_marks),
 		cmocka_unit_test(test_next_poll),
 		cmocka_unit_test(test_link),
+		cmocka_unit_test(test_documented_numbers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
