@@ -30,9 +30,11 @@ static void usage(FILE *f)
 		"device.point columns; --map names the device.point of any other column.\n"
 		"Timestamps: ISO 8601 ('T' or a space; local to gateway.timezone unless they carry\n"
 		"Z or an offset) or epoch seconds; --from and --to also take a date alone (its\n"
-		"midnight). --quiet: no notes on stderr. --explain: how each check decided, on\n"
-		"stderr (a leakage zone's night values and its detector's statistics, night by\n"
-		"night), with or without --quiet.\n");
+		"midnight). A column that names no point is said on stderr, with the name that\n"
+		"was probably meant. --quiet: no notes on stderr. --explain: how each check\n"
+		"decided, on stderr (a leakage zone's night values and its detector's\n"
+		"statistics, night by night), and the writes the rules would have made\n"
+		"(on_fire, on_resolve), with or without --quiet.\n");
 }
 
 static double now_s(void)
@@ -155,11 +157,11 @@ int replay_main(int argc, char **argv)
 	}
 	fflush(stdout);
 	fprintf(stderr, "replayed %" PRIu64 " rows (%" PRIu64 " bad and skipped, %" PRIu64
-		" outside --from/--to) of %zu column%s (%zu ignored) in %.2f s: %" PRIu64
+		" outside --from/--to) of %zu column%s (%zu ignored%s%s) in %.2f s: %" PRIu64
 		" transitions, %" PRIu64 " firing, %" PRIu64 " notes\n",
 		st.rows, st.bad_rows, st.skipped_rows, st.columns_used,
-		st.columns_used == 1 ? "" : "s", st.columns_ignored, now_s() - t0, st.transitions,
-		st.firing, st.notes);
+		st.columns_used == 1 ? "" : "s", st.columns_ignored, st.columns_ignored ? ": " : "",
+		st.ignored, now_s() - t0, st.transitions, st.firing, st.notes);
 	rc = 0;
 out:
 	config_free(cfg);

@@ -33,6 +33,7 @@ struct replay_stats {
 	uint64_t rows, bad_rows, skipped_rows, transitions, firing, notes;
 	int64_t first_ms, last_ms;
 	size_t columns_used, columns_ignored;
+	char ignored[256];  /* the ignored columns' names, ", "-separated ("..." for more) */
 };
 
 /* 0, or -1 with err (a problem with the file, the header or a --map: nothing replayed). */
