@@ -13,6 +13,7 @@
  * (scope_quote), which says so with "...".
  */
 #include "config_int.h"
+#include "typo.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -450,38 +451,7 @@ long idset_find(const struct idset *set, const void *items, const char *name)
 
 /* ---- "did you mean" ----------------------------------------------------------------- */
 
-/* Edit distance with transpositions (optimal string alignment), ignoring ASCII case. */
-static size_t edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	size_t rows[3][SUGGEST_WORD_MAX];
-	size_t *before_last = rows[0], *last = rows[1], *cur = rows[2];
-
-	if (la >= SUGGEST_WORD_MAX - 1 || lb >= SUGGEST_WORD_MAX - 1)
-		return SIZE_MAX;
-	for (size_t j = 0; j <= lb; j++)
-		last[j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		cur[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			int ca = tolower((unsigned char)a[i - 1]), cb = tolower((unsigned char)b[j - 1]);
-			size_t v = last[j - 1] + (ca != cb);
-			if (last[j] + 1 < v)
-				v = last[j] + 1;
-			if (cur[j - 1] + 1 < v)
-				v = cur[j - 1] + 1;
-			if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
-			    tolower((unsigned char)a[i - 2]) == cb && before_last[j - 2] + 1 < v)
-				v = before_last[j - 2] + 1;
-			cur[j] = v;
-		}
-		size_t *t = before_last;
-		before_last = last;
-		last = cur;
-		cur = t;
-	}
-	return last[lb];
-}
+/* The distance is lib/typo.c's; what is offered, and the budget, are the loader's. */
 
 void suggest_init(struct suggestion *suggestion, struct loader *loader, const char *word)
 {
@@ -511,7 +481,7 @@ void suggest_try(struct suggestion *suggestion, const char *candidate)
 	if ((lc > lw ? lc - lw : lw - lc) > limit)
 		return;
 	suggestion->loader->suggest_cells += (uint64_t)(lw + 1) * (lc + 1);
-	distance = edit_distance(suggestion->word, candidate);
+	distance = typo_distance(suggestion->word, candidate);
 	if (distance <= limit && distance < strlen(candidate) && distance < suggestion->distance) {
 		suggestion->distance = distance;
 		strcpy(suggestion->best, candidate);
