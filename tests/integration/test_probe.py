@@ -502,11 +502,4 @@ def harness_ipv6():
 
 
 if __name__ == "__main__":
-<<<<<<< HEAD
     harness.main()
-=======
-    sys.exit(harness.run_tests([test_word_swapped_float, test_yaml_to_paste, test_configured_device,
-                                test_profiles_from_build_tree, test_errors,
-                                test_numbered_address,
-                                test_rtu_serial, test_rtu_over_tcp, test_rtu_over_tcp_ipv6]))
->>>>>>> input

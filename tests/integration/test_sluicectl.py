@@ -369,8 +369,4 @@ def test_fifo_refused():
 
 
 if __name__ == "__main__":
-<<<<<<< HEAD
     harness.main()
-=======
-    sys.exit(harness.run_tests([test_sluicectl, test_fifo_refused]))
->>>>>>> input
