@@ -320,8 +320,8 @@ def test_numbered_address():
     --config, text and JSON) and sluicectl status and tail (as a technician sees a running
     daemon) say the manual may number from 30001/40001 and name the wire address to try;
     the address named reads."""
-    site, cfg, port, trace = make_site("probe-numbered")
-    try:
+    with Site("probe-numbered") as site:
+        cfg, port, trace = probe_site(site)
         r = probe(site, "--tcp", "127.0.0.1:%d" % port, "--unit", "2", "--read",
                   "holding:40001:2")
         check(r.returncode == 1, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
@@ -375,11 +375,6 @@ def test_numbered_address():
         check("flow (holding 40001)" in r.stdout and "try address: 0" in r.stdout, r.stdout)
         # the other devices answer at their real addresses: no hint for them
         check("inlet:" not in r.stdout, r.stdout)
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 def start_rtu_sims(site):
@@ -502,11 +497,4 @@ def harness_ipv6():
 
 
 if __name__ == "__main__":
-<<<<<<< HEAD
     harness.main()
-=======
-    sys.exit(harness.run_tests([test_word_swapped_float, test_yaml_to_paste, test_configured_device,
-                                test_profiles_from_build_tree, test_errors,
-                                test_numbered_address,
-                                test_rtu_serial, test_rtu_over_tcp, test_rtu_over_tcp_ipv6]))
->>>>>>> input

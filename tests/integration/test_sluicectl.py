@@ -362,8 +362,8 @@ def test_fifo_refused():
     """A FIFO where sluicectl expects a file it did not create — the database, its WAL,
     the config — is refused at once with a message; opening one would wait for a writer
     for ever."""
-    site, cfg = make_site("ctl-fifo")
-    try:
+    with Site("ctl-fifo") as site:
+        cfg = e2e_site(site)
         data = os.path.join(site.dir, "data")
         os.makedirs(data, exist_ok=True)
         db = os.path.join(data, "sluice.db")
@@ -381,16 +381,7 @@ def test_fifo_refused():
                      timeout=20)
         assert r.returncode == 78 and "is not a regular file" in r.stderr, (r.returncode,
                                                                            r.stderr)
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 if __name__ == "__main__":
-<<<<<<< HEAD
     harness.main()
-=======
-    sys.exit(harness.run_tests([test_sluicectl, test_fifo_refused]))
->>>>>>> input
