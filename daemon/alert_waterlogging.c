@@ -315,7 +315,9 @@ static void wl_restore(struct rstate *r, char **f, size_t nf)
 		w->suspect_ts = field_i64(f[6]);
 		w->ref = field_num(f[7]);
 		w->ref_ts = field_i64(f[8]);
-		if (nf >= 11) { /* saved before the peak was kept: the next sample starts it */
+		/* without one (saved before the peak was kept, or no number), the next
+		 * sample starts it */
+		if (nf >= 11 && isfinite(field_num(f[9]))) {
 			w->peak = field_num(f[9]);
 			w->peak_ts = field_i64(f[10]);
 		}
