@@ -7,7 +7,9 @@
  *
  * Timeout: as on a tty (serpoll_tty.c), the time for the reply to begin plus the
  * transfer times of the request and the reply at the bus's baud (the DTU's serial side)
- * is a deadline for the whole reply.
+ * is a deadline for the whole reply. A DTU that talks without pause fails the request
+ * at once (rtustream reads a few kilobytes of it at most) and its connection is closed:
+ * a failed poll like any other, which the device's breaker counts.
  */
 #include "serpoll_int.h"
 
@@ -95,11 +97,15 @@ static int dtu_request(struct sp_line *l, uint8_t unit, const uint8_t *req, size
 	if (reqlen == 0)
 		return MBE_UNSUPPORTED;
 	rc = rtustream_exchange(&t->rs, unit, req, reqlen, resp, &rlen);
-	if (t->rs.stale > 0)
+	if (t->rs.stale > 0 && !t->rs.flooded)
 		log_debug("bus %s: %zu stale bytes dropped", l->bus->id, t->rs.stale);
 	if (rc != 0) {
 		if (rc != SP_STOPPED && t->detail[0] != '\0')
 			log_debug("bus %s: unit %u: %s", l->bus->id, unit, t->detail);
+		/* a stream that never pauses cannot be framed again: a new connection may
+		 * find the DTU sane, and meanwhile the flood waits in no buffer of ours */
+		if (t->rs.flooded)
+			dtu_close(l);
 		return rc;
 	}
 	return rq != NULL ? mbpdu_read_resp(resp, rlen, rq->table, rq->count, regs, bits) :

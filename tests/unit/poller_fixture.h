@@ -3,7 +3,8 @@
  * a sink that keeps every reading and write result under a lock, waits on it with a
  * bound, a site built by hand (buses, devices, points), and for the fake servers (a
  * Modbus TCP server, an RTU slave) their thread, a register image they answer from
- * through mbpdu_serve, and loopback ports that listen or that nobody listens on.
+ * through mbpdu_serve, loopback ports that listen or that nobody listens on, and a peer
+ * that sends noise without pause on every connection (fx_flood).
  * Include after <cmocka.h>.
  */
 #ifndef SLUICE_TEST_POLLER_FIXTURE_H
@@ -13,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -387,6 +389,114 @@ static inline uint16_t dead_port(void)
 	assert_true(fd >= 0);
 	close(fd);
 	return port;
+}
+
+/* --- a peer that never stops talking ------------------------------------------------- */
+
+#define FX_FLOOD_CONNS 32
+
+/* Every connection accepted on a loopback port gets noise as fast as it is read, until
+ * fx_flood_free; a connection the other side closes is let go. */
+struct fx_flood {
+	struct fx_thread thr;
+	pthread_mutex_t mu;
+	int lfd;
+	uint16_t port;
+	unsigned accepted;       /* connections, under mu */
+	uint64_t sent;           /* bytes, under mu */
+};
+
+static inline void *fx_flood_main(void *arg)
+{
+	struct fx_flood *f = arg;
+	int fds[FX_FLOOD_CONNS];
+	size_t n = 0;
+	uint8_t noise[4096];
+	uint32_t x = 0x2545F491u;
+
+	for (size_t i = 0; i < sizeof noise; i++) {
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		noise[i] = (uint8_t)x;
+	}
+	for (;;) {
+		struct pollfd p[2 + FX_FLOOD_CONNS] = {
+			{ .fd = f->thr.wake[0], .events = POLLIN },
+			{ .fd = f->lfd, .events = POLLIN },
+		};
+		for (size_t i = 0; i < n; i++)
+			p[2 + i] = (struct pollfd){ .fd = fds[i], .events = POLLOUT };
+		if (poll(p, 2 + n, 100) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents)
+			break;
+		if ((p[1].revents & POLLIN) && n < FX_FLOOD_CONNS) {
+			int c = accept4(f->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (c >= 0) {
+				fds[n++] = c;
+				pthread_mutex_lock(&f->mu);
+				f->accepted++;
+				pthread_mutex_unlock(&f->mu);
+			}
+		}
+		for (size_t i = 0; i < n; i++) {
+			ssize_t k;
+			if (!p[2 + i].revents)
+				continue;
+			k = send(fds[i], noise, sizeof noise, MSG_NOSIGNAL);
+			if (k > 0) {
+				pthread_mutex_lock(&f->mu);
+				f->sent += (uint64_t)k;
+				pthread_mutex_unlock(&f->mu);
+				continue;
+			}
+			if (k < 0 && errno == EAGAIN)
+				continue;
+			/* the other side closed it: forget it (p[] is rebuilt next round) */
+			close(fds[i]);
+			fds[i] = fds[--n];
+			p[2 + i] = p[2 + n];
+			i--;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		close(fds[i]);
+	return NULL;
+}
+
+static inline struct fx_flood *fx_flood_new(void)
+{
+	struct fx_flood *f = calloc(1, sizeof *f);
+
+	assert_non_null(f);
+	pthread_mutex_init(&f->mu, NULL);
+	f->lfd = fx_listen(AF_INET, &f->port);
+	assert_true(f->lfd >= 0);
+	fx_thread_start(&f->thr, fx_flood_main, f);
+	return f;
+}
+
+static inline unsigned fx_flood_accepted(struct fx_flood *f)
+{
+	pthread_mutex_lock(&f->mu);
+	unsigned n = f->accepted;
+	pthread_mutex_unlock(&f->mu);
+	return n;
+}
+
+static inline uint64_t fx_flood_sent(struct fx_flood *f)
+{
+	pthread_mutex_lock(&f->mu);
+	uint64_t n = f->sent;
+	pthread_mutex_unlock(&f->mu);
+	return n;
+}
+
+static inline void fx_flood_free(struct fx_flood *f)
+{
+	fx_thread_stop(&f->thr);
+	close(f->lfd);
+	pthread_mutex_destroy(&f->mu);
+	free(f);
 }
 
 #endif
