@@ -18,9 +18,12 @@
  * A poll. When a device is due, its poll joins its connection's FIFO; the connection
  * sends the requests of the poll at its head one after another (one request in flight
  * per connection, as a plain Modbus TCP device expects), then the next poll. A reply
- * is matched by transaction id and unit id; a mismatch, a timeout, a reset or an
- * unsolicited byte closes the connection, since whatever arrives next could belong to
- * an earlier request; the next poll that needs the connection opens it again.
+ * is matched by transaction id and unit id, and only while its request is in flight; a
+ * mismatch, a timeout, a reset or an unsolicited byte (one that arrives while nothing is
+ * asked, or is waiting when the next request is about to go out) closes the
+ * connection, since whatever arrives next could belong to an earlier request or to
+ * none; the next poll that needs the connection opens it again. Transaction ids are
+ * drawn at random (drivers/mbtid.h): a frame sent before its request cannot name it.
  *
  * Failures, and why they are handled this way:
  * - An exception reply fails only the points of its request; the poll goes on, because
@@ -93,6 +96,7 @@
 #include "log.h"
 #include "mberr.h"
 #include "mbpdu.h"
+#include "mbtid.h"
 #include "mbwrite.h"
 #include "netconn.h"
 #include "plan.h"
@@ -159,7 +163,9 @@ struct tp_conn {
 	int64_t guard;
 	int64_t guard_until;         /* no request before this */
 	struct link_breaker link;    /* the backoff between failed connects */
-	uint16_t tid;
+	struct mbtid tids;           /* the ids of its requests */
+	uint16_t tid;                /* of the request in flight */
+	bool asked;                  /* a request has gone out on this connection */
 	bool inflight;
 	uint8_t unit;                /* of the request in flight */
 	struct tp_write *cur_write;  /* the request in flight is this write's, not a poll's */
@@ -445,6 +451,7 @@ static void conn_connected(struct tp_conn *c, int64_t now)
 	}
 	c->fd = netconn_take(&c->nc);
 	c->state = CS_UP;
+	c->asked = false;
 	timer_clear(c->th, &c->tm);
 	conn_set_events(c, EPOLLIN | EPOLLRDHUP);
 	stat_inc(&tp->connects);
@@ -544,10 +551,63 @@ static void conn_write(struct tp_conn *c, int64_t now)
 	conn_set_events(c, EPOLLIN | EPOLLRDHUP);
 }
 
+/*
+ * Right before a request: has the peer sent anything since the last reply was read (or
+ * closed its side)? Those bytes answer nothing we asked, and a frame among them could
+ * carry the id of the request about to go out. 0 when the connection is clean, else the
+ * code to fail the request with: MBE_PROTO for bytes, MBE_CLOSED or an error's.
+ */
+static int conn_unsolicited(struct tp_conn *c)
+{
+	uint8_t b;
+	ssize_t n;
+
+	int e;
+
+	do
+		n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	e = errno;
+	if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK))
+		return 0;
+	log_debug("bus %s: %s before a request", c->bus->id,
+		  n > 0 ? "unsolicited data" : n == 0 ? "closed by the peer" : strerror(e));
+	return n > 0 ? MBE_PROTO : n == 0 ? MBE_CLOSED : errno_code(e);
+}
+
+/*
+ * The request about to go out (the head write, or the head poll's next request) meets
+ * unsolicited bytes (code from conn_unsolicited). On a connection that has carried
+ * requests, the connection is let go, as when they come while it is idle, and the
+ * request goes out on a new one. On a new connection the peer talks (or hangs up)
+ * before it is asked: the request fails as if it had been sent, so that such a peer
+ * costs a failure per request, which its breaker counts, and not a reconnect loop.
+ */
+static void conn_unsolicited_drop(struct tp_conn *c, bool write, int code, int64_t now)
+{
+	bool asked = c->asked;
+
+	conn_close(c);
+	if (asked)
+		return;
+	if (write) {
+		struct tp_write *w = c->wqhead;
+		c->wqhead = w->next;
+		if (c->wqhead == NULL)
+			c->wqtail = NULL;
+		write_finish(w, code);
+	} else {
+		struct tp_dev *d = conn_pop(c);
+		poll_fail_from(d, d->req, code);
+		poll_finish(d, now);
+	}
+}
+
 static void conn_send_pdu(struct tp_conn *c, uint8_t unit, const uint8_t *pdu, size_t pdulen,
 			  int64_t now)
 {
-	c->tid++;
+	c->asked = true;
+	c->tid = mbtid_next(&c->tids);
 	c->unit = unit;
 	c->txlen = mbtcp_frame(c->tx, c->tid, unit, pdu, pdulen);
 	c->txoff = 0;
@@ -742,6 +802,7 @@ static void conn_kick(struct tp_conn *c, int64_t now)
 {
 	while (!c->inflight && c->state != CS_CONNECTING) {
 		struct tp_dev *d = c->qhead;
+		int rc;
 
 		/* writes go between polls: never into one that has begun */
 		if (c->wqhead != NULL && (d == NULL || d->r == NULL)) {
@@ -755,6 +816,10 @@ static void conn_kick(struct tp_conn *c, int64_t now)
 			if (now < c->guard_until) {
 				timer_set(c->th, &c->tm, c->guard_until);
 				return;
+			}
+			if ((rc = conn_unsolicited(c)) != 0) {
+				conn_unsolicited_drop(c, true, rc, now);
+				continue;
 			}
 			conn_send_write(c, now);
 			continue;
@@ -783,6 +848,10 @@ static void conn_kick(struct tp_conn *c, int64_t now)
 		if (now < c->guard_until) {
 			timer_set(c->th, &c->tm, c->guard_until);
 			return;
+		}
+		if ((rc = conn_unsolicited(c)) != 0) {
+			conn_unsolicited_drop(c, false, rc, now);
+			continue;
 		}
 		conn_send_request(c, d, now);
 	}
@@ -976,6 +1045,7 @@ struct tcpoll *tcpoll_new(const struct site *cfg, uint32_t generation, unsigned 
 		c->nc = (struct netconn)NETCONN_INIT;
 		c->timeout = bus->timeout_ms > 0 ? bus->timeout_ms : TP_DEFAULT_TIMEOUT_MS;
 		c->guard = bus->guard_ms > 0 ? bus->guard_ms : 0;
+		mbtid_init(&c->tids);
 	}
 	tp->nconns = nc;
 
