@@ -65,9 +65,8 @@ int mbclient_parse_addr(const char *s, char *host, size_t hostlen, uint16_t *por
 
 int mbclient_tcp_connect(struct mbclient *c, char *err, size_t errlen)
 {
-	/* no waiter: nothing but the timeout interrupts a person's probe */
-	return netconn_open(c->host, c->port, clock_mono_ms() + c->timeout_ms, NULL, &c->fd, err,
-			    errlen);
+	/* no waiter: nothing but the timeouts interrupt a person's probe */
+	return netconn_open(&c->nc, c->host, c->port, c->timeout_ms, NULL, &c->fd, err, errlen);
 }
 
 /* Connect or open c->fd by whichever transport c is. */
@@ -88,6 +87,7 @@ struct mbclient *mbclient_alloc(int timeout_ms, char *err, size_t errlen)
 	}
 	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
 	c->fd = -1;
+	c->nc = (struct netconn)NETCONN_INIT;
 	mbtid_init(&c->tids);
 	return c;
 }
@@ -101,13 +101,13 @@ struct mbclient *mbclient_open_tcp(const char *host, uint16_t port, int timeout_
 		return NULL;
 	if (strlen(host) >= sizeof c->host) {
 		snprintf(err, errlen, "host name too long");
-		free(c);
+		mbclient_close(c);
 		return NULL;
 	}
 	snprintf(c->host, sizeof c->host, "%s", host);
 	c->port = port;
 	if (client_connect(c, err, errlen) != 0) {
-		free(c);
+		mbclient_close(c);
 		return NULL;
 	}
 	return c;
@@ -142,6 +142,7 @@ void mbclient_close(struct mbclient *c)
 	if (c == NULL)
 		return;
 	client_drop(c);
+	netconn_fini(&c->nc); /* a lookup still running frees itself when it ends */
 	free(c);
 }
 

@@ -1,7 +1,7 @@
 /*
  * tcpoll: the Modbus TCP pollers. Owns the pollers' threads, their epoll sets and every
  * TCP socket to a Modbus TCP device or gateway. It must never block anywhere but in
- * epoll_wait (getaddrinfo of a host name excepted, see below), never select() (the
+ * epoll_wait (a host name is looked up elsewhere, see below), never select() (the
  * descriptors may be past 1023), never let one connection's trouble delay another
  * connection, and never touch the reading after handing it to the sink.
  *
@@ -71,10 +71,11 @@
  * poll time.
  *
  * Name resolution (drivers/netconn.h): a numeric host (the usual case on a plant
- * network) never calls the resolver. A host name falls back to a blocking getaddrinfo at
- * each (re)connect, bounded in frequency by the backoff; it stalls this thread's other
- * connections while the resolver runs. An asynchronous resolver is the fix if sites
- * come to name their devices.
+ * network) never calls the resolver. A host name is looked up at each (re)connect on a
+ * thread of netconn's; the connection waits for it in this thread's epoll set (state
+ * CS_RESOLVING) for netconn_lookup_ms(timeout), while the thread serves its other
+ * connections. A name that does not resolve in time is connected to at its last good
+ * address, or is a failed connect like any other (backoff, MBE_CONNECT readings).
  */
 #include "tcpoll.h"
 
@@ -120,7 +121,8 @@ struct tp_timer {
 };
 #define TM_UNARMED SIZE_MAX
 
-enum conn_state { CS_DOWN, CS_CONNECTING, CS_UP };
+/* CS_RESOLVING: a host name's lookup runs (netconn), its descriptor in the epoll set */
+enum conn_state { CS_DOWN, CS_RESOLVING, CS_CONNECTING, CS_UP };
 
 struct tp_conn;
 
@@ -157,7 +159,7 @@ struct tp_conn {
 	int fd;
 	int state;                   /* enum conn_state */
 	uint32_t events;             /* the mask registered with epoll */
-	struct netconn nc;           /* while connecting: the addresses, and the socket */
+	struct netconn nc;           /* the addresses, a lookup, a socket connecting */
 	int64_t connect_deadline;
 	int64_t timeout;
 	int64_t guard;
@@ -352,8 +354,19 @@ static void conn_set_events(struct tp_conn *c, uint32_t events)
 		log_warn("bus %s: epoll_ctl", c->bus->id);
 }
 
+/* The lookup's descriptor leaves the epoll set (it is the lookup's, closed with it). */
+static void conn_unwatch_lookup(struct tp_conn *c)
+{
+	int lfd = netconn_lookup_fd(&c->nc);
+
+	if (c->state == CS_RESOLVING && lfd >= 0 &&
+	    epoll_ctl(c->th->epfd, EPOLL_CTL_DEL, lfd, NULL) != 0)
+		log_warn("bus %s: epoll_ctl", c->bus->id);
+}
+
 static void conn_close(struct tp_conn *c)
 {
+	conn_unwatch_lookup(c); /* a lookup still running stays the netconn's */
 	if (c->fd >= 0)
 		close(c->fd); /* also leaves the epoll set: the descriptor is not shared */
 	c->fd = -1;
@@ -361,7 +374,7 @@ static void conn_close(struct tp_conn *c)
 	c->events = 0;
 	c->inflight = false;
 	c->txlen = c->txoff = c->rxlen = c->rxneed = 0;
-	netconn_clear(&c->nc); /* a socket still connecting, and the addresses */
+	netconn_clear(&c->nc); /* a socket still connecting */
 	timer_clear(c->th, &c->tm);
 }
 
@@ -478,17 +491,52 @@ static int conn_try_addrs(struct tp_conn *c)
 	return -1;
 }
 
-static void conn_connect(struct tp_conn *c, int64_t now)
+/* The addresses are known (netconn_resolve or netconn_resolved said rc): connect, or
+ * fail with err. */
+static void conn_addresses(struct tp_conn *c, int rc, const char *err, int64_t now)
 {
-	char err[320];
-
-	if (netconn_resolve(&c->nc, c->bus->host, c->bus->port, err, sizeof err) != 0) {
+	if (rc != NETCONN_READY) {
 		conn_connect_failed(c, err, now);
 		return;
 	}
 	c->connect_deadline = now + c->timeout;
 	if (conn_try_addrs(c) != 0)
 		conn_connect_failed_errno(c, c->nc.err, now);
+}
+
+/* Connect: at once to an address, or once a host name's lookup is over (conn_io) or
+ * its deadline has passed (conn_deadline), meanwhile serving the thread's other
+ * connections. */
+static void conn_connect(struct tp_conn *c, int64_t now)
+{
+	char err[320] = "";
+	int rc = netconn_resolve(&c->nc, c->bus->host, c->bus->port, err, sizeof err);
+
+	if (rc == NETCONN_PENDING) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+		if (epoll_ctl(c->th->epfd, EPOLL_CTL_ADD, netconn_lookup_fd(&c->nc), &ev) == 0) {
+			c->state = CS_RESOLVING;
+			timer_set(c->th, &c->tm, now + netconn_lookup_ms(c->timeout));
+			return;
+		}
+		log_warn("bus %s: epoll_ctl", c->bus->id);
+		rc = netconn_resolved(&c->nc, c->bus->host, c->bus->port, err, sizeof err);
+	}
+	conn_addresses(c, rc, err, now);
+}
+
+/* The lookup is over, or its deadline has passed. */
+static void conn_lookup_over(struct tp_conn *c, int64_t now)
+{
+	char err[320] = "";
+	int rc;
+
+	conn_unwatch_lookup(c);
+	timer_clear(c->th, &c->tm);
+	c->state = CS_DOWN;
+	rc = netconn_resolved(&c->nc, c->bus->host, c->bus->port, err, sizeof err);
+	conn_addresses(c, rc, err, now);
+	conn_kick(c, now);
 }
 
 /* The connecting socket is writable or in error: connected, or try the next address. */
@@ -800,7 +848,7 @@ static void conn_read(struct tp_conn *c, int64_t now)
  */
 static void conn_kick(struct tp_conn *c, int64_t now)
 {
-	while (!c->inflight && c->state != CS_CONNECTING) {
+	while (!c->inflight && (c->state == CS_DOWN || c->state == CS_UP)) {
 		struct tp_dev *d = c->qhead;
 		int rc;
 
@@ -859,6 +907,10 @@ static void conn_kick(struct tp_conn *c, int64_t now)
 
 static void conn_io(struct tp_conn *c, uint32_t events, int64_t now)
 {
+	if (c->state == CS_RESOLVING) {
+		conn_lookup_over(c, now);
+		return;
+	}
 	if (c->state == CS_CONNECTING) {
 		conn_connect_done(c, now);
 		return;
@@ -875,7 +927,9 @@ static void conn_deadline(struct tp_conn *c, int64_t now)
 {
 	struct tcpoll *tp = c->th->tp;
 
-	if (c->state == CS_CONNECTING) {
+	if (c->state == CS_RESOLVING) {
+		conn_lookup_over(c, now);
+	} else if (c->state == CS_CONNECTING) {
 		conn_connect_failed_errno(c, ETIMEDOUT, now);
 	} else if (c->state == CS_UP && c->inflight) {
 		struct tp_dev *d = c->cur_write != NULL ? c->cur_write->d : c->qhead;
@@ -1180,7 +1234,7 @@ void tcpoll_free(struct tcpoll *tp)
 		struct tp_conn *c = &tp->conns[k];
 		if (c->fd >= 0)
 			close(c->fd);
-		netconn_clear(&c->nc);
+		netconn_fini(&c->nc); /* a lookup still running frees itself when it ends */
 		free_writes(c->wqhead);
 		free(c->cur_write);
 	}

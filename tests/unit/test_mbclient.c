@@ -2,7 +2,8 @@
  * mbclient: address parsing, and transactions against peers on 127.0.0.1 run by this
  * test: one that answers with mbpdu_serve, one that accepts and never answers (the
  * timeout must bound the wait), one that answers for another transaction id, and one
- * that follows each reply with a forged one carrying the next transaction id.
+ * that follows each reply with a forged one carrying the next transaction id; and, as
+ * root, a host name the resolver never answers for (the wait is bounded all the same).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +26,7 @@
 #include "mbclient.h"
 #include "mberr.h"
 #include "mbpdu.h"
+#include "poller_fixture.h"
 
 static void test_parse_addr(void **state)
 {
@@ -274,6 +276,26 @@ static void test_forged_trailing_frame(void **state)
 	}
 }
 
+/* A host name the resolver never answers for: the probe gives up after the lookup's
+ * deadline and says why. Before, it waited for the resolver (30 s here). */
+static void test_resolver_never_answers(void **state)
+{
+	(void)state;
+	struct fx_dns *dns = fx_dns_new(NULL);
+	char err[256] = "";
+
+	if (dns == NULL)
+		skip();
+	int64_t t0 = ms_now();
+	assert_null(mbclient_open_tcp(FX_HUNG_NAME, 502, 300, err, sizeof err));
+	int64_t took = ms_now() - t0;
+	if (took < NETCONN_LOOKUP_MIN_MS - 10 || took > NETCONN_LOOKUP_MIN_MS + 1000)
+		fail_msg("gave up after %lld ms", (long long)took);
+	assert_non_null(strstr(err, "cannot resolve " FX_HUNG_NAME ": no answer from the "
+				    "resolver within"));
+	fx_dns_free(dns);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -282,6 +304,7 @@ int main(void)
 		cmocka_unit_test(test_timeout_is_bounded),
 		cmocka_unit_test(test_wrong_tid_and_refused),
 		cmocka_unit_test(test_forged_trailing_frame),
+		cmocka_unit_test(test_resolver_never_answers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

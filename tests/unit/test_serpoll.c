@@ -6,8 +6,9 @@
  * a unit's replies, or answer as another unit. Asserts: values, one request at a time
  * with the guard, a dead unit costing only its timeout while a healthy one keeps its
  * interval, the circuit breaker, a missing tty retried with MBE_CONNECT readings,
- * protocol errors, writes (FC 5, 6, 16, read-modify-write), a prompt stop, and a DTU that
- * talks without pause (a failed poll like any other). Time
+ * protocol errors, writes (FC 5, 6, 16, read-modify-write), a prompt stop, a DTU that
+ * talks without pause (a failed poll like any other) and, as root, one whose name the
+ * resolver never answers for. Time
  * bounds are generous (valgrind): they tell a schedule from a stall.
  */
 #include <stdarg.h>
@@ -623,6 +624,56 @@ static void test_dtu_flood(void **state)
 	fx_flood_free(fl);
 }
 
+/* A DTU named by a host name nobody resolves: a stop is prompt while the line waits for
+ * the lookup; then its polls fail (MBE_CONNECT) and the device goes offline, one lookup
+ * left running, not one per attempt. Before, the line's thread sat in getaddrinfo (30 s
+ * here): no reading, and no stop. */
+static void test_dtu_resolver_never_answers(void **state)
+{
+	(void)state;
+	struct fx_dns *dns = fx_dns_new(NULL);
+	if (dns == NULL)
+		skip();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[64];
+	size_t b = add_bus(t, "dtu", BUS_RTU_OVER_TCP, FX_HUNG_NAME, 1, 200, 0);
+	uint32_t d = add_meter(t, "m", b, 1, 100);
+
+	sink_init(&sk);
+	struct serpoll *sp = start(t, &sk, 300);
+	int64_t end = clock_mono_ms() + 3000;
+	while (fx_dns_queries(dns) == 0 && clock_mono_ms() < end)
+		sleep_ms(5);
+	assert_true(fx_dns_queries(dns) > 0); /* the lookup waits for the resolver */
+	int64_t t0 = clock_mono_ms();
+	serpoll_stop(sp);
+	int64_t stop_ms = clock_mono_ms() - t0;
+	assert_true(stop_ms < 200);
+	assert_int_equal(sink_count(&sk, d), 0); /* the poll in flight was abandoned */
+	serpoll_free(sp);
+	sink_fini(&sk);
+
+	sink_init(&sk);
+	sp = start(t, &sk, 300);
+	wait_count(&sk, d, 4, 8000);
+	serpoll_stop(sp);
+	size_t n = sink_of(&sk, d, v, 64);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(v[i]->values[0].err, MBE_CONNECT);
+		assert_int_equal(v[i]->values[1].err, MBE_CONNECT);
+		assert_int_equal(v[i]->online, i < 2);
+	}
+	/* the first serpoll's lookup, left to finish, and this one's */
+	assert_true(netconn_lookups_running() <= 2);
+	print_message("unresolved DTU: stop in %lld ms while waiting for the lookup; %zu "
+		      "failed polls after\n", (long long)stop_ms, n);
+	serpoll_free(sp);
+	sink_fini(&sk);
+	free(t);
+	fx_dns_free(dns);
+}
+
 static void test_which_devices(void **state)
 {
 	struct tcfg *t = tcfg_new();
@@ -670,6 +721,7 @@ int main(void)
 		cmocka_unit_test(test_writes_rtu_over_tcp),
 		cmocka_unit_test(test_stop_is_prompt),
 		cmocka_unit_test(test_dtu_flood),
+		cmocka_unit_test(test_dtu_resolver_never_answers),
 		cmocka_unit_test(test_which_devices),
 	};
 	log_init(getenv("SLUICE_TEST_DEBUG") ? 7 : 3, "test_serpoll");

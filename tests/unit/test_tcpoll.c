@@ -1256,6 +1256,126 @@ static void test_ipv6_and_host_name(void **state)
 	srv_stop(s4);
 }
 
+/* --- host names and a resolver that never answers ------------------------------------ */
+
+/* A device named by a host name nobody resolves shares the poller thread with a device
+ * at an address and one at a name the hosts file answers: the first fails its polls
+ * (MBE_CONNECT) and goes offline, with one lookup left running, not one per connect; the
+ * others keep their interval; a stop is prompt while the lookup still hangs. Before, the thread waited in getaddrinfo (30 s
+ * here), and neither device was polled. */
+static void test_resolver_never_answers(void **state)
+{
+	(void)state;
+	struct fx_dns *dns = fx_dns_new(NULL);
+	if (dns == NULL)
+		skip();
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[256] = { 0 };
+
+	s->img.regs[1][0] = 3;
+	size_t bn = add_bus(t, "named", BUS_TCP, FX_HUNG_NAME, dead_port(), 300, 0);
+	size_t bh = add_tcp_bus(t, "ok", s->port, 300, 0);
+	/* another name, which the hosts file answers, through its own lookups */
+	size_t bl = add_bus(t, "local", BUS_TCP, "localhost", s->port, 300, 0);
+	uint32_t dn = add_dev(t, "named", bn, 1, 200);
+	uint32_t dh = add_dev(t, "healthy", bh, 1, 200);
+	uint32_t dl = add_dev(t, "local", bl, 1, 200);
+	add_pt(t, dn, "x", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, dh, "x", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, dl, "x", MB_HOLDING, 0, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start_retry(t, 1, &sk, 500, 1000);
+	wait_count(&sk, dn, 4, 8000);
+	wait_count(&sk, dh, 15, 8000);
+	wait_count(&sk, dl, 15, 8000);
+	assert_true(netconn_lookups_running() == 1);
+	int64_t t0 = clock_mono_ms();
+	tcpoll_stop(tp);
+	int64_t stop_ms = clock_mono_ms() - t0;
+	assert_true(stop_ms < 200);
+	size_t n = sink_of(&sk, dn, v, 256);
+	for (size_t k = 0; k < n; k++) {
+		assert_all_err(v[k], MBE_CONNECT);
+		assert_int_equal(v[k]->online, k < 2);
+	}
+	for (int i = 0; i < 2; i++) {
+		n = sink_of(&sk, i ? dl : dh, v, 256);
+		for (size_t k = 0; k < n; k++)
+			assert_int_equal(v[k]->values[0].v.u, 3);
+		assert_schedule(v, n, 200, 200 + 300);
+	}
+	assert_true(fx_dns_queries(dns) >= 1);
+	print_message("unresolved name: %zu polls of the named device, %zu of the other, "
+		      "%u queries to the resolver, stop in %lld ms\n", sink_count(&sk, dn), n,
+		      fx_dns_queries(dns), (long long)stop_ms);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+	fx_dns_free(dns);
+}
+
+#define CACHED_NAME "plc-cached.sluice-test.example"
+
+/* The last good address of a name: a device whose name resolved (from the hosts file),
+ * and whose next lookup hangs, is connected to at that address once the lookup has missed
+ * its deadline; its polls go on. */
+static void test_resolver_last_good_address(void **state)
+{
+	(void)state;
+	struct fx_dns *dns = fx_dns_new("127.0.0.1 localhost\n127.0.0.1 " CACHED_NAME "\n");
+	if (dns == NULL)
+		skip();
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[256] = { 0 };
+
+	s->img.regs[1][0] = 9;
+	size_t b = add_bus(t, "named", BUS_TCP, CACHED_NAME, s->port, 300, 0);
+	uint32_t d = add_dev(t, "dev", b, 1, 100);
+	add_pt(t, d, "x", MB_HOLDING, 0, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	wait_count(&sk, d, 3, 5000);
+	assert_int_equal(fx_dns_queries(dns), 0); /* the hosts file answered */
+	/* the name leaves the hosts file, and the device drops its connection once */
+	fx_dns_set_hosts(dns, "127.0.0.1 localhost\n");
+	FX_SET(s, mode, SRV_CLOSE);
+	int64_t end = clock_mono_ms() + 5000;
+	size_t n;
+	for (;;) {
+		n = sink_of(&sk, d, v, 256);
+		if (n > 0 && v[n - 1]->values[0].err == MBE_CLOSED)
+			break;
+		if (clock_mono_ms() > end)
+			fail_msg("the device's connection was never dropped");
+		sleep_ms(5);
+	}
+	FX_SET(s, mode, SRV_NORMAL);
+	size_t n0 = n;
+	wait_count(&sk, d, n0 + 5, 8000);
+	tcpoll_stop(tp);
+	n = sink_of(&sk, d, v, 256);
+	for (size_t k = n0; k < n; k++) /* one may fail: the lookup's deadline passed */
+		if (k > n0 || v[k]->values[0].kind != VAL_NONE)
+			assert_int_equal(v[k]->values[0].v.u, 9);
+	assert_true(v[n - 1]->online);
+	assert_true(fx_dns_queries(dns) >= 1); /* the resolver was asked, and did not answer */
+	struct tcpoll_stats st;
+	tcpoll_get_stats(tp, &st);
+	assert_true(st.connects >= 2);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+	fx_dns_free(dns);
+}
+
 /* --- the circuit breaker, splitting, writes --------------------------------------- */
 
 /* Requests the server saw from unit, and of those, how many were reads. */
@@ -1723,6 +1843,8 @@ int main(void)
 		cmocka_unit_test(test_which_devices),
 		cmocka_unit_test(test_descriptors_past_1023),
 		cmocka_unit_test(test_ipv6_and_host_name),
+		cmocka_unit_test(test_resolver_never_answers),
+		cmocka_unit_test(test_resolver_last_good_address),
 		cmocka_unit_test(test_breaker_offline_slow_retry_and_recovery),
 		cmocka_unit_test(test_breaker_what_counts_as_failed),
 		cmocka_unit_test(test_split_on_illegal_address),
@@ -1731,6 +1853,6 @@ int main(void)
 		cmocka_unit_test(test_writes_refused),
 	};
 
-	log_init(3, "test_tcpoll"); /* warnings about the dead endpoints are expected */
+	log_init(getenv("SLUICE_TEST_DEBUG") ? 7 : 3, "test_tcpoll"); /* warnings about the dead endpoints are expected */
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
