@@ -326,6 +326,7 @@ void config_free(struct config *cfg)
 		free(cfg->rules[i].name);
 		free(cfg->rules[i].inflow);
 		free(cfg->rules[i].outflow);
+		free(cfg->rules[i].night_exclude);
 		free(cfg->rules[i].on_fire);
 		free(cfg->rules[i].on_resolve);
 	}

@@ -75,6 +75,12 @@ struct action_cfg {
 	struct src_loc loc;
 };
 
+/* A pump whose run signal the rule names: its flow is not the zone's use. */
+struct night_exclude {
+	struct point_ref run;  /* 1 (or true) while the pump runs */
+	double flow;           /* m3/h it moves while running */
+};
+
 struct rule_cfg {
 	char id[ID_MAX];
 	char *name;            /* may be NULL */
@@ -115,6 +121,16 @@ struct rule_cfg {
 	double night_ratio;       /* above the baseline by this fraction (default 0.1) ... */
 	double night_by;          /* ... plus this flow, m3/h (default 0) */
 	bool night_weekly;        /* the baseline is of the same weekday's nights */
+	/* baseline, ratio, by, weekly or max_flow named: a verdict each night against them
+	 * (the check before the change detector); otherwise the detector below */
+	bool night_legacy;
+	double night_allowance;   /* CUSUM allowance k, in noise units (default 2) */
+	double night_decision;    /* CUSUM decision interval h, in noise units (default 5) */
+	double night_min_step;    /* smallest step paged, m3/h (default 0: twice the noise) */
+	unsigned night_learn;     /* nights learnt before the first page (default 14) */
+	bool night_pump_steps;    /* find a pump's steps in the zone's flow (default true) */
+	struct night_exclude *night_exclude; /* pumps whose run signal is known */
+	size_t nnight_exclude;
 	double rollover;          /* totalizers' modulus (point unit); 0: from type and scale */
 	bool has_burst;
 	double burst_ratio;       /* above the usual flow for the time of day by this fraction */

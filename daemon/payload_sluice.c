@@ -212,6 +212,8 @@ static int sl_health(struct payload_msg *m, const struct health *h)
 	}
 	jb_key(b, "held_rows", &first);
 	jb_u64(b, h->held_rows);
+	jb_key(b, "lost_at_stop", &first);
+	jb_u64(b, h->lost_at_stop);
 	jb_key(b, "db_bytes", &first);
 	jb_u64(b, h->db_bytes);
 	jb_key(b, "last_seq", &first);

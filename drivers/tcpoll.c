@@ -31,8 +31,8 @@
  * - A timeout (or closed connection, I/O or framing error) fails the request in flight
  *   *and the rest of that poll* with the same code, unsent. The device has just shown
  *   it is not answering; sending its remaining requests would hold the shared
- *   connection for one timeout per request, and DESIGN allows a dead device to delay
- *   its neighbours by its timeout only.
+ *   connection for one timeout per request, and a dead device may delay its
+ *   neighbours by its timeout only (docs/design.md, "How a reading travels").
  * - A failed connect fails every poll queued on the connection with MBE_CONNECT and
  *   starts a backoff (the connection's link_breaker: 1 s, doubling to 30 s). During the
  *   backoff, polls still happen on schedule and fail at once, so each one still yields

@@ -199,17 +199,19 @@ static int flush(const struct replay_opts *o, struct replay_stats *st, struct al
 		}
 	}
 	for (size_t i = 0; i < out->nn; i++) {
-		st->notes++;
+		FILE *to = out->n[i].explain ? o->explain : o->log;
+		if (!out->n[i].explain)
+			st->notes++;
 		if (o->on_note)
 			o->on_note(o->ctx, &out->n[i]);
-		if (o->log) {
+		if (to) {
 			char when[40];
 			time_t s = (time_t)(out->n[i].ts_ms / 1000);
 			struct tm tm;
 			localtime_r(&s, &tm);
 			strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-			fprintf(o->log, "%s %s/%s: %s\n", when, out->n[i].rule, out->n[i].check,
-				out->n[i].message);
+			fprintf(to, "%s %s/%s: %s%s\n", when, out->n[i].rule, out->n[i].check,
+				out->n[i].explain ? "explain: " : "", out->n[i].message);
 		}
 	}
 	alert_out_reset(out);
@@ -311,6 +313,7 @@ int replay_run(const struct config *cfg, const struct replay_opts *o, struct rep
 	}
 	if (!(e = alert_new(cfg, err, errlen)))
 		goto done;
+	alert_set_explain(e, o->explain != NULL);
 	while ((r = csv_next(&c, rerr, sizeof rerr)) != 0) {
 		int64_t ts;
 		bool bad = false;

@@ -21,6 +21,7 @@ struct replay_opts {
 	int64_t from_ms, to_ms;    /* rows outside [from, to) are skipped */
 	FILE *out;                 /* JSON lines of transitions; may be NULL */
 	FILE *log;                 /* bad rows, notes; may be NULL */
+	FILE *explain;             /* how checks decided (alert_set_explain); NULL: not asked */
 	unsigned max_bad_logged;   /* bad rows reported one by one (default 20 when 0) */
 	/* called for each transition and note, when not NULL */
 	void (*on_transition)(void *ctx, const struct alert_transition *t);

@@ -31,8 +31,9 @@ TUF_POINTS = """\
 """
 
 
-def make_site(name):
-    site = Site(name)
+def probe_site(site):
+    """A sim serving a flow meter, a TUF-2000M and a dead unit from a config in site.
+    Returns the config's path, the sim's port and its trace file."""
     sim_port = free_port()
     buses = (
         "  - id: site-tcp\n"
@@ -52,17 +53,12 @@ def make_site(name):
         "    unit_id: 3\n"
         "    profile: flowmeter-generic\n"
     )
-    os.makedirs(os.path.join(site.dir, "devices"), exist_ok=True)
-    for fn in os.listdir(os.path.join(harness.TOP, "config", "devices")):
-        with open(os.path.join(harness.TOP, "config", "devices", fn), "rb") as f:
-            data = f.read()
-        with open(os.path.join(site.dir, "devices", fn), "wb") as f:
-            f.write(data)
+    site.copy_profiles()
     # the broker port is never used: probe talks to devices only
     cfg = site.write("sluice.yaml", config_yaml(site, "gw1", free_port(), buses, devices))
     trace = os.path.join(site.dir, "trace.jsonl")
     site.start_sim(["--config", cfg, "--trace", trace, "--seed", "7", "-s", "dead=dead"])
-    return site, cfg, sim_port, trace
+    return cfg, sim_port, trace
 
 
 def probe(site, *args, timeout=30):
@@ -70,16 +66,8 @@ def probe(site, *args, timeout=30):
 
 
 def served(trace, unit, point):
-    out = []
-    with open(trace, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("unit") == unit and point in rec.get("values", {}):
-                out.append(rec["values"][point])
-    return out
+    return [rec["values"][point] for rec in harness.trace_records(trace)
+            if rec.get("unit") == unit and point in rec.get("values", {})]
 
 
 def f32(hi, lo):
@@ -96,8 +84,8 @@ def check(cond, msg):
 
 
 def test_word_swapped_float():
-    site, cfg, port, trace = make_site("probe-raw")
-    try:
+    with Site("probe-raw") as site:
+        cfg, port, trace = probe_site(site)
         r = probe(site, "--tcp", "127.0.0.1:%d" % port, "--unit", "2", "--read", "holding:0:2",
                   "--json")
         check(r.returncode == 0, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
@@ -131,16 +119,11 @@ def test_word_swapped_float():
         check(rows[0][1:].split()[1] == "1", rows[0])
         check(1 in rows and rows[1].startswith(" "), rows)
         check("manual that numbers registers from 1" in r.stdout, r.stdout)
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 def test_configured_device():
-    site, cfg, port, trace = make_site("probe-cfg")
-    try:
+    with Site("probe-cfg") as site:
+        cfg, port, trace = probe_site(site)
         r = probe(site, "--config", cfg, "inlet")
         check(r.returncode == 0, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
         for name in ("flow", "velocity", "total", "pressure", "alarm"):
@@ -157,16 +140,11 @@ def test_configured_device():
         check(flow["value"] in served(trace, 2, "flow"), (flow, served(trace, 2, "flow")[-3:]))
         check(flow["unit"] == "m3/h" and "error" not in flow, flow)
         check(isinstance(pts["status"]["value"], int), pts["status"])
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 def test_errors():
-    site, cfg, port, trace = make_site("probe-err")
-    try:
+    with Site("probe-err") as site:
+        cfg, port, trace = probe_site(site)
         # an exception: the hint names the numbering
         r = probe(site, "--tcp", "127.0.0.1:%d" % port, "--unit", "1", "--read", "holding:400:2")
         check(r.returncode == 1, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
@@ -201,11 +179,6 @@ def test_errors():
             r = probe(site, *bad)
             check(r.returncode == 2, "%r: rc %d: %s %s" % (bad, r.returncode, r.stdout, r.stderr))
             check(r.stderr.strip(), "%r: no message" % (bad,))
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 def start_rtu_sims(site):
@@ -241,8 +214,7 @@ def check_cdab(site, target, unit, trace):
 
 
 def test_rtu_serial():
-    site = Site("probe-rtu")
-    try:
+    with Site("probe-rtu") as site:
         tty, port, trace = start_rtu_sims(site)
         line = ["--rtu", tty, "--baud", "9600", "--parity", "none", "--stop-bits", "1"]
         # two unit ids on one line, each answering for itself
@@ -283,18 +255,10 @@ def test_rtu_serial():
             check(r.stderr.strip(), "%r: no message" % (bad,))
         r = probe(site, "--rtu", os.path.join(site.dir, "no-such-tty"), "--read", "holding:0")
         check(r.returncode == 1 and "cannot open" in r.stderr, (r.returncode, r.stderr))
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        # the sim first: it does not stop on SIGTERM once its pty has hung up
-        site.stop("sim")
-        site.close()
 
 
 def test_rtu_over_tcp():
-    site = Site("probe-rtu-tcp")
-    try:
+    with Site("probe-rtu-tcp") as site:
         tty, port, trace = start_rtu_sims(site)
         check_cdab(site, ["--rtu-tcp", "127.0.0.1:%d" % port], 5, trace)
 
@@ -311,32 +275,19 @@ def test_rtu_over_tcp():
         check(r.returncode == 1, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
         out = json.loads(r.stdout)
         check(out["error"] in ("illegal data address", "illegal function"), out)
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        # the sim first: it does not stop on SIGTERM once its pty has hung up
-        site.stop("sim")
-        site.close()
 
 
 def test_rtu_over_tcp_ipv6():
     if not harness_ipv6():
         sys.stderr.write("skipped: no IPv6 loopback\n")
         return
-    site = Site("probe-rtu-v6")
-    try:
+    with Site("probe-rtu-v6") as site:
         port = free_port(socket.AF_INET6, "::1")
         trace = os.path.join(site.dir, "trace.jsonl")
         site.start_sim(["--rtu-tcp", "[::1]:%d" % port, "--device", "5:tuf2000m",
                         "-p", os.path.join(harness.TOP, "config", "devices"),
                         "--trace", trace])
         check_cdab(site, ["--rtu-tcp", "[::1]:%d" % port], 5, trace)
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 def harness_ipv6():
@@ -350,5 +301,4 @@ def harness_ipv6():
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_word_swapped_float, test_configured_device, test_errors,
-                                test_rtu_serial, test_rtu_over_tcp, test_rtu_over_tcp_ipv6]))
+    harness.main()

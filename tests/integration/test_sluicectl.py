@@ -30,8 +30,8 @@ import unicodedata
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import wait_for  # noqa: E402
-from test_e2e import make_site  # noqa: E402
+from harness import Site, telemetry, wait_for  # noqa: E402
+from test_e2e import e2e_site  # noqa: E402
 
 EXTRA = """\
   - id: dead-meter
@@ -131,8 +131,8 @@ def db_digest(path):
 
 
 def test_sluicectl():
-    site, cfg = make_site("ctl")
-    try:
+    with Site("ctl") as site:
+        cfg = e2e_site(site)
         with open(cfg, "a", encoding="utf-8") as f:
             f.write(EXTRA)
         data = os.path.join(site.dir, "data")
@@ -236,7 +236,7 @@ def test_sluicectl():
         assert seqs == sorted(seqs), seqs
         assert set(t["readings"][0]["values"]) == {"flow", "velocity", "total", "pressure",
                                                    "alarm"}, t
-        got = {p["seq"]: p for tt, p in site.messages() if tt == "it/gw1/telemetry/inlet"}
+        got = {p["seq"]: p for p in telemetry(site, "inlet")}
         for x in t["readings"]:
             if x["seq"] in got:
                 assert got[x["seq"]] == x, (got[x["seq"]], x)
@@ -272,7 +272,7 @@ def test_sluicectl():
         a2 = ctl_json(site, "-c", cfg, "alerts")
         assert {x["alert"] for x in a2["active"]} == set(active), (a2, active)
         t2 = ctl_json(site, "-c", cfg, "tail", "underpass")
-        under = [p for tt, p in site.messages() if tt == "it/gw1/telemetry/underpass"]
+        under = telemetry(site, "underpass")
         assert len(under) >= 3 and t2["readings"] == under[-10:], (t2, under)
         ctl_json(site, "-c", cfg, "backlog")
         assert db_digest(db) == before, "sluicectl changed the database"
@@ -318,12 +318,7 @@ def test_sluicectl():
                                + ctl_argv("-D", data, "status"),
                                capture_output=True, text=True, timeout=30)
             assert r.returncode == 1 and "ermission denied" in r.stderr, (r.returncode, r.stderr)
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_sluicectl]))
+    harness.main()

@@ -416,8 +416,10 @@ static void test_example_loads(void **state)
 	assert_true(r->has_night);
 	assert_int_equal(r->night_from_s, 7200);
 	assert_int_equal(r->night_to_s, 4 * 3600);
-	assert_true(r->has_night_max_flow);
-	assert_true(r->night_max_flow == 3.5);
+	assert_false(r->night_legacy);  /* the change detector, at its defaults */
+	assert_false(r->has_night_max_flow);
+	assert_true(r->night_allowance == 2 && r->night_decision == 5 && r->night_learn == 14);
+	assert_true(r->night_pump_steps);
 
 	r = rule_of(cfg, "xinhua-waterlogging");
 	assert_int_equal(r->kind, RULE_WATERLOGGING);
@@ -795,6 +797,14 @@ static const char *const msgs_alerts_more[] = {
 	FIX "alerts-more.yaml:40:12: alerts[2] (p3): fault 'gauge.level' is not a point of the inverter inv",
 	FIX "alerts-more.yaml:41:17: alerts[2] (p3): peer_ratio 0 is out of range (expected more than 0 and at most 1)",
 	FIX "alerts-more.yaml:42:5: alerts[3] (p4): inverter inv is not a SunSpec device: give power: (its AC power point)",
+	FIX "alerts-more.yaml:48:61: alerts[4] (l3): night.learn belongs to the change detector, and this night check names ratio, which asks for a verdict each night instead: drop one or the other",
+	FIX "alerts-more.yaml:48:74: alerts[4] (l3): night.exclude belongs to the change detector, and this night check names ratio, which asks for a verdict each night instead: drop one or the other",
+	FIX "alerts-more.yaml:55:17: alerts[5] (l4): night.decision 0 is out of range (expected more than 0 and at most 100)",
+	FIX "alerts-more.yaml:56:14: alerts[5] (l4): night.learn 3 is out of range (expected 7..56)",
+	FIX "alerts-more.yaml:57:18: alerts[5] (l4): missing required key 'night.exclude[0].run'",
+	FIX "alerts-more.yaml:57:26: alerts[5] (l4): night.exclude[0].flow 0 is out of range (expected more than 0)",
+	FIX "alerts-more.yaml:57:38: alerts[5] (l4): night.exclude[1].run 'meter.nope': device meter has no point 'nope'",
+	FIX "alerts-more.yaml:57:62: alerts[5] (l4): night.exclude[2] must be a mapping (key: value lines), not the value '7'",
 };
 static const char *const msgs_uplink[] = {
 	FIX "uplink.yaml:4:9: uplink: host '[2001:db8::1]': write an IPv6 address without brackets, in quotes (\"2001:db8::1\")",

@@ -323,7 +323,7 @@ static void test_status_and_will(void **state)
 	payload_msg_free(&m);
 }
 
-/* docs/mqtt.md's health example (with held_rows, which the schema lists); a device with
+/* docs/mqtt.md's health example (with held_rows and lost_at_stop, as listed); a device with
  * no state yet is left out; store_error only while the store fails. */
 static void test_health(void **state)
 {
@@ -353,7 +353,7 @@ static void test_health(void **state)
 		jb_cstr_get(&m.body),
 		"{\"ts\":1795708228039,\"uptime_s\":10,\"polls_ok\":19,\"polls_failed\":4,"
 		"\"backlog_rows\":0,\"backlog_age_s\":0,\"dropped\":0,\"not_stored\":0,"
-		"\"held_rows\":0,\"db_bytes\":757848,\"last_seq\":35,"
+		"\"held_rows\":0,\"lost_at_stop\":0,\"db_bytes\":757848,\"last_seq\":35,"
 		"\"poll_lag_ms\":{\"p50\":1,\"p99\":512,\"polls\":23},\"devices\":{"
 		"\"dma3-inlet\":{\"polls_ok\":5,\"polls_failed\":0,\"online\":true},"
 		"\"dma3-outlet\":{\"polls_ok\":5,\"polls_failed\":0,\"online\":true},"
@@ -370,6 +370,7 @@ static void test_health(void **state)
 	h.not_stored = 3;
 	h.store_error = "database or disk is full";
 	h.held_rows = 20000;
+	h.lost_at_stop = 12;
 	h.dev = ds + 5;
 	h.devices = devs + 5;
 	h.ndevices = 2;
@@ -381,7 +382,7 @@ static void test_health(void **state)
 		"{\"ts\":1795708228039,\"uptime_s\":10,\"polls_ok\":19,\"polls_failed\":4,"
 		"\"backlog_rows\":1200,\"backlog_age_s\":3600,\"dropped\":7,\"not_stored\":3,"
 		"\"store_error\":\"database or disk is full\",\"held_rows\":20000,"
-		"\"db_bytes\":757848,\"last_seq\":35,"
+		"\"lost_at_stop\":12,\"db_bytes\":757848,\"last_seq\":35,"
 		"\"poll_lag_ms\":{\"p50\":1,\"p99\":512,\"polls\":23},\"devices\":{"
 		"\"never-polled\":{\"polls_ok\":0,\"polls_failed\":0,\"online\":false}}}");
 
