@@ -159,69 +159,64 @@ def flood(lst, c):
 
 
 def test_flooding_dtu():
-    site = Site("flood")
-    peer = None
+    peer = Listener(flood)
     try:
-        site.start_broker()
-        peer = Listener(flood)
-        buses = ("  - id: dtu1\n"
-                 "    rtu_over_tcp: { host: 127.0.0.1, port: %d }\n"
-                 "    timeout: 300ms\n" % peer.port)
-        devices = ("  - id: chatty\n"
-                   "    bus: dtu1\n"
-                   "    unit_id: 1\n"
-                   "    interval: 1s\n"
-                   "    offline_after: 3\n"
-                   "    points:\n"
-                   "      level: { table: holding, address: 0, type: uint16 }\n")
-        text = config_yaml(site, "gw1", site.broker_port, buses, devices)
-        cfg = site.write("sluice.yaml", text.replace("log_level: info", "log_level: debug"))
-        site.start_subscriber("it/gw1/#")
-        d = site.start_daemon(cfg)
-        wait_for(lambda: peer.accepted > 0 or not d.alive(), 15, "sluiced to connect")
-        t0, c0 = time.monotonic(), cpu_seconds(d.pid)
+        with Site("flood") as site:
+            site.start_broker()
+            buses = ("  - id: dtu1\n"
+                     "    rtu_over_tcp: { host: 127.0.0.1, port: %d }\n"
+                     "    timeout: 300ms\n" % peer.port)
+            devices = ("  - id: chatty\n"
+                       "    bus: dtu1\n"
+                       "    unit_id: 1\n"
+                       "    interval: 1s\n"
+                       "    offline_after: 3\n"
+                       "    points:\n"
+                       "      level: { table: holding, address: 0, type: uint16 }\n")
+            text = config_yaml(site, "gw1", site.broker_port, buses, devices)
+            cfg = site.write("sluice.yaml", text.replace("log_level: info", "log_level: debug"))
+            site.start_subscriber("it/gw1/#")
+            d = site.start_daemon(cfg)
+            wait_for(lambda: peer.accepted > 0 or not d.alive(), 15, "sluiced to connect")
+            t0, c0 = time.monotonic(), cpu_seconds(d.pid)
 
-        def offline():
-            return [p for p in topic_payloads(site, "device/chatty") if p["state"] == "offline"]
+            def offline():
+                return [p for p in topic_payloads(site, "device/chatty")
+                        if p["state"] == "offline"]
 
-        def in_health():
-            return any(h.get("devices", {}).get("chatty", {}).get("online") is False
-                       for h in topic_payloads(site, "health"))
-        # offline, with its comms alert and in health; then the flood goes on for 5 s
-        # more, and sluiced must not follow it
-        went_offline = within(offline, 20)
-        alerted = within(lambda: any(a["state"] == "firing" for a in
-                                     topic_payloads(site, "alert/comms-chatty/offline")), 5)
-        healthy = within(in_health, 12)
-        time.sleep(5)
-        window = time.monotonic() - t0
-        cpu = cpu_seconds(d.pid) - c0
-        lines = d.text().count("\n")
-        r = site.run([os.path.join(harness.BIN, "sluicectl"), "-c", cfg, "--json", "status"])
-        took, rc = stop_timed(site, d)
-        figure("flood", offline=bool(went_offline), cpu_s=round(cpu, 2),
-               window_s=round(window, 1), cpu_share=round(cpu / window, 3), log_lines=lines,
-               stop_s=round(took, 2), exit=rc, bytes_sent=getattr(peer, "sent", 0),
-               connections=peer.accepted)
-        check(went_offline, "the flooded device was not published offline in 20 s")
-        off = went_offline[0]
-        check(off.get("last_error") in ("malformed reply", "timeout"), off)
-        check(alerted, "no comms alert for the flooded device")
-        check(healthy, "health does not carry the flooded device as offline")
-        check(r.returncode == 0, r.stderr)
-        st = {x["id"]: x for x in json.loads(r.stdout)["devices"]}["chatty"]
-        check(st["state"] == "offline" and st["polls_failed"] >= 3, st)
-        check(cpu / window < 0.15, "sluiced used %.2f s of CPU in %.1f s" % (cpu, window))
-        check(lines < 300, "%d log lines" % lines)
-        check(took < 5 and rc == 0, "SIGTERM: exit %s after %.1f s" % (rc, took))
-        check_clean_log(d)
-    except Exception:
-        site.failed = True
-        raise
+            def in_health():
+                return any(h.get("devices", {}).get("chatty", {}).get("online") is False
+                           for h in topic_payloads(site, "health"))
+            # offline, with its comms alert and in health; then the flood goes on for 5 s
+            # more, and sluiced must not follow it
+            went_offline = within(offline, 20)
+            alerted = within(lambda: any(a["state"] == "firing" for a in
+                                         topic_payloads(site, "alert/comms-chatty/offline")), 5)
+            healthy = within(in_health, 12)
+            time.sleep(5)
+            window = time.monotonic() - t0
+            cpu = cpu_seconds(d.pid) - c0
+            lines = d.text().count("\n")
+            r = site.run([os.path.join(harness.BIN, "sluicectl"), "-c", cfg, "--json", "status"])
+            took, rc = stop_timed(site, d)
+            figure("flood", offline=bool(went_offline), cpu_s=round(cpu, 2),
+                   window_s=round(window, 1), cpu_share=round(cpu / window, 3), log_lines=lines,
+                   stop_s=round(took, 2), exit=rc, bytes_sent=getattr(peer, "sent", 0),
+                   connections=peer.accepted)
+            check(went_offline, "the flooded device was not published offline in 20 s")
+            off = went_offline[0]
+            check(off.get("last_error") in ("malformed reply", "timeout"), off)
+            check(alerted, "no comms alert for the flooded device")
+            check(healthy, "health does not carry the flooded device as offline")
+            check(r.returncode == 0, r.stderr)
+            st = {x["id"]: x for x in json.loads(r.stdout)["devices"]}["chatty"]
+            check(st["state"] == "offline" and st["polls_failed"] >= 3, st)
+            check(cpu / window < 0.15, "sluiced used %.2f s of CPU in %.1f s" % (cpu, window))
+            check(lines < 300, "%d log lines" % lines)
+            check(took < 5 and rc == 0, "SIGTERM: exit %s after %.1f s" % (rc, took))
+            check_clean_log(d)
     finally:
-        if peer:
-            peer.stop()
-        site.close()
+        peer.stop()
 
 
 # -- defect 3: a forged trailing frame ---------------------------------------------------
@@ -279,61 +274,57 @@ TWO_REQUESTS = ("    points:\n"
 
 
 def test_forged_trailing_frame():
-    site = Site("forged")
     devs = {}
     try:
-        site.start_broker()
-        buses = devices = ""
-        for name in ("same", "later"):
-            devs[name] = modbus_device(name)
-            buses += ("  - id: plc-%s\n"
-                      "    tcp: { host: 127.0.0.1, port: %d }\n"
-                      "    timeout: 500ms\n" % (name, devs[name].port))
-            # two reads a poll: the forged frame can only be taken for the second
-            devices += ("  - id: %s\n    bus: plc-%s\n    unit_id: 1\n    interval: 500ms\n"
-                        "    offline_after: 3\n%s" % (name, name, TWO_REQUESTS))
-        cfg = site.write("sluice.yaml", config_yaml(site, "gw1", site.broker_port, buses,
-                                                    devices))
-        site.start_subscriber("it/gw1/#")
-        d = site.start_daemon(cfg)
-        wait_for(lambda: all(len(topic_payloads(site, "telemetry/" + n)) >= 12 for n in devs),
-                 40, "12 readings of each device")
-        took, rc = stop_timed(site, d)
-        check(rc == 0 and took < 5, "SIGTERM: exit %s after %.1f s" % (rc, took))
-        check_clean_log(d)
-        for name, lst in devs.items():
-            msgs = topic_payloads(site, "telemetry/" + name)
-            values = [v for m in msgs for v in m["values"].values()]
-            forged = values.count(FORGED_VALUE)
-            true_a = sum(1 for m in msgs if m["values"].get("a") == TRUE_VALUE)
-            true_b = sum(1 for m in msgs if m["values"].get("b") == TRUE_VALUE)
-            steps = [(b - a) & 0xFFFF for a, b in zip(lst.tids, lst.tids[1:])]
-            figure("forged-" + name, readings=len(msgs), forged_published=forged,
-                   true_a=true_a, true_b=true_b, requests=lst.served,
-                   connections=lst.accepted, tid_steps_of_1=steps.count(1))
-            check(forged == 0, "%s: the forged value was published %d times: %s" % (
-                name, forged, [m["values"] for m in msgs][:6]))
-            check(set(values) <= {TRUE_VALUE}, "%s: %s" % (name, values[:20]))
-            check(true_a == len(msgs), "%s: a not read every poll: %s" % (name, msgs[:4]))
-            if name == "same":
-                # the forged bytes were waiting before the second request: dropped with
-                # the connection, and the second read still answered
-                check(true_b == len(msgs), "%s: %s" % (name, msgs[:4]))
-            else:
-                # a frame for a request never sent breaks the stream: b fails, never
-                # takes the forged value
-                check(all("b" in m.get("errors", {}) for m in msgs
-                          if "b" not in m["values"]), msgs[:4])
-            # the ids are not the one after the last
-            check(steps.count(1) <= 2, "%s: transaction ids step by one: %s" % (
-                name, lst.tids[:10]))
-    except Exception:
-        site.failed = True
-        raise
+        with Site("forged") as site:
+            site.start_broker()
+            buses = devices = ""
+            for name in ("same", "later"):
+                devs[name] = modbus_device(name)
+                buses += ("  - id: plc-%s\n"
+                          "    tcp: { host: 127.0.0.1, port: %d }\n"
+                          "    timeout: 500ms\n" % (name, devs[name].port))
+                # two reads a poll: the forged frame can only be taken for the second
+                devices += ("  - id: %s\n    bus: plc-%s\n    unit_id: 1\n    interval: 500ms\n"
+                            "    offline_after: 3\n%s" % (name, name, TWO_REQUESTS))
+            cfg = site.write("sluice.yaml", config_yaml(site, "gw1", site.broker_port, buses,
+                                                        devices))
+            site.start_subscriber("it/gw1/#")
+            d = site.start_daemon(cfg)
+            wait_for(lambda: all(len(topic_payloads(site, "telemetry/" + n)) >= 12 for n in devs),
+                     40, "12 readings of each device")
+            took, rc = stop_timed(site, d)
+            check(rc == 0 and took < 5, "SIGTERM: exit %s after %.1f s" % (rc, took))
+            check_clean_log(d)
+            for name, lst in devs.items():
+                msgs = topic_payloads(site, "telemetry/" + name)
+                values = [v for m in msgs for v in m["values"].values()]
+                forged = values.count(FORGED_VALUE)
+                true_a = sum(1 for m in msgs if m["values"].get("a") == TRUE_VALUE)
+                true_b = sum(1 for m in msgs if m["values"].get("b") == TRUE_VALUE)
+                steps = [(b - a) & 0xFFFF for a, b in zip(lst.tids, lst.tids[1:])]
+                figure("forged-" + name, readings=len(msgs), forged_published=forged,
+                       true_a=true_a, true_b=true_b, requests=lst.served,
+                       connections=lst.accepted, tid_steps_of_1=steps.count(1))
+                check(forged == 0, "%s: the forged value was published %d times: %s" % (
+                    name, forged, [m["values"] for m in msgs][:6]))
+                check(set(values) <= {TRUE_VALUE}, "%s: %s" % (name, values[:20]))
+                check(true_a == len(msgs), "%s: a not read every poll: %s" % (name, msgs[:4]))
+                if name == "same":
+                    # the forged bytes were waiting before the second request: dropped with
+                    # the connection, and the second read still answered
+                    check(true_b == len(msgs), "%s: %s" % (name, msgs[:4]))
+                else:
+                    # a frame for a request never sent breaks the stream: b fails, never
+                    # takes the forged value
+                    check(all("b" in m.get("errors", {}) for m in msgs
+                              if "b" not in m["values"]), msgs[:4])
+                # the ids are not the one after the last
+                check(steps.count(1) <= 2, "%s: transaction ids step by one: %s" % (
+                    name, lst.tids[:10]))
     finally:
         for lst in devs.values():
             lst.stop()
-        site.close()
 
 
 # -- defect 6: a resolver that never answers -----------------------------------------------
@@ -400,75 +391,71 @@ def test_resolver_never_answers():
     if why:
         sys.stdout.write("  SKIPPED test_resolver_never_answers: %s\n" % why)
         return
-    site = Site("resolver")
-    dns = None
+    dns = HangingResolver()
     devs = []
     try:
-        dns = HangingResolver()
-        resolv = site.write("resolv.conf", "nameserver %s\noptions timeout:30 attempts:1\n"
-                            % dns.addr)
-        site.start_broker()
-        # the hung bus first: poller threads take buses round-robin, so with 1 to 4
-        # threads one of the healthy buses shares its thread
-        buses = ("  - id: plc-named\n"
-                 "    tcp: { host: %s, port: 502 }\n"
-                 "    timeout: %dms\n" % (HUNG_NAME, TIMEOUT_MS))
-        devices = ("  - id: named\n    bus: plc-named\n    unit_id: 1\n    interval: %dms\n"
-                   "    offline_after: 3\n%s" % (INTERVAL_MS, TWO_REQUESTS))
-        for i in range(HEALTHY):
-            devs.append(modbus_device(None))
-            # one by a name the hosts file answers: other names are looked up meanwhile
-            buses += ("  - id: plc-%d\n"
-                      "    tcp: { host: %s, port: %d }\n"
-                      "    timeout: %dms\n" % (i, "localhost" if i == HEALTHY - 1 else
-                                                "127.0.0.1", devs[i].port, TIMEOUT_MS))
-            devices += ("  - id: healthy%d\n    bus: plc-%d\n    unit_id: 1\n"
-                        "    interval: %dms\n%s" % (i, i, INTERVAL_MS, TWO_REQUESTS))
-        cfg = site.write("sluice.yaml", config_yaml(site, "gw1", site.broker_port, buses,
-                                                    devices))
-        site.start_subscriber("it/gw1/#")
-        argv = ["unshare", "-m", "sh", "-c",
-                'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv]
-        d = Proc("sluiced", argv + site.daemon_argv(cfg),
-                 os.path.join(site.dir, "sluiced.log"))
-        site.procs["sluiced"] = d
-        t0 = time.monotonic()
-        went_offline = within(lambda: any(p["state"] == "offline"
-                                          for p in topic_payloads(site, "device/named")), 30)
-        enough = within(lambda: all(len(topic_payloads(site, "telemetry/healthy%d" % i)) >= 16
-                                    for i in range(HEALTHY)), 30)
-        after = time.monotonic() - t0
-        gaps = {}
-        for i in range(HEALTHY):
-            ts = [m["ts"] for m in topic_payloads(site, "telemetry/healthy%d" % i)]
-            gaps[i] = max([b - a for a, b in zip(ts, ts[1:])] or [0])
-        took, rc = stop_timed(site, d)
-        named = topic_payloads(site, "telemetry/named")
-        figure("resolver", after_s=round(after, 1), dns_queries=dns.queries,
-               max_gap_ms=gaps, named_readings=len(named), stop_s=round(took, 2), exit=rc)
-        check(went_offline, "the named device was not published offline in 30 s")
-        check(enough, "not 16 readings of each healthy device in 30 s")
-        check(dns.queries > 0, "the resolver was never asked: is %s in /etc/hosts?" % HUNG_NAME)
-        bound = INTERVAL_MS + TIMEOUT_MS
-        for i, g in gaps.items():
-            check(g < bound, "healthy%d: a gap of %d ms (bound %d)" % (i, g, bound))
-        check(named and all(m["values"] == {} and set(m["errors"].values()) == {"connection failed"}
-                            for m in named), named[:3])
-        check(took < 5 and rc == 0, "SIGTERM: exit %s after %.1f s" % (rc, took))
-        check_clean_log(d)
-        log = d.text()
-        check("cannot resolve %s" % HUNG_NAME in log, log[-3000:])
-    except Exception:
-        site.failed = True
-        raise
+        with Site("resolver") as site:
+            resolv = site.write("resolv.conf", "nameserver %s\noptions timeout:30 attempts:1\n"
+                                % dns.addr)
+            site.start_broker()
+            # the hung bus first: poller threads take buses round-robin, so with 1 to 4
+            # threads one of the healthy buses shares its thread
+            buses = ("  - id: plc-named\n"
+                     "    tcp: { host: %s, port: 502 }\n"
+                     "    timeout: %dms\n" % (HUNG_NAME, TIMEOUT_MS))
+            devices = ("  - id: named\n    bus: plc-named\n    unit_id: 1\n    interval: %dms\n"
+                       "    offline_after: 3\n%s" % (INTERVAL_MS, TWO_REQUESTS))
+            for i in range(HEALTHY):
+                devs.append(modbus_device(None))
+                # one by a name the hosts file answers: other names are looked up meanwhile
+                buses += ("  - id: plc-%d\n"
+                          "    tcp: { host: %s, port: %d }\n"
+                          "    timeout: %dms\n" % (i, "localhost" if i == HEALTHY - 1 else
+                                                    "127.0.0.1", devs[i].port, TIMEOUT_MS))
+                devices += ("  - id: healthy%d\n    bus: plc-%d\n    unit_id: 1\n"
+                            "    interval: %dms\n%s" % (i, i, INTERVAL_MS, TWO_REQUESTS))
+            cfg = site.write("sluice.yaml", config_yaml(site, "gw1", site.broker_port, buses,
+                                                        devices))
+            site.start_subscriber("it/gw1/#")
+            argv = ["unshare", "-m", "sh", "-c",
+                    'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv]
+            d = Proc("sluiced", argv + site.daemon_argv(cfg),
+                     os.path.join(site.dir, "sluiced.log"))
+            site.procs["sluiced"] = d
+            t0 = time.monotonic()
+            went_offline = within(lambda: any(p["state"] == "offline"
+                                              for p in topic_payloads(site, "device/named")), 30)
+            enough = within(lambda: all(
+                len(topic_payloads(site, "telemetry/healthy%d" % i)) >= 16
+                for i in range(HEALTHY)), 30)
+            after = time.monotonic() - t0
+            gaps = {}
+            for i in range(HEALTHY):
+                ts = [m["ts"] for m in topic_payloads(site, "telemetry/healthy%d" % i)]
+                gaps[i] = max([b - a for a, b in zip(ts, ts[1:])] or [0])
+            took, rc = stop_timed(site, d)
+            named = topic_payloads(site, "telemetry/named")
+            figure("resolver", after_s=round(after, 1), dns_queries=dns.queries,
+                   max_gap_ms=gaps, named_readings=len(named), stop_s=round(took, 2), exit=rc)
+            check(went_offline, "the named device was not published offline in 30 s")
+            check(enough, "not 16 readings of each healthy device in 30 s")
+            check(dns.queries > 0,
+                  "the resolver was never asked: is %s in /etc/hosts?" % HUNG_NAME)
+            bound = INTERVAL_MS + TIMEOUT_MS
+            for i, g in gaps.items():
+                check(g < bound, "healthy%d: a gap of %d ms (bound %d)" % (i, g, bound))
+            check(named and all(m["values"] == {} and
+                                set(m["errors"].values()) == {"connection failed"}
+                                for m in named), named[:3])
+            check(took < 5 and rc == 0, "SIGTERM: exit %s after %.1f s" % (rc, took))
+            check_clean_log(d)
+            log = d.text()
+            check("cannot resolve %s" % HUNG_NAME in log, log[-3000:])
     finally:
         for lst in devs:
             lst.stop()
-        if dns:
-            dns.stop()
-        site.close()
+        dns.stop()
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_flooding_dtu, test_forged_trailing_frame,
-                                test_resolver_never_answers]))
+    harness.main()
