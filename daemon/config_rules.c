@@ -63,6 +63,26 @@ int severity_from_name(const char *s)
 	return s && enum_find(severities, s, &sev) == 0 ? sev : -1;
 }
 
+/*
+ * The checks each kind publishes as alert/<rule>/<check> (docs/mqtt.md, alert): above,
+ * below (threshold); level, rise, stuck (waterlogging); balance, night, burst (leakage);
+ * fault, no_output, low_output, peer (pv). For the topic length checked at load.
+ */
+const char *rule_longest_check(int kind)
+{
+	switch (kind) {
+	case RULE_THRESHOLD:
+		return "above";
+	case RULE_WATERLOGGING:
+		return "level";
+	case RULE_LEAKAGE:
+		return "balance";
+	case RULE_PV:
+		return "low_output";
+	}
+	return "";
+}
+
 const char *rule_kind_name(int kind)
 {
 	const char *name = enum_name(rule_kinds, kind);
@@ -119,9 +139,9 @@ static const struct point_def *ref_parse(struct scope *scope, yaml_node_t *value
 	}
 	memcpy(device_id, s, (size_t)(dot - s));
 	device_id[dot - s] = '\0';
-	if ((di = config_find_device(cfg, device_id)) < 0) {
-		suggest_init(&suggestion, device_id);
-		for (size_t i = 0; i < cfg->ndevices; i++)
+	if ((di = loader_find_device(scope->loader, device_id)) < 0) {
+		suggest_init(&suggestion, scope->loader, device_id);
+		for (size_t i = 0; i < cfg->ndevices && suggest_more(&suggestion); i++)
 			suggest_try(&suggestion, cfg->devices[i].id);
 		scope_error(scope, value, "%s '%s': there is no device '%s'%s", key,
 			    scope_quote(scope, s), scope_quote(scope, device_id),
@@ -145,8 +165,8 @@ static const struct point_def *ref_parse(struct scope *scope, yaml_node_t *value
 		}
 		if (loader->device_incomplete[di])
 			return NULL; /* its points could not all be read: that error suffices */
-		suggest_init(&suggestion, ref->name);
-		for (size_t i = 0; i < device->npoints; i++)
+		suggest_init(&suggestion, scope->loader, ref->name);
+		for (size_t i = 0; i < device->npoints && suggest_more(&suggestion); i++)
 			suggest_try(&suggestion, device->points[i].name);
 		scope_error(scope, value, "%s '%s': device %s has no point '%s'%s", key,
 			    scope_quote(scope, s), device->id, scope_quote(scope, ref->name),
@@ -798,10 +818,10 @@ static long pv_inverter(struct scope *scope, yaml_node_t *value)
 
 	if (!(s = scope_expect_scalar(scope, value, "inverter")))
 		return -1;
-	if ((di = config_find_device(cfg, s)) >= 0)
+	if ((di = loader_find_device(scope->loader, s)) >= 0)
 		return di;
-	suggest_init(&suggestion, s);
-	for (size_t i = 0; i < cfg->ndevices; i++)
+	suggest_init(&suggestion, scope->loader, s);
+	for (size_t i = 0; i < cfg->ndevices && suggest_more(&suggestion); i++)
 		suggest_try(&suggestion, cfg->devices[i].id);
 	scope_error(scope, value, "inverter '%s': there is no device '%s'%s", scope_quote(scope, s),
 		    scope_quote(scope, s), suggest_text(scope, &suggestion, NULL));
@@ -881,11 +901,16 @@ static void rule_kind(struct scope *scope, yaml_node_t *map, struct rule_cfg *ru
 		rule->kind = scope->kind = kind;
 		return;
 	}
-	suggest_init(&suggestion, s);
+	suggest_init(&suggestion, scope->loader, s);
 	for (size_t i = 0; i < NKINDS; i++)
 		suggest_try(&suggestion, rule_kinds[i].name);
 	scope_error(scope, value, "kind '%s' is not one of %s%s", scope_quote(scope, s),
 		    enum_list(scope, rule_kinds), suggest_text(scope, &suggestion, NULL));
+}
+
+static const char *rule_id(const void *items, size_t i)
+{
+	return ((const struct rule_cfg *)items)[i].id;
 }
 
 void parse_rule(struct scope *root, yaml_node_t *map, size_t index)
@@ -900,6 +925,7 @@ void parse_rule(struct scope *root, yaml_node_t *map, size_t index)
 
 	if (!scope_open_item(&scope, root, map, "alerts", index))
 		return;
+	loader->rule_ids.name = rule_id;
 	cfg->nrules++;
 	rule_defaults(rule);
 	rule->loc = node_loc(root->doc, map);
@@ -910,8 +936,8 @@ void parse_rule(struct scope *root, yaml_node_t *map, size_t index)
 		keys = rule_specs[rule->kind].keys;
 	keys_walk(&scope, map, keys, rule, seen);
 	if ((value = keys_seen(keys, seen, "id")) && rule->id[0])
-		scope_unique_id(&scope, value, "rule", rule->id, cfg->rules[0].id, sizeof *cfg->rules,
-				ri, loader->rule_id_locs);
+		scope_unique_id(&scope, value, "rule", rule->id, cfg->rules, ri, loader->rule_id_locs,
+				&loader->rule_ids);
 	if (rule->kind >= 0)
 		rule_specs[rule->kind].check(&scope, map, seen, rule);
 	if ((value = keys_seen(keys, seen, "on_fire")))

@@ -1397,6 +1397,57 @@ static char *store_uri(const char *path, const char *query)
 	return u;
 }
 
+/* What a file that is not a regular one is, for the message that refuses it. */
+static const char *store_file_kind(mode_t mode)
+{
+	if (S_ISFIFO(mode))
+		return "a FIFO (named pipe)";
+	if (S_ISDIR(mode))
+		return "a directory";
+	if (S_ISSOCK(mode))
+		return "a socket";
+	if (S_ISCHR(mode))
+		return "a character device";
+	if (S_ISBLK(mode))
+		return "a block device";
+	return "not a regular file";
+}
+
+/*
+ * The database and, when they exist, its -wal and -shm must be regular files before a
+ * reader opens them: SQLite opens without O_NONBLOCK, so a FIFO in their place (in a
+ * data directory someone else can write, with sluicectl run as root) would hang the
+ * reader in open() for as long as nobody writes to it. A file swapped in after this
+ * check still could; the check takes away the standing trap, not that race.
+ */
+static int store_check_files(struct store *st, const struct stat *db)
+{
+	const char *suffixes[] = { "-wal", "-shm" };
+
+	if (!S_ISREG(db->st_mode)) {
+		store_setf(st, "%s is %s, not a database file: sluicectl reads only a regular file",
+			   st->path, store_file_kind(db->st_mode));
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+		struct stat sb;
+		char *path = NULL;
+
+		if (asprintf(&path, "%s%s", st->path, suffixes[i]) < 0) {
+			store_setf(st, "store: out of memory");
+			return -1;
+		}
+		if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+			store_setf(st, "%s is %s, not the database's %s file: sluicectl reads only "
+				   "regular files", path, store_file_kind(sb.st_mode), suffixes[i] + 1);
+			free(path);
+			return -1;
+		}
+		free(path);
+	}
+	return 0;
+}
+
 /* store_open_ro's open, on a handle from store_alloc: 0, or -1 (st->err; st->damaged
  * when SQLite found the file damaged). */
 static int store_ro_open(struct store *st)
@@ -1413,6 +1464,8 @@ static int store_ro_open(struct store *st)
 			store_setf(st, "cannot read %s: %s", st->path, strerror(errno));
 		goto fail;
 	}
+	if (store_check_files(st, &sb) < 0)
+		goto fail;
 	/*
 	 * A WAL-mode database opened read-only creates its -wal and -shm files when they
 	 * are missing, and as a reader it can never checkpoint them away: run as root while

@@ -45,7 +45,7 @@
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
 #define CONNACK_WAIT_MAX_MS 30000
-#define TOPIC_MAX 1024
+#define TOPIC_MAX UPLINK_TOPIC_MAX
 #define MID_MAX 65536      /* MQTT packet identifiers are 16 bits */
 
 enum ul_state { UL_IDLE, UL_CONNECTING, UL_CONNECTED, UL_SHUTDOWN };

@@ -25,9 +25,11 @@
 #include <time.h>
 
 #include "clock.h"
+#include "codec.h"
 #include "config.h"
 #include "jread.h"
 #include "json.h"
+#include "mberr.h"
 #include "probe.h"
 #include "replay.h"
 #include "store.h"
@@ -44,7 +46,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: sluicectl [-c FILE | -D DIR] [--json] COMMAND\n"
+		"usage: sluicectl [-c FILE | -D DIR] [--json] COMMAND (options before or after it)\n"
 		"\n"
 		"commands:\n"
 		"  status          is sluiced running; uplink, buses, devices, backlog, drops\n"
@@ -525,8 +527,53 @@ static void status_uplink(const struct jval *up, enum life life, int64_t now)
 	printf("\n");
 }
 
+/*
+ * A refused address that may be a manual's 3xxxx/4xxxx number: under the table, for
+ * point (of device in cfg), the hint that names the wire address to try, after header
+ * when *said is still false. No config (-D): nothing to look the point up in.
+ */
+static void point_address_hint(const struct config *cfg, const char *device, const char *point,
+			       const char *header, bool *said)
+{
+	const struct device_cfg *d;
+	const struct point_def *p;
+	char hint[200];
+	long di, pi;
+
+	if (!cfg || (di = config_find_device(cfg, device)) < 0)
+		return;
+	d = &cfg->devices[di];
+	if ((pi = config_find_point(d, point)) < 0)
+		return;
+	p = &d->points[pi];
+	if (!mb_numbered_hint(hint, sizeof hint, MBE_EXC_BASE + 2, (int)p->table, p->address,
+			      MB_HINT_CONFIG))
+		return;
+	if (!*said)
+		printf("%s", header);
+	*said = true;
+	printf("  %s (%s %u): %s\n", p->name, codec_table_name(p->table), p->address, hint);
+}
+
+/* A device whose last error is a refused address: the hints for its 3xxxx/4xxxx points. */
+static void device_address_hints(const struct config *cfg, const char *device, const char *err)
+{
+	char header[200];
+	bool said = false;
+	long di;
+
+	if (!cfg || !err || strcmp(err, mb_strerror(MBE_EXC_BASE + 2)) != 0 ||
+	    (di = config_find_device(cfg, device)) < 0)
+		return;
+	snprintf(header, sizeof header, "\n%s: %s; its points at 3xxxx/4xxxx addresses "
+		 "(sluicectl tail %s shows which failed):\n", device, err, device);
+	for (size_t i = 0; i < cfg->devices[di].npoints; i++)
+		point_address_hint(cfg, device, cfg->devices[di].points[i].name, header, &said);
+}
+
 static int status_people(const struct jval *snap, enum life life, const struct store_stats *s,
-			 const struct latest *dl, long firing, int64_t now)
+			 const struct latest *dl, long firing, int64_t now,
+			 const struct config *cfg)
 {
 	static const char *const bus_heads[] = { "BUS", "KIND", "ADDRESS" };
 	static const char *const dev_heads[] = { "DEVICE", "NAME", "BUS", "STATE", "SINCE",
@@ -621,10 +668,16 @@ static int status_people(const struct jval *snap, enum life life, const struct s
 	}
 	rc |= tbl_print(&t, stdout, 0);
 	tbl_free(&t);
+	for (size_t i = 0; devs && devs->type == J_ARR && i < devs->n; i++) {
+		const char *id = jread_str(devs->items[i], "id");
+		if (id)
+			device_address_hints(cfg, id, jread_str(devs->items[i], "last_error"));
+	}
 	return rc ? 1 : 0;
 }
 
-static int cmd_status(struct store *st, const char *data_dir, int json)
+static int cmd_status(struct store *st, const char *data_dir, int json,
+		      const struct config *cfg)
 {
 	struct store_stats s;
 	struct jval *snap;
@@ -657,7 +710,7 @@ static int cmd_status(struct store *st, const char *data_dir, int json)
 	if (json)
 		status_json(snap, life, &s, &dl, firing, now);
 	else
-		rc = status_people(snap, life, &s, &dl, firing, now);
+		rc = status_people(snap, life, &s, &dl, firing, now, cfg);
 	latest_free(&al);
 	latest_free(&dl);
 	jread_free(snap);
@@ -913,7 +966,8 @@ static int snapshot_has_device(struct store *st, const char *id, struct jbuf *kn
 	return found;
 }
 
-static int cmd_tail(struct store *st, const char *device, long n, int json)
+static int cmd_tail(struct store *st, const char *device, long n, int json,
+		    const struct config *cfg)
 {
 	char topic[ID_MAX + 16];
 	struct store_row *rows;
@@ -1047,6 +1101,18 @@ static int cmd_tail(struct store *st, const char *device, long n, int json)
 		rc = tbl_print(&t, stdout, 0) ? 1 : 0;
 		tbl_free(&t);
 	}
+	/* a point refused at a 3xxxx/4xxxx address: what to try, under the table */
+	for (size_t c = 2, said_any = 0; c < ncols; c++) {
+		bool refused = false, said = said_any;
+		for (long i = 0; i < got && !refused; i++) {
+			const char *e = jread_str(jread_get(pls[i], "errors"), cols[c]);
+			refused = e && strcmp(e, mb_strerror(MBE_EXC_BASE + 2)) == 0;
+		}
+		if (refused)
+			point_address_hint(cfg, device, cols[c], "\nillegal data address:\n",
+					   &said);
+		said_any = said;
+	}
 out:
 	free(cols);
 	for (long i = 0; i < got; i++)
@@ -1117,6 +1183,81 @@ static int cmd_check(const char *data_dir, int json)
 
 /* ---- main -------------------------------------------------------------------- */
 
+/*
+ * A command that parses its own options (probe, replay), found after the global options:
+ * run it with -c FILE and --json (--help) given before it passed on as its --config and
+ * --json, so that `sluicectl --json probe ...` means what `sluicectl probe --json ...`
+ * does. -D and -n belong to the database commands and are refused here. Returns the
+ * command's exit status, or -1 when the command is another one.
+ */
+static int sub_command(int argc, char **argv, const struct option *opts)
+{
+	static char *none[] = { "sluicectl", NULL };
+	static const struct option no_opts[] = { { NULL, 0, NULL, 0 } };
+	const char *cfgpath = NULL, *cmd, *db_opt = NULL;
+	char **sub;
+	bool json = false, help = false;
+	int ch, n = 0, rc;
+
+	optind = 0;
+	opterr = 0; /* the full parse after this one reports what is wrong */
+	while ((ch = getopt_long(argc, argv, "+c:D:jn:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			cfgpath = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			help = true;
+			break;
+		case 'D':
+			db_opt = "-D (--data-dir)";
+			break;
+		case 'n':
+			db_opt = "-n";
+			break;
+		default:
+			opterr = 1;
+			return -1;
+		}
+	}
+	opterr = 1;
+	if (optind >= argc)
+		return -1;
+	cmd = argv[optind];
+	if (strcmp(cmd, "probe") != 0 && strcmp(cmd, "replay") != 0)
+		return -1;
+	if (db_opt) {
+		fprintf(stderr, "sluicectl: %s is for status, alerts, backlog and tail, not %s\n",
+			db_opt, cmd);
+		return 2;
+	}
+	if (!(sub = calloc((size_t)argc + 4, sizeof *sub))) {
+		fprintf(stderr, "sluicectl: out of memory\n");
+		return 1;
+	}
+	sub[n++] = argv[optind];
+	if (cfgpath) {
+		sub[n++] = "--config";
+		sub[n++] = (char *)cfgpath;
+	}
+	if (json)
+		sub[n++] = "--json";
+	if (help)
+		sub[n++] = "--help";
+	for (int i = optind + 1; i < argc; i++)
+		sub[n++] = argv[i];
+	/* glibc keeps the "+" (stop at the first non-option) of the parse above until getopt
+	 * is reinitialised with optind 0; a command that starts at optind 1 would inherit it */
+	optind = 0;
+	getopt_long(1, none, "", no_opts, NULL);
+	rc = strcmp(cmd, "probe") == 0 ? probe_main(n, sub) : replay_main(n, sub);
+	free(sub);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -1133,12 +1274,11 @@ int main(int argc, char **argv)
 	long n = 10;
 	int json = 0, ch, rc, nargs;
 
-	/* commands with their own options */
-	if (argc > 1 && strcmp(argv[1], "replay") == 0)
-		return replay_main(argc - 1, argv + 1);
-	if (argc > 1 && strcmp(argv[1], "probe") == 0)
-		return probe_main(argc - 1, argv + 1);
+	/* probe and replay parse their own options: hand them the global ones given before */
+	if ((rc = sub_command(argc, argv, opts)) >= 0)
+		return rc;
 
+	optind = 0; /* GNU: reinitialise; options may come before or after the command */
 	while ((ch = getopt_long(argc, argv, "c:D:jn:h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -1218,13 +1358,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (strcmp(cmd, "status") == 0)
-		rc = cmd_status(st, datadir, json);
+		rc = cmd_status(st, datadir, json, cfg);
 	else if (strcmp(cmd, "backlog") == 0)
 		rc = cmd_backlog(st, json);
 	else if (strcmp(cmd, "alerts") == 0)
 		rc = cmd_alerts(st, n, json);
 	else
-		rc = cmd_tail(st, argv[optind + 1], n, json);
+		rc = cmd_tail(st, argv[optind + 1], n, json, cfg);
 	store_close(st);
 	config_free(cfg);
 	return rc;

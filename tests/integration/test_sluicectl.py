@@ -13,6 +13,8 @@ sluiced runs, then stops. Checked while it runs and after it stopped:
 - backlog: rows and age, --json;
 - people tables line up in display columns with Chinese names (CJK = 2 columns);
 - helpful errors: no database, a database without a status, permission denied;
+- options before or after the command, for probe as for the others (`--json probe`);
+- a FIFO in the place of the database, its WAL or the config is refused, not opened;
 - sluicectl never writes: the database file is unchanged and no -wal/-shm appear
   after the daemon stopped.
 """
@@ -257,6 +259,22 @@ def test_sluicectl():
         out = ctl(site, "-D", data, "backlog").stdout
         assert "rows waiting for the broker" in out and "dropped   0" in out, out
 
+        # --- options before or after any command ---------------------------------------
+        after = json.loads(ctl(site, "status", "--json", "-c", cfg).stdout)
+        assert after["gateway"] == "gw1" and after["running"] is True, after
+        t = json.loads(ctl(site, "tail", "inlet", "-c", cfg, "-n", "2", "--json").stdout)
+        assert len(t["readings"]) == 2, t
+        before = json.loads(ctl(site, "--json", "-c", cfg, "probe", "inlet").stdout)
+        inside = json.loads(ctl(site, "probe", "--json", "--config", cfg, "inlet").stdout)
+        assert before["device"] == inside["device"] == "inlet", (before, inside)
+        assert [p["name"] for p in before["points"]] == [p["name"] for p in inside["points"]]
+        out = ctl(site, "-c", cfg, "probe", "inlet").stdout
+        assert out.startswith("device inlet on bus site-tcp"), out
+        r = ctl(site, "-D", data, "probe", "inlet", rc=2)
+        assert "-D (--data-dir) is for status, alerts, backlog and tail, not probe" in r.stderr, \
+            r.stderr
+        assert "usage: sluicectl probe" in ctl(site, "--help", "probe").stdout
+
         # --- stopped --------------------------------------------------------------------
         rc = site.stop("sluiced", signal.SIGTERM, timeout=15)
         assert rc == 0, d.text()
@@ -318,6 +336,31 @@ def test_sluicectl():
                                + ctl_argv("-D", data, "status"),
                                capture_output=True, text=True, timeout=30)
             assert r.returncode == 1 and "ermission denied" in r.stderr, (r.returncode, r.stderr)
+
+
+def test_fifo_refused():
+    """A FIFO where sluicectl expects a file it did not create — the database, its WAL,
+    the config — is refused at once with a message; opening one would wait for a writer
+    for ever."""
+    with Site("ctl-fifo") as site:
+        cfg = e2e_site(site)
+        data = os.path.join(site.dir, "data")
+        os.makedirs(data, exist_ok=True)
+        db = os.path.join(data, "sluice.db")
+        os.mkfifo(db)
+        for args in (["-D", data, "status"], ["-c", cfg, "backlog"]):
+            r = site.run(ctl_argv(*args), timeout=20)
+            assert r.returncode == 1, (args, r.returncode, r.stdout, r.stderr)
+            assert "%s is a FIFO (named pipe), not a database file" % db in r.stderr, r.stderr
+        fifo_cfg = os.path.join(site.dir, "fifo.yaml")
+        os.mkfifo(fifo_cfg)
+        r = site.run(ctl_argv("-c", fifo_cfg, "status"), timeout=20)
+        assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+        assert "%s: is not a regular file" % fifo_cfg in r.stderr, r.stderr
+        r = site.run([os.path.join(harness.BIN, "sluiced"), "--check-config", fifo_cfg],
+                     timeout=20)
+        assert r.returncode == 78 and "is not a regular file" in r.stderr, (r.returncode,
+                                                                           r.stderr)
 
 
 if __name__ == "__main__":

@@ -671,6 +671,50 @@ static void test_ro_missing(void **state)
 	assert_false(exists(f->data, "sluice.db"));
 }
 
+/*
+ * A FIFO named sluice.db (or -wal, -shm) is refused with a message, not opened: SQLite's
+ * open() of a FIFO waits for a writer for ever. The alarm turns such a hang into a
+ * failure of this test instead of a test run that never ends.
+ */
+static void test_ro_refuses_fifo(void **state)
+{
+	struct fx *f = *state;
+	const char *const names[] = { "sluice.db-wal", "sluice.db-shm" };
+	char want[512], path[256];
+	struct store *st;
+
+	alarm(20);
+	assert_int_equal(mkdir(f->data, 0750), 0);
+	assert_int_equal(mkfifo(f->db, 0644), 0);
+	assert_null(store_open_ro(f->data, f->err, sizeof f->err));
+	snprintf(want, sizeof want, "%s is a FIFO (named pipe), not a database file: sluicectl "
+		 "reads only a regular file", f->db);
+	assert_string_equal(f->err, want);
+	assert_int_equal(unlink(f->db), 0);
+	assert_int_equal(mkdir(f->db, 0750), 0);
+	assert_null(store_open_ro(f->data, f->err, sizeof f->err));
+	assert_non_null(strstr(f->err, "is a directory, not a database file"));
+	assert_int_equal(rmdir(f->db), 0);
+
+	/* a real database, and a FIFO beside it in the place of its WAL or shared memory */
+	st = open_rw(f, MiB);
+	append_n(st, ROW_TELEMETRY, 3, "telemetry/a", 10, 1000);
+	store_close(st);
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(path, sizeof path, "%s/%s", f->data, names[i]);
+		assert_int_equal(mkfifo(path, 0644), 0);
+		assert_null(store_open_ro(f->data, f->err, sizeof f->err));
+		snprintf(want, sizeof want, "%s is a FIFO (named pipe), not the database's %s file: "
+			 "sluicectl reads only regular files", path, names[i] + 10);
+		assert_string_equal(f->err, want);
+		assert_int_equal(unlink(path), 0);
+	}
+	st = open_ro(f);
+	assert_int_equal(stats(st).rows, 3);
+	store_close(st);
+	alarm(0);
+}
+
 static void test_ro_beside_daemon(void **state)
 {
 	struct fx *f = *state;
@@ -1663,6 +1707,7 @@ int main(void)
 		T(test_max_size_holds_over_time),
 		T(test_durability_full),
 		T(test_ro_missing),
+		T(test_ro_refuses_fifo),
 		T(test_ro_beside_daemon),
 		T(test_meta),
 		T(test_stats),
