@@ -4,7 +4,8 @@
  * open, so a dead device costs the person at the terminal that timeout and no more; it
  * never select()s and never retries on its own (the person decides). After a failed
  * transaction the descriptor is closed, since a late reply would otherwise answer the
- * next request.
+ * next request; so is one on which bytes wait before a request (nothing asked for
+ * them), and transaction ids are drawn at random (drivers/mbtid.h).
  * This file is Modbus TCP and the parts every transport shares; RTU framing (over TCP
  * or a serial line) is mbclient_rtu.c, reached through c->ops.
  */
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -63,9 +65,8 @@ int mbclient_parse_addr(const char *s, char *host, size_t hostlen, uint16_t *por
 
 int mbclient_tcp_connect(struct mbclient *c, char *err, size_t errlen)
 {
-	/* no waiter: nothing but the timeout interrupts a person's probe */
-	return netconn_open(c->host, c->port, clock_mono_ms() + c->timeout_ms, NULL, &c->fd, err,
-			    errlen);
+	/* no waiter: nothing but the timeouts interrupt a person's probe */
+	return netconn_open(&c->nc, c->host, c->port, c->timeout_ms, NULL, &c->fd, err, errlen);
 }
 
 /* Connect or open c->fd by whichever transport c is. */
@@ -86,6 +87,8 @@ struct mbclient *mbclient_alloc(int timeout_ms, char *err, size_t errlen)
 	}
 	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
 	c->fd = -1;
+	c->nc = (struct netconn)NETCONN_INIT;
+	mbtid_init(&c->tids);
 	return c;
 }
 
@@ -98,13 +101,13 @@ struct mbclient *mbclient_open_tcp(const char *host, uint16_t port, int timeout_
 		return NULL;
 	if (strlen(host) >= sizeof c->host) {
 		snprintf(err, errlen, "host name too long");
-		free(c);
+		mbclient_close(c);
 		return NULL;
 	}
 	snprintf(c->host, sizeof c->host, "%s", host);
 	c->port = port;
 	if (client_connect(c, err, errlen) != 0) {
-		free(c);
+		mbclient_close(c);
 		return NULL;
 	}
 	return c;
@@ -117,6 +120,18 @@ static void client_drop(struct mbclient *c)
 	c->fd = -1;
 }
 
+/* Is anything waiting on the connection, or has the peer closed it, before a request? */
+static bool client_unsolicited(const struct mbclient *c)
+{
+	uint8_t b;
+	ssize_t n;
+
+	do
+		n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
 const char *mbclient_detail(const struct mbclient *c)
 {
 	return c != NULL ? c->detail : "";
@@ -127,6 +142,7 @@ void mbclient_close(struct mbclient *c)
 	if (c == NULL)
 		return;
 	client_drop(c);
+	netconn_fini(&c->nc); /* a lookup still running frees itself when it ends */
 	free(c);
 }
 
@@ -137,7 +153,7 @@ int mbclient_transact(struct mbclient *c, uint8_t unit, const uint8_t *req, size
 	size_t len;
 	int64_t deadline;
 	int rc, pdulen;
-	uint16_t tid;
+	uint16_t tid, rtid;
 	uint8_t runit;
 	char err[256];
 
@@ -154,8 +170,17 @@ int mbclient_transact(struct mbclient *c, uint8_t unit, const uint8_t *req, size
 			client_drop(c);
 		return rc;
 	}
-	c->tid++;
-	len = mbtcp_frame(adu, c->tid, unit, req, reqlen);
+	if (client_unsolicited(c)) {
+		/* bytes no request of ours asked for (a trailing frame after the last reply)
+		 * or a closed connection: a fresh one, so that they answer nothing */
+		client_drop(c);
+		if (client_connect(c, err, sizeof err) != 0) {
+			snprintf(c->detail, sizeof c->detail, "%s", err);
+			return MBE_CONNECT;
+		}
+	}
+	tid = mbtid_next(&c->tids);
+	len = mbtcp_frame(adu, tid, unit, req, reqlen);
 	deadline = clock_mono_ms() + c->timeout_ms;
 	rc = fdio_write_all(NULL, c->fd, true, adu, len, deadline);
 	if (rc == 0)
@@ -163,8 +188,8 @@ int mbclient_transact(struct mbclient *c, uint8_t unit, const uint8_t *req, size
 	if (rc == MBE_TIMEOUT)
 		snprintf(c->detail, sizeof c->detail, "no reply within %d ms", c->timeout_ms);
 	if (rc == 0) {
-		pdulen = mbtcp_header(hdr, &tid, &runit);
-		if (pdulen < 0 || tid != c->tid || runit != unit) {
+		pdulen = mbtcp_header(hdr, &rtid, &runit);
+		if (pdulen < 0 || rtid != tid || runit != unit) {
 			if (pdulen < 0)
 				snprintf(c->detail, sizeof c->detail, "the reply is not Modbus TCP "
 					 "(is this port an RTU-over-TCP converter? try --rtu-tcp)");
@@ -173,7 +198,7 @@ int mbclient_transact(struct mbclient *c, uint8_t unit, const uint8_t *req, size
 					 "not unit %u", runit, unit);
 			else
 				snprintf(c->detail, sizeof c->detail, "the reply answers another "
-					 "request (transaction %u, not %u)", tid, c->tid);
+					 "request (transaction %u, not %u)", rtid, tid);
 			rc = MBE_PROTO;
 		} else
 			rc = fdio_read_all(NULL, c->fd, resp, (size_t)pdulen, deadline);

@@ -12,6 +12,8 @@
 #include <stdint.h>
 
 #include "mbclient.h"
+#include "mbtid.h"
+#include "netconn.h"
 
 /* A transport other than Modbus TCP: NULL ops in struct mbclient means Modbus TCP. */
 struct mbclient_ops {
@@ -32,7 +34,8 @@ struct mbclient {
 	unsigned data_bits, stop_bits;
 	int timeout_ms;
 	int fd;
-	uint16_t tid;
+	struct netconn nc;      /* TCP: the addresses, a lookup still running */
+	struct mbtid tids;      /* Modbus TCP: the ids of its requests */
 	char detail[320];       /* why the last transaction failed, in words; "" if it did not */
 };
 

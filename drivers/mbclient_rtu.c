@@ -162,7 +162,7 @@ struct mbclient *mbclient_open_rtu_tcp(const char *host, uint16_t port, int time
 	c->data_bits = 8;
 	c->stop_bits = 1;
 	if (c->ops->open(c, err, errlen) != 0) {
-		free(c);
+		mbclient_close(c);
 		return NULL;
 	}
 	return c;
@@ -193,7 +193,7 @@ struct mbclient *mbclient_open_rtu(const char *path, unsigned baud, char parity,
 	c->data_bits = data_bits;
 	c->stop_bits = stop_bits;
 	if (c->ops->open(c, err, errlen) != 0) {
-		free(c);
+		mbclient_close(c);
 		return NULL;
 	}
 	return c;

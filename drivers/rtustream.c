@@ -1,8 +1,10 @@
 /*
  * rtustream: an RTU request and its reply on a byte stream (drivers/rtustream.h). Owns
  * nothing but the bytes of one exchange; the descriptor is its caller's, to close after
- * a failure if the caller no longer trusts the stream. Every wait is bounded by the
- * exchange's deadline (or, while draining, by RS_DRAIN_MAX_MS); it never select()s.
+ * a failure if the caller no longer trusts the stream. Every loop over the stream is
+ * bounded by the exchange's deadline, or, while flushing and draining, by RS_NOISE_MAX
+ * bytes and RS_DRAIN_MAX_MS, and goes through the caller's waiter, which may stop it; it
+ * never select()s.
  */
 #include "rtustream.h"
 
@@ -21,6 +23,8 @@
 #include "rtu.h"
 
 #define RS_DRAIN_MAX_MS 500     /* a line that never falls quiet is not waited out longer */
+#define RS_NOISE_MAX 4096       /* nor read further: a stream this long without a pause is
+				   not a late reply, nor noise a frame could follow */
 
 static void rs_say(struct rtustream *s, const char *fmt, ...) PRINTF(2, 3);
 
@@ -40,20 +44,42 @@ static int rs_errno_code(int e)
 	return e == ECONNRESET || e == EPIPE ? MBE_CLOSED : MBE_IO;
 }
 
+static void rs_flooded(struct rtustream *s, const char *when, size_t n, int64_t ms)
+{
+	s->flooded = true;
+	rs_say(s, "the line does not fall silent (%zu bytes %s in %lld ms): a device or DTU "
+	       "that talks without pause, or another master on the line", n, when,
+	       (long long)ms);
+}
+
 /* Drop what is waiting on a socket before a request: a late reply to a request that
- * timed out, or noise, must not be read as this reply. 0, or MBE_CLOSED / MBE_IO when
- * the connection is gone. (A tty is flushed by its owner, with tcflush.) */
+ * timed out, or noise, must not be read as this reply. 0; MBE_PROTO (flooded set) when
+ * more than RS_NOISE_MAX bytes keep coming, since a stream that never pauses holds no
+ * frame we could find; MBE_CLOSED / MBE_IO when the connection is gone; or the waiter's
+ * code (each read is preceded by a wait that does not sleep, so a stop is heard). (A tty
+ * is flushed by its owner, with tcflush.) */
 static int rs_flush(struct rtustream *s)
 {
-	uint8_t junk[256];
+	int64_t t0 = clock_mono_ms();
+	uint8_t junk[512];
 
 	s->stale = 0;
 	if (!s->is_socket)
 		return 0;
 	for (;;) {
-		ssize_t n = recv(s->fd, junk, sizeof junk, MSG_DONTWAIT);
+		int rc = fdio_wait(s->waiter, s->fd, POLLIN, clock_mono_ms());
+		ssize_t n;
+
+		if (rc != 1)
+			return rc; /* 0: nothing waiting */
+		n = recv(s->fd, junk, sizeof junk, MSG_DONTWAIT);
 		if (n > 0) {
 			s->stale += (size_t)n;
+			if (s->stale > RS_NOISE_MAX) {
+				rs_flooded(s, "waiting before the request", s->stale,
+					   clock_mono_ms() - t0);
+				return MBE_PROTO;
+			}
 			continue;
 		}
 		if (n == 0)
@@ -67,19 +93,37 @@ static int rs_flush(struct rtustream *s)
 }
 
 /* After a garbled reply, read until the stream has been quiet for quiet_ms, so that the
- * rest of the frame is not taken for the next reply. */
-static void rs_drain(struct rtustream *s)
+ * rest of the frame is not taken for the next reply. A stream that is not quiet after
+ * RS_DRAIN_MAX_MS (beyond quiet_ms) or RS_NOISE_MAX bytes is flooded (see rs_flooded):
+ * false. The waits go through the caller's waiter, so a stop ends the drain too. */
+static bool rs_drain(struct rtustream *s)
 {
-	int64_t end = clock_mono_ms() + RS_DRAIN_MAX_MS;
+	int64_t t0 = clock_mono_ms(), end = t0 + RS_DRAIN_MAX_MS + s->quiet_ms;
+	size_t n = 0;
 
 	for (;;) {
-		uint8_t junk[256];
+		uint8_t junk[512];
 		int64_t now = clock_mono_ms(), until = now + s->quiet_ms;
+		ssize_t k;
+		int rc;
 
-		if (now >= end || fdio_wait(s->waiter, s->fd, POLLIN, until < end ? until : end) != 1)
-			return;
-		if (read(s->fd, junk, sizeof junk) <= 0)
-			return;
+		if (now >= end || n > RS_NOISE_MAX) {
+			rs_flooded(s, "after a garbled reply", n, now - t0);
+			return false;
+		}
+		if (until > end)
+			until = end;
+		rc = fdio_wait(s->waiter, s->fd, POLLIN, until);
+		if (rc == 0 && until < end)
+			return true; /* quiet_ms of silence */
+		if (rc < 0)
+			return true; /* stopping: nothing more to learn */
+		if (rc == 0)
+			continue; /* the drain's own end: flooded, above */
+		k = read(s->fd, junk, sizeof junk);
+		if (k <= 0)
+			return true; /* closed or failing: the next request finds out */
+		n += (size_t)k;
 	}
 }
 
@@ -143,7 +187,7 @@ static int rs_read_frame(struct rtustream *s, uint8_t *adu, int64_t deadline, si
 			rs_hex(hex, sizeof hex, adu, have);
 			rs_say(s, "the reply does not begin like a Modbus RTU frame (%s): wrong baud "
 			       "or parity, or not an RTU device", hex);
-			rs_drain(s);
+			(void)rs_drain(s);
 			return MBE_PROTO;
 		}
 		if (need > 0 && have >= (size_t)need) {
@@ -165,6 +209,7 @@ int rtustream_exchange(struct rtustream *s, uint8_t unit, const uint8_t *req, si
 
 	if (s->detail != NULL && s->detaillen > 0)
 		s->detail[0] = '\0';
+	s->flooded = false;
 	len = rtu_frame(adu, unit, req, reqlen);
 	if (len == 0)
 		return MBE_PROTO;
@@ -193,8 +238,8 @@ int rtustream_exchange(struct rtustream *s, uint8_t unit, const uint8_t *req, si
 		       "termination on the line, a wrong baud or parity, or two devices with the "
 		       "same unit id", rtu_crc16(adu, n - 2),
 		       (unsigned)(adu[n - 2] | adu[n - 1] << 8));
-		rs_drain(s);
-		return MBE_BAD_CRC;
+		/* a stream that never paused was never a frame with a bad CRC */
+		return rs_drain(s) ? MBE_BAD_CRC : MBE_PROTO;
 	}
 	if (runit != unit) {
 		rs_say(s, "the reply came from unit %u, not unit %u: two devices share a unit id, "

@@ -6,6 +6,11 @@
  * check its CRC, unit and function, and after a garbled reply drain the stream until it
  * has been quiet a while, as an RTU master waits out a frame it could not follow.
  *
+ * A stream that never pauses (a DTU or device that talks without end, line noise on a
+ * fast link) is not followed: flushing before a request and draining after a garbled
+ * reply stop after a few kilobytes or half a second, the exchange fails with MBE_PROTO,
+ * and `flooded` tells the caller to close the stream rather than read it again.
+ *
  * It tells a CRC error, a reply from another unit and a timeout apart, because those
  * send a technician to three different places (wiring and speed, addressing, power),
  * and says which in words (detail). It never retries and never sends a frame it was not
@@ -39,6 +44,8 @@ struct rtustream {
 	size_t detaillen;
 	size_t stale;                    /* bytes dropped before the last request: a late
 					    reply to an earlier one, or noise */
+	bool flooded;                    /* the last exchange found the stream talking
+					    without pause (detail says so): close it */
 };
 
 /*
@@ -46,7 +53,8 @@ struct rtustream {
  * resp, its length in *resplen. Returns 0 (a Modbus exception reply included), or
  * MBE_TIMEOUT (no reply, one cut short, or unit 0, which is broadcast on RTU), MBE_CLOSED,
  * MBE_IO, MBE_BAD_CRC, MBE_WRONG_UNIT, MBE_PROTO (a frame no reply begins with, a reply
- * to another function), or the waiter's negative code.
+ * to another function, a stream that never pauses: then s->flooded), or the waiter's
+ * negative code.
  */
 int rtustream_exchange(struct rtustream *s, uint8_t unit, const uint8_t *req, size_t reqlen,
 		       uint8_t *resp, size_t *resplen);

@@ -393,6 +393,7 @@ static int line_init(struct sp_line *l, struct serpoll *sp, const struct bus_cfg
 	l->sp = sp;
 	l->bus = b;
 	l->wakefd = -1;
+	l->nc = (struct netconn)NETCONN_INIT;
 	l->be = b->kind == BUS_RTU ? &serpoll_tty_backend : &serpoll_dtu_backend;
 	if (b->kind == BUS_RTU && (b->device == NULL || b->device[0] == '\0')) {
 		snprintf(err, errlen, "bus %s: no serial device", b->id);
@@ -563,6 +564,7 @@ void serpoll_free(struct serpoll *sp)
 		struct sp_write *w;
 		if (l->be != NULL)
 			l->be->close(l);
+		netconn_fini(&l->nc);
 		if (l->wakefd >= 0)
 			close(l->wakefd);
 		/* writes still queued are dropped without write_done, as tcpoll does */

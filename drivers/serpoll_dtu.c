@@ -2,12 +2,16 @@
  * serpoll_dtu: serpoll's transport for a BUS_RTU_OVER_TCP line, a serial line behind a
  * DTU or serial server in transparent mode: RTU frames (drivers/rtustream) on our own
  * TCP socket (drivers/netconn), since libmodbus has no such backend. Owns that socket
- * while the line is open. Every wait goes through the line's own wait, so that a stop
- * is heard at once, even in the middle of a connect or an exchange; it never select()s.
+ * while the line is open; the line's struct netconn (the DTU's last good address, a
+ * lookup still running) outlives it. Every wait goes through the line's own wait, so
+ * that a stop is heard at once, even in the middle of a lookup, a connect or an
+ * exchange; it never select()s.
  *
  * Timeout: as on a tty (serpoll_tty.c), the time for the reply to begin plus the
  * transfer times of the request and the reply at the bus's baud (the DTU's serial side)
- * is a deadline for the whole reply.
+ * is a deadline for the whole reply. A DTU that talks without pause fails the request
+ * at once (rtustream reads a few kilobytes of it at most) and its connection is closed:
+ * a failed poll like any other, which the device's breaker counts.
  */
 #include "serpoll_int.h"
 
@@ -40,8 +44,7 @@ static int dtu_wait(void *ctx, int fd, short events, int64_t deadline)
 static int dtu_open(struct sp_line *l, char *err, size_t errlen)
 {
 	const struct bus_cfg *b = l->bus;
-	int64_t deadline = clock_mono_ms() + (l->timeout > DTU_CONNECT_MIN_MS ? l->timeout :
-									  DTU_CONNECT_MIN_MS);
+	int64_t timeout = l->timeout > DTU_CONNECT_MIN_MS ? l->timeout : DTU_CONNECT_MIN_MS;
 	struct dtu *t = calloc(1, sizeof *t);
 	int fd = -1, rc;
 
@@ -50,7 +53,8 @@ static int dtu_open(struct sp_line *l, char *err, size_t errlen)
 		return MBE_CONNECT;
 	}
 	t->waiter = (struct fdio_waiter){ .wait = dtu_wait, .ctx = l };
-	rc = netconn_open(b->host, b->port, deadline, &t->waiter, &fd, err, errlen);
+	/* a host name is looked up off this thread, waited for through the line's wait */
+	rc = netconn_open(&l->nc, b->host, b->port, timeout, &t->waiter, &fd, err, errlen);
 	if (rc != 0) {
 		free(t);
 		return rc < 0 ? SP_STOPPED : MBE_CONNECT;
@@ -95,11 +99,15 @@ static int dtu_request(struct sp_line *l, uint8_t unit, const uint8_t *req, size
 	if (reqlen == 0)
 		return MBE_UNSUPPORTED;
 	rc = rtustream_exchange(&t->rs, unit, req, reqlen, resp, &rlen);
-	if (t->rs.stale > 0)
+	if (t->rs.stale > 0 && !t->rs.flooded)
 		log_debug("bus %s: %zu stale bytes dropped", l->bus->id, t->rs.stale);
 	if (rc != 0) {
 		if (rc != SP_STOPPED && t->detail[0] != '\0')
 			log_debug("bus %s: unit %u: %s", l->bus->id, unit, t->detail);
+		/* a stream that never pauses cannot be framed again: a new connection may
+		 * find the DTU sane, and meanwhile the flood waits in no buffer of ours */
+		if (t->rs.flooded)
+			dtu_close(l);
 		return rc;
 	}
 	return rq != NULL ? mbpdu_read_resp(resp, rlen, rq->table, rq->count, regs, bits) :

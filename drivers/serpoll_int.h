@@ -15,6 +15,7 @@
 
 #include "breaker.h"
 #include "mbwrite.h"
+#include "netconn.h"
 #include "plan.h"
 #include "serpoll.h"
 
@@ -51,6 +52,8 @@ struct sp_line {
 	unsigned char_bits;
 	int64_t last_end;            /* when the line last fell silent */
 	struct link_breaker link;    /* opening: backoff, and its journal */
+	struct netconn nc;           /* RTU over TCP: the DTU's addresses and their lookup,
+					kept from one connection to the next */
 
 	pthread_t thread;
 	bool started;

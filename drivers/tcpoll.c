@@ -1,7 +1,7 @@
 /*
  * tcpoll: the Modbus TCP pollers. Owns the pollers' threads, their epoll sets and every
  * TCP socket to a Modbus TCP device or gateway. It must never block anywhere but in
- * epoll_wait (getaddrinfo of a host name excepted, see below), never select() (the
+ * epoll_wait (a host name is looked up elsewhere, see below), never select() (the
  * descriptors may be past 1023), never let one connection's trouble delay another
  * connection, and never touch the reading after handing it to the sink.
  *
@@ -18,9 +18,12 @@
  * A poll. When a device is due, its poll joins its connection's FIFO; the connection
  * sends the requests of the poll at its head one after another (one request in flight
  * per connection, as a plain Modbus TCP device expects), then the next poll. A reply
- * is matched by transaction id and unit id; a mismatch, a timeout, a reset or an
- * unsolicited byte closes the connection, since whatever arrives next could belong to
- * an earlier request; the next poll that needs the connection opens it again.
+ * is matched by transaction id and unit id, and only while its request is in flight; a
+ * mismatch, a timeout, a reset or an unsolicited byte (one that arrives while nothing is
+ * asked, or is waiting when the next request is about to go out) closes the
+ * connection, since whatever arrives next could belong to an earlier request or to
+ * none; the next poll that needs the connection opens it again. Transaction ids are
+ * drawn at random (drivers/mbtid.h): a frame sent before its request cannot name it.
  *
  * Failures, and why they are handled this way:
  * - An exception reply fails only the points of its request; the poll goes on, because
@@ -68,10 +71,11 @@
  * poll time.
  *
  * Name resolution (drivers/netconn.h): a numeric host (the usual case on a plant
- * network) never calls the resolver. A host name falls back to a blocking getaddrinfo at
- * each (re)connect, bounded in frequency by the backoff; it stalls this thread's other
- * connections while the resolver runs. An asynchronous resolver is the fix if sites
- * come to name their devices.
+ * network) never calls the resolver. A host name is looked up at each (re)connect on a
+ * thread of netconn's; the connection waits for it in this thread's epoll set (state
+ * CS_RESOLVING) for netconn_lookup_ms(timeout), while the thread serves its other
+ * connections. A name that does not resolve in time is connected to at its last good
+ * address, or is a failed connect like any other (backoff, MBE_CONNECT readings).
  */
 #include "tcpoll.h"
 
@@ -93,6 +97,7 @@
 #include "log.h"
 #include "mberr.h"
 #include "mbpdu.h"
+#include "mbtid.h"
 #include "mbwrite.h"
 #include "netconn.h"
 #include "plan.h"
@@ -116,7 +121,8 @@ struct tp_timer {
 };
 #define TM_UNARMED SIZE_MAX
 
-enum conn_state { CS_DOWN, CS_CONNECTING, CS_UP };
+/* CS_RESOLVING: a host name's lookup runs (netconn), its descriptor in the epoll set */
+enum conn_state { CS_DOWN, CS_RESOLVING, CS_CONNECTING, CS_UP };
 
 struct tp_conn;
 
@@ -153,13 +159,15 @@ struct tp_conn {
 	int fd;
 	int state;                   /* enum conn_state */
 	uint32_t events;             /* the mask registered with epoll */
-	struct netconn nc;           /* while connecting: the addresses, and the socket */
+	struct netconn nc;           /* the addresses, a lookup, a socket connecting */
 	int64_t connect_deadline;
 	int64_t timeout;
 	int64_t guard;
 	int64_t guard_until;         /* no request before this */
 	struct link_breaker link;    /* the backoff between failed connects */
-	uint16_t tid;
+	struct mbtid tids;           /* the ids of its requests */
+	uint16_t tid;                /* of the request in flight */
+	bool asked;                  /* a request has gone out on this connection */
 	bool inflight;
 	uint8_t unit;                /* of the request in flight */
 	struct tp_write *cur_write;  /* the request in flight is this write's, not a poll's */
@@ -346,8 +354,19 @@ static void conn_set_events(struct tp_conn *c, uint32_t events)
 		log_warn("bus %s: epoll_ctl", c->bus->id);
 }
 
+/* The lookup's descriptor leaves the epoll set (it is the lookup's, closed with it). */
+static void conn_unwatch_lookup(struct tp_conn *c)
+{
+	int lfd = netconn_lookup_fd(&c->nc);
+
+	if (c->state == CS_RESOLVING && lfd >= 0 &&
+	    epoll_ctl(c->th->epfd, EPOLL_CTL_DEL, lfd, NULL) != 0)
+		log_warn("bus %s: epoll_ctl", c->bus->id);
+}
+
 static void conn_close(struct tp_conn *c)
 {
+	conn_unwatch_lookup(c); /* a lookup still running stays the netconn's */
 	if (c->fd >= 0)
 		close(c->fd); /* also leaves the epoll set: the descriptor is not shared */
 	c->fd = -1;
@@ -355,7 +374,7 @@ static void conn_close(struct tp_conn *c)
 	c->events = 0;
 	c->inflight = false;
 	c->txlen = c->txoff = c->rxlen = c->rxneed = 0;
-	netconn_clear(&c->nc); /* a socket still connecting, and the addresses */
+	netconn_clear(&c->nc); /* a socket still connecting */
 	timer_clear(c->th, &c->tm);
 }
 
@@ -445,6 +464,7 @@ static void conn_connected(struct tp_conn *c, int64_t now)
 	}
 	c->fd = netconn_take(&c->nc);
 	c->state = CS_UP;
+	c->asked = false;
 	timer_clear(c->th, &c->tm);
 	conn_set_events(c, EPOLLIN | EPOLLRDHUP);
 	stat_inc(&tp->connects);
@@ -471,17 +491,52 @@ static int conn_try_addrs(struct tp_conn *c)
 	return -1;
 }
 
-static void conn_connect(struct tp_conn *c, int64_t now)
+/* The addresses are known (netconn_resolve or netconn_resolved said rc): connect, or
+ * fail with err. */
+static void conn_addresses(struct tp_conn *c, int rc, const char *err, int64_t now)
 {
-	char err[320];
-
-	if (netconn_resolve(&c->nc, c->bus->host, c->bus->port, err, sizeof err) != 0) {
+	if (rc != NETCONN_READY) {
 		conn_connect_failed(c, err, now);
 		return;
 	}
 	c->connect_deadline = now + c->timeout;
 	if (conn_try_addrs(c) != 0)
 		conn_connect_failed_errno(c, c->nc.err, now);
+}
+
+/* Connect: at once to an address, or once a host name's lookup is over (conn_io) or
+ * its deadline has passed (conn_deadline), meanwhile serving the thread's other
+ * connections. */
+static void conn_connect(struct tp_conn *c, int64_t now)
+{
+	char err[320] = "";
+	int rc = netconn_resolve(&c->nc, c->bus->host, c->bus->port, err, sizeof err);
+
+	if (rc == NETCONN_PENDING) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+		if (epoll_ctl(c->th->epfd, EPOLL_CTL_ADD, netconn_lookup_fd(&c->nc), &ev) == 0) {
+			c->state = CS_RESOLVING;
+			timer_set(c->th, &c->tm, now + netconn_lookup_ms(c->timeout));
+			return;
+		}
+		log_warn("bus %s: epoll_ctl", c->bus->id);
+		rc = netconn_resolved(&c->nc, c->bus->host, c->bus->port, err, sizeof err);
+	}
+	conn_addresses(c, rc, err, now);
+}
+
+/* The lookup is over, or its deadline has passed. */
+static void conn_lookup_over(struct tp_conn *c, int64_t now)
+{
+	char err[320] = "";
+	int rc;
+
+	conn_unwatch_lookup(c);
+	timer_clear(c->th, &c->tm);
+	c->state = CS_DOWN;
+	rc = netconn_resolved(&c->nc, c->bus->host, c->bus->port, err, sizeof err);
+	conn_addresses(c, rc, err, now);
+	conn_kick(c, now);
 }
 
 /* The connecting socket is writable or in error: connected, or try the next address. */
@@ -544,10 +599,63 @@ static void conn_write(struct tp_conn *c, int64_t now)
 	conn_set_events(c, EPOLLIN | EPOLLRDHUP);
 }
 
+/*
+ * Right before a request: has the peer sent anything since the last reply was read (or
+ * closed its side)? Those bytes answer nothing we asked, and a frame among them could
+ * carry the id of the request about to go out. 0 when the connection is clean, else the
+ * code to fail the request with: MBE_PROTO for bytes, MBE_CLOSED or an error's.
+ */
+static int conn_unsolicited(struct tp_conn *c)
+{
+	uint8_t b;
+	ssize_t n;
+
+	int e;
+
+	do
+		n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	e = errno;
+	if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK))
+		return 0;
+	log_debug("bus %s: %s before a request", c->bus->id,
+		  n > 0 ? "unsolicited data" : n == 0 ? "closed by the peer" : strerror(e));
+	return n > 0 ? MBE_PROTO : n == 0 ? MBE_CLOSED : errno_code(e);
+}
+
+/*
+ * The request about to go out (the head write, or the head poll's next request) meets
+ * unsolicited bytes (code from conn_unsolicited). On a connection that has carried
+ * requests, the connection is let go, as when they come while it is idle, and the
+ * request goes out on a new one. On a new connection the peer talks (or hangs up)
+ * before it is asked: the request fails as if it had been sent, so that such a peer
+ * costs a failure per request, which its breaker counts, and not a reconnect loop.
+ */
+static void conn_unsolicited_drop(struct tp_conn *c, bool write, int code, int64_t now)
+{
+	bool asked = c->asked;
+
+	conn_close(c);
+	if (asked)
+		return;
+	if (write) {
+		struct tp_write *w = c->wqhead;
+		c->wqhead = w->next;
+		if (c->wqhead == NULL)
+			c->wqtail = NULL;
+		write_finish(w, code);
+	} else {
+		struct tp_dev *d = conn_pop(c);
+		poll_fail_from(d, d->req, code);
+		poll_finish(d, now);
+	}
+}
+
 static void conn_send_pdu(struct tp_conn *c, uint8_t unit, const uint8_t *pdu, size_t pdulen,
 			  int64_t now)
 {
-	c->tid++;
+	c->asked = true;
+	c->tid = mbtid_next(&c->tids);
 	c->unit = unit;
 	c->txlen = mbtcp_frame(c->tx, c->tid, unit, pdu, pdulen);
 	c->txoff = 0;
@@ -740,8 +848,9 @@ static void conn_read(struct tp_conn *c, int64_t now)
  */
 static void conn_kick(struct tp_conn *c, int64_t now)
 {
-	while (!c->inflight && c->state != CS_CONNECTING) {
+	while (!c->inflight && (c->state == CS_DOWN || c->state == CS_UP)) {
 		struct tp_dev *d = c->qhead;
+		int rc;
 
 		/* writes go between polls: never into one that has begun */
 		if (c->wqhead != NULL && (d == NULL || d->r == NULL)) {
@@ -755,6 +864,10 @@ static void conn_kick(struct tp_conn *c, int64_t now)
 			if (now < c->guard_until) {
 				timer_set(c->th, &c->tm, c->guard_until);
 				return;
+			}
+			if ((rc = conn_unsolicited(c)) != 0) {
+				conn_unsolicited_drop(c, true, rc, now);
+				continue;
 			}
 			conn_send_write(c, now);
 			continue;
@@ -784,12 +897,20 @@ static void conn_kick(struct tp_conn *c, int64_t now)
 			timer_set(c->th, &c->tm, c->guard_until);
 			return;
 		}
+		if ((rc = conn_unsolicited(c)) != 0) {
+			conn_unsolicited_drop(c, false, rc, now);
+			continue;
+		}
 		conn_send_request(c, d, now);
 	}
 }
 
 static void conn_io(struct tp_conn *c, uint32_t events, int64_t now)
 {
+	if (c->state == CS_RESOLVING) {
+		conn_lookup_over(c, now);
+		return;
+	}
 	if (c->state == CS_CONNECTING) {
 		conn_connect_done(c, now);
 		return;
@@ -806,7 +927,9 @@ static void conn_deadline(struct tp_conn *c, int64_t now)
 {
 	struct tcpoll *tp = c->th->tp;
 
-	if (c->state == CS_CONNECTING) {
+	if (c->state == CS_RESOLVING) {
+		conn_lookup_over(c, now);
+	} else if (c->state == CS_CONNECTING) {
 		conn_connect_failed_errno(c, ETIMEDOUT, now);
 	} else if (c->state == CS_UP && c->inflight) {
 		struct tp_dev *d = c->cur_write != NULL ? c->cur_write->d : c->qhead;
@@ -976,6 +1099,7 @@ struct tcpoll *tcpoll_new(const struct site *cfg, uint32_t generation, unsigned 
 		c->nc = (struct netconn)NETCONN_INIT;
 		c->timeout = bus->timeout_ms > 0 ? bus->timeout_ms : TP_DEFAULT_TIMEOUT_MS;
 		c->guard = bus->guard_ms > 0 ? bus->guard_ms : 0;
+		mbtid_init(&c->tids);
 	}
 	tp->nconns = nc;
 
@@ -1110,7 +1234,7 @@ void tcpoll_free(struct tcpoll *tp)
 		struct tp_conn *c = &tp->conns[k];
 		if (c->fd >= 0)
 			close(c->fd);
-		netconn_clear(&c->nc);
+		netconn_fini(&c->nc); /* a lookup still running frees itself when it ends */
 		free_writes(c->wqhead);
 		free(c->cur_write);
 	}

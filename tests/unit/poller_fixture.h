@@ -3,7 +3,9 @@
  * a sink that keeps every reading and write result under a lock, waits on it with a
  * bound, a site built by hand (buses, devices, points), and for the fake servers (a
  * Modbus TCP server, an RTU slave) their thread, a register image they answer from
- * through mbpdu_serve, and loopback ports that listen or that nobody listens on.
+ * through mbpdu_serve, loopback ports that listen or that nobody listens on, a peer that
+ * sends noise without pause on every connection (fx_flood), and, as root, a resolver
+ * that never answers (fx_dns).
  * Include after <cmocka.h>.
  */
 #ifndef SLUICE_TEST_POLLER_FIXTURE_H
@@ -13,17 +15,21 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "mbpdu.h"
+#include "netconn.h"
 #include "poller.h"
 #include "reading.h"
 #include "site.h"
@@ -387,6 +393,327 @@ static inline uint16_t dead_port(void)
 	assert_true(fd >= 0);
 	close(fd);
 	return port;
+}
+
+/* --- a peer that never stops talking ------------------------------------------------- */
+
+#define FX_FLOOD_CONNS 32
+
+/* Every connection accepted on a loopback port gets noise as fast as it is read, until
+ * fx_flood_free; a connection the other side closes is let go. */
+struct fx_flood {
+	struct fx_thread thr;
+	pthread_mutex_t mu;
+	int lfd;
+	uint16_t port;
+	unsigned accepted;       /* connections, under mu */
+	uint64_t sent;           /* bytes, under mu */
+};
+
+static inline void *fx_flood_main(void *arg)
+{
+	struct fx_flood *f = arg;
+	int fds[FX_FLOOD_CONNS];
+	size_t n = 0;
+	uint8_t noise[4096];
+	uint32_t x = 0x2545F491u;
+
+	for (size_t i = 0; i < sizeof noise; i++) {
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		noise[i] = (uint8_t)x;
+	}
+	for (;;) {
+		struct pollfd p[2 + FX_FLOOD_CONNS] = {
+			{ .fd = f->thr.wake[0], .events = POLLIN },
+			{ .fd = f->lfd, .events = POLLIN },
+		};
+		for (size_t i = 0; i < n; i++)
+			p[2 + i] = (struct pollfd){ .fd = fds[i], .events = POLLOUT };
+		if (poll(p, 2 + n, 100) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents)
+			break;
+		if ((p[1].revents & POLLIN) && n < FX_FLOOD_CONNS) {
+			int c = accept4(f->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (c >= 0) {
+				fds[n++] = c;
+				pthread_mutex_lock(&f->mu);
+				f->accepted++;
+				pthread_mutex_unlock(&f->mu);
+			}
+		}
+		for (size_t i = 0; i < n; i++) {
+			ssize_t k;
+			if (!p[2 + i].revents)
+				continue;
+			k = send(fds[i], noise, sizeof noise, MSG_NOSIGNAL);
+			if (k > 0) {
+				pthread_mutex_lock(&f->mu);
+				f->sent += (uint64_t)k;
+				pthread_mutex_unlock(&f->mu);
+				continue;
+			}
+			if (k < 0 && errno == EAGAIN)
+				continue;
+			/* the other side closed it: forget it (p[] is rebuilt next round) */
+			close(fds[i]);
+			fds[i] = fds[--n];
+			p[2 + i] = p[2 + n];
+			i--;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		close(fds[i]);
+	return NULL;
+}
+
+static inline struct fx_flood *fx_flood_new(void)
+{
+	struct fx_flood *f = calloc(1, sizeof *f);
+
+	assert_non_null(f);
+	pthread_mutex_init(&f->mu, NULL);
+	f->lfd = fx_listen(AF_INET, &f->port);
+	assert_true(f->lfd >= 0);
+	fx_thread_start(&f->thr, fx_flood_main, f);
+	return f;
+}
+
+static inline unsigned fx_flood_accepted(struct fx_flood *f)
+{
+	pthread_mutex_lock(&f->mu);
+	unsigned n = f->accepted;
+	pthread_mutex_unlock(&f->mu);
+	return n;
+}
+
+static inline uint64_t fx_flood_sent(struct fx_flood *f)
+{
+	pthread_mutex_lock(&f->mu);
+	uint64_t n = f->sent;
+	pthread_mutex_unlock(&f->mu);
+	return n;
+}
+
+static inline void fx_flood_free(struct fx_flood *f)
+{
+	fx_thread_stop(&f->thr);
+	close(f->lfd);
+	pthread_mutex_destroy(&f->mu);
+	free(f);
+}
+
+/* --- a resolver that never answers ------------------------------------------------------- */
+
+#define FX_HUNG_NAME "plc-hang.sluice-test.example" /* in no hosts file */
+#define FX_DNS_PENDING 64
+
+/*
+ * As root, this process goes into a mount namespace of its own (every thread it starts
+ * afterwards with it), where /etc/resolv.conf is a bind mount of a file naming a UDP
+ * socket on port 53 of a loopback address, which reads queries and does not answer them
+ * until fx_dns_free (then it refuses each, so that the lookups end before the process
+ * does: valgrind sees their threads gone). With hosts, /etc/hosts is replaced too (the
+ * file fx_dns.hosts, which a test may rewrite). The machine's own files are never
+ * touched: the root is made private before anything is mounted, and the mounts vanish
+ * with the namespace.
+ */
+struct fx_dns {
+	struct fx_thread thr;
+	pthread_mutex_t mu;
+	int fd;
+	char addr[32];
+	char conf[64], hosts[64];
+	bool answer;             /* under mu: refuse every query */
+	unsigned queries;        /* under mu */
+	struct {
+		struct sockaddr_in from;
+		uint8_t q[512];
+		size_t len;
+	} pending[FX_DNS_PENDING];
+	size_t npending;
+};
+
+/* The query with its header turned into a REFUSED answer (the question kept, nothing
+ * else): its length, 0 when it is not a query. */
+static inline size_t fx_dns_refuse(uint8_t *q, size_t len)
+{
+	size_t off = 12;
+
+	if (len < 12 || (q[2] & 0x80))
+		return 0;
+	while (off < len && q[off] != 0)
+		off += (size_t)q[off] + 1;
+	off += 1 + 4; /* the root label, QTYPE, QCLASS */
+	if (off > len)
+		return 0;
+	q[2] = (uint8_t)(0x80 | (q[2] & 0x79));
+	q[3] = 0x80 | 5;
+	memset(q + 6, 0, 6);
+	return off;
+}
+
+static inline void *fx_dns_main(void *arg)
+{
+	struct fx_dns *d = arg;
+
+	for (;;) {
+		struct pollfd p[2] = { { .fd = d->thr.wake[0], .events = POLLIN },
+				       { .fd = d->fd, .events = POLLIN } };
+		uint8_t q[512];
+		struct sockaddr_in from;
+		socklen_t fl = sizeof from;
+		ssize_t n;
+
+		if (poll(p, 2, 50) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents)
+			break;
+		pthread_mutex_lock(&d->mu);
+		if (d->answer) {
+			for (size_t i = 0; i < d->npending; i++) {
+				size_t rl = fx_dns_refuse(d->pending[i].q, d->pending[i].len);
+				if (rl > 0)
+					(void)sendto(d->fd, d->pending[i].q, rl, 0,
+						     (struct sockaddr *)&d->pending[i].from,
+						     sizeof d->pending[i].from);
+			}
+			d->npending = 0;
+		}
+		pthread_mutex_unlock(&d->mu);
+		if (!p[1].revents)
+			continue;
+		n = recvfrom(d->fd, q, sizeof q, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+		if (n <= 0)
+			continue;
+		pthread_mutex_lock(&d->mu);
+		d->queries++;
+		if (d->answer) {
+			size_t rl = fx_dns_refuse(q, (size_t)n);
+			if (rl > 0)
+				(void)sendto(d->fd, q, rl, 0, (struct sockaddr *)&from, fl);
+		} else if (d->npending < FX_DNS_PENDING) {
+			d->pending[d->npending].from = from;
+			memcpy(d->pending[d->npending].q, q, (size_t)n);
+			d->pending[d->npending++].len = (size_t)n;
+		}
+		pthread_mutex_unlock(&d->mu);
+	}
+	return NULL;
+}
+
+static inline bool fx_dns_file(char *path, size_t len, const char *text)
+{
+	int fd;
+
+	snprintf(path, len, "/tmp/sluice-test-XXXXXX");
+	fd = mkstemp(path);
+	if (fd < 0)
+		return false;
+	bool ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+	close(fd);
+	return ok;
+}
+
+/* Rewrite the hosts file in place (the bind mount follows the file, not its name). */
+static inline void fx_dns_set_hosts(struct fx_dns *d, const char *text)
+{
+	FILE *f = fopen(d->hosts, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* The resolver, or NULL with the reason printed (the caller skips its test). */
+static inline struct fx_dns *fx_dns_new(const char *hosts)
+{
+	struct fx_dns *d;
+	char conf[128];
+	const char *why = NULL;
+
+	if (geteuid() != 0) {
+		print_message("SKIPPED: a resolver that never answers needs root (a mount "
+			      "namespace and port 53)\n");
+		return NULL;
+	}
+	d = calloc(1, sizeof *d);
+	assert_non_null(d);
+	pthread_mutex_init(&d->mu, NULL);
+	d->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(d->fd >= 0);
+	for (int i = 0; i < 16; i++) {
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(53) };
+		snprintf(d->addr, sizeof d->addr, "127.0.%d.53", (int)(getpid() + i) % 250 + 1);
+		inet_pton(AF_INET, d->addr, &a.sin_addr);
+		if (bind(d->fd, (struct sockaddr *)&a, sizeof a) == 0) {
+			why = "";
+			break;
+		}
+	}
+	snprintf(conf, sizeof conf, "nameserver %s\noptions timeout:30 attempts:1\n", d->addr);
+	if (why == NULL)
+		why = "no loopback address with port 53 free";
+	else if (!fx_dns_file(d->conf, sizeof d->conf, conf) ||
+		 (hosts != NULL && !fx_dns_file(d->hosts, sizeof d->hosts, hosts)))
+		why = "cannot write a file in /tmp";
+	else if (unshare(CLONE_NEWNS) != 0)
+		why = "unshare(CLONE_NEWNS) refused";
+	/* private before any mount: nothing may reach the machine's own namespace (the
+	 * type is ignored for these; "none" rather than NULL keeps valgrind quiet) */
+	else if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0)
+		why = "cannot make the mount namespace private";
+	else if (mount(d->conf, "/etc/resolv.conf", "none", MS_BIND, NULL) != 0)
+		why = "cannot bind-mount /etc/resolv.conf";
+	else if (hosts != NULL && mount(d->hosts, "/etc/hosts", "none", MS_BIND, NULL) != 0)
+		why = "cannot bind-mount /etc/hosts";
+	if (why[0] != '\0') {
+		print_message("SKIPPED: %s: %s\n", why, strerror(errno));
+		close(d->fd);
+		if (d->conf[0])
+			unlink(d->conf);
+		if (d->hosts[0])
+			unlink(d->hosts);
+		pthread_mutex_destroy(&d->mu);
+		free(d);
+		return NULL;
+	}
+	fx_thread_start(&d->thr, fx_dns_main, d);
+	return d;
+}
+
+static inline unsigned fx_dns_queries(struct fx_dns *d)
+{
+	pthread_mutex_lock(&d->mu);
+	unsigned n = d->queries;
+	pthread_mutex_unlock(&d->mu);
+	return n;
+}
+
+/* Refuse every query from now on, wait for the lookups to end, undo the mounts. */
+static inline void fx_dns_free(struct fx_dns *d)
+{
+	int64_t end = clock_mono_ms() + 10000;
+
+	if (d == NULL)
+		return;
+	FX_SET(d, answer, true);
+	while (netconn_lookups_running() > 0 && clock_mono_ms() < end)
+		sleep_ms(10);
+	if (netconn_lookups_running() > 0)
+		fail_msg("%u lookups still running 10 s after the resolver answers",
+			 netconn_lookups_running());
+	sleep_ms(50); /* their threads return */
+	fx_thread_stop(&d->thr);
+	(void)umount2("/etc/resolv.conf", MNT_DETACH);
+	if (d->hosts[0])
+		(void)umount2("/etc/hosts", MNT_DETACH);
+	unlink(d->conf);
+	if (d->hosts[0])
+		unlink(d->hosts);
+	close(d->fd);
+	pthread_mutex_destroy(&d->mu);
+	free(d);
 }
 
 #endif

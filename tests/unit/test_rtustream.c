@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -36,6 +37,10 @@ struct peer {
 	size_t nout, first;      /* first bytes sent after delay_ms, the rest after split_ms */
 	int delay_ms, split_ms;
 	bool close;              /* close instead of answering */
+	int flood;               /* 1: send bytes without pause from the start, 2: once the
+				    request is in; until stop */
+	atomic_bool stop;
+	size_t flooded;          /* bytes sent so */
 	uint8_t req[RTU_ADU_MAX];
 	size_t nreq;
 };
@@ -47,10 +52,38 @@ static void sleep_ms(int ms)
 		;
 }
 
+/* Noise without pause, as fast as the reader takes it, until told to stop. */
+static void peer_flood(struct peer *p)
+{
+	uint8_t noise[4096];
+	uint32_t x = 0x9E3779B9u;
+
+	for (size_t i = 0; i < sizeof noise; i++) {
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		noise[i] = (uint8_t)x;
+	}
+	while (!atomic_load(&p->stop)) {
+		struct pollfd pf = { .fd = p->fd, .events = POLLOUT };
+		ssize_t n;
+
+		if (poll(&pf, 1, 10) <= 0)
+			continue;
+		n = write(p->fd, noise, sizeof noise);
+		if (n < 0 && errno != EAGAIN)
+			return;
+		if (n > 0)
+			p->flooded += (size_t)n;
+	}
+}
+
 static void *peer_main(void *arg)
 {
 	struct peer *p = arg;
 
+	if (p->flood == 1) {
+		peer_flood(p);
+		return NULL;
+	}
 	if (p->npre > 0 && write(p->fd, p->pre, p->npre) < 0)
 		return NULL;
 	for (;;) {
@@ -67,6 +100,10 @@ static void *peer_main(void *arg)
 	}
 	if (p->close) {
 		shutdown(p->fd, SHUT_RDWR);
+		return NULL;
+	}
+	if (p->flood == 2) {
+		peer_flood(p);
 		return NULL;
 	}
 	sleep_ms(p->delay_ms);
@@ -96,6 +133,7 @@ struct run {
 	size_t resplen;
 	char detail[320];
 	size_t stale;
+	bool flooded;
 };
 
 /* Read 2 holding registers at 0 from unit through stream settings s, peer p answering. */
@@ -109,7 +147,7 @@ static struct run exchange(struct peer *p, struct rtustream s, uint8_t unit)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	p->fd = sv[1];
 	assert_int_equal(pthread_create(&p->th, NULL, peer_main, p), 0);
-	if (p->npre > 0)
+	if (p->npre > 0 || p->flood == 1)
 		sleep_ms(20); /* the stale bytes are there before the request */
 	s.fd = sv[0];
 	s.is_socket = true;
@@ -119,6 +157,8 @@ static struct run exchange(struct peer *p, struct rtustream s, uint8_t unit)
 	r.rc = rtustream_exchange(&s, unit, req, reqlen, r.resp, &r.resplen);
 	r.took = clock_mono_ms() - t0;
 	r.stale = s.stale;
+	r.flooded = s.flooded;
+	atomic_store(&p->stop, true);
 	pthread_join(p->th, NULL);
 	close(sv[0]);
 	close(sv[1]);
@@ -282,6 +322,58 @@ static void test_waiter_code(void **state)
 	assert_int_equal(r.rc, -7);
 }
 
+/* A peer that never stops sending, before the request and after it: the exchange reads
+ * a few kilobytes, fails at once as a flooded stream (its caller closes it) and says so;
+ * on the code before the fix the flush before the request never returned. */
+static void test_flood(void **state)
+{
+	(void)state;
+	for (int when = 1; when <= 2; when++) {
+		struct peer p = { .flood = when };
+		struct rtustream s = base;
+
+		s.quiet_ms = 20;
+		struct run r = exchange(&p, s, 5);
+		assert_int_equal(r.rc, MBE_PROTO);
+		assert_true(r.flooded);
+		assert_non_null(strstr(r.detail, "the line does not fall silent ("));
+		assert_non_null(strstr(r.detail, when == 1 ? "before the request" :
+							     "after a garbled reply"));
+		assert_true(r.took < 300);
+		assert_true(r.stale <= 4096 + 512);
+		assert_true(p.flooded > 4096);
+		print_message("flood %s the request: %lld ms, %zu bytes read before it\n",
+			      when == 1 ? "before" : "after", (long long)r.took, r.stale);
+	}
+}
+
+/* A noisy reply that ends: drained, and not a flood (the connection may stay). */
+static void test_garbled_reply_is_not_a_flood(void **state)
+{
+	(void)state;
+	struct peer p = { 0 };
+
+	p.nout = good_reply(p.out, 5);
+	p.out[p.nout - 1] ^= 0x55;
+	struct run r = exchange(&p, base, 5);
+	assert_int_equal(r.rc, MBE_BAD_CRC);
+	assert_false(r.flooded);
+}
+
+/* The flush before a request asks the waiter, so a stop is heard even in a flood. */
+static void test_flood_hears_stop(void **state)
+{
+	(void)state;
+	struct peer p = { .flood = 1 };
+	struct fdio_waiter w = { .wait = stopping_wait };
+	struct rtustream s = base;
+
+	s.waiter = &w;
+	struct run r = exchange(&p, s, 5);
+	assert_int_equal(r.rc, -7);
+	assert_true(r.took < 100);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -293,6 +385,9 @@ int main(void)
 		cmocka_unit_test(test_slow_reply),
 		cmocka_unit_test(test_closed_peer),
 		cmocka_unit_test(test_waiter_code),
+		cmocka_unit_test(test_flood),
+		cmocka_unit_test(test_garbled_reply_is_not_a_flood),
+		cmocka_unit_test(test_flood_hears_stop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,9 @@
  * a unit's replies, or answer as another unit. Asserts: values, one request at a time
  * with the guard, a dead unit costing only its timeout while a healthy one keeps its
  * interval, the circuit breaker, a missing tty retried with MBE_CONNECT readings,
- * protocol errors, writes (FC 5, 6, 16, read-modify-write) and a prompt stop. Time
+ * protocol errors, writes (FC 5, 6, 16, read-modify-write), a prompt stop, a DTU that
+ * talks without pause (a failed poll like any other) and, as root, one whose name the
+ * resolver never answers for. Time
  * bounds are generous (valgrind): they tell a schedule from a stall.
  */
 #include <stdarg.h>
@@ -575,6 +577,103 @@ static void test_stop_is_prompt(void **state)
 	slave_free(sl);
 }
 
+/* A DTU that talks without pause: each poll fails at once (rtustream reads a few
+ * kilobytes of the stream, no more, and the connection is closed), the device goes
+ * offline after offline_after polls like any other and is retried at the offline pace,
+ * and a stop is prompt while the flood goes on. Before rtustream bounded its flush, the
+ * line's thread stayed in it: no reading, and no stop. */
+static void test_dtu_flood(void **state)
+{
+	struct fx_flood *fl = fx_flood_new();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[64];
+	size_t b = add_bus(t, "dtu", BUS_RTU_OVER_TCP, "127.0.0.1", fl->port, 200, 0);
+	uint32_t d = add_meter(t, "m", b, 1, 100);
+
+	(void)state;
+	sink_init(&sk);
+	struct serpoll *sp = start(t, &sk, 300);
+	wait_count(&sk, d, 6, 5000);
+	int64_t t0 = clock_mono_ms();
+	serpoll_stop(sp);
+	int64_t stop_ms = clock_mono_ms() - t0;
+	assert_true(stop_ms < 200);
+
+	size_t n = sink_of(&sk, d, v, 64);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(v[i]->values[0].err, MBE_PROTO);
+		assert_int_equal(v[i]->values[1].err, MBE_PROTO); /* the rest of the poll unsent */
+		assert_int_equal(v[i]->last_err, MBE_PROTO);
+		assert_int_equal(v[i]->online, i < 2);
+		if (i >= 3) /* offline: the slower pace, not a poll after poll */
+			assert_true(v[i]->start_mono_ms - v[i - 1]->start_mono_ms >= 250);
+	}
+	struct serpoll_stats st;
+	serpoll_get_stats(sp, &st);
+	assert_int_equal(st.offline, 1);
+	assert_true(st.proto_errors >= n);
+	/* a new connection for each poll: the flooded one is not read again */
+	assert_true(st.opens >= n && fx_flood_accepted(fl) >= n);
+	print_message("flooded DTU: %zu polls, %u connections, %llu bytes sent by the peer, "
+		      "stop in %lld ms\n", n, fx_flood_accepted(fl),
+		      (unsigned long long)fx_flood_sent(fl), (long long)stop_ms);
+	serpoll_free(sp);
+	sink_fini(&sk);
+	free(t);
+	fx_flood_free(fl);
+}
+
+/* A DTU named by a host name nobody resolves: a stop is prompt while the line waits for
+ * the lookup; then its polls fail (MBE_CONNECT) and the device goes offline, one lookup
+ * left running, not one per attempt. Before, the line's thread sat in getaddrinfo (30 s
+ * here): no reading, and no stop. */
+static void test_dtu_resolver_never_answers(void **state)
+{
+	(void)state;
+	struct fx_dns *dns = fx_dns_new(NULL);
+	if (dns == NULL)
+		skip();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[64];
+	size_t b = add_bus(t, "dtu", BUS_RTU_OVER_TCP, FX_HUNG_NAME, 1, 200, 0);
+	uint32_t d = add_meter(t, "m", b, 1, 100);
+
+	sink_init(&sk);
+	struct serpoll *sp = start(t, &sk, 300);
+	int64_t end = clock_mono_ms() + 3000;
+	while (fx_dns_queries(dns) == 0 && clock_mono_ms() < end)
+		sleep_ms(5);
+	assert_true(fx_dns_queries(dns) > 0); /* the lookup waits for the resolver */
+	int64_t t0 = clock_mono_ms();
+	serpoll_stop(sp);
+	int64_t stop_ms = clock_mono_ms() - t0;
+	assert_true(stop_ms < 200);
+	assert_int_equal(sink_count(&sk, d), 0); /* the poll in flight was abandoned */
+	serpoll_free(sp);
+	sink_fini(&sk);
+
+	sink_init(&sk);
+	sp = start(t, &sk, 300);
+	wait_count(&sk, d, 4, 8000);
+	serpoll_stop(sp);
+	size_t n = sink_of(&sk, d, v, 64);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(v[i]->values[0].err, MBE_CONNECT);
+		assert_int_equal(v[i]->values[1].err, MBE_CONNECT);
+		assert_int_equal(v[i]->online, i < 2);
+	}
+	/* the first serpoll's lookup, left to finish, and this one's */
+	assert_true(netconn_lookups_running() <= 2);
+	print_message("unresolved DTU: stop in %lld ms while waiting for the lookup; %zu "
+		      "failed polls after\n", (long long)stop_ms, n);
+	serpoll_free(sp);
+	sink_fini(&sk);
+	free(t);
+	fx_dns_free(dns);
+}
+
 static void test_which_devices(void **state)
 {
 	struct tcfg *t = tcfg_new();
@@ -621,6 +720,8 @@ int main(void)
 		cmocka_unit_test(test_writes_pty),
 		cmocka_unit_test(test_writes_rtu_over_tcp),
 		cmocka_unit_test(test_stop_is_prompt),
+		cmocka_unit_test(test_dtu_flood),
+		cmocka_unit_test(test_dtu_resolver_never_answers),
 		cmocka_unit_test(test_which_devices),
 	};
 	log_init(getenv("SLUICE_TEST_DEBUG") ? 7 : 3, "test_serpoll");

@@ -1,8 +1,9 @@
 /*
  * tcpoll against a real Modbus TCP server on 127.0.0.1 (a thread of this test that
  * answers with mbpdu_serve over a register image the test controls, and can delay,
- * drop, fragment, mis-number or refuse its replies). Asserts: schedules, decoded values,
- * isolation of dead and slow devices, exceptions, reconnects, guard time, a wall-clock
+ * drop, fragment, mis-number, forge or refuse its replies). Asserts: schedules, decoded
+ * values, isolation of dead and slow devices, exceptions, reconnects, guard time, a
+ * forged trailing frame never taken, a wall-clock
  * step, descriptors past 1023, a prompt stop, the circuit breaker, the splitting of
  * refused merged reads, and writes of each kind. Bounds on time are generous (the test
  * also runs under valgrind): they tell a schedule from a stall, not fast from slow.
@@ -40,14 +41,19 @@
 #define MAXCL 32
 #define MAXREQ 4096
 
-enum srv_mode { SRV_NORMAL, SRV_DROP, SRV_CLOSE, SRV_BADTID };
+/* SRV_FORGE_SAME, SRV_FORGE_LATER: each reply is followed by a forged one to the same
+ * request, with the next transaction id and FORGED in every register, in the same send or
+ * 5 ms later (before the next request is taken). */
+enum srv_mode { SRV_NORMAL, SRV_DROP, SRV_CLOSE, SRV_BADTID, SRV_FORGE_SAME, SRV_FORGE_LATER };
+#define FORGED 6666
 
 struct client {
 	int fd;
 	uint8_t in[1024];
 	size_t inlen;
-	uint8_t out[MBTCP_ADU_MAX];
+	uint8_t out[2 * MBTCP_ADU_MAX];
 	size_t outlen, outoff;
+	size_t split;            /* SRV_FORGE_LATER: where the forged frame begins */
 	int64_t due_us;
 	bool pending;
 };
@@ -70,6 +76,7 @@ struct srv {
 	int nreq;
 	int64_t req_us[MAXREQ];
 	uint8_t req_unit[MAXREQ];
+	uint16_t req_tid[MAXREQ];
 	uint8_t req_fc[MAXREQ];
 	uint16_t req_start[MAXREQ], req_count[MAXREQ];
 	struct client cl[MAXCL];
@@ -94,7 +101,8 @@ static bool srv_requests(struct srv *s, size_t ci)
 {
 	struct client *c = &s->cl[ci];
 
-	while (c->inlen >= MBTCP_HDR) {
+	/* one reply at a time: the next request waits until this one is out */
+	while (c->inlen >= MBTCP_HDR && !c->pending) {
 		uint16_t tid;
 		uint8_t unit, resp[MB_PDU_MAX];
 		int pdulen = mbtcp_header(c->in, &tid, &unit);
@@ -119,6 +127,7 @@ static bool srv_requests(struct srv *s, size_t ci)
 		if (s->nreq < MAXREQ) {
 			s->req_us[s->nreq] = now_us();
 			s->req_unit[s->nreq] = unit;
+			s->req_tid[s->nreq] = tid;
 			s->req_fc[s->nreq] = fc;
 			s->req_start[s->nreq] = rstart;
 			s->req_count[s->nreq] = rcount;
@@ -136,6 +145,19 @@ static bool srv_requests(struct srv *s, size_t ci)
 			c->outlen = mbtcp_frame(c->out, s->mode == SRV_BADTID ? tid + 1 : tid, unit,
 						resp, rlen);
 			c->outoff = 0;
+			c->split = 0;
+			if ((s->mode == SRV_FORGE_SAME || s->mode == SRV_FORGE_LATER) &&
+			    (fc == 3 || fc == 4) && rcount <= MB_MAX_READ_REGS) {
+				uint8_t forged[2 + 2 * MB_MAX_READ_REGS] = { fc, (uint8_t)(2 * rcount) };
+				for (uint16_t k = 0; k < rcount; k++) {
+					forged[2 + 2 * k] = FORGED >> 8;
+					forged[3 + 2 * k] = FORGED & 0xFF;
+				}
+				if (s->mode == SRV_FORGE_LATER)
+					c->split = c->outlen;
+				c->outlen += mbtcp_frame(c->out + c->outlen, (uint16_t)(tid + 1), unit,
+							 forged, 2 + 2 * (size_t)rcount);
+			}
 			delay = s->delay_ms;
 			if (s->late_n > 0) {
 				s->late_n--;
@@ -191,6 +213,8 @@ static void *srv_main(void *arg)
 			now = now_us();
 			if (c->pending && c->due_us <= now) {
 				size_t len = s->fragment ? 1 : c->outlen - c->outoff;
+				if (c->split > c->outoff && c->outoff + len > c->split)
+					len = c->split - c->outoff;
 				ssize_t n = send(c->fd, c->out + c->outoff, len, MSG_NOSIGNAL);
 				if (n > 0)
 					c->outoff += (size_t)n;
@@ -198,10 +222,16 @@ static void *srv_main(void *arg)
 					srv_drop_client(s, i);
 					continue;
 				}
-				if (c->outoff >= c->outlen)
+				if (c->outoff >= c->outlen) {
 					c->pending = false;
-				else
+					if (!srv_requests(s, i)) /* one that waited its turn */
+						continue;
+				} else if (c->outoff == c->split) {
+					c->split = 0;
+					c->due_us = now + 5000;
+				} else {
 					c->due_us = now + 2000;
+				}
 			}
 		}
 		if (pf[1].revents & POLLIN) {
@@ -820,6 +850,121 @@ static void test_wrong_transaction_id_is_a_protocol_error(void **state)
 	srv_stop(s);
 }
 
+/* A device (or a broken gateway) that follows each reply with a forged second reply to
+ * the same request carrying the next transaction id: in the same send, the bytes wait
+ * when the next request is about to go out and the connection is dropped first; 5 ms
+ * later, after the next request went out, its random id does not match and the request
+ * fails. Either way the forged value is never taken; before, it was taken for the next
+ * request's reply on every poll. */
+static void run_forged(int mode)
+{
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[64] = { 0 };
+	size_t true_b = 0;
+
+	s->mode = mode;
+	s->img.regs[1][0] = s->img.regs[1][300] = 1111;
+	size_t b = add_tcp_bus(t, "a", s->port, 1000, 0);
+	uint32_t d = add_dev(t, "dev", b, 1, 100);
+	add_pt(t, d, "a", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, d, "b", MB_HOLDING, 300, PT_UINT16); /* a second request in each poll */
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	wait_count(&sk, d, 8, 5000);
+	tcpoll_stop(tp);
+	size_t n = sink_of(&sk, d, v, 64);
+	for (size_t k = 0; k < n; k++) {
+		for (uint16_t i = 0; i < 2; i++)
+			if (v[k]->values[i].kind != VAL_NONE && v[k]->values[i].v.u != 1111)
+				fail_msg("poll %zu: %s = %llu, a value the device never served", k,
+					 i ? "b" : "a", (unsigned long long)v[k]->values[i].v.u);
+		assert_int_equal(v[k]->values[0].v.u, 1111); /* the first read is never in doubt */
+		if (v[k]->values[1].kind != VAL_NONE)
+			true_b++;
+		else
+			assert_int_equal(v[k]->values[1].err, MBE_PROTO);
+		assert_true(v[k]->online);
+	}
+	if (mode == SRV_FORGE_SAME)
+		assert_int_equal(true_b, n); /* dropped before the request: it still reads */
+	/* the ids do not count up: no request's id follows the one before */
+	pthread_mutex_lock(&s->mu);
+	int nreq = s->nreq < MAXREQ ? s->nreq : MAXREQ, steps1 = 0;
+	for (int i = 1; i < nreq; i++)
+		steps1 += s->req_tid[i] == (uint16_t)(s->req_tid[i - 1] + 1);
+	pthread_mutex_unlock(&s->mu);
+	assert_int_equal(steps1, 0);
+	print_message("forged frame %s: %zu polls, b read %zu times, %d connections\n",
+		      mode == SRV_FORGE_SAME ? "in the same send" : "5 ms later", n, true_b,
+		      srv_get(s, &s->accepted));
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+static void test_forged_trailing_frame(void **state)
+{
+	(void)state;
+	run_forged(SRV_FORGE_SAME);
+	run_forged(SRV_FORGE_LATER);
+}
+
+/* A device that talks without pause from the moment it is connected: each poll fails
+ * (MBE_PROTO) after one connect, never a reconnect loop; it goes offline after
+ * offline_after polls; a healthy device on the same thread keeps its interval; a stop
+ * is prompt while the flood goes on. */
+static void test_flooding_device(void **state)
+{
+	(void)state;
+	struct fx_flood *fl = fx_flood_new();
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[64] = { 0 };
+
+	s->img.regs[1][0] = 5;
+	size_t bf = add_tcp_bus(t, "flood", fl->port, 300, 0);
+	size_t bh = add_tcp_bus(t, "ok", s->port, 300, 0);
+	uint32_t df = add_dev(t, "chatty", bf, 1, 100);
+	uint32_t dh = add_dev(t, "healthy", bh, 1, 100);
+	add_pt(t, df, "x", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, dh, "x", MB_HOLDING, 0, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start_retry(t, 1, &sk, 300, 600);
+	wait_count(&sk, df, 6, 5000);
+	wait_count(&sk, dh, 10, 5000);
+	int64_t t0 = clock_mono_ms();
+	tcpoll_stop(tp);
+	int64_t stop_ms = clock_mono_ms() - t0;
+	assert_true(stop_ms < 200);
+	size_t n = sink_of(&sk, df, v, 64);
+	for (size_t k = 0; k < n; k++) {
+		assert_all_err(v[k], MBE_PROTO);
+		assert_int_equal(v[k]->online, k < 2);
+	}
+	struct tcpoll_stats st;
+	tcpoll_get_stats(tp, &st);
+	assert_int_equal(st.offline, 1);
+	/* one connection per failed poll (and perhaps one the stop cut short) */
+	assert_true(fx_flood_accepted(fl) <= n + 1);
+	n = sink_of(&sk, dh, v, 64);
+	for (size_t k = 0; k < n; k++)
+		assert_int_equal(v[k]->values[0].v.u, 5);
+	assert_schedule(v, n, 100, 100 + 300);
+	print_message("flooding device: %zu polls, %u connections, stop in %lld ms\n",
+		      sink_count(&sk, df), fx_flood_accepted(fl), (long long)stop_ms);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+	fx_flood_free(fl);
+}
+
 static void test_fragmented_and_delayed_replies(void **state)
 {
 	(void)state;
@@ -1109,6 +1254,126 @@ static void test_ipv6_and_host_name(void **state)
 	sink_fini(&sk);
 	free(t);
 	srv_stop(s4);
+}
+
+/* --- host names and a resolver that never answers ------------------------------------ */
+
+/* A device named by a host name nobody resolves shares the poller thread with a device
+ * at an address and one at a name the hosts file answers: the first fails its polls
+ * (MBE_CONNECT) and goes offline, with one lookup left running, not one per connect; the
+ * others keep their interval; a stop is prompt while the lookup still hangs. Before, the thread waited in getaddrinfo (30 s
+ * here), and neither device was polled. */
+static void test_resolver_never_answers(void **state)
+{
+	(void)state;
+	struct fx_dns *dns = fx_dns_new(NULL);
+	if (dns == NULL)
+		skip();
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[256] = { 0 };
+
+	s->img.regs[1][0] = 3;
+	size_t bn = add_bus(t, "named", BUS_TCP, FX_HUNG_NAME, dead_port(), 300, 0);
+	size_t bh = add_tcp_bus(t, "ok", s->port, 300, 0);
+	/* another name, which the hosts file answers, through its own lookups */
+	size_t bl = add_bus(t, "local", BUS_TCP, "localhost", s->port, 300, 0);
+	uint32_t dn = add_dev(t, "named", bn, 1, 200);
+	uint32_t dh = add_dev(t, "healthy", bh, 1, 200);
+	uint32_t dl = add_dev(t, "local", bl, 1, 200);
+	add_pt(t, dn, "x", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, dh, "x", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, dl, "x", MB_HOLDING, 0, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start_retry(t, 1, &sk, 500, 1000);
+	wait_count(&sk, dn, 4, 8000);
+	wait_count(&sk, dh, 15, 8000);
+	wait_count(&sk, dl, 15, 8000);
+	assert_true(netconn_lookups_running() == 1);
+	int64_t t0 = clock_mono_ms();
+	tcpoll_stop(tp);
+	int64_t stop_ms = clock_mono_ms() - t0;
+	assert_true(stop_ms < 200);
+	size_t n = sink_of(&sk, dn, v, 256);
+	for (size_t k = 0; k < n; k++) {
+		assert_all_err(v[k], MBE_CONNECT);
+		assert_int_equal(v[k]->online, k < 2);
+	}
+	for (int i = 0; i < 2; i++) {
+		n = sink_of(&sk, i ? dl : dh, v, 256);
+		for (size_t k = 0; k < n; k++)
+			assert_int_equal(v[k]->values[0].v.u, 3);
+		assert_schedule(v, n, 200, 200 + 300);
+	}
+	assert_true(fx_dns_queries(dns) >= 1);
+	print_message("unresolved name: %zu polls of the named device, %zu of the other, "
+		      "%u queries to the resolver, stop in %lld ms\n", sink_count(&sk, dn), n,
+		      fx_dns_queries(dns), (long long)stop_ms);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+	fx_dns_free(dns);
+}
+
+#define CACHED_NAME "plc-cached.sluice-test.example"
+
+/* The last good address of a name: a device whose name resolved (from the hosts file),
+ * and whose next lookup hangs, is connected to at that address once the lookup has missed
+ * its deadline; its polls go on. */
+static void test_resolver_last_good_address(void **state)
+{
+	(void)state;
+	struct fx_dns *dns = fx_dns_new("127.0.0.1 localhost\n127.0.0.1 " CACHED_NAME "\n");
+	if (dns == NULL)
+		skip();
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[256] = { 0 };
+
+	s->img.regs[1][0] = 9;
+	size_t b = add_bus(t, "named", BUS_TCP, CACHED_NAME, s->port, 300, 0);
+	uint32_t d = add_dev(t, "dev", b, 1, 100);
+	add_pt(t, d, "x", MB_HOLDING, 0, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	wait_count(&sk, d, 3, 5000);
+	assert_int_equal(fx_dns_queries(dns), 0); /* the hosts file answered */
+	/* the name leaves the hosts file, and the device drops its connection once */
+	fx_dns_set_hosts(dns, "127.0.0.1 localhost\n");
+	FX_SET(s, mode, SRV_CLOSE);
+	int64_t end = clock_mono_ms() + 5000;
+	size_t n;
+	for (;;) {
+		n = sink_of(&sk, d, v, 256);
+		if (n > 0 && v[n - 1]->values[0].err == MBE_CLOSED)
+			break;
+		if (clock_mono_ms() > end)
+			fail_msg("the device's connection was never dropped");
+		sleep_ms(5);
+	}
+	FX_SET(s, mode, SRV_NORMAL);
+	size_t n0 = n;
+	wait_count(&sk, d, n0 + 5, 8000);
+	tcpoll_stop(tp);
+	n = sink_of(&sk, d, v, 256);
+	for (size_t k = n0; k < n; k++) /* one may fail: the lookup's deadline passed */
+		if (k > n0 || v[k]->values[0].kind != VAL_NONE)
+			assert_int_equal(v[k]->values[0].v.u, 9);
+	assert_true(v[n - 1]->online);
+	assert_true(fx_dns_queries(dns) >= 1); /* the resolver was asked, and did not answer */
+	struct tcpoll_stats st;
+	tcpoll_get_stats(tp, &st);
+	assert_true(st.connects >= 2);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+	fx_dns_free(dns);
 }
 
 /* --- the circuit breaker, splitting, writes --------------------------------------- */
@@ -1569,6 +1834,8 @@ int main(void)
 		cmocka_unit_test(test_peer_close_then_recover),
 		cmocka_unit_test(test_late_replies_do_not_desync),
 		cmocka_unit_test(test_wrong_transaction_id_is_a_protocol_error),
+		cmocka_unit_test(test_forged_trailing_frame),
+		cmocka_unit_test(test_flooding_device),
 		cmocka_unit_test(test_fragmented_and_delayed_replies),
 		cmocka_unit_test(test_guard_between_requests),
 		cmocka_unit_test(test_clock_step),
@@ -1576,6 +1843,8 @@ int main(void)
 		cmocka_unit_test(test_which_devices),
 		cmocka_unit_test(test_descriptors_past_1023),
 		cmocka_unit_test(test_ipv6_and_host_name),
+		cmocka_unit_test(test_resolver_never_answers),
+		cmocka_unit_test(test_resolver_last_good_address),
 		cmocka_unit_test(test_breaker_offline_slow_retry_and_recovery),
 		cmocka_unit_test(test_breaker_what_counts_as_failed),
 		cmocka_unit_test(test_split_on_illegal_address),
@@ -1584,6 +1853,6 @@ int main(void)
 		cmocka_unit_test(test_writes_refused),
 	};
 
-	log_init(3, "test_tcpoll"); /* warnings about the dead endpoints are expected */
+	log_init(getenv("SLUICE_TEST_DEBUG") ? 7 : 3, "test_tcpoll"); /* warnings about the dead endpoints are expected */
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
