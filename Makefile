@@ -83,15 +83,15 @@ $(B)/sluice-sim: $(B)/obj/tools/sluice-sim.o $(B)/libsluice.a
 
 lib: $(B)/libsluice.a
 
-# config.o and sluice-sim.o bake $(PREFIX)/share/sluice in: rebuild them when PREFIX
-# changes, so `make install PREFIX=/usr` after a plain `make` does not install binaries
-# that look for the profiles under /usr/local
+# config.o and sim_args.o (sluice-sim's --help) bake $(PREFIX)/share/sluice in: rebuild
+# them when PREFIX changes, so `make install PREFIX=/usr` after a plain `make` does not
+# install binaries that look for the profiles under /usr/local
 PREFIX_STAMP := $(B)/prefix$(subst /,_,$(PREFIX)).stamp
 $(PREFIX_STAMP):
 	@mkdir -p $(@D)
 	@rm -f $(B)/prefix*.stamp
 	@touch $@
-$(B)/obj/daemon/config.o $(B)/obj/tools/sluice-sim.o: $(PREFIX_STAMP)
+$(B)/obj/daemon/config.o $(B)/obj/tools/sim_args.o: $(PREFIX_STAMP)
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(B)/libsluice.a
 	@mkdir -p $(@D)

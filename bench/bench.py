@@ -522,7 +522,7 @@ def serial_available():
     try:
         with open(os.path.join(TOP, "daemon", "core.c")) as f:
             core = f.read()
-        with open(os.path.join(TOP, "tools", "sluice-sim.c")) as f:
+        with open(os.path.join(TOP, "tools", "sim_args.c")) as f:  # sluice-sim's options
             sim = f.read()
     except OSError:
         return False

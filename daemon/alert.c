@@ -77,6 +77,8 @@ static int out_transition(struct alert_out *o, const struct check *c, int state,
 	t->ts_ms = ts;
 	t->value = c->value;
 	t->threshold = c->threshold;
+	t->value_f32 = c->value_f32;
+	t->threshold_f32 = c->threshold_f32;
 	snprintf(t->unit, sizeof t->unit, "%s", c->unit);
 	snprintf(t->message, sizeof t->message, "%s", c->msg);
 	return 0;
@@ -100,11 +102,10 @@ static int out_action(struct alert_out *o, const struct check *c, const struct a
 	return 0;
 }
 
-int out_note(struct alert_out *o, const char *rule, const char *check, int64_t ts,
-	     const char *fmt, ...)
+static int vnote(struct alert_out *o, bool explain, const char *rule, const char *check,
+		 int64_t ts, const char *fmt, va_list ap)
 {
 	struct alert_note *n;
-	va_list ap;
 
 	if (grow((void **)&o->n, &o->capn, o->nn, sizeof *o->n) < 0)
 		return -1;
@@ -112,10 +113,35 @@ int out_note(struct alert_out *o, const char *rule, const char *check, int64_t t
 	snprintf(n->rule, sizeof n->rule, "%s", rule);
 	snprintf(n->check, sizeof n->check, "%s", check);
 	n->ts_ms = ts;
-	va_start(ap, fmt);
+	n->explain = explain;
 	vsnprintf(n->message, sizeof n->message, fmt, ap);
-	va_end(ap);
 	return 0;
+}
+
+int out_note(struct alert_out *o, const char *rule, const char *check, int64_t ts,
+	     const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vnote(o, false, rule, check, ts, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+int out_explain(struct alert_engine *e, struct alert_out *o, const char *rule,
+		const char *check, int64_t ts, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	if (!e->explain)
+		return 0;
+	va_start(ap, fmt);
+	rc = vnote(o, true, rule, check, ts, fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
 /* ---- the state machine ------------------------------------------------------------- */
@@ -167,10 +193,7 @@ int check_eval(struct alert_engine *e, struct check *c, int64_t ts, int want, do
 	       double threshold, const char *unit, const char *msg, struct alert_out *o)
 {
 	(void)e;
-	c->value = value;
-	c->threshold = threshold;
-	snprintf(c->unit, sizeof c->unit, "%s", unit ? unit : "");
-	snprintf(c->msg, sizeof c->msg, "%s", msg ? msg : "");
+	check_update(c, value, threshold, unit, msg);
 	if (want == SEV_NONE) {
 		if (c->state == ALERT_FIRING)
 			return do_resolve(c, ts, o);
@@ -202,6 +225,26 @@ int check_tick(struct alert_engine *e, struct check *c, int64_t now, struct aler
 		return 0;
 	/* decided when the 'for' ran out, not when the tick came */
 	return do_fire(c, c->pend_sev, c->since_ms + c->for_ms, o);
+}
+
+int check_refire(struct alert_engine *e, struct check *c, int64_t ts, double value,
+		 double threshold, const char *unit, const char *msg, struct alert_out *o)
+{
+	if (c->state != ALERT_FIRING)
+		return check_eval(e, c, ts, c->rc ? c->rc->severity : SEV_YELLOW, value,
+				  threshold, unit, msg, o);
+	check_update(c, value, threshold, unit, msg);
+	/* from the severity it has to the same: no action asks for that (fire_actions) */
+	return do_fire(c, c->sev, ts, o);
+}
+
+void check_update(struct check *c, double value, double threshold, const char *unit,
+		  const char *msg)
+{
+	c->value = value;
+	c->threshold = threshold;
+	snprintf(c->unit, sizeof c->unit, "%s", unit ? unit : "");
+	snprintf(c->msg, sizeof c->msg, "%s", msg ? msg : "");
 }
 
 /* ---- rules and checks -------------------------------------------------------------- */
@@ -417,6 +460,11 @@ void alert_clock_step(struct alert_engine *e, int64_t delta)
 	e->late_noted = false;
 }
 
+void alert_set_explain(struct alert_engine *e, bool on)
+{
+	e->explain = on;
+}
+
 size_t alert_active(const struct alert_engine *e, struct alert_transition *out, size_t max)
 {
 	size_t n = 0;
@@ -436,6 +484,8 @@ size_t alert_active(const struct alert_engine *e, struct alert_transition *out, 
 		t->ts_ms = c->state == ALERT_FIRING ? c->fired_ms : c->since_ms;
 		t->value = c->value;
 		t->threshold = c->threshold;
+		t->value_f32 = c->value_f32;
+		t->threshold_f32 = c->threshold_f32;
 		snprintf(t->unit, sizeof t->unit, "%s", c->unit);
 		snprintf(t->message, sizeof t->message, "%s", c->msg);
 	}
@@ -479,6 +529,13 @@ const struct point_def *alert_ref_def(const struct config *cfg, const struct poi
 	if (p->point < 0 || (size_t)p->point >= d->npoints)
 		return NULL;
 	return &d->points[p->point];
+}
+
+bool alert_ref_f32(const struct config *cfg, const struct point_ref *p)
+{
+	const struct point_def *pd = alert_ref_def(cfg, p);
+
+	return pd && pd->type == PT_FLOAT32;
 }
 
 int64_t alert_local_midnight(int64_t ts_ms)
@@ -530,11 +587,47 @@ void alert_local_date(int64_t ts_ms, char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%d", &tm);
 }
 
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar, and back (the
+ * well-known era arithmetic: 400-year eras of 146097 days, years starting in March). */
+static int32_t days_from_civil(int y, int m, int d)
+{
+	int era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+int32_t alert_local_dayno(int64_t ts_ms)
+{
+	time_t t = (time_t)(ts_ms >= 0 ? ts_ms / 1000 : (ts_ms - 999) / 1000);
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	return days_from_civil(tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+}
+
+void alert_dayno_date(int32_t day, char *buf, size_t len)
+{
+	int32_t z = day + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
+	int doe = (int)(z - era * 146097);
+	int yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	int mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1;
+	int m = mp < 10 ? mp + 3 : mp - 9;
+	int y = yoe + era * 400 + (m <= 2);
+
+	snprintf(buf, len, "%04d-%02d-%02d", y, m, d);
+}
+
 /* ---- persistence ------------------------------------------------------------------- */
 
 void save_line(struct jbuf *b, const char *rule, const char *fmt, ...)
 {
-	char line[4096];
+	char line[8192];
 	va_list ap;
 	int n;
 
@@ -618,7 +711,7 @@ static struct rstate *rule_by_id(struct alert_engine *e, const char *id)
 	return NULL;
 }
 
-#define MAXF 64
+#define MAXF 256
 
 int alert_restore(struct alert_engine *e, const char *blob, char *err, size_t errlen)
 {

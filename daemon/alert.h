@@ -5,9 +5,9 @@
  *
  * Each rule of the config holds one or more checks; each check is its own alert,
  * named <rule>/<check>, a state machine ok -> pending -> firing(severity) -> resolved
- * (DESIGN.md, Alert engine). Only firing (again on every change of severity) and
- * resolved are transitions that leave the engine; pending stays inside. Every device
- * also gets a comms alert, comms-<device>/offline.
+ * (docs/design.md, "The alert engine"; docs/alerts.md). Only firing (again on every
+ * change of severity) and resolved are transitions that leave the engine; pending stays
+ * inside. Every device also gets a comms alert, comms-<device>/offline.
  */
 #ifndef SLUICE_ALERT_H
 #define SLUICE_ALERT_H
@@ -34,6 +34,12 @@ struct alert_transition {
 	double threshold; /* what it was compared with (NAN when not applicable) */
 	char unit[POINT_UNIT_MAX]; /* of value and threshold, may be empty */
 	char message[ALERT_MSG_MAX]; /* one line for people, UTF-8 */
+	/* value (threshold) was read from float32 points, or computed from nothing but
+	 * float32 readings and exact constants: it holds no more than a float32's precision,
+	 * so it is written as telemetry writes those points (jb_float32: 85.3, not the
+	 * widened double's 85.30000305175781). False for a count, a time, a threshold from
+	 * the config, or anything an integer point or a double went into. */
+	bool value_f32, threshold_f32;
 };
 
 /* A register or coil write that a rule asks for (on_fire / on_resolve). */
@@ -52,6 +58,7 @@ struct alert_note {
 	char check[ALERT_CHECK_MAX];
 	int64_t ts_ms;
 	char message[ALERT_MSG_MAX];
+	bool explain;  /* how a check decided (alert_set_explain), not a note for the log */
 };
 
 struct alert_out {
@@ -111,6 +118,11 @@ void alert_clock_step(struct alert_engine *e, int64_t delta_ms);
  */
 char *alert_save(const struct alert_engine *e);
 int alert_restore(struct alert_engine *e, const char *blob, char *err, size_t errlen);
+
+/* With on, rule kinds add notes that show how they decided (the leakage night check: each
+ * night's value and the detector's statistics), for `sluicectl replay --explain`. Off by
+ * default: sluiced never sets it. */
+void alert_set_explain(struct alert_engine *e, bool on);
 
 /* Active alerts (pending and firing), for sluicectl and health. */
 size_t alert_active(const struct alert_engine *e, struct alert_transition *out, size_t max);

@@ -22,6 +22,7 @@ struct check {
 	int64_t since_ms;          /* pending: since when the condition holds */
 	int64_t fired_ms;          /* firing: when it last fired or changed severity */
 	double value, threshold;
+	bool value_f32, threshold_f32; /* set by the rule kind (struct alert_transition) */
 	char unit[POINT_UNIT_MAX];
 	char msg[ALERT_MSG_MAX];
 };
@@ -70,6 +71,7 @@ struct alert_engine {
 	unsigned guard_n;           /* readings moved so far (the first gets a note) */
 	int64_t guard_lo, guard_hi, guard_until, guard_delta;
 	bool late_noted;            /* one note per run of late readings */
+	bool explain;               /* kinds add notes that show their working (replay) */
 };
 
 /* Was t learnt by this engine since it started (not restored), so that a clock step
@@ -93,9 +95,25 @@ int check_eval(struct alert_engine *e, struct check *c, int64_t ts, int want, do
 	       double threshold, const char *unit, const char *msg, struct alert_out *o);
 /* A pending check whose 'for' ran out by now fires. */
 int check_tick(struct alert_engine *e, struct check *c, int64_t now, struct alert_out *o);
+/*
+ * A firing check pages again at the severity it has: a new cause on top of the one it
+ * fires for (a second leak on a latched night check). The rule's on_fire actions do not
+ * run again: the first firing ran them. A check that is not firing fires as check_eval
+ * would. -1 on allocation failure.
+ */
+int check_refire(struct alert_engine *e, struct check *c, int64_t ts, double value,
+		 double threshold, const char *unit, const char *msg, struct alert_out *o);
+/* What an active check says about itself changes, without a transition (one of several
+ * latched causes went away). Seen by alert_active and saved. */
+void check_update(struct check *c, double value, double threshold, const char *unit,
+		  const char *msg);
 
 int out_note(struct alert_out *o, const char *rule, const char *check, int64_t ts,
 	     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* A note that shows how a check decided; only when the engine explains (e->explain). */
+int out_explain(struct alert_engine *e, struct alert_out *o, const char *rule,
+		const char *check, int64_t ts, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
 
 /* A point's value as a number; NAN for a failed or string point. */
 double alert_num(const struct value *v);
@@ -104,6 +122,8 @@ const char *alert_devname(const struct config *cfg, size_t dev);
 /* value, when the point ref is a static point of dev and present in v; else NAN */
 double alert_ref_value(const struct point_ref *p, size_t dev, const struct value *v, size_t n);
 const struct point_def *alert_ref_def(const struct config *cfg, const struct point_ref *p);
+/* Is the point ref a float32 point (its values hold a float32's precision)? */
+bool alert_ref_f32(const struct config *cfg, const struct point_ref *p);
 
 /*
  * Local time. The engine uses the process's TZ (sluiced, replay and the tests set TZ
@@ -117,6 +137,11 @@ int alert_local_tod(int64_t ts_ms);            /* seconds after local midnight *
 bool alert_in_window(int tod, int from, int to);
 /* "2018-03-05" of ts in local time */
 void alert_local_date(int64_t ts_ms, char *buf, size_t len);
+/* The local calendar date of ts as a day number (days since 1970-01-01), and back to
+ * "2018-03-05". Day numbers count nights and weekdays without a clock: (day + 3) % 7 is
+ * the weekday, Monday 0. */
+int32_t alert_local_dayno(int64_t ts_ms);
+void alert_dayno_date(int32_t day, char *buf, size_t len);
 
 /* Small helpers for saving: "%.17g" fields. */
 void save_line(struct jbuf *b, const char *rule, const char *fmt, ...)

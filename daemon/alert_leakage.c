@@ -31,7 +31,7 @@
  * twice and an hour stepped forward does not leave an empty hour in the night. Calendar
  * days stay put: a day that loses or gains an hour is judged on its coverage.
  */
-#include "alert_int.h"
+#include "alert_leak_int.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -39,7 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BIN_MS (15 * 60 * 1000LL)
+#define BIN_MS LEAK_BIN_MS
 #define NBINS 16                 /* 4 h of bins in the ring */
 #define BIN_LAG_MS BIN_MS        /* a bin is closed this long after its end */
 #define DAY_LAG_MS (30 * 60 * 1000LL)
@@ -64,6 +64,15 @@ struct meter {
 	double rate;         /* recent m3/h, for telling a replacement from use */
 	char name[ID_MAX + POINT_NAME_MAX + 2];
 	const char *unit;    /* of the point, for messages */
+	double zrate;        /* m3/h over its latest interval, for the zone's next sample */
+	bool zfresh;         /* ... not yet in a zone sample */
+};
+
+/* A pump named in night.exclude: its run signal, followed as a step function. */
+struct pumpx {
+	const struct night_exclude *cfg;
+	bool have, on;
+	int64_t ts;          /* of the latest run sample */
 };
 
 struct day {
@@ -76,12 +85,16 @@ struct leak {
 	struct check *balance, *night, *burst;
 	struct meter m[MAXM];
 	size_t nm;
+	bool f32;            /* every meter is a float32 point (alert_transition.value_f32) */
 	struct day day[2];
 	int64_t base;        /* start of bin 0 of the ring; 0 until the first data */
 	double bvol[NBINS][MAXM];
 	int64_t bcov[NBINS][MAXM];
+	double bxvol[NBINS];        /* excluded pumps' volume in each bin, and the time their */
+	int64_t bxcov[NBINS];       /* run signals covered (night.exclude) */
 	/* night */
 	bool in_night;
+	bool night_wait;    /* the window ended; the hour after it may still show a pump switch */
 	double night_min;
 	int night_bins;
 	int64_t night_last; /* the end of the last bin of the night */
@@ -90,6 +103,16 @@ struct leak {
 	int64_t day_decided;   /* start of the latest day decided; 0: none */
 	double nhist[7][MAXNIGHTS]; /* per weekday with night.weekly, else [0] */
 	unsigned nn[7], nh[7];      /* count, next index */
+	/* night, as a change detector (alert_leak_night.c): the night's quarter hours, the
+	 * pump steps found in the zone's samples, the excluded pumps */
+	int64_t nfirst;             /* start of the night's first quarter hour */
+	int nnb;
+	double nnet[NIGHT_BINS], nexc[NIGHT_BINS];
+	struct steps steps;
+	struct night_det det;
+	struct pumpx px[MAXM];
+	size_t npx;
+	bool restoring;             /* the saved "lk" line matched this zone's meters */
 	/* burst */
 	double shist[SLOTS][MAXDAYS];
 	unsigned sn[SLOTS], sh[SLOTS];
@@ -169,8 +192,12 @@ static int leak_init(struct alert_engine *e, struct rstate *r, char *err, size_t
 		m->modulus = (rc->rollover > 0 ? rc->rollover : type_modulus(p)) * m->factor;
 		snprintf(m->name, sizeof m->name, "%s.%s", e->cfg->devices[ref->device].id,
 			 ref->name);
+		l->f32 = (l->nm == 0 || l->f32) && p->type == PT_FLOAT32;
 		l->nm++;
 	}
+	night_init(&l->det);
+	for (size_t i = 0; i < rc->nnight_exclude && i < MAXM; i++)
+		l->px[l->npx++].cfg = &rc->night_exclude[i];
 	if ((rc->has_max_loss_ratio && rc->noutflow &&
 	     !(l->balance = engine_check(e, r, "balance", 0, true))) ||
 	    (rc->has_night && !(l->night = engine_check(e, r, "night", 0, true))) ||
@@ -178,6 +205,18 @@ static int leak_init(struct alert_engine *e, struct rstate *r, char *err, size_t
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	/*
+	 * Volumes, net flows, loss ratios and the baselines learnt from them are sums,
+	 * differences and averages of the meters' readings, times exact constants (units,
+	 * hours): made only of float32 readings, they know no more than a float32 does, and
+	 * its digits are the ones worth printing. The balance's limit is the config's.
+	 */
+	if (l->balance)
+		l->balance->value_f32 = l->f32;
+	if (l->night)
+		l->night->value_f32 = l->night->threshold_f32 = l->f32;
+	if (l->burst)
+		l->burst->value_f32 = l->burst->threshold_f32 = l->f32;
 	return 0;
 }
 
@@ -214,7 +253,7 @@ static int night_done(struct alert_engine *e, struct rstate *r, struct alert_out
 	const struct rule_cfg *rc = r->rc;
 	struct leak *l = r->priv;
 	double x = l->night_min, lim = INFINITY, base = NAN;
-	bool firing = l->night->state == ALERT_FIRING, on = false;
+	bool firing = l->night->state == ALERT_FIRING, on = false, learnt = false;
 	char msg[ALERT_MSG_MAX], date[16];
 	unsigned need = rc->night_baseline < 3 ? rc->night_baseline : 3;
 	int wd = 0;
@@ -239,11 +278,14 @@ static int night_done(struct alert_engine *e, struct rstate *r, struct alert_out
 		base = median(l->nhist[wd], l->nn[wd]);
 		lb = base * (1 + rc->night_ratio) + rc->night_by;
 		if (firing ? x > lb - rc->hysteresis : x > lb) {
-			if (!on)
+			if (!on) {
 				lim = lb;
+				learnt = true;
+			}
 			on = true;
 		} else if (!on) {
 			lim = lb;
+			learnt = true;
 		}
 	}
 	if (rc->night_baseline) {
@@ -262,12 +304,51 @@ static int night_done(struct alert_engine *e, struct rstate *r, struct alert_out
 		snprintf(msg, sizeof msg, "minimum night flow %.2f m3/h at %s on the night to %s "
 			 "(usual %.2f, limit %.2f m3/h)", x, r->rc->name ? r->rc->name : r->id,
 			 date, base, lim);
+	/* the limit is night.max_flow (the config's) or the baseline (learnt) */
+	l->night->threshold_f32 = l->f32 && learnt;
 	return check_eval(e, l->night, l->night_last, on ? rc->severity : SEV_NONE, x, lim,
 			  "m3/h", msg, o);
 }
 
+/* A quarter hour of the night for the change detector: its net and excluded flows. */
+static void night_bin(struct leak *l, int64_t start, double net, double exc)
+{
+	int64_t i = (start - l->nfirst) / BIN_MS;
+
+	if (i < 0 || i >= NIGHT_BINS)
+		return;
+	while (l->nnb < i) {
+		l->nnet[l->nnb] = NAN;
+		l->nexc[l->nnb++] = NAN;
+	}
+	l->nnet[i] = net;
+	l->nexc[i] = exc;
+	if (l->nnb <= i)
+		l->nnb = (int)i + 1;
+}
+
+/* The night window ended: the detector decides the night (alert_leak_night.c). */
+static int night_end(struct alert_engine *e, struct rstate *r, struct alert_out *o)
+{
+	const struct rule_cfg *rc = r->rc;
+	struct leak *l = r->priv;
+	struct pump_event ev[STEP_EVENTS];
+	int64_t key = night_key(rc, l->night_last - BIN_MS);
+	int64_t lo = key + ((int64_t)rc->night_from_s - PUMP_MARGIN_S) * 1000;
+	struct night_obs ob = { .day = alert_local_dayno(key), .first = l->nfirst,
+				.nbins = l->nnb, .net = l->nnet, .exc = l->nexc,
+				.end = l->night_last, .S = l->steps.S, .ev = ev };
+
+	l->in_night = false;
+	l->night_wait = false;
+	l->night_decided = key;
+	ob.nev = ob.S > 0 ? steps_events(&l->steps, lo, l->night_last + PUMP_MARGIN_S * 1000LL, ev,
+					 STEP_EVENTS) : 0;
+	return night_decide(e, r, &l->det, l->night, &ob, o);
+}
+
 static int bin_result(struct alert_engine *e, struct rstate *r, int64_t start, double net,
-		      struct alert_out *o)
+		      double exc, struct alert_out *o)
 {
 	const struct rule_cfg *rc = r->rc;
 	struct leak *l = r->priv;
@@ -276,6 +357,12 @@ static int bin_result(struct alert_engine *e, struct rstate *r, int64_t start, d
 	if (l->night) {
 		bool in = alert_in_window(tod, rc->night_from_s, rc->night_to_s);
 		int64_t key = in && !l->in_night ? night_key(rc, start) : 0;
+
+		/* a night whose window ended is decided once the hour after it is binned: a
+		 * pump that switched off then ran through the window */
+		if (l->night_wait && (in || start >= l->night_last + PUMP_MARGIN_S * 1000LL) &&
+		    night_end(e, r, o) < 0)
+			return -1;
 
 		if (in && !l->in_night && key <= l->night_decided) {
 			/* a night already decided (the clock was stepped back into it) */
@@ -289,13 +376,21 @@ static int bin_result(struct alert_engine *e, struct rstate *r, int64_t start, d
 		} else if (in && !isnan(net)) {
 			if (!l->in_night || net < l->night_min)
 				l->night_min = net;
-			if (!l->in_night)
+			if (!l->in_night) {
 				l->night_bins = 0;
+				l->nfirst = start;
+				l->nnb = 0;
+			}
 			l->in_night = true;
 			l->night_bins++;
 			l->night_last = start + BIN_MS;
-		} else if (!in && l->in_night && night_done(e, r, o) < 0) {
-			return -1;
+			night_bin(l, start, net, exc);
+		} else if (!in && l->in_night && rc->night_legacy) {
+			if (night_done(e, r, o) < 0)
+				return -1;
+		} else if (!in && l->in_night) {
+			l->in_night = false;
+			l->night_wait = true;
 		}
 	}
 	if (l->burst && !isnan(net)) {
@@ -340,7 +435,7 @@ static int bin_result(struct alert_engine *e, struct rstate *r, int64_t start, d
 static int bin_close(struct alert_engine *e, struct rstate *r, struct alert_out *o)
 {
 	struct leak *l = r->priv;
-	double net = 0;
+	double net = 0, exc = 0;
 
 	for (size_t k = 0; k < l->nm; k++) {
 		if ((double)l->bcov[0][k] < BIN_COVER * BIN_MS) {
@@ -349,12 +444,20 @@ static int bin_close(struct alert_engine *e, struct rstate *r, struct alert_out 
 		}
 		net += l->m[k].sign * l->bvol[0][k] * (3600000.0 / (double)l->bcov[0][k]);
 	}
-	if (l->nm && bin_result(e, r, l->base, net, o) < 0)
+	/* the excluded pumps' flow, where their run signals say what it was */
+	if (l->npx)
+		exc = (double)l->bxcov[0] >= BIN_COVER * BIN_MS
+			      ? l->bxvol[0] * (3600000.0 / (double)l->bxcov[0]) : NAN;
+	if (l->nm && bin_result(e, r, l->base, net, exc, o) < 0)
 		return -1;
 	memmove(l->bvol[0], l->bvol[1], sizeof l->bvol[0] * (NBINS - 1));
 	memmove(l->bcov[0], l->bcov[1], sizeof l->bcov[0] * (NBINS - 1));
 	memset(l->bvol[NBINS - 1], 0, sizeof l->bvol[0]);
 	memset(l->bcov[NBINS - 1], 0, sizeof l->bcov[0]);
+	memmove(l->bxvol, l->bxvol + 1, sizeof l->bxvol[0] * (NBINS - 1));
+	memmove(l->bxcov, l->bxcov + 1, sizeof l->bxcov[0] * (NBINS - 1));
+	l->bxvol[NBINS - 1] = 0;
+	l->bxcov[NBINS - 1] = 0;
 	l->base += BIN_MS;
 	return 0;
 }
@@ -429,6 +532,20 @@ static struct day *day_for(struct alert_engine *e, struct rstate *r, int64_t t,
 	return d;
 }
 
+/* The ring of bins starts at t0's bin and reaches t1, closing what falls out of it. */
+static int ring_reach(struct alert_engine *e, struct rstate *r, int64_t t0, int64_t t1,
+		      struct alert_out *o)
+{
+	struct leak *l = r->priv;
+
+	if (!l->base)
+		l->base = t0 - (t0 % BIN_MS + BIN_MS) % BIN_MS;
+	while (t1 > l->base + NBINS * BIN_MS)
+		if (bin_close(e, r, o) < 0)
+			return -1;
+	return 0;
+}
+
 /* Spread vol over [t0, t1): into days (when balance is checked) and bins. */
 static int add_interval(struct alert_engine *e, struct rstate *r, size_t k, int64_t t0,
 			int64_t t1, double vol, bool covered, struct alert_out *o)
@@ -454,11 +571,8 @@ static int add_interval(struct alert_engine *e, struct rstate *r, size_t k, int6
 			a = b;
 		}
 	}
-	if (!l->base)
-		l->base = t0 - (t0 % BIN_MS + BIN_MS) % BIN_MS;
-	while (t1 > l->base + NBINS * BIN_MS)
-		if (bin_close(e, r, o) < 0)
-			return -1;
+	if (ring_reach(e, r, t0, t1, o) < 0)
+		return -1;
 	if (!covered)
 		return 0;
 	for (int i = 0; i < NBINS; i++) {
@@ -468,6 +582,61 @@ static int add_interval(struct alert_engine *e, struct rstate *r, size_t k, int6
 			l->bvol[i][k] += per_ms * (double)(b - a);
 			l->bcov[i][k] += b - a;
 		}
+	}
+	return 0;
+}
+
+/* An excluded pump ran at flow (m3/h on average) over [t0, t1): into the bins. */
+static int add_excluded(struct alert_engine *e, struct rstate *r, int64_t t0, int64_t t1,
+			double flow, struct alert_out *o)
+{
+	struct leak *l = r->priv;
+
+	if (ring_reach(e, r, t0, t1, o) < 0)
+		return -1;
+	for (int i = 0; i < NBINS; i++) {
+		int64_t bs = l->base + i * BIN_MS, be = bs + BIN_MS;
+		int64_t a = t0 > bs ? t0 : bs, b = t1 < be ? t1 : be;
+		if (b > a) {
+			l->bxvol[i] += flow * (double)(b - a) / 3600000.0;
+			l->bxcov[i] += b - a;
+		}
+	}
+	return 0;
+}
+
+/* Once every meter has a rate newer than the zone's last sample, the zone has a new
+ * one: its net flow less the excluded pumps', for the step finder. */
+static int zone_sample(struct rstate *r, int64_t ts, struct alert_out *o)
+{
+	const struct rule_cfg *rc = r->rc;
+	struct leak *l = r->priv;
+	double q = 0;
+	int tod, from, to, hours;
+
+	if (!l->night || rc->night_legacy || !rc->night_pump_steps)
+		return 0;
+	for (size_t k = 0; k < l->nm; k++)
+		if (!l->m[k].zfresh)
+			return 0;
+	for (size_t k = 0; k < l->nm; k++) {
+		q += l->m[k].sign * l->m[k].zrate;
+		l->m[k].zfresh = false;
+	}
+	for (size_t k = 0; k < l->npx; k++)
+		if (l->px[k].have && l->px[k].on)
+			q -= l->px[k].cfg->flow;
+	tod = alert_local_tod(ts);
+	from = ((rc->night_from_s - PUMP_MARGIN_S) % 86400 + 86400) % 86400;
+	to = (rc->night_to_s + PUMP_MARGIN_S) % 86400;
+	hours = alert_in_window(tod, from, rc->night_to_s) ? STEP_LEARN
+		: alert_in_window(tod, rc->night_to_s, to) ? STEP_MATCH : STEP_OFF;
+	if (steps_sample(&l->steps, ts, q, hours) == 1) {
+		/* the nights learnt so far may hold the pump's flow: learn them again */
+		night_forget(&l->det);
+		return out_note(o, r->id, "night", ts, "a pump's step of %.1f m3/h recurs in the "
+				"zone's flow: its switches are taken out of the night flow from now "
+				"on, and the nights are learnt again", l->steps.S);
 	}
 	return 0;
 }
@@ -486,7 +655,11 @@ static int meter_read(struct alert_engine *e, struct rstate *r, size_t k, int64_
 	if (!was || dt > MAX_SPAN_MS) {
 		m->prev = x;
 		m->prev_ts = ts;
-		return 0;
+		if (m->total)
+			return 0;
+		m->zrate = x;
+		m->zfresh = true;
+		return zone_sample(r, ts, o);
 	}
 	if (m->total) {
 		double d = x - m->prev, h = (double)dt / 3600000.0;
@@ -513,12 +686,38 @@ static int meter_read(struct alert_engine *e, struct rstate *r, size_t k, int64_
 		}
 		vol = d;
 		m->rate = m->rate > 0 ? 0.9 * m->rate + 0.1 * (d / h) : d / h;
+		m->zrate = d / h;
 	} else {
 		vol = (m->prev + x) / 2 * ((double)dt / 3600000.0);
+		m->zrate = x;
 	}
 	m->prev = x;
 	m->prev_ts = ts;
-	return add_interval(e, r, k, ts - dt, ts, vol, dt <= COVER_GAP_MS, o);
+	m->zfresh = true;
+	if (add_interval(e, r, k, ts - dt, ts, vol, dt <= COVER_GAP_MS, o) < 0)
+		return -1;
+	return zone_sample(r, ts, o);
+}
+
+/* A run signal of an excluded pump: the pump ran, or not, since its last one. */
+static int pump_read(struct alert_engine *e, struct rstate *r, size_t k, int64_t ts, bool on,
+		     struct alert_out *o)
+{
+	struct pumpx *p = &((struct leak *)r->priv)->px[k];
+	int64_t dt = ts - p->ts;
+
+	if (p->have && dt <= 0)
+		return 0;
+	/* the trapezoid rule, as for a flow meter: an interval with a switch counts half
+	 * the pump's flow, as the meters' readings on either side of it do */
+	if (p->have && dt <= COVER_GAP_MS &&
+	    add_excluded(e, r, p->ts, ts, p->cfg->flow * ((p->on ? 0.5 : 0) + (on ? 0.5 : 0)),
+			 o) < 0)
+		return -1;
+	p->have = true;
+	p->on = on;
+	p->ts = ts;
+	return 0;
 }
 
 static int leak_feed(struct alert_engine *e, struct rstate *r, size_t dev, int64_t ts,
@@ -526,6 +725,12 @@ static int leak_feed(struct alert_engine *e, struct rstate *r, size_t dev, int64
 {
 	struct leak *l = r->priv;
 
+	/* run signals first: a zone sample taken with this reading sees the pumps' state */
+	for (size_t k = 0; k < l->npx; k++) {
+		double x = alert_ref_value(&l->px[k].cfg->run, dev, v, n);
+		if (isfinite(x) && pump_read(e, r, k, ts, x >= 0.5, o) < 0)
+			return -1;
+	}
 	for (size_t k = 0; k < l->nm; k++) {
 		double x = alert_ref_value(l->m[k].ref, dev, v, n);
 		if (isfinite(x) && meter_read(e, r, k, ts, x, o) < 0)
@@ -559,12 +764,18 @@ static void leak_clock_step(struct alert_engine *e, struct rstate *r, int64_t de
 	for (size_t k = 0; k < l->nm; k++)
 		if (l->m[k].have && engine_live(e, l->m[k].prev_ts))
 			l->m[k].prev_ts += delta;
+	for (size_t k = 0; k < l->npx; k++)
+		if (l->px[k].have && engine_live(e, l->px[k].ts))
+			l->px[k].ts += delta;
+	steps_clock_step(e, &l->steps, delta);
 	/* the ring, when it holds what this engine binned (it follows the ticks, so it
 	 * overlaps the live span), and with it the night in progress */
 	if (l->base && bins && l->base + NBINS * BIN_MS > e->first_ms && l->base <= e->last_ms) {
 		l->base += bins * BIN_MS;
-		if (l->in_night)
+		if (l->in_night || l->night_wait) {
 			l->night_last += bins * BIN_MS;
+			l->nfirst += bins * BIN_MS;
+		}
 	}
 }
 
@@ -583,14 +794,17 @@ static void leak_save(const struct rstate *r, struct jbuf *b)
 	const struct leak *l = r->priv;
 	char buf[3072];
 
-	save_line(b, r->id, "lk\t%zu\t%" PRId64 "\t%d\t%.17g\t%d\t%" PRId64 "\t%" PRId64 "\t%" PRId64,
-		  l->nm, l->base, l->in_night, l->night_min, l->night_bins, l->night_last,
-		  l->day_decided, l->night_decided);
+	save_line(b, r->id, "lk\t%zu\t%" PRId64 "\t%d\t%.17g\t%d\t%" PRId64 "\t%" PRId64 "\t%" PRId64
+		  "\t%d", l->nm, l->base, l->in_night, l->night_min, l->night_bins, l->night_last,
+		  l->day_decided, l->night_decided, l->night_wait);
 	for (size_t k = 0; k < l->nm; k++) {
 		const struct meter *m = &l->m[k];
-		save_line(b, r->id, "lkm\t%zu\t%d\t%.17g\t%" PRId64 "\t%.17g", k, m->have, m->prev,
-			  m->prev_ts, m->rate);
+		save_line(b, r->id, "lkm\t%zu\t%d\t%.17g\t%" PRId64 "\t%.17g\t%.17g\t%d", k, m->have,
+			  m->prev, m->prev_ts, m->rate, m->zrate, m->zfresh);
 	}
+	for (size_t k = 0; k < l->npx; k++)
+		save_line(b, r->id, "lkp\t%zu\t%d\t%d\t%" PRId64, k, l->px[k].have, l->px[k].on,
+			  l->px[k].ts);
 	for (int i = 0; i < 2; i++) {
 		const struct day *d = &l->day[i];
 		double cov[MAXM];
@@ -609,6 +823,26 @@ static void leak_save(const struct rstate *r, struct jbuf *b)
 		nums(buf, sizeof buf / 2, l->bvol[i], l->nm);
 		nums(buf + strlen(buf), sizeof buf / 2, cov, l->nm);
 		save_line(b, r->id, "lkb\t%d%s", i, buf);
+	}
+	if (l->npx) {
+		double v[2 * NBINS];
+		for (int i = 0; i < NBINS; i++) {
+			v[2 * i] = l->bxvol[i];
+			v[2 * i + 1] = (double)l->bxcov[i];
+		}
+		nums(buf, sizeof buf, v, 2 * NBINS);
+		save_line(b, r->id, "lkx%s", buf);
+	}
+	if ((l->in_night || l->night_wait) && !r->rc->night_legacy) {
+		char big[NIGHT_BINS * 26];
+		nums(big, sizeof big, l->nnet, (size_t)l->nnb);
+		save_line(b, r->id, "lkg\t%" PRId64 "%s", l->nfirst, big);
+		nums(big, sizeof big, l->nexc, (size_t)l->nnb);
+		save_line(b, r->id, "lkge%s", big);
+	}
+	if (l->night && !r->rc->night_legacy) {
+		steps_save(&l->steps, r->id, b);
+		night_save(&l->det, r->id, b);
 	}
 	for (int w = 0; w < 7; w++) {
 		if (!l->nn[w])
@@ -633,6 +867,7 @@ static void leak_restore(struct rstate *r, char **f, size_t nf)
 	if (!strcmp(f[0], "lk") && nf >= 7) {
 		if ((size_t)atol(f[1]) != nm)
 			return; /* the zone's meters changed: start afresh */
+		l->restoring = true;
 		l->base = field_i64(f[2]);
 		l->in_night = atoi(f[3]);
 		l->night_min = field_num(f[4]);
@@ -642,6 +877,8 @@ static void leak_restore(struct rstate *r, char **f, size_t nf)
 			l->day_decided = field_i64(f[7]);
 			l->night_decided = field_i64(f[8]);
 		}
+		if (nf >= 10)
+			l->night_wait = atoi(f[9]) != 0;
 	} else if (!strcmp(f[0], "lkm") && nf >= 6) {
 		size_t k = (size_t)atol(f[1]);
 		if (k < nm) {
@@ -649,7 +886,36 @@ static void leak_restore(struct rstate *r, char **f, size_t nf)
 			l->m[k].prev = field_num(f[3]);
 			l->m[k].prev_ts = field_i64(f[4]);
 			l->m[k].rate = field_num(f[5]);
+			if (nf >= 8) {
+				l->m[k].zrate = field_num(f[6]);
+				l->m[k].zfresh = atoi(f[7]) != 0;
+			}
 		}
+	} else if (!strcmp(f[0], "lkp") && nf >= 5) {
+		size_t k = (size_t)atol(f[1]);
+		if (k < l->npx && l->restoring) {
+			l->px[k].have = atoi(f[2]) != 0;
+			l->px[k].on = atoi(f[3]) != 0;
+			l->px[k].ts = field_i64(f[4]);
+		}
+	} else if (!strcmp(f[0], "lkx") && nf == 1 + 2 * NBINS && l->npx && l->restoring) {
+		for (int i = 0; i < NBINS; i++) {
+			l->bxvol[i] = field_num(f[1 + 2 * i]);
+			l->bxcov[i] = (int64_t)field_num(f[2 + 2 * i]);
+		}
+	} else if (!strcmp(f[0], "lkg") && nf >= 2 && nf - 2 <= NIGHT_BINS && l->restoring) {
+		l->nfirst = field_i64(f[1]);
+		l->nnb = (int)(nf - 2);
+		for (int i = 0; i < l->nnb; i++) {
+			l->nnet[i] = field_num(f[2 + i]);
+			l->nexc[i] = 0;
+		}
+	} else if (!strcmp(f[0], "lkge") && (int)nf - 1 == l->nnb && l->restoring) {
+		for (int i = 0; i < l->nnb; i++)
+			l->nexc[i] = field_num(f[1 + i]);
+	} else if (l->restoring && l->night && !rc->night_legacy &&
+		   (steps_restore(&l->steps, f, nf) || night_restore(&l->det, f, nf))) {
+		return;
 	} else if (!strcmp(f[0], "lkd") && nf == 3 + 2 * nm) {
 		struct day *d = !l->day[0].start ? &l->day[0] : &l->day[1];
 		d->start = field_i64(f[1]);

@@ -152,6 +152,13 @@ static void resolve(const struct config *cfg, const struct rule_cfg *rc, struct 
 	p->evt = d->sunspec ? find_point(d, NULL, "Evt1") : -1;
 	p->wrtg = d->sunspec ? find_point(d, NULL, "WRtg") : -1;
 	p->w_factor = p->w >= 0 && strcmp(d->points[p->w].unit, "kW") == 0 ? 1000 : 1;
+	/* the output in W is the power point's reading (times 1000 for kW): its precision;
+	 * the limits come from rated power (config or nameplate) and the peer ratio from
+	 * other inverters and their nameplates, so they stay doubles */
+	if (p->no_output)
+		p->no_output->value_f32 = p->w >= 0 && d->points[p->w].type == PT_FLOAT32;
+	if (p->low_output)
+		p->low_output->value_f32 = p->w >= 0 && d->points[p->w].type == PT_FLOAT32;
 }
 
 static double val_at(long idx, const struct value *v, size_t n)

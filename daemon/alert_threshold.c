@@ -43,6 +43,7 @@ static int thr_feed(struct alert_engine *e, struct rstate *r, size_t dev, int64_
 		bool on = above ? (firing ? x > clear : x > lim) : (firing ? x < clear : x < lim);
 		char msg[ALERT_MSG_MAX];
 
+		c->value_f32 = pd && pd->type == PT_FLOAT32; /* the limit is the config's */
 		if (on)
 			snprintf(msg, sizeof msg, "%s %g%s%s %s %g%s%s at %s", rc->point.name, x,
 				 *unit ? " " : "", unit, above ? "above" : "below", lim,

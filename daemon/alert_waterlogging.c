@@ -3,7 +3,9 @@
  *   level  graded blue/yellow/orange/red: a grade is entered at its depth and left
  *          below depth - hysteresis; escalation and de-escalation go through the grades
  *          (one transition per change of severity); 'for' guards the first firing.
- *   rise   the level rose by rise.by within rise.within (window minimum to now).
+ *   rise   the level rose by rise.by within rise.within (window minimum to now). When
+ *          it resolves it says why: the water fell from its peak since the firing (by
+ *          how much, over how long), rises slower, or stands.
  *   stuck  no change of more than stuck.tolerance for stuck.for (a dead gauge reads a
  *          flat line); fires at blue, since it is a maintenance call, not a flood.
  * Spike rejection: a jump of more than 'spike' from the last accepted sample is held
@@ -39,6 +41,8 @@ struct wl {
 	int64_t ref_ts;
 	struct sample *q;       /* rise: increasing minima of the window (a monotonic deque) */
 	size_t qh, qn, qcap;    /* head index, count, capacity */
+	double peak;            /* rise: the highest level since it fired (the latest time it */
+	int64_t peak_ts;        /* was there; 0: none), else the last sample */
 	uint64_t rejected;      /* spikes dropped */
 };
 
@@ -141,6 +145,20 @@ static void fmt_dur(int64_t ms, char *buf, size_t len)
 		snprintf(buf, len, "%" PRId64 " s", ms / 1000);
 }
 
+/* A time that passed, for people: seconds, then whole minutes, then hours. */
+static void fmt_span(int64_t ms, char *buf, size_t len)
+{
+	if (ms < 120000)
+		snprintf(buf, len, "%" PRId64 " s", (ms + 500) / 1000);
+	else if (ms < 3 * 3600000)
+		snprintf(buf, len, "%" PRId64 " min", (ms + 30000) / 60000);
+	else
+		snprintf(buf, len, "%.1f h", (double)ms / 3600000);
+}
+
+/* The smallest change the messages' two decimals show. */
+#define SHOWN 0.005
+
 /* One accepted sample. */
 static int wl_take(struct alert_engine *e, struct rstate *r, int64_t ts, double x,
 		   struct alert_out *o)
@@ -150,6 +168,8 @@ static int wl_take(struct alert_engine *e, struct rstate *r, int64_t ts, double 
 	const struct point_def *pd = alert_ref_def(e->cfg, &rc->point);
 	const char *u = pd ? pd->unit : "m", *where = alert_devname(e->cfg, rc->point.device);
 	char msg[ALERT_MSG_MAX], d[32];
+	/* a level and a rise (a difference of two levels) hold the point's precision */
+	bool f32 = pd && pd->type == PT_FLOAT32;
 
 	w->have_last = true;
 	w->last = x;
@@ -159,6 +179,8 @@ static int wl_take(struct alert_engine *e, struct rstate *r, int64_t ts, double 
 		int want = grade_want(rc, w->level, x);
 		int show = want ? want : w->level->sev ? w->level->sev : lowest_grade(rc);
 		double lim = rc->levels[show];
+
+		w->level->value_f32 = f32;
 
 		if (want)
 			snprintf(msg, sizeof msg, "water %.2f %s above the road at %s (%s ≥ %.2f %s)",
@@ -170,9 +192,17 @@ static int wl_take(struct alert_engine *e, struct rstate *r, int64_t ts, double 
 			return -1;
 	}
 	if (w->rise) {
-		double rise, lim = rc->rise_by;
+		double rise, fall, lim = rc->rise_by;
 		bool on;
 
+		w->rise->value_f32 = f32;
+		/* the peak is followed while it fires; until then it is the latest sample, so
+		 * that the firing one starts it */
+		if (w->rise->state != ALERT_FIRING || !w->peak_ts || x >= w->peak) {
+			w->peak = x;
+			w->peak_ts = ts;
+		}
+		fall = w->peak - x;
 		while (w->qn && q_at(w, w->qn - 1)->v >= x)
 			w->qn--;
 		if (q_push(w, ts, x) < 0)
@@ -184,12 +214,23 @@ static int wl_take(struct alert_engine *e, struct rstate *r, int64_t ts, double 
 		rise = x - q_at(w, 0)->v;
 		on = w->rise->state == ALERT_FIRING ? rise > lim - rc->hysteresis : rise >= lim;
 		fmt_dur(rc->rise_within_ms, d, sizeof d);
-		if (on)
+		if (on) {
 			snprintf(msg, sizeof msg, "water rose %.2f %s within %s at %s, now %.2f %s "
 				 "(rise ≥ %.2f %s)", rise, u, d, where, x, u, lim, u);
-		else
+		} else if (fall >= SHOWN && fall >= rise) {
+			/* the window's low is the new level: its rise says nothing of the fall */
+			char ago[32];
+
+			fmt_span(ts - w->peak_ts, ago, sizeof ago);
+			snprintf(msg, sizeof msg, "water fell %.2f %s in %s at %s, from %.2f %s to "
+				 "%.2f %s", fall, u, ago, where, w->peak, u, x, u);
+		} else if (rise >= SHOWN) {
+			snprintf(msg, sizeof msg, "water rising slower at %s: %.2f %s, %+.2f %s within "
+				 "%s (rise < %.2f %s)", where, x, u, rise, u, d, lim, u);
+		} else {
 			snprintf(msg, sizeof msg, "water steady at %s: %.2f %s, %+.2f %s within %s",
 				 where, x, u, rise, u, d);
+		}
 		if (check_eval(e, w->rise, ts, on ? rc->severity : SEV_NONE, rise, lim, u, msg,
 			       o) < 0)
 			return -1;
@@ -252,9 +293,9 @@ static void wl_save(const struct rstate *r, struct jbuf *b)
 {
 	struct wl *w = r->priv;
 
-	save_line(b, r->id, "wl\t%d\t%.17g\t%" PRId64 "\t%d\t%.17g\t%" PRId64 "\t%.17g\t%" PRId64,
-		  w->have_last, w->last, w->last_ts, w->have_suspect, w->suspect, w->suspect_ts,
-		  w->ref, w->ref_ts);
+	save_line(b, r->id, "wl\t%d\t%.17g\t%" PRId64 "\t%d\t%.17g\t%" PRId64 "\t%.17g\t%" PRId64
+		  "\t%.17g\t%" PRId64, w->have_last, w->last, w->last_ts, w->have_suspect,
+		  w->suspect, w->suspect_ts, w->ref, w->ref_ts, w->peak, w->peak_ts);
 	for (size_t i = 0; i < w->qn; i++) {
 		struct sample *s = q_at(w, i);
 		save_line(b, r->id, "wlq\t%" PRId64 "\t%.17g", s->ts, s->v);
@@ -274,6 +315,12 @@ static void wl_restore(struct rstate *r, char **f, size_t nf)
 		w->suspect_ts = field_i64(f[6]);
 		w->ref = field_num(f[7]);
 		w->ref_ts = field_i64(f[8]);
+		/* without one (saved before the peak was kept, or no number), the next
+		 * sample starts it */
+		if (nf >= 11 && isfinite(field_num(f[9]))) {
+			w->peak = field_num(f[9]);
+			w->peak_ts = field_i64(f[10]);
+		}
 	} else if (nf >= 3 && strcmp(f[0], "wlq") == 0 && r->rc->has_rise) {
 		(void)q_push(w, field_i64(f[1]), field_num(f[2]));
 	}
@@ -293,6 +340,8 @@ static void wl_clock_step(struct alert_engine *e, struct rstate *r, int64_t delt
 		w->suspect_ts += delta;
 	if (w->ref_ts && engine_live(e, w->ref_ts))
 		w->ref_ts += delta;
+	if (w->peak_ts && engine_live(e, w->peak_ts))
+		w->peak_ts += delta;
 	for (size_t i = 0; i < w->qn; i++)
 		if (engine_live(e, q_at(w, i)->ts))
 			q_at(w, i)->ts += delta;

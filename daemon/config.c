@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #ifndef SLUICE_DATADIR
 #define SLUICE_DATADIR "/usr/share/sluice"
@@ -102,29 +104,83 @@ static void loader_set_config_dir(struct loader *loader, const char *path)
 	free(dir);
 }
 
-/* The directories searched after devices/ beside the config, in order. */
+/*
+ * The shipped profiles of the source tree this program was built in, when it runs from
+ * there uninstalled (build/sluiced, build/asan/sluicectl, build/asan/tests/test_config):
+ * the tree is the first of the executable's directory and the three above it that holds
+ * config/devices/ and daemon/config.c. Found from the executable, not baked in at build
+ * time, so a moved tree still works and an installed binary never looks into the tree
+ * it was built in. NULL when there is none.
+ */
+static char *build_tree_profiles(struct loader *loader)
+{
+	char exe[PATH_MAX], probe[PATH_MAX + 32];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	struct stat st;
+
+	if (n <= 0)
+		return NULL;
+	exe[n] = '\0';
+	for (int up = 0; up < 4; up++) {
+		char *slash = strrchr(exe, '/');
+		if (!slash || slash == exe)
+			return NULL;
+		*slash = '\0'; /* exe is now the directory one level up */
+		snprintf(probe, sizeof probe, "%s/daemon/config.c", exe);
+		if (stat(probe, &st) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		snprintf(probe, sizeof probe, "%s/config/devices", exe);
+		if (stat(probe, &st) == 0 && S_ISDIR(st.st_mode))
+			return loader_strdup(loader, probe);
+	}
+	return NULL;
+}
+
+static void loader_add_profile_dir(struct loader *loader, char *dir, const char *note)
+{
+	char **dirs;
+	const char **notes;
+
+	if (!dir)
+		return;
+	dirs = realloc(loader->profile_dirs, (loader->nprofile_dirs + 1) * sizeof *dirs);
+	if (dirs)
+		loader->profile_dirs = dirs;
+	notes = realloc(loader->profile_notes, (loader->nprofile_dirs + 1) * sizeof *notes);
+	if (notes)
+		loader->profile_notes = notes;
+	if (!dirs || !notes) {
+		free(dir);
+		loader->oom = true;
+		return;
+	}
+	dirs[loader->nprofile_dirs] = dir;
+	notes[loader->nprofile_dirs] = note;
+	loader->nprofile_dirs++;
+}
+
+/*
+ * The directories searched after devices/ beside the config, in order: the ones given
+ * (opts, else $SLUICE_PROFILE_PATH), or else this build's shipped profiles when the
+ * program runs uninstalled, then the installed ones.
+ */
 static int loader_set_profile_dirs(struct loader *loader, const struct config_opts *opts)
 {
-	const char *path = opts ? opts->profile_path : NULL;
+	const char *path = opts ? opts->profile_path : NULL, *note = NULL;
 	char *copy, *save = NULL;
 
-	if (!path)
-		path = getenv("SLUICE_PROFILE_PATH");
-	if (!path || !*path)
-		path = SLUICE_DATADIR "/devices";
+	if (!path && (path = getenv("SLUICE_PROFILE_PATH")) && *path)
+		note = "SLUICE_PROFILE_PATH";
+	if (!path || !*path) {
+		loader_add_profile_dir(loader, build_tree_profiles(loader), "this build's");
+		loader_add_profile_dir(loader, loader_strdup(loader, SLUICE_DATADIR "/devices"),
+				       "installed");
+		return loader->oom ? -1 : 0;
+	}
 	if (!(copy = loader_strdup(loader, path)))
 		return -1;
-	for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-		char **dirs = realloc(loader->profile_dirs, (loader->nprofile_dirs + 1) * sizeof *dirs);
-		if (!dirs) {
-			loader->oom = true;
-			break;
-		}
-		loader->profile_dirs = dirs;
-		if (!(dirs[loader->nprofile_dirs] = loader_strdup(loader, dir)))
-			break;
-		loader->nprofile_dirs++;
-	}
+	for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save))
+		loader_add_profile_dir(loader, loader_strdup(loader, dir), note);
 	free(copy);
 	return loader->oom ? -1 : 0;
 }
@@ -160,6 +216,7 @@ static void load_sections(struct loader *loader, struct document *doc)
 		scope_warn(&scope, root, "no devices are configured: nothing will be polled");
 	list_parse(&scope, keys_seen(root_keys, seen, "alerts"), "alerts", (void **)&cfg->rules,
 		   sizeof *cfg->rules, &loader->rule_id_locs, parse_rule);
+	check_topics(&scope);
 }
 
 /* A config from file path, or from text[0..len) standing for it when text is not NULL. */
@@ -326,6 +383,7 @@ void config_free(struct config *cfg)
 		free(cfg->rules[i].name);
 		free(cfg->rules[i].inflow);
 		free(cfg->rules[i].outflow);
+		free(cfg->rules[i].night_exclude);
 		free(cfg->rules[i].on_fire);
 		free(cfg->rules[i].on_resolve);
 	}

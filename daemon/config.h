@@ -77,6 +77,12 @@ struct action_cfg {
 	struct src_loc loc;
 };
 
+/* A pump whose run signal the rule names: its flow is not the zone's use. */
+struct night_exclude {
+	struct point_ref run;  /* 1 (or true) while the pump runs */
+	double flow;           /* m3/h it moves while running */
+};
+
 struct rule_cfg {
 	char id[ID_MAX];
 	char *name;            /* may be NULL */
@@ -117,6 +123,16 @@ struct rule_cfg {
 	double night_ratio;       /* above the baseline by this fraction (default 0.1) ... */
 	double night_by;          /* ... plus this flow, m3/h (default 0) */
 	bool night_weekly;        /* the baseline is of the same weekday's nights */
+	/* baseline, ratio, by, weekly or max_flow named: a verdict each night against them
+	 * (the check before the change detector); otherwise the detector below */
+	bool night_legacy;
+	double night_allowance;   /* CUSUM allowance k, in noise units (default 2) */
+	double night_decision;    /* CUSUM decision interval h, in noise units (default 5) */
+	double night_min_step;    /* smallest step paged, m3/h (default 0: twice the noise) */
+	unsigned night_learn;     /* nights learnt before the first page (default 14) */
+	bool night_pump_steps;    /* find a pump's steps in the zone's flow (default true) */
+	struct night_exclude *night_exclude; /* pumps whose run signal is known */
+	size_t nnight_exclude;
 	double rollover;          /* totalizers' modulus (point unit); 0: from type and scale */
 	bool has_burst;
 	double burst_ratio;       /* above the usual flow for the time of day by this fraction */
@@ -169,8 +185,10 @@ struct config_diag {
 
 struct config_opts {
 	/* Where profiles are looked for after devices/ beside the config file.
-	 * NULL: the environment variable SLUICE_PROFILE_PATH (colon-separated), else
-	 * SLUICE_DATADIR "/devices" (/usr/share/sluice/devices). */
+	 * NULL: the environment variable SLUICE_PROFILE_PATH (colon-separated), else the
+	 * defaults: the config/devices of the source tree the program was built in when it
+	 * runs from there uninstalled, then SLUICE_DATADIR "/devices"
+	 * (<PREFIX>/share/sluice/devices). */
 	const char *profile_path;
 	/* Do not check the TLS and password files the config names (sluice-sim and
 	 * sluicectl, which never read them, on a laptop that does not have them). */
@@ -201,7 +219,7 @@ void config_diag_free(struct config_diag *d);
  * Read one device profile by name, for sluice-sim and sluicectl (which do not call
  * libyaml). It is searched for as config_load does for a config: config_dir/devices/NAME.yaml
  * (skipped when config_dir is NULL), then opts->profile_path / $SLUICE_PROFILE_PATH /
- * SLUICE_DATADIR "/devices". On success (0) *points (malloc'ed, the caller frees it with
+ * the defaults (config_opts). On success (0) *points (malloc'ed, the caller frees it with
  * free()) holds *npoints points and *display_name (malloc'ed, may be NULL) the profile's
  * name: line. "sunspec" succeeds with no points (they are discovered at run time).
  * On failure (-1) nothing is allocated and diag (may be NULL) says why, located in the
@@ -210,6 +228,14 @@ void config_diag_free(struct config_diag *d);
 int config_load_profile(const char *name, const char *config_dir, const struct config_opts *opts,
 			struct point_def **points, size_t *npoints, char **display_name,
 			struct config_diag *diag);
+
+/*
+ * The byte_order and word_order that a point's order: (ABCD, CDAB, ..., as manuals write
+ * it) stands for on a value of regs registers (1, 2 or 4). 0, or -1 when name is not an
+ * order of that width. For sluicectl probe, which prints the order: to paste.
+ */
+int config_order_flags(const char *name, unsigned regs, uint8_t *byte_order,
+		       uint8_t *word_order);
 
 /* "4 buses, 6 devices (1 SunSpec), 16 points, 4 rules": points are the static ones
  * (a SunSpec device's are discovered at run time). */

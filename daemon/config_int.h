@@ -8,6 +8,8 @@
  *   config_loader.c    the loader: a load's state and messages, libyaml documents and their
  *                      nodes, the key tables and the walk of a mapping against one
  *                      (duplicate and unknown keys, "did you mean"), the shape checks
+ *   config_text.c      a file's text as bytes: input-method slips, the nesting depth, the
+ *                      messages for libyaml's syntax errors
  *   config_value.c     the value syntaxes (config_value.h, public): durations, sizes, ...
  *   config_sections.c  gateway, uplink, buffer, buses, devices, their points, profiles
  *   config_rules.c     alerts: each rule kind's keys and checks, and actions
@@ -64,11 +66,25 @@ struct profile {
 	unsigned max_registers, max_gap;
 };
 
+/*
+ * The names of one list's items (the ids of buses, devices, rules; the serial lines of
+ * buses), to find an item by name and a repeated name without comparing it with every
+ * item before it. The set keeps indexes; name(items, i) is the i-th item's name.
+ */
+typedef const char *idset_name_fn(const void *items, size_t i);
+
+struct idset {
+	size_t *slot; /* index + 1 of an item; 0: empty */
+	size_t cap, n;
+	idset_name_fn *name;
+};
+
 struct loader {
 	struct config *cfg;        /* files[] lives here, also for config_load_profile */
 	char *devices_dir;         /* "<config dir>/devices" or "devices"; NULL: none */
 	char *config_dir;          /* the config's directory, absolute; for relative paths */
 	char **profile_dirs;       /* the other profile directories, in search order */
+	const char **profile_notes;/* what each is, for messages ("installed"); may be NULL */
 	size_t nprofile_dirs;
 	struct message *messages;
 	size_t nmessages, message_cap;
@@ -79,11 +95,17 @@ struct loader {
 	/* per bus, device, rule: where its id was given, for "first at line N" */
 	struct src_loc *bus_id_locs, *device_id_locs, *rule_id_locs;
 	bool *device_incomplete;   /* its points could not all be read: no "no such point" */
+	size_t npoints;            /* the devices' points so far (CONFIG_POINTS_MAX) */
+	uint64_t suggest_cells;    /* spent on suggestions (SUGGEST_CELLS_MAX) */
+	struct idset bus_ids, bus_lines, device_ids, rule_ids;
 	bool skip_secret_files;    /* config_opts.skip_secret_files */
 	/* config_load_buffer: the config's text is here, not in the file named; profiles
 	 * and the other files it names are still read from disk */
 	const unsigned char *text;
 	size_t text_len;
+	/* uplink.topic_prefix's value while the config's document is loaded: where a topic
+	 * too long or too deep is reported (NULL: not given) */
+	yaml_node_t *topic_prefix_node, *uplink_node;
 	/* texts made for messages (loader_text), freed by loader_free or released to a mark */
 	char **texts;
 	size_t ntexts, text_cap;
@@ -126,7 +148,28 @@ struct document {
 	bool loaded;
 	const char *file;       /* owned by cfg->files */
 	size_t file_index;
+	/* for each mapping of more than KEY_INDEX_MIN pairs (by node index; NULL for the
+	 * others): first_key[node][i] is the first pair whose key equals pair i's key, so
+	 * that a duplicate is found without comparing every key with every earlier one */
+	size_t **first_key;
 };
+
+/* A mapping this long or shorter compares its keys pair by pair. */
+#define KEY_INDEX_MIN 16
+
+/*
+ * What a hostile file may cost. Lists and mappings nested deeper than DEPTH_MAX are
+ * refused before libyaml composes the document: its composer's cost grows with the
+ * square of the depth (400 KB of '[' took minutes), and a real config nests six deep.
+ * A device (its profile's points and its own) or a profile has at most
+ * DEVICE_POINTS_MAX points: the largest published register maps have a few hundred to
+ * two thousand worth reading, and the checks of a device's points grow with the square
+ * of their number. A config has at most CONFIG_POINTS_MAX points in all (a profile's
+ * counted once for each device that names it): 100 for each of 5,000 devices.
+ */
+#define DEPTH_MAX 32
+#define DEVICE_POINTS_MAX 5000
+#define CONFIG_POINTS_MAX 500000
 
 /*
  * Read and compose one file (the config's text from memory when the loader has one and
@@ -135,6 +178,17 @@ struct document {
  */
 int document_load(struct loader *loader, const char *path, struct document *doc);
 void document_free(struct document *doc);
+/* ---- a file's text (config_text.c) ---------------------------------------------- */
+
+/* The slips of a Chinese input method in buf, each an error; their number. */
+size_t text_slips(struct loader *loader, size_t file_index, const unsigned char *buf, size_t len);
+/* Lists and mappings nested more than DEPTH_MAX deep: -1 after an error; else 0 (a syntax
+ * error is left to the composer, which reports it). */
+int text_depth(struct loader *loader, size_t file_index, const unsigned char *buf, size_t len);
+/* The message for a failed parse of buf, in plain words where it can. */
+void text_syntax_error(struct loader *loader, struct document *doc, const yaml_parser_t *parser,
+		       const unsigned char *buf, size_t len);
+
 /* The value of a key in a mapping, without checks (for the texts that name a place). */
 yaml_node_t *document_peek(struct document *doc, const yaml_node_t *map, const char *key);
 /* The same when it is a scalar other than null; else NULL. */
@@ -212,6 +266,7 @@ const char *scope_key(struct scope *scope, const char *name);
  */
 #define QUOTE_MAX 120
 const char *scope_quote(struct scope *scope, const char *value);
+const char *loader_quote(struct loader *loader, const char *value);
 
 #define EXPECT_MAP "a mapping (key: value lines)"
 #define EXPECT_LIST "a list (lines starting with '- ')"
@@ -236,11 +291,16 @@ bool scope_open_item(struct scope *item, struct scope *root, yaml_node_t *map, c
 		     size_t index);
 /*
  * An item's id, given at value, must differ from those of the count items before it in
- * its array (ids: the first one's id, the next stride bytes further); word names them in
- * the message ("bus"). id_locs[count] keeps where it was given, for a later repeat.
+ * items (found through set); word names them in the message ("bus"). id_locs[count]
+ * keeps where it was given, for a later repeat.
  */
 void scope_unique_id(struct scope *item, yaml_node_t *value, const char *word, const char *id,
-		     const char *ids, size_t stride, size_t count, struct src_loc *id_locs);
+		     const void *items, size_t count, struct src_loc *id_locs, struct idset *set);
+/* Add the index-th item's name: -1, or the index of an earlier item with the same name
+ * (then it is not added). set->name must be set. */
+long idset_add(struct loader *loader, struct idset *set, const void *items, size_t index);
+/* The index of the first item named name, or -1. */
+long idset_find(const struct idset *set, const void *items, const char *name);
 
 /* ---- "did you mean" --------------------------------------------------------------- */
 
@@ -251,9 +311,20 @@ struct suggestion {
 	const char *word;
 	char best[SUGGEST_WORD_MAX];
 	size_t distance;
+	struct loader *loader;  /* whose budget the comparisons spend */
 };
 
-void suggest_init(struct suggestion *suggestion, const char *word);
+/*
+ * The comparisons a load may spend on suggestions, in cells of the edit-distance table:
+ * each bad reference is compared with every candidate (all the buses, all the devices),
+ * so a file of many bad references to many items would cost their product. About a
+ * second; once spent, messages come without a suggestion.
+ */
+#define SUGGEST_CELLS_MAX 100000000u
+
+void suggest_init(struct suggestion *suggestion, struct loader *loader, const char *word);
+/* Whether the budget allows more: a loop over many candidates stops when it does not. */
+bool suggest_more(const struct suggestion *suggestion);
 /* Keep candidate if it is the closest yet, and close enough to be a likely typo. */
 void suggest_try(struct suggestion *suggestion, const char *candidate);
 /* Offer the names in a directory: PREFIX + NAME for each NAME.suffix file (every entry
@@ -356,11 +427,17 @@ void parse_buffer(struct scope *root, yaml_node_t *map);
 void parse_bus(struct scope *root, yaml_node_t *map, size_t index);
 void parse_device(struct scope *root, yaml_node_t *map, size_t index);
 
+/* The first device with id, during a load (config_find_device's answer, by hash). */
+long loader_find_device(const struct loader *loader, const char *id);
+
 /* The profile called name, read on first use; NULL when no file has that name. */
 struct profile *profile_get(struct loader *loader, const char *name);
 /* "profile 'x' not found: no file x.yaml in DIRS (did you mean ...)" at value (or NULL). */
 void profile_not_found(struct scope *scope, yaml_node_t *value, const char *name);
 void profiles_free(struct loader *loader);
+
+/* After every section: the topics the config makes fit the uplink and a broker. */
+void check_topics(struct scope *root);
 
 /* The name of a point type (int16, ...), as a profile writes it. */
 const char *point_type_name(int type);
@@ -369,5 +446,7 @@ const char *point_type_name(int type);
 
 /* One item of alerts:, appended to cfg->rules, which has room. */
 void parse_rule(struct scope *root, yaml_node_t *map, size_t index);
+/* The longest check name a rule of kind publishes (alert/<rule>/<check>). */
+const char *rule_longest_check(int kind);
 
 #endif

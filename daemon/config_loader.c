@@ -2,9 +2,10 @@
  * config_loader: the machinery every part of the config module reads with (its
  * interface and the way a file is read are described in config_int.h). Owns a load's
  * state (struct loader) and its messages, the texts made for them, libyaml's documents
- * and nodes, the walk of a mapping against a key table with its checks of duplicate,
- * unknown, missing and malformed keys, the "did you mean" suggestions, and the shape
- * checks (a mapping, a list, a single value).
+ * and nodes (a file's bytes are config_text.c's), the index of a long mapping's keys,
+ * the walk of a mapping against a key table with its checks of duplicate, unknown,
+ * missing and malformed keys, the ids of a list, the "did you mean" suggestions and
+ * their budget, and the shape checks (a mapping, a list, a single value).
  *
  * It must never: know a section or a key of the config (config_sections.c and
  * config_rules.c own those), open a socket or a database, log, exit, or keep state
@@ -12,6 +13,7 @@
  * (scope_quote), which says so with "...".
  */
 #include "config_int.h"
+#include "typo.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -38,12 +40,17 @@ void loader_free(struct loader *loader)
 	for (size_t i = 0; i < loader->nprofile_dirs; i++)
 		free(loader->profile_dirs[i]);
 	free(loader->profile_dirs);
+	free(loader->profile_notes);
 	free(loader->devices_dir);
 	free(loader->config_dir);
 	free(loader->bus_id_locs);
 	free(loader->device_id_locs);
 	free(loader->rule_id_locs);
 	free(loader->device_incomplete);
+	free(loader->bus_ids.slot);
+	free(loader->bus_lines.slot);
+	free(loader->device_ids.slot);
+	free(loader->rule_ids.slot);
 	free(loader->messages);
 	loader_texts_release(loader, 0);
 	free(loader->texts);
@@ -324,6 +331,11 @@ const char *scope_key(struct scope *scope, const char *name)
 
 const char *scope_quote(struct scope *scope, const char *value)
 {
+	return loader_quote(scope->loader, value);
+}
+
+const char *loader_quote(struct loader *loader, const char *value)
+{
 	char shown[QUOTE_MAX + sizeof "..."];
 	const char *s = value;
 	size_t n = 0;
@@ -348,7 +360,7 @@ const char *scope_quote(struct scope *scope, const char *value)
 	} else {
 		shown[n] = '\0';
 	}
-	return loader_text(scope->loader, "%s", shown);
+	return loader_text(loader, "%s", shown);
 }
 
 /* ---- list items --------------------------------------------------------------------- */
@@ -368,68 +380,108 @@ bool scope_open_item(struct scope *item, struct scope *root, yaml_node_t *map, c
 }
 
 void scope_unique_id(struct scope *item, yaml_node_t *value, const char *word, const char *id,
-		     const char *ids, size_t stride, size_t count, struct src_loc *id_locs)
+		     const void *items, size_t count, struct src_loc *id_locs, struct idset *set)
 {
+	long first;
+
 	id_locs[count] = node_loc(item->doc, value);
-	for (size_t i = 0; i < count; i++)
-		if (strcmp(ids + i * stride, id) == 0) {
-			scope_error(item, value, "duplicate %s id '%s' (first at line %d)", word,
-				    scope_quote(item, id), id_locs[i].line);
-			break;
+	if ((first = idset_add(item->loader, set, items, count)) >= 0)
+		scope_error(item, value, "duplicate %s id '%s' (first at line %d)", word,
+			    scope_quote(item, id), id_locs[first].line);
+}
+
+/* ---- the ids of a list -------------------------------------------------------------- */
+
+static uint64_t id_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325u; /* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3u;
+	return h;
+}
+
+/* The slot of name: where it is, or the empty slot where it would go. */
+static size_t idset_slot(const struct idset *set, const void *items, const char *name)
+{
+	size_t mask = set->cap - 1, k = (size_t)id_hash(name) & mask;
+
+	while (set->slot[k] && strcmp(set->name(items, set->slot[k] - 1), name) != 0)
+		k = (k + 1) & mask;
+	return k;
+}
+
+long idset_add(struct loader *loader, struct idset *set, const void *items, size_t index)
+{
+	const char *name = set->name(items, index);
+	size_t k;
+
+	if (2 * (set->n + 1) > set->cap) {
+		/* half full at most: probes stay short */
+		size_t cap = set->cap ? 2 * set->cap : 64, *old = set->slot, oldcap = set->cap;
+		if (!(set->slot = calloc(cap, sizeof *set->slot))) {
+			set->slot = old;
+			loader->oom = true;
+			return -1;
 		}
+		set->cap = cap;
+		for (size_t i = 0; i < oldcap; i++)
+			if (old[i])
+				set->slot[idset_slot(set, items, set->name(items, old[i] - 1))] =
+					old[i];
+		free(old);
+	}
+	k = idset_slot(set, items, name);
+	if (set->slot[k])
+		return (long)(set->slot[k] - 1);
+	set->slot[k] = index + 1;
+	set->n++;
+	return -1;
+}
+
+long idset_find(const struct idset *set, const void *items, const char *name)
+{
+	size_t k;
+
+	if (!set->cap)
+		return -1;
+	k = idset_slot(set, items, name);
+	return set->slot[k] ? (long)(set->slot[k] - 1) : -1;
 }
 
 /* ---- "did you mean" ----------------------------------------------------------------- */
 
-/* Edit distance with transpositions (optimal string alignment), ignoring ASCII case. */
-static size_t edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	size_t rows[3][SUGGEST_WORD_MAX];
-	size_t *before_last = rows[0], *last = rows[1], *cur = rows[2];
+/* The distance is lib/typo.c's; what is offered, and the budget, are the loader's. */
 
-	if (la >= SUGGEST_WORD_MAX - 1 || lb >= SUGGEST_WORD_MAX - 1)
-		return SIZE_MAX;
-	for (size_t j = 0; j <= lb; j++)
-		last[j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		cur[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			int ca = tolower((unsigned char)a[i - 1]), cb = tolower((unsigned char)b[j - 1]);
-			size_t v = last[j - 1] + (ca != cb);
-			if (last[j] + 1 < v)
-				v = last[j] + 1;
-			if (cur[j - 1] + 1 < v)
-				v = cur[j - 1] + 1;
-			if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
-			    tolower((unsigned char)a[i - 2]) == cb && before_last[j - 2] + 1 < v)
-				v = before_last[j - 2] + 1;
-			cur[j] = v;
-		}
-		size_t *t = before_last;
-		before_last = last;
-		last = cur;
-		cur = t;
-	}
-	return last[lb];
-}
-
-void suggest_init(struct suggestion *suggestion, const char *word)
+void suggest_init(struct suggestion *suggestion, struct loader *loader, const char *word)
 {
+	suggestion->loader = loader;
 	suggestion->word = word;
 	suggestion->best[0] = '\0';
 	suggestion->distance = SIZE_MAX;
 }
 
+bool suggest_more(const struct suggestion *suggestion)
+{
+	return suggestion->loader->suggest_cells <= SUGGEST_CELLS_MAX;
+}
+
 void suggest_try(struct suggestion *suggestion, const char *candidate)
 {
 	size_t lw = strlen(suggestion->word), limit = lw <= 4 ? 1 : lw <= 10 ? 2 : 3;
-	size_t distance;
+	size_t distance, lc;
 
 	if (!candidate || !*candidate || strcmp(candidate, suggestion->word) == 0 ||
-	    strlen(candidate) >= sizeof suggestion->best)
+	    (lc = strlen(candidate)) >= sizeof suggestion->best)
 		return;
-	distance = edit_distance(suggestion->word, candidate);
+	/* the distance is at least the difference in length: not worth computing */
+	if (!suggest_more(suggestion))
+		return;
+	suggestion->loader->suggest_cells++;
+	if ((lc > lw ? lc - lw : lw - lc) > limit)
+		return;
+	suggestion->loader->suggest_cells += (uint64_t)(lw + 1) * (lc + 1);
+	distance = typo_distance(suggestion->word, candidate);
 	if (distance <= limit && distance < strlen(candidate) && distance < suggestion->distance) {
 		suggestion->distance = distance;
 		strcpy(suggestion->best, candidate);
@@ -454,7 +506,7 @@ void suggest_dir(struct suggestion *suggestion, const char *dir, const char *suf
 
 	if (!dp)
 		return;
-	while ((e = readdir(dp))) {
+	while (suggest_more(suggestion) && (e = readdir(dp))) {
 		size_t n = strlen(e->d_name), ls = suffix ? strlen(suffix) : 0;
 		if (e->d_name[0] == '.' || n <= ls || n >= sizeof name)
 			continue;
@@ -526,7 +578,9 @@ static int read_file(struct loader *loader, const char *path, size_t file_index,
 		     unsigned char **buf, size_t *len)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO named like a config must not hang the open; for a regular file
+	 * it changes nothing, and anything else is refused below */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	size_t n = 0;
 
 	*buf = NULL;
@@ -571,50 +625,79 @@ static int read_file(struct loader *loader, const char *path, size_t file_index,
 	return 0;
 }
 
-/* libyaml's reader reports a byte offset, not a mark: count lines and characters. */
-static void offset_position(const unsigned char *buf, size_t len, size_t off, int *line, int *col)
+/* Order pairs by key (scalars by their bytes, the rest after them), then by position. */
+static int key_order(const void *a, const void *b, void *ctx)
 {
-	*line = 1;
-	*col = 1;
-	for (size_t i = 0; i < off && i < len; i++) {
-		if (buf[i] == '\n') {
-			(*line)++;
-			*col = 1;
-		} else if ((buf[i] & 0xc0) != 0x80) {
-			(*col)++;
-		}
+	const struct document *doc = ctx;
+	const yaml_node_pair_t *pa = *(const yaml_node_pair_t *const *)a;
+	const yaml_node_pair_t *pb = *(const yaml_node_pair_t *const *)b;
+	const yaml_node_t *ka = yaml_document_get_node((yaml_document_t *)&doc->yaml, pa->key);
+	const yaml_node_t *kb = yaml_document_get_node((yaml_document_t *)&doc->yaml, pb->key);
+	bool sa = ka && ka->type == YAML_SCALAR_NODE, sb = kb && kb->type == YAML_SCALAR_NODE;
+
+	if (sa != sb)
+		return sa ? -1 : 1;
+	if (sa && ka->data.scalar.length != kb->data.scalar.length)
+		return ka->data.scalar.length < kb->data.scalar.length ? -1 : 1;
+	if (sa) {
+		int c = memcmp(ka->data.scalar.value, kb->data.scalar.value, ka->data.scalar.length);
+		if (c)
+			return c;
 	}
+	return pa < pb ? -1 : pa > pb;
 }
 
-static void document_syntax_error(struct loader *loader, struct document *doc,
-				  const yaml_parser_t *parser, const unsigned char *buf, size_t len)
+static bool keys_equal(const struct document *doc, const yaml_node_pair_t *a,
+		       const yaml_node_pair_t *b)
 {
-	const char *problem = parser->problem ? parser->problem : "cannot be parsed";
-	const char *hint = "";
-	int line, col;
+	const yaml_node_t *ka = yaml_document_get_node((yaml_document_t *)&doc->yaml, a->key);
+	const yaml_node_t *kb = yaml_document_get_node((yaml_document_t *)&doc->yaml, b->key);
 
-	if (parser->error == YAML_MEMORY_ERROR) {
-		loader->oom = true;
+	return ka && kb && ka->type == YAML_SCALAR_NODE && kb->type == YAML_SCALAR_NODE &&
+	       ka->data.scalar.length == kb->data.scalar.length &&
+	       memcmp(ka->data.scalar.value, kb->data.scalar.value, ka->data.scalar.length) == 0;
+}
+
+/* doc->first_key for every long mapping: one sort each, instead of n^2/2 comparisons. */
+static void document_index_keys(struct loader *loader, struct document *doc)
+{
+	size_t nnodes = (size_t)(doc->yaml.nodes.top - doc->yaml.nodes.start);
+	yaml_node_pair_t **order = NULL;
+	size_t cap = 0;
+
+	if (!(doc->first_key = loader_calloc(loader, nnodes, sizeof *doc->first_key)))
 		return;
+	for (size_t n = 0; n < nnodes; n++) {
+		const yaml_node_t *map = &doc->yaml.nodes.start[n];
+		size_t len, *first;
+
+		if (map->type != YAML_MAPPING_NODE || (len = node_map_len(map)) <= KEY_INDEX_MIN)
+			continue;
+		if (len > cap) {
+			yaml_node_pair_t **o = realloc(order, len * sizeof *order);
+			if (!o) {
+				loader->oom = true;
+				break;
+			}
+			order = o;
+			cap = len;
+		}
+		if (!(first = loader_calloc(loader, len, sizeof *first)))
+			break;
+		for (size_t i = 0; i < len; i++)
+			order[i] = &map->data.mapping.pairs.start[i];
+		qsort_r(order, len, sizeof *order, key_order, doc);
+		for (size_t i = 0, head = 0; i < len; i++) {
+			/* equal keys sort together, the first in the file first; a key that is
+			 * not a scalar equals none (it is reported as such, not as a repeat) */
+			if (i == 0 || !keys_equal(doc, order[i - 1], order[i]))
+				head = i;
+			first[order[i] - map->data.mapping.pairs.start] =
+				(size_t)(order[head] - map->data.mapping.pairs.start);
+		}
+		doc->first_key[n] = first;
 	}
-	if (parser->error == YAML_READER_ERROR) {
-		offset_position(buf, len, parser->problem_offset, &line, &col);
-		loader_emit(loader, true, doc->file_index, line, col,
-			    "YAML syntax error: %s (the file must be UTF-8 text)", problem);
-		return;
-	}
-	line = (int)parser->problem_mark.line + 1;
-	col = (int)parser->problem_mark.column + 1;
-	if (parser->problem_mark.index < len && buf[parser->problem_mark.index] == '\t')
-		hint = "; YAML does not allow tabs for indentation: use spaces";
-	if (parser->context)
-		loader_emit(loader, true, doc->file_index, line, col,
-			    "YAML syntax error: %s (%s at line %d column %d)%s", problem,
-			    parser->context, (int)parser->context_mark.line + 1,
-			    (int)parser->context_mark.column + 1, hint);
-	else
-		loader_emit(loader, true, doc->file_index, line, col, "YAML syntax error: %s%s",
-			    problem, hint);
+	free(order);
 }
 
 int document_load(struct loader *loader, const char *path, struct document *doc)
@@ -646,6 +729,15 @@ int document_load(struct loader *loader, const char *path, struct document *doc)
 	} else if (read_file(loader, path, doc->file_index, &buf, &len) < 0) {
 		return -1;
 	}
+	if (text_slips(loader, doc->file_index, buf, len) > 0) {
+		/* what libyaml would say about the same lines only misleads */
+		free(buf);
+		return -1;
+	}
+	if (text_depth(loader, doc->file_index, buf, len) < 0) {
+		free(buf);
+		return -1;
+	}
 	if (!yaml_parser_initialize(&parser)) {
 		free(buf);
 		loader->oom = true;
@@ -654,12 +746,13 @@ int document_load(struct loader *loader, const char *path, struct document *doc)
 	yaml_parser_set_input_string(&parser, buf, len);
 	if (!yaml_parser_load(&parser, &doc->yaml)) {
 		/* libyaml frees a partial document itself */
-		document_syntax_error(loader, doc, &parser, buf, len);
+		text_syntax_error(loader, doc, &parser, buf, len);
 		yaml_parser_delete(&parser);
 		free(buf);
 		return -1;
 	}
 	doc->loaded = true;
+	document_index_keys(loader, doc);
 	root = yaml_document_get_root_node(&doc->yaml);
 	if (!root) {
 		loader_emit(loader, true, doc->file_index, 0, 0, "the file is empty");
@@ -669,7 +762,7 @@ int document_load(struct loader *loader, const char *path, struct document *doc)
 	}
 	/* One file, one document: a second one would be silently ignored otherwise. */
 	if (!yaml_parser_load(&parser, &extra)) {
-		document_syntax_error(loader, doc, &parser, buf, len);
+		text_syntax_error(loader, doc, &parser, buf, len);
 	} else {
 		if (yaml_document_get_root_node(&extra))
 			loader_emit(loader, true, doc->file_index, (int)extra.start_mark.line + 1,
@@ -684,6 +777,13 @@ int document_load(struct loader *loader, const char *path, struct document *doc)
 
 void document_free(struct document *doc)
 {
+	if (doc->first_key) {
+		size_t nnodes = (size_t)(doc->yaml.nodes.top - doc->yaml.nodes.start);
+		for (size_t n = 0; n < nnodes; n++)
+			free(doc->first_key[n]);
+		free(doc->first_key);
+		doc->first_key = NULL;
+	}
 	if (doc->loaded)
 		yaml_document_delete(&doc->yaml);
 	doc->loaded = false;
@@ -836,7 +936,7 @@ static void key_enum(struct scope *scope, const struct key *key, yaml_node_t *va
 		store_unsigned(p, key->size, (uint64_t)(int64_t)val);
 		return;
 	}
-	suggest_init(&suggestion, s);
+	suggest_init(&suggestion, scope->loader, s);
 	for (const struct enumval *e = key->names; e->name; e++)
 		suggest_try(&suggestion, e->name);
 	scope_error(scope, value, "%s '%s' is not one of %s%s", scope_key(scope, key->name),
@@ -973,6 +1073,19 @@ bool map_pair(struct scope *scope, yaml_node_t *map, size_t i, const char *word,
 			    k->type == YAML_SEQUENCE_NODE ? "list" : "mapping");
 		return false;
 	}
+	if (scope->doc->first_key && scope->doc->first_key[map - scope->doc->yaml.nodes.start]) {
+		/* a long mapping: its index names the first pair with this key */
+		size_t j = scope->doc->first_key[map - scope->doc->yaml.nodes.start][i];
+		if (j != i) {
+			scope_error(scope, k, "duplicate %s '%s' (first at line %d)", word,
+				    scope_quote(scope, scope_key(scope, node_text(k))),
+				    (int)document_node(scope->doc, pairs[j].key)->start_mark.line + 1);
+			return false;
+		}
+		*key = k;
+		*value = v;
+		return true;
+	}
 	for (size_t j = 0; j < i; j++) {
 		yaml_node_t *earlier = document_node(scope->doc, pairs[j].key);
 		if (earlier && earlier->type == YAML_SCALAR_NODE &&
@@ -1017,7 +1130,7 @@ static void key_unknown(struct scope *scope, yaml_node_t *key, const struct key 
 		scope_error(scope, key, "YAML merge keys (<<) are not supported: write the keys out");
 		return;
 	}
-	suggest_init(&suggestion, node_text(key));
+	suggest_init(&suggestion, scope->loader, node_text(key));
 	for (size_t i = 0; keys[i].name; i++)
 		suggest_try(&suggestion, keys[i].name);
 	scope_error(scope, key, "unknown key '%s'%s",

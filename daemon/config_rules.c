@@ -30,6 +30,8 @@
  *   leakage window                1h..31d;  max_loss_ratio 0 < x < 1
  *   rise.within                   1s..1d;  pv min_output_ratio 0..1, peer_ratio 0 < x <= 1
  *   stuck.for                     1m..31d;  night.baseline 0..60 nights
+ *   night.allowance 0..10; night.decision 0 < x <= 100; night.min_step >= 0;
+ *   night.learn 7..56 nights;  night.exclude[].flow > 0
  *   burst.for                     0..1d;  burst.days 1..28
  */
 #include "config_int.h"
@@ -59,6 +61,26 @@ int severity_from_name(const char *s)
 	int sev;
 
 	return s && enum_find(severities, s, &sev) == 0 ? sev : -1;
+}
+
+/*
+ * The checks each kind publishes as alert/<rule>/<check> (docs/mqtt.md, alert): above,
+ * below (threshold); level, rise, stuck (waterlogging); balance, night, burst (leakage);
+ * fault, no_output, low_output, peer (pv). For the topic length checked at load.
+ */
+const char *rule_longest_check(int kind)
+{
+	switch (kind) {
+	case RULE_THRESHOLD:
+		return "above";
+	case RULE_WATERLOGGING:
+		return "level";
+	case RULE_LEAKAGE:
+		return "balance";
+	case RULE_PV:
+		return "low_output";
+	}
+	return "";
 }
 
 const char *rule_kind_name(int kind)
@@ -117,9 +139,9 @@ static const struct point_def *ref_parse(struct scope *scope, yaml_node_t *value
 	}
 	memcpy(device_id, s, (size_t)(dot - s));
 	device_id[dot - s] = '\0';
-	if ((di = config_find_device(cfg, device_id)) < 0) {
-		suggest_init(&suggestion, device_id);
-		for (size_t i = 0; i < cfg->ndevices; i++)
+	if ((di = loader_find_device(scope->loader, device_id)) < 0) {
+		suggest_init(&suggestion, scope->loader, device_id);
+		for (size_t i = 0; i < cfg->ndevices && suggest_more(&suggestion); i++)
 			suggest_try(&suggestion, cfg->devices[i].id);
 		scope_error(scope, value, "%s '%s': there is no device '%s'%s", key,
 			    scope_quote(scope, s), scope_quote(scope, device_id),
@@ -143,8 +165,8 @@ static const struct point_def *ref_parse(struct scope *scope, yaml_node_t *value
 		}
 		if (loader->device_incomplete[di])
 			return NULL; /* its points could not all be read: that error suffices */
-		suggest_init(&suggestion, ref->name);
-		for (size_t i = 0; i < device->npoints; i++)
+		suggest_init(&suggestion, scope->loader, ref->name);
+		for (size_t i = 0; i < device->npoints && suggest_more(&suggestion); i++)
 			suggest_try(&suggestion, device->points[i].name);
 		scope_error(scope, value, "%s '%s': device %s has no point '%s'%s", key,
 			    scope_quote(scope, s), device->id, scope_quote(scope, ref->name),
@@ -356,8 +378,12 @@ static void rule_defaults(struct rule_cfg *rule)
 		/* leakage */
 		.window_ms = DAY_MS,
 		.max_loss_ratio = 0.085,        /* when outflow: is given */
-		.night_baseline = 7,
+		.night_baseline = 7,            /* when the nightly verdict is asked for */
 		.night_ratio = 0.1,
+		.night_allowance = 2,           /* the change detector */
+		.night_decision = 5,
+		.night_learn = 14,
+		.night_pump_steps = true,
 		.burst_ratio = 0.5,
 		.burst_for_ms = HOUR_MS,
 		.burst_days = 7,
@@ -501,9 +527,27 @@ static const struct key night_keys[] = {
 	{ .name = "by", .type = K_NUM, .off = OFF(struct rule_cfg, night_by), .min = 0,
 	  .flags = KF_MIN },
 	{ .name = "weekly", .type = K_BOOL, .off = OFF(struct rule_cfg, night_weekly) },
+	{ .name = "allowance", .type = K_NUM, .off = OFF(struct rule_cfg, night_allowance),
+	  .min = 0, .max = 10, .flags = KF_MIN | KF_MAX },
+	{ .name = "decision", .type = K_NUM, .off = OFF(struct rule_cfg, night_decision),
+	  .min = 0, .max = 100, .flags = KF_XMIN | KF_MAX },
+	{ .name = "min_step", .type = K_NUM, .off = OFF(struct rule_cfg, night_min_step),
+	  .min = 0, .flags = KF_MIN },
+	{ .name = "learn", .type = K_INT, .off = OFF(struct rule_cfg, night_learn), .min = 7,
+	  .max = 56 },
+	{ .name = "pump_steps", .type = K_BOOL, .off = OFF(struct rule_cfg, night_pump_steps) },
+	{ .name = "exclude", .type = K_NODE },
 	{ NULL },
 };
 KEY_TABLE_FITS(night_keys);
+
+static const struct key exclude_keys[] = {
+	{ .name = "run", .type = K_NODE, .flags = KF_REQ },
+	{ .name = "flow", .type = K_NUM, .off = OFF(struct night_exclude, flow), .min = 0,
+	  .flags = KF_REQ | KF_XMIN },
+	{ NULL },
+};
+KEY_TABLE_FITS(exclude_keys);
 
 static const struct key burst_keys[] = {
 	{ .name = "ratio", .type = K_NUM, .off = OFF(struct rule_cfg, burst_ratio), .min = 0,
@@ -658,16 +702,81 @@ static void waterlogging_check(struct scope *scope, yaml_node_t *map, yaml_node_
 		scope_error(scope, map, "a waterlogging rule needs levels: (or rise:)");
 }
 
-/* night: the zone's lowest flow of the night, against max_flow and/or past nights */
-static void night_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
-			const struct rule_cfg *rule)
+/*
+ * night.exclude: pumps whose run signal the site has, each { run: device.point, flow: m3/h },
+ * one mapping or a list of them. The run point may be of any unit: 1 or true is running.
+ */
+static void exclude_parse(struct scope *scope, yaml_node_t *value, struct rule_cfg *rule)
 {
+	struct loader *loader = scope->loader;
+	bool list = value->type == YAML_SEQUENCE_NODE;
+	size_t count = list ? node_list_len(value) : 1;
+
+	if (!list && !scope_expect_map(scope, value, "night.exclude"))
+		return;
+	if (!(rule->night_exclude = loader_calloc(loader, count, sizeof *rule->night_exclude)))
+		return;
+	for (size_t i = 0; i < count; i++) {
+		yaml_node_t *item = list ? document_item(scope->doc, value, i) : value, *seen[KEYS_MAX];
+		struct night_exclude *x = &rule->night_exclude[rule->nnight_exclude];
+		const char *what = list ? loader_text(loader, "night.exclude[%zu]", i)
+					: "night.exclude";
+		struct scope item_scope;
+		yaml_node_t *run;
+		bool bad;
+
+		if (!scope_expect_map(scope, item, what))
+			continue;
+		scope_nest(&item_scope, scope, loader_text(loader, "%s.", what));
+		keys_walk(&item_scope, item, exclude_keys, x, seen);
+		if (!(run = keys_seen(exclude_keys, seen, "run")))
+			continue;
+		ref_parse(&item_scope, run, scope_key(&item_scope, "run"), false, &x->run, &bad);
+		if (!bad && x->run.point < 0)
+			scope_error(&item_scope, run, "%s: a SunSpec point cannot be a pump's run "
+				    "signal", scope_key(&item_scope, "run"));
+		else if (!bad)
+			rule->nnight_exclude++;
+	}
+}
+
+/* night: the zone's night flow, as a change detector, or (naming baseline, ratio, by,
+ * weekly or max_flow) a verdict each night against max_flow and/or past nights */
+static void night_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
+			struct rule_cfg *rule)
+{
+	static const char *const verdict_keys[] = { "baseline", "ratio", "by", "weekly",
+						    "max_flow" };
+	yaml_node_t *exclude = keys_seen(night_keys, seen, "exclude");
+
 	if (rule->night_from_s >= 0 && rule->night_from_s == rule->night_to_s)
 		scope_error(scope, keys_seen(night_keys, seen, "to"), "night.to is the same time as "
 			    "night.from: the window is empty");
+	for (size_t i = 0; i < sizeof verdict_keys / sizeof *verdict_keys; i++)
+		if (keys_seen(night_keys, seen, verdict_keys[i]))
+			rule->night_legacy = true;
+	if (!rule->night_legacy) {
+		if (exclude)
+			exclude_parse(scope, exclude, rule);
+		return;
+	}
 	if (!rule->has_night_max_flow && rule->night_baseline == 0)
 		scope_error(scope, map, "night needs max_flow:, a baseline: of at least 1 night, or "
 			    "both");
+	/* the keys of the change detector mean nothing to the nightly verdict */
+	for (const struct key *row = night_keys; row->name; row++) {
+		yaml_node_t *v = keys_seen(night_keys, seen, row->name);
+		if (v && (!strcmp(row->name, "allowance") || !strcmp(row->name, "decision") ||
+			  !strcmp(row->name, "min_step") || !strcmp(row->name, "learn") ||
+			  !strcmp(row->name, "pump_steps") || !strcmp(row->name, "exclude")))
+			scope_error(scope, v, "night.%s belongs to the change detector, and this "
+				    "night check names %s, which asks for a verdict each night "
+				    "instead: drop one or the other", row->name,
+				    keys_seen(night_keys, seen, "baseline") ? "baseline"
+				    : keys_seen(night_keys, seen, "ratio") ? "ratio"
+				    : keys_seen(night_keys, seen, "by") ? "by"
+				    : keys_seen(night_keys, seen, "weekly") ? "weekly" : "max_flow");
+	}
 }
 
 static void leakage_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
@@ -709,10 +818,10 @@ static long pv_inverter(struct scope *scope, yaml_node_t *value)
 
 	if (!(s = scope_expect_scalar(scope, value, "inverter")))
 		return -1;
-	if ((di = config_find_device(cfg, s)) >= 0)
+	if ((di = loader_find_device(scope->loader, s)) >= 0)
 		return di;
-	suggest_init(&suggestion, s);
-	for (size_t i = 0; i < cfg->ndevices; i++)
+	suggest_init(&suggestion, scope->loader, s);
+	for (size_t i = 0; i < cfg->ndevices && suggest_more(&suggestion); i++)
 		suggest_try(&suggestion, cfg->devices[i].id);
 	scope_error(scope, value, "inverter '%s': there is no device '%s'%s", scope_quote(scope, s),
 		    scope_quote(scope, s), suggest_text(scope, &suggestion, NULL));
@@ -792,11 +901,16 @@ static void rule_kind(struct scope *scope, yaml_node_t *map, struct rule_cfg *ru
 		rule->kind = scope->kind = kind;
 		return;
 	}
-	suggest_init(&suggestion, s);
+	suggest_init(&suggestion, scope->loader, s);
 	for (size_t i = 0; i < NKINDS; i++)
 		suggest_try(&suggestion, rule_kinds[i].name);
 	scope_error(scope, value, "kind '%s' is not one of %s%s", scope_quote(scope, s),
 		    enum_list(scope, rule_kinds), suggest_text(scope, &suggestion, NULL));
+}
+
+static const char *rule_id(const void *items, size_t i)
+{
+	return ((const struct rule_cfg *)items)[i].id;
 }
 
 void parse_rule(struct scope *root, yaml_node_t *map, size_t index)
@@ -811,6 +925,7 @@ void parse_rule(struct scope *root, yaml_node_t *map, size_t index)
 
 	if (!scope_open_item(&scope, root, map, "alerts", index))
 		return;
+	loader->rule_ids.name = rule_id;
 	cfg->nrules++;
 	rule_defaults(rule);
 	rule->loc = node_loc(root->doc, map);
@@ -821,8 +936,8 @@ void parse_rule(struct scope *root, yaml_node_t *map, size_t index)
 		keys = rule_specs[rule->kind].keys;
 	keys_walk(&scope, map, keys, rule, seen);
 	if ((value = keys_seen(keys, seen, "id")) && rule->id[0])
-		scope_unique_id(&scope, value, "rule", rule->id, cfg->rules[0].id, sizeof *cfg->rules,
-				ri, loader->rule_id_locs);
+		scope_unique_id(&scope, value, "rule", rule->id, cfg->rules, ri, loader->rule_id_locs,
+				&loader->rule_ids);
 	if (rule->kind >= 0)
 		rule_specs[rule->kind].check(&scope, map, seen, rule);
 	if ((value = keys_seen(keys, seen, "on_fire")))

@@ -32,6 +32,10 @@
  *   point bit                     0..15, only for bool in input/holding registers
  *   point length                  1..64 registers, only for string (and required there)
  *   point scale                   finite, not 0;  offset finite
+ *   point order                   a form of the point's width (order_forms), or
+ *                                 byte_order/word_order big|little, not both
+ *   points                        at most DEVICE_POINTS_MAX a device or profile,
+ *                                 CONFIG_POINTS_MAX in a config (config_int.h)
  */
 #include "config_int.h"
 
@@ -41,10 +45,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "codec.h"
+#include "uplink.h"
 
 #define ZONEINFO "/usr/share/zoneinfo"
 
@@ -68,6 +74,97 @@ static const struct enumval parities[] = {
 static const struct enumval orders[] = {
 	{ "big", ORDER_BIG }, { "little", ORDER_LITTLE }, { NULL, 0 },
 };
+
+/*
+ * order: as manuals write it, a letter a byte of the value, A the most significant, in
+ * the order the bytes travel on the wire. Each form is one setting of the two flags the
+ * codec has (drivers/codec.c): byte_order little swaps the two bytes of every register
+ * (ABCD -> BADC), word_order little reverses the registers (ABCD -> CDAB; for 64 bits
+ * AB CD EF GH -> GH EF CD AB). The other permutations (CDABGHEF, ...) are not something
+ * those two flags express, nor a device seen in the field.
+ */
+struct order_form {
+	const char *name;
+	unsigned regs;
+	uint8_t byte_order, word_order;
+};
+
+static const struct order_form order_forms[] = {
+	{ "AB", 1, ORDER_BIG, ORDER_BIG },
+	{ "BA", 1, ORDER_LITTLE, ORDER_BIG },
+	{ "ABCD", 2, ORDER_BIG, ORDER_BIG },
+	{ "CDAB", 2, ORDER_BIG, ORDER_LITTLE },
+	{ "BADC", 2, ORDER_LITTLE, ORDER_BIG },
+	{ "DCBA", 2, ORDER_LITTLE, ORDER_LITTLE },
+	{ "ABCDEFGH", 4, ORDER_BIG, ORDER_BIG },
+	{ "GHEFCDAB", 4, ORDER_BIG, ORDER_LITTLE },
+	{ "BADCFEHG", 4, ORDER_LITTLE, ORDER_BIG },
+	{ "HGFEDCBA", 4, ORDER_LITTLE, ORDER_LITTLE },
+};
+#define NORDER_FORMS (sizeof order_forms / sizeof order_forms[0])
+
+static const struct order_form *order_form_find(const char *s)
+{
+	for (size_t i = 0; i < NORDER_FORMS; i++)
+		if (strcasecmp(order_forms[i].name, s) == 0)
+			return &order_forms[i];
+	return NULL;
+}
+
+int config_order_flags(const char *name, unsigned regs, uint8_t *byte_order,
+		       uint8_t *word_order)
+{
+	const struct order_form *form = order_form_find(name);
+
+	if (!form || form->regs != regs)
+		return -1;
+	*byte_order = form->byte_order;
+	*word_order = form->word_order;
+	return 0;
+}
+
+/* "ABCD, CDAB, BADC or DCBA": the forms of a value of regs registers. */
+static const char *order_forms_text(struct scope *scope, unsigned regs)
+{
+	const char *text = "";
+	size_t n = 0, k = 0;
+
+	for (size_t i = 0; i < NORDER_FORMS; i++)
+		n += order_forms[i].regs == regs;
+	for (size_t i = 0; i < NORDER_FORMS; i++)
+		if (order_forms[i].regs == regs) {
+			k++;
+			text = loader_text(scope->loader, "%s%s%s", text,
+					   k == 1 ? "" : k == n ? " or " : ", ", order_forms[i].name);
+		}
+	return text;
+}
+
+/* byte_order, word_order: big or little; a manual's ABCD form gets pointed to order:. */
+static void order_flag_fn(struct scope *scope, const struct key *key, yaml_node_t *value,
+			  void *obj)
+{
+	const char *name = scope_key(scope, key->name), *s = scope_expect_scalar(scope, value, name);
+	struct suggestion suggestion;
+	int val;
+
+	if (!s)
+		return;
+	if (enum_find(orders, s, &val) == 0) {
+		*(uint8_t *)key_field(obj, key) = (uint8_t)val;
+		return;
+	}
+	if (order_form_find(s)) {
+		scope_error(scope, value, "%s '%s' is not one of big, little (did you mean 'order: "
+			    "%s'?)", name, scope_quote(scope, s), order_form_find(s)->name);
+		return;
+	}
+	suggest_init(&suggestion, scope->loader, s);
+	suggest_try(&suggestion, "big");
+	suggest_try(&suggestion, "little");
+	scope_error(scope, value, "%s '%s' is not one of big, little%s", name,
+		    scope_quote(scope, s), suggest_text(scope, &suggestion, NULL));
+}
 
 static const struct enumval tables[] = {
 	{ "coil", MB_COIL }, { "discrete", MB_DISCRETE }, { "input", MB_INPUT },
@@ -182,7 +279,7 @@ static void check_file(struct scope *scope, yaml_node_t *value, const char *key,
 			    scope_quote(scope, *path));
 		return;
 	}
-	if ((fd = open(*path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+	if ((fd = open(*path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
 		scope_error(scope, value, "%s '%s' cannot be opened for reading: %s", key,
 			    scope_quote(scope, *path), strerror(errno));
 		return;
@@ -246,7 +343,7 @@ static void check_timezone(struct scope *scope, yaml_node_t *value, const char *
 	if (tz[0] != '/' && !strstr(tz, "..") &&
 	    stat(loader_text(loader, "%s/%s", ZONEINFO, tz), &st) == 0 && S_ISREG(st.st_mode))
 		return;
-	suggest_init(&suggestion, tz);
+	suggest_init(&suggestion, scope->loader, tz);
 	if ((slash = strrchr(tz, '/')) && !strstr(tz, "..") && tz[0] != '/') {
 		/* "Asia/Shangai": the names of that region */
 		const char *region = loader_text(loader, "%.*s", (int)(slash - tz + 1), tz);
@@ -355,6 +452,67 @@ static void check_topic_prefix(struct scope *scope, yaml_node_t *value, const ch
 			    "beginning with $ belong to the broker)", scope_quote(scope, topic));
 }
 
+/*
+ * The longest topic and the deepest: <prefix>/<gateway>/ and then status, health,
+ * telemetry/<device>, device/<device>, alert/<rule>/<check>, and every device's
+ * alert/comms-<device>/offline (docs/mqtt.md). uplink_publish builds none longer than
+ * UPLINK_TOPIC_MAX - 1 bytes: a longer prefix would leave a daemon that runs and
+ * publishes nothing. mosquitto refuses a topic with more than MQTT_SLASHES_MAX '/'
+ * (TOPIC_HIERARCHY_LIMIT, its default and not configurable). Ids are at most 63 bytes,
+ * so only the prefix can make either too big: the error is at topic_prefix.
+ */
+#define MQTT_SLASHES_MAX 200
+
+void check_topics(struct scope *root)
+{
+	struct loader *loader = root->loader;
+	const struct config *cfg = loader->cfg;
+	const char *prefix = cfg->uplink.topic_prefix, *what = "status";
+	size_t fixed, longest = strlen("status"), comms = strlen("comms-"), slashes = 0, deepest;
+	yaml_node_t *at = loader->topic_prefix_node ? loader->topic_prefix_node : loader->uplink_node;
+	struct scope scope;
+
+	if (!prefix || !cfg->gateway.id[0])
+		return;
+	for (const char *p = prefix; *p; p++)
+		slashes += *p == '/';
+	fixed = strlen(prefix) + 1 + strlen(cfg->gateway.id) + 1;
+	deepest = slashes + 2;
+	for (size_t i = 0; i < cfg->ndevices; i++) {
+		const char *id = cfg->devices[i].id;
+		/* telemetry/<id>; alert/comms-<id>/offline, its rule id cut to ID_MAX - 1 bytes */
+		size_t t = strlen("telemetry/") + strlen(id);
+		size_t c = strlen("alert/") + (comms + strlen(id) < ID_MAX ? comms + strlen(id)
+									  : ID_MAX - 1) +
+			   strlen("/offline");
+		if (t > longest)
+			longest = t, what = loader_text(loader, "telemetry/%s", id);
+		if (c > longest)
+			longest = c, what = loader_text(loader, "alert/comms-%.*s/offline",
+							(int)(ID_MAX - 1 - comms), id);
+		deepest = slashes + 4;
+	}
+	for (size_t i = 0; i < cfg->nrules; i++) {
+		const char *check = rule_longest_check(cfg->rules[i].kind);
+		size_t a = strlen("alert/") + strlen(cfg->rules[i].id) + 1 + strlen(check);
+		if (a > longest)
+			longest = a, what = loader_text(loader, "alert/%s/%s", cfg->rules[i].id, check);
+		deepest = slashes + 4;
+	}
+	scope_open(&scope, root, "", "uplink");
+	if (fixed + longest > UPLINK_TOPIC_MAX - 1)
+		scope_error(&scope, at, "topic_prefix is too long: the topic %s/%s/%s would be %zu "
+			    "bytes, and sluiced publishes topics of at most %d bytes (shorten "
+			    "topic_prefix by %zu bytes)", scope_quote(&scope, prefix),
+			    cfg->gateway.id, what, fixed + longest, UPLINK_TOPIC_MAX - 1,
+			    fixed + longest - (UPLINK_TOPIC_MAX - 1));
+	if (deepest > MQTT_SLASHES_MAX)
+		scope_error(&scope, at, "topic_prefix has %zu levels: with it the %s topics have %zu "
+			    "'/' and brokers refuse more than %d (mosquitto's limit): use at most %zu "
+			    "levels", slashes + 1, deepest == slashes + 4 ? "alert" : "status",
+			    deepest, MQTT_SLASHES_MAX, slashes + 1 - (deepest - MQTT_SLASHES_MAX));
+}
+
 /* tls: true (the system's CAs), or a block naming the files */
 static void parse_tls(struct scope *uplink_scope, yaml_node_t *value, struct uplink_cfg *uplink)
 {
@@ -396,6 +554,8 @@ void parse_uplink(struct scope *root, yaml_node_t *map)
 	uplink->loc = node_loc(root->doc, map);
 	scope_open(&scope, root, "", "uplink");
 	keys_walk(&scope, map, uplink_keys, uplink, seen);
+	loader->uplink_node = map;
+	loader->topic_prefix_node = keys_seen(uplink_keys, seen, "topic_prefix");
 	check_host(&scope, keys_seen(uplink_keys, seen, "host"), "host", uplink->host);
 	if ((value = keys_seen(uplink_keys, seen, "topic_prefix")) && uplink->topic_prefix)
 		check_topic_prefix(&scope, value, uplink->topic_prefix);
@@ -518,6 +678,7 @@ static void parse_transport(struct scope *bus_scope, yaml_node_t *map, struct bu
 	const struct config *cfg = bus_scope->loader->cfg;
 	yaml_node_t *seen[KEYS_MAX], *device;
 	struct scope scope;
+	long other;
 
 	if (!scope_expect_map(bus_scope, map, transports[bus->kind]))
 		return;
@@ -532,11 +693,26 @@ static void parse_transport(struct scope *bus_scope, yaml_node_t *map, struct bu
 	keys_walk(&scope, map, rtu_keys, bus, seen);
 	device = keys_seen(rtu_keys, seen, "device");
 	check_serial(&scope, device, bus->device);
-	for (size_t i = 0; bus->device && i + 1 < cfg->nbuses; i++)
-		if (cfg->buses[i].device && strcmp(cfg->buses[i].device, bus->device) == 0)
-			scope_error(&scope, device, "rtu.device '%s' is already the line of bus %s "
-				    "(one bus per serial line)", scope_quote(&scope, bus->device),
-				    scope_quote(&scope, cfg->buses[i].id));
+	if (bus->device && (other = idset_add(bus_scope->loader, &bus_scope->loader->bus_lines,
+					     cfg->buses, cfg->nbuses - 1)) >= 0)
+		scope_error(&scope, device, "rtu.device '%s' is already the line of bus %s "
+			    "(one bus per serial line)", scope_quote(&scope, bus->device),
+			    scope_quote(&scope, cfg->buses[other].id));
+}
+
+static const char *bus_id(const void *items, size_t i)
+{
+	return ((const struct bus_cfg *)items)[i].id;
+}
+
+static const char *bus_line(const void *items, size_t i)
+{
+	return ((const struct bus_cfg *)items)[i].device;
+}
+
+static const char *device_id(const void *items, size_t i)
+{
+	return ((const struct device_cfg *)items)[i].id;
 }
 
 void parse_bus(struct scope *root, yaml_node_t *map, size_t index)
@@ -550,14 +726,16 @@ void parse_bus(struct scope *root, yaml_node_t *map, size_t index)
 
 	if (!scope_open_item(&scope, root, map, "buses", index))
 		return;
+	loader->bus_ids.name = bus_id;
+	loader->bus_lines.name = bus_line;
 	cfg->nbuses++;
 	*bus = (struct bus_cfg){ .kind = -1, .port = 502, .baud = 9600, .parity = 'N',
 				 .data_bits = 8, .stop_bits = 1, .timeout_ms = SEC_MS };
 	bus->loc = node_loc(root->doc, map);
 	keys_walk(&scope, map, bus_keys, bus, seen);
 	if ((value = keys_seen(bus_keys, seen, "id")) && bus->id[0])
-		scope_unique_id(&scope, value, "bus", bus->id, cfg->buses[0].id, sizeof *cfg->buses,
-				cfg->nbuses - 1, loader->bus_id_locs);
+		scope_unique_id(&scope, value, "bus", bus->id, cfg->buses, cfg->nbuses - 1,
+				loader->bus_id_locs, &loader->bus_ids);
 	for (int kind = 0; kind < 3; kind++) {
 		yaml_node_t *given = keys_seen(bus_keys, seen, transports[kind]);
 		if (!given)
@@ -629,10 +807,11 @@ static const struct key point_keys[] = {
 	{ .name = "bit", .type = K_INT, .off = OFF(struct point_def, bit), .min = 0, .max = 15 },
 	{ .name = "length", .type = K_INT, .off = OFF(struct point_def, length), .min = 1,
 	  .max = POINT_STRING_MAX_REGS },
-	{ .name = "byte_order", .type = K_ENUM, .off = OFF(struct point_def, byte_order),
-	  .names = orders },
-	{ .name = "word_order", .type = K_ENUM, .off = OFF(struct point_def, word_order),
-	  .names = orders },
+	{ .name = "byte_order", .type = K_FN, .off = OFF(struct point_def, byte_order),
+	  .fn = order_flag_fn },
+	{ .name = "word_order", .type = K_FN, .off = OFF(struct point_def, word_order),
+	  .fn = order_flag_fn },
+	{ .name = "order", .type = K_NODE },
 	{ .name = "scale", .type = K_NUM, .off = OFF(struct point_def, scale),
 	  .flags = KF_NONZERO },
 	{ .name = "offset", .type = K_NUM, .off = OFF(struct point_def, offset) },
@@ -642,6 +821,51 @@ static const struct key point_keys[] = {
 	{ NULL },
 };
 KEY_TABLE_FITS(point_keys);
+
+/*
+ * order: ABCD and its kin, in place of byte_order and word_order. A string's registers
+ * are not reordered, only the bytes in each: AB or BA, like a 16-bit value.
+ */
+static void point_order(struct scope *scope, yaml_node_t **seen, yaml_node_t *value,
+			struct point_def *def)
+{
+	const char *s = scope_expect_scalar(scope, value, "order");
+	const struct order_form *form;
+	unsigned regs, bits;
+
+	if (!s)
+		return;
+	if (def->table == MB_COIL || def->table == MB_DISCRETE) {
+		scope_error(scope, value, "order is for registers: a %s is a single bit",
+			    table_word(def->table));
+		return;
+	}
+	if (keys_seen(point_keys, seen, "byte_order") || keys_seen(point_keys, seen, "word_order")) {
+		scope_error(scope, value, "give order or byte_order/word_order, not both (order "
+			    "sets both)");
+		return;
+	}
+	regs = def->type == PT_BOOL || def->type == PT_STRING ? 1 : codec_type_regs(def->type);
+	bits = def->type == PT_STRING ? 16 : 16 * regs;
+	form = order_form_find(s);
+	if (form && form->regs == regs) {
+		def->byte_order = form->byte_order;
+		def->word_order = form->word_order;
+		return;
+	}
+	if (def->type == PT_STRING)
+		scope_error(scope, value, "order '%s' does not fit type string: its bytes are "
+			    "swapped in each register or not (expected AB or BA)",
+			    scope_quote(scope, s));
+	else if (form)
+		scope_error(scope, value, "order %s is the order of a %u-bit value; type %s is %u "
+			    "bits (expected %s)", form->name, 16 * form->regs,
+			    enum_name(types, def->type), bits, order_forms_text(scope, regs));
+	else
+		scope_error(scope, value, "order '%s' is not one of %s (the orders of a %u-bit "
+			    "value that byte and word swapping give)", scope_quote(scope, s),
+			    order_forms_text(scope, regs), bits);
+}
 
 /* What the fields of one point say together; each key alone was checked by the walk. */
 static void point_check(struct scope *scope, yaml_node_t **seen, struct point_def *def)
@@ -684,6 +908,8 @@ static void point_check(struct scope *scope, yaml_node_t **seen, struct point_de
 	    (def->table == MB_INPUT || def->table == MB_DISCRETE))
 		scope_error(scope, value, "writable: %ss are read-only (only coil and holding points "
 			    "can be written)", table_word(def->table));
+	if ((value = keys_seen(point_keys, seen, "order")))
+		point_order(scope, seen, value, def);
 	width = bits ? 1 : def->type == PT_STRING ? def->length : codec_type_regs(def->type);
 	if (width && (value = keys_seen(point_keys, seen, "address")) &&
 	    (unsigned)def->address + width > 65536)
@@ -770,59 +996,120 @@ static const char *address_range(struct scope *scope, unsigned address, unsigned
 	return loader_text(scope->loader, "%u-%u", address, address + width - 1);
 }
 
+/* The points' indexes in order of table and address (then index), for overlap_check. */
+static int point_order_cmp(const void *a, const void *b, void *ctx)
+{
+	const struct point_def *defs = ctx;
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+
+	if (defs[i].table != defs[j].table)
+		return defs[i].table < defs[j].table ? -1 : 1;
+	if (defs[i].address != defs[j].address)
+		return defs[i].address < defs[j].address ? -1 : 1;
+	return i < j ? -1 : i > j;
+}
+
+/* Whether b overlaps a, the earlier point: shared registers, except bools naming
+ * different bits of one register. */
+static bool points_overlap(const struct point_def *a, const struct point_def *b)
+{
+	unsigned width_a = codec_width(a), width_b = codec_width(b);
+
+	if (a->table != b->table || (unsigned)a->address + width_a <= b->address ||
+	    (unsigned)b->address + width_b <= a->address)
+		return false;
+	return !(a->type == PT_BOOL && b->type == PT_BOOL && a->bit >= 0 && b->bit >= 0 &&
+		 a->address == b->address && a->bit != b->bit);
+}
+
+/* The message for b overlapping a (earlier, index ia in points). */
+static void overlap_report(struct scope *scope, const struct point_set *points, size_t ia,
+			   size_t ib)
+{
+	const struct point_def *a = &points->defs[ia], *b = &points->defs[ib];
+	unsigned width_a = codec_width(a), width_b = codec_width(b);
+	const char *other, *range_a, *range_b;
+
+	if (ia < points->nfrom_profile && ib >= points->nfrom_profile)
+		other = loader_text(scope->loader, "'%s' of profile %s", a->name, points->profile);
+	else
+		other = loader_text(scope->loader, "'%s'", a->name);
+	if (a->type == PT_BOOL && b->type == PT_BOOL && a->bit >= 0 && b->bit >= 0 &&
+	    a->address == b->address) {
+		scope_error_at(scope, &points->locs[ib], "point '%s' overlaps point %s (both are "
+			       "bit %d of %s %u)", b->name, other, b->bit, table_word(b->table),
+			       (unsigned)b->address);
+		return;
+	}
+	range_b = address_range(scope, b->address, width_b);
+	range_a = address_range(scope, a->address, width_a);
+	if (strcmp(range_a, range_b) == 0)
+		scope_error_at(scope, &points->locs[ib], "point '%s' overlaps point %s (both use %s "
+			       "%s)", b->name, other,
+			       width_b > 1 ? table_words(b->table) : table_word(b->table), range_b);
+	else
+		scope_error_at(scope, &points->locs[ib], "point '%s' overlaps point %s (%s %s and "
+			       "%s)", b->name, other, table_words(b->table), range_b, range_a);
+}
+
 /*
  * Points of one table must not share registers (two readings of one quantity are a
  * mistake in the map), except bools naming different bits of one register. A point is
  * reported once, at its definition, with the first earlier point it overlaps (moving it
  * fixes them all); only points at index >= from are checked (the earlier ones were
  * checked where they were defined: the profile file).
+ *
+ * The points are sorted by address, so each is compared with the points that start at
+ * most POINT_STRING_MAX_REGS - 1 registers before it (no point is wider) up to its end,
+ * not with all the others: a device's few thousand points cost thousands of comparisons,
+ * not millions.
  */
 static void overlap_check(struct scope *scope, const struct point_set *points, size_t from)
 {
+	size_t n = 0, *order, *pos;
+
+	if (points->n < 2 || from >= points->n)
+		return;
+	order = loader_calloc(scope->loader, points->n, sizeof *order);
+	pos = loader_calloc(scope->loader, points->n, sizeof *pos);
+	if (!order || !pos) {
+		free(order);
+		free(pos);
+		return;
+	}
+	for (size_t i = 0; i < points->n; i++)
+		if (points->valid[i])
+			order[n++] = i;
+	qsort_r(order, n, sizeof *order, point_order_cmp, points->defs);
+	for (size_t k = 0; k < n; k++)
+		pos[order[k]] = k;
 	for (size_t j = from; j < points->n; j++) {
 		const struct point_def *b = &points->defs[j];
+		unsigned end = (unsigned)b->address + codec_width(b);
+		size_t first = SIZE_MAX, k;
+
 		if (!points->valid[j])
 			continue;
-		for (size_t i = 0; i < j; i++) {
-			const struct point_def *a = &points->defs[i];
-			const char *other, *range_a, *range_b;
-			unsigned width_a, width_b;
-
-			if (!points->valid[i] || a->table != b->table)
-				continue;
-			width_a = codec_width(a);
-			width_b = codec_width(b);
-			if ((unsigned)a->address + width_a <= b->address ||
-			    (unsigned)b->address + width_b <= a->address)
-				continue;
-			if (i < points->nfrom_profile && j >= points->nfrom_profile)
-				other = loader_text(scope->loader, "'%s' of profile %s", a->name,
-						    points->profile);
-			else
-				other = loader_text(scope->loader, "'%s'", a->name);
-			if (a->type == PT_BOOL && b->type == PT_BOOL && a->bit >= 0 && b->bit >= 0 &&
-			    a->address == b->address) {
-				if (a->bit != b->bit)
-					continue;
-				scope_error_at(scope, &points->locs[j], "point '%s' overlaps point %s "
-					       "(both are bit %d of %s %u)", b->name, other, b->bit,
-					       table_word(b->table), (unsigned)b->address);
+		/* back to the first point of the table that could reach b */
+		for (k = pos[j]; k > 0; k--) {
+			const struct point_def *a = &points->defs[order[k - 1]];
+			if (a->table != b->table ||
+			    (unsigned)a->address + POINT_STRING_MAX_REGS <= b->address)
 				break;
-			}
-			range_b = address_range(scope, b->address, width_b);
-			range_a = address_range(scope, a->address, width_a);
-			if (strcmp(range_a, range_b) == 0)
-				scope_error_at(scope, &points->locs[j], "point '%s' overlaps point %s "
-					       "(both use %s %s)", b->name, other,
-					       width_b > 1 ? table_words(b->table) : table_word(b->table),
-					       range_b);
-			else
-				scope_error_at(scope, &points->locs[j], "point '%s' overlaps point %s "
-					       "(%s %s and %s)", b->name, other, table_words(b->table),
-					       range_b, range_a);
-			break;
 		}
+		for (; k < n; k++) {
+			size_t i = order[k];
+			const struct point_def *a = &points->defs[i];
+			if (a->table != b->table || a->address >= end)
+				break;
+			if (i < j && i < first && points_overlap(a, b))
+				first = i;
+		}
+		if (first != SIZE_MAX)
+			overlap_report(scope, points, first, j);
 	}
+	free(order);
+	free(pos);
 }
 
 /* ---- profiles --------------------------------------------------------------------------- */
@@ -869,23 +1156,36 @@ static char *profile_path(struct loader *loader, const char *name)
 	return NULL;
 }
 
+/*
+ * Every place looked in, each with what it is, and the two ways to add a profile: a
+ * technician who gets this message should not need the documentation to act on it.
+ */
 void profile_not_found(struct scope *scope, yaml_node_t *value, const char *name)
 {
 	struct loader *loader = scope->loader;
 	struct suggestion suggestion;
-	const char *dirs = "";
+	const char *dirs = "", *quoted = scope_quote(scope, name), *add;
 
-	suggest_init(&suggestion, name);
+	suggest_init(&suggestion, scope->loader, name);
 	for (size_t i = 0; i < loader->nprofile_dirs + 1; i++) {
 		const char *dir = profile_dir(loader, i);
+		const char *note = i == 0 ? "beside the config"
+			: loader->profile_notes ? loader->profile_notes[i - 1] : NULL;
 		if (!dir)
 			continue;
-		dirs = loader_text(loader, "%s%s%s", dirs, *dirs ? ", " : "", dir);
+		dirs = loader_text(loader, "%s%s%s%s%s%s", dirs, *dirs ? ", " : "", dir,
+				   note ? " (" : "", note ? note : "", note ? ")" : "");
 		suggest_dir(&suggestion, dir, ".yaml", "");
 	}
-	scope_error(scope, value, "profile '%s' not found: no file %s.yaml in %s%s",
-		    scope_quote(scope, name), scope_quote(scope, name), dirs,
-		    suggest_text(scope, &suggestion, NULL));
+	if (loader->devices_dir)
+		add = loader_text(loader, "put %s.yaml in %s, or name its directory in "
+				  "SLUICE_PROFILE_PATH (colon-separated)", quoted,
+				  loader->devices_dir);
+	else
+		add = loader_text(loader, "put %s.yaml in a directory named in SLUICE_PROFILE_PATH "
+				  "(colon-separated)", quoted);
+	scope_error(scope, value, "profile '%s' not found: no file %s.yaml in %s%s; %s", quoted,
+		    quoted, dirs, suggest_text(scope, &suggestion, NULL), add);
 }
 
 /* Read profile file path into profile; errors are located in that file. */
@@ -911,7 +1211,11 @@ static void profile_read(struct loader *loader, struct profile *profile, const c
 		scope_error(&scope, value, "profile '%s' does not match the file's name: a profile "
 			    "is found by its file name, so this file must say profile: %s",
 			    scope_quote(&scope, s), scope_quote(&scope, profile->name));
-	if ((value = keys_seen(profile_keys, seen, "points"))) {
+	if ((value = keys_seen(profile_keys, seen, "points")) && value->type == YAML_MAPPING_NODE &&
+	    node_map_len(value) > DEVICE_POINTS_MAX) {
+		scope_error(&scope, value, "a profile has at most %d points; this one has %zu",
+			    DEVICE_POINTS_MAX, node_map_len(value));
+	} else if (value) {
 		points_parse(&scope, value, NULL, &points);
 		overlap_check(&scope, &points, 0);
 	}
@@ -986,12 +1290,14 @@ static const struct key device_keys[] = {
 };
 KEY_TABLE_FITS(device_keys);
 
-static long find_bus(const struct config *cfg, const char *id)
+static long find_bus(const struct loader *loader, const char *id)
 {
-	for (size_t i = 0; i < cfg->nbuses; i++)
-		if (strcmp(cfg->buses[i].id, id) == 0)
-			return (long)i;
-	return -1;
+	return idset_find(&loader->bus_ids, loader->cfg->buses, id);
+}
+
+long loader_find_device(const struct loader *loader, const char *id)
+{
+	return idset_find(&loader->device_ids, loader->cfg->devices, id);
 }
 
 /* bus: an id of a bus above; -1 when it is not one. */
@@ -1004,12 +1310,12 @@ static long device_bus(struct scope *scope, yaml_node_t *value, struct device_cf
 
 	if (!(s = scope_expect_scalar(scope, value, "bus")))
 		return -1;
-	if ((bus = find_bus(cfg, s)) >= 0) {
+	if ((bus = find_bus(scope->loader, s)) >= 0) {
 		device->bus = (size_t)bus;
 		return bus;
 	}
-	suggest_init(&suggestion, s);
-	for (size_t i = 0; i < cfg->nbuses; i++)
+	suggest_init(&suggestion, scope->loader, s);
+	for (size_t i = 0; i < cfg->nbuses && suggest_more(&suggestion); i++)
 		suggest_try(&suggestion, cfg->buses[i].id);
 	scope_error(scope, value, "bus '%s' does not exist%s", scope_quote(scope, s),
 		    suggest_text(scope, &suggestion, NULL));
@@ -1093,21 +1399,33 @@ void parse_device(struct scope *root, yaml_node_t *map, size_t index)
 
 	if (!scope_open_item(&scope, root, map, "devices", index))
 		return;
+	loader->device_ids.name = device_id;
 	cfg->ndevices++;
 	*device = (struct device_cfg){ .unit_id = 1, .interval_ms = 10 * SEC_MS,
 				       .offline_after = 3 };
 	device->loc = node_loc(root->doc, map);
 	keys_walk(&scope, map, device_keys, device, seen);
 	if ((value = keys_seen(device_keys, seen, "id")) && device->id[0])
-		scope_unique_id(&scope, value, "device", device->id, cfg->devices[0].id,
-				sizeof *cfg->devices, di, loader->device_id_locs);
+		scope_unique_id(&scope, value, "device", device->id, cfg->devices, di,
+				loader->device_id_locs, &loader->device_ids);
 	if ((value = keys_seen(device_keys, seen, "bus")))
 		bus = device_bus(&scope, value, device);
 	if ((value = keys_seen(device_keys, seen, "unit_id")))
 		device_unit_id(&scope, value, bus, device);
 	if ((value = keys_seen(device_keys, seen, "profile")))
 		profile = device_profile(&scope, value, di, &points);
-	if ((value = keys_seen(device_keys, seen, "points"))) {
+	if ((value = keys_seen(device_keys, seen, "points")) && value->type == YAML_MAPPING_NODE &&
+	    points.n + node_map_len(value) > DEVICE_POINTS_MAX) {
+		if (points.n)
+			scope_error(&scope, value, "a device has at most %d points; this one has "
+				    "%zu (%zu from profile %s, %zu of its own)", DEVICE_POINTS_MAX,
+				    points.n + node_map_len(value), points.n, points.profile,
+				    node_map_len(value));
+		else
+			scope_error(&scope, value, "a device has at most %d points; this one has %zu",
+				    DEVICE_POINTS_MAX, node_map_len(value));
+		loader->device_incomplete[di] = true;
+	} else if (value) {
 		size_t errors_before = loader->nerrors;
 		const char *owner = device->id[0] ? loader_text(loader, "device %s", device->id)
 						  : loader_text(loader, "devices[%zu]", index);
@@ -1125,10 +1443,22 @@ void parse_device(struct scope *root, yaml_node_t *map, size_t index)
 			profile && profile->has_max_registers ? profile->max_registers : 125;
 	if (!keys_seen(device_keys, seen, "max_gap"))
 		device->max_gap = profile && profile->has_max_gap ? profile->max_gap : 8;
-	if (points.n > 65535) {
-		scope_error(&scope, map, "a device has at most 65535 points");
+	if (loader->npoints + points.n > CONFIG_POINTS_MAX) {
+		/* a profile's points are copied to each device that names it */
+		if (loader->npoints <= CONFIG_POINTS_MAX)
+			scope_error(&scope, map, "with this device's %zu points the configuration has "
+				    "more than %d (a profile's points count once for each device "
+				    "that names it)", points.n, CONFIG_POINTS_MAX);
 		loader->device_incomplete[di] = true;
+		loader->npoints = CONFIG_POINTS_MAX + 1;
+		/* the load fails: what would pass the bound is not kept */
+		free(points.defs);
+		free(points.locs);
+		points.defs = NULL;
+		points.locs = NULL;
+		points.n = 0;
 	}
+	loader->npoints += points.n;
 	device->points = points.defs;
 	device->point_locs = points.locs;
 	device->npoints = points.n;

@@ -93,7 +93,9 @@
  * When the store cannot write (the file system full, a file size limit, an I/O error),
  * rows wait in memory and the write is tried again every STORE_RETRY_MS; polling and
  * alerts go on. At most HELD_MAX rows wait: past that the oldest telemetry goes, and
- * is counted (health not_stored); alert and device state rows always wait.
+ * is counted (health not_stored); alert and device state rows always wait. Stopped
+ * while the store still cannot write, they go to the spill file (store_spill), which
+ * the next start stores before anything else.
  */
 #define STORE_RETRY_MS 1000
 #define HELD_MAX 20000
@@ -1138,7 +1140,7 @@ static void take_write_results(struct core *c)
 }
 
 /* Both kinds of pollers for cfg; serial lines first, so that the descriptors libmodbus
- * must select() on are low (DESIGN.md: descriptors past 1023). */
+ * must select() on are low (docs/design.md, "Threads": descriptors past 1023). */
 static int pollers_start(struct core *c, const struct poller_sink *sink)
 {
 	char err[512];
@@ -1508,9 +1510,15 @@ static void core_free(struct core *c)
 		if (c->st && c->pend && c->held) {
 			store_readings(c);
 			commit_pending(c, true);
-			if (c->held->n > 0)
-				log_errx("store: %zu rows that waited in memory are lost: %s",
-					 c->held->n, c->store_err);
+			if (c->held->n > 0) {
+				/* the store still cannot write them: kept for the next start,
+				 * with the engine's state as it stands (store_spill) */
+				char *state = c->ae ? alert_save(c->ae) : NULL;
+
+				store_spill(c->st, c->held->r, c->held->n,
+					    state ? ALERT_STATE_KEY : NULL, state);
+				free(state);
+			}
 		}
 		queue_free(c->q, reading_free_item);
 	}

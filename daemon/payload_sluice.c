@@ -105,9 +105,15 @@ static int sl_alert(struct payload_msg *m, const struct alert_transition *t, con
 	else
 		jb_cstr(b, "null");
 	jb_cstr(b, ",\"value\":");
-	jb_double(b, t->value);
+	if (t->value_f32)
+		jb_float32(b, t->value);
+	else
+		jb_double(b, t->value);
 	jb_cstr(b, ",\"threshold\":");
-	jb_double(b, t->threshold);
+	if (t->threshold_f32)
+		jb_float32(b, t->threshold);
+	else
+		jb_double(b, t->threshold);
 	if (t->unit[0]) {
 		jb_cstr(b, ",\"unit\":");
 		jb_str(b, t->unit);
@@ -214,6 +220,8 @@ static int sl_health(struct payload_msg *m, const struct health *h)
 	}
 	jb_key(b, "held_rows", &first);
 	jb_u64(b, h->held_rows);
+	jb_key(b, "lost_at_stop", &first);
+	jb_u64(b, h->lost_at_stop);
 	jb_key(b, "db_bytes", &first);
 	jb_u64(b, h->db_bytes);
 	jb_key(b, "last_seq", &first);

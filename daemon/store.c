@@ -34,11 +34,32 @@
 #include <sqlite3.h>
 
 #include "clock.h"
+#include "fileio.h"
 #include "log.h"
+#include "spill.h"
 
 #define STORE_DB_NAME    "sluice.db"
 #define STORE_LOCK_NAME  "sluice.lock"
 #define STORE_SEQ_NAME   "sluice.seq"
+#define STORE_CLEAN_NAME "sluice.clean"
+#define STORE_SPILL_NAME "sluice.spill"
+/*
+ * Every file of data_dir is created 0640 whatever the umask (the outbox is not for
+ * every local user; the group is sluicectl's), and the directory 0750. SQLite creates
+ * the -wal and -shm with the database file's own mode, so the database is created (or
+ * brought down to) 0640 before SQLite opens it.
+ */
+#define STORE_FILE_MODE  0640
+#define STORE_DIR_MODE   0750
+/*
+ * The spill file's reserve (spill.h): a sixteenth of max_size, between 64 KiB and
+ * 4 MiB — 4 MiB holds the 20,000 rows the core keeps in memory at most when they are
+ * about 200 bytes each, a reading of a dozen points.
+ */
+#define STORE_SPILL_MIN  ((uint64_t)64 << 10)
+#define STORE_SPILL_MAX  ((uint64_t)4 << 20)
+/* meta: the id of the last spill taken in, committed with its rows (never twice) */
+#define STORE_SPILL_TAKEN "spill_taken"
 /*
  * The seq ceiling (sluice.seq beside the database) is raised in blocks: one small
  * file write per this many seqs, about every 17 minutes at 1,000 rows a second. A
@@ -144,6 +165,8 @@ enum {
 	S_DROP_UNSENT,
 	S_DROPPED_ADD,
 	S_DROPPED_GET,
+	S_LOST_ADD,
+	S_LOST_GET,
 	S_LAST_SEQ,
 	S_COUNT_ROWS,
 	S_COUNT_UNSENT,
@@ -196,6 +219,11 @@ static const char *const stmt_sql[S_NSTMT] = {
 			  " WHERE kind = 0 AND sent_at IS NULL AND seq > ?2 ORDER BY seq LIMIT ?1)",
 	[S_DROPPED_ADD] = "UPDATE counters SET value = value + ?1 WHERE name = 'dropped'",
 	[S_DROPPED_GET] = "SELECT value FROM counters WHERE name = 'dropped'",
+	/* rows that waited in memory at a stop and were lost (store_spill): a counter row
+	 * of its own, made at its first use, so that no schema change is needed */
+	[S_LOST_ADD] = "INSERT INTO counters (name, value) VALUES ('lost_at_stop', ?1)"
+		       " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+	[S_LOST_GET] = "SELECT value FROM counters WHERE name = 'lost_at_stop'",
 	[S_LAST_SEQ] = "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'",
 	[S_COUNT_ROWS] = "SELECT count(*) FROM outbox",
 	[S_COUNT_UNSENT] = "SELECT count(*) FROM outbox WHERE kind IN (0, 1) AND sent_at IS NULL",
@@ -274,6 +302,25 @@ struct store {
 	bool ceiling_warned;
 	bool damaged;      /* the last error says the file is damaged (not merely failing) */
 	uint64_t in_flight; /* telemetry up to this seq is in flight: not dropped */
+	/*
+	 * A clean stop: store_close writes sluice.clean last, naming the database file as
+	 * it left it; store_open removes it before anything is written. The every-page
+	 * check runs when check_why says why (NULL: the last stop was clean, or there is
+	 * nothing to check); store_reopen always checks.
+	 */
+	char *clean_path;
+	const char *check_why;
+	bool opened;       /* store_open succeeded: a close may be recorded as clean */
+	/*
+	 * The spill file (spill.h): rows a stopping daemon held in memory. spill_in is
+	 * what the last stop left and is not yet in the outbox (spill_pending): it goes in
+	 * before any other row. spill_taken: the id of the last spill taken in.
+	 */
+	char *spill_path;
+	struct spill *spill;
+	struct spill_content spill_in;
+	bool spill_pending, spill_warned;
+	uint64_t spill_taken;
 	char err[512];
 };
 
@@ -379,6 +426,8 @@ static struct store *store_alloc(const char *data_dir, bool ro, char *err, size_
 	st->path = store_join(data_dir, STORE_DB_NAME);
 	st->lock_path = store_join(data_dir, STORE_LOCK_NAME);
 	st->seq_path = store_join(data_dir, STORE_SEQ_NAME);
+	st->clean_path = store_join(data_dir, STORE_CLEAN_NAME);
+	st->spill_path = store_join(data_dir, STORE_SPILL_NAME);
 	if (st->path) {
 		size_t n = strlen(st->path);
 		st->wal_path = malloc(n + 5);
@@ -387,7 +436,8 @@ static struct store *store_alloc(const char *data_dir, bool ro, char *err, size_
 			memcpy(st->wal_path + n, "-wal", 5);
 		}
 	}
-	if (!st->path || !st->lock_path || !st->wal_path || !st->seq_path) {
+	if (!st->path || !st->lock_path || !st->wal_path || !st->seq_path || !st->clean_path ||
+	    !st->spill_path) {
 		if (err && errlen)
 			snprintf(err, errlen, "store: out of memory");
 		store_close(st);
@@ -396,18 +446,28 @@ static struct store *store_alloc(const char *data_dir, bool ro, char *err, size_
 	return st;
 }
 
+static void store_mark_clean(struct store *st);
+
 void store_close(struct store *st)
 {
+	bool clean;
+
 	if (!st)
 		return;
+	clean = st->opened && !st->ro && st->db && !st->damaged;
 	for (int i = 0; i < S_NSTMT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	/*
 	 * The last connection to close checkpoints the WAL into the database and deletes
 	 * it; sqlite3_close_v2 still releases everything if a statement were left behind.
 	 */
-	if (st->db)
-		sqlite3_close_v2(st->db);
+	if (st->db && sqlite3_close_v2(st->db) != SQLITE_OK)
+		clean = false;
+	/* After the close, as the last write: the marker vouches for the file as closed. */
+	if (clean)
+		store_mark_clean(st);
+	spill_close(st->spill);
+	spill_content_free(&st->spill_in);
 	/* The lock goes only after the database is closed and checkpointed. */
 	if (st->lock_fd >= 0)
 		close(st->lock_fd);
@@ -415,6 +475,8 @@ void store_close(struct store *st)
 	free(st->wal_path);
 	free(st->lock_path);
 	free(st->seq_path);
+	free(st->clean_path);
+	free(st->spill_path);
 	free(st);
 }
 
@@ -579,7 +641,7 @@ static int store_lock(struct store *st)
 	 * second one out. flock, not fcntl: SQLite's fcntl locks on the database would be
 	 * dropped by any close of another descriptor of the same file in this process.
 	 */
-	st->lock_fd = open(st->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	st->lock_fd = fileio_open(st->lock_path, O_RDWR, STORE_FILE_MODE);
 	if (st->lock_fd < 0) {
 		store_setf(st, "cannot open the lock file %s: %s", st->lock_path, strerror(errno));
 		return -1;
@@ -609,8 +671,11 @@ static int store_mkdir(struct store *st, const char *data_dir)
 	struct stat sb;
 
 	/* 0750: readings and site names are not for every local user; the group is for
-	 * sluicectl. Only the last component: the parent is the packager's business. */
-	if (mkdir(data_dir, 0750) < 0 && errno != EEXIST) {
+	 * sluicectl. Only the last component: the parent is the packager's business. The
+	 * chmod because mkdir's mode passes through the umask. */
+	if (mkdir(data_dir, STORE_DIR_MODE) == 0)
+		(void)chmod(data_dir, STORE_DIR_MODE);
+	else if (errno != EEXIST) {
 		store_setf(st, "cannot create data_dir %s: %s", data_dir, strerror(errno));
 		return -1;
 	}
@@ -622,6 +687,18 @@ static int store_mkdir(struct store *st, const char *data_dir)
 		store_setf(st, "data_dir %s is not a directory", data_dir);
 		return -1;
 	}
+	/*
+	 * A directory made by someone else (an installer, mkdir under umask 022) is left
+	 * as it is: it may be shared on purpose. Our files in it are 0640 either way, but
+	 * every local user could list and reach them, and any file another program
+	 * leaves there, so say it, once per start.
+	 */
+	if (sb.st_mode & 0007)
+		log_warnx("store: data_dir %s is mode %04o: every local user can %s it; sluiced's"
+			  " files in it are 0640, but consider chmod o-rwx %s", data_dir,
+			  (unsigned)(sb.st_mode & 07777),
+			  (sb.st_mode & 0005) == 0005 ? "list and enter"
+			  : (sb.st_mode & 0004) ? "list" : "enter", data_dir);
 	return 0;
 }
 
@@ -671,26 +748,102 @@ static int store_migrate(struct store *st)
 }
 
 /*
- * Every page of the file, read once at open: a card that rotted while the box was off
- * or a file cut short is found here, where it can be set aside and replaced, instead
- * of failing some read hours later. quick_check walks the b-trees without comparing
- * indexes to tables: about a second for the default 256 MiB bound on an SD card.
+ * Every page of the file, read at an open that follows a stop that was not clean
+ * (check_why): a file cut short or pages torn are found here, where the file can be
+ * set aside and replaced, instead of failing some read hours later. quick_check walks
+ * the b-trees without comparing indexes to tables: about a second for the default
+ * 256 MiB bound on an SD card, which is why a clean stop spares it.
  */
 static int store_check(struct store *st)
 {
+	int64_t t0 = clock_mono_ms();
 	char res[256];
 
 	if (store_query_text(st, "PRAGMA quick_check(1)", res, sizeof res,
 			     "cannot check the database") < 0)
 		return -1;
-	if (strcmp(res, "ok") == 0)
+	if (strcmp(res, "ok") == 0) {
+		log_info("store: checked every page of %s (%s): sound, in %.1f s", st->path,
+			 st->check_why, (double)(clock_mono_ms() - t0) / 1000);
 		return 0;
+	}
 	for (char *p = res; *p; p++)
 		if (*p == '\n')
 			*p = ' ';
 	st->damaged = true;
 	store_setf(st, "%s: the file is damaged: %s", st->path, res);
 	return -1;
+}
+
+/* -------------------------------------------------------------------------------- */
+/* a clean stop                                                                      */
+
+/*
+ * sluice.clean says "sluiced closed sluice.db cleanly and left it as this file": its
+ * inode, size and modification time. store_close writes it after the database is
+ * closed (the WAL checkpointed into it, synced), as its last write and whole (fileio);
+ * store_open reads it and removes it, durably, before the database is opened (SQLite
+ * may write at open: WAL recovery). So a start finds it only when the last stop was
+ * clean and nothing ran on the database since. One that names the file as it is now
+ * spares the start the reading of every page (seconds on an SD card). Every other
+ * start checks: after a crash, a power cut, SIGKILL or the OOM killer, an older
+ * sluiced, or a file changed since (copied back, edited, cut short). A card that rots
+ * while the box is off changes nothing the marker sees: sluicectl check is for that.
+ */
+#define STORE_CLEAN_TAG "sluice clean stop 1\n"
+
+static int store_clean_line(const struct store *st, char *buf, size_t len)
+{
+	struct stat sb;
+
+	if (stat(st->path, &sb) < 0)
+		return -1;
+	return snprintf(buf, len, STORE_CLEAN_TAG "%ju %jd %jd.%09ld\n", (uintmax_t)sb.st_ino,
+			(intmax_t)sb.st_size, (intmax_t)sb.st_mtim.tv_sec,
+			(long)sb.st_mtim.tv_nsec);
+}
+
+static void store_mark_clean(struct store *st)
+{
+	char line[160];
+	int n = store_clean_line(st, line, sizeof line);
+
+	/* not written: the next start checks every page, slower and never wrong */
+	if (n < 0 || (size_t)n >= sizeof line ||
+	    fileio_write_whole(st->clean_path, line, (size_t)n, STORE_FILE_MODE) < 0)
+		log_debug("store: cannot write %s: %s", st->clean_path, strerror(errno));
+}
+
+/* Read and remove the marker; check_why says whether and why to check (NULL: not). */
+static void store_take_clean_mark(struct store *st)
+{
+	char want[160], have[160];
+	struct stat sb;
+	ssize_t n = 0;
+	int fd = open(st->clean_path, O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		n = read(fd, have, sizeof have - 1);
+		close(fd);
+	}
+	have[n > 0 ? n : 0] = '\0';
+	if (stat(st->path, &sb) < 0 || sb.st_size == 0)
+		st->check_why = NULL; /* a new database: nothing to check */
+	else if (fd < 0)
+		st->check_why = "no record of a clean stop";
+	else if (strncmp(have, STORE_CLEAN_TAG, strlen(STORE_CLEAN_TAG)) != 0)
+		st->check_why = "the clean-stop record is unreadable";
+	else if (store_clean_line(st, want, sizeof want) < 0 || strcmp(have, want) != 0)
+		st->check_why = "the file changed after the last clean stop";
+	else {
+		st->check_why = NULL;
+		log_info("store: %s was closed cleanly: not checked at this start (sluicectl check"
+			 " reads every page on demand)", st->path);
+	}
+	/* before the database is opened: from here on, a stop that is not clean shows */
+	if (fd >= 0 && fileio_remove_durably(st->clean_path) < 0)
+		log_warn("store: cannot remove %s (a start after a crash may then skip its"
+			 " check)", st->clean_path);
 }
 
 /* -------------------------------------------------------------------------------- */
@@ -726,38 +879,10 @@ static uint64_t store_read_ceiling(struct store *st)
 /* Write sluice.seq as a whole (temporary file, sync, rename, sync the directory). */
 static int store_write_ceiling(struct store *st, uint64_t ceiling)
 {
-	size_t n = strlen(st->seq_path);
-	char *tmp = malloc(n + 5), *slash, buf[32];
-	int fd, len, ok = 0;
+	char buf[32];
+	int len = snprintf(buf, sizeof buf, "%" PRIu64 "\n", ceiling);
 
-	if (!tmp)
-		return -1;
-	memcpy(tmp, st->seq_path, n);
-	memcpy(tmp + n, ".tmp", 5);
-	len = snprintf(buf, sizeof buf, "%" PRIu64 "\n", ceiling);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	if (fd >= 0) {
-		ok = write(fd, buf, (size_t)len) == len && fsync(fd) == 0;
-		ok = close(fd) == 0 && ok;
-		ok = ok && rename(tmp, st->seq_path) == 0;
-		if (!ok)
-			unlink(tmp);
-	}
-	free(tmp);
-	if (!ok)
-		return -1;
-	/* the rename itself, durable: the directory's entry */
-	slash = strrchr(st->seq_path, '/');
-	if (slash) {
-		*slash = '\0';
-		fd = open(st->seq_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		*slash = '/';
-		if (fd >= 0) {
-			(void)fsync(fd);
-			close(fd);
-		}
-	}
-	return 0;
+	return fileio_write_whole(st->seq_path, buf, (size_t)len, STORE_FILE_MODE);
 }
 
 /*
@@ -1057,6 +1182,12 @@ static int store_salvage(struct store *st, const char *aside, struct salvage *sv
 			 " WHERE name = 'dropped'", sv->dropped);
 		sqlite3_exec(st->db, sql, NULL, NULL, NULL);
 	}
+	v = 0;
+	if (store_salvage_int(old, "SELECT value FROM counters WHERE name = 'lost_at_stop'",
+			      &v) == 0 && v > 0) {
+		sqlite3_bind_int64(st->stmt[S_LOST_ADD], 1, v);
+		(void)store_run(st, S_LOST_ADD, "cannot carry the lost counter over");
+	}
 	if (store_exec(st, "COMMIT", "cannot commit the salvage") < 0)
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 out:
@@ -1077,17 +1208,20 @@ static int store_configure(struct store *st)
 	 * here, before anything is changed. (A new, empty file reads as version 0.) */
 	if (store_query_int(st, "PRAGMA schema_version", &v, "cannot open the database") < 0)
 		return -1;
-	if (store_check(st) < 0)
+	if (st->check_why && store_check(st) < 0)
 		return -1;
 	/*
-	 * Both only take effect on a database that is still empty, hence before anything
-	 * else touches it. 4096-byte pages line up with the file system's blocks and the
-	 * flash's write unit, so writing one page never rewrites a neighbour. INCREMENTAL auto-vacuum lets store_maintain give free
-	 * pages back to the file system when the file is over its bound (a lowered
-	 * max_size); without it a SQLite file never shrinks.
+	 * Both only take effect on a database that is still empty (schema_version 0),
+	 * hence before anything else touches it, and only then: setting auto_vacuum
+	 * writes the header page, which on a full disk would fail the start. 4096-byte
+	 * pages line up with the file system's blocks and the flash's write unit, so
+	 * writing one page never rewrites a neighbour. INCREMENTAL auto-vacuum lets
+	 * store_maintain give free pages back to the file system when the file is over its
+	 * bound (a lowered max_size); without it a SQLite file never shrinks.
 	 */
-	if (store_exec(st, "PRAGMA page_size = 4096", "cannot set the page size") < 0 ||
-	    store_exec(st, "PRAGMA auto_vacuum = INCREMENTAL", "cannot set auto_vacuum") < 0)
+	if (v == 0 &&
+	    (store_exec(st, "PRAGMA page_size = 4096", "cannot set the page size") < 0 ||
+	     store_exec(st, "PRAGMA auto_vacuum = INCREMENTAL", "cannot set auto_vacuum") < 0))
 		return -1;
 	/*
 	 * WAL: a commit appends to the WAL instead of rewriting pages in place (less
@@ -1137,11 +1271,41 @@ static int store_configure(struct store *st)
 	return 0;
 }
 
+/*
+ * The database file created 0640 (or an older one brought down to it) before SQLite
+ * opens it, with its -wal and -shm: SQLite gives those the database's mode, and would
+ * create the database itself 0644 less the umask.
+ */
+static void store_own_files(struct store *st)
+{
+	const char *const sfx[] = { "", "-wal", "-shm" };
+	char p[4200];
+	struct stat sb;
+	int fd;
+
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(p, sizeof p, "%s%s", st->path, sfx[i]);
+		if (stat(p, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & 0137))
+			log_info("store: %s was mode %04o; now %04o", p,
+				 (unsigned)(sb.st_mode & 07777),
+				 (unsigned)(sb.st_mode & 07777 & STORE_FILE_MODE));
+		if (i > 0) {
+			(void)fileio_restrict(p, STORE_FILE_MODE);
+			continue;
+		}
+		/* failing here is SQLite's to say, at its open, in its words */
+		fd = fileio_open(p, O_RDWR, STORE_FILE_MODE);
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
 /* Open (creating) the database file and bring it to the current schema. */
 static int store_open_db(struct store *st)
 {
 	int rc;
 
+	store_own_files(st);
 	/* NOMUTEX: one connection, used by the core thread only. */
 	rc = sqlite3_open_v2(st->path, &st->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -1176,6 +1340,7 @@ static int store_replace_damaged(struct store *st)
 	log_errx("store: %s", why);
 	log_errx("store: the damaged file is kept as %s; starting a fresh database", aside);
 	st->damaged = false;
+	st->check_why = NULL; /* a new file */
 	if (store_open_db(st) < 0)
 		return -1;
 	store_salvage(st, aside, &sv);
@@ -1209,6 +1374,7 @@ int store_reopen(struct store *st, char *err, size_t errlen)
 	}
 	store_shut(st);
 	st->damaged = false;
+	st->check_why = "a read found it damaged";
 	if (store_open_all(st) < 0) {
 		store_copyerr(st, err, errlen);
 		store_shut(st);
@@ -1216,6 +1382,8 @@ int store_reopen(struct store *st, char *err, size_t errlen)
 	}
 	return 0;
 }
+
+static void store_spill_start(struct store *st);
 
 struct store *store_open(const char *data_dir, const struct buffer_cfg *buf, char *err,
 			 size_t errlen)
@@ -1231,8 +1399,13 @@ struct store *store_open(const char *data_dir, const struct buffer_cfg *buf, cha
 		st->buf.durability = DURABILITY_NORMAL;
 		st->buf.keep_sent_ms = STORE_DEF_KEEP_SENT;
 	}
-	if (store_mkdir(st, data_dir) < 0 || store_lock(st) < 0 || store_open_all(st) < 0)
+	if (store_mkdir(st, data_dir) < 0 || store_lock(st) < 0)
 		goto fail;
+	store_take_clean_mark(st);
+	if (store_open_all(st) < 0)
+		goto fail;
+	store_spill_start(st);
+	st->opened = true;
 	return st;
 fail:
 	store_copyerr(st, err, errlen);
@@ -1264,16 +1437,66 @@ static char *store_uri(const char *path, const char *query)
 	return u;
 }
 
-struct store *store_open_ro(const char *data_dir, char *err, size_t errlen)
+/* What a file that is not a regular one is, for the message that refuses it. */
+static const char *store_file_kind(mode_t mode)
 {
-	struct store *st = store_alloc(data_dir, true, err, errlen);
+	if (S_ISFIFO(mode))
+		return "a FIFO (named pipe)";
+	if (S_ISDIR(mode))
+		return "a directory";
+	if (S_ISSOCK(mode))
+		return "a socket";
+	if (S_ISCHR(mode))
+		return "a character device";
+	if (S_ISBLK(mode))
+		return "a block device";
+	return "not a regular file";
+}
+
+/*
+ * The database and, when they exist, its -wal and -shm must be regular files before a
+ * reader opens them: SQLite opens without O_NONBLOCK, so a FIFO in their place (in a
+ * data directory someone else can write, with sluicectl run as root) would hang the
+ * reader in open() for as long as nobody writes to it. A file swapped in after this
+ * check still could; the check takes away the standing trap, not that race.
+ */
+static int store_check_files(struct store *st, const struct stat *db)
+{
+	const char *suffixes[] = { "-wal", "-shm" };
+
+	if (!S_ISREG(db->st_mode)) {
+		store_setf(st, "%s is %s, not a database file: sluicectl reads only a regular file",
+			   st->path, store_file_kind(db->st_mode));
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+		struct stat sb;
+		char *path = NULL;
+
+		if (asprintf(&path, "%s%s", st->path, suffixes[i]) < 0) {
+			store_setf(st, "store: out of memory");
+			return -1;
+		}
+		if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+			store_setf(st, "%s is %s, not the database's %s file: sluicectl reads only "
+				   "regular files", path, store_file_kind(sb.st_mode), suffixes[i] + 1);
+			free(path);
+			return -1;
+		}
+		free(path);
+	}
+	return 0;
+}
+
+/* store_open_ro's open, on a handle from store_alloc: 0, or -1 (st->err; st->damaged
+ * when SQLite found the file damaged). */
+static int store_ro_open(struct store *st)
+{
 	struct stat sb;
 	int64_t ver, app;
 	char *uri = NULL;
 	int rc;
 
-	if (!st)
-		return NULL;
 	if (stat(st->path, &sb) < 0) {
 		if (errno == ENOENT)
 			store_setf(st, "no database at %s: has sluiced run with this data_dir?", st->path);
@@ -1281,6 +1504,8 @@ struct store *store_open_ro(const char *data_dir, char *err, size_t errlen)
 			store_setf(st, "cannot read %s: %s", st->path, strerror(errno));
 		goto fail;
 	}
+	if (store_check_files(st, &sb) < 0)
+		goto fail;
 	/*
 	 * A WAL-mode database opened read-only creates its -wal and -shm files when they
 	 * are missing, and as a reader it can never checkpoint them away: run as root while
@@ -1327,11 +1552,83 @@ struct store *store_open_ro(const char *data_dir, char *err, size_t errlen)
 	}
 	if (store_prepare_all(st) < 0)
 		goto fail;
-	return st;
+	return 0;
 fail:
-	store_copyerr(st, err, errlen);
+	return -1;
+}
+
+struct store *store_open_ro(const char *data_dir, char *err, size_t errlen)
+{
+	struct store *st = store_alloc(data_dir, true, err, errlen);
+
+	if (!st)
+		return NULL;
+	if (store_ro_open(st) < 0) {
+		store_copyerr(st, err, errlen);
+		store_close(st);
+		return NULL;
+	}
+	return st;
+}
+
+int store_check_dir(const char *data_dir, char *what, size_t len)
+{
+	struct store *st = store_alloc(data_dir, true, what, len);
+	sqlite3_stmt *s = NULL;
+	size_t used = 0, more = 0;
+	int rc, r = -1;
+
+	if (!st)
+		return -1;
+	if (store_ro_open(st) < 0) {
+		r = st->damaged ? 1 : -1;
+		store_copyerr(st, what, len);
+		goto out;
+	}
+	/* up to 20 problems: enough to tell a few torn pages from a file that is junk */
+	if (sqlite3_prepare_v2(st->db, "PRAGMA quick_check(20)", -1, &s, NULL) != SQLITE_OK) {
+		store_sqlerr(st, "cannot check the database");
+		r = st->damaged ? 1 : -1;
+		store_copyerr(st, what, len);
+		goto out;
+	}
+	what[0] = '\0';
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *line = (const char *)sqlite3_column_text(s, 0);
+		size_t l;
+
+		if (!line || strcmp(line, "ok") == 0)
+			continue;
+		/* whole lines only, and how many did not fit */
+		l = strlen(line) + (used ? 1 : 0);
+		if (used + l + 16 >= len) {
+			more++;
+			continue;
+		}
+		snprintf(what + used, len - used, "%s%s", used ? "\n" : "", line);
+		used += l;
+	}
+	if (rc != SQLITE_DONE) {
+		/* SQLite gave up on a page it could not read at all */
+		store_sqlerr(st, "cannot check the database");
+		if (st->damaged && used + 64 < len)
+			snprintf(what + used, len - used, "%sreading stopped: %s", used ? "\n" : "",
+				 sqlite3_errmsg(st->db));
+		else if (!st->damaged)
+			store_copyerr(st, what, len);
+		r = st->damaged ? 1 : -1;
+	} else if (used || more) {
+		if (more)
+			snprintf(what + used, len - used, "%s(%zu more)", used ? "\n" : "", more);
+		r = 1;
+	} else {
+		snprintf(what, len, "%s: ok", st->path);
+		r = 0;
+	}
+	sqlite3_finalize(s);
+out:
 	store_close(st);
-	return NULL;
+	return r;
 }
 
 /* -------------------------------------------------------------------------------- */
@@ -1342,24 +1639,12 @@ int store_append(struct store *st, struct store_row *rows, size_t n, char *err, 
 	return store_append_meta(st, rows, n, NULL, NULL, err, errlen);
 }
 
-int store_append_meta(struct store *st, struct store_row *rows, size_t n, const char *key,
-		      const char *value, char *err, size_t errlen)
+/* Insert rows in the open transaction, each given its seq. -1: the caller rolls back. */
+static int store_insert_rows(struct store *st, struct store_row *rows, size_t n)
 {
 	sqlite3_stmt *ins = st->stmt[S_INSERT];
-	size_t i;
 
-	if (n == 0 && !key)
-		return 0;
-	if (store_writable(st) < 0)
-		goto fail;
-	store_raise_ceiling(st, n);
-	/*
-	 * One transaction per batch: one WAL append and (durability full) one sync for
-	 * the lot, and a batch is all in or all out.
-	 */
-	if (store_run(st, S_BEGIN_W, "cannot begin a transaction") < 0)
-		goto fail;
-	for (i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		sqlite3_bind_int(ins, 1, rows[i].kind);
 		sqlite3_bind_int64(ins, 2, rows[i].ts_ms);
 		/* STATIC: the caller's strings outlive the step; bindings are cleared below. */
@@ -1372,29 +1657,54 @@ int store_append_meta(struct store *st, struct store_row *rows, size_t n, const 
 			store_sqlerr(st, what);
 			sqlite3_reset(ins);
 			sqlite3_clear_bindings(ins);
-			store_rollback(st);
-			goto unseq;
+			return -1;
 		}
 		sqlite3_reset(ins);
 		rows[i].seq = (uint64_t)sqlite3_last_insert_rowid(st->db);
 	}
 	sqlite3_clear_bindings(ins);
-	if (key) {
-		/* the state that produced these rows commits with them: after a crash both
-		 * are there or neither (an alert transition is never stored twice) */
-		sqlite3_stmt *m = st->stmt[S_META_PUT];
+	return 0;
+}
 
-		sqlite3_bind_text(m, 1, key, -1, SQLITE_STATIC);
-		sqlite3_bind_text(m, 2, value ? value : "", -1, SQLITE_STATIC);
-		if (sqlite3_step(m) != SQLITE_DONE) {
-			store_sqlerr(st, "cannot write meta");
-			sqlite3_reset(m);
-			sqlite3_clear_bindings(m);
-			store_rollback(st);
-			goto unseq;
-		}
-		sqlite3_reset(m);
-		sqlite3_clear_bindings(m);
+/* key := value in the open transaction. -1: the caller rolls back. */
+static int store_meta_set(struct store *st, const char *key, const char *value)
+{
+	sqlite3_stmt *m = st->stmt[S_META_PUT];
+	int r = 0;
+
+	sqlite3_bind_text(m, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(m, 2, value ? value : "", -1, SQLITE_STATIC);
+	if (sqlite3_step(m) != SQLITE_DONE)
+		r = store_sqlerr(st, "cannot write meta");
+	sqlite3_reset(m);
+	sqlite3_clear_bindings(m);
+	return r;
+}
+
+static int store_take_spill(struct store *st);
+
+int store_append_meta(struct store *st, struct store_row *rows, size_t n, const char *key,
+		      const char *value, char *err, size_t errlen)
+{
+	if (n == 0 && !key)
+		return 0;
+	if (store_writable(st) < 0)
+		goto fail;
+	/* what the last stop kept in the spill file waited longer: it goes in first */
+	if (st->spill_pending && store_take_spill(st) < 0)
+		goto unseq;
+	store_raise_ceiling(st, n);
+	/*
+	 * One transaction per batch: one WAL append and (durability full) one sync for
+	 * the lot, and a batch is all in or all out.
+	 */
+	if (store_run(st, S_BEGIN_W, "cannot begin a transaction") < 0)
+		goto fail;
+	/* the state that produced these rows commits with them: after a crash both are
+	 * there or neither (an alert transition is never stored twice) */
+	if (store_insert_rows(st, rows, n) < 0 || (key && store_meta_set(st, key, value) < 0)) {
+		store_rollback(st);
+		goto unseq;
 	}
 	if (store_commit(st) < 0)
 		goto unseq;
@@ -1866,7 +2176,7 @@ int store_maintain(struct store *st, int64_t now_ms)
 int store_stats(struct store *st, struct store_stats *out)
 {
 	int64_t rows = st->nrows, unsent = st->nunsent, aside = st->naside;
-	int64_t oldest, last, dropped, pages, freepages;
+	int64_t oldest, last, dropped, lost, pages, freepages;
 
 	memset(out, 0, sizeof *out);
 	if (store_usable(st) < 0)
@@ -1878,6 +2188,7 @@ int store_stats(struct store *st, struct store_stats *out)
 	    store_int(st, S_OLDEST_UNSENT, &oldest, "cannot read the backlog age") < 0 ||
 	    store_int(st, S_LAST_SEQ, &last, "cannot read the last seq") < 0 ||
 	    store_int(st, S_DROPPED_GET, &dropped, "cannot read the drop counter") < 0 ||
+	    store_int(st, S_LOST_GET, &lost, "cannot read the lost counter") < 0 ||
 	    store_pages(st, &pages, &freepages) < 0) {
 		store_rollback(st);
 		return -1;
@@ -1890,6 +2201,7 @@ int store_stats(struct store *st, struct store_stats *out)
 	out->oldest_unsent_ms = oldest;
 	out->last_seq = (uint64_t)last;
 	out->dropped = (uint64_t)dropped;
+	out->lost_at_stop = (uint64_t)lost;
 	out->db_bytes = (uint64_t)pages * STORE_PAGE_SIZE + store_wal_bytes(st);
 	return 0;
 }
@@ -2032,6 +2344,16 @@ int store_meta_get(struct store *st, const char *key, char **value)
 	*value = NULL;
 	if (store_usable(st) < 0)
 		return -1;
+	/* a pair the last stop kept in the spill file is newer than the database's */
+	for (size_t i = st->spill_pending ? st->spill_in.nmeta : 0; i-- > 0;) {
+		if (strcmp(st->spill_in.meta[i].key, key) != 0)
+			continue;
+		if (!(*value = strdup(st->spill_in.meta[i].value))) {
+			store_setf(st, "%s: meta %s: out of memory", st->path, key);
+			return -1;
+		}
+		return 0;
+	}
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
@@ -2056,6 +2378,9 @@ int store_meta_put(struct store *st, const char *key, const char *value)
 
 	if (store_writable(st) < 0)
 		return -1;
+	/* the spill's pairs are older than this one: in first, or they would overwrite it */
+	if (st->spill_pending && store_take_spill(st) < 0)
+		return -1;
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	if (value)
 		sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
@@ -2063,4 +2388,152 @@ int store_meta_put(struct store *st, const char *key, const char *value)
 	r = store_run(st, id, "cannot write meta");
 	sqlite3_clear_bindings(s);
 	return r;
+}
+
+/* -------------------------------------------------------------------------------- */
+/* the spill file: rows a stopping daemon held in memory (spill.h)                   */
+
+static uint64_t store_spill_reserve(const struct store *st)
+{
+	uint64_t r = st->buf.max_size ? st->buf.max_size / 16 : STORE_SPILL_MAX;
+
+	return r < STORE_SPILL_MIN ? STORE_SPILL_MIN : r > STORE_SPILL_MAX ? STORE_SPILL_MAX : r;
+}
+
+/* The id of the last spill taken in (meta spill_taken), 0 when none. */
+static uint64_t store_spill_taken_id(struct store *st)
+{
+	sqlite3_stmt *s = st->stmt[S_META_GET];
+	uint64_t id = 0;
+
+	sqlite3_bind_text(s, 1, STORE_SPILL_TAKEN, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
+		id = strtoull((const char *)sqlite3_column_text(s, 0), NULL, 10);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return id;
+}
+
+/*
+ * What the last stop kept in the spill file goes into the outbox before any other row:
+ * one transaction with its meta pairs (the alert engine's state as the rows left it),
+ * the count of rows lost at that stop, and the spill's id as meta spill_taken. Then the
+ * file is emptied. A crash in between leaves a file whose id the database has: the next
+ * open empties it, taking nothing twice. Seqs are given here: rows in memory had none.
+ */
+static int store_take_spill(struct store *st)
+{
+	struct spill_content *c = &st->spill_in;
+	char idtext[24], err[512];
+
+	snprintf(idtext, sizeof idtext, "%" PRIu64, c->id);
+	if (c->nrows > 0)
+		store_raise_ceiling(st, c->nrows);
+	if (store_run(st, S_BEGIN_W, "cannot begin a transaction") < 0)
+		goto fail;
+	if (store_insert_rows(st, c->rows, c->nrows) < 0)
+		goto rollback;
+	for (size_t i = 0; i < c->nmeta; i++)
+		if (store_meta_set(st, c->meta[i].key, c->meta[i].value) < 0)
+			goto rollback;
+	if (c->lost > 0) {
+		sqlite3_bind_int64(st->stmt[S_LOST_ADD], 1,
+				   c->lost > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)c->lost);
+		if (store_run(st, S_LOST_ADD, "cannot count the rows lost at the last stop") < 0)
+			goto rollback;
+	}
+	if (c->id && store_meta_set(st, STORE_SPILL_TAKEN, idtext) < 0)
+		goto rollback;
+	if (store_commit(st) < 0)
+		goto fail;
+	if (c->nrows > 0) {
+		st->next_seq = c->rows[c->nrows - 1].seq + 1;
+		log_warnx("store: stored the %zu rows kept in %s at the last stop (seqs %" PRIu64
+			  "..%" PRIu64 ")", c->nrows, st->spill_path, c->rows[0].seq,
+			  c->rows[c->nrows - 1].seq);
+	}
+	if (c->lost > 0)
+		log_errx("store: %" PRIu64 " rows that waited in memory were lost at the last stop"
+			 " (counted in lost_at_stop)", c->lost);
+	st->nrows += (int64_t)c->nrows;
+	st->nunsent += (int64_t)c->nrows;
+	if (c->id)
+		st->spill_taken = c->id;
+	if (c->id && st->spill && spill_clear(st->spill, err, sizeof err) < 0)
+		log_warnx("store: %s (its rows are stored; they will not be taken again)", err);
+	spill_content_free(c);
+	memset(c, 0, sizeof *c);
+	st->spill_pending = false;
+	st->spill_warned = false;
+	return 0;
+rollback:
+	store_rollback(st);
+fail:
+	for (size_t i = 0; i < c->nrows; i++)
+		c->rows[i].seq = 0;
+	if (!st->spill_warned)
+		log_warnx("store: the %zu rows kept in %s at the last stop cannot be stored yet"
+			  " (%s); they go in first once the store writes", c->nrows,
+			  st->spill_path, st->err);
+	st->spill_warned = true;
+	return -1;
+}
+
+/* At open, after the database: the spill file's reserve, and what the last stop left. */
+static void store_spill_start(struct store *st)
+{
+	struct spill_content *c = &st->spill_in;
+	char err[512];
+
+	st->spill = spill_open(st->spill_path, store_spill_reserve(st), c, err, sizeof err);
+	if (!st->spill)
+		log_warnx("store: %s: rows waiting in memory at a stop while the store cannot"
+			  " write would be lost", err);
+	st->spill_taken = store_spill_taken_id(st);
+	if (c->id == 0 && c->lost == 0)
+		return;
+	if (c->id && c->id == st->spill_taken) {
+		/* taken in already: the last start stopped between its commit and here */
+		if (spill_clear(st->spill, err, sizeof err) < 0)
+			log_warnx("store: %s", err);
+		log_info("store: %s had been stored already; emptied", st->spill_path);
+		spill_content_free(c);
+		memset(c, 0, sizeof *c);
+		return;
+	}
+	st->spill_pending = true;
+	(void)store_take_spill(st); /* failing, it says so, and is tried before each write */
+}
+
+size_t store_spill(struct store *st, const struct store_row *rows, size_t n, const char *key,
+		   const char *value)
+{
+	char err[512];
+	size_t kept = 0;
+
+	if (n == 0)
+		return 0;
+	if (st->ro || !st->spill) {
+		snprintf(err, sizeof err, "%s could not be opened at start", st->spill_path);
+		goto lost;
+	}
+	/* still the contents taken in (emptying it failed then): never append to those */
+	if (st->spill_taken && spill_id(st->spill) == st->spill_taken &&
+	    spill_clear(st->spill, err, sizeof err) < 0)
+		goto lost;
+	if (spill_append(st->spill, rows, n, key, value, &kept, err, sizeof err) < 0)
+		goto lost;
+	if (kept == n)
+		log_warnx("store: the %zu rows that waited in memory are kept in %s: the next"
+			  " start stores them before anything else", n, st->spill_path);
+	else
+		log_errx("store: %zu of the %zu rows that waited in memory are kept in %s, the"
+			 " other %zu (the oldest readings) are lost: counted in lost_at_stop at the"
+			 " next start", kept, n, st->spill_path, n - kept);
+	return n - kept;
+lost:
+	log_errx("store: the %zu rows that waited in memory are lost (%s), and neither the"
+		 " store nor the spill file can keep them (%s); this count is in this log only",
+		 n, st->err, err);
+	return n;
 }

@@ -43,6 +43,8 @@ struct store_stats {
 	int64_t oldest_unsent_ms; /* ts of the oldest unsent row not set aside, 0 when none */
 	uint64_t last_seq;        /* highest seq ever assigned */
 	uint64_t dropped;         /* unsent rows dropped to respect max_size, ever */
+	uint64_t lost_at_stop;    /* rows that waited in memory at a stop and could not be
+				     kept (store_spill), ever, as far as a start could count */
 	uint64_t db_bytes;        /* database + WAL on disk */
 };
 
@@ -50,15 +52,25 @@ struct store;
 
 /*
  * Open (creating data_dir, mode 0750, and data_dir/sluice.db when needed) and migrate
- * the schema. Every page is checked first; a damaged file (unreadable, cut short, a
- * malformed page) is renamed to sluice.db.damaged-<UTC time> (with its -wal), logged,
- * and replaced by a fresh database into which what can still be read is carried
- * (undelivered rows with their seqs, alert rows, meta, the drop counter); the newest
- * two damaged copies are kept. Seqs never repeat, even then: data_dir/sluice.seq holds
- * a ceiling above every seq handed out, raised in blocks. A foreign or newer database
- * is refused, not replaced. buf NULL: the config's defaults. Takes an exclusive lock on
- * data_dir/sluice.lock: a second store_open of the same data_dir, in this process or
- * another, fails ("... is in use by another sluiced"). err receives why not.
+ * the schema. Every file the store makes in data_dir is 0640 whatever the umask; an
+ * older one with more bits loses them; a data_dir others can read or enter is logged.
+ *
+ * Unless the last stop was clean (store_close left data_dir/sluice.clean naming the
+ * file as it still is), every page is checked first; a damaged file (unreadable, cut
+ * short, a malformed page) is renamed to sluice.db.damaged-<UTC time> (with its -wal),
+ * logged, and replaced by a fresh database into which what can still be read is
+ * carried (undelivered rows with their seqs, alert rows, meta, the drop counter); the
+ * newest two damaged copies are kept. Seqs never repeat, even then: data_dir/sluice.seq
+ * holds a ceiling above every seq handed out, raised in blocks. A foreign or newer
+ * database is refused, not replaced.
+ *
+ * Then the rows the last stop kept in data_dir/sluice.spill (store_spill) are stored,
+ * before anything else; when they cannot be yet (the disk still full), before the next
+ * store_append or store_meta_put, which fail until they are in.
+ *
+ * buf NULL: the config's defaults. Takes an exclusive lock on data_dir/sluice.lock: a
+ * second store_open of the same data_dir, in this process or another, fails ("... is
+ * in use by another sluiced"). err receives why not.
  */
 struct store *store_open(const char *data_dir, const struct buffer_cfg *buf, char *err,
 			 size_t errlen);
@@ -70,7 +82,31 @@ struct store *store_open(const char *data_dir, const struct buffer_cfg *buf, cha
  * no -wal/-shm files): a long-running reader that follows new rows reopens.
  */
 struct store *store_open_ro(const char *data_dir, char *err, size_t errlen);
+/* Closing the daemon's handle of a sound database records a clean stop (sluice.clean),
+ * as its last write. */
 void store_close(struct store *st);
+
+/*
+ * The rows a stopping daemon still holds because the store cannot write them (the
+ * disk full): kept in data_dir/sluice.spill, whose space was reserved at open, and
+ * stored by the next store_open before anything else, in this order, with their
+ * timestamps (seqs are given then). key := value, as store_append_meta's, goes in with
+ * them. When not all fit, alert rows are kept and the oldest telemetry goes. Logs what
+ * it did; returns how many rows are lost (0: all kept), which the next start adds to
+ * lost_at_stop. rows are never also in the store: call it only with rows an append
+ * refused. A process killed (SIGKILL, power cut) never gets here: what it held is gone.
+ */
+size_t store_spill(struct store *st, const struct store_row *rows, size_t n, const char *key,
+		   const char *value);
+
+/*
+ * sluicectl check: read every page of data_dir's database (SQLite's quick_check)
+ * read-only, creating and changing nothing; safe beside a running sluiced (it reads a
+ * snapshot). 0: sound ("PATH: ok" in what). 1: damaged, what says what is wrong (a
+ * line per problem, up to 20). -1: it could not be checked (no database, no access,
+ * not a sluice database), what says why.
+ */
+int store_check_dir(const char *data_dir, char *what, size_t len);
 
 /* Why the last call on st failed ("PATH: what: sqlite's message"), for the functions
  * that take no err buffer. */

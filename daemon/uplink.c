@@ -65,7 +65,7 @@
  * enough to narrow the window and strike a row three times (suspect.h), and one more. */
 #define SOON_MAX 5
 #define CONNACK_WAIT_MAX_MS 30000
-#define TOPIC_MAX 1024
+#define TOPIC_MAX UPLINK_TOPIC_MAX
 #define MID_MAX 65536      /* MQTT packet identifiers are 16 bits */
 /*
  * Connect threads still running, abandoned ones included, past which no new attempt

@@ -54,6 +54,13 @@ struct uplink_events {
 
 struct uplink;
 
+/*
+ * The longest full topic, <prefix>/<gateway>/<topic>, with its NUL: uplink_publish does
+ * not publish a longer one. config checks a config's topics against it at load, so a
+ * prefix too long is a config error, not a daemon that never publishes.
+ */
+#define UPLINK_TOPIC_MAX 1024
+
 /* Reads the password file; err says why it failed. Does not connect yet. */
 struct uplink *uplink_new(const struct config *cfg, const struct uplink_events *ev, char *err,
 			  size_t errlen);

@@ -1,53 +1,29 @@
 /*
  * mbclient: blocking Modbus transactions for sluicectl probe. Owns its one descriptor.
- * Every wait is a poll() bounded by the timeout given at open, so a dead device costs
- * the person at the terminal that timeout and no more; it never select()s and never
- * retries on its own (the person decides). After a failed transaction the descriptor is
- * closed, since a late reply would otherwise answer the next request.
+ * Every wait is a poll() (drivers/fdio, drivers/netconn) bounded by the timeout given at
+ * open, so a dead device costs the person at the terminal that timeout and no more; it
+ * never select()s and never retries on its own (the person decides). After a failed
+ * transaction the descriptor is closed, since a late reply would otherwise answer the
+ * next request; so is one on which bytes wait before a request (nothing asked for
+ * them), and transaction ids are drawn at random (drivers/mbtid.h).
  * This file is Modbus TCP and the parts every transport shares; RTU framing (over TCP
  * or a serial line) is mbclient_rtu.c, reached through c->ops.
  */
 #include "mbclient.h"
 
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "fdio.h"
 #include "mbclient_int.h"
 #include "mberr.h"
 #include "mbpdu.h"
-
-int64_t mbclient_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int mbclient_wait_fd(int fd, short events, int64_t deadline)
-{
-	for (;;) {
-		struct pollfd pf = { .fd = fd, .events = events };
-		int64_t left = deadline - mbclient_mono_ms();
-		int rc;
-
-		if (left < 0)
-			left = 0;
-		rc = poll(&pf, 1, (int)left);
-		if (rc < 0 && errno == EINTR)
-			continue;
-		return rc;
-	}
-}
+#include "netconn.h"
 
 int mbclient_parse_addr(const char *s, char *host, size_t hostlen, uint16_t *port)
 {
@@ -87,62 +63,10 @@ int mbclient_parse_addr(const char *s, char *host, size_t hostlen, uint16_t *por
 	return 0;
 }
 
-/* EAI errors and timeouts are mapped to errnos. */
 int mbclient_tcp_connect(struct mbclient *c, char *err, size_t errlen)
 {
-	struct addrinfo hints, *ai = NULL;
-	char port[8];
-	int rc, last = ECONNREFUSED;
-	int64_t deadline = mbclient_mono_ms() + c->timeout_ms;
-
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	snprintf(port, sizeof port, "%u", (unsigned)c->port);
-	rc = getaddrinfo(c->host, port, &hints, &ai);
-	if (rc != 0) {
-		snprintf(err, errlen, "cannot resolve %s: %s", c->host, gai_strerror(rc));
-		return EHOSTUNREACH;
-	}
-	for (struct addrinfo *a = ai; a != NULL; a = a->ai_next) {
-		int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		int soerr = 0, one = 1;
-		socklen_t len = sizeof soerr;
-
-		if (fd < 0) {
-			last = errno;
-			continue;
-		}
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
-			if (errno != EINPROGRESS) {
-				last = errno;
-				close(fd);
-				continue;
-			}
-			rc = mbclient_wait_fd(fd, POLLOUT, deadline);
-			if (rc <= 0) {
-				last = rc == 0 ? ETIMEDOUT : errno;
-				close(fd);
-				continue;
-			}
-			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
-				soerr = errno;
-			if (soerr != 0) {
-				last = soerr;
-				close(fd);
-				continue;
-			}
-		}
-		freeaddrinfo(ai);
-		c->fd = fd;
-		return 0;
-	}
-	freeaddrinfo(ai);
-	snprintf(err, errlen, "cannot connect to %s port %u: %s", c->host, (unsigned)c->port,
-		 last == ETIMEDOUT ? "no answer (timed out)" : strerror(last));
-	return last;
+	/* no waiter: nothing but the timeouts interrupt a person's probe */
+	return netconn_open(&c->nc, c->host, c->port, c->timeout_ms, NULL, &c->fd, err, errlen);
 }
 
 /* Connect or open c->fd by whichever transport c is. */
@@ -163,6 +87,8 @@ struct mbclient *mbclient_alloc(int timeout_ms, char *err, size_t errlen)
 	}
 	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
 	c->fd = -1;
+	c->nc = (struct netconn)NETCONN_INIT;
+	mbtid_init(&c->tids);
 	return c;
 }
 
@@ -175,13 +101,13 @@ struct mbclient *mbclient_open_tcp(const char *host, uint16_t port, int timeout_
 		return NULL;
 	if (strlen(host) >= sizeof c->host) {
 		snprintf(err, errlen, "host name too long");
-		free(c);
+		mbclient_close(c);
 		return NULL;
 	}
 	snprintf(c->host, sizeof c->host, "%s", host);
 	c->port = port;
 	if (client_connect(c, err, errlen) != 0) {
-		free(c);
+		mbclient_close(c);
 		return NULL;
 	}
 	return c;
@@ -194,6 +120,18 @@ static void client_drop(struct mbclient *c)
 	c->fd = -1;
 }
 
+/* Is anything waiting on the connection, or has the peer closed it, before a request? */
+static bool client_unsolicited(const struct mbclient *c)
+{
+	uint8_t b;
+	ssize_t n;
+
+	do
+		n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
 const char *mbclient_detail(const struct mbclient *c)
 {
 	return c != NULL ? c->detail : "";
@@ -204,58 +142,8 @@ void mbclient_close(struct mbclient *c)
 	if (c == NULL)
 		return;
 	client_drop(c);
+	netconn_fini(&c->nc); /* a lookup still running frees itself when it ends */
 	free(c);
-}
-
-/* Read exactly n bytes before deadline: 0 or an MBE_* code. */
-static int recv_all(int fd, uint8_t *buf, size_t n, int64_t deadline)
-{
-	size_t got = 0;
-
-	while (got < n) {
-		int rc = mbclient_wait_fd(fd, POLLIN, deadline);
-		ssize_t k;
-
-		if (rc == 0)
-			return MBE_TIMEOUT;
-		if (rc < 0)
-			return MBE_IO;
-		k = recv(fd, buf + got, n - got, MSG_DONTWAIT);
-		if (k == 0)
-			return MBE_CLOSED;
-		if (k < 0) {
-			if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
-				continue;
-			return errno == ECONNRESET ? MBE_CLOSED : MBE_IO;
-		}
-		got += (size_t)k;
-	}
-	return 0;
-}
-
-int mbclient_write_all(int fd, bool is_socket, const uint8_t *buf, size_t n, int64_t deadline)
-{
-	size_t off = 0;
-
-	while (off < n) {
-		ssize_t k = is_socket ? send(fd, buf + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT)
-				      : write(fd, buf + off, n - off);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				int rc = mbclient_wait_fd(fd, POLLOUT, deadline);
-				if (rc == 0)
-					return MBE_TIMEOUT;
-				if (rc < 0)
-					return MBE_IO;
-				continue;
-			}
-			return errno == ECONNRESET || errno == EPIPE ? MBE_CLOSED : MBE_IO;
-		}
-		off += (size_t)k;
-	}
-	return 0;
 }
 
 int mbclient_transact(struct mbclient *c, uint8_t unit, const uint8_t *req, size_t reqlen,
@@ -265,7 +153,7 @@ int mbclient_transact(struct mbclient *c, uint8_t unit, const uint8_t *req, size
 	size_t len;
 	int64_t deadline;
 	int rc, pdulen;
-	uint16_t tid;
+	uint16_t tid, rtid;
 	uint8_t runit;
 	char err[256];
 
@@ -282,17 +170,26 @@ int mbclient_transact(struct mbclient *c, uint8_t unit, const uint8_t *req, size
 			client_drop(c);
 		return rc;
 	}
-	c->tid++;
-	len = mbtcp_frame(adu, c->tid, unit, req, reqlen);
-	deadline = mbclient_mono_ms() + c->timeout_ms;
-	rc = mbclient_write_all(c->fd, true, adu, len, deadline);
+	if (client_unsolicited(c)) {
+		/* bytes no request of ours asked for (a trailing frame after the last reply)
+		 * or a closed connection: a fresh one, so that they answer nothing */
+		client_drop(c);
+		if (client_connect(c, err, sizeof err) != 0) {
+			snprintf(c->detail, sizeof c->detail, "%s", err);
+			return MBE_CONNECT;
+		}
+	}
+	tid = mbtid_next(&c->tids);
+	len = mbtcp_frame(adu, tid, unit, req, reqlen);
+	deadline = clock_mono_ms() + c->timeout_ms;
+	rc = fdio_write_all(NULL, c->fd, true, adu, len, deadline);
 	if (rc == 0)
-		rc = recv_all(c->fd, hdr, MBTCP_HDR, deadline);
+		rc = fdio_read_all(NULL, c->fd, hdr, MBTCP_HDR, deadline);
 	if (rc == MBE_TIMEOUT)
 		snprintf(c->detail, sizeof c->detail, "no reply within %d ms", c->timeout_ms);
 	if (rc == 0) {
-		pdulen = mbtcp_header(hdr, &tid, &runit);
-		if (pdulen < 0 || tid != c->tid || runit != unit) {
+		pdulen = mbtcp_header(hdr, &rtid, &runit);
+		if (pdulen < 0 || rtid != tid || runit != unit) {
 			if (pdulen < 0)
 				snprintf(c->detail, sizeof c->detail, "the reply is not Modbus TCP "
 					 "(is this port an RTU-over-TCP converter? try --rtu-tcp)");
@@ -301,10 +198,10 @@ int mbclient_transact(struct mbclient *c, uint8_t unit, const uint8_t *req, size
 					 "not unit %u", runit, unit);
 			else
 				snprintf(c->detail, sizeof c->detail, "the reply answers another "
-					 "request (transaction %u, not %u)", tid, c->tid);
+					 "request (transaction %u, not %u)", rtid, tid);
 			rc = MBE_PROTO;
 		} else
-			rc = recv_all(c->fd, resp, (size_t)pdulen, deadline);
+			rc = fdio_read_all(NULL, c->fd, resp, (size_t)pdulen, deadline);
 		if (rc == 0)
 			*resplen = (size_t)pdulen;
 	}

@@ -12,6 +12,8 @@
 #include <stdint.h>
 
 #include "mbclient.h"
+#include "mbtid.h"
+#include "netconn.h"
 
 /* A transport other than Modbus TCP: NULL ops in struct mbclient means Modbus TCP. */
 struct mbclient_ops {
@@ -32,17 +34,13 @@ struct mbclient {
 	unsigned data_bits, stop_bits;
 	int timeout_ms;
 	int fd;
-	uint16_t tid;
+	struct netconn nc;      /* TCP: the addresses, a lookup still running */
+	struct mbtid tids;      /* Modbus TCP: the ids of its requests */
 	char detail[320];       /* why the last transaction failed, in words; "" if it did not */
 };
 
-int64_t mbclient_mono_ms(void);
-/* poll() one descriptor until deadline: >0 ready, 0 timed out, -1 error (errno). */
-int mbclient_wait_fd(int fd, short events, int64_t deadline);
-/* Write all of buf before deadline (send() without SIGPIPE on a socket, write() on a
- * tty): 0 or an MBE_* code. */
-int mbclient_write_all(int fd, bool is_socket, const uint8_t *buf, size_t n, int64_t deadline);
-/* Connect c->fd to c->host port c->port over TCP: 0, or an errno with err filled. */
+/* Connect c->fd to c->host port c->port over TCP (drivers/netconn), within the timeout:
+ * 0, or an errno with err filled. */
 int mbclient_tcp_connect(struct mbclient *c, char *err, size_t errlen);
 /* A zeroed client with the common fields set, or NULL with err filled. */
 struct mbclient *mbclient_alloc(int timeout_ms, char *err, size_t errlen);

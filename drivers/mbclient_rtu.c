@@ -1,22 +1,19 @@
 /*
  * mbclient_rtu: the RTU transports of mbclient, for sluicectl probe: RTU frames over a
  * TCP connection (a DTU or serial server) and over a serial line opened with termios.
- * Owns the framing of one request and the reading of its reply, with the reply's length
- * known from its first bytes (rtu_reply_len), since RTU has no length field. It tells a
- * CRC error and a reply from another unit apart from a timeout, because those three send
- * a technician to three different places (wiring and speed, addressing, power). It never
- * retries and never writes a frame it was not asked to.
+ * Owns the serial line's settings and its silence before a request; the exchange itself
+ * (framing, reading the reply, telling a CRC error, a reply from another unit and a
+ * timeout apart) is drivers/rtustream's, as for the daemon's RTU-over-TCP lines. It
+ * never retries and never writes a frame it was not asked to.
  */
 #include "mbclient.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,81 +22,13 @@
 #include "mberr.h"
 #include "mbpdu.h"
 #include "rtu.h"
+#include "rtustream.h"
+
+#define RTU_QUIET_MS 20   /* silence that ends a garbled reply */
 
 static bool is_serial(const struct mbclient *c)
 {
 	return c->device[0] != '\0';
-}
-
-/* Write all of buf before deadline: 0 or an MBE_* code. */
-static int rtu_write_all(struct mbclient *c, const uint8_t *buf, size_t n, int64_t deadline)
-{
-	return mbclient_write_all(c->fd, !is_serial(c), buf, n, deadline);
-}
-
-static void hex_bytes(char *out, size_t len, const uint8_t *p, size_t n)
-{
-	size_t off = 0;
-
-	out[0] = '\0';
-	for (size_t i = 0; i < n && off + 4 < len; i++)
-		off += (size_t)snprintf(out + off, len - off, "%s%02X", i ? " " : "", p[i]);
-}
-
-/*
- * Read one reply frame into adu: its length, or -(MBE_* code). The first byte must come
- * within the timeout; the rest within the timeout again plus the frame's transfer time at
- * the line's speed (a slow line is not a dead device).
- */
-static int rtu_read_frame(struct mbclient *c, uint8_t *adu, int64_t deadline, size_t expect)
-{
-	size_t have = 0;
-	int need = 0;
-
-	for (;;) {
-		size_t want = need > 0 ? (size_t)need : 3;
-		int rc = mbclient_wait_fd(c->fd, POLLIN, deadline);
-		ssize_t k;
-
-		if (rc == 0) {
-			if (have == 0)
-				snprintf(c->detail, sizeof c->detail, "no reply within %d ms",
-					 c->timeout_ms);
-			else
-				snprintf(c->detail, sizeof c->detail, "the reply stopped after %zu "
-					 "bytes (a frame cut short: noise, or another master on "
-					 "the line)", have);
-			return -MBE_TIMEOUT;
-		}
-		if (rc < 0)
-			return -MBE_IO;
-		k = read(c->fd, adu + have, want - have);
-		if (k == 0)
-			return is_serial(c) ? -MBE_IO : -MBE_CLOSED;
-		if (k < 0) {
-			if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
-				continue;
-			return errno == ECONNRESET ? -MBE_CLOSED : -MBE_IO;
-		}
-		if (have == 0) {
-			int64_t rest = c->timeout_ms;
-			unsigned bits = rtu_char_bits(c->data_bits, c->parity, c->stop_bits);
-			if (c->baud > 0)
-				rest += rtu_transfer_ms(c->baud, bits, expect);
-			deadline = mbclient_mono_ms() + rest;
-		}
-		have += (size_t)k;
-		need = rtu_reply_len(adu, have);
-		if (need < 0 || need > RTU_ADU_MAX) {
-			char hex[32];
-			hex_bytes(hex, sizeof hex, adu, have);
-			snprintf(c->detail, sizeof c->detail, "the reply does not begin like a Modbus "
-				 "RTU frame (%s): wrong baud or parity, or not an RTU device", hex);
-			return -MBE_PROTO;
-		}
-		if (need > 0 && have >= (size_t)need)
-			return need;
-	}
 }
 
 /* Silence before a request on a serial line: RTU ends a frame with 3.5 characters of
@@ -121,57 +50,29 @@ static void rtu_line_quiet(struct mbclient *c)
 static int rtu_transact(struct mbclient *c, uint8_t unit, const uint8_t *req, size_t reqlen,
 			uint8_t *resp, size_t *resplen)
 {
-	uint8_t adu[RTU_ADU_MAX];
-	const uint8_t *pdu;
-	size_t len, pdulen, expect;
-	uint16_t crc, got;
-	uint8_t runit;
-	int64_t deadline;
-	int rc, n;
+	struct rtustream rs = {
+		.fd = c->fd,
+		.is_socket = !is_serial(c),
+		.timeout_ms = c->timeout_ms,
+		.baud = c->baud,
+		.char_bits = rtu_char_bits(c->data_bits, c->parity, c->stop_bits),
+		/* a person's probe: once a reply has begun, it gets the timeout again on top
+		 * of its transfer time (a slow line is not a dead device) */
+		.rest_ms = c->timeout_ms,
+		.quiet_ms = RTU_QUIET_MS,
+		.detail = c->detail,
+		.detaillen = sizeof c->detail,
+	};
+	int rc;
 
-	len = rtu_frame(adu, unit, req, reqlen);
-	if (len == 0)
-		return MBE_PROTO;
-	expect = rtu_reply_size(req, reqlen);
-	if (expect == 0)
-		expect = RTU_ADU_MAX;
 	if (is_serial(c))
 		rtu_line_quiet(c);
-	deadline = mbclient_mono_ms() + c->timeout_ms;
-	if (c->baud > 0)
-		deadline += rtu_transfer_ms(c->baud, rtu_char_bits(c->data_bits, c->parity,
-								   c->stop_bits), len);
-	rc = rtu_write_all(c, adu, len, deadline);
-	if (rc != 0)
-		return rc;
-	if (unit == 0) {
-		snprintf(c->detail, sizeof c->detail, "unit 0 is broadcast on RTU: no device "
-			 "answers it");
-		return MBE_TIMEOUT;
-	}
-	n = rtu_read_frame(c, adu, deadline, expect);
-	if (n < 0)
-		return -n;
-	crc = rtu_crc16(adu, (size_t)n - 2);
-	got = (uint16_t)(adu[n - 2] | adu[n - 1] << 8);
-	if (crc != got) {
-		snprintf(c->detail, sizeof c->detail, "CRC error in the reply (computed %04X, "
-			 "received %04X): noise or a bad termination on the line, a wrong baud "
-			 "or parity, or two devices with the same unit id", crc, got);
-		return MBE_PROTO;
-	}
-	if (rtu_unframe(adu, (size_t)n, &runit, &pdu, &pdulen) != 0) {
-		snprintf(c->detail, sizeof c->detail, "a reply of %d bytes that is not a frame", n);
-		return MBE_PROTO;
-	}
-	if (runit != unit) {
-		snprintf(c->detail, sizeof c->detail, "the reply came from unit %u, not unit %u: "
-			 "two devices share a unit id, or one answers for another", runit, unit);
-		return MBE_PROTO;
-	}
-	memcpy(resp, pdu, pdulen);
-	*resplen = pdulen;
-	return 0;
+	rc = rtustream_exchange(&rs, unit, req, reqlen, resp, resplen);
+	/* mbclient.h promises MBE_PROTO for these, and the probe's messages (documented in
+	 * docs/devices.md) read "malformed reply — " and the detail that says which */
+	if (rc == MBE_BAD_CRC || rc == MBE_WRONG_UNIT)
+		rc = MBE_PROTO;
+	return rc;
 }
 
 static speed_t rtu_speed(unsigned baud)
@@ -261,7 +162,7 @@ struct mbclient *mbclient_open_rtu_tcp(const char *host, uint16_t port, int time
 	c->data_bits = 8;
 	c->stop_bits = 1;
 	if (c->ops->open(c, err, errlen) != 0) {
-		free(c);
+		mbclient_close(c);
 		return NULL;
 	}
 	return c;
@@ -292,7 +193,7 @@ struct mbclient *mbclient_open_rtu(const char *path, unsigned baud, char parity,
 	c->data_bits = data_bits;
 	c->stop_bits = stop_bits;
 	if (c->ops->open(c, err, errlen) != 0) {
-		free(c);
+		mbclient_close(c);
 		return NULL;
 	}
 	return c;

@@ -1,7 +1,7 @@
 /*
  * tcpoll: the Modbus TCP pollers. Owns the pollers' threads, their epoll sets and every
  * TCP socket to a Modbus TCP device or gateway. It must never block anywhere but in
- * epoll_wait (getaddrinfo of a host name excepted, see below), never select() (the
+ * epoll_wait (a host name is looked up elsewhere, see below), never select() (the
  * descriptors may be past 1023), never let one connection's trouble delay another
  * connection, and never touch the reading after handing it to the sink.
  *
@@ -18,9 +18,12 @@
  * A poll. When a device is due, its poll joins its connection's FIFO; the connection
  * sends the requests of the poll at its head one after another (one request in flight
  * per connection, as a plain Modbus TCP device expects), then the next poll. A reply
- * is matched by transaction id and unit id; a mismatch, a timeout, a reset or an
- * unsolicited byte closes the connection, since whatever arrives next could belong to
- * an earlier request; the next poll that needs the connection opens it again.
+ * is matched by transaction id and unit id, and only while its request is in flight; a
+ * mismatch, a timeout, a reset or an unsolicited byte (one that arrives while nothing is
+ * asked, or is waiting when the next request is about to go out) closes the
+ * connection, since whatever arrives next could belong to an earlier request or to
+ * none; the next poll that needs the connection opens it again. Transaction ids are
+ * drawn at random (drivers/mbtid.h): a frame sent before its request cannot name it.
  *
  * Failures, and why they are handled this way:
  * - An exception reply fails only the points of its request; the poll goes on, because
@@ -28,20 +31,18 @@
  * - A timeout (or closed connection, I/O or framing error) fails the request in flight
  *   *and the rest of that poll* with the same code, unsent. The device has just shown
  *   it is not answering; sending its remaining requests would hold the shared
- *   connection for one timeout per request, and DESIGN allows a dead device to delay
- *   its neighbours by its timeout only.
+ *   connection for one timeout per request, and a dead device may delay its
+ *   neighbours by its timeout only (docs/design.md, "How a reading travels").
  * - A failed connect fails every poll queued on the connection with MBE_CONNECT and
- *   starts a backoff (1 s, doubling to 30 s). During the backoff, polls still happen on
- *   schedule and fail at once, so each one still yields a reading, and the failing
- *   device costs nothing; the next poll after the backoff tries again.
- * - Circuit breaker, per device: a poll fails when the device answered none of its
- *   requests (an exception is an answer: the device is there; 0x0A/0x0B are a gateway
- *   saying its target is not). After offline_after failed polls in a row the device is
- *   offline and tried every max(interval, 5 s), doubling to 60 s, jittered by +-10 % so
- *   that devices that went down together (a gateway's power) do not come back in step.
- *   Each attempt still costs its connection one timeout at most. The journal hears of
- *   it when it goes offline, after 1 min, 10 min and 1 h down, then every 6 h, and once
- *   when it answers again; every failure is in the readings for the platform.
+ *   starts a backoff (the connection's link_breaker: 1 s, doubling to 30 s). During the
+ *   backoff, polls still happen on schedule and fail at once, so each one still yields
+ *   a reading, and the failing device costs nothing; the next poll after the backoff
+ *   tries again.
+ * - Circuit breaker, per device (drivers/breaker.h, shared with serpoll): a poll fails
+ *   when the device answered none of its requests (an exception is an answer: the
+ *   device is there; 0x0A/0x0B are a gateway saying its target is not). After
+ *   offline_after failed polls in a row the device is offline and tried at a slower,
+ *   jittered pace; each attempt still costs its connection one timeout at most.
  * - A merged read refused with ILLEGAL DATA ADDRESS (or ILLEGAL DATA VALUE, which some
  *   devices answer for a length they will not read) is split in halves and the halves
  *   sent at once, recursively, so the same poll still reads every other point and only
@@ -58,28 +59,27 @@
  * queue and is sent between polls, before any poll that has not begun; a read-modify-
  * write's two requests follow each other with no poll between them.
  *
- * Schedule. A device's first poll falls at a fixed fraction of its first interval
- * (a Weyl sequence over the device index, so a thousand devices at 1 s spread evenly
- * instead of firing together). The next poll is planned when a poll completes: due +
- * interval; if that is already past (the poll took longer than an interval, e.g. a
- * timeout on a device polled as often as its timeout), the grid is re-anchored at now
- * rather than skipping to the next future slot. That keeps the rule "at most one poll
- * per interval, never a catch-up burst" while a device whose polls outlast its interval
- * is polled back to back instead of every other slot, so its gaps stay within
- * max(interval, poll time) and not interval + poll time.
+ * Schedule (drivers/polldev.h, drivers/breaker.h, shared with serpoll). A device's first
+ * poll falls at a fixed fraction of its first interval (a Weyl sequence over the device
+ * index, so a thousand devices at 1 s spread evenly instead of firing together). The
+ * next poll is planned when a poll completes: due + interval; if that is already past
+ * (the poll took longer than an interval, e.g. a timeout on a device polled as often as
+ * its timeout), the grid is re-anchored at now rather than skipping to the next future
+ * slot. That keeps the rule "at most one poll per interval, never a catch-up burst"
+ * while a device whose polls outlast its interval is polled back to back instead of
+ * every other slot, so its gaps stay within max(interval, poll time) and not interval +
+ * poll time.
  *
- * Name resolution: a numeric host (the usual case on a plant network) is resolved with
- * AI_NUMERICHOST and never blocks. A host name falls back to a blocking getaddrinfo at
- * each (re)connect, bounded in frequency by the backoff; it stalls this thread's other
- * connections while the resolver runs. An asynchronous resolver is the fix if sites
- * come to name their devices.
+ * Name resolution (drivers/netconn.h): a numeric host (the usual case on a plant
+ * network) never calls the resolver. A host name is looked up at each (re)connect on a
+ * thread of netconn's; the connection waits for it in this thread's epoll set (state
+ * CS_RESOLVING) for netconn_lookup_ms(timeout), while the thread serves its other
+ * connections. A name that does not resolve in time is connected to at its last good
+ * address, or is a failed connect like any other (backoff, MBE_CONNECT readings).
  */
 #include "tcpoll.h"
 
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -92,26 +92,25 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "breaker.h"
 #include "clock.h"
 #include "log.h"
 #include "mberr.h"
 #include "mbpdu.h"
+#include "mbtid.h"
+#include "mbwrite.h"
+#include "netconn.h"
 #include "plan.h"
-#include "pollshared.h"
+#include "polldev.h"
+#include "reply.h"
 
 #define TP_MAX_THREADS 4
-#define TP_BACKOFF_MIN_MS 1000
-#define TP_BACKOFF_MAX_MS 30000
 #define TP_DEFAULT_TIMEOUT_MS 1000
-#define TP_DEFAULT_INTERVAL_MS 10000
 #define TP_MAX_SLEEP_MS 60000
 #define TP_EVENTS 64
+#define TP_MAX_WRITES 1024     /* waiting, per tcpoll: alert actions are few */
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
-
-#define TP_RETRY_MIN_MS 5000
-#define TP_RETRY_MAX_MS 60000
-#define TP_MAX_WRITES 1024     /* waiting, per tcpoll: alert actions are few */
 
 enum tm_kind { TM_DEVICE, TM_CONN };
 
@@ -122,18 +121,15 @@ struct tp_timer {
 };
 #define TM_UNARMED SIZE_MAX
 
-enum conn_state { CS_DOWN, CS_CONNECTING, CS_UP };
+/* CS_RESOLVING: a host name's lookup runs (netconn), its descriptor in the epoll set */
+enum conn_state { CS_DOWN, CS_RESOLVING, CS_CONNECTING, CS_UP };
 
 struct tp_conn;
 
 struct tp_dev {
 	struct tp_timer tm;          /* next due */
-	const struct device_cfg *cfg;
-	uint32_t index;              /* into config.devices */
+	struct polldev pd;           /* config, plan, breaker */
 	struct tp_conn *conn;
-	struct read_plan plan;
-	size_t strbytes;             /* string room a reading of this device needs */
-	int64_t interval;
 	int64_t due;                 /* of the poll queued or in progress */
 	struct reading *r;           /* the poll in progress, NULL when not begun */
 	size_t req;                  /* next request of the poll to send */
@@ -141,25 +137,15 @@ struct tp_dev {
 	/* this poll */
 	bool answered;               /* some request got a reply from the device */
 	int poll_err;                /* the first failure's MBE_* code */
-	/* the circuit breaker */
-	unsigned offline_after;
-	unsigned fails;              /* failed polls in a row */
-	bool online;
-	int last_err;                /* of the last failed poll; 0 when none yet */
-	int64_t retry_delay;         /* while offline: before the next attempt, unjittered */
-	int64_t down_since;          /* start of the first failed poll of the streak */
-	struct pollshared_logpace log; /* while offline: when "still down" is logged next */
 };
-
-enum write_step { WS_READ, WS_WRITE };
 
 struct tp_write {
 	struct tp_write *next;
 	struct tp_dev *d;
 	uint16_t point;
 	uint64_t tag;
-	int step;                    /* enum write_step: WS_READ first for a read-modify-write */
-	bool on;                     /* read-modify-write: the bit's new state */
+	double value;
+	struct mbwrite w;            /* w.rmw: the register is read first */
 	uint8_t pdu[MB_PDU_MAX];     /* the request of the current step */
 	size_t pdulen;
 };
@@ -173,15 +159,15 @@ struct tp_conn {
 	int fd;
 	int state;                   /* enum conn_state */
 	uint32_t events;             /* the mask registered with epoll */
-	struct addrinfo *ai;         /* while connecting: the addresses, and the one tried */
-	struct addrinfo *ai_cur;
+	struct netconn nc;           /* the addresses, a lookup, a socket connecting */
 	int64_t connect_deadline;
 	int64_t timeout;
 	int64_t guard;
 	int64_t guard_until;         /* no request before this */
-	int64_t backoff;             /* 0 while connects succeed */
-	int64_t retry_at;            /* no connect before this */
-	uint16_t tid;
+	struct link_breaker link;    /* the backoff between failed connects */
+	struct mbtid tids;           /* the ids of its requests */
+	uint16_t tid;                /* of the request in flight */
+	bool asked;                  /* a request has gone out on this connection */
 	bool inflight;
 	uint8_t unit;                /* of the request in flight */
 	struct tp_write *cur_write;  /* the request in flight is this write's, not a poll's */
@@ -200,7 +186,6 @@ struct tp_thread {
 	int epfd;
 	int evfd;                    /* written by tcpoll_stop and tcpoll_write */
 	atomic_bool stop;
-	uint64_t rng;                /* xorshift state, for the retry jitter */
 	pthread_mutex_t wmu;         /* guards inbox */
 	bool wmu_init;
 	struct tp_write *inbox, *inbox_tail;
@@ -217,7 +202,7 @@ struct tcpoll {
 	struct tp_dev *devs;
 	size_t ndevs;
 	struct tp_dev **dev_of;      /* by config device index; NULL when not polled here */
-	int64_t retry_min, retry_max;
+	struct breaker_pace pace;    /* of offline retries */
 	_Atomic uint64_t nwrites;    /* queued and not yet finished */
 	struct tp_thread *threads;
 	size_t nthreads;
@@ -299,28 +284,17 @@ static void timer_set(struct tp_thread *th, struct tp_timer *t, int64_t at)
 
 /* --- polls ------------------------------------------------------------------------ */
 
-static void dev_reschedule(struct tp_dev *d, int64_t now)
+/* The next poll after the one due at d->due, begun at start, with the breaker's event. */
+static void dev_reschedule(struct tp_dev *d, enum breaker_event ev, int64_t start, int64_t now)
 {
-	int64_t next = d->due + d->interval;
-
-	if (next < now)
-		next = now; /* behind: re-anchor, never catch up (see the top of this file) */
-	timer_set(d->conn->th, &d->tm, next);
+	timer_set(d->conn->th, &d->tm, breaker_dev_next(&d->pd.brk, ev, d->due, start, now));
 }
 
 static bool poll_begin(struct tp_dev *d, int64_t now)
 {
-	struct tcpoll *tp = d->conn->th->tp;
-
-	d->r = reading_new(d->index, (uint16_t)d->cfg->npoints, d->strbytes);
-	if (d->r == NULL) {
-		log_warnx("device %s: out of memory, poll skipped", d->cfg->id);
+	d->r = polldev_reading(&d->pd, d->conn->th->tp->generation, d->due, now);
+	if (d->r == NULL)
 		return false;
-	}
-	d->r->generation = tp->generation;
-	d->r->ts_ms = clock_real_ms();
-	d->r->sched_mono_ms = d->due;
-	d->r->start_mono_ms = now;
 	d->req = 0;
 	d->answered = false;
 	d->poll_err = 0;
@@ -332,111 +306,38 @@ static void poll_fail_reqs(struct tp_dev *d, size_t from, size_t to, int code)
 {
 	if (d->poll_err == 0)
 		d->poll_err = code;
-	pollshared_fail_reqs(&d->plan, d->r, from, to, code);
+	reply_fail(&d->pd.plan, d->r, from, to, code);
 }
 
 /* Fail the points of requests [from, nreqs) and mark the poll's requests all done. */
 static void poll_fail_from(struct tp_dev *d, size_t from, int code)
 {
-	poll_fail_reqs(d, from, d->plan.nreqs, code);
-	d->req = d->plan.nreqs;
-}
-
-/* When a device that stays down is logged again, counted from the start of its
- * outage; after the last, every 6 h. */
-static const int64_t tp_log_after[] = { 60 * 1000, 10 * 60 * 1000, 60 * 60 * 1000 };
-static const struct pollshared_logsched tp_logsched = {
-	.marks = tp_log_after,
-	.nmarks = sizeof tp_log_after / sizeof tp_log_after[0],
-	.every = 6 * 60 * 60 * 1000,
-};
-
-static int64_t jitter(struct tp_thread *th, int64_t delay)
-{
-	int64_t j = delay / 10;
-	uint64_t x = th->rng;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	th->rng = x;
-	return j > 0 ? delay - j + (int64_t)(x % (uint64_t)(2 * j + 1)) : delay;
-}
-
-/*
- * The circuit breaker: account for one finished poll and say whether the device is
- * online after it. `start` is when the poll began.
- */
-static void dev_breaker(struct tp_dev *d, bool failed, int64_t start, int64_t now)
-{
-	struct tcpoll *tp = d->conn->th->tp;
-	char span[32];
-
-	if (!failed) {
-		if (!d->online) {
-			pollshared_fmt_span(span, sizeof span, now - d->down_since,
-					    POLLSHARED_SPAN_FINE);
-			log_info("device %s: answering again after %s offline", d->cfg->id, span);
-			atomic_fetch_sub_explicit(&tp->offline, 1, memory_order_relaxed);
-		} else if (d->fails > 0) {
-			log_debug("device %s: answering again after %u failed polls", d->cfg->id,
-				  d->fails);
-		}
-		d->online = true;
-		d->fails = 0;
-		return;
-	}
-	d->last_err = d->poll_err != 0 ? d->poll_err : MBE_TIMEOUT;
-	if (d->fails++ == 0)
-		d->down_since = start;
-	if (d->online) {
-		if (d->fails < d->offline_after) {
-			log_debug("device %s: poll failed (%u of %u before offline): %s", d->cfg->id,
-				  d->fails, d->offline_after, mb_strerror(d->last_err));
-			return;
-		}
-		d->online = false;
-		stat_inc(&tp->offline);
-		d->retry_delay = d->interval > tp->retry_min ? d->interval : tp->retry_min;
-		pollshared_logpace_start(&d->log, &tp_logsched, d->down_since);
-		log_warnx("device %s: offline after %u failed polls: %s", d->cfg->id, d->fails,
-			  mb_strerror(d->last_err));
-		return;
-	}
-	int64_t cap = d->interval > tp->retry_max ? d->interval : tp->retry_max;
-	d->retry_delay = d->retry_delay > cap / 2 ? cap : 2 * d->retry_delay;
-	if (pollshared_logpace_due(&d->log, &tp_logsched, d->down_since, now)) {
-		pollshared_fmt_span(span, sizeof span, now - d->down_since, POLLSHARED_SPAN_FINE);
-		log_warnx("device %s: still not answering after %s: %s", d->cfg->id, span,
-			  mb_strerror(d->last_err));
-	}
+	poll_fail_reqs(d, from, d->pd.plan.nreqs, code);
+	d->req = d->pd.plan.nreqs;
 }
 
 static void poll_finish(struct tp_dev *d, int64_t now)
 {
 	struct tcpoll *tp = d->conn->th->tp;
 	struct reading *r = d->r;
-	bool was_online = d->online;
 	int64_t start = r->start_mono_ms;
+	enum breaker_event ev;
 
 	d->r = NULL;
 	stat_inc(&tp->polls);
-	if (pollshared_reading_failed(r))
+	if (reply_reading_failed(r))
 		stat_inc(&tp->failed);
-	dev_breaker(d, d->plan.nreqs > 0 && !d->answered, start, now);
-	r->online = d->online;
-	r->last_err = d->last_err;
+	ev = polldev_judge(&d->pd, &tp->pace, r, d->pd.plan.nreqs == 0 || d->answered,
+			   d->poll_err, now);
+	if (ev == BREAKER_DOWN)
+		stat_inc(&tp->offline);
+	else if (ev == BREAKER_BACK)
+		atomic_fetch_sub_explicit(&tp->offline, 1, memory_order_relaxed);
 	if (tp->sink.emit != NULL)
 		tp->sink.emit(tp->sink.ctx, r);
 	else
 		reading_free(r);
-	if (!d->online) {
-		timer_set(d->conn->th, &d->tm, now + jitter(d->conn->th, d->retry_delay));
-		return;
-	}
-	if (!was_online)
-		d->due = start; /* back: the interval resumes from this answer, no burst */
-	dev_reschedule(d, now);
+	dev_reschedule(d, ev, start, now);
 }
 
 /* --- connections -------------------------------------------------------------------- */
@@ -453,8 +354,19 @@ static void conn_set_events(struct tp_conn *c, uint32_t events)
 		log_warn("bus %s: epoll_ctl", c->bus->id);
 }
 
+/* The lookup's descriptor leaves the epoll set (it is the lookup's, closed with it). */
+static void conn_unwatch_lookup(struct tp_conn *c)
+{
+	int lfd = netconn_lookup_fd(&c->nc);
+
+	if (c->state == CS_RESOLVING && lfd >= 0 &&
+	    epoll_ctl(c->th->epfd, EPOLL_CTL_DEL, lfd, NULL) != 0)
+		log_warn("bus %s: epoll_ctl", c->bus->id);
+}
+
 static void conn_close(struct tp_conn *c)
 {
+	conn_unwatch_lookup(c); /* a lookup still running stays the netconn's */
 	if (c->fd >= 0)
 		close(c->fd); /* also leaves the epoll set: the descriptor is not shared */
 	c->fd = -1;
@@ -462,9 +374,7 @@ static void conn_close(struct tp_conn *c)
 	c->events = 0;
 	c->inflight = false;
 	c->txlen = c->txoff = c->rxlen = c->rxneed = 0;
-	if (c->ai != NULL)
-		freeaddrinfo(c->ai);
-	c->ai = c->ai_cur = NULL;
+	netconn_clear(&c->nc); /* a socket still connecting */
 	timer_clear(c->th, &c->tm);
 }
 
@@ -483,20 +393,14 @@ static struct tp_dev *conn_pop(struct tp_conn *c)
 static void write_finish(struct tp_write *w, int err)
 {
 	struct tcpoll *tp = w->d->conn->th->tp;
-	const struct point_def *p = &w->d->cfg->points[w->point];
 
 	stat_inc(&tp->writes);
-	if (err != 0) {
+	if (err != 0)
 		stat_inc(&tp->write_fails);
-		/* writes are alert actions, few and each one matters: always logged */
-		log_warnx("device %s: write to %s failed: %s", w->d->cfg->id, p->name,
-			  mb_strerror(err));
-	} else {
-		log_debug("device %s: wrote %s", w->d->cfg->id, p->name);
-	}
+	polldev_log_write(&w->d->pd, w->point, w->value, err);
 	atomic_fetch_sub_explicit(&tp->nwrites, 1, memory_order_relaxed);
 	if (tp->sink.write_done != NULL)
-		tp->sink.write_done(tp->sink.ctx, w->d->index, w->point, w->tag, err);
+		tp->sink.write_done(tp->sink.ctx, w->d->pd.index, w->point, w->tag, err);
 	free(w);
 }
 
@@ -517,7 +421,7 @@ static void conn_fail_queue(struct tp_conn *c, int code, int64_t now)
 	while (c->qhead != NULL) {
 		struct tp_dev *d = conn_pop(c);
 		if (d->r == NULL && !poll_begin(d, now)) {
-			dev_reschedule(d, now);
+			dev_reschedule(d, BREAKER_NONE, now, now);
 			continue;
 		}
 		poll_fail_from(d, d->req, code);
@@ -525,135 +429,126 @@ static void conn_fail_queue(struct tp_conn *c, int code, int64_t now)
 	}
 }
 
-static void conn_connect_failed(struct tp_conn *c, int err, int64_t now)
+/* A connect failed (why: in words): back off, and fail what waits on the connection. */
+static void conn_connect_failed(struct tp_conn *c, const char *why, int64_t now)
 {
 	struct tcpoll *tp = c->th->tp;
+	enum breaker_event ev;
 
 	stat_inc(&tp->connect_fails);
-	/* log a streak of failures once, then only at debug: a dead device must not flood
-	 * the journal; the reading's errors carry every failure to the platform */
-	if (c->backoff == 0)
-		log_warnx("bus %s: cannot connect to %s port %u: %s", c->bus->id, c->bus->host,
-			  c->bus->port, err == ETIMEDOUT ? "timed out" : strerror(err));
-	else
-		log_debug("bus %s: connect failed again: %s", c->bus->id, strerror(err));
+	ev = breaker_link_failed(&c->link, now);
+	breaker_link_log(&c->link, ev, c->bus->id, NULL, why);
 	conn_close(c);
-	c->backoff = c->backoff == 0 ? TP_BACKOFF_MIN_MS : c->backoff * 2;
-	if (c->backoff > TP_BACKOFF_MAX_MS)
-		c->backoff = TP_BACKOFF_MAX_MS;
-	c->retry_at = now + c->backoff;
 	conn_fail_queue(c, MBE_CONNECT, now);
 	conn_fail_writes(c, MBE_CONNECT);
 }
 
-static void conn_connected(struct tp_conn *c)
+/* The same for a failure known by its errno. */
+static void conn_connect_failed_errno(struct tp_conn *c, int err, int64_t now)
+{
+	char why[320];
+
+	netconn_strerror(why, sizeof why, c->bus->host, c->bus->port, err);
+	conn_connect_failed(c, why, now);
+}
+
+static void conn_connected(struct tp_conn *c, int64_t now)
 {
 	struct tcpoll *tp = c->th->tp;
+	enum breaker_event ev = breaker_link_opened(&c->link);
 
-	if (c->backoff != 0)
-		log_info("bus %s: connected to %s port %u", c->bus->id, c->bus->host, c->bus->port);
-	c->backoff = 0;
+	if (ev == BREAKER_BACK) {
+		char what[300];
+		snprintf(what, sizeof what, "%s port %u", c->bus->host, (unsigned)c->bus->port);
+		breaker_link_log(&c->link, ev, c->bus->id, what, NULL);
+	}
+	c->fd = netconn_take(&c->nc);
 	c->state = CS_UP;
-	freeaddrinfo(c->ai);
-	c->ai = c->ai_cur = NULL;
+	c->asked = false;
 	timer_clear(c->th, &c->tm);
 	conn_set_events(c, EPOLLIN | EPOLLRDHUP);
 	stat_inc(&tp->connects);
+	conn_kick(c, now);
 }
 
-/* Try the addresses from c->ai_cur on. Returns 0 when connected or connecting, else an
- * errno of the last attempt. */
+/* Start connecting to the next address that can be: 0 when connecting, else -1 (none
+ * left; c->nc.err says why the last failed). */
 static int conn_try_addrs(struct tp_conn *c)
 {
-	int err = ECONNREFUSED;
-
-	for (; c->ai_cur != NULL; c->ai_cur = c->ai_cur->ai_next) {
-		struct addrinfo *a = c->ai_cur;
+	while (netconn_try(&c->nc) == 0) {
 		struct epoll_event ev = { .events = EPOLLOUT, .data.ptr = c };
-		int one = 1;
-		int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
-		if (fd < 0) {
-			err = errno;
+		if (epoll_ctl(c->th->epfd, EPOLL_CTL_ADD, c->nc.fd, &ev) != 0) {
+			netconn_drop(&c->nc, errno);
 			continue;
 		}
-		/* one small request at a time: Nagle would only add latency */
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		if (connect(fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
-			err = errno;
-			close(fd);
-			continue;
-		}
-		if (epoll_ctl(c->th->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-			err = errno;
-			close(fd);
-			continue;
-		}
-		/* even on loopback, report completion through EPOLLOUT and SO_ERROR: one path */
-		c->fd = fd;
+		/* the socket stays netconn's until it is connected (conn_connected) */
 		c->events = EPOLLOUT;
 		c->state = CS_CONNECTING;
 		timer_set(c->th, &c->tm, c->connect_deadline);
 		return 0;
 	}
-	return err;
+	return -1;
 }
 
-static void conn_connect(struct tp_conn *c, int64_t now)
+/* The addresses are known (netconn_resolve or netconn_resolved said rc): connect, or
+ * fail with err. */
+static void conn_addresses(struct tp_conn *c, int rc, const char *err, int64_t now)
 {
-	struct addrinfo hints;
-	char port[8];
-	int rc, err;
-
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-	snprintf(port, sizeof port, "%u", (unsigned)c->bus->port);
-	rc = getaddrinfo(c->bus->host, port, &hints, &c->ai);
-	if (rc == EAI_NONAME) {
-		/* a host name: blocking resolution (see the top of this file) */
-		hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
-		rc = getaddrinfo(c->bus->host, port, &hints, &c->ai);
-	}
-	if (rc != 0) {
-		c->ai = NULL;
-		if (c->backoff == 0)
-			log_warnx("bus %s: cannot resolve %s: %s", c->bus->id, c->bus->host,
-				  gai_strerror(rc));
-		conn_connect_failed(c, EHOSTUNREACH, now);
+	if (rc != NETCONN_READY) {
+		conn_connect_failed(c, err, now);
 		return;
 	}
-	c->ai_cur = c->ai;
 	c->connect_deadline = now + c->timeout;
-	err = conn_try_addrs(c);
-	if (err != 0)
-		conn_connect_failed(c, err, now);
+	if (conn_try_addrs(c) != 0)
+		conn_connect_failed_errno(c, c->nc.err, now);
+}
+
+/* Connect: at once to an address, or once a host name's lookup is over (conn_io) or
+ * its deadline has passed (conn_deadline), meanwhile serving the thread's other
+ * connections. */
+static void conn_connect(struct tp_conn *c, int64_t now)
+{
+	char err[320] = "";
+	int rc = netconn_resolve(&c->nc, c->bus->host, c->bus->port, err, sizeof err);
+
+	if (rc == NETCONN_PENDING) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+		if (epoll_ctl(c->th->epfd, EPOLL_CTL_ADD, netconn_lookup_fd(&c->nc), &ev) == 0) {
+			c->state = CS_RESOLVING;
+			timer_set(c->th, &c->tm, now + netconn_lookup_ms(c->timeout));
+			return;
+		}
+		log_warn("bus %s: epoll_ctl", c->bus->id);
+		rc = netconn_resolved(&c->nc, c->bus->host, c->bus->port, err, sizeof err);
+	}
+	conn_addresses(c, rc, err, now);
+}
+
+/* The lookup is over, or its deadline has passed. */
+static void conn_lookup_over(struct tp_conn *c, int64_t now)
+{
+	char err[320] = "";
+	int rc;
+
+	conn_unwatch_lookup(c);
+	timer_clear(c->th, &c->tm);
+	c->state = CS_DOWN;
+	rc = netconn_resolved(&c->nc, c->bus->host, c->bus->port, err, sizeof err);
+	conn_addresses(c, rc, err, now);
+	conn_kick(c, now);
 }
 
 /* The connecting socket is writable or in error: connected, or try the next address. */
 static void conn_connect_done(struct tp_conn *c, int64_t now)
 {
-	int soerr = 0, err;
-	socklen_t len = sizeof soerr;
-
-	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
-		soerr = errno;
-	if (soerr == 0) {
-		conn_connected(c);
-		conn_kick(c, now);
+	if (netconn_done(&c->nc) == 0) {
+		conn_connected(c, now);
 		return;
 	}
-	close(c->fd);
-	c->fd = -1;
 	c->events = 0;
-	c->ai_cur = c->ai_cur->ai_next;
-	err = conn_try_addrs(c);
-	if (err == 0)
-		return;
-	if (err == ECONNREFUSED)
-		err = soerr;
-	conn_connect_failed(c, err, now);
+	if (conn_try_addrs(c) != 0)
+		conn_connect_failed_errno(c, c->nc.err, now);
 }
 
 /*
@@ -704,10 +599,63 @@ static void conn_write(struct tp_conn *c, int64_t now)
 	conn_set_events(c, EPOLLIN | EPOLLRDHUP);
 }
 
+/*
+ * Right before a request: has the peer sent anything since the last reply was read (or
+ * closed its side)? Those bytes answer nothing we asked, and a frame among them could
+ * carry the id of the request about to go out. 0 when the connection is clean, else the
+ * code to fail the request with: MBE_PROTO for bytes, MBE_CLOSED or an error's.
+ */
+static int conn_unsolicited(struct tp_conn *c)
+{
+	uint8_t b;
+	ssize_t n;
+
+	int e;
+
+	do
+		n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	e = errno;
+	if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK))
+		return 0;
+	log_debug("bus %s: %s before a request", c->bus->id,
+		  n > 0 ? "unsolicited data" : n == 0 ? "closed by the peer" : strerror(e));
+	return n > 0 ? MBE_PROTO : n == 0 ? MBE_CLOSED : errno_code(e);
+}
+
+/*
+ * The request about to go out (the head write, or the head poll's next request) meets
+ * unsolicited bytes (code from conn_unsolicited). On a connection that has carried
+ * requests, the connection is let go, as when they come while it is idle, and the
+ * request goes out on a new one. On a new connection the peer talks (or hangs up)
+ * before it is asked: the request fails as if it had been sent, so that such a peer
+ * costs a failure per request, which its breaker counts, and not a reconnect loop.
+ */
+static void conn_unsolicited_drop(struct tp_conn *c, bool write, int code, int64_t now)
+{
+	bool asked = c->asked;
+
+	conn_close(c);
+	if (asked)
+		return;
+	if (write) {
+		struct tp_write *w = c->wqhead;
+		c->wqhead = w->next;
+		if (c->wqhead == NULL)
+			c->wqtail = NULL;
+		write_finish(w, code);
+	} else {
+		struct tp_dev *d = conn_pop(c);
+		poll_fail_from(d, d->req, code);
+		poll_finish(d, now);
+	}
+}
+
 static void conn_send_pdu(struct tp_conn *c, uint8_t unit, const uint8_t *pdu, size_t pdulen,
 			  int64_t now)
 {
-	c->tid++;
+	c->asked = true;
+	c->tid = mbtid_next(&c->tids);
 	c->unit = unit;
 	c->txlen = mbtcp_frame(c->tx, c->tid, unit, pdu, pdulen);
 	c->txoff = 0;
@@ -721,11 +669,11 @@ static void conn_send_pdu(struct tp_conn *c, uint8_t unit, const uint8_t *pdu, s
 
 static void conn_send_request(struct tp_conn *c, struct tp_dev *d, int64_t now)
 {
-	const struct plan_req *rq = &d->plan.reqs[d->req];
+	const struct plan_req *rq = &d->pd.plan.reqs[d->req];
 	uint8_t pdu[MB_PDU_MAX];
 	size_t pdulen = mbpdu_read_req(pdu, rq->table, rq->start, rq->count);
 
-	conn_send_pdu(c, d->cfg->unit_id, pdu, pdulen, now);
+	conn_send_pdu(c, d->pd.cfg->unit_id, pdu, pdulen, now);
 }
 
 static void conn_send_write(struct tp_conn *c, int64_t now)
@@ -737,27 +685,26 @@ static void conn_send_write(struct tp_conn *c, int64_t now)
 		c->wqtail = NULL;
 	w->next = NULL;
 	c->cur_write = w;
-	conn_send_pdu(c, w->d->cfg->unit_id, w->pdu, w->pdulen, now);
+	conn_send_pdu(c, w->d->pd.cfg->unit_id, w->pdu, w->pdulen, now);
 }
 
 /* The reply to a write's request is in c->rx. */
 static void conn_write_reply(struct tp_conn *c, int64_t now)
 {
 	struct tp_write *w = c->cur_write;
-	const struct point_def *p = &w->d->cfg->points[w->point];
+	const struct point_def *p = &w->d->pd.cfg->points[w->point];
 	const uint8_t *pdu = c->rx + MBTCP_HDR;
 	size_t len = c->rxlen - MBTCP_HDR;
 	int rc;
 
 	c->cur_write = NULL;
-	if (w->step == WS_READ) {
+	if (w->w.rmw) {
 		uint16_t reg;
 		rc = mbpdu_read_resp(pdu, len, MB_HOLDING, 1, &reg, NULL);
 		if (rc == 0) {
 			/* the write goes next, ahead of any poll: nothing of ours comes between */
-			codec_set_bit(p, w->on, &reg);
-			w->pdulen = mbpdu_write_reg_req(w->pdu, p->address, reg);
-			w->step = WS_WRITE;
+			mbwrite_set_bit(&w->w, p, reg);
+			w->pdulen = mbwrite_pdu(&w->w, w->pdu);
 			w->next = c->wqhead;
 			c->wqhead = w;
 			if (c->wqtail == NULL)
@@ -780,15 +727,15 @@ static void conn_write_reply(struct tp_conn *c, int64_t now)
 static void plan_after_timeout(struct tp_dev *d)
 {
 	struct tcpoll *tp = d->conn->th->tp;
-	struct read_plan *pl = &d->plan;
+	struct read_plan *pl = &d->pd.plan;
 	size_t k = d->req;
 	struct plan_req rq = pl->reqs[k];
 
 	if (d->answered) {
-		if (plan_split(pl, d->cfg->points, k) == 1) {
+		if (plan_split(pl, d->pd.cfg->points, k) == 1) {
 			stat_inc(&tp->splits);
 			log_info("device %s: read of %s %u..%u times out while the device answers "
-				 "other reads: splitting it", d->cfg->id, codec_table_name(rq.table),
+				 "other reads: splitting it", d->pd.cfg->id, codec_table_name(rq.table),
 				 rq.start, rq.start + rq.count - 1);
 			plan_move_last(pl, k);
 		}
@@ -812,19 +759,19 @@ static void conn_reply(struct tp_conn *c, int64_t now)
 		conn_write_reply(c, now);
 		return;
 	}
-	rq = d->plan.reqs[d->req];
+	rq = d->pd.plan.reqs[d->req];
 	rc = mbpdu_read_resp(c->rx + MBTCP_HDR, c->rxlen - MBTCP_HDR, rq.table, rq.count, regs,
 			     bits);
-	if (pollshared_is_answer(rc))
+	if (reply_is_answer(rc))
 		d->answered = true;
 	if (rc == 0) {
-		pollshared_decode_request(d->cfg, &d->plan, d->r, d->req, regs, bits);
+		reply_decode(d->pd.cfg, &d->pd.plan, d->r, d->req, regs, bits);
 		d->req++;
 	} else if ((rc == MBE_EXC_BASE + 2 || rc == MBE_EXC_BASE + 3) &&
-		   plan_split(&d->plan, d->cfg->points, d->req) == 1) {
+		   plan_split(&d->pd.plan, d->pd.cfg->points, d->req) == 1) {
 		/* refused as merged: the first half goes next, in this same poll */
 		stat_inc(&c->th->tp->splits);
-		log_info("device %s: read of %s %u..%u refused (%s): splitting it", d->cfg->id,
+		log_info("device %s: read of %s %u..%u refused (%s): splitting it", d->pd.cfg->id,
 			 codec_table_name(rq.table), rq.start, rq.start + rq.count - 1,
 			 mb_strerror(rc));
 	} else {
@@ -901,13 +848,14 @@ static void conn_read(struct tp_conn *c, int64_t now)
  */
 static void conn_kick(struct tp_conn *c, int64_t now)
 {
-	while (!c->inflight && c->state != CS_CONNECTING) {
+	while (!c->inflight && (c->state == CS_DOWN || c->state == CS_UP)) {
 		struct tp_dev *d = c->qhead;
+		int rc;
 
 		/* writes go between polls: never into one that has begun */
 		if (c->wqhead != NULL && (d == NULL || d->r == NULL)) {
 			if (c->state == CS_DOWN) {
-				if (now < c->retry_at)
+				if (!breaker_link_may_try(&c->link, now))
 					conn_fail_writes(c, MBE_CONNECT);
 				else
 					conn_connect(c, now);
@@ -917,6 +865,10 @@ static void conn_kick(struct tp_conn *c, int64_t now)
 				timer_set(c->th, &c->tm, c->guard_until);
 				return;
 			}
+			if ((rc = conn_unsolicited(c)) != 0) {
+				conn_unsolicited_drop(c, true, rc, now);
+				continue;
+			}
 			conn_send_write(c, now);
 			continue;
 		}
@@ -925,16 +877,16 @@ static void conn_kick(struct tp_conn *c, int64_t now)
 
 		if (d->r == NULL && !poll_begin(d, now)) {
 			conn_pop(c);
-			dev_reschedule(d, now);
+			dev_reschedule(d, BREAKER_NONE, now, now);
 			continue;
 		}
-		if (d->req >= d->plan.nreqs) {
+		if (d->req >= d->pd.plan.nreqs) {
 			conn_pop(c);
 			poll_finish(d, now);
 			continue;
 		}
 		if (c->state == CS_DOWN) {
-			if (now < c->retry_at) {
+			if (!breaker_link_may_try(&c->link, now)) {
 				conn_fail_queue(c, MBE_CONNECT, now);
 				return;
 			}
@@ -945,12 +897,20 @@ static void conn_kick(struct tp_conn *c, int64_t now)
 			timer_set(c->th, &c->tm, c->guard_until);
 			return;
 		}
+		if ((rc = conn_unsolicited(c)) != 0) {
+			conn_unsolicited_drop(c, false, rc, now);
+			continue;
+		}
 		conn_send_request(c, d, now);
 	}
 }
 
 static void conn_io(struct tp_conn *c, uint32_t events, int64_t now)
 {
+	if (c->state == CS_RESOLVING) {
+		conn_lookup_over(c, now);
+		return;
+	}
 	if (c->state == CS_CONNECTING) {
 		conn_connect_done(c, now);
 		return;
@@ -967,12 +927,14 @@ static void conn_deadline(struct tp_conn *c, int64_t now)
 {
 	struct tcpoll *tp = c->th->tp;
 
-	if (c->state == CS_CONNECTING) {
-		conn_connect_failed(c, ETIMEDOUT, now);
+	if (c->state == CS_RESOLVING) {
+		conn_lookup_over(c, now);
+	} else if (c->state == CS_CONNECTING) {
+		conn_connect_failed_errno(c, ETIMEDOUT, now);
 	} else if (c->state == CS_UP && c->inflight) {
 		struct tp_dev *d = c->cur_write != NULL ? c->cur_write->d : c->qhead;
 		stat_inc(&tp->timeouts);
-		log_debug("bus %s: device %s: no reply within %lld ms", c->bus->id, d->cfg->id,
+		log_debug("bus %s: device %s: no reply within %lld ms", c->bus->id, d->pd.cfg->id,
 			  (long long)c->timeout);
 		if (c->cur_write == NULL)
 			plan_after_timeout(d);
@@ -1080,10 +1042,7 @@ static unsigned default_threads(void)
 	return (unsigned)n;
 }
 
-static bool dev_polled(const struct site *cfg, const struct device_cfg *d)
-{
-	return pollshared_dev_polled(cfg, d, POLLSHARED_BUS(BUS_TCP));
-}
+#define TP_KINDS POLLDEV_BUS(BUS_TCP)
 
 struct tcpoll *tcpoll_new(const struct site *cfg, uint32_t generation, unsigned nthreads,
 			  const struct poller_sink *sink, char *err, size_t errlen)
@@ -1100,17 +1059,11 @@ struct tcpoll *tcpoll_new(const struct site *cfg, uint32_t generation, unsigned 
 	if (sink != NULL)
 		tp->sink = *sink;
 
-	for (size_t i = 0; i < cfg->ndevices; i++) {
-		const struct device_cfg *d = &cfg->devices[i];
-		if (pollshared_check_device(cfg, d, err, errlen) != 0)
-			goto fail;
-		if (dev_polled(cfg, d))
-			nd++;
-	}
+	if (polldev_count(cfg, TP_KINDS, &nd, err, errlen) != 0)
+		goto fail;
 	conn_of_bus = malloc((cfg->nbuses ? cfg->nbuses : 1) * sizeof *conn_of_bus);
 	tp->dev_of = calloc(cfg->ndevices ? cfg->ndevices : 1, sizeof *tp->dev_of);
-	tp->retry_min = TP_RETRY_MIN_MS;
-	tp->retry_max = TP_RETRY_MAX_MS;
+	tp->pace = (struct breaker_pace){ BREAKER_RETRY_MIN_MS, BREAKER_RETRY_MAX_MS };
 	tp->devs = calloc(nd ? nd : 1, sizeof *tp->devs);
 	tp->conns = calloc(cfg->nbuses ? cfg->nbuses : 1, sizeof *tp->conns);
 	if (conn_of_bus == NULL || tp->dev_of == NULL || tp->devs == NULL || tp->conns == NULL)
@@ -1122,7 +1075,8 @@ struct tcpoll *tcpoll_new(const struct site *cfg, uint32_t generation, unsigned 
 		if (cfg->buses[b].kind != BUS_TCP)
 			continue;
 		for (size_t i = 0; i < cfg->ndevices; i++) {
-			if (cfg->devices[i].bus == b && dev_polled(cfg, &cfg->devices[i])) {
+			if (cfg->devices[i].bus == b &&
+			    polldev_selected(cfg, &cfg->devices[i], TP_KINDS)) {
 				conn_of_bus[b] = nc++;
 				break;
 			}
@@ -1142,34 +1096,25 @@ struct tcpoll *tcpoll_new(const struct site *cfg, uint32_t generation, unsigned 
 		c->tm.pos = TM_UNARMED;
 		c->bus = bus;
 		c->fd = -1;
+		c->nc = (struct netconn)NETCONN_INIT;
 		c->timeout = bus->timeout_ms > 0 ? bus->timeout_ms : TP_DEFAULT_TIMEOUT_MS;
 		c->guard = bus->guard_ms > 0 ? bus->guard_ms : 0;
+		mbtid_init(&c->tids);
 	}
 	tp->nconns = nc;
 
 	for (size_t i = 0; i < cfg->ndevices; i++) {
-		const struct device_cfg *dc = &cfg->devices[i];
 		struct tp_dev *d;
-		if (!dev_polled(cfg, dc))
+		if (!polldev_selected(cfg, &cfg->devices[i], TP_KINDS))
 			continue;
 		d = &tp->devs[tp->ndevs];
 		d->tm.kind = TM_DEVICE;
 		d->tm.pos = TM_UNARMED;
-		d->cfg = dc;
-		d->index = (uint32_t)i;
-		d->conn = &tp->conns[conn_of_bus[dc->bus]];
-		d->interval = dc->interval_ms > 0 ? dc->interval_ms : TP_DEFAULT_INTERVAL_MS;
-		d->offline_after = dc->offline_after > 0 ? dc->offline_after : 3;
-		d->online = true;
-		tp->dev_of[i] = d;
-		if (plan_build(dc->points, dc->npoints, dc->max_registers, dc->max_gap,
-			       &d->plan) != 0) {
-			snprintf(err, errlen, "device %s: cannot plan its reads (out of memory, or "
-				 "a point past address 65535)", dc->id);
+		d->conn = &tp->conns[conn_of_bus[cfg->devices[i].bus]];
+		if (polldev_init(&d->pd, cfg, (uint32_t)i, err, errlen) != 0)
 			goto fail;
-		}
+		tp->dev_of[i] = d;
 		tp->ndevs++;
-		d->strbytes = pollshared_strbytes(dc);
 	}
 
 	if (nthreads == 0)
@@ -1183,8 +1128,6 @@ struct tcpoll *tcpoll_new(const struct site *cfg, uint32_t generation, unsigned 
 		struct tp_thread *th = &tp->threads[t];
 		th->epfd = -1;
 		th->evfd = -1;
-		/* any non-zero seed; the jitter need not be unpredictable, only uncorrelated */
-		th->rng = ((uint64_t)clock_mono_ms() + t + 1) * UINT64_C(0x9E3779B97F4A7C15) | 1;
 		if (pthread_mutex_init(&th->wmu, NULL) != 0) {
 			snprintf(err, errlen, "tcpoll: cannot create a mutex");
 			goto fail;
@@ -1237,7 +1180,7 @@ int tcpoll_start(struct tcpoll *tp)
 	/* the first polls are armed before any thread runs: the heaps are not yet shared */
 	for (size_t k = 0; k < tp->ndevs; k++) {
 		struct tp_dev *d = &tp->devs[k];
-		timer_set(d->conn->th, &d->tm, now + pollshared_phase(d->index, d->interval));
+		timer_set(d->conn->th, &d->tm, polldev_first_due(&d->pd, now));
 	}
 	for (size_t t = 0; t < tp->nthreads; t++) {
 		struct tp_thread *th = &tp->threads[t];
@@ -1291,15 +1234,14 @@ void tcpoll_free(struct tcpoll *tp)
 		struct tp_conn *c = &tp->conns[k];
 		if (c->fd >= 0)
 			close(c->fd);
-		if (c->ai != NULL)
-			freeaddrinfo(c->ai);
+		netconn_fini(&c->nc); /* a lookup still running frees itself when it ends */
 		free_writes(c->wqhead);
 		free(c->cur_write);
 	}
 	for (size_t k = 0; k < tp->ndevs; k++) {
 		if (tp->devs[k].r != NULL)
 			reading_free(tp->devs[k].r); /* a poll abandoned in flight */
-		plan_free(&tp->devs[k].plan);
+		polldev_fini(&tp->devs[k].pd);
 	}
 	for (size_t t = 0; t < tp->nthreads; t++) {
 		struct tp_thread *th = &tp->threads[t];
@@ -1342,45 +1284,16 @@ void tcpoll_set_offline_retry(struct tcpoll *tp, int64_t min_ms, int64_t max_ms)
 {
 	if (tp == NULL || tp->started || min_ms < 1 || max_ms < min_ms)
 		return;
-	tp->retry_min = min_ms;
-	tp->retry_max = max_ms;
+	tp->pace = (struct breaker_pace){ min_ms, max_ms };
 }
 
 /* tcpoll's refusals, as tcpoll.h documents them: a read-only table is not writable
  * (EPERM), and a bad value is ERANGE whatever the point. */
-static const struct pollshared_wrules tp_wrules = {
+static const struct mbwrite_rules tp_wrules = {
 	.readonly_errno = EPERM,
 	.value_first = true,
 	.coil_any_type = false,
 };
-
-/* Fill w's first request for value; -1 with errno as tcpoll_write documents. */
-static int write_prepare(struct tp_write *w, const struct point_def *p, double value)
-{
-	struct pollshared_wreq q;
-
-	if (pollshared_write_prepare(p, value, &tp_wrules, &q) != 0)
-		return -1;
-	if (q.rmw) {
-		/* the other bits of the register are not ours: read it first */
-		w->pdulen = mbpdu_read_req(w->pdu, MB_HOLDING, q.addr, 1);
-		w->on = q.on;
-		w->step = WS_READ;
-		return 0;
-	}
-	w->step = WS_WRITE;
-	if (q.fc == MB_FC_WRITE_COIL) {
-		w->pdulen = mbpdu_write_coil_req(w->pdu, q.addr, q.on);
-		return 0;
-	}
-	w->pdulen = q.n == 1 ? mbpdu_write_reg_req(w->pdu, q.addr, q.regs[0]) :
-			       mbpdu_write_regs_req(w->pdu, q.addr, q.regs, q.n);
-	if (w->pdulen == 0) {
-		errno = EINVAL;
-		return -1;
-	}
-	return 0;
-}
 
 int tcpoll_write(struct tcpoll *tp, uint32_t device, uint16_t point, double value,
 		 uint64_t tag)
@@ -1395,7 +1308,7 @@ int tcpoll_write(struct tcpoll *tp, uint32_t device, uint16_t point, double valu
 		return -1;
 	}
 	d = tp->dev_of[device];
-	if (point >= d->cfg->npoints) {
+	if (point >= d->pd.cfg->npoints) {
 		errno = ENOENT;
 		return -1;
 	}
@@ -1407,10 +1320,17 @@ int tcpoll_write(struct tcpoll *tp, uint32_t device, uint16_t point, double valu
 	w->d = d;
 	w->point = point;
 	w->tag = tag;
-	if (write_prepare(w, &d->cfg->points[point], value) != 0) {
+	w->value = value;
+	if (mbwrite_prepare(&d->pd.cfg->points[point], value, &tp_wrules, &w->w) != 0) {
 		int e = errno;
 		free(w);
 		errno = e;
+		return -1;
+	}
+	w->pdulen = mbwrite_pdu(&w->w, w->pdu);
+	if (w->pdulen == 0) {
+		free(w);
+		errno = EINVAL;
 		return -1;
 	}
 	if (atomic_fetch_add(&tp->nwrites, 1) >= TP_MAX_WRITES) {

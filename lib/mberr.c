@@ -7,6 +7,8 @@
 
 #include <stdio.h>
 
+#include "point.h"
+
 static const char *const mberr_texts[] = {
 	[MBE_OK] = "ok",
 	[MBE_TIMEOUT] = "timeout",
@@ -54,4 +56,28 @@ const char *mb_strerror(int code)
 	}
 	snprintf(buf, sizeof buf, "error %d", code);
 	return buf;
+}
+
+int mb_numbered_hint(char *buf, size_t len, int err, int table, unsigned address,
+		     enum mb_hint_style style)
+{
+	/* 3xxxx numbers input registers from 30001, 4xxxx holding registers from 40001 */
+	int numbered = address >= 40000 ? MB_HOLDING : MB_INPUT;
+	unsigned first = numbered == MB_HOLDING ? 40001 : 30001;
+	unsigned wire = address >= first ? address - first : 0;
+	const char *name = numbered == MB_HOLDING ? "holding" : "input";
+
+	if (err != MBE_EXC_BASE + 2 || (table != MB_INPUT && table != MB_HOLDING) ||
+	    address < 30000 || address > 49999 || len == 0)
+		return 0;
+	if (style == MB_HINT_PROBE)
+		snprintf(buf, len, "the manual may number %s registers from %u (%u is wire "
+			 "address 0): try --read %s:%u", name, first, first, name, wire);
+	else if (table != numbered)
+		snprintf(buf, len, "the manual may number %s registers from %u (%u is wire "
+			 "address 0): try table: %s, address: %u", name, first, first, name, wire);
+	else
+		snprintf(buf, len, "the manual may number %s registers from %u (%u is wire "
+			 "address 0): try address: %u", name, first, first, wire);
+	return 1;
 }

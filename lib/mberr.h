@@ -5,6 +5,8 @@
 #ifndef SLUICE_MBERR_H
 #define SLUICE_MBERR_H
 
+#include <stddef.h>
+
 enum {
 	MBE_OK = 0,
 	MBE_TIMEOUT = 1,     /* no reply (or no complete reply) within the timeout */
@@ -25,5 +27,21 @@ enum {
  * Unnamed exception codes read "exception N" from a per-thread buffer, valid until the
  * same thread calls again. */
 const char *mb_strerror(int code);
+
+/* How a hint is written: as config keys ("address: 0") or as probe's option ("--read"). */
+enum mb_hint_style { MB_HINT_CONFIG, MB_HINT_PROBE };
+
+/*
+ * A read of input or holding registers at address (0-based, as sent) failed with err.
+ * When err is ILLEGAL DATA ADDRESS and the address lies in 30000..49999, it may be a
+ * manual's register number rather than a wire address (30001 is input register 0, 40001
+ * holding register 0): writes into buf a sentence saying so and naming the address (and
+ * the table, when the number names the other one) to try, and returns 1. Otherwise writes
+ * nothing and returns 0. A check-time warning would be wrong: Huawei's and SunSpec's real
+ * wire addresses are that high; only a refusal says the number is wrong. table is an enum
+ * mb_table (point.h).
+ */
+int mb_numbered_hint(char *buf, size_t len, int err, int table, unsigned address,
+		     enum mb_hint_style style);
 
 #endif

@@ -59,7 +59,10 @@ static void probe_usage(FILE *f)
 		"\n"
 		"Registers are shown as hex, uint16 and int16, and every 32-bit pair as float32,\n"
 		"uint32 and int32 in the four orders: ABCD (high word first, the Modbus default),\n"
-		"CDAB (low word first, e.g. TUF-2000M), BADC and DCBA (bytes swapped).\n");
+		"CDAB (low word first, e.g. TUF-2000M), BADC and DCBA (bytes swapped). For 1, 2\n"
+		"or 4 registers, the reading that looks right is marked, with the point line to\n"
+		"paste into a config (order: as manuals write it); other orders that also read in\n"
+		"range are named, for the device's display to decide.\n");
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -104,11 +107,21 @@ static const char *probe_hint(int err)
 	}
 }
 
-/* detail (from mbclient, may be empty) says more than the code: which CRC, which unit. */
-static void print_error_text(const char *what, int err, const char *detail)
+/*
+ * The hint for a failed read of table at address: a refused 3xxxx/4xxxx address names the
+ * wire address to try (into buf); else probe_hint's.
+ */
+static const char *read_hint(int err, enum mb_table table, unsigned address,
+			     enum mb_hint_style style, char *buf, size_t len)
 {
-	const char *hint = probe_hint(err);
+	if (mb_numbered_hint(buf, len, err, (int)table, address, style))
+		return buf;
+	return probe_hint(err);
+}
 
+/* detail (from mbclient, may be empty) says more than the code: which CRC, which unit. */
+static void print_error_text(const char *what, int err, const char *detail, const char *hint)
+{
 	/* a plain timeout is said best by the hint; a frame cut short by its detail */
 	if (detail != NULL && detail[0] != '\0' && err < MBE_EXC_BASE &&
 	    strncmp(detail, "no reply", 8) != 0)
@@ -156,6 +169,238 @@ static void fmt_float(char *buf, size_t len, float f)
 		if (strtof(buf, NULL) == f)
 			return;
 	}
+}
+
+/* --- what the registers look like: the YAML to paste ----------------------------------- */
+
+/*
+ * A reading of the registers asked for, as one point would read them: its type, the order
+ * it takes, and the value sluiced would decode with them. Decoded by the codec from a
+ * point_def whose flags come from the config's own order: mapping, so the line printed is
+ * exactly what a config with it reads.
+ */
+struct reading_guess {
+	const char *type, *order; /* order NULL for bits */
+	char value[48];
+	unsigned digits;          /* significant digits of value */
+	/* the other float readings in range, for the technician to compare with the display */
+	const char *also_order[3];
+	char also_value[3][48];
+	unsigned nalso;
+};
+
+/* Significant digits of a number as text ("0.0125" 3, "-10" 1, "176" 3). */
+static unsigned sig_digits(const char *s)
+{
+	char digits[64];
+	size_t n = 0, a = 0;
+
+	for (; *s && *s != 'e' && *s != 'E' && n < sizeof digits; s++)
+		if (*s >= '0' && *s <= '9')
+			digits[n++] = *s;
+	while (a < n && digits[a] == '0')
+		a++;
+	while (n > a && digits[n - 1] == '0')
+		n--;
+	return (unsigned)(n - a);
+}
+
+/*
+ * Decode regs as type under order into g; false when order is not one of the type's
+ * width, or for a float, when the reading is not a plausible measurement: not finite, 0
+ * (which says nothing of the order), or out of 1e-3..1e7 (1e-3..1e12 for float64). The
+ * wrong orders of a real float put a mantissa byte in the exponent and land anywhere in
+ * 1e-38..1e38 (2.030391e-06, -1.4e16); few land in range.
+ */
+static bool guess_try(const uint16_t *regs, enum pt_type type, const char *order,
+		      struct reading_guess *g)
+{
+	struct point_def p = { .table = MB_HOLDING, .type = type, .bit = -1, .scale = 1.0 };
+	double d, top = type == PT_FLOAT64 ? 1e12 : 1e7;
+	struct value v;
+
+	if (config_order_flags(order, codec_type_regs(type), &p.byte_order, &p.word_order) != 0 ||
+	    codec_decode_regs(&p, regs, &v, NULL, 0) != 0)
+		return false;
+	g->type = codec_type_name(type);
+	g->order = order;
+	g->nalso = 0;
+	switch (v.kind) {
+	case VAL_INT:
+		snprintf(g->value, sizeof g->value, "%" PRId64, v.v.i);
+		break;
+	case VAL_UINT:
+		snprintf(g->value, sizeof g->value, "%" PRIu64, v.v.u);
+		break;
+	case VAL_DOUBLE:
+		d = v.v.d;
+		if (type == PT_FLOAT32) {
+			fmt_float(g->value, sizeof g->value, (float)d);
+		} else {
+			for (int prec = 1; prec <= 17; prec++) {
+				snprintf(g->value, sizeof g->value, "%.*g", prec, d);
+				if (strtod(g->value, NULL) == d)
+					break;
+			}
+		}
+		if (!isfinite(d) || d == 0 || fabs(d) < 1e-3 || fabs(d) >= top)
+			return false;
+		break;
+	default:
+		return false;
+	}
+	g->digits = sig_digits(g->value);
+	return true;
+}
+
+/*
+ * An integer of count registers: high word first or low word first, whichever is the
+ * smaller number (counters and codes sit far below the 2^31 the wrong order makes of
+ * them), and signed when that reads shorter (0xFFF6 is -10; 0x8000 stays 32768).
+ */
+static bool guess_integer(const uint16_t *regs, uint16_t count, struct reading_guess *best)
+{
+	static const char *const orders[][2] = { { "AB", NULL }, { "ABCD", "CDAB" },
+						 { "ABCDEFGH", "GHEFCDAB" } };
+	enum pt_type u = count == 1 ? PT_UINT16 : count == 2 ? PT_UINT32 : PT_UINT64;
+	enum pt_type s = count == 1 ? PT_INT16 : count == 2 ? PT_INT32 : PT_INT64;
+	bool found = false;
+
+	for (int o = 0; o < 2; o++) {
+		const char *order = orders[count == 4 ? 2 : count - 1][o];
+		struct reading_guess gu, gs;
+		if (!order || !guess_try(regs, u, order, &gu))
+			continue;
+		if (guess_try(regs, s, order, &gs) && gs.value[0] == '-' && gs.digits < gu.digits)
+			gu = gs;
+		if (!found || strlen(gu.value) < strlen(best->value) ||
+		    (strlen(gu.value) == strlen(best->value) && strcmp(gu.value, best->value) < 0)) {
+			*best = gu;
+			found = true;
+		}
+	}
+	return found;
+}
+
+/*
+ * What count registers (1, 2 or 4) at regs most likely hold. A float in range, in the
+ * order devices most often use (ABCD, CDAB, then the byte-swapped BADC and DCBA), a
+ * positive one before a negative one (most quantities measured are not below 0); the
+ * other floats in range are kept in also_*, since a wrong order often lands in range too
+ * (swapping the bytes of 24.5 makes -193.8) and only the device's display tells them
+ * apart. With no float in range, an integer (guess_integer). False when nothing can be
+ * told: registers that are all 0, or another count.
+ */
+static bool guess_registers(const uint16_t *regs, uint16_t count, struct reading_guess *best)
+{
+	static const char *const orders32[] = { "ABCD", "CDAB", "BADC", "DCBA" };
+	static const char *const orders64[] = { "ABCDEFGH", "GHEFCDAB", "BADCFEHG", "HGFEDCBA" };
+	bool zero = true, found = false;
+
+	for (uint16_t i = 0; i < count; i++)
+		zero &= regs[i] == 0;
+	if (zero || (count != 1 && count != 2 && count != 4))
+		return false;
+	for (int o = 0; count > 1 && o < 4; o++) {
+		struct reading_guess g;
+		if (!guess_try(regs, count == 2 ? PT_FLOAT32 : PT_FLOAT64,
+			       count == 2 ? orders32[o] : orders64[o], &g))
+			continue;
+		if (found && best->value[0] == '-' && g.value[0] != '-') {
+			/* the positive one first; the negative one becomes the alternative */
+			struct reading_guess neg = *best;
+			g.nalso = neg.nalso;
+			memcpy(g.also_order, neg.also_order, sizeof g.also_order);
+			memcpy(g.also_value, neg.also_value, sizeof g.also_value);
+			*best = g;
+			g = neg;
+		} else if (!found) {
+			*best = g;
+			found = true;
+			continue;
+		}
+		if (best->nalso < 3) {
+			best->also_order[best->nalso] = g.order;
+			memcpy(best->also_value[best->nalso++], g.value, sizeof g.value);
+		}
+	}
+	return found || guess_integer(regs, count, best);
+}
+
+/* "value: { table: holding, address: 0, type: float32, order: CDAB }" */
+static void guess_yaml(const struct reading_guess *g, enum mb_table table, unsigned address,
+		       char *buf, size_t len)
+{
+	if (g->order)
+		snprintf(buf, len, "value: { table: %s, address: %u, type: %s, order: %s }",
+			 codec_table_name(table), address, g->type, g->order);
+	else
+		snprintf(buf, len, "value: { table: %s, address: %u, type: bool }",
+			 codec_table_name(table), address);
+}
+
+/* The offset of word as a whole column heading in header ("int16", not "uint16"'s). */
+static int heading_at(const char *header, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = strstr(header, word); p; p = strstr(p + 1, word))
+		if ((p == header || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+			return (int)(p - header);
+	return -1;
+}
+
+/* Under header's column for g: a mark, the value it reads, and the line to paste. */
+static void guess_print(const char *header, const char *heading, const struct reading_guess *g,
+			enum mb_table table, unsigned address)
+{
+	int at = *heading ? heading_at(header, heading) : -1;
+	char yaml[160];
+
+	guess_yaml(g, table, address, yaml, sizeof yaml);
+	if (at >= 0)
+		printf("%*s%.*s looks right for wire %u: %s\n", at, "", (int)strlen(heading),
+		       "^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^", address, g->value);
+	else
+		printf("wire %u reads %s as %s%s%s\n", address, g->value, g->type,
+		       g->order ? " " : "", g->order ? g->order : "");
+	for (unsigned i = 0; i < g->nalso; i++)
+		printf("%s %s %s also reads in range: %s", i ? "," : "(but", g->type,
+		       g->also_order[i], g->also_value[i]);
+	if (g->nalso)
+		printf("; the device's display tells which)\n");
+	printf("to read it, paste under the device's points (and name it):\n  %s\n", yaml);
+}
+
+/* The four registers at r as a 64-bit value in each order: a header (into header) and a row. */
+static void raw_print_64(const uint16_t *r, char *header, size_t len)
+{
+	static const char *const orders[] = { "ABCDEFGH", "GHEFCDAB", "BADCFEHG", "HGFEDCBA" };
+	char f[4][48], u[2][48];
+
+	snprintf(header, len, "  %-19s  %23s  %23s  %23s  %23s  %20s  %20s", "regs",
+		 "float64 ABCDEFGH", "float64 GHEFCDAB", "float64 BADCFEHG", "float64 HGFEDCBA",
+		 "uint64 ABCDEFGH", "uint64 GHEFCDAB");
+	for (int o = 0; o < 4; o++) {
+		struct reading_guess g;
+		if (!guess_try(r, PT_FLOAT64, orders[o], &g)) {
+			/* out of the plausible range: shown all the same */
+			struct point_def p = { .table = MB_HOLDING, .type = PT_FLOAT64, .bit = -1,
+					       .scale = 1.0 };
+			struct value v;
+			config_order_flags(orders[o], 4, &p.byte_order, &p.word_order);
+			codec_decode_regs(&p, r, &v, NULL, 0);
+			snprintf(g.value, sizeof g.value, "%.17g", v.v.d);
+		}
+		snprintf(f[o], sizeof f[o], "%s", g.value);
+	}
+	for (int o = 0; o < 2; o++) {
+		struct reading_guess g;
+		guess_try(r, PT_UINT64, orders[o], &g);
+		snprintf(u[o], sizeof u[o], "%s", g.value);
+	}
+	printf("%s\n  %04X %04X %04X %04X  %23s  %23s  %23s  %23s  %20s  %20s\n", header, r[0], r[1],
+	       r[2], r[3], f[0], f[1], f[2], f[3], u[0], u[1]);
 }
 
 /* Where to probe, as given on the command line. */
@@ -210,6 +455,10 @@ static int raw_print_text(const struct raw_req *q, uint16_t lo, uint16_t n, cons
 			  const uint8_t *bits)
 {
 	bool isbits = q->table == MB_COIL || q->table == MB_DISCRETE;
+	uint16_t k = (uint16_t)(q->address - lo); /* the first register asked for */
+	struct reading_guess g;
+	bool guessed = !isbits && guess_registers(regs + k, q->count, &g);
+	char header[256], heading[32];
 
 	printf("%s unit %u, %s %s %u..%u (wire addresses, 0-based)\n", q->target, q->unit,
 	       codec_table_name(q->table), isbits ? "bits" : "registers", lo, lo + n - 1);
@@ -220,20 +469,31 @@ static int raw_print_text(const struct raw_req *q, uint16_t lo, uint16_t n, cons
 			bool asked = a >= q->address && a < (uint32_t)q->address + q->count;
 			printf("%c %5u  %7u  %u\n", asked ? ' ' : '+', a, a + 1, bits[i]);
 		}
+		if (q->count == 1) {
+			struct reading_guess b = { .type = "bool", .value = "" };
+			snprintf(b.value, sizeof b.value, "%u", bits[k]);
+			printf("\n");
+			guess_print("", "", &b, q->table, q->address);
+		}
 	} else {
-		printf("\n  %5s  %7s  %4s  %6s  %6s\n", "wire", "1-based", "hex", "uint16", "int16");
+		snprintf(header, sizeof header, "  %5s  %7s  %4s  %6s  %6s", "wire", "1-based", "hex",
+			 "uint16", "int16");
+		printf("\n%s\n", header);
 		for (uint16_t i = 0; i < n; i++) {
 			uint32_t a = (uint32_t)lo + i;
 			bool asked = a >= q->address && a < (uint32_t)q->address + q->count;
 			printf("%c %5u  %7u  %04X  %6u  %6d\n", asked ? ' ' : '+', a, a + 1, regs[i],
 			       regs[i], (int16_t)regs[i]);
 		}
+		if (guessed && q->count == 1)
+			guess_print(header, g.type, &g, q->table, q->address);
 		if (n >= 2) {
 			printf("\n32-bit values from each register and the next:\n");
-			printf("  %5s  %7s  %-9s  %14s  %14s  %14s  %14s  %11s  %11s  %11s  %11s\n",
-			       "wire", "1-based", "regs", "float32 ABCD", "float32 CDAB",
-			       "float32 BADC", "float32 DCBA", "uint32 ABCD", "uint32 CDAB",
-			       "int32 ABCD", "int32 CDAB");
+			snprintf(header, sizeof header, "  %5s  %7s  %-9s  %14s  %14s  %14s  %14s  %11s  "
+				 "%11s  %11s  %11s", "wire", "1-based", "regs", "float32 ABCD",
+				 "float32 CDAB", "float32 BADC", "float32 DCBA", "uint32 ABCD",
+				 "uint32 CDAB", "int32 ABCD", "int32 CDAB");
+			printf("%s\n", header);
 			for (uint16_t i = 0; i + 1 < n; i++) {
 				uint32_t a = (uint32_t)lo + i;
 				bool asked = a >= q->address && a < (uint32_t)q->address + q->count;
@@ -246,12 +506,73 @@ static int raw_print_text(const struct raw_req *q, uint16_t lo, uint16_t n, cons
 				       f[2], f[3], pair_order(regs + i, 0), pair_order(regs + i, 1),
 				       (int32_t)pair_order(regs + i, 0), (int32_t)pair_order(regs + i, 1));
 			}
+			if (guessed && q->count == 2) {
+				snprintf(heading, sizeof heading, "%s %s", g.type, g.order);
+				guess_print(header, heading, &g, q->table, q->address);
+			}
 		}
+		if (q->count == 4) {
+			printf("\n64-bit values from wire %u..%u:\n", q->address, q->address + 3);
+			raw_print_64(regs + k, header, sizeof header);
+			if (guessed) {
+				snprintf(heading, sizeof heading, "%s %s", g.type, g.order);
+				guess_print(header, heading, &g, q->table, q->address);
+			}
+		}
+		if (!guessed && (q->count == 1 || q->count == 2 || q->count == 4))
+			printf("\n(all zero: read again when the value is not 0 to see which order "
+			       "looks right)\n");
 	}
 	if (lo < q->address || (uint32_t)lo + n > (uint32_t)q->address + q->count)
 		printf("\n+ read around the address asked for: a manual that numbers registers "
 		       "from 1 calls wire address N register N+1.\n");
 	return 0;
+}
+
+/* "looks_right": what the registers asked for look like, with the line to paste; null
+ * when nothing can be told (all zero, or a count that is not one value's). */
+static void raw_json_guess(struct jbuf *b, const struct raw_req *q, uint16_t lo,
+			   const uint16_t *regs, const uint8_t *bits, bool *first)
+{
+	uint16_t k = (uint16_t)(q->address - lo);
+	bool isbits = q->table == MB_COIL || q->table == MB_DISCRETE, f2 = true;
+	struct reading_guess g = { .type = "bool" };
+	char yaml[160];
+
+	jb_key(b, "looks_right", first);
+	if (isbits ? q->count != 1 : !guess_registers(regs + k, q->count, &g)) {
+		jb_cstr(b, "null");
+		return;
+	}
+	if (isbits)
+		snprintf(g.value, sizeof g.value, "%u", bits[k]);
+	guess_yaml(&g, q->table, q->address, yaml, sizeof yaml);
+	jb_raw(b, "{", 1);
+	jb_key(b, "address", &f2);
+	jb_u64(b, q->address);
+	jb_key(b, "type", &f2);
+	jb_str(b, g.type);
+	jb_key(b, "order", &f2);
+	jb_str(b, g.order);
+	jb_key(b, "value", &f2);
+	jb_cstr(b, g.value);
+	jb_key(b, "yaml", &f2);
+	jb_str(b, yaml);
+	if (g.nalso) {
+		jb_key(b, "also_in_range", &f2);
+		jb_raw(b, "[", 1);
+		for (unsigned i = 0; i < g.nalso; i++) {
+			bool f3 = true;
+			jb_raw(b, i ? ",{" : "{", i ? 2 : 1);
+			jb_key(b, "order", &f3);
+			jb_str(b, g.also_order[i]);
+			jb_key(b, "value", &f3);
+			jb_cstr(b, g.also_value[i]);
+			jb_raw(b, "}", 1);
+		}
+		jb_raw(b, "]", 1);
+	}
+	jb_raw(b, "}", 1);
 }
 
 static void raw_print_json(const struct raw_req *q, uint16_t lo, uint16_t n, const uint16_t *regs,
@@ -323,12 +644,14 @@ static void raw_print_json(const struct raw_req *q, uint16_t lo, uint16_t n, con
 		}
 		jb_raw(&b, "}", 1);
 	}
-	jb_raw(&b, "]}", 2);
+	jb_raw(&b, "]", 1);
+	raw_json_guess(&b, q, lo, regs, bits, &first);
+	jb_raw(&b, "}", 1);
 	printf("%s\n", jb_cstr_get(&b));
 	jb_free(&b);
 }
 
-static void json_error(const char *target, int err, const char *detail)
+static void json_error(const char *target, int err, const char *detail, const char *hint)
 {
 	struct jbuf b;
 	bool first = true;
@@ -342,7 +665,7 @@ static void json_error(const char *target, int err, const char *detail)
 	jb_key(&b, "code", &first);
 	jb_i64(&b, err);
 	jb_key(&b, "hint", &first);
-	jb_str(&b, probe_hint(err));
+	jb_str(&b, hint);
 	if (detail != NULL && detail[0] != '\0') {
 		jb_key(&b, "detail", &first);
 		jb_str(&b, detail);
@@ -365,7 +688,7 @@ static int probe_raw(const struct target *t, const struct raw_req *q, int timeou
 	c = target_open(t, timeout_ms, &status);
 	if (c == NULL) {
 		if (json && status == 1)
-			json_error(q->target, MBE_CONNECT, NULL);
+			json_error(q->target, MBE_CONNECT, NULL, probe_hint(MBE_CONNECT));
 		return status;
 	}
 	/* one more on each side: the register a 1-based manual means, and the second
@@ -385,14 +708,16 @@ static int probe_raw(const struct target *t, const struct raw_req *q, int timeou
 	snprintf(detail, sizeof detail, "%s", mbclient_detail(c));
 	mbclient_close(c);
 	if (rc != 0) {
-		char what[128];
+		char what[128], buf[200];
+		const char *hint = read_hint(rc, q->table, q->address, MB_HINT_PROBE, buf,
+					     sizeof buf);
 		if (json) {
-			json_error(q->target, rc, detail);
+			json_error(q->target, rc, detail, hint);
 			return 1;
 		}
 		snprintf(what, sizeof what, "%s unit %u, %s %u..%u", q->target, q->unit,
 			 codec_table_name(q->table), q->address, q->address + q->count - 1);
-		print_error_text(what, rc, detail);
+		print_error_text(what, rc, detail, hint);
 		return 1;
 	}
 	if (json)
@@ -513,7 +838,9 @@ static void device_print_text(const struct config *cfg, const struct device_cfg 
 		printf("%-*s  %-8s  %7u  %-7s  %-19s  ", (int)wname, p->name,
 		       codec_table_name(p->table), p->address, type, raw);
 		if (r->err != 0) {
-			const char *hint = probe_hint(r->err);
+			char buf[200];
+			const char *hint = read_hint(r->err, p->table, p->address, MB_HINT_CONFIG,
+						     buf, sizeof buf);
 			if (r->detail[0] != '\0' && r->err < MBE_EXC_BASE &&
 			    strncmp(r->detail, "no reply", 8) != 0)
 				hint = r->detail;
@@ -574,8 +901,15 @@ static void device_print_json(const struct device_cfg *d, const struct pt_result
 			jb_str(&b, p->unit);
 		}
 		if (r->err != 0) {
+			char buf[200];
+			const char *hint = read_hint(r->err, p->table, p->address, MB_HINT_CONFIG,
+						     buf, sizeof buf);
 			jb_key(&b, "error", &f2);
 			jb_str(&b, mb_strerror(r->err));
+			if (hint) {
+				jb_key(&b, "hint", &f2);
+				jb_str(&b, hint);
+			}
 		}
 		jb_raw(&b, "}", 1);
 	}
@@ -637,7 +971,7 @@ static int probe_device(const char *cfgpath, const char *devid, int timeout_ms, 
 	c = target_open(&t, timeout_ms, &status);
 	if (c == NULL) {
 		if (json)
-			json_error(t.arg, MBE_CONNECT, NULL);
+			json_error(t.arg, MBE_CONNECT, NULL, probe_hint(MBE_CONNECT));
 		fprintf(stderr, "sluicectl probe: device %s could not be reached\n", d->id);
 		config_free(cfg);
 		return status;

@@ -4,7 +4,7 @@
  * notes and a summary go to stderr.
  *
  *   sluicectl replay --config FILE --csv DATA.csv [--map COLUMN=device.point]...
- *                    [--from T] [--to T] [--quiet]
+ *                    [--from T] [--to T] [--quiet] [--explain]
  */
 #include "replay.h"
 
@@ -22,14 +22,19 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: sluicectl replay --config FILE --csv DATA.csv [--map COLUMN=device.point]...\n"
-		"                        [--from TIME] [--to TIME] [--quiet]\n"
+		"                        [--from TIME] [--to TIME] [--quiet] [--explain]\n"
 		"\n"
 		"Runs recorded readings through the config's alert rules with their own\n"
 		"timestamps; prints each transition as a JSON line on stdout, a summary on stderr.\n"
 		"The CSV's header names the timestamp column (timestamp, time, or the first) and\n"
 		"device.point columns; --map names the device.point of any other column.\n"
 		"Timestamps: ISO 8601 ('T' or a space; local to gateway.timezone unless they carry\n"
-		"Z or an offset) or epoch seconds. --quiet: no notes on stderr.\n");
+		"Z or an offset) or epoch seconds; --from and --to also take a date alone (its\n"
+		"midnight). A column that names no point is said on stderr, with the name that\n"
+		"was probably meant. --quiet: no notes on stderr. --explain: how each check\n"
+		"decided, on stderr (a leakage zone's night values and its detector's\n"
+		"statistics, night by night), and the writes the rules would have made\n"
+		"(on_fire, on_resolve), with or without --quiet.\n");
 }
 
 static double now_s(void)
@@ -37,6 +42,19 @@ static double now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* --from and --to: a time as in the CSV, or a date alone for its local midnight */
+static int bound_time(const char *s, int64_t *ms)
+{
+	char buf[32];
+
+	if (replay_parse_time(s, ms) == 0)
+		return 0;
+	if (strlen(s) != 10)
+		return -1;
+	snprintf(buf, sizeof buf, "%s 00:00", s);
+	return replay_parse_time(buf, ms);
 }
 
 int replay_main(int argc, char **argv)
@@ -48,6 +66,7 @@ int replay_main(int argc, char **argv)
 		{ "from", required_argument, NULL, 'F' },
 		{ "to", required_argument, NULL, 'T' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "explain", no_argument, NULL, 'x' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -63,7 +82,7 @@ int replay_main(int argc, char **argv)
 	int ch, rc = 1;
 
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "c:f:m:F:T:qh", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:f:m:F:T:qxh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			cfgpath = optarg;
@@ -90,6 +109,9 @@ int replay_main(int argc, char **argv)
 			break;
 		case 'q':
 			ro.log = NULL;
+			break;
+		case 'x':
+			ro.explain = stderr;
 			break;
 		case 'h':
 			usage(stdout);
@@ -118,11 +140,11 @@ int replay_main(int argc, char **argv)
 	/* local days, nights and timestamps without an offset are the gateway's */
 	setenv("TZ", cfg->gateway.timezone ? cfg->gateway.timezone : "UTC", 1);
 	tzset();
-	if (from && replay_parse_time(from, &ro.from_ms) < 0) {
+	if (from && bound_time(from, &ro.from_ms) < 0) {
 		fprintf(stderr, "sluicectl replay: --from '%s' is not a time\n", from);
 		goto out;
 	}
-	if (to && replay_parse_time(to, &ro.to_ms) < 0) {
+	if (to && bound_time(to, &ro.to_ms) < 0) {
 		fprintf(stderr, "sluicectl replay: --to '%s' is not a time\n", to);
 		goto out;
 	}
@@ -135,11 +157,11 @@ int replay_main(int argc, char **argv)
 	}
 	fflush(stdout);
 	fprintf(stderr, "replayed %" PRIu64 " rows (%" PRIu64 " bad and skipped, %" PRIu64
-		" outside --from/--to) of %zu column%s (%zu ignored) in %.2f s: %" PRIu64
+		" outside --from/--to) of %zu column%s (%zu ignored%s%s) in %.2f s: %" PRIu64
 		" transitions, %" PRIu64 " firing, %" PRIu64 " notes\n",
 		st.rows, st.bad_rows, st.skipped_rows, st.columns_used,
-		st.columns_used == 1 ? "" : "s", st.columns_ignored, now_s() - t0, st.transitions,
-		st.firing, st.notes);
+		st.columns_used == 1 ? "" : "s", st.columns_ignored, st.columns_ignored ? ": " : "",
+		st.ignored, now_s() - t0, st.transitions, st.firing, st.notes);
 	rc = 0;
 out:
 	config_free(cfg);

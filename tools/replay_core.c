@@ -18,6 +18,11 @@
 
 #include "csv.h"
 #include "json.h"
+#include "typo.h"
+
+/* The edit-distance cells one replay may spend on "did you mean" (about a second): a
+ * header of many stray columns against a config of many points stays bounded. */
+#define SUGGEST_BUDGET 100000000u
 
 static int digits(const char **p, int n, int *out)
 {
@@ -139,9 +144,15 @@ void replay_json(struct jbuf *b, const struct alert_transition *t)
 	jb_key(b, "severity", &first);
 	jb_str(b, severity_name(t->severity));
 	jb_key(b, "value", &first);
-	jb_double(b, t->value);
+	if (t->value_f32)
+		jb_float32(b, t->value);
+	else
+		jb_double(b, t->value);
 	jb_key(b, "threshold", &first);
-	jb_double(b, t->threshold);
+	if (t->threshold_f32)
+		jb_float32(b, t->threshold);
+	else
+		jb_double(b, t->threshold);
 	jb_key(b, "unit", &first);
 	jb_str(b, t->unit);
 	jb_key(b, "message", &first);
@@ -154,7 +165,7 @@ struct col {
 	long point;
 };
 
-/* Resolve "device.point" into c; 0 or -1 with err. */
+/* Resolve "device.point" into c; 0, or -1 with err saying what it lacks. */
 static int resolve(const struct config *cfg, const char *ref, struct col *c, char *err,
 		   size_t errlen)
 {
@@ -169,11 +180,11 @@ static int resolve(const struct config *cfg, const char *ref, struct col *c, cha
 	memcpy(dev, ref, (size_t)(dot - ref));
 	dev[dot - ref] = '\0';
 	if ((di = config_find_device(cfg, dev)) < 0) {
-		snprintf(err, errlen, "'%s': the config has no device '%s'", ref, dev);
+		snprintf(err, errlen, "the config has no device '%s'", dev);
 		return -1;
 	}
 	if ((pi = config_find_point(&cfg->devices[di], dot + 1)) < 0) {
-		snprintf(err, errlen, "'%s': device %s has no point '%s'", ref, dev, dot + 1);
+		snprintf(err, errlen, "device %s has no point '%s'", dev, dot + 1);
 		return -1;
 	}
 	c->device = di;
@@ -181,8 +192,119 @@ static int resolve(const struct config *cfg, const char *ref, struct col *c, cha
 	return 0;
 }
 
-static int flush(const struct replay_opts *o, struct replay_stats *st, struct alert_out *out,
-		 struct jbuf *jb)
+/*
+ * " (did you mean ...?)" for word, which should have named a device.point of cfg, or ""
+ * when nothing is near. For a column whose name has no dot (col), what to type instead:
+ * --map COL=device.point, for a point of that name or one near it; otherwise the
+ * device.point near it.
+ */
+static void suggest_ref(const struct config *cfg, const char *word, const char *col,
+			uint64_t *spent, char *buf, size_t len)
+{
+	struct typo_best full, name;
+	char ref[ID_MAX + POINT_NAME_MAX + 2];
+	const char *dev = NULL, *pt = NULL;
+
+	typo_best_init(&full, word, spent, SUGGEST_BUDGET);
+	typo_best_init(&name, word, spent, SUGGEST_BUDGET);
+	for (size_t d = 0; d < cfg->ndevices; d++)
+		for (size_t p = 0; p < cfg->devices[d].npoints; p++) {
+			const char *pn = cfg->devices[d].points[p].name;
+
+			snprintf(ref, sizeof ref, "%s.%s", cfg->devices[d].id, pn);
+			typo_best_try(&full, ref);
+			if (!col)
+				continue;
+			if (!dev && strcmp(pn, word) == 0) {
+				dev = cfg->devices[d].id;
+				pt = pn;
+			}
+			typo_best_try(&name, pn);
+		}
+	buf[0] = '\0';
+	if (col && !dev && name.best[0] && name.distance <= full.distance)
+		/* the first device with a point of the name found near */
+		for (size_t d = 0; d < cfg->ndevices && !dev; d++)
+			if (config_find_point(&cfg->devices[d], name.best) >= 0) {
+				dev = cfg->devices[d].id;
+				pt = cfg->devices[d].points[config_find_point(&cfg->devices[d],
+									      name.best)].name;
+			}
+	if (col && dev)
+		snprintf(buf, len, " (did you mean --map %s=%s.%s?)", col, dev, pt);
+	else if (col && full.best[0])
+		snprintf(buf, len, " (did you mean --map %s=%s?)", col, full.best);
+	else if (full.best[0])
+		snprintf(buf, len, " (did you mean '%s'?)", full.best);
+}
+
+/* A column no reading comes from: said on the log with what it lacks and what is near,
+ * and named in the summary's list (st->ignored). */
+static void column_ignored(const struct config *cfg, const struct replay_opts *o,
+			   struct replay_stats *st, const char *file, size_t i, const char *name,
+			   uint64_t *spent)
+{
+	char why[256], dym[2 * TYPO_WORD_MAX + 64];
+	size_t n = strlen(st->ignored);
+	struct col unused;
+
+	st->columns_ignored++;
+	if (strchr(name, '.') && resolve(cfg, name, &unused, why, sizeof why) < 0) {
+		suggest_ref(cfg, name, NULL, spent, dym, sizeof dym);
+	} else {
+		snprintf(why, sizeof why, "it names no device.point");
+		suggest_ref(cfg, name, name, spent, dym, sizeof dym);
+	}
+	if (o->log)
+		fprintf(o->log, "%s: column %zu '%s' ignored: %s%s\n", file, i + 1, name, why, dym);
+	/* the summary names as many as fit, then says there were more */
+	if (n >= 3 && strcmp(st->ignored + n - 3, "...") == 0)
+		return;
+	if (n + strlen(name) + 8 < sizeof st->ignored)
+		snprintf(st->ignored + n, sizeof st->ignored - n, "%s%s", n ? ", " : "", name);
+	else
+		snprintf(st->ignored + n, sizeof st->ignored - n, "%s...", n ? ", " : "");
+}
+
+static void fmt_when(int64_t ts_ms, char *buf, size_t len)
+{
+	time_t s = (time_t)(ts_ms / 1000);
+	struct tm tm;
+
+	localtime_r(&s, &tm);
+	strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+/*
+ * A write a rule asked for (on_fire, on_resolve), for --explain: sluiced would have
+ * sent it to the device; a replay only says so. Its transition is the latest of its
+ * check in the same output (the engine appends a check's actions after its transition).
+ */
+static void explain_write(FILE *f, const struct config *cfg, const struct alert_out *out,
+			  const struct alert_action *a)
+{
+	const struct alert_transition *t = NULL;
+	const struct device_cfg *d = &cfg->devices[a->device];
+	char when[40] = "", why[48] = "";
+
+	for (size_t i = out->nt; i-- > 0 && !t;)
+		if (!strcmp(out->t[i].rule, a->rule) && !strcmp(out->t[i].check, a->check))
+			t = &out->t[i];
+	if (t) {
+		fmt_when(t->ts_ms, when, sizeof when);
+		if (t->state == ALERT_FIRING)
+			snprintf(why, sizeof why, " (on_fire, %s)", severity_name(t->severity)
+									   ? severity_name(t->severity)
+									   : "firing");
+		else
+			snprintf(why, sizeof why, " (on_resolve)");
+	}
+	fprintf(f, "%s%s%s/%s: explain: would write %s.%s = %g%s\n", when, *when ? " " : "",
+		a->rule, a->check, d->id, d->points[a->point].name, a->value, why);
+}
+
+static int flush(const struct config *cfg, const struct replay_opts *o, struct replay_stats *st,
+		 struct alert_out *out, struct jbuf *jb)
 {
 	for (size_t i = 0; i < out->nt; i++) {
 		st->transitions++;
@@ -199,19 +321,21 @@ static int flush(const struct replay_opts *o, struct replay_stats *st, struct al
 		}
 	}
 	for (size_t i = 0; i < out->nn; i++) {
-		st->notes++;
+		FILE *to = out->n[i].explain ? o->explain : o->log;
+		if (!out->n[i].explain)
+			st->notes++;
 		if (o->on_note)
 			o->on_note(o->ctx, &out->n[i]);
-		if (o->log) {
+		if (to) {
 			char when[40];
-			time_t s = (time_t)(out->n[i].ts_ms / 1000);
-			struct tm tm;
-			localtime_r(&s, &tm);
-			strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-			fprintf(o->log, "%s %s/%s: %s\n", when, out->n[i].rule, out->n[i].check,
-				out->n[i].message);
+
+			fmt_when(out->n[i].ts_ms, when, sizeof when);
+			fprintf(to, "%s %s/%s: %s%s\n", when, out->n[i].rule, out->n[i].check,
+				out->n[i].explain ? "explain: " : "", out->n[i].message);
 		}
 	}
+	for (size_t i = 0; i < out->na && o->explain; i++)
+		explain_write(o->explain, cfg, out, &out->a[i]);
 	alert_out_reset(out);
 	return 0;
 }
@@ -231,6 +355,7 @@ int replay_run(const struct config *cfg, const struct replay_opts *o, struct rep
 	unsigned maxbad = o->max_bad_logged ? o->max_bad_logged : 20;
 	int rc = -1, r;
 	char rerr[512];
+	uint64_t spent = 0;
 
 	memset(st, 0, sizeof *st);
 	jb_init(&jb);
@@ -285,7 +410,10 @@ int replay_run(const struct config *cfg, const struct replay_opts *o, struct rep
 			goto done;
 		}
 		if (resolve(cfg, eq + 1, &cols[k], rerr, sizeof rerr) < 0) {
-			snprintf(err, errlen, "--map '%s': %s", o->maps[m], rerr);
+			char dym[2 * TYPO_WORD_MAX + 64];
+
+			suggest_ref(cfg, eq + 1, NULL, &spent, dym, sizeof dym);
+			snprintf(err, errlen, "--map '%s': %s%s", o->maps[m], rerr, dym);
 			goto done;
 		}
 	}
@@ -293,7 +421,7 @@ int replay_run(const struct config *cfg, const struct replay_opts *o, struct rep
 		if (i == tcol)
 			continue;
 		if (cols[i].device < 0) {
-			st->columns_ignored++;
+			column_ignored(cfg, o, st, o->csv, i, c.hdr[i], &spent);
 			continue;
 		}
 		st->columns_used++;
@@ -311,6 +439,7 @@ int replay_run(const struct config *cfg, const struct replay_opts *o, struct rep
 	}
 	if (!(e = alert_new(cfg, err, errlen)))
 		goto done;
+	alert_set_explain(e, o->explain != NULL);
 	while ((r = csv_next(&c, rerr, sizeof rerr)) != 0) {
 		int64_t ts;
 		bool bad = false;
@@ -383,7 +512,7 @@ int replay_run(const struct config *cfg, const struct replay_opts *o, struct rep
 		for (size_t d = 0; d < cfg->ndevices; d++)
 			if (has[d] && alert_feed(e, d, ts, vals[d], cfg->devices[d].npoints, &out) < 0)
 				goto oom;
-		if (alert_tick(e, ts, &out) < 0 || flush(o, st, &out, &jb) < 0)
+		if (alert_tick(e, ts, &out) < 0 || flush(cfg, o, st, &out, &jb) < 0)
 			goto oom;
 	}
 	if (st->bad_rows > maxbad && o->log)

@@ -21,6 +21,7 @@ struct replay_opts {
 	int64_t from_ms, to_ms;    /* rows outside [from, to) are skipped */
 	FILE *out;                 /* JSON lines of transitions; may be NULL */
 	FILE *log;                 /* bad rows, notes; may be NULL */
+	FILE *explain;             /* how checks decided (alert_set_explain); NULL: not asked */
 	unsigned max_bad_logged;   /* bad rows reported one by one (default 20 when 0) */
 	/* called for each transition and note, when not NULL */
 	void (*on_transition)(void *ctx, const struct alert_transition *t);
@@ -32,6 +33,7 @@ struct replay_stats {
 	uint64_t rows, bad_rows, skipped_rows, transitions, firing, notes;
 	int64_t first_ms, last_ms;
 	size_t columns_used, columns_ignored;
+	char ignored[256];  /* the ignored columns' names, ", "-separated ("..." for more) */
 };
 
 /* 0, or -1 with err (a problem with the file, the header or a --map: nothing replayed). */

@@ -3,7 +3,9 @@
  * Serves flow meters, level gauges and inverters (from the same profiles and configs
  * sluiced reads) on loopback or any local address, their values following simulated
  * time (sim_model), so a technician can try a config before going to site and the demo
- * and the integration tests can stand in for a whole site.
+ * and the integration tests can stand in for a whole site. Its command line is read by
+ * sim_args, and the faults it injects on request are decided by sim_faults; this file
+ * builds what is served from them and serves it.
  *
  * Owns its listening sockets, its connections and the trace file. One thread, one
  * epoll loop, non-blocking sockets throughout: a benchmark runs thousands of devices
@@ -12,7 +14,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <netdb.h>
@@ -38,15 +39,12 @@
 #include "log.h"
 #include "mberr.h"
 #include "mbpdu.h"
+#include "sim_args.h"
+#include "sim_faults.h"
 #include "sim_model.h"
 #include "sim_rtu.h"
 #include "sim_sunspec.h"
 
-#ifndef SLUICE_VERSION
-#define SLUICE_VERSION "dev"
-#endif
-
-#define EXIT_USAGE 2
 #define IN_CAP (2 * MBTCP_ADU_MAX) /* a whole frame always fits after compaction */
 #define OUT_HIGH (64 * 1024)       /* stop reading a client that does not read its replies */
 #define TRACE_FLUSH (64 * 1024)
@@ -57,29 +55,14 @@
 
 enum { EV_LISTENER = 1, EV_CONN = 2 };
 
-/* An address range that answers exception 2 (--exception), to pct % of the requests. */
-struct exc_range {
-	enum mb_table table;
-	uint16_t lo, hi;
-	unsigned pct;              /* 100 unless the option gave a share */
-};
-
 struct unit {
 	uint8_t id;
 	int scenario;
 	char *label;               /* the config's device id, or the profile name */
 	bool from_config;
 	struct sim_device *dev;
-	/* faults injected on request: consulted where a reply is built (serve_pdu) */
-	unsigned slow_ms;          /* --slow: hold every reply this long */
-	unsigned bad_crc_pct;      /* --bad-crc: this share of replies with a corrupt CRC */
-	unsigned wrong_unit_pct;   /* --wrong-unit: this share from another unit id */
-	unsigned garbage_pct;      /* --garbage: this share replaced by noise */
-	unsigned short_pct;        /* --short: this share cut before its end */
-	unsigned silent_pct;       /* --silent: this share of requests never answered */
-	struct exc_range *exc;     /* --exception */
-	size_t nexc;
-	uint64_t rng;              /* for the shares: reproducible with --seed */
+	struct sim_faults faults;  /* injected on request: consulted where a reply is built
+				      (serve_pdu) */
 };
 
 /* A Modbus TCP reply held back by --slow; the epoll wait ends when the first is due. */
@@ -91,15 +74,12 @@ struct delayed_reply {
 	uint8_t adu[MBTCP_ADU_MAX];
 };
 
-/* One address served: a tcp bus of the config, or a --listen. */
-/* How an endpoint is served: Modbus TCP, or RTU frames on a tty or over TCP (sim_rtu). */
-enum ep_kind { EP_TCP = 0, EP_RTU_TTY, EP_RTU_TCP };
-
+/* One address served: a bus of the config, or a --listen, --rtu, --rtu-tcp. */
 struct endpoint {
 	char *host, *port;         /* as given; a tty: its path, and port "" */
 	char *label;               /* host:port ([v6]:port) or the tty's path */
 	char *origin;              /* "bus pump-plc" or "--listen", for messages */
-	int kind;                  /* enum ep_kind */
+	int kind;                  /* enum sim_line */
 	struct sim_rtu_line_opts rtu; /* RTU lines: speed, framing, pacing */
 	struct unit *units;
 	size_t nunits;
@@ -150,637 +130,6 @@ struct sim {
 
 static volatile sig_atomic_t stop_signal;
 
-static bool tz_known(const char *z)
-{
-	char path[4096];
-	struct stat st;
-	const char *dir = getenv("TZDIR");
-
-	if (!*z)
-		return false;
-	if (*z == ':')
-		z++;
-	if (strcmp(z, "UTC") == 0 || strcmp(z, "GMT") == 0)
-		return true;
-	if (strchr(z, '<') || strpbrk(z, "0123456789"))
-		return true; /* a POSIX TZ string such as CST-8: glibc parses it */
-	if (strstr(z, ".."))
-		return false;
-	snprintf(path, sizeof path, "%s/%s", z[0] == '/' ? "" : dir ? dir : "/usr/share/zoneinfo", z);
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* --- command line -------------------------------------------------------------------- */
-
-struct dev_arg {
-	unsigned unit;
-	char *profile;
-	int scenario;              /* -1: the default */
-	char *spec;                /* as written, for messages */
-};
-
-struct listen_arg {
-	int kind;                  /* enum ep_kind: --listen, --rtu, --rtu-tcp */
-	char *spec, *host, *port;
-	struct dev_arg *devs;
-	size_t ndevs;
-};
-
-struct scen_arg {
-	char *device;
-	int scenario;
-};
-
-enum fault_kind { FAULT_SLOW, FAULT_EXCEPTION, FAULT_BAD_CRC, FAULT_WRONG_UNIT, FAULT_GARBAGE,
-		  FAULT_SHORT, FAULT_SILENT };
-
-struct fault_arg {
-	int kind;                  /* enum fault_kind */
-	const char *opt;           /* "--slow", ..., for messages */
-	char *spec;                /* as written */
-	char *target;              /* a unit id, or (--config) a device id */
-	unsigned value;            /* milliseconds, or a percentage */
-	struct exc_range range;
-};
-
-struct opts {
-	const char *config;
-	struct listen_arg *listens;
-	size_t nlistens;
-	const char *profile_path;
-	int scenario;
-	struct scen_arg *scens;
-	size_t nscens;
-	double scale;
-	const char *tz;
-	int start_s;               /* --start: seconds after local midnight; -1: now */
-	const char *trace;
-	uint64_t seed;
-	bool have_seed;
-	bool verbose;
-	unsigned baud;             /* --baud, for --rtu and --rtu-tcp lines; 0: 9600 */
-	char parity;               /* --parity; 0: none */
-	bool pace;                 /* --pace */
-	struct fault_arg *faults;
-	size_t nfaults;
-};
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-"usage: sluice-sim --config SITE.yaml [options]\n"
-"       sluice-sim --listen HOST:PORT --device UNIT:PROFILE[:SCENARIO] ... [options]\n"
-"       sluice-sim --rtu TTY | --rtu-tcp HOST:PORT --device UNIT:PROFILE ... [options]\n"
-"\n"
-"Simulates Modbus TCP and RTU devices (flow meters, level gauges, inverters) so a config\n"
-"can be tried before going to site. Values follow simulated time: water demand over the\n"
-"day, totalizers that count it, road-surface water levels, PV output between 06:00 and\n"
-"18:00.\n"
-"Prints 'sluice-sim: ready' once every address is listening; logs go to stderr.\n"
-"Stop it with Ctrl-C (or SIGTERM).\n"
-"\n"
-"What to serve:\n"
-"  -c, --config FILE        every device on every bus of a sluiced config, each bus at its\n"
-"                           own host:port (rtu: its device path; with a pty pair, give\n"
-"                           the sim a copy naming the other end), with the device's\n"
-"                           unit_id and points (profile or inline). Use a copy with\n"
-"                           127.0.0.1 addresses and free ports: a site's real addresses\n"
-"                           are not on your laptop.\n"
-"  -l, --listen HOST:PORT   listen here (127.0.0.1:1502, [::1]:1502); repeatable\n"
-"      --rtu TTY            serve Modbus RTU on a serial device (a USB adapter, or for\n"
-"                           tests one end of a socat pty pair); repeatable. Units not\n"
-"                           served stay silent, as on a real line. With --config, every\n"
-"                           'rtu' bus is served at its device path.\n"
-"      --rtu-tcp HOST:PORT  serve RTU frames over TCP, as a DTU or serial server carries\n"
-"                           them; with --config, every 'rtu_over_tcp' bus at its address\n"
-"      --baud N             the line speed of --rtu/--rtu-tcp lines (default 9600; with\n"
-"                           --config, each bus's own); --parity none|even|odd\n"
-"      --pace               hold each RTU reply for its transfer time at the line speed\n"
-"  -d, --device UNIT:PROFILE[:SCENARIO]\n"
-"                           serve unit id UNIT with the points of PROFILE on the --listen\n"
-"                           (--rtu, --rtu-tcp) before it; repeatable. PROFILE 'sunspec'\n"
-"                           is a built-in three-phase PV inverter (SunSpec models 1,\n"
-"                           103, 120 at 40000).\n"
-"  -p, --profile-path DIR[:DIR]\n"
-"                           where profiles (PROFILE.yaml) are found, after devices/ beside\n"
-"                           the --config file (or ./devices/ with --listen); default\n"
-"                           $SLUICE_PROFILE_PATH, else " SLUICE_DATADIR "/devices\n"
-"\n"
-"How it behaves:\n"
-"  -s, --scenario NAME      for every device (default: steady)\n"
-"  -s, --scenario DEVICE=NAME\n"
-"                           for one device of the --config; repeatable\n"
-"      scenarios: steady  the usual day\n"
-"                 leak    flows read 25 %% high from the start; totals count it\n"
-"                 burst   after 1 simulated hour, flows read 150 %% high\n"
-"                 rain    2 min in, water rises over 15 min to 0.45 m, holds 20 min,\n"
-"                         drains over 30 min; again every 6 simulated hours\n"
-"                 fault   fault/alarm bits set, status words 1, inverter output 0\n"
-"                 dead    never answers (the connection stays open)\n"
-"\n"
-"Faults, to try a poller's error handling; each repeatable. UNIT is a unit id (on every\n"
-"address serving it) or, with --config, a device id:\n"
-"      --slow UNIT:MS       hold each reply of UNIT for MS milliseconds; other units and\n"
-"                           connections are not held up by it\n"
-"      --exception UNIT:TABLE:ADDR[-ADDR][:PERCENT]\n"
-"                           answer exception 0x02 (illegal data address) to any read or\n"
-"                           write of UNIT touching ADDR..ADDR (0-based, as on the wire)\n"
-"                           of TABLE: holding, input, coil or discrete; with PERCENT, to\n"
-"                           that share of them (the others are answered)\n"
-"      --bad-crc UNIT:PERCENT\n"
-"                           send that share of UNIT's replies with a corrupt CRC (RTU\n"
-"                           and RTU over TCP only: Modbus TCP has no CRC)\n"
-"      --wrong-unit UNIT:PERCENT\n"
-"                           send that share of UNIT's replies with another unit id\n"
-"                           (UNIT+1; 1 after 247)\n"
-"      --garbage UNIT:PERCENT\n"
-"                           send random bytes instead of that share of UNIT's replies,\n"
-"                           half to one and a half times the reply's length. Modbus TCP:\n"
-"                           after a valid header with the request's transaction id, a\n"
-"                           PDU of noise, or of the request's function code and noise;\n"
-"                           or a header of noise too. RTU: noise on the line, half the\n"
-"                           time after the right unit id and function code. Never, by\n"
-"                           chance, a reply that checks out.\n"
-"      --short UNIT:PERCENT\n"
-"                           cut that share of UNIT's replies short. Modbus TCP: a header\n"
-"                           whose length promises more than is sent, or an honest length\n"
-"                           around a PDU too short for its byte count. RTU: the frame\n"
-"                           stops before its end (before or inside the CRC).\n"
-"      --silent UNIT:PERCENT\n"
-"                           never answer that share of UNIT's requests: each is read and\n"
-"                           dropped, and a write among them is not done (100: a unit\n"
-"                           that is there but never answers, like the 'dead' scenario)\n"
-"                           Which requests a share hits, and the noise, follow --seed.\n"
-"  -t, --time-scale X       simulated time runs X times faster than real time (the demo\n"
-"                           uses 144: a day in 10 minutes); default 1\n"
-"      --start HH:MM        simulated time starts today at this local time (06:00 to\n"
-"                           watch the sun rise on the inverters); default now\n"
-"      --tz ZONE            local time of the daily patterns (Asia/Shanghai); default the\n"
-"                           config's gateway.timezone, else $TZ, else UTC\n"
-"      --seed N             reproducible noise, and which replies a fault share hits\n"
-"                           (and the bytes of --garbage and --short)\n"
-"      --trace FILE         append one JSON line per answered read:\n"
-"                           {\"t\":MS,\"listen\":\"127.0.0.1:1502\",\"unit\":1,\"values\":{...}}\n"
-"                           with the values of the points the request covered, decoded\n"
-"                           from the registers served (\"device\" too, with --config;\n"
-"                           \"fault\": garbage, short, bad-crc or wrong-unit when one hit\n"
-"                           the reply: a master must not take those values)\n"
-"  -v, --verbose            log every connection and request\n"
-"  -h, --help               this text\n"
-"  -V, --version\n"
-"\n"
-"Points get a behaviour from their unit and name: flow (m3/h, L/s, L/min) a daily demand\n"
-"curve (lowest near 03:00, peaks near 07:30 and 19:30); volume (m3, L) named like a\n"
-"totalizer counts that flow; level (m, cm, mm) a road-surface gauge, dry unless it rains\n"
-"(names like 'air' or 'distance': the gauge's air gap, 3 m when dry); power (W, kW) 30 kW\n"
-"rated x a clear-sky curve (or the pv rule's rated_power); energy (Wh, kWh) counts it;\n"
-"pressure (MPa, kPa, bar) ~0.30 MPa; velocity (m/s) the flow in a DN200 pipe; bools\n"
-"named running/run/on are true, fault/alarm/trip false; integer status/alarm words 0;\n"
-"strings the device's name; anything else a constant from its name. Writes (function\n"
-"codes 5, 6, 15, 16) stick: a written point keeps its value. An unknown unit id gets\n"
-"exception 0x0B (gateway target failed to respond); addresses outside a device's points\n"
-"get exception 0x02.\n"
-"\n"
-"Examples:\n"
-"  sluice-sim -l 127.0.0.1:1502 -d 1:flowmeter-generic -d 2:level-radar:rain -p config/devices\n"
-"  sluice-sim --config /tmp/site-test.yaml --time-scale 144 --scenario dma3-inlet=leak\n"
-"  sluice-sim --rtu-tcp 127.0.0.1:1503 -d 1:flowmeter-generic --bad-crc 1:20 --slow 1:800\n"
-"  sluice-sim --config /tmp/site-test.yaml --garbage dma3-inlet:30 --silent 2:100\n"
-"\n"
-"Exit status: 0 after Ctrl-C/SIGTERM, 1 when an address cannot be listened on, 2 for\n"
-"bad arguments, a config or a profile that does not load.\n");
-}
-
-static int usage_error(const char *fmt, ...) PRINTF(1, 2);
-static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-	fputs("sluice-sim: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs("\n(sluice-sim --help explains the options)\n", stderr);
-	return EXIT_USAGE;
-}
-
-static const char *scenario_list(void)
-{
-	return "steady, leak, burst, rain, fault, dead";
-}
-
-/* HOST:PORT, [V6]:PORT. Writes malloc'd host and port. */
-static int parse_hostport(const char *s, char **host, char **port)
-{
-	const char *colon;
-	size_t hl;
-
-	*host = *port = NULL;
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		if (!rb || rb[1] != ':')
-			return -1;
-		hl = (size_t)(rb - s - 1);
-		s++;
-		colon = rb + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || memchr(s, ':', (size_t)(colon - s)))
-			return -1; /* no port, or a bare IPv6 address */
-		hl = (size_t)(colon - s);
-	}
-	char *end;
-	unsigned long p = strtoul(colon + 1, &end, 10);
-	if (hl == 0 || colon[1] == '\0' || *end || p > 65535)
-		return -1;
-	*host = strndup(s, hl);
-	*port = strdup(colon + 1);
-	if (!*host || !*port) {
-		free(*host);
-		free(*port);
-		*host = *port = NULL;
-		return -1;
-	}
-	return 0;
-}
-
-static char *fmt_hostport(const char *host, const char *port)
-{
-	char buf[320];
-	snprintf(buf, sizeof buf, strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
-	return strdup(buf);
-}
-
-static int parse_device(const char *s, struct dev_arg *d)
-{
-	char *end;
-	const char *c1 = strchr(s, ':');
-
-	memset(d, 0, sizeof *d);
-	d->scenario = -1;
-	if (!c1 || c1 == s)
-		return usage_error("--device %s: write UNIT:PROFILE[:SCENARIO], e.g. 1:flowmeter-generic", s);
-	errno = 0;
-	unsigned long u = strtoul(s, &end, 10);
-	if (end != c1 || errno || u > 255)
-		return usage_error("--device %s: the unit id must be a number 0..255", s);
-	const char *prof = c1 + 1;
-	const char *c2 = strchr(prof, ':');
-	size_t pl = c2 ? (size_t)(c2 - prof) : strlen(prof);
-	if (pl == 0)
-		return usage_error("--device %s: no profile name after the unit id", s);
-	if (c2) {
-		d->scenario = sim_scenario_from_name(c2 + 1);
-		if (d->scenario < 0)
-			return usage_error("--device %s: unknown scenario '%s' (known: %s)", s,
-					   c2 + 1, scenario_list());
-	}
-	d->unit = (unsigned)u;
-	d->profile = strndup(prof, pl);
-	d->spec = strdup(s);
-	if (!d->profile || !d->spec)
-		return usage_error("out of memory");
-	return 0;
-}
-
-static int parse_table(const char *s, size_t len, enum mb_table *t)
-{
-	static const struct { const char *name; enum mb_table t; } tabs[] = {
-		{ "holding", MB_HOLDING }, { "input", MB_INPUT },
-		{ "coil", MB_COIL }, { "discrete", MB_DISCRETE },
-	};
-	for (size_t i = 0; i < sizeof tabs / sizeof tabs[0]; i++)
-		if (strlen(tabs[i].name) == len && strncmp(s, tabs[i].name, len) == 0) {
-			*t = tabs[i].t;
-			return 0;
-		}
-	return -1;
-}
-
-/* A number lo..hi ending at *end_at (or the string's end). */
-static int parse_uint(const char *s, const char *end_at, unsigned long lo, unsigned long hi,
-		      unsigned long *out)
-{
-	char *end;
-	if (*s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	*out = strtoul(s, &end, 10);
-	if (errno || end == s || (end_at ? end != end_at : *end != '\0') || *out < lo || *out > hi)
-		return -1;
-	return 0;
-}
-
-/* --slow UNIT:MS, --exception UNIT:TABLE:ADDR[-ADDR][:PERCENT], and UNIT:PERCENT for
- * --bad-crc, --wrong-unit, --garbage, --short, --silent */
-static int parse_fault(int kind, const char *opt, const char *s, struct fault_arg *f)
-{
-	const char *c1 = strchr(s, ':');
-	unsigned long v, lo, hi, pct = 100;
-
-	memset(f, 0, sizeof *f);
-	f->kind = kind;
-	f->opt = opt;
-	if (kind == FAULT_EXCEPTION) {
-		const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-		const char *c3 = c2 ? strchr(c2 + 1, ':') : NULL;
-		const char *dash = c2 ? strchr(c2 + 1, '-') : NULL;
-		if (dash && c3 && dash > c3)
-			dash = NULL; /* a '-' in the share is a bad share, said below */
-		if (!c1 || c1 == s || !c2)
-			return usage_error("%s %s: write UNIT:TABLE:ADDR[-ADDR][:PERCENT], e.g. "
-					   "1:holding:10-11 or 1:holding:10-11:40", opt, s);
-		if (parse_table(c1 + 1, (size_t)(c2 - c1 - 1), &f->range.table) < 0)
-			return usage_error("%s %s: the table is holding, input, coil or discrete",
-					   opt, s);
-		if (parse_uint(c2 + 1, dash ? dash : c3, 0, 65535, &lo) < 0 ||
-		    (dash && parse_uint(dash + 1, c3, lo, 65535, &hi) < 0))
-			return usage_error("%s %s: the addresses are 0..65535 (0-based, as on the "
-					   "wire), the first not above the last", opt, s);
-		if (c3 && parse_uint(c3 + 1, NULL, 0, 100, &pct) < 0)
-			return usage_error("%s %s: after the addresses, a percentage 0..100", opt, s);
-		f->range.lo = (uint16_t)lo;
-		f->range.hi = (uint16_t)(dash ? hi : lo);
-		f->range.pct = (unsigned)pct;
-	} else {
-		bool ms = kind == FAULT_SLOW;
-		if (!c1 || c1 == s)
-			return usage_error("%s %s: write UNIT:%s", opt, s,
-					   ms ? "MS, e.g. 1:800" : "PERCENT, e.g. 1:50");
-		if (parse_uint(c1 + 1, NULL, ms ? 1 : 0, ms ? 600000 : 100, &v) < 0)
-			return usage_error("%s %s: %s", opt, s, ms ? "a delay of 1..600000 ms"
-						   : "a percentage 0..100");
-		f->value = (unsigned)v;
-	}
-	if (!(f->target = strndup(s, (size_t)(c1 - s))) || !(f->spec = strdup(s)))
-		return usage_error("out of memory");
-	return 0;
-}
-
-static void opts_free(struct opts *o)
-{
-	for (size_t i = 0; i < o->nfaults; i++) {
-		free(o->faults[i].target);
-		free(o->faults[i].spec);
-	}
-	free(o->faults);
-	for (size_t i = 0; i < o->nlistens; i++) {
-		struct listen_arg *l = &o->listens[i];
-		for (size_t k = 0; k < l->ndevs; k++) {
-			free(l->devs[k].profile);
-			free(l->devs[k].spec);
-		}
-		free(l->devs);
-		free(l->spec);
-		free(l->host);
-		free(l->port);
-	}
-	free(o->listens);
-	for (size_t i = 0; i < o->nscens; i++)
-		free(o->scens[i].device);
-	free(o->scens);
-}
-
-/* Returns -1 to go on, or an exit status. */
-static int parse_args(int argc, char **argv, struct opts *o)
-{
-	enum { OPT_TZ = 256, OPT_SEED, OPT_TRACE, OPT_START, OPT_RTU, OPT_RTU_TCP, OPT_BAUD,
-	       OPT_PARITY, OPT_PACE, OPT_SLOW, OPT_EXCEPTION, OPT_BAD_CRC, OPT_WRONG_UNIT,
-	       OPT_GARBAGE, OPT_SHORT, OPT_SILENT };
-	/* the fault options, in the order of enum fault_kind */
-	static const struct { int opt; const char *name; } fault_opts[] = {
-		{ OPT_SLOW, "--slow" }, { OPT_EXCEPTION, "--exception" },
-		{ OPT_BAD_CRC, "--bad-crc" }, { OPT_WRONG_UNIT, "--wrong-unit" },
-		{ OPT_GARBAGE, "--garbage" }, { OPT_SHORT, "--short" },
-		{ OPT_SILENT, "--silent" },
-	};
-	_Static_assert(sizeof fault_opts / sizeof fault_opts[0] == FAULT_SILENT + 1,
-		       "one fault option per enum fault_kind");
-	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "listen", required_argument, NULL, 'l' },
-		{ "device", required_argument, NULL, 'd' },
-		{ "profile-path", required_argument, NULL, 'p' },
-		{ "scenario", required_argument, NULL, 's' },
-		{ "time-scale", required_argument, NULL, 't' },
-		{ "tz", required_argument, NULL, OPT_TZ },
-		{ "seed", required_argument, NULL, OPT_SEED },
-		{ "trace", required_argument, NULL, OPT_TRACE },
-		{ "start", required_argument, NULL, OPT_START },
-		{ "rtu", required_argument, NULL, OPT_RTU },
-		{ "rtu-tcp", required_argument, NULL, OPT_RTU_TCP },
-		{ "baud", required_argument, NULL, OPT_BAUD },
-		{ "parity", required_argument, NULL, OPT_PARITY },
-		{ "pace", no_argument, NULL, OPT_PACE },
-		{ "slow", required_argument, NULL, OPT_SLOW },
-		{ "exception", required_argument, NULL, OPT_EXCEPTION },
-		{ "bad-crc", required_argument, NULL, OPT_BAD_CRC },
-		{ "wrong-unit", required_argument, NULL, OPT_WRONG_UNIT },
-		{ "garbage", required_argument, NULL, OPT_GARBAGE },
-		{ "short", required_argument, NULL, OPT_SHORT },
-		{ "silent", required_argument, NULL, OPT_SILENT },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int c;
-	char *end;
-
-	memset(o, 0, sizeof *o);
-	o->scale = 1.0;
-	o->start_s = -1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:c:l:d:p:s:t:vhV", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			o->config = optarg;
-			break;
-		case OPT_RTU: {
-			struct listen_arg *nl = realloc(o->listens, (o->nlistens + 1) * sizeof *nl);
-			if (!nl)
-				return usage_error("out of memory");
-			o->listens = nl;
-			struct listen_arg *l = &nl[o->nlistens];
-			memset(l, 0, sizeof *l);
-			l->kind = EP_RTU_TTY;
-			o->nlistens++;
-			if (!(l->spec = strdup(optarg)) || !(l->host = strdup(optarg)) ||
-			    !(l->port = strdup("")))
-				return usage_error("out of memory");
-			break;
-		}
-		case OPT_BAUD:
-			errno = 0;
-			o->baud = (unsigned)strtoul(optarg, &end, 10);
-			if (end == optarg || *end || errno || o->baud < 300 || o->baud > 921600)
-				return usage_error("--baud %s: a line speed such as 9600", optarg);
-			break;
-		case OPT_PARITY:
-			if (strcmp(optarg, "none") == 0)
-				o->parity = 'N';
-			else if (strcmp(optarg, "even") == 0)
-				o->parity = 'E';
-			else if (strcmp(optarg, "odd") == 0)
-				o->parity = 'O';
-			else
-				return usage_error("--parity %s: none, even or odd", optarg);
-			break;
-		case OPT_PACE:
-			o->pace = true;
-			break;
-		case OPT_SLOW:
-		case OPT_EXCEPTION:
-		case OPT_BAD_CRC:
-		case OPT_WRONG_UNIT:
-		case OPT_GARBAGE:
-		case OPT_SHORT:
-		case OPT_SILENT: {
-			struct fault_arg *nf = realloc(o->faults, (o->nfaults + 1) * sizeof *nf);
-			if (!nf)
-				return usage_error("out of memory");
-			o->faults = nf;
-			int kind = 0;
-			while (fault_opts[kind].opt != c)
-				kind++;
-			int rc = parse_fault(kind, fault_opts[kind].name, optarg, &nf[o->nfaults]);
-			o->nfaults++; /* freed by opts_free, whole or not */
-			if (rc != 0)
-				return rc;
-			break;
-		}
-		case OPT_RTU_TCP:
-		case 'l': {
-			struct listen_arg *nl = realloc(o->listens, (o->nlistens + 1) * sizeof *nl);
-			if (!nl)
-				return usage_error("out of memory");
-			o->listens = nl;
-			struct listen_arg *l = &nl[o->nlistens];
-			memset(l, 0, sizeof *l);
-			l->kind = c == 'l' ? EP_TCP : EP_RTU_TCP;
-			if (parse_hostport(optarg, &l->host, &l->port) < 0)
-				return usage_error("%s %s: write HOST:PORT, e.g. 127.0.0.1:1502%s",
-						   c == 'l' ? "--listen" : "--rtu-tcp", optarg, optarg[0] != '[' && strchr(optarg, ':') !=
-						   strrchr(optarg, ':') ? " (an IPv6 address goes in "
-						   "brackets: [::1]:1502)" : " or [::1]:1502");
-			o->nlistens++;
-			if (!(l->spec = strdup(optarg)))
-				return usage_error("out of memory");
-			break;
-		}
-		case 'd': {
-			if (o->nlistens == 0)
-				return usage_error("--device %s: put a --listen HOST:PORT (or --rtu "
-						   "TTY, --rtu-tcp HOST:PORT) before it (each --device "
-						   "belongs to the one before it)", optarg);
-			struct listen_arg *l = &o->listens[o->nlistens - 1];
-			struct dev_arg *nd = realloc(l->devs, (l->ndevs + 1) * sizeof *nd);
-			if (!nd)
-				return usage_error("out of memory");
-			l->devs = nd;
-			int rc = parse_device(optarg, &nd[l->ndevs]);
-			if (rc != 0) {
-				free(nd[l->ndevs].profile);
-				free(nd[l->ndevs].spec);
-				return rc;
-			}
-			for (size_t k = 0; k < l->ndevs; k++)
-				if (nd[k].unit == nd[l->ndevs].unit) {
-					rc = usage_error("--device %s: unit %u is already served on %s",
-							 optarg, nd[k].unit, l->spec);
-					free(nd[l->ndevs].profile);
-					free(nd[l->ndevs].spec);
-					return rc;
-				}
-			l->ndevs++;
-			break;
-		}
-		case 'p':
-			o->profile_path = optarg;
-			break;
-		case 's': {
-			const char *eq = strchr(optarg, '=');
-			int sc = sim_scenario_from_name(eq ? eq + 1 : optarg);
-			if (sc < 0)
-				return usage_error("--scenario %s: unknown scenario (known: %s)", optarg,
-						   scenario_list());
-			if (!eq) {
-				o->scenario = sc;
-				break;
-			}
-			struct scen_arg *ns = realloc(o->scens, (o->nscens + 1) * sizeof *ns);
-			if (!ns)
-				return usage_error("out of memory");
-			o->scens = ns;
-			ns[o->nscens].scenario = sc;
-			if (!(ns[o->nscens].device = strndup(optarg, (size_t)(eq - optarg))))
-				return usage_error("out of memory");
-			o->nscens++;
-			break;
-		}
-		case 't':
-			errno = 0;
-			o->scale = strtod(optarg, &end);
-			if (end == optarg || *end || errno || !(o->scale > 0) || o->scale > 1e6)
-				return usage_error("--time-scale %s: a number above 0 and at most 1000000 "
-						   "(144: a day in 10 minutes)", optarg);
-			break;
-		case OPT_TZ:
-			if (!tz_known(optarg))
-				return usage_error("--tz %s: unknown time zone (an IANA name such as "
-						   "Asia/Shanghai, or UTC)", optarg);
-			o->tz = optarg;
-			break;
-		case OPT_SEED:
-			errno = 0;
-			o->seed = strtoull(optarg, &end, 0);
-			if (end == optarg || *end || errno || optarg[0] == '-')
-				return usage_error("--seed %s: a non-negative whole number", optarg);
-			o->have_seed = true;
-			break;
-		case OPT_TRACE:
-			o->trace = optarg;
-			break;
-		case OPT_START:
-			if (config_parse_time_of_day(optarg, &o->start_s) < 0)
-				return usage_error("--start %s: a local time of day, HH:MM or HH:MM:SS",
-						   optarg);
-			break;
-		case 'v':
-			o->verbose = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'V':
-			printf("sluice-sim %s\n", SLUICE_VERSION);
-			return 0;
-		case ':':
-			return usage_error("%s needs a value", argv[optind - 1]);
-		default:
-			return usage_error("unknown option %s", argv[optind - 1]);
-		}
-	}
-	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (!o->config && o->nlistens == 0)
-		return usage_error("nothing to serve: give --config SITE.yaml, or --listen "
-				   "HOST:PORT (--rtu TTY, --rtu-tcp HOST:PORT) with --device "
-				   "UNIT:PROFILE");
-	if (o->config && o->nlistens)
-		return usage_error("--config and --listen do not mix: serve a config, or "
-				   "devices given on the command line");
-	for (size_t i = 0; i < o->nlistens; i++)
-		if (o->listens[i].ndevs == 0)
-			return usage_error("%s %s has no --device after it",
-					   o->listens[i].kind == EP_TCP ? "--listen"
-					   : o->listens[i].kind == EP_RTU_TTY ? "--rtu" : "--rtu-tcp",
-					   o->listens[i].spec);
-	if (o->nscens && !o->config)
-		return usage_error("--scenario DEVICE=NAME names a device of a --config; with "
-				   "--listen, write --device UNIT:PROFILE:SCENARIO");
-	return -1;
-}
-
 /* --- time ---------------------------------------------------------------------------- */
 
 /* Simulated time: starts at the real time of start-up (or --start) and runs `scale` times faster,
@@ -805,12 +154,10 @@ static int32_t sim_utc_offset(struct sim *s, int64_t sim_ms)
 
 /* --- building what is served --------------------------------------------------------- */
 
+/* splitmix64's output of z: the noise step of sim_rtu, without keeping the state */
 static uint64_t mix64(uint64_t z)
 {
-	z += 0x9e3779b97f4a7c15ULL;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
+	return sim_rtu_noise_next(&z);
 }
 
 static uint64_t hash_str(const char *p)
@@ -819,6 +166,13 @@ static uint64_t hash_str(const char *p)
 	for (; *p; p++)
 		h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
 	return h;
+}
+
+static char *fmt_hostport(const char *host, const char *port)
+{
+	char buf[320];
+	snprintf(buf, sizeof buf, strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+	return strdup(buf);
 }
 
 static struct endpoint *endpoint_get(struct sim *s, const char *host, const char *port,
@@ -854,7 +208,7 @@ static int endpoint_set_kind(struct endpoint *ep, int kind, unsigned baud, char 
 	ep->rtu = (struct sim_rtu_line_opts){ .baud = baud, .parity = parity,
 					      .data_bits = data_bits, .stop_bits = stop_bits,
 					      .pace = pace };
-	if (kind == EP_RTU_TTY && strcmp(ep->label, ep->host) != 0) {
+	if (kind == SIM_LINE_RTU_TTY && strcmp(ep->label, ep->host) != 0) {
 		char *l = strdup(ep->host);
 		if (!l)
 			return 0; /* the label stays "path:"; only cosmetic */
@@ -925,35 +279,34 @@ static void prof_cache_free(struct prof_cache *pc, size_t n)
 	free(pc);
 }
 
-static int build_from_listen(struct sim *s, const struct opts *o, int64_t start)
+static int build_from_listen(struct sim *s, const struct sim_args *o, int64_t start)
 {
 	struct config_opts copts = { .profile_path = o->profile_path };
 	struct prof_cache *pc = NULL;
 	size_t npc = 0;
-	int rc = EXIT_USAGE;
+	int rc = SIM_EXIT_USAGE;
 	char err[256];
 
-	for (size_t i = 0; i < o->nlistens; i++) {
-		const struct listen_arg *la = &o->listens[i];
-		const char *origin = la->kind == EP_TCP ? "--listen"
-				     : la->kind == EP_RTU_TTY ? "--rtu" : "--rtu-tcp";
+	for (size_t i = 0; i < o->nlines; i++) {
+		const struct sim_args_line *la = &o->lines[i];
+		const char *origin = sim_args_line_option(la->kind);
 		struct endpoint *ep = endpoint_get(s, la->host, la->port, origin);
 		if (!ep)
 			goto oom;
 		if (endpoint_set_kind(ep, la->kind, o->baud, o->parity, 8, 1, o->pace) < 0) {
-			rc = usage_error("%s %s: the address is also given as another kind of "
-					 "line", origin, la->spec);
+			rc = sim_args_error("%s %s: the address is also given as another kind "
+					    "of line", origin, la->spec);
 			goto out;
 		}
 		for (size_t k = 0; k < la->ndevs; k++) {
-			const struct dev_arg *da = &la->devs[k];
+			const struct sim_args_device *da = &la->devs[k];
 			int sc = da->scenario >= 0 ? da->scenario : o->scenario;
 			uint64_t seed = unit_seed(o->seed, ep, da->unit);
 			struct sim_device *dev;
 
 			if (endpoint_unit(ep, da->unit)) {
-				rc = usage_error("--device %s: unit %u is already served on %s",
-						 da->spec, da->unit, ep->label);
+				rc = sim_args_error("--device %s: unit %u is already served on %s",
+						    da->spec, da->unit, ep->label);
 				goto out;
 			}
 			if (strcmp(da->profile, "sunspec") == 0) {
@@ -1022,7 +375,7 @@ static double rated_for(const struct config *cfg, size_t dev)
 	return 0;
 }
 
-static int build_from_config(struct sim *s, const struct opts *o, const struct config *cfg,
+static int build_from_config(struct sim *s, const struct sim_args *o, const struct config *cfg,
 			     int64_t start)
 {
 	char err[256], port[8];
@@ -1038,22 +391,23 @@ static int build_from_config(struct sim *s, const struct opts *o, const struct c
 		long d = config_find_device(cfg, o->scens[i].device);
 		if (d < 0) {
 			free(scen);
-			return usage_error("--scenario %s=%s: %s has no device '%s'",
-					   o->scens[i].device, sim_scenario_name(o->scens[i].scenario),
-					   o->config, o->scens[i].device);
+			return sim_args_error("--scenario %s=%s: %s has no device '%s'",
+					      o->scens[i].device,
+					      sim_scenario_name(o->scens[i].scenario), o->config,
+					      o->scens[i].device);
 		}
 		scen[d] = o->scens[i].scenario;
 	}
 	for (size_t b = 0; b < cfg->nbuses; b++) {
 		const struct bus_cfg *bus = &cfg->buses[b];
-		int kind = bus->kind == BUS_RTU ? EP_RTU_TTY
-			   : bus->kind == BUS_RTU_OVER_TCP ? EP_RTU_TCP : EP_TCP;
+		int kind = bus->kind == BUS_RTU ? SIM_LINE_RTU_TTY
+			   : bus->kind == BUS_RTU_OVER_TCP ? SIM_LINE_RTU_TCP : SIM_LINE_TCP;
 		char origin[ID_MAX + 8];
 		snprintf(origin, sizeof origin, "bus %s", bus->id);
 		snprintf(port, sizeof port, "%u", bus->port);
-		if (kind == EP_RTU_TTY)
+		if (kind == SIM_LINE_RTU_TTY)
 			port[0] = '\0';
-		struct endpoint *ep = endpoint_get(s, kind == EP_RTU_TTY ? bus->device : bus->host,
+		struct endpoint *ep = endpoint_get(s, kind == SIM_LINE_RTU_TTY ? bus->device : bus->host,
 						   port, origin);
 		if (!ep)
 			goto oom;
@@ -1063,7 +417,7 @@ static int build_from_config(struct sim *s, const struct opts *o, const struct c
 			free(scen);
 			fprintf(stderr, "sluice-sim: bus %s: %s is also served as another kind of "
 				"line\n", bus->id, ep->label);
-			return EXIT_USAGE;
+			return SIM_EXIT_USAGE;
 		}
 		for (size_t i = 0; i < cfg->ndevices; i++) {
 			const struct device_cfg *d = &cfg->devices[i];
@@ -1077,7 +431,7 @@ static int build_from_config(struct sim *s, const struct opts *o, const struct c
 					"already device %s\n", d->loc.file ? d->loc.file : o->config,
 					d->loc.line, d->loc.col, d->id, d->unit_id, ep->label,
 					other->label);
-				return EXIT_USAGE;
+				return SIM_EXIT_USAGE;
 			}
 			uint64_t seed = unit_seed(o->seed, ep, d->unit_id);
 			double rated = rated_for(cfg, i);
@@ -1090,7 +444,7 @@ static int build_from_config(struct sim *s, const struct opts *o, const struct c
 			if (!dev) {
 				free(scen);
 				fprintf(stderr, "sluice-sim: device %s: %s\n", d->id, err);
-				return EXIT_USAGE;
+				return SIM_EXIT_USAGE;
 			}
 			if (rated > 0)
 				sim_device_set_rated(dev, rated);
@@ -1103,7 +457,7 @@ static int build_from_config(struct sim *s, const struct opts *o, const struct c
 		if (s->eps[i].nunits)
 			return 0;
 	fprintf(stderr, "sluice-sim: %s: no device on any bus, nothing to serve\n", o->config);
-	return EXIT_USAGE;
+	return SIM_EXIT_USAGE;
 oom:
 	free(scen);
 	fprintf(stderr, "sluice-sim: out of memory\n");
@@ -1112,12 +466,11 @@ oom:
 
 /* Give the units their faults. A target names a device of the --config or a unit id
  * (every address serving it). 0, or an exit status. */
-static int apply_faults(struct sim *s, const struct opts *o)
+static int apply_faults(struct sim *s, const struct sim_args *o)
 {
 	for (size_t i = 0; i < o->nfaults; i++) {
-		const struct fault_arg *f = &o->faults[i];
+		const struct sim_args_fault *f = &o->faults[i];
 		size_t matched = 0, applied = 0;
-		unsigned long id = 256;
 		bool by_device = false;
 
 		if (o->config)
@@ -1126,72 +479,82 @@ static int apply_faults(struct sim *s, const struct opts *o)
 					if (s->eps[e].units[k].from_config &&
 					    strcmp(s->eps[e].units[k].label, f->target) == 0)
 						by_device = true;
-		if (!by_device && parse_uint(f->target, NULL, 0, 255, &id) < 0) {
+		if (!by_device && f->unit < 0) {
 			if (o->config)
-				return usage_error("%s %s: %s has no device '%s' (and it is not a "
-						   "unit id 0..255)", f->opt, f->spec, o->config,
-						   f->target);
-			return usage_error("%s %s: the unit id must be a number 0..255", f->opt,
-					   f->spec);
+				return sim_args_error("%s %s: %s has no device '%s' (and it is not a "
+						      "unit id 0..255)", f->opt, f->spec, o->config,
+						      f->target);
+			return sim_args_error("%s %s: the unit id must be a number 0..255", f->opt,
+					      f->spec);
 		}
 		for (size_t e = 0; e < s->neps; e++) {
 			struct endpoint *ep = &s->eps[e];
 			for (size_t k = 0; k < ep->nunits; k++) {
 				struct unit *u = &ep->units[k];
 				if (by_device ? !(u->from_config && strcmp(u->label, f->target) == 0)
-					      : u->id != id)
+					      : u->id != f->unit)
 					continue;
 				matched++;
 				/* not from the address: a test on a free port is reproducible too */
-				u->rng = mix64(o->seed ^ hash_str(u->label) ^ mix64(u->id ^ 0xfa0175ULL));
-				switch (f->kind) {
-				case FAULT_SLOW:
-					u->slow_ms = f->value;
-					break;
-				case FAULT_BAD_CRC:
-					if (ep->kind == EP_TCP)
-						continue;
-					u->bad_crc_pct = f->value;
-					break;
-				case FAULT_WRONG_UNIT:
-					u->wrong_unit_pct = f->value;
-					break;
-				case FAULT_GARBAGE:
-					u->garbage_pct = f->value;
-					break;
-				case FAULT_SHORT:
-					u->short_pct = f->value;
-					break;
-				case FAULT_SILENT:
-					u->silent_pct = f->value;
-					break;
-				case FAULT_EXCEPTION: {
-					struct exc_range *ne = realloc(u->exc, (u->nexc + 1) * sizeof *ne);
-					if (!ne) {
-						fprintf(stderr, "sluice-sim: out of memory\n");
-						return 1;
-					}
-					u->exc = ne;
-					ne[u->nexc++] = f->range;
-					break;
+				sim_faults_seed(&u->faults, mix64(o->seed ^ hash_str(u->label) ^
+								  mix64(u->id ^ 0xfa0175ULL)));
+				int rc = sim_faults_add(&u->faults, &f->fault, ep->kind != SIM_LINE_TCP);
+				if (rc < 0) {
+					fprintf(stderr, "sluice-sim: out of memory\n");
+					return 1;
 				}
-				}
+				if (rc > 0)
+					continue;
 				applied++;
 				log_info("%s unit %u (%s): fault %s %s", ep->label, u->id, u->label,
 					 f->opt, strchr(f->spec, ':') + 1);
 			}
 		}
 		if (matched == 0)
-			return usage_error("%s %s: no unit %s is served", f->opt, f->spec, f->target);
+			return sim_args_error("%s %s: no unit %s is served", f->opt, f->spec,
+					      f->target);
 		if (applied == 0)
-			return usage_error("%s %s: unit %s is served over Modbus TCP only, which has "
-					   "no CRC (serve it with --rtu or --rtu-tcp)", f->opt, f->spec,
-					   f->target);
+			return sim_args_error("%s %s: unit %s is served over Modbus TCP only, which "
+					      "has no CRC (serve it with --rtu or --rtu-tcp)", f->opt,
+					      f->spec, f->target);
 	}
 	return 0;
 }
 
 /* --- sockets ------------------------------------------------------------------------- */
+
+/* Port 0 asked for any port: once one is bound (port, its digits), the label names it.
+ * Out of memory the label stays as it was: only cosmetic. */
+static void endpoint_bound(struct endpoint *ep, const char *port)
+{
+	if (strcmp(ep->port, "0") != 0)
+		return;
+	char *np = strdup(port);
+	char *nl = np ? fmt_hostport(ep->host, np) : NULL;
+	if (!nl) {
+		free(np);
+		return;
+	}
+	free(ep->port);
+	free(ep->label);
+	ep->port = np;
+	ep->label = nl;
+}
+
+/* What ep serves, for the log: "1 inlet (steady), 5 underpass (rain)". */
+static void endpoint_units(const struct endpoint *ep, char *buf, size_t cap)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < ep->nunits && len + 64 < cap; i++) {
+		int n = snprintf(buf + len, cap - len, "%s%u %s (%s)", i ? ", " : "",
+				 ep->units[i].id, ep->units[i].label,
+				 sim_scenario_name(ep->units[i].scenario));
+		if (n > 0)
+			len += (size_t)n;
+	}
+}
 
 static void fmt_addr(const struct sockaddr *sa, char *buf, size_t len)
 {
@@ -1268,31 +631,11 @@ static int endpoint_listen(struct sim *s, struct endpoint *ep)
 			freeaddrinfo(res);
 			return -1;
 		}
-		/* port 0: the label names the port actually bound */
-		if (strcmp(ep->port, "0") == 0 && bound == 0) {
-			char *colon = strrchr(where, ':');
-			char *np = colon ? strdup(colon + 1) : NULL;
-			char *nl = np ? fmt_hostport(ep->host, np) : NULL;
-			if (nl) {
-				free(ep->port);
-				free(ep->label);
-				ep->port = np;
-				ep->label = nl;
-			} else {
-				free(np);
-			}
-		}
+		if (bound == 0 && strrchr(where, ':'))
+			endpoint_bound(ep, strrchr(where, ':') + 1);
 		bound++;
 		char units[1024];
-		size_t ul = 0;
-		units[0] = '\0';
-		for (size_t i = 0; i < ep->nunits && ul < sizeof units - 64; i++) {
-			int n = snprintf(units + ul, sizeof units - ul, "%s%u %s (%s)",
-					 i ? ", " : "", ep->units[i].id, ep->units[i].label,
-					 sim_scenario_name(ep->units[i].scenario));
-			if (n > 0)
-				ul += (size_t)n;
-		}
+		endpoint_units(ep, units, sizeof units);
 		if (s->neps <= 32)
 			log_info("%s: listening on %s: unit %s", ep->origin, where, units);
 		else
@@ -1503,22 +846,6 @@ static int cb_write_bits(void *ctx, uint16_t start, uint16_t count, const uint8_
 	return sim_device_write_bits(ctx, start, count, in);
 }
 
-static enum mb_table fc_table(uint8_t fc)
-{
-	switch (fc) {
-	case MB_FC_READ_COILS:
-	case MB_FC_WRITE_COIL:
-	case MB_FC_WRITE_COILS:
-		return MB_COIL;
-	case MB_FC_READ_DISCRETE:
-		return MB_DISCRETE;
-	case MB_FC_READ_INPUT:
-		return MB_INPUT;
-	default:
-		return MB_HOLDING;
-	}
-}
-
 /* Decode point i as a gateway would, from what is served. */
 static void point_decode(const struct sim_device *d, size_t i, struct value *v, char *sbuf,
 			 size_t scap)
@@ -1612,7 +939,7 @@ static void log_write(const struct endpoint *ep, const struct unit *u, uint8_t f
 	char line[512], sbuf[POINT_STRING_MAX_REGS * 2 + 1];
 	size_t len = 0, n;
 	const struct point_def *pts = sim_device_points(u->dev, &n);
-	enum mb_table t = fc_table(fc);
+	enum mb_table t = sim_faults_fc_table(fc);
 	struct jbuf vb;
 
 	jb_init(&vb);
@@ -1639,62 +966,20 @@ static void log_write(const struct endpoint *ep, const struct unit *u, uint8_t f
 		 len ? line : " (no point there)");
 }
 
-/* True for pct % of the draws, in an order fixed by --seed. */
-static bool fault_roll(struct unit *u, unsigned pct)
-{
-	if (pct == 0)
-		return false;
-	u->rng += 0x9e3779b97f4a7c15ULL;
-	return mix64(u->rng) % 100 < pct;
-}
-
-/* Does the request touch one of u's --exception ranges (and, for a range with a share,
- * is it one of that share)? */
-static bool fault_exception(struct unit *u, const uint8_t *pdu, size_t plen)
-{
-	uint8_t fc = pdu[0];
-	uint32_t start, count;
-
-	if (u->nexc == 0 || plen < 5 || !((fc >= MB_FC_READ_COILS && fc <= MB_FC_WRITE_REGISTER) ||
-					  fc == MB_FC_WRITE_COILS || fc == MB_FC_WRITE_REGISTERS))
-		return false;
-	start = (uint32_t)(pdu[1] << 8 | pdu[2]);
-	count = fc == MB_FC_WRITE_COIL || fc == MB_FC_WRITE_REGISTER ? 1
-		: (uint32_t)(pdu[3] << 8 | pdu[4]);
-	if (count == 0)
-		return false; /* mbpdu answers a quantity of 0 with exception 3 */
-	for (size_t i = 0; i < u->nexc; i++)
-		if (u->exc[i].table == fc_table(fc) && start <= u->exc[i].hi &&
-		    start + count - 1 >= u->exc[i].lo &&
-		    (u->exc[i].pct >= 100 || fault_roll(u, u->exc[i].pct)))
-			return true;
-	return false;
-}
-
-/* How u's reply goes out: its --slow, --bad-crc, --wrong-unit, --garbage and --short
- * faults. Noise replaces the reply whatever else hits it; a cut one keeps the others. */
+/* How u's reply goes out (sim_faults decides), said in the debug log and counted. */
 static void fault_reply(struct sim *s, const struct endpoint *ep, struct unit *u,
 			struct sim_rtu_fault *f)
 {
-	f->delay_ms = u->slow_ms;
-	if (ep->kind != EP_TCP && fault_roll(u, u->bad_crc_pct)) {
-		f->bad_crc = true;
+	if (!sim_faults_reply(&u->faults, u->id, ep->kind != SIM_LINE_TCP, f))
+		return;
+	s->faulted++;
+	if (f->bad_crc)
 		log_debug("%s unit %u: fault: a corrupt CRC", ep->label, u->id);
-	}
-	if (fault_roll(u, u->wrong_unit_pct)) {
-		f->unit = u->id >= 247 ? (uint8_t)(u->id == 247 ? 1 : u->id - 246) : (uint8_t)(u->id + 1);
+	if (f->unit != u->id)
 		log_debug("%s unit %u: fault: the reply says unit %u", ep->label, u->id, f->unit);
-	}
-	bool garbage = fault_roll(u, u->garbage_pct);
-	bool cut = fault_roll(u, u->short_pct);
-	if (garbage || cut) {
-		f->mangle = garbage ? SIM_RTU_GARBAGE : SIM_RTU_SHORT;
-		f->noise = mix64(u->rng ^ 0x6e6f697365ULL);
+	if (f->mangle != SIM_RTU_INTACT)
 		log_debug("%s unit %u: fault: the reply %s", ep->label, u->id,
-			  garbage ? "replaced by noise" : "cut short");
-	}
-	if (f->delay_ms || f->bad_crc || f->unit != u->id || f->mangle != SIM_RTU_INTACT)
-		s->faulted++;
+			  f->mangle == SIM_RTU_GARBAGE ? "replaced by noise" : "cut short");
 }
 
 /* Answer one request PDU to unit uid of ep: the reply PDU in resp and its length, or 0
@@ -1709,7 +994,7 @@ static size_t serve_pdu(struct sim *s, struct endpoint *ep, const char *peer, ui
 	bool read = fc >= MB_FC_READ_COILS && fc <= MB_FC_READ_INPUT;
 
 	s->requests++;
-	if (!u && ep->kind != EP_TCP) {
+	if (!u && ep->kind != SIM_LINE_TCP) {
 		/* on a serial line nobody answers for a unit that is not there */
 		log_debug("%s: unit %u is not on this line: no reply", ep->label, uid);
 		return 0;
@@ -1725,12 +1010,12 @@ static size_t serve_pdu(struct sim *s, struct endpoint *ep, const char *peer, ui
 		s->dropped++;
 		log_debug("%s: unit %u is dead: no reply", ep->label, uid);
 		return 0;
-	} else if (fault_roll(u, u->silent_pct)) {
+	} else if (sim_faults_silent(&u->faults)) {
 		/* as if the request never arrived: not served, so a write is not done */
 		s->faulted++;
 		log_debug("%s unit %u: function %u: fault: no reply", ep->label, uid, fc);
 		return 0;
-	} else if (fault_exception(u, pdu, plen)) {
+	} else if (sim_faults_exception(&u->faults, pdu, plen)) {
 		log_debug("%s unit %u: function %u at %u: fault: exception 0x02", ep->label,
 			  uid, fc, (unsigned)(pdu[1] << 8 | pdu[2]));
 		resp[0] = (uint8_t)(fc | 0x80);
@@ -1763,7 +1048,7 @@ static size_t serve_pdu(struct sim *s, struct endpoint *ep, const char *peer, ui
 			uint16_t count = fc == MB_FC_WRITE_COIL || fc == MB_FC_WRITE_REGISTER
 						 ? 1 : (uint16_t)(pdu[3] << 8 | pdu[4]);
 			if (read && s->trace_fd >= 0)
-				trace_read(s, ep, u, fc_table(fc), start, count,
+				trace_read(s, ep, u, sim_faults_fc_table(fc), start, count,
 					   f->mangle == SIM_RTU_GARBAGE ? "garbage"
 					   : f->mangle == SIM_RTU_SHORT ? "short"
 					   : f->bad_crc ? "bad-crc"
@@ -1812,93 +1097,6 @@ static void delayed_send(struct sim *s, int64_t now)
 	}
 }
 
-/* Could a master take pdu[0..len) as the reply to the request req[0..reqlen): a reply
- * or an exception, by the parsers sluiced itself uses? Noise must never be. */
-static bool reply_acceptable(const uint8_t *req, size_t reqlen, const uint8_t *pdu, size_t len)
-{
-	uint16_t regs[MB_MAX_READ_REGS];
-	uint8_t bits[MB_MAX_READ_BITS];
-	int rc;
-
-	if (reqlen < 5)
-		return false;
-	if (req[0] >= MB_FC_READ_COILS && req[0] <= MB_FC_READ_INPUT)
-		rc = mbpdu_read_resp(pdu, len, fc_table(req[0]), (uint16_t)(req[3] << 8 | req[4]),
-				     regs, bits);
-	else
-		rc = mbpdu_write_resp(req, reqlen, pdu, len);
-	return rc == 0 || rc > MBE_EXC_BASE;
-}
-
-/*
- * --garbage over Modbus TCP: noise in place of the reply adu[0..alen) to the request
- * (tid, uid, req), written to adu. Three kinds, as broken gateways and line noise behind
- * them produce: (0) a valid header with the request's transaction id and an honest
- * length around a PDU of noise that is not the request's function code or its exception;
- * (1) the same with the request's function code and then noise (a byte count that does
- * not fit, a write that does not echo the request); (2) a header of noise and noise
- * after it. A PDU of noise is half to one and a half times the reply's length; a
- * header that would pass for the reply's, or a PDU that would, is changed until it does
- * not. Returns the noise's length.
- */
-static size_t tcp_garbage(uint8_t *adu, size_t alen, uint16_t tid, uint8_t uid,
-			  const uint8_t *req, size_t reqlen, uint64_t noise)
-{
-	uint64_t x = noise;
-	size_t rlen = alen - MBTCP_HDR;
-	size_t n = (rlen / 2 > 0 ? rlen / 2 : 1) + (size_t)(sim_rtu_noise_next(&x) % (rlen + 1));
-	unsigned kind = (unsigned)(sim_rtu_noise_next(&x) % 3);
-	uint8_t fc = req[0], pdu[MB_PDU_MAX];
-
-	if (n > MB_PDU_MAX)
-		n = MB_PDU_MAX;
-	for (size_t i = 0; i < n; i++)
-		pdu[i] = (uint8_t)sim_rtu_noise_next(&x);
-	if (kind == 2) {
-		uint16_t t;
-		uint8_t u;
-		for (size_t i = 0; i < MBTCP_HDR; i++)
-			adu[i] = (uint8_t)sim_rtu_noise_next(&x);
-		if (mbtcp_header(adu, &t, &u) >= 0 && t == tid && u == uid)
-			adu[2] ^= 0x80; /* a protocol id that is not Modbus */
-		memcpy(adu + MBTCP_HDR, pdu, n);
-		return MBTCP_HDR + n;
-	}
-	if (kind == 0 && (pdu[0] & 0x7F) == fc)
-		pdu[0] ^= 0x40;
-	if (kind == 1)
-		pdu[0] = fc;
-	while (reply_acceptable(req, reqlen, pdu, n)) {
-		if (n >= 2)
-			pdu[1] ^= 0x01; /* the byte count, or the echoed address */
-		else
-			pdu[0] ^= 0x40;
-	}
-	return mbtcp_frame(adu, tid, uid, pdu, n);
-}
-
-/*
- * --short over Modbus TCP: the reply adu[0..alen) cut short. Half the time the header
- * stays as it is and promises more than is sent (0 to all but one of the PDU's bytes
- * follow it: a master waits for the rest); else the length is honest about a PDU cut
- * after 1 to all but one of its bytes, too short for its byte count. Returns the length.
- */
-static size_t tcp_short(uint8_t *adu, size_t alen, uint64_t noise)
-{
-	uint64_t x = noise;
-	size_t rlen = alen - MBTCP_HDR;
-	size_t keep;
-
-	if (rlen < 2)
-		return MBTCP_HDR; /* no reply PDU is this short; still a header of promises */
-	if (sim_rtu_noise_next(&x) % 2)
-		return MBTCP_HDR + (size_t)(sim_rtu_noise_next(&x) % rlen);
-	keep = 1 + (size_t)(sim_rtu_noise_next(&x) % (rlen - 1));
-	adu[4] = (uint8_t)((keep + 1) >> 8);
-	adu[5] = (uint8_t)(keep + 1);
-	return MBTCP_HDR + keep;
-}
-
 static int handle_request(struct sim *s, struct conn *c, uint16_t tid, uint8_t uid,
 			  const uint8_t *pdu, size_t plen)
 {
@@ -1910,9 +1108,9 @@ static int handle_request(struct sim *s, struct conn *c, uint16_t tid, uint8_t u
 		return 0;
 	size_t alen = mbtcp_frame(adu, tid, f.unit, resp, rlen);
 	if (alen && f.mangle == SIM_RTU_GARBAGE)
-		alen = tcp_garbage(adu, alen, tid, uid, pdu, plen, f.noise);
+		alen = sim_faults_tcp_garbage(adu, alen, tid, uid, pdu, plen, f.noise);
 	else if (alen && f.mangle == SIM_RTU_SHORT)
-		alen = tcp_short(adu, alen, f.noise);
+		alen = sim_faults_tcp_short(adu, alen, f.noise);
 	if (alen && f.delay_ms)
 		return delayed_add(s, c, adu, alen, f.delay_ms);
 	return alen ? conn_append(c, adu, alen) : 0;
@@ -1928,11 +1126,10 @@ static size_t rtu_serve(void *ctx, void *line, uint8_t unit, const uint8_t *pdu,
 static int endpoint_serve(struct sim *s, struct endpoint *ep)
 {
 	char err[512], units[1024];
-	size_t ul = 0;
 	unsigned bound = 0;
 	int rc;
 
-	if (ep->kind == EP_TCP)
+	if (ep->kind == SIM_LINE_TCP)
 		return endpoint_listen(s, ep);
 	if (ep->nunits == 0)
 		return 0;
@@ -1940,7 +1137,7 @@ static int endpoint_serve(struct sim *s, struct endpoint *ep)
 		log_errx("out of memory");
 		return -1;
 	}
-	if (ep->kind == EP_RTU_TTY)
+	if (ep->kind == SIM_LINE_RTU_TTY)
 		rc = sim_rtu_add_tty(s->rtu, ep->host, &ep->rtu, ep, err, sizeof err);
 	else
 		rc = sim_rtu_add_tcp(s->rtu, ep->host, ep->port, &ep->rtu, ep, &bound, err,
@@ -1949,31 +1146,14 @@ static int endpoint_serve(struct sim *s, struct endpoint *ep)
 		log_errx("%s: %s", ep->origin, err);
 		return -1;
 	}
-	if (strcmp(ep->port, "0") == 0 && bound != 0) {
-		/* port 0: the label names the port actually bound */
-		char pb[16], *np, *nl;
+	if (bound != 0) {
+		char pb[16];
 		snprintf(pb, sizeof pb, "%u", bound);
-		np = strdup(pb);
-		nl = np ? fmt_hostport(ep->host, np) : NULL;
-		if (nl) {
-			free(ep->port);
-			free(ep->label);
-			ep->port = np;
-			ep->label = nl;
-		} else {
-			free(np);
-		}
+		endpoint_bound(ep, pb);
 	}
-	units[0] = '\0';
-	for (size_t i = 0; i < ep->nunits && ul < sizeof units - 64; i++) {
-		int n = snprintf(units + ul, sizeof units - ul, "%s%u %s (%s)", i ? ", " : "",
-				 ep->units[i].id, ep->units[i].label,
-				 sim_scenario_name(ep->units[i].scenario));
-		if (n > 0)
-			ul += (size_t)n;
-	}
+	endpoint_units(ep, units, sizeof units);
 	log_info("%s: serving RTU %s %s at %u baud%s: unit %s", ep->origin,
-		 ep->kind == EP_RTU_TTY ? "on" : "over TCP on", ep->label,
+		 ep->kind == SIM_LINE_RTU_TTY ? "on" : "over TCP on", ep->label,
 		 ep->rtu.baud ? ep->rtu.baud : 9600, ep->rtu.pace ? ", paced" : "", units);
 	return 0;
 }
@@ -2099,7 +1279,7 @@ static void sim_free(struct sim *s)
 		for (size_t k = 0; k < ep->nunits; k++) {
 			sim_device_free(ep->units[k].dev);
 			free(ep->units[k].label);
-			free(ep->units[k].exc);
+			sim_faults_free(&ep->units[k].faults);
 		}
 		free(ep->units);
 		free(ep->host);
@@ -2170,7 +1350,7 @@ static int run(struct sim *s, const sigset_t *waitmask)
 
 int main(int argc, char **argv)
 {
-	struct opts o;
+	struct sim_args o = { 0 };
 	struct sim s;
 	struct config *cfg = NULL;
 	sigset_t block, waitmask;
@@ -2199,7 +1379,7 @@ int main(int argc, char **argv)
 	sigdelset(&waitmask, SIGTERM);
 	sigdelset(&waitmask, SIGINT);
 
-	if ((rc = parse_args(argc, argv, &o)) >= 0)
+	if ((rc = sim_args_parse(argc, argv, &o)) >= 0)
 		goto out;
 	if (o.verbose)
 		log_set_level(7);
@@ -2217,7 +1397,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "sluice-sim: %s: %zu error%s; nothing served\n", o.config,
 				diag.nerrors, diag.nerrors == 1 ? "" : "s");
 			config_diag_free(&diag);
-			rc = EXIT_USAGE;
+			rc = SIM_EXIT_USAGE;
 			goto out;
 		}
 		config_diag_free(&diag);
@@ -2228,7 +1408,7 @@ int main(int argc, char **argv)
 		zone = cfg->gateway.timezone;
 	if (!zone)
 		zone = getenv("TZ") && *getenv("TZ") ? getenv("TZ") : "UTC";
-	if (!tz_known(zone)) {
+	if (!sim_args_zone_known(zone)) {
 		log_warnx("time zone %s is not known here; the daily patterns use UTC", zone);
 		zone = "UTC";
 	}
@@ -2257,7 +1437,7 @@ int main(int argc, char **argv)
 		s.trace_fd = open(o.trace, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		if (s.trace_fd < 0) {
 			fprintf(stderr, "sluice-sim: --trace %s: %s\n", o.trace, strerror(errno));
-			rc = EXIT_USAGE;
+			rc = SIM_EXIT_USAGE;
 			goto out;
 		}
 		s.trace_path = (char *)o.trace;
@@ -2291,6 +1471,6 @@ int main(int argc, char **argv)
 out:
 	sim_free(&s);
 	config_free(cfg);
-	opts_free(&o);
+	sim_args_free(&o);
 	return rc;
 }

@@ -9,6 +9,7 @@
  *   sluicectl [-c FILE | -D DIR] [--json] [-n N] backlog
  *   sluicectl [-c FILE | -D DIR] [--json] [-n N] tail DEVICE
  *   sluicectl [-c FILE | -D DIR] [--json] retry
+ *   sluicectl [-c FILE | -D DIR] [--json] check
  *
  * Output for people is aligned tables (textwidth: Chinese names take two columns a
  * character); --json prints one JSON object per command, for scripts. The daemon's
@@ -26,9 +27,11 @@
 #include <time.h>
 
 #include "clock.h"
+#include "codec.h"
 #include "config.h"
 #include "jread.h"
 #include "json.h"
+#include "mberr.h"
 #include "payload.h"
 #include "probe.h"
 #include "replay.h"
@@ -46,7 +49,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: sluicectl [-c FILE | -D DIR] [--json] COMMAND\n"
+		"usage: sluicectl [-c FILE | -D DIR] [--json] COMMAND (options before or after it)\n"
 		"\n"
 		"commands:\n"
 		"  status          is sluiced running; uplink, buses, devices, backlog, drops\n"
@@ -55,6 +58,8 @@ static void usage(FILE *f)
 		"                  rows the broker refused, set aside (-n N of them, default 10)\n"
 		"  retry           ask sluiced to send the rows set aside again\n"
 		"  tail DEVICE     the device's most recent readings (-n N, default 10)\n"
+		"  check           read every page of the database: ok, or what is wrong\n"
+		"                  (exit 0 ok, 1 damaged, 3 it could not be checked)\n"
 		"  probe ...       read a device once, now (sluicectl probe --help)\n"
 		"  replay ...      run recorded readings through the alert rules\n"
 		"                  (sluicectl replay --help)\n"
@@ -509,29 +514,96 @@ static void status_json(const struct jval *snap, enum life life, const struct st
 	json_print(&b);
 }
 
-static void show_uplink(const struct jval *up, enum life life, int64_t now)
+/*
+ * The uplink line. While sluiced runs, its state and how long it has held; once it is not
+ * running, the state it was last seen in, with the time it ended there: a "connected
+ * since" of a stopped daemon would keep growing although nothing is connected.
+ */
+static void show_uplink(const struct jval *up, enum life life, int64_t now, int64_t updated)
 {
 	int64_t since = jread_i64(up, "since", 0);
 	const char *err = jread_str(up, "error"), *host = jread_str(up, "host");
-	char when[32], age[32];
+	bool connected = jread_bool(up, "connected", false);
+	char when[32], age[32], end[32];
 
 	fmt_time(since, when, sizeof when);
-	fmt_since(since, now, age, sizeof age);
+	fmt_time(updated, end, sizeof end);
 	printf("uplink    %s:%" PRId64 " ", host ? host : "?", jread_i64(up, "port", 0));
-	if (jread_bool(up, "connected", false))
-		printf("%s since %s (%s)", life == LIFE_RUNNING ? "connected" : "was connected",
-		       when, age);
-	else if (since)
-		printf("disconnected since %s (%s)", when, age);
-	else
-		printf("not connected yet");
-	if (!jread_bool(up, "connected", false) && err)
+	if (life == LIFE_RUNNING) {
+		fmt_since(since, now, age, sizeof age);
+		if (connected)
+			printf("connected since %s (%s)", when, age);
+		else if (since)
+			printf("disconnected since %s (%s)", when, age);
+		else
+			printf("not connected yet");
+	} else {
+		/* stopped: it says when; gone or stale: only when it was last seen */
+		const char *until = life == LIFE_STOPPED ? "until sluiced stopped at"
+							 : "and still when last seen at";
+
+		fmt_since(since, updated, age, sizeof age);
+		if (since && updated >= since)
+			printf("was %s from %s %s %s (%s)", connected ? "connected" : "disconnected",
+			       when, until, end, age);
+		else if (connected)
+			printf("was connected when last seen at %s", end);
+		else
+			printf("had not connected %s %s", life == LIFE_STOPPED ? "when sluiced stopped at"
+									 : "when last seen at", end);
+	}
+	if (!connected && err)
 		printf(": %s", err);
 	printf("\n");
 }
 
+/*
+ * A refused address that may be a manual's 3xxxx/4xxxx number: under the table, for
+ * point (of device in cfg), the hint that names the wire address to try, after header
+ * when *said is still false. No config (-D): nothing to look the point up in.
+ */
+static void point_address_hint(const struct config *cfg, const char *device, const char *point,
+			       const char *header, bool *said)
+{
+	const struct device_cfg *d;
+	const struct point_def *p;
+	char hint[200];
+	long di, pi;
+
+	if (!cfg || (di = config_find_device(cfg, device)) < 0)
+		return;
+	d = &cfg->devices[di];
+	if ((pi = config_find_point(d, point)) < 0)
+		return;
+	p = &d->points[pi];
+	if (!mb_numbered_hint(hint, sizeof hint, MBE_EXC_BASE + 2, (int)p->table, p->address,
+			      MB_HINT_CONFIG))
+		return;
+	if (!*said)
+		printf("%s", header);
+	*said = true;
+	printf("  %s (%s %u): %s\n", p->name, codec_table_name(p->table), p->address, hint);
+}
+
+/* A device whose last error is a refused address: the hints for its 3xxxx/4xxxx points. */
+static void device_address_hints(const struct config *cfg, const char *device, const char *err)
+{
+	char header[200];
+	bool said = false;
+	long di;
+
+	if (!cfg || !err || strcmp(err, mb_strerror(MBE_EXC_BASE + 2)) != 0 ||
+	    (di = config_find_device(cfg, device)) < 0)
+		return;
+	snprintf(header, sizeof header, "\n%s: %s; its points at 3xxxx/4xxxx addresses "
+		 "(sluicectl tail %s shows which failed):\n", device, err, device);
+	for (size_t i = 0; i < cfg->devices[di].npoints; i++)
+		point_address_hint(cfg, device, cfg->devices[di].points[i].name, header, &said);
+}
+
 static int status_people(const struct jval *snap, enum life life, const struct store_stats *s,
-			 const struct latest *dl, long firing, int64_t now)
+			 const struct latest *dl, long firing, int64_t now,
+			 const struct config *cfg)
 {
 	static const char *const bus_heads[] = { "BUS", "KIND", "ADDRESS" };
 	static const char *const dev_heads[] = { "DEVICE", "NAME", "BUS", "STATE", "SINCE",
@@ -570,7 +642,7 @@ static int status_people(const struct jval *snap, enum life life, const struct s
 		break;
 	}
 	if (up)
-		show_uplink(up, life, now);
+		show_uplink(up, life, now, updated);
 	printf("backlog   %" PRIu64 " rows", s->unsent);
 	if (s->unsent) {
 		fmt_time(s->oldest_unsent_ms, t1, sizeof t1);
@@ -629,10 +701,16 @@ static int status_people(const struct jval *snap, enum life life, const struct s
 	}
 	rc |= tbl_print(&t, stdout, 0);
 	tbl_free(&t);
+	for (size_t i = 0; devs && devs->type == J_ARR && i < devs->n; i++) {
+		const char *id = jread_str(devs->items[i], "id");
+		if (id)
+			device_address_hints(cfg, id, jread_str(devs->items[i], "last_error"));
+	}
 	return rc ? 1 : 0;
 }
 
-static int cmd_status(struct store *st, const char *data_dir, int json)
+static int cmd_status(struct store *st, const char *data_dir, int json,
+		      const struct config *cfg)
 {
 	struct store_stats s;
 	struct jval *snap;
@@ -665,7 +743,7 @@ static int cmd_status(struct store *st, const char *data_dir, int json)
 	if (json)
 		status_json(snap, life, &s, &dl, firing, now);
 	else
-		rc = status_people(snap, life, &s, &dl, firing, now);
+		rc = status_people(snap, life, &s, &dl, firing, now, cfg);
 	latest_free(&al);
 	latest_free(&dl);
 	jread_free(snap);
@@ -1061,7 +1139,8 @@ static int snapshot_has_device(struct store *st, const char *id, struct jbuf *kn
 	return found;
 }
 
-static int cmd_tail(struct store *st, const char *device, long n, int json)
+static int cmd_tail(struct store *st, const char *device, long n, int json,
+		    const struct config *cfg)
 {
 	char topic[ID_MAX + 16];
 	struct store_row *rows;
@@ -1195,6 +1274,18 @@ static int cmd_tail(struct store *st, const char *device, long n, int json)
 		rc = tbl_print(&t, stdout, 0) ? 1 : 0;
 		tbl_free(&t);
 	}
+	/* a point refused at a 3xxxx/4xxxx address: what to try, under the table */
+	for (size_t c = 2, said_any = 0; c < ncols; c++) {
+		bool refused = false, said = said_any;
+		for (long i = 0; i < got && !refused; i++) {
+			const char *e = jread_str(jread_get(pls[i], "errors"), cols[c]);
+			refused = e && strcmp(e, mb_strerror(MBE_EXC_BASE + 2)) == 0;
+		}
+		if (refused)
+			point_address_hint(cfg, device, cols[c], "\nillegal data address:\n",
+					   &said);
+		said_any = said;
+	}
 out:
 	free(cols);
 	for (long i = 0; i < got; i++)
@@ -1204,7 +1295,141 @@ out:
 	return rc;
 }
 
+/* ---- check ------------------------------------------------------------------- */
+
+/*
+ * SQLite's quick_check over every page, read-only (store_check_dir): what sluiced runs
+ * at a start after a stop that was not clean, on demand. Exit 0 sound, 1 damaged, 3 it
+ * could not be checked: a script can tell a bad card from a wrong path.
+ */
+static int cmd_check(const char *data_dir, int json)
+{
+	char what[4096];
+	int r = store_check_dir(data_dir, what, sizeof what);
+
+	if (r < 0) {
+		fprintf(stderr, "sluicectl: %s\n", what);
+		return 3;
+	}
+	if (json) {
+		struct jbuf b;
+		bool first = true;
+		char *db = malloc(strlen(data_dir) + sizeof "/sluice.db");
+
+		if (db)
+			sprintf(db, "%s/sluice.db", data_dir);
+		jb_init(&b);
+		jb_cstr(&b, "{");
+		jb_key(&b, "database", &first);
+		jb_str(&b, db ? db : data_dir);
+		jb_key(&b, "ok", &first);
+		jb_bool(&b, r == 0);
+		jb_key(&b, "problems", &first);
+		jb_cstr(&b, "[");
+		for (char *line = what, *nl; r == 1 && line; line = nl) {
+			nl = strchr(line, '\n');
+			if (nl)
+				*nl++ = '\0';
+			if (line != what)
+				jb_cstr(&b, ",");
+			jb_str(&b, line);
+		}
+		jb_cstr(&b, "]}");
+		free(db);
+		if (json_print(&b) != 0)
+			return 3;
+		return r;
+	}
+	if (r == 0) {
+		printf("%s\n", what);
+		return 0;
+	}
+	printf("%s/sluice.db is damaged:\n", data_dir);
+	for (char *line = what, *nl; line; line = nl) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl++ = '\0';
+		printf("  %s\n", line);
+	}
+	return 1;
+}
+
 /* ---- main -------------------------------------------------------------------- */
+
+/*
+ * A command that parses its own options (probe, replay), found after the global options:
+ * run it with -c FILE and --json (--help) given before it passed on as its --config and
+ * --json, so that `sluicectl --json probe ...` means what `sluicectl probe --json ...`
+ * does. -D and -n belong to the database commands and are refused here. Returns the
+ * command's exit status, or -1 when the command is another one.
+ */
+static int sub_command(int argc, char **argv, const struct option *opts)
+{
+	static char *none[] = { "sluicectl", NULL };
+	static const struct option no_opts[] = { { NULL, 0, NULL, 0 } };
+	const char *cfgpath = NULL, *cmd, *db_opt = NULL;
+	char **sub;
+	bool json = false, help = false;
+	int ch, n = 0, rc;
+
+	optind = 0;
+	opterr = 0; /* the full parse after this one reports what is wrong */
+	while ((ch = getopt_long(argc, argv, "+c:D:jn:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			cfgpath = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			help = true;
+			break;
+		case 'D':
+			db_opt = "-D (--data-dir)";
+			break;
+		case 'n':
+			db_opt = "-n";
+			break;
+		default:
+			opterr = 1;
+			return -1;
+		}
+	}
+	opterr = 1;
+	if (optind >= argc)
+		return -1;
+	cmd = argv[optind];
+	if (strcmp(cmd, "probe") != 0 && strcmp(cmd, "replay") != 0)
+		return -1;
+	if (db_opt) {
+		fprintf(stderr, "sluicectl: %s is for status, alerts, backlog and tail, not %s\n",
+			db_opt, cmd);
+		return 2;
+	}
+	if (!(sub = calloc((size_t)argc + 4, sizeof *sub))) {
+		fprintf(stderr, "sluicectl: out of memory\n");
+		return 1;
+	}
+	sub[n++] = argv[optind];
+	if (cfgpath) {
+		sub[n++] = "--config";
+		sub[n++] = (char *)cfgpath;
+	}
+	if (json)
+		sub[n++] = "--json";
+	if (help)
+		sub[n++] = "--help";
+	for (int i = optind + 1; i < argc; i++)
+		sub[n++] = argv[i];
+	/* glibc keeps the "+" (stop at the first non-option) of the parse above until getopt
+	 * is reinitialised with optind 0; a command that starts at optind 1 would inherit it */
+	optind = 0;
+	getopt_long(1, none, "", no_opts, NULL);
+	rc = strcmp(cmd, "probe") == 0 ? probe_main(n, sub) : replay_main(n, sub);
+	free(sub);
+	return rc;
+}
 
 int main(int argc, char **argv)
 {
@@ -1222,12 +1447,11 @@ int main(int argc, char **argv)
 	long n = 10;
 	int json = 0, ch, rc, nargs;
 
-	/* commands with their own options */
-	if (argc > 1 && strcmp(argv[1], "replay") == 0)
-		return replay_main(argc - 1, argv + 1);
-	if (argc > 1 && strcmp(argv[1], "probe") == 0)
-		return probe_main(argc - 1, argv + 1);
+	/* probe and replay parse their own options: hand them the global ones given before */
+	if ((rc = sub_command(argc, argv, opts)) >= 0)
+		return rc;
 
+	optind = 0; /* GNU: reinitialise; options may come before or after the command */
 	while ((ch = getopt_long(argc, argv, "c:D:jn:h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -1265,11 +1489,12 @@ int main(int argc, char **argv)
 	      (strcmp(cmd, "backlog") == 0 && nargs == 0) ||
 	      (strcmp(cmd, "retry") == 0 && nargs == 0) ||
 	      (strcmp(cmd, "alerts") == 0 && nargs == 0) ||
+	      (strcmp(cmd, "check") == 0 && nargs == 0) ||
 	      (strcmp(cmd, "tail") == 0 && nargs == 1))) {
 		if (strcmp(cmd, "tail") == 0)
 			fprintf(stderr, "sluicectl: tail takes one device id\n");
 		else if (strcmp(cmd, "status") && strcmp(cmd, "backlog") && strcmp(cmd, "alerts") &&
-			 strcmp(cmd, "retry"))
+			 strcmp(cmd, "retry") && strcmp(cmd, "check"))
 			fprintf(stderr, "sluicectl: no command '%s'\n", cmd);
 		else
 			fprintf(stderr, "sluicectl: %s takes no arguments\n", cmd);
@@ -1287,10 +1512,15 @@ int main(int argc, char **argv)
 			fprintf(stderr, "sluicectl: cannot use %s (give the data directory with -D)\n",
 				cfgpath);
 			config_diag_free(&diag);
-			return 1;
+			return strcmp(cmd, "check") == 0 ? 3 : 1;
 		}
 		config_diag_free(&diag);
 		datadir = cfg->gateway.data_dir;
+	}
+	if (strcmp(cmd, "check") == 0) {
+		rc = cmd_check(datadir, json);
+		config_free(cfg);
+		return rc;
 	}
 	st = store_open_ro(datadir, err, sizeof err);
 	if (!st) {
@@ -1302,7 +1532,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (strcmp(cmd, "status") == 0)
-		rc = cmd_status(st, datadir, json);
+		rc = cmd_status(st, datadir, json, cfg);
 	else if (strcmp(cmd, "backlog") == 0)
 		rc = cmd_backlog(st, n, json);
 	else if (strcmp(cmd, "retry") == 0)
@@ -1310,7 +1540,7 @@ int main(int argc, char **argv)
 	else if (strcmp(cmd, "alerts") == 0)
 		rc = cmd_alerts(st, n, json);
 	else
-		rc = cmd_tail(st, argv[optind + 1], n, json);
+		rc = cmd_tail(st, argv[optind + 1], n, json, cfg);
 	store_close(st);
 	config_free(cfg);
 	return rc;

@@ -1,8 +1,8 @@
 /*
  * fuzz_rtu: Modbus RTU framing (drivers/rtu.c) on a byte stream as a serial line
- * delivers it: the frame-length rules cut the stream into frames as serpoll does,
- * each frame is unframed (CRC) and its PDU decoded as a read reply. The first byte
- * says whether the stream is read as a master (replies) or a slave (requests).
+ * delivers it: the frame-length rules cut the stream into frames as drivers/rtustream
+ * does, each frame is unframed (CRC) and its PDU decoded as a read reply. The first
+ * byte says whether the stream is read as a master (replies) or a slave (requests).
  */
 #include <string.h>
 

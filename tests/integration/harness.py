@@ -3,7 +3,17 @@
 Starts a mosquitto broker on a free 127.0.0.1 port, sluice-sim, sluiced, and a
 persistent-session subscriber (mosquitto_sub), each by its process id, with bounded
 waits; stops everything it started in `close()` (also on failure), printing the logs
-of whatever was running when a test fails.
+of whatever was running when a test fails. A test is written
+
+    def test_something():
+        with Site("something") as site:
+            ...
+
+    if __name__ == "__main__":
+        harness.main()
+
+and each test gets its own temporary directory and its own free ports, so that test
+files can run side by side (tests/integration/run).
 
 Only 127.0.0.1 and ::1 are ever used.
 """
@@ -23,10 +33,26 @@ BIN = os.environ.get("SLUICE_BIN", os.path.join(TOP, "build"))
 VALGRIND = os.environ.get("SLUICE_VALGRIND", "") == "1"
 
 
+_claims = []
+
+
 def free_port(family=socket.AF_INET, host="127.0.0.1"):
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, and no other test of ours has: a test takes
+    several before it starts what listens on them, and tests run side by side. Each
+    port is claimed, until this process exits, by an abstract unix socket named after
+    it (released by the kernel however the process ends)."""
+    while True:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            claim.bind("\0sluice-it-port-%d" % port)
+        except OSError:
+            claim.close()
+            continue  # given to this test or another one before
+        _claims.append(claim)
+        return port
 
 
 def wait_for(pred, timeout, what, interval=0.05):
@@ -102,7 +128,9 @@ class Proc:
 
 
 class Site:
-    """One test site: a temp dir, a broker, a sim, a daemon, a subscriber."""
+    """One test site: a temp dir, a broker, a sim, a daemon, a subscriber. Used as a
+    context manager, it closes when the block ends, and keeps its directory and
+    prints its logs when the block ends by an exception."""
 
     def __init__(self, name):
         self.name = name
@@ -110,6 +138,15 @@ class Site:
         self.procs = {}
         self.broker_port = None
         self.failed = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.failed = True
+        self.close()
+        return False
 
     # -- broker -----------------------------------------------------------------
 
@@ -126,7 +163,7 @@ class Site:
                 "persistence_location %s\n"
                 "autosave_interval 1\n"
                 # the default 1000 silently drops messages to a subscriber that lags
-                # behind a drain (DESIGN.md, test mechanics)
+                # behind a drain
                 "max_queued_messages 0\n"
                 "max_inflight_messages 100\n"
                 "log_type error\nlog_type warning\nlog_type notice\n" % (self.broker_port, persist)
@@ -190,6 +227,17 @@ class Site:
             f.write(text)
         return path
 
+    def copy_profiles(self, *names):
+        """The shipped device profiles (config/devices/NAME.yaml; all of them when none
+        is named) copied to devices/ in the site's directory, where sluiced and the sim
+        look, beside the config. Returns that directory."""
+        src = os.path.join(TOP, "config", "devices")
+        dst = os.path.join(self.dir, "devices")
+        os.makedirs(dst, exist_ok=True)
+        for fn in [n + ".yaml" for n in names] or os.listdir(src):
+            shutil.copyfile(os.path.join(src, fn), os.path.join(dst, fn))
+        return dst
+
     def start_sim(self, args, name="sim"):
         pr = Proc(name, [os.path.join(BIN, "sluice-sim")] + args,
                   os.path.join(self.dir, name + ".log"), stdout_pipe=True)
@@ -247,7 +295,9 @@ class Site:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 
     def close(self):
-        for name in list(self.procs):
+        # the last started first: it may need what was started before it (a sim needs
+        # the other end of its pty pair to stop promptly, a daemon its broker)
+        for name in reversed(list(self.procs)):
             self.procs.pop(name).stop(signal.SIGTERM, 5)
         if self.failed or os.environ.get("SLUICE_KEEP"):
             sys.stderr.write("kept %s\n" % self.dir)
@@ -258,6 +308,37 @@ class Site:
                     sys.stderr.write("----- %s (tail) -----\n%s\n" % (fn, tail))
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def payloads(site, topic, gateway="it/gw1"):
+    """The payloads received so far on gateway/topic ("telemetry/inlet"), in order."""
+    want = gateway + "/" + topic
+    return [p for t, p in site.messages() if t == want]
+
+
+def telemetry(site, device):
+    """device's telemetry received so far, in order."""
+    return payloads(site, "telemetry/" + device)
+
+
+def trace_records(path):
+    """The lines of a sluice-sim --trace file, parsed; a partial last line (the sim is
+    still writing it) is left out."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
+def load_trace(path):
+    """{(unit, point): [values, in the order served]} from a sluice-sim --trace file."""
+    served = {}
+    for rec in trace_records(path):
+        for k, v in rec["values"].items():
+            served.setdefault((rec["unit"], k), []).append(v)
+    return served
 
 
 def config_yaml(site, gw_id, broker_port, buses, devices, extra="", prefix="it"):
@@ -288,9 +369,14 @@ def config_yaml(site, gw_id, broker_port, buses, devices, extra="", prefix="it")
 
 
 def run_tests(tests):
-    """Run test functions; print a closing 'N passed, N failed' line; exit status."""
+    """Run test functions (those named on the command line, if any); print a closing
+    'N passed, N failed' line; return the exit status."""
     passed = failed = 0
     only = sys.argv[1:]
+    unknown = set(only) - {t.__name__ for t in tests}
+    if unknown:
+        sys.stderr.write("no such test here: %s\n" % ", ".join(sorted(unknown)))
+        return 2
     for t in tests:
         if only and t.__name__ not in only:
             continue
@@ -309,3 +395,13 @@ def run_tests(tests):
         sys.stdout.flush()
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
+
+
+def main():
+    """A test file's runner: its test_* functions, in the order they are written (or
+    those named on the command line); exits with the status of run_tests."""
+    mod = sys.modules["__main__"]
+    tests = [f for name, f in vars(mod).items()
+             if name.startswith("test_") and callable(f) and f.__module__ == "__main__"]
+    tests.sort(key=lambda f: f.__code__.co_firstlineno)
+    sys.exit(run_tests(tests))

@@ -35,8 +35,7 @@ def alerts(site):
 
 
 def test_rain_event():
-    site = Site("alerts")
-    try:
+    with Site("alerts") as site:
         site.start_broker()
         sim_port = free_port()
         buses = "  - id: road\n    tcp: { host: 127.0.0.1, port: %d }\n    timeout: 1s\n" % sim_port
@@ -47,9 +46,7 @@ def test_rain_event():
                    # a second sign that never answers: its write fails
                    "  - id: sign2\n    bus: road\n    unit_id: 10\n    interval: 2s\n    points:\n"
                    "      red_lamp: { table: coil, address: 0, type: bool, writable: true }\n")
-        os.makedirs(os.path.join(site.dir, "devices"), exist_ok=True)
-        with open(os.path.join(harness.TOP, "config", "devices", "level-radar.yaml")) as f:
-            site.write("devices/level-radar.yaml", f.read())
+        site.copy_profiles("level-radar")
         cfg = site.write("sluice.yaml", config_yaml(site, "gw1", site.broker_port, buses, devices,
                                                     extra=RULES))
         site.start_sim(["--config", cfg, "--scenario", "underpass=rain", "--scenario", "sign2=dead",
@@ -99,12 +96,7 @@ def test_rain_event():
         wait_for(lambda: "red_lamp=false" in site.procs["sim"].text(), 20, "the lamp switched off")
         rc = site.stop("sluiced2", signal.SIGTERM, timeout=15)
         assert rc == 0, d.text()
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_rain_event]))
+    harness.main()

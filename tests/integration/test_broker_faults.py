@@ -42,6 +42,7 @@ from fakebroker import FakeBroker, RC_NOT_AUTHORIZED  # noqa: E402
 BIG_NAME = "big-meter " * 12          # 120 bytes: each string point carries it
 BIG_POINTS = 10                       # ~1.3 KB a reading
 MAX_PACKET = 1024
+SUSPECT_STRIKES = 3                   # daemon/suspect.h
 
 
 def site_config(site, port, devices_extra="", uplink_extra="", small=3, big=True,
@@ -109,70 +110,66 @@ def cpu_s(pid):
 # -- defect 1 ---------------------------------------------------------------------------
 
 def test_refused_v5():
-    site = Site("refused5")
     fb = FakeBroker(refuse=lambda topic, payload:
                     RC_NOT_AUTHORIZED if topic.endswith("/telemetry/big") else None).start()
     try:
-        cfg = site_config(site, fb.port, uplink_extra="  protocol: mqtt5\n")
-        site.start_sim(["--config", cfg])
-        dmn = site.start_daemon(cfg)
-        wait_for(lambda: len(fb.published(lambda p: p["topic"].endswith("/telemetry/big"))) >= 5,
-                 30, "five readings of big offered")
-        t0 = time.monotonic()
-        time.sleep(10)
-        small = fb.published(lambda p: "/telemetry/fm" in p["topic"] and p["t"] > t0)
-        big = fb.published(lambda p: p["topic"].endswith("/telemetry/big"))
-        say("in 10 s: %d readings of the small meters through; %d of big refused",
-            len(small), len(big))
-        # everything else flows: each small meter's readings, in seq order
-        assert len(small) >= 3 * 15, len(small)
-        seqs = [seq_of(p["payload"]) for p in small]
-        assert seqs == sorted(seqs), seqs[:40]
-        # set aside, not delivered: unsent in the store, counted, logged once
-        b = ctl(site, cfg, "backlog")
-        say("sluicectl backlog: backlog_rows %d, set_aside_rows %d, dropped %d",
-            b["backlog_rows"], b["set_aside_rows"], b["dropped"])
-        assert b["set_aside_rows"] >= 10, b
-        assert b["backlog_rows"] <= 40, b
-        assert b["dropped"] == 0, b
-        a = b["set_aside"][0]
-        assert a["topic"] == "telemetry/big" and a["reason"] == "Not authorized", a
-        assert a["bytes"] > 1024 and not a["superseded"], a
-        assert all(r[2] is None for r in store_rows(site, "topic = 'telemetry/big'"))
-        warned = lines(dmn, "the broker refuses telemetry/big")
-        say("log: %d warnings for big (%s)", len(warned), warned[0][:160] if warned else "")
-        assert len(warned) == 1, warned
-        assert "Not authorized" in warned[0] and "bytes" in warned[0], warned
-        assert not lines(dmn, "lost connection"), dmn.text()[-2000:]
-        # health counts them
-        h = fb.published(lambda p: p["topic"].endswith("/health"))
-        wait_for(lambda: fb.published(lambda p: p["topic"].endswith("/health")), 10, "health")
-        h = json.loads(fb.published(lambda p: p["topic"].endswith("/health"))[-1]["payload"])
-        assert h["set_aside_rows"] >= 5 and h["dropped"] == 0, h
-        st = ctl(site, cfg, "status")
-        assert st["set_aside_rows"] >= 10, st
+        with Site("refused5") as site:
+            cfg = site_config(site, fb.port, uplink_extra="  protocol: mqtt5\n")
+            site.start_sim(["--config", cfg])
+            dmn = site.start_daemon(cfg)
+            wait_for(lambda: len(fb.published(lambda p: p["topic"].endswith("/telemetry/big"))) >= 5,
+                     30, "five readings of big offered")
+            t0 = time.monotonic()
+            time.sleep(10)
+            small = fb.published(lambda p: "/telemetry/fm" in p["topic"] and p["t"] > t0)
+            big = fb.published(lambda p: p["topic"].endswith("/telemetry/big"))
+            say("in 10 s: %d readings of the small meters through; %d of big refused",
+                len(small), len(big))
+            # everything else flows: each small meter's readings, in seq order
+            assert len(small) >= 3 * 15, len(small)
+            seqs = [seq_of(p["payload"]) for p in small]
+            assert seqs == sorted(seqs), seqs[:40]
+            # set aside, not delivered: unsent in the store, counted, logged once
+            b = ctl(site, cfg, "backlog")
+            say("sluicectl backlog: backlog_rows %d, set_aside_rows %d, dropped %d",
+                b["backlog_rows"], b["set_aside_rows"], b["dropped"])
+            assert b["set_aside_rows"] >= 10, b
+            assert b["backlog_rows"] <= 40, b
+            assert b["dropped"] == 0, b
+            a = b["set_aside"][0]
+            assert a["topic"] == "telemetry/big" and a["reason"] == "Not authorized", a
+            assert a["bytes"] > 1024 and not a["superseded"], a
+            assert all(r[2] is None for r in store_rows(site, "topic = 'telemetry/big'"))
+            warned = lines(dmn, "the broker refuses telemetry/big")
+            say("log: %d warnings for big (%s)", len(warned), warned[0][:160] if warned else "")
+            assert len(warned) == 1, warned
+            assert "Not authorized" in warned[0] and "bytes" in warned[0], warned
+            assert not lines(dmn, "lost connection"), dmn.text()[-2000:]
+            # health counts them
+            h = fb.published(lambda p: p["topic"].endswith("/health"))
+            wait_for(lambda: fb.published(lambda p: p["topic"].endswith("/health")), 10, "health")
+            h = json.loads(fb.published(lambda p: p["topic"].endswith("/health"))[-1]["payload"])
+            assert h["set_aside_rows"] >= 5 and h["dropped"] == 0, h
+            st = ctl(site, cfg, "status")
+            assert st["set_aside_rows"] >= 10, st
 
-        # the broker takes them now: sluicectl retry delivers every one, in seq order,
-        # and they are counted no more
-        fb.refuse = None
-        before = len(fb.published(lambda p: p["topic"].endswith("/telemetry/big")))
-        r = site.run([os.path.join(harness.BIN, "sluicectl"), "-c", cfg, "retry"])
-        say("sluicectl retry: %s", r.stdout.strip())
-        assert r.returncode == 0 and "asked sluiced" in r.stdout, (r.stdout, r.stderr)
-        wait_for(lambda: ctl(site, cfg, "backlog")["set_aside_rows"] == 0, 30,
-                 "the rows set aside to be delivered")
-        again = fb.published(lambda p: p["topic"].endswith("/telemetry/big"))[before:]
-        assert len(again) >= 10, len(again)
-        assert not store_rows(site, "topic = 'telemetry/big' AND sent_at IS NULL AND seq < %d"
-                              % seq_of(again[-1]["payload"]))
-        assert lines(dmn, "set aside before, is delivered"), dmn.text()[-2000:]
-        assert site.stop("sluiced") == 0
-    except Exception:
-        site.failed = True
-        raise
+            # the broker takes them now: sluicectl retry delivers every one, in seq order,
+            # and they are counted no more
+            fb.refuse = None
+            before = len(fb.published(lambda p: p["topic"].endswith("/telemetry/big")))
+            r = site.run([os.path.join(harness.BIN, "sluicectl"), "-c", cfg, "retry"])
+            say("sluicectl retry: %s", r.stdout.strip())
+            assert r.returncode == 0 and "asked sluiced" in r.stdout, (r.stdout, r.stderr)
+            wait_for(lambda: ctl(site, cfg, "backlog")["set_aside_rows"] == 0, 30,
+                     "the rows set aside to be delivered")
+            again = fb.published(lambda p: p["topic"].endswith("/telemetry/big"))[before:]
+            assert len(again) >= 10, len(again)
+            assert not store_rows(site, "topic = 'telemetry/big' AND sent_at IS NULL AND seq < %d"
+                                  % seq_of(again[-1]["payload"]))
+            assert lines(dmn, "set aside before, is delivered"), dmn.text()[-2000:]
+            assert site.stop("sluiced") == 0
     finally:
         fb.stop()
-        site.close()
 
 
 def run_for(site, dmn, seconds):
@@ -183,8 +180,7 @@ def run_for(site, dmn, seconds):
 
 
 def test_oversize_v5():
-    site = Site("oversize5")
-    try:
+    with Site("oversize5") as site:
         site.start_broker(extra="max_packet_size %d\n" % MAX_PACKET)
         cfg = site_config(site, site.broker_port, uplink_extra="  protocol: mqtt5\n")
         site.start_sim(["--config", cfg])
@@ -212,225 +208,219 @@ def test_oversize_v5():
         assert not lines(dmn, "lost connection"), dmn.text()[-2000:]
         assert time.monotonic() - t0 < 60
         assert site.stop("sluiced") == 0
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 def test_oversize_311():
-    site = Site("oversize311")
     fb = FakeBroker(max_packet=MAX_PACKET).start()
     try:
-        cfg = site_config(site, fb.port)
-        site.start_sim(["--config", cfg])
-        dmn = site.start_daemon(cfg)
-        # the first reading of big ends the session; three more with it alone, at the
-        # backoff (1, 2, 4 s), and it is set aside; the big rows after it go at once
-        wait_for(lambda: lines(dmn, "the broker refuses telemetry/big"), 60,
-                 "big's first reading to be set aside")
-        found = time.monotonic()
-        drops = len(fb.drops)
-        say("drops: %s", [(round(t - fb.connect_times()[0], 1), w) for t, w in fb.drops])
-        say("set aside after %d sessions ended by the broker: %s", drops,
-            lines(dmn, "the broker refuses telemetry/big")[0][:220])
-        assert SUSPECT_STRIKES + 1 <= drops <= SUSPECT_STRIKES + 3, fb.drops
-        # then the sessions hold (the backoff is at 8 s or so: one more connect), and
-        # everything else flows
-        wait_for(lambda: fb.published(lambda p: p["t"] > found and "/telemetry/fm" in p["topic"]),
-                 30, "telemetry again")
-        t1 = time.monotonic()
-        time.sleep(15)
-        small = fb.published(lambda p: p["t"] > t1 and "/telemetry/fm" in p["topic"])
-        new_drops = [d for d in fb.drops if d[0] > t1]
-        b = ctl(site, cfg, "backlog")
-        say("15 s after: %d small readings through, %d sessions ended, set aside %d, backlog %d",
-            len(small), len(new_drops), b["set_aside_rows"], b["backlog_rows"])
-        assert new_drops == [], new_drops
-        assert len(small) >= 3 * 20, len(small)
-        assert b["set_aside_rows"] >= 10 and b["backlog_rows"] <= 40, b
-        reasons = {r["reason"].split(" (")[0] for r in b["set_aside"]}
-        assert any("ended the session right after it" in r for r in reasons), reasons
-        assert any(r.startswith("as large as seq") for r in reasons), reasons
-        # and none of the small meters' rows went with it
-        assert all(r["topic"] == "telemetry/big" for r in b["set_aside"]), b["set_aside"]
-        assert site.stop("sluiced") == 0
-        fb.stop()
+        with Site("oversize311") as site:
+            cfg = site_config(site, fb.port)
+            site.start_sim(["--config", cfg])
+            dmn = site.start_daemon(cfg)
+            # the first reading of big ends the session; three more with it alone (each
+            # a second after the last: every such drop tells sluiced something), and it
+            # is set aside; the big rows after it, as large, are set aside at once
+            wait_for(lambda: lines(dmn, "the broker refuses telemetry/big"), 60,
+                     "big's first reading to be set aside")
+            found = time.monotonic()
+            drops = len(fb.drops)
+            say("drops: %s", [(round(t - fb.connect_times()[0], 1), w) for t, w in fb.drops])
+            say("set aside after %d sessions ended by the broker: %s", drops,
+                lines(dmn, "the broker refuses telemetry/big")[0][:220])
+            assert SUSPECT_STRIKES + 1 <= drops <= SUSPECT_STRIKES + 3, fb.drops
+            # then the sessions hold, and everything else flows
+            wait_for(lambda: fb.published(lambda p: p["t"] > found and "/telemetry/fm" in p["topic"]),
+                     30, "telemetry again")
+            t1 = time.monotonic()
+            time.sleep(15)
+            small = fb.published(lambda p: p["t"] > t1 and "/telemetry/fm" in p["topic"])
+            new_drops = [d for d in fb.drops if d[0] > t1]
+            b = ctl(site, cfg, "backlog")
+            say("15 s after: %d small readings through, %d sessions ended, set aside %d, backlog %d",
+                len(small), len(new_drops), b["set_aside_rows"], b["backlog_rows"])
+            assert new_drops == [], new_drops
+            assert len(small) >= 3 * 20, len(small)
+            assert b["set_aside_rows"] >= 10 and b["backlog_rows"] <= 40, b
+            reasons = {r["reason"].split(" (")[0] for r in b["set_aside"]}
+            assert any("ended the session right after it" in r for r in reasons), reasons
+            assert any(r.startswith("as large as seq") for r in reasons), reasons
+            # and none of the small meters' rows went with it
+            assert all(r["topic"] == "telemetry/big" for r in b["set_aside"]), b["set_aside"]
+            assert site.stop("sluiced") == 0
+            fb.stop()
 
-        # mosquitto, and the limit said in the config: nothing too large is ever sent
-        site.stop("sim")
-        site.start_broker(extra="max_packet_size %d\n" % MAX_PACKET)
-        cfg = site_config(site, site.broker_port,
-                          uplink_extra="  max_packet_size: %dB\n" % MAX_PACKET)
-        site.start_sim(["--config", cfg])
-        site.start_subscriber("it/gw1/#")
-        dmn = site.start_daemon(cfg, name="sluiced2")
-        wait_for(lambda: "connected to" in dmn.text(), 20, "a connection")
-        time.sleep(10)
-        small = [m for t, m in site.messages() if "/telemetry/fm" in t]
-        say("with uplink.max_packet_size: %d small readings in 10 s, %s", len(small),
-            lines(dmn, "telemetry/big")[0][:200])
-        assert len(small) >= 3 * 15, len(small)
-        assert not lines(dmn, "lost connection"), dmn.text()[-2000:]
-        assert "more than uplink.max_packet_size (%d)" % MAX_PACKET in \
-            lines(dmn, "telemetry/big")[0]
-        assert site.stop("sluiced2") == 0
-    except Exception:
-        site.failed = True
-        raise
+            # mosquitto, and the limit said in the config: nothing too large is ever sent
+            site.stop("sim")
+            site.start_broker(extra="max_packet_size %d\n" % MAX_PACKET)
+            cfg = site_config(site, site.broker_port,
+                              uplink_extra="  max_packet_size: %dB\n" % MAX_PACKET)
+            site.start_sim(["--config", cfg])
+            site.start_subscriber("it/gw1/#")
+            dmn = site.start_daemon(cfg, name="sluiced2")
+            wait_for(lambda: "connected to" in dmn.text(), 20, "a connection")
+            time.sleep(10)
+            small = [m for t, m in site.messages() if "/telemetry/fm" in t]
+            say("with uplink.max_packet_size: %d small readings in 10 s, %s", len(small),
+                lines(dmn, "telemetry/big")[0][:200])
+            assert len(small) >= 3 * 15, len(small)
+            assert not lines(dmn, "lost connection"), dmn.text()[-2000:]
+            assert "more than uplink.max_packet_size (%d)" % MAX_PACKET in \
+                lines(dmn, "telemetry/big")[0]
+            assert site.stop("sluiced2") == 0
     finally:
         fb.stop()
-        site.close()
 
-
-SUSPECT_STRIKES = 3
 
 
 # -- defect 4 ---------------------------------------------------------------------------
 
 def test_no_puback():
-    site = Site("nopuback")
     fb = FakeBroker(ack=False).start()
     try:
-        cfg = site_config(site, fb.port, big=False)
-        site.start_sim(["--config", cfg])
-        dmn = site.start_daemon(cfg)
-        wait_for(lambda: fb.connect_times(), 20, "a connection")
-        time.sleep(25)
-        conns = fb.connect_times()
-        pubs = fb.published(lambda p: "/telemetry/" in p["topic"])
-        say("25 s, no PUBACK: %d sessions, %d publishes, %d pings answered; %s", len(conns),
-            len(pubs), fb.pings, (lines(dmn, "lost connection") or ["-"])[0][:200])
-        # the keepalive (5 s) alone never ends it: pings are answered
-        assert fb.pings >= 1
-        assert 2 <= len(conns) <= 4, conns
-        # 2 × keepalive after the first unacknowledged publish
-        assert 9.5 <= conns[1] - conns[0] <= 13, conns
-        assert lines(dmn, "no acknowledgement of a message for 10 s (uplink.ack_timeout)")
-        # the second session sends again, in order, from the oldest unacknowledged
-        first = [seq_of(p["payload"]) for p in pubs if p["t"] < conns[1]]
-        second = [seq_of(p["payload"]) for p in pubs if conns[1] < p["t"] < (conns + [1e18])[2]]
-        assert first and second, (first, second)
-        assert second[0] == min(first), (first[:5], second[:5])
-        assert second == sorted(second) and second[:len(first)] == sorted(first)[:len(second)], \
-            (first[:10], second[:10])
-        assert site.stop("sluiced") == 0
-    except Exception:
-        site.failed = True
-        raise
+        with Site("nopuback") as site:
+            cfg = site_config(site, fb.port, big=False)
+            site.start_sim(["--config", cfg])
+            dmn = site.start_daemon(cfg)
+            wait_for(lambda: fb.connect_times(), 20, "a connection")
+            time.sleep(25)
+            conns = fb.connect_times()
+            pubs = fb.published(lambda p: "/telemetry/" in p["topic"])
+            say("25 s, no PUBACK: %d sessions, %d publishes, %d pings answered; %s", len(conns),
+                len(pubs), fb.pings, (lines(dmn, "lost connection") or ["-"])[0][:200])
+            # the keepalive (5 s) alone never ends it: pings are answered
+            assert fb.pings >= 1
+            assert 2 <= len(conns) <= 4, conns
+            # 2 × keepalive after the first unacknowledged publish
+            assert 9.5 <= conns[1] - conns[0] <= 13, conns
+            assert lines(dmn, "no acknowledgement of a message for 10 s (uplink.ack_timeout)")
+            # the second session sends again, in order, from the oldest unacknowledged
+            first = [seq_of(p["payload"]) for p in pubs if p["t"] < conns[1]]
+            second = [seq_of(p["payload"]) for p in pubs if conns[1] < p["t"] < (conns + [1e18])[2]]
+            assert first and second, (first, second)
+            assert second[0] == min(first), (first[:5], second[:5])
+            assert second == sorted(second) and second[:len(first)] == sorted(first)[:len(second)], \
+                (first[:10], second[:10])
+            assert site.stop("sluiced") == 0
     finally:
         fb.stop()
-        site.close()
 
 
 # -- defect 5 ---------------------------------------------------------------------------
 
 def test_reconnect_storm():
-    site = Site("storm")
     fb = FakeBroker(drop_after_connack=True).start()
     try:
-        cfg = site_config(site, fb.port, big=False, small=1)
-        site.start_sim(["--config", cfg])
-        dmn = site.start_daemon(cfg)
-        wait_for(lambda: fb.connect_times(), 20, "a connection")
-        t0 = fb.connect_times()[0]
-        cpu = run_for(site, dmn, 40)
-        conns = [t - t0 for t in fb.connect_times()]
-        gaps = [round(b - a, 1) for a, b in zip(conns, conns[1:])]
-        say("40 s of a broker that drops every session: %d connects (%.1f a minute), "
-            "gaps %s s, %d log lines, CPU %.2f s", len(conns), len(conns) * 60 / 40.0, gaps,
-            len(dmn.text().splitlines()), cpu)
-        # before: one a second. Now the backoff grows from the second loss on (the
-        # first, with rows just sent, is retried after 1 s: it might have been one row
-        # the broker refuses): 0, 1, 2, 4, 8, 16, 32 s, seven in 40 s at most
-        # (a drop that lands a second after CONNACK, as it may from a loaded test
-        # machine, looks like one right after a row and is retried after 1 s too)
-        assert len(conns) <= 7, conns
-        assert gaps[-1] >= 8 * 0.8 and sum(1 for g in gaps if g < 1.5) <= 2, gaps
-        # and no good row is taken for one the broker refuses
-        b = ctl(site, cfg, "backlog")
-        assert b["set_aside_rows"] == 0, b
-        assert site.stop("sluiced") == 0
-    except Exception:
-        site.failed = True
-        raise
+        with Site("storm") as site:
+            cfg = site_config(site, fb.port, big=False, small=1)
+            site.start_sim(["--config", cfg])
+            dmn = site.start_daemon(cfg)
+            wait_for(lambda: fb.connect_times(), 20, "a connection")
+            t0 = fb.connect_times()[0]
+            cpu = run_for(site, dmn, 40)
+            conns = [t - t0 for t in fb.connect_times()]
+            gaps = [round(b - a, 1) for a, b in zip(conns, conns[1:])]
+            say("40 s of a broker that drops every session: %d connects (%.1f a minute), "
+                "gaps %s s, %d log lines, CPU %.2f s", len(conns), len(conns) * 60 / 40.0, gaps,
+                len(dmn.text().splitlines()), cpu)
+            # before: one a second. Now the backoff grows from the second loss on (the
+            # first, with rows just sent, is retried after 1 s: it might have been one row
+            # the broker refuses): 0, 1, 2, 4, 8, 16, 32 s, seven in 40 s at most
+            # (a drop that lands a second after CONNACK, as it may from a loaded test
+            # machine, looks like one right after a row and is retried after 1 s too)
+            assert len(conns) <= 7, conns
+            assert gaps[-1] >= 8 * 0.8 and sum(1 for g in gaps if g < 1.5) <= 2, gaps
+            # and no good row is taken for one the broker refuses
+            b = ctl(site, cfg, "backlog")
+            assert b["set_aside_rows"] == 0, b
+            assert site.stop("sluiced") == 0
     finally:
         fb.stop()
-        site.close()
 
 
 # -- defect 6, the uplink's half ---------------------------------------------------------
 
-def test_resolver_never_answers():
+def hanging_resolver():
+    """A UDP socket on port 53 of a loopback address of its own (127.1.x.y: tests side by
+    side each have theirs) that reads queries and never answers: the kernel queues them."""
+    for last in range(53, 63):
+        addr = "127.1.%d.%d" % (os.getpid() % 200 + 1, last)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind((addr, 53))
+            return s, addr
+        except OSError:
+            s.close()
+    return None, None
+
+
+def namespace_refused():
+    """Why sluiced cannot get a private mount namespace with its own resolv.conf here."""
     if os.geteuid() != 0:
-        say("skipped: a private mount namespace and port 53 need root")
-        return
-    dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        dns.bind(("127.0.0.1", 53))
-    except OSError as e:
-        dns.close()
-        say("skipped: cannot bind 127.0.0.1:53 (%s)", e)
-        return
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+        return "not root"
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount --bind /dev/null /etc/resolv.conf"],
+                           capture_output=True, text=True)
     if probe.returncode != 0:
-        dns.close()
-        say("skipped: unshare -m is refused here (%s)", probe.stderr.decode().strip())
+        return "unshare -m / mount --bind refused: %s" % probe.stderr.strip()
+    return None
+
+
+def test_resolver_never_answers():
+    why = namespace_refused()
+    dns, addr = (None, None) if why else hanging_resolver()
+    if why or not dns:
+        say("SKIPPED test_resolver_never_answers: %s", why or "no loopback address with port "
+            "53 free")
         return
-    site = Site("resolver")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
-        resolv = site.write("resolv.conf", "nameserver 127.0.0.1\noptions timeout:30 attempts:5\n")
-        npath = os.path.join(site.dir, "notify.sock")
-        notify.bind(npath)
-        notify.settimeout(0.2)
-        # a name no hosts file holds: it goes to the resolver, which never answers
-        cfg = site_config(site, 1883, big=False, small=2, interval="200ms",
-                          host="broker.sluice-test.example")
-        site.start_sim(["--config", cfg])
-        env = dict(os.environ, NOTIFY_SOCKET=npath, WATCHDOG_USEC="2000000")
-        argv = ["unshare", "-m", "sh", "-c",
-                'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv] + site.daemon_argv(cfg)
-        dmn = harness.Proc("sluiced", argv, os.path.join(site.dir, "sluiced.log"), env=env)
-        site.procs["sluiced"] = dmn
-        t0 = time.monotonic()
-        got = []
-        while time.monotonic() - t0 < 16:
-            try:
-                got.append((time.monotonic() - t0, notify.recv(4096).decode()))
-            except socket.timeout:
-                pass
-        watchdog = [t for t, m in got if "WATCHDOG=1" in m]
-        ready = [t for t, m in got if "READY=1" in m]
-        b = ctl(site, cfg, "backlog")
-        st = ctl(site, cfg, "status")
-        gaps = [round(b2 - a, 1) for a, b2 in zip(watchdog, watchdog[1:])]
-        say("16 s with a resolver that never answers: READY at %s, %d WATCHDOG=1 (largest "
-            "gap %.1f s), %d rows stored, status %.1f s old", ready[:1], len(watchdog),
-            max(gaps or [99]), b["backlog_rows"],
-            (time.time() * 1000 - st.get("updated", 0)) / 1000.0)
-        assert ready and ready[0] < 3, got[:5]
-        assert len(watchdog) >= 12 and max(gaps) <= 1.6, gaps
-        assert b["backlog_rows"] >= 2 * 5 * 10, b
-        assert time.time() * 1000 - st["updated"] < 7000, st
-        assert lines(dmn, "the name lookup of broker.sluice-test.example did not finish "
-                          "within 10 s"), dmn.text()[-2000:]
-        t1 = time.monotonic()
-        rc = site.stop("sluiced", signal.SIGTERM, timeout=20)
-        took = time.monotonic() - t1
-        say("SIGTERM to exit: %.2f s, status %s", took, rc)
-        assert rc == 0 and took < 5, (rc, took)
-    except Exception:
-        site.failed = True
-        raise
+        with Site("resolver") as site:
+            resolv = site.write("resolv.conf", "nameserver %s\noptions timeout:30 attempts:5\n"
+                                % addr)
+            npath = os.path.join(site.dir, "notify.sock")
+            notify.bind(npath)
+            notify.settimeout(0.2)
+            # a name no hosts file holds: it goes to the resolver, which never answers
+            cfg = site_config(site, 1883, big=False, small=2, interval="200ms",
+                              host="broker.sluice-test.example")
+            site.start_sim(["--config", cfg])
+            env = dict(os.environ, NOTIFY_SOCKET=npath, WATCHDOG_USEC="2000000")
+            argv = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+                    resolv] + site.daemon_argv(cfg)
+            dmn = harness.Proc("sluiced", argv, os.path.join(site.dir, "sluiced.log"), env=env)
+            site.procs["sluiced"] = dmn
+            t0 = time.monotonic()
+            got = []
+            while time.monotonic() - t0 < 16:
+                try:
+                    got.append((time.monotonic() - t0, notify.recv(4096).decode()))
+                except socket.timeout:
+                    pass
+            watchdog = [t for t, m in got if "WATCHDOG=1" in m]
+            ready = [t for t, m in got if "READY=1" in m]
+            b = ctl(site, cfg, "backlog")
+            st = ctl(site, cfg, "status")
+            gaps = [round(b2 - a, 1) for a, b2 in zip(watchdog, watchdog[1:])]
+            say("16 s with a resolver that never answers: READY at %s s, %d WATCHDOG=1 "
+                "(largest gap %.1f s), %d rows stored, status %.1f s old",
+                ["%.1f" % t for t in ready[:1]], len(watchdog), max(gaps or [99]),
+                b["backlog_rows"], (time.time() * 1000 - st.get("updated", 0)) / 1000.0)
+            # before: no READY, no WATCHDOG=1, nothing polled or stored, and SIGTERM
+            # waited for the lookup (SIGKILLed after 10 s here)
+            assert ready and ready[0] < 10, got[:5]
+            assert len(watchdog) >= 8 and max(gaps) <= 1.6, gaps
+            assert b["backlog_rows"] >= 2 * 5 * 5, b
+            assert time.time() * 1000 - st["updated"] < 7000, st
+            assert lines(dmn, "the name lookup of broker.sluice-test.example did not finish "
+                              "within 10 s"), dmn.text()[-2000:]
+            t1 = time.monotonic()
+            rc = site.stop("sluiced", signal.SIGTERM, timeout=10)
+            took = time.monotonic() - t1
+            say("SIGTERM to exit: %.2f s, status %s", took, rc)
+            assert rc == 0 and took < 5, (rc, took)
     finally:
         notify.close()
         dns.close()
-        site.close()
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_refused_v5, test_oversize_v5, test_oversize_311,
-                                test_no_puback, test_reconnect_storm,
-                                test_resolver_never_answers]))
+    harness.main()

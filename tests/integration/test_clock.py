@@ -107,8 +107,7 @@ def set_clock(path, text):
 
 
 def test_clock_steps():
-    site = Site("clock")
-    try:
+    with Site("clock") as site:
         site.start_broker()
         sim_port = free_port()
         buses = ("  - id: plant\n    tcp: { host: 127.0.0.1, port: %d }\n    timeout: 1s\n"
@@ -118,9 +117,7 @@ def test_clock_steps():
                    "  - id: valve\n    bus: plant\n    unit_id: 2\n    interval: 500ms\n"
                    "    points:\n"
                    "      setpoint: { table: holding, address: 0, type: uint16 }\n")
-        os.makedirs(os.path.join(site.dir, "devices"), exist_ok=True)
-        with open(os.path.join(harness.TOP, "config", "devices", "flowmeter-generic.yaml")) as f:
-            site.write("devices/flowmeter-generic.yaml", f.read())
+        site.copy_profiles("flowmeter-generic")
         cfg = site.write("sluice.yaml", config_yaml(site, "gw1", site.broker_port, buses,
                                                     devices, extra=RULES))
         site.start_sim(["--config", cfg])
@@ -226,12 +223,7 @@ def test_clock_steps():
 
         rc = site.stop("sluiced", signal.SIGTERM, timeout=15)
         assert rc == 0, d.text()
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_clock_steps]))
+    harness.main()

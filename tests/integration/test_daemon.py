@@ -11,26 +11,26 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Proc, wait_for  # noqa: E402
-from test_e2e import make_site, telemetry  # noqa: E402
+from harness import Proc, Site, telemetry, wait_for  # noqa: E402
+from test_e2e import e2e_site  # noqa: E402
 
 
 def test_reload_and_notify():
-    site, cfg = make_site("reload")
-    notify_path = os.path.join(site.dir, "notify.sock")
-    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    ns.bind(notify_path)
-    ns.settimeout(0.1)
-    got = []
+    with Site("reload") as site, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as ns:
+        cfg = e2e_site(site)
+        notify_path = os.path.join(site.dir, "notify.sock")
+        ns.bind(notify_path)
+        ns.settimeout(0.1)
+        got = []
 
-    def notified(what):
-        while True:
-            try:
-                got.append(ns.recv(4096).decode())
-            except socket.timeout:
-                break
-        return any(what in g for g in got)
-    try:
+        def notified(what):
+            while True:
+                try:
+                    got.append(ns.recv(4096).decode())
+                except socket.timeout:
+                    break
+            return any(what in g for g in got)
+
         site.start_sim(["--config", cfg])
         site.start_subscriber("it/gw1/#")
         # a 2 s watchdog: sluiced must ping at half of it from its loop
@@ -83,13 +83,7 @@ def test_reload_and_notify():
         assert notified("STOPPING=1"), got
         errors = [l for l in d.text().splitlines() if l.startswith("<3>")]
         assert len(errors) == 2 and "intervall" in errors[0] and "is kept" in errors[1], errors
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        ns.close()
-        site.close()
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_reload_and_notify]))
+    harness.main()

@@ -10,7 +10,6 @@ mosquitto broker; a persistent-session subscriber checks what arrives.
 - --check-config accepts the config and rejects a broken one with FILE:LINE:COL.
 """
 
-import json
 import os
 import signal
 import sys
@@ -18,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Site, config_yaml, free_port, wait_for  # noqa: E402
+from harness import Site, config_yaml, free_port, load_trace, telemetry, wait_for  # noqa: E402
 
 MIXED_POINTS = """\
     points:
@@ -39,8 +38,9 @@ MIXED_POINTS = """\
 """
 
 
-def make_site(name):
-    site = Site(name)
+def e2e_site(site):
+    """The e2e site in site: its broker started, the profiles copied, the config
+    written (its path returned)."""
     site.start_broker()
     sim_port = free_port()
     buses = (
@@ -66,37 +66,13 @@ def make_site(name):
         "    unit_id: 7\n"
         "    interval: 1s\n" + MIXED_POINTS
     )
-    os.makedirs(os.path.join(site.dir, "devices"), exist_ok=True)
-    for fn in os.listdir(os.path.join(harness.TOP, "config", "devices")):
-        with open(os.path.join(harness.TOP, "config", "devices", fn), "rb") as f:
-            data = f.read()
-        with open(os.path.join(site.dir, "devices", fn), "wb") as f:
-            f.write(data)
-    cfg = site.write("sluice.yaml", config_yaml(site, "gw1", site.broker_port, buses, devices))
-    return site, cfg
-
-
-def telemetry(site, device):
-    return [p for t, p in site.messages() if t == "it/gw1/telemetry/" + device]
-
-
-def load_trace(path):
-    """{(unit, point): set(values)} from the sim's trace."""
-    served = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            for k, v in rec["values"].items():
-                served.setdefault((rec["unit"], k), []).append(v)
-    return served
+    site.copy_profiles()
+    return site.write("sluice.yaml", config_yaml(site, "gw1", site.broker_port, buses, devices))
 
 
 def test_values_and_outage():
-    site, cfg = make_site("e2e")
-    try:
+    with Site("e2e") as site:
+        cfg = e2e_site(site)
         r = site.run([os.path.join(harness.BIN, "sluiced"), "--check-config", cfg])
         assert r.returncode == 0, "check-config: %d %s %s" % (r.returncode, r.stdout, r.stderr)
         assert "3 devices" in r.stdout, r.stdout
@@ -174,16 +150,10 @@ def test_values_and_outage():
             s = [m["seq"] for m in telemetry(site, dev)]
             assert len(s) >= 10, (dev, len(s))
         assert "<3>" not in log, "errors in the daemon log:\n" + log
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 def test_check_config_errors():
-    site = Site("check")
-    try:
+    with Site("check") as site:
         bad = site.write("bad.yaml", (
             "gateway:\n"
             "  id: gw 1\n"
@@ -214,12 +184,7 @@ def test_check_config_errors():
         # the daemon refuses it the same way, with the unit's no-restart status
         r = site.run([os.path.join(harness.BIN, "sluiced"), "-c", bad], timeout=20)
         assert r.returncode == 78, (r.returncode, r.stderr)
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_check_config_errors, test_values_and_outage]))
+    harness.main()

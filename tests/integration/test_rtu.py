@@ -19,20 +19,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Site, config_yaml, free_port, wait_for  # noqa: E402
+from harness import (  # noqa: E402
+    Site, config_yaml, free_port, load_trace, payloads, telemetry, wait_for)
 
 INTERVAL_MS = 1000
 TIMEOUT_MS = 300
-
-
-def copy_profiles(site):
-    os.makedirs(os.path.join(site.dir, "devices"), exist_ok=True)
-    src = os.path.join(harness.TOP, "config", "devices")
-    for fn in os.listdir(src):
-        with open(os.path.join(src, fn), "rb") as f:
-            data = f.read()
-        with open(os.path.join(site.dir, "devices", fn), "wb") as f:
-            f.write(data)
 
 
 DEVICES = (
@@ -56,27 +47,8 @@ DEVICES = (
 )
 
 
-def telemetry(site, device):
-    return [p for t, p in site.messages() if t == "it/gw1/telemetry/" + device]
-
-
 def device_states(site, device):
-    return [p for t, p in site.messages() if t == "it/gw1/device/" + device]
-
-
-def load_trace(path):
-    """{(unit, point): [values]} from the sim's trace."""
-    import json
-    served = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            for k, v in rec["values"].items():
-                served.setdefault((rec["unit"], k), []).append(v)
-    return served
+    return payloads(site, "device/" + device)
 
 
 def check_site(site, trace):
@@ -126,10 +98,9 @@ def check_site(site, trace):
 
 
 def test_rtu_serial_line():
-    site = Site("rtu")
-    try:
+    with Site("rtu") as site:
         site.start_broker()
-        copy_profiles(site)
+        site.copy_profiles()
         tty_sim, tty_daemon = site.start_pty_pair()
         buses = (
             "  - id: line1\n"
@@ -157,18 +128,12 @@ def test_rtu_serial_line():
         assert "<3>" not in log, "errors in the daemon log:\n" + log
         # offline is logged once, not on every failed poll
         assert log.count("device dead") <= 2, log
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 def test_rtu_over_tcp():
-    site = Site("rtutcp")
-    try:
+    with Site("rtutcp") as site:
         site.start_broker()
-        copy_profiles(site)
+        site.copy_profiles()
         port = free_port()
         buses = (
             "  - id: line1\n"
@@ -187,12 +152,7 @@ def test_rtu_over_tcp():
         rc = site.stop("sluiced")
         assert rc == 0, "sluiced exit status %s:\n%s" % (rc, d.text())
         assert "<3>" not in d.text(), d.text()
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_rtu_serial_line, test_rtu_over_tcp]))
+    harness.main()

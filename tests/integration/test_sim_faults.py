@@ -41,7 +41,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Site, config_yaml, free_port, wait_for  # noqa: E402
+from harness import Site, config_yaml, free_port, payloads, telemetry, wait_for  # noqa: E402
 
 PROFILE = "flowmeter-generic"  # flow 0-1, velocity 2-3, total 4-7, pressure 8-9, alarm 10
 
@@ -127,8 +127,7 @@ def check_slow(site, target):
 
 
 def test_probe_rtu_over_tcp():
-    site = Site("faults-rtutcp")
-    try:
+    with Site("faults-rtutcp") as site:
         port = free_port()
         site.start_sim(sim_args_units("--rtu-tcp", "127.0.0.1:%d" % port))
         target = ["--rtu-tcp", "127.0.0.1:%d" % port]
@@ -138,16 +137,10 @@ def test_probe_rtu_over_tcp():
         check_slow(site, target)
         rc = site.stop("sim")
         check(rc == 0, "sim exit status %s" % rc)
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 def test_probe_tcp():
-    site = Site("faults-tcp")
-    try:
+    with Site("faults-tcp") as site:
         port = free_port()
         args = sim_args_units("--listen", "127.0.0.1:%d" % port)
         # Modbus TCP has no CRC: --bad-crc on a TCP-only unit is refused, clearly
@@ -164,16 +157,10 @@ def test_probe_tcp():
         # unit 2 has no fault here: answered
         r = probe(site, *target, "--unit", "2", "--table", "holding", "--address", "0")
         check(r.returncode == 0, show(r))
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 def test_probe_rtu_serial_and_sigterm():
-    site = Site("faults-rtu")
-    try:
+    with Site("faults-rtu") as site:
         tty_sim, tty_probe = site.start_pty_pair()
         site.start_sim(sim_args_units("--rtu", tty_sim))
         target = ["--rtu", tty_probe, "--baud", "9600"]
@@ -192,11 +179,6 @@ def test_probe_rtu_serial_and_sigterm():
         check(time.monotonic() - t0 < 2, "SIGTERM took %.1fs" % (time.monotonic() - t0))
         rc = site.stop("sim")
         check(rc == 0, "sim exit status %s:\n%s" % (rc, sim.text()))
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 def crc_pattern(site, seed, n=16):
@@ -215,8 +197,7 @@ def crc_pattern(site, seed, n=16):
 
 
 def test_bad_crc_share_follows_seed():
-    site = Site("faults-seed")
-    try:
+    with Site("faults-seed") as site:
         a = crc_pattern(site, 21)
         b = crc_pattern(site, 21)
         check(a == b, "same seed, different replies hit: %s vs %s" % (a, b))
@@ -237,11 +218,6 @@ def test_bad_crc_share_follows_seed():
                           "--profile-path", profiles_dir()] + bad, timeout=10)
             check(r.returncode == 2 and words in r.stderr and bad[0] in r.stderr,
                   "%r: %s" % (bad, show(r)))
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 # --- garbage, short, silent: the bytes on the wire -----------------------------------
@@ -346,8 +322,7 @@ def wire_faults_sim(site, seed, name):
 
 
 def test_wire_garbage_short_silent():
-    site = Site("faults-wire")
-    try:
+    with Site("faults-wire") as site:
         tport, rport = wire_faults_sim(site, 31, "sim")
         full = 3 + 2 * NREGS + 2  # the RTU reply to a read of NREGS registers
 
@@ -422,24 +397,14 @@ def test_wire_garbage_short_silent():
                 check(r.returncode == 1 and any(w in r.stdout for w in words), show(r))
         r = probe(site, *target, "--unit", "4", "--table", "holding", "--address", "0")
         check(r.returncode == 0, show(r))
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 INTERVAL_MS = 1000
 TIMEOUT_MS = 300
 
 
-def telemetry(site, device):
-    return [p for t, p in site.messages() if t == "it/gw1/telemetry/" + device]
-
-
 def test_daemon_exception_split_and_slow():
-    site = Site("faults-daemon")
-    try:
+    with Site("faults-daemon") as site:
         site.start_broker()
         pa, pb, pc = free_port(), free_port(), free_port()
         buses = "".join(
@@ -466,11 +431,7 @@ def test_daemon_exception_split_and_slow():
         )
         cfg = site.write("sluice.yaml", config_yaml(site, "gw1", site.broker_port, buses,
                                                     devices))
-        os.makedirs(os.path.join(site.dir, "devices"), exist_ok=True)
-        src = os.path.join(profiles_dir(), PROFILE + ".yaml")
-        with open(src, "rb") as f, \
-                open(os.path.join(site.dir, "devices", PROFILE + ".yaml"), "wb") as g:
-            g.write(f.read())
+        site.copy_profiles(PROFILE)
         # a device id as the target: pressure (8-9) lies between total and alarm
         site.start_sim(["--config", cfg, "--exception", "meter:holding:8-9",
                         "--slow", "laggard:%d" % (TIMEOUT_MS + 700), "--seed", "3"])
@@ -502,22 +463,9 @@ def test_daemon_exception_split_and_slow():
         check(rc == 0, "sluiced exit status %s:\n%s" % (rc, d.text()))
         rc = site.stop("sim")
         check(rc == 0, "sim exit status %s" % rc)
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 # --- sluiced against a site of faulted devices ----------------------------------------
-
-def copy_profile(site):
-    os.makedirs(os.path.join(site.dir, "devices"), exist_ok=True)
-    src = os.path.join(profiles_dir(), PROFILE + ".yaml")
-    with open(src, "rb") as f, \
-            open(os.path.join(site.dir, "devices", PROFILE + ".yaml"), "wb") as g:
-        g.write(f.read())
-
 
 def device_yaml(dev, bus, unit, interval, offline_after):
     return ("  - id: %s\n"
@@ -532,20 +480,11 @@ def load_trace_by_device(path):
     """{device: {point: set of values}} of the reads whose replies went out intact, and
     the same of the reads a fault hit (their values must never be published)."""
     intact, faulted = {}, {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            into = faulted if rec.get("fault") else intact
-            for k, v in rec["values"].items():
-                into.setdefault(rec["device"], {}).setdefault(k, set()).add(v)
+    for rec in harness.trace_records(path):
+        into = faulted if rec.get("fault") else intact
+        for k, v in rec["values"].items():
+            into.setdefault(rec["device"], {}).setdefault(k, set()).add(v)
     return intact, faulted
-
-
-def topic_payloads(site, topic):
-    return [p for t, p in site.messages() if t == "it/gw1/" + topic]
 
 
 def check_values_served(site, trace, devices):
@@ -555,7 +494,7 @@ def check_values_served(site, trace, devices):
     counts = {}
     for dev in devices:
         n = 0
-        for msg in topic_payloads(site, "telemetry/" + dev):
+        for msg in payloads(site, "telemetry/" + dev):
             for k, v in msg["values"].items():
                 ok = v in intact.get(dev, {}).get(k, set())
                 why = ("only in a faulted reply"
@@ -571,7 +510,7 @@ def check_errors(site, dev, allowed):
     readings had errors, how many had none, and the texts seen."""
     bad = good = 0
     seen = set()
-    for msg in topic_payloads(site, "telemetry/" + dev):
+    for msg in payloads(site, "telemetry/" + dev):
         errs = set(msg.get("errors", {}).values())
         check(errs <= set(allowed), "%s: errors %s, not among %s" % (dev, errs, allowed))
         seen |= errs
@@ -585,7 +524,7 @@ def check_errors(site, dev, allowed):
 def check_gaps(site, dev, interval_ms, bound_ms, min_ms):
     """dev's polls (their ts: when each began) are never more than bound_ms apart nor
     less than min_ms, and keep to the grid of their interval: none lost, none added."""
-    ts = [m["ts"] for m in topic_payloads(site, "telemetry/" + dev)]
+    ts = [m["ts"] for m in payloads(site, "telemetry/" + dev)]
     gaps = [b - a for a, b in zip(ts, ts[1:])]
     check(len(gaps) >= 5 and max(gaps) <= bound_ms,
           "%s: gaps %s exceed %d ms" % (dev, gaps, bound_ms))
@@ -639,10 +578,10 @@ def wait_status(site, cfg, expect):
 
 def check_offline(site, dev):
     """dev was published offline with a timeout, and its comms alert fired."""
-    off = [p for p in topic_payloads(site, "device/" + dev) if p["state"] == "offline"]
+    off = [p for p in payloads(site, "device/" + dev) if p["state"] == "offline"]
     check(off and off[0].get("last_error") == "timeout",
-          "%s: %s" % (dev, topic_payloads(site, "device/" + dev)))
-    alerts = topic_payloads(site, "alert/comms-%s/offline" % dev)
+          "%s: %s" % (dev, payloads(site, "device/" + dev)))
+    alerts = payloads(site, "alert/comms-%s/offline" % dev)
     check(any(a["state"] == "firing" for a in alerts), "%s: comms alert %s" % (dev, alerts))
 
 
@@ -676,10 +615,9 @@ TCP_FAULTS = (
 
 
 def test_daemon_tcp_faults():
-    site = Site("faults-tcp-daemon")
-    try:
+    with Site("faults-tcp-daemon") as site:
         site.start_broker()
-        copy_profile(site)
+        site.copy_profiles(PROFILE)
         buses = devices = ""
         for dev, _, _ in TCP_FAULTS:
             buses += ("  - id: plc-%s\n"
@@ -700,20 +638,20 @@ def test_daemon_tcp_faults():
 
         def enough():
             for dev, _, allowed in TCP_FAULTS:
-                msgs = topic_payloads(site, "telemetry/" + dev)
+                msgs = payloads(site, "telemetry/" + dev)
                 if len(msgs) < 20 and dev != "mute":
                     return False
                 if dev not in ("healthy", "mute") and (
                         sum(1 for m in msgs if m.get("errors")) < 4 or
                         sum(1 for m in msgs if m["values"]) < 4):
                     return False
-            return any(p["state"] == "offline" for p in topic_payloads(site, "device/mute"))
+            return any(p["state"] == "offline" for p in payloads(site, "device/mute"))
         wait_for(enough, 40, "readings, failures and successes of every device")
         check(d.alive(), "sluiced exited:\n" + d.text())
 
         # health and sluicectl status show each faulted device's failures and last error
         def health_seen():
-            h = topic_payloads(site, "health")
+            h = payloads(site, "health")
             return h and all(h[-1]["devices"].get(dev, {}).get("polls_failed", 0) > 0
                              for dev, _, _ in TCP_FAULTS[1:]) and h[-1]
         health = wait_for(health_seen, 15, "a health message counting every fault")
@@ -745,11 +683,6 @@ def test_daemon_tcp_faults():
         last = check_seqs(site)
         sys.stdout.write("  %d seqs, healthy max gap %d ms, values checked %s, SIGTERM %.1fs\n"
                          % (last, worst, counts, took))
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 # RTU: one serial line (a pty pair, read through libmodbus) and one RTU-over-TCP link (a
@@ -785,10 +718,9 @@ def rtu_bound_ms():
 
 
 def test_daemon_rtu_faults():
-    site = Site("faults-rtu-daemon")
-    try:
+    with Site("faults-rtu-daemon") as site:
         site.start_broker()
-        copy_profile(site)
+        site.copy_profiles(PROFILE)
         tty_sim, tty_daemon = site.start_pty_pair()
         dtu_port = free_port()
         lines = (("tty", "rtu: { device: %s, baud: %d, parity: none }"),
@@ -824,10 +756,10 @@ def test_daemon_rtu_faults():
 
         def enough():
             for dev in names:
-                msgs = topic_payloads(site, "telemetry/" + dev)
+                msgs = payloads(site, "telemetry/" + dev)
                 if dev.endswith("-mute"):
                     if not any(p["state"] == "offline"
-                               for p in topic_payloads(site, "device/" + dev)):
+                               for p in payloads(site, "device/" + dev)):
                         return False
                 elif len(msgs) < 14:
                     return False
@@ -864,18 +796,7 @@ def test_daemon_rtu_faults():
         last = check_seqs(site)
         sys.stdout.write("  %d seqs, healthy max gaps %s (bound %d ms), values checked %s, "
                          "SIGTERM %.1fs\n" % (last, worst, bound, counts, took))
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_probe_rtu_over_tcp, test_probe_tcp,
-                                test_probe_rtu_serial_and_sigterm,
-                                test_bad_crc_share_follows_seed,
-                                test_wire_garbage_short_silent,
-                                test_daemon_exception_split_and_slow,
-                                test_daemon_tcp_faults,
-                                test_daemon_rtu_faults]))
+    harness.main()

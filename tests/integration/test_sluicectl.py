@@ -5,7 +5,8 @@ sluiced runs, then stops. Checked while it runs and after it stopped:
 
 - status: running with a pid and an uptime, the uplink connected, the bus, every device
   with its state (the dead meter offline with its error), backlog, drops; --json is one
-  valid object with the same facts; after SIGTERM: "not running", stopped;
+  valid object with the same facts; after SIGTERM: "not running", stopped, the uplink
+  as it was at the stop (a span that ends there, not a duration that keeps growing);
 - alerts: the threshold alert and the dead meter's comms alert active, with severity,
   since and message; recent transitions (-n); --json;
 - tail DEVICE: readings as a table whose columns line up, --json readings equal to what
@@ -13,6 +14,8 @@ sluiced runs, then stops. Checked while it runs and after it stopped:
 - backlog: rows and age, --json;
 - people tables line up in display columns with Chinese names (CJK = 2 columns);
 - helpful errors: no database, a database without a status, permission denied;
+- options before or after the command, for probe as for the others (`--json probe`);
+- a FIFO in the place of the database, its WAL or the config is refused, not opened;
 - sluicectl never writes: the database file is unchanged and no -wal/-shm appear
   after the daemon stopped.
 """
@@ -30,8 +33,8 @@ import unicodedata
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import wait_for  # noqa: E402
-from test_e2e import make_site  # noqa: E402
+from harness import Site, telemetry, wait_for  # noqa: E402
+from test_e2e import e2e_site  # noqa: E402
 
 EXTRA = """\
   - id: dead-meter
@@ -125,14 +128,23 @@ def assert_aligned(lines, cols_left, may_be_empty=()):
                 "column %d empty or shifted:\n%s" % (c, "\n".join(lines))
 
 
+def uplink_line(out):
+    return next(l for l in out.split("\n") if l.startswith("uplink    "))
+
+
+def local(ms):
+    """A real-time ms stamp as sluicectl prints it (local time, to the second)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms // 1000))
+
+
 def db_digest(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
 
 def test_sluicectl():
-    site, cfg = make_site("ctl")
-    try:
+    with Site("ctl") as site:
+        cfg = e2e_site(site)
         with open(cfg, "a", encoding="utf-8") as f:
             f.write(EXTRA)
         data = os.path.join(site.dir, "data")
@@ -236,7 +248,7 @@ def test_sluicectl():
         assert seqs == sorted(seqs), seqs
         assert set(t["readings"][0]["values"]) == {"flow", "velocity", "total", "pressure",
                                                    "alarm"}, t
-        got = {p["seq"]: p for tt, p in site.messages() if tt == "it/gw1/telemetry/inlet"}
+        got = {p["seq"]: p for p in telemetry(site, "inlet")}
         for x in t["readings"]:
             if x["seq"] in got:
                 assert got[x["seq"]] == x, (got[x["seq"]], x)
@@ -257,6 +269,22 @@ def test_sluicectl():
         out = ctl(site, "-D", data, "backlog").stdout
         assert "rows waiting for the broker" in out and "dropped   0" in out, out
 
+        # --- options before or after any command ---------------------------------------
+        after = json.loads(ctl(site, "status", "--json", "-c", cfg).stdout)
+        assert after["gateway"] == "gw1" and after["running"] is True, after
+        t = json.loads(ctl(site, "tail", "inlet", "-c", cfg, "-n", "2", "--json").stdout)
+        assert len(t["readings"]) == 2, t
+        before = json.loads(ctl(site, "--json", "-c", cfg, "probe", "inlet").stdout)
+        inside = json.loads(ctl(site, "probe", "--json", "--config", cfg, "inlet").stdout)
+        assert before["device"] == inside["device"] == "inlet", (before, inside)
+        assert [p["name"] for p in before["points"]] == [p["name"] for p in inside["points"]]
+        out = ctl(site, "-c", cfg, "probe", "inlet").stdout
+        assert out.startswith("device inlet on bus site-tcp"), out
+        r = ctl(site, "-D", data, "probe", "inlet", rc=2)
+        assert "-D (--data-dir) is for status, alerts, backlog and tail, not probe" in r.stderr, \
+            r.stderr
+        assert "usage: sluicectl probe" in ctl(site, "--help", "probe").stdout
+
         # --- stopped --------------------------------------------------------------------
         rc = site.stop("sluiced", signal.SIGTERM, timeout=15)
         assert rc == 0, d.text()
@@ -268,11 +296,20 @@ def test_sluicectl():
         out = ctl(site, "-c", cfg, "status").stdout
         assert "sluiced   not running: stopped at " in out, out
         assert "as last seen at " in out, out
+        # the uplink as it was when the daemon stopped: a span that ends there, not a
+        # "connected since" that keeps growing after the stop
+        up = uplink_line(out)
+        assert up.startswith("uplink    127.0.0.1:%d was connected from %s until sluiced "
+                             "stopped at %s (" % (site.broker_port,
+                                                  local(s2["uplink"]["since"]),
+                                                  local(s2["updated"]))), up
+        time.sleep(2.1)
+        assert uplink_line(ctl(site, "-c", cfg, "status").stdout) == up, "the line changed"
         assert_aligned(table(out, "DEVICE"), [0, 1, 2, 3], may_be_empty=[1])
         a2 = ctl_json(site, "-c", cfg, "alerts")
         assert {x["alert"] for x in a2["active"]} == set(active), (a2, active)
         t2 = ctl_json(site, "-c", cfg, "tail", "underpass")
-        under = [p for tt, p in site.messages() if tt == "it/gw1/telemetry/underpass"]
+        under = telemetry(site, "underpass")
         assert len(under) >= 3 and t2["readings"] == under[-10:], (t2, under)
         ctl_json(site, "-c", cfg, "backlog")
         assert db_digest(db) == before, "sluicectl changed the database"
@@ -291,6 +328,7 @@ def test_sluicectl():
         assert s3["running"] is False and s3["state"] == "gone", s3
         out = ctl(site, "-c", cfg, "status").stdout
         assert "not running: pid %d is gone" % snap["pid"] in out, out
+        assert " and still when last seen at %s (" % local(snap["updated"]) in uplink_line(out), out
         # alive but not updating (our own pid stands in for a stuck daemon)
         snap["pid"] = os.getpid()
         snap["updated"] = int(time.time() * 1000) - 10 * 60 * 1000
@@ -318,12 +356,32 @@ def test_sluicectl():
                                + ctl_argv("-D", data, "status"),
                                capture_output=True, text=True, timeout=30)
             assert r.returncode == 1 and "ermission denied" in r.stderr, (r.returncode, r.stderr)
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
+
+
+def test_fifo_refused():
+    """A FIFO where sluicectl expects a file it did not create — the database, its WAL,
+    the config — is refused at once with a message; opening one would wait for a writer
+    for ever."""
+    with Site("ctl-fifo") as site:
+        cfg = e2e_site(site)
+        data = os.path.join(site.dir, "data")
+        os.makedirs(data, exist_ok=True)
+        db = os.path.join(data, "sluice.db")
+        os.mkfifo(db)
+        for args in (["-D", data, "status"], ["-c", cfg, "backlog"]):
+            r = site.run(ctl_argv(*args), timeout=20)
+            assert r.returncode == 1, (args, r.returncode, r.stdout, r.stderr)
+            assert "%s is a FIFO (named pipe), not a database file" % db in r.stderr, r.stderr
+        fifo_cfg = os.path.join(site.dir, "fifo.yaml")
+        os.mkfifo(fifo_cfg)
+        r = site.run(ctl_argv("-c", fifo_cfg, "status"), timeout=20)
+        assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+        assert "%s: is not a regular file" % fifo_cfg in r.stderr, r.stderr
+        r = site.run([os.path.join(harness.BIN, "sluiced"), "--check-config", fifo_cfg],
+                     timeout=20)
+        assert r.returncode == 78 and "is not a regular file" in r.stderr, (r.returncode,
+                                                                           r.stderr)
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_sluicectl]))
+    harness.main()

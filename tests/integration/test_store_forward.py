@@ -24,8 +24,9 @@ import harness  # noqa: E402
 from harness import Site, config_yaml, free_port, wait_for  # noqa: E402
 
 
-def fast_site(name, ndev=3, interval="100ms", buffer=None, extra_uplink="", rules=""):
-    site = Site(name)
+def fast_site(site, ndev=3, interval="100ms", buffer=None, extra_uplink="", rules=""):
+    """ndev flow meters polled every interval in site: its broker started, the profile
+    copied, the config written (its path returned)."""
     site.start_broker()
     sim_port = free_port()
     buses = ("  - id: lan\n"
@@ -38,17 +39,13 @@ def fast_site(name, ndev=3, interval="100ms", buffer=None, extra_uplink="", rule
                     "    unit_id: %d\n"
                     "    profile: flowmeter-generic\n"
                     "    interval: %s\n" % (i + 1, i + 1, interval))
-    os.makedirs(os.path.join(site.dir, "devices"), exist_ok=True)
-    src = os.path.join(harness.TOP, "config", "devices", "flowmeter-generic.yaml")
-    with open(src) as f, open(os.path.join(site.dir, "devices", "flowmeter-generic.yaml"), "w") as g:
-        g.write(f.read())
+    site.copy_profiles("flowmeter-generic")
     text = config_yaml(site, "gw1", site.broker_port, buses, devices, extra=rules)
     if buffer:
         text = text.replace("  max_size: 64MiB\n", "  max_size: %s\n" % buffer)
     if extra_uplink:
         text = text.replace("uplink:\n", "uplink:\n" + extra_uplink, 1)
-    cfg = site.write("sluice.yaml", text)
-    return site, cfg
+    return site.write("sluice.yaml", text)
 
 
 def seq_payloads(site):
@@ -80,8 +77,8 @@ def stop_daemon_and_check_all_arrived(site, cfg):
 
 
 def test_broker_restarts():
-    site, cfg = fast_site("restarts")
-    try:
+    with Site("restarts") as site:
+        cfg = fast_site(site)
         site.start_sim(["--config", cfg])
         site.start_subscriber("it/gw1/#")
         d = site.start_daemon(cfg)
@@ -95,17 +92,12 @@ def test_broker_restarts():
             wait_for(lambda n=n: len(seq_payloads(site)) > n + 20, 60, "delivery after restart %d" % i)
         last = stop_daemon_and_check_all_arrived(site, cfg)
         assert last > 200, last
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 def test_sigkill_ten_times():
-    site, cfg = fast_site("sigkill")
     rnd = random.Random(4)
-    try:
+    with Site("sigkill") as site:
+        cfg = fast_site(site)
         site.start_sim(["--config", cfg])
         site.start_subscriber("it/gw1/#")
         for i in range(10):
@@ -127,11 +119,6 @@ def test_sigkill_ten_times():
         assert dups <= 10 * 32, dups
         assert last > 100, last
         sys.stdout.write("  sigkill: %d seqs, %d duplicates after 10 kills\n" % (last, dups))
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 def test_full_buffer_counts_drops():
@@ -143,8 +130,8 @@ def test_full_buffer_counts_drops():
              "    kind: threshold\n"
              "    point: fm1.pressure\n"
              "    above: 0.3015\n")
-    site, cfg = fast_site("full", ndev=24, interval="100ms", buffer="1MiB", rules=rules)
-    try:
+    with Site("full") as site:
+        cfg = fast_site(site, ndev=24, interval="100ms", buffer="1MiB", rules=rules)
         # the late evening's demand keeps the simulated pressure at the threshold (with
         # the day's demand it stays below, deep in the night above): the simulated day
         # starts there, whatever the hour the test runs
@@ -190,11 +177,6 @@ def test_full_buffer_counts_drops():
         assert "dropped" in d.text() or "drop" in d.text(), d.text()
         sys.stdout.write("  full buffer: %d seqs, %d dropped and counted, %d alert transitions "
                          "all delivered\n" % (last, st["dropped"], len(alerts)))
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 def make_certs(dirpath):
@@ -217,8 +199,7 @@ def make_certs(dirpath):
 
 
 def test_tls():
-    site = Site("tls")
-    try:
+    with Site("tls") as site:
         make_certs(site.dir)
         port = free_port()
         plain = free_port()
@@ -262,13 +243,7 @@ def test_tls():
         r = site.run(site.daemon_argv(bad), timeout=30)
         assert r.returncode == 78, (r.returncode, r.stderr)
         assert "can be read by every user" in r.stderr, r.stderr
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_tls, test_broker_restarts, test_sigkill_ten_times,
-                                test_full_buffer_counts_drops]))
+    harness.main()

@@ -56,12 +56,14 @@ def storm_site(name):
     # a meter that never answers: its device/ state and comms alert are retained too
     devices += ("  - id: dead\n    bus: lan\n    unit_id: 30\n    profile: flowmeter-generic\n"
                 "    interval: 500ms\n    offline_after: 2\n")
-    site, cfg = storms.new_site(name, buses, devices, rules=RULES)
+    return storms.new_site(name, buses, devices, rules=RULES)
+
+
+def start_storm_site(site, cfg):
     # the simulated day starts at 23:00, when its demand holds the pressure at the
     # threshold, whatever the hour the test runs
     site.start_sim(["--config", cfg, "--scenario", "dead=dead", "--start", "23:00"])
     site.start_subscriber("it/gw1/#")
-    return site, cfg
 
 
 def finish(site, cfg, storm, received, windows=()):
@@ -81,7 +83,8 @@ def finish(site, cfg, storm, received, windows=()):
 
 def test_broker_storm():
     site, cfg = storm_site("brokerstorm")
-    try:
+    with site:
+        start_storm_site(site, cfg)
         rnd = random.Random(seed())
         received = storms.Received(site.sub_out)
         storm = storms.Storm(site, cfg, rnd)
@@ -102,16 +105,12 @@ def test_broker_storm():
         assert fig["set aside"] == 0, fig
         assert fig["alert transitions"] >= 2, fig
         assert fig["seqs assigned"] > 300, fig
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 def test_sigkill_storm():
     site, cfg = storm_site("killstorm")
-    try:
+    with site:
+        start_storm_site(site, cfg)
         rnd = random.Random(seed())
         received = storms.Received(site.sub_out)
         storm = storms.Storm(site, cfg, rnd)
@@ -129,12 +128,7 @@ def test_sigkill_storm():
         assert fig["duplicates"] <= kills * (32 + 1024), fig
         # under valgrind a sluiced killed soon after its start polls little
         assert fig["seqs assigned"] > (100 if harness.VALGRIND else 300), fig
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_broker_storm, test_sigkill_storm]))
+    harness.main()

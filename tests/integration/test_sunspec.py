@@ -18,13 +18,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Site, config_yaml, free_port, wait_for  # noqa: E402
+from harness import Site, config_yaml, free_port, load_trace, telemetry, wait_for  # noqa: E402
 
 WANT = {"W", "WH", "Hz", "PF", "DCA", "DCV", "DCW", "St", "Evt1", "Mn", "Md", "SN"}
 
 
-def make_site(name):
-    site = Site(name)
+def sunspec_site(site):
+    """The inverter site in site: its broker started, the config written. Returns the
+    config's path and the port the sim is to serve."""
     site.start_broker()
     sim_port = free_port()
     dead_port = free_port()  # nothing listens here
@@ -61,30 +62,12 @@ def make_site(name):
     )
     cfg = site.write("sluice.yaml",
                      config_yaml(site, "gw1", site.broker_port, buses, devices, alerts))
-    return site, cfg, sim_port
-
-
-def telemetry(site, device):
-    return [p for t, p in site.messages() if t == "it/gw1/telemetry/" + device]
-
-
-def load_trace(path):
-    import json
-    served = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            for k, v in rec["values"].items():
-                served.setdefault((rec["unit"], k), []).append(v)
-    return served
+    return cfg, sim_port
 
 
 def test_sunspec_discovery_and_polling():
-    site, cfg, sim_port = make_site("sunspec")
-    try:
+    with Site("sunspec") as site:
+        cfg, sim_port = sunspec_site(site)
         r = site.run([os.path.join(harness.BIN, "sluiced"), "--check-config", cfg])
         assert r.returncode == 0, "check-config: %d %s %s" % (r.returncode, r.stdout, r.stderr)
 
@@ -144,12 +127,7 @@ def test_sunspec_discovery_and_polling():
         assert rc == 0, "sluiced exit status %s:\n%s" % (rc, d.text())
         log = d.text()
         assert "<3>" not in log, "errors in the daemon log:\n" + log
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_sunspec_discovery_and_polling]))
+    harness.main()

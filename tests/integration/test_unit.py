@@ -7,7 +7,7 @@
     so a lost hardening line fails here;
   - systemd-sysusers and systemd-tmpfiles, run on a scratch --root, create the sluice
     user and group and /var/lib/sluice 0750 sluice:sluice;
-  - tools/install.sh puts every file where the README and DESIGN say, rewrites the unit's
+  - tools/install.sh puts every file where the README and docs/operations.md say, rewrites the unit's
     paths to PREFIX, and keeps an existing /etc/sluice/sluice.yaml.
 
 Needs systemd's tools (Debian package `systemd`); without them the systemd checks are
@@ -220,6 +220,4 @@ def test_install_layout():
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_man_pages, test_verify_installed_unit, test_verify_catches_a_missing_binary,
-                                test_unit_settings, test_security_exposure,
-                                test_sysusers_and_tmpfiles, test_install_layout]))
+    harness.main()

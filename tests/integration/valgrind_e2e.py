@@ -10,13 +10,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ["SLUICE_VALGRIND"] = "1"
 import harness  # noqa: E402
-from harness import wait_for  # noqa: E402
-from test_e2e import make_site, telemetry  # noqa: E402
+from harness import Site, telemetry, wait_for  # noqa: E402
+from test_e2e import e2e_site  # noqa: E402
 
 
 def test_valgrind_e2e():
-    site, cfg = make_site("valgrind")
-    try:
+    with Site("valgrind") as site:
+        cfg = e2e_site(site)
         site.start_sim(["--config", cfg])
         site.start_subscriber("it/gw1/#")
         d = site.start_daemon(cfg)
@@ -29,12 +29,7 @@ def test_valgrind_e2e():
             with open(fn) as f:
                 reports += f.read()
         assert reports.strip() == "", "valgrind:\n" + reports
-    except Exception:
-        site.failed = True
-        raise
-    finally:
-        site.close()
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_tests([test_valgrind_e2e]))
+    harness.main()

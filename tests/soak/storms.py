@@ -577,10 +577,7 @@ def new_site(name, buses, devices, rules="", profiles=("flowmeter-generic",), bu
     site = harness.Site(name)
     try:
         site.start_broker()
-        os.makedirs(os.path.join(site.dir, "devices"), exist_ok=True)
-        for p in profiles:
-            with open(os.path.join(harness.TOP, "config", "devices", p + ".yaml")) as f:
-                site.write(os.path.join("devices", p + ".yaml"), f.read())
+        site.copy_profiles(*profiles)
         text = harness.config_yaml(site, "gw1", site.broker_port, buses, devices, extra=rules)
         if buffer:
             text = text.replace("  max_size: 64MiB\n", "  max_size: %s\n" % buffer)

@@ -115,6 +115,8 @@ static void test_threshold_for_and_hysteresis(void **state)
 	assert_true(fabs(o.t[0].value - 0.13) < 1e-9);
 	assert_true(fabs(o.t[0].threshold - 0.15) < 1e-9);
 	assert_string_equal(o.t[0].unit, "MPa");
+	assert_true(o.t[0].value_f32);      /* a float32 point's reading */
+	assert_false(o.t[0].threshold_f32); /* the config's limit */
 	assert_non_null(strstr(o.t[0].message, "pressure 0.13 MPa below 0.15 MPa at 加压泵站"));
 	/* inside the hysteresis band: stays firing, nothing new */
 	feed1(e, 0, T0 + 210 * S, 0.155, &o);
@@ -311,6 +313,8 @@ static void test_waterlogging_rise_and_stuck(void **state)
 	assert_int_equal(o.nt, 1);
 	expect_t(&o, 0, "r", "rise", ALERT_FIRING, SEV_YELLOW);
 	assert_true(fabs(o.t[0].value - 0.08) < 1e-9);
+	assert_true(o.t[0].value_f32); /* a difference of two float32 levels */
+	assert_false(o.t[0].threshold_f32);
 	feed1(e, 1, t + 20 * M, 0.16, &o);
 	expect_t(&o, 0, "r", "rise", ALERT_RESOLVED, SEV_YELLOW);
 	/* flat since t (noise within the tolerance): stuck once an hour has passed */
@@ -321,10 +325,85 @@ static void test_waterlogging_rise_and_stuck(void **state)
 	}
 	expect_t(&o, 0, "r", "stuck", ALERT_FIRING, SEV_BLUE);
 	assert_non_null(strstr(o.t[0].message, "stuck at 0.160 m for 1 h"));
+	assert_false(o.t[0].value_f32); /* a time */
 	feed1(e, 1, t + 90 * M, 0.20, &o);
 	expect_t(&o, 0, "r", "stuck", ALERT_RESOLVED, SEV_BLUE);
 
 	alert_out_free(&o);
+	alert_free(e);
+	config_free(cfg);
+}
+
+/* A rise that resolves because the water went down again says so: how far it fell from
+ * its peak and over how long, not "steady, +0.00" (the window's minimum is the new low,
+ * so the rise within the window is 0 whichever way the level went). */
+static void test_waterlogging_rise_resolves_with_the_fall(void **state)
+{
+	struct config *cfg = load_rules("  - id: r\n"
+				  "    kind: waterlogging\n"
+				  "    point: gauge.level\n"
+				  "    rise: { by: 0.30, within: 30m }\n"
+				  "    spike: 0\n");
+	struct alert_engine *e = fx_engine(cfg), *e2;
+	struct alert_out o = { 0 };
+	int64_t t = T0;
+	char *blob, err[128];
+
+	(void)state;
+	feed1(e, 1, t, 0.10, &o);
+	feed1(e, 1, t + 5 * M, 0.30, &o);
+	assert_int_equal(o.nt, 0);
+	feed1(e, 1, t + 10 * M, 0.45, &o);
+	expect_t(&o, 0, "r", "rise", ALERT_FIRING, SEV_YELLOW);
+	feed1(e, 1, t + 15 * M, 0.62, &o); /* the peak */
+	assert_int_equal(o.nt, 0);
+	feed1(e, 1, t + 25 * M, 0.45, &o); /* 0.35 above the window's low: still firing */
+	assert_int_equal(o.nt, 0);
+	feed1(e, 1, t + 35 * M, 0.10, &o); /* 52 cm below the peak, 20 min after it */
+	assert_int_equal(o.nt, 1);
+	expect_t(&o, 0, "r", "rise", ALERT_RESOLVED, SEV_YELLOW);
+	fprintf(stderr, "  %s\n", o.t[0].message);
+	assert_string_equal(o.t[0].message, "water fell 0.52 m in 20 min at 新华路下穿道, from "
+			    "0.62 m to 0.10 m");
+
+	/* up again, then level: the window's rise falls under the limit, no fall */
+	feed1(e, 1, t + 40 * M, 0.30, &o);
+	feed1(e, 1, t + 45 * M, 0.50, &o);
+	expect_t(&o, 0, "r", "rise", ALERT_FIRING, SEV_YELLOW);
+	feed1(e, 1, t + 55 * M, 0.52, &o);
+	assert_int_equal(o.nt, 0);
+	feed1(e, 1, t + 70 * M, 0.52, &o); /* 0.52 - 0.30 within 30 min */
+	expect_t(&o, 0, "r", "rise", ALERT_RESOLVED, SEV_YELLOW);
+	fprintf(stderr, "  %s\n", o.t[0].message);
+	assert_string_equal(o.t[0].message, "water rising slower at 新华路下穿道: 0.52 m, "
+			    "+0.22 m within 30 min (rise < 0.30 m)");
+
+	/* a firing rise keeps its peak across a restart */
+	feed1(e, 1, t + 85 * M, 0.20, &o);
+	feed1(e, 1, t + 90 * M, 0.60, &o);
+	expect_t(&o, 0, "r", "rise", ALERT_FIRING, SEV_YELLOW);
+	blob = alert_save(e);
+	assert_non_null(blob);
+	e2 = fx_engine(cfg);
+	assert_int_equal(alert_restore(e2, blob, err, sizeof err), 0);
+	free(blob);
+	feed1(e2, 1, t + 95 * M, 0.55, &o);
+	assert_int_equal(o.nt, 0);
+	feed1(e2, 1, t + 100 * M, 0.05, &o);
+	expect_t(&o, 0, "r", "rise", ALERT_RESOLVED, SEV_YELLOW);
+	assert_string_equal(o.t[0].message, "water fell 0.55 m in 10 min at 新华路下穿道, from "
+			    "0.60 m to 0.05 m");
+
+	/* the next sample after a gap longer than the window, at the same level: steady */
+	feed1(e2, 1, t + 110 * M, 0.50, &o);
+	expect_t(&o, 0, "r", "rise", ALERT_FIRING, SEV_YELLOW);
+	feed1(e2, 1, t + 150 * M, 0.50, &o);
+	expect_t(&o, 0, "r", "rise", ALERT_RESOLVED, SEV_YELLOW);
+	assert_string_equal(o.t[0].message, "water steady at 新华路下穿道: 0.50 m, +0.00 m "
+			    "within 30 min");
+
+	alert_out_free(&o);
+	alert_free(e2);
 	alert_free(e);
 	config_free(cfg);
 }
@@ -384,6 +463,7 @@ int main(void)
 		cmocka_unit_test(test_waterlogging_grades),
 		cmocka_unit_test(test_waterlogging_spikes),
 		cmocka_unit_test(test_waterlogging_rise_and_stuck),
+		cmocka_unit_test(test_waterlogging_rise_resolves_with_the_fall),
 		cmocka_unit_test(test_persistence),
 	};
 

@@ -169,6 +169,8 @@ static void test_no_output(void **state)
 	assert_int_equal(t->ts_ms, DAY0 + 8 * H + 30 * M);
 	assert_int_equal(t->severity, SEV_ORANGE);
 	assert_string_equal(t->unit, "W");
+	assert_true(t->value_f32);      /* the float32 power point's reading */
+	assert_false(t->threshold_f32); /* from rated power */
 	assert_non_null(strstr(t->message, "no output in daylight"));
 	alert_out_reset(&o);
 	/* output comes back */

@@ -120,7 +120,7 @@ static const struct image images[] = {
 	  9007199254740993u, 0 },
 	/* uint64 maximum */
 	{ PT_UINT64, BIG, BIG, { 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF }, VAL_UINT, 0, UINT64_MAX, 0 },
-	/* float32 1.0 = 0x3F800000 (the DESIGN examples) */
+	/* float32 1.0 = 0x3F800000 */
 	{ PT_FLOAT32, BIG, BIG, { 0x3F80, 0x0000 }, VAL_DOUBLE, 0, 0, 1.0 },
 	{ PT_FLOAT32, BIG, LIT, { 0x0000, 0x3F80 }, VAL_DOUBLE, 0, 0, 1.0 },
 	{ PT_FLOAT32, LIT, BIG, { 0x803F, 0x0000 }, VAL_DOUBLE, 0, 0, 1.0 },

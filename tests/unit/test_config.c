@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,7 +24,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec.h"
 #include "config.h"
+#include "uplink.h"
 
 #define FIX "tests/fixtures/config/"
 
@@ -416,8 +419,10 @@ static void test_example_loads(void **state)
 	assert_true(r->has_night);
 	assert_int_equal(r->night_from_s, 7200);
 	assert_int_equal(r->night_to_s, 4 * 3600);
-	assert_true(r->has_night_max_flow);
-	assert_true(r->night_max_flow == 3.5);
+	assert_false(r->night_legacy);  /* the change detector, at its defaults */
+	assert_false(r->has_night_max_flow);
+	assert_true(r->night_allowance == 2 && r->night_decision == 5 && r->night_learn == 14);
+	assert_true(r->night_pump_steps);
 
 	r = rule_of(cfg, "xinhua-waterlogging");
 	assert_int_equal(r->kind, RULE_WATERLOGGING);
@@ -728,6 +733,33 @@ static const char *const msgs_bad_ids[] = {
 	FIX "bad-ids.yaml:18:9: alerts[0] (high flow): id 'high flow' is not a valid id: use only letters, digits, '-' and '_' (at most 63 bytes)",
 	FIX "bad-ids.yaml:20:12: alerts[0] (high flow): point 'meter.flow': there is no device 'meter'",
 };
+static const char *const msgs_ime_slips[] = {
+	FIX "ime-slips.yaml:3:5: full-width colon '：' after 'id': YAML needs an ASCII ':' and a space (id: ...); switch the input method to English punctuation",
+	FIX "ime-slips.yaml:6:8: full-width space (U+3000) after 'host:': YAML needs an ASCII space after the colon",
+	FIX "ime-slips.yaml:10:28: full-width comma '，' between the items of { }: YAML needs an ASCII ','",
+	FIX "ime-slips.yaml:13:1: full-width space (U+3000) in the indentation: indent with ASCII spaces",
+	FIX "ime-slips.yaml:16:20: full-width colon '：' after 'table': YAML needs an ASCII ':' and a space (table: ...); switch the input method to English punctuation",
+};
+static const char *const msgs_colon_in_name[] = {
+	FIX "colon-in-name.yaml:4:18: a ': ' inside the value of 'name' reads as the start of another key: quote the value (name: \"丰都县城 自来水厂: 加压站\")",
+};
+static const char *const msgs_tabs_chinese[] = {
+	FIX "tabs-chinese.yaml:5:1: YAML syntax error: found a tab character that violates indentation (while scanning a plain scalar at line 4 column 9); YAML does not allow tabs for indentation: use spaces",
+};
+
+static const char *const msgs_orders[] = {
+	FIX "orders.yaml:13:67: point 'a' of device dev1: word_order 'CDAB' is not one of big, little (did you mean 'order: CDAB'?)",
+	FIX "orders.yaml:14:66: point 'b' of device dev1: byte_order 'badc' is not one of big, little (did you mean 'order: BADC'?)",
+	FIX "orders.yaml:15:61: point 'c' of device dev1: give order or byte_order/word_order, not both (order sets both)",
+	FIX "orders.yaml:16:60: point 'd' of device dev1: order ABCD is the order of a 32-bit value; type int16 is 16 bits (expected AB or BA)",
+	FIX "orders.yaml:17:61: point 'e' of device dev1: order 'ABDC' is not one of ABCD, CDAB, BADC or DCBA (the orders of a 32-bit value that byte and word swapping give)",
+	FIX "orders.yaml:18:63: point 'f' of device dev1: order 'CDABGHEF' is not one of ABCDEFGH, GHEFCDAB, BADCFEHG or HGFEDCBA (the orders of a 64-bit value that byte and word swapping give)",
+	FIX "orders.yaml:19:56: point 'g' of device dev1: order is for registers: a coil is a single bit",
+	FIX "orders.yaml:20:73: point 'h' of device dev1: order 'DCBA' does not fit type string: its bytes are swapped in each register or not (expected AB or BA)",
+	FIX "orders.yaml:21:62: point 'i' of device dev1: order CDAB is the order of a 32-bit value; type uint64 is 64 bits (expected ABCDEFGH, GHEFCDAB, BADCFEHG or HGFEDCBA)",
+	FIX "orders.yaml:22:66: point 'j' of device dev1: byte_order 'lttle' is not one of big, little (did you mean 'little'?)",
+};
+
 static const char *const msgs_points[] = {
 	FIX "points.yaml:12:46: point 'a' of device dev1: type 'float33' is not one of bool, int16, uint16, int32, uint32, int64, uint64, float32, float64, string (did you mean 'float32'?)",
 	FIX "points.yaml:13:43: point 'b' of device dev1: type uint16 cannot be read from a coil: coils hold single bits (use type bool)",
@@ -757,7 +789,7 @@ static const char *const msgs_overlap[] = {
 };
 static const char *const msgs_references[] = {
 	FIX "references.yaml:10:10: devices[0] (booster-pump): bus 'line2' does not exist (did you mean 'line1'?)",
-	FIX "references.yaml:18:14: devices[1] (meter): profile 'flowmeter-generik' not found: no file flowmeter-generik.yaml in " FIX "devices, tests/fixtures/no-such-dir",
+	FIX "references.yaml:18:14: devices[1] (meter): profile 'flowmeter-generik' not found: no file flowmeter-generik.yaml in " FIX "devices (beside the config), tests/fixtures/no-such-dir; put flowmeter-generik.yaml in " FIX "devices, or name its directory in SLUICE_PROFILE_PATH (colon-separated)",
 	FIX "references.yaml:25:12: alerts[0] (low-pressure): point 'booster-pump.presure': device booster-pump has no point 'presure' (did you mean 'pressure'?)",
 	FIX "references.yaml:28:18: alerts[0] (low-pressure): on_fire[0].write 'booster-pmp.lamp': there is no device 'booster-pmp' (did you mean 'booster-pump'?)",
 	FIX "references.yaml:29:18: alerts[0] (low-pressure): on_fire[1].write 'booster-pump.pressure': point pressure of device booster-pump is not writable (it needs writable: true, on a coil or holding register)",
@@ -830,6 +862,14 @@ static const char *const msgs_alerts_more[] = {
 	FIX "alerts-more.yaml:40:12: alerts[2] (p3): fault 'gauge.level' is not a point of the inverter inv",
 	FIX "alerts-more.yaml:41:17: alerts[2] (p3): peer_ratio 0 is out of range (expected more than 0 and at most 1)",
 	FIX "alerts-more.yaml:42:5: alerts[3] (p4): inverter inv is not a SunSpec device: give power: (its AC power point)",
+	FIX "alerts-more.yaml:48:61: alerts[4] (l3): night.learn belongs to the change detector, and this night check names ratio, which asks for a verdict each night instead: drop one or the other",
+	FIX "alerts-more.yaml:48:74: alerts[4] (l3): night.exclude belongs to the change detector, and this night check names ratio, which asks for a verdict each night instead: drop one or the other",
+	FIX "alerts-more.yaml:55:17: alerts[5] (l4): night.decision 0 is out of range (expected more than 0 and at most 100)",
+	FIX "alerts-more.yaml:56:14: alerts[5] (l4): night.learn 3 is out of range (expected 7..56)",
+	FIX "alerts-more.yaml:57:18: alerts[5] (l4): missing required key 'night.exclude[0].run'",
+	FIX "alerts-more.yaml:57:26: alerts[5] (l4): night.exclude[0].flow 0 is out of range (expected more than 0)",
+	FIX "alerts-more.yaml:57:38: alerts[5] (l4): night.exclude[1].run 'meter.nope': device meter has no point 'nope'",
+	FIX "alerts-more.yaml:57:62: alerts[5] (l4): night.exclude[2] must be a mapping (key: value lines), not the value '7'",
 };
 static const char *const msgs_uplink[] = {
 	FIX "uplink.yaml:4:9: uplink: host '[2001:db8::1]': write an IPv6 address without brackets, in quotes (\"2001:db8::1\")",
@@ -845,7 +885,7 @@ static const char *const msgs_timezone[] = {
 	FIX "timezone.yaml:3:13: gateway: timezone 'Asia/Shangai' is not a known time zone (did you mean 'Asia/Shanghai'?)",
 };
 static const char *const msgs_profile_errors[] = {
-	FIX "profile-errors.yaml:17:14: devices[2] (m3): profile 'flowmeter-tset' not found: no file flowmeter-tset.yaml in " FIX "devices, tests/fixtures/no-such-dir (did you mean 'flowmeter-test'?)",
+	FIX "profile-errors.yaml:17:14: devices[2] (m3): profile 'flowmeter-tset' not found: no file flowmeter-tset.yaml in " FIX "devices (beside the config), tests/fixtures/no-such-dir (did you mean 'flowmeter-test'?); put flowmeter-tset.yaml in " FIX "devices, or name its directory in SLUICE_PROFILE_PATH (colon-separated)",
 	FIX "devices/misnamed.yaml:1:10: profile 'flowmeter' does not match the file's name: a profile is found by its file name, so this file must say profile: misnamed",
 	FIX "devices/misnamed.yaml:3:16: max_registers 200 is out of range (expected 1..125)",
 	FIX "devices/misnamed.yaml:6:45: point 'tota': type 'flaot64' is not one of bool, int16, uint16, int32, uint32, int64, uint64, float32, float64, string (did you mean 'float64'?)",
@@ -880,6 +920,28 @@ static void test_syntax_error(void **state)
 	(void)state;
 	EXPECT_ERRORS("syntax.yaml", msgs_syntax);
 	EXPECT_ERRORS("tabs.yaml", msgs_tabs);
+}
+
+/*
+ * The slips of a Chinese input method: a full-width colon, space or comma where YAML
+ * needs its own punctuation, each named at the line and column where it is; a ': '
+ * inside an unquoted name; a tab after Chinese text (libyaml's mark counts characters:
+ * the hint once looked at the wrong byte). Full-width punctuation inside names, quotes,
+ * comments and block text is text, and loads.
+ */
+static void test_input_method_slips(void **state)
+{
+	static const char *const none[] = { NULL };
+	struct config *cfg;
+
+	(void)state;
+	EXPECT_ERRORS("ime-slips.yaml", msgs_ime_slips);
+	EXPECT_ERRORS("colon-in-name.yaml", msgs_colon_in_name);
+	EXPECT_ERRORS("tabs-chinese.yaml", msgs_tabs_chinese);
+	cfg = load_expect(FIX "ime-ok.yaml", &fix_opts, none, 0, 0);
+	assert_string_equal(cfg->gateway.name, "丰都县城：自来水厂　加压站");
+	assert_string_equal(cfg->devices[0].name, "三号计量分区：进水流量计　（东）");
+	config_free(cfg);
 }
 
 static void test_odd_shapes(void **state)
@@ -1018,11 +1080,508 @@ static void test_profile_not_found_names_every_directory(void **state)
 	assert_int_equal(config_load_profile("flowmeter-tset", NULL, &opts, &points, &npoints,
 					     &display, &d), -1);
 	want = xfmt("profile 'flowmeter-tset' not found: no file flowmeter-tset.yaml in %s (did "
-		    "you mean 'flowmeter-test'?)", dirs);
+		    "you mean 'flowmeter-test'?); put flowmeter-tset.yaml in a directory named in "
+		    "SLUICE_PROFILE_PATH (colon-separated)", dirs);
 	assert_int_equal(d.n, 1);
 	assert_string_equal(d.msgs[0], want);
 	free(want);
 	config_diag_free(&d);
+}
+
+/*
+ * With no profile path given, a program that runs from its build tree (this test binary,
+ * build/tests/test_config, like build/sluiced) finds the tree's shipped profiles in
+ * config/devices, and a profile found nowhere names the build tree's directory and the
+ * installed one, each with what it is.
+ */
+static void test_profiles_found_from_the_build_tree(void **state)
+{
+	char tmpl[] = "/tmp/sluice-test-buildtree-XXXXXX", cfgpath[PATH_MAX], top[PATH_MAX];
+	char *want, *saved = getenv("SLUICE_PROFILE_PATH");
+	struct config_diag d;
+	struct config *cfg;
+
+	(void)state;
+	saved = saved ? strdup(saved) : NULL;
+	unsetenv("SLUICE_PROFILE_PATH");
+	assert_non_null(getcwd(top, sizeof top));
+	assert_non_null(mkdtemp(tmpl));
+	snprintf(cfgpath, sizeof cfgpath, "%s/sluice.yaml", tmpl);
+	/* no devices/ beside it */
+	spit(cfgpath,
+	     "gateway: { id: gw }\n"
+	     "uplink: { host: 127.0.0.1 }\n"
+	     "buses:\n"
+	     "  - { id: b, tcp: { host: 127.0.0.1 } }\n"
+	     "devices:\n"
+	     "  - { id: m, bus: b, profile: flowmeter-generic }\n", 0644);
+	cfg = config_load(cfgpath, NULL, &d);
+	if (!cfg)
+		print_diag(cfgpath, &d);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->devices[0].npoints, 5);
+	config_free(cfg);
+	config_diag_free(&d);
+
+	spit(cfgpath,
+	     "gateway: { id: gw }\n"
+	     "uplink: { host: 127.0.0.1 }\n"
+	     "buses:\n"
+	     "  - { id: b, tcp: { host: 127.0.0.1 } }\n"
+	     "devices:\n"
+	     "  - { id: m, bus: b, profile: flowmeter-generik }\n", 0644);
+	assert_null(cfg = config_load(cfgpath, NULL, &d));
+	want = xfmt("%s:6:31: devices[0] (m): profile 'flowmeter-generik' not found: no file "
+		    "flowmeter-generik.yaml in %s/devices (beside the config), %s/config/devices "
+		    "(this build's), " SLUICE_DATADIR "/devices (installed) (did you mean "
+		    "'flowmeter-generic'?); put flowmeter-generik.yaml in %s/devices, or name its "
+		    "directory in SLUICE_PROFILE_PATH (colon-separated)", cfgpath, tmpl, top, tmpl);
+	if (d.n != 1 || strcmp(d.msgs[0], want) != 0)
+		print_diag(want, &d);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], want);
+	free(want);
+	config_diag_free(&d);
+
+	/* the same for config_load_profile (sluice-sim, sluicectl) */
+	{
+		struct point_def *pts;
+		size_t n;
+		char *name;
+		assert_int_equal(config_load_profile("tuf2000m", NULL, NULL, &pts, &n, &name, NULL),
+				 0);
+		assert_true(n > 0);
+		free(pts);
+		free(name);
+	}
+	unlink(cfgpath);
+	rmdir(tmpl);
+	if (saved) {
+		setenv("SLUICE_PROFILE_PATH", saved, 1);
+		free(saved);
+	}
+}
+
+/*
+ * order: names the bytes of the value, A the most significant, in the order they travel.
+ * Each form is decoded by the codec from bytes laid out as the letters say: the
+ * shorthand and the codec's two flags must agree, for every form of every width.
+ */
+static void test_point_orders(void **state)
+{
+	static const struct {
+		const char *order, *type;
+		unsigned bytes;
+	} forms[] = {
+		{ "AB", "uint16", 2 }, { "BA", "uint16", 2 },
+		{ "ABCD", "uint32", 4 }, { "CDAB", "uint32", 4 }, { "BADC", "uint32", 4 },
+		{ "DCBA", "uint32", 4 }, { "ABCDEFGH", "uint64", 8 }, { "GHEFCDAB", "uint64", 8 },
+		{ "BADCFEHG", "uint64", 8 }, { "HGFEDCBA", "uint64", 8 },
+	};
+	const size_t nforms = sizeof forms / sizeof forms[0];
+	char text[4096];
+	size_t n;
+	struct config_diag d;
+	struct config *cfg;
+
+	(void)state;
+	n = (size_t)snprintf(text, sizeof text,
+			     "gateway: { id: gw }\n"
+			     "uplink: { host: 127.0.0.1 }\n"
+			     "buses:\n"
+			     "  - { id: b, tcp: { host: 127.0.0.1 } }\n"
+			     "devices:\n"
+			     "  - id: m\n"
+			     "    bus: b\n"
+			     "    points:\n");
+	for (size_t i = 0; i < nforms; i++)
+		n += (size_t)snprintf(text + n, sizeof text - n,
+				      "      p%zu: { table: holding, address: %zu, type: %s, "
+				      "order: %s }\n", i, 10 * i, forms[i].type, forms[i].order);
+	/* as a manual may write it: lower case, and a float */
+	n += (size_t)snprintf(text + n, sizeof text - n,
+			      "      fl: { table: input, address: 0, type: float32, order: cdab }\n");
+	assert_true(n < sizeof text);
+	cfg = config_load_buffer("orders.yaml", text, n, &fix_opts, &d);
+	if (!cfg)
+		print_diag("orders", &d);
+	assert_non_null(cfg);
+	config_diag_free(&d);
+	for (size_t i = 0; i < nforms; i++) {
+		const struct point_def *p = &cfg->devices[0].points[i];
+		uint64_t want = forms[i].bytes == 2 ? 0x1122 : forms[i].bytes == 4
+								 ? 0x11223344
+								 : UINT64_C(0x1122334455667788);
+		uint8_t wire[8];
+		uint16_t regs[4];
+		struct value v;
+
+		/* the byte each letter names, in the order the letters give */
+		for (unsigned k = 0; k < forms[i].bytes; k++) {
+			unsigned letter = (unsigned)(forms[i].order[k] - 'A');
+			wire[k] = (uint8_t)(want >> (8 * (forms[i].bytes - 1 - letter)));
+		}
+		for (unsigned r = 0; r < forms[i].bytes / 2; r++)
+			regs[r] = (uint16_t)(wire[2 * r] << 8 | wire[2 * r + 1]);
+		assert_int_equal(codec_decode_regs(p, regs, &v, NULL, 0), 0);
+		if (v.kind != VAL_UINT || v.v.u != want)
+			fprintf(stderr, "order %s: decoded %" PRIx64 ", want %" PRIx64 "\n",
+				forms[i].order, v.v.u, want);
+		assert_int_equal(v.kind, VAL_UINT);
+		assert_true(v.v.u == want);
+	}
+	{
+		/* 26.5f is 0x41D40000: low word first on the wire */
+		const uint16_t regs[2] = { 0x0000, 0x41D4 };
+		struct value v;
+		assert_int_equal(codec_decode_regs(&cfg->devices[0].points[nforms], regs, &v, NULL, 0),
+				 0);
+		assert_true(v.kind == VAL_DOUBLE && v.v.d == 26.5);
+	}
+	config_free(cfg);
+
+	EXPECT_ERRORS("orders.yaml", msgs_orders);
+}
+
+/* A config whose topic_prefix is prefix, with one device and one pv rule. */
+static char *topic_config(const char *prefix, const char *device)
+{
+	return xfmt("gateway: { id: gw }\n"
+		    "uplink:\n"
+		    "  host: 127.0.0.1\n"
+		    "  topic_prefix: %s\n"
+		    "buses:\n"
+		    "  - { id: b, tcp: { host: 127.0.0.1 } }\n"
+		    "devices:\n"
+		    "  - id: %s\n"
+		    "    bus: b\n"
+		    "    points: { p: { table: holding, address: 0, type: uint16, unit: kW } }\n"
+		    "alerts:\n"
+		    "  - { id: roof-array, kind: pv, inverter: %s, power: %s.p, rated_power: 10kW }\n",
+		    prefix, device, device, device);
+}
+
+static int topic_load(const char *prefix, const char *device, struct config_diag *d)
+{
+	char *text = topic_config(prefix, device);
+	struct config *cfg = config_load_buffer("topics.yaml", text, strlen(text), &fix_opts, d);
+
+	free(text);
+	config_free(cfg);
+	return cfg ? 0 : -1;
+}
+
+/*
+ * The full topic, <prefix>/<gateway>/alert/<rule>/<check> and the rest, fits the uplink's
+ * own limit (UPLINK_TOPIC_MAX with its NUL), and has no more '/' than mosquitto takes
+ * (200): at the limit loads, one past it is an error at topic_prefix.
+ */
+static void test_topic_limits(void **state)
+{
+	/* 63 bytes: the longest id; its comms alert is alert/comms-<57 of them>/offline */
+	const char *dev = "d23456789012345678901234567890123456789012345678901234567890123";
+	/* the longest topic: telemetry/<dev> is 73 bytes, alert/comms-...: 6 + 63 + 8 = 77 */
+	size_t rest = strlen("/gw/") + 77, fits = UPLINK_TOPIC_MAX - 1 - rest;
+	char prefix[UPLINK_TOPIC_MAX + 8], *want;
+	struct config_diag d;
+
+	(void)state;
+	memset(prefix, 'p', fits);
+	prefix[fits] = '\0';
+	if (topic_load(prefix, dev, &d) != 0)
+		print_diag("fits", &d);
+	assert_int_equal(d.n, 0);
+	config_diag_free(&d);
+
+	strcat(prefix, "p");
+	assert_int_equal(topic_load(prefix, dev, &d), -1);
+	want = xfmt("topics.yaml:4:17: uplink: topic_prefix is too long: the topic %.120s.../gw/"
+		    "alert/comms-%.57s/offline would be 1024 bytes, and sluiced publishes topics "
+		    "of at most 1023 bytes (shorten topic_prefix by 1 bytes)", prefix, dev);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], want);
+	free(want);
+	config_diag_free(&d);
+
+	/* the rule's own: pv's longest check, low_output, under a short device id */
+	memset(prefix, 'p', UPLINK_TOPIC_MAX - 1 - strlen("/gw/alert/roof-array/low_output") + 1);
+	prefix[UPLINK_TOPIC_MAX - 1 - strlen("/gw/alert/roof-array/low_output") + 1] = '\0';
+	assert_int_equal(topic_load(prefix, "m", &d), -1);
+	assert_non_null(strstr(d.msgs[0], "/gw/alert/roof-array/low_output would be 1024 bytes"));
+	config_diag_free(&d);
+
+	/* levels: 197 in the prefix make alert topics of 200 '/' */
+	prefix[0] = '\0';
+	for (int i = 0; i < 197; i++)
+		strcat(prefix, i ? "/a" : "a");
+	assert_int_equal(topic_load(prefix, "m", &d), 0);
+	config_diag_free(&d);
+	strcat(prefix, "/a");
+	assert_int_equal(topic_load(prefix, "m", &d), -1);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], "topics.yaml:4:17: uplink: topic_prefix has 198 levels: "
+			    "with it the alert topics have 201 '/' and brokers refuse more than 200 "
+			    "(mosquitto's limit): use at most 197 levels");
+	config_diag_free(&d);
+}
+
+/* A growing text: append like printf. */
+struct text {
+	char *s;
+	size_t n, cap;
+};
+
+static void add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(t->s ? t->s + t->n : NULL, t->s ? t->cap - t->n : 0, fmt, ap);
+		va_end(ap);
+		assert_true(n >= 0);
+		if (t->s && t->n + (size_t)n < t->cap)
+			break;
+		t->cap = (t->cap + (size_t)n + 1) * 2;
+		assert_non_null(t->s = realloc(t->s, t->cap));
+	}
+	t->n += (size_t)n;
+}
+
+/* The messages of loading text (as name, beside FIX's devices/ unless dir says). */
+static struct config *text_load(const char *name, const struct text *t, struct config_diag *d)
+{
+	return config_load_buffer(name, t->s, t->n, &fix_opts, d);
+}
+
+#define TOP_TEXT "gateway: { id: gw }\nuplink: { host: 127.0.0.1 }\n"
+
+/*
+ * Lists and mappings nested more than 32 deep are refused before libyaml composes the
+ * document, at the level too deep: 400 KB of '[' took minutes to compose. 32 levels are
+ * not refused for their depth.
+ */
+static void test_nesting_depth(void **state)
+{
+	struct text t = { 0 };
+	struct config_diag d;
+
+	(void)state;
+	/* the root mapping and 31 lists: 32 levels; x is only an unknown key */
+	add(&t, TOP_TEXT "x: ");
+	for (int i = 0; i < 31; i++)
+		add(&t, "[");
+	for (int i = 0; i < 31; i++)
+		add(&t, "]");
+	add(&t, "\n");
+	assert_null(text_load("deep.yaml", &t, &d));
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], "deep.yaml:3:1: unknown key 'x'");
+	config_diag_free(&d);
+
+	/* one more: the 32nd '[' is the 33rd level */
+	t.n = 0;
+	add(&t, TOP_TEXT "x: ");
+	for (int i = 0; i < 200000; i++)
+		add(&t, "[");
+	for (int i = 0; i < 200000; i++)
+		add(&t, "]");
+	assert_null(text_load("deep.yaml", &t, &d));
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], "deep.yaml:3:35: lists and mappings are nested more than "
+			    "32 deep here: a configuration needs fewer than ten levels (look for an "
+			    "unclosed '[' or '{')");
+	config_diag_free(&d);
+
+	/* and by indentation: key k32 is the 33rd level */
+	t.n = 0;
+	add(&t, TOP_TEXT);
+	for (int i = 0; i < 40; i++)
+		add(&t, "%*sk%d:\n", 2 * i, "", i);
+	assert_null(text_load("deep.yaml", &t, &d));
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], "deep.yaml:35:65: lists and mappings are nested more "
+			    "than 32 deep here: a configuration needs fewer than ten levels (look for "
+			    "an unclosed '[' or '{')");
+	config_diag_free(&d);
+	free(t.s);
+}
+
+/* got must be want (made by xfmt, freed here). */
+static void expect_msg(const char *got, char *want)
+{
+	bool same = strcmp(got, want) == 0;
+
+	if (!same)
+		fprintf(stderr, "got  [%s]\nwant [%s]\n", got, want);
+	free(want);
+	assert_true(same);
+}
+
+static void add_points(struct text *t, const char *indent, int from, int n)
+{
+	for (int i = from; i < from + n; i++)
+		add(t, "%sp%d: { table: holding, address: %d, type: uint16 }\n", indent, i, i);
+}
+
+/*
+ * At most 5000 points a device (its profile's and its own) and a profile, 500,000 in a
+ * config (a profile's once for each device naming it): each an error at the place that
+ * goes past it. 5000 of its own and a profile of 5000 loaded by 100 devices are fine.
+ */
+static void test_points_limits(void **state)
+{
+	char tmpl[] = "/tmp/sluice-test-points-XXXXXX", path[PATH_MAX], name[PATH_MAX + 16];
+	struct text t = { 0 }, p = { 0 };
+	struct config_diag d;
+	struct config *cfg;
+
+	(void)state;
+	assert_non_null(mkdtemp(tmpl));
+	snprintf(path, sizeof path, "%s/devices", tmpl);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(name, sizeof name, "%s/sluice.yaml", tmpl);
+
+	/* a profile of 5000 */
+	add(&p, "profile: big\npoints:\n");
+	add_points(&p, "  ", 0, 5000);
+	snprintf(path, sizeof path, "%s/devices/big.yaml", tmpl);
+	spit(path, p.s, 0644);
+
+	add(&t, TOP_TEXT "buses:\n  - { id: b, tcp: { host: 127.0.0.1 } }\ndevices:\n"
+		"  - id: own\n    bus: b\n    points:\n");
+	add_points(&t, "      ", 0, 5000);
+	for (int i = 0; i < 99; i++)
+		add(&t, "  - { id: d%d, bus: b, profile: big }\n", i);
+	cfg = text_load(name, &t, &d);
+	if (!cfg)
+		print_diag(name, &d);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->ndevices, 100);
+	assert_int_equal(cfg->devices[99].npoints, 5000);
+	config_free(cfg);
+	config_diag_free(&d);
+
+	/* 5001 of its own; 5000 of the profile and 1 of its own; the 101st device */
+	t.n = 0;
+	add(&t, TOP_TEXT "buses:\n  - { id: b, tcp: { host: 127.0.0.1 } }\ndevices:\n"
+		"  - id: own\n    bus: b\n    points:\n");
+	add_points(&t, "      ", 0, 5001);
+	add(&t, "  - id: both\n    bus: b\n    profile: big\n    points:\n");
+	add_points(&t, "      ", 6000, 1);
+	for (int i = 0; i < 101; i++)
+		add(&t, "  - { id: d%d, bus: b, profile: big }\n", i);
+	assert_null(text_load(name, &t, &d));
+	if (d.n != 3)
+		print_diag(name, &d);
+	assert_int_equal(d.n, 3);
+	expect_msg(d.msgs[0], xfmt("%s:9:7: devices[0] (own): a device has at most 5000 "
+					    "points; this one has 5001", name));
+	expect_msg(d.msgs[1], xfmt("%s:5014:7: devices[1] (both): a device has at most "
+					    "5000 points; this one has 5001 (5000 from profile big, "
+					    "1 of its own)", name));
+	expect_msg(d.msgs[2], xfmt("%s:5114:5: devices[101] (d99): with this device's "
+					    "5000 points the configuration has more than 500000 (a "
+					    "profile's points count once for each device that names "
+					    "it)", name));
+	config_diag_free(&d);
+
+	/* a profile of 5001 */
+	add_points(&p, "  ", 5000, 1);
+	spit(path, p.s, 0644);
+	t.n = 0;
+	add(&t, TOP_TEXT "buses:\n  - { id: b, tcp: { host: 127.0.0.1 } }\ndevices:\n"
+		"  - { id: d, bus: b, profile: big }\n");
+	assert_null(text_load(name, &t, &d));
+	assert_int_equal(d.n, 1);
+	expect_msg(d.msgs[0], xfmt("%s:3:3: a profile has at most 5000 points; this one "
+					    "has 5001", path));
+	config_diag_free(&d);
+
+	unlink(path);
+	snprintf(path, sizeof path, "%s/devices", tmpl);
+	rmdir(path);
+	rmdir(tmpl);
+	free(t.s);
+	free(p.s);
+}
+
+/*
+ * Many items: 5,000 TCP devices on their own buses with a rule each load (ids and keys
+ * are found by hash and by sorting, not by comparing each with every other), and a
+ * repeated id or key among them is still found and named with its first line.
+ */
+static void many_items(struct text *t, bool repeats)
+{
+	t->n = 0;
+	add(t, TOP_TEXT "buses:\n");
+	for (int i = 0; i < 5000; i++)
+		add(t, "  - { id: b%d, tcp: { host: 10.0.%d.%d } }\n", i, i / 250, i % 250 + 1);
+	if (repeats)
+		add(t, "  - { id: b4321, tcp: { host: 10.0.0.1 } }\n");
+	add(t, "devices:\n");
+	for (int i = 0; i < 5000; i++)
+		add(t, "  - { id: dev%d, bus: b%d, points: { flow: { table: holding, address: 0, "
+		       "type: float32, unit: m3/h } } }\n", i, 4999 - i);
+	if (repeats) {
+		/* a long mapping: its keys are found repeated by sorting, not pair by pair */
+		add(t, "  - id: dev17\n    bus: b0\n    points:\n");
+		for (int i = 0; i < 40; i++)
+			add(t, "      p%d: { table: holding, address: %d, type: uint16 }\n", i % 30, i);
+	}
+	add(t, "alerts:\n");
+	for (int i = 0; i < 5000; i++)
+		add(t, "  - { id: r%d, kind: threshold, point: dev%d.flow, above: 10 }\n", i, i);
+	if (repeats)
+		add(t, "  - { id: r17, kind: threshold, point: nosuch.flow, above: 10 }\n");
+}
+
+/*
+ * Many items: 5,000 TCP devices on their own buses with a rule each load (ids and keys
+ * are found by hash and by sorting, not by comparing each with every other), and a
+ * repeated id or key among them is still found and named with its first line.
+ */
+static void test_many_items(void **state)
+{
+	struct text t = { 0 };
+	struct config_diag d;
+	struct config *cfg;
+
+	(void)state;
+	many_items(&t, false);
+	cfg = text_load("many.yaml", &t, &d);
+	if (!cfg)
+		print_diag("many", &d);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->ndevices, 5000);
+	assert_int_equal(cfg->devices[4999].bus, 0);
+	assert_int_equal(cfg->rules[4321].point.device, 4321);
+	config_free(cfg);
+	config_diag_free(&d);
+
+	many_items(&t, true);
+	assert_null(text_load("many.yaml", &t, &d));
+	if (d.n != 14)
+		print_diag("many", &d);
+	assert_int_equal(d.n, 14);
+	assert_string_equal(d.msgs[0], "many.yaml:5004:11: buses[5000] (b4321): duplicate bus id "
+			    "'b4321' (first at line 4325)");
+	assert_string_equal(d.msgs[1], "many.yaml:10006:9: devices[5000] (dev17): duplicate "
+			    "device id 'dev17' (first at line 5023)");
+	for (int i = 0; i < 10; i++) {
+		char *want = xfmt("many.yaml:%d:7: devices[5000] (dev17): duplicate point 'p%d' "
+				  "(first at line %d)", 10039 + i, i, 10009 + i);
+		assert_string_equal(d.msgs[2 + i], want);
+		free(want);
+	}
+	assert_string_equal(d.msgs[12], "many.yaml:15050:11: alerts[5000] (r17): duplicate rule "
+			    "id 'r17' (first at line 10067)");
+	assert_string_equal(d.msgs[13], "many.yaml:15050:40: alerts[5000] (r17): point "
+			    "'nosuch.flow': there is no device 'nosuch'");
+	config_diag_free(&d);
+	free(t.s);
 }
 
 static void test_bad_ids(void **state)
@@ -1208,7 +1767,9 @@ static void test_load_profile_errors(void **state)
 {
 	static const char *const not_found[] = {
 		"profile 'flowmeter-generik' not found: no file flowmeter-generik.yaml in "
-		"config/devices, tests/fixtures/no-such-dir (did you mean 'flowmeter-generic'?)",
+		"config/devices (beside the config), tests/fixtures/no-such-dir (did you mean "
+		"'flowmeter-generic'?); put flowmeter-generik.yaml in config/devices, or name its "
+		"directory in SLUICE_PROFILE_PATH (colon-separated)",
 	};
 	static const char *const misnamed[] = {
 		FIX "devices/misnamed.yaml:1:10: profile 'flowmeter' does not match the file's "
@@ -1449,6 +2010,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_defaults, site_setup, site_teardown),
 		cmocka_unit_test_setup_teardown(test_uplink_limits, site_setup, site_teardown),
 		cmocka_unit_test(test_syntax_error),
+		cmocka_unit_test(test_input_method_slips),
 		cmocka_unit_test(test_odd_shapes),
 		cmocka_unit_test(test_duplicate_keys),
 		cmocka_unit_test(test_unknown_keys),
@@ -1458,6 +2020,12 @@ int main(void)
 		cmocka_unit_test(test_duplicate_id_after_a_bad_item),
 		cmocka_unit_test(test_long_text_shown_cut),
 		cmocka_unit_test(test_profile_not_found_names_every_directory),
+		cmocka_unit_test(test_profiles_found_from_the_build_tree),
+		cmocka_unit_test(test_point_orders),
+		cmocka_unit_test(test_topic_limits),
+		cmocka_unit_test(test_nesting_depth),
+		cmocka_unit_test(test_points_limits),
+		cmocka_unit_test(test_many_items),
 		cmocka_unit_test(test_bad_ids),
 		cmocka_unit_test(test_points),
 		cmocka_unit_test(test_overlaps),

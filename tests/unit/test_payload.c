@@ -19,6 +19,8 @@
 #include "mberr.h"
 #include "payload.h"
 
+#include "alert_fixture.h"
+
 static const struct payload_format *fmt(void)
 {
 	const struct payload_format *f = payload_format_find("sluice");
@@ -282,6 +284,103 @@ static void test_alert_resolved_and_failed_write(void **state)
 	payload_msg_free(&m);
 }
 
+/* The text a member of a message has: what follows "name": up to the next , or }. */
+static void member(const char *body, const char *name, char *out, size_t len)
+{
+	char key[80];
+	const char *p;
+	size_t n;
+
+	snprintf(key, sizeof key, "\"%s\":", name);
+	p = strstr(body, key);
+	assert_non_null(p);
+	p += strlen(key);
+	n = strcspn(p, ",}");
+	assert_true(n < len);
+	memcpy(out, p, n);
+	out[n] = '\0';
+}
+
+/*
+ * An alert's value is written as telemetry writes the point it came from: a float32
+ * point's 85.3 is 85.3 in both, not the widened double's 85.30000305175781 in the alert.
+ * The limit is the config's and stays a double; a scaled integer point, a double.
+ */
+static void test_alert_value_as_telemetry(void **state)
+{
+	struct config *cfg = fx_load("gateway: { id: gw, timezone: UTC }\n"
+				     "uplink: { host: 127.0.0.1 }\n"
+				     "buses: [ { id: b, tcp: { host: 127.0.0.1 } } ]\n"
+				     "devices:\n"
+				     "  - id: boiler\n"
+				     "    bus: b\n"
+				     "    points:\n"
+				     "      temp: { table: input, address: 0, type: float32, unit: °C }\n"
+				     "      level: { table: input, address: 2, type: uint16, "
+				     "scale: 0.001, unit: m }\n"
+				     "alerts:\n"
+				     "  - { id: hot, kind: threshold, point: boiler.temp, "
+				     "above: 85.123456789 }\n"
+				     "  - { id: deep, kind: threshold, point: boiler.level, above: 0.1 }\n");
+	struct alert_engine *e = fx_engine(cfg);
+	struct alert_out o = { 0 };
+	struct reading *r = reading_new(0, 2, 0);
+	struct payload_msg m, tm;
+	char tv[64], av[64];
+
+	(void)state;
+	payload_msg_init(&m);
+	payload_msg_init(&tm);
+	r->ts_ms = 1000;
+	r->values[0] = (struct value){ .kind = VAL_DOUBLE, .v.d = (double)85.3f };
+	r->values[1] = (struct value){ .kind = VAL_DOUBLE, .v.d = 135 * 0.001 };
+	assert_int_equal(alert_feed(e, 0, r->ts_ms, r->values, 2, &o), 0);
+	assert_int_equal(o.nt, 2);
+	assert_int_equal(fmt()->reading(&tm, &cfg->devices[0], r), 0);
+	assert_string_equal(jb_cstr_get(&tm.body),
+			    "\"ts\":1000,\"values\":{\"temp\":85.3,\"level\":0.135}");
+
+	assert_string_equal(o.t[0].rule, "hot");
+	assert_int_equal(fmt()->alert(&m, &o.t[0], NULL, NULL), 0);
+	member(jb_cstr_get(&m.body), "value", av, sizeof av);
+	member(jb_cstr_get(&tm.body), "temp", tv, sizeof tv);
+	assert_string_equal(av, tv);
+	member(jb_cstr_get(&m.body), "threshold", av, sizeof av);
+	assert_string_equal(av, "85.123456789");
+	assert_string_equal(jb_cstr_get(&m.body),
+			    "\"ts\":1000,\"rule\":\"hot\",\"check\":\"above\","
+			    "\"state\":\"firing\",\"severity\":\"yellow\",\"value\":85.3,"
+			    "\"threshold\":85.123456789,\"unit\":\"°C\",\"message\":\"temp 85.3 °C "
+			    "above 85.1235 °C at boiler\"");
+
+	assert_string_equal(o.t[1].rule, "deep");
+	assert_int_equal(fmt()->alert(&m, &o.t[1], NULL, NULL), 0);
+	member(jb_cstr_get(&m.body), "value", av, sizeof av);
+	member(jb_cstr_get(&tm.body), "level", tv, sizeof tv);
+	assert_string_equal(av, tv);
+
+	/* a value marked float32 by the engine, and a learnt threshold, as float32 */
+	o.t[1].value = (double)16.958353f;
+	o.t[1].threshold = (double)0.1f;
+	o.t[1].threshold_f32 = true;
+	assert_int_equal(fmt()->alert(&m, &o.t[1], NULL, NULL), 0);
+	member(jb_cstr_get(&m.body), "value", av, sizeof av);
+	assert_string_equal(av, "16.95835304260254");
+	member(jb_cstr_get(&m.body), "threshold", av, sizeof av);
+	assert_string_equal(av, "0.1");
+	o.t[1].value_f32 = true;
+	assert_int_equal(fmt()->alert(&m, &o.t[1], NULL, NULL), 0);
+	member(jb_cstr_get(&m.body), "value", av, sizeof av);
+	assert_string_equal(av, "16.958353");
+
+	payload_msg_free(&m);
+	payload_msg_free(&tm);
+	reading_free(r);
+	alert_out_free(&o);
+	alert_free(e);
+	config_free(cfg);
+}
+
 static void test_envelope(void **state)
 {
 	struct jbuf out;
@@ -323,7 +422,7 @@ static void test_status_and_will(void **state)
 	payload_msg_free(&m);
 }
 
-/* docs/mqtt.md's health example (with held_rows, which the schema lists); a device with
+/* docs/mqtt.md's health example (with held_rows and lost_at_stop, as listed); a device with
  * no state yet is left out; store_error only while the store fails. */
 static void test_health(void **state)
 {
@@ -354,7 +453,7 @@ static void test_health(void **state)
 		"{\"ts\":1795708228039,\"uptime_s\":10,\"polls_ok\":19,\"polls_failed\":4,"
 		"\"backlog_rows\":0,\"backlog_age_s\":0,\"dropped\":0,\"set_aside_rows\":0,"
 		"\"not_stored\":0,"
-		"\"held_rows\":0,\"db_bytes\":757848,\"last_seq\":35,"
+		"\"held_rows\":0,\"lost_at_stop\":0,\"db_bytes\":757848,\"last_seq\":35,"
 		"\"poll_lag_ms\":{\"p50\":1,\"p99\":512,\"polls\":23},\"devices\":{"
 		"\"dma3-inlet\":{\"polls_ok\":5,\"polls_failed\":0,\"online\":true},"
 		"\"dma3-outlet\":{\"polls_ok\":5,\"polls_failed\":0,\"online\":true},"
@@ -372,6 +471,7 @@ static void test_health(void **state)
 	h.not_stored = 3;
 	h.store_error = "database or disk is full";
 	h.held_rows = 20000;
+	h.lost_at_stop = 12;
 	h.dev = ds + 5;
 	h.devices = devs + 5;
 	h.ndevices = 2;
@@ -384,7 +484,7 @@ static void test_health(void **state)
 		"\"backlog_rows\":1200,\"backlog_age_s\":3600,\"dropped\":7,\"set_aside_rows\":2,"
 		"\"not_stored\":3,"
 		"\"store_error\":\"database or disk is full\",\"held_rows\":20000,"
-		"\"db_bytes\":757848,\"last_seq\":35,"
+		"\"lost_at_stop\":12,\"db_bytes\":757848,\"last_seq\":35,"
 		"\"poll_lag_ms\":{\"p50\":1,\"p99\":512,\"polls\":23},\"devices\":{"
 		"\"never-polled\":{\"polls_ok\":0,\"polls_failed\":0,\"online\":false}}}");
 
@@ -449,6 +549,7 @@ int main(void)
 		cmocka_unit_test(test_device_state),
 		cmocka_unit_test(test_alert_documented),
 		cmocka_unit_test(test_alert_resolved_and_failed_write),
+		cmocka_unit_test(test_alert_value_as_telemetry),
 		cmocka_unit_test(test_envelope),
 		cmocka_unit_test(test_status_and_will),
 		cmocka_unit_test(test_health),

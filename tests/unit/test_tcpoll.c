@@ -1,8 +1,9 @@
 /*
  * tcpoll against a real Modbus TCP server on 127.0.0.1 (a thread of this test that
  * answers with mbpdu_serve over a register image the test controls, and can delay,
- * drop, fragment, mis-number or refuse its replies). Asserts: schedules, decoded values,
- * isolation of dead and slow devices, exceptions, reconnects, guard time, a wall-clock
+ * drop, fragment, mis-number, forge or refuse its replies). Asserts: schedules, decoded
+ * values, isolation of dead and slow devices, exceptions, reconnects, guard time, a
+ * forged trailing frame never taken, a wall-clock
  * step, descriptors past 1023, a prompt stop, the circuit breaker, the splitting of
  * refused merged reads, and writes of each kind. Bounds on time are generous (the test
  * also runs under valgrind): they tell a schedule from a stall, not fast from slow.
@@ -13,11 +14,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -30,165 +29,31 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "config.h"
 #include "log.h"
 #include "mberr.h"
 #include "mbpdu.h"
+#include "poller_fixture.h"
 #include "reading.h"
 #include "tcpoll.h"
 
-/* --- the sink: a locked list ------------------------------------------------------ */
-
-struct wres {
-	uint32_t device;
-	uint16_t point;
-	uint64_t tag;
-	int err;
-};
-
-struct sink {
-	pthread_mutex_t mu;
-	struct reading **v;
-	size_t n, cap;
-	struct wres w[64];
-	size_t nw;
-};
-
-static void sink_write_done(void *ctx, uint32_t device, uint16_t point, uint64_t tag, int err)
-{
-	struct sink *s = ctx;
-
-	pthread_mutex_lock(&s->mu);
-	if (s->nw < 64)
-		s->w[s->nw++] = (struct wres){ device, point, tag, err };
-	pthread_mutex_unlock(&s->mu);
-}
-
-/* Wait (bounded) until n writes are reported. */
-static bool wait_writes(struct sink *s, size_t n, int64_t max_ms);
-
-static void sink_emit(void *ctx, struct reading *r)
-{
-	struct sink *s = ctx;
-
-	pthread_mutex_lock(&s->mu);
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? 2 * s->cap : 64;
-		struct reading **v = realloc(s->v, cap * sizeof *v);
-		if (v == NULL) {
-			pthread_mutex_unlock(&s->mu);
-			reading_free(r);
-			return;
-		}
-		s->v = v;
-		s->cap = cap;
-	}
-	s->v[s->n++] = r;
-	pthread_mutex_unlock(&s->mu);
-}
-
-static void sink_init(struct sink *s)
-{
-	memset(s, 0, sizeof *s);
-	pthread_mutex_init(&s->mu, NULL);
-}
-
-static void sink_fini(struct sink *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		reading_free(s->v[i]);
-	free(s->v);
-	pthread_mutex_destroy(&s->mu);
-}
-
-/* Readings of one device, in the order emitted (one device's polls never overlap). */
-static size_t sink_of(struct sink *s, uint32_t dev, struct reading **out, size_t max)
-{
-	size_t k = 0;
-
-	pthread_mutex_lock(&s->mu);
-	for (size_t i = 0; i < s->n; i++)
-		if (s->v[i]->device == dev && k < max)
-			out[k++] = s->v[i];
-	pthread_mutex_unlock(&s->mu);
-	return k;
-}
-
-static size_t sink_count(struct sink *s, uint32_t dev)
-{
-	struct reading *tmp[1024];
-	return sink_of(s, dev, tmp, 1024);
-}
-
-/* The write result with this tag; fails the test when there is none. */
-static struct wres sink_wres(struct sink *s, uint64_t tag)
-{
-	struct wres r = { 0 };
-	bool found = false;
-
-	pthread_mutex_lock(&s->mu);
-	for (size_t i = 0; i < s->nw; i++)
-		if (s->w[i].tag == tag) {
-			r = s->w[i];
-			found = true;
-		}
-	pthread_mutex_unlock(&s->mu);
-	if (!found)
-		fail_msg("no write_done for tag %llu", (unsigned long long)tag);
-	return r;
-}
-
-static void sleep_ms(int64_t ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
-/* Wait (bounded) until dev has at least n readings. */
-static bool wait_readings(struct sink *s, uint32_t dev, size_t n, int64_t max_ms)
-{
-	int64_t end = clock_mono_ms() + max_ms;
-
-	while (clock_mono_ms() < end) {
-		if (sink_count(s, dev) >= n)
-			return true;
-		sleep_ms(10);
-	}
-	return sink_count(s, dev) >= n;
-}
-
-static size_t sink_nwrites(struct sink *s)
-{
-	pthread_mutex_lock(&s->mu);
-	size_t n = s->nw;
-	pthread_mutex_unlock(&s->mu);
-	return n;
-}
-
-static bool wait_writes(struct sink *s, size_t n, int64_t max_ms)
-{
-	int64_t end = clock_mono_ms() + max_ms;
-
-	while (clock_mono_ms() < end && sink_nwrites(s) < n)
-		sleep_ms(10);
-	return sink_nwrites(s) >= n;
-}
-
 /* --- the server ---------------------------------------------------------------------- */
 
-#define IMG 512
 #define MAXCL 32
 #define MAXREQ 4096
 
-enum srv_mode { SRV_NORMAL, SRV_DROP, SRV_CLOSE, SRV_BADTID };
+/* SRV_FORGE_SAME, SRV_FORGE_LATER: each reply is followed by a forged one to the same
+ * request, with the next transaction id and FORGED in every register, in the same send or
+ * 5 ms later (before the next request is taken). */
+enum srv_mode { SRV_NORMAL, SRV_DROP, SRV_CLOSE, SRV_BADTID, SRV_FORGE_SAME, SRV_FORGE_LATER };
+#define FORGED 6666
 
 struct client {
 	int fd;
 	uint8_t in[1024];
 	size_t inlen;
-	uint8_t out[MBTCP_ADU_MAX];
+	uint8_t out[2 * MBTCP_ADU_MAX];
 	size_t outlen, outoff;
+	size_t split;            /* SRV_FORGE_LATER: where the forged frame begins */
 	int64_t due_us;
 	bool pending;
 };
@@ -196,18 +61,14 @@ struct client {
 struct srv {
 	int lfd;
 	uint16_t port;
-	pthread_t th;
-	int wake[2];
+	struct fx_thread thr;
 	pthread_mutex_t mu;
-	/* the image, by table: coils, discrete, input, holding */
-	uint8_t bits[2][IMG];
-	uint16_t regs[2][IMG];
+	struct image img;        /* the tables, with their exception range */
 	/* behaviour, changed by the test under mu */
 	int mode;
 	int drop_unit;           /* >= 0: never answer this unit */
 	int delay_ms;
 	int late_n, late_ms;     /* the next late_n replies wait late_ms */
-	int exc_from, exc_to;    /* reads and writes touching [from, to) get exception 2 */
 	int mute_from, mute_to;  /* register reads touching [from, to) get no reply */
 	bool fragment;           /* one byte per 2 ms */
 	/* what it saw */
@@ -215,6 +76,7 @@ struct srv {
 	int nreq;
 	int64_t req_us[MAXREQ];
 	uint8_t req_unit[MAXREQ];
+	uint16_t req_tid[MAXREQ];
 	uint8_t req_fc[MAXREQ];
 	uint16_t req_start[MAXREQ], req_count[MAXREQ];
 	struct client cl[MAXCL];
@@ -228,53 +90,6 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int srv_read_regs(void *ctx, enum mb_table t, uint16_t start, uint16_t count,
-			 uint16_t *out)
-{
-	struct srv *s = ctx;
-
-	if ((unsigned)start + count > IMG)
-		return 2;
-	if (start < s->exc_to && start + count > s->exc_from)
-		return 2;
-	memcpy(out, &s->regs[t == MB_HOLDING][start], count * sizeof *out);
-	return 0;
-}
-
-/* Writes land in the image (coils, holding) under the lock srv_requests holds. */
-static int srv_write_regs(void *ctx, uint16_t start, uint16_t count, const uint16_t *in)
-{
-	struct srv *s = ctx;
-
-	if ((unsigned)start + count > IMG)
-		return 2;
-	if (start < s->exc_to && start + count > s->exc_from)
-		return 2;
-	memcpy(&s->regs[1][start], in, count * sizeof *in);
-	return 0;
-}
-
-static int srv_write_bits(void *ctx, uint16_t start, uint16_t count, const uint8_t *in)
-{
-	struct srv *s = ctx;
-
-	if ((unsigned)start + count > IMG)
-		return 2;
-	memcpy(&s->bits[0][start], in, count);
-	return 0;
-}
-
-static int srv_read_bits(void *ctx, enum mb_table t, uint16_t start, uint16_t count,
-			 uint8_t *out)
-{
-	struct srv *s = ctx;
-
-	if ((unsigned)start + count > IMG)
-		return 2;
-	memcpy(out, &s->bits[t == MB_DISCRETE][start], count);
-	return 0;
-}
-
 static void srv_drop_client(struct srv *s, size_t i)
 {
 	close(s->cl[i].fd);
@@ -285,11 +100,9 @@ static void srv_drop_client(struct srv *s, size_t i)
 static bool srv_requests(struct srv *s, size_t ci)
 {
 	struct client *c = &s->cl[ci];
-	struct mbpdu_server ms = { .ctx = s, .read_regs = srv_read_regs,
-				   .read_bits = srv_read_bits, .write_regs = srv_write_regs,
-				   .write_bits = srv_write_bits };
 
-	while (c->inlen >= MBTCP_HDR) {
+	/* one reply at a time: the next request waits until this one is out */
+	while (c->inlen >= MBTCP_HDR && !c->pending) {
 		uint16_t tid;
 		uint8_t unit, resp[MB_PDU_MAX];
 		int pdulen = mbtcp_header(c->in, &tid, &unit);
@@ -314,6 +127,7 @@ static bool srv_requests(struct srv *s, size_t ci)
 		if (s->nreq < MAXREQ) {
 			s->req_us[s->nreq] = now_us();
 			s->req_unit[s->nreq] = unit;
+			s->req_tid[s->nreq] = tid;
 			s->req_fc[s->nreq] = fc;
 			s->req_start[s->nreq] = rstart;
 			s->req_count[s->nreq] = rcount;
@@ -327,10 +141,23 @@ static bool srv_requests(struct srv *s, size_t ci)
 		if (s->mode == SRV_DROP || s->drop_unit == unit || muted) {
 			pthread_mutex_unlock(&s->mu);
 		} else {
-			rlen = mbpdu_serve(&ms, c->in + MBTCP_HDR, (size_t)pdulen, resp);
+			rlen = img_serve(&s->img, c->in + MBTCP_HDR, (size_t)pdulen, resp);
 			c->outlen = mbtcp_frame(c->out, s->mode == SRV_BADTID ? tid + 1 : tid, unit,
 						resp, rlen);
 			c->outoff = 0;
+			c->split = 0;
+			if ((s->mode == SRV_FORGE_SAME || s->mode == SRV_FORGE_LATER) &&
+			    (fc == 3 || fc == 4) && rcount <= MB_MAX_READ_REGS) {
+				uint8_t forged[2 + 2 * MB_MAX_READ_REGS] = { fc, (uint8_t)(2 * rcount) };
+				for (uint16_t k = 0; k < rcount; k++) {
+					forged[2 + 2 * k] = FORGED >> 8;
+					forged[3 + 2 * k] = FORGED & 0xFF;
+				}
+				if (s->mode == SRV_FORGE_LATER)
+					c->split = c->outlen;
+				c->outlen += mbtcp_frame(c->out + c->outlen, (uint16_t)(tid + 1), unit,
+							 forged, 2 + 2 * (size_t)rcount);
+			}
 			delay = s->delay_ms;
 			if (s->late_n > 0) {
 				s->late_n--;
@@ -355,7 +182,7 @@ static void *srv_main(void *arg)
 		int64_t now = now_us(), next = now + 50000;
 		int timeout;
 
-		pf[0] = (struct pollfd){ .fd = s->wake[0], .events = POLLIN };
+		pf[0] = (struct pollfd){ .fd = s->thr.wake[0], .events = POLLIN };
 		pf[1] = (struct pollfd){ .fd = s->lfd, .events = POLLIN };
 		for (size_t i = 0; i < s->ncl; i++) {
 			pf[2 + i] = (struct pollfd){ .fd = s->cl[i].fd, .events = POLLIN };
@@ -386,6 +213,8 @@ static void *srv_main(void *arg)
 			now = now_us();
 			if (c->pending && c->due_us <= now) {
 				size_t len = s->fragment ? 1 : c->outlen - c->outoff;
+				if (c->split > c->outoff && c->outoff + len > c->split)
+					len = c->split - c->outoff;
 				ssize_t n = send(c->fd, c->out + c->outoff, len, MSG_NOSIGNAL);
 				if (n > 0)
 					c->outoff += (size_t)n;
@@ -393,10 +222,16 @@ static void *srv_main(void *arg)
 					srv_drop_client(s, i);
 					continue;
 				}
-				if (c->outoff >= c->outlen)
+				if (c->outoff >= c->outlen) {
 					c->pending = false;
-				else
+					if (!srv_requests(s, i)) /* one that waited its turn */
+						continue;
+				} else if (c->outoff == c->split) {
+					c->split = 0;
+					c->due_us = now + 5000;
+				} else {
 					c->due_us = now + 2000;
+				}
 			}
 		}
 		if (pf[1].revents & POLLIN) {
@@ -421,27 +256,16 @@ static void *srv_main(void *arg)
 static struct srv *srv_start_af(int af)
 {
 	struct srv *s = calloc(1, sizeof *s);
-	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-	struct sockaddr *a = af == AF_INET ? (struct sockaddr *)&a4 : (struct sockaddr *)&a6;
-	socklen_t len = af == AF_INET ? sizeof a4 : sizeof a6;
 
 	assert_non_null(s);
-	pthread_mutex_init(&s->mu, NULL);
-	s->drop_unit = -1;
-	s->lfd = socket(af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (s->lfd < 0 || bind(s->lfd, a, len) != 0) {
-		if (s->lfd >= 0)
-			close(s->lfd);
-		pthread_mutex_destroy(&s->mu);
+	s->lfd = fx_listen(af, &s->port);
+	if (s->lfd < 0) {
 		free(s);
 		return NULL;
 	}
-	assert_int_equal(listen(s->lfd, 64), 0);
-	assert_int_equal(getsockname(s->lfd, a, &len), 0);
-	s->port = ntohs(af == AF_INET ? a4.sin_port : a6.sin6_port);
-	assert_int_equal(pipe2(s->wake, O_CLOEXEC), 0);
-	assert_int_equal(pthread_create(&s->th, NULL, srv_main, s), 0);
+	pthread_mutex_init(&s->mu, NULL);
+	s->drop_unit = -1;
+	fx_thread_start(&s->thr, srv_main, s);
 	return s;
 }
 
@@ -454,21 +278,11 @@ static struct srv *srv_start(void)
 
 static void srv_stop(struct srv *s)
 {
-	assert_int_equal(write(s->wake[1], "x", 1), 1);
-	pthread_join(s->th, NULL);
-	close(s->wake[0]);
-	close(s->wake[1]);
+	fx_thread_stop(&s->thr);
 	close(s->lfd);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
-
-#define SRV_SET(s, field, val)                 \
-	do {                                   \
-		pthread_mutex_lock(&(s)->mu);  \
-		(s)->field = (val);            \
-		pthread_mutex_unlock(&(s)->mu); \
-	} while (0)
 
 static int srv_get(struct srv *s, int *field)
 {
@@ -478,93 +292,19 @@ static int srv_get(struct srv *s, int *field)
 	return v;
 }
 
-/* A loopback port nobody listens on: bound, then closed. */
-static uint16_t dead_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 /* --- a config built by hand ---------------------------------------------------------- */
 
-#define MAXB 4
-#define MAXD 8
-#define MAXP 16
-
-struct tcfg {
-	struct site cfg;
-	struct bus_cfg buses[MAXB];
-	struct device_cfg devs[MAXD];
-	struct point_def pts[MAXD][MAXP];
-};
-
-static struct tcfg *tcfg_new(void)
+/* A Modbus TCP bus to 127.0.0.1. */
+static size_t add_tcp_bus(struct tcfg *t, const char *id, uint16_t port, int64_t timeout_ms,
+			  int64_t guard_ms)
 {
-	struct tcfg *t = calloc(1, sizeof *t);
-	assert_non_null(t);
-	t->cfg.buses = t->buses;
-	t->cfg.devices = t->devs;
-	return t;
-}
-
-static size_t add_bus(struct tcfg *t, const char *id, uint16_t port, int64_t timeout_ms,
-		      int64_t guard_ms)
-{
-	struct bus_cfg *b = &t->buses[t->cfg.nbuses];
-
-	snprintf(b->id, sizeof b->id, "%s", id);
-	b->kind = BUS_TCP;
-	b->host = (char *)"127.0.0.1";
-	b->port = port;
-	b->timeout_ms = timeout_ms;
-	b->guard_ms = guard_ms;
-	return t->cfg.nbuses++;
-}
-
-static uint32_t add_dev(struct tcfg *t, const char *id, size_t bus, uint8_t unit,
-			int64_t interval_ms)
-{
-	size_t i = t->cfg.ndevices++;
-	struct device_cfg *d = &t->devs[i];
-
-	memset(d, 0, sizeof *d);
-	snprintf(d->id, sizeof d->id, "%s", id);
-	d->bus = bus;
-	d->unit_id = unit;
-	d->points = t->pts[i];
-	d->interval_ms = interval_ms;
-	d->offline_after = 3;
-	d->max_registers = 125;
-	d->max_gap = 0;
-	return (uint32_t)i;
-}
-
-static struct point_def *add_pt(struct tcfg *t, uint32_t dev, const char *name,
-				enum mb_table table, uint16_t addr, enum pt_type type)
-{
-	struct device_cfg *d = &t->devs[dev];
-	struct point_def *p = &d->points[d->npoints++];
-
-	snprintf(p->name, sizeof p->name, "%s", name);
-	p->table = table;
-	p->address = addr;
-	p->type = type;
-	p->bit = -1;
-	p->scale = 1.0;
-	return p;
+	return add_bus(t, id, BUS_TCP, "127.0.0.1", port, timeout_ms, guard_ms);
 }
 
 static struct tcpoll *start_retry(struct tcfg *t, unsigned nthreads, struct sink *sk,
 				  int64_t retry_min, int64_t retry_max)
 {
-	struct poller_sink ps = { .ctx = sk, .emit = sink_emit, .write_done = sink_write_done };
+	struct poller_sink ps = sink_poller(sk);
 	char err[256] = "";
 	struct tcpoll *tp = tcpoll_new(&t->cfg, 42, nthreads, &ps, err, sizeof err);
 
@@ -632,20 +372,20 @@ static void test_values_decoded(void **state)
 	int64_t t0 = clock_real_ms();
 
 	/* float32 12.5, big word order */
-	s->regs[1][0] = 0x4148;
-	s->regs[1][1] = 0x0000;
+	s->img.regs[1][0] = 0x4148;
+	s->img.regs[1][1] = 0x0000;
 	/* uint32 4000000000, little word order */
-	s->regs[1][2] = 0x2800;
-	s->regs[1][3] = 0xEE6B;
-	s->regs[1][10] = 0x0008;                      /* bit 3 */
-	memcpy(&s->regs[1][20], (uint16_t[]){ 0x5055, 0x4D50, 0x2D31, 0x2020 }, 8);
-	memcpy(&s->regs[1][30], (uint16_t[]){ 0x0123, 0x4567, 0x89AB, 0xCDEF }, 8);
-	s->regs[0][0] = 0xFB2E;                       /* int16 -1234 */
-	s->regs[0][1] = 0xFFFB;                       /* int16 -5 */
-	s->bits[0][5] = 1;
-	s->bits[1][3] = 1;
+	s->img.regs[1][2] = 0x2800;
+	s->img.regs[1][3] = 0xEE6B;
+	s->img.regs[1][10] = 0x0008;                      /* bit 3 */
+	memcpy(&s->img.regs[1][20], (uint16_t[]){ 0x5055, 0x4D50, 0x2D31, 0x2020 }, 8);
+	memcpy(&s->img.regs[1][30], (uint16_t[]){ 0x0123, 0x4567, 0x89AB, 0xCDEF }, 8);
+	s->img.regs[0][0] = 0xFB2E;                       /* int16 -1234 */
+	s->img.regs[0][1] = 0xFFFB;                       /* int16 -5 */
+	s->img.bits[0][5] = 1;
+	s->img.bits[1][3] = 1;
 
-	size_t b = add_bus(t, "plant", s->port, 1000, 0);
+	size_t b = add_tcp_bus(t, "plant", s->port, 1000, 0);
 	uint32_t d = add_dev(t, "meter", b, 7, 200);
 	add_pt(t, d, "flow", MB_HOLDING, 0, PT_FLOAT32);
 	p = add_pt(t, d, "total", MB_HOLDING, 2, PT_UINT32);
@@ -698,7 +438,7 @@ static void test_values_decoded(void **state)
 	}
 
 	/* the image changes: the next polls read the new value, not a stale one */
-	SRV_SET(s, regs[0][1], 77);
+	FX_SET(s, img.regs[0][1], 77);
 	size_t before = n;
 	struct tcpoll_stats st;
 	tcpoll_get_stats(tp, &st);
@@ -731,8 +471,8 @@ static void test_each_device_on_its_interval(void **state)
 	const int64_t run = 2500, timeout = 500;
 	static const int64_t iv[3] = { 200, 300, 250 };
 
-	size_t ba = add_bus(t, "a", s1->port, timeout, 0);
-	size_t bb = add_bus(t, "b", s2->port, timeout, 0);
+	size_t ba = add_tcp_bus(t, "a", s1->port, timeout, 0);
+	size_t bb = add_tcp_bus(t, "b", s2->port, timeout, 0);
 	uint32_t d[3];
 	d[0] = add_dev(t, "a1", ba, 1, iv[0]);
 	d[1] = add_dev(t, "a2", ba, 2, iv[1]);
@@ -741,8 +481,8 @@ static void test_each_device_on_its_interval(void **state)
 		add_pt(t, d[i], "x", MB_HOLDING, 0, PT_UINT16);
 		add_pt(t, d[i], "y", MB_INPUT, 100, PT_INT32);
 	}
-	s1->regs[1][0] = 321;
-	s2->regs[1][0] = 654;
+	s1->img.regs[1][0] = 321;
+	s2->img.regs[1][0] = 654;
 
 	sink_init(&sk);
 	int64_t t0 = clock_mono_ms();
@@ -785,7 +525,7 @@ static void test_first_polls_spread(void **state)
 	struct reading *v[8];
 	int64_t first[MAXD];
 
-	size_t b = add_bus(t, "a", s->port, 1000, 0);
+	size_t b = add_tcp_bus(t, "a", s->port, 1000, 0);
 	for (int i = 0; i < MAXD; i++) {
 		char id[8];
 		snprintf(id, sizeof id, "d%d", i);
@@ -827,10 +567,10 @@ static void test_dead_endpoints_do_not_delay_others(void **state)
 	const int64_t run = 2500;
 
 	mute->mode = SRV_DROP;
-	ok->regs[1][0] = 5;
-	size_t bh = add_bus(t, "healthy", ok->port, 500, 0);
-	size_t br = add_bus(t, "refused", dead_port(), 500, 0);
-	size_t bm = add_bus(t, "mute", mute->port, 400, 0);
+	ok->img.regs[1][0] = 5;
+	size_t bh = add_tcp_bus(t, "healthy", ok->port, 500, 0);
+	size_t br = add_tcp_bus(t, "refused", dead_port(), 500, 0);
+	size_t bm = add_tcp_bus(t, "mute", mute->port, 400, 0);
 	uint32_t dh = add_dev(t, "h", bh, 1, 200);
 	uint32_t dr = add_dev(t, "r", br, 1, 200);
 	uint32_t dm = add_dev(t, "m", bm, 1, 300);
@@ -897,8 +637,8 @@ static void test_dead_unit_on_shared_connection(void **state)
 	const int64_t timeout = 300;
 
 	s->drop_unit = 9;
-	s->regs[1][0] = 11;
-	size_t b = add_bus(t, "gw", s->port, timeout, 0);
+	s->img.regs[1][0] = 11;
+	size_t b = add_tcp_bus(t, "gw", s->port, timeout, 0);
 	uint32_t dd = add_dev(t, "dead", b, 9, 300);
 	uint32_t dh = add_dev(t, "alive", b, 1, 200);
 	add_pt(t, dd, "a", MB_HOLDING, 0, PT_UINT16);
@@ -944,11 +684,11 @@ static void test_exception_fails_only_its_request(void **state)
 	struct sink sk;
 	struct reading *v[64] = { 0 };
 
-	s->exc_from = 100;
-	s->exc_to = 110;
-	s->regs[1][0] = 1;
-	s->regs[1][200] = 3;
-	size_t b = add_bus(t, "a", s->port, 1000, 0);
+	s->img.exc_from = 100;
+	s->img.exc_to = 110;
+	s->img.regs[1][0] = 1;
+	s->img.regs[1][200] = 3;
+	size_t b = add_tcp_bus(t, "a", s->port, 1000, 0);
 	uint32_t d = add_dev(t, "dev", b, 1, 150);
 	add_pt(t, d, "first", MB_HOLDING, 0, PT_UINT16);
 	add_pt(t, d, "bad1", MB_HOLDING, 100, PT_UINT16);
@@ -989,8 +729,8 @@ static void test_peer_close_then_recover(void **state)
 	struct reading *v[128] = { 0 };
 
 	s->mode = SRV_CLOSE;
-	s->regs[1][7] = 99;
-	size_t b = add_bus(t, "a", s->port, 1000, 0);
+	s->img.regs[1][7] = 99;
+	size_t b = add_tcp_bus(t, "a", s->port, 1000, 0);
 	uint32_t d = add_dev(t, "dev", b, 1, 150);
 	add_pt(t, d, "x", MB_HOLDING, 7, PT_UINT16);
 	t->devs[d].offline_after = 1000; /* reconnects, not the breaker */
@@ -998,7 +738,7 @@ static void test_peer_close_then_recover(void **state)
 	sink_init(&sk);
 	struct tcpoll *tp = start(t, 1, &sk);
 	assert_true(wait_readings(&sk, d, 3, 3000));
-	SRV_SET(s, mode, SRV_NORMAL);
+	FX_SET(s, mode, SRV_NORMAL);
 	size_t n0 = sink_count(&sk, d);
 	assert_true(wait_readings(&sk, d, n0 + 3, 3000));
 	tcpoll_stop(tp);
@@ -1033,16 +773,16 @@ static void test_late_replies_do_not_desync(void **state)
 
 	s->late_n = 2;
 	s->late_ms = 500;
-	s->regs[1][0] = 1;
-	s->regs[1][1] = 2;
-	size_t b = add_bus(t, "a", s->port, 250, 0);
+	s->img.regs[1][0] = 1;
+	s->img.regs[1][1] = 2;
+	size_t b = add_tcp_bus(t, "a", s->port, 250, 0);
 	uint32_t d = add_dev(t, "dev", b, 1, 150);
 	add_pt(t, d, "x", MB_HOLDING, 0, PT_UINT16);
 	add_pt(t, d, "y", MB_HOLDING, 1, PT_UINT16);
 	/* a second device on the connection, reading other registers */
 	uint32_t d2 = add_dev(t, "dev2", b, 2, 150);
 	add_pt(t, d2, "z", MB_HOLDING, 300, PT_UINT16);
-	s->regs[1][300] = 3;
+	s->img.regs[1][300] = 3;
 
 	sink_init(&sk);
 	struct tcpoll *tp = start(t, 1, &sk);
@@ -1090,7 +830,7 @@ static void test_wrong_transaction_id_is_a_protocol_error(void **state)
 	struct reading *v[64] = { 0 };
 
 	s->mode = SRV_BADTID;
-	size_t b = add_bus(t, "a", s->port, 1000, 0);
+	size_t b = add_tcp_bus(t, "a", s->port, 1000, 0);
 	uint32_t d = add_dev(t, "dev", b, 1, 150);
 	add_pt(t, d, "x", MB_HOLDING, 0, PT_UINT16);
 
@@ -1110,6 +850,121 @@ static void test_wrong_transaction_id_is_a_protocol_error(void **state)
 	srv_stop(s);
 }
 
+/* A device (or a broken gateway) that follows each reply with a forged second reply to
+ * the same request carrying the next transaction id: in the same send, the bytes wait
+ * when the next request is about to go out and the connection is dropped first; 5 ms
+ * later, after the next request went out, its random id does not match and the request
+ * fails. Either way the forged value is never taken; before, it was taken for the next
+ * request's reply on every poll. */
+static void run_forged(int mode)
+{
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[64] = { 0 };
+	size_t true_b = 0;
+
+	s->mode = mode;
+	s->img.regs[1][0] = s->img.regs[1][300] = 1111;
+	size_t b = add_tcp_bus(t, "a", s->port, 1000, 0);
+	uint32_t d = add_dev(t, "dev", b, 1, 100);
+	add_pt(t, d, "a", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, d, "b", MB_HOLDING, 300, PT_UINT16); /* a second request in each poll */
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	wait_count(&sk, d, 8, 5000);
+	tcpoll_stop(tp);
+	size_t n = sink_of(&sk, d, v, 64);
+	for (size_t k = 0; k < n; k++) {
+		for (uint16_t i = 0; i < 2; i++)
+			if (v[k]->values[i].kind != VAL_NONE && v[k]->values[i].v.u != 1111)
+				fail_msg("poll %zu: %s = %llu, a value the device never served", k,
+					 i ? "b" : "a", (unsigned long long)v[k]->values[i].v.u);
+		assert_int_equal(v[k]->values[0].v.u, 1111); /* the first read is never in doubt */
+		if (v[k]->values[1].kind != VAL_NONE)
+			true_b++;
+		else
+			assert_int_equal(v[k]->values[1].err, MBE_PROTO);
+		assert_true(v[k]->online);
+	}
+	if (mode == SRV_FORGE_SAME)
+		assert_int_equal(true_b, n); /* dropped before the request: it still reads */
+	/* the ids do not count up: no request's id follows the one before */
+	pthread_mutex_lock(&s->mu);
+	int nreq = s->nreq < MAXREQ ? s->nreq : MAXREQ, steps1 = 0;
+	for (int i = 1; i < nreq; i++)
+		steps1 += s->req_tid[i] == (uint16_t)(s->req_tid[i - 1] + 1);
+	pthread_mutex_unlock(&s->mu);
+	assert_int_equal(steps1, 0);
+	print_message("forged frame %s: %zu polls, b read %zu times, %d connections\n",
+		      mode == SRV_FORGE_SAME ? "in the same send" : "5 ms later", n, true_b,
+		      srv_get(s, &s->accepted));
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+static void test_forged_trailing_frame(void **state)
+{
+	(void)state;
+	run_forged(SRV_FORGE_SAME);
+	run_forged(SRV_FORGE_LATER);
+}
+
+/* A device that talks without pause from the moment it is connected: each poll fails
+ * (MBE_PROTO) after one connect, never a reconnect loop; it goes offline after
+ * offline_after polls; a healthy device on the same thread keeps its interval; a stop
+ * is prompt while the flood goes on. */
+static void test_flooding_device(void **state)
+{
+	(void)state;
+	struct fx_flood *fl = fx_flood_new();
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[64] = { 0 };
+
+	s->img.regs[1][0] = 5;
+	size_t bf = add_tcp_bus(t, "flood", fl->port, 300, 0);
+	size_t bh = add_tcp_bus(t, "ok", s->port, 300, 0);
+	uint32_t df = add_dev(t, "chatty", bf, 1, 100);
+	uint32_t dh = add_dev(t, "healthy", bh, 1, 100);
+	add_pt(t, df, "x", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, dh, "x", MB_HOLDING, 0, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start_retry(t, 1, &sk, 300, 600);
+	wait_count(&sk, df, 6, 5000);
+	wait_count(&sk, dh, 10, 5000);
+	int64_t t0 = clock_mono_ms();
+	tcpoll_stop(tp);
+	int64_t stop_ms = clock_mono_ms() - t0;
+	assert_true(stop_ms < 200);
+	size_t n = sink_of(&sk, df, v, 64);
+	for (size_t k = 0; k < n; k++) {
+		assert_all_err(v[k], MBE_PROTO);
+		assert_int_equal(v[k]->online, k < 2);
+	}
+	struct tcpoll_stats st;
+	tcpoll_get_stats(tp, &st);
+	assert_int_equal(st.offline, 1);
+	/* one connection per failed poll (and perhaps one the stop cut short) */
+	assert_true(fx_flood_accepted(fl) <= n + 1);
+	n = sink_of(&sk, dh, v, 64);
+	for (size_t k = 0; k < n; k++)
+		assert_int_equal(v[k]->values[0].v.u, 5);
+	assert_schedule(v, n, 100, 100 + 300);
+	print_message("flooding device: %zu polls, %u connections, stop in %lld ms\n",
+		      sink_count(&sk, df), fx_flood_accepted(fl), (long long)stop_ms);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+	fx_flood_free(fl);
+}
+
 static void test_fragmented_and_delayed_replies(void **state)
 {
 	(void)state;
@@ -1121,8 +976,8 @@ static void test_fragmented_and_delayed_replies(void **state)
 	s->fragment = true;
 	s->delay_ms = 40;
 	for (int i = 0; i < 100; i++)
-		s->regs[0][i] = (uint16_t)(1000 + i);
-	size_t b = add_bus(t, "a", s->port, 1500, 0);
+		s->img.regs[0][i] = (uint16_t)(1000 + i);
+	size_t b = add_tcp_bus(t, "a", s->port, 1500, 0);
 	uint32_t d = add_dev(t, "dev", b, 1, 300);
 	add_pt(t, d, "first", MB_INPUT, 0, PT_UINT16);
 	add_pt(t, d, "last", MB_INPUT, 99, PT_UINT16);
@@ -1151,7 +1006,7 @@ static void test_guard_between_requests(void **state)
 	struct sink sk;
 	const int64_t guard = 80;
 
-	size_t b = add_bus(t, "a", s->port, 1000, guard);
+	size_t b = add_tcp_bus(t, "a", s->port, 1000, guard);
 	uint32_t d = add_dev(t, "dev", b, 1, 1000);
 	add_pt(t, d, "a", MB_HOLDING, 0, PT_UINT16);
 	add_pt(t, d, "b", MB_HOLDING, 10, PT_UINT16);
@@ -1187,7 +1042,7 @@ static void test_clock_step(void **state)
 	struct reading *v[128] = { 0 };
 	const int64_t step = -3600 * 1000;
 
-	size_t b = add_bus(t, "a", s->port, 500, 0);
+	size_t b = add_tcp_bus(t, "a", s->port, 500, 0);
 	uint32_t d = add_dev(t, "dev", b, 1, 200);
 	add_pt(t, d, "x", MB_HOLDING, 0, PT_UINT16);
 
@@ -1227,8 +1082,8 @@ static void test_stop_is_prompt(void **state)
 	struct sink sk;
 
 	mute->mode = SRV_DROP;
-	size_t b = add_bus(t, "mute", mute->port, 5000, 0);
-	size_t b2 = add_bus(t, "refused", dead_port(), 5000, 0);
+	size_t b = add_tcp_bus(t, "mute", mute->port, 5000, 0);
+	size_t b2 = add_tcp_bus(t, "refused", dead_port(), 5000, 0);
 	uint32_t d = add_dev(t, "dev", b, 1, 100);
 	add_pt(t, d, "x", MB_HOLDING, 0, PT_STRING)->length = 8;
 	uint32_t d2 = add_dev(t, "dev2", b2, 1, 100);
@@ -1263,10 +1118,10 @@ static void test_which_devices(void **state)
 	char err[256] = "";
 	struct tcpoll *tp;
 
-	size_t b = add_bus(t, "tcp", 1502, 1000, 0);
-	size_t r = add_bus(t, "serial", 0, 1000, 0);
+	size_t b = add_tcp_bus(t, "tcp", 1502, 1000, 0);
+	size_t r = add_tcp_bus(t, "serial", 0, 1000, 0);
 	t->buses[r].kind = BUS_RTU;
-	size_t unused = add_bus(t, "unused", 1503, 1000, 0);
+	size_t unused = add_tcp_bus(t, "unused", 1503, 1000, 0);
 	(void)unused;
 	add_pt(t, add_dev(t, "plain", b, 1, 1000), "x", MB_HOLDING, 0, PT_UINT16);
 	add_pt(t, add_dev(t, "rtu", r, 1, 1000), "x", MB_HOLDING, 0, PT_UINT16);
@@ -1332,8 +1187,8 @@ static void test_descriptors_past_1023(void **state)
 		if (fd >= 1060 || nf == 1100)
 			break;
 	}
-	s->regs[1][0] = 1024;
-	size_t b = add_bus(t, "a", s->port, 1000, 0);
+	s->img.regs[1][0] = 1024;
+	size_t b = add_tcp_bus(t, "a", s->port, 1000, 0);
 	uint32_t d = add_dev(t, "dev", b, 1, 100);
 	add_pt(t, d, "x", MB_HOLDING, 0, PT_UINT16);
 	sink_init(&sk);
@@ -1366,14 +1221,14 @@ static void test_ipv6_and_host_name(void **state)
 	struct reading *v[16];
 	uint32_t d6 = UINT32_MAX;
 
-	s4->regs[1][0] = 4;
-	size_t bn = add_bus(t, "named", s4->port, 1000, 0);
+	s4->img.regs[1][0] = 4;
+	size_t bn = add_tcp_bus(t, "named", s4->port, 1000, 0);
 	t->buses[bn].host = (char *)"localhost";
 	uint32_t dn = add_dev(t, "dn", bn, 1, 150);
 	add_pt(t, dn, "x", MB_HOLDING, 0, PT_UINT16);
 	if (s6 != NULL) {
-		s6->regs[1][0] = 6;
-		size_t b6 = add_bus(t, "v6", s6->port, 1000, 0);
+		s6->img.regs[1][0] = 6;
+		size_t b6 = add_tcp_bus(t, "v6", s6->port, 1000, 0);
 		t->buses[b6].host = (char *)"::1";
 		d6 = add_dev(t, "d6", b6, 1, 150);
 		add_pt(t, d6, "x", MB_HOLDING, 0, PT_UINT16);
@@ -1399,6 +1254,126 @@ static void test_ipv6_and_host_name(void **state)
 	sink_fini(&sk);
 	free(t);
 	srv_stop(s4);
+}
+
+/* --- host names and a resolver that never answers ------------------------------------ */
+
+/* A device named by a host name nobody resolves shares the poller thread with a device
+ * at an address and one at a name the hosts file answers: the first fails its polls
+ * (MBE_CONNECT) and goes offline, with one lookup left running, not one per connect; the
+ * others keep their interval; a stop is prompt while the lookup still hangs. Before, the thread waited in getaddrinfo (30 s
+ * here), and neither device was polled. */
+static void test_resolver_never_answers(void **state)
+{
+	(void)state;
+	struct fx_dns *dns = fx_dns_new(NULL);
+	if (dns == NULL)
+		skip();
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[256] = { 0 };
+
+	s->img.regs[1][0] = 3;
+	size_t bn = add_bus(t, "named", BUS_TCP, FX_HUNG_NAME, dead_port(), 300, 0);
+	size_t bh = add_tcp_bus(t, "ok", s->port, 300, 0);
+	/* another name, which the hosts file answers, through its own lookups */
+	size_t bl = add_bus(t, "local", BUS_TCP, "localhost", s->port, 300, 0);
+	uint32_t dn = add_dev(t, "named", bn, 1, 200);
+	uint32_t dh = add_dev(t, "healthy", bh, 1, 200);
+	uint32_t dl = add_dev(t, "local", bl, 1, 200);
+	add_pt(t, dn, "x", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, dh, "x", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, dl, "x", MB_HOLDING, 0, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start_retry(t, 1, &sk, 500, 1000);
+	wait_count(&sk, dn, 4, 8000);
+	wait_count(&sk, dh, 15, 8000);
+	wait_count(&sk, dl, 15, 8000);
+	assert_true(netconn_lookups_running() == 1);
+	int64_t t0 = clock_mono_ms();
+	tcpoll_stop(tp);
+	int64_t stop_ms = clock_mono_ms() - t0;
+	assert_true(stop_ms < 200);
+	size_t n = sink_of(&sk, dn, v, 256);
+	for (size_t k = 0; k < n; k++) {
+		assert_all_err(v[k], MBE_CONNECT);
+		assert_int_equal(v[k]->online, k < 2);
+	}
+	for (int i = 0; i < 2; i++) {
+		n = sink_of(&sk, i ? dl : dh, v, 256);
+		for (size_t k = 0; k < n; k++)
+			assert_int_equal(v[k]->values[0].v.u, 3);
+		assert_schedule(v, n, 200, 200 + 300);
+	}
+	assert_true(fx_dns_queries(dns) >= 1);
+	print_message("unresolved name: %zu polls of the named device, %zu of the other, "
+		      "%u queries to the resolver, stop in %lld ms\n", sink_count(&sk, dn), n,
+		      fx_dns_queries(dns), (long long)stop_ms);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+	fx_dns_free(dns);
+}
+
+#define CACHED_NAME "plc-cached.sluice-test.example"
+
+/* The last good address of a name: a device whose name resolved (from the hosts file),
+ * and whose next lookup hangs, is connected to at that address once the lookup has missed
+ * its deadline; its polls go on. */
+static void test_resolver_last_good_address(void **state)
+{
+	(void)state;
+	struct fx_dns *dns = fx_dns_new("127.0.0.1 localhost\n127.0.0.1 " CACHED_NAME "\n");
+	if (dns == NULL)
+		skip();
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	struct reading *v[256] = { 0 };
+
+	s->img.regs[1][0] = 9;
+	size_t b = add_bus(t, "named", BUS_TCP, CACHED_NAME, s->port, 300, 0);
+	uint32_t d = add_dev(t, "dev", b, 1, 100);
+	add_pt(t, d, "x", MB_HOLDING, 0, PT_UINT16);
+
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	wait_count(&sk, d, 3, 5000);
+	assert_int_equal(fx_dns_queries(dns), 0); /* the hosts file answered */
+	/* the name leaves the hosts file, and the device drops its connection once */
+	fx_dns_set_hosts(dns, "127.0.0.1 localhost\n");
+	FX_SET(s, mode, SRV_CLOSE);
+	int64_t end = clock_mono_ms() + 5000;
+	size_t n;
+	for (;;) {
+		n = sink_of(&sk, d, v, 256);
+		if (n > 0 && v[n - 1]->values[0].err == MBE_CLOSED)
+			break;
+		if (clock_mono_ms() > end)
+			fail_msg("the device's connection was never dropped");
+		sleep_ms(5);
+	}
+	FX_SET(s, mode, SRV_NORMAL);
+	size_t n0 = n;
+	wait_count(&sk, d, n0 + 5, 8000);
+	tcpoll_stop(tp);
+	n = sink_of(&sk, d, v, 256);
+	for (size_t k = n0; k < n; k++) /* one may fail: the lookup's deadline passed */
+		if (k > n0 || v[k]->values[0].kind != VAL_NONE)
+			assert_int_equal(v[k]->values[0].v.u, 9);
+	assert_true(v[n - 1]->online);
+	assert_true(fx_dns_queries(dns) >= 1); /* the resolver was asked, and did not answer */
+	struct tcpoll_stats st;
+	tcpoll_get_stats(tp, &st);
+	assert_true(st.connects >= 2);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+	fx_dns_free(dns);
 }
 
 /* --- the circuit breaker, splitting, writes --------------------------------------- */
@@ -1432,8 +1407,8 @@ static void test_breaker_offline_slow_retry_and_recovery(void **state)
 	const int64_t timeout = 150, iv = 100, rmin = 200, rmax = 800;
 
 	s->drop_unit = 5;
-	s->regs[1][0] = 11;
-	size_t b = add_bus(t, "gw", s->port, timeout, 0);
+	s->img.regs[1][0] = 11;
+	size_t b = add_tcp_bus(t, "gw", s->port, timeout, 0);
 	uint32_t dd = add_dev(t, "dead", b, 5, iv);
 	uint32_t dh = add_dev(t, "alive", b, 1, iv);
 	add_pt(t, dd, "a", MB_HOLDING, 0, PT_UINT16);
@@ -1446,7 +1421,7 @@ static void test_breaker_offline_slow_retry_and_recovery(void **state)
 	assert_true(wait_readings(&sk, dd, 7, 6000));
 	tcpoll_get_stats(tp, &st);
 	assert_int_equal(st.offline, 1);
-	SRV_SET(s, drop_unit, -1);
+	FX_SET(s, drop_unit, -1);
 	size_t up = SIZE_MAX, n;
 	int64_t end = clock_mono_ms() + 3000;
 	while (up == SIZE_MAX && clock_mono_ms() < end) {
@@ -1528,10 +1503,10 @@ static void test_breaker_what_counts_as_failed(void **state)
 	struct sink sk;
 	struct reading *v[128] = { 0 };
 
-	s->exc_from = 0;
-	s->exc_to = 10;
-	size_t b = add_bus(t, "a", s->port, 500, 0);
-	size_t br = add_bus(t, "refused", dead_port(), 500, 0);
+	s->img.exc_from = 0;
+	s->img.exc_to = 10;
+	size_t b = add_tcp_bus(t, "a", s->port, 500, 0);
+	size_t br = add_tcp_bus(t, "refused", dead_port(), 500, 0);
 	uint32_t de = add_dev(t, "refuser", b, 1, 100);
 	add_pt(t, de, "x", MB_HOLDING, 0, PT_UINT16);
 	uint32_t dr = add_dev(t, "unplugged", br, 1, 100);
@@ -1577,12 +1552,12 @@ static void test_split_on_illegal_address(void **state)
 	struct reading *v[64] = { 0 };
 	struct tcpoll_stats st;
 
-	s->exc_from = 2;
-	s->exc_to = 4;
-	s->regs[1][0] = 0x4148; /* float32 12.5 */
-	s->regs[1][4] = 0xC148; /* float32 -12.5 */
-	s->regs[1][6] = 66;
-	size_t b = add_bus(t, "a", s->port, 1000, 0);
+	s->img.exc_from = 2;
+	s->img.exc_to = 4;
+	s->img.regs[1][0] = 0x4148; /* float32 12.5 */
+	s->img.regs[1][4] = 0xC148; /* float32 -12.5 */
+	s->img.regs[1][6] = 66;
+	size_t b = add_tcp_bus(t, "a", s->port, 1000, 0);
 	uint32_t d = add_dev(t, "meter", b, 1, 150);
 	add_pt(t, d, "a", MB_HOLDING, 0, PT_FLOAT32);
 	add_pt(t, d, "bad", MB_HOLDING, 3, PT_UINT16);
@@ -1645,10 +1620,10 @@ static void test_split_on_timeout_only_when_merged(void **state)
 
 	s->mute_from = 12;
 	s->mute_to = 13;
-	s->regs[1][10] = 10;
-	s->regs[1][14] = 14;
-	s->regs[1][100] = 100;
-	size_t b = add_bus(t, "a", s->port, 200, 0);
+	s->img.regs[1][10] = 10;
+	s->img.regs[1][14] = 14;
+	s->img.regs[1][100] = 100;
+	size_t b = add_tcp_bus(t, "a", s->port, 200, 0);
 	uint32_t d = add_dev(t, "meter", b, 1, 150);
 	add_pt(t, d, "a", MB_HOLDING, 10, PT_UINT16);
 	add_pt(t, d, "b", MB_HOLDING, 14, PT_UINT16);
@@ -1702,11 +1677,11 @@ static void test_writes_each_kind(void **state)
 	struct sink sk;
 	struct point_def *p;
 
-	s->regs[1][30] = 0x0101;    /* other bits of the bit point's register */
-	s->regs[1][50] = 0x0001;
-	s->exc_from = 60;
-	s->exc_to = 61;
-	size_t b = add_bus(t, "a", s->port, 1000, 0);
+	s->img.regs[1][30] = 0x0101;    /* other bits of the bit point's register */
+	s->img.regs[1][50] = 0x0001;
+	s->img.exc_from = 60;
+	s->img.exc_to = 61;
+	size_t b = add_tcp_bus(t, "a", s->port, 1000, 0);
 	uint32_t d = add_dev(t, "sign", b, 3, 100);
 	add_pt(t, d, "pump", MB_COIL, 3, PT_BOOL)->writable = true;            /* 0 */
 	p = add_pt(t, d, "setpoint", MB_HOLDING, 10, PT_UINT16);              /* 1 */
@@ -1746,14 +1721,14 @@ static void test_writes_each_kind(void **state)
 	assert_int_equal(sink_wres(&sk, 106).err, MBE_EXC_BASE + 2);
 
 	pthread_mutex_lock(&s->mu);
-	assert_int_equal(s->bits[0][3], 1);
-	assert_int_equal(s->regs[1][10], 123);
-	assert_int_equal(s->regs[1][20], 0xC020);
-	assert_int_equal(s->regs[1][21], 0x0000);
-	assert_int_equal(s->regs[1][30], 0x0111); /* bit 4 set, the others kept */
-	assert_int_equal(s->regs[1][40], 0xFFFE); /* -2, low word first */
-	assert_int_equal(s->regs[1][41], 0xFFFF);
-	assert_int_equal(s->regs[1][50], 0);
+	assert_int_equal(s->img.bits[0][3], 1);
+	assert_int_equal(s->img.regs[1][10], 123);
+	assert_int_equal(s->img.regs[1][20], 0xC020);
+	assert_int_equal(s->img.regs[1][21], 0x0000);
+	assert_int_equal(s->img.regs[1][30], 0x0111); /* bit 4 set, the others kept */
+	assert_int_equal(s->img.regs[1][40], 0xFFFE); /* -2, low word first */
+	assert_int_equal(s->img.regs[1][41], 0xFFFF);
+	assert_int_equal(s->img.regs[1][50], 0);
 	/* function codes: 5, 6, 16, 3 then 6 right after it, 16, 6, 6 */
 	assert_true(srv_find_req(s, 0, 5, 3) >= 0);
 	assert_true(srv_find_req(s, 0, 6, 10) >= 0);
@@ -1793,7 +1768,7 @@ static void test_writes_refused(void **state)
 	struct sink sk;
 	struct point_def *p;
 
-	size_t b = add_bus(t, "nobody", dead_port(), 500, 0);
+	size_t b = add_tcp_bus(t, "nobody", dead_port(), 500, 0);
 	uint32_t d = add_dev(t, "dev", b, 1, 60000);
 	p = add_pt(t, d, "setpoint", MB_HOLDING, 10, PT_UINT16);             /* 0 */
 	p->scale = 0.1;
@@ -1859,6 +1834,8 @@ int main(void)
 		cmocka_unit_test(test_peer_close_then_recover),
 		cmocka_unit_test(test_late_replies_do_not_desync),
 		cmocka_unit_test(test_wrong_transaction_id_is_a_protocol_error),
+		cmocka_unit_test(test_forged_trailing_frame),
+		cmocka_unit_test(test_flooding_device),
 		cmocka_unit_test(test_fragmented_and_delayed_replies),
 		cmocka_unit_test(test_guard_between_requests),
 		cmocka_unit_test(test_clock_step),
@@ -1866,6 +1843,8 @@ int main(void)
 		cmocka_unit_test(test_which_devices),
 		cmocka_unit_test(test_descriptors_past_1023),
 		cmocka_unit_test(test_ipv6_and_host_name),
+		cmocka_unit_test(test_resolver_never_answers),
+		cmocka_unit_test(test_resolver_last_good_address),
 		cmocka_unit_test(test_breaker_offline_slow_retry_and_recovery),
 		cmocka_unit_test(test_breaker_what_counts_as_failed),
 		cmocka_unit_test(test_split_on_illegal_address),
@@ -1874,6 +1853,6 @@ int main(void)
 		cmocka_unit_test(test_writes_refused),
 	};
 
-	log_init(3, "test_tcpoll"); /* warnings about the dead endpoints are expected */
+	log_init(getenv("SLUICE_TEST_DEBUG") ? 7 : 3, "test_tcpoll"); /* warnings about the dead endpoints are expected */
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
