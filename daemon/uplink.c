@@ -3,9 +3,10 @@
  * reconnect schedule and the gateway's status messages (their bytes and topics are the
  * payload format's). Nothing else in sluice calls libmosquitto.
  *
- * It must never call what select()s or starts a thread (mosquitto_loop,
+ * It must never call what select()s or starts libmosquitto's own thread (mosquitto_loop,
  * mosquitto_loop_forever, mosquitto_loop_start): the socket is driven from the core's
- * poll() with mosquitto_loop_read/write/misc, so its number may be past 1023. It must
+ * poll() with mosquitto_loop_read/write/misc, so its number may be past 1023. The one
+ * thread it starts is a connect's (below), which touches nothing but its own attempt. It must
  * never hand libmosquitto a message before CONNACK or after the connection is lost,
  * because libmosquitto would queue it without bound; the store's outbox is the only
  * queue. It reads nothing of the config but cfg->gateway and cfg->uplink, and copies
