@@ -520,7 +520,14 @@ void control_forget(struct control *ctl, void *actx)
 
 static void client_close(struct control *ctl, struct client *c)
 {
+	char sink[4096];
+
 	control_forget(ctl, c);
+	/* bytes it sent that were not read would make the close a reset, and its last
+	 * reply (too_large, timeout) would be lost to it: what waits is read first, a
+	 * bounded amount, without waiting */
+	for (int i = 0; i < 16 && recv(c->fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+		;
 	close(c->fd);
 	c->fd = -1;
 	jb_free(&c->out);
@@ -654,10 +661,13 @@ static void accept_clients(struct control *ctl, int64_t now)
 			int n = snprintf(line, sizeof line, "{\"v\":%d,\"ok\":false,\"error\":\"busy\","
 					 "\"message\":\"%d clients are connected already: try "
 					 "again\"}\n", CONTROL_PROTOCOL, CONTROL_CLIENTS_MAX);
-			/* a fresh socket's buffer takes a line: said, not waited for */
+			/* a fresh socket's buffer takes a line: said, not waited for; what it
+			 * sent already is read, or the close would be a reset that loses it */
 			if (send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 				/* it went away already */
 			}
+			for (int i = 0; i < 16 && recv(fd, line, sizeof line, MSG_DONTWAIT) > 0; i++)
+				;
 			close(fd);
 			continue;
 		}
