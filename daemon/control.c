@@ -63,6 +63,7 @@ struct control {
 	const struct control_core *core;
 	struct control_core core_copy;
 	char path[108];
+	char link[108];              /* data_dir/control, a link to path; "" when none */
 	ino_t ino;                   /* of the socket we bound, to remove only ours */
 	int lfd;
 	int efd;                     /* eventfd: a probe came back */
@@ -79,21 +80,27 @@ struct control {
 
 /* ---- where ----------------------------------------------------------------------- */
 
-int control_socket_path(const char *runtime_dir, const char *data_dir, char *buf, size_t len)
+int control_socket_path(const char *runtime_dir, const char *data_dir, char *sock, size_t len,
+			char *link, size_t linklen)
 {
 	struct sockaddr_un sa;
-	size_t dl;
-	int n;
+	int n, l = 0;
 
+	if (linklen)
+		link[0] = '\0';
 	if (runtime_dir && runtime_dir[0]) {
 		/* systemd lists one directory per RuntimeDirectory= name, colon-separated */
 		const char *colon = strchr(runtime_dir, ':');
-		dl = colon ? (size_t)(colon - runtime_dir) : strlen(runtime_dir);
-		n = snprintf(buf, len, "%.*s/%s", (int)dl, runtime_dir, CONTROL_SOCKET_NAME);
+		size_t dl = colon ? (size_t)(colon - runtime_dir) : strlen(runtime_dir);
+
+		n = snprintf(sock, len, "%.*s/%s", (int)dl, runtime_dir, CONTROL_SOCKET_NAME);
+		l = snprintf(link, linklen, "%s/%s", data_dir, CONTROL_SOCKET_NAME);
 	} else {
-		n = snprintf(buf, len, "%s/%s", data_dir, CONTROL_SOCKET_NAME);
+		n = snprintf(sock, len, "%s/%s", data_dir, CONTROL_SOCKET_NAME);
 	}
-	if (n < 0 || (size_t)n >= len || (size_t)n >= sizeof sa.sun_path)
+	/* the link too is a path a client connects through */
+	if (n < 0 || (size_t)n >= len || (size_t)n >= sizeof sa.sun_path || l < 0 ||
+	    (l > 0 && ((size_t)l >= linklen || (size_t)l >= sizeof sa.sun_path)))
 		return -1;
 	return 0;
 }
@@ -678,8 +685,8 @@ static void accept_clients(struct control *ctl, int64_t now)
 
 /* ---- the socket -------------------------------------------------------------------- */
 
-struct control *control_open(const char *path, const struct control_core *core, char *err,
-			     size_t errlen)
+struct control *control_open(const char *path, const char *link,
+			     const struct control_core *core, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct control *ctl = calloc(1, sizeof *ctl);
@@ -723,9 +730,27 @@ struct control *control_open(const char *path, const struct control_core *core, 
 		goto fail;
 	}
 	ctl->ino = st.st_ino;
+	if (link && link[0]) {
+		/* made beside and moved over: a stale socket or link there is replaced whole */
+		char ltmp[sizeof ctl->link + 16];
+
+		if (snprintf(ctl->link, sizeof ctl->link, "%s", link) >= (int)sizeof ctl->link ||
+		    snprintf(ltmp, sizeof ltmp, "%s.%ld", link, (long)getpid()) >= (int)sizeof ltmp) {
+			snprintf(err, errlen, "%s: the path is too long", link);
+			goto fail;
+		}
+		unlink(ltmp);
+		if (symlink(path, ltmp) != 0 || rename(ltmp, link) != 0) {
+			snprintf(err, errlen, "%s: %s", link, strerror(errno));
+			unlink(ltmp);
+			ctl->link[0] = '\0';
+			goto fail;
+		}
+	}
 	return ctl;
 fail:
-	ctl->path[0] = '\0';
+	if (ctl->ino == 0)
+		ctl->path[0] = '\0'; /* not bound: whatever is there is not ours */
 	control_close(ctl);
 	return NULL;
 }
@@ -753,6 +778,13 @@ void control_close(struct control *ctl)
 	/* ours only: a socket someone put there since is theirs */
 	if (ctl->path[0] && stat(ctl->path, &st) == 0 && st.st_ino == ctl->ino)
 		unlink(ctl->path);
+	if (ctl->link[0]) {
+		char to[sizeof ctl->path];
+		ssize_t n = readlink(ctl->link, to, sizeof to - 1);
+
+		if (n > 0 && (to[n] = '\0', strcmp(to, ctl->path) == 0))
+			unlink(ctl->link);
+	}
 	pthread_mutex_destroy(&ctl->mu);
 	jb_free(&ctl->status);
 	jb_free(&ctl->reply);

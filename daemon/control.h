@@ -100,11 +100,14 @@ void control_error_reply(struct jbuf *b, const char *id, const char *code, const
 
 /*
  * Where the socket is: `control` in runtime_dir (systemd's $RUNTIME_DIRECTORY, the unit's
- * RuntimeDirectory=sluice: /run/sluice) when it is set and not empty, else in data_dir.
- * The first of several colon-separated directories is taken. 0, or -1 when the path does
- * not fit a socket address (108 bytes).
+ * RuntimeDirectory=sluice: /run/sluice) when it is set and not empty — the first of
+ * several colon-separated directories — and then data_dir/control is a symbolic link to
+ * it (into link); else data_dir/control itself (link ""). Either way a client finds the
+ * daemon of a data directory at data_dir/control. 0, or -1 when a path does not fit a
+ * socket address (108 bytes) or its buffer.
  */
-int control_socket_path(const char *runtime_dir, const char *data_dir, char *buf, size_t len);
+int control_socket_path(const char *runtime_dir, const char *data_dir, char *sock, size_t len,
+			char *link, size_t linklen);
 
 /* What control asks of the core, on the core thread. */
 struct control_core {
@@ -121,12 +124,13 @@ struct control;
 /*
  * Listen at path: a Unix stream socket, mode 0660 (the group is the daemon's: `sluice`
  * under the unit), replacing a socket left by a daemon that did not stop cleanly (the
- * caller holds the data directory's lock, so none runs). NULL with err when it cannot.
+ * caller holds the data directory's lock, so none runs); with link not empty, make link a
+ * symbolic link to it, replacing whatever is there. NULL with err when it cannot.
  */
-struct control *control_open(const char *path, const struct control_core *core, char *err,
-			     size_t errlen);
+struct control *control_open(const char *path, const char *link,
+			     const struct control_core *core, char *err, size_t errlen);
 /*
- * Close every client, free what waits, remove the socket. The pollers must be gone (freed)
+ * Close every client, free what waits, remove the socket and its link. The pollers must be gone (freed)
  * first: a probe they held comes back through control, which must still be there.
  */
 void control_close(struct control *ctl);

@@ -1070,25 +1070,25 @@ static const struct status *ctl_status(void *ctx)
 	return &((struct core *)ctx)->status;
 }
 
-/* $RUNTIME_DIRECTORY/control (the unit's RuntimeDirectory=), else data_dir/control. A
- * daemon that cannot make it runs without: sluicectl then reads the stored status and
- * probes nothing the daemon owns. */
+/* $RUNTIME_DIRECTORY/control (the unit's RuntimeDirectory=) with a link to it at
+ * data_dir/control, else data_dir/control. A daemon that cannot make it runs without:
+ * sluicectl then reads the stored status, and a probe cannot go through sluiced. */
 static void control_start(struct core *c)
 {
 	static const struct control_core ops = { .config = ctl_config, .status = ctl_status,
 						  .probe = pollers_probe };
 	struct control_core core = ops;
-	char path[128], err[300];
+	char path[128], link[128], err[300];
 
 	core.ctx = c;
 	if (control_socket_path(getenv("RUNTIME_DIRECTORY"), c->cfg->gateway.data_dir, path,
-				sizeof path) != 0) {
+				sizeof path, link, sizeof link) != 0) {
 		log_warnx("control: the socket's path (%s/%s) is longer than a socket address "
 			  "takes; sluicectl status shows the stored status, and probe cannot go "
 			  "through sluiced", c->cfg->gateway.data_dir, CONTROL_SOCKET_NAME);
 		return;
 	}
-	c->ctl = control_open(path, &core, err, sizeof err);
+	c->ctl = control_open(path, link, &core, err, sizeof err);
 	if (!c->ctl)
 		log_warnx("control: %s; sluicectl status shows the stored status, and probe "
 			  "cannot go through sluiced", err);

@@ -6,6 +6,11 @@
 
 #include "mberr.h"
 
+bool poller_silent(int rc)
+{
+	return rc == MBE_TIMEOUT || rc == MBE_CONNECT || rc == MBE_CLOSED || rc == MBE_IO;
+}
+
 void poller_probe_fail(struct poller_probe *p, size_t from, int code)
 {
 	for (size_t i = from; i < p->nreads; i++)

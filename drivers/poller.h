@@ -62,8 +62,8 @@ struct poller_probe {
 	uint8_t unit;
 	int64_t timeout_ms;          /* for each reply; 0: the bus's own */
 	int64_t start_by;            /* monotonic ms: not begun by then, it is PROBE_LATE */
-	bool stop_on_silence;        /* a read with no answer (reply_is_answer false) fails the
-					rest unsent with its code, as a poll does */
+	bool stop_on_silence;        /* a read that got no reply at all (poller_silent) fails
+					the rest unsent with its code */
 	struct poller_read *reads;
 	size_t nreads;
 	void (*done)(struct poller_probe *p);
@@ -73,6 +73,11 @@ struct poller_probe {
 	struct poller_probe *next;
 	size_t bus;
 };
+
+/* No reply at all came for a read that ended with rc: a timeout, a connection that
+ * failed or closed, an I/O error. A garbled reply (CRC, another unit) or an exception is
+ * a reply: the device is talking. */
+bool poller_silent(int rc);
 
 /* The reads of p from `from` on fail with code (not sent). */
 void poller_probe_fail(struct poller_probe *p, size_t from, int code);

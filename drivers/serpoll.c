@@ -389,7 +389,7 @@ static void line_do_probe(struct sp_line *l, struct poller_probe *p)
 			break;
 		}
 		rd->err = rc;
-		if (rc != 0 && p->stop_on_silence && !reply_is_answer(rc)) {
+		if (rc != 0 && p->stop_on_silence && poller_silent(rc)) {
 			poller_probe_fail(p, i + 1, rc);
 			break;
 		}

@@ -451,7 +451,7 @@ static void probe_read_over(struct tp_conn *c, int rc)
 
 	c->probing = false;
 	p->reads[c->probe_i++].err = rc;
-	if (rc != 0 && p->stop_on_silence && !reply_is_answer(rc)) {
+	if (rc != 0 && p->stop_on_silence && poller_silent(rc)) {
 		poller_probe_fail(p, c->probe_i, rc);
 		c->probe_i = p->nreads;
 	}

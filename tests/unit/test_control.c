@@ -182,22 +182,30 @@ static void test_parse_refused(void **state)
 
 static void test_socket_path(void **state)
 {
-	char p[200];
+	char p[200], l[200];
 	(void)state;
 
-	assert_int_equal(control_socket_path(NULL, "/var/lib/sluice", p, sizeof p), 0);
+	assert_int_equal(control_socket_path(NULL, "/var/lib/sluice", p, sizeof p, l, sizeof l), 0);
 	assert_string_equal(p, "/var/lib/sluice/control");
-	assert_int_equal(control_socket_path("", "/var/lib/sluice", p, sizeof p), 0);
+	assert_string_equal(l, "");
+	assert_int_equal(control_socket_path("", "/var/lib/sluice", p, sizeof p, l, sizeof l), 0);
 	assert_string_equal(p, "/var/lib/sluice/control");
-	assert_int_equal(control_socket_path("/run/sluice", "/var/lib/sluice", p, sizeof p), 0);
+	assert_string_equal(l, "");
+	assert_int_equal(control_socket_path("/run/sluice", "/var/lib/sluice", p, sizeof p, l,
+					     sizeof l), 0);
 	assert_string_equal(p, "/run/sluice/control");
-	assert_int_equal(control_socket_path("/run/sluice:/run/other", "/x", p, sizeof p), 0);
+	assert_string_equal(l, "/var/lib/sluice/control");
+	assert_int_equal(control_socket_path("/run/sluice:/run/other", "/x", p, sizeof p, l,
+					     sizeof l), 0);
 	assert_string_equal(p, "/run/sluice/control");
+	assert_string_equal(l, "/x/control");
 	char longdir[150];
 	memset(longdir, 'd', sizeof longdir - 1);
 	longdir[0] = '/';
 	longdir[sizeof longdir - 1] = '\0';
-	assert_int_equal(control_socket_path(NULL, longdir, p, sizeof p), -1);
+	assert_int_equal(control_socket_path(NULL, longdir, p, sizeof p, l, sizeof l), -1);
+	/* the link is connected through: it must fit a socket address too */
+	assert_int_equal(control_socket_path("/run/sluice", longdir, p, sizeof p, l, sizeof l), -1);
 }
 
 /* ---- a daemon's side, built here ---------------------------------------------------- */
@@ -283,7 +291,9 @@ static struct fx *fx_new(void)
 	assert_non_null(f);
 	strcpy(f->dir, "/tmp/sluice-test-control-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
-	assert_int_equal(control_socket_path(NULL, f->dir, f->path, sizeof f->path), 0);
+	char link[8];
+	assert_int_equal(control_socket_path(NULL, f->dir, f->path, sizeof f->path, link,
+					     sizeof link), 0);
 	cfg = f->cfg = calloc(1, sizeof *cfg);
 	assert_non_null(cfg);
 	strcpy(cfg->gateway.id, "gw-test");
@@ -325,7 +335,7 @@ static struct fx *fx_new(void)
 	f->st.dev[1].last_err = MBE_TIMEOUT;
 	f->st.dev[1].last_poll_ms = clock_real_ms();
 	c.ctx = f;
-	f->ctl = control_open(f->path, &c, err, sizeof err);
+	f->ctl = control_open(f->path, "", &c, err, sizeof err);
 	if (!f->ctl)
 		fail_msg("control_open: %s", err);
 	return f;
@@ -338,7 +348,7 @@ static void fx_free(struct fx *f)
 	while (f->nheld)
 		fx_give_back(f, PROBE_STOPPED, SIZE_MAX); /* the pollers stop first */
 	control_close(f->ctl);
-	assert_int_equal(stat(f->path, &st), -1); /* the socket is removed */
+	assert_int_equal(lstat(f->path, &st), -1); /* the socket is removed */
 	status_free(&f->st);
 	config_free(f->cfg);
 	assert_int_equal(rmdir(f->dir), 0);
@@ -741,13 +751,43 @@ static void test_open(void **state)
 	/* a second control on the same path: the first one's socket is replaced */
 	struct control_core c = core;
 	c.ctx = f;
-	struct control *other = control_open(f->path, &c, err, sizeof err);
+	struct control *other = control_open(f->path, NULL, &c, err, sizeof err);
 	assert_non_null(other);
 	control_close(other);
 	struct stat st;
 	assert_int_equal(stat(f->path, &st), -1); /* it removed its own */
-	assert_null(control_open("/nonexistent-dir/control", &c, err, sizeof err));
+	assert_null(control_open("/nonexistent-dir/control", NULL, &c, err, sizeof err));
 	assert_non_null(strstr(err, "/nonexistent-dir/control"));
+
+	/* under systemd: the socket in the runtime directory, a link to it in data_dir, where
+	 * a client finds it; a stale socket at the link's place is replaced; both go at close */
+	char run[96], sock[128], link[128], target[128];
+	snprintf(run, sizeof run, "%s/run", f->dir);
+	assert_int_equal(mkdir(run, 0750), 0);
+	assert_int_equal(control_socket_path(run, f->dir, sock, sizeof sock, link, sizeof link), 0);
+	assert_string_equal(link, f->path);
+	other = control_open(sock, link, &c, err, sizeof err);
+	if (!other)
+		fail_msg("control_open: %s", err);
+	assert_int_equal(lstat(link, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	ssize_t n = readlink(link, target, sizeof target - 1);
+	assert_true(n > 0);
+	target[n] = '\0';
+	assert_string_equal(target, sock);
+	struct control *keep = f->ctl;
+	f->ctl = other;
+	int fd = connect_to(f); /* through the link */
+	struct jval *v = ask(f, fd, "{\"v\":1,\"op\":\"hello\"}\n");
+	assert_true(jread_bool(v, "ok", false));
+	jread_free(v);
+	close(fd);
+	serve(f, 20);
+	f->ctl = keep;
+	control_close(other);
+	assert_int_equal(lstat(link, &st), -1);
+	assert_int_equal(lstat(sock, &st), -1);
+	assert_int_equal(rmdir(run), 0);
 	fx_free(f);
 }
 
