@@ -428,8 +428,8 @@ static void start_probe(struct control *ctl, const struct control_request *rq,
 	ctl->pend = pd;
 	pthread_mutex_unlock(&ctl->mu);
 	if (ctl->core->probe(ctl->core->ctx, (size_t)bus, &pd->job) == 0) {
-		log_info("control: probe of bus %s unit %u (%zu reads) handed to its poller",
-			 cfg->buses[bus].id, rq->unit, rq->nreads);
+		log_info("control: probe of bus %s unit %u (%zu read%s) handed to its poller",
+			 cfg->buses[bus].id, rq->unit, rq->nreads, rq->nreads == 1 ? "" : "s");
 		return;
 	}
 	int e = errno;

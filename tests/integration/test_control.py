@@ -5,8 +5,9 @@ and clients that misbehave.
 - probe through sluiced on a serial line (a socat pty pair) that sluiced polls: both
   forms (--config FILE DEVICE, and a raw --rtu target with --config) say `via: sluiced`
   in text and --json, print what the sim served, and the daemon's polls go on meanwhile;
-  sluiced holds the tty once; several probes at once on one line: one at a time, the
-  others told the line is busy, none opens the line;
+  sluiced holds the tty once; another --baud than the line's is refused; a device the
+  daemon has offline is tried once (one timeout) and said to be offline; several probes
+  at once on one line: one at a time, the others told the line is busy, none opens it;
 - over TCP: a raw target that is one of the daemon's buses goes through it, one that is
   not goes direct (with why), one of the wrong kind is refused with the option to use;
   with the daemon stopped, the same probe goes direct;
@@ -76,16 +77,27 @@ SERIAL = (
 )
 
 
-def serial_site(site, extra_env=None):
-    """sluiced polling a pty line (units 1 and 2) served by the sim. Returns the config,
-    the daemon's end of the line, the trace, the daemon."""
+DEAD = (
+    "  - id: dead\n"
+    "    bus: line\n"
+    "    unit_id: 9\n"
+    "    profile: flowmeter-generic\n"
+    "    interval: 500ms\n"
+    "    offline_after: 2\n"
+)
+
+
+def serial_site(site, extra_env=None, extra=""):
+    """sluiced polling a pty line (units 1 and 2, and the devices of extra) served by the
+    sim. Returns the config, the daemon's end of the line, the trace, the daemon."""
     site.start_broker()
     a, b = site.start_pty_pair()
     site.copy_profiles("flowmeter-generic")
     buses = ("  - id: line\n"
              "    rtu: { device: %s, baud: 9600 }\n"
              "    timeout: 300ms\n" % a)
-    cfg = site.write("sluice.yaml", config_yaml(site, "gw1", site.broker_port, buses, SERIAL))
+    cfg = site.write("sluice.yaml", config_yaml(site, "gw1", site.broker_port, buses,
+                                                SERIAL + extra))
     sim_cfg = site.write("sim.yaml", config_yaml(site, "gw1", site.broker_port,
                                                  buses.replace(a, b), SERIAL))
     trace = os.path.join(site.dir, "trace.jsonl")
@@ -104,7 +116,7 @@ def serial_site(site, extra_env=None):
 
 def test_probe_through_sluiced_on_a_serial_line():
     with Site("ctl-rtu") as site:
-        cfg, tty, trace, d = serial_site(site)
+        cfg, tty, trace, d = serial_site(site, extra=DEAD)
 
         # a configured device: every point, through the daemon's line
         r = ctl(site, "-c", cfg, "probe", "tuf")
@@ -139,6 +151,21 @@ def test_probe_through_sluiced_on_a_serial_line():
                 "--read", "holding:0")
         assert r.returncode == 1 and "timeout" in r.stdout and "via: sluiced" in r.stdout, \
             (r.returncode, r.stdout, r.stderr)
+
+        # a device the daemon has offline: the probe tries it once more, and says so
+        wait_for(lambda: any(p.get("state") == "offline"
+                             for p in harness.payloads(site, "device/dead")), 20,
+                 "the dead unit offline")
+        t0 = time.monotonic()
+        r = ctl(site, "-c", cfg, "probe", "dead")
+        assert r.returncode == 1 and "via: sluiced" in r.stdout, (r.stdout, r.stderr)
+        assert "sluiced has dead offline (timeout): it polls it at the slower offline pace" \
+            in r.stdout, r.stdout
+        assert r.stdout.count("error: timeout") == 5, r.stdout  # one timeout, not five
+        assert time.monotonic() - t0 < 5
+        j = json.loads(ctl(site, "-c", cfg, "--json", "probe", "dead").stdout)
+        assert j["sluiced_device"] == {"id": "dead", "state": "offline",
+                                       "last_error": "timeout"}, j
 
         # several at once on one line: one at a time; the others are told it is busy
         argv = [os.path.join(harness.BIN, "sluicectl"), "-c", cfg, "probe", "--json", "tuf"]
