@@ -43,7 +43,9 @@ struct pending {
 	control_answer_fn answer;
 	void *actx;                  /* NULL once the asker is gone */
 	char id[80];
-	size_t bus;
+	size_t bus;                  /* in the config it was asked under ... */
+	char bus_id[ID_MAX];         /* ... which a reload may have replaced by the answer */
+	int64_t bus_timeout_ms;
 	bool back;                   /* the poller gave it back (under ctl->mu) */
 };
 
@@ -277,13 +279,18 @@ static void probe_back(struct poller_probe *p)
 }
 
 /* The device of the config at the probe's bus and unit, and what the daemon thinks of it:
- * said in the reply, so that a probe of a device the daemon has offline says so. */
-static void probe_device(struct jbuf *b, const struct control *ctl, size_t bus, uint8_t unit,
+ * said in the reply, so that a probe of a device the daemon has offline says so. Nothing
+ * when the bus is no longer that one (a reload came between). */
+static void probe_device(struct jbuf *b, const struct control *ctl, const struct pending *pd,
 			 bool *first)
 {
 	const struct config *cfg = ctl->core->config(ctl->core->ctx);
 	const struct status *st = ctl->core->status(ctl->core->ctx);
+	size_t bus = pd->bus;
+	uint8_t unit = pd->job.unit;
 
+	if (bus >= cfg->nbuses || strcmp(cfg->buses[bus].id, pd->bus_id) != 0)
+		return;
 	for (size_t i = 0; i < cfg->ndevices; i++) {
 		const struct device_cfg *d = &cfg->devices[i];
 		bool f2 = true;
@@ -307,7 +314,6 @@ static void probe_device(struct jbuf *b, const struct control *ctl, size_t bus, 
 
 static void answer_probe_result(struct control *ctl, struct pending *pd)
 {
-	const struct config *cfg = ctl->core->config(ctl->core->ctx);
 	const struct poller_probe *p = &pd->job;
 	struct jbuf *b = &ctl->reply;
 	bool first = true;
@@ -315,7 +321,7 @@ static void answer_probe_result(struct control *ctl, struct pending *pd)
 
 	if (p->status == PROBE_LATE) {
 		snprintf(msg, sizeof msg, "bus %s was busy with sluiced's polls for %d s: try "
-			 "again", cfg->buses[pd->bus].id, CONTROL_PROBE_WAIT_MS / 1000);
+			 "again", pd->bus_id, CONTROL_PROBE_WAIT_MS / 1000);
 		answer_error(ctl, pd->answer, pd->actx, pd->id, "busy", msg);
 		return;
 	}
@@ -330,12 +336,12 @@ static void answer_probe_result(struct control *ctl, struct pending *pd)
 	jb_key(b, "via", &first);
 	jb_str(b, "sluiced");
 	jb_key(b, "bus", &first);
-	jb_str(b, cfg->buses[pd->bus].id);
+	jb_str(b, pd->bus_id);
 	jb_key(b, "unit", &first);
 	jb_u64(b, p->unit);
 	jb_key(b, "timeout_ms", &first);
-	jb_i64(b, p->timeout_ms > 0 ? p->timeout_ms : cfg->buses[pd->bus].timeout_ms);
-	probe_device(b, ctl, pd->bus, p->unit, &first);
+	jb_i64(b, p->timeout_ms > 0 ? p->timeout_ms : pd->bus_timeout_ms);
+	probe_device(b, ctl, pd, &first);
 	jb_key(b, "reads", &first);
 	jb_cstr(b, "[");
 	for (size_t i = 0; i < p->nreads; i++) {
@@ -412,6 +418,8 @@ static void start_probe(struct control *ctl, const struct control_request *rq,
 	pd->answer = answer;
 	pd->actx = actx;
 	pd->bus = (size_t)bus;
+	snprintf(pd->bus_id, sizeof pd->bus_id, "%s", cfg->buses[bus].id);
+	pd->bus_timeout_ms = cfg->buses[bus].timeout_ms;
 	snprintf(pd->id, sizeof pd->id, "%s", rq->id);
 	pd->job = (struct poller_probe){ .unit = rq->unit, .timeout_ms = rq->timeout_ms,
 					 .start_by = clock_mono_ms() + CONTROL_PROBE_WAIT_MS,
