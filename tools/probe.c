@@ -644,6 +644,7 @@ static int plink_sluiced(struct plink *l, uint8_t unit, struct pread *r, size_t 
  */
 static int plink_read(struct plink *l, uint8_t unit, struct pread *r, size_t n, bool sos)
 {
+	size_t from = 0; /* reads done already */
 	int stop = 0, status;
 	char why[400];
 
@@ -657,32 +658,31 @@ static int plink_read(struct plink *l, uint8_t unit, struct pread *r, size_t n, 
 				"directly\n", why);
 			return 1;
 		case CTL_FOUND:
-			status = plink_sluiced(l, unit, r, n < POLLER_PROBE_READS_MAX ? n
-										   : POLLER_PROBE_READS_MAX,
-					       sos);
+			/* the first request decides: the daemon's line, or not */
+			from = n < POLLER_PROBE_READS_MAX ? n : POLLER_PROBE_READS_MAX;
+			status = plink_sluiced(l, unit, r, from, sos);
 			if (status != PLINK_NOT_OWNED) {
 				if (status != 0)
 					return status;
-				if (n <= POLLER_PROBE_READS_MAX)
-					return 0;
-				return plink_read(l, unit, r + POLLER_PROBE_READS_MAX,
-						  n - POLLER_PROBE_READS_MAX,
-						  sos && !poller_silent(r[POLLER_PROBE_READS_MAX - 1].err));
+				break;
 			}
+			from = 0;
 			ctlclient_close(l->ctl);
 			l->ctl = NULL;
 			break;
 		default:
 			break;
 		}
-		l->mb = target_open(l->t, l->direct_timeout_ms, &status);
-		if (!l->mb) {
-			l->unreachable = status == 1;
-			return status;
+		if (!l->ctl) {
+			l->mb = target_open(l->t, l->direct_timeout_ms, &status);
+			if (!l->mb) {
+				l->unreachable = status == 1;
+				return status;
+			}
 		}
 	}
 	if (l->ctl) {
-		for (size_t i = 0; i < n; i += POLLER_PROBE_READS_MAX) {
+		for (size_t i = from; i < n; i += POLLER_PROBE_READS_MAX) {
 			size_t k = n - i < POLLER_PROBE_READS_MAX ? n - i : POLLER_PROBE_READS_MAX;
 
 			if (i > 0 && sos && poller_silent(r[i - 1].err)) {

@@ -87,9 +87,19 @@ DEAD = (
 )
 
 
-def serial_site(site, extra_env=None, extra=""):
+# more points than one request to sluiced takes (128): the probe asks in two
+BIG = ("  - id: big\n"
+       "    bus: line\n"
+       "    unit_id: 3\n"
+       "    interval: 5s\n"
+       "    points:\n" + "".join("      p%03d: { table: holding, address: %d, type: uint16 }\n"
+                                  % (i, 2 * i) for i in range(130)))
+
+
+def serial_site(site, extra_env=None, extra="", silent=""):
     """sluiced polling a pty line (units 1 and 2, and the devices of extra) served by the
-    sim. Returns the config, the daemon's end of the line, the trace, the daemon."""
+    sim, and those of silent, which the sim does not serve. Returns the config, the
+    daemon's end of the line, the trace, the daemon."""
     site.start_broker()
     a, b = site.start_pty_pair()
     site.copy_profiles("flowmeter-generic")
@@ -97,9 +107,9 @@ def serial_site(site, extra_env=None, extra=""):
              "    rtu: { device: %s, baud: 9600 }\n"
              "    timeout: 300ms\n" % a)
     cfg = site.write("sluice.yaml", config_yaml(site, "gw1", site.broker_port, buses,
-                                                SERIAL + extra))
+                                                SERIAL + extra + silent))
     sim_cfg = site.write("sim.yaml", config_yaml(site, "gw1", site.broker_port,
-                                                 buses.replace(a, b), SERIAL))
+                                                 buses.replace(a, b), SERIAL + extra))
     trace = os.path.join(site.dir, "trace.jsonl")
     site.start_sim(["--config", sim_cfg, "--trace", trace, "--seed", "11"])
     site.start_subscriber("it/gw1/#")
@@ -116,7 +126,7 @@ def serial_site(site, extra_env=None, extra=""):
 
 def test_probe_through_sluiced_on_a_serial_line():
     with Site("ctl-rtu") as site:
-        cfg, tty, trace, d = serial_site(site, extra=DEAD)
+        cfg, tty, trace, d = serial_site(site, extra=BIG, silent=DEAD)
 
         # a configured device: every point, through the daemon's line
         r = ctl(site, "-c", cfg, "probe", "tuf")
@@ -130,6 +140,11 @@ def test_probe_through_sluiced_on_a_serial_line():
         flow = next(p for p in j["points"] if p["name"] == "flow")
         wait_for(lambda: any(abs(flow["value"] - v) < 1e-3 for v in served(trace, 2, "flow")),
                  5, "the sim's trace of the flow probed")
+
+        j = json.loads(ctl(site, "-c", cfg, "--json", "probe", "big").stdout)
+        assert j["via"] == "sluiced" and len(j["points"]) == 130, j["via"]
+        bad = [p for p in j["points"] if "error" in p or not isinstance(p["value"], int)]
+        assert not bad, bad[:3]
 
         # a raw target naming the daemon's line, with --config to find the daemon
         r = ctl(site, "probe", "--config", cfg, "--rtu", tty, "--unit", "2",
