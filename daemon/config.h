@@ -49,6 +49,8 @@ struct uplink_cfg {
 	int64_t keepalive_ms;  /* >= 5 s, default 30 s */
 	unsigned inflight;     /* 1..65535, default 64 */
 	int64_t health_interval_ms; /* default 60 s */
+	int64_t ack_timeout_ms;     /* a PUBACK later than this ends the session; 0: 2 × keepalive */
+	uint64_t max_packet_size;   /* bytes, whole PUBLISH packet; 0: none (MQTT 5's CONNACK may say) */
 	struct src_loc loc;
 };
 

@@ -15,6 +15,8 @@
  *   uplink.keepalive              5s..65535s (MQTT's field is 16 bits of seconds)
  *   uplink.inflight               1..65535 (MQTT packet ids are 16 bits)
  *   uplink.health_interval        1s..1d
+ *   uplink.ack_timeout            1s..1d (longer than any broker's pause worth waiting for)
+ *   uplink.max_packet_size        at least 512B (the status message must fit)
  *   uplink.qos                    1 or 2: the outbox deletes a row on the broker's ack
  *   buffer.max_size               at least 1 MiB (below that SQLite's own pages dominate)
  *   buffer.keep_sent              0..3650d
@@ -416,6 +418,10 @@ static const struct key uplink_keys[] = {
 	  .max = 65535 },
 	{ .name = "health_interval", .type = K_DUR,
 	  .off = OFF(struct uplink_cfg, health_interval_ms), .min = SEC_MS, .max = DAY_MS },
+	{ .name = "ack_timeout", .type = K_DUR, .off = OFF(struct uplink_cfg, ack_timeout_ms),
+	  .min = SEC_MS, .max = DAY_MS },
+	{ .name = "max_packet_size", .type = K_SIZE,
+	  .off = OFF(struct uplink_cfg, max_packet_size), .min = 512 },
 	{ NULL },
 };
 KEY_TABLE_FITS(uplink_keys);

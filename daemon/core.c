@@ -25,6 +25,14 @@
  * again from the start: rows sent but not acknowledged go out again, with their seq,
  * which is how a platform drops the duplicates.
  *
+ * A row the broker refuses for good — refused at publish (too large for it), refused in
+ * its acknowledgement (MQTT 5), or found by suspect.c to end every session it is sent
+ * in (MQTT 3.1.1 cannot say why) — is set aside in the store, logged once, and the rows
+ * behind it go on. Rows set aside are tried again once per session, after everything
+ * else, one at a time, and on `sluicectl retry` (SIGUSR1); a session that ends while
+ * one of them is in flight turns the automatic retry off until a session ends for
+ * another reason, so such a row cannot make a session storm of its own.
+ *
  * Never here: SQL (store), MQTT (uplink), Modbus (drivers), YAML (config), the bytes
  * of a message (payload), the daemon's counters of itself (status).
  */
@@ -56,6 +64,7 @@
 #include "status.h"
 #include "store.h"
 #include "sunspec_setup.h"
+#include "suspect.h"
 #include "tcpoll.h"
 #include "uplink.h"
 
@@ -102,12 +111,14 @@
  * are looked for on every turn. */
 #define LOOP_WAIT_MAX_MS 1000
 
-static volatile sig_atomic_t got_term, got_hup;
+static volatile sig_atomic_t got_term, got_hup, got_retry;
 
 static void on_signal(int sig)
 {
 	if (sig == SIGHUP)
 		got_hup = 1;
+	else if (sig == SIGUSR1)
+		got_retry = 1;
 	else
 		got_term = 1;
 }
@@ -116,7 +127,9 @@ struct flight {
 	int mid;
 	uint64_t seq;
 	int kind;
-	char *topic; /* alerts only: one transition per check in flight */
+	char *topic; /* for the log, and for alerts: one transition per check in flight */
+	size_t bytes; /* as published */
+	bool aside;  /* a row set aside, tried again */
 };
 
 /* Rows of one store transaction. */
@@ -141,6 +154,13 @@ struct write_result {
 };
 
 #define MAX_PENDING_WRITES 256
+
+/* Rows of one topic set aside since start: the log says the first, then the 10th,
+ * 100th, ... (a device whose every reading is too large must not flood the journal). */
+struct aside_log {
+	char *topic;
+	uint64_t n;
+};
 
 /*
  * The loop's deadlines, one per job that waits for a time: monotonic ms, DL_NEVER while
@@ -191,10 +211,22 @@ struct core {
 	int64_t reopen_after;   /* mono ms: a damaged database may be replaced again */
 	struct payload_msg msg; /* the message being built */
 
-	/* Uplink and delivery: rows in flight (unordered) and acks not yet marked. */
+	/* Uplink and delivery: rows in flight (unordered) and acks not yet marked; the
+	 * window (suspect.c narrows it while sessions die right after a publish); the rows
+	 * set aside and their retries. */
 	struct uplink *up;
 	struct flight *fl;
 	size_t nfl, capfl;
+	struct suspect sus;
+	int64_t published_at;   /* mono ms of the last row published */
+	int64_t connected_at;   /* mono ms of this session's CONNACK */
+	bool aside_pass;        /* a retry of the rows set aside is under way ... */
+	bool aside_asked;       /* ... asked for by sluicectl retry ... */
+	uint64_t aside_after;   /* ... and has reached this seq */
+	bool aside_auto;        /* each new session starts one */
+	bool health_refused;    /* said once: the broker will not take the health message */
+	struct aside_log *alog; /* per topic: rows set aside this run, for the log */
+	size_t nalog;
 	uint64_t after[2];      /* per row kind: highest seq handed to the uplink this session */
 	uint64_t *acked;        /* seqs acknowledged, not yet marked in the store */
 	size_t nacked, capacked;
@@ -665,44 +697,177 @@ static void flight_forget_all(struct core *c)
 
 static void flush_acks(struct core *c, bool force);
 
+/* How many rows of topic were set aside this run, this one included (0: out of
+ * memory, not counted). */
+static uint64_t aside_count(struct core *c, const char *topic)
+{
+	struct aside_log *n;
+	char *copy;
+
+	for (size_t i = 0; i < c->nalog; i++)
+		if (strcmp(c->alog[i].topic, topic) == 0)
+			return ++c->alog[i].n;
+	copy = strdup(topic);
+	n = copy ? realloc(c->alog, (c->nalog + 1) * sizeof *n) : NULL;
+	if (!n) {
+		free(copy);
+		return 0;
+	}
+	c->alog = n;
+	c->alog[c->nalog++] = (struct aside_log){ .topic = copy, .n = 1 };
+	return 1;
+}
+
+/*
+ * Set row seq aside (store.h): the broker refuses it for good. Logged with its topic
+ * and size the first time a row of its topic is set aside, then at the 10th, 100th,
+ * ... of that topic (health counts every one); a retry refused again says nothing.
+ */
+static void set_aside(struct core *c, uint64_t seq, const char *topic, size_t bytes,
+		      const char *why)
+{
+	int rc = store_aside_put(c->st, seq, why);
+	uint64_t n;
+
+	if (rc < 0) {
+		/* it is sent again on the next session, and refused again */
+		log_warnx("uplink: the broker refuses %s (seq %" PRIu64 "): %s; it could not be "
+			  "set aside: %s", topic, seq, why, store_error(c->st));
+		return;
+	}
+	if (rc == 0)
+		return;
+	n = aside_count(c, topic);
+	if (n == 1)
+		log_warnx("uplink: the broker refuses %s (seq %" PRIu64 ", a message of %zu bytes): %s; set "
+			  "aside, and the rows behind it go on (sluicectl backlog lists it, "
+			  "sluicectl retry sends it again)", topic, seq, bytes, why);
+	else if (n > 1 && (n == 10 || n == 100 || n == 1000 || n % 10000 == 0))
+		log_warnx("uplink: %" PRIu64 " rows of %s set aside since start; the last, seq %"
+			  PRIu64 " (%zu bytes): %s", n, topic, seq, bytes, why);
+	else
+		log_debug("uplink: %s (seq %" PRIu64 ", %zu bytes) set aside: %s", topic, seq,
+			  bytes, why);
+}
+
 static void on_connected(void *ctx)
 {
 	struct core *c = ctx;
 	flush_acks(c, true); /* before the outbox is read again from its start */
 	flight_forget_all(c);
+	c->connected_at = clock_mono_ms();
+	/* the rows set aside get one more chance, after everything else */
+	c->aside_pass = c->aside_auto || c->aside_asked;
+	c->aside_after = 0;
 	status_uplink(&c->status, true, NULL, clock_real_ms());
 }
 
-static void on_disconnected(void *ctx, const char *why)
+static void on_disconnected(void *ctx, const char *why, enum uplink_end end)
 {
 	struct core *c = ctx;
+	uint64_t *seqs = NULL, culprit = 0;
+	const struct flight *cf = NULL;
+	size_t n = 0;
+	bool retrying = false, telling;
+
 	flush_acks(c, true);
+	/* what was in flight when the session ended: suspect.c decides whether one of
+	 * them is refused without a word (MQTT 3.1.1) */
+	for (size_t i = 0; i < c->nfl; i++)
+		retrying |= c->fl[i].aside;
+	if (retrying) {
+		/* put down to the row set aside, which is tried again after a session that
+		 * ends for another reason, or on sluicectl retry */
+		if (c->aside_asked)
+			log_info("uplink: the session ended while a row set aside was sent again; "
+				 "the retry stops there");
+		c->aside_auto = false;
+		c->aside_asked = false;
+	} else if (end != UPLINK_END_ATTEMPT && c->nfl > 0 &&
+		   (seqs = malloc(c->nfl * sizeof *seqs)) != NULL) {
+		for (size_t i = 0; i < c->nfl; i++)
+			seqs[n++] = c->fl[i].seq;
+		culprit = suspect_dropped(&c->sus, seqs, n, clock_mono_ms() - c->published_at,
+					  end == UPLINK_END_BROKER, &telling);
+		/* each such session says more: back soon, not after a growing backoff */
+		if (telling)
+			uplink_reconnect_soon(c->up);
+		for (size_t i = 0; i < c->nfl && culprit; i++)
+			if (c->fl[i].seq == culprit)
+				cf = &c->fl[i];
+		if (cf) {
+			char reason[200];
+			snprintf(reason, sizeof reason, "the broker ended the session right after it, "
+				 "%d times in a row (it gives no reason: a packet size limit? "
+				 "uplink.max_packet_size says it up front)", SUSPECT_STRIKES);
+			set_aside(c, cf->seq, cf->topic, cf->bytes, reason);
+			if (suspect_learn(&c->sus, cf->topic, cf->bytes, cf->seq) != 0)
+				log_warnx("out of memory: rows of %s as large as seq %" PRIu64
+					  " will each end a session", cf->topic, cf->seq);
+		}
+		free(seqs);
+	}
+	if (end != UPLINK_END_ATTEMPT && !retrying)
+		c->aside_auto = true;
 	flight_forget_all(c);
 	status_uplink(&c->status, false, why, clock_real_ms());
+}
+
+/* The flight of message mid, or NULL. */
+static struct flight *flight_find(struct core *c, int mid)
+{
+	for (size_t i = 0; i < c->nfl; i++)
+		if (c->fl[i].mid == mid)
+			return &c->fl[i];
+	return NULL;
+}
+
+static void flight_drop(struct core *c, struct flight *f)
+{
+	free(f->topic);
+	*f = c->fl[--c->nfl];
 }
 
 static void on_acked(void *ctx, int mid)
 {
 	struct core *c = ctx;
+	struct flight *f = flight_find(c, mid);
 
-	for (size_t i = 0; i < c->nfl; i++) {
-		if (c->fl[i].mid != mid)
-			continue;
-		if (c->nacked == c->capacked) {
-			size_t ncap = c->capacked ? c->capacked * 2 : 256;
-			uint64_t *p = realloc(c->acked, ncap * sizeof *p);
-			if (!p)
-				return; /* stays unacked: sent again later, a duplicate, never a loss */
-			c->acked = p;
-			c->capacked = ncap;
-		}
-		if (c->nacked == 0)
-			c->dl[DL_ACKS] = clock_mono_ms() + ACKS_MS;
-		c->acked[c->nacked++] = c->fl[i].seq;
-		free(c->fl[i].topic);
-		c->fl[i] = c->fl[--c->nfl];
+	if (!f)
 		return;
+	suspect_answered(&c->sus, f->seq);
+	if (c->nacked == c->capacked) {
+		size_t ncap = c->capacked ? c->capacked * 2 : 256;
+		uint64_t *p = realloc(c->acked, ncap * sizeof *p);
+		if (!p)
+			return; /* stays unacked: sent again later, a duplicate, never a loss */
+		c->acked = p;
+		c->capacked = ncap;
 	}
+	if (f->aside)
+		log_info("uplink: %s (seq %" PRIu64 "), set aside before, is delivered", f->topic,
+			 f->seq);
+	suspect_delivered(&c->sus, f->topic, f->bytes);
+	if (c->nacked == 0)
+		c->dl[DL_ACKS] = clock_mono_ms() + ACKS_MS;
+	c->acked[c->nacked++] = f->seq;
+	flight_drop(c, f);
+}
+
+/* MQTT 5: acknowledged with a reason of 0x80 or more. Not delivered: set aside. */
+static void on_refused(void *ctx, int mid, const char *why)
+{
+	struct core *c = ctx;
+	struct flight *f = flight_find(c, mid);
+
+	if (!f)
+		return;
+	suspect_answered(&c->sus, f->seq);
+	if (!f->aside)
+		set_aside(c, f->seq, f->topic, f->bytes, why);
+	else
+		log_debug("uplink: seq %" PRIu64 ", set aside, refused again: %s", f->seq, why);
+	flight_drop(c, f);
 }
 
 static void flush_acks(struct core *c, bool force)
@@ -731,46 +896,117 @@ static void flush_acks(struct core *c, bool force)
 static bool topic_in_flight(const struct core *c, const char *topic)
 {
 	for (size_t i = 0; i < c->nfl; i++)
-		if (c->fl[i].topic && strcmp(c->fl[i].topic, topic) == 0)
+		if (c->fl[i].kind == ROW_ALERT && strcmp(c->fl[i].topic, topic) == 0)
 			return true;
 	return false;
 }
 
-static int publish_row(struct core *c, struct store_row *r)
+/* How a row goes: for the first time, or set aside and tried again (by a new session,
+ * or because sluicectl retry asked). */
+enum send { SEND_NEW, SEND_RETRY, SEND_RETRY_ASKED };
+
+/* 0 published, 1 not sent and never will be as it is (set aside now, or it was and
+ * stays; the caller goes on), -1 not now. */
+static int publish_row(struct core *c, struct store_row *r, enum send how)
 {
-	int mid;
+	bool aside = how != SEND_NEW;
+	int mid, rc;
+	uint64_t like;
+	size_t lbytes;
 
 	if (c->fmt->envelope(&c->wire, r->seq, r->body) != 0)
 		return -1;
-	if (uplink_publish(c->up, r->topic, c->wire.p, c->wire.len, c->cfg->uplink.qos, r->retain,
-			   &mid) != 0)
+	if (how != SEND_RETRY_ASKED &&
+	    (like = suspect_refuses(&c->sus, r->topic, c->wire.len, &lbytes)) != 0) {
+		char reason[200];
+
+		/* a new session's retry would cost the session: only when asked for (or after
+		 * a restart, which forgets what was learnt) */
+		if (aside)
+			return 1;
+		snprintf(reason, sizeof reason, "as large as seq %" PRIu64 " (%zu bytes), which "
+			 "the broker ended the session for %d times in a row", like, lbytes,
+			 SUSPECT_STRIKES);
+		set_aside(c, r->seq, r->topic, c->wire.len, reason);
+		return 1;
+	}
+	rc = uplink_publish(c->up, r->topic, c->wire.p, c->wire.len, c->cfg->uplink.qos,
+			    r->retain, &mid);
+	if (rc == UPLINK_REFUSED) {
+		if (!aside)
+			set_aside(c, r->seq, r->topic, c->wire.len, uplink_refusal(c->up));
+		return 1;
+	}
+	if (rc != 0)
 		return -1;
 	c->fl[c->nfl++] = (struct flight){
 		.mid = mid,
 		.seq = r->seq,
 		.kind = r->kind,
-		.topic = r->kind == ROW_ALERT ? r->topic : NULL,
+		.topic = r->topic, /* now owned by the flight */
+		.bytes = c->wire.len,
+		.aside = aside,
 	};
-	if (r->kind == ROW_ALERT)
-		r->topic = NULL; /* now owned by the flight */
-	c->after[r->kind] = r->seq;
+	r->topic = NULL;
+	c->published_at = clock_mono_ms();
 	return 0;
 }
 
+/*
+ * The rows set aside, once per pass, after everything else: one at a time, so that a
+ * session that dies on one says which (and turns the automatic retry off).
+ */
+static void retry_aside(struct core *c, size_t window)
+{
+	struct store_row r;
+
+	while (c->aside_pass && c->nfl < window) {
+		for (size_t i = 0; i < c->nfl; i++)
+			if (c->fl[i].aside)
+				return;
+		if (store_fetch_aside(c->st, c->aside_after, 1, &r) != 1) {
+			c->aside_pass = false;
+			break;
+		}
+		if (r.kind == ROW_ALERT && topic_in_flight(c, r.topic)) {
+			store_row_clear(&r);
+			return;
+		}
+		if (publish_row(c, &r, c->aside_asked ? SEND_RETRY_ASKED : SEND_RETRY) < 0) {
+			store_row_clear(&r);
+			return;
+		}
+		c->aside_after = r.seq;
+		store_row_clear(&r);
+	}
+	/* the pass is over (or the session is): an asked-for retry was done */
+	if (!c->aside_pass)
+		c->aside_asked = false;
+}
+
 /* Fill the window: alert transitions first, in seq order, never two of one check in
- * flight (a retained state must not go backwards); then telemetry in seq order. */
+ * flight (a retained state must not go backwards); then telemetry in seq order; then,
+ * when nothing else waits, the rows set aside. */
 static void drain_outbox(struct core *c)
 {
 	static const int kinds[] = { ROW_ALERT, ROW_TELEMETRY };
 	struct store_row rows[256];
+	size_t window = suspect_window(&c->sus);
+	bool more = false;
 
 	if (!uplink_connected(c->up))
 		return;
+	/* while suspect.c searches, a session that a broker drops whatever is sent ends
+	 * before a row is in flight (the loop wakes within LOOP_WAIT_MAX_MS) */
+	if (clock_mono_ms() - c->connected_at < suspect_hold_ms(&c->sus))
+		return;
+	if (window > c->capfl)
+		window = c->capfl;
 	for (size_t k = 0; k < 2; k++) {
 		int kind = kinds[k];
 
-		while (c->nfl < c->capfl) {
-			size_t want = c->capfl - c->nfl;
+		while (c->nfl < window) {
+			size_t want = window - c->nfl;
 			long n;
 			bool stop = false;
 
@@ -782,17 +1018,39 @@ static void drain_outbox(struct core *c)
 			for (long i = 0; i < n; i++) {
 				if (!stop && kind == ROW_ALERT && topic_in_flight(c, rows[i].topic))
 					stop = true;
-				if (!stop && publish_row(c, &rows[i]) != 0)
+				if (!stop && publish_row(c, &rows[i], SEND_NEW) < 0)
 					stop = true;
+				if (!stop)
+					c->after[kind] = rows[i].seq;
 				store_row_clear(&rows[i]);
 			}
+			more |= stop || (size_t)n == want;
 			if (stop || (size_t)n < want)
 				break;
 		}
 		/* telemetry waits while an alert transition is held back */
-		if (kind == ROW_ALERT && c->nfl >= c->capfl)
+		if (kind == ROW_ALERT && c->nfl >= window)
 			return;
 	}
+	if (!more && c->nfl < window)
+		retry_aside(c, window);
+}
+
+/* sluicectl retry (SIGUSR1): the rows set aside go again, now or at the next session. */
+static void retry_requested(struct core *c)
+{
+	struct store_stats s;
+
+	c->aside_auto = true;
+	c->aside_asked = true;
+	c->aside_pass = uplink_connected(c->up);
+	c->aside_after = 0;
+	if (store_stats(c->st, &s) != 0 || s.aside == 0) {
+		log_info("retry asked for: no rows are set aside");
+		return;
+	}
+	log_info("retry asked for: the %" PRIu64 " rows set aside are sent again%s", s.aside,
+		 uplink_connected(c->up) ? "" : " once the uplink is connected");
 }
 
 /* Health is not buffered: sent only while connected, with no seq. */
@@ -807,9 +1065,12 @@ static void publish_health(struct core *c, int64_t now_mono)
 	h.not_stored += queue_refused(c->q);
 	h.store_error = c->store_failing ? c->store_err : NULL;
 	h.held_rows = c->held->n;
-	if (c->fmt->health(&c->msg, &h) == 0)
-		uplink_publish(c->up, c->msg.topic, c->msg.body.p, c->msg.body.len, 0, c->msg.retain,
-			       &mid);
+	if (c->fmt->health(&c->msg, &h) == 0 &&
+	    uplink_publish(c->up, c->msg.topic, c->msg.body.p, c->msg.body.len, 0, c->msg.retain,
+			   &mid) == UPLINK_REFUSED && !c->health_refused) {
+		c->health_refused = true;
+		log_warnx("uplink: the broker refuses the health message: %s", uplink_refusal(c->up));
+	}
 }
 
 /* ---- pollers and their write results ---------------------------------------------- */
@@ -1114,7 +1375,8 @@ static bool uplink_changed(const struct config *a, const struct config *b)
 	       !str_eq(x->password_file, y->password_file) || x->tls != y->tls ||
 	       !str_eq(x->ca_file, y->ca_file) || !str_eq(x->cert_file, y->cert_file) ||
 	       !str_eq(x->key_file, y->key_file) || !str_eq(x->topic_prefix, y->topic_prefix) ||
-	       x->keepalive_ms != y->keepalive_ms || x->inflight != y->inflight;
+	       x->keepalive_ms != y->keepalive_ms || x->inflight != y->inflight ||
+	       x->ack_timeout_ms != y->ack_timeout_ms || x->max_packet_size != y->max_packet_size;
 }
 
 /*
@@ -1188,6 +1450,9 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 			free(c->fl);
 			c->fl = fl;
 			c->capfl = nc->uplink.inflight;
+			/* another broker, perhaps: what was learnt of the old one goes */
+			suspect_free(&c->sus);
+			suspect_init(&c->sus, (unsigned)c->capfl);
 		}
 		c->up = up;
 	}
@@ -1316,6 +1581,7 @@ static void install_signals(void)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL); /* sluicectl retry */
 	signal(SIGPIPE, SIG_IGN);
 	/* a file size limit (ulimit -f, LimitFSIZE=) must fail a write with EFBIG, which
 	 * the store reports and survives, not kill the daemon */
@@ -1440,6 +1706,10 @@ static void core_free(struct core *c)
 		store_close(c->st);
 	}
 	flight_forget_all(c);
+	suspect_free(&c->sus);
+	for (size_t i = 0; i < c->nalog; i++)
+		free(c->alog[i].topic);
+	free(c->alog);
 	alert_free(c->ae);
 	alert_out_free(&c->ao);
 	free(c->pw);
@@ -1460,7 +1730,8 @@ int core_run(struct config *cfg)
 {
 	struct core c = { .cfg = cfg, .generation = 1, .wfd = -1 };
 	struct uplink_events ev = { .ctx = &c, .connected = on_connected,
-				    .disconnected = on_disconnected, .acked = on_acked };
+				    .disconnected = on_disconnected, .acked = on_acked,
+				    .refused = on_refused };
 	struct poller_sink sink = { .ctx = &c, .emit = sink_emit, .write_done = sink_write_done };
 	char err[512];
 	int rc = 1;
@@ -1477,6 +1748,8 @@ int core_run(struct config *cfg)
 	status_ok = status_init(&c.status, cfg->ndevices, clock_real_ms(), clock_mono_ms()) == 0;
 	c.capfl = cfg->uplink.inflight;
 	c.fl = calloc(c.capfl, sizeof *c.fl);
+	suspect_init(&c.sus, (unsigned)c.capfl);
+	c.aside_auto = true;
 	qcap = cfg->ndevices * 4 < 4096 ? 4096 : cfg->ndevices * 4;
 	c.q = queue_new(qcap);
 	c.pw = calloc(MAX_PENDING_WRITES, sizeof *c.pw);
@@ -1532,6 +1805,10 @@ int core_run(struct config *cfg)
 		if (got_hup) {
 			got_hup = 0;
 			reload(&c, &sink, &ev);
+		}
+		if (got_retry) {
+			got_retry = 0;
+			retry_requested(&c);
 		}
 		if (c.disc_over)
 			discovery_apply(&c, &sink);

@@ -210,6 +210,8 @@ static int sl_health(struct payload_msg *m, const struct health *h)
 	jb_i64(b, h->backlog_age_s);
 	jb_key(b, "dropped", &first);
 	jb_u64(b, h->dropped);
+	jb_key(b, "set_aside_rows", &first);
+	jb_u64(b, h->set_aside);
 	jb_key(b, "not_stored", &first);
 	jb_u64(b, h->not_stored);
 	if (h->store_error) {

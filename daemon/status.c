@@ -153,6 +153,7 @@ void status_health(struct status *s, const struct config *cfg, struct store *st,
 		.backlog_age_s = ss.oldest_unsent_ms && now_real > ss.oldest_unsent_ms
 					 ? (now_real - ss.oldest_unsent_ms) / 1000 : 0,
 		.dropped = ss.dropped,
+		.set_aside = ss.aside,
 		.lost_at_stop = ss.lost_at_stop,
 		.not_stored = s->not_stored,
 		.db_bytes = ss.db_bytes,

@@ -107,6 +107,7 @@ struct health {
 	uint64_t backlog_rows;
 	int64_t backlog_age_s;
 	uint64_t dropped, not_stored;
+	uint64_t set_aside;         /* rows the broker refused, set aside, not yet delivered */
 	const char *store_error;    /* NULL while the store writes */
 	uint64_t held_rows, lost_at_stop, db_bytes, last_seq;
 	int64_t lag_p50_ms, lag_p99_ms;

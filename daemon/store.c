@@ -137,6 +137,17 @@ static const char *const migrations[] = {
 	"CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
 	"INSERT INTO counters (name, value) VALUES ('dropped', 0);"
 	"PRAGMA application_id = " STORE_STR(STORE_APP_ID) ";",
+	/* 1 -> 2 */
+	/*
+	 * Rows set aside (store_aside_put): unsent rows the broker refused for good. A
+	 * table beside the outbox, not a column of it: a refusal is an exception, a handful
+	 * of rows, found without touching the outbox's indexes, and the outbox's hot
+	 * statements only ask whether it is empty. since: real-time ms.
+	 */
+	"CREATE TABLE aside ("
+	" seq INTEGER PRIMARY KEY,"
+	" since INTEGER NOT NULL,"
+	" reason TEXT NOT NULL);",
 };
 #define STORE_SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -169,6 +180,11 @@ enum {
 	S_PAGE_COUNT,
 	S_FREELIST,
 	S_CHECKPOINT,
+	S_ASIDE_PUT,
+	S_ASIDE_GONE,
+	S_ASIDE_FETCH,
+	S_ASIDE_LIST,
+	S_COUNT_ASIDE,
 	S_NSTMT
 };
 
@@ -182,8 +198,10 @@ static const char *const stmt_sql[S_NSTMT] = {
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
 	[S_INSERT] = "INSERT INTO outbox (kind, ts, topic, body, retain) VALUES (?1, ?2, ?3, ?4, ?5)",
+	/* not the rows set aside: they wait for a retry (S_ASIDE_FETCH) */
 	[S_FETCH] = "SELECT " ROW_COLS " FROM outbox"
-		    " WHERE kind = ?1 AND sent_at IS NULL AND seq > ?2 ORDER BY seq LIMIT ?3",
+		    " WHERE kind = ?1 AND sent_at IS NULL AND seq > ?2"
+		    " AND seq NOT IN (SELECT seq FROM aside) ORDER BY seq LIMIT ?3",
 	[S_MARK] = "UPDATE outbox SET sent_at = ?1 WHERE seq = ?2 AND sent_at IS NULL",
 	/*
 	 * Delivered history, oldest first — but never the newest row of a retained state
@@ -215,9 +233,11 @@ static const char *const stmt_sql[S_NSTMT] = {
 	 * a long outage that is a million random reads on an SD card, every health tick.
 	 */
 	[S_OLDEST_UNSENT] = "SELECT min(ts) FROM ("
-		"SELECT (SELECT ts FROM outbox WHERE kind = 0 AND sent_at IS NULL ORDER BY seq LIMIT 1) AS ts"
+		"SELECT (SELECT ts FROM outbox WHERE kind = 0 AND sent_at IS NULL"
+		" AND seq NOT IN (SELECT seq FROM aside) ORDER BY seq LIMIT 1) AS ts"
 		" UNION ALL "
-		"SELECT (SELECT ts FROM outbox WHERE kind = 1 AND sent_at IS NULL ORDER BY seq LIMIT 1))",
+		"SELECT (SELECT ts FROM outbox WHERE kind = 1 AND sent_at IS NULL"
+		" AND seq NOT IN (SELECT seq FROM aside) ORDER BY seq LIMIT 1))",
 	[S_RECENT] = "SELECT " ROW_COLS " FROM outbox WHERE topic = ?1 ORDER BY seq DESC LIMIT ?2",
 	/*
 	 * A topic prefix as a range [?1, ?2) on outbox_topic, not LIKE (case-insensitive,
@@ -236,6 +256,23 @@ static const char *const stmt_sql[S_NSTMT] = {
 	[S_PAGE_COUNT] = "PRAGMA page_count",
 	[S_FREELIST] = "PRAGMA freelist_count",
 	[S_CHECKPOINT] = "PRAGMA wal_checkpoint(TRUNCATE)",
+	/* rows set aside: see "set aside" below */
+	[S_ASIDE_PUT] = "INSERT OR IGNORE INTO aside (seq, since, reason)"
+			" SELECT seq, ?2, ?3 FROM outbox WHERE seq = ?1 AND sent_at IS NULL",
+	/* entries whose row was delivered or dropped since */
+	[S_ASIDE_GONE] = "DELETE FROM aside WHERE seq NOT IN"
+			 " (SELECT seq FROM outbox WHERE sent_at IS NULL)",
+	/* a state transition only while it is its topic's newest row: sent after a newer
+	 * one, it would set the retained state back */
+	[S_ASIDE_FETCH] = "SELECT " ROW_COLS " FROM outbox o WHERE seq IN"
+			  " (SELECT seq FROM aside WHERE seq > ?1) AND sent_at IS NULL"
+			  " AND (kind = 0 OR seq = (SELECT max(l.seq) FROM outbox l"
+			  " WHERE l.topic = o.topic)) ORDER BY seq LIMIT ?2",
+	[S_ASIDE_LIST] = "SELECT o.seq, o.kind, o.ts, o.topic, o.body, o.retain, a.since, a.reason,"
+			 " (o.kind = 1 AND o.seq < (SELECT max(l.seq) FROM outbox l"
+			 " WHERE l.topic = o.topic))"
+			 " FROM aside a JOIN outbox o ON o.seq = a.seq ORDER BY a.seq LIMIT ?1",
+	[S_COUNT_ASIDE] = "SELECT count(*) FROM aside",
 };
 
 struct store {
@@ -253,6 +290,7 @@ struct store {
 	 * costs no O(rows) count. A read-only handle counts instead.
 	 */
 	int64_t nrows, nunsent;
+	int64_t naside;    /* of nunsent, the rows set aside */
 	sqlite3_stmt *stmt[S_NSTMT];
 	/*
 	 * Seqs: next_seq is the one the next row gets; every seq ever handed out is below
@@ -478,11 +516,13 @@ static int store_int(struct store *st, int id, int64_t *out, const char *what)
 	return 0;
 }
 
-/* Rows and backlog. O(rows): the whole outbox's smallest index is walked. */
-static int store_count(struct store *st, int64_t *rows, int64_t *unsent)
+/* Rows, unsent rows and those of them set aside. O(rows): the whole outbox's smallest
+ * index is walked. */
+static int store_count(struct store *st, int64_t *rows, int64_t *unsent, int64_t *aside)
 {
 	if (store_int(st, S_COUNT_ROWS, rows, "cannot count rows") < 0 ||
-	    store_int(st, S_COUNT_UNSENT, unsent, "cannot count the backlog") < 0)
+	    store_int(st, S_COUNT_UNSENT, unsent, "cannot count the backlog") < 0 ||
+	    store_int(st, S_COUNT_ASIDE, aside, "cannot count the rows set aside") < 0)
 		return -1;
 	return 0;
 }
@@ -1322,7 +1362,7 @@ static int store_open_all(struct store *st)
 		if (!st->damaged || store_replace_damaged(st) < 0)
 			return -1;
 	}
-	return store_count(st, &st->nrows, &st->nunsent);
+	return store_count(st, &st->nrows, &st->nunsent, &st->naside);
 }
 
 int store_reopen(struct store *st, char *err, size_t errlen)
@@ -1778,7 +1818,7 @@ int store_mark_sent(struct store *st, const uint64_t *seqs, size_t n)
 {
 	sqlite3_stmt *s = st->stmt[S_MARK];
 	int64_t now = clock_real_ms();
-	int64_t marked = 0;
+	int64_t marked = 0, gone = 0;
 
 	if (n == 0)
 		return 0;
@@ -1799,10 +1839,117 @@ int store_mark_sent(struct store *st, const uint64_t *seqs, size_t n)
 		}
 		marked += sqlite3_changes(st->db);
 	}
+	/* delivered at last: no longer set aside (a probe per entry, only when there are) */
+	if (st->naside > 0 && marked > 0) {
+		if (store_run(st, S_ASIDE_GONE, "cannot forget delivered rows set aside") < 0) {
+			store_rollback(st);
+			return -1;
+		}
+		gone = sqlite3_changes(st->db);
+	}
 	if (store_commit(st) < 0)
 		return -1;
 	st->nunsent -= marked;
+	st->naside -= gone;
 	return 0;
+}
+
+/* -------------------------------------------------------------------------------- */
+/* set aside: rows the broker refused for good                                       */
+/*
+ * Kept apart from the rest on purpose: the outbox will change shape (delivery marked
+ * by ranges), and these rows are the exceptions to whatever marks delivery. What this
+ * section owns: the aside table, and the S_ASIDE_* statements; the outbox's fetch and
+ * backlog age skip what it holds, store_mark_sent and the size bound's drop forget
+ * entries whose row went.
+ */
+
+int store_aside_put(struct store *st, uint64_t seq, const char *reason)
+{
+	sqlite3_stmt *s = st->stmt[S_ASIDE_PUT];
+	int n;
+
+	if (store_writable(st) < 0)
+		return -1;
+	sqlite3_bind_int64(s, 1, seq > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)seq);
+	sqlite3_bind_int64(s, 2, clock_real_ms());
+	sqlite3_bind_text(s, 3, reason ? reason : "", -1, SQLITE_STATIC);
+	/* one statement: its own transaction, like a meta put; refusals are rare */
+	if (store_run(st, S_ASIDE_PUT, "cannot set a row aside") < 0) {
+		sqlite3_clear_bindings(s);
+		return -1;
+	}
+	sqlite3_clear_bindings(s);
+	n = sqlite3_changes(st->db);
+	st->naside += n;
+	return n > 0 ? 1 : 0;
+}
+
+long store_fetch_aside(struct store *st, uint64_t after, size_t max, struct store_row *out)
+{
+	sqlite3_stmt *s = st->stmt[S_ASIDE_FETCH];
+
+	if (store_usable(st) < 0)
+		return -1;
+	if (max == 0)
+		return 0;
+	sqlite3_bind_int64(s, 1, after > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)after);
+	sqlite3_bind_int64(s, 2, store_limit(max));
+	return store_read_rows(st, s, max, out, "cannot read the rows set aside");
+}
+
+long store_aside_list(struct store *st, size_t max, struct store_aside *out)
+{
+	sqlite3_stmt *s = st->stmt[S_ASIDE_LIST];
+	size_t n = 0;
+	int rc = SQLITE_ROW;
+	bool oom = false;
+
+	if (store_usable(st) < 0)
+		return -1;
+	if (max == 0)
+		return 0;
+	sqlite3_bind_int64(s, 1, store_limit(max));
+	while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_aside *a = &out[n++];
+
+		*a = (struct store_aside){
+			.row = { .seq = (uint64_t)sqlite3_column_int64(s, 0),
+				 .kind = sqlite3_column_int(s, 1),
+				 .ts_ms = sqlite3_column_int64(s, 2),
+				 .topic = store_coldup(s, 3),
+				 .body = store_coldup(s, 4),
+				 .retain = sqlite3_column_int(s, 5) != 0 },
+			.since_ms = sqlite3_column_int64(s, 6),
+			.reason = store_coldup(s, 7),
+			.superseded = sqlite3_column_int(s, 8) != 0,
+		};
+		if (!a->reason || !a->row.topic || !a->row.body) {
+			oom = true;
+			break;
+		}
+	}
+	if (oom || (n < max && rc != SQLITE_DONE)) {
+		if (oom)
+			store_setf(st, "%s: cannot list the rows set aside: out of memory", st->path);
+		else
+			store_sqlerr(st, "cannot list the rows set aside");
+		sqlite3_reset(s);
+		for (size_t i = 0; i < n; i++)
+			store_aside_clear(&out[i]);
+		return -1;
+	}
+	sqlite3_reset(s);
+	return (long)n;
+}
+
+void store_aside_clear(struct store_aside *a)
+{
+	if (!a)
+		return;
+	store_row_clear(&a->row);
+	free(a->reason);
+	a->reason = NULL;
 }
 
 /* -------------------------------------------------------------------------------- */
@@ -1852,7 +1999,7 @@ static long store_prune_chunk(struct store *st, int64_t cutoff, int64_t chunk)
 /* Drop up to chunk of the oldest unsent telemetry rows, and count them. */
 static long store_drop_chunk(struct store *st, int64_t chunk)
 {
-	long n;
+	long n, gone = 0;
 
 	/*
 	 * The rows and the counter change in one transaction, so every drop is counted
@@ -1869,10 +2016,17 @@ static long store_drop_chunk(struct store *st, int64_t chunk)
 	sqlite3_bind_int64(st->stmt[S_DROPPED_ADD], 1, n);
 	if (n > 0 && store_run(st, S_DROPPED_ADD, "cannot count dropped rows") < 0)
 		goto fail;
+	/* a row set aside that went is counted as dropped, no longer as set aside */
+	if (n > 0 && st->naside > 0) {
+		if (store_run(st, S_ASIDE_GONE, "cannot forget dropped rows set aside") < 0)
+			goto fail;
+		gone = sqlite3_changes(st->db);
+	}
 	if (store_commit(st) < 0)
 		return -1;
 	st->nrows -= n;
 	st->nunsent -= n;
+	st->naside -= gone;
 	return n;
 fail:
 	store_rollback(st);
@@ -2021,7 +2175,7 @@ int store_maintain(struct store *st, int64_t now_ms)
 
 int store_stats(struct store *st, struct store_stats *out)
 {
-	int64_t rows = st->nrows, unsent = st->nunsent;
+	int64_t rows = st->nrows, unsent = st->nunsent, aside = st->naside;
 	int64_t oldest, last, dropped, lost, pages, freepages;
 
 	memset(out, 0, sizeof *out);
@@ -2030,7 +2184,7 @@ int store_stats(struct store *st, struct store_stats *out)
 	/* One read transaction: the numbers come from one snapshot. */
 	if (store_run(st, S_BEGIN_R, "cannot begin a read") < 0)
 		return -1;
-	if ((st->ro && store_count(st, &rows, &unsent) < 0) ||
+	if ((st->ro && store_count(st, &rows, &unsent, &aside) < 0) ||
 	    store_int(st, S_OLDEST_UNSENT, &oldest, "cannot read the backlog age") < 0 ||
 	    store_int(st, S_LAST_SEQ, &last, "cannot read the last seq") < 0 ||
 	    store_int(st, S_DROPPED_GET, &dropped, "cannot read the drop counter") < 0 ||
@@ -2042,7 +2196,8 @@ int store_stats(struct store *st, struct store_stats *out)
 	if (store_commit(st) < 0)
 		return -1;
 	out->rows = (uint64_t)rows;
-	out->unsent = (uint64_t)unsent;
+	out->unsent = (uint64_t)(unsent - aside);
+	out->aside = (uint64_t)aside;
 	out->oldest_unsent_ms = oldest;
 	out->last_seq = (uint64_t)last;
 	out->dropped = (uint64_t)dropped;

@@ -38,8 +38,9 @@ struct store_row {
 
 struct store_stats {
 	uint64_t rows;            /* in the outbox, sent or not */
-	uint64_t unsent;          /* backlog */
-	int64_t oldest_unsent_ms; /* ts of the oldest unsent row, 0 when none */
+	uint64_t unsent;          /* backlog: unsent rows, not counting those set aside */
+	uint64_t aside;           /* unsent rows set aside (store_aside_put) */
+	int64_t oldest_unsent_ms; /* ts of the oldest unsent row not set aside, 0 when none */
 	uint64_t last_seq;        /* highest seq ever assigned */
 	uint64_t dropped;         /* unsent rows dropped to respect max_size, ever */
 	uint64_t lost_at_stop;    /* rows that waited in memory at a stop and could not be
@@ -139,7 +140,8 @@ int store_append_meta(struct store *st, struct store_row *rows, size_t n, const 
 		      const char *value, char *err, size_t errlen);
 
 /*
- * Up to max unsent rows of a kind with seq > after, in seq order. The caller passes
+ * Up to max unsent rows of a kind with seq > after, in seq order, leaving out the rows
+ * set aside (store_fetch_aside has those). The caller passes
  * the highest seq of that kind it has in flight (0 for none), so rows in flight are
  * not fetched again. Rows are allocated: free each with store_row_clear. Returns the
  * number of rows, or -1 (nothing to free; store_error says why).
@@ -149,8 +151,44 @@ long store_fetch_unsent(struct store *st, int kind, uint64_t after, size_t max,
 void store_row_clear(struct store_row *r);
 
 /* Mark rows delivered (acknowledged by the broker), in one transaction, sent_at = now
- * (real time). Seqs already sent or no longer stored are ignored. Returns 0 or -1. */
+ * (real time); a row set aside is no longer. Seqs already sent or no longer stored are
+ * ignored. Returns 0 or -1. */
 int store_mark_sent(struct store *st, const uint64_t *seqs, size_t n);
+
+/*
+ * Set aside: an unsent row the broker refuses for good (too large for it, not
+ * authorised for its topic, ...) would block everything behind it if it were sent again
+ * and again. Set aside, it stays stored and unsent but leaves the backlog
+ * (store_fetch_unsent, stats.unsent and the backlog's age skip it) and is counted in
+ * stats.aside until it is delivered (store_mark_sent) or dropped by the size bound
+ * (then counted in dropped, like any unsent row). Persistent across restarts. Rows of a
+ * damaged database carried into a fresh one come back unsent, not set aside.
+ */
+
+/* Set row seq aside, saying why (reason is stored). 1 when set aside, 0 when there is
+ * no such unsent row or it is aside already, -1 on error (store_error). */
+int store_aside_put(struct store *st, uint64_t seq, const char *reason);
+
+/*
+ * Up to max rows set aside with seq > after, in seq order, for a retry: as
+ * store_fetch_unsent, of both kinds. A state transition (ROW_ALERT) that a newer row of
+ * its topic has superseded is left out: sent now, it would set the topic's retained
+ * state back. It stays set aside.
+ */
+long store_fetch_aside(struct store *st, uint64_t after, size_t max, struct store_row *out);
+
+/* A row set aside, for sluicectl: the row, when and why it was set aside. */
+struct store_aside {
+	struct store_row row;
+	int64_t since_ms;  /* real time */
+	char *reason;
+	bool superseded;   /* a state transition with a newer one of its topic: never retried */
+};
+
+/* The first max rows set aside, in seq order. Each is allocated: store_aside_clear it.
+ * Returns the number, or -1 (nothing to free; store_error says why). */
+long store_aside_list(struct store *st, size_t max, struct store_aside *out);
+void store_aside_clear(struct store_aside *a);
 
 /*
  * Delete delivered rows sent before now_ms - keep_sent (now_ms: real-time ms), and

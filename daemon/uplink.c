@@ -3,31 +3,47 @@
  * reconnect schedule and the gateway's status messages (their bytes and topics are the
  * payload format's). Nothing else in sluice calls libmosquitto.
  *
- * It must never call what select()s or starts a thread (mosquitto_loop,
+ * It must never call what select()s or starts libmosquitto's own thread (mosquitto_loop,
  * mosquitto_loop_forever, mosquitto_loop_start): the socket is driven from the core's
- * poll() with mosquitto_loop_read/write/misc, so its number may be past 1023. It must
+ * poll() with mosquitto_loop_read/write/misc, so its number may be past 1023. The one
+ * thread it starts is a connect's (below), which touches nothing but its own attempt. It must
  * never hand libmosquitto a message before CONNACK or after the connection is lost,
  * because libmosquitto would queue it without bound; the store's outbox is the only
  * queue. It reads nothing of the config but cfg->gateway and cfg->uplink, and copies
  * what it needs so a reload cannot pull a string from under a live session.
  *
  * Callbacks from libmosquitto only record what happened; the events (connected,
- * acked, disconnected) are delivered after the libmosquitto call has returned, so an
- * event handler may publish without re-entering libmosquitto from inside itself.
+ * acked, refused, disconnected) are delivered after the libmosquitto call has returned,
+ * so an event handler may publish without re-entering libmosquitto from inside itself.
+ *
+ * The one thing it runs off the core thread: mosquitto_connect_async, which looks the
+ * host name up with a blocking getaddrinfo before it opens its non-blocking socket. It
+ * runs on a detached thread of its own (struct ul_attempt), which hands the handle back
+ * through an eventfd that the core polls; an attempt that takes too long is abandoned,
+ * and the thread frees what it holds whenever its lookup ends. The host name still goes
+ * to libmosquitto as it was written, because TLS checks the broker's certificate
+ * against it and sends it as SNI: resolving it ourselves would lose both.
  */
 #include "uplink.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <mosquitto.h>
+#include <mqtt_protocol.h>
 
 #include "clock.h"
 #include "log.h"
@@ -44,14 +60,59 @@
 
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
+/* A session this long (or the keepalive, when shorter) resets the backoff. */
+#define STABLE_MAX_MS 30000
+/* uplink_reconnect_soon's attempts at the shortest backoff between two such sessions:
+ * enough to narrow the window and strike a row three times (suspect.h), and one more. */
+#define SOON_MAX 5
 #define CONNACK_WAIT_MAX_MS 30000
 #define TOPIC_MAX UPLINK_TOPIC_MAX
 #define MID_MAX 65536      /* MQTT packet identifiers are 16 bits */
+/*
+ * Connect threads still running, abandoned ones included, past which no new attempt
+ * starts: a resolver that never answers holds each lookup for its own timeout
+ * (resolv.conf's timeout × attempts), and one attempt per backoff must not pile up.
+ */
+#define ATTEMPTS_LIVE_MAX 4
 
 enum ul_state { UL_IDLE, UL_CONNECTING, UL_CONNECTED, UL_SHUTDOWN };
 
 /* What an outstanding message id is, so that only the caller's messages are acked. */
 enum ul_track { TRACK_NONE = 0, TRACK_CALLER, TRACK_STATUS };
+
+/*
+ * A connect under way on its own thread. Shared by the core (through u->att) and the
+ * thread, each holding a reference; the last to let go frees it, with the handle if
+ * nobody took it. Until done, the thread owns mosq and lib_err; after, the core may take
+ * them (under mu).
+ */
+struct ul_attempt {
+	pthread_mutex_t mu;
+	int refs;
+	bool done;
+	int efd;               /* eventfd: written when done */
+	struct mosquitto *mosq;
+	char *host;
+	int port, keepalive_s;
+	int rc, err;           /* of mosquitto_connect_async, and its errno */
+	char lib_err[200];     /* libmosquitto's last error line meanwhile */
+};
+
+/* Connect threads running, across every uplink (a reload makes a second one). */
+static atomic_int ul_attempts_live;
+
+/* A message tracked for its acknowledgement, in publish order: the oldest one still
+ * unacknowledged says whether an acknowledgement is overdue. */
+struct ul_sent {
+	int mid;
+	int64_t at;            /* monotonic ms */
+};
+
+/* An acknowledgement that refused (MQTT 5 reason code >= 0x80). */
+struct ul_refused {
+	int mid;
+	int reason;
+};
 
 struct uplink {
 	/* from cfg->gateway and cfg->uplink, owned */
@@ -70,17 +131,25 @@ struct uplink {
 	int keepalive_s;
 	int inflight_max;
 	int64_t connack_wait_ms;
+	int64_t ack_timeout_ms;  /* an acknowledgement later than this ends the session */
+	int64_t stable_ms;      /* a session this long resets the backoff */
+	uint64_t max_packet;    /* uplink.max_packet_size, 0 for none */
 	char hostport[300];     /* for log lines: host:port, [v6]:port */
 
 	struct uplink_events ev;
 
 	struct mosquitto *mosq; /* one per session; NULL between sessions */
+	struct ul_attempt *att; /* a connect beginning on its thread; then mosq is NULL */
 	enum ul_state state;
 	int64_t attempt_at;     /* monotonic ms: the next connect attempt */
 	bool reschedule;        /* attempt_at is to be set from the next tick's now */
 	int64_t attempt_started;
 	int64_t backoff_ms;
 	bool warned;            /* this outage has had its one warning */
+	int64_t up_since;       /* monotonic ms of this session's CONNACK */
+	bool stable;            /* it has lasted stable_ms: the backoff was reset */
+	int soon_left;          /* uplink_reconnect_soon's budget until a session lasts */
+	uint32_t broker_max;    /* Maximum Packet Size from the CONNACK (MQTT 5), 0 none */
 	uint64_t rng;
 
 	/* recorded by libmosquitto's callbacks during one loop call */
@@ -88,12 +157,19 @@ struct uplink {
 	bool cb_lost;
 	bool broken;            /* a publish saw the connection fail */
 	char why[256];          /* the first reason given for losing this session */
+	bool ours;              /* ... and it was our decision (enum uplink_end) */
 	char lib_err[200];      /* libmosquitto's last error line (TLS detail) */
 	int *acks;              /* caller mids acknowledged, delivered after the call */
 	size_t nacks, acks_cap;
+	struct ul_refused *refs; /* caller mids refused, delivered after the call */
+	size_t nrefs, refs_cap;
+	char refusal[200];      /* why the last uplink_publish returned UPLINK_REFUSED */
 
 	unsigned char *track;   /* enum ul_track by mid */
 	unsigned inflight;      /* tracked mids (caller and status) not yet acknowledged */
+	struct ul_sent *sent;   /* tracked mids in publish order, acknowledged ones among
+				   them until they are swept out (ul_sent_sweep) */
+	size_t sent_head, sent_n, sent_cap;
 };
 
 /* ---------------------------------------------------------------------------------- */
@@ -133,6 +209,21 @@ static void ul_set_why(struct uplink *u, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* A reason that is our own decision to end the session, when it is the first. */
+static void ul_set_why_ours(struct uplink *u, const char *fmt, ...) PRINTF(2, 3);
+
+static void ul_set_why_ours(struct uplink *u, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (u->why[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(u->why, sizeof u->why, fmt, ap);
+	va_end(ap);
+	u->ours = true;
+}
+
 /*
  * A reason for a libmosquitto return code. MOSQ_ERR_ERRNO means "see errno", and a
  * TLS failure is only explained by the OpenSSL line libmosquitto logged.
@@ -144,10 +235,10 @@ static void ul_why_rc(struct uplink *u, int rc, int err)
 	if (rc == MOSQ_ERR_KEEPALIVE) {
 		/* libmosquitto's own clock: no packet from the broker for a keepalive */
 		if (u->state == UL_CONNECTING)
-			ul_set_why(u, "no CONNACK within the keepalive (%d s)", u->keepalive_s);
+			ul_set_why_ours(u, "no CONNACK within the keepalive (%d s)", u->keepalive_s);
 		else
-			ul_set_why(u, "the broker did not answer within the keepalive (%d s)",
-				   u->keepalive_s);
+			ul_set_why_ours(u, "the broker did not answer within the keepalive (%d s)",
+					u->keepalive_s);
 		return;
 	}
 	if (rc == MOSQ_ERR_ERRNO && err == EPROTO && u->tls)
@@ -176,8 +267,13 @@ static void ul_on_connect(struct mosquitto *m, void *obj, int rc, int flags,
 
 	(void)m;
 	(void)flags;
-	(void)props;
 	if (rc == 0) {
+		uint32_t max = 0;
+
+		/* MQTT 5: the largest packet the broker takes; libmosquitto enforces it too */
+		if (props && mosquitto_property_read_int32(props, MQTT_PROP_MAXIMUM_PACKET_SIZE,
+							   &max, false))
+			u->broker_max = max;
 		u->cb_connack = true;
 		return;
 	}
@@ -218,13 +314,30 @@ static void ul_on_publish(struct mosquitto *m, void *obj, int mid, int reason,
 	u->track[mid] = TRACK_NONE;
 	if (u->inflight > 0)
 		u->inflight--;
-	if (reason >= 128)
-		/* acknowledged but refused (MQTT 5, e.g. not authorised for the topic):
-		 * sending it again would be refused again, so it counts as delivered */
-		log_warnx("uplink: broker refused message %d: %s", mid,
+	if (reason >= 128 && t != TRACK_CALLER) {
+		log_warnx("uplink: the broker refused the status message: %s",
 			  mosquitto_reason_string(reason));
+		return;
+	}
 	if (t != TRACK_CALLER)
 		return;
+	if (reason >= 128) {
+		/* acknowledged but not taken (MQTT 5: not authorised for the topic, quota
+		 * exceeded, ...): the caller decides what becomes of it */
+		if (u->nrefs == u->refs_cap) {
+			size_t ncap = u->refs_cap ? u->refs_cap * 2 : 16;
+			struct ul_refused *nr = realloc(u->refs, ncap * sizeof *nr);
+			if (nr == NULL) {
+				/* unreported, the message is sent again on the next session */
+				log_warnx("uplink: out of memory, refusal of message %d dropped", mid);
+				return;
+			}
+			u->refs = nr;
+			u->refs_cap = ncap;
+		}
+		u->refs[u->nrefs++] = (struct ul_refused){ .mid = mid, .reason = reason };
+		return;
+	}
 	if (u->nacks == u->acks_cap) {
 		size_t ncap = u->acks_cap ? u->acks_cap * 2 : 64;
 		int *na = realloc(u->acks, ncap * sizeof *na);
@@ -250,6 +363,68 @@ static void ul_on_log(struct mosquitto *m, void *obj, int level, const char *str
 }
 
 /* ---------------------------------------------------------------------------------- */
+
+/*
+ * The messages awaiting acknowledgement, oldest first, for ack_timeout. Entries of
+ * acknowledged messages stay until the oldest outstanding one moves past them, or a
+ * sweep when the ring is full; a sweep at the latest every sent_cap publishes keeps an
+ * acknowledged mid from lingering until libmosquitto hands it out again (at 65,535).
+ */
+static void ul_sent_sweep(struct uplink *u)
+{
+	size_t w = 0;
+
+	for (size_t i = 0; i < u->sent_n; i++) {
+		struct ul_sent e = u->sent[(u->sent_head + i) % u->sent_cap];
+		if (u->track[e.mid] != TRACK_NONE)
+			u->sent[w++] = e;
+	}
+	u->sent_head = 0;
+	u->sent_n = w;
+}
+
+static void ul_sent_push(struct uplink *u, int mid, int64_t at)
+{
+	if (u->sent_n == u->sent_cap) {
+		ul_sent_sweep(u);
+		if (u->sent_n > u->sent_cap / 2) {
+			size_t ncap = u->sent_cap * 2;
+			struct ul_sent *n = realloc(u->sent, ncap * sizeof *n);
+			if (n == NULL) {
+				/* untimed: a broker that never acknowledges it is still caught by
+				 * the messages around it, or by the keepalive */
+				return;
+			}
+			u->sent = n;
+			u->sent_cap = ncap;
+		}
+	}
+	u->sent[(u->sent_head + u->sent_n) % u->sent_cap] = (struct ul_sent){ mid, at };
+	u->sent_n++;
+}
+
+/* Since when the oldest unacknowledged message waits (monotonic ms), 0 when none. */
+static int64_t ul_sent_oldest(struct uplink *u)
+{
+	while (u->sent_n > 0) {
+		struct ul_sent e = u->sent[u->sent_head];
+		if (u->track[e.mid] != TRACK_NONE)
+			return e.at;
+		u->sent_head = (u->sent_head + 1) % u->sent_cap;
+		u->sent_n--;
+	}
+	return 0;
+}
+
+/* A message that awaits an acknowledgement. */
+static void ul_track(struct uplink *u, int mid, enum ul_track t)
+{
+	if (mid <= 0 || mid >= MID_MAX)
+		return;
+	u->track[mid] = (unsigned char)t;
+	u->inflight++;
+	ul_sent_push(u, mid, clock_mono_ms());
+}
 
 static struct payload_gateway ul_gateway(const struct uplink *u)
 {
@@ -287,23 +462,86 @@ static int ul_publish_status(struct uplink *u, bool online)
 		}
 		return -1;
 	}
-	if (mid > 0 && mid < MID_MAX) {
-		u->track[mid] = TRACK_STATUS;
-		u->inflight++;
-	}
+	ul_track(u, mid, TRACK_STATUS);
 	return 0;
+}
+
+/* ---- a connect on its own thread ---------------------------------------------------- */
+
+static void ul_attempt_release(struct ul_attempt *a)
+{
+	bool last;
+
+	pthread_mutex_lock(&a->mu);
+	last = --a->refs == 0;
+	pthread_mutex_unlock(&a->mu);
+	if (!last)
+		return;
+	if (a->mosq)
+		mosquitto_destroy(a->mosq);
+	if (a->efd >= 0)
+		close(a->efd);
+	pthread_mutex_destroy(&a->mu);
+	free(a->host);
+	free(a);
+}
+
+/* libmosquitto's log lines while the thread owns the handle: into the attempt. */
+static void ul_attempt_log(struct mosquitto *m, void *obj, int level, const char *str)
+{
+	struct ul_attempt *a = obj;
+
+	(void)m;
+	if (level & MOSQ_LOG_ERR)
+		snprintf(a->lib_err, sizeof a->lib_err, "%s", str);
+	log_debug("uplink: mosquitto: %s", str);
+}
+
+static void *ul_attempt_run(void *arg)
+{
+	struct ul_attempt *a = arg;
+	uint64_t one = 1;
+	int rc, err;
+
+	/* the name lookup (blocking), then a non-blocking connect and, with TLS, the
+	 * handshake's first step; CONNECT is queued */
+	rc = mosquitto_connect_async(a->mosq, a->host, a->port, a->keepalive_s);
+	err = errno;
+	pthread_mutex_lock(&a->mu);
+	a->rc = rc;
+	a->err = err;
+	a->done = true;
+	pthread_mutex_unlock(&a->mu);
+	if (write(a->efd, &one, sizeof one) < 0) {
+		/* the counter cannot be full: nothing else writes it */
+	}
+	ul_attempt_release(a);
+	atomic_fetch_sub(&ul_attempts_live, 1);
+	return NULL;
+}
+
+/* Let go of the attempt under way; its thread frees the rest when its lookup ends. */
+static void ul_abandon(struct uplink *u)
+{
+	if (u->att == NULL)
+		return;
+	ul_attempt_release(u->att);
+	u->att = NULL;
 }
 
 /* Forget the session: libmosquitto's queues go with the handle. */
 static void ul_drop_handle(struct uplink *u)
 {
+	ul_abandon(u);
 	if (u->mosq) {
 		mosquitto_destroy(u->mosq);
 		u->mosq = NULL;
 	}
 	memset(u->track, 0, MID_MAX);
 	u->inflight = 0;
+	u->sent_head = u->sent_n = 0;
 	u->broken = false;
+	u->broker_max = 0;
 }
 
 static void ul_deliver_acks(struct uplink *u)
@@ -313,6 +551,11 @@ static void ul_deliver_acks(struct uplink *u)
 		if (u->ev.acked)
 			u->ev.acked(u->ev.ctx, u->acks[i]);
 	u->nacks = 0;
+	for (size_t i = 0; i < u->nrefs; i++)
+		if (u->ev.refused)
+			u->ev.refused(u->ev.ctx, u->refs[i].mid,
+				      mosquitto_reason_string(u->refs[i].reason));
+	u->nrefs = 0;
 }
 
 /*
@@ -323,6 +566,8 @@ static void ul_deliver_acks(struct uplink *u)
 static void ul_fail(struct uplink *u)
 {
 	bool was_up = u->state == UL_CONNECTED;
+	enum uplink_end end = !was_up ? UPLINK_END_ATTEMPT
+			      : u->ours ? UPLINK_END_OURS : UPLINK_END_BROKER;
 	char why[sizeof u->why];
 
 	if (!u->why[0])
@@ -342,15 +587,17 @@ static void ul_fail(struct uplink *u)
 
 	ul_deliver_acks(u);
 	if (u->ev.disconnected)
-		u->ev.disconnected(u->ev.ctx, why);
+		u->ev.disconnected(u->ev.ctx, why, end);
 }
 
 static void ul_begin(struct uplink *u)
 {
 	u->cb_connack = false;
 	u->cb_lost = false;
-	if (!u->broken)   /* keep the reason a failed publish recorded */
+	if (!u->broken) {  /* keep the reason a failed publish recorded */
 		u->why[0] = '\0';
+		u->ours = false;
+	}
 }
 
 /* After a libmosquitto call: act on what its callbacks recorded, then tell the core. */
@@ -362,10 +609,16 @@ static void ul_settle(struct uplink *u, int rc, int err)
 		return;
 	if (u->cb_connack && !u->cb_lost && u->state == UL_CONNECTING) {
 		u->state = UL_CONNECTED;
-		u->backoff_ms = BACKOFF_MIN_MS;
+		/* the backoff is reset only once the session has lasted (uplink_tick) */
+		u->up_since = clock_mono_ms();
+		u->stable = false;
 		u->warned = false;
 		up = true;
-		log_info("uplink: connected to %s", u->hostport);
+		if (u->broker_max)
+			log_info("uplink: connected to %s (the broker takes packets of up to %u "
+				 "bytes)", u->hostport, (unsigned)u->broker_max);
+		else
+			log_info("uplink: connected to %s", u->hostport);
 		/* the status goes first, before anything the core sends on connected() */
 		ul_publish_status(u, true);
 	}
@@ -391,6 +644,8 @@ static int ul_no_passphrase(char *buf, int size, int rwflag, void *userdata)
 	return 0;
 }
 
+/* Options, credentials, will and TLS of a new handle; no callbacks yet (they go on
+ * when the core takes the handle: ul_adopt). */
 static int ul_setup(struct uplink *u, struct mosquitto *m)
 {
 	struct payload_gateway g = ul_gateway(u);
@@ -406,10 +661,6 @@ static int ul_setup(struct uplink *u, struct mosquitto *m)
 		rc = mosquitto_int_option(m, MOSQ_OPT_SEND_MAXIMUM, u->inflight_max);
 	if (rc)
 		return rc;
-	mosquitto_connect_v5_callback_set(m, ul_on_connect);
-	mosquitto_disconnect_v5_callback_set(m, ul_on_disconnect);
-	mosquitto_publish_v5_callback_set(m, ul_on_publish);
-	mosquitto_log_callback_set(m, ul_on_log);
 
 	if (u->username || u->password) {
 		rc = mosquitto_username_pw_set(m, u->username, u->password);
@@ -430,7 +681,8 @@ static int ul_setup(struct uplink *u, struct mosquitto *m)
 	if (u->tls) {
 		/*
 		 * Server verification is always on: a CA file, else the system's CAs.
-		 * A key file that needs a pass phrase fails the attempt.
+		 * A key file that needs a pass phrase fails the attempt. The name checked
+		 * against the certificate (and sent as SNI) is the host given to connect.
 		 */
 		if (u->ca_file) {
 			rc = mosquitto_tls_set(m, u->ca_file, NULL, u->cert_file, u->key_file,
@@ -465,10 +717,18 @@ static int ul_setup(struct uplink *u, struct mosquitto *m)
 	return MOSQ_ERR_SUCCESS;
 }
 
-/* A new handle and a non-blocking connect; the CONNACK comes through uplink_io. */
+/*
+ * A new handle, set up here, and its connect begun on a thread of its own
+ * (ul_attempt_run); the handle comes back through uplink_io or uplink_tick (ul_collect).
+ */
 static void ul_attempt(struct uplink *u, int64_t now)
 {
-	int rc, err, fd;
+	struct ul_attempt *a;
+	struct mosquitto *m;
+	sigset_t all, old;
+	pthread_attr_t attr;
+	pthread_t tid;
+	int rc, err;
 
 	ul_begin(u);
 	u->lib_err[0] = '\0';
@@ -476,38 +736,120 @@ static void ul_attempt(struct uplink *u, int64_t now)
 	u->state = UL_CONNECTING;
 	log_debug("uplink: connecting to %s", u->hostport);
 
-	u->mosq = mosquitto_new(u->client_id, true, u);
-	if (u->mosq == NULL) {
+	if (atomic_load(&ul_attempts_live) >= ATTEMPTS_LIVE_MAX) {
+		ul_set_why(u, "%d earlier connects are still looking %s up", ATTEMPTS_LIVE_MAX,
+			   u->host);
+		ul_fail(u);
+		return;
+	}
+	m = mosquitto_new(u->client_id, true, NULL);
+	if (m == NULL) {
 		ul_set_why(u, "cannot create an MQTT client: %s", strerror(errno));
 		ul_fail(u);
 		return;
 	}
-	rc = ul_setup(u, u->mosq);
+	rc = ul_setup(u, m);
 	if (rc) {
 		err = errno;
+		mosquitto_destroy(m);
 		ul_why_rc(u, rc, err);
 		ul_fail(u);
 		return;
 	}
-	/*
-	 * Returns before the TCP handshake completes (the name lookup, though, is
-	 * getaddrinfo and blocks). An error here, such as a refused loopback port or an
-	 * unusable TLS file, ends the attempt at once.
-	 */
-	rc = mosquitto_connect_async(u->mosq, u->host, u->port, u->keepalive_s);
-	err = errno;
-	if (rc != MOSQ_ERR_SUCCESS) {
-		if (rc == MOSQ_ERR_EAI)
-			ul_set_why(u, "cannot resolve %s", u->host);
-		else
-			ul_why_rc(u, rc, err);
+	a = calloc(1, sizeof *a);
+	if (a == NULL || (a->host = strdup(u->host)) == NULL ||
+	    (a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		ul_set_why(u, "cannot start a connect: %s", strerror(errno));
+		if (a) {
+			free(a->host);
+			free(a);
+		}
+		mosquitto_destroy(m);
 		ul_fail(u);
 		return;
 	}
-	fd = mosquitto_socket(u->mosq);
+	pthread_mutex_init(&a->mu, NULL);
+	a->refs = 2;
+	a->mosq = m;
+	a->port = u->port;
+	a->keepalive_s = u->keepalive_s;
+	mosquitto_user_data_set(m, a);
+	mosquitto_log_callback_set(m, ul_attempt_log);
+
+	/* the thread takes no signals: SIGTERM and SIGHUP are the core's, whose poll
+	 * they must interrupt */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	atomic_fetch_add(&ul_attempts_live, 1);
+	rc = pthread_create(&tid, &attr, ul_attempt_run, a);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		atomic_fetch_sub(&ul_attempts_live, 1);
+		a->refs = 1;
+		ul_attempt_release(a);
+		ul_set_why(u, "cannot start a connect thread: %s", strerror(rc));
+		ul_fail(u);
+		return;
+	}
+	u->att = a;
+}
+
+/*
+ * The attempt's thread is done: the handle becomes the session's, with the callbacks
+ * that report into u, or the attempt failed. Returns false while it is still running.
+ */
+static bool ul_collect(struct uplink *u)
+{
+	struct ul_attempt *a = u->att;
+	struct mosquitto *m;
+	char lib_err[sizeof a->lib_err];
+	uint64_t v;
+	int rc, err, fd;
+
+	pthread_mutex_lock(&a->mu);
+	if (!a->done) {
+		pthread_mutex_unlock(&a->mu);
+		return false;
+	}
+	m = a->mosq;
+	a->mosq = NULL;
+	rc = a->rc;
+	err = a->err;
+	memcpy(lib_err, a->lib_err, sizeof lib_err);
+	pthread_mutex_unlock(&a->mu);
+	if (read(a->efd, &v, sizeof v) < 0) {
+		/* already read: nothing to do */
+	}
+	ul_abandon(u);
+
+	u->mosq = m;
+	mosquitto_user_data_set(m, u);
+	mosquitto_connect_v5_callback_set(m, ul_on_connect);
+	mosquitto_disconnect_v5_callback_set(m, ul_on_disconnect);
+	mosquitto_publish_v5_callback_set(m, ul_on_publish);
+	mosquitto_log_callback_set(m, ul_on_log);
+	memcpy(u->lib_err, lib_err, sizeof u->lib_err);
+	/*
+	 * An error here, such as a name that does not resolve, a refused loopback port or
+	 * an unusable TLS file, ends the attempt at once.
+	 */
+	if (rc != MOSQ_ERR_SUCCESS) {
+		if (rc == MOSQ_ERR_EAI)
+			/* libmosquitto leaves getaddrinfo's code in errno */
+			ul_set_why(u, "cannot resolve %s: %s", u->host, gai_strerror(err));
+		else
+			ul_why_rc(u, rc, err);
+		ul_fail(u);
+		return true;
+	}
+	fd = mosquitto_socket(m);
 	if (fd >= 1024)
 		/* fine: only poll() and the loop_read/write/misc calls ever touch it */
 		log_debug("uplink: socket %d is past FD_SETSIZE", fd);
+	return true;
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -570,7 +912,17 @@ static void ul_free_fields(struct uplink *u)
 	free(u->gateway_id);
 	free(u->gateway_name);
 	free(u->acks);
+	free(u->refs);
 	free(u->track);
+	free(u->sent);
+}
+
+/* libmosquitto is left initialised while a connect thread may still be inside it
+ * (its lookup outlived an abandoned attempt): only a process that exits frees it then. */
+static void ul_lib_cleanup(void)
+{
+	if (atomic_load(&ul_attempts_live) == 0)
+		mosquitto_lib_cleanup();
 }
 
 struct uplink *uplink_new(const struct config *cfg, const struct uplink_events *ev, char *err,
@@ -625,11 +977,14 @@ struct uplink *uplink_new(const struct config *cfg, const struct uplink_events *
 	u->gateway_name = ul_strdup(cfg->gateway.name, &ok);
 	u->fmt = payload_format_find(PAYLOAD_FORMAT_DEFAULT);
 	u->track = calloc(MID_MAX, 1);
-	if (!ok || u->track == NULL) {
+	u->inflight_max = c->inflight >= 1 && c->inflight <= 65535 ? (int)c->inflight : 64;
+	u->sent_cap = (size_t)u->inflight_max + 16;
+	u->sent = calloc(u->sent_cap, sizeof *u->sent);
+	if (!ok || u->track == NULL || u->sent == NULL) {
 		snprintf(err, errlen, "out of memory");
 		ul_free_fields(u);
 		free(u);
-		mosquitto_lib_cleanup();
+		ul_lib_cleanup();
 		return NULL;
 	}
 	ka = c->keepalive_ms > 0 ? c->keepalive_ms : 30000;
@@ -642,7 +997,14 @@ struct uplink *uplink_new(const struct config *cfg, const struct uplink_events *
 	u->connack_wait_ms = 2 * (int64_t)u->keepalive_s * 1000;
 	if (u->connack_wait_ms > CONNACK_WAIT_MAX_MS)
 		u->connack_wait_ms = CONNACK_WAIT_MAX_MS;
-	u->inflight_max = c->inflight >= 1 && c->inflight <= 65535 ? (int)c->inflight : 64;
+	/* a broker that answers pings but leaves a message unacknowledged holds the
+	 * window shut for as long as the session lives: this ends it */
+	u->ack_timeout_ms = c->ack_timeout_ms > 0 ? c->ack_timeout_ms
+						  : 2 * (int64_t)u->keepalive_s * 1000;
+	u->stable_ms = (int64_t)u->keepalive_s * 1000;
+	if (u->stable_ms > STABLE_MAX_MS)
+		u->stable_ms = STABLE_MAX_MS;
+	u->max_packet = c->max_packet_size;
 	snprintf(u->hostport, sizeof u->hostport, strchr(u->host, ':') ? "[%s]:%d" : "%s:%d",
 		 u->host, u->port);
 
@@ -651,6 +1013,7 @@ struct uplink *uplink_new(const struct config *cfg, const struct uplink_events *
 	u->state = UL_IDLE;
 	u->attempt_at = INT64_MIN;   /* the first tick connects */
 	u->backoff_ms = BACKOFF_MIN_MS;
+	u->soon_left = SOON_MAX;
 	u->rng = (uint64_t)clock_real_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)u;
 	for (const char *p = u->gateway_id; *p; p++)
 		u->rng = u->rng * 131 + (unsigned char)*p;
@@ -664,15 +1027,18 @@ void uplink_free(struct uplink *u)
 	if (u == NULL)
 		return;
 	/* no DISCONNECT: the broker publishes the will (offline) for us */
+	ul_abandon(u);
 	if (u->mosq)
 		mosquitto_destroy(u->mosq);
 	ul_free_fields(u);
 	free(u);
-	mosquitto_lib_cleanup();
+	ul_lib_cleanup();
 }
 
 int uplink_fd(struct uplink *u)
 {
+	if (u->att)
+		return u->att->efd;
 	if (u->mosq == NULL)
 		return -1;
 	return mosquitto_socket(u->mosq);
@@ -688,6 +1054,16 @@ bool uplink_want_write(struct uplink *u)
 	return mosquitto_want_write(u->mosq);
 }
 
+void uplink_reconnect_soon(struct uplink *u)
+{
+	if (u->state != UL_IDLE || !u->reschedule || u->soon_left <= 0)
+		return;
+	u->soon_left--;
+	/* the schedule doubles it after use: put back what it was */
+	u->attempt_at = clock_mono_ms() + ul_jitter(u, BACKOFF_MIN_MS);
+	u->reschedule = false;
+}
+
 bool uplink_connected(struct uplink *u)
 {
 	return u->mosq != NULL && u->state == UL_CONNECTED && !u->broken;
@@ -697,7 +1073,14 @@ void uplink_io(struct uplink *u, short revents)
 {
 	int rc = MOSQ_ERR_SUCCESS, err = 0, fd;
 
-	if (u->mosq == NULL || u->state == UL_SHUTDOWN)
+	if (u->state == UL_SHUTDOWN)
+		return;
+	if (u->att) {
+		if (revents)
+			ul_collect(u);
+		return;
+	}
+	if (u->mosq == NULL)
 		return;
 	ul_begin(u);
 	fd = mosquitto_socket(u->mosq);
@@ -741,13 +1124,30 @@ static void ul_schedule(struct uplink *u, int64_t now)
 	u->reschedule = false;
 }
 
+/* A connect under way on its thread: collected when done, abandoned past the wait. */
+static void ul_tick_attempt(struct uplink *u, int64_t now)
+{
+	if (u->att == NULL || ul_collect(u))
+		return;
+	if (now - u->attempt_started < u->connack_wait_ms)
+		return;
+	/* the thread is inside getaddrinfo, which has no deadline of its own: it keeps
+	 * running, and frees what it holds when the lookup ends */
+	ul_begin(u);
+	ul_set_why(u, "the name lookup of %s did not finish within %lld s", u->host,
+		   (long long)(u->connack_wait_ms / 1000));
+	ul_fail(u);
+}
+
 int64_t uplink_tick(struct uplink *u, int64_t now_ms)
 {
 	int64_t wait;
 
 	if (u->state == UL_SHUTDOWN)
 		return BACKOFF_MAX_MS;
+	ul_tick_attempt(u, now_ms);
 	if (u->mosq) {
+		int64_t oldest;
 		int rc, err;
 
 		ul_begin(u);
@@ -761,14 +1161,33 @@ int64_t uplink_tick(struct uplink *u, int64_t now_ms)
 				   (long long)(u->connack_wait_ms / 1000));
 			u->cb_lost = true;
 		}
+		if (u->state == UL_CONNECTED && (oldest = ul_sent_oldest(u)) > 0 &&
+		    now_ms - oldest >= u->ack_timeout_ms) {
+			/* the broker answers pings (or the keepalive would have ended this) but
+			 * not this message: the window fills and stays full. Sent again, in
+			 * order, on the next session. */
+			ul_set_why_ours(u, "no acknowledgement of a message for %lld s "
+					"(uplink.ack_timeout)", (long long)(now_ms - oldest) / 1000);
+			u->cb_lost = true;
+		}
+		if (u->state == UL_CONNECTED && !u->stable && now_ms - u->up_since >= u->stable_ms) {
+			/* the session lasted: the next loss starts the backoff afresh */
+			u->stable = true;
+			u->backoff_ms = BACKOFF_MIN_MS;
+			u->soon_left = SOON_MAX;
+		}
 		ul_settle(u, rc, err);
 	}
-	if (u->mosq == NULL) {
+	if (u->mosq == NULL && u->att == NULL) {
 		ul_schedule(u, now_ms);
 		if (now_ms >= u->attempt_at) {
 			ul_attempt(u, now_ms);
 			ul_schedule(u, now_ms);   /* when it failed on the spot */
 		}
+	}
+	if (u->att) {
+		int64_t left = u->attempt_started + u->connack_wait_ms - now_ms;
+		return left > 0 ? left : 0;
 	}
 	if (u->mosq == NULL) {
 		wait = u->attempt_at - now_ms;
@@ -784,51 +1203,89 @@ int64_t uplink_tick(struct uplink *u, int64_t now_ms)
 	return wait;
 }
 
+/* The whole PUBLISH packet: fixed header, remaining length, topic, packet id, (MQTT 5)
+ * an empty property list, payload. What brokers compare with their limit (mosquitto
+ * counts a byte or two less: this errs on the side of refusing). */
+static uint64_t ul_packet_size(const struct uplink *u, size_t topic_len, size_t len, int qos)
+{
+	uint64_t rl = 2 + (uint64_t)topic_len + (uint64_t)len + (qos > 0 ? 2 : 0) +
+		      (u->protocol == MQTT_PROTOCOL_V5 ? 1 : 0);
+	uint64_t n = 1 + rl;
+
+	for (uint64_t v = rl;; v >>= 7) {
+		n++;
+		if (v < 128)
+			break;
+	}
+	return n;
+}
+
+static int ul_refuse(struct uplink *u, const char *fmt, ...) PRINTF(2, 3);
+
+static int ul_refuse(struct uplink *u, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(u->refusal, sizeof u->refusal, fmt, ap);
+	va_end(ap);
+	return UPLINK_REFUSED;
+}
+
 int uplink_publish(struct uplink *u, const char *topic, const void *payload, size_t len,
 		   int qos, bool retain, int *mid)
 {
 	char full[TOPIC_MAX];
+	uint64_t size;
 	int m = 0, rc;
 
 	if (!uplink_connected(u))
 		return -1;
-	if (qos < 0 || qos > 2 || len > INT_MAX) {
-		log_warnx("uplink: cannot publish to %s: bad qos or size", topic);
-		return -1;
-	}
-	if (uplink_topic(u, topic, full, sizeof full) < 0) {
-		log_warnx("uplink: topic too long: %s", topic);
-		return -1;
-	}
+	if (qos < 0 || qos > 2)
+		return ul_refuse(u, "QoS %d is not one of 0, 1, 2", qos);
+	if (uplink_topic(u, topic, full, sizeof full) < 0)
+		return ul_refuse(u, "the topic is longer than %d bytes", TOPIC_MAX - 1);
+	size = ul_packet_size(u, strlen(full), len, qos);
+	if (len > INT_MAX)
+		return ul_refuse(u, "%zu bytes: larger than MQTT allows", len);
+	if (u->max_packet > 0 && size > u->max_packet)
+		return ul_refuse(u, "%" PRIu64 " bytes, more than uplink.max_packet_size (%" PRIu64
+				 ")", size, u->max_packet);
 	rc = mosquitto_publish(u->mosq, &m, full, (int)len, payload, qos, retain);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		int err = errno;
 		switch (rc) {
 		case MOSQ_ERR_NOMEM:
+			log_warnx("uplink: cannot publish to %s: %s", full, mosquitto_strerror(rc));
+			return -1;
+		case MOSQ_ERR_OVERSIZE_PACKET:
+			return ul_refuse(u, "%" PRIu64 " bytes, more than the broker takes (%u, in its "
+					 "CONNACK)", size, (unsigned)u->broker_max);
 		case MOSQ_ERR_INVAL:
 		case MOSQ_ERR_PAYLOAD_SIZE:
-		case MOSQ_ERR_OVERSIZE_PACKET:
 		case MOSQ_ERR_MALFORMED_UTF8:
 		case MOSQ_ERR_QOS_NOT_SUPPORTED:
 		case MOSQ_ERR_RETAIN_NOT_SUPPORTED:
-			log_warnx("uplink: cannot publish to %s: %s", full, mosquitto_strerror(rc));
-			break;
+			/* this message, as it is, will never go to this broker */
+			return ul_refuse(u, "%s", mosquitto_strerror(rc));
 		default:
 			/* the socket failed under the write: end the session from the loop,
 			 * where the core expects disconnected() */
 			ul_why_rc(u, rc, err);
 			u->broken = true;
-			break;
+			return -1;
 		}
-		return -1;
 	}
-	if (qos > 0 && m > 0 && m < MID_MAX) {
-		u->track[m] = TRACK_CALLER;
-		u->inflight++;
-	}
+	if (qos > 0)
+		ul_track(u, m, TRACK_CALLER);
 	if (mid)
 		*mid = m;
 	return 0;
+}
+
+const char *uplink_refusal(const struct uplink *u)
+{
+	return u->refusal;
 }
 
 void uplink_shutdown(struct uplink *u, int64_t wait_ms)

@@ -8,6 +8,14 @@
  * destroyed and a new one made on reconnect, so nothing is ever queued inside
  * libmosquitto while disconnected; the outbox in store is the only queue and the core
  * re-sends whatever was not acknowledged.
+ *
+ * A session ends when the broker leaves an acknowledgement overdue by ack_timeout
+ * (default twice the keepalive). Reconnects back off from 1 s doubling to 60 s; the
+ * backoff starts again from 1 s only once a session has stayed up for the keepalive
+ * (at most 30 s), so a broker that accepts and then drops every session is not
+ * reconnected to every second. Each connect begins on a thread of its own, because
+ * libmosquitto looks the broker's name up inside its connect with a blocking
+ * getaddrinfo: the core loop never waits for a resolver.
  */
 #ifndef SLUICE_UPLINK_H
 #define SLUICE_UPLINK_H
@@ -18,19 +26,30 @@
 
 #include "config.h"
 
+/* How a session, or an attempt at one, ended. */
+enum uplink_end {
+	UPLINK_END_ATTEMPT, /* a connect attempt failed: no session was up */
+	UPLINK_END_BROKER,  /* the broker or the network ended a session: closed, reset,
+			       a DISCONNECT */
+	UPLINK_END_OURS,    /* we ended it: no answer within the keepalive, an
+			       acknowledgement overdue (ack_timeout), a local failure */
+};
+
 /*
  * Events are delivered from inside uplink_io, uplink_tick and uplink_shutdown, after
  * libmosquitto has returned: a handler may call uplink_publish, never uplink_free or
  * uplink_shutdown. disconnected() comes once per lost connection and once per failed
- * connect attempt; acked() only for the caller's QoS 1 and 2 messages (a QoS 0
- * message has no acknowledgement, and the uplink's own status messages are not
- * reported).
+ * connect attempt; acked() and refused() only for the caller's QoS 1 and 2 messages (a
+ * QoS 0 message has no acknowledgement, and the uplink's own status messages are not
+ * reported). refused(): the broker acknowledged the message with a reason code of
+ * 0x80 or more (MQTT 5: not authorised, quota exceeded, ...): it did not take it.
  */
 struct uplink_events {
 	void *ctx;
 	void (*connected)(void *ctx);
-	void (*disconnected)(void *ctx, const char *why);
+	void (*disconnected)(void *ctx, const char *why, enum uplink_end end);
 	void (*acked)(void *ctx, int mid);  /* PUBACK (QoS 1) or PUBCOMP (QoS 2) */
+	void (*refused)(void *ctx, int mid, const char *why);
 };
 
 struct uplink;
@@ -47,8 +66,9 @@ struct uplink *uplink_new(const struct config *cfg, const struct uplink_events *
 			  size_t errlen);
 void uplink_free(struct uplink *u);
 
-/* The socket to poll (also while a connect is under way), -1 between sessions. It may
- * be numbered past 1023: only poll() and mosquitto_loop_read/write/misc touch it. */
+/* The descriptor to poll, -1 between sessions: the session's socket, or, while a connect
+ * begins on its thread, a descriptor that turns readable when it is done. It may be
+ * numbered past 1023: only poll() and mosquitto_loop_read/write/misc touch it. */
 int uplink_fd(struct uplink *u);
 bool uplink_want_write(struct uplink *u);
 /* After poll: revents of uplink_fd. Call uplink_tick in the same loop turn. */
@@ -59,11 +79,26 @@ int64_t uplink_tick(struct uplink *u, int64_t now_ms);
 bool uplink_connected(struct uplink *u);
 
 /*
- * Publish to <prefix>/<gateway>/<topic>. Fails (-1) when not connected: the caller
- * keeps the message and sends it later. On success *mid identifies the later acked().
+ * After disconnected(): make the next attempt after the shortest backoff (1 s), without
+ * growing it, because the caller learns from each short session (suspect.c, finding a
+ * row the broker drops sessions for). At most a few times between two sessions that
+ * lasted: past that the backoff grows as for any broker that drops every session.
  */
+void uplink_reconnect_soon(struct uplink *u);
+
+/*
+ * Publish to <prefix>/<gateway>/<topic>. On success (0) *mid identifies the later
+ * acked() or refused(). -1 when it cannot be sent now (not connected, out of memory):
+ * the caller keeps the message and sends it later. UPLINK_REFUSED when this message can
+ * never be sent to this broker, now or later: larger than the broker takes (its CONNACK
+ * said, MQTT 5, or uplink.max_packet_size, counting the whole packet), or not a valid
+ * publish (topic, QoS or retain the broker does not support); uplink_refusal says why.
+ */
+#define UPLINK_REFUSED (-2)
 int uplink_publish(struct uplink *u, const char *topic, const void *payload, size_t len,
 		   int qos, bool retain, int *mid);
+/* Why the last uplink_publish returned UPLINK_REFUSED. */
+const char *uplink_refusal(const struct uplink *u);
 
 /* Publish status offline and disconnect cleanly, waiting at most wait_ms for what is in
  * flight (acks that arrive meanwhile are delivered). No reconnect follows; free next. */

@@ -1,12 +1,14 @@
 /*
  * sluicectl: the operator's command line. Reads the daemon's database read-only
- * (through store, the one module that speaks SQL) while sluiced runs; never writes it,
- * never signals the daemon (kill(pid, 0) only asks whether it exists).
+ * (through store, the one module that speaks SQL) while sluiced runs; never writes it.
+ * Only `retry` signals the daemon (SIGUSR1: send the rows set aside again); the other
+ * commands' kill(pid, 0) only asks whether it exists.
  *
  *   sluicectl [-c FILE | -D DIR] [--json] status
  *   sluicectl [-c FILE | -D DIR] [--json] [-n N] alerts
- *   sluicectl [-c FILE | -D DIR] [--json] backlog
+ *   sluicectl [-c FILE | -D DIR] [--json] [-n N] backlog
  *   sluicectl [-c FILE | -D DIR] [--json] [-n N] tail DEVICE
+ *   sluicectl [-c FILE | -D DIR] [--json] retry
  *   sluicectl [-c FILE | -D DIR] [--json] check
  *
  * Output for people is aligned tables (textwidth: Chinese names take two columns a
@@ -31,6 +33,7 @@
 #include "jread.h"
 #include "json.h"
 #include "mberr.h"
+#include "payload.h"
 #include "probe.h"
 #include "replay.h"
 #include "store.h"
@@ -52,7 +55,9 @@ static void usage(FILE *f)
 		"commands:\n"
 		"  status          is sluiced running; uplink, buses, devices, backlog, drops\n"
 		"  alerts          active alerts, and the recent transitions (-n N, default 10)\n"
-		"  backlog         rows waiting for the broker, and the age of the oldest\n"
+		"  backlog         rows waiting for the broker, the age of the oldest, and the\n"
+		"                  rows the broker refused, set aside (-n N of them, default 10)\n"
+		"  retry           ask sluiced to send the rows set aside again\n"
 		"  tail DEVICE     the device's most recent readings (-n N, default 10)\n"
 		"  check           read every page of the database: ok, or what is wrong\n"
 		"                  (exit 0 ok, 1 damaged, 3 it could not be checked)\n"
@@ -64,7 +69,8 @@ static void usage(FILE *f)
 		"  -c, --config FILE    the daemon's configuration (default " DEFAULT_CONFIG ");\n"
 		"                       its gateway.data_dir holds the database\n"
 		"  -D, --data-dir DIR   the data directory, instead of reading a config\n"
-		"  -n N                 how many readings (tail) or transitions (alerts)\n"
+		"  -n N                 how many readings (tail), transitions (alerts) or rows\n"
+		"                       set aside (backlog)\n"
 		"  -j, --json           machine-readable output: one JSON object\n");
 }
 
@@ -499,6 +505,8 @@ static void status_json(const struct jval *snap, enum life life, bool live,
 	jb_i64(&b, s->oldest_unsent_ms);
 	jb_key(&b, "dropped", &first);
 	jb_u64(&b, s->dropped);
+	jb_key(&b, "set_aside_rows", &first);
+	jb_u64(&b, s->aside);
 	jb_key(&b, "alerts_firing", &first);
 	jb_i64(&b, firing);
 	jb_key(&b, "rows", &first);
@@ -516,7 +524,7 @@ static void status_json(const struct jval *snap, enum life life, bool live,
  * running, the state it was last seen in, with the time it ended there: a "connected
  * since" of a stopped daemon would keep growing although nothing is connected.
  */
-static void status_uplink(const struct jval *up, enum life life, int64_t now, int64_t updated)
+static void show_uplink(const struct jval *up, enum life life, int64_t now, int64_t updated)
 {
 	int64_t since = jread_i64(up, "since", 0);
 	const char *err = jread_str(up, "error"), *host = jread_str(up, "host");
@@ -645,7 +653,7 @@ static int status_people(const struct jval *snap, enum life life, bool live, con
 		break;
 	}
 	if (up)
-		status_uplink(up, life, now, updated);
+		show_uplink(up, life, now, updated);
 	printf("backlog   %" PRIu64 " rows", s->unsent);
 	if (s->unsent) {
 		fmt_time(s->oldest_unsent_ms, t1, sizeof t1);
@@ -655,6 +663,9 @@ static int status_people(const struct jval *snap, enum life life, bool live, con
 	printf("\n");
 	printf("dropped   %" PRIu64 "%s\n", s->dropped,
 	       s->dropped ? " undelivered readings (buffer.max_size was reached)" : "");
+	if (s->aside)
+		printf("set aside %" PRIu64 " rows the broker refused (sluicectl backlog, sluicectl "
+		       "retry)\n", s->aside);
 	printf("alerts    %ld firing%s\n", firing, firing ? " (sluicectl alerts)" : "");
 	fmt_bytes(s->db_bytes, t1, sizeof t1);
 	printf("database  %s, %" PRIu64 " rows, last seq %" PRIu64 "\n", t1, s->rows, s->last_seq);
@@ -795,14 +806,43 @@ static int cmd_status(struct store *st, const char *data_dir, int json,
 
 /* ---- backlog ------------------------------------------------------------------ */
 
-static int cmd_backlog(struct store *st, int json)
+/* The message's size as sluiced publishes it (the payload format's envelope). */
+static size_t published_bytes(const struct store_row *r)
 {
+	const struct payload_format *fmt = payload_format_find(PAYLOAD_FORMAT_DEFAULT);
+	struct jbuf b;
+	size_t n;
+
+	jb_init(&b);
+	n = fmt && fmt->envelope(&b, r->seq, r->body) == 0 ? b.len : strlen(r->body);
+	jb_free(&b);
+	return n;
+}
+
+static int cmd_backlog(struct store *st, long n, int json)
+{
+	static const char *const heads[] = { "SEQ", "TIME", "TOPIC", "BYTES", "SET ASIDE",
+					     "WHY" };
 	struct store_stats s;
+	struct store_aside *aside;
 	int64_t now = clock_real_ms(), age_s;
 	char when[32], age[32];
+	long na;
+	int rc = 0;
 
 	if (store_stats(st, &s) != 0) {
 		fprintf(stderr, "sluicectl: %s\n", store_error(st));
+		return 1;
+	}
+	aside = calloc((size_t)n, sizeof *aside);
+	if (!aside) {
+		fprintf(stderr, "sluicectl: out of memory\n");
+		return 1;
+	}
+	na = store_aside_list(st, (size_t)n, aside);
+	if (na < 0) {
+		fprintf(stderr, "sluicectl: %s\n", store_error(st));
+		free(aside);
 		return 1;
 	}
 	age_s = s.oldest_unsent_ms ? (now - s.oldest_unsent_ms) / 1000 : 0;
@@ -820,6 +860,34 @@ static int cmd_backlog(struct store *st, int json)
 		jb_i64(&b, s.oldest_unsent_ms);
 		jb_key(&b, "dropped", &first);
 		jb_u64(&b, s.dropped);
+		jb_key(&b, "set_aside_rows", &first);
+		jb_u64(&b, s.aside);
+		/* the first n of them */
+		jb_key(&b, "set_aside", &first);
+		jb_cstr(&b, "[");
+		for (long i = 0; i < na; i++) {
+			const struct store_aside *a = &aside[i];
+			bool f2 = true;
+
+			jb_cstr(&b, i ? ",{" : "{");
+			jb_key(&b, "seq", &f2);
+			jb_u64(&b, a->row.seq);
+			jb_key(&b, "ts", &f2);
+			jb_i64(&b, a->row.ts_ms);
+			jb_key(&b, "topic", &f2);
+			jb_str(&b, a->row.topic);
+			jb_key(&b, "bytes", &f2);
+			jb_u64(&b, published_bytes(&a->row));
+			jb_key(&b, "since", &f2);
+			jb_i64(&b, a->since_ms);
+			jb_key(&b, "reason", &f2);
+			jb_str(&b, a->reason);
+			/* a state transition a newer one replaced: never sent again */
+			jb_key(&b, "superseded", &f2);
+			jb_bool(&b, a->superseded);
+			jb_cstr(&b, "}");
+		}
+		jb_cstr(&b, "]");
 		jb_key(&b, "last_seq", &first);
 		jb_u64(&b, s.last_seq);
 		jb_key(&b, "rows", &first);
@@ -827,7 +895,8 @@ static int cmd_backlog(struct store *st, int json)
 		jb_key(&b, "db_bytes", &first);
 		jb_u64(&b, s.db_bytes);
 		jb_cstr(&b, "}");
-		return json_print(&b);
+		rc = json_print(&b);
+		goto out;
 	}
 	fmt_time(s.oldest_unsent_ms, when, sizeof when);
 	fmt_age(age_s, age, sizeof age);
@@ -835,10 +904,92 @@ static int cmd_backlog(struct store *st, int json)
 	if (s.unsent)
 		printf("oldest    %s (%s ago)\n", when, age);
 	printf("dropped   %" PRIu64 "\n", s.dropped);
+	printf("set aside %" PRIu64 " rows the broker refused%s\n", s.aside,
+	       s.aside ? ": tried again once per connection, and by sluicectl retry" : "");
 	printf("last seq  %" PRIu64 "\n", s.last_seq);
 	fmt_bytes(s.db_bytes, when, sizeof when);
 	printf("database  %s, %" PRIu64 " rows (delivered ones kept for buffer.keep_sent)\n", when,
 	       s.rows);
+	if (na > 0) {
+		struct tbl t;
+
+		printf("\n");
+		if ((uint64_t)na < s.aside)
+			printf("the first %ld of the rows set aside (-n for more):\n", na);
+		tbl_init(&t, 6, heads, 1u << 0 | 1u << 3);
+		for (long i = 0; i < na; i++) {
+			const struct store_aside *a = &aside[i];
+			char since[32];
+
+			fmt_time(a->row.ts_ms, when, sizeof when);
+			fmt_since(a->since_ms, now, since, sizeof since);
+			tbl_cell(&t, "%" PRIu64, a->row.seq);
+			tbl_cell(&t, "%s", when);
+			tbl_cell(&t, "%s", a->row.topic);
+			tbl_cell(&t, "%zu", published_bytes(&a->row));
+			tbl_cell(&t, "%s ago", since);
+			tbl_cell(&t, "%s%s", a->reason,
+				 a->superseded ? " (a newer state was sent: not sent again)" : "");
+		}
+		rc = tbl_print(&t, stdout, 0) ? 1 : 0;
+		tbl_free(&t);
+	}
+out:
+	for (long i = 0; i < na; i++)
+		store_aside_clear(&aside[i]);
+	free(aside);
+	return rc;
+}
+
+/* ---- retry -------------------------------------------------------------------- */
+
+/* Ask the running daemon to send the rows set aside again (SIGUSR1). */
+static int cmd_retry(struct store *st, const char *data_dir, int json)
+{
+	struct store_stats s;
+	struct jval *snap;
+	int64_t pid;
+	enum life life;
+	int rc;
+
+	if ((rc = load_snapshot(st, data_dir, &snap)) != 0)
+		return 1;
+	if (store_stats(st, &s) != 0) {
+		fprintf(stderr, "sluicectl: %s\n", store_error(st));
+		jread_free(snap);
+		return 1;
+	}
+	pid = jread_i64(snap, "pid", 0);
+	life = daemon_life(snap, clock_real_ms());
+	jread_free(snap);
+	if (life != LIFE_RUNNING) {
+		fprintf(stderr, "sluicectl: sluiced is not running (%s): the %" PRIu64 " rows set "
+			"aside are sent again at its next connection\n", life_names[life], s.aside);
+		return 1;
+	}
+	if (kill((pid_t)pid, SIGUSR1) < 0) {
+		fprintf(stderr, "sluicectl: cannot signal sluiced (pid %" PRId64 "): %s%s\n", pid,
+			strerror(errno), errno == EPERM ? ": run this as root, or as the user "
+			"sluiced runs as" : "");
+		return 1;
+	}
+	if (json) {
+		struct jbuf b;
+		bool first = true;
+
+		jb_init(&b);
+		jb_cstr(&b, "{");
+		jb_key(&b, "asked", &first);
+		jb_bool(&b, true);
+		jb_key(&b, "pid", &first);
+		jb_i64(&b, pid);
+		jb_key(&b, "set_aside_rows", &first);
+		jb_u64(&b, s.aside);
+		jb_cstr(&b, "}");
+		return json_print(&b);
+	}
+	printf("asked sluiced (pid %" PRId64 ") to send the %" PRIu64 " rows set aside again; "
+	       "sluicectl backlog shows what is left\n", pid, s.aside);
 	return 0;
 }
 
@@ -1390,13 +1541,14 @@ int main(int argc, char **argv)
 	nargs = argc - optind - 1;
 	if (!((strcmp(cmd, "status") == 0 && nargs == 0) ||
 	      (strcmp(cmd, "backlog") == 0 && nargs == 0) ||
+	      (strcmp(cmd, "retry") == 0 && nargs == 0) ||
 	      (strcmp(cmd, "alerts") == 0 && nargs == 0) ||
 	      (strcmp(cmd, "check") == 0 && nargs == 0) ||
 	      (strcmp(cmd, "tail") == 0 && nargs == 1))) {
 		if (strcmp(cmd, "tail") == 0)
 			fprintf(stderr, "sluicectl: tail takes one device id\n");
 		else if (strcmp(cmd, "status") && strcmp(cmd, "backlog") && strcmp(cmd, "alerts") &&
-			 strcmp(cmd, "check"))
+			 strcmp(cmd, "retry") && strcmp(cmd, "check"))
 			fprintf(stderr, "sluicectl: no command '%s'\n", cmd);
 		else
 			fprintf(stderr, "sluicectl: %s takes no arguments\n", cmd);
@@ -1436,7 +1588,9 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "status") == 0)
 		rc = cmd_status(st, datadir, json, cfg);
 	else if (strcmp(cmd, "backlog") == 0)
-		rc = cmd_backlog(st, json);
+		rc = cmd_backlog(st, n, json);
+	else if (strcmp(cmd, "retry") == 0)
+		rc = cmd_retry(st, datadir, json);
 	else if (strcmp(cmd, "alerts") == 0)
 		rc = cmd_alerts(st, n, json);
 	else

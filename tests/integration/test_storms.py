@@ -94,10 +94,15 @@ def test_broker_storm():
                            kill="SIGKILL quiet")
         stops = storm.broker_stops
         assert stops["SIGTERM"] and stops["SIGKILL quiet"], stops
-        # sluiced reached most of the brokers it was given, not just the last one
-        assert storm.connects() >= 4, storm.summary()
+        # sluiced reconnected during the storm, not just at its end. Sessions this short
+        # (under the keepalive) do not reset the backoff (docs/mqtt.md, "Connection"):
+        # retries 1, 2, 4, 8 s apart, some of them finding the broker down, leave two or
+        # three connects in 20 s (every second one, before the backoff waited for a
+        # session to last)
+        assert storm.connects() >= 2, storm.summary()
         fig = finish(site, cfg, storm, received)
         assert fig["seqs lost"] == 0 and fig["seqs lost by a broker SIGKILL"] == 0, fig
+        assert fig["set aside"] == 0, fig
         assert fig["alert transitions"] >= 2, fig
         assert fig["seqs assigned"] > 300, fig
 

@@ -585,6 +585,39 @@ static void test_relative_paths(void **state)
 	config_free(cfg);
 }
 
+/* uplink.ack_timeout and uplink.max_packet_size: read, and bounded. */
+static void test_uplink_limits(void **state)
+{
+	static const char good[] =
+		"gateway: { id: gw }\n"
+		"uplink: { host: h, ack_timeout: 90s, max_packet_size: 128KiB }\n"
+		"buses: [ { id: b, rtu: { device: /dev/null } } ]\n"
+		"devices: [ { id: d, bus: b, profile: level-radar } ]\n";
+	static const char bad[] =
+		"gateway: { id: gw }\n"
+		"uplink: { host: h, ack_timeout: 500ms, max_packet_size: 100B }\n"
+		"buses: [ { id: b, rtu: { device: /dev/null } } ]\n"
+		"devices: [ { id: d, bus: b, profile: level-radar } ]\n";
+	struct scratch *s = *state;
+	struct config *cfg;
+	char *want[2];
+
+	spit(s->config, good, 0644);
+	cfg = load_expect(s->config, &fix_opts, NULL, 0, 0);
+	assert_int_equal(cfg->uplink.ack_timeout_ms, 90000);
+	assert_int_equal(cfg->uplink.max_packet_size, 128 * 1024);
+	config_free(cfg);
+
+	spit(s->config, bad, 0644);
+	want[0] = xfmt("%s:2:33: uplink: ack_timeout 500ms is out of range (expected 1s..1d)",
+		       s->config);
+	want[1] = xfmt("%s:2:57: uplink: max_packet_size 100B is too small (expected at least "
+		       "512B)", s->config);
+	load_expect(s->config, &fix_opts, (const char *const *)want, 2, 0);
+	free(want[0]);
+	free(want[1]);
+}
+
 /* A key the example lacks may be added; the defaults fill the rest. */
 static void test_defaults(void **state)
 {
@@ -611,6 +644,8 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->uplink.qos, 1);
 	assert_int_equal(cfg->uplink.keepalive_ms, 30000);
 	assert_int_equal(cfg->uplink.inflight, 64);
+	assert_int_equal(cfg->uplink.ack_timeout_ms, 0);     /* the uplink's: 2 × keepalive */
+	assert_int_equal(cfg->uplink.max_packet_size, 0);    /* none: the broker's, if it says */
 	assert_int_equal(cfg->buffer.max_size, 256ull << 20);
 	assert_int_equal(cfg->buffer.keep_sent_ms, 7ll * 86400000);
 	assert_int_equal(cfg->buses[0].baud, 9600);
@@ -1973,6 +2008,7 @@ int main(void)
 						site_teardown),
 		cmocka_unit_test_setup_teardown(test_relative_paths, site_setup, site_teardown),
 		cmocka_unit_test_setup_teardown(test_defaults, site_setup, site_teardown),
+		cmocka_unit_test_setup_teardown(test_uplink_limits, site_setup, site_teardown),
 		cmocka_unit_test(test_syntax_error),
 		cmocka_unit_test(test_input_method_slips),
 		cmocka_unit_test(test_odd_shapes),

@@ -451,7 +451,8 @@ static void test_health(void **state)
 	assert_string_equal(
 		jb_cstr_get(&m.body),
 		"{\"ts\":1795708228039,\"uptime_s\":10,\"polls_ok\":19,\"polls_failed\":4,"
-		"\"backlog_rows\":0,\"backlog_age_s\":0,\"dropped\":0,\"not_stored\":0,"
+		"\"backlog_rows\":0,\"backlog_age_s\":0,\"dropped\":0,\"set_aside_rows\":0,"
+		"\"not_stored\":0,"
 		"\"held_rows\":0,\"lost_at_stop\":0,\"db_bytes\":757848,\"last_seq\":35,"
 		"\"poll_lag_ms\":{\"p50\":1,\"p99\":512,\"polls\":23},\"devices\":{"
 		"\"dma3-inlet\":{\"polls_ok\":5,\"polls_failed\":0,\"online\":true},"
@@ -466,6 +467,7 @@ static void test_health(void **state)
 	h.backlog_rows = 1200;
 	h.backlog_age_s = 3600;
 	h.dropped = 7;
+	h.set_aside = 2;
 	h.not_stored = 3;
 	h.store_error = "database or disk is full";
 	h.held_rows = 20000;
@@ -479,7 +481,8 @@ static void test_health(void **state)
 	assert_string_equal(
 		jb_cstr_get(&m.body),
 		"{\"ts\":1795708228039,\"uptime_s\":10,\"polls_ok\":19,\"polls_failed\":4,"
-		"\"backlog_rows\":1200,\"backlog_age_s\":3600,\"dropped\":7,\"not_stored\":3,"
+		"\"backlog_rows\":1200,\"backlog_age_s\":3600,\"dropped\":7,\"set_aside_rows\":2,"
+		"\"not_stored\":3,"
 		"\"store_error\":\"database or disk is full\",\"held_rows\":20000,"
 		"\"lost_at_stop\":12,\"db_bytes\":757848,\"last_seq\":35,"
 		"\"poll_lag_ms\":{\"p50\":1,\"p99\":512,\"polls\":23},\"devices\":{"

@@ -167,6 +167,7 @@ static void check_counts(struct fx *f, struct store *st)
 
 	assert_int_equal(a.rows, b.rows);
 	assert_int_equal(a.unsent, b.unsent);
+	assert_int_equal(a.aside, b.aside);
 	assert_int_equal(a.dropped, b.dropped);
 	assert_int_equal(a.last_seq, b.last_seq);
 	assert_int_equal(a.oldest_unsent_ms, b.oldest_unsent_ms);
@@ -1158,6 +1159,177 @@ static void test_foreign_and_newer_database(void **state)
 	assert_non_null(strstr(f->err, "schema version 99"));
 }
 
+/* ---- rows set aside ---------------------------------------------------------------- */
+
+/* The seqs store_fetch_aside gives from after on, in order. */
+static size_t fetch_aside_all(struct store *st, uint64_t *seqs, size_t cap)
+{
+	struct store_row rows[4];
+	uint64_t after = 0;
+	size_t n = 0;
+	long got;
+
+	while ((got = store_fetch_aside(st, after, 4, rows)) > 0) {
+		for (long i = 0; i < got; i++) {
+			assert_true(rows[i].seq > after);
+			after = rows[i].seq;
+			assert_true(n < cap);
+			seqs[n++] = rows[i].seq;
+			store_row_clear(&rows[i]);
+		}
+	}
+	assert_int_equal(got, 0);
+	return n;
+}
+
+static void test_aside(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	struct store_aside list[8];
+	uint64_t seqs[16], one;
+	struct store_stats s;
+	int64_t t0 = clock_real_ms();
+
+	/* seq 1..5 telemetry (ts 100..500), 6 an alert */
+	for (int i = 1; i <= 5; i++)
+		append1(st, ROW_TELEMETRY, "telemetry/a", 100 * i);
+	append1(st, ROW_ALERT, "alert/r/c", 600);
+	one = 1;
+	assert_int_equal(store_mark_sent(st, &one, 1), 0);
+
+	assert_int_equal(store_aside_put(st, 2, "packet too large"), 1);
+	/* again, a sent row, a row that does not exist: nothing */
+	assert_int_equal(store_aside_put(st, 2, "again"), 0);
+	assert_int_equal(store_aside_put(st, 1, "sent"), 0);
+	assert_int_equal(store_aside_put(st, 99, "none"), 0);
+
+	/* out of the backlog: not fetched, not counted in it, not its age */
+	assert_int_equal(fetch_all(st, ROW_TELEMETRY, seqs, 16), 3);
+	assert_int_equal(seqs[0], 3);
+	s = stats(st);
+	assert_int_equal(s.unsent, 4);
+	assert_int_equal(s.aside, 1);
+	assert_int_equal(s.oldest_unsent_ms, 300);
+	assert_int_equal(s.rows, 6);
+	check_counts(f, st);
+
+	/* for a retry, and for sluicectl, with when and why */
+	assert_int_equal(fetch_aside_all(st, seqs, 16), 1);
+	assert_int_equal(seqs[0], 2);
+	assert_int_equal(store_aside_list(st, 8, list), 1);
+	assert_int_equal(list[0].row.seq, 2);
+	assert_int_equal(list[0].row.ts_ms, 200);
+	assert_string_equal(list[0].row.topic, "telemetry/a");
+	assert_string_equal(list[0].reason, "packet too large");
+	assert_true(list[0].since_ms >= t0 && list[0].since_ms <= clock_real_ms());
+	assert_false(list[0].superseded);
+	store_aside_clear(&list[0]);
+	assert_null(list[0].reason);
+
+	/* it survives a restart, and a reader sees it too */
+	store_close(st);
+	st = open_rw(f, 0);
+	assert_int_equal(stats(st).aside, 1);
+	assert_int_equal(fetch_all(st, ROW_TELEMETRY, seqs, 16), 3);
+	check_counts(f, st);
+
+	/* delivered at last (a retry): counted neither as set aside nor as backlog */
+	one = 2;
+	assert_int_equal(store_mark_sent(st, &one, 1), 0);
+	s = stats(st);
+	assert_int_equal(s.aside, 0);
+	assert_int_equal(s.unsent, 4);
+	assert_int_equal(fetch_aside_all(st, seqs, 16), 0);
+	assert_int_equal(store_aside_list(st, 8, list), 0);
+	check_counts(f, st);
+	store_close(st);
+}
+
+/* A state transition set aside is retried only while it is its topic's newest: sent
+ * after a newer one, the retained state would go back. */
+static void test_aside_superseded_state(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	struct store_aside list[8];
+	uint64_t seqs[16];
+	long n;
+
+	append1(st, ROW_ALERT, "alert/r/c", 100);      /* 1 */
+	append1(st, ROW_TELEMETRY, "telemetry/a", 200); /* 2 */
+	append1(st, ROW_ALERT, "alert/r/d", 300);      /* 3 */
+	assert_int_equal(store_aside_put(st, 1, "not authorised"), 1);
+	assert_int_equal(store_aside_put(st, 2, "too large"), 1);
+	assert_int_equal(store_aside_put(st, 3, "not authorised"), 1);
+	assert_int_equal(fetch_aside_all(st, seqs, 16), 3);
+
+	append1(st, ROW_ALERT, "alert/r/c", 400);      /* 4 supersedes 1 */
+	assert_int_equal(fetch_aside_all(st, seqs, 16), 2);
+	assert_int_equal(seqs[0], 2);
+	assert_int_equal(seqs[1], 3);
+	/* still set aside, and counted: sluicectl says why it is not retried */
+	assert_int_equal(stats(st).aside, 3);
+	n = store_aside_list(st, 8, list);
+	assert_int_equal(n, 3);
+	assert_true(list[0].superseded);
+	assert_false(list[1].superseded);
+	assert_false(list[2].superseded);
+	for (long i = 0; i < n; i++)
+		store_aside_clear(&list[i]);
+	/* the list stops at max */
+	assert_int_equal(store_aside_list(st, 2, list), 2);
+	store_aside_clear(&list[0]);
+	store_aside_clear(&list[1]);
+	check_counts(f, st);
+	store_close(st);
+}
+
+/* The size bound drops a telemetry row set aside like any unsent reading: counted as
+ * dropped then, no longer as set aside. */
+static void test_aside_dropped_by_size_bound(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, MiB);
+	struct store_stats s;
+
+	append_n(st, ROW_TELEMETRY, 3000, "telemetry/a", 400, 1000);
+	for (uint64_t q = 1; q <= 10; q++)
+		assert_int_equal(store_aside_put(st, q, "too large"), 1);
+	assert_int_equal(store_aside_put(st, 2900, "too large"), 1);
+	assert_int_equal(stats(st).aside, 11);
+	assert_int_equal(store_maintain(st, clock_real_ms()), 0);
+	s = stats(st);
+	assert_true(s.dropped > 10 && s.dropped < 2900);
+	assert_int_equal(s.aside, 1);
+	assert_int_equal(s.unsent + s.aside + s.dropped, 3000);
+	check_counts(f, st);
+	store_close(st);
+}
+
+/* A database of schema version 1 (before rows could be set aside) is migrated in
+ * place, its backlog kept. */
+static void test_migrate_from_v1(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_rw(f, 0);
+	uint64_t seqs[16];
+
+	append_n(st, ROW_TELEMETRY, 5, "telemetry/a", 10, 1000);
+	store_close(st);
+	sql(f->db, "DROP TABLE aside; PRAGMA user_version = 1");
+	st = store_open_ro(f->data, f->err, sizeof f->err);
+	assert_null(st);
+	assert_non_null(strstr(f->err, "start sluiced once to migrate it"));
+
+	st = open_rw(f, 0);
+	assert_int_equal(fetch_all(st, ROW_TELEMETRY, seqs, 16), 5);
+	assert_int_equal(store_aside_put(st, 3, "too large"), 1);
+	assert_int_equal(stats(st).unsent, 4);
+	check_counts(f, st);
+	store_close(st);
+}
+
 static void test_data_dir(void **state)
 {
 	struct fx *f = *state;
@@ -1729,6 +1901,10 @@ int main(void)
 		T(test_spill_pending),
 		T(test_spill_partial),
 		T(test_spill_damaged),
+		T(test_aside),
+		T(test_aside_superseded_state),
+		T(test_aside_dropped_by_size_bound),
+		T(test_migrate_from_v1),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
