@@ -13,7 +13,8 @@ and clients that misbehave.
   with the daemon stopped, the same probe goes direct;
 - status --json while running has source "sluiced" and is up to date; stopped: "stored";
 - a socket that accepts and never answers (a stuck daemon): status falls back to the
-  stored status and says why; probe refuses to open the line;
+  stored status and says when it was stored and why it could not ask; probe refuses to
+  open the line;
 - clients that send garbage, a line too long, stall, or come one too many get a clear
   error reply or are let go, and never hold up the daemon: its telemetry keeps its pace
   and other clients are answered;
@@ -279,47 +280,77 @@ def test_status_live_and_stored():
         assert s["source"] == "stored" and s["running"] is False, s
 
 
+def stuck_listener(path):
+    """A socket at path that takes connections and never answers, as a stuck daemon's
+    would. Returns a function that removes it."""
+    lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lst.bind(path)
+    lst.listen(4)
+    lst.settimeout(0.2)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                held.append(lst.accept()[0])
+            except OSError:
+                continue
+    th = threading.Thread(target=accept)
+    th.start()
+
+    def close():
+        stop.set()
+        th.join()
+        for c in held:
+            c.close()
+        lst.close()
+        os.unlink(path)
+    return close
+
+
 def test_stuck_daemon():
-    """A socket that takes a connection and never answers, as a stuck daemon's would:
-    status shows the stored status and says why; probe does not open the line."""
+    """A daemon that takes a connection and never answers: status shows what it stored
+    and why it could not be asked; probe does not open the line."""
     with Site("ctl-stuck") as site:
         cfg, tty, trace, d = serial_site(site)
-        assert site.stop("sluiced", signal.SIGTERM, timeout=15) == 0, d.text()
         path = os.path.join(site.dir, "data", "control")
-        lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        lst.bind(path)
-        lst.listen(4)
-        held = []
-        stop = threading.Event()
-
-        def accept():
-            lst.settimeout(0.2)
-            while not stop.is_set():
-                try:
-                    held.append(lst.accept()[0])
-                except OSError:
-                    continue
-        th = threading.Thread(target=accept)
-        th.start()
+        # the daemon's own socket aside, a stuck one in its place
+        os.rename(path, path + ".real")
+        close = stuck_listener(path)
         try:
             t0 = time.monotonic()
             r = ctl(site, "-c", cfg, "status")
             took = time.monotonic() - t0
             assert r.returncode == 0, r.stderr
-            assert "not running: stopped at" in r.stdout, r.stdout
-            assert took < 10, took
+            lines = r.stdout.splitlines()
+            assert lines[1].startswith("sluiced   running, pid %d" % d.pid), r.stdout
+            assert lines[2].startswith("          (as it stored it ") and \
+                "did not answer within 5000 ms)" in lines[2], r.stdout
+            assert 4.5 < took < 10, took
+            s = json.loads(ctl(site, "-c", cfg, "--json", "status").stdout)
+            assert s["source"] == "stored" and s["running"] is True, s
             r = ctl(site, "-c", cfg, "probe", "--rtu", tty, "--unit", "2", "--read",
                     "holding:0")
             assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
             assert "did not answer within" in r.stderr, r.stderr
             assert "a sluiced may be polling this line and cannot be asked, so the line is " \
                    "not opened" in r.stderr, r.stderr
+            assert tty_opens(d.pid, tty) == 1
         finally:
-            stop.set()
-            th.join()
-            for c in held:
-                c.close()
-            lst.close()
+            close()
+            os.rename(path + ".real", path)
+        s = json.loads(ctl(site, "-c", cfg, "--json", "status").stdout)
+        assert s["source"] == "sluiced", s
+        assert site.stop("sluiced", signal.SIGTERM, timeout=15) == 0, d.text()
+
+        # stopped, with a stuck socket left in its place: the stored status, "not running"
+        close = stuck_listener(path)
+        try:
+            r = ctl(site, "-c", cfg, "status")
+            assert r.returncode == 0 and "not running: stopped at" in r.stdout, r.stdout
+        finally:
+            close()
 
 
 def raw_client(path):
