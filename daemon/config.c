@@ -34,6 +34,7 @@ static const struct key root_keys[] = {
 	{ .name = "buses", .type = K_NODE },
 	{ .name = "devices", .type = K_NODE },
 	{ .name = "alerts", .type = K_NODE },
+	{ .name = "web", .type = K_NODE },
 	{ NULL },
 };
 KEY_TABLE_FITS(root_keys);
@@ -204,6 +205,8 @@ static void load_sections(struct loader *loader, struct document *doc)
 		cfg->uplink.client_id = loader_strdup(loader, cfg->gateway.id);
 	if ((value = keys_seen(root_keys, seen, "buffer")))
 		parse_buffer(&scope, value);
+	if ((value = keys_seen(root_keys, seen, "web")))
+		parse_web(&scope, value);
 	list_parse(&scope, keys_seen(root_keys, seen, "buses"), "buses", (void **)&cfg->buses,
 		   sizeof *cfg->buses, &loader->bus_id_locs, parse_bus);
 	if ((value = keys_seen(root_keys, seen, "devices")) && value->type == YAML_SEQUENCE_NODE &&
@@ -367,6 +370,10 @@ void config_free(struct config *cfg)
 	free(cfg->uplink.cert_file);
 	free(cfg->uplink.key_file);
 	free(cfg->uplink.topic_prefix);
+	free(cfg->web.listen);
+	free(cfg->web.password_file);
+	free(cfg->web.cert_file);
+	free(cfg->web.key_file);
 	for (size_t i = 0; i < cfg->nbuses; i++) {
 		free(cfg->buses[i].host);
 		free(cfg->buses[i].device);

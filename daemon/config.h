@@ -62,6 +62,14 @@ struct buffer_cfg {
 	int64_t keep_sent_ms;  /* default 7 d */
 };
 
+/* The technicians' page (daemon/web*.c); no web: section, no page (listen NULL). */
+struct web_cfg {
+	char *listen;          /* "HOST:PORT" as written, numeric: "0.0.0.0:8080", "[::]:8080" */
+	char *password_file;   /* lines user:HASH (crypt SHA-512); required unless loopback */
+	char *cert_file, *key_file; /* HTTPS when given, both or neither */
+	struct src_loc loc;
+};
+
 /* A reference "device.point" in a rule or action. */
 struct point_ref {
 	size_t device;         /* index into config.devices */
@@ -168,6 +176,7 @@ struct config {
 	struct gateway_cfg gateway;
 	struct uplink_cfg uplink;
 	struct buffer_cfg buffer;
+	struct web_cfg web;
 	struct bus_cfg *buses;
 	size_t nbuses;
 	struct device_cfg *devices;

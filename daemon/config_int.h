@@ -423,6 +423,7 @@ bool map_pair(struct scope *scope, yaml_node_t *map, size_t i, const char *word,
 void parse_gateway(struct scope *root, yaml_node_t *map);
 void parse_uplink(struct scope *root, yaml_node_t *map);
 void parse_buffer(struct scope *root, yaml_node_t *map);
+void parse_web(struct scope *root, yaml_node_t *map);
 /* One item of buses: (devices:), appended to cfg->buses (cfg->devices), which have room. */
 void parse_bus(struct scope *root, yaml_node_t *map, size_t index);
 void parse_device(struct scope *root, yaml_node_t *map, size_t index);

@@ -593,6 +593,63 @@ void parse_buffer(struct scope *root, yaml_node_t *map)
 	keys_walk(&scope, map, buffer_keys, &root->loader->cfg->buffer, seen);
 }
 
+/* ---- web ----------------------------------------------------------------------------------- */
+
+static const struct key web_keys[] = {
+	{ .name = "listen", .type = K_STR, .off = OFF(struct web_cfg, listen), .flags = KF_REQ },
+	{ .name = "password_file", .type = K_STR, .off = OFF(struct web_cfg, password_file) },
+	{ .name = "cert_file", .type = K_STR, .off = OFF(struct web_cfg, cert_file) },
+	{ .name = "key_file", .type = K_STR, .off = OFF(struct web_cfg, key_file) },
+	{ NULL },
+};
+KEY_TABLE_FITS(web_keys);
+
+/*
+ * The page reads every device and probes any bus: on an address others can reach, it
+ * must ask for a password. Only numeric addresses: sluiced never waits on a resolver to
+ * open it. A port below 1024 needs CAP_NET_BIND_SERVICE, which the unit does not grant.
+ */
+void parse_web(struct scope *root, yaml_node_t *map)
+{
+	struct web_cfg *web = &root->loader->cfg->web;
+	yaml_node_t *seen[KEYS_MAX], *value;
+	struct config_listen l;
+	struct scope scope;
+
+	if (!scope_expect_map(root, map, "web"))
+		return;
+	web->loc = node_loc(root->doc, map);
+	scope_open(&scope, root, "", "web");
+	keys_walk(&scope, map, web_keys, web, seen);
+	check_file(&scope, keys_seen(web_keys, seen, "password_file"), "password_file",
+		   &web->password_file, true);
+	check_file(&scope, keys_seen(web_keys, seen, "cert_file"), "cert_file", &web->cert_file,
+		   false);
+	/* the key is as secret as the passwords */
+	check_file(&scope, keys_seen(web_keys, seen, "key_file"), "key_file", &web->key_file, true);
+	if (!web->cert_file != !web->key_file)
+		scope_error(&scope, map, "cert_file and key_file go together (HTTPS needs the "
+			    "certificate and its key)");
+	if (!(value = keys_seen(web_keys, seen, "listen")) || !web->listen)
+		return;
+	if (config_parse_listen(web->listen, &l) != 0) {
+		scope_error(&scope, value, "listen '%s' is not an address and port: expected a "
+			    "numeric IPv4 address and port (\"0.0.0.0:8080\") or an IPv6 address in "
+			    "brackets (\"[::]:8080\"); names are not looked up",
+			    scope_quote(&scope, web->listen));
+		return;
+	}
+	if (!l.loopback && !web->password_file)
+		scope_error(&scope, value, "listen '%s' is not a loopback address: password_file is "
+			    "required (lines user:HASH, as `openssl passwd -6` makes them), or anyone "
+			    "who reaches the box reads every device and probes its buses",
+			    scope_quote(&scope, web->listen));
+	if (l.port < 1024)
+		scope_warn(&scope, value, "listen port %u is below 1024: sluiced's unit does not "
+			   "grant the capability to bind it (CAP_NET_BIND_SERVICE); use 8080",
+			   (unsigned)l.port);
+}
+
 /* ---- buses ------------------------------------------------------------------------------- */
 
 static void baud_fn(struct scope *scope, const struct key *key, yaml_node_t *value, void *obj)

@@ -4,8 +4,9 @@
  * One poll() over three things: the queue's eventfd (readings from the pollers), the
  * MQTT socket (driven here through uplink, never by a libmosquitto thread), and time
  * (one table of deadlines: uplink keepalive and reconnects, commits, health, store
- * maintenance...); and the control socket's descriptors (daemon/control.c) and a SunSpec
- * discovery round's end (daemon/sunspec_setup.c). Each turn:
+ * maintenance...); and the control socket's descriptors (daemon/control.c), the page's
+ * questions (daemon/web.c) and a SunSpec discovery round's end (daemon/sunspec_setup.c).
+ * Each turn:
  *
  *   1. take every queued reading, turn each into one outbox row (the payload format
  *      writes it), append them all in ONE store transaction (batching is what keeps
@@ -67,6 +68,7 @@
 #include "suspect.h"
 #include "tcpoll.h"
 #include "uplink.h"
+#include "web.h"
 
 #define BATCH_MAX 1024           /* readings per store transaction */
 #define MAINTAIN_EVERY_MS 2000   /* pruning and the size bound (cheap: indexed deletes, a stat) */
@@ -248,6 +250,10 @@ struct core {
 
 	/* The control socket (sluicectl status, probe); NULL when it could not be made. */
 	struct control *ctl;
+
+	/* The technicians' page (web:); NULL when there is none. It keeps each device's
+	 * last reading. */
+	struct web *web;
 
 	/* SunSpec discovery: the round running (NULL between rounds), the rounds since the
 	 * config was loaded, the wait before the next; over: its end was seen. */
@@ -587,8 +593,12 @@ static void store_readings(struct core *c)
 		for (size_t i = 0; i < n; i++) {
 			struct reading *r = items[i];
 
-			if (r->generation == c->generation && r->device < c->cfg->ndevices)
+			if (r->generation == c->generation && r->device < c->cfg->ndevices) {
 				take_reading(c, rb, r);
+				/* the page shows it until the next one */
+				if (c->web && web_keep(c->web, r))
+					continue;
+			}
 			reading_free(r);
 		}
 		if (take_alert_out(c, rb) > 0) {
@@ -1357,6 +1367,44 @@ static void control_start(struct core *c)
 		log_debug("control: listening at %s", path);
 }
 
+/* ---- the page's view of the core ---------------------------------------------------- */
+
+static const struct alert_engine *web_alerts_of(void *ctx)
+{
+	return ((struct core *)ctx)->ae;
+}
+
+static struct control *web_control_of(void *ctx)
+{
+	return ((struct core *)ctx)->ctl;
+}
+
+static void web_backlog_of(void *ctx, struct web_backlog *out)
+{
+	struct core *c = ctx;
+	struct store_stats s = { 0 };
+
+	store_stats(c->st, &s);
+	*out = (struct web_backlog){ .rows = s.unsent, .oldest_ms = s.oldest_unsent_ms,
+				     .dropped = s.dropped, .set_aside = s.aside,
+				     .not_stored = c->status.not_stored + queue_refused(c->q),
+				     .db_bytes = s.db_bytes,
+				     .store_error = c->store_failing ? c->store_err : NULL };
+}
+
+static const struct web_core web_ops = { .config = ctl_config, .status = ctl_status,
+					 .alerts = web_alerts_of, .backlog = web_backlog_of,
+					 .control = web_control_of };
+
+/* The page as cfg's web: says: started, stopped, served again (old NULL at start). */
+static void web_apply(struct core *c, const struct config *old)
+{
+	struct web_core ops = web_ops;
+
+	ops.ctx = c;
+	web_reload(&c->web, old, c->cfg, &ops);
+}
+
 /* ---- reload -------------------------------------------------------------------------- */
 
 static bool str_eq(const char *a, const char *b)
@@ -1402,6 +1450,11 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		else
 			log_warnx("%s", diag.msgs[i]);
 	config_diag_free(&diag);
+	if (nc && web_check(&nc->web, err, sizeof err) != 0) {
+		log_errx("%s: %s", old->path, err);
+		config_free(nc);
+		nc = NULL;
+	}
 	if (!nc) {
 		log_errx("reload: %s is not valid; the running configuration is kept", old->path);
 		notify_send("READY=1");
@@ -1474,6 +1527,7 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		status_devices_swap(&c->status, old, nc, ndev);
 		c->cfg = nc;
 		c->generation++;
+		web_apply(c, old);
 	}
 	if (pollers_start(c, sink) != 0)
 		fatalx("reload: the pollers could not be started");
@@ -1620,8 +1674,8 @@ static void shutdown_drain(struct core *c)
  * deadline; then steps 1-4 of the comment at the top. */
 static int loop_turn(struct core *c)
 {
-	struct pollfd pfd[4 + CONTROL_POLLFDS_MAX];
-	nfds_t n = 0, up = 0, disc = 0, ctl = 0;
+	struct pollfd pfd[5 + CONTROL_POLLFDS_MAX];
+	nfds_t n = 0, up = 0, disc = 0, ctl = 0, web = 0;
 	size_t nctl = 0;
 	int64_t now = clock_mono_ms();
 	int ufd;
@@ -1638,6 +1692,8 @@ static int loop_turn(struct core *c)
 	}
 	if (c->disc)
 		pfd[disc = n++] = (struct pollfd){ .fd = sunspec_round_fd(c->disc), .events = POLLIN };
+	if (c->web)
+		pfd[web = n++] = (struct pollfd){ .fd = web_fd(c->web), .events = POLLIN };
 	if (c->ctl) {
 		nctl = control_pollfds(c->ctl, pfd + (ctl = n), CONTROL_POLLFDS_MAX);
 		n += nctl;
@@ -1659,6 +1715,8 @@ static int loop_turn(struct core *c)
 	now = clock_mono_ms();
 	if (c->ctl)
 		control_io(c->ctl, pfd + ctl, nctl, now);
+	if (web && pfd[web].revents)
+		web_io(c->web); /* after control_io: a probe's answer is taken there */
 	if (now >= c->dl[DL_DISCOVER])
 		discovery_start(c);
 	uplink_tick(c->up, now);
@@ -1678,6 +1736,9 @@ static int loop_turn(struct core *c)
 /* Everything core_run set up, in reverse; what still waits in memory is stored first. */
 static void core_free(struct core *c)
 {
+	/* first: its probes are forgotten while control and the pollers are still there */
+	web_close(c->web);
+	c->web = NULL;
 	pollers_free(c);
 	control_close(c->ctl); /* after the pollers: a probe they held comes back to it */
 	if (c->q) {
@@ -1776,6 +1837,7 @@ int core_run(struct config *cfg)
 	uplink_tick(c.up, clock_mono_ms());
 	/* with the data directory's lock held: no other daemon's socket is there */
 	control_start(&c);
+	web_apply(&c, NULL);
 	{
 		char *state = NULL;
 
@@ -1816,6 +1878,9 @@ int core_run(struct config *cfg)
 			break;
 	}
 	notify_send("STOPPING=1");
+	/* the page goes first: nothing new is asked of pollers that are stopping */
+	web_close(c.web);
+	c.web = NULL;
 	pollers_stop(&c);
 	log_info("stopping: polling stopped, delivering what is stored");
 	shutdown_drain(&c);
