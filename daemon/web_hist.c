@@ -17,13 +17,14 @@
  * the place to re-point. Rows are read as the "sluice" format writes them ("ts",
  * "values"); a row in another format is skipped.
  */
-#include "web_int.h"
+#include "web_hist.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jread.h"
+#include "site.h"
 #include "store.h"
 
 #define SERIES_MAX 64

@@ -341,7 +341,8 @@ static enum MHD_Result do_login(struct web *w, struct web_req *rq)
 	pthread_mutex_unlock(&w->mu);
 	explicit_bzero(password, sizeof password);
 	if (!ok) {
-		web_throttle_failed(&w->throttle, key, now);
+		/* the wait runs from the answer: a slow crypt does not use it up */
+		web_throttle_failed(&w->throttle, key, clock_mono_ms());
 		log_warnx("web: failed login as %.64s from %s", user, who);
 		return send_login(w, c, 401, "failed", 0);
 	}

@@ -273,6 +273,8 @@ def test_page():
         assert request(port, "GET", "/api/status", headers={"Cookie": cookie})[0] == 401
         assert d.alive(), d.text()
         assert "ERROR" not in d.text() and "<3>" not in d.text(), d.text()
+        # a clean stop (and, under the sanitizers, no leak)
+        assert site.stop("sluiced") == 0, d.text()
 
 
 def browse(site, port):
@@ -391,7 +393,7 @@ def test_https():
                 b.goto("https://127.0.0.1:%d/" % port)
                 b.wait("document.getElementById('password') !== null", 20,
                        "the login page over HTTPS")
-        assert d.alive(), d.text()
+        assert site.stop("sluiced") == 0, d.text()
 
 
 def test_loopback_without_password():
@@ -422,7 +424,7 @@ def test_loopback_without_password():
                                  timeout=120).stdout
             for want in ("三号分区 进水流量计", "新华路下穿道", "离线", "sev-orange"):
                 assert want in dom, (want, dom[:3000])
-        assert d.alive(), d.text()
+        assert site.stop("sluiced") == 0, d.text()
 
 
 def test_check_config():

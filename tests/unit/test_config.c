@@ -1359,6 +1359,116 @@ static struct config *text_load(const char *name, const struct text *t, struct c
 #define TOP_TEXT "gateway: { id: gw }\nuplink: { host: 127.0.0.1 }\n"
 
 /*
+ * web: the page. A password is required on any address but loopback; only numeric
+ * addresses; cert_file and key_file go together; the password file and the key are
+ * secrets (mode checked as the MQTT password file's); a port below 1024 is warned of.
+ */
+static void test_web(void **state)
+{
+	char pw[] = "/tmp/sluice-test-webpw-XXXXXX";
+	int fd = mkstemp(pw);
+	struct config_diag d;
+	struct config *cfg;
+	struct text t = { 0 };
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(chmod(pw, 0640), 0);
+
+	add(&t, TOP_TEXT "web:\n  listen: 0.0.0.0:8080\n  password_file: %s\n", pw);
+	cfg = text_load("web.yaml", &t, &d);
+	if (!cfg)
+		print_diag("web", &d);
+	assert_non_null(cfg);
+	assert_string_equal(cfg->web.listen, "0.0.0.0:8080");
+	assert_string_equal(cfg->web.password_file, pw);
+	assert_null(cfg->web.cert_file);
+	config_free(cfg);
+	config_diag_free(&d);
+
+	/* no web: no page */
+	t.n = 0;
+	add(&t, TOP_TEXT);
+	cfg = text_load("web.yaml", &t, &d);
+	assert_non_null(cfg);
+	assert_null(cfg->web.listen);
+	config_free(cfg);
+	config_diag_free(&d);
+
+	static const struct {
+		const char *web, *want;
+	} bad[] = {
+		{ "  listen: 0.0.0.0:8080\n",
+		  "web.yaml:4:11: web: listen '0.0.0.0:8080' is not a loopback address: "
+		  "password_file is required (lines user:HASH, as `openssl passwd -6` makes them), "
+		  "or anyone who reaches the box reads every device and probes its buses" },
+		{ "  listen: \"[::]:8080\"\n",
+		  "web.yaml:4:11: web: listen '[::]:8080' is not a loopback address: password_file is "
+		  "required (lines user:HASH, as `openssl passwd -6` makes them), or anyone who "
+		  "reaches the box reads every device and probes its buses" },
+		{ "  listen: gateway.local:8080\n",
+		  "web.yaml:4:11: web: listen 'gateway.local:8080' is not an address and port: "
+		  "expected a numeric IPv4 address and port (\"0.0.0.0:8080\") or an IPv6 address in "
+		  "brackets (\"[::]:8080\"); names are not looked up" },
+		{ "  listen: 127.0.0.1:8080\n  cert_file: /nonexistent.crt\n",
+		  "web.yaml:5:14: web: cert_file '/nonexistent.crt' does not exist" },
+		{ "  password_file: /nonexistent\n",
+		  "web.yaml:4:18: web: password_file '/nonexistent' does not exist" },
+		{ "  password_file: /nonexistent\n", "web.yaml:4:3: web: missing required key 'listen'" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		t.n = 0;
+		add(&t, TOP_TEXT "web:\n%s", bad[i].web);
+		assert_null(cfg = text_load("web.yaml", &t, &d));
+		bool found = false;
+		for (size_t k = 0; k < d.n; k++)
+			found |= strcmp(d.msgs[k], bad[i].want) == 0;
+		if (!found) {
+			fprintf(stderr, "expected [%s]\n", bad[i].want);
+			print_diag(bad[i].web, &d);
+		}
+		assert_true(found);
+		config_diag_free(&d);
+	}
+
+	/* the certificate without its key */
+	t.n = 0;
+	add(&t, TOP_TEXT "web:\n  listen: 127.0.0.1:8443\n  cert_file: %s\n", pw);
+	assert_null(text_load("web.yaml", &t, &d));
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], "web.yaml:4:3: web: cert_file and key_file go together "
+				       "(HTTPS needs the certificate and its key)");
+	config_diag_free(&d);
+
+	/* the password file readable by all */
+	assert_int_equal(chmod(pw, 0644), 0);
+	t.n = 0;
+	add(&t, TOP_TEXT "web:\n  listen: 127.0.0.1:8080\n  password_file: %s\n", pw);
+	assert_null(text_load("web.yaml", &t, &d));
+	assert_int_equal(d.n, 1);
+	assert_non_null(strstr(d.msgs[0], "web: password_file"));
+	assert_non_null(strstr(d.msgs[0], "can be read by every user (mode 0644)"));
+	config_diag_free(&d);
+	assert_int_equal(chmod(pw, 0640), 0);
+
+	/* loopback without a password; a privileged port: a warning */
+	t.n = 0;
+	add(&t, TOP_TEXT "web:\n  listen: \"[::1]:80\"\n");
+	cfg = text_load("web.yaml", &t, &d);
+	assert_non_null(cfg);
+	/* and "no devices are configured" */
+	assert_int_equal(d.n, 2);
+	assert_string_equal(d.msgs[1], "web.yaml:4:11: warning: web: listen port 80 is below 1024: "
+				       "sluiced's unit does not grant the capability to bind it "
+				       "(CAP_NET_BIND_SERVICE); use 8080");
+	config_free(cfg);
+	config_diag_free(&d);
+	free(t.s);
+	unlink(pw);
+}
+
+/*
  * Lists and mappings nested more than 32 deep are refused before libyaml composes the
  * document, at the level too deep: 400 KB of '[' took minutes to compose. 32 levels are
  * not refused for their depth.
@@ -2024,6 +2134,7 @@ int main(void)
 		cmocka_unit_test(test_point_orders),
 		cmocka_unit_test(test_topic_limits),
 		cmocka_unit_test(test_nesting_depth),
+		cmocka_unit_test(test_web),
 		cmocka_unit_test(test_points_limits),
 		cmocka_unit_test(test_many_items),
 		cmocka_unit_test(test_bad_ids),
