@@ -375,10 +375,18 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->ndevices; i++) {
 		free(cfg->devices[i].name);
 		free(cfg->devices[i].profile);
-		free(cfg->devices[i].points);
-		free(cfg->devices[i].point_locs);
+		if (!cfg->devices[i].points_shared) {
+			free(cfg->devices[i].points);
+			free(cfg->devices[i].point_locs);
+		}
 	}
 	free(cfg->devices);
+	for (size_t i = 0; i < cfg->nshared; i++) {
+		free(cfg->shared_points[i]);
+		free(cfg->shared_locs[i]);
+	}
+	free(cfg->shared_points);
+	free(cfg->shared_locs);
 	for (size_t i = 0; i < cfg->nrules; i++) {
 		free(cfg->rules[i].name);
 		free(cfg->rules[i].inflow);

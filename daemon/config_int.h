@@ -62,6 +62,7 @@ struct profile {
 	struct src_loc *locs;
 	bool *valid;
 	size_t npoints;
+	bool shared;         /* points and locs were given to the config (cfg->shared_*) */
 	bool has_max_registers, has_max_gap;
 	unsigned max_registers, max_gap;
 };

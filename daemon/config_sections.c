@@ -1253,8 +1253,10 @@ void profiles_free(struct loader *loader)
 	for (size_t i = 0; i < loader->nprofiles; i++) {
 		free(loader->profiles[i].name);
 		free(loader->profiles[i].display);
-		free(loader->profiles[i].points);
-		free(loader->profiles[i].locs);
+		if (!loader->profiles[i].shared) {
+			free(loader->profiles[i].points);
+			free(loader->profiles[i].locs);
+		}
 		free(loader->profiles[i].valid);
 	}
 	free(loader->profiles);
@@ -1339,9 +1341,11 @@ static void device_unit_id(struct scope *scope, yaml_node_t *value, long bus,
 		device->unit_id = (uint8_t)n;
 }
 
-/* profile: its points come first in points; NULL when there are none to take. */
+/* profile: its points come first in points (copied only when the device adds points of
+ * its own: copy; else the device shares the profile's, device_share); NULL when there
+ * are none to take. */
 static struct profile *device_profile(struct scope *scope, yaml_node_t *value, size_t index,
-				      struct point_set *points)
+				      struct point_set *points, bool copy)
 {
 	struct loader *loader = scope->loader;
 	struct device_cfg *device = &loader->cfg->devices[index];
@@ -1371,12 +1375,46 @@ static struct profile *device_profile(struct scope *scope, yaml_node_t *value, s
 	}
 	if (!profile->ok)
 		loader->device_incomplete[index] = true;
-	for (size_t i = 0; i < profile->npoints; i++)
+	for (size_t i = 0; copy && i < profile->npoints; i++)
 		point_set_add(loader, points, &profile->points[i], &profile->locs[i],
 			      profile->valid[i]);
 	points->nfrom_profile = points->n;
 	points->profile = profile->name;
 	return profile;
+}
+
+/* The device has only profile's points: it takes the profile's own table, which the
+ * config keeps from then on (one table for every device of that profile: a site of a
+ * thousand meters of one model holds their points once). */
+static void device_share(struct loader *loader, struct device_cfg *device,
+			 struct profile *profile)
+{
+	struct config *cfg = loader->cfg;
+
+	if (!profile->npoints)
+		return;
+	if (!profile->shared) {
+		struct point_def **pts = realloc(cfg->shared_points,
+						 (cfg->nshared + 1) * sizeof *pts);
+		struct src_loc **locs;
+
+		if (pts)
+			cfg->shared_points = pts;
+		locs = pts ? realloc(cfg->shared_locs, (cfg->nshared + 1) * sizeof *locs) : NULL;
+		if (!locs) {
+			loader->oom = true;
+			return;
+		}
+		cfg->shared_locs = locs;
+		cfg->shared_points[cfg->nshared] = profile->points;
+		cfg->shared_locs[cfg->nshared] = profile->locs;
+		cfg->nshared++;
+		profile->shared = true;
+	}
+	device->points = profile->points;
+	device->point_locs = profile->locs;
+	device->npoints = profile->npoints;
+	device->points_shared = true;
 }
 
 void parse_device(struct scope *root, yaml_node_t *map, size_t index)
@@ -1407,7 +1445,8 @@ void parse_device(struct scope *root, yaml_node_t *map, size_t index)
 	if ((value = keys_seen(device_keys, seen, "unit_id")))
 		device_unit_id(&scope, value, bus, device);
 	if ((value = keys_seen(device_keys, seen, "profile")))
-		profile = device_profile(&scope, value, di, &points);
+		profile = device_profile(&scope, value, di, &points,
+					 keys_seen(device_keys, seen, "points") != NULL);
 	if ((value = keys_seen(device_keys, seen, "points")) && value->type == YAML_MAPPING_NODE &&
 	    points.n + node_map_len(value) > DEVICE_POINTS_MAX) {
 		if (points.n)
@@ -1437,8 +1476,11 @@ void parse_device(struct scope *root, yaml_node_t *map, size_t index)
 			profile && profile->has_max_registers ? profile->max_registers : 125;
 	if (!keys_seen(device_keys, seen, "max_gap"))
 		device->max_gap = profile && profile->has_max_gap ? profile->max_gap : 8;
+	if (profile && !keys_seen(device_keys, seen, "points"))
+		points.n = profile->npoints; /* for the bound below: the same as a copy */
 	if (loader->npoints + points.n > CONFIG_POINTS_MAX) {
-		/* a profile's points are copied to each device that names it */
+		/* a profile's points count for each device that names it: they share one
+		 * table, but each device's readings carry a value for every point */
 		if (loader->npoints <= CONFIG_POINTS_MAX)
 			scope_error(&scope, map, "with this device's %zu points the configuration has "
 				    "more than %d (a profile's points count once for each device "
@@ -1453,8 +1495,13 @@ void parse_device(struct scope *root, yaml_node_t *map, size_t index)
 		points.n = 0;
 	}
 	loader->npoints += points.n;
-	device->points = points.defs;
-	device->point_locs = points.locs;
-	device->npoints = points.n;
+	if (profile && !keys_seen(device_keys, seen, "points")) {
+		if (points.n)
+			device_share(loader, device, profile);
+	} else {
+		device->points = points.defs;
+		device->point_locs = points.locs;
+		device->npoints = points.n;
+	}
 	free(points.valid);
 }
