@@ -57,9 +57,9 @@ static void defaults(struct loader *loader)
 }
 
 /* A list section: allocate its array and parse each item. */
-static void list_parse(struct scope *scope, yaml_node_t *list, const char *what, void **items,
+static void list_parse(struct scope *scope, ynode_t *list, const char *what, void **items,
 		       size_t item_size, struct src_loc **id_locs,
-		       void (*parse_item)(struct scope *, yaml_node_t *, size_t))
+		       void (*parse_item)(struct scope *, ynode_t *, size_t))
 {
 	size_t n;
 
@@ -189,7 +189,7 @@ static int loader_set_profile_dirs(struct loader *loader, const struct config_op
 static void load_sections(struct loader *loader, struct document *doc)
 {
 	struct config *cfg = loader->cfg;
-	yaml_node_t *root = yaml_document_get_root_node(&doc->yaml), *seen[KEYS_MAX], *value;
+	ynode_t *root = document_root(doc), *seen[KEYS_MAX], *value;
 	struct scope scope;
 
 	scope_top(&scope, loader, doc);

@@ -139,7 +139,7 @@ static const char *order_forms_text(struct scope *scope, unsigned regs)
 }
 
 /* byte_order, word_order: big or little; a manual's ABCD form gets pointed to order:. */
-static void order_flag_fn(struct scope *scope, const struct key *key, yaml_node_t *value,
+static void order_flag_fn(struct scope *scope, const struct key *key, ynode_t *value,
 			  void *obj)
 {
 	const char *name = scope_key(scope, key->name), *s = scope_expect_scalar(scope, value, name);
@@ -247,7 +247,7 @@ static void path_resolve(struct loader *loader, char **path)
  * reading; a secret must not be readable by others nor writable by anyone but its
  * owner (the expected layout is root:sluice 0640).
  */
-static void check_file(struct scope *scope, yaml_node_t *value, const char *key, char **path,
+static void check_file(struct scope *scope, ynode_t *value, const char *key, char **path,
 		       bool secret)
 {
 	struct stat st;
@@ -296,7 +296,7 @@ static void check_file(struct scope *scope, yaml_node_t *value, const char *key,
 }
 
 /* A host name or address; the port goes in port:, IPv6 without brackets. */
-static void check_host(struct scope *scope, yaml_node_t *value, const char *key, const char *host)
+static void check_host(struct scope *scope, ynode_t *value, const char *key, const char *host)
 {
 	const char *colon;
 
@@ -329,7 +329,7 @@ static const struct key gateway_keys[] = {
 KEY_TABLE_FITS(gateway_keys);
 
 /* Only checked where the zone database is installed: a bare box may lack it. */
-static void check_timezone(struct scope *scope, yaml_node_t *value, const char *tz)
+static void check_timezone(struct scope *scope, ynode_t *value, const char *tz)
 {
 	struct loader *loader = scope->loader;
 	struct suggestion suggestion;
@@ -358,11 +358,11 @@ static void check_timezone(struct scope *scope, yaml_node_t *value, const char *
 			    "from the zone database, such as Asia/Shanghai)", scope_quote(scope, tz));
 }
 
-void parse_gateway(struct scope *root, yaml_node_t *map)
+void parse_gateway(struct scope *root, ynode_t *map)
 {
 	struct loader *loader = root->loader;
 	struct gateway_cfg *gateway = &loader->cfg->gateway;
-	yaml_node_t *seen[KEYS_MAX], *value;
+	ynode_t *seen[KEYS_MAX], *value;
 	struct scope scope;
 
 	if (!scope_expect_map(root, map, "gateway"))
@@ -376,7 +376,7 @@ void parse_gateway(struct scope *root, yaml_node_t *map)
 
 /* ---- uplink --------------------------------------------------------------------------------- */
 
-static void qos_fn(struct scope *scope, const struct key *key, yaml_node_t *value, void *obj)
+static void qos_fn(struct scope *scope, const struct key *key, ynode_t *value, void *obj)
 {
 	struct uplink_cfg *uplink = obj;
 	const char *name = scope_key(scope, key->name), *s = scope_expect_scalar(scope, value, name);
@@ -428,7 +428,7 @@ static const struct key tls_keys[] = {
 };
 KEY_TABLE_FITS(tls_keys);
 
-static void check_topic_prefix(struct scope *scope, yaml_node_t *value, const char *topic)
+static void check_topic_prefix(struct scope *scope, ynode_t *value, const char *topic)
 {
 	size_t n = strlen(topic);
 
@@ -463,7 +463,7 @@ void check_topics(struct scope *root)
 	const struct config *cfg = loader->cfg;
 	const char *prefix = cfg->uplink.topic_prefix, *what = "status";
 	size_t fixed, longest = strlen("status"), comms = strlen("comms-"), slashes = 0, deepest;
-	yaml_node_t *at = loader->topic_prefix_node ? loader->topic_prefix_node : loader->uplink_node;
+	ynode_t *at = loader->topic_prefix_node ? loader->topic_prefix_node : loader->uplink_node;
 	struct scope scope;
 
 	if (!prefix || !cfg->gateway.id[0])
@@ -508,9 +508,9 @@ void check_topics(struct scope *root)
 }
 
 /* tls: true (the system's CAs), or a block naming the files */
-static void parse_tls(struct scope *uplink_scope, yaml_node_t *value, struct uplink_cfg *uplink)
+static void parse_tls(struct scope *uplink_scope, ynode_t *value, struct uplink_cfg *uplink)
 {
-	yaml_node_t *seen[KEYS_MAX];
+	ynode_t *seen[KEYS_MAX];
 	struct scope scope;
 	bool on;
 
@@ -536,11 +536,11 @@ static void parse_tls(struct scope *uplink_scope, yaml_node_t *value, struct upl
 			    "client certificate needs its key)");
 }
 
-void parse_uplink(struct scope *root, yaml_node_t *map)
+void parse_uplink(struct scope *root, ynode_t *map)
 {
 	struct loader *loader = root->loader;
 	struct uplink_cfg *uplink = &loader->cfg->uplink;
-	yaml_node_t *seen[KEYS_MAX], *value;
+	ynode_t *seen[KEYS_MAX], *value;
 	struct scope scope;
 
 	if (!scope_expect_map(root, map, "uplink"))
@@ -576,9 +576,9 @@ static const struct key buffer_keys[] = {
 };
 KEY_TABLE_FITS(buffer_keys);
 
-void parse_buffer(struct scope *root, yaml_node_t *map)
+void parse_buffer(struct scope *root, ynode_t *map)
 {
-	yaml_node_t *seen[KEYS_MAX];
+	ynode_t *seen[KEYS_MAX];
 	struct scope scope;
 
 	if (!scope_expect_map(root, map, "buffer"))
@@ -589,7 +589,7 @@ void parse_buffer(struct scope *root, yaml_node_t *map)
 
 /* ---- buses ------------------------------------------------------------------------------- */
 
-static void baud_fn(struct scope *scope, const struct key *key, yaml_node_t *value, void *obj)
+static void baud_fn(struct scope *scope, const struct key *key, ynode_t *value, void *obj)
 {
 	static const unsigned rates[] = { 1200, 2400, 4800, 9600, 19200, 38400, 57600,
 					  115200, 230400, 460800, 921600 };
@@ -652,7 +652,7 @@ KEY_TABLE_FITS(rtu_keys);
 static const char *const transports[] = { "tcp", "rtu", "rtu_over_tcp" };
 
 /* The serial device may be a USB adapter not plugged in yet: a warning, not an error. */
-static void check_serial(struct scope *scope, yaml_node_t *value, const char *device)
+static void check_serial(struct scope *scope, ynode_t *value, const char *device)
 {
 	struct stat st;
 
@@ -667,10 +667,10 @@ static void check_serial(struct scope *scope, yaml_node_t *value, const char *de
 }
 
 /* The block of the bus's transport (rtu:, tcp: or rtu_over_tcp:). */
-static void parse_transport(struct scope *bus_scope, yaml_node_t *map, struct bus_cfg *bus)
+static void parse_transport(struct scope *bus_scope, ynode_t *map, struct bus_cfg *bus)
 {
 	const struct config *cfg = bus_scope->loader->cfg;
-	yaml_node_t *seen[KEYS_MAX], *device;
+	ynode_t *seen[KEYS_MAX], *device;
 	struct scope scope;
 	long other;
 
@@ -709,12 +709,12 @@ static const char *device_id(const void *items, size_t i)
 	return ((const struct device_cfg *)items)[i].id;
 }
 
-void parse_bus(struct scope *root, yaml_node_t *map, size_t index)
+void parse_bus(struct scope *root, ynode_t *map, size_t index)
 {
 	struct loader *loader = root->loader;
 	struct config *cfg = loader->cfg;
 	struct bus_cfg *bus = &cfg->buses[cfg->nbuses];
-	yaml_node_t *seen[KEYS_MAX], *transport = NULL, *value;
+	ynode_t *seen[KEYS_MAX], *transport = NULL, *value;
 	int ntransports = 0;
 	struct scope scope;
 
@@ -731,7 +731,7 @@ void parse_bus(struct scope *root, yaml_node_t *map, size_t index)
 		scope_unique_id(&scope, value, "bus", bus->id, cfg->buses, cfg->nbuses - 1,
 				loader->bus_id_locs, &loader->bus_ids);
 	for (int kind = 0; kind < 3; kind++) {
-		yaml_node_t *given = keys_seen(bus_keys, seen, transports[kind]);
+		ynode_t *given = keys_seen(bus_keys, seen, transports[kind]);
 		if (!given)
 			continue;
 		if (ntransports++) {
@@ -820,7 +820,7 @@ KEY_TABLE_FITS(point_keys);
  * order: ABCD and its kin, in place of byte_order and word_order. A string's registers
  * are not reordered, only the bytes in each: AB or BA, like a 16-bit value.
  */
-static void point_order(struct scope *scope, yaml_node_t **seen, yaml_node_t *value,
+static void point_order(struct scope *scope, ynode_t **seen, ynode_t *value,
 			struct point_def *def)
 {
 	const char *s = scope_expect_scalar(scope, value, "order");
@@ -862,11 +862,11 @@ static void point_order(struct scope *scope, yaml_node_t **seen, yaml_node_t *va
 }
 
 /* What the fields of one point say together; each key alone was checked by the walk. */
-static void point_check(struct scope *scope, yaml_node_t **seen, struct point_def *def)
+static void point_check(struct scope *scope, ynode_t **seen, struct point_def *def)
 {
-	yaml_node_t *type = keys_seen(point_keys, seen, "type");
-	yaml_node_t *table = keys_seen(point_keys, seen, "table");
-	yaml_node_t *value;
+	ynode_t *type = keys_seen(point_keys, seen, "type");
+	ynode_t *table = keys_seen(point_keys, seen, "table");
+	ynode_t *value;
 	bool bits = def->table == MB_COIL || def->table == MB_DISCRETE;
 	unsigned width;
 
@@ -913,12 +913,12 @@ static void point_check(struct scope *scope, yaml_node_t **seen, struct point_de
 }
 
 /* One pair name: {table, address, ...} of a points: mapping, into points. */
-static void point_parse(struct scope *scope, yaml_node_t *map, size_t i, const char *owner,
+static void point_parse(struct scope *scope, ynode_t *map, size_t i, const char *owner,
 			struct point_set *points)
 {
 	struct loader *loader = scope->loader;
 	struct point_def def = { .bit = -1, .scale = 1.0 };
-	yaml_node_t *key, *value, *seen[KEYS_MAX];
+	ynode_t *key, *value, *seen[KEYS_MAX];
 	size_t errors_before = loader->nerrors;
 	struct scope point_scope;
 	struct src_loc loc;
@@ -968,7 +968,7 @@ static void point_parse(struct scope *scope, yaml_node_t *map, size_t i, const c
  * pump-1", or "devices[3]" without an id) for inline points; NULL in a profile (the
  * file names the profile).
  */
-static void points_parse(struct scope *scope, yaml_node_t *map, const char *owner,
+static void points_parse(struct scope *scope, ynode_t *map, const char *owner,
 			 struct point_set *points)
 {
 	if (!scope_expect_map(scope, map, "points"))
@@ -1154,7 +1154,7 @@ static char *profile_path(struct loader *loader, const char *name)
  * Every place looked in, each with what it is, and the two ways to add a profile: a
  * technician who gets this message should not need the documentation to act on it.
  */
-void profile_not_found(struct scope *scope, yaml_node_t *value, const char *name)
+void profile_not_found(struct scope *scope, ynode_t *value, const char *name)
 {
 	struct loader *loader = scope->loader;
 	struct suggestion suggestion;
@@ -1187,7 +1187,7 @@ static void profile_read(struct loader *loader, struct profile *profile, const c
 {
 	struct document doc;
 	struct scope scope;
-	yaml_node_t *root, *seen[KEYS_MAX], *value;
+	ynode_t *root, *seen[KEYS_MAX], *value;
 	struct point_set points = { 0 };
 	size_t errors_before = loader->nerrors;
 	const char *s;
@@ -1196,7 +1196,7 @@ static void profile_read(struct loader *loader, struct profile *profile, const c
 	if (document_load(loader, path, &doc) < 0)
 		goto done;
 	scope_top(&scope, loader, &doc);
-	root = yaml_document_get_root_node(&doc.yaml);
+	root = document_root(&doc);
 	if (!scope_expect_map(&scope, root, "a profile"))
 		goto done;
 	keys_walk(&scope, root, profile_keys, profile, seen);
@@ -1297,7 +1297,7 @@ long loader_find_device(const struct loader *loader, const char *id)
 }
 
 /* bus: an id of a bus above; -1 when it is not one. */
-static long device_bus(struct scope *scope, yaml_node_t *value, struct device_cfg *device)
+static long device_bus(struct scope *scope, ynode_t *value, struct device_cfg *device)
 {
 	const struct config *cfg = scope->loader->cfg;
 	struct suggestion suggestion;
@@ -1320,7 +1320,7 @@ static long device_bus(struct scope *scope, yaml_node_t *value, struct device_cf
 
 /* On a serial line 0 is broadcast and 248..255 reserved; a TCP gateway routes by any
  * byte, and 255 is what many TCP-only devices expect. */
-static void device_unit_id(struct scope *scope, yaml_node_t *value, long bus,
+static void device_unit_id(struct scope *scope, ynode_t *value, long bus,
 			   struct device_cfg *device)
 {
 	const struct config *cfg = scope->loader->cfg;
@@ -1344,7 +1344,7 @@ static void device_unit_id(struct scope *scope, yaml_node_t *value, long bus,
 /* profile: its points come first in points (copied only when the device adds points of
  * its own: copy; else the device shares the profile's, device_share); NULL when there
  * are none to take. */
-static struct profile *device_profile(struct scope *scope, yaml_node_t *value, size_t index,
+static struct profile *device_profile(struct scope *scope, ynode_t *value, size_t index,
 				      struct point_set *points, bool copy)
 {
 	struct loader *loader = scope->loader;
@@ -1417,13 +1417,13 @@ static void device_share(struct loader *loader, struct device_cfg *device,
 	device->points_shared = true;
 }
 
-void parse_device(struct scope *root, yaml_node_t *map, size_t index)
+void parse_device(struct scope *root, ynode_t *map, size_t index)
 {
 	struct loader *loader = root->loader;
 	struct config *cfg = loader->cfg;
 	size_t di = cfg->ndevices;
 	struct device_cfg *device = &cfg->devices[di];
-	yaml_node_t *seen[KEYS_MAX], *value;
+	ynode_t *seen[KEYS_MAX], *value;
 	struct point_set points = { 0 };
 	struct profile *profile = NULL;
 	long bus = -1;
@@ -1499,6 +1499,15 @@ void parse_device(struct scope *root, yaml_node_t *map, size_t index)
 		if (points.n)
 			device_share(loader, device, profile);
 	} else {
+		/* the set grew by doubling; the config keeps it for as long as it runs */
+		if (points.n && points.n < points.cap) {
+			struct point_def *defs = realloc(points.defs, points.n * sizeof *defs);
+			struct src_loc *locs = realloc(points.locs, points.n * sizeof *locs);
+			if (defs)
+				points.defs = defs;
+			if (locs)
+				points.locs = locs;
+		}
 		device->points = points.defs;
 		device->point_locs = points.locs;
 		device->npoints = points.n;
