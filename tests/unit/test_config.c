@@ -863,6 +863,14 @@ static const char *const msgs_empty[] = {
 static const char *const msgs_two_documents[] = {
 	FIX "two-documents.yaml:5:1: a second YAML document starts here: the file must hold one document",
 };
+/* the loader composes libyaml's events itself: libyaml's composer errors, in its words */
+static const char *const msgs_alias_undefined[] = {
+	FIX "alias-undefined.yaml:4:10: YAML syntax error: found undefined alias",
+};
+static const char *const msgs_anchor_twice[] = {
+	FIX "anchor-twice.yaml:6:5: YAML syntax error: second occurrence (found duplicate anchor; "
+	    "first occurrence at line 5 column 5)",
+};
 static const char *const msgs_not_a_mapping[] = {
 	FIX "not-a-mapping.yaml:1:1: the configuration must be a mapping (key: value lines), not a list",
 };
@@ -1663,6 +1671,8 @@ static void test_whole_file_problems(void **state)
 	(void)state;
 	EXPECT_ERRORS("empty.yaml", msgs_empty);
 	EXPECT_ERRORS("two-documents.yaml", msgs_two_documents);
+	EXPECT_ERRORS("alias-undefined.yaml", msgs_alias_undefined);
+	EXPECT_ERRORS("anchor-twice.yaml", msgs_anchor_twice);
 	EXPECT_ERRORS("not-a-mapping.yaml", msgs_not_a_mapping);
 	EXPECT_ERRORS("no-such.yaml", missing);
 	EXPECT_ERRORS("devices", dir);
