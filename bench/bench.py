@@ -2,11 +2,14 @@
 """make bench: what sluiced costs and how fast it is, on stated workloads.
 
     python3 bench/bench.py [WORKLOAD ...] [--seconds N] [--warmup N] [--health S]
-                           [--inflight N] [--perf] [--keep]
+                           [--inflight N] [--perf] [--keep] [--collectd]
+                           [--collectd-qos Q] [--wait-load L]
 
-Workloads (issue 8):
+Workloads (issues 8 and 16):
   small      20 devices x 10 float32 points, polled every 1 s            (the default)
+  medium     100 devices x 10 float32 points, 1 s
   reference  1,000 devices x 10 float32 points, 1 s, one TCP endpoint per device
+  inline     reference with each device's ten points written in the config (no profile)
   neuron     500 devices x 30 float32 points, 1 s
   scale      5,000 devices x 10 float32 points, 1 s
   rtu        30 devices x 10 points every 2.5 s on one 9600-baud RTU line (a socat pty
@@ -15,6 +18,14 @@ Workloads (issue 8):
   drain      an outbox prefilled with 200 devices x 10 points x 3600 s (720,000
              readings, by bench/prefill.c through daemon/store), delivered while the
              200 devices keep being polled
+  compare    medium and reference, each with --collectd
+
+--collectd: after each TCP workload of up to 1,000 devices, collectd (Debian's
+collectd-core, installed with apt-get when missing; skipped with the reason when it cannot
+be) polls the same sim with its modbus plugin and publishes to a broker like sluiced's with
+its mqtt plugin, one run, same window: its CPU per value, RSS, bytes written and latency
+(the time in its payloads), and sluiced's CPU per value over collectd's. Past 1,000 TCP
+devices it is not run (libmodbus select()s: collectd aborts past about 1,100).
 
 Each run: a mosquitto broker on a free 127.0.0.1 port, sluice-sim serving every device
 on its own 127.0.0.1 port, sluiced with a generated config, and bench/sub.c (a C
@@ -37,6 +48,11 @@ Figures, all over the measuring window unless said otherwise:
   drain            time from the first to the last prefilled seq at the subscriber, and
                    the rate; bytes on disk per buffered value (the prefilled database's
                    files / values); write_bytes per value delivered while draining
+  peak at READY    VmHWM when READY=1 arrives: what loading the config and starting cost
+
+Then each workload's five figures of issue 16 against their targets: CPU per value (and
+its ratio to collectd's where measured), peak RSS, e2e p99, bytes written per value,
+drain rate.
 
 The bench's own processes share the machine with sluiced: their CPU is reported, and so
 is load from outside the bench (a warning when it could disturb timings). Timings are
@@ -1342,8 +1358,12 @@ def main():
     for r in results:
         la0, la1 = r.get("loadavg_before"), r.get("loadavg_after")
         if la0 and la1:
-            print("- %s: load average %.2f before, %.2f after (1 min)" % (r["workload"], la0[0],
-                                                                          la1[0]))
+            c = r.get("collectd") or {}
+            cl0, cl1 = c.get("loadavg_before"), c.get("loadavg_after")
+            print("- %s: load average %.2f before, %.2f after (1 min)%s"
+                  % (r["workload"], la0[0], la1[0],
+                     "; collectd's run: %.2f before, %.2f after" % (cl0[0], cl1[0])
+                     if cl0 and cl1 else ""))
     return status
 
 
