@@ -1237,7 +1237,7 @@ def targets_row(r):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="sluice benchmark (issue 8)")
+    ap = argparse.ArgumentParser(description="sluice benchmark (issues 8 and 16)")
     ap.add_argument("workloads", nargs="*", default=["small"], metavar="WORKLOAD",
                     help="|".join(list(WORKLOADS) + list(ALIASES)) + " (default small; "
                     "compare = medium reference --collectd)")
@@ -1260,7 +1260,8 @@ def main():
     # they reach the subscriber 1-2 s late, a quarter of them not within the window
     # (measured here, collectd-core 5.12.0-14). QoS 0, at most once, is how it works.
     ap.add_argument("--collectd-qos", type=int, default=0, choices=(0, 1, 2),
-                    help="QoS of collectd's mqtt plugin (default 0: see the comment)")
+                    help="QoS of collectd's mqtt plugin (default 0: at QoS 1 it never reads its "
+                    "PUBACKs and stalls; docs/performance.md)")
     ap.add_argument("--wait-load", type=float, default=0, metavar="L",
                     help="before each run, wait (at most 10 min) for the 1-minute load average "
                     "to fall under L (default: do not wait)")
