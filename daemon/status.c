@@ -107,7 +107,9 @@ bool status_device_turned(struct dev_status *ds, const struct reading *r)
 {
 	if (ds->published == (int)r->online)
 		return false;
-	if (ds->published < 0 && r->online) {
+	/* not online only because a breaker has not tripped yet: the first one after start,
+	 * and the fresh one a reload or a discovery gives a device that was offline */
+	if (r->online) {
 		bool answered = false;
 
 		for (uint16_t k = 0; k < r->nvalues; k++)
