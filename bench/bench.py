@@ -3,7 +3,7 @@
 
     python3 bench/bench.py [WORKLOAD ...] [--seconds N] [--warmup N] [--health S]
                            [--inflight N] [--perf] [--keep] [--collectd]
-                           [--collectd-qos Q] [--wait-load L]
+                           [--collectd-qos Q] [--wait-load L] [--web]
 
 Workloads (issues 8 and 16):
   small      20 devices x 10 float32 points, polled every 1 s            (the default)
@@ -19,6 +19,11 @@ Workloads (issues 8 and 16):
              readings, by bench/prefill.c through daemon/store), delivered while the
              200 devices keep being polled
   compare    medium and reference, each with --collectd
+
+--web: sluiced also serves its page (web: on 127.0.0.1, no password) and a client asks
+for /api/status every 2 s, as one phone's browser on the overview does; the figures are
+then those of sluiced with its page, written to bench/results-<workload>-web.json, to set
+beside the run without --web (docs/performance.md, "The web page").
 
 --collectd: after each TCP workload of up to 1,000 devices, collectd (Debian's
 collectd-core, installed with apt-get when missing; skipped with the reason when it cannot
@@ -73,7 +78,9 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
@@ -82,7 +89,7 @@ import harness  # noqa: E402
 from harness import Proc, Site, free_port, port_open, wait_for  # noqa: E402
 
 BUILD = os.environ.get("SLUICE_BENCH_BUILD", os.path.join("build", "bench"))
-PKGS = ["libmodbus", "libmosquitto", "sqlite3", "yaml-0.1"]
+PKGS = ["libmodbus", "libmosquitto", "sqlite3", "yaml-0.1", "libmicrohttpd", "libcrypt"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 WORKLOADS = {
@@ -347,9 +354,10 @@ def write_profile(site, npoints):
     site.write(os.path.join("devices", "bench%d.yaml" % npoints), "".join(lines))
 
 
-def bench_config(site, w, broker_port, base_port, health_s, inflight, max_size, tty=None):
+def bench_config(site, w, broker_port, base_port, health_s, inflight, max_size, tty=None,
+                 web_port=0):
     """TCP: one bus (endpoint) per device, unit 1 on each. Serial (tty): every device on
-    one RTU line, units 1..N."""
+    one RTU line, units 1..N. With web_port, the page on 127.0.0.1:web_port."""
     n = w["devices"]
     buses = []
     devices = []
@@ -389,11 +397,46 @@ def bench_config(site, w, broker_port, base_port, health_s, inflight, max_size, 
         "  max_size: %s\n"
         "  durability: normal\n"
         "buses:\n%s"
-        "devices:\n%s"
+        "devices:\n%s%s"
         % (os.path.join(site.dir, "data"), broker_port,
            ("  inflight: %d\n" % inflight) if inflight else "", health_s, max_size,
-           "".join(buses), "".join(devices))
+           "".join(buses), "".join(devices),
+           ("web:\n  listen: 127.0.0.1:%d\n" % web_port) if web_port else "")
     )
+
+
+class WebPoller:
+    """One phone on the overview: GET /api/status every 2 s, as the page does."""
+
+    def __init__(self, port):
+        self.url = "http://127.0.0.1:%d/api/status" % port
+        self.stop = threading.Event()
+        self.times, self.sizes, self.errors = [], [], 0
+        self.counting = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            t = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.url, timeout=10) as r:
+                    n = len(r.read())
+                if self.counting:
+                    self.times.append(time.monotonic() - t)
+                    self.sizes.append(n)
+            except OSError:
+                self.errors += 1
+            self.stop.wait(max(0.0, 2.0 - (time.monotonic() - t)))
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(15)
+        ts = sorted(self.times)
+        return {"requests": len(ts), "errors": self.errors,
+                "bytes": int(statistics.mean(self.sizes)) if self.sizes else None,
+                "ms_p50": round(1000 * ts[len(ts) // 2], 2) if ts else None,
+                "ms_max": round(1000 * ts[-1], 2) if ts else None}
 
 
 def start_broker(site):
@@ -614,8 +657,10 @@ def run_tcp(name, w, args, bindir, benchbin):
                 sim_args += ["--device", "%d:bench%d" % (i + 1, w["points"])]
         else:
             base = free_port_range(w["devices"])
+            web_port = free_port() if args.web else 0
             cfg = site.write("sluice.yaml", bench_config(site, w, site.broker_port, base,
-                                                         args.health, args.inflight, "1GiB"))
+                                                         args.health, args.inflight, "1GiB",
+                                                         web_port=web_port))
             sim_args = ["--config", cfg]
         t = time.monotonic()
         site.start_sim(sim_args)
@@ -628,6 +673,7 @@ def run_tcp(name, w, args, bindir, benchbin):
         res["rss_at_ready_mb"] = round(st_ready.get("VmRSS", 0) / 1024, 2)
         log("%s: sluiced pid %d READY after %.3f s; warming up %d s" % (name, sluiced.pid, ready,
                                                                           args.warmup))
+        web = WebPoller(web_port) if args.web and not w.get("serial") else None
         time.sleep(args.warmup)
         if not sluiced.alive():
             raise RuntimeError("sluiced exited during the warm-up:\n" + sluiced.text()[-4000:])
@@ -636,6 +682,8 @@ def run_tcp(name, w, args, bindir, benchbin):
         sys0 = system_cpu()
         t0, t0_ms = time.monotonic(), time.time() * 1000
         sub.send(signal.SIGUSR1)
+        if web:
+            web.counting = True
         perf = start_perf(site, sluiced.pid, args) if args.perf else None
         rss_max = 0
         while time.monotonic() - t0 < args.seconds:
@@ -648,6 +696,9 @@ def run_tcp(name, w, args, bindir, benchbin):
         sys1 = system_cpu()
         t1, t1_ms = time.monotonic(), time.time() * 1000
         stats = sub_stats(site, sub, signal.SIGUSR2)
+        if web:
+            res["web"] = web.close()
+            web = None
         res["fds"] = proc_fds(sluiced.pid)
         if perf:
             res["perf"] = finish_perf(site, perf, args)
@@ -1262,6 +1313,9 @@ def main():
     ap.add_argument("--collectd-qos", type=int, default=0, choices=(0, 1, 2),
                     help="QoS of collectd's mqtt plugin (default 0: at QoS 1 it never reads its "
                     "PUBACKs and stalls; docs/performance.md)")
+    ap.add_argument("--web", action="store_true",
+                    help="serve the page too, with a client asking for /api/status every 2 s "
+                    "(results in bench/results-<workload>-web.json)")
     ap.add_argument("--wait-load", type=float, default=0, metavar="L",
                     help="before each run, wait (at most 10 min) for the 1-minute load average "
                     "to fall under L (default: do not wait)")
@@ -1316,7 +1370,8 @@ def main():
                 r["cpu_vs_collectd"] = round(r["cpu_s_per_1k_values"] / c["cpu_s_per_1k_values"], 3)
         r["machine"] = mach
         r["when"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        with open(os.path.join(HERE, "results-%s.json" % wl), "w") as f:
+        with open(os.path.join(HERE, "results-%s%s.json" % (wl, "-web" if args.web else "")),
+                  "w") as f:
             json.dump(r, f, indent=1, ensure_ascii=False)
             f.write("\n")
         results.append(r)

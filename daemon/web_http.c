@@ -85,8 +85,12 @@ static enum MHD_Result send_reply(struct web *w, struct MHD_Connection *c, const
 	enum MHD_Result rc;
 	char num[32];
 
-	if (!resp)
+	if (!resp) {
+		/* handed over either way: a buffer to be freed is freed */
+		if (r->mode == MHD_RESPMEM_MUST_FREE)
+			free((void *)r->data);
 		return MHD_NO;
+	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->type);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_SECURITY_POLICY, csp);
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
@@ -444,6 +448,13 @@ static enum MHD_Result finish(struct web *w, struct web_req *rq)
 		return send_error(w, c, 500, "internal", "no answer from the daemon", 0);
 	if (rq->code != 200)
 		return send_json(w, c, rq->code, rq->text, rq->len, MHD_RESPMEM_MUST_COPY);
+	if (rq->ask == WEB_ASK_STATUS) {
+		/* the overview is the largest answer (about 750 bytes a device): not copied */
+		char *text = rq->text;
+
+		rq->text = NULL;
+		return send_json(w, c, 200, text, rq->len, MHD_RESPMEM_MUST_FREE);
+	}
 	switch (rq->ask) {
 	case WEB_ASK_DEVICE:
 	case WEB_ASK_ALERTS:
