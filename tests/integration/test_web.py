@@ -265,6 +265,24 @@ def test_page():
         if not skip_without_chromium():
             browse(site, port)
 
+        # a new password and a reload: the page is served again, the user's old session
+        # ends, the new password opens a new one, the old one no longer does
+        other = password_file(site, password="new-" + PASSWORD)
+        os.replace(other, pw)
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.text().count("reloaded") >= 2, 30, "the second reload")
+        wait_for(lambda: harness.port_open(port), 20, "the page again")
+        assert request(port, "GET", "/api/status", headers={"Cookie": cookie})[0] == 401
+        assert "serving the page again" in d.text(), d.text()
+        time.sleep(1.1)  # the last failed login's wait
+        st, hd, _ = login(port)
+        assert st == 401, st
+        time.sleep(1.1)
+        st, hd, _ = login(port, password="new-" + PASSWORD)
+        assert st == 303, st
+        cookie = session_cookie(hd)
+        assert get_json(port, "/api/status", cookie)[0] == 200
+
         # logout ends the session
         csrf = get_json(port, "/api/session", cookie)[1]["csrf"]
         st, hd, _ = request(port, "POST", "/logout", headers={"Cookie": cookie,

@@ -142,6 +142,13 @@ static void test_device_turned(void **state)
 	assert_int_equal(ds.published, 0);
 	reading_free(r);
 
+	/* nor does a gateway's "the unit behind me did not answer" (exception 0x0B) */
+	static const int gateway[] = { MBE_EXC_BASE + 0x0B, MBE_EXC_BASE + 0x0B };
+	r = reading_of(0, 6, gateway, 2);
+	assert_false(status_device_turned(&ds, r));
+	assert_int_equal(ds.published, 0);
+	reading_free(r);
+
 	/* a Modbus exception is an answer: the device is there */
 	ds.published = -1;
 	r = reading_of(0, 3, refused, 2);
