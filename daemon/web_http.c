@@ -653,7 +653,7 @@ static void on_log(void *cls, const char *fmt, va_list ap)
 	n = strlen(line);
 	while (n > 0 && line[n - 1] == '\n')
 		line[--n] = '\0';
-	if (w->starting)
+	if (w->starting && pthread_equal(pthread_self(), w->starter))
 		snprintf(w->start_err, sizeof w->start_err, "%s", line);
 	else
 		log_warnx("web: %s", line);
@@ -693,8 +693,9 @@ int web_http_start(struct web *w, char *err, size_t errlen)
 	}
 	if (w->https)
 		flags |= MHD_USE_TLS;
-	w->starting = true;
+	w->starter = pthread_self();
 	w->start_err[0] = '\0';
+	w->starting = true;
 	w->mhd = MHD_start_daemon(flags, w->addr.port, NULL, NULL, on_request, w,
 				  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)WEB_CONNECTIONS_MAX,

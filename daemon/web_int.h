@@ -90,8 +90,11 @@ struct web {
 	struct web_throttle throttle;
 	void *crypt;                   /* struct crypt_data */
 	char open_csrf[WEB_TOKEN_HEX + 1]; /* the token of a page without login */
-	char start_err[256];           /* libmicrohttpd's last word while starting */
-	bool starting;
+	/* libmicrohttpd's last word while web_http_start waits for it (on the thread that
+	 * starts it; its own thread's words go to the log) */
+	char start_err[256];
+	pthread_t starter;
+	_Atomic bool starting;
 };
 
 /* The overview is built at most this often; requests in between share it. */

@@ -20,6 +20,7 @@ DevTools protocol, against sluiced, sluice-sim and mosquitto on loopback.
 - HTTPS with a test certificate: served over TLS, the cookie Secure, Chromium loads it;
 - without a password on loopback: no login, Chromium's --dump-dom shows the devices,
   and a Host that is not loopback is refused (DNS rebinding);
+- a port already taken: logged, and sluiced runs on without the page;
 - --check-config refuses web: on 0.0.0.0 without password_file, a password file others
   can read, a line that is not user:$6$..., and warns of a port below 1024.
 """
@@ -29,6 +30,7 @@ import json
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -442,6 +444,22 @@ def test_loopback_without_password():
                                  timeout=120).stdout
             for want in ("三号分区 进水流量计", "新华路下穿道", "离线", "sev-orange"):
                 assert want in dom, (want, dom[:3000])
+        assert site.stop("sluiced") == 0, d.text()
+
+
+def test_port_taken():
+    """A page that cannot be served (its port taken) is logged; sluiced runs on without it."""
+    with Site("webtaken") as site, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        cfg = web_site(site, "  listen: 127.0.0.1:%d\n" % port)
+        d = site.start_daemon(cfg)
+        wait_for(lambda: "cannot serve the page at 127.0.0.1:%d" % port in d.text(), 30,
+                 "the page's error")
+        assert "sluiced runs on without the page" in d.text(), d.text()
+        wait_for(lambda: "started" in d.text(), 30, "sluiced to start")
+        assert d.alive(), d.text()
         assert site.stop("sluiced") == 0, d.text()
 
 
