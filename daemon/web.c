@@ -823,9 +823,9 @@ static int web_start(struct web *w, const struct config *cfg, char *err, size_t 
 	w->tls_key = key;
 	w->https = cert != NULL;
 	w->login = wc->password_file != NULL;
-	pthread_mutex_lock(&w->mu);
-	/* sessions of users gone, or whose password changed, end (the HTTP thread is not
-	 * running: the sessions are not being read) */
+	/* the HTTP thread is not running (not yet, or stopped for this): the sessions and
+	 * the users are not being read. Sessions of users gone, or whose password changed,
+	 * end. */
 	for (size_t i = 0; i < WEB_SESSIONS_MAX; i++) {
 		struct web_session *s = &w->sessions.s[i];
 		bool keep = false;
@@ -840,6 +840,7 @@ static int web_start(struct web *w, const struct config *cfg, char *err, size_t 
 	}
 	web_users_free(&w->users);
 	w->users = users;
+	pthread_mutex_lock(&w->mu);
 	w->closing = false;
 	pthread_mutex_unlock(&w->mu);
 	if (!w->listen || (wc->password_file && !w->pwfile)) {

@@ -340,9 +340,9 @@ static enum MHD_Result do_login(struct web *w, struct web_req *rq)
 		web_throttle_failed(&w->throttle, key, now);
 		return send_login(w, c, 401, "failed", 0);
 	}
-	pthread_mutex_lock(&w->mu);
+	/* no lock: the users change only while the page is not served, and a crypt must
+	 * never hold the mutex the core takes */
 	ok = web_users_verify(&w->users, user, password, w->crypt);
-	pthread_mutex_unlock(&w->mu);
 	explicit_bzero(password, sizeof password);
 	if (!ok) {
 		/* the wait runs from the answer: a slow crypt does not use it up */

@@ -68,12 +68,12 @@ struct web {
 	char *data_dir;                /* the store's, for history */
 	char *tls_cert, *tls_key;      /* PEM, while served with HTTPS */
 	char *pwfile;
+	struct web_users users;        /* replaced by a reload only while not served */
 
 	/* shared between the threads: under mu */
 	pthread_mutex_t mu;
 	struct web_req *queue, **queue_tail; /* asked, not yet taken by the core */
 	bool closing;                  /* nothing more is queued: answered at once */
-	struct web_users users;        /* swapped by a reload */
 	int efd;                       /* the core's wake-up */
 
 	/* the core thread's */
