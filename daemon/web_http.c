@@ -596,16 +596,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	(void)version;
 	if (!rq) {
 		/* the headers are in; a body may follow */
+		const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
+
 		rq = calloc(1, sizeof *rq);
 		if (!rq)
 			return MHD_NO;
 		rq->w = w;
 		rq->conn = c;
 		*con_cls = rq;
+		/* a body said to be too large is refused before it is read */
+		if (cl && strtoull(cl, NULL, 10) > WEB_BODY_MAX)
+			return send_error(w, c, 413, "too_large", "a request body is at most 4096 "
+					  "bytes", 0);
 		return MHD_YES;
 	}
 	if (*upload_size) {
 		if (rq->blen + *upload_size > WEB_BODY_MAX) {
+			/* chunked, with no length said: not read on to its end */
+			if (!header(c, MHD_HTTP_HEADER_CONTENT_LENGTH))
+				return MHD_NO;
 			rq->too_large = true;
 		} else {
 			char *nb = realloc(rq->body, rq->blen + *upload_size + 1);

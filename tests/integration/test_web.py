@@ -214,6 +214,17 @@ def check_api(port, cookie):
     assert st == 405, st
     st, hd, raw = request(port, "POST", "/api/probe", body="x" * 5000, headers=hdr)
     assert st == 413, (st, raw)
+    # chunked, with no length said: let go once past the bound, not read to its end
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/api/probe", body=iter([b"x" * 1000] * 20), headers=hdr,
+                     encode_chunked=True)
+        st = conn.getresponse().status
+    except (http.client.HTTPException, OSError):
+        st = None
+    finally:
+        conn.close()
+    assert st is None or st == 413, st
 
 
 def test_page():
