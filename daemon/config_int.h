@@ -106,6 +106,8 @@ struct loader {
 	/* uplink.topic_prefix's value while the config's document is loaded: where a topic
 	 * too long or too deep is reported (NULL: not given) */
 	yaml_node_t *topic_prefix_node, *uplink_node;
+	/* uplink.sparkplug.group's value, where a Sparkplug topic too long is reported */
+	yaml_node_t *sparkplug_group_node;
 	/* texts made for messages (loader_text), freed by loader_free or released to a mark */
 	char **texts;
 	size_t ntexts, text_cap;
