@@ -280,6 +280,7 @@ long config_find_point(const struct device_cfg *d, const char *name);
 
 const char *severity_name(int sev);   /* "blue", ... ; NULL for SEV_NONE */
 const char *uplink_format_name(int format); /* "sluice", "sparkplug", "thingsboard" */
+const char *point_type_name(int type);      /* "int16", ..., as a profile writes it */
 int severity_from_name(const char *s);/* -1 when unknown */
 const char *rule_kind_name(int kind);
 

@@ -441,9 +441,6 @@ void profiles_free(struct loader *loader);
 /* After every section: the topics the config makes fit the uplink and a broker. */
 void check_topics(struct scope *root);
 
-/* The name of a point type (int16, ...), as a profile writes it. */
-const char *point_type_name(int type);
-
 /* ---- the rules (config_rules.c) --------------------------------------------------- */
 
 /* One item of alerts:, appended to cfg->rules, which has room. */
