@@ -46,13 +46,20 @@ static int check_config(const char *path)
 {
 	struct config_diag diag = { 0 };
 	struct config *cfg = config_load(path, NULL, &diag);
-	char sum[160];
+	char sum[160], why[300];
 
 	print_diag(&diag);
 	if (!cfg) {
 		fprintf(stderr, "%s: %zu error%s, %zu warning%s: not valid\n", path, diag.nerrors,
 			diag.nerrors == 1 ? "" : "s", diag.nwarnings, diag.nwarnings == 1 ? "" : "s");
 		config_diag_free(&diag);
+		return EXIT_CONFIG;
+	}
+	if (!core_format_ready(cfg, why, sizeof why)) {
+		/* the daemon would not start with it: not good */
+		fprintf(stderr, "%s: %s\n", path, why);
+		config_diag_free(&diag);
+		config_free(cfg);
 		return EXIT_CONFIG;
 	}
 	config_summary(cfg, sum, sizeof sum);
@@ -78,6 +85,7 @@ int main(int argc, char **argv)
 	const char *path = DEFAULT_CONFIG, *check = NULL;
 	struct config_diag diag = { 0 };
 	struct config *cfg;
+	char why[300];
 	int debug = 0, ch;
 
 	while ((ch = getopt_long(argc, argv, "c:t:dVh", opts, NULL)) != -1) {
@@ -125,6 +133,11 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < diag.n; i++)
 		log_warnx("%s", diag.msgs[i]);
 	config_diag_free(&diag);
+	if (!core_format_ready(cfg, why, sizeof why)) {
+		log_errx("%s: %s; not starting", path, why);
+		config_free(cfg);
+		return EXIT_CONFIG;
+	}
 	log_set_level(debug ? LOG_LVL_DEBUG : cfg->gateway.log_level);
 	/* the alert engine's local time (night windows, calendar days) is the gateway's */
 	setenv("TZ", cfg->gateway.timezone, 1);
