@@ -1195,14 +1195,21 @@ static bool str_eq(const char *a, const char *b)
 }
 
 /* Would the uplink connect differently under b than under a? */
-bool core_format_ready(const struct config *cfg, char *why, size_t len)
+bool core_uplink_ready(const struct config *cfg, char *why, size_t len)
 {
-	if (cfg->uplink.format == FORMAT_SLUICE)
-		return true;
-	snprintf(why, len, "uplink.format %s is not published by this build yet: its messages "
-		 "are built when each is published, which the outbox does not do yet (use "
-		 "format: sluice for now)", uplink_format_name(cfg->uplink.format));
-	return false;
+	if (cfg->uplink.format != FORMAT_SLUICE) {
+		snprintf(why, len, "uplink.format %s is not published by this build yet: its "
+			 "messages are built when each is published, which the outbox does not do "
+			 "yet (use format: sluice for now)", uplink_format_name(cfg->uplink.format));
+		return false;
+	}
+	if (cfg->uplink.commands) {
+		snprintf(why, len, "uplink.commands is not carried out by this build yet: a command "
+			 "and its outcome are stored as outbox events, which the outbox does not do "
+			 "yet (leave commands off for now)");
+		return false;
+	}
+	return true;
 }
 
 /* The fallback brokers differ (in number, order or any key). */
@@ -1268,7 +1275,7 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		notify_send("READY=1");
 		return;
 	}
-	if (!core_format_ready(nc, err, sizeof err)) {
+	if (!core_uplink_ready(nc, err, sizeof err)) {
 		log_errx("reload: %s; the running configuration is kept", err);
 		config_free(nc);
 		notify_send("READY=1");

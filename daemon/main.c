@@ -55,7 +55,7 @@ static int check_config(const char *path)
 		config_diag_free(&diag);
 		return EXIT_CONFIG;
 	}
-	if (!core_format_ready(cfg, why, sizeof why)) {
+	if (!core_uplink_ready(cfg, why, sizeof why)) {
 		/* the daemon would not start with it: not good */
 		fprintf(stderr, "%s: %s\n", path, why);
 		config_diag_free(&diag);
@@ -133,7 +133,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < diag.n; i++)
 		log_warnx("%s", diag.msgs[i]);
 	config_diag_free(&diag);
-	if (!core_format_ready(cfg, why, sizeof why)) {
+	if (!core_uplink_ready(cfg, why, sizeof why)) {
 		log_errx("%s: %s; not starting", path, why);
 		config_free(cfg);
 		return EXIT_CONFIG;
