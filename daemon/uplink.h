@@ -53,10 +53,12 @@ enum uplink_end {
  * Events are delivered from inside uplink_io, uplink_tick and uplink_shutdown, after
  * libmosquitto has returned: a handler may call uplink_publish, never uplink_free or
  * uplink_shutdown. disconnected() comes once per lost connection and once per failed
- * connect attempt; acked() and refused() only for the caller's QoS 1 and 2 messages (a
- * QoS 0 message has no acknowledgement, and the uplink's own status messages are not
- * reported). refused(): the broker acknowledged the message with a reason code of
- * 0x80 or more (MQTT 5: not authorised, quota exceeded, ...): it did not take it.
+ * connect attempt; acked() only for the caller's messages (QoS 1 and 2 when the broker
+ * acknowledged them; QoS 0, which has no acknowledgement, once written to the socket —
+ * what delivery means at QoS 0), refused() for its QoS 1 and 2 ones; the uplink's own
+ * status messages are not reported. refused(): the broker acknowledged the message with
+ * a reason code of 0x80 or more (MQTT 5: not authorised, quota exceeded, ...): it did
+ * not take it.
  */
 struct uplink_events {
 	void *ctx;

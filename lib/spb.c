@@ -10,6 +10,13 @@
  * (string, bytes, an embedded message), 5 four bytes little-endian (float). A varint is
  * 7 bits a byte, least significant first, the high bit set on every byte but the last.
  *
+ * Why our own and not protobuf-c: the schema is fixed and small (four messages, the
+ * fields sluice reads and writes), so a codec of its own costs a few hundred lines and no
+ * generated code, no new library on the boxes (nor in the armhf and arm64 cross builds,
+ * whose multiarch -dev packages lag), and a decoder whose every allocation and bound is
+ * ours to state: it faces whatever a network sends as a DCMD. Its correctness is checked
+ * against Google's protobuf (tests/unit/test_spb.c) and by fuzzing.
+ *
  * Decoding runs the same walk twice: the first pass checks everything and counts the
  * metrics, properties and string bytes; the second fills one allocation of exactly that
  * size. So a decoded payload is freed with one free(), and nothing is half-built when
