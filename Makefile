@@ -116,6 +116,7 @@ demo: deps
 
 # what the gateway costs, on stated workloads (bench/bench.py --help):
 #   make bench BENCH="reference drain --seconds 60"
+#   make bench BENCH=compare       medium and reference beside collectd (docs/performance.md)
 bench:
 	@python3 bench/bench.py $(BENCH)
 

@@ -61,9 +61,9 @@ static void defaults(struct loader *loader)
 }
 
 /* A list section: allocate its array and parse each item. */
-static void list_parse(struct scope *scope, yaml_node_t *list, const char *what, void **items,
+static void list_parse(struct scope *scope, ynode_t *list, const char *what, void **items,
 		       size_t item_size, struct src_loc **id_locs,
-		       void (*parse_item)(struct scope *, yaml_node_t *, size_t))
+		       void (*parse_item)(struct scope *, ynode_t *, size_t))
 {
 	size_t n;
 
@@ -193,7 +193,7 @@ static int loader_set_profile_dirs(struct loader *loader, const struct config_op
 static void load_sections(struct loader *loader, struct document *doc)
 {
 	struct config *cfg = loader->cfg;
-	yaml_node_t *root = yaml_document_get_root_node(&doc->yaml), *seen[KEYS_MAX], *value;
+	ynode_t *root = document_root(doc), *seen[KEYS_MAX], *value;
 	struct scope scope;
 
 	scope_top(&scope, loader, doc);
@@ -392,10 +392,18 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->ndevices; i++) {
 		free(cfg->devices[i].name);
 		free(cfg->devices[i].profile);
-		free(cfg->devices[i].points);
-		free(cfg->devices[i].point_locs);
+		if (!cfg->devices[i].points_shared) {
+			free(cfg->devices[i].points);
+			free(cfg->devices[i].point_locs);
+		}
 	}
 	free(cfg->devices);
+	for (size_t i = 0; i < cfg->nshared; i++) {
+		free(cfg->shared_points[i]);
+		free(cfg->shared_locs[i]);
+	}
+	free(cfg->shared_points);
+	free(cfg->shared_locs);
 	for (size_t i = 0; i < cfg->nrules; i++) {
 		free(cfg->rules[i].name);
 		free(cfg->rules[i].inflow);

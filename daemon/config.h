@@ -117,6 +117,9 @@ struct night_exclude {
 	double flow;           /* m3/h it moves while running */
 };
 
+/* Every device a rule reads is named by one of its point_refs (or is its inverter): the
+ * alert engine gives a rule only the readings of those devices (alert.c, rule_devices),
+ * so a point_ref added here is added there too. */
 struct rule_cfg {
 	char id[ID_MAX];
 	char *name;            /* may be NULL */
@@ -204,6 +207,11 @@ struct config {
 	size_t ndevices;
 	struct rule_cfg *rules;
 	size_t nrules;
+	/* the point tables of the profiles that devices share (device_cfg.points_shared):
+	 * one copy of a profile's points for all its devices, freed with the config */
+	struct point_def **shared_points;
+	struct src_loc **shared_locs;
+	size_t nshared;
 };
 
 /* Messages from a load: errors and warnings, each "FILE:LINE:COL: message"

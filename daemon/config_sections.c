@@ -161,7 +161,7 @@ static const char *order_forms_text(struct scope *scope, unsigned regs)
 }
 
 /* byte_order, word_order: big or little; a manual's ABCD form gets pointed to order:. */
-static void order_flag_fn(struct scope *scope, const struct key *key, yaml_node_t *value,
+static void order_flag_fn(struct scope *scope, const struct key *key, ynode_t *value,
 			  void *obj)
 {
 	const char *name = scope_key(scope, key->name), *s = scope_expect_scalar(scope, value, name);
@@ -269,7 +269,7 @@ static void path_resolve(struct loader *loader, char **path)
  * reading; a secret must not be readable by others nor writable by anyone but its
  * owner (the expected layout is root:sluice 0640).
  */
-static void check_file(struct scope *scope, yaml_node_t *value, const char *key, char **path,
+static void check_file(struct scope *scope, ynode_t *value, const char *key, char **path,
 		       bool secret)
 {
 	struct stat st;
@@ -318,7 +318,7 @@ static void check_file(struct scope *scope, yaml_node_t *value, const char *key,
 }
 
 /* A host name or address; the port goes in port:, IPv6 without brackets. */
-static void check_host(struct scope *scope, yaml_node_t *value, const char *key, const char *host)
+static void check_host(struct scope *scope, ynode_t *value, const char *key, const char *host)
 {
 	const char *colon;
 
@@ -351,7 +351,7 @@ static const struct key gateway_keys[] = {
 KEY_TABLE_FITS(gateway_keys);
 
 /* Only checked where the zone database is installed: a bare box may lack it. */
-static void check_timezone(struct scope *scope, yaml_node_t *value, const char *tz)
+static void check_timezone(struct scope *scope, ynode_t *value, const char *tz)
 {
 	struct loader *loader = scope->loader;
 	struct suggestion suggestion;
@@ -380,11 +380,11 @@ static void check_timezone(struct scope *scope, yaml_node_t *value, const char *
 			    "from the zone database, such as Asia/Shanghai)", scope_quote(scope, tz));
 }
 
-void parse_gateway(struct scope *root, yaml_node_t *map)
+void parse_gateway(struct scope *root, ynode_t *map)
 {
 	struct loader *loader = root->loader;
 	struct gateway_cfg *gateway = &loader->cfg->gateway;
-	yaml_node_t *seen[KEYS_MAX], *value;
+	ynode_t *seen[KEYS_MAX], *value;
 	struct scope scope;
 
 	if (!scope_expect_map(root, map, "gateway"))
@@ -398,7 +398,7 @@ void parse_gateway(struct scope *root, yaml_node_t *map)
 
 /* ---- uplink --------------------------------------------------------------------------------- */
 
-static void qos_fn(struct scope *scope, const struct key *key, yaml_node_t *value, void *obj)
+static void qos_fn(struct scope *scope, const struct key *key, ynode_t *value, void *obj)
 {
 	struct uplink_cfg *uplink = obj;
 	const char *name = scope_key(scope, key->name), *s = scope_expect_scalar(scope, value, name);
@@ -486,7 +486,7 @@ static const struct key tls_keys[] = {
 };
 KEY_TABLE_FITS(tls_keys);
 
-static void check_topic_prefix(struct scope *scope, yaml_node_t *value, const char *topic)
+static void check_topic_prefix(struct scope *scope, ynode_t *value, const char *topic)
 {
 	size_t n = strlen(topic);
 
@@ -525,7 +525,7 @@ static void check_sparkplug_topics(struct scope *root)
 	struct loader *loader = root->loader;
 	const struct config *cfg = loader->cfg;
 	const char *group = cfg->uplink.sparkplug_group, *host = cfg->uplink.sparkplug_primary_host;
-	yaml_node_t *at = loader->sparkplug_group_node ? loader->sparkplug_group_node
+	ynode_t *at = loader->sparkplug_group_node ? loader->sparkplug_group_node
 						       : loader->uplink_node;
 	size_t longest = 0, n;
 	const char *dev = "";
@@ -555,7 +555,7 @@ void check_topics(struct scope *root)
 	const struct config *cfg = loader->cfg;
 	const char *prefix = cfg->uplink.topic_prefix, *what = "status";
 	size_t fixed, longest = strlen("status"), comms = strlen("comms-"), slashes = 0, deepest;
-	yaml_node_t *at = loader->topic_prefix_node ? loader->topic_prefix_node : loader->uplink_node;
+	ynode_t *at = loader->topic_prefix_node ? loader->topic_prefix_node : loader->uplink_node;
 	struct scope scope;
 
 	if (cfg->uplink.format == FORMAT_SPARKPLUG) {
@@ -612,9 +612,9 @@ void check_topics(struct scope *root)
 }
 
 /* tls: true (the system's CAs), or a block naming the files */
-static void parse_tls(struct scope *uplink_scope, yaml_node_t *value, struct uplink_cfg *uplink)
+static void parse_tls(struct scope *uplink_scope, ynode_t *value, struct uplink_cfg *uplink)
 {
-	yaml_node_t *seen[KEYS_MAX];
+	ynode_t *seen[KEYS_MAX];
 	struct scope scope;
 	bool on;
 
@@ -641,7 +641,7 @@ static void parse_tls(struct scope *uplink_scope, yaml_node_t *value, struct upl
 }
 
 /* A Sparkplug id (group, host id): one level of Sparkplug's topics. */
-static void check_sparkplug_id(struct scope *scope, yaml_node_t *value, const char *key,
+static void check_sparkplug_id(struct scope *scope, ynode_t *value, const char *key,
 			       const char *id)
 {
 	if (value && id && strpbrk(id, "/+#"))
@@ -649,10 +649,10 @@ static void check_sparkplug_id(struct scope *scope, yaml_node_t *value, const ch
 			    "of Sparkplug's topics)", key, scope_quote(scope, id));
 }
 
-static void parse_sparkplug(struct scope *uplink_scope, yaml_node_t *value,
+static void parse_sparkplug(struct scope *uplink_scope, ynode_t *value,
 			    struct uplink_cfg *uplink)
 {
-	yaml_node_t *seen[KEYS_MAX];
+	ynode_t *seen[KEYS_MAX];
 	struct scope scope;
 
 	if (!scope_expect_map(uplink_scope, value, "sparkplug"))
@@ -676,7 +676,7 @@ static char *copy_or_null(struct loader *loader, const char *s)
  * the first broker's keys are; what it does not give is copied from the first broker,
  * already read: TLS as a whole, the credentials as a pair, the client id.
  */
-static void parse_fallback(struct scope *uplink_scope, yaml_node_t *list,
+static void parse_fallback(struct scope *uplink_scope, ynode_t *list,
 			   struct uplink_cfg *uplink)
 {
 	struct loader *loader = uplink_scope->loader;
@@ -693,7 +693,7 @@ static void parse_fallback(struct scope *uplink_scope, yaml_node_t *list,
 	if (!n || !(uplink->fallback = loader_calloc(loader, n, sizeof *uplink->fallback)))
 		return;
 	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = document_item(uplink_scope->doc, list, i), *seen[KEYS_MAX], *v;
+		ynode_t *item = document_item(uplink_scope->doc, list, i), *seen[KEYS_MAX], *v;
 		struct uplink_cfg e = { 0 };
 		struct scope scope;
 
@@ -738,10 +738,10 @@ static void parse_fallback(struct scope *uplink_scope, yaml_node_t *list,
 }
 
 /* What the format makes of the other keys: what it needs, and what does not apply. */
-static void check_format(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
+static void check_format(struct scope *scope, ynode_t *map, ynode_t **seen,
 			 struct uplink_cfg *uplink)
 {
-	yaml_node_t *format = keys_seen(uplink_keys, seen, "format"), *v;
+	ynode_t *format = keys_seen(uplink_keys, seen, "format"), *v;
 	const char *name = uplink_format_name(uplink->format), *s;
 	int val;
 
@@ -776,11 +776,11 @@ static void check_format(struct scope *scope, yaml_node_t *map, yaml_node_t **se
 		scope_warn(scope, v, "command_max_age applies only with commands: true");
 }
 
-void parse_uplink(struct scope *root, yaml_node_t *map)
+void parse_uplink(struct scope *root, ynode_t *map)
 {
 	struct loader *loader = root->loader;
 	struct uplink_cfg *uplink = &loader->cfg->uplink;
-	yaml_node_t *seen[KEYS_MAX], *value;
+	ynode_t *seen[KEYS_MAX], *value;
 	struct scope scope;
 
 	if (!scope_expect_map(root, map, "uplink"))
@@ -821,9 +821,9 @@ static const struct key buffer_keys[] = {
 };
 KEY_TABLE_FITS(buffer_keys);
 
-void parse_buffer(struct scope *root, yaml_node_t *map)
+void parse_buffer(struct scope *root, ynode_t *map)
 {
-	yaml_node_t *seen[KEYS_MAX];
+	ynode_t *seen[KEYS_MAX];
 	struct scope scope;
 
 	if (!scope_expect_map(root, map, "buffer"))
@@ -834,7 +834,7 @@ void parse_buffer(struct scope *root, yaml_node_t *map)
 
 /* ---- buses ------------------------------------------------------------------------------- */
 
-static void baud_fn(struct scope *scope, const struct key *key, yaml_node_t *value, void *obj)
+static void baud_fn(struct scope *scope, const struct key *key, ynode_t *value, void *obj)
 {
 	static const unsigned rates[] = { 1200, 2400, 4800, 9600, 19200, 38400, 57600,
 					  115200, 230400, 460800, 921600 };
@@ -897,7 +897,7 @@ KEY_TABLE_FITS(rtu_keys);
 static const char *const transports[] = { "tcp", "rtu", "rtu_over_tcp" };
 
 /* The serial device may be a USB adapter not plugged in yet: a warning, not an error. */
-static void check_serial(struct scope *scope, yaml_node_t *value, const char *device)
+static void check_serial(struct scope *scope, ynode_t *value, const char *device)
 {
 	struct stat st;
 
@@ -912,10 +912,10 @@ static void check_serial(struct scope *scope, yaml_node_t *value, const char *de
 }
 
 /* The block of the bus's transport (rtu:, tcp: or rtu_over_tcp:). */
-static void parse_transport(struct scope *bus_scope, yaml_node_t *map, struct bus_cfg *bus)
+static void parse_transport(struct scope *bus_scope, ynode_t *map, struct bus_cfg *bus)
 {
 	const struct config *cfg = bus_scope->loader->cfg;
-	yaml_node_t *seen[KEYS_MAX], *device;
+	ynode_t *seen[KEYS_MAX], *device;
 	struct scope scope;
 	long other;
 
@@ -954,12 +954,12 @@ static const char *device_id(const void *items, size_t i)
 	return ((const struct device_cfg *)items)[i].id;
 }
 
-void parse_bus(struct scope *root, yaml_node_t *map, size_t index)
+void parse_bus(struct scope *root, ynode_t *map, size_t index)
 {
 	struct loader *loader = root->loader;
 	struct config *cfg = loader->cfg;
 	struct bus_cfg *bus = &cfg->buses[cfg->nbuses];
-	yaml_node_t *seen[KEYS_MAX], *transport = NULL, *value;
+	ynode_t *seen[KEYS_MAX], *transport = NULL, *value;
 	int ntransports = 0;
 	struct scope scope;
 
@@ -976,7 +976,7 @@ void parse_bus(struct scope *root, yaml_node_t *map, size_t index)
 		scope_unique_id(&scope, value, "bus", bus->id, cfg->buses, cfg->nbuses - 1,
 				loader->bus_id_locs, &loader->bus_ids);
 	for (int kind = 0; kind < 3; kind++) {
-		yaml_node_t *given = keys_seen(bus_keys, seen, transports[kind]);
+		ynode_t *given = keys_seen(bus_keys, seen, transports[kind]);
 		if (!given)
 			continue;
 		if (ntransports++) {
@@ -1069,7 +1069,7 @@ KEY_TABLE_FITS(point_keys);
  * order: ABCD and its kin, in place of byte_order and word_order. A string's registers
  * are not reordered, only the bytes in each: AB or BA, like a 16-bit value.
  */
-static void point_order(struct scope *scope, yaml_node_t **seen, yaml_node_t *value,
+static void point_order(struct scope *scope, ynode_t **seen, ynode_t *value,
 			struct point_def *def)
 {
 	const char *s = scope_expect_scalar(scope, value, "order");
@@ -1111,11 +1111,11 @@ static void point_order(struct scope *scope, yaml_node_t **seen, yaml_node_t *va
 }
 
 /* What the fields of one point say together; each key alone was checked by the walk. */
-static void point_check(struct scope *scope, yaml_node_t **seen, struct point_def *def)
+static void point_check(struct scope *scope, ynode_t **seen, struct point_def *def)
 {
-	yaml_node_t *type = keys_seen(point_keys, seen, "type");
-	yaml_node_t *table = keys_seen(point_keys, seen, "table");
-	yaml_node_t *value;
+	ynode_t *type = keys_seen(point_keys, seen, "type");
+	ynode_t *table = keys_seen(point_keys, seen, "table");
+	ynode_t *value;
 	bool bits = def->table == MB_COIL || def->table == MB_DISCRETE;
 	unsigned width;
 
@@ -1175,12 +1175,12 @@ static void point_check(struct scope *scope, yaml_node_t **seen, struct point_de
 }
 
 /* One pair name: {table, address, ...} of a points: mapping, into points. */
-static void point_parse(struct scope *scope, yaml_node_t *map, size_t i, const char *owner,
+static void point_parse(struct scope *scope, ynode_t *map, size_t i, const char *owner,
 			struct point_set *points)
 {
 	struct loader *loader = scope->loader;
 	struct point_def def = { .bit = -1, .scale = 1.0 };
-	yaml_node_t *key, *value, *seen[KEYS_MAX];
+	ynode_t *key, *value, *seen[KEYS_MAX];
 	size_t errors_before = loader->nerrors;
 	struct scope point_scope;
 	struct src_loc loc;
@@ -1230,7 +1230,7 @@ static void point_parse(struct scope *scope, yaml_node_t *map, size_t i, const c
  * pump-1", or "devices[3]" without an id) for inline points; NULL in a profile (the
  * file names the profile).
  */
-static void points_parse(struct scope *scope, yaml_node_t *map, const char *owner,
+static void points_parse(struct scope *scope, ynode_t *map, const char *owner,
 			 struct point_set *points)
 {
 	if (!scope_expect_map(scope, map, "points"))
@@ -1416,7 +1416,7 @@ static char *profile_path(struct loader *loader, const char *name)
  * Every place looked in, each with what it is, and the two ways to add a profile: a
  * technician who gets this message should not need the documentation to act on it.
  */
-void profile_not_found(struct scope *scope, yaml_node_t *value, const char *name)
+void profile_not_found(struct scope *scope, ynode_t *value, const char *name)
 {
 	struct loader *loader = scope->loader;
 	struct suggestion suggestion;
@@ -1449,7 +1449,7 @@ static void profile_read(struct loader *loader, struct profile *profile, const c
 {
 	struct document doc;
 	struct scope scope;
-	yaml_node_t *root, *seen[KEYS_MAX], *value;
+	ynode_t *root, *seen[KEYS_MAX], *value;
 	struct point_set points = { 0 };
 	size_t errors_before = loader->nerrors;
 	const char *s;
@@ -1458,7 +1458,7 @@ static void profile_read(struct loader *loader, struct profile *profile, const c
 	if (document_load(loader, path, &doc) < 0)
 		goto done;
 	scope_top(&scope, loader, &doc);
-	root = yaml_document_get_root_node(&doc.yaml);
+	root = document_root(&doc);
 	if (!scope_expect_map(&scope, root, "a profile"))
 		goto done;
 	keys_walk(&scope, root, profile_keys, profile, seen);
@@ -1515,8 +1515,10 @@ void profiles_free(struct loader *loader)
 	for (size_t i = 0; i < loader->nprofiles; i++) {
 		free(loader->profiles[i].name);
 		free(loader->profiles[i].display);
-		free(loader->profiles[i].points);
-		free(loader->profiles[i].locs);
+		if (!loader->profiles[i].shared) {
+			free(loader->profiles[i].points);
+			free(loader->profiles[i].locs);
+		}
 		free(loader->profiles[i].valid);
 	}
 	free(loader->profiles);
@@ -1557,7 +1559,7 @@ long loader_find_device(const struct loader *loader, const char *id)
 }
 
 /* bus: an id of a bus above; -1 when it is not one. */
-static long device_bus(struct scope *scope, yaml_node_t *value, struct device_cfg *device)
+static long device_bus(struct scope *scope, ynode_t *value, struct device_cfg *device)
 {
 	const struct config *cfg = scope->loader->cfg;
 	struct suggestion suggestion;
@@ -1580,7 +1582,7 @@ static long device_bus(struct scope *scope, yaml_node_t *value, struct device_cf
 
 /* On a serial line 0 is broadcast and 248..255 reserved; a TCP gateway routes by any
  * byte, and 255 is what many TCP-only devices expect. */
-static void device_unit_id(struct scope *scope, yaml_node_t *value, long bus,
+static void device_unit_id(struct scope *scope, ynode_t *value, long bus,
 			   struct device_cfg *device)
 {
 	const struct config *cfg = scope->loader->cfg;
@@ -1601,9 +1603,11 @@ static void device_unit_id(struct scope *scope, yaml_node_t *value, long bus,
 		device->unit_id = (uint8_t)n;
 }
 
-/* profile: its points come first in points; NULL when there are none to take. */
-static struct profile *device_profile(struct scope *scope, yaml_node_t *value, size_t index,
-				      struct point_set *points)
+/* profile: its points come first in points (copied only when the device adds points of
+ * its own: copy; else the device shares the profile's, device_share); NULL when there
+ * are none to take. */
+static struct profile *device_profile(struct scope *scope, ynode_t *value, size_t index,
+				      struct point_set *points, bool copy)
 {
 	struct loader *loader = scope->loader;
 	struct device_cfg *device = &loader->cfg->devices[index];
@@ -1633,7 +1637,7 @@ static struct profile *device_profile(struct scope *scope, yaml_node_t *value, s
 	}
 	if (!profile->ok)
 		loader->device_incomplete[index] = true;
-	for (size_t i = 0; i < profile->npoints; i++)
+	for (size_t i = 0; copy && i < profile->npoints; i++)
 		point_set_add(loader, points, &profile->points[i], &profile->locs[i],
 			      profile->valid[i]);
 	points->nfrom_profile = points->n;
@@ -1641,13 +1645,47 @@ static struct profile *device_profile(struct scope *scope, yaml_node_t *value, s
 	return profile;
 }
 
-void parse_device(struct scope *root, yaml_node_t *map, size_t index)
+/* The device has only profile's points: it takes the profile's own table, which the
+ * config keeps from then on (one table for every device of that profile: a site of a
+ * thousand meters of one model holds their points once). */
+static void device_share(struct loader *loader, struct device_cfg *device,
+			 struct profile *profile)
+{
+	struct config *cfg = loader->cfg;
+
+	if (!profile->npoints)
+		return;
+	if (!profile->shared) {
+		struct point_def **pts = realloc(cfg->shared_points,
+						 (cfg->nshared + 1) * sizeof *pts);
+		struct src_loc **locs;
+
+		if (pts)
+			cfg->shared_points = pts;
+		locs = pts ? realloc(cfg->shared_locs, (cfg->nshared + 1) * sizeof *locs) : NULL;
+		if (!locs) {
+			loader->oom = true;
+			return;
+		}
+		cfg->shared_locs = locs;
+		cfg->shared_points[cfg->nshared] = profile->points;
+		cfg->shared_locs[cfg->nshared] = profile->locs;
+		cfg->nshared++;
+		profile->shared = true;
+	}
+	device->points = profile->points;
+	device->point_locs = profile->locs;
+	device->npoints = profile->npoints;
+	device->points_shared = true;
+}
+
+void parse_device(struct scope *root, ynode_t *map, size_t index)
 {
 	struct loader *loader = root->loader;
 	struct config *cfg = loader->cfg;
 	size_t di = cfg->ndevices;
 	struct device_cfg *device = &cfg->devices[di];
-	yaml_node_t *seen[KEYS_MAX], *value;
+	ynode_t *seen[KEYS_MAX], *value;
 	struct point_set points = { 0 };
 	struct profile *profile = NULL;
 	long bus = -1;
@@ -1669,7 +1707,8 @@ void parse_device(struct scope *root, yaml_node_t *map, size_t index)
 	if ((value = keys_seen(device_keys, seen, "unit_id")))
 		device_unit_id(&scope, value, bus, device);
 	if ((value = keys_seen(device_keys, seen, "profile")))
-		profile = device_profile(&scope, value, di, &points);
+		profile = device_profile(&scope, value, di, &points,
+					 keys_seen(device_keys, seen, "points") != NULL);
 	if ((value = keys_seen(device_keys, seen, "points")) && value->type == YAML_MAPPING_NODE &&
 	    points.n + node_map_len(value) > DEVICE_POINTS_MAX) {
 		if (points.n)
@@ -1699,8 +1738,11 @@ void parse_device(struct scope *root, yaml_node_t *map, size_t index)
 			profile && profile->has_max_registers ? profile->max_registers : 125;
 	if (!keys_seen(device_keys, seen, "max_gap"))
 		device->max_gap = profile && profile->has_max_gap ? profile->max_gap : 8;
+	if (profile && !keys_seen(device_keys, seen, "points"))
+		points.n = profile->npoints; /* for the bound below: the same as a copy */
 	if (loader->npoints + points.n > CONFIG_POINTS_MAX) {
-		/* a profile's points are copied to each device that names it */
+		/* a profile's points count for each device that names it: they share one
+		 * table, but each device's readings carry a value for every point */
 		if (loader->npoints <= CONFIG_POINTS_MAX)
 			scope_error(&scope, map, "with this device's %zu points the configuration has "
 				    "more than %d (a profile's points count once for each device "
@@ -1715,8 +1757,22 @@ void parse_device(struct scope *root, yaml_node_t *map, size_t index)
 		points.n = 0;
 	}
 	loader->npoints += points.n;
-	device->points = points.defs;
-	device->point_locs = points.locs;
-	device->npoints = points.n;
+	if (profile && !keys_seen(device_keys, seen, "points")) {
+		if (points.n)
+			device_share(loader, device, profile);
+	} else {
+		/* the set grew by doubling; the config keeps it for as long as it runs */
+		if (points.n && points.n < points.cap) {
+			struct point_def *defs = realloc(points.defs, points.n * sizeof *defs);
+			struct src_loc *locs = realloc(points.locs, points.n * sizeof *locs);
+			if (defs)
+				points.defs = defs;
+			if (locs)
+				points.locs = locs;
+		}
+		device->points = points.defs;
+		device->point_locs = points.locs;
+		device->npoints = points.n;
+	}
 	free(points.valid);
 }

@@ -898,6 +898,14 @@ static const char *const msgs_empty[] = {
 static const char *const msgs_two_documents[] = {
 	FIX "two-documents.yaml:5:1: a second YAML document starts here: the file must hold one document",
 };
+/* the loader composes libyaml's events itself: libyaml's composer errors, in its words */
+static const char *const msgs_alias_undefined[] = {
+	FIX "alias-undefined.yaml:4:10: YAML syntax error: found undefined alias",
+};
+static const char *const msgs_anchor_twice[] = {
+	FIX "anchor-twice.yaml:6:5: YAML syntax error: second occurrence (found duplicate anchor; "
+	    "first occurrence at line 5 column 5)",
+};
 static const char *const msgs_not_a_mapping[] = {
 	FIX "not-a-mapping.yaml:1:1: the configuration must be a mapping (key: value lines), not a list",
 };
@@ -1434,6 +1442,7 @@ static void add_points(struct text *t, const char *indent, int from, int n)
 static void test_points_limits(void **state)
 {
 	char tmpl[] = "/tmp/sluice-test-points-XXXXXX", path[PATH_MAX], name[PATH_MAX + 16];
+	char duo[PATH_MAX + 16];
 	struct text t = { 0 }, p = { 0 };
 	struct config_diag d;
 	struct config *cfg;
@@ -1461,8 +1470,47 @@ static void test_points_limits(void **state)
 	assert_non_null(cfg);
 	assert_int_equal(cfg->ndevices, 100);
 	assert_int_equal(cfg->devices[99].npoints, 5000);
+	/* the 99 devices of the profile hold one table between them; the device with
+	 * points of its own has its own */
+	assert_int_equal(cfg->nshared, 1);
+	assert_false(cfg->devices[0].points_shared);
+	for (int i = 1; i < 100; i++) {
+		assert_true(cfg->devices[i].points_shared);
+		assert_ptr_equal(cfg->devices[i].points, cfg->shared_points[0]);
+		assert_ptr_equal(cfg->devices[i].point_locs, cfg->shared_locs[0]);
+	}
+	assert_string_equal(cfg->devices[99].points[4999].name, cfg->devices[0].points[4999].name);
 	config_free(cfg);
 	config_diag_free(&d);
+
+	/* a device that adds points of its own has the profile's first, in a table of its
+	 * own; the devices on either side of it still share the profile's */
+	snprintf(duo, sizeof duo, "%s/devices/duo.yaml", tmpl);
+	spit(duo, "profile: duo\npoints:\n  p0: { table: holding, address: 0, type: uint16 }\n"
+	     "  p1: { table: holding, address: 1, type: uint16 }\n", 0644);
+	t.n = 0;
+	add(&t, TOP_TEXT "buses:\n  - { id: b, tcp: { host: 127.0.0.1 } }\ndevices:\n"
+		"  - { id: x1, bus: b, profile: duo }\n"
+		"  - id: x2\n    bus: b\n    profile: duo\n    points:\n");
+	add_points(&t, "      ", 6000, 1);
+	add(&t, "  - { id: x3, bus: b, profile: duo }\n");
+	cfg = text_load(name, &t, &d);
+	if (!cfg)
+		print_diag(name, &d);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->nshared, 1);
+	assert_true(cfg->devices[0].points_shared && cfg->devices[2].points_shared);
+	assert_ptr_equal(cfg->devices[0].points, cfg->devices[2].points);
+	assert_int_equal(cfg->devices[0].npoints, 2);
+	assert_false(cfg->devices[1].points_shared);
+	assert_int_equal(cfg->devices[1].npoints, 3);
+	assert_ptr_not_equal(cfg->devices[1].points, cfg->devices[0].points);
+	assert_string_equal(cfg->devices[1].points[1].name, "p1");
+	assert_string_equal(cfg->devices[1].points[2].name, "p6000");
+	assert_int_equal(cfg->devices[1].point_locs[1].line, cfg->devices[0].point_locs[1].line);
+	config_free(cfg);
+	config_diag_free(&d);
+	unlink(duo);
 
 	/* 5001 of its own; 5000 of the profile and 1 of its own; the 101st device */
 	t.n = 0;
@@ -1658,6 +1706,8 @@ static void test_whole_file_problems(void **state)
 	(void)state;
 	EXPECT_ERRORS("empty.yaml", msgs_empty);
 	EXPECT_ERRORS("two-documents.yaml", msgs_two_documents);
+	EXPECT_ERRORS("alias-undefined.yaml", msgs_alias_undefined);
+	EXPECT_ERRORS("anchor-twice.yaml", msgs_anchor_twice);
 	EXPECT_ERRORS("not-a-mapping.yaml", msgs_not_a_mapping);
 	EXPECT_ERRORS("no-such.yaml", missing);
 	EXPECT_ERRORS("devices", dir);
