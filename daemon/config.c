@@ -52,6 +52,10 @@ static void defaults(struct loader *loader)
 	cfg->uplink.keepalive_ms = 30 * SEC_MS;
 	cfg->uplink.inflight = 64;
 	cfg->uplink.health_interval_ms = 60 * SEC_MS;
+	cfg->uplink.format = FORMAT_SLUICE;
+	cfg->uplink.sparkplug_qos = 1;
+	cfg->uplink.command_max_age_ms = 60 * SEC_MS;
+	cfg->uplink.fallback_check_ms = 3 * MIN_MS;
 	cfg->buffer.max_size = 256ull * MIB;
 	cfg->buffer.durability = DURABILITY_NORMAL;
 	cfg->buffer.keep_sent_ms = 7ll * DAY_MS;
@@ -370,6 +374,19 @@ void config_free(struct config *cfg)
 	free(cfg->uplink.cert_file);
 	free(cfg->uplink.key_file);
 	free(cfg->uplink.topic_prefix);
+	free(cfg->uplink.sparkplug_group);
+	free(cfg->uplink.sparkplug_primary_host);
+	for (size_t i = 0; i < cfg->uplink.nfallback; i++) {
+		struct broker_cfg *b = &cfg->uplink.fallback[i];
+		free(b->host);
+		free(b->client_id);
+		free(b->username);
+		free(b->password_file);
+		free(b->ca_file);
+		free(b->cert_file);
+		free(b->key_file);
+	}
+	free(cfg->uplink.fallback);
 	free(cfg->web.listen);
 	free(cfg->web.password_file);
 	free(cfg->web.cert_file);

@@ -137,6 +137,8 @@ struct loader {
 	/* uplink.topic_prefix's value while the config's document is loaded: where a topic
 	 * too long or too deep is reported (NULL: not given) */
 	ynode_t *topic_prefix_node, *uplink_node;
+	/* uplink.sparkplug.group's value, where a Sparkplug topic too long is reported */
+	ynode_t *sparkplug_group_node;
 	/* texts made for messages (loader_text), freed by loader_free or released to a mark */
 	char **texts;
 	size_t ntexts, text_cap;
@@ -483,9 +485,6 @@ void profiles_free(struct loader *loader);
 
 /* After every section: the topics the config makes fit the uplink and a broker. */
 void check_topics(struct scope *root);
-
-/* The name of a point type (int16, ...), as a profile writes it. */
-const char *point_type_name(int type);
 
 /* ---- the rules (config_rules.c) --------------------------------------------------- */
 

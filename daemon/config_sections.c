@@ -18,6 +18,13 @@
  *   uplink.ack_timeout            1s..1d (longer than any broker's pause worth waiting for)
  *   uplink.max_packet_size        at least 512B (the status message must fit)
  *   uplink.qos                    1 or 2: the outbox deletes a row on the broker's ack
+ *   uplink.sparkplug.qos          0 or 1 (Sparkplug's hosts expect 0; 1 by default, so that a
+ *                                 reading counts as delivered when the broker has it)
+ *   uplink.command_max_age        1s..1d
+ *   uplink.fallback_check         10s..1d (a probe of the first broker each time)
+ *   uplink.fallback               at most UPLINK_FALLBACK_MAX entries
+ *   sparkplug group, primary_host not empty, no '/', '+' or '#' (Sparkplug's ids are
+ *                                 topic levels)
  *   buffer.max_size               at least 1 MiB (below that SQLite's own pages dominate)
  *   buffer.keep_sent              0..3650d
  *   bus timeout                   10ms..60s;  guard 0..10s
@@ -32,6 +39,7 @@
  *   point bit                     0..15, only for bool in input/holding registers
  *   point length                  1..64 registers, only for string (and required there)
  *   point scale                   finite, not 0;  offset finite
+ *   point min, max                finite, min <= max, only on numbers (not bool, string)
  *   point order                   a form of the point's width (order_forms), or
  *                                 byte_order/word_order big|little, not both
  *   points                        at most DEVICE_POINTS_MAX a device or profile,
@@ -62,6 +70,18 @@ static const struct enumval log_levels[] = {
 static const struct enumval protocols[] = {
 	{ "mqtt311", MQTT_311 }, { "mqtt5", MQTT_5 }, { NULL, 0 },
 };
+
+static const struct enumval formats[] = {
+	{ "sluice", FORMAT_SLUICE }, { "sparkplug", FORMAT_SPARKPLUG },
+	{ "thingsboard", FORMAT_THINGSBOARD }, { NULL, 0 },
+};
+
+const char *uplink_format_name(int format)
+{
+	const char *name = enum_name(formats, format);
+
+	return name ? name : "unknown";
+}
 
 static const struct enumval durabilities[] = {
 	{ "normal", DURABILITY_NORMAL }, { "full", DURABILITY_FULL }, { NULL, 0 },
@@ -422,9 +442,41 @@ static const struct key uplink_keys[] = {
 	  .min = SEC_MS, .max = DAY_MS },
 	{ .name = "max_packet_size", .type = K_SIZE,
 	  .off = OFF(struct uplink_cfg, max_packet_size), .min = 512 },
+	{ .name = "format", .type = K_ENUM, .off = OFF(struct uplink_cfg, format), .names = formats },
+	{ .name = "sparkplug", .type = K_NODE },
+	{ .name = "commands", .type = K_BOOL, .off = OFF(struct uplink_cfg, commands) },
+	{ .name = "command_max_age", .type = K_DUR,
+	  .off = OFF(struct uplink_cfg, command_max_age_ms), .min = SEC_MS, .max = DAY_MS },
+	{ .name = "fallback", .type = K_NODE },
+	{ .name = "fallback_check", .type = K_DUR, .off = OFF(struct uplink_cfg, fallback_check_ms),
+	  .min = 10 * SEC_MS, .max = DAY_MS },
 	{ NULL },
 };
 KEY_TABLE_FITS(uplink_keys);
+
+static const struct key sparkplug_keys[] = {
+	{ .name = "group", .type = K_STR, .off = OFF(struct uplink_cfg, sparkplug_group) },
+	{ .name = "primary_host", .type = K_STR,
+	  .off = OFF(struct uplink_cfg, sparkplug_primary_host) },
+	{ .name = "qos", .type = K_INT, .off = OFF(struct uplink_cfg, sparkplug_qos), .min = 0,
+	  .max = 1 },
+	{ NULL },
+};
+KEY_TABLE_FITS(sparkplug_keys);
+
+/* A fallback entry is read into a struct uplink_cfg of its own (so tls: is read as the
+ * first broker's is), then moved into its struct broker_cfg. */
+static const struct key fallback_keys[] = {
+	{ .name = "host", .type = K_STR, .off = OFF(struct uplink_cfg, host), .flags = KF_REQ },
+	{ .name = "port", .type = K_INT, .off = OFF(struct uplink_cfg, port), .min = 1,
+	  .max = 65535 },
+	{ .name = "client_id", .type = K_STR, .off = OFF(struct uplink_cfg, client_id) },
+	{ .name = "username", .type = K_STR, .off = OFF(struct uplink_cfg, username) },
+	{ .name = "password_file", .type = K_STR, .off = OFF(struct uplink_cfg, password_file) },
+	{ .name = "tls", .type = K_NODE },
+	{ NULL },
+};
+KEY_TABLE_FITS(fallback_keys);
 
 static const struct key tls_keys[] = {
 	{ .name = "ca_file", .type = K_STR, .off = OFF(struct uplink_cfg, ca_file) },
@@ -463,6 +515,40 @@ static void check_topic_prefix(struct scope *scope, ynode_t *value, const char *
  */
 #define MQTT_SLASHES_MAX 200
 
+/*
+ * Sparkplug's topics: spBv1.0/<group>/<NBIRTH|DBIRTH|...>/<gateway id>[/<device id>], and
+ * the host's spBv1.0/STATE/<primary_host>. Ids are at most 63 bytes: only the group and
+ * the host id can make one too long. None has a '/' of its own (check_sparkplug_id).
+ */
+static void check_sparkplug_topics(struct scope *root)
+{
+	struct loader *loader = root->loader;
+	const struct config *cfg = loader->cfg;
+	const char *group = cfg->uplink.sparkplug_group, *host = cfg->uplink.sparkplug_primary_host;
+	ynode_t *at = loader->sparkplug_group_node ? loader->sparkplug_group_node
+						       : loader->uplink_node;
+	size_t longest = 0, n;
+	const char *dev = "";
+	struct scope scope;
+
+	if (!group || !cfg->gateway.id[0])
+		return;
+	for (size_t i = 0; i < cfg->ndevices; i++)
+		if (strlen(cfg->devices[i].id) > longest)
+			longest = strlen(cfg->devices[i].id), dev = cfg->devices[i].id;
+	n = strlen("spBv1.0/") + strlen(group) + strlen("/DBIRTH/") + strlen(cfg->gateway.id) +
+	    (longest ? 1 + longest : 0);
+	scope_open(&scope, root, "", "uplink");
+	if (n > UPLINK_TOPIC_MAX - 1)
+		scope_error(&scope, at, "sparkplug.group is too long: the topic spBv1.0/%s/DBIRTH/"
+			    "%s%s%s would be %zu bytes, and sluiced publishes topics of at most %d "
+			    "bytes", scope_quote(&scope, group), cfg->gateway.id, longest ? "/" : "",
+			    dev, n, UPLINK_TOPIC_MAX - 1);
+	if (host && strlen("spBv1.0/STATE/") + strlen(host) > UPLINK_TOPIC_MAX - 1)
+		scope_error(&scope, loader->uplink_node, "sparkplug.primary_host is too long: its "
+			    "STATE topic would be longer than %d bytes", UPLINK_TOPIC_MAX - 1);
+}
+
 void check_topics(struct scope *root)
 {
 	struct loader *loader = root->loader;
@@ -472,12 +558,21 @@ void check_topics(struct scope *root)
 	ynode_t *at = loader->topic_prefix_node ? loader->topic_prefix_node : loader->uplink_node;
 	struct scope scope;
 
-	if (!prefix || !cfg->gateway.id[0])
+	if (cfg->uplink.format == FORMAT_SPARKPLUG) {
+		check_sparkplug_topics(root);
+		return;
+	}
+	/* ThingsBoard's are v1/gateway/... and v1/devices/me/...: fixed and short */
+	if (cfg->uplink.format != FORMAT_SLUICE || !prefix || !cfg->gateway.id[0])
 		return;
 	for (const char *p = prefix; *p; p++)
 		slashes += *p == '/';
 	fixed = strlen(prefix) + 1 + strlen(cfg->gateway.id) + 1;
 	deepest = slashes + 2;
+	if (cfg->uplink.commands) {
+		longest = strlen("command/reply"), what = "command/reply";
+		deepest = slashes + 3;
+	}
 	for (size_t i = 0; i < cfg->ndevices; i++) {
 		const char *id = cfg->devices[i].id;
 		/* telemetry/<id>; alert/comms-<id>/offline, its rule id cut to ID_MAX - 1 bytes */
@@ -509,7 +604,10 @@ void check_topics(struct scope *root)
 	if (deepest > MQTT_SLASHES_MAX)
 		scope_error(&scope, at, "topic_prefix has %zu levels: with it the %s topics have %zu "
 			    "'/' and brokers refuse more than %d (mosquitto's limit): use at most %zu "
-			    "levels", slashes + 1, deepest == slashes + 4 ? "alert" : "status",
+			    "levels", slashes + 1,
+			    deepest == slashes + 4   ? "alert"
+			    : deepest == slashes + 3 ? "command"
+						     : "status",
 			    deepest, MQTT_SLASHES_MAX, slashes + 1 - (deepest - MQTT_SLASHES_MAX));
 }
 
@@ -542,6 +640,142 @@ static void parse_tls(struct scope *uplink_scope, ynode_t *value, struct uplink_
 			    "client certificate needs its key)");
 }
 
+/* A Sparkplug id (group, host id): one level of Sparkplug's topics. */
+static void check_sparkplug_id(struct scope *scope, ynode_t *value, const char *key,
+			       const char *id)
+{
+	if (value && id && strpbrk(id, "/+#"))
+		scope_error(scope, value, "%s '%s' must not contain '/', '+' or '#' (it is one level "
+			    "of Sparkplug's topics)", key, scope_quote(scope, id));
+}
+
+static void parse_sparkplug(struct scope *uplink_scope, ynode_t *value,
+			    struct uplink_cfg *uplink)
+{
+	ynode_t *seen[KEYS_MAX];
+	struct scope scope;
+
+	if (!scope_expect_map(uplink_scope, value, "sparkplug"))
+		return;
+	scope_nest(&scope, uplink_scope, "sparkplug.");
+	keys_walk(&scope, value, sparkplug_keys, uplink, seen);
+	uplink_scope->loader->sparkplug_group_node = keys_seen(sparkplug_keys, seen, "group");
+	check_sparkplug_id(&scope, keys_seen(sparkplug_keys, seen, "group"), "sparkplug.group",
+			   uplink->sparkplug_group);
+	check_sparkplug_id(&scope, keys_seen(sparkplug_keys, seen, "primary_host"),
+			   "sparkplug.primary_host", uplink->sparkplug_primary_host);
+}
+
+static char *copy_or_null(struct loader *loader, const char *s)
+{
+	return s ? loader_strdup(loader, s) : NULL;
+}
+
+/*
+ * fallback: brokers tried in order when the first cannot be reached. Each is read as
+ * the first broker's keys are; what it does not give is copied from the first broker,
+ * already read: TLS as a whole, the credentials as a pair, the client id.
+ */
+static void parse_fallback(struct scope *uplink_scope, ynode_t *list,
+			   struct uplink_cfg *uplink)
+{
+	struct loader *loader = uplink_scope->loader;
+	size_t n;
+
+	if (!scope_expect_list(uplink_scope, list, "fallback"))
+		return;
+	n = node_list_len(list);
+	if (n > UPLINK_FALLBACK_MAX) {
+		scope_error(uplink_scope, list, "fallback has %zu brokers; at most %d are tried", n,
+			    UPLINK_FALLBACK_MAX);
+		return;
+	}
+	if (!n || !(uplink->fallback = loader_calloc(loader, n, sizeof *uplink->fallback)))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		ynode_t *item = document_item(uplink_scope->doc, list, i), *seen[KEYS_MAX], *v;
+		struct uplink_cfg e = { 0 };
+		struct scope scope;
+
+		scope_open(&scope, uplink_scope, "", "uplink.fallback[%zu]", i);
+		if (!scope_expect_map(uplink_scope, item, loader_text(loader, "fallback[%zu]", i)))
+			continue;
+		keys_walk(&scope, item, fallback_keys, &e, seen);
+		check_host(&scope, keys_seen(fallback_keys, seen, "host"), "host", e.host);
+		check_file(&scope, keys_seen(fallback_keys, seen, "password_file"), "password_file",
+			   &e.password_file, true);
+		if ((v = keys_seen(fallback_keys, seen, "tls"))) {
+			parse_tls(&scope, v, &e);
+		} else {
+			e.tls = uplink->tls;
+			e.ca_file = copy_or_null(loader, uplink->ca_file);
+			e.cert_file = copy_or_null(loader, uplink->cert_file);
+			e.key_file = copy_or_null(loader, uplink->key_file);
+		}
+		if (!keys_seen(fallback_keys, seen, "username") &&
+		    !keys_seen(fallback_keys, seen, "password_file")) {
+			e.username = copy_or_null(loader, uplink->username);
+			e.password_file = copy_or_null(loader, uplink->password_file);
+		} else if ((v = keys_seen(fallback_keys, seen, "password_file")) && !e.username) {
+			scope_error(&scope, v, "password_file needs a username (MQTT sends a password "
+				    "only with a user name)");
+		}
+		if (!keys_seen(fallback_keys, seen, "client_id"))
+			e.client_id = copy_or_null(loader, uplink->client_id);
+		if (!keys_seen(fallback_keys, seen, "port"))
+			e.port = e.tls ? 8883 : 1883;
+		uplink->fallback[uplink->nfallback++] = (struct broker_cfg){
+			.host = e.host, .port = e.port, .client_id = e.client_id,
+			.username = e.username, .password_file = e.password_file, .tls = e.tls,
+			.ca_file = e.ca_file, .cert_file = e.cert_file, .key_file = e.key_file,
+			.loc = node_loc(uplink_scope->doc, item) };
+		if (e.host && uplink->host && strcmp(e.host, uplink->host) == 0 &&
+		    e.port == uplink->port)
+			scope_warn(&scope, item, "this is the first broker again (%s, port %u): a "
+				   "fallback that is the same broker does not help when it is down",
+				   scope_quote(&scope, e.host), (unsigned)e.port);
+	}
+}
+
+/* What the format makes of the other keys: what it needs, and what does not apply. */
+static void check_format(struct scope *scope, ynode_t *map, ynode_t **seen,
+			 struct uplink_cfg *uplink)
+{
+	ynode_t *format = keys_seen(uplink_keys, seen, "format"), *v;
+	const char *name = uplink_format_name(uplink->format), *s;
+	int val;
+
+	/* a format that is not one was reported: what it would need is unknown */
+	if (format && (!(s = document_peek_scalar(scope->doc, map, "format")) ||
+		       enum_find(formats, s, &val) != 0))
+		return;
+	if (uplink->format == FORMAT_SPARKPLUG && !uplink->sparkplug_group &&
+	    !keys_seen(uplink_keys, seen, "sparkplug"))
+		scope_error(scope, format ? format : map, "format sparkplug needs sparkplug.group "
+			    "(the Sparkplug group id of the gateway's edge node): add sparkplug: "
+			    "{ group: NAME }");
+	else if (uplink->format == FORMAT_SPARKPLUG && !uplink->sparkplug_group)
+		scope_error(scope, keys_seen(uplink_keys, seen, "sparkplug"), "format sparkplug "
+			    "needs sparkplug.group (the Sparkplug group id of the gateway's edge "
+			    "node)");
+	if (uplink->format != FORMAT_SPARKPLUG && (v = keys_seen(uplink_keys, seen, "sparkplug")))
+		scope_warn(scope, v, "sparkplug: applies to format sparkplug only; the format is "
+			   "%s", name);
+	if (uplink->format != FORMAT_SLUICE && (v = keys_seen(uplink_keys, seen, "topic_prefix")))
+		scope_warn(scope, v, "topic_prefix applies to the sluice format only: the %s "
+			   "format's topics are fixed by its standard", name);
+	if (uplink->format == FORMAT_SPARKPLUG && (v = keys_seen(uplink_keys, seen, "qos")))
+		scope_warn(scope, v, "qos applies to the sluice and thingsboard formats; "
+			   "Sparkplug's is sparkplug.qos (0 or 1, default 1)");
+	if (uplink->format == FORMAT_THINGSBOARD && uplink->qos == 2)
+		scope_warn(scope, keys_seen(uplink_keys, seen, "qos"), "qos 2: ThingsBoard's MQTT "
+			   "transport takes QoS 0 and 1 (use 1)");
+	if (!uplink->nfallback && (v = keys_seen(uplink_keys, seen, "fallback_check")))
+		scope_warn(scope, v, "fallback_check applies only with fallback: brokers");
+	if (!uplink->commands && (v = keys_seen(uplink_keys, seen, "command_max_age")))
+		scope_warn(scope, v, "command_max_age applies only with commands: true");
+}
+
 void parse_uplink(struct scope *root, ynode_t *map)
 {
 	struct loader *loader = root->loader;
@@ -568,6 +802,11 @@ void parse_uplink(struct scope *root, ynode_t *map)
 			    "only with a user name)");
 	if (!keys_seen(uplink_keys, seen, "port"))
 		uplink->port = uplink->tls ? 8883 : 1883;
+	if ((value = keys_seen(uplink_keys, seen, "sparkplug")))
+		parse_sparkplug(&scope, value, uplink);
+	if ((value = keys_seen(uplink_keys, seen, "fallback")))
+		parse_fallback(&scope, value, uplink);
+	check_format(&scope, map, seen, uplink);
 }
 
 /* ---- buffer ----------------------------------------------------------------------------- */
@@ -874,6 +1113,10 @@ static const struct key point_keys[] = {
 	{ .name = "offset", .type = K_NUM, .off = OFF(struct point_def, offset) },
 	{ .name = "unit", .type = K_CHARS, .off = OFF(struct point_def, unit) },
 	{ .name = "writable", .type = K_BOOL, .off = OFF(struct point_def, writable) },
+	{ .name = "min", .type = K_NUM, .off = OFF(struct point_def, min),
+	  .has = HAS(struct point_def, has_min) },
+	{ .name = "max", .type = K_NUM, .off = OFF(struct point_def, max),
+	  .has = HAS(struct point_def, has_max) },
 	{ .name = "description", .type = K_TEXT },
 	{ NULL },
 };
@@ -965,6 +1208,19 @@ static void point_check(struct scope *scope, ynode_t **seen, struct point_def *d
 	    (def->table == MB_INPUT || def->table == MB_DISCRETE))
 		scope_error(scope, value, "writable: %ss are read-only (only coil and holding points "
 			    "can be written)", table_word(def->table));
+	if ((value = keys_seen(point_keys, seen, "min") ? keys_seen(point_keys, seen, "min")
+							 : keys_seen(point_keys, seen, "max"))) {
+		/* the range of a write from the platform (uplink.commands) */
+		if (def->type == PT_BOOL || def->type == PT_STRING)
+			scope_error(scope, value, "min and max apply to numbers, not to type %s",
+				    enum_name(types, def->type));
+		else if (def->has_min && def->has_max && def->min > def->max)
+			scope_error(scope, keys_seen(point_keys, seen, "max"), "max %g is below min %g",
+				    def->max, def->min);
+		else if (!def->writable)
+			scope_warn(scope, value, "min and max bound what the platform may write "
+				   "(uplink.commands), and this point is not writable");
+	}
 	if ((value = keys_seen(point_keys, seen, "order")))
 		point_order(scope, seen, value, def);
 	width = bits ? 1 : def->type == PT_STRING ? def->length : codec_type_regs(def->type);

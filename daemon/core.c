@@ -1413,6 +1413,40 @@ static bool str_eq(const char *a, const char *b)
 }
 
 /* Would the uplink connect differently under b than under a? */
+bool core_uplink_ready(const struct config *cfg, char *why, size_t len)
+{
+	if (cfg->uplink.format != FORMAT_SLUICE) {
+		snprintf(why, len, "uplink.format %s is not published by this build yet: its "
+			 "messages are built when each is published, which the outbox does not do "
+			 "yet (use format: sluice for now)", uplink_format_name(cfg->uplink.format));
+		return false;
+	}
+	if (cfg->uplink.commands) {
+		snprintf(why, len, "uplink.commands is not carried out by this build yet: a command "
+			 "and its outcome are stored as outbox events, which the outbox does not do "
+			 "yet (leave commands off for now)");
+		return false;
+	}
+	return true;
+}
+
+/* The fallback brokers differ (in number, order or any key). */
+static bool fallback_changed(const struct uplink_cfg *x, const struct uplink_cfg *y)
+{
+	if (x->nfallback != y->nfallback)
+		return true;
+	for (size_t i = 0; i < x->nfallback; i++) {
+		const struct broker_cfg *a = &x->fallback[i], *b = &y->fallback[i];
+		if (!str_eq(a->host, b->host) || a->port != b->port ||
+		    !str_eq(a->client_id, b->client_id) || !str_eq(a->username, b->username) ||
+		    !str_eq(a->password_file, b->password_file) || a->tls != b->tls ||
+		    !str_eq(a->ca_file, b->ca_file) || !str_eq(a->cert_file, b->cert_file) ||
+		    !str_eq(a->key_file, b->key_file))
+			return true;
+	}
+	return false;
+}
+
 static bool uplink_changed(const struct config *a, const struct config *b)
 {
 	const struct uplink_cfg *x = &a->uplink, *y = &b->uplink;
@@ -1424,7 +1458,11 @@ static bool uplink_changed(const struct config *a, const struct config *b)
 	       !str_eq(x->ca_file, y->ca_file) || !str_eq(x->cert_file, y->cert_file) ||
 	       !str_eq(x->key_file, y->key_file) || !str_eq(x->topic_prefix, y->topic_prefix) ||
 	       x->keepalive_ms != y->keepalive_ms || x->inflight != y->inflight ||
-	       x->ack_timeout_ms != y->ack_timeout_ms || x->max_packet_size != y->max_packet_size;
+	       x->ack_timeout_ms != y->ack_timeout_ms || x->max_packet_size != y->max_packet_size ||
+	       x->format != y->format || !str_eq(x->sparkplug_group, y->sparkplug_group) ||
+	       !str_eq(x->sparkplug_primary_host, y->sparkplug_primary_host) ||
+	       x->commands != y->commands || x->fallback_check_ms != y->fallback_check_ms ||
+	       fallback_changed(x, y);
 }
 
 /*
@@ -1457,6 +1495,12 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 	}
 	if (!nc) {
 		log_errx("reload: %s is not valid; the running configuration is kept", old->path);
+		notify_send("READY=1");
+		return;
+	}
+	if (!core_uplink_ready(nc, err, sizeof err)) {
+		log_errx("reload: %s; the running configuration is kept", err);
+		config_free(nc);
 		notify_send("READY=1");
 		return;
 	}
