@@ -1878,19 +1878,22 @@ static int thread_count(void)
 
 /*
  * In a child with a mount namespace of its own whose /etc/resolv.conf names a resolver
- * that reads and never answers (for 14 s a lookup): the uplink's calls return at once
- * while the lookup hangs, the attempt is abandoned at its deadline, uplink_free does not
- * wait for it, and the thread, once its lookup gives up, frees what it held (valgrind
- * sees no leak). Exit status: 0 passed, 77 no namespace here, anything else a failure
- * (said on stderr); SIGALRM: a call blocked (the defect: getaddrinfo on the caller's
- * thread).
+ * that holds every query unanswered (for 14 s a lookup): the uplink's calls return at once
+ * while the lookup hangs, the attempt is abandoned at its deadline, and uplink_free does
+ * not wait for it. Then the child tells the parent (a byte on `freed`), the resolver
+ * refuses the queries it holds and any that follow, and the abandoned thread, its lookup
+ * over, frees what it held and ends (valgrind sees no leak): the refusal ends the lookup,
+ * so the test does not wait out 14 s a query (twice where glibc asks A, then AAAA).
+ * Exit status: 0 passed, 77 no namespace here, anything else a failure (said on stderr);
+ * SIGALRM: a call blocked (the defect: getaddrinfo on the caller's thread).
  */
-static int resolver_child(const char *resolv)
+static int resolver_child(const char *resolv, int freed)
 {
 	struct cfgbuf c;
 	struct rec r = { 0 };
 	struct uplink *u;
 	int64_t worst = 0, t0, t;
+	int before = thread_count();  /* qemu-user runs a thread of its own */
 
 	if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
 	    mount(resolv, "/etc/resolv.conf", "none", MS_BIND, NULL) != 0) {
@@ -1931,13 +1934,70 @@ static int resolver_child(const char *resolv)
 	fprintf(stderr, "uplink_free with the lookup still hanging: %lld ms\n", (long long)t);
 	if (t > 100)
 		return 2;
-	/* the lookup gives up (resolv.conf's timeout: 14 s a query; glibc may ask for A and
-	 * AAAA one after the other, as it does under qemu-user): the thread ends */
-	while (thread_count() > 1 && clock_mono_ms() - t0 < 40000)
+	if (write(freed, "f", 1) != 1)
+		return 4;
+	t0 = clock_mono_ms();
+	while (thread_count() > before && clock_mono_ms() - t0 < 20000)
 		usleep(50000);
 	fprintf(stderr, "the abandoned connect's thread ended %lld ms later\n",
 		(long long)(clock_mono_ms() - t0));
-	return thread_count() == 1 ? 0 : 3;
+	return thread_count() == before ? 0 : 3;
+}
+
+/*
+ * The resolver the child's lookups go to: it holds every query unanswered until the child
+ * says on `freed` that uplink_free has returned, then answers each held query and each
+ * later one with REFUSED (the query sent back with QR set and RCODE 5), so that the lookup
+ * fails at once. Returns the child's wait status once it has ended (it has its own alarm).
+ */
+static int resolver_serve(int s, int freed, pid_t pid)
+{
+	struct held {
+		struct sockaddr_storage from;
+		socklen_t fromlen;
+		unsigned char q[512];
+		ssize_t len;
+	} held[16];
+	int n = 0, st;
+	bool refuse = false;
+
+	for (;;) {
+		struct pollfd p[2] = { { .fd = s, .events = POLLIN }, { .fd = freed, .events = POLLIN } };
+		pid_t w = waitpid(pid, &st, WNOHANG);
+
+		if (w == pid)
+			return st;
+		if (poll(p, 2, 100) <= 0)
+			continue;
+		if (p[1].revents) {
+			char c;
+
+			refuse = read(freed, &c, 1) == 1 || refuse;
+			p[1].fd = -1;
+			freed = -1;
+		}
+		if (p[0].revents & POLLIN && n < 16) {
+			struct held *h = &held[n];
+
+			h->fromlen = sizeof h->from;
+			h->len = recvfrom(s, h->q, sizeof h->q, 0, (struct sockaddr *)&h->from,
+					  &h->fromlen);
+			if (h->len >= 12)
+				n++;
+		} else if (p[0].revents & POLLIN) {
+			unsigned char junk[512];
+
+			(void)recv(s, junk, sizeof junk, 0);
+		}
+		for (int i = 0; refuse && i < n; i++) {
+			held[i].q[2] |= 0x80;                      /* QR: a response */
+			held[i].q[3] = (unsigned char)((held[i].q[3] & 0x70) | 0x05); /* REFUSED */
+			(void)sendto(s, held[i].q, (size_t)held[i].len, 0,
+				     (struct sockaddr *)&held[i].from, held[i].fromlen);
+		}
+		if (refuse)
+			n = 0;
+	}
 }
 
 static void test_resolver_never_answers(void **state)
@@ -1945,7 +2005,7 @@ static void test_resolver_never_answers(void **state)
 	struct env *env = *state;
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(53) };
 	char resolv[300];
-	int s, st;
+	int s, st, freed[2];
 	pid_t pid;
 
 	if (geteuid() != 0) {
@@ -1965,13 +2025,19 @@ static void test_resolver_never_answers(void **state)
 	}
 	snprintf(resolv, sizeof resolv, "%s/resolv.conf", env->dir);
 	write_file(resolv, "nameserver 127.0.0.1\noptions timeout:14 attempts:1\n");
+	assert_int_equal(pipe2(freed, O_CLOEXEC), 0);
 	fflush(NULL);
 	pid = fork();
 	assert_true(pid >= 0);
-	if (pid == 0)
-		_exit(resolver_child(resolv));
-	assert_int_equal(waitpid(pid, &st, 0), pid);
+	if (pid == 0) {
+		close(s);
+		close(freed[0]);
+		_exit(resolver_child(resolv, freed[1]));
+	}
+	close(freed[1]);
+	st = resolver_serve(s, freed[0], pid);
 	close(s);
+	close(freed[0]);
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
 		skip();
 		return;
