@@ -46,6 +46,7 @@ struct payload_gateway {
 	const char *id;
 	const char *name;      /* may be NULL */
 	const char *version;
+	const char *stream;    /* the seq space's id (store_stream); NULL: not said */
 };
 
 /* A write an alert's action asked for, which failed: published with the alert again. */

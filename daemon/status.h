@@ -106,6 +106,8 @@ struct health {
 	uint64_t set_aside;         /* rows the broker refused, set aside, not yet delivered */
 	const char *store_error;    /* NULL while the store writes */
 	uint64_t held_rows, lost_at_stop, db_bytes, last_seq;
+	uint64_t skipped;           /* seqs passed over at starts after a crash (store_stats) */
+	const char *stream;         /* the seq space's id; points into the health's caller */
 	int64_t lag_p50_ms, lag_p99_ms;
 	uint64_t lag_polls;
 	const struct device_cfg *devices;
