@@ -43,7 +43,7 @@ static void defaults(struct loader *loader)
 	struct config *cfg = loader->cfg;
 
 	cfg->gateway.timezone = loader_strdup(loader, "UTC");
-	cfg->gateway.data_dir = loader_strdup(loader, "/var/lib/sluice");
+	cfg->gateway.data_dir = loader_strdup(loader, CONFIG_DATA_DIR_DEFAULT);
 	cfg->gateway.log_level = LOG_LVL_INFO;
 	cfg->uplink.protocol = MQTT_311;
 	cfg->uplink.topic_prefix = loader_strdup(loader, "sluice");

@@ -21,6 +21,10 @@
 
 enum log_level { LOG_LVL_ERROR = 3, LOG_LVL_WARNING = 4, LOG_LVL_INFO = 6, LOG_LVL_DEBUG = 7 };
 
+/* gateway.data_dir when the config gives none; sluicectl looks for a daemon there when
+ * it has no config to ask. */
+#define CONFIG_DATA_DIR_DEFAULT "/var/lib/sluice"
+
 struct gateway_cfg {
 	char id[ID_MAX];
 	char *name;       /* UTF-8, may be NULL */

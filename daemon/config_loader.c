@@ -1046,11 +1046,17 @@ static void key_apply(struct scope *scope, const struct key *key, yaml_node_t *v
 		if (config_parse_size(s, &uv) < 0)
 			scope_error(scope, value, "%s '%s' is not a size (expected a number and a unit: "
 				    "64KiB, 512MiB, 2GiB)", name, scope_quote(scope, s));
-		else if (uv < (uint64_t)key->min || (key->max > 0 && uv > (uint64_t)key->max))
-			scope_error(scope, value, "%s %s is too small (expected at least %s)", name,
-				    scope_quote(scope, s),
-				    config_format_size((uint64_t)key->min, low, sizeof low));
-		else
+		else if (uv < (uint64_t)key->min || (key->max > 0 && uv > (uint64_t)key->max)) {
+			if (key->max > 0)
+				scope_error(scope, value, "%s %s is out of range (expected %s..%s)", name,
+					    scope_quote(scope, s),
+					    config_format_size((uint64_t)key->min, low, sizeof low),
+					    config_format_size((uint64_t)key->max, high, sizeof high));
+			else
+				scope_error(scope, value, "%s %s is too small (expected at least %s)",
+					    name, scope_quote(scope, s),
+					    config_format_size((uint64_t)key->min, low, sizeof low));
+		} else
 			*(uint64_t *)p = uv;
 		break;
 	case K_ENUM:

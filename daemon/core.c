@@ -4,7 +4,8 @@
  * One poll() over three things: the queue's eventfd (readings from the pollers), the
  * MQTT socket (driven here through uplink, never by a libmosquitto thread), and time
  * (one table of deadlines: uplink keepalive and reconnects, commits, health, store
- * maintenance...). Each turn:
+ * maintenance...); and the control socket's descriptors (daemon/control.c) and a SunSpec
+ * discovery round's end (daemon/sunspec_setup.c). Each turn:
  *
  *   1. take every queued reading: each becomes an outbox row in memory with its seq
  *      (store_next_seq), its values as the store keeps them; a reading is published
@@ -56,6 +57,7 @@
 
 #include "alert.h"
 #include "clock.h"
+#include "control.h"
 #include "json.h"
 #include "log.h"
 #include "mberr.h"
@@ -198,6 +200,8 @@ enum deadline {
 	DL_STATE_SAVE,  /* the alert engine's state, between transitions */
 	DL_MAINTAIN,    /* the store's pruning and size bound */
 	DL_WATCHDOG,    /* WATCHDOG=1, at half of systemd's WATCHDOG_USEC (only when asked) */
+	DL_CONTROL,     /* the control socket's earliest client deadline */
+	DL_DISCOVER,    /* the next SunSpec discovery round, while a device is missing */
 	DL_COUNT
 };
 #define DL_NEVER INT64_MAX
@@ -276,6 +280,16 @@ struct core {
 
 	/* Status and health: counters per device, poll lag, the uplink's state. */
 	struct status status;
+
+	/* The control socket (sluicectl status, probe); NULL when it could not be made. */
+	struct control *ctl;
+
+	/* SunSpec discovery: the round running (NULL between rounds), the rounds since the
+	 * config was loaded, the wait before the next; over: its end was seen. */
+	struct sunspec_round *disc;
+	unsigned disc_attempt;
+	int64_t disc_pace;
+	bool disc_over;
 
 	/* Timers: the deadline table, systemd's watchdog period, the wall clock's watch. */
 	int64_t dl[DL_COUNT];
@@ -1484,12 +1498,23 @@ static int pollers_start(struct core *c, const struct poller_sink *sink)
 	return 0;
 }
 
+/* A discovery round reads through the pollers: it is cancelled first, and its thread,
+ * whose read the stopping pollers hand back, joined after (what it found is dropped: the
+ * config may be about to change). */
 static void pollers_stop(struct core *c)
 {
+	if (c->disc)
+		sunspec_round_cancel(c->disc);
 	if (c->sp)
 		serpoll_stop(c->sp);
 	if (c->tp)
 		tcpoll_stop(c->tp);
+	if (c->disc) {
+		sunspec_round_join(c->disc);
+		sunspec_round_free(c->disc);
+		c->disc = NULL;
+		c->disc_over = false;
+	}
 }
 
 static void pollers_free(struct core *c)
@@ -1506,6 +1531,154 @@ static void pollers_free(struct core *c)
 static size_t pollers_ndevices(const struct core *c)
 {
 	return (c->tp ? tcpoll_ndevices(c->tp) : 0) + (c->sp ? serpoll_ndevices(c->sp) : 0);
+}
+
+/* A probe (control, discovery) to the poller that owns bus. Also called from a discovery
+ * round's thread: sp, tp and cfg do not change while a round runs (pollers_stop ends it
+ * first). */
+static int pollers_probe(void *ctx, size_t bus, struct poller_probe *p)
+{
+	struct core *c = ctx;
+
+	if (bus >= c->cfg->nbuses) {
+		errno = ENOENT;
+		return -1;
+	}
+	if (c->cfg->buses[bus].kind == BUS_TCP)
+		return tcpoll_probe(c->tp, bus, p);
+	return serpoll_probe(c->sp, bus, p);
+}
+
+/* Stop the pollers and take in what they held, before they are rebuilt (a reload, a
+ * discovery): readings under the config they were taken with, write results; writes
+ * still queued were dropped with them. */
+static void pollers_retire(struct core *c)
+{
+	pollers_stop(c);
+	store_readings(c); /* under the config they were taken with */
+	commit_pending(c, true);
+	take_write_results(c);
+	pollers_free(c);
+	memset(c->pw, 0, MAX_PENDING_WRITES * sizeof *c->pw);
+}
+
+/* ---- SunSpec discovery ------------------------------------------------------------ */
+
+/* A round for the devices still missing, through the pollers running now. */
+static void discovery_start(struct core *c)
+{
+	char err[256];
+
+	c->dl[DL_DISCOVER] = DL_NEVER;
+	c->disc = sunspec_round_start(c->cfg, pollers_probe, c, c->disc_attempt, err, sizeof err);
+	if (!c->disc && err[0]) {
+		log_errx("sunspec: %s; tried again in %lld s", err, (long long)c->disc_pace / 1000);
+		c->dl[DL_DISCOVER] = clock_mono_ms() + c->disc_pace;
+	}
+}
+
+/* The next round, while a device is missing: later each time, up to the most. */
+static void discovery_again(struct core *c, size_t missing)
+{
+	c->disc_attempt++;
+	if (missing == 0) {
+		c->dl[DL_DISCOVER] = DL_NEVER;
+		return;
+	}
+	c->dl[DL_DISCOVER] = clock_mono_ms() + c->disc_pace;
+	c->disc_pace = c->disc_pace * 2 > SUNSPEC_RETRY_MAX_MS ? SUNSPEC_RETRY_MAX_MS
+							      : c->disc_pace * 2;
+}
+
+/* A config was loaded: its sunspec devices are discovered now, then at the slow pace. */
+static void discovery_reset(struct core *c)
+{
+	c->disc_attempt = 0;
+	c->disc_pace = SUNSPEC_RETRY_MIN_MS;
+	c->dl[DL_DISCOVER] = sunspec_missing(c->cfg) ? clock_mono_ms() : DL_NEVER;
+}
+
+/*
+ * A round is over. When it found a device, the config gains its points the way a reload
+ * swaps a config: the pollers are stopped and what they held is stored, the points go
+ * in, the alert engine is built again (its state carried over by rule and check: rules
+ * on the device's points come alive) and so are the pollers, under a new generation.
+ */
+static void discovery_apply(struct core *c, const struct poller_sink *sink)
+{
+	struct sunspec_round *r = c->disc;
+	char err[256];
+	long missing;
+
+	c->disc = NULL;
+	c->disc_over = false;
+	if (sunspec_round_join(r) == 0) {
+		sunspec_round_free(r);
+		discovery_again(c, sunspec_missing(c->cfg));
+		return;
+	}
+	pollers_retire(c);
+	missing = sunspec_round_apply(r, c->cfg, err, sizeof err);
+	sunspec_round_free(r);
+	if (missing < 0)
+		log_errx("sunspec: %s", err);
+	/* the devices found have points now: a new description each, readings from now on
+	 * under it */
+	devices_register(c, c->cfg);
+	{
+		char *state = c->ae ? alert_save(c->ae) : NULL;
+		struct alert_engine *ae = alert_start(c->cfg, state);
+
+		free(state);
+		if (ae) {
+			alert_free(c->ae);
+			c->ae = ae;
+		}
+	}
+	c->generation++;
+	if (pollers_start(c, sink) != 0)
+		fatalx("sunspec: the pollers could not be started again");
+	log_info("sunspec: pollers rebuilt with the devices found: %zu devices polled",
+		 pollers_ndevices(c));
+	discovery_again(c, missing < 0 ? sunspec_missing(c->cfg) : (size_t)missing);
+}
+
+/* ---- the control socket's view of the core ------------------------------------------ */
+
+static const struct config *ctl_config(void *ctx)
+{
+	return ((struct core *)ctx)->cfg;
+}
+
+static const struct status *ctl_status(void *ctx)
+{
+	return &((struct core *)ctx)->status;
+}
+
+/* $RUNTIME_DIRECTORY/control (the unit's RuntimeDirectory=) with a link to it at
+ * data_dir/control, else data_dir/control. A daemon that cannot make it runs without:
+ * sluicectl then reads the stored status, and a probe cannot go through sluiced. */
+static void control_start(struct core *c)
+{
+	static const struct control_core ops = { .config = ctl_config, .status = ctl_status,
+						  .probe = pollers_probe };
+	struct control_core core = ops;
+	char path[128], link[128], err[300];
+
+	core.ctx = c;
+	if (control_socket_path(getenv("RUNTIME_DIRECTORY"), c->cfg->gateway.data_dir, path,
+				sizeof path, link, sizeof link) != 0) {
+		log_warnx("control: the socket's path (%s/%s) is longer than a socket address "
+			  "takes; sluicectl status shows the stored status, and probe cannot go "
+			  "through sluiced", c->cfg->gateway.data_dir, CONTROL_SOCKET_NAME);
+		return;
+	}
+	c->ctl = control_open(path, link, &core, err, sizeof err);
+	if (!c->ctl)
+		log_warnx("control: %s; sluicectl status shows the stored status, and probe "
+			  "cannot go through sluiced", err);
+	else
+		log_debug("control: listening at %s", path);
 }
 
 /* ---- reload -------------------------------------------------------------------------- */
@@ -1558,13 +1731,6 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		notify_send("READY=1");
 		return;
 	}
-	/* the running pollers go on while the new config's SunSpec devices are discovered */
-	if (sunspec_setup(nc, err, sizeof err) < 0) {
-		log_errx("reload: %s; the running configuration is kept", err);
-		config_free(nc);
-		notify_send("READY=1");
-		return;
-	}
 	if (!str_eq(nc->gateway.data_dir, old->gateway.data_dir) ||
 	    nc->buffer.max_size != old->buffer.max_size ||
 	    nc->buffer.durability != old->buffer.durability ||
@@ -1579,13 +1745,7 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		return;
 	}
 
-	pollers_stop(c);
-	store_readings(c); /* under the config they were taken with */
-	commit_pending(c, true);
-	take_write_results(c);
-	pollers_free(c);
-	/* writes still queued in the old pollers were dropped with them */
-	memset(c->pw, 0, MAX_PENDING_WRITES * sizeof *c->pw);
+	pollers_retire(c);
 
 	if (uplink_changed(old, nc)) {
 		struct flight *fl = calloc(nc->uplink.inflight, sizeof *fl);
@@ -1643,6 +1803,8 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 	}
 	if (pollers_start(c, sink) != 0)
 		fatalx("reload: the pollers could not be started");
+	/* the new config's SunSpec devices: discovered again, through the new pollers */
+	discovery_reset(c);
 	if (nc == c->cfg && nc != old) {
 		config_free(old);
 		config_summary(c->cfg, sum, sizeof sum);
@@ -1784,8 +1946,9 @@ static void shutdown_drain(struct core *c)
  * deadline; then steps 1-4 of the comment at the top. */
 static int loop_turn(struct core *c)
 {
-	struct pollfd pfd[3];
-	nfds_t n = 0;
+	struct pollfd pfd[4 + CONTROL_POLLFDS_MAX];
+	nfds_t n = 0, up = 0, disc = 0, ctl = 0;
+	size_t nctl = 0;
 	int64_t now = clock_mono_ms();
 	int ufd;
 
@@ -1794,10 +1957,17 @@ static int loop_turn(struct core *c)
 	pfd[n++] = (struct pollfd){ .fd = c->wfd, .events = POLLIN };
 	ufd = uplink_fd(c->up);
 	if (ufd >= 0) {
-		pfd[n] = (struct pollfd){ .fd = ufd, .events = POLLIN };
+		pfd[up = n] = (struct pollfd){ .fd = ufd, .events = POLLIN };
 		if (uplink_want_write(c->up))
 			pfd[n].events |= POLLOUT;
 		n++;
+	}
+	if (c->disc)
+		pfd[disc = n++] = (struct pollfd){ .fd = sunspec_round_fd(c->disc), .events = POLLIN };
+	if (c->ctl) {
+		nctl = control_pollfds(c->ctl, pfd + (ctl = n), CONTROL_POLLFDS_MAX);
+		n += nctl;
+		c->dl[DL_CONTROL] = control_deadline(c->ctl);
 	}
 	if (poll(pfd, n, loop_wait(c, now)) < 0 && errno != EINTR) {
 		log_err("poll");
@@ -1808,9 +1978,15 @@ static int loop_turn(struct core *c)
 		store_readings(c);
 	if (pfd[1].revents & POLLIN)
 		take_write_results(c);
-	if (n > 2 && pfd[2].revents)
-		uplink_io(c->up, pfd[2].revents);
+	if (up && pfd[up].revents)
+		uplink_io(c->up, pfd[up].revents);
+	if (disc && pfd[disc].revents)
+		c->disc_over = true; /* applied between turns, as a reload is */
 	now = clock_mono_ms();
+	if (c->ctl)
+		control_io(c->ctl, pfd + ctl, nctl, now);
+	if (now >= c->dl[DL_DISCOVER])
+		discovery_start(c);
 	uplink_tick(c->up, now);
 	commit_pending(c, false);
 	flush_acks(c, false);
@@ -1829,6 +2005,7 @@ static int loop_turn(struct core *c)
 static void core_free(struct core *c)
 {
 	pollers_free(c);
+	control_close(c->ctl); /* after the pollers: a probe they held comes back to it */
 	if (c->q) {
 		if (c->st && c->pend && c->held) {
 			store_readings(c);
@@ -1926,13 +2103,10 @@ int core_run(struct config *cfg)
 		goto out;
 	}
 	uplink_tick(c.up, clock_mono_ms());
-	/* SunSpec devices get their points before the alert engine resolves rule points
-	 * by name and before the pollers are built */
-	if (sunspec_setup(cfg, err, sizeof err) < 0) {
-		log_errx("sunspec: %s", err);
-		goto out;
-	}
-	/* the store's number for each device, as its readings name it */
+	/* with the data directory's lock held: no other daemon's socket is there */
+	control_start(&c);
+	/* the store's number for each device, as its readings name it (again whenever the
+	 * config or a device's points change: a reload, a SunSpec discovery) */
 	devices_register(&c, cfg);
 	uplink_set_stream(c.up, store_stream(c.st));
 	{
@@ -1956,6 +2130,9 @@ int core_run(struct config *cfg)
 	notify_send("READY=1");
 	c.watchdog_ms = notify_watchdog_ms();
 	deadlines_start(&c, c.status.start_mono);
+	/* SunSpec devices get their points from a round of discovery through the pollers
+	 * just started; the rules on them come alive when it is applied */
+	discovery_reset(&c);
 
 	while (!got_term) {
 		if (got_hup) {
@@ -1966,6 +2143,8 @@ int core_run(struct config *cfg)
 			got_retry = 0;
 			retry_requested(&c);
 		}
+		if (c.disc_over)
+			discovery_apply(&c, &sink);
 		if (loop_turn(&c) != 0)
 			break;
 	}

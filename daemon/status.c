@@ -120,6 +120,13 @@ bool status_device_turned(struct dev_status *ds, const struct reading *r)
 	return true;
 }
 
+const char *status_device_state(const struct dev_status *ds)
+{
+	if (ds->published < 0)
+		return ds->last_poll_ms ? "unknown" : "not polled";
+	return ds->published ? "online" : "offline";
+}
+
 void status_uplink(struct status *s, bool up, const char *why, int64_t now_real)
 {
 	/* since: when it came up, or when it was first found down (not every failed retry) */
@@ -226,8 +233,7 @@ static void snapshot_devices(struct jbuf *b, const struct status *s, const struc
 		jb_cstr(b, ",\"bus\":");
 		jb_str(b, cfg->buses[d->bus].id);
 		jb_cstr(b, ",\"state\":");
-		jb_str(b, ds->published < 0 ? (ds->last_poll_ms ? "unknown" : "not polled")
-					    : ds->published ? "online" : "offline");
+		jb_str(b, status_device_state(ds));
 		jb_cstr(b, ",\"last_poll\":");
 		jb_i64(b, ds->last_poll_ms);
 		jb_cstr(b, ",\"last_ok\":");

@@ -88,6 +88,10 @@ void status_reading(struct status *s, const struct reading *r);
  */
 bool status_device_turned(struct dev_status *ds, const struct reading *r);
 
+/* What the daemon thinks of the device, in the words of the snapshot: "online",
+ * "offline", "unknown" (polled, no state published yet), "not polled". */
+const char *status_device_state(const struct dev_status *ds);
+
 /* The uplink connected (up) or went down or failed to connect (why may be NULL). */
 void status_uplink(struct status *s, bool up, const char *why, int64_t now_real);
 

@@ -40,6 +40,19 @@ bool polldev_selected(const struct site *s, const struct device_cfg *d, unsigned
 	return kind < 32 && (kinds & POLLDEV_BUS(kind)) != 0 && (!d->sunspec || d->npoints > 0);
 }
 
+bool polldev_bus_owned(const struct site *s, size_t bus, unsigned kinds)
+{
+	unsigned kind;
+
+	if (bus >= s->nbuses || (kind = (unsigned)s->buses[bus].kind) >= 32 ||
+	    (kinds & POLLDEV_BUS(kind)) == 0)
+		return false;
+	for (size_t i = 0; i < s->ndevices; i++)
+		if (s->devices[i].bus == bus)
+			return true;
+	return false;
+}
+
 int polldev_count(const struct site *s, unsigned kinds, size_t *n, char *err, size_t errlen)
 {
 	*n = 0;

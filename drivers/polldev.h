@@ -37,6 +37,11 @@ int polldev_count(const struct site *s, unsigned kinds, size_t *n, char *err, si
 /* True when d is on a bus of one of the kinds and has points to poll: a sunspec device
  * has them once discovery filled them in. */
 bool polldev_selected(const struct site *s, const struct device_cfg *d, unsigned kinds);
+/* True when bus `bus` of s is of one of the kinds and some device is on it, polled or
+ * waiting for its points (a sunspec device before discovery, which reaches its device
+ * through the bus's poller): a poller owns such a bus, and no other program may open it
+ * while the daemon runs. */
+bool polldev_bus_owned(const struct site *s, size_t bus, unsigned kinds);
 
 /* Set pd up for device index of s (already counted in): its plan, string room and
  * breaker. 0, or -1 with err (out of memory, a point past address 65535). */

@@ -7,8 +7,11 @@
  * a reading after handing it to the sink.
  *
  * Shape. A line's thread runs one loop: do a queued write if there is one (alert
- * actions should not wait a whole poll cycle), else poll the device that is due
- * first, else sleep until the next one is due. A poll sends the device's planned
+ * actions should not wait a whole poll cycle), else a queued probe (reads asked by
+ * `sluicectl probe` through the daemon, or by SunSpec discovery: drivers/poller.h), else
+ * poll the device that is due first, else sleep until the next one is due. A line is
+ * built for every serial bus that has a device, even one that waits for discovery to
+ * give it points: the line is the daemon's, and discovery reads through it. A poll sends the device's planned
  * requests one after another, each after the line's guard time of silence. Every wait
  * (serpoll_line_wait, which the transports use too) also watches the line's eventfd, so
  * that a queued write wakes a sleeping line and a stop is heard at once.
@@ -55,6 +58,7 @@
 
 #define SP_DEFAULT_TIMEOUT_MS 1000
 #define SP_MAX_WRITES 64         /* queued per line */
+#define SP_MAX_PROBES 4          /* queued per line: a person's probe and discovery's read */
 #define SP_WAIT_SLICE_MS 60000
 
 struct sp_dev {
@@ -82,6 +86,7 @@ struct serpoll {
 	size_t ndevs;
 	struct sp_dev **dev_of;      /* by config device index; NULL when not ours */
 	size_t ncfgdevs;
+	struct sp_line **line_of;    /* by config bus index; NULL when not ours */
 	bool started, running;
 	struct breaker_pace pace;    /* of offline retries */
 	atomic_bool stopping;
@@ -341,6 +346,69 @@ static void line_do_write(struct sp_line *l, struct sp_write *w)
 	free(w);
 }
 
+/* --- probes ------------------------------------------------------------------------ */
+
+static struct poller_probe *pq_pop(struct sp_line *l)
+{
+	struct poller_probe *p;
+
+	pthread_mutex_lock(&l->mu);
+	p = l->pq_head;
+	if (p != NULL) {
+		l->pq_head = p->next;
+		if (l->pq_head == NULL)
+			l->pq_tail = NULL;
+		l->npq--;
+	}
+	pthread_mutex_unlock(&l->mu);
+	return p;
+}
+
+/* The probe's reads one after another, at the probe's timeout; the line's own timeout
+ * comes back after. A stop abandons the rest (PROBE_STOPPED). */
+static void line_do_probe(struct sp_line *l, struct poller_probe *p)
+{
+	int64_t timeout = l->timeout;
+	int status = PROBE_DONE;
+
+	if (clock_mono_ms() > p->start_by) {
+		poller_probe_finish(p, PROBE_LATE);
+		return;
+	}
+	if (p->timeout_ms > 0)
+		l->timeout = p->timeout_ms;
+	for (size_t i = 0; i < p->nreads; i++) {
+		struct poller_read *rd = &p->reads[i];
+		struct plan_req rq = { .table = (enum mb_table)rd->table, .start = rd->start,
+				       .count = rd->count };
+		int rc = line_read(l, p->unit, &rq, rd->regs, rd->bits);
+
+		if (rc == SP_STOPPED) {
+			poller_probe_fail(p, i, MBE_CLOSED);
+			status = PROBE_STOPPED;
+			break;
+		}
+		rd->err = rc;
+		if (rc != 0 && p->stop_on_silence && poller_silent(rc)) {
+			poller_probe_fail(p, i + 1, rc);
+			break;
+		}
+	}
+	l->timeout = timeout;
+	poller_probe_finish(p, status);
+}
+
+/* Probes still queued when the line's thread is gone: said to their askers. */
+static void line_drop_probes(struct sp_line *l)
+{
+	struct poller_probe *p;
+
+	while (l->mu_init && (p = pq_pop(l)) != NULL) {
+		poller_probe_fail(p, 0, MBE_CLOSED);
+		poller_probe_finish(p, PROBE_STOPPED);
+	}
+}
+
 /* --- the thread -------------------------------------------------------------------- */
 
 static struct sp_dev *line_next_due(struct sp_line *l)
@@ -357,6 +425,7 @@ static void *line_main(void *arg)
 {
 	struct sp_line *l = arg;
 	struct sp_write *w;
+	struct poller_probe *p;
 
 	while (!line_stopping(l)) {
 		int64_t now = clock_mono_ms();
@@ -364,6 +433,10 @@ static void *line_main(void *arg)
 
 		if ((w = wq_pop(l)) != NULL) {
 			line_do_write(l, w);
+			continue;
+		}
+		if ((p = pq_pop(l)) != NULL) {
+			line_do_probe(l, p);
 			continue;
 		}
 		d = line_next_due(l);
@@ -385,13 +458,14 @@ static void *line_main(void *arg)
 
 #define SP_KINDS (POLLDEV_BUS(BUS_RTU) | POLLDEV_BUS(BUS_RTU_OVER_TCP))
 
-static int line_init(struct sp_line *l, struct serpoll *sp, const struct bus_cfg *b, char *err,
-		     size_t errlen)
+static int line_init(struct sp_line *l, struct serpoll *sp, const struct bus_cfg *b,
+		     size_t busidx, char *err, size_t errlen)
 {
 	unsigned chars35;
 
 	l->sp = sp;
 	l->bus = b;
+	l->busidx = busidx;
 	l->wakefd = -1;
 	l->nc = (struct netconn)NETCONN_INIT;
 	l->be = b->kind == BUS_RTU ? &serpoll_tty_backend : &serpoll_dtu_backend;
@@ -442,22 +516,23 @@ struct serpoll *serpoll_new(const struct site *cfg, uint32_t generation,
 	sp->devs = calloc(nd ? nd : 1, sizeof *sp->devs);
 	sp->lines = calloc(cfg->nbuses ? cfg->nbuses : 1, sizeof *sp->lines);
 	sp->dev_of = calloc(cfg->ndevices ? cfg->ndevices : 1, sizeof *sp->dev_of);
-	if (line_of_bus == NULL || sp->devs == NULL || sp->lines == NULL || sp->dev_of == NULL)
+	sp->line_of = calloc(cfg->nbuses ? cfg->nbuses : 1, sizeof *sp->line_of);
+	if (line_of_bus == NULL || sp->devs == NULL || sp->lines == NULL || sp->dev_of == NULL ||
+	    sp->line_of == NULL)
 		goto nomem;
 	sp->ncfgdevs = cfg->ndevices;
 
+	/* a line for every serial bus with a device on it, polled or waiting for discovery */
 	for (size_t b = 0; b < cfg->nbuses; b++) {
+		struct sp_line *l = &sp->lines[sp->nlines];
+
 		line_of_bus[b] = SIZE_MAX;
-		for (size_t i = 0; i < cfg->ndevices; i++) {
-			if (cfg->devices[i].bus == b &&
-			    polldev_selected(cfg, &cfg->devices[i], SP_KINDS)) {
-				struct sp_line *l = &sp->lines[sp->nlines];
-				line_of_bus[b] = sp->nlines++;
-				if (line_init(l, sp, &cfg->buses[b], err, errlen) != 0)
-					goto fail;
-				break;
-			}
-		}
+		if (!polldev_bus_owned(cfg, b, SP_KINDS))
+			continue;
+		line_of_bus[b] = sp->nlines++;
+		if (line_init(l, sp, &cfg->buses[b], b, err, errlen) != 0)
+			goto fail;
+		sp->line_of[b] = l;
 	}
 	for (size_t i = 0; i < cfg->ndevices; i++) {
 		struct sp_dev *d;
@@ -551,6 +626,9 @@ void serpoll_stop(struct serpoll *sp)
 			pthread_join(sp->lines[k].thread, NULL);
 		sp->lines[k].started = false;
 	}
+	/* the threads are gone: a probe still queued cannot be done */
+	for (size_t k = 0; k < sp->nlines; k++)
+		line_drop_probes(&sp->lines[k]);
 	sp->running = false;
 }
 
@@ -570,6 +648,7 @@ void serpoll_free(struct serpoll *sp)
 		/* writes still queued are dropped without write_done, as tcpoll does */
 		while (l->mu_init && (w = wq_pop(l)) != NULL)
 			free(w);
+		line_drop_probes(l); /* a serpoll never started */
 		if (l->mu_init)
 			pthread_mutex_destroy(&l->mu);
 		free(l->devs);
@@ -579,6 +658,7 @@ void serpoll_free(struct serpoll *sp)
 	free(sp->lines);
 	free(sp->devs);
 	free(sp->dev_of);
+	free(sp->line_of);
 	free(sp);
 }
 
@@ -628,6 +708,41 @@ int serpoll_write(struct serpoll *sp, uint32_t device, uint16_t point, double va
 		l->wq_head = w;
 	l->wq_tail = w;
 	l->nwq++;
+	pthread_mutex_unlock(&l->mu);
+	if (write(l->wakefd, &one, sizeof one) < 0)
+		log_warn("serpoll: cannot wake the thread of bus %s", l->bus->id);
+	return 0;
+}
+
+int serpoll_probe(struct serpoll *sp, size_t bus, struct poller_probe *p)
+{
+	struct sp_line *l;
+	uint64_t one = 1;
+
+	if (sp == NULL || bus >= sp->site.nbuses || (l = sp->line_of[bus]) == NULL) {
+		errno = ENOENT;
+		return -1;
+	}
+	p->next = NULL;
+	pthread_mutex_lock(&l->mu);
+	/* under the lock that serpoll_stop drains the queue with: a probe is either
+	 * drained or refused, never left behind */
+	if (atomic_load(&sp->stopping)) {
+		pthread_mutex_unlock(&l->mu);
+		errno = ESHUTDOWN;
+		return -1;
+	}
+	if (l->npq >= SP_MAX_PROBES) {
+		pthread_mutex_unlock(&l->mu);
+		errno = ENOBUFS;
+		return -1;
+	}
+	if (l->pq_tail != NULL)
+		l->pq_tail->next = p;
+	else
+		l->pq_head = p;
+	l->pq_tail = p;
+	l->npq++;
 	pthread_mutex_unlock(&l->mu);
 	if (write(l->wakefd, &one, sizeof one) < 0)
 		log_warn("serpoll: cannot wake the thread of bus %s", l->bus->id);

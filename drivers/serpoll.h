@@ -39,8 +39,9 @@ struct serpoll_stats {
 struct serpoll;
 
 /*
- * Build one line for every BUS_RTU and BUS_RTU_OVER_TCP bus of cfg that has a device to
- * poll (a sunspec device only once discovery has filled in its points). The serial
+ * Build one line for every BUS_RTU and BUS_RTU_OVER_TCP bus of cfg that has a device on
+ * it, and poll its devices (a sunspec device only once discovery has filled in its
+ * points; until then its line is there for discovery's reads: serpoll_probe). The serial
  * devices are opened here, once, so that their descriptors are low (libmodbus select()s
  * and cannot take one past 1023): call this before opening the many TCP sockets. A tty
  * that cannot be opened yet is not an error; its thread keeps trying. cfg is copied; the
@@ -70,6 +71,17 @@ void serpoll_free(struct serpoll *sp);
  */
 int serpoll_write(struct serpoll *sp, uint32_t device, uint16_t point, double value,
 		  uint64_t tag);
+
+/*
+ * Hand probe p (drivers/poller.h) to the line of bus `bus` (an index into cfg's buses):
+ * its reads go out between two polls, at p->timeout_ms each (0: the bus's timeout), and
+ * p->done is called from the line's thread when they are over. Returns 0 when queued
+ * (the serpoll holds p until done), else -1 with errno and p untouched: ENOENT no line
+ * of this serpoll for that bus; ENOBUFS too many probes queued on the line; ESHUTDOWN
+ * the serpoll is stopping. Safe from any thread while the serpoll exists; a probe still
+ * queued when it stops is done with PROBE_STOPPED.
+ */
+int serpoll_probe(struct serpoll *sp, size_t bus, struct poller_probe *p);
 
 /* The offline retry pace (default max(interval, 5 s), doubling to max(interval, 60 s)),
  * for tests; before serpoll_start. */

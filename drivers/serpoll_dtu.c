@@ -98,6 +98,7 @@ static int dtu_request(struct sp_line *l, uint8_t unit, const uint8_t *req, size
 
 	if (reqlen == 0)
 		return MBE_UNSUPPORTED;
+	t->rs.timeout_ms = l->timeout; /* a probe may ask for its own */
 	rc = rtustream_exchange(&t->rs, unit, req, reqlen, resp, &rlen);
 	if (t->rs.stale > 0 && !t->rs.flooded)
 		log_debug("bus %s: %zu stale bytes dropped", l->bus->id, t->rs.stale);

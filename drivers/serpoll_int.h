@@ -45,6 +45,7 @@ struct sp_write;
 struct sp_line {
 	struct serpoll *sp;
 	const struct bus_cfg *bus;
+	size_t busidx;               /* into the site's buses */
 	const struct sp_backend *be;
 	void *conn;                  /* the backend's open connection, NULL while closed */
 	int64_t timeout;             /* until the reply begins */
@@ -61,10 +62,12 @@ struct sp_line {
 	struct sp_dev **devs;
 	size_t ndevs;
 
-	pthread_mutex_t mu;          /* the write queue */
+	pthread_mutex_t mu;          /* the write queue and the probe queue */
 	bool mu_init;
 	struct sp_write *wq_head, *wq_tail;
 	size_t nwq;
+	struct poller_probe *pq_head, *pq_tail;
+	size_t npq;
 };
 
 /*

@@ -25,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mbclient.h"
 #include "mberr.h"
 
 #define SS_MARKER_HI 0x5375 /* "Su" */
@@ -453,30 +452,4 @@ void sunspec_info_free(struct sunspec_info *info)
 	free(info->points);
 	info->points = NULL;
 	info->npoints = 0;
-}
-
-struct tcp_ctx {
-	struct mbclient *c;
-	uint8_t unit;
-};
-
-static int tcp_read(void *ctx, uint16_t addr, uint16_t count, uint16_t *out)
-{
-	struct tcp_ctx *t = ctx;
-	return mbclient_read(t->c, t->unit, MB_HOLDING, addr, count, out, NULL);
-}
-
-int sunspec_discover_tcp(const char *host, uint16_t port, uint8_t unit, int timeout_ms,
-			 struct sunspec_info *out, char *err, size_t errlen)
-{
-	struct tcp_ctx t = { .unit = unit };
-	int rc;
-
-	memset(out, 0, sizeof *out);
-	t.c = mbclient_open_tcp(host, port, timeout_ms, err, errlen);
-	if (!t.c)
-		return MBE_CONNECT;
-	rc = sunspec_discover(tcp_read, &t, out, err, errlen);
-	mbclient_close(t.c);
-	return rc;
 }

@@ -6,11 +6,10 @@
  * read every interval, plus the identity (manufacturer, model, serial) and the rated
  * power for the pv rule.
  *
- * sunspec_discover is pure: every register comes through the caller's read callback,
+ * sunspec_discover is pure: every register comes through the caller's read callback
+ * (in sluiced, a probe through the poller that owns the bus: daemon/sunspec_setup.c),
  * and everything it reads is outside input (it is fuzzed), so each length is checked
  * before it is used. It never logs; the caller decides what to say.
- * sunspec_discover_tcp is the one piece with I/O: a blocking mbclient for discovery at
- * start or reload, never from a poller thread.
  */
 #ifndef SLUICE_SUNSPEC_H
 #define SLUICE_SUNSPEC_H
@@ -52,10 +51,6 @@ struct sunspec_info {
  */
 int sunspec_discover(sunspec_read_fn read, void *ctx, struct sunspec_info *out, char *err,
 		     size_t errlen);
-
-/* The same over Modbus TCP, each transaction bounded by timeout_ms. */
-int sunspec_discover_tcp(const char *host, uint16_t port, uint8_t unit, int timeout_ms,
-			 struct sunspec_info *out, char *err, size_t errlen);
 
 void sunspec_info_free(struct sunspec_info *info);
 

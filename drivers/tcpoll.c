@@ -57,7 +57,11 @@
  * Writes (alert actions) arrive from the core thread through the owning thread's inbox
  * (a mutex-protected list and the thread's eventfd). Each goes on its connection's write
  * queue and is sent between polls, before any poll that has not begun; a read-modify-
- * write's two requests follow each other with no poll between them.
+ * write's two requests follow each other with no poll between them. Probes (reads asked
+ * by `sluicectl probe` through the daemon and by SunSpec discovery, drivers/poller.h)
+ * come the same way, go after the writes and before the next poll, their reads one after
+ * another; a connection is built for every TCP bus that has a device, even one waiting
+ * for discovery, so that discovery reads through it.
  *
  * Schedule (drivers/polldev.h, drivers/breaker.h, shared with serpoll). A device's first
  * poll falls at a fixed fraction of its first interval (a Weyl sequence over the device
@@ -109,6 +113,7 @@
 #define TP_MAX_SLEEP_MS 60000
 #define TP_EVENTS 64
 #define TP_MAX_WRITES 1024     /* waiting, per tcpoll: alert actions are few */
+#define TP_MAX_PROBES 64       /* waiting, per tcpoll: a person's probes and discovery's */
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
 
@@ -172,6 +177,10 @@ struct tp_conn {
 	uint8_t unit;                /* of the request in flight */
 	struct tp_write *cur_write;  /* the request in flight is this write's, not a poll's */
 	struct tp_write *wqhead, *wqtail;
+	struct poller_probe *pqhead, *pqtail; /* probes; the head's reads go out in turn */
+	size_t probe_i;              /* the head probe's next read */
+	bool probe_begun;            /* the head probe has sent a read (it is not late) */
+	bool probing;                /* the request in flight is the head probe's read */
 	uint8_t tx[MBTCP_ADU_MAX];
 	size_t txlen, txoff;
 	uint8_t rx[MBTCP_ADU_MAX];
@@ -189,6 +198,7 @@ struct tp_thread {
 	pthread_mutex_t wmu;         /* guards inbox */
 	bool wmu_init;
 	struct tp_write *inbox, *inbox_tail;
+	struct poller_probe *pinbox, *pinbox_tail;
 	struct tp_timer **heap;
 	size_t nheap, capheap;
 };
@@ -202,8 +212,10 @@ struct tcpoll {
 	struct tp_dev *devs;
 	size_t ndevs;
 	struct tp_dev **dev_of;      /* by config device index; NULL when not polled here */
+	size_t *conn_of_bus;         /* by config bus index; SIZE_MAX when not ours */
 	struct breaker_pace pace;    /* of offline retries */
 	_Atomic uint64_t nwrites;    /* queued and not yet finished */
+	_Atomic uint64_t nprobes;    /* probes handed over and not yet done */
 	struct tp_thread *threads;
 	size_t nthreads;
 	bool started;                /* tcpoll_start was called (once only) */
@@ -415,6 +427,45 @@ static void conn_fail_writes(struct tp_conn *c, int code)
 	}
 }
 
+/* The head probe is over: handed back to its asker. */
+static void probe_finish_head(struct tp_conn *c, int status)
+{
+	struct poller_probe *p = c->pqhead;
+	struct tcpoll *tp = c->th->tp;
+
+	c->pqhead = p->next;
+	if (c->pqhead == NULL)
+		c->pqtail = NULL;
+	c->probe_i = 0;
+	c->probe_begun = false;
+	c->probing = false;
+	atomic_fetch_sub_explicit(&tp->nprobes, 1, memory_order_relaxed);
+	poller_probe_finish(p, status);
+}
+
+/* The head probe's read in flight (or about to go) ended with rc: on to the next one, or,
+ * when the device is silent and the probe says so, the rest fail unsent. */
+static void probe_read_over(struct tp_conn *c, int rc)
+{
+	struct poller_probe *p = c->pqhead;
+
+	c->probing = false;
+	p->reads[c->probe_i++].err = rc;
+	if (rc != 0 && p->stop_on_silence && poller_silent(rc)) {
+		poller_probe_fail(p, c->probe_i, rc);
+		c->probe_i = p->nreads;
+	}
+}
+
+/* Every probe waiting on this connection fails with code from its next read on. */
+static void conn_fail_probes(struct tp_conn *c, int code)
+{
+	while (c->pqhead != NULL) {
+		poller_probe_fail(c->pqhead, c->probe_i, code);
+		probe_finish_head(c, PROBE_DONE);
+	}
+}
+
 /* Every poll waiting on this connection fails with code; each still yields a reading. */
 static void conn_fail_queue(struct tp_conn *c, int code, int64_t now)
 {
@@ -441,6 +492,7 @@ static void conn_connect_failed(struct tp_conn *c, const char *why, int64_t now)
 	conn_close(c);
 	conn_fail_queue(c, MBE_CONNECT, now);
 	conn_fail_writes(c, MBE_CONNECT);
+	conn_fail_probes(c, MBE_CONNECT);
 }
 
 /* The same for a failure known by its errno. */
@@ -560,11 +612,14 @@ static void conn_abort(struct tp_conn *c, int code, int64_t now)
 {
 	struct tp_dev *d = c->qhead;
 	struct tp_write *w = c->cur_write;
+	bool probing = c->probing;
 
 	conn_close(c);
 	c->cur_write = NULL;
 	if (w != NULL) {
 		write_finish(w, code);
+	} else if (probing) {
+		probe_read_over(c, code);
 	} else if (d != NULL && d->r != NULL) {
 		conn_pop(c);
 		poll_fail_from(d, d->req, code);
@@ -631,14 +686,18 @@ static int conn_unsolicited(struct tp_conn *c)
  * before it is asked: the request fails as if it had been sent, so that such a peer
  * costs a failure per request, which its breaker counts, and not a reconnect loop.
  */
-static void conn_unsolicited_drop(struct tp_conn *c, bool write, int code, int64_t now)
+enum next_req { NEXT_POLL, NEXT_WRITE, NEXT_PROBE };
+
+static void conn_unsolicited_drop(struct tp_conn *c, int next, int code, int64_t now)
 {
 	bool asked = c->asked;
 
 	conn_close(c);
 	if (asked)
 		return;
-	if (write) {
+	if (next == NEXT_PROBE) {
+		probe_read_over(c, code);
+	} else if (next == NEXT_WRITE) {
 		struct tp_write *w = c->wqhead;
 		c->wqhead = w->next;
 		if (c->wqhead == NULL)
@@ -652,7 +711,7 @@ static void conn_unsolicited_drop(struct tp_conn *c, bool write, int code, int64
 }
 
 static void conn_send_pdu(struct tp_conn *c, uint8_t unit, const uint8_t *pdu, size_t pdulen,
-			  int64_t now)
+			  int64_t timeout, int64_t now)
 {
 	c->asked = true;
 	c->tid = mbtid_next(&c->tids);
@@ -662,7 +721,7 @@ static void conn_send_pdu(struct tp_conn *c, uint8_t unit, const uint8_t *pdu, s
 	c->rxlen = 0;
 	c->rxneed = MBTCP_HDR;
 	c->inflight = true;
-	timer_set(c->th, &c->tm, now + c->timeout);
+	timer_set(c->th, &c->tm, now + timeout);
 	stat_inc(&c->th->tp->requests);
 	conn_write(c, now);
 }
@@ -673,7 +732,7 @@ static void conn_send_request(struct tp_conn *c, struct tp_dev *d, int64_t now)
 	uint8_t pdu[MB_PDU_MAX];
 	size_t pdulen = mbpdu_read_req(pdu, rq->table, rq->start, rq->count);
 
-	conn_send_pdu(c, d->pd.cfg->unit_id, pdu, pdulen, now);
+	conn_send_pdu(c, d->pd.cfg->unit_id, pdu, pdulen, c->timeout, now);
 }
 
 static void conn_send_write(struct tp_conn *c, int64_t now)
@@ -685,7 +744,19 @@ static void conn_send_write(struct tp_conn *c, int64_t now)
 		c->wqtail = NULL;
 	w->next = NULL;
 	c->cur_write = w;
-	conn_send_pdu(c, w->d->pd.cfg->unit_id, w->pdu, w->pdulen, now);
+	conn_send_pdu(c, w->d->pd.cfg->unit_id, w->pdu, w->pdulen, c->timeout, now);
+}
+
+static void conn_send_probe(struct tp_conn *c, int64_t now)
+{
+	const struct poller_probe *p = c->pqhead;
+	const struct poller_read *rd = &p->reads[c->probe_i];
+	uint8_t pdu[MB_PDU_MAX];
+	size_t pdulen = mbpdu_read_req(pdu, (enum mb_table)rd->table, rd->start, rd->count);
+
+	c->probing = true;
+	c->probe_begun = true;
+	conn_send_pdu(c, p->unit, pdu, pdulen, p->timeout_ms > 0 ? p->timeout_ms : c->timeout, now);
 }
 
 /* The reply to a write's request is in c->rx. */
@@ -757,6 +828,16 @@ static void conn_reply(struct tp_conn *c, int64_t now)
 	timer_clear(c->th, &c->tm);
 	if (c->cur_write != NULL) {
 		conn_write_reply(c, now);
+		return;
+	}
+	if (c->probing) {
+		struct poller_read *rd = &c->pqhead->reads[c->probe_i];
+
+		probe_read_over(c, mbpdu_read_resp(c->rx + MBTCP_HDR, c->rxlen - MBTCP_HDR,
+						   (enum mb_table)rd->table, rd->count, rd->regs,
+						   rd->bits));
+		c->guard_until = now + c->guard;
+		conn_kick(c, now);
 		return;
 	}
 	rq = d->pd.plan.reqs[d->req];
@@ -866,10 +947,41 @@ static void conn_kick(struct tp_conn *c, int64_t now)
 				return;
 			}
 			if ((rc = conn_unsolicited(c)) != 0) {
-				conn_unsolicited_drop(c, true, rc, now);
+				conn_unsolicited_drop(c, NEXT_WRITE, rc, now);
 				continue;
 			}
 			conn_send_write(c, now);
+			continue;
+		}
+		/* probes too: after the writes, never into a poll that has begun */
+		if (c->pqhead != NULL && (d == NULL || d->r == NULL)) {
+			struct poller_probe *p = c->pqhead;
+
+			if (!c->probe_begun && now > p->start_by) {
+				probe_finish_head(c, PROBE_LATE);
+				continue;
+			}
+			if (c->probe_i >= p->nreads) {
+				probe_finish_head(c, PROBE_DONE);
+				continue;
+			}
+			if (c->state == CS_DOWN) {
+				c->probe_begun = true; /* its reads are being tried */
+				if (!breaker_link_may_try(&c->link, now))
+					conn_fail_probes(c, MBE_CONNECT);
+				else
+					conn_connect(c, now);
+				continue;
+			}
+			if (now < c->guard_until) {
+				timer_set(c->th, &c->tm, c->guard_until);
+				return;
+			}
+			if ((rc = conn_unsolicited(c)) != 0) {
+				conn_unsolicited_drop(c, NEXT_PROBE, rc, now);
+				continue;
+			}
+			conn_send_probe(c, now);
 			continue;
 		}
 		if (d == NULL)
@@ -898,7 +1010,7 @@ static void conn_kick(struct tp_conn *c, int64_t now)
 			return;
 		}
 		if ((rc = conn_unsolicited(c)) != 0) {
-			conn_unsolicited_drop(c, false, rc, now);
+			conn_unsolicited_drop(c, NEXT_POLL, rc, now);
 			continue;
 		}
 		conn_send_request(c, d, now);
@@ -931,6 +1043,10 @@ static void conn_deadline(struct tp_conn *c, int64_t now)
 		conn_lookup_over(c, now);
 	} else if (c->state == CS_CONNECTING) {
 		conn_connect_failed_errno(c, ETIMEDOUT, now);
+	} else if (c->state == CS_UP && c->inflight && c->probing) {
+		stat_inc(&tp->timeouts);
+		log_debug("bus %s: unit %u: no reply to a probe", c->bus->id, c->unit);
+		conn_abort(c, MBE_TIMEOUT, now);
 	} else if (c->state == CS_UP && c->inflight) {
 		struct tp_dev *d = c->cur_write != NULL ? c->cur_write->d : c->qhead;
 		stat_inc(&tp->timeouts);
@@ -963,11 +1079,27 @@ static void dev_due(struct tp_dev *d, int64_t now)
 static void thread_take_writes(struct tp_thread *th, int64_t now)
 {
 	struct tp_write *w;
+	struct poller_probe *p;
 
 	pthread_mutex_lock(&th->wmu);
 	w = th->inbox;
 	th->inbox = th->inbox_tail = NULL;
+	p = th->pinbox;
+	th->pinbox = th->pinbox_tail = NULL;
 	pthread_mutex_unlock(&th->wmu);
+	while (p != NULL) {
+		struct poller_probe *next = p->next;
+		struct tp_conn *c = &th->tp->conns[th->tp->conn_of_bus[p->bus]];
+
+		p->next = NULL;
+		if (c->pqtail != NULL)
+			c->pqtail->next = p;
+		else
+			c->pqhead = p;
+		c->pqtail = p;
+		conn_kick(c, now);
+		p = next;
+	}
 	while (w != NULL) {
 		struct tp_write *next = w->next;
 		struct tp_conn *c = w->d->conn;
@@ -1048,7 +1180,7 @@ struct tcpoll *tcpoll_new(const struct site *cfg, uint32_t generation, unsigned 
 			  const struct poller_sink *sink, char *err, size_t errlen)
 {
 	struct tcpoll *tp;
-	size_t *conn_of_bus = NULL;
+	size_t *conn_of_bus;
 	size_t nd = 0, nc = 0;
 
 	tp = calloc(1, sizeof *tp);
@@ -1061,7 +1193,8 @@ struct tcpoll *tcpoll_new(const struct site *cfg, uint32_t generation, unsigned 
 
 	if (polldev_count(cfg, TP_KINDS, &nd, err, errlen) != 0)
 		goto fail;
-	conn_of_bus = malloc((cfg->nbuses ? cfg->nbuses : 1) * sizeof *conn_of_bus);
+	conn_of_bus = tp->conn_of_bus = malloc((cfg->nbuses ? cfg->nbuses : 1) *
+					       sizeof *conn_of_bus);
 	tp->dev_of = calloc(cfg->ndevices ? cfg->ndevices : 1, sizeof *tp->dev_of);
 	tp->pace = (struct breaker_pace){ BREAKER_RETRY_MIN_MS, BREAKER_RETRY_MAX_MS };
 	tp->devs = calloc(nd ? nd : 1, sizeof *tp->devs);
@@ -1069,19 +1202,9 @@ struct tcpoll *tcpoll_new(const struct site *cfg, uint32_t generation, unsigned 
 	if (conn_of_bus == NULL || tp->dev_of == NULL || tp->devs == NULL || tp->conns == NULL)
 		goto nomem;
 
-	/* a connection for each TCP bus that has a device to poll */
-	for (size_t b = 0; b < cfg->nbuses; b++) {
-		conn_of_bus[b] = SIZE_MAX;
-		if (cfg->buses[b].kind != BUS_TCP)
-			continue;
-		for (size_t i = 0; i < cfg->ndevices; i++) {
-			if (cfg->devices[i].bus == b &&
-			    polldev_selected(cfg, &cfg->devices[i], TP_KINDS)) {
-				conn_of_bus[b] = nc++;
-				break;
-			}
-		}
-	}
+	/* a connection for each TCP bus that has a device, polled or waiting for discovery */
+	for (size_t b = 0; b < cfg->nbuses; b++)
+		conn_of_bus[b] = polldev_bus_owned(cfg, b, TP_KINDS) ? nc++ : SIZE_MAX;
 	for (size_t b = 0; b < cfg->nbuses; b++) {
 		const struct bus_cfg *bus = &cfg->buses[b];
 		struct tp_conn *c;
@@ -1157,13 +1280,11 @@ struct tcpoll *tcpoll_new(const struct site *cfg, uint32_t generation, unsigned 
 			goto fail;
 		}
 	}
-	free(conn_of_bus);
 	return tp;
 
 nomem:
 	snprintf(err, errlen, "tcpoll: out of memory");
 fail:
-	free(conn_of_bus);
 	tcpoll_free(tp);
 	return NULL;
 }
@@ -1198,6 +1319,38 @@ int tcpoll_start(struct tcpoll *tp)
 	return 0;
 }
 
+/* The threads are gone (or never ran): every probe they held, in an inbox or on a
+ * connection, is said to its asker. */
+static void drop_probes(struct tcpoll *tp)
+{
+	for (size_t t = 0; t < tp->nthreads; t++) {
+		struct tp_thread *th = &tp->threads[t];
+		struct poller_probe *p;
+
+		if (!th->wmu_init)
+			continue;
+		pthread_mutex_lock(&th->wmu);
+		p = th->pinbox;
+		th->pinbox = th->pinbox_tail = NULL;
+		pthread_mutex_unlock(&th->wmu);
+		while (p != NULL) {
+			struct poller_probe *next = p->next;
+			atomic_fetch_sub(&tp->nprobes, 1);
+			poller_probe_fail(p, 0, MBE_CLOSED);
+			poller_probe_finish(p, PROBE_STOPPED);
+			p = next;
+		}
+	}
+	for (size_t k = 0; k < tp->nconns; k++) {
+		struct tp_conn *c = &tp->conns[k];
+
+		while (c->pqhead != NULL) {
+			poller_probe_fail(c->pqhead, c->probe_i, MBE_CLOSED);
+			probe_finish_head(c, PROBE_STOPPED);
+		}
+	}
+}
+
 void tcpoll_stop(struct tcpoll *tp)
 {
 	if (tp == NULL || !tp->running)
@@ -1213,6 +1366,7 @@ void tcpoll_stop(struct tcpoll *tp)
 			pthread_join(tp->threads[t].thread, NULL);
 		tp->threads[t].started = false;
 	}
+	drop_probes(tp);
 	tp->running = false;
 }
 
@@ -1230,6 +1384,8 @@ void tcpoll_free(struct tcpoll *tp)
 	if (tp == NULL)
 		return;
 	tcpoll_stop(tp);
+	if (tp->threads != NULL)
+		drop_probes(tp); /* a tcpoll never started */
 	for (size_t k = 0; k < tp->nconns; k++) {
 		struct tp_conn *c = &tp->conns[k];
 		if (c->fd >= 0)
@@ -1255,6 +1411,7 @@ void tcpoll_free(struct tcpoll *tp)
 			pthread_mutex_destroy(&th->wmu);
 	}
 	free(tp->threads);
+	free(tp->conn_of_bus);
 	free(tp->dev_of);
 	free(tp->devs);
 	free(tp->conns);
@@ -1285,6 +1442,43 @@ void tcpoll_set_offline_retry(struct tcpoll *tp, int64_t min_ms, int64_t max_ms)
 	if (tp == NULL || tp->started || min_ms < 1 || max_ms < min_ms)
 		return;
 	tp->pace = (struct breaker_pace){ min_ms, max_ms };
+}
+
+int tcpoll_probe(struct tcpoll *tp, size_t bus, struct poller_probe *p)
+{
+	struct tp_thread *th;
+	uint64_t one = 1;
+
+	if (tp == NULL || bus >= tp->site.nbuses || tp->conn_of_bus[bus] == SIZE_MAX) {
+		errno = ENOENT;
+		return -1;
+	}
+	th = tp->conns[tp->conn_of_bus[bus]].th;
+	p->next = NULL;
+	p->bus = bus;
+	pthread_mutex_lock(&th->wmu);
+	/* under the lock that tcpoll_stop takes the inbox with: a probe is either taken
+	 * there or refused here, never left behind */
+	if (atomic_load(&th->stop)) {
+		pthread_mutex_unlock(&th->wmu);
+		errno = ESHUTDOWN;
+		return -1;
+	}
+	if (atomic_fetch_add(&tp->nprobes, 1) >= TP_MAX_PROBES) {
+		atomic_fetch_sub(&tp->nprobes, 1);
+		pthread_mutex_unlock(&th->wmu);
+		errno = ENOBUFS;
+		return -1;
+	}
+	if (th->pinbox_tail != NULL)
+		th->pinbox_tail->next = p;
+	else
+		th->pinbox = p;
+	th->pinbox_tail = p;
+	pthread_mutex_unlock(&th->wmu);
+	if (write(th->evfd, &one, sizeof one) < 0)
+		log_warn("tcpoll: cannot wake a poller thread for a probe");
+	return 0;
 }
 
 /* tcpoll's refusals, as tcpoll.h documents them: a read-only table is not writable

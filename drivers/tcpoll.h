@@ -46,8 +46,8 @@ struct tcpoll;
 
 /*
  * Build pollers for every device on a BUS_TCP bus of cfg (a sunspec device only once
- * discovery has filled in its points) across nthreads threads (0: one per core,
- * at most 4). cfg is copied; the arrays it points at (the config's) must outlive the
+ * discovery has filled in its points; its bus has a connection meanwhile, for
+ * discovery's reads: tcpoll_probe) across nthreads threads (0: one per core, at most 4). cfg is copied; the arrays it points at (the config's) must outlive the
  * tcpoll. NULL with err on failure.
  */
 struct tcpoll *tcpoll_new(const struct site *cfg, uint32_t generation, unsigned nthreads,
@@ -76,6 +76,18 @@ size_t tcpoll_ndevices(const struct tcpoll *tp);
  */
 int tcpoll_write(struct tcpoll *tp, uint32_t device, uint16_t point, double value,
 		 uint64_t tag);
+
+/*
+ * Hand probe p (drivers/poller.h) to the connection of bus `bus` (an index into cfg's
+ * buses): its reads go out after the writes waiting there and before the next poll that
+ * has not begun, at p->timeout_ms each (0: the bus's timeout), and p->done is called
+ * from the connection's thread when they are over. Returns 0 when queued (the tcpoll
+ * holds p until done), else -1 with errno and p untouched: ENOENT no connection of this
+ * tcpoll for that bus; ENOBUFS too many probes waiting; ESHUTDOWN stopping. Safe from any
+ * thread while the tcpoll exists; a probe still waiting when it stops is done with
+ * PROBE_STOPPED.
+ */
+int tcpoll_probe(struct tcpoll *tp, size_t bus, struct poller_probe *p);
 
 /* The offline retry pace (default 5 s doubling to 60 s), for tests; before tcpoll_start. */
 void tcpoll_set_offline_retry(struct tcpoll *tp, int64_t min_ms, int64_t max_ms);

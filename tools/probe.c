@@ -1,12 +1,15 @@
 /*
  * probe: the command line and the printing of `sluicectl probe`. Owns no Modbus: the
- * transactions are drivers/mbclient's, the decoding drivers/codec's, the config
- * config's. It must never write to a device: a technician probing a live plant may
- * only read.
+ * transactions are drivers/mbclient's or, when a sluiced owns the line, its poller's
+ * (asked over the control socket, tools/ctlclient), the decoding drivers/codec's, the
+ * config config's. It must never write to a device: a technician probing a live plant
+ * may only read; and it must never open a line a running sluiced may hold — two masters
+ * on one RS-485 bus make frames collide — so it reads directly only when no daemon
+ * listens for the config's data directory, or the daemon says the line is not its own.
  *
  *   sluicectl probe --config FILE [--timeout MS] [--json] DEVICE
- *   sluicectl probe --tcp HOST:PORT | --rtu-tcp HOST:PORT | --rtu DEVICE [--baud N
- *                   --parity P --stop-bits S] [--unit N] [--timeout MS] [--json]
+ *   sluicectl probe [--config FILE] --tcp HOST:PORT | --rtu-tcp HOST:PORT | --rtu DEVICE
+ *                   [--baud N --parity P --stop-bits S] [--unit N] [--timeout MS] [--json]
  *                   --read TABLE:ADDRESS[:COUNT] | --table T --address A [--count N]
  */
 #include "probe.h"
@@ -19,13 +22,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "codec.h"
 #include "config.h"
+#include "control.h"
+#include "ctlclient.h"
 #include "json.h"
 #include "mbclient.h"
 #include "mberr.h"
 #include "mbpdu.h"
+#include "poller.h"
 
 #define PROBE_DEFAULT_TIMEOUT_MS 1000
 #define PROBE_MAX_COUNT (MB_MAX_READ_REGS - 2) /* room for the neighbours read around it */
@@ -34,13 +41,18 @@ static void probe_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: sluicectl probe --config FILE [--timeout MS] [--json] DEVICE\n"
-		"       sluicectl probe TARGET [--unit N] [--timeout MS] [--json]\n"
+		"       sluicectl probe [--config FILE] TARGET [--unit N] [--timeout MS] [--json]\n"
 		"                       --read TABLE:ADDRESS[:COUNT]\n"
-		"       sluicectl probe TARGET [--unit N] --table TABLE --address A [--count N]\n"
+		"       sluicectl probe [--config FILE] TARGET [--unit N] --table TABLE --address A\n"
+		"                       [--count N]\n"
 		"  TARGET: --tcp HOST:PORT | --rtu-tcp HOST:PORT | --rtu DEVICE [--baud 9600]\n"
 		"          [--parity none|even|odd] [--stop-bits 1|2] [--data-bits 7|8]\n"
 		"\n"
-		"Reads a device once and prints what it answered; never writes.\n"
+		"Reads a device once and prints what it answered; never writes. When sluiced runs\n"
+		"for the config's data_dir (default " SLUICECTL_CONFIG ") and polls the line,\n"
+		"the read goes through it, between its polls (via: sluiced): a second program on\n"
+		"the same RS-485 line would collide with its frames. Otherwise the line is opened\n"
+		"here (via: direct).\n"
 		"  --config FILE DEVICE  every point of a configured device, decoded as sluiced\n"
 		"                        would, with its raw registers\n"
 		"  --tcp HOST:PORT       a Modbus TCP device or gateway ([::1]:502 for IPv6)\n"
@@ -54,7 +66,8 @@ static void probe_usage(FILE *f)
 		"                        before A is read too, so a manual that numbers registers\n"
 		"                        from 1 is seen in the same call\n"
 		"  --timeout MS          how long to wait for each reply (default: the bus's, or "
-		"1000)\n"
+		"1000;\n"
+		"                        through sluiced at most 10000)\n"
 		"  --json                machine-readable output\n"
 		"\n"
 		"Registers are shown as hex, uint16 and int16, and every 32-bit pair as float32,\n"
@@ -444,6 +457,316 @@ static struct mbclient *target_open(const struct target *t, int timeout_ms, int 
 	return c;
 }
 
+/* --- where the reads go: through sluiced, or straight to the device -------------------- */
+
+/* One read, asked (table, start, count) and answered (err, regs or bits, detail). */
+struct pread {
+	enum mb_table table;
+	uint16_t start, count;
+	int err;
+	char detail[320];
+	uint16_t regs[MB_MAX_READ_REGS];
+	uint8_t bits[MB_MAX_READ_REGS];
+};
+
+/*
+ * The way to the device: decided at the first reads. The sluiced of data_dir is asked;
+ * when it owns the target's line the reads go through it (ctl), else — no daemon
+ * listens, or it says the line is not one of its buses — the line is opened here (mb).
+ */
+struct plink {
+	const struct target *t;
+	const char *data_dir;
+	int timeout_ms;          /* asked with --timeout, 0 when not (sluiced: the bus's) */
+	int direct_timeout_ms;   /* each reply when going straight to the device */
+	int wait_ms;             /* each reply's share of the wait for sluiced's answer */
+	bool line_given;         /* --baud, --parity...: sluiced's line must be so */
+	bool decided;
+	struct ctlclient *ctl;
+	struct mbclient *mb;
+	char bus[ID_MAX];        /* through sluiced: its bus */
+	struct jval *reply;      /* sluiced's last answer (its word on the device in it) */
+	char note[512];          /* sluiced was asked and the line is not its own: why */
+	bool unreachable;        /* going straight to the device, it could not be opened */
+};
+
+#define PLINK_NOT_OWNED 3
+
+static const char *const kind_json[] = { "", "tcp", "rtu_over_tcp", "rtu" };
+
+/* The request's "target": the line as the asker knows it; a tty's character device is
+ * looked up here, so that the daemon never looks at a path a client gives it. */
+static int plink_target(const struct plink *l, struct jbuf *b)
+{
+	const struct target *t = l->t;
+	bool first = true;
+
+	jb_cstr(b, "{");
+	jb_key(b, "kind", &first);
+	jb_str(b, kind_json[t->kind]);
+	if (t->kind == TGT_RTU) {
+		struct stat st;
+
+		jb_key(b, "device", &first);
+		jb_str(b, t->arg);
+		if (stat(t->arg, &st) == 0 && S_ISCHR(st.st_mode)) {
+			jb_key(b, "rdev", &first);
+			jb_u64(b, (uint64_t)st.st_rdev);
+		}
+		if (l->line_given) {
+			jb_key(b, "baud", &first);
+			jb_u64(b, t->baud);
+			jb_key(b, "parity", &first);
+			jb_str(b, t->parity == 'E' ? "even" : t->parity == 'O' ? "odd" : "none");
+			jb_key(b, "data_bits", &first);
+			jb_u64(b, t->data_bits);
+			jb_key(b, "stop_bits", &first);
+			jb_u64(b, t->stop_bits);
+		}
+	} else {
+		char host[256];
+		uint16_t port;
+
+		if (mbclient_parse_addr(t->arg, host, sizeof host, &port) != 0)
+			return -1;
+		jb_key(b, "host", &first);
+		jb_str(b, host);
+		jb_key(b, "port", &first);
+		jb_u64(b, port);
+	}
+	jb_cstr(b, "}");
+	return 0;
+}
+
+/* n reads (at most a request's) through sluiced. 0 done, PLINK_NOT_OWNED (the daemon
+ * does not use this line: its words in l->note), or 1/2 with the daemon's refusal said. */
+static int plink_sluiced(struct plink *l, uint8_t unit, struct pread *r, size_t n, bool sos)
+{
+	const struct jval *reads;
+	struct jbuf b;
+	char why[400];
+	bool first = true;
+	int wait = CONTROL_PROBE_WAIT_MS + (int)n * (l->wait_ms + 1000) + 5000;
+
+	if (l->timeout_ms > POLLER_PROBE_TIMEOUT_MAX_MS) {
+		fprintf(stderr, "sluicectl probe: sluiced polls this line: through it, --timeout is "
+			"at most %d ms (the line is shared with its polls)\n",
+			POLLER_PROBE_TIMEOUT_MAX_MS);
+		return 2;
+	}
+	jb_init(&b);
+	jb_cstr(&b, "{");
+	jb_key(&b, "v", &first);
+	jb_i64(&b, CONTROL_PROTOCOL);
+	jb_key(&b, "op", &first);
+	jb_str(&b, "probe");
+	jb_key(&b, "target", &first);
+	if (plink_target(l, &b) != 0) {
+		jb_free(&b);
+		fprintf(stderr, "sluicectl probe: %s: expected HOST:PORT, or [IPV6]:PORT\n",
+			l->t->arg);
+		return 2;
+	}
+	jb_key(&b, "unit", &first);
+	jb_u64(&b, unit);
+	if (l->timeout_ms > 0) {
+		jb_key(&b, "timeout_ms", &first);
+		jb_i64(&b, l->timeout_ms);
+	}
+	jb_key(&b, "stop_on_silence", &first);
+	jb_bool(&b, sos);
+	jb_key(&b, "reads", &first);
+	jb_cstr(&b, "[");
+	for (size_t i = 0; i < n; i++) {
+		bool f2 = true;
+
+		jb_cstr(&b, i ? ",{" : "{");
+		jb_key(&b, "table", &f2);
+		jb_str(&b, codec_table_name(r[i].table));
+		jb_key(&b, "address", &f2);
+		jb_u64(&b, r[i].start);
+		jb_key(&b, "count", &f2);
+		jb_u64(&b, r[i].count);
+		jb_cstr(&b, "}");
+	}
+	jb_cstr(&b, "]}");
+	jread_free(l->reply);
+	l->reply = b.oom ? NULL : ctlclient_call(l->ctl, jb_cstr_get(&b), wait, why, sizeof why);
+	jb_free(&b);
+	if (!l->reply) {
+		fprintf(stderr, "sluicectl probe: %s\n", b.oom ? "out of memory" : why);
+		return 1;
+	}
+	if (!jread_bool(l->reply, "ok", false)) {
+		const char *code = jread_str(l->reply, "error"), *msg = jread_str(l->reply, "message");
+
+		if (code && strcmp(code, "not_owned") == 0) {
+			snprintf(l->note, sizeof l->note, "%s", msg ? msg : "not its line");
+			return PLINK_NOT_OWNED;
+		}
+		fprintf(stderr, "sluicectl probe: sluiced: %s\n", msg ? msg : code ? code : "refused");
+		return code && (strcmp(code, "mismatch") == 0 || strcmp(code, "bad_request") == 0)
+			       ? 2 : 1;
+	}
+	snprintf(l->bus, sizeof l->bus, "%s", jread_str(l->reply, "bus") ? jread_str(l->reply, "bus")
+									 : "?");
+	reads = jread_get(l->reply, "reads");
+	if (!reads || reads->type != J_ARR || reads->n != n) {
+		fprintf(stderr, "sluicectl probe: sluiced's answer does not fit the question\n");
+		return 1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct jval *x = reads->items[i];
+		const struct jval *vals = jread_get(x, r[i].table == MB_COIL ||
+						       r[i].table == MB_DISCRETE ? "bits" : "registers");
+
+		r[i].detail[0] = '\0';
+		r[i].err = (int)jread_i64(x, "code", 0);
+		if (r[i].err != 0)
+			continue;
+		if (!vals || vals->type != J_ARR || vals->n != r[i].count) {
+			r[i].err = MBE_PROTO;
+			continue;
+		}
+		for (uint16_t k = 0; k < r[i].count; k++) {
+			uint16_t v = (uint16_t)vals->items[k]->num;
+			r[i].regs[k] = v;
+			r[i].bits[k] = (uint8_t)(v != 0);
+		}
+	}
+	return 0;
+}
+
+/*
+ * Do the reads r[0..n) of unit: each one's result in it. With sos (stop on silence), a
+ * read that gets no reply at all fails the rest unsent, since each would wait its own
+ * timeout. 0, or the exit status when they could not be asked (said on stderr).
+ */
+static int plink_read(struct plink *l, uint8_t unit, struct pread *r, size_t n, bool sos)
+{
+	size_t from = 0; /* reads done already */
+	int stop = 0, status;
+	char why[400];
+
+	if (!l->decided) {
+		l->decided = true;
+		switch (ctlclient_open(l->data_dir, &l->ctl, why, sizeof why)) {
+		case CTL_UNREACHABLE:
+			fprintf(stderr, "sluicectl probe: %s\nsluicectl probe: a sluiced may be "
+				"polling this line and cannot be asked, so the line is not opened: "
+				"run as root or as a member of group sluice, or stop sluiced to probe "
+				"directly\n", why);
+			return 1;
+		case CTL_FOUND:
+			/* the first request decides: the daemon's line, or not */
+			from = n < POLLER_PROBE_READS_MAX ? n : POLLER_PROBE_READS_MAX;
+			status = plink_sluiced(l, unit, r, from, sos);
+			if (status != PLINK_NOT_OWNED) {
+				if (status != 0)
+					return status;
+				break;
+			}
+			from = 0;
+			ctlclient_close(l->ctl);
+			l->ctl = NULL;
+			break;
+		default:
+			break;
+		}
+		if (!l->ctl) {
+			l->mb = target_open(l->t, l->direct_timeout_ms, &status);
+			if (!l->mb) {
+				l->unreachable = status == 1;
+				return status;
+			}
+		}
+	}
+	if (l->ctl) {
+		for (size_t i = from; i < n; i += POLLER_PROBE_READS_MAX) {
+			size_t k = n - i < POLLER_PROBE_READS_MAX ? n - i : POLLER_PROBE_READS_MAX;
+
+			if (i > 0 && sos && poller_silent(r[i - 1].err)) {
+				for (size_t j = i; j < n; j++)
+					r[j].err = r[i - 1].err;
+				return 0;
+			}
+			status = plink_sluiced(l, unit, r + i, k, sos);
+			if (status == PLINK_NOT_OWNED) {
+				/* it owned the line a moment ago: a reload in between */
+				fprintf(stderr, "sluicectl probe: sluiced: %s\n", l->note);
+				return 1;
+			}
+			if (status != 0)
+				return status;
+		}
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		r[i].detail[0] = '\0';
+		if (stop != 0) {
+			r[i].err = stop;
+			continue;
+		}
+		r[i].err = mbclient_read(l->mb, unit, r[i].table, r[i].start, r[i].count, r[i].regs,
+					 r[i].bits);
+		if (r[i].err != 0)
+			snprintf(r[i].detail, sizeof r[i].detail, "%s", mbclient_detail(l->mb));
+		if (sos && poller_silent(r[i].err))
+			stop = r[i].err;
+	}
+	return 0;
+}
+
+static void plink_close(struct plink *l)
+{
+	ctlclient_close(l->ctl);
+	if (l->mb)
+		mbclient_close(l->mb);
+	jread_free(l->reply);
+}
+
+/* "via: sluiced (bus roof)" or "via: direct", for people. */
+static void plink_print_via(const struct plink *l)
+{
+	if (l->ctl)
+		printf("via: sluiced (bus %s, between its polls)\n", l->bus);
+	else if (l->note[0])
+		printf("via: direct (sluiced runs, but %s)\n", l->note);
+	else
+		printf("via: direct\n");
+}
+
+/* The same for --json: "via" and, through sluiced, "bus" and its word on the device. */
+static void plink_json_via(const struct plink *l, struct jbuf *b, bool *first)
+{
+	const struct jval *dev = l->ctl ? jread_get(l->reply, "device") : NULL;
+
+	jb_key(b, "via", first);
+	jb_str(b, l->ctl ? "sluiced" : "direct");
+	if (l->ctl) {
+		jb_key(b, "bus", first);
+		jb_str(b, l->bus);
+	}
+	if (dev) {
+		jb_key(b, "sluiced_device", first);
+		jread_emit(b, dev);
+	}
+}
+
+/* After a read that got no reply: what sluiced thinks of the device, when it has it
+ * offline (its polls are slowed down: this probe was one more try). */
+static void plink_print_offline(const struct plink *l, int err)
+{
+	const struct jval *dev = l->ctl ? jread_get(l->reply, "device") : NULL;
+	const char *state = jread_str(dev, "state"), *last = jread_str(dev, "last_error");
+
+	if (!poller_silent(err) || !state || strcmp(state, "offline") != 0)
+		return;
+	printf("sluiced has %s offline%s%s%s: it polls it at the slower offline pace until it "
+	       "answers (sluicectl status)\n", jread_str(dev, "id") ? jread_str(dev, "id") : "it",
+	       last ? " (" : "", last ? last : "", last ? ")" : "");
+}
+
 struct raw_req {
 	const char *target;   /* HOST:PORT or the serial device, as given */
 	uint8_t unit;
@@ -451,8 +774,8 @@ struct raw_req {
 	uint16_t address, count;
 };
 
-static int raw_print_text(const struct raw_req *q, uint16_t lo, uint16_t n, const uint16_t *regs,
-			  const uint8_t *bits)
+static int raw_print_text(const struct plink *l, const struct raw_req *q, uint16_t lo,
+			  uint16_t n, const uint16_t *regs, const uint8_t *bits)
 {
 	bool isbits = q->table == MB_COIL || q->table == MB_DISCRETE;
 	uint16_t k = (uint16_t)(q->address - lo); /* the first register asked for */
@@ -462,6 +785,7 @@ static int raw_print_text(const struct raw_req *q, uint16_t lo, uint16_t n, cons
 
 	printf("%s unit %u, %s %s %u..%u (wire addresses, 0-based)\n", q->target, q->unit,
 	       codec_table_name(q->table), isbits ? "bits" : "registers", lo, lo + n - 1);
+	plink_print_via(l);
 	if (isbits) {
 		printf("\n  %5s  %7s  %s\n", "wire", "1-based", "value");
 		for (uint16_t i = 0; i < n; i++) {
@@ -575,8 +899,8 @@ static void raw_json_guess(struct jbuf *b, const struct raw_req *q, uint16_t lo,
 	jb_raw(b, "}", 1);
 }
 
-static void raw_print_json(const struct raw_req *q, uint16_t lo, uint16_t n, const uint16_t *regs,
-			   const uint8_t *bits)
+static void raw_print_json(const struct plink *l, const struct raw_req *q, uint16_t lo,
+			   uint16_t n, const uint16_t *regs, const uint8_t *bits)
 {
 	struct jbuf b;
 	bool first = true;
@@ -586,6 +910,7 @@ static void raw_print_json(const struct raw_req *q, uint16_t lo, uint16_t n, con
 	jb_raw(&b, "{", 1);
 	jb_key(&b, "target", &first);
 	jb_str(&b, q->target);
+	plink_json_via(l, &b, &first);
 	jb_key(&b, "unit", &first);
 	jb_u64(&b, q->unit);
 	jb_key(&b, "table", &first);
@@ -651,7 +976,8 @@ static void raw_print_json(const struct raw_req *q, uint16_t lo, uint16_t n, con
 	jb_free(&b);
 }
 
-static void json_error(const char *target, int err, const char *detail, const char *hint)
+static void json_error(const struct plink *l, const char *target, int err, const char *detail,
+		       const char *hint)
 {
 	struct jbuf b;
 	bool first = true;
@@ -660,6 +986,7 @@ static void json_error(const char *target, int err, const char *detail, const ch
 	jb_raw(&b, "{", 1);
 	jb_key(&b, "target", &first);
 	jb_str(&b, target);
+	plink_json_via(l, &b, &first);
 	jb_key(&b, "error", &first);
 	jb_str(&b, mb_strerror(err));
 	jb_key(&b, "code", &first);
@@ -675,21 +1002,16 @@ static void json_error(const char *target, int err, const char *detail, const ch
 	jb_free(&b);
 }
 
-static int probe_raw(const struct target *t, const struct raw_req *q, int timeout_ms, bool json)
+static int probe_raw(struct plink *l, const struct raw_req *q, bool json)
 {
-	uint16_t regs[MB_MAX_READ_REGS];
-	uint8_t bits[MB_MAX_READ_REGS];
-	char detail[320];
-	struct mbclient *c;
+	struct pread *r = calloc(1, sizeof *r);
 	uint16_t lo, n;
 	uint32_t hi;
-	int rc, status;
+	int rc;
 
-	c = target_open(t, timeout_ms, &status);
-	if (c == NULL) {
-		if (json && status == 1)
-			json_error(q->target, MBE_CONNECT, NULL, probe_hint(MBE_CONNECT));
-		return status;
+	if (r == NULL) {
+		fprintf(stderr, "sluicectl probe: out of memory\n");
+		return 1;
 	}
 	/* one more on each side: the register a 1-based manual means, and the second
 	 * half of a 32-bit value that starts at the last one asked for */
@@ -698,32 +1020,43 @@ static int probe_raw(const struct target *t, const struct raw_req *q, int timeou
 	if (hi > 0x10000)
 		hi = 0x10000;
 	n = (uint16_t)(hi - lo);
-	rc = mbclient_read(c, q->unit, q->table, lo, n, regs, bits);
-	if (rc >= MBE_EXC_BASE) {
+	*r = (struct pread){ .table = q->table, .start = lo, .count = n };
+	rc = plink_read(l, q->unit, r, 1, false);
+	if (rc == 0 && r->err >= MBE_EXC_BASE) {
 		/* the neighbours may not exist: the range asked for alone */
 		lo = q->address;
 		n = q->count;
-		rc = mbclient_read(c, q->unit, q->table, lo, n, regs, bits);
+		*r = (struct pread){ .table = q->table, .start = lo, .count = n };
+		rc = plink_read(l, q->unit, r, 1, false);
 	}
-	snprintf(detail, sizeof detail, "%s", mbclient_detail(c));
-	mbclient_close(c);
 	if (rc != 0) {
+		if (json && l->unreachable)
+			json_error(l, q->target, MBE_CONNECT, NULL, probe_hint(MBE_CONNECT));
+		free(r);
+		return rc;
+	}
+	if (r->err != 0) {
 		char what[128], buf[200];
-		const char *hint = read_hint(rc, q->table, q->address, MB_HINT_PROBE, buf,
+		const char *hint = read_hint(r->err, q->table, q->address, MB_HINT_PROBE, buf,
 					     sizeof buf);
 		if (json) {
-			json_error(q->target, rc, detail, hint);
+			json_error(l, q->target, r->err, r->detail, hint);
+			free(r);
 			return 1;
 		}
 		snprintf(what, sizeof what, "%s unit %u, %s %u..%u", q->target, q->unit,
 			 codec_table_name(q->table), q->address, q->address + q->count - 1);
-		print_error_text(what, rc, detail, hint);
+		plink_print_via(l);
+		print_error_text(what, r->err, r->detail, hint);
+		plink_print_offline(l, r->err);
+		free(r);
 		return 1;
 	}
 	if (json)
-		raw_print_json(q, lo, n, regs, bits);
+		raw_print_json(l, q, lo, n, r->regs, r->bits);
 	else
-		raw_print_text(q, lo, n, regs, bits);
+		raw_print_text(l, q, lo, n, r->regs, r->bits);
+	free(r);
 	return 0;
 }
 
@@ -758,39 +1091,46 @@ static void value_text(const struct point_def *p, const struct value *v, char *b
  * One request per point, so each error is the point's own (the daemon merges; a probe
  * is for finding which point is wrong). After a failure that says the device is not
  * answering, the remaining points are not tried: each would wait its own timeout.
+ * 0, or the exit status when the reads could not be asked.
  */
-static void read_points(struct mbclient *c, const struct device_cfg *d, struct pt_result *res)
+static int read_points(struct plink *l, const struct device_cfg *d, struct pt_result *res)
 {
-	int stop = 0;
+	struct pread *r = calloc(d->npoints ? d->npoints : 1, sizeof *r);
+	int rc;
 
+	if (r == NULL) {
+		fprintf(stderr, "sluicectl probe: out of memory\n");
+		return 1;
+	}
 	for (size_t i = 0; i < d->npoints; i++) {
 		const struct point_def *p = &d->points[i];
-		struct pt_result *r = &res[i];
-		uint16_t w = codec_width(p);
+		bool bit = p->table == MB_COIL || p->table == MB_DISCRETE;
 
-		memset(r, 0, sizeof *r);
-		if (stop != 0) {
-			r->err = stop;
-			continue;
-		}
-		if (p->table == MB_COIL || p->table == MB_DISCRETE) {
-			r->err = mbclient_read(c, d->unit_id, p->table, p->address, 1, NULL, &r->bit);
-			if (r->err == 0)
-				codec_decode_bit(p, r->bit, &r->v);
-		} else {
-			r->err = mbclient_read(c, d->unit_id, p->table, p->address, w, r->regs, NULL);
-			if (r->err == 0) {
-				r->nregs = w;
-				if (codec_decode_regs(p, r->regs, &r->v, r->str, sizeof r->str) != 0)
-					r->err = r->v.err;
-			}
-		}
-		if (r->err != 0)
-			snprintf(r->detail, sizeof r->detail, "%s", mbclient_detail(c));
-		if (r->err == MBE_TIMEOUT || r->err == MBE_CONNECT || r->err == MBE_CLOSED ||
-		    r->err == MBE_IO)
-			stop = r->err;
+		r[i] = (struct pread){ .table = p->table, .start = p->address,
+				       .count = bit ? 1 : codec_width(p) };
 	}
+	rc = plink_read(l, d->unit_id, r, d->npoints, true);
+	for (size_t i = 0; i < d->npoints && rc == 0; i++) {
+		const struct point_def *p = &d->points[i];
+		struct pt_result *x = &res[i];
+
+		memset(x, 0, sizeof *x);
+		x->err = r[i].err;
+		snprintf(x->detail, sizeof x->detail, "%s", r[i].detail);
+		if (x->err != 0)
+			continue;
+		if (p->table == MB_COIL || p->table == MB_DISCRETE) {
+			x->bit = r[i].bits[0];
+			codec_decode_bit(p, x->bit, &x->v);
+		} else {
+			x->nregs = r[i].count;
+			memcpy(x->regs, r[i].regs, x->nregs * sizeof *x->regs);
+			if (codec_decode_regs(p, x->regs, &x->v, x->str, sizeof x->str) != 0)
+				x->err = x->v.err;
+		}
+	}
+	free(r);
+	return rc;
 }
 
 static void hex_regs(const struct pt_result *r, const struct point_def *p, char *buf, size_t len)
@@ -807,8 +1147,8 @@ static void hex_regs(const struct pt_result *r, const struct point_def *p, char 
 		off += (size_t)snprintf(buf + off, len - off, "%s%04X", k ? " " : "", r->regs[k]);
 }
 
-static void device_print_text(const struct config *cfg, const struct device_cfg *d,
-			      const struct pt_result *res)
+static void device_print_text(const struct plink *l, const struct config *cfg,
+			      const struct device_cfg *d, const struct pt_result *res)
 {
 	const struct bus_cfg *bus = &cfg->buses[d->bus];
 	size_t wname = 5;
@@ -817,12 +1157,14 @@ static void device_print_text(const struct config *cfg, const struct device_cfg 
 		if (strlen(d->points[i].name) > wname)
 			wname = strlen(d->points[i].name);
 	if (bus->kind == BUS_RTU)
-		printf("device %s on bus %s (%s, %u baud), unit %u\n\n", d->id, bus->id,
+		printf("device %s on bus %s (%s, %u baud), unit %u\n", d->id, bus->id,
 		       bus->device, bus->baud, d->unit_id);
 	else
-		printf("device %s on bus %s (%s%s port %u), unit %u\n\n", d->id, bus->id,
+		printf("device %s on bus %s (%s%s port %u), unit %u\n", d->id, bus->id,
 		       bus->kind == BUS_RTU_OVER_TCP ? "RTU over TCP, " : "", bus->host,
 		       bus->port, d->unit_id);
+	plink_print_via(l);
+	printf("\n");
 	printf("%-*s  %-8s  %7s  %-7s  %-19s  %s\n", (int)wname, "point", "table", "address",
 	       "type", "raw", "value");
 	for (size_t i = 0; i < d->npoints; i++) {
@@ -851,9 +1193,15 @@ static void device_print_text(const struct config *cfg, const struct device_cfg 
 		value_text(p, &r->v, val, sizeof val);
 		printf("%s%s%s\n", val, p->unit[0] ? " " : "", p->unit);
 	}
+	for (size_t i = 0; i < d->npoints; i++)
+		if (poller_silent(res[i].err)) {
+			plink_print_offline(l, res[i].err);
+			break;
+		}
 }
 
-static void device_print_json(const struct device_cfg *d, const struct pt_result *res)
+static void device_print_json(const struct plink *l, const struct device_cfg *d,
+			      const struct pt_result *res)
 {
 	struct jbuf b;
 	bool first = true;
@@ -862,6 +1210,7 @@ static void device_print_json(const struct device_cfg *d, const struct pt_result
 	jb_raw(&b, "{", 1);
 	jb_key(&b, "device", &first);
 	jb_str(&b, d->id);
+	plink_json_via(l, &b, &first);
 	jb_key(&b, "unit", &first);
 	jb_u64(&b, d->unit_id);
 	jb_key(&b, "points", &first);
@@ -918,44 +1267,25 @@ static void device_print_json(const struct device_cfg *d, const struct pt_result
 	jb_free(&b);
 }
 
-static int probe_device(const char *cfgpath, const char *devid, int timeout_ms, bool json)
+static int probe_device(const struct config *cfg, const char *cfgpath, const char *devid,
+			int timeout_ms, bool json)
 {
-	struct config_diag diag = { 0 };
-	struct config_opts copts = { .skip_secret_files = true };
-	struct config *cfg = config_load(cfgpath, &copts, &diag);
 	const struct device_cfg *d;
 	const struct bus_cfg *bus;
 	struct pt_result *res = NULL;
-	struct mbclient *c;
 	struct target t = { 0 };
+	struct plink l = { 0 };
 	char addr[300];
 	long di;
 	int rc = 0, status;
 
-	if (cfg == NULL) {
-		for (size_t i = 0; i < diag.n; i++)
-			fprintf(stderr, "%s\n", diag.msgs[i]);
-		config_diag_free(&diag);
-		fprintf(stderr, "sluicectl probe: cannot use %s\n", cfgpath);
-		return 2;
-	}
-	config_diag_free(&diag);
 	di = config_find_device(cfg, devid);
 	if (di < 0) {
 		fprintf(stderr, "sluicectl probe: %s has no device '%s'\n", cfgpath, devid);
-		config_free(cfg);
 		return 2;
 	}
 	d = &cfg->devices[di];
 	bus = &cfg->buses[d->bus];
-	if (d->sunspec) {
-		fprintf(stderr, "sluicectl probe: device %s is a SunSpec device, whose points are "
-			"found at run time; read its registers with --tcp %s:%u --unit %u "
-			"--read holding:40000:70\n", d->id, bus->host ? bus->host : "HOST", bus->port,
-			d->unit_id);
-		config_free(cfg);
-		return 2;
-	}
 	if (bus->kind == BUS_RTU) {
 		t = (struct target){ .kind = TGT_RTU, .arg = bus->device, .baud = bus->baud,
 				     .parity = bus->parity, .data_bits = bus->data_bits,
@@ -966,25 +1296,32 @@ static int probe_device(const char *cfgpath, const char *devid, int timeout_ms, 
 		t.kind = bus->kind == BUS_RTU_OVER_TCP ? TGT_RTU_TCP : TGT_TCP;
 		t.arg = addr;
 	}
+	if (d->sunspec) {
+		static const char *const opt[] = { "", "--tcp", "--rtu-tcp", "--rtu" };
+		fprintf(stderr, "sluicectl probe: device %s is a SunSpec device, whose points are "
+			"found at run time; read its registers with %s %s --unit %u "
+			"--read holding:40000:70\n", d->id, opt[t.kind], t.arg, d->unit_id);
+		return 2;
+	}
+	l = (struct plink){ .t = &t, .data_dir = cfg->gateway.data_dir, .timeout_ms = timeout_ms,
+			    .wait_ms = timeout_ms > 0 ? timeout_ms : (int)bus->timeout_ms };
 	if (timeout_ms <= 0)
 		timeout_ms = bus->timeout_ms > 0 ? (int)bus->timeout_ms : PROBE_DEFAULT_TIMEOUT_MS;
-	c = target_open(&t, timeout_ms, &status);
-	if (c == NULL) {
-		if (json)
-			json_error(t.arg, MBE_CONNECT, NULL, probe_hint(MBE_CONNECT));
-		fprintf(stderr, "sluicectl probe: device %s could not be reached\n", d->id);
-		config_free(cfg);
-		return status;
-	}
+	l.direct_timeout_ms = timeout_ms;
 	res = calloc(d->npoints ? d->npoints : 1, sizeof *res);
 	if (res == NULL) {
 		fprintf(stderr, "sluicectl probe: out of memory\n");
-		mbclient_close(c);
-		config_free(cfg);
 		return 1;
 	}
-	read_points(c, d, res);
-	mbclient_close(c);
+	status = read_points(&l, d, res);
+	if (status != 0) {
+		if (json && l.unreachable)
+			json_error(&l, t.arg, MBE_CONNECT, NULL, probe_hint(MBE_CONNECT));
+		fprintf(stderr, "sluicectl probe: device %s could not be reached\n", d->id);
+		plink_close(&l);
+		free(res);
+		return status;
+	}
 	for (size_t i = 0; i < d->npoints; i++) {
 		if (res[i].err != 0) {
 			rc = 1;
@@ -994,12 +1331,33 @@ static int probe_device(const char *cfgpath, const char *devid, int timeout_ms, 
 		}
 	}
 	if (json)
-		device_print_json(d, res);
+		device_print_json(&l, d, res);
 	else
-		device_print_text(cfg, d, res);
+		device_print_text(&l, cfg, d, res);
+	plink_close(&l);
 	free(res);
-	config_free(cfg);
 	return rc;
+}
+
+/*
+ * The config: the one given (its mistakes said), or else the default one, quietly — it
+ * only tells where a running sluiced would be (NULL when there is none).
+ */
+static struct config *probe_config(const char *cfgpath, int *status)
+{
+	struct config_diag diag = { 0 };
+	struct config_opts copts = { .skip_secret_files = true };
+	struct config *cfg = config_load(cfgpath ? cfgpath : SLUICECTL_CONFIG, &copts, &diag);
+
+	*status = 0;
+	if (cfg == NULL && cfgpath != NULL) {
+		for (size_t i = 0; i < diag.n; i++)
+			fprintf(stderr, "%s\n", diag.msgs[i]);
+		fprintf(stderr, "sluicectl probe: cannot use %s\n", cfgpath);
+		*status = 2;
+	}
+	config_diag_free(&diag);
+	return cfg;
 }
 
 /* --- the command line ------------------------------------------------------------------ */
@@ -1063,7 +1421,7 @@ int probe_main(int argc, char **argv)
 	bool have_line = false;
 	int ntargets = 0;
 	unsigned long v;
-	int timeout_ms = 0, ch, t;
+	int timeout_ms = 0, ch, t, rc;
 
 	optind = 0; /* GNU: reinitialise, whatever parsed argv before us */
 	while ((ch = getopt_long(argc, argv, "c:u:r:t:a:n:jh", opts, NULL)) != -1) {
@@ -1188,14 +1546,22 @@ int probe_main(int argc, char **argv)
 		return 2;
 	}
 	if (cfgpath != NULL && ntargets == 0) {
+		struct config *cfg;
+		int rc;
+
 		if (optind + 1 != argc || have_read || have_table || have_addr) {
 			fprintf(stderr, "sluicectl probe: with --config, name one device (and no "
-				"--read/--table/--address)\n");
+				"--read/--table/--address), or give a --tcp, --rtu-tcp or --rtu "
+				"target\n");
 			return 2;
 		}
-		return probe_device(cfgpath, argv[optind], timeout_ms, json);
+		if (!(cfg = probe_config(cfgpath, &rc)))
+			return rc;
+		rc = probe_device(cfg, cfgpath, argv[optind], timeout_ms, json);
+		config_free(cfg);
+		return rc;
 	}
-	if (ntargets == 0 || cfgpath != NULL || optind != argc) {
+	if (ntargets == 0 || optind != argc) {
 		probe_usage(stderr);
 		return 2;
 	}
@@ -1213,5 +1579,22 @@ int probe_main(int argc, char **argv)
 		return 2;
 	}
 	q.target = tg.arg;
-	return probe_raw(&tg, &q, timeout_ms > 0 ? timeout_ms : PROBE_DEFAULT_TIMEOUT_MS, json);
+	{
+		/* where a running sluiced would listen: the config's data_dir, the default
+		 * config's, or the default one */
+		struct config *cfg = probe_config(cfgpath, &rc);
+		struct plink l = { .t = &tg, .timeout_ms = timeout_ms,
+				   .direct_timeout_ms = timeout_ms > 0 ? timeout_ms
+								       : PROBE_DEFAULT_TIMEOUT_MS,
+				   .wait_ms = timeout_ms > 0 ? timeout_ms : POLLER_PROBE_TIMEOUT_MAX_MS,
+				   .line_given = have_line };
+
+		if (!cfg && rc != 0)
+			return rc;
+		l.data_dir = cfg ? cfg->gateway.data_dir : CONFIG_DATA_DIR_DEFAULT;
+		rc = probe_raw(&l, &q, json);
+		plink_close(&l);
+		config_free(cfg);
+		return rc;
+	}
 }

@@ -29,6 +29,7 @@
 #include "clock.h"
 #include "codec.h"
 #include "config.h"
+#include "ctlclient.h"
 #include "jread.h"
 #include "json.h"
 #include "mberr.h"
@@ -38,7 +39,7 @@
 #include "store.h"
 #include "textwidth.h"
 
-#define DEFAULT_CONFIG "/etc/sluice/sluice.yaml"
+#define DEFAULT_CONFIG SLUICECTL_CONFIG
 #define STATUS_KEY "status"
 /* The daemon rewrites its snapshot every max(5 s, 10 ms a device); one not updated for
  * three periods, and at least 2 minutes, belongs to a daemon that is not running. */
@@ -474,8 +475,9 @@ static int64_t device_since(const struct latest *dl, const struct jval *dev)
 	return rs && strcmp(rs, state) == 0 ? ts : 0;
 }
 
-static void status_json(const struct jval *snap, enum life life, const struct store_stats *s,
-			const struct latest *dl, long firing, int64_t now)
+static void status_json(const struct jval *snap, enum life life, bool live,
+			const struct store_stats *s, const struct latest *dl, long firing,
+			int64_t now)
 {
 	const struct jval *devs = jread_get(snap, "devices"), *up = jread_get(snap, "uplink");
 	int64_t started = jread_i64(snap, "started", 0), updated = jread_i64(snap, "updated", 0);
@@ -493,6 +495,9 @@ static void status_json(const struct jval *snap, enum life life, const struct st
 	 * (the pid exists but the status is not being updated) */
 	jb_key(&b, "state", &first);
 	jb_str(&b, life_names[life]);
+	/* where it comes from: the running sluiced, asked now, or the status it stored */
+	jb_key(&b, "source", &first);
+	jb_str(&b, live ? "sluiced" : "stored");
 	json_copy(&b, snap, "started", &first);
 	json_copy(&b, snap, "updated", &first);
 	jb_key(&b, "uptime_s", &first);
@@ -634,9 +639,9 @@ static void device_address_hints(const struct config *cfg, const char *device, c
 		point_address_hint(cfg, device, cfg->devices[di].points[i].name, header, &said);
 }
 
-static int status_people(const struct jval *snap, enum life life, const struct store_stats *s,
-			 const struct latest *dl, long firing, int64_t now,
-			 const struct config *cfg)
+static int status_people(const struct jval *snap, enum life life, bool live, const char *why,
+			 const struct store_stats *s, const struct latest *dl, long firing,
+			 int64_t now, const struct config *cfg)
 {
 	static const char *const bus_heads[] = { "BUS", "KIND", "ADDRESS" };
 	static const char *const dev_heads[] = { "DEVICE", "NAME", "BUS", "STATE", "SINCE",
@@ -658,6 +663,12 @@ static int status_people(const struct jval *snap, enum life life, const struct s
 	case LIFE_RUNNING:
 		fmt_age((now - started) / 1000, a1, sizeof a1);
 		printf("sluiced   running, pid %" PRId64 ", up %s (since %s)\n", pid, a1, t1);
+		if (!live) {
+			/* asked nothing: what it stored a few seconds ago, and why */
+			fmt_since(updated, now, a1, sizeof a1);
+			printf("          (as it stored it %s ago%s%s)\n", a1, why[0] ? ": " : "",
+			       why);
+		}
 		break;
 	case LIFE_STOPPED:
 		fmt_age((updated - started) / 1000, a1, sizeof a1);
@@ -742,44 +753,87 @@ static int status_people(const struct jval *snap, enum life life, const struct s
 	return rc ? 1 : 0;
 }
 
+/*
+ * The running sluiced's status, asked over its control socket: the same content as the
+ * snapshot it stores, but as it is now (the stored one is rewritten every few seconds, to
+ * spare the SD card). NULL when no daemon answers for data_dir; *why then says why, when
+ * one may be running but could not be asked.
+ */
+static struct jval *live_status(const char *data_dir, char *why, size_t whylen)
+{
+	struct ctlclient *c;
+	struct jval *v = NULL;
+	const struct jval *s;
+
+	why[0] = '\0';
+	switch (ctlclient_open(data_dir, &c, why, whylen)) {
+	case CTL_FOUND:
+		v = ctlclient_call(c, "{\"v\":1,\"op\":\"status\"}", CTLCLIENT_TIMEOUT_MS, why,
+				   whylen);
+		ctlclient_close(c);
+		s = jread_get(v, "status");
+		if (v && (!jread_bool(v, "ok", false) || !s || s->type != J_OBJ)) {
+			snprintf(why, whylen, "sluiced: %s", jread_str(v, "message")
+								     ? jread_str(v, "message")
+								     : "no status in its answer");
+			jread_free(v);
+			v = NULL;
+		}
+		return v;
+	case CTL_NONE:
+		why[0] = '\0'; /* not running: the stored status says when it stopped */
+		return NULL;
+	default:
+		return NULL;
+	}
+}
+
 static int cmd_status(struct store *st, const char *data_dir, int json,
 		      const struct config *cfg)
 {
 	struct store_stats s;
-	struct jval *snap;
+	struct jval *snap = NULL, *live;
+	const struct jval *cur;
 	struct latest al, dl;
 	enum life life;
 	long firing = 0;
 	int64_t now = clock_real_ms();
+	char why[400];
 	int rc;
 
-	if ((rc = load_snapshot(st, data_dir, &snap)) != 0)
+	live = live_status(data_dir, why, sizeof why);
+	if (!live && load_snapshot(st, data_dir, &snap) != 0)
 		return 1;
+	cur = live ? jread_get(live, "status") : snap;
 	if (store_stats(st, &s) != 0) {
 		fprintf(stderr, "sluicectl: %s\n", store_error(st));
 		jread_free(snap);
+		jread_free(live);
 		return 1;
 	}
 	if (latest_load(st, "alert/", &al) < 0) {
 		jread_free(snap);
+		jread_free(live);
 		return 1;
 	}
 	if (latest_load(st, "device/", &dl) < 0) {
 		latest_free(&al);
 		jread_free(snap);
+		jread_free(live);
 		return 1;
 	}
 	for (long i = 0; i < al.n; i++)
 		firing += al.pl[i] && is_firing(al.pl[i]);
-	life = daemon_life(snap, now);
+	life = live ? LIFE_RUNNING : daemon_life(cur, now);
 	rc = 0;
 	if (json)
-		status_json(snap, life, &s, &dl, firing, now);
+		status_json(cur, life, live != NULL, &s, &dl, firing, now);
 	else
-		rc = status_people(snap, life, &s, &dl, firing, now, cfg);
+		rc = status_people(cur, life, live != NULL, why, &s, &dl, firing, now, cfg);
 	latest_free(&al);
 	latest_free(&dl);
 	jread_free(snap);
+	jread_free(live);
 	return rc;
 }
 

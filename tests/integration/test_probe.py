@@ -8,6 +8,8 @@
   value one the sim served;
 - an exception, a dead unit (timeout, bounded) and a refused connection give clear
   messages and exit status 1; bad usage gives 2;
+- with no sluiced running for the config's data directory, the line is opened here:
+  `via: direct` in text and --json (test_control.py has the probes through sluiced);
 - the same over RTU: on a socat pseudo-terminal pair against `sluice-sim --rtu` (several
   unit ids on one line), and as RTU frames over TCP against `sluice-sim --rtu-tcp`; a
   TUF-2000M float (low word first) is found under CDAB there too.
@@ -90,6 +92,8 @@ def test_word_swapped_float():
                   "--json")
         check(r.returncode == 0, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
         out = json.loads(r.stdout)
+        # no sluiced runs for this data directory: the line is opened here
+        check(out["via"] == "direct" and "bus" not in out, out)
         regs = out["registers"]
         check([x["address"] for x in regs] == [0, 1, 2], regs)
         check([x["asked"] for x in regs] == [True, True, False], regs)
@@ -113,6 +117,7 @@ def test_word_swapped_float():
                   "--address", "1", "--count", "1")
         check(r.returncode == 0, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
         lines = r.stdout.splitlines()
+        check(lines[1] == "via: direct", r.stdout)
         check(any("wire" in ln and "1-based" in ln for ln in lines), r.stdout)
         check("float32 CDAB" in r.stdout and "int32 ABCD" in r.stdout, r.stdout)
         rows = {int(ln[1:].split()[0]): ln for ln in lines
@@ -215,6 +220,7 @@ def test_configured_device():
         cfg, port, trace = probe_site(site)
         r = probe(site, "--config", cfg, "inlet")
         check(r.returncode == 0, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+        check(r.stdout.splitlines()[1] == "via: direct", r.stdout)
         for name in ("flow", "velocity", "total", "pressure", "alarm"):
             check(any(ln.split()[:1] == [name] for ln in r.stdout.splitlines()), r.stdout)
         flow = [ln for ln in r.stdout.splitlines() if ln.startswith("flow ")][0]
@@ -293,6 +299,7 @@ def test_errors():
         check(r.stdout.count("error: timeout") == 5, r.stdout)
         check(took < 3, "probe of a dead unit took %.1fs" % took)
         r = probe(site, "--config", cfg, "--json", "--timeout", "300", "dead")
+        check(json.loads(r.stdout)["via"] == "direct", r.stdout)
         pts = json.loads(r.stdout)["points"]
         check(all(p["value"] is None and p["error"] == "timeout" for p in pts), pts)
 
@@ -300,6 +307,9 @@ def test_errors():
         r = probe(site, "--tcp", "127.0.0.1:%d" % free_port(), "--read", "holding:0")
         check(r.returncode == 1, "rc %d: %s %s" % (r.returncode, r.stdout, r.stderr))
         check("cannot connect" in r.stderr, r.stderr)
+        r = probe(site, "--tcp", "127.0.0.1:%d" % free_port(), "--read", "holding:0", "--json")
+        err = json.loads(r.stdout)
+        check(err["via"] == "direct" and err["error"] == "connection failed", err)
 
         # usage
         for bad in (["--tcp", "127.0.0.1:%d" % port, "--read", "holding"],
@@ -309,6 +319,7 @@ def test_errors():
                     ["--tcp", "::1:502", "--read", "holding:0"],
                     ["--tcp", "127.0.0.1:%d" % port],
                     ["--config", cfg, "nosuchdevice"],
+                    ["--config", cfg, "inlet", "--read", "holding:0"],
                     []):
             r = probe(site, *bad)
             check(r.returncode == 2, "%r: rc %d: %s %s" % (bad, r.returncode, r.stdout, r.stderr))

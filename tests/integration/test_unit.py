@@ -127,6 +127,7 @@ def test_unit_settings():
     for want in ("Type=notify", "Restart=on-failure", "RestartPreventExitStatus=78",
                  "ExecReload=/bin/kill -HUP $MAINPID", "User=sluice", "Group=sluice",
                  "StateDirectory=sluice", "ConfigurationDirectory=sluice",
+                 "RuntimeDirectory=sluice", "RuntimeDirectoryMode=0750",
                  "SupplementaryGroups=dialout", "ProtectSystem=strict", "ProtectHome=yes",
                  "PrivateTmp=yes", "NoNewPrivileges=yes", "CapabilityBoundingSet=",
                  "SystemCallFilter=@system-service", "DevicePolicy=closed",

@@ -215,6 +215,78 @@ static inline bool wait_writes(struct sink *s, size_t n, int64_t max_ms)
 	return sink_nwrites(s) >= n;
 }
 
+/* --- probes ------------------------------------------------------------------------ */
+
+#define FX_PROBE_READS 8
+
+/* A probe and its reads, with what its done callback saw (done from a poller thread, or
+ * from the thread that stopped the poller). */
+struct fx_probe {
+	struct poller_probe p;
+	struct poller_read reads[FX_PROBE_READS];
+	pthread_mutex_t mu;
+	int ndone;
+	int64_t done_ms;
+};
+
+static inline void fx_probe_done(struct poller_probe *p)
+{
+	struct fx_probe *f = p->ctx;
+
+	pthread_mutex_lock(&f->mu);
+	f->ndone++;
+	f->done_ms = clock_mono_ms();
+	pthread_mutex_unlock(&f->mu);
+}
+
+/* A probe of unit, start_by 5 s from now, the bus's timeout; reads added with
+ * fx_probe_read. Free with fx_probe_free once done. */
+static inline struct fx_probe *fx_probe_new(uint8_t unit)
+{
+	struct fx_probe *f = calloc(1, sizeof *f);
+
+	assert_non_null(f);
+	pthread_mutex_init(&f->mu, NULL);
+	f->p = (struct poller_probe){ .unit = unit, .start_by = clock_mono_ms() + 5000,
+				      .reads = f->reads, .done = fx_probe_done, .ctx = f,
+				      .status = -1 };
+	return f;
+}
+
+static inline void fx_probe_read(struct fx_probe *f, enum mb_table t, uint16_t start,
+				 uint16_t count)
+{
+	assert_true(f->p.nreads < FX_PROBE_READS);
+	f->reads[f->p.nreads++] = (struct poller_read){ .table = (uint8_t)t, .start = start,
+							.count = count, .err = -1 };
+}
+
+static inline int fx_probe_ndone(struct fx_probe *f)
+{
+	pthread_mutex_lock(&f->mu);
+	int n = f->ndone;
+	pthread_mutex_unlock(&f->mu);
+	return n;
+}
+
+/* Wait (bounded) for the probe's done; fails the test when it does not come. */
+static inline void fx_probe_wait(struct fx_probe *f, int64_t max_ms)
+{
+	int64_t end = clock_mono_ms() + max_ms;
+
+	while (clock_mono_ms() < end && fx_probe_ndone(f) == 0)
+		sleep_ms(5);
+	if (fx_probe_ndone(f) == 0)
+		fail_msg("probe not done after %lld ms", (long long)max_ms);
+}
+
+static inline void fx_probe_free(struct fx_probe *f)
+{
+	assert_int_equal(fx_probe_ndone(f), 1); /* done exactly once */
+	pthread_mutex_destroy(&f->mu);
+	free(f);
+}
+
 /* --- a site built by hand ---------------------------------------------------------- */
 
 #define MAXB 4

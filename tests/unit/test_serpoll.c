@@ -709,6 +709,146 @@ static void test_which_devices(void **state)
 	free(t);
 }
 
+/* A probe goes between two polls of the line, its reads one after another: values, an
+ * exception that does not stop it, a silent unit that does (stop_on_silence) at the
+ * probe's own timeout; a late probe sends nothing; the polls go on. */
+static void run_probe(bool tcp)
+{
+	struct slave *sl = tcp ? slave_tcp() : slave_pty();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	size_t b = add_bus(t, "line", tcp ? BUS_RTU_OVER_TCP : BUS_RTU,
+			   tcp ? "127.0.0.1" : sl->path, sl->port, 2000, 5);
+	uint32_t d = add_meter(t, "m", b, 1, 50);
+
+	sl->img[4].exc_from = 30;
+	sl->img[4].exc_to = 31;
+	sl->img[4].bits[0][2] = 1;
+	sink_init(&sk);
+	struct serpoll *sp = start(t, &sk, 0);
+	wait_count(&sk, d, 3, 5000);
+
+	struct fx_probe *f = fx_probe_new(4);
+	f->p.stop_on_silence = true;
+	fx_probe_read(f, MB_HOLDING, 10, 2);
+	fx_probe_read(f, MB_HOLDING, 30, 1);
+	fx_probe_read(f, MB_INPUT, 3, 1);
+	fx_probe_read(f, MB_COIL, 1, 2);
+	unsigned polls_before = slave_requests(sl, 1);
+	assert_int_equal(serpoll_probe(sp, b, &f->p), 0);
+	fx_probe_wait(f, 5000);
+	assert_int_equal(f->p.status, PROBE_DONE);
+	assert_int_equal(f->reads[0].err, 0);
+	assert_int_equal(f->reads[0].regs[0], 4010);
+	assert_int_equal(f->reads[0].regs[1], 4011);
+	assert_int_equal(f->reads[1].err, MBE_EXC_BASE + 2);
+	assert_int_equal(f->reads[2].err, 0);
+	assert_int_equal(f->reads[2].regs[0], 4003);
+	assert_int_equal(f->reads[3].err, 0);
+	assert_int_equal(f->reads[3].bits[0], 0);
+	assert_int_equal(f->reads[3].bits[1], 1);
+	assert_int_equal(slave_requests(sl, 4), 4);
+	fx_probe_free(f);
+
+	FX_SET(sl, alive[5], false);
+	f = fx_probe_new(5);
+	f->p.stop_on_silence = true;
+	f->p.timeout_ms = 150;
+	fx_probe_read(f, MB_HOLDING, 0, 1);
+	fx_probe_read(f, MB_HOLDING, 1, 1);
+	int64_t t0 = clock_mono_ms();
+	assert_int_equal(serpoll_probe(sp, b, &f->p), 0);
+	fx_probe_wait(f, 5000);
+	assert_true(f->done_ms - t0 < 1500); /* the probe's timeout, not the line's 2 s */
+	assert_int_equal(f->reads[0].err, MBE_TIMEOUT);
+	assert_int_equal(f->reads[1].err, MBE_TIMEOUT);
+	assert_int_equal(slave_requests(sl, 5), 1);
+	fx_probe_free(f);
+
+	f = fx_probe_new(4);
+	f->p.start_by = clock_mono_ms() - 1;
+	fx_probe_read(f, MB_HOLDING, 0, 1);
+	assert_int_equal(serpoll_probe(sp, b, &f->p), 0);
+	fx_probe_wait(f, 5000);
+	assert_int_equal(f->p.status, PROBE_LATE);
+	assert_int_equal(slave_requests(sl, 4), 4);
+	fx_probe_free(f);
+
+	wait_count(&sk, d, sink_count(&sk, d) + 2, 5000); /* the polls go on */
+	assert_true(slave_requests(sl, 1) > polls_before);
+	serpoll_free(sp);
+	sink_fini(&sk);
+	free(t);
+	slave_free(sl);
+}
+
+static void test_probe_pty(void **state)
+{
+	(void)state;
+	run_probe(false);
+}
+
+static void test_probe_rtu_over_tcp(void **state)
+{
+	(void)state;
+	run_probe(true);
+}
+
+/* A line whose only device waits for SunSpec discovery is built, polls nothing and
+ * serves probes; a bus with no device has no line (ENOENT); a probe queued on a serpoll
+ * that never ran is done with PROBE_STOPPED when it is freed; a stopped one refuses. */
+static void test_probe_discovery_line_and_stop(void **state)
+{
+	struct slave *sl = slave_pty();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	char err[256];
+	size_t b = add_bus(t, "line", BUS_RTU, sl->path, 0, 500, 5);
+	size_t none = add_bus(t, "none", BUS_RTU, "/nonexistent/tty", 0, 500, 5);
+
+	(void)state;
+	t->devs[add_dev(t, "inverter", b, 2, 1000)].sunspec = true;
+	sink_init(&sk);
+	struct serpoll *sp = start(t, &sk, 0);
+	assert_int_equal(serpoll_nlines(sp), 1);
+	assert_int_equal(serpoll_ndevices(sp), 0);
+
+	struct fx_probe *f = fx_probe_new(2);
+	fx_probe_read(f, MB_HOLDING, 7, 1);
+	assert_int_equal(serpoll_probe(sp, b, &f->p), 0);
+	fx_probe_wait(f, 5000);
+	assert_int_equal(f->p.status, PROBE_DONE);
+	assert_int_equal(f->reads[0].err, 0);
+	assert_int_equal(f->reads[0].regs[0], 2007);
+	fx_probe_free(f);
+
+	f = fx_probe_new(2);
+	fx_probe_read(f, MB_HOLDING, 7, 1);
+	errno = 0;
+	assert_int_equal(serpoll_probe(sp, none, &f->p), -1);
+	assert_int_equal(errno, ENOENT);
+	serpoll_stop(sp);
+	assert_int_equal(serpoll_probe(sp, b, &f->p), -1);
+	assert_int_equal(errno, ESHUTDOWN);
+	free(f);
+	serpoll_free(sp);
+
+	struct poller_sink ps = sink_poller(&sk);
+	sp = serpoll_new(&t->cfg, 1, &ps, err, sizeof err);
+	assert_non_null(sp);
+	f = fx_probe_new(2);
+	fx_probe_read(f, MB_HOLDING, 7, 1);
+	assert_int_equal(serpoll_probe(sp, b, &f->p), 0);
+	serpoll_free(sp);
+	assert_int_equal(f->p.status, PROBE_STOPPED);
+	assert_int_equal(f->reads[0].err, MBE_CLOSED);
+	fx_probe_free(f);
+	assert_int_equal(sink_count(&sk, 0), 0);
+	sink_fini(&sk);
+	free(t);
+	slave_free(sl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -723,6 +863,9 @@ int main(void)
 		cmocka_unit_test(test_dtu_flood),
 		cmocka_unit_test(test_dtu_resolver_never_answers),
 		cmocka_unit_test(test_which_devices),
+		cmocka_unit_test(test_probe_pty),
+		cmocka_unit_test(test_probe_rtu_over_tcp),
+		cmocka_unit_test(test_probe_discovery_line_and_stop),
 	};
 	log_init(getenv("SLUICE_TEST_DEBUG") ? 7 : 3, "test_serpoll");
 	return cmocka_run_group_tests(tests, NULL, NULL);

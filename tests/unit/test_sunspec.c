@@ -1,8 +1,10 @@
 /*
  * test_sunspec: SunSpec discovery against register images built here (marker at each
  * base, chain walking, integer and float inverters, MPPT, not-implemented values,
- * truncated and garbage chains), against sluice-sim's own inverter map, and the
- * set-up glue that hands the points to a config and resolves rule references.
+ * truncated and garbage chains), against sluice-sim's own inverter map, the set-up glue
+ * that hands the points to a config and resolves rule references, and discovery rounds
+ * on their thread through a poller (a fake one here: the pollers' side of a probe is
+ * test_serpoll's and test_tcpoll's).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,10 +12,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <math.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mberr.h"
 #include "sunspec.h"
@@ -677,22 +683,171 @@ static void test_setup_apply(void **state)
 	assert_true(pv->rated_power_w == 8000);
 	assert_true(hot->point.point >= 0);
 
-	/* a device that does not answer is counted and left without points */
-	cfg->nbuses = 1;
-	cfg->buses = calloc(1, sizeof *cfg->buses);
-	strcpy(cfg->buses[0].id, "b");
-	cfg->buses[0].kind = BUS_RTU;
-	cfg->devices[1].bus = 0;
-	free(cfg->devices[1].points);
-	free(cfg->devices[1].point_locs);
-	cfg->devices[1].points = NULL;
-	cfg->devices[1].point_locs = NULL;
-	cfg->devices[1].npoints = 0;
-	cfg->devices[0].bus = 0;
-	assert_int_equal(sunspec_setup(cfg, err, sizeof err), 1);
-	assert_int_equal(cfg->devices[1].npoints, 0);
 	config_free(cfg);
 	free(m);
+}
+
+/* ---- rounds: discovery through a poller --------------------------------------------- */
+
+/*
+ * A poller as a round sees it: probes of bus 0 are answered at once from an image, on
+ * the round's own thread (as a poller's thread would, later); bus 1's unit never answers
+ * (MBE_TIMEOUT); bus 2's probes are held, as a poller in the middle of a slow poll holds
+ * one, until the test gives them back as a stopping poller does.
+ */
+struct fake_poller {
+	struct img *m;
+	pthread_mutex_t mu;
+	struct poller_probe *held;
+	unsigned probes[3];
+	bool busy_once;              /* the first probe is refused with ENOBUFS */
+};
+
+static int fake_probe(void *ctx, size_t bus, struct poller_probe *p)
+{
+	struct fake_poller *f = ctx;
+
+	assert_true(bus < 3);
+	assert_int_equal(p->nreads, 1);
+	pthread_mutex_lock(&f->mu);
+	if (f->busy_once) {
+		f->busy_once = false;
+		pthread_mutex_unlock(&f->mu);
+		errno = ENOBUFS;
+		return -1;
+	}
+	f->probes[bus]++;
+	if (bus == 2) {
+		f->held = p;
+		pthread_mutex_unlock(&f->mu);
+		return 0;
+	}
+	pthread_mutex_unlock(&f->mu);
+	p->reads[0].err = bus == 0 ? img_read(f->m, p->reads[0].start, p->reads[0].count,
+					      p->reads[0].regs)
+				   : MBE_TIMEOUT;
+	poller_probe_finish(p, PROBE_DONE);
+	return 0;
+}
+
+static struct config *round_config(void)
+{
+	struct config *cfg = calloc(1, sizeof *cfg);
+
+	assert_non_null(cfg);
+	cfg->nbuses = 3;
+	cfg->buses = calloc(3, sizeof *cfg->buses);
+	cfg->ndevices = 3;
+	cfg->devices = calloc(3, sizeof *cfg->devices);
+	for (int i = 0; i < 3; i++) {
+		snprintf(cfg->buses[i].id, sizeof cfg->buses[i].id, "line%d", i);
+		cfg->buses[i].kind = BUS_RTU;
+		cfg->buses[i].device = strdup("/dev/ttyUSB0");
+		cfg->devices[i].bus = (size_t)i;
+		cfg->devices[i].unit_id = 3;
+		cfg->devices[i].sunspec = true;
+		snprintf(cfg->devices[i].id, sizeof cfg->devices[i].id, "inv%d", i);
+	}
+	cfg->nrules = 1;
+	cfg->rules = calloc(1, sizeof *cfg->rules);
+	strcpy(cfg->rules[0].id, "hz");
+	cfg->rules[0].has_point = true;
+	cfg->rules[0].point = (struct point_ref){ .device = 0, .point = -1, .name = "Hz" };
+	return cfg;
+}
+
+static void wait_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	assert_int_equal(poll(&p, 1, 5000), 1);
+}
+
+/* One device answers, one is silent: the round ends on its own, the one that answered
+ * gets its points (and the rule naming one of them resolves), the silent one stays
+ * missing; a poller too busy at first is asked again. */
+static void test_round_found_and_missing(void **state)
+{
+	struct fake_poller f = { .m = img_new(), .busy_once = true };
+	struct config *cfg = round_config();
+	char err[256];
+	(void)state;
+
+	pthread_mutex_init(&f.mu, NULL);
+	cfg->ndevices = 2; /* bus 2's device is the next test's */
+	end(f.m, nameplate(f.m, inv_int(f.m, common(f.m, marker(f.m, 40000)), 103), 1000, 1));
+	struct sunspec_round *r = sunspec_round_start(cfg, fake_probe, &f, 0, err, sizeof err);
+	assert_non_null(r);
+	wait_readable(sunspec_round_fd(r));
+	assert_int_equal(sunspec_round_join(r), 1);
+	assert_int_equal(cfg->devices[0].npoints, 0); /* nothing given before apply */
+	assert_int_equal(sunspec_round_apply(r, cfg, err, sizeof err), 1);
+	sunspec_round_free(r);
+	assert_true(cfg->devices[0].npoints > 10);
+	assert_int_equal(cfg->devices[1].npoints, 0);
+	assert_true(cfg->rules[0].point.point >= 0);
+	assert_string_equal(cfg->devices[0].points[cfg->rules[0].point.point].name, "Hz");
+	/* the silent one: one read at each base the marker may be at, no more */
+	assert_int_equal(f.probes[1], 3);
+	assert_int_equal(sunspec_missing(cfg), 1);
+
+	/* the next round only tries the one still missing */
+	unsigned before = f.probes[0];
+	r = sunspec_round_start(cfg, fake_probe, &f, 1, err, sizeof err);
+	assert_non_null(r);
+	wait_readable(sunspec_round_fd(r));
+	assert_int_equal(sunspec_round_join(r), 0);
+	sunspec_round_free(r);
+	assert_int_equal(f.probes[0], before);
+	assert_int_equal(f.probes[1], 6);
+
+	/* nothing missing: no round */
+	cfg->ndevices = 1;
+	assert_null(sunspec_round_start(cfg, fake_probe, &f, 0, err, sizeof err));
+	assert_string_equal(err, "");
+	cfg->ndevices = 3;
+	pthread_mutex_destroy(&f.mu);
+	config_free(cfg);
+	free(f.m);
+}
+
+/* A round cancelled while its read waits in a poller: the read comes back when the poller
+ * stops (PROBE_STOPPED), the round ends without trying the rest, and nothing is applied. */
+static void test_round_cancelled(void **state)
+{
+	struct fake_poller f = { .m = img_new() };
+	struct config *cfg = round_config();
+	char err[256];
+	(void)state;
+
+	pthread_mutex_init(&f.mu, NULL);
+	/* bus 2 first: its device holds the round */
+	cfg->devices[0].bus = 2;
+	cfg->devices[2].bus = 0;
+	end(f.m, nameplate(f.m, inv_int(f.m, common(f.m, marker(f.m, 40000)), 103), 1000, 1));
+	struct sunspec_round *r = sunspec_round_start(cfg, fake_probe, &f, 0, err, sizeof err);
+	assert_non_null(r);
+	struct poller_probe *held = NULL;
+	for (int i = 0; i < 500 && !held; i++) {
+		pthread_mutex_lock(&f.mu);
+		held = f.held;
+		pthread_mutex_unlock(&f.mu);
+		if (!held)
+			usleep(10000);
+	}
+	assert_non_null(held);
+	sunspec_round_cancel(r);
+	poller_probe_fail(held, 0, MBE_CLOSED);
+	poller_probe_finish(held, PROBE_STOPPED); /* what a stopping poller does */
+	assert_int_equal(sunspec_round_join(r), 0);
+	sunspec_round_free(r);
+	assert_int_equal(f.probes[2], 1);
+	assert_int_equal(f.probes[0], 0); /* the others were not tried */
+	assert_int_equal(f.probes[1], 0);
+	assert_int_equal(sunspec_missing(cfg), 3);
+	pthread_mutex_destroy(&f.mu);
+	config_free(cfg);
+	free(f.m);
 }
 
 int main(void)
@@ -706,6 +861,8 @@ int main(void)
 		cmocka_unit_test(test_random_chains),
 		cmocka_unit_test(test_sim_inverter),
 		cmocka_unit_test(test_setup_apply),
+		cmocka_unit_test(test_round_found_and_missing),
+		cmocka_unit_test(test_round_cancelled),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1822,6 +1822,203 @@ static void test_writes_refused(void **state)
 	free(t);
 }
 
+/* A probe goes between two polls, its reads one after another with no poll request among
+ * them, answers each from the device's tables (registers, bits, an exception that does
+ * not stop it), and the polls go on. */
+static void test_probe_between_polls(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+
+	s->img.regs[1][7] = 0x1234;
+	s->img.regs[1][8] = 0x5678;
+	s->img.regs[0][2] = 77;
+	s->img.bits[0][4] = 1;
+	s->img.exc_from = 100;
+	s->img.exc_to = 101;
+	size_t b = add_tcp_bus(t, "a", s->port, 1000, 0);
+	uint32_t d = add_dev(t, "m", b, 3, 50);
+	add_pt(t, d, "x", MB_HOLDING, 0, PT_UINT16);
+	add_pt(t, d, "y", MB_INPUT, 10, PT_UINT16);
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	assert_true(wait_readings(&sk, d, 3, 3000));
+
+	struct fx_probe *f = fx_probe_new(9);
+	f->p.stop_on_silence = true;
+	fx_probe_read(f, MB_HOLDING, 7, 2);
+	fx_probe_read(f, MB_HOLDING, 100, 1); /* an exception: the device answers */
+	fx_probe_read(f, MB_INPUT, 2, 1);
+	fx_probe_read(f, MB_COIL, 3, 3);
+	assert_int_equal(tcpoll_probe(tp, b, &f->p), 0);
+	fx_probe_wait(f, 3000);
+	size_t before = sink_count(&sk, d);
+	assert_true(wait_readings(&sk, d, before + 2, 3000)); /* the polls go on */
+	tcpoll_stop(tp);
+
+	assert_int_equal(f->p.status, PROBE_DONE);
+	assert_int_equal(f->reads[0].err, 0);
+	assert_int_equal(f->reads[0].regs[0], 0x1234);
+	assert_int_equal(f->reads[0].regs[1], 0x5678);
+	assert_int_equal(f->reads[1].err, MBE_EXC_BASE + 2);
+	assert_int_equal(f->reads[2].err, 0);
+	assert_int_equal(f->reads[2].regs[0], 77);
+	assert_int_equal(f->reads[3].err, 0);
+	assert_int_equal(f->reads[3].bits[0], 0);
+	assert_int_equal(f->reads[3].bits[1], 1);
+	assert_int_equal(f->reads[3].bits[2], 0);
+	/* the probe's four requests, to its unit, one after another */
+	pthread_mutex_lock(&s->mu);
+	int i = srv_find_req(s, 0, 3, 7);
+	assert_true(i >= 0 && i + 3 < s->nreq);
+	for (int k = 0; k < 4; k++)
+		assert_int_equal(s->req_unit[i + k], 9);
+	assert_int_equal(s->req_fc[i + 1], 3);
+	assert_int_equal(s->req_fc[i + 2], 4);
+	assert_int_equal(s->req_fc[i + 3], 1);
+	pthread_mutex_unlock(&s->mu);
+	fx_probe_free(f);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+/* A silent unit: with stop_on_silence the first read times out and the rest fail unsent;
+ * the probe's own timeout is used, not the bus's; a probe not begun by start_by is late
+ * and sends nothing; a bus of no connection is ENOENT. */
+static void test_probe_silence_timeout_late(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	size_t b = add_tcp_bus(t, "a", s->port, 2000, 0);
+	size_t other = add_tcp_bus(t, "empty", s->port, 2000, 0);
+	uint32_t d = add_dev(t, "m", b, 1, 60000);
+
+	add_pt(t, d, "x", MB_HOLDING, 0, PT_UINT16);
+	s->drop_unit = 5;
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+
+	struct fx_probe *f = fx_probe_new(5);
+	f->p.stop_on_silence = true;
+	f->p.timeout_ms = 150;
+	fx_probe_read(f, MB_HOLDING, 0, 1);
+	fx_probe_read(f, MB_HOLDING, 1, 1);
+	int64_t t0 = clock_mono_ms();
+	assert_int_equal(tcpoll_probe(tp, b, &f->p), 0);
+	fx_probe_wait(f, 3000);
+	int64_t took = f->done_ms - t0;
+	assert_true(took >= 140 && took < 1500); /* the probe's timeout, not the bus's 2 s */
+	assert_int_equal(f->p.status, PROBE_DONE);
+	assert_int_equal(f->reads[0].err, MBE_TIMEOUT);
+	assert_int_equal(f->reads[1].err, MBE_TIMEOUT);
+	assert_int_equal(srv_count_unit(s, 5), 1); /* the second read was not sent */
+	fx_probe_free(f);
+
+	/* without stop_on_silence every read is tried */
+	f = fx_probe_new(5);
+	f->p.timeout_ms = 100;
+	fx_probe_read(f, MB_HOLDING, 0, 1);
+	fx_probe_read(f, MB_HOLDING, 1, 1);
+	assert_int_equal(tcpoll_probe(tp, b, &f->p), 0);
+	fx_probe_wait(f, 3000);
+	assert_int_equal(f->reads[1].err, MBE_TIMEOUT);
+	assert_int_equal(srv_count_unit(s, 5), 3);
+	fx_probe_free(f);
+
+	/* late: nothing sent */
+	f = fx_probe_new(1);
+	f->p.start_by = clock_mono_ms() - 1;
+	fx_probe_read(f, MB_HOLDING, 0, 1);
+	int before = srv_get(s, &s->nreq);
+	assert_int_equal(tcpoll_probe(tp, b, &f->p), 0);
+	fx_probe_wait(f, 3000);
+	assert_int_equal(f->p.status, PROBE_LATE);
+	assert_int_equal(f->reads[0].err, MBE_TIMEOUT);
+	assert_int_equal(srv_get(s, &s->nreq), before);
+	fx_probe_free(f);
+
+	/* no connection of this tcpoll: the bus has no device */
+	f = fx_probe_new(1);
+	fx_probe_read(f, MB_HOLDING, 0, 1);
+	errno = 0;
+	assert_int_equal(tcpoll_probe(tp, other, &f->p), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(tcpoll_probe(tp, 99, &f->p), -1);
+	assert_int_equal(errno, ENOENT);
+	tcpoll_stop(tp);
+	/* stopped: refused */
+	assert_int_equal(tcpoll_probe(tp, b, &f->p), -1);
+	assert_int_equal(errno, ESHUTDOWN);
+	free(f);
+	tcpoll_free(tp);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
+/* A bus whose only device is a sunspec one waiting for discovery has a connection for
+ * discovery's reads, and no poll; a probe to a bus that refuses connections fails with
+ * MBE_CONNECT; one still queued when a tcpoll that never ran is freed is done with
+ * PROBE_STOPPED. */
+static void test_probe_discovery_bus_and_stop(void **state)
+{
+	(void)state;
+	struct srv *s = srv_start();
+	struct tcfg *t = tcfg_new();
+	struct sink sk;
+	size_t b = add_tcp_bus(t, "roof", s->port, 1000, 0);
+	size_t dead = add_tcp_bus(t, "dead", dead_port(), 500, 0);
+
+	t->devs[add_dev(t, "inverter", b, 2, 1000)].sunspec = true;
+	t->devs[add_dev(t, "gone", dead, 2, 1000)].sunspec = true;
+	s->img.regs[1][0] = 0x5375;
+	sink_init(&sk);
+	struct tcpoll *tp = start(t, 1, &sk);
+	assert_int_equal(tcpoll_ndevices(tp), 0);
+
+	struct fx_probe *f = fx_probe_new(2);
+	fx_probe_read(f, MB_HOLDING, 0, 1);
+	assert_int_equal(tcpoll_probe(tp, b, &f->p), 0);
+	fx_probe_wait(f, 3000);
+	assert_int_equal(f->p.status, PROBE_DONE);
+	assert_int_equal(f->reads[0].err, 0);
+	assert_int_equal(f->reads[0].regs[0], 0x5375);
+	fx_probe_free(f);
+
+	f = fx_probe_new(2);
+	fx_probe_read(f, MB_HOLDING, 0, 1);
+	fx_probe_read(f, MB_HOLDING, 1, 1);
+	assert_int_equal(tcpoll_probe(tp, dead, &f->p), 0);
+	fx_probe_wait(f, 3000);
+	assert_int_equal(f->p.status, PROBE_DONE);
+	assert_int_equal(f->reads[0].err, MBE_CONNECT);
+	assert_int_equal(f->reads[1].err, MBE_CONNECT);
+	fx_probe_free(f);
+	assert_int_equal(sink_count(&sk, 0), 0);
+	tcpoll_free(tp);
+
+	char err[256];
+	struct poller_sink ps = sink_poller(&sk);
+	tp = tcpoll_new(&t->cfg, 1, 1, &ps, err, sizeof err);
+	assert_non_null(tp);
+	f = fx_probe_new(2);
+	fx_probe_read(f, MB_HOLDING, 0, 1);
+	assert_int_equal(tcpoll_probe(tp, b, &f->p), 0);
+	tcpoll_free(tp);
+	assert_int_equal(f->p.status, PROBE_STOPPED);
+	assert_int_equal(f->reads[0].err, MBE_CLOSED);
+	fx_probe_free(f);
+	sink_fini(&sk);
+	free(t);
+	srv_stop(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1851,6 +2048,9 @@ int main(void)
 		cmocka_unit_test(test_split_on_timeout_only_when_merged),
 		cmocka_unit_test(test_writes_each_kind),
 		cmocka_unit_test(test_writes_refused),
+		cmocka_unit_test(test_probe_between_polls),
+		cmocka_unit_test(test_probe_silence_timeout_late),
+		cmocka_unit_test(test_probe_discovery_bus_and_stop),
 	};
 
 	log_init(getenv("SLUICE_TEST_DEBUG") ? 7 : 3, "test_tcpoll"); /* warnings about the dead endpoints are expected */

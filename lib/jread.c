@@ -1,8 +1,9 @@
 /*
- * jread: owns reading JSON text back into values for sluicectl. Strict RFC 8259 (no
- * comments, no trailing commas, no NaN), bounded nesting, every allocation checked. It
- * must never trust its input to be what the daemon wrote: a database may be damaged or
- * written by another version, and a bad document is an error value, not a crash.
+ * jread: owns reading JSON text into values (sluicectl; the daemon's control socket).
+ * Strict RFC 8259 (no comments, no trailing commas, no NaN), bounded nesting, every
+ * allocation checked. It must never trust its input: a database may be damaged or
+ * written by another version, a request on the control socket may be anything, and a
+ * bad document is an error value, not a crash.
  */
 #include "jread.h"
 

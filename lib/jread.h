@@ -1,6 +1,7 @@
 /*
- * jread: reads a JSON document into a tree, for sluicectl, which reads back what the
- * daemon wrote (the status snapshot, outbox bodies). Numbers keep their text, so a
+ * jread: reads a JSON document into a tree: for sluicectl, which reads back what the
+ * daemon wrote (the status snapshot, outbox bodies, the control socket's replies), and
+ * for the daemon's control socket, which reads requests (daemon/control.c). Numbers keep their text, so a
  * 64-bit integer is shown and re-emitted with all its digits.
  */
 #ifndef SLUICE_JREAD_H
