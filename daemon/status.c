@@ -281,7 +281,7 @@ void status_snapshot_json(struct jbuf *b, const struct status *s, const struct c
 int64_t status_snapshot_every_ms(const struct config *cfg)
 {
 	int64_t ms = (int64_t)cfg->ndevices * 10; /* 10 ms per device: 5,000 -> 50 s */
-	return ms < 5000 ? 5000 : ms;
+	return ms < 30000 ? 30000 : ms;
 }
 
 void status_write_snapshot(const struct status *s, const struct config *cfg, struct store *st,

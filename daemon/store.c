@@ -312,9 +312,10 @@ const char *const store_sql[S_NSTMT] = {
 	 * counted for them would be a loss that never happened */
 	[S_DROP_LEGACY] = "DELETE FROM legacy WHERE seq IN (SELECT seq FROM legacy"
 			  " WHERE kind = 0 AND sent_at IS NULL AND seq > ?2 ORDER BY seq LIMIT ?1)",
+	/* the readings set aside below the mark: older than any reading above it */
 	[S_DROP_ASIDE_READINGS] = "DELETE FROM readings WHERE seq IN (SELECT a.seq FROM aside a"
 				  " JOIN readings r ON r.seq = a.seq WHERE a.seq > ?2"
-				  " ORDER BY a.seq LIMIT ?1)",
+				  " AND a.seq <= ?3 ORDER BY a.seq LIMIT ?1)",
 	[S_DROP_READINGS] = "DELETE FROM readings WHERE seq IN (SELECT seq FROM readings"
 			    " WHERE seq > ?2 ORDER BY seq LIMIT ?1)",
 	[S_COUNTER_GET] = "SELECT value FROM counters WHERE name = ?1",

@@ -285,6 +285,10 @@ void store_aside_clear(struct store_aside *a);
  */
 int store_maintain(struct store *st, int64_t now_ms);
 
+/* Write now what the handle knows and would write later (the delivery mark, the
+ * chains' heads): for a reader that must see it at once. 0 or -1 (store_error). */
+int store_flush(struct store *st);
+
 /* Unsent telemetry up to seq has been handed to the broker and awaits its ack: the size
  * bound drops only newer unsent telemetry (0: nothing in flight). */
 void store_set_in_flight(struct store *st, uint64_t seq);

@@ -20,11 +20,13 @@
 #include "store_int.h"
 
 /*
- * The delivery mark is written at most this long after it moved, with the next append
- * or store_maintain: one small row per second at most, instead of a write per message.
- * A crash before sends the last second's acknowledged readings again.
+ * The delivery mark is written at most this often, with an append (in its transaction:
+ * no page write of its own but the mark's page), or by store_maintain when no append
+ * came: one small row every few seconds instead of a write per message. A crash sends
+ * the readings acknowledged since the last write again (at least once): a few seconds
+ * of them.
  */
-#define DELIVERED_WRITE_MS 1000
+#define DELIVERED_WRITE_MS 5000
 /* The chains' heads are written this often (and at a clean stop): a reader starts from
  * them and looks at most this far back for newer readings. */
 #define HEADS_EVERY_MS 60000
@@ -594,11 +596,12 @@ int store_outbox_load(struct store *st)
 	int64_t above, aside_below, next;
 	char sql[256];
 
+	/* a reader reads the mark when it needs it, as it is then */
+	if (st->ro)
+		return 0;
 	if (store_read_hwm(st, &st->hwm) < 0)
 		return -1;
 	st->hwm_disk = st->hwm;
-	if (st->ro)
-		return 0;
 	if (store_table_counts(st, "readings", "0", &st->n_readings, &above, &st->rd_max) < 0 ||
 	    store_table_counts(st, "events", "sent_at IS NULL", &st->n_events, &st->ev_unsent,
 			       &st->ev_max) < 0 ||
@@ -693,6 +696,13 @@ static int store_write_mark(struct store *st)
 	return 0;
 }
 
+int store_flush(struct store *st)
+{
+	if (store_writable(st) < 0)
+		return -1;
+	return store_outbox_flush(st);
+}
+
 int store_outbox_flush(struct store *st)
 {
 	int r = 0;
@@ -782,6 +792,12 @@ static int store_insert_rows(struct store *st, struct store_row *rows, size_t n,
 		int id;
 		int64_t prev = 0;
 
+		if ((r->kind != ROW_TELEMETRY && r->kind != ROW_ALERT) ||
+		    (r->dev ? r->kind != ROW_TELEMETRY || !r->vals : !r->topic || !r->body)) {
+			store_setf(st, "%s: cannot append row %zu of %zu: neither a reading (device"
+				   " and values) nor a text row (topic and body)", st->path, i + 1, n);
+			goto fail;
+		}
 		if (!r->seq) {
 			r->seq = st->next_seq++;
 			store_seq_mark(&st->seq, r->seq);
@@ -796,8 +812,7 @@ static int store_insert_rows(struct store *st, struct store_row *rows, size_t n,
 			sqlite3_bind_int64(s, 3, r->ts_ms);
 			sqlite3_bind_int64(s, 4, prev);
 			/* STATIC: the caller's bytes outlive the step; bindings are cleared below */
-			sqlite3_bind_blob(s, 5, r->vals ? (const void *)r->vals : "", (int)r->nvals,
-					  SQLITE_STATIC);
+			sqlite3_bind_blob(s, 5, r->vals, (int)r->nvals, SQLITE_STATIC);
 			u->readings++;
 			u->above += r->seq > st->hwm;
 			if (r->seq > u->rd_max)
@@ -808,8 +823,8 @@ static int store_insert_rows(struct store *st, struct store_row *rows, size_t n,
 			s = st->stmt[id];
 			sqlite3_bind_int64(s, 1, store_i64(r->seq));
 			sqlite3_bind_int64(s, 2, r->ts_ms);
-			sqlite3_bind_text(s, 3, r->topic ? r->topic : "", -1, SQLITE_STATIC);
-			sqlite3_bind_text(s, 4, r->body ? r->body : "", -1, SQLITE_STATIC);
+			sqlite3_bind_text(s, 3, r->topic, -1, SQLITE_STATIC);
+			sqlite3_bind_text(s, 4, r->body, -1, SQLITE_STATIC);
 			sqlite3_bind_int(s, 5, r->retain ? 1 : 0);
 			if (r->kind == ROW_ALERT) {
 				u->events++;
@@ -1009,6 +1024,11 @@ long store_fetch_unsent(struct store *st, int kind, uint64_t after, size_t max,
 		n = store_read_rows(st, s, false, ROW_TELEMETRY, max, out, "cannot read the backlog");
 		if (n < 0 || (size_t)n == max)
 			return n;
+	}
+	if (st->ro && store_read_hwm(st, &st->hwm) < 0) {
+		for (long i = 0; i < n; i++)
+			store_row_clear(&out[i]);
+		return -1;
 	}
 	from = after > st->hwm ? after : st->hwm;
 	if (!st->ro && st->rd_max <= from)
@@ -1334,24 +1354,19 @@ static int store_checkpoint(struct store *st)
 	return store_int(st, S_CHECKPOINT, &busy, "cannot checkpoint");
 }
 
-/* One deleting statement s (bound to ?1 and ?2) in a transaction of its own, with
- * counters.last_seq kept first. Returns the rows deleted, or -1. */
+/*
+ * One deleting statement (bound to ?1 and ?2), a transaction of its own. Returns the
+ * rows deleted, or -1. History only: the newest seq stays known without counters.last_seq
+ * (the delivery mark's newest row is never pruned, nor each topic's newest transition),
+ * and a transaction that deletes nothing writes nothing.
+ */
 static long store_delete_chunk(struct store *st, int id, int64_t a, int64_t b)
 {
-	long n;
-
-	if (store_run(st, S_BEGIN_W, "cannot begin a transaction") < 0)
-		return -1;
 	sqlite3_bind_int64(st->stmt[id], 1, a);
 	sqlite3_bind_int64(st->stmt[id], 2, b);
-	if (store_keep_last(st) < 0 || store_run(st, id, "cannot prune delivered rows") < 0) {
-		store_rollback(st);
+	if (store_run(st, id, "cannot prune delivered rows") < 0)
 		return -1;
-	}
-	n = sqlite3_changes(st->db);
-	if (store_commit(st) < 0)
-		return -1;
-	return n;
+	return sqlite3_changes(st->db);
 }
 
 /* Up to chunk delivered readings up to upto (the mark as written), oldest first. */
@@ -1408,6 +1423,8 @@ static long store_drop_chunk(struct store *st, int64_t chunk)
 			floor = st->hwm;
 		sqlite3_bind_int64(st->stmt[order[i]], 1, chunk);
 		sqlite3_bind_int64(st->stmt[order[i]], 2, store_i64(floor));
+		if (order[i] == S_DROP_ASIDE_READINGS)
+			sqlite3_bind_int64(st->stmt[order[i]], 3, store_i64(st->hwm));
 		if (store_run(st, order[i], "cannot drop unsent telemetry") < 0)
 			goto fail;
 		n = sqlite3_changes(st->db);
@@ -1500,6 +1517,9 @@ static int store_enforce_size(struct store *st)
 				chunk = STORE_CHUNK_MAX;
 		}
 		if (store_wal_bytes(st) > st->wal_allow && store_checkpoint(st) < 0)
+			return -1;
+		/* history goes by the mark as written: write it now, when it moved */
+		if (store_write_mark(st) < 0)
 			return -1;
 		n = store_prune_readings(st, st->hwm_disk, chunk);
 		if (n == 0)
@@ -1599,8 +1619,9 @@ int store_maintain(struct store *st, int64_t now_ms)
 
 	if (store_writable(st) < 0)
 		return -1;
-	/* the delivery mark first: pruning and the size bound go by the written one */
-	if (store_write_mark(st) < 0)
+	/* the delivery mark, when no append took it: pruning and the size bound go by the
+	 * written one */
+	if (clock_mono_ms() - st->hwm_at >= DELIVERED_WRITE_MS && store_write_mark(st) < 0)
 		return -1;
 	if ((st->heads.any_dirty || st->heads_at < st->rd_max) &&
 	    (!st->heads_written || clock_mono_ms() - st->heads_written >= HEADS_EVERY_MS) &&

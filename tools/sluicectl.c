@@ -41,8 +41,9 @@
 
 #define DEFAULT_CONFIG SLUICECTL_CONFIG
 #define STATUS_KEY "status"
-/* The daemon rewrites its snapshot every max(5 s, 10 ms a device); one not updated for
- * three periods, and at least 2 minutes, belongs to a daemon that is not running. */
+/* The daemon rewrites its snapshot every max(30 s, 10 ms a device) (daemon/status.c);
+ * one not updated for three periods, and at least 2 minutes, belongs to a daemon that is
+ * not running. */
 #define STALE_MIN_MS (120 * 1000)
 /* How far back alerts looks for the start of a firing streak. */
 #define STREAK_ROWS 256
@@ -391,7 +392,7 @@ static enum life daemon_life(const struct jval *snap, int64_t now)
 	int64_t pid = jread_i64(snap, "pid", 0), updated = jread_i64(snap, "updated", 0);
 	const struct jval *devs = jread_get(snap, "devices");
 	int64_t ndev = devs && devs->type == J_ARR ? (int64_t)devs->n : 0;
-	int64_t every = ndev * 10 < 5000 ? 5000 : ndev * 10;
+	int64_t every = ndev * 10 < 30000 ? 30000 : ndev * 10;
 	int64_t stale = 3 * every < STALE_MIN_MS ? STALE_MIN_MS : 3 * every;
 
 	if (!jread_bool(snap, "running", false))
