@@ -933,6 +933,10 @@ static int store_append_tx(struct store *st, struct store_row *rows, size_t n,
 		goto rollback;
 	if (store_commit(st) < 0)
 		goto undo;
+	/* "stored" (store.c): what a test of power loss holds the store to */
+	if (n > 0)
+		log_debug("store: stored %zu rows, seqs %" PRIu64 "..%" PRIu64 "%s", n, rows[0].seq,
+			  rows[n - 1].seq, st->buf.durability == DURABILITY_FULL ? ", synced" : "");
 	store_devices_written(st);
 	st->n_readings += u.readings;
 	st->rd_undelivered += u.above + u.aside_below;

@@ -547,6 +547,10 @@ static void status_json(const struct jval *snap, enum life life, bool live,
 	jb_u64(&b, s->rows);
 	jb_key(&b, "last_seq", &first);
 	jb_u64(&b, s->last_seq);
+	jb_key(&b, "skipped_seqs", &first);
+	jb_u64(&b, s->skipped);
+	jb_key(&b, "stream", &first);
+	jb_str(&b, s->stream);
 	jb_key(&b, "db_bytes", &first);
 	jb_u64(&b, s->db_bytes);
 	jb_cstr(&b, "}");
@@ -702,7 +706,11 @@ static int status_people(const struct jval *snap, enum life life, bool live, con
 		       "retry)\n", s->aside);
 	printf("alerts    %ld firing%s\n", firing, firing ? " (sluicectl alerts)" : "");
 	fmt_bytes(s->db_bytes, t1, sizeof t1);
-	printf("database  %s, %" PRIu64 " rows, last seq %" PRIu64 "\n", t1, s->rows, s->last_seq);
+	printf("database  %s, %" PRIu64 " rows, last seq %" PRIu64 " (stream %s)\n", t1, s->rows,
+	       s->last_seq, s->stream[0] ? s->stream : "-");
+	if (s->skipped)
+		printf("skipped   %" PRIu64 " seqs passed over at starts after a crash or a power"
+		       " cut (sluicectl backlog)\n", s->skipped);
 
 	printf("\n");
 	tbl_init(&t, 3, bus_heads, 0);
@@ -926,6 +934,10 @@ static int cmd_backlog(struct store *st, long n, int json)
 		jb_cstr(&b, "]");
 		jb_key(&b, "last_seq", &first);
 		jb_u64(&b, s.last_seq);
+		jb_key(&b, "skipped_seqs", &first);
+		jb_u64(&b, s.skipped);
+		jb_key(&b, "stream", &first);
+		jb_str(&b, s.stream);
 		jb_key(&b, "rows", &first);
 		jb_u64(&b, s.rows);
 		jb_key(&b, "db_bytes", &first);
@@ -942,7 +954,9 @@ static int cmd_backlog(struct store *st, long n, int json)
 	printf("dropped   %" PRIu64 "\n", s.dropped);
 	printf("set aside %" PRIu64 " rows the broker refused%s\n", s.aside,
 	       s.aside ? ": tried again once per connection, and by sluicectl retry" : "");
-	printf("last seq  %" PRIu64 "\n", s.last_seq);
+	printf("skipped   %" PRIu64 " seqs%s\n", s.skipped, s.skipped ? ", passed over at starts"
+	       " after a crash or a power cut: never sent again (docs/mqtt.md)" : "");
+	printf("last seq  %" PRIu64 ", stream %s\n", s.last_seq, s.stream[0] ? s.stream : "-");
 	fmt_bytes(s.db_bytes, when, sizeof when);
 	printf("database  %s, %" PRIu64 " rows (delivered ones kept for buffer.keep_sent)\n", when,
 	       s.rows);
