@@ -151,10 +151,15 @@ valgrind: all unit-bins
 	@for t in tests/integration/test_*.py; do SLUICE_VALGRIND=1 python3 $$t || exit 1; done
 
 # a site under faults for SOAK_SECONDS, then every seq accounted for, RSS and descriptors
-# flat (docs/testing.md); the plain build unless SLUICE_BIN says (B=build/asan SAN=1 works)
+# flat (docs/testing.md); then POWERLOSS_ITERATIONS power cuts per durability
+# (tests/integration/test_powerloss.py); the plain build unless SLUICE_BIN says
+# (B=build/asan SAN=1 works)
 SOAK_SECONDS ?= 600
+POWERLOSS_ITERATIONS ?= 30
 soak: all
 	@SOAK_SECONDS=$(SOAK_SECONDS) SLUICE_BIN=$${SLUICE_BIN:-$(B)} python3 tests/soak/soak.py
+	@POWERLOSS_ITERATIONS=$(POWERLOSS_ITERATIONS) SLUICE_BIN=$${SLUICE_BIN:-$(B)} \
+		python3 tests/integration/test_powerloss.py
 
 install: all
 	@DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' B='$(B)' SYSCONFDIR='$(SYSCONFDIR)' \

@@ -4,12 +4,11 @@
  *
  *   prefill DATA_DIR DEVICES POINTS SECONDS [MAX_SIZE]
  *
- * Writes DEVICES x SECONDS telemetry rows, topics telemetry/devNNNN, timestamps one
- * second apart ending now, each body "ts":...,"values":{"flow0":...,...} with POINTS
- * float32 values written as sluiced writes them (jb_float32): the same rows the daemon
- * would have stored had it polled for that long with the uplink down. One transaction
- * per second of readings, as the daemon's core batches what one turn of its loop
- * collected. Prints one JSON line: rows, last_seq, seconds taken, db_bytes.
+ * Writes DEVICES x SECONDS readings of devices devNNNN (profile benchPOINTS: POINTS
+ * float32 points flow0.., m3/h, as bench.py's profile says), timestamps one second apart
+ * ending now, each with POINTS float32 values: the same rows the daemon would have
+ * stored had it polled for that long with the uplink down. One transaction per second
+ * of readings. Prints one JSON line: rows, last_seq, seconds taken, db_bytes.
  *
  * Only store speaks SQL: this goes through store_open/store_append like the daemon.
  * Never touches a running sluiced's data_dir (store_open's lock refuses).
@@ -21,7 +20,7 @@
 
 #include "clock.h"
 #include "config.h"
-#include "json.h"
+#include "reading.h"
 #include "store.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
@@ -41,9 +40,12 @@ int main(int argc, char **argv)
 				  .keep_sent_ms = (int64_t)7 * 86400 * 1000 };
 	struct store_stats s;
 	struct store_row *rows;
+	struct device_cfg *devs;
+	struct point_def *pts;
+	struct reading *rd;
+	uint32_t *ids;
 	struct store *st;
-	struct jbuf b;
-	char err[512];
+	char err[512], profile[32];
 	long ndev, npts, nsec;
 	int64_t now, t0, start;
 	uint64_t total = 0;
@@ -67,46 +69,48 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rows = calloc((size_t)ndev, sizeof *rows);
-	if (!rows) {
+	devs = calloc((size_t)ndev, sizeof *devs);
+	ids = calloc((size_t)ndev, sizeof *ids);
+	pts = calloc((size_t)npts, sizeof *pts);
+	rd = reading_new(0, (uint16_t)npts, 0);
+	if (!rows || !devs || !ids || !pts || !rd) {
 		fprintf(stderr, "prefill: out of memory\n");
 		return 1;
 	}
-	for (long d = 0; d < ndev; d++) {
-		char topic[64];
-
-		snprintf(topic, sizeof topic, "telemetry/dev%04ld", d);
-		rows[d].kind = ROW_TELEMETRY;
-		rows[d].topic = strdup(topic);
+	snprintf(profile, sizeof profile, "bench%ld", npts);
+	for (long p = 0; p < npts; p++) {
+		pts[p] = (struct point_def){ .table = MB_HOLDING, .address = (uint16_t)(2 * p),
+					     .type = PT_FLOAT32, .bit = -1, .scale = 1.0 };
+		snprintf(pts[p].name, sizeof pts[p].name, "flow%ld", p);
+		snprintf(pts[p].unit, sizeof pts[p].unit, "m3/h");
 	}
-	jb_init(&b);
+	for (long d = 0; d < ndev; d++) {
+		devs[d] = (struct device_cfg){ .profile = profile, .points = pts,
+					       .npoints = (size_t)npts };
+		snprintf(devs[d].id, sizeof devs[d].id, "dev%04ld", d);
+	}
+	if (store_devices(st, devs, (size_t)ndev, ids) != 0) {
+		fprintf(stderr, "prefill: %s\n", store_error(st));
+		return 1;
+	}
 	start = clock_mono_ms();
 	now = clock_real_ms();
 	t0 = now - nsec * 1000;
 	for (long sec = 0; sec < nsec; sec++) {
 		for (long d = 0; d < ndev; d++) {
-			bool first = true;
-			char key[32];
 			/* polls of one second spread over it, as a staggered schedule does */
 			int64_t ts = t0 + sec * 1000 + d * 1000 / ndev;
 
-			jb_reset(&b);
-			jb_cstr(&b, "\"ts\":");
-			jb_i64(&b, ts);
-			jb_cstr(&b, ",\"values\":{");
-			for (long p = 0; p < npts; p++) {
-				snprintf(key, sizeof key, "flow%ld", p);
-				jb_key(&b, key, &first);
+			for (long p = 0; p < npts; p++)
 				/* a demand-curve-like flow in m3/h, float32 like the registers */
-				jb_float32(&b, (double)(float)(12.0 + 28.0 * rnd01()));
-			}
-			jb_cstr(&b, "}");
-			if (b.oom) {
+				rd->values[p] = (struct value){ .kind = VAL_DOUBLE,
+								.v.d = (double)(float)(12.0 + 28.0 * rnd01()) };
+			rows[d] = (struct store_row){ .kind = ROW_TELEMETRY, .ts_ms = ts, .dev = ids[d],
+						      .vals = rows[d].vals, .nvals = rows[d].nvals };
+			if (store_row_set_reading(&rows[d], rd) != 0) {
 				fprintf(stderr, "prefill: out of memory\n");
 				return 1;
 			}
-			free(rows[d].body);
-			rows[d].body = strdup(jb_cstr_get(&b));
-			rows[d].ts_ms = ts;
 		}
 		if (store_append(st, rows, (size_t)ndev, err, sizeof err) != 0) {
 			fprintf(stderr, "prefill: %s\n", err);
@@ -124,7 +128,10 @@ int main(int argc, char **argv)
 	for (long d = 0; d < ndev; d++)
 		store_row_clear(&rows[d]);
 	free(rows);
-	jb_free(&b);
+	free(ids);
 	store_close(st);
+	free(devs);
+	free(pts);
+	reading_free(rd);
 	return 0;
 }

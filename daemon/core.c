@@ -8,23 +8,28 @@
  * questions (daemon/web.c) and a SunSpec discovery round's end (daemon/sunspec_setup.c).
  * Each turn:
  *
- *   1. take every queued reading, turn each into one outbox row (the payload format
- *      writes it), append them all in ONE store transaction (batching is what keeps
- *      writes to an SD card low);
- *   2. let the uplink read and write; PUBACKs collected by the ack callback are marked
- *      sent in one transaction per turn;
- *   3. top up the in-flight window from the outbox: alert transitions first, then
- *      telemetry in seq order;
+ *   1. take every queued reading: each becomes an outbox row in memory with its seq
+ *      (store_next_seq), its values as the store keeps them; a reading is published
+ *      at once, from memory, and stored with the others of the last second in ONE
+ *      store transaction (batching is what keeps writes to an SD card low). A
+ *      transition (alert, device state) is stored before it is published: the rows
+ *      before it go out first, then it is committed, with them, at once;
+ *   2. let the uplink read and write; PUBACKs move the delivery mark (readings, which
+ *      go out in seq order) or mark transitions sent, written in batches;
+ *   3. top up the in-flight window: transitions before the telemetry of an outage's
+ *      backlog, otherwise everything in seq order; the backlog from the store, then
+ *      what is still in memory;
  *   4. run the jobs whose deadline has come.
  *
  * Step 1 always runs before 3, and 3 publishes at most the window, so draining a
  * large backlog never starves the storing of live readings.
  *
- * Delivery is at least once. A row is marked sent only when its PUBACK arrives. When
- * the connection drops, everything in flight is forgotten (the uplink destroys its
- * libmosquitto handle, so nothing is retried behind our back) and the outbox is read
- * again from the start: rows sent but not acknowledged go out again, with their seq,
- * which is how a platform drops the duplicates.
+ * Delivery is at least once. A reading counts as delivered only when its PUBACK
+ * arrives and every reading published before it was acknowledged (or set aside): the
+ * delivery mark. When the connection drops, everything in flight is forgotten (the
+ * uplink destroys its libmosquitto handle, so nothing is retried behind our back) and
+ * the outbox is read again from the mark: rows sent but not acknowledged go out again,
+ * with their seq, which is how a platform drops the duplicates.
  *
  * A row the broker refuses for good — refused at publish (too large for it), refused in
  * its acknowledgement (MQTT 5), or found by suspect.c to end every session it is sent
@@ -70,36 +75,41 @@
 #include "uplink.h"
 #include "web.h"
 
-#define BATCH_MAX 1024           /* readings per store transaction */
+#define BATCH_MAX 1024           /* readings taken from the queue at once */
 #define MAINTAIN_EVERY_MS 2000   /* pruning and the size bound (cheap: indexed deletes, a stat) */
 #define SHUTDOWN_DRAIN_MS 3000   /* SIGTERM: time given to deliver what is stored */
 #define STATE_SAVE_MS 60000      /* alert engine windows and baselines, between transitions */
 #define ALERT_TICK_MS 1000       /* the engine's clock: days complete, 'for' runs out */
 /*
- * Rows wait at most COMMIT_MS (or until COMMIT_ROWS are pending) for one transaction.
- * A WAL commit writes whole pages: a commit per reading costs kilobytes per value on an
- * SD card, a commit per half second a few hundred bytes. A row is published only once
- * committed, so the wait delays delivery, never makes it unsafe; what a crash can take
- * is what was still in memory, as it always could (the queue). Alert transitions
- * commit at once.
+ * Readings wait at most COMMIT_MS (or until COMMIT_ROWS are pending) for one
+ * transaction. A WAL commit writes whole pages: the page the newest rows fill (again,
+ * at every commit, until it is full), the pages they completed, and now and then the
+ * delivery mark's; a commit per reading is kilobytes per value on an SD card, a commit
+ * every 2 s at 20 devices a second about 30 bytes per value all told. A reading is
+ * published before it is committed, so the wait delays nothing but its storing: what
+ * a crash can take is what was still in memory, as it always could (the queue) — when
+ * the uplink is up, already delivered — and its seq is then counted as skipped
+ * (store.c, "Seqs"). Transitions commit at once.
  */
-#define COMMIT_MS 500
-#define COMMIT_ROWS 512
+#define COMMIT_MS 2000
+#define COMMIT_ROWS 1024
 /*
- * Acknowledgements are marked in the store at most this long after they arrive, in one
- * transaction: a mark per PUBACK would be a transaction per message. The price: a crash
- * re-sends what was acknowledged in the last ACKS_MS — duplicates with the same seq,
- * which the platform drops, never a loss.
+ * Acknowledgements move the delivery mark and mark transitions at most this long after
+ * they arrive: a mark per PUBACK would be a query per message. The store writes the
+ * mark at most 5 s later (store_outbox.c, DELIVERED_WRITE_MS); a crash re-sends what
+ * was acknowledged meanwhile — duplicates with the same seq, which the platform drops,
+ * never a loss.
  */
 #define ACKS_MS 250
 #define ACKS_AT_ONCE 1024        /* ... or as soon as this many wait */
 /*
  * When the store cannot write (the file system full, a file size limit, an I/O error),
- * rows wait in memory and the write is tried again every STORE_RETRY_MS; polling and
- * alerts go on. At most HELD_MAX rows wait: past that the oldest telemetry goes, and
- * is counted (health not_stored); alert and device state rows always wait. Stopped
- * while the store still cannot write, they go to the spill file (store_spill), which
- * the next start stores before anything else.
+ * rows wait in memory and the write is tried again every STORE_RETRY_MS; polling,
+ * alerts and publishing (of readings: transitions wait to be stored) go on. At most
+ * HELD_MAX rows wait: past that the oldest telemetry goes, and is counted (health
+ * not_stored); alert and device state rows always wait. Stopped while the store still
+ * cannot write, they go to the spill file (store_spill), which the next start stores
+ * before anything else.
  */
 #define STORE_RETRY_MS 1000
 #define HELD_MAX 20000
@@ -112,6 +122,20 @@
 /* The loop wakes at least this often: the wall clock's steps and a damaged database
  * are looked for on every turn. */
 #define LOOP_WAIT_MAX_MS 1000
+/* Rows fetched from the store at once to fill the window. */
+#define FETCH_MAX 256
+/*
+ * After a turn that took readings or acknowledgements, the queue and the MQTT socket's
+ * input are left alone for GATHER_MS: the turn after takes all that came meanwhile. A
+ * thousand devices a second would otherwise wake the core a thousand times and more (a
+ * reading, its PUBACK), each wake a context switch and a poll — most of what the core
+ * spends. It delays a reading's publishing by at most this, well inside the 50 ms the
+ * platform is promised at the 99th percentile (docs/performance.md). The socket is
+ * read at once all the same while rows wait for room in the window (a drain, a burst):
+ * there the acknowledgements are what lets the next rows go, and gathering them would
+ * cap delivery at uplink.inflight rows per GATHER_MS (6,400 a second at 64).
+ */
+#define GATHER_MS 10
 
 static volatile sig_atomic_t got_term, got_hup, got_retry;
 
@@ -134,10 +158,21 @@ struct flight {
 	bool aside;  /* a row set aside, tried again */
 };
 
-/* Rows of one store transaction. */
+/* Rows in memory, in seq order. */
 struct rowbuf {
 	struct store_row *r;
 	size_t n, cap;
+};
+
+/*
+ * The readings published this session, in seq order, and whether each is done with
+ * (acknowledged, or set aside): the delivery mark is the last of the done ones at the
+ * front. A ring.
+ */
+struct pubq {
+	uint64_t *seq;
+	bool *done;
+	size_t head, n, cap;
 };
 
 /* An action's write, waiting for the poller's word; what it carries back into the alert
@@ -182,6 +217,7 @@ enum deadline {
 	DL_STATE_SAVE,  /* the alert engine's state, between transitions */
 	DL_MAINTAIN,    /* the store's pruning and size bound */
 	DL_WATCHDOG,    /* WATCHDOG=1, at half of systemd's WATCHDOG_USEC (only when asked) */
+	DL_GATHER,      /* the queue and the MQTT socket are read again (GATHER_MS) */
 	DL_CONTROL,     /* the control socket's earliest client deadline */
 	DL_DISCOVER,    /* the next SunSpec discovery round, while a device is missing */
 	DL_COUNT
@@ -190,10 +226,11 @@ enum deadline {
 
 struct core {
 	/* The config in force; readings of an older generation (before a reload) are
-	 * dropped. fmt writes every message. */
+	 * dropped. fmt writes every message. devs: the store's number of each device. */
 	struct config *cfg;
 	uint32_t generation;
 	const struct payload_format *fmt;
+	uint32_t *devs;
 
 	/* Pollers: one per serial line (serpoll), a few for every TCP endpoint (tcpoll). */
 	struct serpoll *sp;
@@ -202,26 +239,39 @@ struct core {
 	/* Readings from the pollers' threads. */
 	struct queue *q;
 
-	/* Store: rows wait in pend for their transaction (COMMIT_MS), and in held while
-	 * the store cannot write (in order, before anything newer). */
+	/*
+	 * The outbox in memory: rows handed their seq and waiting for their transaction
+	 * (pend, COMMIT_MS), and rows held while the store cannot write (held: older than
+	 * pend's, before anything newer). Readings among them are published from here.
+	 * seqless: a row waits without a seq (store_next_seq could not hand one out): the
+	 * rows after it wait without one too, and get theirs when stored.
+	 */
 	struct store *st;
 	struct rowbuf *pend;
 	struct rowbuf *held;
+	size_t mem_next;        /* rows of held + pend before this are published (a hint) */
+	int64_t gather_until;   /* mono ms: the queue and acks are left to gather until then */
+	bool window_full;       /* the last drain_outbox left rows waiting for the window */
+	bool seqless;
+	uint64_t top_seq;       /* the highest seq handed out to a row */
 	bool held_state;        /* held rows include transitions: save the engine with them */
 	bool store_failing;
 	char store_err[256];    /* why the store fails, for health */
 	int64_t reopen_after;   /* mono ms: a damaged database may be replaced again */
 	struct payload_msg msg; /* the message being built */
 
-	/* Uplink and delivery: rows in flight (unordered) and acks not yet marked; the
-	 * window (suspect.c narrows it while sessions die right after a publish); the rows
-	 * set aside and their retries. */
+	/* Uplink and delivery: rows in flight (unordered), the readings published this
+	 * session (the delivery mark), transitions acknowledged not yet marked; the window
+	 * (suspect.c narrows it while sessions die right after a publish); the rows set
+	 * aside and their retries. */
 	struct uplink *up;
 	struct flight *fl;
 	size_t nfl, capfl;
+	struct pubq pq;
 	struct suspect sus;
 	int64_t published_at;   /* mono ms of the last row published */
 	int64_t connected_at;   /* mono ms of this session's CONNACK */
+	uint64_t backlog_end;   /* seqs handed out before this session: the outage's backlog */
 	bool aside_pass;        /* a retry of the rows set aside is under way ... */
 	bool aside_asked;       /* ... asked for by sluicectl retry ... */
 	uint64_t aside_after;   /* ... and has reached this seq */
@@ -230,8 +280,11 @@ struct core {
 	struct aside_log *alog; /* per topic: rows set aside this run, for the log */
 	size_t nalog;
 	uint64_t after[2];      /* per row kind: highest seq handed to the uplink this session */
-	uint64_t *acked;        /* seqs acknowledged, not yet marked in the store */
+	uint64_t *acked;        /* seqs of transitions (and rows set aside) acknowledged, not
+				   yet marked in the store */
 	size_t nacked, capacked;
+	bool mark_moved;        /* the delivery mark moved since it was given to the store */
+	uint64_t delivered;     /* the mark as last given to the store */
 	struct jbuf wire;       /* a row's payload as published */
 
 	/* Alerts: the engine, what it said, and the writes its actions asked of the
@@ -245,8 +298,10 @@ struct core {
 	size_t nwres;
 	int wfd;
 
-	/* Status and health: counters per device, poll lag, the uplink's state. */
+	/* Status and health: counters per device, poll lag, the uplink's state; when the
+	 * snapshot is written next (mono ms). */
 	struct status status;
+	int64_t snapshot_at;
 
 	/* The control socket (sluicectl status, probe); NULL when it could not be made. */
 	struct control *ctl;
@@ -322,22 +377,62 @@ static int rowbuf_move(struct rowbuf *to, struct rowbuf *from)
 	return 0;
 }
 
-/* The message just built (c->msg) as a row at the end of rb; false when out of memory. */
-static bool add_row(struct core *c, struct rowbuf *rb, int kind, int64_t ts_ms)
+/* A row's seq, now: before it can be published (store.c, "Seqs"). */
+static void give_seq(struct core *c, struct store_row *row)
 {
-	struct store_row *row = rowbuf_add(rb);
+	row->seq = c->seqless ? 0 : store_next_seq(c->st);
+	if (!row->seq)
+		c->seqless = true;
+	else
+		c->top_seq = row->seq;
+}
+
+/* The message just built (c->msg) as a transition row at the end of pend; false when
+ * out of memory. */
+static bool add_event(struct core *c, int64_t ts_ms)
+{
+	struct store_row *row = rowbuf_add(c->pend);
 
 	if (!row)
 		return false;
-	*row = (struct store_row){ .kind = kind, .ts_ms = ts_ms, .retain = c->msg.retain,
+	*row = (struct store_row){ .kind = ROW_ALERT, .ts_ms = ts_ms, .retain = c->msg.retain,
 				   .topic = strdup(c->msg.topic),
 				   .body = strdup(jb_cstr_get(&c->msg.body)) };
 	if (!row->topic || !row->body) {
 		store_row_clear(row);
-		rb->n--;
+		c->pend->n--;
 		return false;
 	}
+	give_seq(c, row);
 	return true;
+}
+
+/* A reading as a row at the end of pend: its values as the store keeps them. */
+static bool add_reading(struct core *c, const struct reading *r)
+{
+	struct store_row *row;
+
+	if (r->device >= c->cfg->ndevices || !c->devs || !c->devs[r->device])
+		return false;
+	row = rowbuf_add(c->pend);
+	if (!row)
+		return false;
+	*row = (struct store_row){ .kind = ROW_TELEMETRY, .ts_ms = r->ts_ms,
+				   .dev = c->devs[r->device] };
+	if (store_row_set_reading(row, r) != 0) {
+		c->pend->n--;
+		return false;
+	}
+	give_seq(c, row);
+	return true;
+}
+
+static bool has_events(const struct rowbuf *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (b->r[i].kind == ROW_ALERT)
+			return true;
+	return false;
 }
 
 /* The rule's name, which its alerts carry. */
@@ -351,11 +446,26 @@ static const char *rule_name(const struct config *cfg, const char *id)
 	return name;
 }
 
+/* The store's number of each device of cfg (store_devices), replacing c->devs. */
+static void devices_register(struct core *c, const struct config *cfg)
+{
+	uint32_t *devs = calloc(cfg->ndevices ? cfg->ndevices : 1, sizeof *devs);
+
+	if (!devs || store_devices(c->st, cfg->devices, cfg->ndevices, devs) != 0) {
+		/* their readings are then counted as not stored */
+		log_errx("store: the devices cannot be recorded: %s", devs ? store_error(c->st)
+									  : "out of memory");
+		free(devs);
+		devs = calloc(cfg->ndevices ? cfg->ndevices : 1, sizeof *devs);
+	}
+	free(c->devs);
+	c->devs = devs;
+}
+
 /* ---- rows -> store ----------------------------------------------------------------- */
 
-static void commit_rows(struct core *c, struct rowbuf *rb, bool transitions);
-
-/* Past HELD_MAX, the oldest held telemetry goes (counted); state rows stay. */
+/* Past HELD_MAX, the oldest held telemetry goes (counted); state rows stay. A reading
+ * that goes had its seq, perhaps: then it is a gap, counted here too. */
 static void held_trim(struct core *c)
 {
 	struct rowbuf *h = c->held;
@@ -373,20 +483,23 @@ static void held_trim(struct core *c)
 		h->r[w++] = h->r[i];
 	}
 	h->n = w;
+	c->mem_next = 0;
 	c->status.not_stored += dropped;
 }
 
-/* rb's rows wait behind those already held (rb may be the held rows themselves). */
-static void hold_rows(struct core *c, struct rowbuf *rb, bool transitions)
+/* pend's rows wait behind those already held. */
+static void hold_rows(struct core *c, bool transitions)
 {
-	if (rb != c->held && rowbuf_move(c->held, rb) != 0) {
-		c->status.not_stored += rb->n;
-		log_errx("out of memory: %zu rows not stored", rb->n);
-		rowbuf_clear(rb);
+	if (rowbuf_move(c->held, c->pend) != 0) {
+		c->status.not_stored += c->pend->n;
+		log_errx("out of memory: %zu rows not stored", c->pend->n);
+		rowbuf_clear(c->pend);
 	}
 	c->held_state |= transitions;
 	held_trim(c);
 }
+
+static void flight_forget_all(struct core *c);
 
 /* A damaged database found while running: set aside and replaced (store_reopen). */
 static void store_check_damage(struct core *c)
@@ -401,26 +514,30 @@ static void store_check_damage(struct core *c)
 		log_errx("store: %s; trying again in %d s", err, REOPEN_EVERY_MS / 1000);
 		return;
 	}
-	/* the fresh file holds what could be read, under the same seqs: read it afresh */
+	/* the fresh file holds what could be read, under the same seqs: read it afresh
+	 * (what is in flight comes again: a duplicate, never a loss) */
 	c->after[ROW_TELEMETRY] = c->after[ROW_ALERT] = 0;
+	c->pq.n = 0;
 	if (c->held->n > 0)
 		c->dl[DL_STORE_RETRY] = 0;
 	log_info("store: running on a fresh database");
 }
 
 /*
- * One transaction; with transitions, the engine's state commits with them. When the
- * store fails, the rows are held (in order, before anything newer) and tried again
- * every STORE_RETRY_MS; once it writes again they go in first, with the state.
+ * One transaction of everything in memory (held first); with transitions, the
+ * engine's state commits with them. When the store fails, the rows are held (in order,
+ * before anything newer) and tried again every STORE_RETRY_MS; once it writes again
+ * they go in first, with the state.
  */
-static void commit_rows(struct core *c, struct rowbuf *rb, bool transitions)
+static void commit_rows(struct core *c, bool transitions)
 {
 	char err[256], *state = NULL;
 	int64_t now = clock_mono_ms();
+	struct rowbuf *rb = c->pend;
 	int rc;
 
 	if (c->held->n > 0) {
-		hold_rows(c, rb, transitions);
+		hold_rows(c, transitions);
 		if (now < c->dl[DL_STORE_RETRY])
 			return;
 		rb = c->held;
@@ -435,13 +552,14 @@ static void commit_rows(struct core *c, struct rowbuf *rb, bool transitions)
 	free(state);
 	if (rc != 0) {
 		size_t n = rb->n;
-		hold_rows(c, rb, transitions);
+		if (rb == c->pend)
+			hold_rows(c, transitions);
 		c->dl[DL_STORE_RETRY] = now + STORE_RETRY_MS;
 		snprintf(c->store_err, sizeof c->store_err, "%s", err);
 		if (!c->store_failing)
 			log_errx("store: cannot write %zu rows: %s; they wait in memory (at most %d"
-				 " readings) and the write is tried every %d s; polling and alerts go"
-				 " on", n, err, HELD_MAX, STORE_RETRY_MS / 1000);
+				 " readings) and the write is tried every %d s; polling, alerts and"
+				 " publishing go on", n, err, HELD_MAX, STORE_RETRY_MS / 1000);
 		c->store_failing = true;
 		store_check_damage(c);
 		return;
@@ -455,7 +573,12 @@ static void commit_rows(struct core *c, struct rowbuf *rb, bool transitions)
 		c->held_state = false;
 		c->dl[DL_STORE_RETRY] = DL_NEVER;
 	}
+	/* rows that got their seq only now: everything in memory is stored */
+	if (c->seqless && rb->r[rb->n - 1].seq > c->top_seq)
+		c->top_seq = rb->r[rb->n - 1].seq;
+	c->seqless = false;
 	rowbuf_clear(rb);
+	c->mem_next = 0;
 }
 
 /* Commit what waits, when it has waited long enough (or now, with force). */
@@ -467,7 +590,7 @@ static void commit_pending(struct core *c, bool force)
 		if (force || now >= c->dl[DL_STORE_RETRY]) {
 			if (force)
 				c->dl[DL_STORE_RETRY] = 0;
-			commit_rows(c, c->pend, false);
+			commit_rows(c, false);
 			c->dl[DL_COMMIT] = DL_NEVER;
 		} else if (c->pend->n > 0) {
 			/* they go with the held rows, at the next try */
@@ -479,7 +602,7 @@ static void commit_pending(struct core *c, bool force)
 		return;
 	if (!force && c->pend->n < COMMIT_ROWS && now < c->dl[DL_COMMIT])
 		return;
-	commit_rows(c, c->pend, false);
+	commit_rows(c, false);
 	c->dl[DL_COMMIT] = DL_NEVER;
 }
 
@@ -534,7 +657,7 @@ static const struct alert_transition *action_cause(const struct alert_out *o,
 
 /* What the engine said: transitions become outbox rows (retained alert/<rule>/<check>),
  * notes go to the log, actions to the poller that owns the device. */
-static size_t take_alert_out(struct core *c, struct rowbuf *rb)
+static size_t take_alert_out(struct core *c)
 {
 	struct alert_out *o = &c->ao;
 	size_t rows = 0;
@@ -551,7 +674,7 @@ static size_t take_alert_out(struct core *c, struct rowbuf *rb)
 		else
 			log_info("alert %s/%s resolved: %s", t->rule, t->check, t->message);
 		if (c->fmt->alert(&c->msg, t, rule_name(c->cfg, t->rule), NULL) != 0 ||
-		    !add_row(c, rb, ROW_ALERT, t->ts_ms)) {
+		    !add_event(c, t->ts_ms)) {
 			log_errx("out of memory: alert %s/%s not stored", t->rule, t->check);
 			continue;
 		}
@@ -565,7 +688,7 @@ static size_t take_alert_out(struct core *c, struct rowbuf *rb)
 
 /* One reading: its device's state when it changed (device/<id>, before the reading),
  * the engine fed, the reading itself. */
-static void take_reading(struct core *c, struct rowbuf *rb, const struct reading *r)
+static void take_reading(struct core *c, const struct reading *r)
 {
 	const struct device_cfg *d = &c->cfg->devices[r->device];
 	struct dev_status *ds = &c->status.dev[r->device];
@@ -573,42 +696,61 @@ static void take_reading(struct core *c, struct rowbuf *rb, const struct reading
 	status_reading(&c->status, r);
 	if (status_device_turned(ds, r) &&
 	    (c->fmt->device_state(&c->msg, d, r->online, r->ts_ms, r->last_err) != 0 ||
-	     !add_row(c, rb, ROW_ALERT, r->ts_ms)))
+	     !add_event(c, r->ts_ms)))
 		ds->published = -1; /* out of memory: said with a later reading */
 	if (c->ae && alert_feed(c->ae, r->device, r->ts_ms, r->values, r->nvalues, &c->ao) != 0)
 		log_warnx("alerts: out of memory evaluating a reading of %s", d->id);
-	if (c->fmt->reading(&c->msg, d, r) != 0 || !add_row(c, rb, ROW_TELEMETRY, r->ts_ms)) {
+	if (!add_reading(c, r)) {
 		c->status.not_stored++;
-		log_warnx("out of memory: a reading of %s was not stored", d->id);
+		log_warnx("a reading of %s was not stored (out of memory, or its device could not"
+			  " be recorded)", d->id);
 	}
+}
+
+static void drain_outbox(struct core *c);
+
+/*
+ * Transitions in memory are stored before they are published: a retained state must
+ * be in the store before the broker has it, or a crash could leave the store sending
+ * an older one after it. The readings before the first of them go out first (seq
+ * order, docs/mqtt.md), then everything pending is committed at once.
+ */
+static void commit_transitions(struct core *c, bool alerts)
+{
+	drain_outbox(c);
+	commit_rows(c, alerts);
+	c->dl[DL_COMMIT] = DL_NEVER;
 }
 
 static void store_readings(struct core *c)
 {
 	void *items[BATCH_MAX];
-	struct rowbuf *rb = c->pend;
 	size_t n;
 
 	while ((n = queue_pop(c->q, items, BATCH_MAX)) > 0) {
+		size_t alerts;
+
 		for (size_t i = 0; i < n; i++) {
 			struct reading *r = items[i];
 
 			if (r->generation == c->generation && r->device < c->cfg->ndevices) {
-				take_reading(c, rb, r);
+				take_reading(c, r);
 				/* the page shows it until the next one */
 				if (c->web && web_keep(c->web, r))
 					continue;
 			}
 			reading_free(r);
 		}
-		if (take_alert_out(c, rb) > 0) {
-			/* alerts are not kept waiting; the engine state commits with them */
-			commit_rows(c, rb, true);
-			c->dl[DL_COMMIT] = DL_NEVER;
-		} else if (rb->n > 0 && c->dl[DL_COMMIT] == DL_NEVER) {
+		alerts = take_alert_out(c);
+		if (alerts > 0 || has_events(c->pend)) {
+			/* the engine state commits with its transitions */
+			commit_transitions(c, alerts > 0);
+		} else if (c->pend->n > 0 && c->dl[DL_COMMIT] == DL_NEVER) {
 			c->dl[DL_COMMIT] = clock_mono_ms() + COMMIT_MS;
 		}
 		commit_pending(c, false);
+		/* the new readings, at once */
+		drain_outbox(c);
 		if (n < BATCH_MAX)
 			break;
 	}
@@ -621,10 +763,8 @@ static void alert_time(struct core *c, int64_t now_real)
 		return;
 	if (alert_tick(c->ae, now_real, &c->ao) != 0)
 		log_warnx("alerts: out of memory on a tick");
-	if (take_alert_out(c, c->pend) > 0) {
-		commit_rows(c, c->pend, true);
-		c->dl[DL_COMMIT] = DL_NEVER;
-	}
+	if (take_alert_out(c) > 0)
+		commit_transitions(c, true);
 }
 
 /*
@@ -695,6 +835,73 @@ static struct alert_engine *alert_start(const struct config *cfg, const char *st
 	return ae;
 }
 
+/* ---- the delivery mark --------------------------------------------------------------- */
+
+/* A reading published (done: set aside without being sent). false: out of memory, then
+ * the mark stays behind it this session (sent again next session: a duplicate). */
+static bool pubq_push(struct pubq *q, uint64_t seq, bool done)
+{
+	if (q->n == q->cap) {
+		size_t ncap = q->cap ? q->cap * 2 : 1024;
+		uint64_t *ns = malloc(ncap * sizeof *ns);
+		bool *nd = malloc(ncap * sizeof *nd);
+
+		if (!ns || !nd) {
+			free(ns);
+			free(nd);
+			return false;
+		}
+		for (size_t i = 0; i < q->n; i++) {
+			ns[i] = q->seq[(q->head + i) % q->cap];
+			nd[i] = q->done[(q->head + i) % q->cap];
+		}
+		free(q->seq);
+		free(q->done);
+		q->seq = ns;
+		q->done = nd;
+		q->cap = ncap;
+		q->head = 0;
+	}
+	q->seq[(q->head + q->n) % q->cap] = seq;
+	q->done[(q->head + q->n) % q->cap] = done;
+	q->n++;
+	return true;
+}
+
+/* The reading seq is done with (acknowledged or set aside). Seqs are in order: a
+ * binary search. */
+static void pubq_done(struct pubq *q, uint64_t seq)
+{
+	size_t lo = 0, hi = q->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		uint64_t s = q->seq[(q->head + mid) % q->cap];
+
+		if (s == seq) {
+			q->done[(q->head + mid) % q->cap] = true;
+			return;
+		}
+		if (s < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+}
+
+/* The mark: the last of the done readings at the front, taken off; 0 when none moved. */
+static uint64_t pubq_mark(struct pubq *q)
+{
+	uint64_t mark = 0;
+
+	while (q->n > 0 && q->done[q->head]) {
+		mark = q->seq[q->head];
+		q->head = (q->head + 1) % q->cap;
+		q->n--;
+	}
+	return mark;
+}
+
 /* ---- outbox -> uplink ---------------------------------------------------------- */
 
 static void flight_forget_all(struct core *c)
@@ -703,6 +910,8 @@ static void flight_forget_all(struct core *c)
 		free(c->fl[i].topic);
 	c->nfl = 0;
 	c->after[ROW_TELEMETRY] = c->after[ROW_ALERT] = 0;
+	c->pq.n = 0;
+	c->mem_next = 0;
 }
 
 static void flush_acks(struct core *c, bool force);
@@ -766,6 +975,9 @@ static void on_connected(void *ctx)
 	flush_acks(c, true); /* before the outbox is read again from its start */
 	flight_forget_all(c);
 	c->connected_at = clock_mono_ms();
+	/* what was handed out before this session is the outage's backlog: transitions go
+	 * before its telemetry (docs/mqtt.md) */
+	c->backlog_end = c->top_seq;
 	/* the rows set aside get one more chance, after everything else */
 	c->aside_pass = c->aside_auto || c->aside_asked;
 	c->aside_after = 0;
@@ -838,14 +1050,9 @@ static void flight_drop(struct core *c, struct flight *f)
 	*f = c->fl[--c->nfl];
 }
 
-static void on_acked(void *ctx, int mid)
+/* A transition or a row set aside, acknowledged: marked in the store one by one. */
+static void ack_one(struct core *c, uint64_t seq)
 {
-	struct core *c = ctx;
-	struct flight *f = flight_find(c, mid);
-
-	if (!f)
-		return;
-	suspect_answered(&c->sus, f->seq);
 	if (c->nacked == c->capacked) {
 		size_t ncap = c->capacked ? c->capacked * 2 : 256;
 		uint64_t *p = realloc(c->acked, ncap * sizeof *p);
@@ -854,13 +1061,31 @@ static void on_acked(void *ctx, int mid)
 		c->acked = p;
 		c->capacked = ncap;
 	}
+	if (c->nacked == 0 && c->dl[DL_ACKS] == DL_NEVER)
+		c->dl[DL_ACKS] = clock_mono_ms() + ACKS_MS;
+	c->acked[c->nacked++] = seq;
+}
+
+static void on_acked(void *ctx, int mid)
+{
+	struct core *c = ctx;
+	struct flight *f = flight_find(c, mid);
+
+	if (!f)
+		return;
+	suspect_answered(&c->sus, f->seq);
 	if (f->aside)
 		log_info("uplink: %s (seq %" PRIu64 "), set aside before, is delivered", f->topic,
 			 f->seq);
 	suspect_delivered(&c->sus, f->topic, f->bytes);
-	if (c->nacked == 0)
-		c->dl[DL_ACKS] = clock_mono_ms() + ACKS_MS;
-	c->acked[c->nacked++] = f->seq;
+	if (f->kind == ROW_TELEMETRY && !f->aside) {
+		pubq_done(&c->pq, f->seq);
+		if (!c->mark_moved && c->dl[DL_ACKS] == DL_NEVER)
+			c->dl[DL_ACKS] = clock_mono_ms() + ACKS_MS;
+		c->mark_moved = true;
+	} else {
+		ack_one(c, f->seq);
+	}
 	flight_drop(c, f);
 }
 
@@ -873,20 +1098,35 @@ static void on_refused(void *ctx, int mid, const char *why)
 	if (!f)
 		return;
 	suspect_answered(&c->sus, f->seq);
-	if (!f->aside)
+	if (!f->aside) {
 		set_aside(c, f->seq, f->topic, f->bytes, why);
-	else
+		/* the mark passes it: set aside, it is the mark's exception */
+		if (f->kind == ROW_TELEMETRY)
+			pubq_done(&c->pq, f->seq);
+	} else {
 		log_debug("uplink: seq %" PRIu64 ", set aside, refused again: %s", f->seq, why);
+	}
 	flight_drop(c, f);
 }
 
 static void flush_acks(struct core *c, bool force)
 {
-	if (c->nacked == 0)
-		return;
+	uint64_t mark;
+
 	if (!force && c->nacked < ACKS_AT_ONCE && clock_mono_ms() < c->dl[DL_ACKS])
 		return;
 	c->dl[DL_ACKS] = DL_NEVER;
+	/* readings: the mark, in memory now, written by the store within a second */
+	if (c->mark_moved) {
+		c->mark_moved = false;
+		mark = pubq_mark(&c->pq);
+		if (mark > c->delivered) {
+			store_delivered(c->st, mark);
+			c->delivered = mark;
+		}
+	}
+	if (c->nacked == 0)
+		return;
 	if (store_mark_sent(c->st, c->acked, c->nacked) != 0) {
 		/*
 		 * Kept for the next try (a full disk frees up); past ACKS_KEEP_MAX they go:
@@ -915,19 +1155,57 @@ static bool topic_in_flight(const struct core *c, const char *topic)
  * or because sluicectl retry asked). */
 enum send { SEND_NEW, SEND_RETRY, SEND_RETRY_ASKED };
 
+/*
+ * The topic and payload of a row as the format in force writes them: a transition's
+ * stored text in its envelope, a reading built from its values and its device as
+ * stored (a reading stored under an older config keeps that config's names). *topic
+ * points into the row or c->msg. 0, -1 (out of memory: not now), or 1 (a reading that
+ * cannot be read back: its device's description or its values are damaged).
+ */
+static int row_message(struct core *c, const struct store_row *r, const char **topic)
+{
+	const struct device_cfg *d;
+	struct reading *rd;
+	int rc;
+
+	if (!r->dev) {
+		*topic = r->topic;
+		return c->fmt->envelope(&c->wire, r->seq, r->body) == 0 ? 0 : -1;
+	}
+	d = store_device(c->st, r->dev);
+	rd = d ? store_row_reading(r) : NULL;
+	if (!rd)
+		return 1;
+	rc = c->fmt->reading(&c->msg, d, rd);
+	reading_free(rd);
+	if (rc != 0 || c->fmt->envelope(&c->wire, r->seq, jb_cstr_get(&c->msg.body)) != 0)
+		return -1;
+	*topic = c->msg.topic;
+	return 0;
+}
+
 /* 0 published, 1 not sent and never will be as it is (set aside now, or it was and
  * stays; the caller goes on), -1 not now. */
-static int publish_row(struct core *c, struct store_row *r, enum send how)
+static int publish_row(struct core *c, const struct store_row *r, enum send how)
 {
 	bool aside = how != SEND_NEW;
+	const char *topic = NULL;
+	char *ftopic;
 	int mid, rc;
 	uint64_t like;
 	size_t lbytes;
 
-	if (c->fmt->envelope(&c->wire, r->seq, r->body) != 0)
+	rc = row_message(c, r, &topic);
+	if (rc < 0)
 		return -1;
+	if (rc > 0) {
+		if (!aside)
+			set_aside(c, r->seq, "a reading", r->nvals, "it cannot be read back: its"
+				  " device's description or its values are damaged");
+		return 1;
+	}
 	if (how != SEND_RETRY_ASKED &&
-	    (like = suspect_refuses(&c->sus, r->topic, c->wire.len, &lbytes)) != 0) {
+	    (like = suspect_refuses(&c->sus, topic, c->wire.len, &lbytes)) != 0) {
 		char reason[200];
 
 		/* a new session's retry would cost the session: only when asked for (or after
@@ -937,27 +1215,32 @@ static int publish_row(struct core *c, struct store_row *r, enum send how)
 		snprintf(reason, sizeof reason, "as large as seq %" PRIu64 " (%zu bytes), which "
 			 "the broker ended the session for %d times in a row", like, lbytes,
 			 SUSPECT_STRIKES);
-		set_aside(c, r->seq, r->topic, c->wire.len, reason);
+		set_aside(c, r->seq, topic, c->wire.len, reason);
 		return 1;
 	}
-	rc = uplink_publish(c->up, r->topic, c->wire.p, c->wire.len, c->cfg->uplink.qos,
-			    r->retain, &mid);
+	ftopic = strdup(topic);
+	if (!ftopic)
+		return -1;
+	rc = uplink_publish(c->up, topic, c->wire.p, c->wire.len, c->cfg->uplink.qos,
+			    r->dev ? false : r->retain, &mid);
 	if (rc == UPLINK_REFUSED) {
 		if (!aside)
-			set_aside(c, r->seq, r->topic, c->wire.len, uplink_refusal(c->up));
+			set_aside(c, r->seq, topic, c->wire.len, uplink_refusal(c->up));
+		free(ftopic);
 		return 1;
 	}
-	if (rc != 0)
+	if (rc != 0) {
+		free(ftopic);
 		return -1;
+	}
 	c->fl[c->nfl++] = (struct flight){
 		.mid = mid,
 		.seq = r->seq,
 		.kind = r->kind,
-		.topic = r->topic, /* now owned by the flight */
+		.topic = ftopic,
 		.bytes = c->wire.len,
 		.aside = aside,
 	};
-	r->topic = NULL;
 	c->published_at = clock_mono_ms();
 	return 0;
 }
@@ -994,16 +1277,48 @@ static void retry_aside(struct core *c, size_t window)
 		c->aside_asked = false;
 }
 
-/* Fill the window: alert transitions first, in seq order, never two of one check in
- * flight (a retained state must not go backwards); then telemetry in seq order; then,
- * when nothing else waits, the rows set aside. */
+/*
+ * The next reading in memory to publish (held, then pend, in seq order), or NULL: none,
+ * or the next row cannot go from memory yet — a transition (it goes once stored) or a
+ * row without its seq. *more says whether anything waits in memory.
+ */
+static const struct store_row *mem_next(struct core *c, bool *more)
+{
+	size_t total = c->held->n + c->pend->n;
+
+	*more = false;
+	for (size_t i = c->mem_next; i < total; i++) {
+		const struct store_row *r = i < c->held->n ? &c->held->r[i]
+							   : &c->pend->r[i - c->held->n];
+
+		if (r->kind == ROW_TELEMETRY && r->seq &&
+		    (r->seq <= c->after[ROW_TELEMETRY] || r->seq <= c->delivered)) {
+			c->mem_next = i + 1;
+			continue;
+		}
+		*more = true;
+		if (r->kind != ROW_TELEMETRY || !r->seq)
+			return NULL;
+		return r;
+	}
+	return NULL;
+}
+
+/*
+ * Fill the window (docs/mqtt.md, "Order"): transitions before the telemetry that waited
+ * through an outage (seqs up to backlog_end), and never two of one check in flight (a
+ * retained state must not go backwards); otherwise every row in seq order — a reading
+ * before the alert it caused. Telemetry comes from the store, then from memory (not
+ * stored yet: published at once). Then, when nothing else waits, the rows set aside.
+ */
 static void drain_outbox(struct core *c)
 {
-	static const int kinds[] = { ROW_ALERT, ROW_TELEMETRY };
-	struct store_row rows[256];
-	size_t window = suspect_window(&c->sus);
-	bool more = false;
+	struct store_row ev[FETCH_MAX], tel[FETCH_MAX];
+	size_t window = suspect_window(&c->sus), want;
+	long ne = 0, nt = 0, ie = 0, it = 0;
+	bool tel_all, more = false, mem_more = false;
 
+	c->window_full = false;
 	if (!uplink_connected(c->up))
 		return;
 	/* while suspect.c searches, a session that a broker drops whatever is sent ends
@@ -1012,38 +1327,67 @@ static void drain_outbox(struct core *c)
 		return;
 	if (window > c->capfl)
 		window = c->capfl;
-	for (size_t k = 0; k < 2; k++) {
-		int kind = kinds[k];
+	if (c->nfl >= window) {
+		c->window_full = true;
+		return;
+	}
+	want = window - c->nfl < FETCH_MAX ? window - c->nfl : FETCH_MAX;
+	/* the store says at once, without SQL, when it has nothing beyond these */
+	ne = store_fetch_unsent(c->st, ROW_ALERT, c->after[ROW_ALERT], want, ev);
+	nt = store_fetch_unsent(c->st, ROW_TELEMETRY, c->after[ROW_TELEMETRY], want, tel);
+	if (ne < 0)
+		ne = 0;
+	tel_all = nt >= 0 && (size_t)nt < want;
+	if (nt < 0)
+		nt = 0;
+	while (c->nfl < window) {
+		const struct store_row *e = ie < ne ? &ev[ie] : NULL, *t = NULL;
+		bool t_mem = false, backlog;
+		int rc;
 
-		while (c->nfl < window) {
-			size_t want = window - c->nfl;
-			long n;
-			bool stop = false;
-
-			if (want > 256)
-				want = 256;
-			n = store_fetch_unsent(c->st, kind, c->after[kind], want, rows);
-			if (n <= 0)
-				break;
-			for (long i = 0; i < n; i++) {
-				if (!stop && kind == ROW_ALERT && topic_in_flight(c, rows[i].topic))
-					stop = true;
-				if (!stop && publish_row(c, &rows[i], SEND_NEW) < 0)
-					stop = true;
-				if (!stop)
-					c->after[kind] = rows[i].seq;
-				store_row_clear(&rows[i]);
+		if (it < nt)
+			t = &tel[it];
+		else if (tel_all && (t = mem_next(c, &mem_more)) != NULL)
+			t_mem = true;
+		backlog = t && t->seq <= c->backlog_end;
+		if (e && (!t || e->seq < t->seq || backlog)) {
+			if (!topic_in_flight(c, e->topic)) {
+				rc = publish_row(c, e, SEND_NEW);
+				if (rc < 0)
+					break;
+				c->after[ROW_ALERT] = e->seq;
+				ie++;
+				continue;
 			}
-			more |= stop || (size_t)n == want;
-			if (stop || (size_t)n < want)
+			/* held back: the backlog's telemetry does not wait for it, live rows do */
+			if (!backlog)
 				break;
 		}
-		/* telemetry waits while an alert transition is held back */
-		if (kind == ROW_ALERT && c->nfl >= window)
-			return;
+		if (!t)
+			break;
+		rc = publish_row(c, t, SEND_NEW);
+		if (rc < 0)
+			break;
+		/* the mark: set aside at once (rc 1) is done with, as an acknowledgement */
+		if (!pubq_push(&c->pq, t->seq, rc > 0))
+			log_warnx("out of memory: the delivery mark stays before seq %" PRIu64
+				  " this session", t->seq);
+		c->after[ROW_TELEMETRY] = t->seq;
+		if (!t_mem)
+			it++;
 	}
+	more = ie < ne || it < nt || !tel_all || (size_t)ne == want || mem_more;
+	if (!more) {
+		(void)mem_next(c, &mem_more);
+		more = mem_more;
+	}
+	for (long i = 0; i < ne; i++)
+		store_row_clear(&ev[i]);
+	for (long i = 0; i < nt; i++)
+		store_row_clear(&tel[i]);
 	if (!more && c->nfl < window)
 		retry_aside(c, window);
+	c->window_full = more && c->nfl >= window;
 }
 
 /* sluicectl retry (SIGUSR1): the rows set aside go again, now or at the next session. */
@@ -1128,7 +1472,7 @@ static void sink_write_done(void *ctx, uint32_t device, uint16_t point, uint64_t
 static void take_write_results(struct core *c)
 {
 	struct write_result res[MAX_PENDING_WRITES];
-	struct rowbuf rb = { 0 };
+	bool any = false;
 	uint64_t v;
 	size_t n;
 
@@ -1154,13 +1498,14 @@ static void take_write_results(struct core *c)
 							   .value = pw->value, .err = res[i].err };
 
 			pw->t.ts_ms = clock_real_ms();
-			if (c->fmt->alert(&c->msg, &pw->t, rule_name(c->cfg, pw->t.rule), &f) == 0)
-				add_row(c, &rb, ROW_ALERT, pw->t.ts_ms);
+			if (c->fmt->alert(&c->msg, &pw->t, rule_name(c->cfg, pw->t.rule), &f) == 0 &&
+			    add_event(c, pw->t.ts_ms))
+				any = true;
 		}
 		pw->tag = 0;
 	}
-	commit_rows(c, &rb, false);
-	free(rb.r);
+	if (any)
+		commit_transitions(c, false);
 }
 
 /* Both kinds of pollers for cfg; serial lines first, so that the descriptors libmodbus
@@ -1311,6 +1656,9 @@ static void discovery_apply(struct core *c, const struct poller_sink *sink)
 	sunspec_round_free(r);
 	if (missing < 0)
 		log_errx("sunspec: %s", err);
+	/* the devices found have points now: a new description each, readings from now on
+	 * under it */
+	devices_register(c, c->cfg);
 	{
 		char *state = c->ae ? alert_save(c->ae) : NULL;
 		struct alert_engine *ae = alert_start(c->cfg, state);
@@ -1571,6 +1919,8 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		status_devices_swap(&c->status, old, nc, ndev);
 		c->cfg = nc;
 		c->generation++;
+		/* before the old config goes: the store stops pointing into it */
+		devices_register(c, nc);
 		web_apply(c, old);
 	}
 	if (pollers_start(c, sink) != 0)
@@ -1600,12 +1950,17 @@ static int64_t job_alert_tick(struct core *c, int64_t now)
 	return ALERT_TICK_MS;
 }
 
+/* systemd's STATUS= every NOTIFY_EVERY_MS; the snapshot in the store more seldom
+ * (status_snapshot_every_ms: each is a few pages written) */
+#define NOTIFY_EVERY_MS 5000
 static int64_t job_snapshot(struct core *c, int64_t now)
 {
-	(void)now;
-	status_write_snapshot(&c->status, c->cfg, c->st, false, c->store_failing);
+	if (now >= c->snapshot_at) {
+		status_write_snapshot(&c->status, c->cfg, c->st, false, c->store_failing);
+		c->snapshot_at = now + status_snapshot_every_ms(c->cfg);
+	}
 	status_notify(&c->status, c->cfg, c->st);
-	return status_snapshot_every_ms(c->cfg);
+	return NOTIFY_EVERY_MS;
 }
 
 static int64_t job_state_save(struct core *c, int64_t now)
@@ -1653,6 +2008,7 @@ static void deadlines_start(struct core *c, int64_t start)
 	c->dl[DL_HEALTH] = start + c->cfg->uplink.health_interval_ms;
 	c->dl[DL_ALERT_TICK] = start;
 	c->dl[DL_SNAPSHOT] = start + 1000;
+	c->snapshot_at = start + status_snapshot_every_ms(c->cfg);
 	c->dl[DL_STATE_SAVE] = start + STATE_SAVE_MS;
 	c->dl[DL_MAINTAIN] = start + MAINTAIN_EVERY_MS;
 	c->dl[DL_WATCHDOG] = c->watchdog_ms > 0 ? start : DL_NEVER;
@@ -1724,12 +2080,19 @@ static int loop_turn(struct core *c)
 	int64_t now = clock_mono_ms();
 	int ufd;
 
+	bool gather = now < c->gather_until;
+
 	c->dl[DL_UPLINK] = now + uplink_tick(c->up, now);
-	pfd[n++] = (struct pollfd){ .fd = queue_fd(c->q), .events = POLLIN };
+	if (!gather)
+		c->dl[DL_GATHER] = DL_NEVER;
+	/* while gathering, poll leaves the queue (fd -1) and the socket's input alone; a
+	 * hangup or an error on the socket is reported all the same */
+	pfd[n++] = (struct pollfd){ .fd = gather ? -1 : queue_fd(c->q), .events = POLLIN };
 	pfd[n++] = (struct pollfd){ .fd = c->wfd, .events = POLLIN };
 	ufd = uplink_fd(c->up);
 	if (ufd >= 0) {
-		pfd[up = n] = (struct pollfd){ .fd = ufd, .events = POLLIN };
+		pfd[up = n] = (struct pollfd){ .fd = ufd,
+					       .events = gather && !c->window_full ? 0 : POLLIN };
 		if (uplink_want_write(c->up))
 			pfd[n].events |= POLLOUT;
 		n++;
@@ -1748,6 +2111,12 @@ static int loop_turn(struct core *c)
 		return -1;
 	}
 	clock_look(c);
+	/* not again while gathering (the socket is read then when the window is full): the
+	 * queue must be read every GATHER_MS however fast acknowledgements come */
+	if (!gather && ((pfd[0].revents & POLLIN) || (up && (pfd[up].revents & POLLIN)))) {
+		c->gather_until = clock_mono_ms() + GATHER_MS;
+		c->dl[DL_GATHER] = c->gather_until;
+	}
 	if (pfd[0].revents & POLLIN)
 		store_readings(c);
 	if (pfd[1].revents & POLLIN)
@@ -1811,6 +2180,9 @@ static void core_free(struct core *c)
 		store_close(c->st);
 	}
 	flight_forget_all(c);
+	free(c->pq.seq);
+	free(c->pq.done);
+	free(c->devs);
 	suspect_free(&c->sus);
 	for (size_t i = 0; i < c->nalog; i++)
 		free(c->alog[i].topic);
@@ -1881,6 +2253,10 @@ int core_run(struct config *cfg)
 	uplink_tick(c.up, clock_mono_ms());
 	/* with the data directory's lock held: no other daemon's socket is there */
 	control_start(&c);
+	/* the store's number for each device, as its readings name it (again whenever the
+	 * config or a device's points change: a reload, a SunSpec discovery) */
+	devices_register(&c, cfg);
+	uplink_set_stream(c.up, store_stream(c.st));
 	web_apply(&c, NULL);
 	{
 		char *state = NULL;

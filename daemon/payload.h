@@ -50,6 +50,7 @@ struct payload_gateway {
 	const char *id;
 	const char *name;      /* may be NULL */
 	const char *version;
+	const char *stream;    /* the seq space's id (store_stream); NULL: not said */
 	uint64_t bdseq;        /* Sparkplug: this connection's birth/death sequence (the will's) */
 };
 

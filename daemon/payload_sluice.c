@@ -171,6 +171,10 @@ static void sl_status_body(struct payload_msg *m, const struct payload_gateway *
 		}
 		jb_key(b, "version", &first);
 		jb_str(b, g->version);
+		if (g->stream) {
+			jb_key(b, "stream", &first);
+			jb_str(b, g->stream);
+		}
 	}
 	jb_cstr(b, "}");
 }
@@ -226,6 +230,12 @@ static int sl_health(struct payload_msg *m, const struct health *h)
 	jb_u64(b, h->db_bytes);
 	jb_key(b, "last_seq", &first);
 	jb_u64(b, h->last_seq);
+	if (h->stream) {
+		jb_key(b, "stream", &first);
+		jb_str(b, h->stream);
+	}
+	jb_key(b, "skipped_seqs", &first);
+	jb_u64(b, h->skipped);
 	jb_key(b, "poll_lag_ms", &first);
 	jb_cstr(b, "{\"p50\":");
 	jb_i64(b, h->lag_p50_ms);

@@ -22,15 +22,16 @@
 #include "log.h"
 
 #define SPILL_MAGIC "SLUSPILL"
-#define SPILL_REC_HEAD 20
-enum { SPILL_REC_ROW = 1, SPILL_REC_META = 2 };
+#define SPILL_REC_HEAD1 20 /* version 1: no seq */
+#define SPILL_REC_HEAD 28
+enum { SPILL_REC_ROW = 1, SPILL_REC_META = 2, SPILL_REC_READING = 3, SPILL_REC_DEVICE = 4 };
 
 struct spill {
 	int fd;
 	char *path;
 	/* the header as it is on disk */
 	uint64_t id, payload, lost;
-	uint32_t crc, nrows, nmeta;
+	uint32_t crc, nrows, nmeta, ndevs, version;
 };
 
 uint32_t spill_crc32(uint32_t crc, const void *buf, size_t len)
@@ -109,11 +110,15 @@ void spill_content_free(struct spill_content *c)
 		free(c->meta[i].key);
 		free(c->meta[i].value);
 	}
+	for (size_t i = 0; i < c->ndevs; i++)
+		free(c->devs[i].blob);
 	free(c->rows);
 	free(c->meta);
+	free(c->devs);
 	c->rows = NULL;
 	c->meta = NULL;
-	c->nrows = c->nmeta = 0;
+	c->devs = NULL;
+	c->nrows = c->nmeta = c->ndevs = 0;
 }
 
 /* A record's string: len bytes, no NUL inside (the store binds text by its length in
@@ -132,10 +137,20 @@ static char *spill_str(const unsigned char *p, uint32_t len)
 	return s;
 }
 
-/* The header's fields; false (why said) when it is not a version 1 header of ours. */
+/* Bytes as they are (a reading's values, a description), copied. */
+static unsigned char *spill_bytes(const unsigned char *p, uint32_t len)
+{
+	unsigned char *b = malloc(len ? len : 1);
+
+	if (b && len)
+		memcpy(b, p, len);
+	return b;
+}
+
+/* The header's fields; false (why said) when it is not a header of ours. */
 struct spill_hdr {
 	uint64_t id, payload, lost;
-	uint32_t crc, nrows, nmeta;
+	uint32_t crc, nrows, nmeta, ndevs, version;
 };
 
 static bool spill_read_header(const unsigned char *h, struct spill_hdr *hd, char *why,
@@ -154,20 +169,37 @@ static bool spill_read_header(const unsigned char *h, struct spill_hdr *hd, char
 		spill_why(why, whylen, "its header's checksum does not match");
 		return false;
 	}
-	if (ver != SPILL_VERSION) {
-		spill_why(why, whylen, "format version %" PRIu32 ", this sluiced reads version %d",
-			  ver, SPILL_VERSION);
+	if (ver != 1 && ver != SPILL_VERSION) {
+		spill_why(why, whylen, "format version %" PRIu32 ", this sluiced reads versions 1"
+			  " and %d", ver, SPILL_VERSION);
 		return false;
 	}
 	*hd = (struct spill_hdr){ .id = get64(h + 16), .payload = get64(h + 24),
 				  .crc = get32(h + 32), .nrows = get32(h + 36),
-				  .nmeta = get32(h + 40), .lost = get64(h + 48) };
-	if (get32(h + 44) || get64(h + 56) ||
-	    (hd->id == 0 && (hd->payload || hd->nrows || hd->nmeta || hd->lost))) {
+				  .nmeta = get32(h + 40), .ndevs = get32(h + 44),
+				  .lost = get64(h + 48), .version = ver };
+	if ((ver == 1 && hd->ndevs) || get64(h + 56) ||
+	    (hd->id == 0 && (hd->payload || hd->nrows || hd->nmeta || hd->ndevs || hd->lost))) {
 		spill_why(why, whylen, "its header is inconsistent");
 		return false;
 	}
 	return true;
+}
+
+/* Whether a record's head is one its type allows. */
+static bool spill_rec_ok(const unsigned char *p, uint32_t alen, uint64_t seq)
+{
+	switch (p[0]) {
+	case SPILL_REC_ROW:
+		return p[1] <= ROW_ALERT && p[2] <= 1 && alen > 0;
+	case SPILL_REC_META:
+		return !p[1] && !p[2] && !get64(p + 4) && !seq && alen > 0;
+	case SPILL_REC_READING:
+		return p[1] == ROW_TELEMETRY && !p[2] && alen == 4;
+	case SPILL_REC_DEVICE:
+		return !p[1] && !p[2] && !get64(p + 4) && !seq && alen == 4;
+	}
+	return false;
 }
 
 int spill_parse(const unsigned char *buf, size_t len, struct spill_content *out, char *why,
@@ -175,7 +207,7 @@ int spill_parse(const unsigned char *buf, size_t len, struct spill_content *out,
 {
 	struct spill_hdr hd;
 	const unsigned char *p, *end;
-	size_t nr = 0, nm = 0;
+	size_t nr = 0, nm = 0, nd = 0, head;
 
 	memset(out, 0, sizeof *out);
 	if (len == 0 || all_zero(buf, len < SPILL_HEADER ? len : SPILL_HEADER))
@@ -186,6 +218,7 @@ int spill_parse(const unsigned char *buf, size_t len, struct spill_content *out,
 	}
 	if (!spill_read_header(buf, &hd, why, whylen))
 		return -1;
+	head = hd.version == 1 ? SPILL_REC_HEAD1 : SPILL_REC_HEAD;
 	out->header_ok = true;
 	/* what is lost if the rest cannot be read: every row the header speaks of */
 	out->lost = hd.lost + hd.nrows;
@@ -199,13 +232,14 @@ int spill_parse(const unsigned char *buf, size_t len, struct spill_content *out,
 		return -1;
 	}
 	/* every record takes at least its head: counts beyond that are lies, not memory */
-	if ((uint64_t)hd.nrows + hd.nmeta > hd.payload / SPILL_REC_HEAD) {
+	if ((uint64_t)hd.nrows + hd.nmeta + hd.ndevs > hd.payload / head) {
 		spill_why(why, whylen, "its header counts more records than it has bytes for");
 		return -1;
 	}
 	out->rows = calloc(hd.nrows ? hd.nrows : 1, sizeof *out->rows);
 	out->meta = calloc(hd.nmeta ? hd.nmeta : 1, sizeof *out->meta);
-	if (!out->rows || !out->meta) {
+	out->devs = calloc(hd.ndevs ? hd.ndevs : 1, sizeof *out->devs);
+	if (!out->rows || !out->meta || !out->devs) {
 		spill_why(why, whylen, "out of memory");
 		goto fail;
 	}
@@ -213,44 +247,80 @@ int spill_parse(const unsigned char *buf, size_t len, struct spill_content *out,
 	end = p + hd.payload;
 	while (p < end) {
 		uint32_t alen, blen;
-		char *a, *b;
+		uint64_t seq = 0;
+		const unsigned char *ap, *bp;
+		char *a = NULL, *b = NULL;
+		bool text, full;
 
-		if ((size_t)(end - p) < SPILL_REC_HEAD) {
+		if ((size_t)(end - p) < head) {
 			spill_why(why, whylen, "a record at byte %zu is cut short", (size_t)(p - buf));
 			goto fail;
 		}
-		alen = get32(p + 12);
-		blen = get32(p + 16);
-		if ((uint64_t)alen + blen > (uint64_t)(end - p - SPILL_REC_HEAD) || alen == 0 ||
-		    p[3] != 0 || !(p[0] == SPILL_REC_ROW ? p[1] <= ROW_ALERT && p[2] <= 1
-						       : p[0] == SPILL_REC_META && !p[1] && !p[2] &&
-							 !get64(p + 4))) {
+		if (hd.version > 1)
+			seq = get64(p + 12);
+		alen = get32(p + head - 8);
+		blen = get32(p + head - 4);
+		if ((uint64_t)alen + blen > (uint64_t)(end - p - head) || p[3] != 0 ||
+		    (hd.version == 1 && p[0] > SPILL_REC_META) || !spill_rec_ok(p, alen, seq)) {
 			spill_why(why, whylen, "the record at byte %zu is malformed", (size_t)(p - buf));
 			goto fail;
 		}
-		if ((p[0] == SPILL_REC_ROW ? nr >= hd.nrows : nm >= hd.nmeta)) {
+		full = p[0] == SPILL_REC_META ? nm >= hd.nmeta
+		     : p[0] == SPILL_REC_DEVICE ? nd >= hd.ndevs : nr >= hd.nrows;
+		if (full) {
 			spill_why(why, whylen, "it holds more records than its header counts");
 			goto fail;
 		}
-		a = spill_str(p + SPILL_REC_HEAD, alen);
-		b = a ? spill_str(p + SPILL_REC_HEAD + alen, blen) : NULL;
-		if (!a || !b) {
-			free(a);
-			spill_why(why, whylen, "the record at byte %zu has a NUL byte in its text",
-				  (size_t)(p - buf));
-			goto fail;
+		ap = p + head;
+		bp = ap + alen;
+		text = p[0] == SPILL_REC_ROW || p[0] == SPILL_REC_META;
+		if (text) {
+			a = spill_str(ap, alen);
+			b = a ? spill_str(bp, blen) : NULL;
+			if (!a || !b) {
+				free(a);
+				spill_why(why, whylen, "the record at byte %zu has a NUL byte in its"
+					  " text", (size_t)(p - buf));
+				goto fail;
+			}
 		}
-		if (p[0] == SPILL_REC_ROW)
+		switch (p[0]) {
+		case SPILL_REC_ROW:
 			out->rows[nr++] = (struct store_row){ .kind = p[1], .retain = p[2] != 0,
 							      .ts_ms = (int64_t)get64(p + 4),
-							      .topic = a, .body = b };
-		else
+							      .seq = seq, .topic = a, .body = b };
+			break;
+		case SPILL_REC_META:
 			out->meta[nm++] = (struct spill_meta){ .key = a, .value = b };
+			break;
+		case SPILL_REC_READING:
+			out->rows[nr] = (struct store_row){ .kind = ROW_TELEMETRY,
+							    .ts_ms = (int64_t)get64(p + 4), .seq = seq,
+							    .dev = get32(ap), .nvals = blen,
+							    .vals = spill_bytes(bp, blen) };
+			if (!out->rows[nr].dev || !out->rows[nr++].vals)
+				goto damaged_or_oom;
+			break;
+		case SPILL_REC_DEVICE:
+			out->devs[nd] = (struct spill_dev){ .dev = get32(ap), .len = blen,
+							    .blob = spill_bytes(bp, blen) };
+			if (!out->devs[nd].dev || !out->devs[nd++].blob)
+				goto damaged_or_oom;
+			break;
+		}
 		out->nrows = nr;
 		out->nmeta = nm;
-		p += SPILL_REC_HEAD + alen + blen;
+		out->ndevs = nd;
+		p += head + alen + blen;
+		continue;
+damaged_or_oom:
+		out->nrows = nr;
+		out->ndevs = nd;
+		spill_why(why, whylen, "the record at byte %zu names no device (or out of memory)",
+			  (size_t)(p - buf));
+		goto fail;
 	}
-	if (nr != hd.nrows || nm != hd.nmeta) {
+	if (nr != hd.nrows || nm != hd.nmeta || nd != hd.ndevs) {
 		spill_why(why, whylen, "it holds fewer records than its header counts");
 		goto fail;
 	}
@@ -342,7 +412,9 @@ static void spill_keep_header(struct spill *sp, const struct spill_hdr *hd)
 	sp->crc = hd->crc;
 	sp->nrows = hd->nrows;
 	sp->nmeta = hd->nmeta;
+	sp->ndevs = hd->ndevs;
 	sp->lost = hd->lost;
+	sp->version = hd->id ? hd->version : SPILL_VERSION;
 }
 
 /* Set the damaged file aside as path.damaged, and start a fresh one. */
@@ -465,67 +537,114 @@ static uint64_t spill_new_id(void)
 	return id ? id : 1;
 }
 
-static size_t spill_rec_size(const char *a, const char *b)
+/* A row's record: its type, and its a and b parts. */
+static int spill_row_parts(const struct store_row *r, unsigned char dev[4], const void **a,
+			   size_t *alen, const void **b, size_t *blen)
 {
-	return SPILL_REC_HEAD + strlen(a) + strlen(b);
+	if (r->dev) {
+		put32(dev, r->dev);
+		*a = dev;
+		*alen = 4;
+		*b = r->vals ? (const void *)r->vals : "";
+		*blen = r->nvals;
+		return SPILL_REC_READING;
+	}
+	*a = r->topic;
+	*alen = strlen(r->topic);
+	*b = r->body;
+	*blen = strlen(r->body);
+	return SPILL_REC_ROW;
+}
+
+static size_t spill_row_size(const struct store_row *r)
+{
+	unsigned char dev[4];
+	const void *a, *b;
+	size_t alen, blen;
+
+	spill_row_parts(r, dev, &a, &alen, &b, &blen);
+	return SPILL_REC_HEAD + alen + blen;
 }
 
 static unsigned char *spill_put_rec(unsigned char *p, int type, int kind, bool retain,
-				    int64_t ts, const char *a, const char *b)
+				    int64_t ts, uint64_t seq, const void *a, size_t alen,
+				    const void *b, size_t blen)
 {
-	size_t alen = strlen(a), blen = strlen(b);
-
 	p[0] = (unsigned char)type;
 	p[1] = (unsigned char)kind;
 	p[2] = retain ? 1 : 0;
 	p[3] = 0;
 	put64(p + 4, (uint64_t)ts);
-	put32(p + 12, (uint32_t)alen);
-	put32(p + 16, (uint32_t)blen);
+	put64(p + 12, seq);
+	put32(p + 20, (uint32_t)alen);
+	put32(p + 24, (uint32_t)blen);
 	memcpy(p + SPILL_REC_HEAD, a, alen);
 	memcpy(p + SPILL_REC_HEAD + alen, b, blen);
 	return p + SPILL_REC_HEAD + alen + blen;
 }
 
-/* The records of the rows marked in keep (all when keep is NULL), then the pair. */
+/* The records of the devices, the rows marked in keep (all when keep is NULL), then the
+ * pair. */
 static unsigned char *spill_encode(const struct store_row *rows, size_t n, const bool *keep,
-				   const char *key, const char *value, size_t *len)
+				   const struct spill_dev *devs, size_t ndevs, const char *key,
+				   const char *value, size_t *len)
 {
-	unsigned char *buf, *p;
-	size_t total = key ? spill_rec_size(key, value) : 0;
+	unsigned char *buf, *p, dev[4];
+	size_t total = key ? SPILL_REC_HEAD + strlen(key) + strlen(value) : 0;
 
+	for (size_t i = 0; i < ndevs; i++)
+		total += SPILL_REC_HEAD + 4 + devs[i].len;
 	for (size_t i = 0; i < n; i++)
 		if (!keep || keep[i])
-			total += spill_rec_size(rows[i].topic, rows[i].body);
+			total += spill_row_size(&rows[i]);
 	buf = malloc(total ? total : 1);
 	if (!buf)
 		return NULL;
 	p = buf;
-	for (size_t i = 0; i < n; i++)
-		if (!keep || keep[i])
-			p = spill_put_rec(p, SPILL_REC_ROW, rows[i].kind, rows[i].retain,
-					  rows[i].ts_ms, rows[i].topic, rows[i].body);
+	for (size_t i = 0; i < ndevs; i++) {
+		put32(dev, devs[i].dev);
+		p = spill_put_rec(p, SPILL_REC_DEVICE, 0, false, 0, 0, dev, 4, devs[i].blob,
+				  devs[i].len);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const void *a, *b;
+		size_t alen, blen;
+		int type;
+
+		if (keep && !keep[i])
+			continue;
+		type = spill_row_parts(&rows[i], dev, &a, &alen, &b, &blen);
+		p = spill_put_rec(p, type, rows[i].kind, rows[i].retain, rows[i].ts_ms, rows[i].seq,
+				  a, alen, b, blen);
+	}
 	if (key)
-		p = spill_put_rec(p, SPILL_REC_META, 0, false, 0, key, value);
+		p = spill_put_rec(p, SPILL_REC_META, 0, false, 0, 0, key, strlen(key), value,
+				  strlen(value));
 	*len = total;
 	return buf;
 }
 
 /*
- * Which rows fit in room bytes: every alert row, then the newest telemetry; the pair
- * (the alert engine's state) too when it still fits with them, since rows are data and
- * the state can be rebuilt. Returns how many rows; *with_key whether the pair is kept.
+ * Which rows fit in room bytes, after the devices: every alert row, then the pair (the
+ * alert engine's state) when it still fits with them, then the newest telemetry — rows
+ * are data, the state can be rebuilt, but a state that comes with the alert rows it
+ * produced keeps them from firing twice. Returns how many rows; *with_key whether the
+ * pair is kept.
  */
-static size_t spill_choose(const struct store_row *rows, size_t n, const char *key,
-			   const char *value, size_t room, bool *keep, bool *with_key)
+static size_t spill_choose(const struct store_row *rows, size_t n, const struct spill_dev *devs,
+			   size_t ndevs, const char *key, const char *value, size_t room,
+			   bool *keep, bool *with_key)
 {
 	size_t used = 0, kept = 0;
 
 	memset(keep, 0, n * sizeof *keep);
+	for (size_t i = 0; i < ndevs; i++)
+		used += SPILL_REC_HEAD + 4 + devs[i].len;
+	*with_key = false;
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t k = n; k-- > 0;) {
 			size_t i = pass == 0 ? n - 1 - k : k; /* alerts oldest first, telemetry newest */
-			size_t sz = spill_rec_size(rows[i].topic, rows[i].body);
+			size_t sz = spill_row_size(&rows[i]);
 
 			if ((rows[i].kind == ROW_ALERT) != (pass == 0) || used + sz > room)
 				continue;
@@ -533,8 +652,11 @@ static size_t spill_choose(const struct store_row *rows, size_t n, const char *k
 			used += sz;
 			kept++;
 		}
+		if (pass == 0 && key && used + SPILL_REC_HEAD + strlen(key) + strlen(value) <= room) {
+			*with_key = true;
+			used += SPILL_REC_HEAD + strlen(key) + strlen(value);
+		}
 	}
-	*with_key = key && used + spill_rec_size(key, value) <= room;
 	return kept;
 }
 
@@ -548,12 +670,14 @@ static void spill_header_bytes(const struct spill *sp, unsigned char *h)
 	put32(h + 32, sp->crc);
 	put32(h + 36, sp->nrows);
 	put32(h + 40, sp->nmeta);
+	put32(h + 44, sp->ndevs);
 	put64(h + 48, sp->lost);
 	put32(h + 12, spill_crc32(0, h, SPILL_HEADER));
 }
 
-int spill_append(struct spill *sp, const struct store_row *rows, size_t n, const char *key,
-		 const char *value, size_t *kept, char *err, size_t errlen)
+int spill_append(struct spill *sp, const struct store_row *rows, size_t n,
+		 const struct spill_dev *devs, size_t ndevs, const char *key, const char *value,
+		 size_t *kept, char *err, size_t errlen)
 {
 	struct spill saved = *sp;
 	unsigned char *buf, h[SPILL_HEADER];
@@ -567,9 +691,16 @@ int spill_append(struct spill *sp, const struct store_row *rows, size_t n, const
 		spill_why(err, errlen, "%s is not open", sp->path);
 		return -1;
 	}
+	/* rows of the release before, not yet stored (the disk was full since the upgrade):
+	 * records of two versions cannot share a file */
+	if (sp->version != SPILL_VERSION && sp->id) {
+		spill_why(err, errlen, "%s still holds the rows of a stop of the release before",
+			  sp->path);
+		return -1;
+	}
 	if (!value)
 		value = "";
-	buf = spill_encode(rows, n, NULL, key, value, &len);
+	buf = spill_encode(rows, n, NULL, devs, ndevs, key, value, &len);
 	if (!buf) {
 		spill_why(err, errlen, "%s: out of memory", sp->path);
 		return -1;
@@ -587,10 +718,10 @@ int spill_append(struct spill *sp, const struct store_row *rows, size_t n, const
 			spill_why(err, errlen, "%s: out of memory", sp->path);
 			return -1;
 		}
-		*kept = spill_choose(rows, n, key, value, done, keep, &with_key);
+		*kept = spill_choose(rows, n, devs, ndevs, key, value, done, keep, &with_key);
 		log_warnx("store: %s could take %zu bytes (%s): %zu of the %zu rows", sp->path,
 			  done, strerror(e), *kept, n);
-		buf = spill_encode(rows, n, keep, with_key ? key : NULL, value, &len);
+		buf = spill_encode(rows, n, keep, devs, ndevs, with_key ? key : NULL, value, &len);
 		free(keep);
 		if (!buf || len > done || spill_pwrite_all(sp->fd, buf, len, at, &done) < 0) {
 			spill_why(err, errlen, "cannot write %s: %s", sp->path,
@@ -612,6 +743,8 @@ int spill_append(struct spill *sp, const struct store_row *rows, size_t n, const
 	sp->payload += len;
 	sp->nrows += (uint32_t)*kept;
 	sp->nmeta += with_key ? 1 : 0;
+	sp->ndevs += (uint32_t)ndevs;
+	sp->version = SPILL_VERSION;
 	sp->lost += n - *kept;
 	free(buf);
 	spill_header_bytes(sp, h);
@@ -639,6 +772,7 @@ int spill_clear(struct spill *sp, char *err, size_t errlen)
 		return -1;
 	}
 	sp->id = sp->payload = sp->lost = 0;
-	sp->crc = sp->nrows = sp->nmeta = 0;
+	sp->crc = sp->nrows = sp->nmeta = sp->ndevs = 0;
+	sp->version = SPILL_VERSION;
 	return 0;
 }

@@ -163,6 +163,8 @@ void status_health(struct status *s, const struct config *cfg, struct store *st,
 		.not_stored = s->not_stored,
 		.db_bytes = ss.db_bytes,
 		.last_seq = ss.last_seq,
+		.skipped = ss.skipped,
+		.stream = store_stream(st)[0] ? store_stream(st) : NULL,
 		.lag_p50_ms = status_lag_quantile(&s->lag, 0.50),
 		.lag_p99_ms = status_lag_quantile(&s->lag, 0.99),
 		.lag_polls = s->lag.total,
@@ -284,7 +286,7 @@ void status_snapshot_json(struct jbuf *b, const struct status *s, const struct c
 int64_t status_snapshot_every_ms(const struct config *cfg)
 {
 	int64_t ms = (int64_t)cfg->ndevices * 10; /* 10 ms per device: 5,000 -> 50 s */
-	return ms < 5000 ? 5000 : ms;
+	return ms < 30000 ? 30000 : ms;
 }
 
 void status_write_snapshot(const struct status *s, const struct config *cfg, struct store *st,

@@ -110,6 +110,8 @@ struct health {
 	uint64_t set_aside;         /* rows the broker refused, set aside, not yet delivered */
 	const char *store_error;    /* NULL while the store writes */
 	uint64_t held_rows, lost_at_stop, db_bytes, last_seq;
+	uint64_t skipped;           /* seqs passed over at starts after a crash (store_stats) */
+	const char *stream;         /* the seq space's id; points into the health's caller */
 	int64_t lag_p50_ms, lag_p99_ms;
 	uint64_t lag_polls;
 	const struct device_cfg *devices;
@@ -129,8 +131,10 @@ void status_health(struct status *s, const struct config *cfg, struct store *st,
 void status_snapshot_json(struct jbuf *b, const struct status *s, const struct config *cfg,
 			  int64_t now_real, bool stopping);
 
-/* How often the snapshot is rewritten: every 5 s, and more seldom on a large site so
- * that an SD card is not rewritten with a thousand devices' state every 5 s. */
+/* How often the snapshot is rewritten: every 30 s, and more seldom on a large site so
+ * that an SD card is not rewritten with thousands of devices' state each time. While
+ * sluiced runs, sluicectl status asks it over the control socket: the snapshot is for
+ * when it does not answer. (Every 5 s, it was a tenth of what a small site wrote.) */
 int64_t status_snapshot_every_ms(const struct config *cfg);
 
 /* Write the snapshot to st's meta table; quiet: a failure is not logged (the store is

@@ -1,20 +1,65 @@
 /*
- * store: owns the sqlite3 handle, every SQL string, the schema and its migrations, and
- * the on-disk bound of data_dir/sluice.db. It is the outbox between the alert engine
- * and the uplink, the local history, and the place where state that must survive a
- * restart (meta, counters) lives.
+ * store: owns the sqlite3 handle, every SQL string, the schema and its migrations, the
+ * on-disk bound of data_dir/sluice.db and the files beside it. It is the outbox between
+ * the alert engine and the uplink, the local history, and the place where state that
+ * must survive a restart (meta, counters) lives. This file opens, migrates, checks and
+ * recovers the database; store_outbox.c is what goes in and out of it; store_codec.c
+ * the bytes of a stored reading; store_seq.c the seq space's files.
  *
- * It must never speak MQTT or JSON (a body is opaque text), call exit(), or hold the
- * core loop for long: writes are batched, deletions are chunked, busy waits bounded.
+ * It must never speak MQTT or JSON (a body is opaque text, a reading's values are
+ * bytes of its own format), call exit(), or hold the core loop for long: writes are
+ * batched, deletions are chunked, busy waits bounded.
  *
- * Durability, in short (details at each pragma and transaction below):
+ * Durability (each pragma and transaction below says its part):
  *  - WAL mode: a commit is an append to data_dir/sluice.db-wal. Once COMMIT returns,
- *    the rows are in the kernel's page cache, so a crash of the process loses nothing.
- *  - synchronous=NORMAL (durability: normal) does not fsync at commit, only at
- *    checkpoints: a power cut may roll back the last commits, never corrupt the file.
- *  - synchronous=FULL (durability: full) fsyncs the WAL at every commit: what
- *    store_append returned 0 for survives power loss.
- *  - Every multi-row change is one transaction, so a batch is all in or all out.
+ *    the rows are in the kernel's page cache, so a crash of the process loses nothing
+ *    committed, whatever the durability.
+ *  - durability: normal is synchronous=NORMAL, which syncs only at checkpoints: a power
+ *    cut may roll back the last commits (those since the WAL was last synced), never
+ *    corrupt the file.
+ *  - durability: full is synchronous=FULL, which syncs the WAL at every commit: what
+ *    store_append returned 0 for survives a power cut.
+ *  - Every multi-row change is one transaction: a batch is all in or all out, and a
+ *    counter (dropped, lost_at_stop, skipped) changes with the rows it counts.
+ *
+ * "Stored" means exactly this: the append that wrote the row returned 0. A stored row
+ * is never lost by a crash (normal or full) nor, with full, by a power cut; until then
+ * it is in the daemon's memory, like a reading in the queue, and a crash takes it.
+ *
+ * Seqs. A row's seq is handed out (store_next_seq) before the row is stored, so that a
+ * reading is published the moment it is taken, not after the next commit: the commit
+ * costs a page write and is made once a second, the publish is made at once. A seq
+ * must still never repeat — not after a crash before its row was stored (it may have
+ * reached the platform), not after a power cut, not when the database is lost — or a
+ * platform that drops duplicates by (gateway, seq) would drop a new reading. Three
+ * records, each good against what it is for:
+ *  1. the database: the seqs of its rows, the delivery mark, counters.last_seq: exact
+ *     for what is stored, and as durable as the durability says;
+ *  2. data_dir/sluice.mark, a page mapped shared: the highest seq handed out, stored to
+ *     (a memory write, no syscall) before a seq above it is handed out. The page cache
+ *     outlives the process, so after a crash it is exact; after a power cut it may be
+ *     older than what was handed out, so it is believed only in the boot it was written
+ *     in (the kernel's boot id, written with it);
+ *  3. data_dir/sluice.seq: a ceiling above every seq handed out, written whole and
+ *     synced before a seq under it is handed out, a block of STORE_SEQ_BLOCK at a time
+ *     (raised ahead of need by store_maintain, so a synced write lands in the hot path
+ *     only after a burst). It survives a power cut and a lost database.
+ * A start after a clean stop goes on after the highest of the database and
+ * sluice.clean (which records the highest seq handed out, rows lost at the stop
+ * included); after a crash in the same boot, after the mark; otherwise (a power cut,
+ * a reboot, a damaged database whose last seq cannot be read, a mark that cannot be
+ * mapped) at the ceiling. The seqs between the last stored row and the first of the new
+ * run are skipped: counted (stats.skipped, persistent), logged as a range. Among them
+ * are readings that were published before they were stored — delivered, or lost with
+ * the process — and seqs never used; docs/mqtt.md tells the platform how to read them.
+ * A data directory whose seqs start again at 1 (none of the three records survives)
+ * gets a new stream id, which the platform sees in every status message.
+ *
+ * Delivery. A reading is delivered when its seq is at or below the delivery mark (the
+ * newest row of the delivered table) and it is not set aside; the mark moves on in
+ * memory as the broker acknowledges, and is written with the next commit or
+ * maintenance at most DELIVERED_WRITE_MS later: a crash before that only sends those
+ * readings again (at least once). Transitions are few: each has its sent_at.
  */
 #include "store.h"
 
@@ -31,16 +76,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "clock.h"
 #include "fileio.h"
 #include "log.h"
-#include "spill.h"
+#include "store_int.h"
 
 #define STORE_DB_NAME    "sluice.db"
 #define STORE_LOCK_NAME  "sluice.lock"
 #define STORE_SEQ_NAME   "sluice.seq"
+#define STORE_MARK_NAME  "sluice.mark"
 #define STORE_CLEAN_NAME "sluice.clean"
 #define STORE_SPILL_NAME "sluice.spill"
 /*
@@ -51,21 +95,6 @@
  */
 #define STORE_FILE_MODE  0640
 #define STORE_DIR_MODE   0750
-/*
- * The spill file's reserve (spill.h): a sixteenth of max_size, between 64 KiB and
- * 4 MiB — 4 MiB holds the 20,000 rows the core keeps in memory at most when they are
- * about 200 bytes each, a reading of a dozen points.
- */
-#define STORE_SPILL_MIN  ((uint64_t)64 << 10)
-#define STORE_SPILL_MAX  ((uint64_t)4 << 20)
-/* meta: the id of the last spill taken in, committed with its rows (never twice) */
-#define STORE_SPILL_TAKEN "spill_taken"
-/*
- * The seq ceiling (sluice.seq beside the database) is raised in blocks: one small
- * file write per this many seqs, about every 17 minutes at 1,000 rows a second. A
- * database lost to damage costs at most one block of unused seqs, never a repeat.
- */
-#define STORE_SEQ_BLOCK  ((uint64_t)1 << 20)
 /* Damaged databases set aside and kept (sluice.db.damaged-*): the newest this many. */
 #define STORE_KEEP_DAMAGED 2
 /* Tells our file from any other SQLite file: 0x736c7563, "sluc". */
@@ -73,6 +102,14 @@
 #define STORE_STR_(x)    #x
 #define STORE_STR(x)     STORE_STR_(x)
 #define STORE_PAGE_SIZE  4096       /* the file system block, and the write unit of most SD/eMMC */
+/*
+ * The seq ceiling (sluice.seq) is raised this many seqs at a time, half a block ahead
+ * of need: one small synced write per block (a few file system blocks), about every
+ * 16 s at 1,000 rows a second, every 3 s at 5,000 — well under a byte per value. A
+ * start that cannot trust the mark (after a power cut) goes on at the ceiling, so a
+ * block and a half is also the most seqs such a start skips.
+ */
+#define STORE_SEQ_BLOCK  ((uint64_t)1 << 14)
 
 /*
  * The daemon's busy wait. In WAL mode readers never block the writer, and the lock file
@@ -88,16 +125,12 @@
  * The WAL allowance: what the -wal file may grow to before a checkpoint resets it. It
  * is carved out of max_size (see store_enforce_size). 4 MiB is SQLite's own default of
  * 1000 pages; for small bounds it is an eighth of the bound, never under 16 pages.
+ * Every page the WAL holds is written twice (the WAL, then the database at the
+ * checkpoint), but a page changed by many commits only once to the database: the
+ * newest rows' page, the delivery mark's.
  */
 #define STORE_WAL_MAX ((uint64_t)4 << 20)
 #define STORE_WAL_MIN ((uint64_t)16 * STORE_PAGE_SIZE)
-
-/* Rows per deleting transaction: small enough to bound the WAL and the pause. */
-#define STORE_CHUNK_MIN 16
-#define STORE_CHUNK_FIRST 64
-#define STORE_CHUNK_MAX 16384
-/* keep_sent pruning per store_maintain call; the rest waits for the next call. */
-#define STORE_PRUNE_MAX 131072
 
 /* Defaults when store_open is given no buffer_cfg (the config's own defaults). */
 #define STORE_DEF_MAX_SIZE  ((uint64_t)256 << 20)
@@ -148,47 +181,81 @@ static const char *const migrations[] = {
 	" seq INTEGER PRIMARY KEY,"
 	" since INTEGER NOT NULL,"
 	" reason TEXT NOT NULL);",
+	/* 2 -> 3 */
+	/*
+	 * A reading written once, compactly. Before, a reading was a row of topic and JSON
+	 * text (300 bytes for ten values), in an index by topic that doubled what each
+	 * commit wrote, and marked delivered by an UPDATE that wrote its page again: four
+	 * writes of about a page per reading. Now:
+	 *
+	 *  - readings: seq as the rowid (appended at the right edge of one b-tree: a commit
+	 *    writes the pages its rows fill and no other), the device by number, the time,
+	 *    prev (how far back the same device's previous reading is: the chain sluicectl
+	 *    tail and a history plot walk, instead of an index that every commit would
+	 *    write all over), and the values (store_codec.c: 46 bytes for ten float32).
+	 *    No sent_at: delivery is the delivered table's mark.
+	 *  - devices: what a device's readings need to be written out by any payload
+	 *    format — id, name, points' names, types, units — once per device and config
+	 *    (store_devices), so a reading stored under an older config still says what it
+	 *    is after points are added, removed or renamed.
+	 *  - delivered: the delivery mark, appended as it moves (at, upto), so that pruning
+	 *    history by keep_sent deletes a range of seqs. Rows set aside are the mark's
+	 *    exceptions, in aside as before.
+	 *  - heads: the newest reading of each device id, written now and then, where the
+	 *    chains start.
+	 *  - events: transitions (alert/, device/) as text rows, as before: few, each marked
+	 *    sent; their index by topic costs nothing on the readings' path.
+	 *  - legacy: the outbox as it was, renamed, keeping its readings of the older
+	 *    release: delivered as they are (their text), pruned by their sent_at, read by
+	 *    sluicectl tail through their topic index. Nothing new is written to it.
+	 *
+	 * Seqs are the store's own from here (counters.last_seq, store.c "Seqs"), no longer
+	 * AUTOINCREMENT's: rows are written with the seq they were handed. The mark starts
+	 * just below the oldest unsent legacy reading, so that acknowledging them moves it.
+	 */
+	"ALTER TABLE outbox RENAME TO legacy;"
+	"CREATE TABLE events ("
+	" seq INTEGER PRIMARY KEY,"
+	" ts INTEGER NOT NULL,"
+	" topic TEXT NOT NULL,"
+	" body TEXT NOT NULL,"
+	" retain INTEGER NOT NULL DEFAULT 1,"
+	" sent_at INTEGER);"
+	"INSERT INTO events (seq, ts, topic, body, retain, sent_at)"
+	" SELECT seq, ts, topic, body, retain, sent_at FROM legacy WHERE kind = 1;"
+	"DELETE FROM legacy WHERE kind = 1;"
+	"CREATE INDEX events_unsent ON events (seq) WHERE sent_at IS NULL;"
+	"CREATE INDEX events_sent ON events (sent_at) WHERE sent_at IS NOT NULL;"
+	"CREATE INDEX events_topic ON events (topic, seq);"
+	"CREATE TABLE devices ("
+	" dev INTEGER PRIMARY KEY,"
+	" device TEXT NOT NULL,"
+	" hash INTEGER NOT NULL,"
+	" since INTEGER NOT NULL,"
+	" schema BLOB NOT NULL);"
+	"CREATE INDEX devices_hash ON devices (hash);"
+	"CREATE INDEX devices_device ON devices (device);"
+	"CREATE TABLE readings ("
+	" seq INTEGER PRIMARY KEY,"
+	" dev INTEGER NOT NULL,"
+	" ts INTEGER NOT NULL,"
+	" prev INTEGER NOT NULL,"
+	" vals BLOB NOT NULL);"
+	"CREATE TABLE delivered (at INTEGER NOT NULL, upto INTEGER NOT NULL);"
+	"CREATE TABLE heads (device TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;"
+	"INSERT INTO counters (name, value) SELECT 'last_seq',"
+	" coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'legacy'), 0);"
+	"INSERT INTO delivered (at, upto) SELECT CAST(strftime('%s', 'now') AS INTEGER) * 1000,"
+	" coalesce((SELECT min(seq) - 1 FROM legacy WHERE kind = 0 AND sent_at IS NULL),"
+	" (SELECT value FROM counters WHERE name = 'last_seq'));",
 };
 #define STORE_SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
-#define ROW_COLS "seq, kind, ts, topic, body, retain"
+#define EV_COLS "seq, ts, topic, body, retain"
+/* a row that is not set aside (the aside table is a handful of rows, usually none) */
+#define NOT_ASIDE "seq NOT IN (SELECT seq FROM aside)"
 
-enum {
-	S_BEGIN_W,
-	S_BEGIN_R,
-	S_COMMIT,
-	S_ROLLBACK,
-	S_INSERT,
-	S_FETCH,
-	S_MARK,
-	S_PRUNE_SENT,
-	S_DROP_UNSENT,
-	S_DROPPED_ADD,
-	S_DROPPED_GET,
-	S_LOST_ADD,
-	S_LOST_GET,
-	S_LAST_SEQ,
-	S_COUNT_ROWS,
-	S_COUNT_UNSENT,
-	S_OLDEST_UNSENT,
-	S_RECENT,
-	S_RECENT_PREFIX,
-	S_LATEST,
-	S_META_GET,
-	S_META_PUT,
-	S_META_DEL,
-	S_PAGE_COUNT,
-	S_FREELIST,
-	S_CHECKPOINT,
-	S_ASIDE_PUT,
-	S_ASIDE_GONE,
-	S_ASIDE_FETCH,
-	S_ASIDE_LIST,
-	S_COUNT_ASIDE,
-	S_NSTMT
-};
-
-static const char *const stmt_sql[S_NSTMT] = {
+const char *const store_sql[S_NSTMT] = {
 	/*
 	 * IMMEDIATE takes the write lock at BEGIN: if it cannot be had, we learn it before
 	 * touching a row, instead of failing to upgrade a read lock half-way.
@@ -197,58 +264,100 @@ static const char *const stmt_sql[S_NSTMT] = {
 	[S_BEGIN_R] = "BEGIN",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
-	[S_INSERT] = "INSERT INTO outbox (kind, ts, topic, body, retain) VALUES (?1, ?2, ?3, ?4, ?5)",
-	/* not the rows set aside: they wait for a retry (S_ASIDE_FETCH) */
-	[S_FETCH] = "SELECT " ROW_COLS " FROM outbox"
-		    " WHERE kind = ?1 AND sent_at IS NULL AND seq > ?2"
-		    " AND seq NOT IN (SELECT seq FROM aside) ORDER BY seq LIMIT ?3",
-	[S_MARK] = "UPDATE outbox SET sent_at = ?1 WHERE seq = ?2 AND sent_at IS NULL",
+	[S_INS_READING] = "INSERT INTO readings (seq, dev, ts, prev, vals) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_INS_EVENT] = "INSERT INTO events (seq, ts, topic, body, retain) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_INS_LEGACY] = "INSERT INTO legacy (seq, kind, ts, topic, body, retain)"
+			 " VALUES (?1, 0, ?2, ?3, ?4, ?5)",
+	[S_INS_DEVICE] = "INSERT INTO devices (dev, device, hash, since, schema)"
+			 " VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_FIND_DEVICE] = "SELECT dev, schema FROM devices WHERE hash = ?1",
+	[S_GET_DEVICE] = "SELECT schema FROM devices WHERE dev = ?1",
+	[S_DELIVERED_PUT] = "INSERT INTO delivered (at, upto) VALUES (?1, ?2)",
+	/* not the rows set aside: they wait for a retry (store_fetch_aside) */
+	[S_FETCH_EVENTS] = "SELECT " EV_COLS " FROM events WHERE sent_at IS NULL AND seq > ?1"
+			   " AND " NOT_ASIDE " ORDER BY seq LIMIT ?2",
+	[S_FETCH_LEGACY] = "SELECT " EV_COLS " FROM legacy WHERE kind = 0 AND sent_at IS NULL"
+			   " AND seq > ?1 AND " NOT_ASIDE " ORDER BY seq LIMIT ?2",
+	[S_FETCH_READINGS] = "SELECT seq, dev, ts, vals FROM readings WHERE seq > ?1"
+			     " AND " NOT_ASIDE " ORDER BY seq LIMIT ?2",
+	[S_MARK_EVENT] = "UPDATE events SET sent_at = ?1 WHERE seq = ?2 AND sent_at IS NULL",
+	[S_MARK_LEGACY] = "UPDATE legacy SET sent_at = ?1 WHERE seq = ?2 AND sent_at IS NULL",
+	/* the older release's readings, delivered as the mark passes them: a range */
+	[S_MARK_LEGACY_UPTO] = "UPDATE legacy SET sent_at = ?1 WHERE kind = 0 AND sent_at IS NULL"
+			       " AND seq > ?2 AND seq <= ?3 AND " NOT_ASIDE,
+	[S_COUNT_READINGS_RANGE] = "SELECT count(*) FROM readings WHERE seq > ?1 AND seq <= ?2",
+	[S_COUNT_ASIDE_READINGS_RANGE] = "SELECT count(*) FROM aside a WHERE a.seq > ?1"
+					 " AND a.seq <= ?2 AND EXISTS (SELECT 1 FROM readings r"
+					 " WHERE r.seq = a.seq)",
+	/* the mark as it was at a time: what keep_sent may prune */
+	[S_MARKS_BEFORE] = "SELECT max(upto), max(rowid) FROM delivered WHERE at <= ?1",
+	[S_PRUNE_MARKS] = "DELETE FROM delivered WHERE rowid < ?1",
+	/* delivered readings up to a seq, oldest first, in chunks */
+	[S_PRUNE_READINGS] = "DELETE FROM readings WHERE seq IN (SELECT seq FROM readings"
+			     " WHERE seq <= ?1 AND " NOT_ASIDE " ORDER BY seq LIMIT ?2)",
 	/*
-	 * Delivered history, oldest first — but never the newest row of a retained state
-	 * topic (alert/, device/): it is what says an alert is still firing, however long
-	 * ago it was sent (the outbox_topic index finds that newest row).
+	 * Delivered transitions, oldest first — but never the newest row of a topic: it is
+	 * what says an alert is still firing, however long ago it was sent (the
+	 * events_topic index finds that newest row).
 	 */
-	[S_PRUNE_SENT] = "DELETE FROM outbox WHERE seq IN (SELECT o.seq FROM outbox o"
-			 " WHERE o.sent_at IS NOT NULL AND o.sent_at < ?1"
-			 " AND (o.kind = 0 OR o.seq < (SELECT max(l.seq) FROM outbox l"
-			 " WHERE l.topic = o.topic))"
-			 " ORDER BY o.sent_at, o.seq LIMIT ?2)",
+	[S_PRUNE_EVENTS] = "DELETE FROM events WHERE seq IN (SELECT o.seq FROM events o"
+			   " WHERE o.sent_at IS NOT NULL AND o.sent_at < ?1"
+			   " AND o.seq < (SELECT max(l.seq) FROM events l WHERE l.topic = o.topic)"
+			   " ORDER BY o.sent_at, o.seq LIMIT ?2)",
+	[S_PRUNE_LEGACY] = "DELETE FROM legacy WHERE seq IN (SELECT seq FROM legacy"
+			   " WHERE sent_at IS NOT NULL AND sent_at < ?1 ORDER BY sent_at, seq LIMIT ?2)",
+	/* the seq below which the first ?2 delivered readings lie (the size bound's chunk) */
+	[S_HISTORY_READINGS] = "SELECT seq FROM readings WHERE seq <= ?1 ORDER BY seq"
+			       " LIMIT 1 OFFSET ?2",
 	/* not the rows in flight (seq <= ?2): they may be delivered, and then a drop
 	 * counted for them would be a loss that never happened */
-	[S_DROP_UNSENT] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox"
+	[S_DROP_LEGACY] = "DELETE FROM legacy WHERE seq IN (SELECT seq FROM legacy"
 			  " WHERE kind = 0 AND sent_at IS NULL AND seq > ?2 ORDER BY seq LIMIT ?1)",
-	[S_DROPPED_ADD] = "UPDATE counters SET value = value + ?1 WHERE name = 'dropped'",
-	[S_DROPPED_GET] = "SELECT value FROM counters WHERE name = 'dropped'",
-	/* rows that waited in memory at a stop and were lost (store_spill): a counter row
-	 * of its own, made at its first use, so that no schema change is needed */
-	[S_LOST_ADD] = "INSERT INTO counters (name, value) VALUES ('lost_at_stop', ?1)"
-		       " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-	[S_LOST_GET] = "SELECT value FROM counters WHERE name = 'lost_at_stop'",
-	[S_LAST_SEQ] = "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'",
-	[S_COUNT_ROWS] = "SELECT count(*) FROM outbox",
-	[S_COUNT_UNSENT] = "SELECT count(*) FROM outbox WHERE kind IN (0, 1) AND sent_at IS NULL",
+	/* the readings set aside below the mark: older than any reading above it */
+	[S_DROP_ASIDE_READINGS] = "DELETE FROM readings WHERE seq IN (SELECT a.seq FROM aside a"
+				  " JOIN readings r ON r.seq = a.seq WHERE a.seq > ?2"
+				  " AND a.seq <= ?3 ORDER BY a.seq LIMIT ?1)",
+	[S_DROP_READINGS] = "DELETE FROM readings WHERE seq IN (SELECT seq FROM readings"
+			    " WHERE seq > ?2 ORDER BY seq LIMIT ?1)",
+	[S_COUNTER_GET] = "SELECT value FROM counters WHERE name = ?1",
+	/* a counter row is made at its first use, so that no schema change is needed */
+	[S_COUNTER_ADD] = "INSERT INTO counters (name, value) VALUES (?1, ?2)"
+			  " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+	[S_COUNTER_SET] = "INSERT INTO counters (name, value) VALUES (?1, ?2)"
+			  " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
 	/*
-	 * The oldest unsent row is taken as the first queued of each kind (two index
-	 * probes), not min(ts) over the backlog, which would read every backlog row: after
-	 * a long outage that is a million random reads on an SD card, every health tick.
+	 * The oldest unsent row is taken as the first queued of each table (index probes),
+	 * not min(ts) over the backlog, which would read every backlog row: after a long
+	 * outage that is a million random reads on an SD card, every health tick.
 	 */
 	[S_OLDEST_UNSENT] = "SELECT min(ts) FROM ("
-		"SELECT (SELECT ts FROM outbox WHERE kind = 0 AND sent_at IS NULL"
-		" AND seq NOT IN (SELECT seq FROM aside) ORDER BY seq LIMIT 1) AS ts"
-		" UNION ALL "
-		"SELECT (SELECT ts FROM outbox WHERE kind = 1 AND sent_at IS NULL"
-		" AND seq NOT IN (SELECT seq FROM aside) ORDER BY seq LIMIT 1))",
-	[S_RECENT] = "SELECT " ROW_COLS " FROM outbox WHERE topic = ?1 ORDER BY seq DESC LIMIT ?2",
+		"SELECT (SELECT ts FROM legacy WHERE kind = 0 AND sent_at IS NULL AND " NOT_ASIDE
+		" ORDER BY seq LIMIT 1) AS ts"
+		" UNION ALL SELECT (SELECT ts FROM events WHERE sent_at IS NULL AND " NOT_ASIDE
+		" ORDER BY seq LIMIT 1)"
+		" UNION ALL SELECT (SELECT ts FROM readings WHERE seq > ?1 AND " NOT_ASIDE
+		" ORDER BY seq LIMIT 1))",
+	[S_RECENT_EVENTS] = "SELECT " EV_COLS " FROM events WHERE topic = ?1 ORDER BY seq DESC"
+			    " LIMIT ?2",
 	/*
-	 * A topic prefix as a range [?1, ?2) on outbox_topic, not LIKE (case-insensitive,
-	 * and '_' is a wildcard) nor substr() (no index): with only a few alert rows among
-	 * a million readings, both would read every row.
+	 * A topic prefix as a range [?1, ?2) on events_topic, not LIKE (case-insensitive,
+	 * and '_' is a wildcard) nor substr() (no index).
 	 */
-	[S_RECENT_PREFIX] = "SELECT " ROW_COLS " FROM outbox INDEXED BY outbox_topic"
+	[S_RECENT_PREFIX] = "SELECT " EV_COLS " FROM events INDEXED BY events_topic"
 			    " WHERE topic >= ?1 AND topic < ?2 ORDER BY seq DESC LIMIT ?3",
-	[S_LATEST] = "SELECT " ROW_COLS " FROM outbox WHERE seq IN ("
-		     "SELECT max(seq) FROM outbox INDEXED BY outbox_topic"
+	[S_LATEST] = "SELECT " EV_COLS " FROM events WHERE seq IN ("
+		     "SELECT max(seq) FROM events INDEXED BY events_topic"
 		     " WHERE topic >= ?1 AND topic < ?2 GROUP BY topic) ORDER BY topic",
+	[S_READING_GET] = "SELECT seq, dev, ts, vals, prev FROM readings WHERE seq = ?1",
+	[S_EVENT_GET] = "SELECT " EV_COLS " FROM events WHERE seq = ?1",
+	[S_LEGACY_GET] = "SELECT " EV_COLS " FROM legacy WHERE seq = ?1",
+	[S_READINGS_BACK] = "SELECT seq, dev FROM readings WHERE seq > ?1 ORDER BY seq DESC",
+	[S_LEGACY_RECENT] = "SELECT " EV_COLS " FROM legacy WHERE topic = ?1 AND seq < ?2"
+			    " ORDER BY seq DESC LIMIT ?3",
+	[S_DEVICES_OF] = "SELECT dev FROM devices WHERE device = ?1",
+	[S_HEAD_GET] = "SELECT seq FROM heads WHERE device = ?1",
+	[S_HEAD_PUT] = "INSERT INTO heads (device, seq) VALUES (?1, ?2)"
+		       " ON CONFLICT (device) DO UPDATE SET seq = excluded.seq",
 	[S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
 	[S_META_PUT] = "INSERT INTO meta (key, value) VALUES (?1, ?2)"
 		       " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -256,77 +365,27 @@ static const char *const stmt_sql[S_NSTMT] = {
 	[S_PAGE_COUNT] = "PRAGMA page_count",
 	[S_FREELIST] = "PRAGMA freelist_count",
 	[S_CHECKPOINT] = "PRAGMA wal_checkpoint(TRUNCATE)",
-	/* rows set aside: see "set aside" below */
-	[S_ASIDE_PUT] = "INSERT OR IGNORE INTO aside (seq, since, reason)"
-			" SELECT seq, ?2, ?3 FROM outbox WHERE seq = ?1 AND sent_at IS NULL",
-	/* entries whose row was delivered or dropped since */
-	[S_ASIDE_GONE] = "DELETE FROM aside WHERE seq NOT IN"
-			 " (SELECT seq FROM outbox WHERE sent_at IS NULL)",
-	/* a state transition only while it is its topic's newest row: sent after a newer
-	 * one, it would set the retained state back */
-	[S_ASIDE_FETCH] = "SELECT " ROW_COLS " FROM outbox o WHERE seq IN"
-			  " (SELECT seq FROM aside WHERE seq > ?1) AND sent_at IS NULL"
-			  " AND (kind = 0 OR seq = (SELECT max(l.seq) FROM outbox l"
-			  " WHERE l.topic = o.topic)) ORDER BY seq LIMIT ?2",
-	[S_ASIDE_LIST] = "SELECT o.seq, o.kind, o.ts, o.topic, o.body, o.retain, a.since, a.reason,"
-			 " (o.kind = 1 AND o.seq < (SELECT max(l.seq) FROM outbox l"
-			 " WHERE l.topic = o.topic))"
-			 " FROM aside a JOIN outbox o ON o.seq = a.seq ORDER BY a.seq LIMIT ?1",
-	[S_COUNT_ASIDE] = "SELECT count(*) FROM aside",
+	/* rows set aside: see "set aside" in store_outbox.c; a reading is unsent until the
+	 * mark passes it, and the mark never passes a row the broker refused */
+	[S_ASIDE_PUT] = "INSERT OR IGNORE INTO aside (seq, since, reason) SELECT ?1, ?2, ?3"
+			" WHERE EXISTS (SELECT 1 FROM readings WHERE seq = ?1)"
+			" OR EXISTS (SELECT 1 FROM events WHERE seq = ?1 AND sent_at IS NULL)"
+			" OR EXISTS (SELECT 1 FROM legacy WHERE seq = ?1 AND sent_at IS NULL)",
+	[S_ASIDE_DEL] = "DELETE FROM aside WHERE seq = ?1",
+	/* entries whose row was dropped since */
+	[S_ASIDE_GONE] = "DELETE FROM aside WHERE seq NOT IN (SELECT seq FROM readings)"
+			 " AND seq NOT IN (SELECT seq FROM events WHERE sent_at IS NULL)"
+			 " AND seq NOT IN (SELECT seq FROM legacy WHERE sent_at IS NULL)",
+	[S_ASIDE_AFTER] = "SELECT seq, since, reason FROM aside WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+	/* a transition that a newer one of its topic replaced: sent after it, it would set
+	 * the retained state back */
+	[S_EVENT_SUPERSEDED] = "SELECT EXISTS (SELECT 1 FROM events WHERE topic = ?1 AND seq > ?2)",
 };
 
-struct store {
-	sqlite3 *db;
-	char *path;        /* data_dir/sluice.db */
-	char *wal_path;    /* its -wal */
-	char *lock_path;
-	int lock_fd;       /* -1 read-only */
-	bool ro;
-	struct buffer_cfg buf;
-	uint64_t wal_allow; /* bytes the WAL may hold before a truncating checkpoint */
-	/*
-	 * Rows and backlog, counted once at open and then kept up to date after each
-	 * commit (only this handle writes; the lock file sees to that), so store_stats
-	 * costs no O(rows) count. A read-only handle counts instead.
-	 */
-	int64_t nrows, nunsent;
-	int64_t naside;    /* of nunsent, the rows set aside */
-	sqlite3_stmt *stmt[S_NSTMT];
-	/*
-	 * Seqs: next_seq is the one the next row gets; every seq ever handed out is below
-	 * seq_ceiling, which sluice.seq holds on disk, so a fresh database (the old one
-	 * damaged and set aside, or deleted) starts above anything the platform has seen.
-	 */
-	char *seq_path;
-	uint64_t next_seq, seq_ceiling;
-	bool ceiling_warned;
-	bool damaged;      /* the last error says the file is damaged (not merely failing) */
-	uint64_t in_flight; /* telemetry up to this seq is in flight: not dropped */
-	/*
-	 * A clean stop: store_close writes sluice.clean last, naming the database file as
-	 * it left it; store_open removes it before anything is written. The every-page
-	 * check runs when check_why says why (NULL: the last stop was clean, or there is
-	 * nothing to check); store_reopen always checks.
-	 */
-	char *clean_path;
-	const char *check_why;
-	bool opened;       /* store_open succeeded: a close may be recorded as clean */
-	/*
-	 * The spill file (spill.h): rows a stopping daemon held in memory. spill_in is
-	 * what the last stop left and is not yet in the outbox (spill_pending): it goes in
-	 * before any other row. spill_taken: the id of the last spill taken in.
-	 */
-	char *spill_path;
-	struct spill *spill;
-	struct spill_content spill_in;
-	bool spill_pending, spill_warned;
-	uint64_t spill_taken;
-	char err[512];
-};
+/* -------------------------------------------------------------------------------- */
+/* errors and statements (shared with store_outbox.c through store_int.h)            */
 
-static void store_setf(struct store *st, const char *fmt, ...) PRINTF(2, 3);
-
-static void store_setf(struct store *st, const char *fmt, ...)
+void store_setf(struct store *st, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -336,11 +395,10 @@ static void store_setf(struct store *st, const char *fmt, ...)
 }
 
 /* "PATH: what: sqlite's message". Returns -1 for the caller's convenience. */
-static int store_sqlerr(struct store *st, const char *what)
+int store_sqlerr(struct store *st, const char *what)
 {
 	int code = sqlite3_extended_errcode(st->db);
 	const char *hint = "";
-
 	char sys[96];
 
 	switch (code & 0xff) {
@@ -372,7 +430,7 @@ static int store_sqlerr(struct store *st, const char *what)
 	return -1;
 }
 
-static void store_copyerr(const struct store *st, char *err, size_t errlen)
+void store_copyerr(const struct store *st, char *err, size_t errlen)
 {
 	if (err && errlen)
 		snprintf(err, errlen, "%s", st->err);
@@ -383,108 +441,23 @@ const char *store_error(const struct store *st)
 	return st ? st->err : "no store";
 }
 
-void store_set_in_flight(struct store *st, uint64_t seq)
-{
-	st->in_flight = seq;
-}
-
 bool store_damaged(const struct store *st)
 {
 	return st && st->damaged;
 }
 
-static char *store_join(const char *a, const char *b)
+int64_t store_limit(size_t max)
 {
-	size_t la = strlen(a), lb = strlen(b);
-	char *s = malloc(la + lb + 2);
-
-	if (!s)
-		return NULL;
-	memcpy(s, a, la);
-	s[la] = '/';
-	memcpy(s + la + 1, b, lb + 1);
-	return s;
+	return max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
 }
 
-static struct store *store_alloc(const char *data_dir, bool ro, char *err, size_t errlen)
+int64_t store_i64(uint64_t v)
 {
-	struct store *st;
-
-	if (!data_dir || !*data_dir) {
-		if (err && errlen)
-			snprintf(err, errlen, "store: no data_dir given");
-		return NULL;
-	}
-	st = calloc(1, sizeof *st);
-	if (!st) {
-		if (err && errlen)
-			snprintf(err, errlen, "store: out of memory");
-		return NULL;
-	}
-	st->lock_fd = -1;
-	st->ro = ro;
-	st->path = store_join(data_dir, STORE_DB_NAME);
-	st->lock_path = store_join(data_dir, STORE_LOCK_NAME);
-	st->seq_path = store_join(data_dir, STORE_SEQ_NAME);
-	st->clean_path = store_join(data_dir, STORE_CLEAN_NAME);
-	st->spill_path = store_join(data_dir, STORE_SPILL_NAME);
-	if (st->path) {
-		size_t n = strlen(st->path);
-		st->wal_path = malloc(n + 5);
-		if (st->wal_path) {
-			memcpy(st->wal_path, st->path, n);
-			memcpy(st->wal_path + n, "-wal", 5);
-		}
-	}
-	if (!st->path || !st->lock_path || !st->wal_path || !st->seq_path || !st->clean_path ||
-	    !st->spill_path) {
-		if (err && errlen)
-			snprintf(err, errlen, "store: out of memory");
-		store_close(st);
-		return NULL;
-	}
-	return st;
+	return v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
 }
-
-static void store_mark_clean(struct store *st);
-
-void store_close(struct store *st)
-{
-	bool clean;
-
-	if (!st)
-		return;
-	clean = st->opened && !st->ro && st->db && !st->damaged;
-	for (int i = 0; i < S_NSTMT; i++)
-		sqlite3_finalize(st->stmt[i]);
-	/*
-	 * The last connection to close checkpoints the WAL into the database and deletes
-	 * it; sqlite3_close_v2 still releases everything if a statement were left behind.
-	 */
-	if (st->db && sqlite3_close_v2(st->db) != SQLITE_OK)
-		clean = false;
-	/* After the close, as the last write: the marker vouches for the file as closed. */
-	if (clean)
-		store_mark_clean(st);
-	spill_close(st->spill);
-	spill_content_free(&st->spill_in);
-	/* The lock goes only after the database is closed and checkpointed. */
-	if (st->lock_fd >= 0)
-		close(st->lock_fd);
-	free(st->path);
-	free(st->wal_path);
-	free(st->lock_path);
-	free(st->seq_path);
-	free(st->clean_path);
-	free(st->spill_path);
-	free(st);
-}
-
-/* -------------------------------------------------------------------------------- */
-/* statement helpers                                                                 */
 
 /* Step a statement that returns no row we want; reset it either way. */
-static int store_run(struct store *st, int id, const char *what)
+int store_run(struct store *st, int id, const char *what)
 {
 	sqlite3_stmt *s = st->stmt[id];
 	int rc = sqlite3_step(s);
@@ -499,7 +472,7 @@ static int store_run(struct store *st, int id, const char *what)
 }
 
 /* Step a statement that returns one integer (0 when no row or NULL). */
-static int store_int(struct store *st, int id, int64_t *out, const char *what)
+int store_int(struct store *st, int id, int64_t *out, const char *what)
 {
 	sqlite3_stmt *s = st->stmt[id];
 	int rc = sqlite3_step(s);
@@ -516,18 +489,7 @@ static int store_int(struct store *st, int id, int64_t *out, const char *what)
 	return 0;
 }
 
-/* Rows, unsent rows and those of them set aside. O(rows): the whole outbox's smallest
- * index is walked. */
-static int store_count(struct store *st, int64_t *rows, int64_t *unsent, int64_t *aside)
-{
-	if (store_int(st, S_COUNT_ROWS, rows, "cannot count rows") < 0 ||
-	    store_int(st, S_COUNT_UNSENT, unsent, "cannot count the backlog") < 0 ||
-	    store_int(st, S_COUNT_ASIDE, aside, "cannot count the rows set aside") < 0)
-		return -1;
-	return 0;
-}
-
-static void store_rollback(struct store *st)
+void store_rollback(struct store *st)
 {
 	/* Some errors (disk full, I/O, out of memory) roll back on their own. */
 	if (!sqlite3_get_autocommit(st->db)) {
@@ -536,7 +498,7 @@ static void store_rollback(struct store *st)
 	}
 }
 
-static int store_commit(struct store *st)
+int store_commit(struct store *st)
 {
 	if (store_run(st, S_COMMIT, "cannot commit") < 0) {
 		store_rollback(st);
@@ -546,7 +508,7 @@ static int store_commit(struct store *st)
 }
 
 /* Not open: a damaged file could not be replaced (store_reopen failed). */
-static int store_usable(struct store *st)
+int store_usable(struct store *st)
 {
 	if (st->db)
 		return 0;
@@ -554,7 +516,7 @@ static int store_usable(struct store *st)
 	return -1;
 }
 
-static int store_writable(struct store *st)
+int store_writable(struct store *st)
 {
 	if (store_usable(st) < 0)
 		return -1;
@@ -566,7 +528,7 @@ static int store_writable(struct store *st)
 }
 
 /* One-off statements at open and in migrations; not the hot path. */
-static int store_exec(struct store *st, const char *sql, const char *what)
+int store_exec(struct store *st, const char *sql, const char *what)
 {
 	if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		return store_sqlerr(st, what);
@@ -620,11 +582,126 @@ static int store_prepare_all(struct store *st)
 	for (int i = 0; i < S_NSTMT; i++) {
 		/* PERSISTENT: these live as long as the handle and run hundreds of times a
 		 * second; SQLite keeps them out of its short-lived lookaside memory. */
-		if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+		if (sqlite3_prepare_v3(st->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
 				       &st->stmt[i], NULL) != SQLITE_OK)
 			return store_sqlerr(st, "cannot prepare a statement (wrong schema?)");
 	}
 	return 0;
+}
+
+/* -------------------------------------------------------------------------------- */
+/* the handle                                                                        */
+
+static char *store_join(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *s = malloc(la + lb + 2);
+
+	if (!s)
+		return NULL;
+	memcpy(s, a, la);
+	s[la] = '/';
+	memcpy(s + la + 1, b, lb + 1);
+	return s;
+}
+
+static struct store *store_alloc(const char *data_dir, bool ro, char *err, size_t errlen)
+{
+	struct store *st;
+
+	if (!data_dir || !*data_dir) {
+		if (err && errlen)
+			snprintf(err, errlen, "store: no data_dir given");
+		return NULL;
+	}
+	st = calloc(1, sizeof *st);
+	if (!st) {
+		if (err && errlen)
+			snprintf(err, errlen, "store: out of memory");
+		return NULL;
+	}
+	st->lock_fd = -1;
+	st->seq.mark_fd = -1;
+	st->ro = ro;
+	st->path = store_join(data_dir, STORE_DB_NAME);
+	st->lock_path = store_join(data_dir, STORE_LOCK_NAME);
+	st->seq_path = store_join(data_dir, STORE_SEQ_NAME);
+	st->mark_path = store_join(data_dir, STORE_MARK_NAME);
+	st->clean_path = store_join(data_dir, STORE_CLEAN_NAME);
+	st->spill_path = store_join(data_dir, STORE_SPILL_NAME);
+	if (st->path) {
+		size_t n = strlen(st->path);
+		st->wal_path = malloc(n + 5);
+		if (st->wal_path) {
+			memcpy(st->wal_path, st->path, n);
+			memcpy(st->wal_path + n, "-wal", 5);
+		}
+	}
+	if (!st->path || !st->lock_path || !st->wal_path || !st->seq_path || !st->mark_path ||
+	    !st->clean_path || !st->spill_path) {
+		if (err && errlen)
+			snprintf(err, errlen, "store: out of memory");
+		store_close(st);
+		return NULL;
+	}
+	return st;
+}
+
+static void store_mark_clean(struct store *st);
+
+/* Finalize the statements and close the handle, keeping st for another open. */
+static void store_shut(struct store *st)
+{
+	for (int i = 0; i < S_NSTMT; i++) {
+		sqlite3_finalize(st->stmt[i]);
+		st->stmt[i] = NULL;
+	}
+	if (st->db)
+		sqlite3_close_v2(st->db);
+	st->db = NULL;
+}
+
+void store_close(struct store *st)
+{
+	bool clean;
+
+	if (!st)
+		return;
+	clean = st->opened && !st->ro && st->db && !st->damaged;
+	/* what delivery the daemon knew of, and the chains' heads: written now, so the
+	 * next start sends nothing again that was acknowledged */
+	if (clean && store_outbox_flush(st) < 0) {
+		log_warnx("store: %s", st->err);
+		clean = !st->damaged;
+	}
+	for (int i = 0; i < S_NSTMT; i++)
+		sqlite3_finalize(st->stmt[i]);
+	/*
+	 * The last connection to close checkpoints the WAL into the database and deletes
+	 * it; sqlite3_close_v2 still releases everything if a statement were left behind.
+	 */
+	if (st->db && sqlite3_close_v2(st->db) != SQLITE_OK)
+		clean = false;
+	st->db = NULL;
+	/* After the close, as the last write: the marker vouches for the file as closed,
+	 * and says the highest seq handed out (rows lost at this stop included). */
+	if (clean)
+		store_mark_clean(st);
+	store_seq_close(&st->seq, false);
+	store_outbox_free(st);
+	spill_close(st->spill);
+	spill_content_free(&st->spill_in);
+	/* The lock goes only after the database is closed and checkpointed. */
+	if (st->lock_fd >= 0)
+		close(st->lock_fd);
+	free(st->path);
+	free(st->wal_path);
+	free(st->lock_path);
+	free(st->seq_path);
+	free(st->mark_path);
+	free(st->clean_path);
+	free(st->spill_path);
+	free(st);
 }
 
 /* -------------------------------------------------------------------------------- */
@@ -780,17 +857,20 @@ static int store_check(struct store *st)
 
 /*
  * sluice.clean says "sluiced closed sluice.db cleanly and left it as this file": its
- * inode, size and modification time. store_close writes it after the database is
- * closed (the WAL checkpointed into it, synced), as its last write and whole (fileio);
- * store_open reads it and removes it, durably, before the database is opened (SQLite
- * may write at open: WAL recovery). So a start finds it only when the last stop was
- * clean and nothing ran on the database since. One that names the file as it is now
- * spares the start the reading of every page (seconds on an SD card). Every other
- * start checks: after a crash, a power cut, SIGKILL or the OOM killer, an older
- * sluiced, or a file changed since (copied back, edited, cut short). A card that rots
- * while the box is off changes nothing the marker sees: sluicectl check is for that.
+ * inode, size and modification time, and the highest seq it handed out. store_close
+ * writes it after the database is closed (the WAL checkpointed into it, synced), as its
+ * last write and whole (fileio); store_open reads it and removes it, durably, before
+ * the database is opened (SQLite may write at open: WAL recovery). So a start finds it
+ * only when the last stop was clean and nothing ran on the database since. One that
+ * names the file as it is now spares the start the reading of every page (seconds on
+ * an SD card), and tells it where seqs go on. Every other start checks: after a crash,
+ * a power cut, SIGKILL or the OOM killer, an older sluiced, or a file changed since
+ * (copied back, edited, cut short). A card that rots while the box is off changes
+ * nothing the marker sees: sluicectl check is for that. A marker of the release before
+ * (version 1) says no seq: its seqs were all stored.
  */
-#define STORE_CLEAN_TAG "sluice clean stop 1\n"
+#define STORE_CLEAN_TAG "sluice clean stop 2\n"
+#define STORE_CLEAN_TAG1 "sluice clean stop 1\n"
 
 static int store_clean_line(const struct store *st, char *buf, size_t len)
 {
@@ -798,47 +878,68 @@ static int store_clean_line(const struct store *st, char *buf, size_t len)
 
 	if (stat(st->path, &sb) < 0)
 		return -1;
-	return snprintf(buf, len, STORE_CLEAN_TAG "%ju %jd %jd.%09ld\n", (uintmax_t)sb.st_ino,
+	return snprintf(buf, len, "%ju %jd %jd.%09ld\n", (uintmax_t)sb.st_ino,
 			(intmax_t)sb.st_size, (intmax_t)sb.st_mtim.tv_sec,
 			(long)sb.st_mtim.tv_nsec);
 }
 
 static void store_mark_clean(struct store *st)
 {
-	char line[160];
-	int n = store_clean_line(st, line, sizeof line);
+	char line[160], all[240];
+	int n = store_clean_line(st, line, sizeof line), m = -1;
 
-	/* not written: the next start checks every page, slower and never wrong */
-	if (n < 0 || (size_t)n >= sizeof line ||
-	    fileio_write_whole(st->clean_path, line, (size_t)n, STORE_FILE_MODE) < 0)
+	if (n >= 0 && (size_t)n < sizeof line)
+		m = snprintf(all, sizeof all, STORE_CLEAN_TAG "%sseq %" PRIu64 "\n", line,
+			     st->next_seq ? st->next_seq - 1 : 0);
+	/* not written: the next start checks every page and goes on from the mark or the
+	 * ceiling, slower and never wrong */
+	if (m < 0 || (size_t)m >= sizeof all ||
+	    fileio_write_whole(st->clean_path, all, (size_t)m, STORE_FILE_MODE) < 0)
 		log_debug("store: cannot write %s: %s", st->clean_path, strerror(errno));
 }
 
-/* Read and remove the marker; check_why says whether and why to check (NULL: not). */
-static void store_take_clean_mark(struct store *st)
+/* Read and remove the marker; check_why says whether and why to check (NULL: not);
+ * *clean_seq the highest seq it says was handed out, when the stop was clean (1: it
+ * was, and the marker says no seq). */
+static void store_take_clean_mark(struct store *st, uint64_t *clean_seq)
 {
-	char want[160], have[160];
+	char want[160], have[240];
 	struct stat sb;
 	ssize_t n = 0;
 	int fd = open(st->clean_path, O_RDONLY | O_CLOEXEC);
+	size_t tl;
+	bool v1 = false;
 
+	*clean_seq = 0;
 	if (fd >= 0) {
 		n = read(fd, have, sizeof have - 1);
 		close(fd);
 	}
 	have[n > 0 ? n : 0] = '\0';
+	tl = strlen(STORE_CLEAN_TAG);
+	if (n >= (ssize_t)tl && memcmp(have, STORE_CLEAN_TAG1, tl) == 0)
+		v1 = true;
 	if (stat(st->path, &sb) < 0 || sb.st_size == 0)
 		st->check_why = NULL; /* a new database: nothing to check */
 	else if (fd < 0)
 		st->check_why = "no record of a clean stop";
-	else if (strncmp(have, STORE_CLEAN_TAG, strlen(STORE_CLEAN_TAG)) != 0)
+	else if (!v1 && strncmp(have, STORE_CLEAN_TAG, tl) != 0)
 		st->check_why = "the clean-stop record is unreadable";
-	else if (store_clean_line(st, want, sizeof want) < 0 || strcmp(have, want) != 0)
+	else if (store_clean_line(st, want, sizeof want) < 0 ||
+		 strncmp(have + tl, want, strlen(want)) != 0)
 		st->check_why = "the file changed after the last clean stop";
 	else {
-		st->check_why = NULL;
-		log_info("store: %s was closed cleanly: not checked at this start (sluicectl check"
-			 " reads every page on demand)", st->path);
+		const char *s = have + tl + strlen(want);
+		unsigned long long v = 0;
+
+		if (!v1 && sscanf(s, "seq %llu", &v) != 1) {
+			st->check_why = "the clean-stop record is unreadable";
+		} else {
+			st->check_why = NULL;
+			*clean_seq = v1 ? 1 : (uint64_t)v + 1;
+			log_info("store: %s was closed cleanly: not checked at this start (sluicectl"
+				 " check reads every page on demand)", st->path);
+		}
 	}
 	/* before the database is opened: from here on, a stop that is not clean shows */
 	if (fd >= 0 && fileio_remove_durably(st->clean_path) < 0)
@@ -847,111 +948,138 @@ static void store_take_clean_mark(struct store *st)
 }
 
 /* -------------------------------------------------------------------------------- */
-/* the seq ceiling                                                                   */
+/* Seqs: where this run goes on (the opening comment says why each case is safe)     */
 
-static uint64_t store_read_ceiling(struct store *st)
+/* The highest seq the database shows: its rows, its delivery mark, last_seq. */
+static int store_db_last(struct store *st, uint64_t *last)
 {
-	char buf[32];
-	unsigned long long v;
-	char *end;
-	ssize_t n;
-	int fd = open(st->seq_path, O_RDONLY | O_CLOEXEC);
+	int64_t v;
 
-	if (fd < 0) {
-		if (errno != ENOENT)
-			log_warn("store: cannot read %s", st->seq_path);
-		return 0;
-	}
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	errno = 0;
-	v = strtoull(buf, &end, 10);
-	if (errno || end == buf || (*end && *end != '\n')) {
-		log_warnx("store: %s does not hold a number; ignored", st->seq_path);
-		return 0;
-	}
-	return (uint64_t)v;
+	if (store_query_int(st, "SELECT max(x) FROM ("
+			    "SELECT max(seq) AS x FROM readings UNION ALL "
+			    "SELECT max(seq) FROM events UNION ALL "
+			    "SELECT max(seq) FROM legacy UNION ALL "
+			    "SELECT max(upto) FROM delivered UNION ALL "
+			    "SELECT value FROM counters WHERE name = 'last_seq')",
+			    &v, "cannot read the last seq") < 0)
+		return -1;
+	*last = v > 0 ? (uint64_t)v : 0;
+	return 0;
 }
 
-/* Write sluice.seq as a whole (temporary file, sync, rename, sync the directory). */
-static int store_write_ceiling(struct store *st, uint64_t ceiling)
-{
-	char buf[32];
-	int len = snprintf(buf, sizeof buf, "%" PRIu64 "\n", ceiling);
-
-	return fileio_write_whole(st->seq_path, buf, (size_t)len, STORE_FILE_MODE);
-}
-
-/*
- * Before seqs up to next_seq + n - 1 are handed out. Failing to raise it (a full
- * disk) does not stop the append: the database stays the record of the seqs, and
- * the ceiling only matters once it is lost too.
- */
-static void store_raise_ceiling(struct store *st, size_t n)
-{
-	uint64_t want = st->next_seq + n, c;
-
-	if (want <= st->seq_ceiling)
-		return;
-	c = (want / STORE_SEQ_BLOCK + 1) * STORE_SEQ_BLOCK;
-	if (store_write_ceiling(st, c) == 0) {
-		st->seq_ceiling = c;
-		if (st->ceiling_warned)
-			log_info("store: %s written again", st->seq_path);
-		st->ceiling_warned = false;
-	} else if (!st->ceiling_warned) {
-		log_warn("store: cannot write %s (seqs go on; only a later loss of the"
-			 " database could repeat them)", st->seq_path);
-		st->ceiling_warned = true;
-	}
-}
-
-/* The seq that comes next; a new database starts above salvaged and the ceiling. */
-/* How a database's first seq is found (store_seq_init). */
-enum seq_from {
-	SEQ_OWN,     /* its own sqlite_sequence; the ceiling only if it never gave a seq */
-	SEQ_EXACT,   /* replaces a damaged file whose last seq could be read */
-	SEQ_CEILING, /* replaces a damaged file whose last seq is unknown */
+/* How this open found the seq space. */
+struct seq_found {
+	uint64_t clean;   /* a clean stop's highest seq + 1 (1: clean, none said), 0: not clean */
+	uint64_t mark;    /* the mark, believed (this boot), 0: none */
+	bool mark_existed; /* there was a mark file, believed or not */
+	bool running;     /* a reopen while running: next_seq is what this run handed out */
+	bool replaced;    /* a fresh database in place of a damaged one ... */
+	bool known;       /* ... whose last seq could be read */
+	uint64_t lost_lo, lost_hi; /* seqs of the damaged file that could not be read */
 };
 
-static int store_seq_init(struct store *st, uint64_t salvaged_last, enum seq_from from)
+static int store_seq_init(struct store *st, struct seq_found *f)
 {
-	int64_t last;
-	uint64_t floor;
+	uint64_t last, handed, next, skipped = 0;
+	char stream_db[64] = "";
+	bool new_stream = false, ceiling_known = st->seq.ceiling > 0;
 	char sql[160];
 
-	if (store_int(st, S_LAST_SEQ, &last, "cannot read the last seq") < 0)
+	if (store_db_last(st, &last) < 0 ||
+	    store_query_text(st, "SELECT value FROM meta WHERE key = 'stream'", stream_db,
+			     sizeof stream_db, "cannot read the stream id") < 0)
 		return -1;
-	st->seq_ceiling = store_read_ceiling(st);
-	/* the ceiling counts only for a database that has handed out no seq yet (or one
-	 * that replaces a damaged file): elsewhere it is merely ahead, by design */
-	floor = salvaged_last;
-	if (((from == SEQ_OWN && last == 0) || from == SEQ_CEILING) &&
-	    st->seq_ceiling > floor + 1)
-		floor = st->seq_ceiling - 1;
-	if ((uint64_t)last < floor) {
-		/* AUTOINCREMENT continues from sqlite_sequence: start it where the lost
-		 * database left off (or above, at the ceiling) */
-		snprintf(sql, sizeof sql, "DELETE FROM sqlite_sequence WHERE name = 'outbox';"
-			 "INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', %" PRIu64 ");",
-			 floor);
+	if (f->running) {
+		/* what this run handed out is known exactly */
+		handed = st->next_seq ? st->next_seq - 1 : 0;
+		if (last > handed)
+			handed = last;
+	} else if (f->clean) {
+		/* every seq handed out is stored, spilled, or counted in lost_at_stop */
+		handed = f->clean - 1 > last ? f->clean - 1 : last;
+	} else if (f->mark) {
+		/* a crash in this boot: the mark is exact (the first run of a boot starts it
+		 * at or above anything handed out before) */
+		handed = f->mark > last ? f->mark : last;
+	} else if (last > 0 && !f->replaced && !f->mark_existed) {
+		/* no run of this release ever handed out a seq it had not stored */
+		handed = last;
+	} else if (f->replaced && f->known && !ceiling_known) {
+		handed = last;
+	} else {
+		/* a power cut, another boot, or a database lost: above the ceiling */
+		handed = st->seq.ceiling > last + 1 ? st->seq.ceiling - 1 : last;
+	}
+	next = handed + 1;
+	if (!f->clean && !f->running && next > last + 1)
+		skipped = next - 1 - last;
+	if (f->lost_hi >= f->lost_lo && f->lost_lo)
+		skipped += f->lost_hi - f->lost_lo + 1;
+	/* the stream: the database's; else, the seq space going on, the ceiling's; else new */
+	if (strlen(stream_db) == STORE_STREAM_LEN) {
+		memcpy(st->seq.stream, stream_db, STORE_STREAM_LEN + 1);
+	} else if (!(handed > 0 && st->seq.stream[0])) {
+		store_seq_new_stream(&st->seq);
+		new_stream = true;
+	}
+	if (strcmp(stream_db, st->seq.stream) != 0 || skipped) {
 		if (store_exec(st, "BEGIN IMMEDIATE", "cannot begin a transaction") < 0)
 			return -1;
-		if (store_exec(st, sql, "cannot set the first seq") < 0 ||
-		    store_exec(st, "COMMIT", "cannot set the first seq") < 0) {
+		snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO meta (key, value) VALUES"
+			 " ('stream', '%s')", st->seq.stream);
+		if (store_exec(st, sql, "cannot record the stream id") < 0 ||
+		    (skipped && store_counter_add(st, "skipped", store_i64(skipped)) < 0) ||
+		    store_exec(st, "COMMIT", "cannot record the stream id") < 0) {
 			store_rollback(st);
 			return -1;
 		}
-		log_info("store: %s is new; seqs continue after %" PRIu64, st->path, floor);
-		last = (int64_t)floor;
 	}
-	st->next_seq = (uint64_t)last + 1;
-	if (st->seq_ceiling < st->next_seq)
-		st->seq_ceiling = 0; /* unknown or stale: written at the first append */
+	st->next_seq = next;
+	if (new_stream && handed == 0)
+		log_info("store: %s starts a new seq space, stream %s", st->path, st->seq.stream);
+	else if (new_stream)
+		log_info("store: %s goes on after seq %" PRIu64 " under the stream id %s (new: the"
+			 " seq space had none)", st->path, handed, st->seq.stream);
+	if (skipped && next > last + 1)
+		log_warnx("store: seqs %" PRIu64 "..%" PRIu64 " are skipped (%s): readings among them"
+			  " that the platform did not receive were published before they were stored"
+			  " and lost with the process, or never used; counted in skipped",
+			  last + 1, next - 1,
+			  f->mark ? "sluiced stopped without storing what it had handed out"
+				  : "the seqs handed out before the stop cannot be known");
+	/* a ceiling above what this run starts with, and the stream beside it (failing, it
+	 * is said, and seqs wait for their rows to be stored: store_next_seq) */
+	(void)store_seq_raise(&st->seq, next + STORE_SEQ_BLOCK / 2, STORE_SEQ_BLOCK);
+	store_seq_mark(&st->seq, handed);
 	return 0;
+}
+
+/* The next seq, raising the ceiling first when it would pass it. */
+uint64_t store_next_seq(struct store *st)
+{
+	uint64_t s = st->next_seq;
+
+	if (st->ro || s == 0)
+		return 0;
+	if (s >= st->seq.ceiling &&
+	    store_seq_raise(&st->seq, s + STORE_SEQ_BLOCK / 2, STORE_SEQ_BLOCK) < 0)
+		return 0;
+	/* before the seq can be published: a crash from here on goes on above it */
+	store_seq_mark(&st->seq, s);
+	st->next_seq = s + 1;
+	return s;
+}
+
+/* Raise the ceiling ahead of need (store_maintain), off the path of a reading. */
+void store_seq_ahead(struct store *st)
+{
+	if (!st->ro && st->next_seq + STORE_SEQ_BLOCK / 2 > st->seq.ceiling)
+		(void)store_seq_raise(&st->seq, st->next_seq + STORE_SEQ_BLOCK / 2, STORE_SEQ_BLOCK);
+}
+
+const char *store_stream(const struct store *st)
+{
+	return st->seq.stream;
 }
 
 /* -------------------------------------------------------------------------------- */
@@ -1051,61 +1179,15 @@ static int store_set_aside(struct store *st, char *aside, size_t len)
 	return 0;
 }
 
-/* Finalize the statements and close the handle, keeping st for another open. */
-static void store_shut(struct store *st)
-{
-	for (int i = 0; i < S_NSTMT; i++) {
-		sqlite3_finalize(st->stmt[i]);
-		st->stmt[i] = NULL;
-	}
-	if (st->db)
-		sqlite3_close_v2(st->db);
-	st->db = NULL;
-}
-
 struct salvage {
 	uint64_t last_seq;        /* the highest seq the damaged file shows */
-	bool seq_known;           /* read from its sqlite_sequence: exact */
+	bool seq_known;           /* read from its own record of seqs: exact */
 	int64_t dropped;          /* its drop counter */
-	uint64_t rows, unsent;    /* copied */
+	uint64_t rows, unsent, aside; /* copied */
 	uint64_t gap_lo, gap_hi;  /* seqs in between could not be read (0: none) */
 };
 
-/* One pass over the damaged outbox in seq order (desc: from the top), copying unsent
- * rows and every alert row into the fresh database. Stops at the first error. */
-static void store_salvage_pass(sqlite3 *old, sqlite3_stmt *ins, bool desc, uint64_t bound,
-			       struct salvage *sv, uint64_t *reached, bool *failed)
-{
-	sqlite3_stmt *s = NULL;
-	int rc;
-
-	*failed = true;
-	if (sqlite3_prepare_v2(old, desc ? "SELECT seq, kind, ts, topic, body, retain, sent_at"
-				" FROM outbox NOT INDEXED WHERE seq > ?1 ORDER BY seq DESC"
-			     : "SELECT seq, kind, ts, topic, body, retain, sent_at"
-				" FROM outbox NOT INDEXED ORDER BY seq", -1, &s, NULL) != SQLITE_OK)
-		return;
-	if (desc)
-		sqlite3_bind_int64(s, 1, (int64_t)bound);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		bool unsent = sqlite3_column_type(s, 6) == SQLITE_NULL;
-		*reached = (uint64_t)sqlite3_column_int64(s, 0);
-		if (!unsent && sqlite3_column_int(s, 1) != ROW_ALERT)
-			continue;
-		for (int k = 0; k < 7; k++)
-			sqlite3_bind_value(ins, k + 1, sqlite3_column_value(s, k));
-		if (sqlite3_step(ins) == SQLITE_DONE) {
-			sv->rows++;
-			sv->unsent += unsent;
-		}
-		sqlite3_reset(ins);
-		sqlite3_clear_bindings(ins);
-	}
-	*failed = rc != SQLITE_DONE;
-	sqlite3_finalize(s);
-}
-
-/* 0 when the query ran (a row or none), -1 when it failed */
+/* 0 when the query ran (a row or none), -1 when it failed; *out keeps the larger */
 static int store_salvage_int(sqlite3 *old, const char *sql, int64_t *out)
 {
 	sqlite3_stmt *s = NULL;
@@ -1121,20 +1203,171 @@ static int store_salvage_int(sqlite3 *old, const char *sql, int64_t *out)
 }
 
 /*
+ * Copy what `select` (on the damaged file) returns into the fresh database through
+ * `insert`, whose parameters are the select's columns in order; `keep`, when not NULL,
+ * is the select's column that says whether to keep the row. The select is run from the
+ * bottom in seq order and, when a damaged page stops it, again from the top (`desc`,
+ * with ?1 the seq reached), so what lies on either side of the damage is kept. Returns
+ * how far up and down it read (0: the pass never started).
+ */
+static void store_salvage_table(sqlite3 *old, sqlite3 *db, const char *asc, const char *desc,
+				const char *insert, int ncols, int keep, bool unsent_col,
+				struct salvage *sv, uint64_t *up, uint64_t *down, bool *failed)
+{
+	sqlite3_stmt *ins = NULL;
+
+	*up = *down = 0;
+	*failed = false;
+	if (sqlite3_prepare_v2(db, insert, -1, &ins, NULL) != SQLITE_OK)
+		return;
+	for (int pass = 0; pass < 2; pass++) {
+		sqlite3_stmt *s = NULL;
+		int rc;
+
+		if (pass == 1 && !*failed)
+			break;
+		if (sqlite3_prepare_v2(old, pass ? desc : asc, -1, &s, NULL) != SQLITE_OK) {
+			*failed = true;
+			break;
+		}
+		if (pass == 1)
+			sqlite3_bind_int64(s, 1, store_i64(*up));
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			uint64_t seq = (uint64_t)sqlite3_column_int64(s, 0);
+			if (pass == 0)
+				*up = seq;
+			else
+				*down = seq;
+			if (keep >= 0 && !sqlite3_column_int(s, keep))
+				continue;
+			for (int k = 0; k < ncols; k++)
+				sqlite3_bind_value(ins, k + 1, sqlite3_column_value(s, k));
+			if (sqlite3_step(ins) == SQLITE_DONE) {
+				sv->rows++;
+				if (unsent_col)
+					sv->unsent++;
+			}
+			sqlite3_reset(ins);
+			sqlite3_clear_bindings(ins);
+		}
+		if (pass == 0)
+			*failed = rc != SQLITE_DONE;
+		sqlite3_finalize(s);
+	}
+	sqlite3_finalize(ins);
+}
+
+/* A damaged file of schema 3: readings (undelivered, or set aside), transitions,
+ * legacy rows, devices, the aside table, the delivery mark. */
+static void store_salvage_v3(struct store *st, sqlite3 *old, struct salvage *sv)
+{
+	uint64_t up, down;
+	bool failed;
+	int64_t hwm = 0;
+	char sel[512], seld[512];
+
+	(void)store_salvage_int(old, "SELECT upto FROM delivered ORDER BY rowid DESC LIMIT 1", &hwm);
+	/* the mark first, so that what the copies say delivered stays so */
+	{
+		char sql[128];
+		snprintf(sql, sizeof sql, "INSERT INTO delivered (at, upto) VALUES (%" PRId64
+			 ", %" PRId64 ")", clock_real_ms(), hwm);
+		sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+	}
+	struct salvage other = { 0 };
+
+	store_salvage_table(old, st->db, "SELECT dev, device, hash, since, schema FROM devices"
+			    " ORDER BY dev", "SELECT dev, device, hash, since, schema FROM devices"
+			    " WHERE dev > ?1 ORDER BY dev DESC",
+			    "INSERT OR IGNORE INTO devices (dev, device, hash, since, schema)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5)", 5, -1, false, &other, &up, &down, &failed);
+	other.rows = 0;
+	store_salvage_table(old, st->db, "SELECT seq, since, reason FROM aside ORDER BY seq",
+			    "SELECT seq, since, reason FROM aside WHERE seq > ?1 ORDER BY seq DESC",
+			    "INSERT OR IGNORE INTO aside (seq, since, reason) VALUES (?1, ?2, ?3)",
+			    3, -1, false, &other, &up, &down, &failed);
+	sv->aside = other.rows;
+	/* readings: the undelivered ones (above the mark, or set aside), with their seqs */
+	snprintf(sel, sizeof sel, "SELECT seq, dev, ts, prev, vals, (seq > %" PRId64 " OR seq IN"
+		 " (SELECT seq FROM aside)) FROM readings NOT INDEXED ORDER BY seq", hwm);
+	snprintf(seld, sizeof seld, "SELECT seq, dev, ts, prev, vals, (seq > %" PRId64 " OR seq IN"
+		 " (SELECT seq FROM aside)) FROM readings NOT INDEXED WHERE seq > ?1"
+		 " ORDER BY seq DESC", hwm);
+	store_salvage_table(old, st->db, sel, seld, "INSERT OR IGNORE INTO readings"
+			    " (seq, dev, ts, prev, vals) VALUES (?1, ?2, ?3, ?4, ?5)", 5, 5, true,
+			    sv, &up, &down, &failed);
+	if (failed) {
+		sv->gap_lo = up + 1;
+		sv->gap_hi = down ? down - 1 : sv->last_seq;
+	}
+	/* transitions: all of them (the retained state sluicectl shows), sent or not */
+	store_salvage_table(old, st->db, "SELECT seq, ts, topic, body, retain, sent_at, sent_at"
+			    " IS NULL FROM events NOT INDEXED ORDER BY seq",
+			    "SELECT seq, ts, topic, body, retain, sent_at, sent_at IS NULL FROM events"
+			    " NOT INDEXED WHERE seq > ?1 ORDER BY seq DESC",
+			    "INSERT OR IGNORE INTO events (seq, ts, topic, body, retain, sent_at)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)", 6, -1, false, sv, &up, &down, &failed);
+	/* the older release's readings not yet delivered */
+	store_salvage_table(old, st->db, "SELECT seq, kind, ts, topic, body, retain, sent_at,"
+			    " sent_at IS NULL FROM legacy NOT INDEXED ORDER BY seq",
+			    "SELECT seq, kind, ts, topic, body, retain, sent_at, sent_at IS NULL FROM"
+			    " legacy NOT INDEXED WHERE seq > ?1 ORDER BY seq DESC",
+			    "INSERT OR IGNORE INTO legacy (seq, kind, ts, topic, body, retain, sent_at)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", 7, 7, true, sv, &up, &down, &failed);
+}
+
+/* A damaged file of schema 1 or 2 (found at the start that would have migrated it):
+ * its outbox's undelivered rows and every alert row, as schema 3 keeps them. */
+static void store_salvage_v2(struct store *st, sqlite3 *old, struct salvage *sv)
+{
+	uint64_t up, down;
+	bool failed;
+
+	store_salvage_table(old, st->db, "SELECT seq, ts, topic, body, retain, sent_at, kind = 1"
+			    " FROM outbox NOT INDEXED ORDER BY seq",
+			    "SELECT seq, ts, topic, body, retain, sent_at, kind = 1 FROM outbox"
+			    " NOT INDEXED WHERE seq > ?1 ORDER BY seq DESC",
+			    "INSERT OR IGNORE INTO events (seq, ts, topic, body, retain, sent_at)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)", 6, 6, false, sv, &up, &down, &failed);
+	store_salvage_table(old, st->db, "SELECT seq, kind, ts, topic, body, retain, sent_at,"
+			    " kind = 0 AND sent_at IS NULL FROM outbox NOT INDEXED ORDER BY seq",
+			    "SELECT seq, kind, ts, topic, body, retain, sent_at, kind = 0 AND sent_at"
+			    " IS NULL FROM outbox NOT INDEXED WHERE seq > ?1 ORDER BY seq DESC",
+			    "INSERT OR IGNORE INTO legacy (seq, kind, ts, topic, body, retain, sent_at)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", 7, 7, true, sv, &up, &down, &failed);
+	if (failed) {
+		sv->gap_lo = up + 1;
+		sv->gap_hi = down ? down - 1 : sv->last_seq;
+	}
+	/* rows set aside by schema 2 come back unsent: tried again, set aside again */
+	{
+		int64_t hwm = 0;
+		char sql[160];
+		(void)store_salvage_int(old, "SELECT min(seq) - 1 FROM outbox WHERE kind = 0 AND"
+					" sent_at IS NULL", &hwm);
+		if (hwm <= 0)
+			hwm = (int64_t)sv->last_seq;
+		snprintf(sql, sizeof sql, "INSERT INTO delivered (at, upto) VALUES (%" PRId64
+			 ", %" PRId64 ")", clock_real_ms(), hwm);
+		sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+	}
+}
+
+/*
  * What can still be read from the damaged copy goes into the fresh database: the
- * undelivered rows with their seqs (sent again, the same messages), the alert rows
- * (the retained state sluicectl shows), meta (the alert engine's state), the drop
- * counter, and the highest seq, so that seqs go on above it. Best effort: reads stop
- * at the first damaged page, from each end of the outbox.
+ * undelivered rows with their seqs (sent again, the same messages), the rows set aside
+ * (still counted as such: each is a gap until delivered), the transitions (the
+ * retained state sluicectl shows), the devices the readings name, meta (the alert
+ * engine's state, the stream), the counters, and the highest seq, so that seqs go on
+ * above it. Best effort: reads stop at the first damaged page, from each end of a table.
  */
 static int store_salvage(struct store *st, const char *aside, struct salvage *sv)
 {
 	sqlite3 *old = NULL;
-	sqlite3_stmt *ins = NULL, *s = NULL;
-	uint64_t up = 0, down = 0;
-	bool failed_up, failed_down = false;
-	int64_t v = 0;
+	sqlite3_stmt *s = NULL, *ins = NULL;
+	int64_t v = 0, ver = 0;
 	char shm[4200];
+	static const char *const counters[] = { "dropped", "lost_at_stop", "skipped" };
 
 	memset(sv, 0, sizeof *sv);
 	if (sqlite3_open_v2(aside, &old, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
@@ -1143,27 +1376,29 @@ static int store_salvage(struct store *st, const char *aside, struct salvage *sv
 		return 0;
 	}
 	sqlite3_busy_timeout(old, 100);
-	sv->seq_known = store_salvage_int(old, "SELECT seq FROM sqlite_sequence"
-					  " WHERE name = 'outbox'", &v) == 0;
-	store_salvage_int(old, "SELECT max(seq) FROM outbox", &v);
+	(void)store_salvage_int(old, "PRAGMA user_version", &ver);
+	if (ver >= 3) {
+		sv->seq_known = store_salvage_int(old, "SELECT value FROM counters WHERE name ="
+						  " 'last_seq'", &v) == 0;
+		(void)store_salvage_int(old, "SELECT max(seq) FROM readings", &v);
+		(void)store_salvage_int(old, "SELECT max(seq) FROM events", &v);
+		(void)store_salvage_int(old, "SELECT max(upto) FROM delivered", &v);
+		(void)store_salvage_int(old, "SELECT max(seq) FROM legacy", &v);
+	} else {
+		sv->seq_known = store_salvage_int(old, "SELECT seq FROM sqlite_sequence"
+						  " WHERE name = 'outbox'", &v) == 0;
+		(void)store_salvage_int(old, "SELECT max(seq) FROM outbox", &v);
+	}
 	sv->last_seq = (uint64_t)v;
 	(void)store_salvage_int(old, "SELECT value FROM counters WHERE name = 'dropped'",
 				&sv->dropped);
 
 	if (store_exec(st, "BEGIN IMMEDIATE", "cannot begin the salvage") < 0)
 		goto out;
-	if (sqlite3_prepare_v2(st->db, "INSERT OR IGNORE INTO outbox"
-			       " (seq, kind, ts, topic, body, retain, sent_at)"
-			       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", -1, &ins, NULL) == SQLITE_OK) {
-		store_salvage_pass(old, ins, false, 0, sv, &up, &failed_up);
-		if (failed_up) {
-			store_salvage_pass(old, ins, true, up, sv, &down, &failed_down);
-			sv->gap_lo = up + 1;
-			sv->gap_hi = down ? down - 1 : sv->last_seq;
-		}
-	}
-	sqlite3_finalize(ins);
-	ins = NULL;
+	if (ver >= 3)
+		store_salvage_v3(st, old, sv);
+	else
+		store_salvage_v2(st, old, sv);
 	if (sqlite3_prepare_v2(old, "SELECT key, value FROM meta", -1, &s, NULL) == SQLITE_OK &&
 	    sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
 			       -1, &ins, NULL) == SQLITE_OK) {
@@ -1176,17 +1411,19 @@ static int store_salvage(struct store *st, const char *aside, struct salvage *sv
 	}
 	sqlite3_finalize(s);
 	sqlite3_finalize(ins);
-	if (sv->dropped > 0) {
+	for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
 		char sql[96];
-		snprintf(sql, sizeof sql, "UPDATE counters SET value = %" PRId64
-			 " WHERE name = 'dropped'", sv->dropped);
-		sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+
+		v = 0;
+		snprintf(sql, sizeof sql, "SELECT value FROM counters WHERE name = '%s'", counters[i]);
+		if (store_salvage_int(old, sql, &v) == 0 && v > 0)
+			(void)store_counter_add(st, counters[i], v);
 	}
-	v = 0;
-	if (store_salvage_int(old, "SELECT value FROM counters WHERE name = 'lost_at_stop'",
-			      &v) == 0 && v > 0) {
-		sqlite3_bind_int64(st->stmt[S_LOST_ADD], 1, v);
-		(void)store_run(st, S_LOST_ADD, "cannot carry the lost counter over");
+	if (sv->seq_known) {
+		char sql[128];
+		snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO counters (name, value) VALUES"
+			 " ('last_seq', %" PRId64 ")", store_i64(sv->last_seq));
+		sqlite3_exec(st->db, sql, NULL, NULL, NULL);
 	}
 	if (store_exec(st, "COMMIT", "cannot commit the salvage") < 0)
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
@@ -1328,7 +1565,7 @@ static int store_open_db(struct store *st)
  * as sluice.db.damaged-<time>, kept for whoever wants to look, what can be read from
  * it is carried over, and the daemon goes on with a fresh database.
  */
-static int store_replace_damaged(struct store *st)
+static int store_replace_damaged(struct store *st, struct seq_found *f)
 {
 	char why[sizeof st->err], aside[4096];
 	struct salvage sv;
@@ -1345,37 +1582,51 @@ static int store_replace_damaged(struct store *st)
 		return -1;
 	store_salvage(st, aside, &sv);
 	log_warnx("store: carried over from the damaged file: %" PRIu64 " rows (%" PRIu64
-		  " undelivered), %" PRId64 " counted drops; its last seq was %" PRIu64,
-		  sv.rows, sv.unsent, sv.dropped, sv.last_seq);
-	if (sv.gap_lo && sv.gap_hi >= sv.gap_lo)
+		  " undelivered), %" PRIu64 " rows set aside, %" PRId64 " counted drops; its last"
+		  " seq was %" PRIu64, sv.rows, sv.unsent, sv.aside, sv.dropped, sv.last_seq);
+	if (sv.gap_lo && sv.gap_hi >= sv.gap_lo) {
 		log_warnx("store: rows with seqs %" PRIu64 "..%" PRIu64 " of the damaged file"
-			  " could not be read; undelivered ones among them are lost",
-			  sv.gap_lo, sv.gap_hi);
+			  " could not be read; undelivered ones among them are lost (counted in"
+			  " skipped)", sv.gap_lo, sv.gap_hi);
+		f->lost_lo = sv.gap_lo;
+		f->lost_hi = sv.gap_hi;
+	}
 	store_prune_damaged(st);
-	/* an exact last seq carries on without a gap; otherwise above the ceiling */
-	return store_seq_init(st, sv.last_seq, sv.seq_known ? SEQ_EXACT : SEQ_CEILING);
+	/* an exact last seq carries on without a gap; otherwise above the mark or ceiling */
+	f->replaced = true;
+	f->known = sv.seq_known;
+	return 0;
 }
 
-static int store_open_all(struct store *st)
+static int store_open_all(struct store *st, struct seq_found *f)
 {
-	if (store_open_db(st) < 0 || store_seq_init(st, 0, SEQ_OWN) < 0) {
-		if (!st->damaged || store_replace_damaged(st) < 0)
+	if (store_open_db(st) < 0) {
+		if (!st->damaged || store_replace_damaged(st, f) < 0)
 			return -1;
 	}
-	return store_count(st, &st->nrows, &st->nunsent, &st->naside);
+	if (store_seq_init(st, f) < 0 || store_outbox_load(st) < 0) {
+		/* a read that found damage past the check */
+		if (!st->damaged || f->replaced || store_replace_damaged(st, f) < 0 ||
+		    store_seq_init(st, f) < 0 || store_outbox_load(st) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 int store_reopen(struct store *st, char *err, size_t errlen)
 {
+	struct seq_found f = { .running = true };
+
 	if (st->ro) {
 		store_setf(st, "%s: opened read-only", st->path);
 		store_copyerr(st, err, errlen);
 		return -1;
 	}
 	store_shut(st);
+	store_outbox_free(st);
 	st->damaged = false;
 	st->check_why = "a read found it damaged";
-	if (store_open_all(st) < 0) {
+	if (store_open_all(st, &f) < 0) {
 		store_copyerr(st, err, errlen);
 		store_shut(st);
 		return -1;
@@ -1383,12 +1634,11 @@ int store_reopen(struct store *st, char *err, size_t errlen)
 	return 0;
 }
 
-static void store_spill_start(struct store *st);
-
 struct store *store_open(const char *data_dir, const struct buffer_cfg *buf, char *err,
 			 size_t errlen)
 {
 	struct store *st = store_alloc(data_dir, false, err, errlen);
+	struct seq_found f = { 0 };
 
 	if (!st)
 		return NULL;
@@ -1401,8 +1651,9 @@ struct store *store_open(const char *data_dir, const struct buffer_cfg *buf, cha
 	}
 	if (store_mkdir(st, data_dir) < 0 || store_lock(st) < 0)
 		goto fail;
-	store_take_clean_mark(st);
-	if (store_open_all(st) < 0)
+	store_take_clean_mark(st, &f.clean);
+	store_seq_open(&st->seq, st->seq_path, st->mark_path, &f.mark, &f.mark_existed);
+	if (store_open_all(st, &f) < 0)
 		goto fail;
 	store_spill_start(st);
 	st->opened = true;
@@ -1490,7 +1741,7 @@ static int store_check_files(struct store *st, const struct stat *db)
 
 /* store_open_ro's open, on a handle from store_alloc: 0, or -1 (st->err; st->damaged
  * when SQLite found the file damaged). */
-static int store_ro_open(struct store *st)
+static int store_ro_open(struct store *st, bool prepare)
 {
 	struct stat sb;
 	int64_t ver, app;
@@ -1502,10 +1753,10 @@ static int store_ro_open(struct store *st)
 			store_setf(st, "no database at %s: has sluiced run with this data_dir?", st->path);
 		else
 			store_setf(st, "cannot read %s: %s", st->path, strerror(errno));
-		goto fail;
+		return -1;
 	}
 	if (store_check_files(st, &sb) < 0)
-		goto fail;
+		return -1;
 	/*
 	 * A WAL-mode database opened read-only creates its -wal and -shm files when they
 	 * are missing, and as a reader it can never checkpoint them away: run as root while
@@ -1519,7 +1770,7 @@ static int store_ro_open(struct store *st)
 		uri = store_uri(st->path, "immutable=1");
 		if (!uri) {
 			store_setf(st, "store: out of memory");
-			goto fail;
+			return -1;
 		}
 	}
 	rc = sqlite3_open_v2(uri ? uri : st->path, &st->db,
@@ -1531,30 +1782,32 @@ static int store_ro_open(struct store *st)
 			store_sqlerr(st, "cannot open the database");
 		else
 			store_setf(st, "%s: cannot open the database: out of memory", st->path);
-		goto fail;
+		return -1;
 	}
 	sqlite3_extended_result_codes(st->db, 1);
 	sqlite3_busy_timeout(st->db, STORE_BUSY_RO_MS);
 	if (store_query_int(st, "PRAGMA user_version", &ver, "cannot read the database") < 0 ||
 	    store_query_int(st, "PRAGMA application_id", &app, "cannot read the database") < 0)
-		goto fail;
+		return -1;
 	if (ver == 0 || app != STORE_APP_ID) {
 		store_setf(st, "%s: not a sluice database (or sluiced has not finished creating it)",
 			   st->path);
-		goto fail;
+		return -1;
 	}
+	if (!prepare)
+		return 0;
 	if (ver != STORE_SCHEMA_VERSION) {
 		store_setf(st, "%s: schema version %" PRId64 ", this build reads version %d%s",
 			   st->path, ver, STORE_SCHEMA_VERSION,
 			   ver < STORE_SCHEMA_VERSION ? ": start sluiced once to migrate it"
 						      : ": install a newer sluicectl");
-		goto fail;
+		return -1;
 	}
-	if (store_prepare_all(st) < 0)
-		goto fail;
+	if (store_prepare_all(st) < 0 || store_outbox_load(st) < 0)
+		return -1;
+	(void)store_query_text(st, "SELECT value FROM meta WHERE key = 'stream'", st->seq.stream,
+			       sizeof st->seq.stream, "cannot read the stream id");
 	return 0;
-fail:
-	return -1;
 }
 
 struct store *store_open_ro(const char *data_dir, char *err, size_t errlen)
@@ -1563,7 +1816,7 @@ struct store *store_open_ro(const char *data_dir, char *err, size_t errlen)
 
 	if (!st)
 		return NULL;
-	if (store_ro_open(st) < 0) {
+	if (store_ro_open(st, true) < 0) {
 		store_copyerr(st, err, errlen);
 		store_close(st);
 		return NULL;
@@ -1580,7 +1833,8 @@ int store_check_dir(const char *data_dir, char *what, size_t len)
 
 	if (!st)
 		return -1;
-	if (store_ro_open(st) < 0) {
+	/* any schema: a file of an older release is checked as it is */
+	if (store_ro_open(st, false) < 0) {
 		r = st->damaged ? 1 : -1;
 		store_copyerr(st, what, len);
 		goto out;
@@ -1629,911 +1883,4 @@ int store_check_dir(const char *data_dir, char *what, size_t len)
 out:
 	store_close(st);
 	return r;
-}
-
-/* -------------------------------------------------------------------------------- */
-/* outbox                                                                            */
-
-int store_append(struct store *st, struct store_row *rows, size_t n, char *err, size_t errlen)
-{
-	return store_append_meta(st, rows, n, NULL, NULL, err, errlen);
-}
-
-/* Insert rows in the open transaction, each given its seq. -1: the caller rolls back. */
-static int store_insert_rows(struct store *st, struct store_row *rows, size_t n)
-{
-	sqlite3_stmt *ins = st->stmt[S_INSERT];
-
-	for (size_t i = 0; i < n; i++) {
-		sqlite3_bind_int(ins, 1, rows[i].kind);
-		sqlite3_bind_int64(ins, 2, rows[i].ts_ms);
-		/* STATIC: the caller's strings outlive the step; bindings are cleared below. */
-		sqlite3_bind_text(ins, 3, rows[i].topic, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 4, rows[i].body, -1, SQLITE_STATIC);
-		sqlite3_bind_int(ins, 5, rows[i].retain ? 1 : 0);
-		if (sqlite3_step(ins) != SQLITE_DONE) {
-			char what[64];
-			snprintf(what, sizeof what, "cannot append row %zu of %zu", i + 1, n);
-			store_sqlerr(st, what);
-			sqlite3_reset(ins);
-			sqlite3_clear_bindings(ins);
-			return -1;
-		}
-		sqlite3_reset(ins);
-		rows[i].seq = (uint64_t)sqlite3_last_insert_rowid(st->db);
-	}
-	sqlite3_clear_bindings(ins);
-	return 0;
-}
-
-/* key := value in the open transaction. -1: the caller rolls back. */
-static int store_meta_set(struct store *st, const char *key, const char *value)
-{
-	sqlite3_stmt *m = st->stmt[S_META_PUT];
-	int r = 0;
-
-	sqlite3_bind_text(m, 1, key, -1, SQLITE_STATIC);
-	sqlite3_bind_text(m, 2, value ? value : "", -1, SQLITE_STATIC);
-	if (sqlite3_step(m) != SQLITE_DONE)
-		r = store_sqlerr(st, "cannot write meta");
-	sqlite3_reset(m);
-	sqlite3_clear_bindings(m);
-	return r;
-}
-
-static int store_take_spill(struct store *st);
-
-int store_append_meta(struct store *st, struct store_row *rows, size_t n, const char *key,
-		      const char *value, char *err, size_t errlen)
-{
-	if (n == 0 && !key)
-		return 0;
-	if (store_writable(st) < 0)
-		goto fail;
-	/* what the last stop kept in the spill file waited longer: it goes in first */
-	if (st->spill_pending && store_take_spill(st) < 0)
-		goto unseq;
-	store_raise_ceiling(st, n);
-	/*
-	 * One transaction per batch: one WAL append and (durability full) one sync for
-	 * the lot, and a batch is all in or all out.
-	 */
-	if (store_run(st, S_BEGIN_W, "cannot begin a transaction") < 0)
-		goto fail;
-	/* the state that produced these rows commits with them: after a crash both are
-	 * there or neither (an alert transition is never stored twice) */
-	if (store_insert_rows(st, rows, n) < 0 || (key && store_meta_set(st, key, value) < 0)) {
-		store_rollback(st);
-		goto unseq;
-	}
-	if (store_commit(st) < 0)
-		goto unseq;
-	if (n > 0)
-		st->next_seq = rows[n - 1].seq + 1;
-	st->nrows += (int64_t)n;
-	st->nunsent += (int64_t)n;
-	return 0;
-unseq:
-	/* Rolled back: the seqs handed out were never stored and will be given again. */
-	for (size_t j = 0; j < n; j++)
-		rows[j].seq = 0;
-fail:
-	store_copyerr(st, err, errlen);
-	return -1;
-}
-
-static char *store_coldup(sqlite3_stmt *s, int col)
-{
-	const unsigned char *t = sqlite3_column_text(s, col);
-	int len = sqlite3_column_bytes(s, col);
-	char *d;
-
-	if (!t)
-		t = (const unsigned char *)"", len = 0;
-	d = malloc((size_t)len + 1);
-	if (d) {
-		memcpy(d, t, (size_t)len);
-		d[len] = '\0';
-	}
-	return d;
-}
-
-void store_row_clear(struct store_row *r)
-{
-	if (!r)
-		return;
-	free(r->topic);
-	free(r->body);
-	r->topic = NULL;
-	r->body = NULL;
-}
-
-/*
- * Step a statement returning ROW_COLS into out[0..max), leaving it where it stopped
- * (the caller resets it), so that a caller can go on reading into a grown array. On
- * error nothing is left to free.
- */
-static long store_read_rows_more(struct store *st, sqlite3_stmt *s, size_t max,
-				 struct store_row *out, const char *what)
-{
-	size_t n = 0;
-	int rc = SQLITE_ROW;
-
-	while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-		struct store_row *r = &out[n];
-		r->seq = (uint64_t)sqlite3_column_int64(s, 0);
-		r->kind = sqlite3_column_int(s, 1);
-		r->ts_ms = sqlite3_column_int64(s, 2);
-		r->topic = store_coldup(s, 3);
-		r->body = store_coldup(s, 4);
-		r->retain = sqlite3_column_int(s, 5) != 0;
-		n++;
-		if (!r->topic || !r->body) {
-			store_setf(st, "%s: %s: out of memory", st->path, what);
-			goto fail;
-		}
-	}
-	if (n < max && rc != SQLITE_DONE) {
-		store_sqlerr(st, what);
-		goto fail;
-	}
-	return (long)n;
-fail:
-	for (size_t i = 0; i < n; i++)
-		store_row_clear(&out[i]);
-	return -1;
-}
-
-/* Step a statement returning ROW_COLS into out[0..max), then reset it. */
-static long store_read_rows(struct store *st, sqlite3_stmt *s, size_t max, struct store_row *out,
-			    const char *what)
-{
-	long n = store_read_rows_more(st, s, max, out, what);
-
-	sqlite3_reset(s);
-	return n;
-}
-
-static int64_t store_limit(size_t max)
-{
-	return max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max;
-}
-
-long store_fetch_unsent(struct store *st, int kind, uint64_t after, size_t max,
-			struct store_row *out)
-{
-	sqlite3_stmt *s = st->stmt[S_FETCH];
-
-	if (store_usable(st) < 0)
-		return -1;
-	if (max == 0)
-		return 0;
-	sqlite3_bind_int(s, 1, kind);
-	sqlite3_bind_int64(s, 2, after > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)after);
-	sqlite3_bind_int64(s, 3, store_limit(max));
-	return store_read_rows(st, s, max, out, "cannot read the backlog");
-}
-
-int store_mark_sent(struct store *st, const uint64_t *seqs, size_t n)
-{
-	sqlite3_stmt *s = st->stmt[S_MARK];
-	int64_t now = clock_real_ms();
-	int64_t marked = 0, gone = 0;
-
-	if (n == 0)
-		return 0;
-	if (store_writable(st) < 0)
-		return -1;
-	/*
-	 * One transaction for all the acks gathered in a loop turn. A mark lost to a power
-	 * cut only means the row is sent again: delivery is at least once by design.
-	 */
-	if (store_run(st, S_BEGIN_W, "cannot begin a transaction") < 0)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		sqlite3_bind_int64(s, 1, now);
-		sqlite3_bind_int64(s, 2, (int64_t)seqs[i]);
-		if (store_run(st, S_MARK, "cannot mark a row sent") < 0) {
-			store_rollback(st);
-			return -1;
-		}
-		marked += sqlite3_changes(st->db);
-	}
-	/* delivered at last: no longer set aside (a probe per entry, only when there are) */
-	if (st->naside > 0 && marked > 0) {
-		if (store_run(st, S_ASIDE_GONE, "cannot forget delivered rows set aside") < 0) {
-			store_rollback(st);
-			return -1;
-		}
-		gone = sqlite3_changes(st->db);
-	}
-	if (store_commit(st) < 0)
-		return -1;
-	st->nunsent -= marked;
-	st->naside -= gone;
-	return 0;
-}
-
-/* -------------------------------------------------------------------------------- */
-/* set aside: rows the broker refused for good                                       */
-/*
- * Kept apart from the rest on purpose: the outbox will change shape (delivery marked
- * by ranges), and these rows are the exceptions to whatever marks delivery. What this
- * section owns: the aside table, and the S_ASIDE_* statements; the outbox's fetch and
- * backlog age skip what it holds, store_mark_sent and the size bound's drop forget
- * entries whose row went.
- */
-
-int store_aside_put(struct store *st, uint64_t seq, const char *reason)
-{
-	sqlite3_stmt *s = st->stmt[S_ASIDE_PUT];
-	int n;
-
-	if (store_writable(st) < 0)
-		return -1;
-	sqlite3_bind_int64(s, 1, seq > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)seq);
-	sqlite3_bind_int64(s, 2, clock_real_ms());
-	sqlite3_bind_text(s, 3, reason ? reason : "", -1, SQLITE_STATIC);
-	/* one statement: its own transaction, like a meta put; refusals are rare */
-	if (store_run(st, S_ASIDE_PUT, "cannot set a row aside") < 0) {
-		sqlite3_clear_bindings(s);
-		return -1;
-	}
-	sqlite3_clear_bindings(s);
-	n = sqlite3_changes(st->db);
-	st->naside += n;
-	return n > 0 ? 1 : 0;
-}
-
-long store_fetch_aside(struct store *st, uint64_t after, size_t max, struct store_row *out)
-{
-	sqlite3_stmt *s = st->stmt[S_ASIDE_FETCH];
-
-	if (store_usable(st) < 0)
-		return -1;
-	if (max == 0)
-		return 0;
-	sqlite3_bind_int64(s, 1, after > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)after);
-	sqlite3_bind_int64(s, 2, store_limit(max));
-	return store_read_rows(st, s, max, out, "cannot read the rows set aside");
-}
-
-long store_aside_list(struct store *st, size_t max, struct store_aside *out)
-{
-	sqlite3_stmt *s = st->stmt[S_ASIDE_LIST];
-	size_t n = 0;
-	int rc = SQLITE_ROW;
-	bool oom = false;
-
-	if (store_usable(st) < 0)
-		return -1;
-	if (max == 0)
-		return 0;
-	sqlite3_bind_int64(s, 1, store_limit(max));
-	while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-		struct store_aside *a = &out[n++];
-
-		*a = (struct store_aside){
-			.row = { .seq = (uint64_t)sqlite3_column_int64(s, 0),
-				 .kind = sqlite3_column_int(s, 1),
-				 .ts_ms = sqlite3_column_int64(s, 2),
-				 .topic = store_coldup(s, 3),
-				 .body = store_coldup(s, 4),
-				 .retain = sqlite3_column_int(s, 5) != 0 },
-			.since_ms = sqlite3_column_int64(s, 6),
-			.reason = store_coldup(s, 7),
-			.superseded = sqlite3_column_int(s, 8) != 0,
-		};
-		if (!a->reason || !a->row.topic || !a->row.body) {
-			oom = true;
-			break;
-		}
-	}
-	if (oom || (n < max && rc != SQLITE_DONE)) {
-		if (oom)
-			store_setf(st, "%s: cannot list the rows set aside: out of memory", st->path);
-		else
-			store_sqlerr(st, "cannot list the rows set aside");
-		sqlite3_reset(s);
-		for (size_t i = 0; i < n; i++)
-			store_aside_clear(&out[i]);
-		return -1;
-	}
-	sqlite3_reset(s);
-	return (long)n;
-}
-
-void store_aside_clear(struct store_aside *a)
-{
-	if (!a)
-		return;
-	store_row_clear(&a->row);
-	free(a->reason);
-	a->reason = NULL;
-}
-
-/* -------------------------------------------------------------------------------- */
-/* maintenance and the size bound                                                    */
-
-static uint64_t store_wal_bytes(const struct store *st)
-{
-	struct stat sb;
-
-	return stat(st->wal_path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
-}
-
-static int store_pages(struct store *st, int64_t *pages, int64_t *freepages)
-{
-	if (store_int(st, S_PAGE_COUNT, pages, "cannot read page_count") < 0 ||
-	    store_int(st, S_FREELIST, freepages, "cannot read freelist_count") < 0)
-		return -1;
-	return 0;
-}
-
-/*
- * Copy the WAL into the database and truncate it to zero. TRUNCATE waits (busy
- * timeout) for readers; when one holds on, the checkpoint stops short, which is fine:
- * the next call tries again. Not an error either way unless SQLite fails.
- */
-static int store_checkpoint(struct store *st)
-{
-	int64_t busy;
-
-	return store_int(st, S_CHECKPOINT, &busy, "cannot checkpoint");
-}
-
-/* Delete up to chunk delivered rows that were sent before cutoff, oldest first. */
-static long store_prune_chunk(struct store *st, int64_t cutoff, int64_t chunk)
-{
-	sqlite3_stmt *s = st->stmt[S_PRUNE_SENT];
-
-	sqlite3_bind_int64(s, 1, cutoff);
-	sqlite3_bind_int64(s, 2, chunk);
-	/* One statement, one transaction of its own: chunks keep it short. */
-	if (store_run(st, S_PRUNE_SENT, "cannot prune delivered rows") < 0)
-		return -1;
-	st->nrows -= sqlite3_changes(st->db);
-	return sqlite3_changes(st->db);
-}
-
-/* Drop up to chunk of the oldest unsent telemetry rows, and count them. */
-static long store_drop_chunk(struct store *st, int64_t chunk)
-{
-	long n, gone = 0;
-
-	/*
-	 * The rows and the counter change in one transaction, so every drop is counted
-	 * exactly once, whatever happens to the process in between.
-	 */
-	if (store_run(st, S_BEGIN_W, "cannot begin a transaction") < 0)
-		return -1;
-	sqlite3_bind_int64(st->stmt[S_DROP_UNSENT], 1, chunk);
-	sqlite3_bind_int64(st->stmt[S_DROP_UNSENT], 2,
-			   st->in_flight > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)st->in_flight);
-	if (store_run(st, S_DROP_UNSENT, "cannot drop unsent telemetry") < 0)
-		goto fail;
-	n = sqlite3_changes(st->db);
-	sqlite3_bind_int64(st->stmt[S_DROPPED_ADD], 1, n);
-	if (n > 0 && store_run(st, S_DROPPED_ADD, "cannot count dropped rows") < 0)
-		goto fail;
-	/* a row set aside that went is counted as dropped, no longer as set aside */
-	if (n > 0 && st->naside > 0) {
-		if (store_run(st, S_ASIDE_GONE, "cannot forget dropped rows set aside") < 0)
-			goto fail;
-		gone = sqlite3_changes(st->db);
-	}
-	if (store_commit(st) < 0)
-		return -1;
-	st->nrows -= n;
-	st->nunsent -= n;
-	st->naside -= gone;
-	return n;
-fail:
-	store_rollback(st);
-	return -1;
-}
-
-/*
- * The size bound, exactly:
- *
- *   on disk   = page_count * page_size          (the database file)
- *             + size of sluice.db-wal           (the WAL)
- *             (+ the -shm index, 32 KiB, not counted)
- *   live      = (page_count - freelist_count) * page_size
- *   wal_allow = max_size / 8, clamped to [64 KiB, 4 MiB]
- *   budget    = max_size - wal_allow
- *
- * Deleting rows does not shrink the file: the pages go to the freelist and later
- * inserts reuse them. So rows are deleted until live <= budget, and free pages beyond
- * the budget are handed back with incremental_vacuum; the file then holds at most
- * budget bytes. The WAL is bounded separately, by checkpoints, to about wal_allow:
- * deleting rows would not help there (a delete is itself written to the WAL). Between
- * two calls the file may grow by what was appended meanwhile, and a reader that holds
- * a snapshot for long keeps the WAL from being reset; both are caught up next call.
- *
- * Deleted first: delivered history, oldest sent first. Then unsent telemetry, oldest
- * seq first, each counted in counters.dropped. Alert transitions are never dropped:
- * when only they remain over the bound, it is logged and they stay.
- */
-static int store_enforce_size(struct store *st)
-{
-	uint64_t budget = st->buf.max_size > st->wal_allow ? st->buf.max_size - st->wal_allow : 0;
-	int64_t budget_pages = (int64_t)(budget / STORE_PAGE_SIZE);
-	int64_t pages, freepages, live, live0 = -1;
-	long n, pruned = 0, dropped = 0;
-	int64_t chunk = STORE_CHUNK_FIRST;
-	char sql[64];
-
-	for (;;) {
-		if (store_pages(st, &pages, &freepages) < 0)
-			return -1;
-		live = pages - freepages;
-		if (live0 < 0)
-			live0 = live;
-		if (live <= budget_pages)
-			break;
-		/*
-		 * Aim close: every reading dropped past the bound is lost for nothing. Once
-		 * deleting has freed pages, estimate the rows the excess needs at the rate
-		 * seen so far in this call, and take half: the first rows deleted mostly thin
-		 * out pages that others still share, so the early rate overstates the rows
-		 * needed. A rate from a few rows says little, so a chunk grows at most
-		 * fourfold; until a page came free, it doubles.
-		 */
-		if (pruned + dropped > 0) {
-			int64_t prev = chunk;
-			if (live0 > live) {
-				chunk = (live - budget_pages) * (pruned + dropped) / (live0 - live) / 2;
-				if (chunk > prev * 4)
-					chunk = prev * 4;
-			} else {
-				chunk = prev * 2;
-			}
-			if (chunk < STORE_CHUNK_MIN)
-				chunk = STORE_CHUNK_MIN;
-			if (chunk > STORE_CHUNK_MAX)
-				chunk = STORE_CHUNK_MAX;
-		}
-		if (store_wal_bytes(st) > st->wal_allow && store_checkpoint(st) < 0)
-			return -1;
-		n = store_prune_chunk(st, INT64_MAX, chunk);
-		if (n < 0)
-			return -1;
-		pruned += n;
-		if (n == 0) {
-			n = store_drop_chunk(st, chunk);
-			if (n < 0)
-				return -1;
-			dropped += n;
-		}
-		if (n == 0) {
-			log_warnx("store: %s holds %" PRId64 " KiB of alert transitions and"
-				  " schema, over its budget of %" PRIu64 " KiB (max_size less"
-				  " the WAL); alerts are never dropped",
-				  st->path, (pages - freepages) * STORE_PAGE_SIZE / 1024,
-				  budget / 1024);
-			break;
-		}
-	}
-	if (dropped > 0)
-		log_warnx("store: buffer full (max_size %" PRIu64 " bytes): dropped the %ld"
-			  " oldest unsent readings", st->buf.max_size, dropped);
-	if (pruned > 0)
-		/* debug: at the bound this is every call, and nothing undelivered is lost */
-		log_debug("store: buffer full: deleted %ld delivered rows of history early", pruned);
-
-	/* Give free pages past the budget back: the file shrinks at the next checkpoint. */
-	if (store_pages(st, &pages, &freepages) < 0)
-		return -1;
-	if (pages > budget_pages && freepages > 0) {
-		int64_t give = pages - budget_pages;
-		if (give > freepages)
-			give = freepages;
-		snprintf(sql, sizeof sql, "PRAGMA incremental_vacuum(%" PRId64 ")", give);
-		if (store_exec(st, sql, "cannot vacuum") < 0)
-			return -1;
-		if (store_checkpoint(st) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-int store_maintain(struct store *st, int64_t now_ms)
-{
-	int64_t keep = st->buf.keep_sent_ms > 0 ? st->buf.keep_sent_ms : 0;
-	int64_t cutoff = now_ms - keep;
-	long n, pruned = 0;
-
-	if (store_writable(st) < 0)
-		return -1;
-	/*
-	 * History past keep_sent, on the real-time clock (sent_at is real time): after a
-	 * clock step forward, history goes early; after one backward, it stays longer.
-	 * Chunked and capped per call so a large expiry never stalls the core loop.
-	 */
-	while (pruned < STORE_PRUNE_MAX) {
-		n = store_prune_chunk(st, cutoff, STORE_CHUNK_MAX);
-		if (n < 0)
-			return -1;
-		pruned += n;
-		if (n < STORE_CHUNK_MAX)
-			break;
-		if (store_wal_bytes(st) > st->wal_allow && store_checkpoint(st) < 0)
-			return -1;
-	}
-	if (pruned > 0)
-		log_debug("store: pruned %ld delivered rows older than keep_sent", pruned);
-	if (st->buf.max_size > 0 && store_enforce_size(st) < 0)
-		return -1;
-	if (store_wal_bytes(st) > st->wal_allow && store_checkpoint(st) < 0)
-		return -1;
-	return 0;
-}
-
-/* -------------------------------------------------------------------------------- */
-/* reading                                                                           */
-
-int store_stats(struct store *st, struct store_stats *out)
-{
-	int64_t rows = st->nrows, unsent = st->nunsent, aside = st->naside;
-	int64_t oldest, last, dropped, lost, pages, freepages;
-
-	memset(out, 0, sizeof *out);
-	if (store_usable(st) < 0)
-		return -1;
-	/* One read transaction: the numbers come from one snapshot. */
-	if (store_run(st, S_BEGIN_R, "cannot begin a read") < 0)
-		return -1;
-	if ((st->ro && store_count(st, &rows, &unsent, &aside) < 0) ||
-	    store_int(st, S_OLDEST_UNSENT, &oldest, "cannot read the backlog age") < 0 ||
-	    store_int(st, S_LAST_SEQ, &last, "cannot read the last seq") < 0 ||
-	    store_int(st, S_DROPPED_GET, &dropped, "cannot read the drop counter") < 0 ||
-	    store_int(st, S_LOST_GET, &lost, "cannot read the lost counter") < 0 ||
-	    store_pages(st, &pages, &freepages) < 0) {
-		store_rollback(st);
-		return -1;
-	}
-	if (store_commit(st) < 0)
-		return -1;
-	out->rows = (uint64_t)rows;
-	out->unsent = (uint64_t)(unsent - aside);
-	out->aside = (uint64_t)aside;
-	out->oldest_unsent_ms = oldest;
-	out->last_seq = (uint64_t)last;
-	out->dropped = (uint64_t)dropped;
-	out->lost_at_stop = (uint64_t)lost;
-	out->db_bytes = (uint64_t)pages * STORE_PAGE_SIZE + store_wal_bytes(st);
-	return 0;
-}
-
-long store_recent(struct store *st, const char *topic, size_t max, struct store_row *out)
-{
-	sqlite3_stmt *s = st->stmt[S_RECENT];
-	long n;
-
-	if (store_usable(st) < 0)
-		return -1;
-	if (max == 0)
-		return 0;
-	sqlite3_bind_text(s, 1, topic, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, store_limit(max));
-	n = store_read_rows(st, s, max, out, "cannot read recent rows");
-	sqlite3_clear_bindings(s);
-	return n;
-}
-
-/* The end of the range of topics starting with prefix: the prefix with its last byte
- * incremented (dropping trailing 0xff bytes); NULL when there is no end (every topic
- * from prefix on matches), or out of memory (*oom). */
-static char *store_prefix_end(const char *prefix, bool *oom)
-{
-	size_t n = strlen(prefix);
-	char *end;
-
-	*oom = false;
-	while (n > 0 && (unsigned char)prefix[n - 1] == 0xff)
-		n--;
-	if (n == 0)
-		return NULL;
-	end = strndup(prefix, n);
-	if (!end) {
-		*oom = true;
-		return NULL;
-	}
-	end[n - 1] = (char)((unsigned char)end[n - 1] + 1);
-	return end;
-}
-
-/* Bind the range [prefix, end) to ?1 and ?2; end NULL: no upper bound. */
-static int store_bind_prefix(struct store *st, sqlite3_stmt *s, const char *prefix, char **end)
-{
-	bool oom;
-
-	*end = store_prefix_end(prefix, &oom);
-	if (oom) {
-		store_setf(st, "%s: out of memory", st->path);
-		return -1;
-	}
-	sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
-	/* a topic is text: every text sorts below a blob, so a blob bounds "no end" */
-	if (*end)
-		sqlite3_bind_text(s, 2, *end, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_blob(s, 2, "", 0, SQLITE_STATIC);
-	return 0;
-}
-
-long store_recent_prefix(struct store *st, const char *prefix, size_t max, struct store_row *out)
-{
-	sqlite3_stmt *s = st->stmt[S_RECENT_PREFIX];
-	char *end;
-	long n;
-
-	if (store_usable(st) < 0)
-		return -1;
-	if (max == 0)
-		return 0;
-	if (store_bind_prefix(st, s, prefix, &end) < 0)
-		return -1;
-	sqlite3_bind_int64(s, 3, store_limit(max));
-	n = store_read_rows(st, s, max, out, "cannot read recent rows");
-	sqlite3_clear_bindings(s);
-	free(end);
-	return n;
-}
-
-long store_latest(struct store *st, const char *prefix, struct store_row **out)
-{
-	sqlite3_stmt *s = st->stmt[S_LATEST];
-	struct store_row *rows = NULL;
-	size_t n = 0, cap = 0;
-	char *end;
-	long got;
-
-	*out = NULL;
-	if (store_usable(st) < 0)
-		return -1;
-	if (store_bind_prefix(st, s, prefix, &end) < 0)
-		return -1;
-	/* One read transaction, so that rows fetched in chunks come from one snapshot. */
-	if (store_run(st, S_BEGIN_R, "cannot begin a read") < 0)
-		goto fail;
-	do {
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			struct store_row *nr = realloc(rows, nc * sizeof *nr);
-			if (!nr) {
-				store_setf(st, "%s: latest rows: out of memory", st->path);
-				store_rollback(st);
-				goto fail;
-			}
-			rows = nr;
-			cap = nc;
-		}
-		/* store_read_rows resets the statement when it returns, so read it all in
-		 * one go: ask for what is left of the array, and grow while it fills up */
-		got = store_read_rows_more(st, s, cap - n, rows + n, "cannot read the latest rows");
-		if (got < 0) {
-			store_rollback(st);
-			goto fail;
-		}
-		n += (size_t)got;
-	} while (n == cap);
-	sqlite3_reset(s);
-	if (store_commit(st) < 0)
-		goto fail;
-	sqlite3_clear_bindings(s);
-	free(end);
-	*out = rows;
-	return (long)n;
-fail:
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	for (size_t i = 0; i < n; i++)
-		store_row_clear(&rows[i]);
-	free(rows);
-	free(end);
-	return -1;
-}
-
-int store_meta_get(struct store *st, const char *key, char **value)
-{
-	sqlite3_stmt *s = st->stmt[S_META_GET];
-	int rc;
-
-	*value = NULL;
-	if (store_usable(st) < 0)
-		return -1;
-	/* a pair the last stop kept in the spill file is newer than the database's */
-	for (size_t i = st->spill_pending ? st->spill_in.nmeta : 0; i-- > 0;) {
-		if (strcmp(st->spill_in.meta[i].key, key) != 0)
-			continue;
-		if (!(*value = strdup(st->spill_in.meta[i].value))) {
-			store_setf(st, "%s: meta %s: out of memory", st->path, key);
-			return -1;
-		}
-		return 0;
-	}
-	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
-		*value = store_coldup(s, 0);
-		if (!*value) {
-			store_setf(st, "%s: meta %s: out of memory", st->path, key);
-			rc = SQLITE_NOMEM;
-		}
-	} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		store_sqlerr(st, "cannot read meta");
-	}
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
-}
-
-int store_meta_put(struct store *st, const char *key, const char *value)
-{
-	int id = value ? S_META_PUT : S_META_DEL;
-	sqlite3_stmt *s = st->stmt[id];
-	int r;
-
-	if (store_writable(st) < 0)
-		return -1;
-	/* the spill's pairs are older than this one: in first, or they would overwrite it */
-	if (st->spill_pending && store_take_spill(st) < 0)
-		return -1;
-	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-	if (value)
-		sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
-	/* A single statement is its own transaction. */
-	r = store_run(st, id, "cannot write meta");
-	sqlite3_clear_bindings(s);
-	return r;
-}
-
-/* -------------------------------------------------------------------------------- */
-/* the spill file: rows a stopping daemon held in memory (spill.h)                   */
-
-static uint64_t store_spill_reserve(const struct store *st)
-{
-	uint64_t r = st->buf.max_size ? st->buf.max_size / 16 : STORE_SPILL_MAX;
-
-	return r < STORE_SPILL_MIN ? STORE_SPILL_MIN : r > STORE_SPILL_MAX ? STORE_SPILL_MAX : r;
-}
-
-/* The id of the last spill taken in (meta spill_taken), 0 when none. */
-static uint64_t store_spill_taken_id(struct store *st)
-{
-	sqlite3_stmt *s = st->stmt[S_META_GET];
-	uint64_t id = 0;
-
-	sqlite3_bind_text(s, 1, STORE_SPILL_TAKEN, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
-		id = strtoull((const char *)sqlite3_column_text(s, 0), NULL, 10);
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	return id;
-}
-
-/*
- * What the last stop kept in the spill file goes into the outbox before any other row:
- * one transaction with its meta pairs (the alert engine's state as the rows left it),
- * the count of rows lost at that stop, and the spill's id as meta spill_taken. Then the
- * file is emptied. A crash in between leaves a file whose id the database has: the next
- * open empties it, taking nothing twice. Seqs are given here: rows in memory had none.
- */
-static int store_take_spill(struct store *st)
-{
-	struct spill_content *c = &st->spill_in;
-	char idtext[24], err[512];
-
-	snprintf(idtext, sizeof idtext, "%" PRIu64, c->id);
-	if (c->nrows > 0)
-		store_raise_ceiling(st, c->nrows);
-	if (store_run(st, S_BEGIN_W, "cannot begin a transaction") < 0)
-		goto fail;
-	if (store_insert_rows(st, c->rows, c->nrows) < 0)
-		goto rollback;
-	for (size_t i = 0; i < c->nmeta; i++)
-		if (store_meta_set(st, c->meta[i].key, c->meta[i].value) < 0)
-			goto rollback;
-	if (c->lost > 0) {
-		sqlite3_bind_int64(st->stmt[S_LOST_ADD], 1,
-				   c->lost > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)c->lost);
-		if (store_run(st, S_LOST_ADD, "cannot count the rows lost at the last stop") < 0)
-			goto rollback;
-	}
-	if (c->id && store_meta_set(st, STORE_SPILL_TAKEN, idtext) < 0)
-		goto rollback;
-	if (store_commit(st) < 0)
-		goto fail;
-	if (c->nrows > 0) {
-		st->next_seq = c->rows[c->nrows - 1].seq + 1;
-		log_warnx("store: stored the %zu rows kept in %s at the last stop (seqs %" PRIu64
-			  "..%" PRIu64 ")", c->nrows, st->spill_path, c->rows[0].seq,
-			  c->rows[c->nrows - 1].seq);
-	}
-	if (c->lost > 0)
-		log_errx("store: %" PRIu64 " rows that waited in memory were lost at the last stop"
-			 " (counted in lost_at_stop)", c->lost);
-	st->nrows += (int64_t)c->nrows;
-	st->nunsent += (int64_t)c->nrows;
-	if (c->id)
-		st->spill_taken = c->id;
-	if (c->id && st->spill && spill_clear(st->spill, err, sizeof err) < 0)
-		log_warnx("store: %s (its rows are stored; they will not be taken again)", err);
-	spill_content_free(c);
-	memset(c, 0, sizeof *c);
-	st->spill_pending = false;
-	st->spill_warned = false;
-	return 0;
-rollback:
-	store_rollback(st);
-fail:
-	for (size_t i = 0; i < c->nrows; i++)
-		c->rows[i].seq = 0;
-	if (!st->spill_warned)
-		log_warnx("store: the %zu rows kept in %s at the last stop cannot be stored yet"
-			  " (%s); they go in first once the store writes", c->nrows,
-			  st->spill_path, st->err);
-	st->spill_warned = true;
-	return -1;
-}
-
-/* At open, after the database: the spill file's reserve, and what the last stop left. */
-static void store_spill_start(struct store *st)
-{
-	struct spill_content *c = &st->spill_in;
-	char err[512];
-
-	st->spill = spill_open(st->spill_path, store_spill_reserve(st), c, err, sizeof err);
-	if (!st->spill)
-		log_warnx("store: %s: rows waiting in memory at a stop while the store cannot"
-			  " write would be lost", err);
-	st->spill_taken = store_spill_taken_id(st);
-	if (c->id == 0 && c->lost == 0)
-		return;
-	if (c->id && c->id == st->spill_taken) {
-		/* taken in already: the last start stopped between its commit and here */
-		if (spill_clear(st->spill, err, sizeof err) < 0)
-			log_warnx("store: %s", err);
-		log_info("store: %s had been stored already; emptied", st->spill_path);
-		spill_content_free(c);
-		memset(c, 0, sizeof *c);
-		return;
-	}
-	st->spill_pending = true;
-	(void)store_take_spill(st); /* failing, it says so, and is tried before each write */
-}
-
-size_t store_spill(struct store *st, const struct store_row *rows, size_t n, const char *key,
-		   const char *value)
-{
-	char err[512];
-	size_t kept = 0;
-
-	if (n == 0)
-		return 0;
-	if (st->ro || !st->spill) {
-		snprintf(err, sizeof err, "%s could not be opened at start", st->spill_path);
-		goto lost;
-	}
-	/* still the contents taken in (emptying it failed then): never append to those */
-	if (st->spill_taken && spill_id(st->spill) == st->spill_taken &&
-	    spill_clear(st->spill, err, sizeof err) < 0)
-		goto lost;
-	if (spill_append(st->spill, rows, n, key, value, &kept, err, sizeof err) < 0)
-		goto lost;
-	if (kept == n)
-		log_warnx("store: the %zu rows that waited in memory are kept in %s: the next"
-			  " start stores them before anything else", n, st->spill_path);
-	else
-		log_errx("store: %zu of the %zu rows that waited in memory are kept in %s, the"
-			 " other %zu (the oldest readings) are lost: counted in lost_at_stop at the"
-			 " next start", kept, n, st->spill_path, n - kept);
-	return n - kept;
-lost:
-	log_errx("store: the %zu rows that waited in memory are lost (%s), and neither the"
-		 " store nor the spill file can keep them (%s); this count is in this log only",
-		 n, st->err, err);
-	return n;
 }

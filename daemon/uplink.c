@@ -179,6 +179,7 @@ struct uplink {
 	char *prefix;           /* the format's root: topic_prefix, or Sparkplug's group */
 	char *gateway_id;
 	char *gateway_name;
+	char stream[24];        /* the seq space's id (uplink_set_stream), in the status */
 	const struct payload_format *fmt; /* writes the status, the will and every topic */
 	bool sparkplug;         /* the will carries a bdSeq, one more each attempt */
 	uint64_t bdseq, bdseq_next;
@@ -575,7 +576,8 @@ static void ul_track(struct uplink *u, int mid, enum ul_track t)
 static struct payload_gateway ul_gateway(const struct uplink *u)
 {
 	return (struct payload_gateway){ .id = u->gateway_id, .name = u->gateway_name,
-					 .version = SLUICE_VERSION, .bdseq = u->bdseq };
+					 .version = SLUICE_VERSION,
+					 .stream = u->stream[0] ? u->stream : NULL, .bdseq = u->bdseq };
 }
 
 /*
@@ -1513,6 +1515,11 @@ void uplink_reconnect_soon(struct uplink *u)
 	/* the schedule doubles it after use: put back what it was */
 	u->attempt_at = clock_mono_ms() + ul_jitter(u, BACKOFF_MIN_MS);
 	u->reschedule = false;
+}
+
+void uplink_set_stream(struct uplink *u, const char *stream)
+{
+	snprintf(u->stream, sizeof u->stream, "%s", stream ? stream : "");
 }
 
 bool uplink_connected(struct uplink *u)

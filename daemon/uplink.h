@@ -106,6 +106,9 @@ void uplink_io(struct uplink *u, short revents);
 int64_t uplink_tick(struct uplink *u, int64_t now_ms);
 bool uplink_connected(struct uplink *u);
 
+/* The seq space's id (store_stream), carried in every status message from the next. */
+void uplink_set_stream(struct uplink *u, const char *stream);
+
 /*
  * After disconnected(): make the next attempt after the shortest backoff (1 s), without
  * growing it, because the caller learns from each short session (suspect.c, finding a

@@ -41,8 +41,9 @@
 
 #define DEFAULT_CONFIG SLUICECTL_CONFIG
 #define STATUS_KEY "status"
-/* The daemon rewrites its snapshot every max(5 s, 10 ms a device); one not updated for
- * three periods, and at least 2 minutes, belongs to a daemon that is not running. */
+/* The daemon rewrites its snapshot every max(30 s, 10 ms a device) (daemon/status.c);
+ * one not updated for three periods, and at least 2 minutes, belongs to a daemon that is
+ * not running. */
 #define STALE_MIN_MS (120 * 1000)
 /* How far back alerts looks for the start of a firing streak. */
 #define STREAK_ROWS 256
@@ -288,25 +289,58 @@ static void json_copy(struct jbuf *b, const struct jval *obj, const char *key, b
 
 /* ---- reading the store ------------------------------------------------------------- */
 
-/* An outbox row's body as an object: {"seq":N,<body>}, the payload it is published as.
- * NULL (and a warning) when the body is damaged. */
-static struct jval *row_payload(const struct store_row *r)
+/*
+ * An outbox row as sluiced publishes it (the default format): its relative topic into
+ * topic, its payload into out. A transition is its stored text in the envelope; a
+ * reading is built from its values and its device as stored. -1 (said) when the row
+ * cannot be read back.
+ */
+static int row_message(struct store *st, const struct store_row *r, struct jbuf *out,
+		       char *topic, size_t tlen)
 {
+	const struct payload_format *fmt = payload_format_find(PAYLOAD_FORMAT_DEFAULT);
+	const struct device_cfg *d;
+	struct payload_msg m;
+	struct reading *rd;
+	int rc;
+
+	if (!r->dev) {
+		snprintf(topic, tlen, "%s", r->topic);
+		return fmt->envelope(out, r->seq, r->body);
+	}
+	snprintf(topic, tlen, "telemetry/?");
+	d = store_device(st, r->dev);
+	rd = d ? store_row_reading(r) : NULL;
+	if (!rd) {
+		fprintf(stderr, "sluicectl: reading %" PRIu64 " cannot be read back: %s\n", r->seq,
+			d ? "its values are damaged" : store_error(st));
+		return -1;
+	}
+	payload_msg_init(&m);
+	rc = fmt->reading(&m, d, rd);
+	reading_free(rd);
+	if (rc == 0)
+		rc = fmt->envelope(out, r->seq, jb_cstr_get(&m.body));
+	snprintf(topic, tlen, "%s", m.topic);
+	payload_msg_free(&m);
+	return rc;
+}
+
+/* An outbox row's payload as an object, as it is published. NULL (and a warning) when
+ * the row is damaged. */
+static struct jval *row_payload(struct store *st, const struct store_row *r)
+{
+	char topic[PAYLOAD_TOPIC_MAX], err[128];
 	struct jbuf b;
-	struct jval *v;
-	char err[128];
+	struct jval *v = NULL;
 
 	jb_init(&b);
-	jb_cstr(&b, "{\"seq\":");
-	jb_u64(&b, r->seq);
-	if (r->body[0])
-		jb_cstr(&b, ",");
-	jb_cstr(&b, r->body);
-	jb_cstr(&b, "}");
-	v = b.oom ? NULL : jread_parse(b.p, b.len, err, sizeof err);
-	if (!v && !b.oom)
-		fprintf(stderr, "sluicectl: row %" PRIu64 " (%s) is damaged: %s\n", r->seq, r->topic,
-			err);
+	if (row_message(st, r, &b, topic, sizeof topic) == 0 && !b.oom) {
+		v = jread_parse(b.p, b.len, err, sizeof err);
+		if (!v)
+			fprintf(stderr, "sluicectl: row %" PRIu64 " (%s) is damaged: %s\n", r->seq,
+				topic, err);
+	}
 	jb_free(&b);
 	return v;
 }
@@ -358,7 +392,7 @@ static enum life daemon_life(const struct jval *snap, int64_t now)
 	int64_t pid = jread_i64(snap, "pid", 0), updated = jread_i64(snap, "updated", 0);
 	const struct jval *devs = jread_get(snap, "devices");
 	int64_t ndev = devs && devs->type == J_ARR ? (int64_t)devs->n : 0;
-	int64_t every = ndev * 10 < 5000 ? 5000 : ndev * 10;
+	int64_t every = ndev * 10 < 30000 ? 30000 : ndev * 10;
 	int64_t stale = 3 * every < STALE_MIN_MS ? STALE_MIN_MS : 3 * every;
 
 	if (!jread_bool(snap, "running", false))
@@ -394,7 +428,7 @@ static int latest_load(struct store *st, const char *prefix, struct latest *l)
 		return -1;
 	}
 	for (long i = 0; i < l->n; i++)
-		l->pl[i] = row_payload(&l->rows[i]);
+		l->pl[i] = row_payload(st, &l->rows[i]);
 	return 0;
 }
 
@@ -513,6 +547,10 @@ static void status_json(const struct jval *snap, enum life life, bool live,
 	jb_u64(&b, s->rows);
 	jb_key(&b, "last_seq", &first);
 	jb_u64(&b, s->last_seq);
+	jb_key(&b, "skipped_seqs", &first);
+	jb_u64(&b, s->skipped);
+	jb_key(&b, "stream", &first);
+	jb_str(&b, s->stream);
 	jb_key(&b, "db_bytes", &first);
 	jb_u64(&b, s->db_bytes);
 	jb_cstr(&b, "}");
@@ -668,7 +706,11 @@ static int status_people(const struct jval *snap, enum life life, bool live, con
 		       "retry)\n", s->aside);
 	printf("alerts    %ld firing%s\n", firing, firing ? " (sluicectl alerts)" : "");
 	fmt_bytes(s->db_bytes, t1, sizeof t1);
-	printf("database  %s, %" PRIu64 " rows, last seq %" PRIu64 "\n", t1, s->rows, s->last_seq);
+	printf("database  %s, %" PRIu64 " rows, last seq %" PRIu64 " (stream %s)\n", t1, s->rows,
+	       s->last_seq, s->stream[0] ? s->stream : "-");
+	if (s->skipped)
+		printf("skipped   %" PRIu64 " seqs passed over at starts after a crash or a power"
+		       " cut (sluicectl backlog)\n", s->skipped);
 
 	printf("\n");
 	tbl_init(&t, 3, bus_heads, 0);
@@ -806,15 +848,15 @@ static int cmd_status(struct store *st, const char *data_dir, int json,
 
 /* ---- backlog ------------------------------------------------------------------ */
 
-/* The message's size as sluiced publishes it (the payload format's envelope). */
-static size_t published_bytes(const struct store_row *r)
+/* The message's size as sluiced publishes it, and its topic (in topic). */
+static size_t published_bytes(struct store *st, const struct store_row *r, char *topic,
+			      size_t tlen)
 {
-	const struct payload_format *fmt = payload_format_find(PAYLOAD_FORMAT_DEFAULT);
 	struct jbuf b;
 	size_t n;
 
 	jb_init(&b);
-	n = fmt && fmt->envelope(&b, r->seq, r->body) == 0 ? b.len : strlen(r->body);
+	n = row_message(st, r, &b, topic, tlen) == 0 ? b.len : r->nvals;
 	jb_free(&b);
 	return n;
 }
@@ -867,6 +909,8 @@ static int cmd_backlog(struct store *st, long n, int json)
 		jb_cstr(&b, "[");
 		for (long i = 0; i < na; i++) {
 			const struct store_aside *a = &aside[i];
+			char topic[PAYLOAD_TOPIC_MAX];
+			size_t bytes = published_bytes(st, &a->row, topic, sizeof topic);
 			bool f2 = true;
 
 			jb_cstr(&b, i ? ",{" : "{");
@@ -875,9 +919,9 @@ static int cmd_backlog(struct store *st, long n, int json)
 			jb_key(&b, "ts", &f2);
 			jb_i64(&b, a->row.ts_ms);
 			jb_key(&b, "topic", &f2);
-			jb_str(&b, a->row.topic);
+			jb_str(&b, topic);
 			jb_key(&b, "bytes", &f2);
-			jb_u64(&b, published_bytes(&a->row));
+			jb_u64(&b, bytes);
 			jb_key(&b, "since", &f2);
 			jb_i64(&b, a->since_ms);
 			jb_key(&b, "reason", &f2);
@@ -890,6 +934,10 @@ static int cmd_backlog(struct store *st, long n, int json)
 		jb_cstr(&b, "]");
 		jb_key(&b, "last_seq", &first);
 		jb_u64(&b, s.last_seq);
+		jb_key(&b, "skipped_seqs", &first);
+		jb_u64(&b, s.skipped);
+		jb_key(&b, "stream", &first);
+		jb_str(&b, s.stream);
 		jb_key(&b, "rows", &first);
 		jb_u64(&b, s.rows);
 		jb_key(&b, "db_bytes", &first);
@@ -906,7 +954,9 @@ static int cmd_backlog(struct store *st, long n, int json)
 	printf("dropped   %" PRIu64 "\n", s.dropped);
 	printf("set aside %" PRIu64 " rows the broker refused%s\n", s.aside,
 	       s.aside ? ": tried again once per connection, and by sluicectl retry" : "");
-	printf("last seq  %" PRIu64 "\n", s.last_seq);
+	printf("skipped   %" PRIu64 " seqs%s\n", s.skipped, s.skipped ? ", passed over at starts"
+	       " after a crash or a power cut: never sent again (docs/mqtt.md)" : "");
+	printf("last seq  %" PRIu64 ", stream %s\n", s.last_seq, s.stream[0] ? s.stream : "-");
 	fmt_bytes(s.db_bytes, when, sizeof when);
 	printf("database  %s, %" PRIu64 " rows (delivered ones kept for buffer.keep_sent)\n", when,
 	       s.rows);
@@ -919,14 +969,15 @@ static int cmd_backlog(struct store *st, long n, int json)
 		tbl_init(&t, 6, heads, 1u << 0 | 1u << 3);
 		for (long i = 0; i < na; i++) {
 			const struct store_aside *a = &aside[i];
-			char since[32];
+			char since[32], topic[PAYLOAD_TOPIC_MAX];
+			size_t bytes = published_bytes(st, &a->row, topic, sizeof topic);
 
 			fmt_time(a->row.ts_ms, when, sizeof when);
 			fmt_since(a->since_ms, now, since, sizeof since);
 			tbl_cell(&t, "%" PRIu64, a->row.seq);
 			tbl_cell(&t, "%s", when);
-			tbl_cell(&t, "%s", a->row.topic);
-			tbl_cell(&t, "%zu", published_bytes(&a->row));
+			tbl_cell(&t, "%s", topic);
+			tbl_cell(&t, "%zu", bytes);
 			tbl_cell(&t, "%s ago", since);
 			tbl_cell(&t, "%s%s", a->reason,
 				 a->superseded ? " (a newer state was sent: not sent again)" : "");
@@ -1023,7 +1074,7 @@ static int64_t firing_since(struct store *st, const struct store_row *latest)
 		return since;
 	n = store_recent(st, latest->topic, STREAK_ROWS, rows);
 	for (long i = 0; i < n; i++) {
-		struct jval *pl = row_payload(&rows[i]);
+		struct jval *pl = row_payload(st, &rows[i]);
 		bool firing = pl && is_firing(pl);
 
 		jread_free(pl);
@@ -1121,7 +1172,7 @@ static int cmd_alerts(struct store *st, long n, int json)
 	tbl_init(&t, 6, rec_heads, 0);
 	/* oldest first, like a log */
 	for (long i = got - 1, k = 0; i >= 0; i--) {
-		struct jval *pl = row_payload(&rec[i]);
+		struct jval *pl = row_payload(st, &rec[i]);
 		const char *rule = jread_str(pl, "rule"), *check = jread_str(pl, "check");
 		const char *sev = jread_str(pl, "severity"), *msg = jread_str(pl, "message");
 		const char *state = jread_str(pl, "state");
@@ -1242,7 +1293,7 @@ static int cmd_tail(struct store *st, const char *device, long n, int json,
 		jb_free(&known);
 	}
 	for (long i = 0; i < got; i++)
-		pls[i] = row_payload(&rows[i]);
+		pls[i] = row_payload(st, &rows[i]);
 
 	if (json) {
 		bool first = true;

@@ -3,8 +3,9 @@
 
 - the broker stopped and restarted several times mid-stream: every seq arrives;
 - sluiced SIGKILLed at random moments ten times while polling fast: after each
-  restart no stored seq is missing at the subscriber, and every duplicate is the same
-  row sent again (same seq, same payload) — never a reused seq;
+  restart no stored seq is missing at the subscriber, what is missing is counted as
+  skipped (seqs handed out before their rows were stored), and every duplicate is the
+  same row sent again (same seq, same payload) — never a reused seq;
 - a full buffer during an outage: the count of dropped rows equals what the
   subscriber misses, and no state row (device/, alert/) is ever dropped;
 - TLS: the right CA connects; a broker certificate from another CA is refused, and
@@ -70,9 +71,11 @@ def stop_daemon_and_check_all_arrived(site, cfg):
     st = ctl_status(site, cfg)
     last = st["last_seq"]
     assert st["backlog_rows"] == 0, st
+    # a seq handed out to a reading that a SIGKILL took before it was stored and
+    # delivered is a gap, counted in skipped_seqs (docs/mqtt.md)
     want = set(range(1, last + 1))
-    wait_for(lambda: not (want - set(seq_payloads(site))), 30,
-             "all %d seqs at the subscriber" % last)
+    wait_for(lambda: len(want - set(seq_payloads(site))) <= st["skipped_seqs"], 30,
+             "all %d seqs at the subscriber (%d skipped)" % (last, st["skipped_seqs"]))
     return last
 
 
@@ -115,8 +118,10 @@ def test_sigkill_ten_times():
                 dups += len(ps) - 1
                 # the same row sent again, never another row under a reused seq
                 assert len(set(ps)) == 1, (seq, ps)
-        # only rows in flight at a kill can come again: at most the window per kill
-        assert dups <= 10 * 32, dups
+        # what can come again after a kill: the rows in flight (the window) and the
+        # readings acknowledged since the delivery mark was last written (5 s: 3 devices
+        # every 100 ms, and a commit's 2 s)
+        assert dups <= 10 * (32 + 30 * 7), dups
         assert last > 100, last
         sys.stdout.write("  sigkill: %d seqs, %d duplicates after 10 kills\n" % (last, dups))
 
@@ -164,7 +169,11 @@ def test_full_buffer_counts_drops():
                  30, "delivery")
         got = seq_payloads(site)
         missing = want - set(got)
-        assert len(missing) == st["dropped"] + st["backlog_rows"], (len(missing), st)
+        # every gap is counted. A row can be counted that arrived: published before the
+        # broker stopped, its PUBACK not yet read, then dropped for room (docs/mqtt.md:
+        # dropped is an upper bound of the gaps) — at most the window then in flight (32)
+        counted = st["dropped"] + st["backlog_rows"]
+        assert len(missing) <= counted <= len(missing) + 32, (len(missing), st)
         # state rows (device/..., alert/...) are never dropped: every seq that is missing
         # was telemetry, and every alert transition stored arrived
         states = [s for s, ps in got.items() if "/device/" in ps[0][0]]

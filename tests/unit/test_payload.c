@@ -399,7 +399,8 @@ static void test_envelope(void **state)
 /* docs/mqtt.md's status example; the clean stop's offline; no name; the will. */
 static void test_status_and_will(void **state)
 {
-	struct payload_gateway g = { .id = "gw1", .name = "测试站 gw1", .version = "0.1.0" };
+	struct payload_gateway g = { .id = "gw1", .name = "测试站 gw1", .version = "0.1.0",
+				     .stream = "5f0c2a9e8d7b6a41" };
 	struct payload_gateway bare = { .id = "gw2", .version = "1.2.3" };
 	struct payload_msg m;
 
@@ -410,7 +411,8 @@ static void test_status_and_will(void **state)
 	assert_true(m.retain);
 	assert_string_equal(jb_cstr_get(&m.body),
 			    "{\"state\":\"online\",\"ts\":1795706907307,\"gateway\":\"gw1\","
-			    "\"name\":\"测试站 gw1\",\"version\":\"0.1.0\"}");
+			    "\"name\":\"测试站 gw1\",\"version\":\"0.1.0\","
+			    "\"stream\":\"5f0c2a9e8d7b6a41\"}");
 	assert_int_equal(fmt()->status(&m, &bare, false, 42), 0);
 	assert_string_equal(m.topic, "status");
 	assert_string_equal(jb_cstr_get(&m.body),
@@ -436,8 +438,9 @@ static void test_health(void **state)
 	};
 	struct health h = {
 		.ts_ms = 1795708228039, .uptime_s = 10, .polls_ok = 19, .polls_failed = 4,
-		.db_bytes = 757848, .last_seq = 35, .lag_p50_ms = 1, .lag_p99_ms = 512,
-		.lag_polls = 23, .devices = devs, .dev = ds, .ndevices = 7,
+		.db_bytes = 757848, .last_seq = 35, .stream = "5f0c2a9e8d7b6a41",
+		.lag_p50_ms = 1, .lag_p99_ms = 512, .lag_polls = 23, .devices = devs, .dev = ds,
+		.ndevices = 7,
 	};
 	struct payload_msg m;
 
@@ -454,6 +457,7 @@ static void test_health(void **state)
 		"\"backlog_rows\":0,\"backlog_age_s\":0,\"dropped\":0,\"set_aside_rows\":0,"
 		"\"not_stored\":0,"
 		"\"held_rows\":0,\"lost_at_stop\":0,\"db_bytes\":757848,\"last_seq\":35,"
+		"\"stream\":\"5f0c2a9e8d7b6a41\",\"skipped_seqs\":0,"
 		"\"poll_lag_ms\":{\"p50\":1,\"p99\":512,\"polls\":23},\"devices\":{"
 		"\"dma3-inlet\":{\"polls_ok\":5,\"polls_failed\":0,\"online\":true},"
 		"\"dma3-outlet\":{\"polls_ok\":5,\"polls_failed\":0,\"online\":true},"
@@ -472,6 +476,8 @@ static void test_health(void **state)
 	h.store_error = "database or disk is full";
 	h.held_rows = 20000;
 	h.lost_at_stop = 12;
+	h.skipped = 40;
+	h.stream = NULL;
 	h.dev = ds + 5;
 	h.devices = devs + 5;
 	h.ndevices = 2;
@@ -485,6 +491,7 @@ static void test_health(void **state)
 		"\"not_stored\":3,"
 		"\"store_error\":\"database or disk is full\",\"held_rows\":20000,"
 		"\"lost_at_stop\":12,\"db_bytes\":757848,\"last_seq\":35,"
+		"\"skipped_seqs\":40,"
 		"\"poll_lag_ms\":{\"p50\":1,\"p99\":512,\"polls\":23},\"devices\":{"
 		"\"never-polled\":{\"polls_ok\":0,\"polls_failed\":0,\"online\":false}}}");
 
