@@ -17,7 +17,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 B ?= build
 
-PKGS := libmodbus libmosquitto sqlite3 yaml-0.1
+PKGS := libmodbus libmosquitto sqlite3 yaml-0.1 libmicrohttpd libcrypt
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -57,7 +57,7 @@ inc = $(INC_$(firstword $(subst /, ,$(1))))
 # and the linker takes from it what each needs.
 MAINS := daemon/main.c tools/sluicectl.c tools/sluice-sim.c
 LIB_SRCS := $(filter-out $(MAINS),$(wildcard lib/*.c drivers/*.c daemon/*.c tools/*.c))
-LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
+LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/web_assets.o
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 PROGS := $(B)/sluiced $(B)/sluicectl $(B)/sluice-sim
@@ -67,6 +67,16 @@ all: $(PROGS)
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(call inc,$<) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+# The web page's files (daemon/web/) go into the binary as a generated C file.
+WEB_FILES := $(sort $(wildcard daemon/web/*))
+$(B)/gen/web_assets.c: $(WEB_FILES) tools/embed
+	@mkdir -p $(@D)
+	tools/embed $@ $(WEB_FILES)
+
+$(B)/obj/gen/web_assets.o: $(B)/gen/web_assets.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(INC_daemon) $(CFLAGS) $(WARN) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
 $(B)/libsluice.a: $(LIB_OBJS)
 	@rm -f $@
@@ -116,6 +126,7 @@ demo: deps
 
 # what the gateway costs, on stated workloads (bench/bench.py --help):
 #   make bench BENCH="reference drain --seconds 60"
+#   make bench BENCH=compare       medium and reference beside collectd (docs/performance.md)
 bench:
 	@python3 bench/bench.py $(BENCH)
 

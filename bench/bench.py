@@ -2,11 +2,14 @@
 """make bench: what sluiced costs and how fast it is, on stated workloads.
 
     python3 bench/bench.py [WORKLOAD ...] [--seconds N] [--warmup N] [--health S]
-                           [--inflight N] [--perf] [--keep]
+                           [--inflight N] [--perf] [--keep] [--collectd]
+                           [--collectd-qos Q] [--wait-load L] [--web]
 
-Workloads (issue 8):
+Workloads (issues 8 and 16):
   small      20 devices x 10 float32 points, polled every 1 s            (the default)
+  medium     100 devices x 10 float32 points, 1 s
   reference  1,000 devices x 10 float32 points, 1 s, one TCP endpoint per device
+  inline     reference with each device's ten points written in the config (no profile)
   neuron     500 devices x 30 float32 points, 1 s
   scale      5,000 devices x 10 float32 points, 1 s
   rtu        30 devices x 10 points every 2.5 s on one 9600-baud RTU line (a socat pty
@@ -15,6 +18,19 @@ Workloads (issue 8):
   drain      an outbox prefilled with 200 devices x 10 points x 3600 s (720,000
              readings, by bench/prefill.c through daemon/store), delivered while the
              200 devices keep being polled
+  compare    medium and reference, each with --collectd
+
+--web: sluiced also serves its page (web: on 127.0.0.1, no password) and a client asks
+for /api/status every 2 s, as one phone's browser on the overview does; the figures are
+then those of sluiced with its page, written to bench/results-<workload>-web.json, to set
+beside the run without --web (docs/performance.md, "The web page").
+
+--collectd: after each TCP workload of up to 1,000 devices, collectd (Debian's
+collectd-core, installed with apt-get when missing; skipped with the reason when it cannot
+be) polls the same sim with its modbus plugin and publishes to a broker like sluiced's with
+its mqtt plugin, one run, same window: its CPU per value, RSS, bytes written and latency
+(the time in its payloads), and sluiced's CPU per value over collectd's. Past 1,000 TCP
+devices it is not run (libmodbus select()s: collectd aborts past about 1,100).
 
 Each run: a mosquitto broker on a free 127.0.0.1 port, sluice-sim serving every device
 on its own 127.0.0.1 port, sluiced with a generated config, and bench/sub.c (a C
@@ -37,6 +53,11 @@ Figures, all over the measuring window unless said otherwise:
   drain            time from the first to the last prefilled seq at the subscriber, and
                    the rate; bytes on disk per buffered value (the prefilled database's
                    files / values); write_bytes per value delivered while draining
+  peak at READY    VmHWM when READY=1 arrives: what loading the config and starting cost
+
+Then each workload's five figures of issue 16 against their targets: CPU per value (and
+its ratio to collectd's where measured), peak RSS, e2e p99, bytes written per value,
+drain rate.
 
 The bench's own processes share the machine with sluiced: their CPU is reported, and so
 is load from outside the bench (a warning when it could disturb timings). Timings are
@@ -57,7 +78,9 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
@@ -66,25 +89,41 @@ import harness  # noqa: E402
 from harness import Proc, Site, free_port, port_open, wait_for  # noqa: E402
 
 BUILD = os.environ.get("SLUICE_BENCH_BUILD", os.path.join("build", "bench"))
-PKGS = ["libmodbus", "libmosquitto", "sqlite3", "yaml-0.1"]
+PKGS = ["libmodbus", "libmosquitto", "sqlite3", "yaml-0.1", "libmicrohttpd", "libcrypt"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 WORKLOADS = {
     "small": dict(devices=20, points=10, interval="1s"),
+    "medium": dict(devices=100, points=10, interval="1s"),
     "reference": dict(devices=1000, points=10, interval="1s"),
+    "inline": dict(devices=1000, points=10, interval="1s", inline=True),
     "neuron": dict(devices=500, points=30, interval="1s"),
     "scale": dict(devices=5000, points=10, interval="1s"),
     "rtu": dict(devices=30, points=10, interval="2.5s", serial=True, baud=9600),
     "drain": dict(devices=200, points=10, interval="1s", prefill_seconds=3600),
 }
 
-# Targets of issue 8 ("moonshots").
-TARGET_CPU_PER_1K = 0.004
-TARGET_RSS_MB = 8.0
+# Named lists of workloads: `compare` runs collectd beside sluiced on each.
+ALIASES = {"compare": ["medium", "reference"]}
+
+# Targets of issues 8 and 16.
+TARGET_CPU_PER_1K = 0.004        # at reference
+TARGET_CPU_VS_COLLECTD = 0.1     # sluiced's CPU per value / collectd's, same workload
+TARGET_RSS_MB = 8.0              # peak, up to 1,000 devices (profile or inline points)
+TARGET_RSS_MAX_DEVICES = 1000
 TARGET_DRAIN_RATE = 50000.0
 TARGET_JITTER_P99_MS = 5.0
 TARGET_E2E_P99_MS = 50.0
 TARGET_DISK_B_PER_VALUE = 64.0
+
+# collectd's modbus plugin hands each connection to libmodbus, which select()s on it:
+# a descriptor numbered 1024 or above is out of an fd_set's range and glibc aborts the
+# process. collectd holds one socket per <Host>, so past about a thousand TCP devices it
+# cannot run (docs/design.md, "Threads"); the bench does not try it there.
+COLLECTD_MAX_DEVICES = 1000
+COLLECTD = "/usr/sbin/collectd"
+COLLECTD_PLUGINS = "/usr/lib/collectd"
+COLLECTD_TYPES = "/usr/share/collectd/types.db"
 
 
 def log(msg):
@@ -170,11 +209,32 @@ def proc_status(pid):
         with open("/proc/%d/status" % pid) as f:
             for line in f:
                 k, _, v = line.partition(":")
-                if k in ("VmHWM", "VmRSS", "Threads"):
+                if k in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "Threads"):
                     out[k] = int(v.split()[0])
     except OSError:
         pass
     return out
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def wait_quiet(limit, timeout=600):
+    """Wait (up to timeout s) for the 1-minute load average to fall under limit: the
+    machine is shared, and a busy machine disturbs timings. The load it started at."""
+    end = time.monotonic() + timeout
+    la = loadavg()
+    if la[0] >= limit:
+        log("load average %.2f: waiting for it to fall under %.2f (at most %d s)"
+            % (la[0], limit, timeout))
+    while la[0] >= limit and time.monotonic() < end:
+        time.sleep(10)
+        la = loadavg()
+    if la[0] >= limit:
+        log("load average still %.2f after %d s: measuring anyway" % (la[0], timeout))
+    return la
 
 
 def proc_io(pid):
@@ -280,20 +340,24 @@ def point_names(npoints):
     return ["flow%d" % i for i in range(npoints)]
 
 
+def point_lines(npoints):
+    """P float32 points in adjacent holding registers, one YAML line each."""
+    return ["%s: { table: holding, address: %d, type: float32, unit: m3/h }\n" % (name, 2 * i)
+            for i, name in enumerate(point_names(npoints))]
+
+
 def write_profile(site, npoints):
     os.makedirs(os.path.join(site.dir, "devices"), exist_ok=True)
     lines = ["profile: bench%d\n" % npoints,
              "name: bench meter, %d float32 flows\n" % npoints,
-             "points:\n"]
-    for i, name in enumerate(point_names(npoints)):
-        lines.append("  %s: { table: holding, address: %d, type: float32, unit: m3/h }\n"
-                     % (name, 2 * i))
+             "points:\n"] + ["  " + ln for ln in point_lines(npoints)]
     site.write(os.path.join("devices", "bench%d.yaml" % npoints), "".join(lines))
 
 
-def bench_config(site, w, broker_port, base_port, health_s, inflight, max_size, tty=None):
+def bench_config(site, w, broker_port, base_port, health_s, inflight, max_size, tty=None,
+                 web_port=0):
     """TCP: one bus (endpoint) per device, unit 1 on each. Serial (tty): every device on
-    one RTU line, units 1..N."""
+    one RTU line, units 1..N. With web_port, the page on 127.0.0.1:web_port."""
     n = w["devices"]
     buses = []
     devices = []
@@ -304,9 +368,16 @@ def bench_config(site, w, broker_port, base_port, health_s, inflight, max_size, 
         if not tty:
             buses.append("  - { id: b%04d, tcp: { host: 127.0.0.1, port: %d }, timeout: 1s }\n"
                          % (i, base_port + i))
-        devices.append("  - { id: dev%04d, bus: %s, unit_id: %d, profile: bench%d, "
-                       "interval: %s }\n" % (i, "line1" if tty else "b%04d" % i,
-                                              i + 1 if tty else 1, w["points"], w["interval"]))
+        bus = "line1" if tty else "b%04d" % i
+        if w.get("inline"):
+            # the points written out in every device, as a site without profiles has them
+            devices.append("  - id: dev%04d\n    bus: %s\n    unit_id: %d\n    interval: %s\n"
+                           "    points:\n%s" % (i, bus, i + 1 if tty else 1, w["interval"],
+                                               "".join("  " * 3 + ln for ln in point_lines(w["points"]))))
+        else:
+            devices.append("  - { id: dev%04d, bus: %s, unit_id: %d, profile: bench%d, "
+                           "interval: %s }\n" % (i, bus, i + 1 if tty else 1, w["points"],
+                                                  w["interval"]))
     return (
         "gateway:\n"
         "  id: bench\n"
@@ -326,11 +397,46 @@ def bench_config(site, w, broker_port, base_port, health_s, inflight, max_size, 
         "  max_size: %s\n"
         "  durability: normal\n"
         "buses:\n%s"
-        "devices:\n%s"
+        "devices:\n%s%s"
         % (os.path.join(site.dir, "data"), broker_port,
            ("  inflight: %d\n" % inflight) if inflight else "", health_s, max_size,
-           "".join(buses), "".join(devices))
+           "".join(buses), "".join(devices),
+           ("web:\n  listen: 127.0.0.1:%d\n" % web_port) if web_port else "")
     )
+
+
+class WebPoller:
+    """One phone on the overview: GET /api/status every 2 s, as the page does."""
+
+    def __init__(self, port):
+        self.url = "http://127.0.0.1:%d/api/status" % port
+        self.stop = threading.Event()
+        self.times, self.sizes, self.errors = [], [], 0
+        self.counting = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            t = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.url, timeout=10) as r:
+                    n = len(r.read())
+                if self.counting:
+                    self.times.append(time.monotonic() - t)
+                    self.sizes.append(n)
+            except OSError:
+                self.errors += 1
+            self.stop.wait(max(0.0, 2.0 - (time.monotonic() - t)))
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(15)
+        ts = sorted(self.times)
+        return {"requests": len(ts), "errors": self.errors,
+                "bytes": int(statistics.mean(self.sizes)) if self.sizes else None,
+                "ms_p50": round(1000 * ts[len(ts) // 2], 2) if ts else None,
+                "ms_max": round(1000 * ts[-1], 2) if ts else None}
 
 
 def start_broker(site):
@@ -551,8 +657,10 @@ def run_tcp(name, w, args, bindir, benchbin):
                 sim_args += ["--device", "%d:bench%d" % (i + 1, w["points"])]
         else:
             base = free_port_range(w["devices"])
+            web_port = free_port() if args.web else 0
             cfg = site.write("sluice.yaml", bench_config(site, w, site.broker_port, base,
-                                                         args.health, args.inflight, "1GiB"))
+                                                         args.health, args.inflight, "1GiB",
+                                                         web_port=web_port))
             sim_args = ["--config", cfg]
         t = time.monotonic()
         site.start_sim(sim_args)
@@ -560,8 +668,12 @@ def run_tcp(name, w, args, bindir, benchbin):
         sub = start_sub(site, benchbin)
         sluiced, t_spawn, ready = start_daemon(site, cfg, bindir)
         res["ready_s"] = round(ready, 4)
+        st_ready = proc_status(sluiced.pid)
+        res["rss_peak_at_ready_mb"] = round(st_ready.get("VmHWM", 0) / 1024, 2)
+        res["rss_at_ready_mb"] = round(st_ready.get("VmRSS", 0) / 1024, 2)
         log("%s: sluiced pid %d READY after %.3f s; warming up %d s" % (name, sluiced.pid, ready,
                                                                           args.warmup))
+        web = WebPoller(web_port) if args.web and not w.get("serial") else None
         time.sleep(args.warmup)
         if not sluiced.alive():
             raise RuntimeError("sluiced exited during the warm-up:\n" + sluiced.text()[-4000:])
@@ -570,6 +682,8 @@ def run_tcp(name, w, args, bindir, benchbin):
         sys0 = system_cpu()
         t0, t0_ms = time.monotonic(), time.time() * 1000
         sub.send(signal.SIGUSR1)
+        if web:
+            web.counting = True
         perf = start_perf(site, sluiced.pid, args) if args.perf else None
         rss_max = 0
         while time.monotonic() - t0 < args.seconds:
@@ -582,6 +696,9 @@ def run_tcp(name, w, args, bindir, benchbin):
         sys1 = system_cpu()
         t1, t1_ms = time.monotonic(), time.time() * 1000
         stats = sub_stats(site, sub, signal.SIGUSR2)
+        if web:
+            res["web"] = web.close()
+            web = None
         res["fds"] = proc_fds(sluiced.pid)
         if perf:
             res["perf"] = finish_perf(site, perf, args)
@@ -605,6 +722,8 @@ def run_tcp(name, w, args, bindir, benchbin):
             "cpu_s_per_1k_values": round((cpu1 - cpu0) / values * 1000, 5) if values else None,
             "rss_peak_mb": round(st1.get("VmHWM", 0) / 1024, 2),
             "rss_final_mb": round(st1.get("VmRSS", 0) / 1024, 2),
+            "rss_anon_mb": round(st1.get("RssAnon", 0) / 1024, 2),
+            "rss_file_mb": round(st1.get("RssFile", 0) / 1024, 2),
             "threads": st1.get("Threads"),
             "rss_max_sampled_mb": round(rss_max / 1024, 2),
             "write_bytes": io1.get("write_bytes", 0) - io0.get("write_bytes", 0),
@@ -764,6 +883,187 @@ def run_drain(name, w, args, bindir, benchbin):
         if sluiced:
             res["log"] = log_summary(sluiced)
         raise
+    finally:
+        close_site(site, args)
+    return res
+
+
+# -- collectd, side by side ----------------------------------------------------------------
+
+
+def collectd_ready():
+    """collectd with its modbus and mqtt plugins (Debian's collectd-core), installed here
+    when missing: apt-get, through sudo when not root. None when it is there, else why
+    not. Its package starts no service: Debian's unit needs /etc/collectd/collectd.conf,
+    which collectd-core does not ship, and the bench writes its own config elsewhere."""
+    def there():
+        return all(os.path.exists(p) for p in (
+            COLLECTD, COLLECTD_TYPES, os.path.join(COLLECTD_PLUGINS, "modbus.so"),
+            os.path.join(COLLECTD_PLUGINS, "mqtt.so")))
+    if there():
+        return None
+    if not shutil.which("apt-get"):
+        return "collectd-core is not installed and there is no apt-get to install it"
+    pre = []
+    if os.geteuid() != 0:
+        if not shutil.which("sudo"):
+            return "collectd-core is not installed, and installing it needs root (no sudo)"
+        pre = ["sudo", "-n"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    argv = pre + ["apt-get", "install", "-y", "-q", "--no-install-recommends", "collectd-core"]
+    log("installing collectd-core for the comparison: %s" % " ".join(argv))
+    r = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        # the package lists may be missing or stale
+        subprocess.run(pre + ["apt-get", "update", "-q"], capture_output=True, text=True, env=env)
+        r = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if r.returncode != 0 or not there():
+        return "collectd-core could not be installed: %s" % (
+            (r.stderr.strip().splitlines() or ["?"])[-1])
+    return None
+
+
+def collectd_config(site, w, base_port, broker_port, qos):
+    """The same devices for collectd: one <Host> a device (its own 127.0.0.1 port, unit
+    1, every interval), ten <Data> float32 holding registers (collectd's Float: the high
+    word first, as sluice-sim serves them; collectd reads each <Data> with a request of
+    its own), published by the mqtt plugin to the same broker at QoS qos. Everything else
+    as Debian ships it (ReadThreads 5, WriteThreads 5)."""
+    d = os.path.join(site.dir, "collectd")
+    os.makedirs(d, exist_ok=True)
+    secs = parse_dur(w["interval"])
+    data = "".join(
+        '  <Data "%s">\n    RegisterBase %d\n    RegisterType Float\n    RegisterCmd ReadHolding\n'
+        '    Type gauge\n    Instance "%s"\n  </Data>\n' % (n, 2 * i, n)
+        for i, n in enumerate(point_names(w["points"])))
+    collect = "".join('      Collect "%s"\n' % n for n in point_names(w["points"]))
+    hosts = "".join(
+        '  <Host "dev%04d">\n    Address "127.0.0.1"\n    Port "%d"\n    Interval %g\n'
+        '    <Slave 1>\n      Instance "bench"\n%s    </Slave>\n  </Host>\n'
+        % (i, base_port + i, secs, collect) for i in range(w["devices"]))
+    return site.write("collectd.conf", (
+        'Hostname "bench"\nFQDNLookup false\nBaseDir "%s"\nPIDFile "%s/collectd.pid"\n'
+        'PluginDir "%s"\nTypesDB "%s"\nInterval %g\n'
+        'LoadPlugin logfile\n<Plugin logfile>\n  LogLevel info\n  File "%s"\n'
+        '  Timestamp true\n</Plugin>\n'
+        'LoadPlugin modbus\nLoadPlugin mqtt\n'
+        '<Plugin modbus>\n%s%s</Plugin>\n'
+        '<Plugin mqtt>\n  <Publish "bench">\n    Host "127.0.0.1"\n    Port "%d"\n'
+        '    ClientId "collectd-bench"\n    QoS %d\n    Prefix "collectd"\n  </Publish>\n'
+        '</Plugin>\n'
+        % (d, d, COLLECTD_PLUGINS, COLLECTD_TYPES, secs, os.path.join(site.dir, "collectd.log"),
+           data, hosts, broker_port, qos)))
+
+
+def run_collectd(name, w, args, benchbin):
+    """collectd on the same workload, one run: the same sim, a broker like sluiced's,
+    the same subscriber reading collectd's payloads. CPU, memory and disk writes of the
+    collectd process over the same window; latency from the time in each payload."""
+    if w.get("serial") or "prefill_seconds" in w:
+        return {"unavailable": "not compared: collectd keeps no outbox to drain"
+                if "prefill_seconds" in w else "not compared on the RTU line"}
+    if w["devices"] > COLLECTD_MAX_DEVICES:
+        return {"unavailable": "not run: %d TCP devices need descriptors past 1023, and "
+                "collectd's modbus plugin hands each socket to libmodbus, which select()s on "
+                "it (collectd aborts past about 1,100 devices)" % w["devices"]}
+    why = collectd_ready()
+    if why:
+        return {"unavailable": "skipped: " + why}
+    site = Site("bench-%s-collectd" % name)
+    res = {"devices": w["devices"], "points": w["points"], "interval": w["interval"],
+           "version": subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "collectd-core"],
+                                     capture_output=True, text=True).stdout.strip() or "?",
+           "qos": args.collectd_qos}
+    cd = None
+    try:
+        res["loadavg_before"] = wait_quiet(args.wait_load) if args.wait_load else loadavg()
+        write_profile(site, w["points"])
+        start_broker(site)
+        base = free_port_range(w["devices"])
+        cfg = site.write("sluice.yaml", bench_config(site, w, site.broker_port, base,
+                                                     args.health, args.inflight, "1GiB"))
+        site.start_sim(["--config", cfg])
+        conf = collectd_config(site, w, base, site.broker_port, args.collectd_qos)
+        site.sub_stats = os.path.join(site.dir, "sub-stats.json")
+        sub = Proc("sub", [os.path.join(benchbin, "sub"), "-p", str(site.broker_port),
+                           "-t", "collectd/#", "-q", "1", "-c", "-o", site.sub_stats],
+                   os.path.join(site.dir, "sub.log"), stdout_pipe=True)
+        site.procs["sub"] = sub
+        line = wait_for(lambda: Site._readline(sub), 10, "the subscriber to subscribe")
+        if "subscribed qos 1" not in line:
+            raise RuntimeError("subscriber said %r" % line)
+        t = time.monotonic()
+        cd = Proc("collectd", [COLLECTD, "-f", "-C", conf], os.path.join(site.dir, "collectd.out"))
+        site.procs["collectd"] = cd
+        sub.send(signal.SIGHUP)
+
+        def first():
+            if not cd.alive():
+                raise RuntimeError("collectd exited:\n" + cd.text()[-4000:])
+            sub.send(signal.SIGHUP)
+            time.sleep(0.1)
+            try:
+                with open(site.sub_stats) as f:
+                    return json.load(f)["run"]["messages"] > 0
+            except (OSError, ValueError):
+                return False
+        wait_for(first, 60, "collectd's first value at the subscriber", interval=0.2)
+        res["first_value_s"] = round(time.monotonic() - t, 3)
+        log("%s: collectd pid %d, first value after %.3f s; warming up %d s"
+            % (name, cd.pid, res["first_value_s"], args.warmup))
+        time.sleep(args.warmup)
+        if not cd.alive():
+            raise RuntimeError("collectd exited during the warm-up:\n" + cd.text()[-4000:])
+        cpu0, io0, sys0 = proc_cpu(cd.pid), proc_io(cd.pid), system_cpu()
+        oth0 = {k: proc_cpu(p.pid) for k, p in site.procs.items() if k != "collectd"}
+        t0 = time.monotonic()
+        sub.send(signal.SIGUSR1)
+        rss_max = 0
+        while time.monotonic() - t0 < args.seconds:
+            time.sleep(min(1.0, args.seconds - (time.monotonic() - t0)))
+            if not cd.alive():
+                raise RuntimeError("collectd exited while measuring:\n" + cd.text()[-4000:])
+            rss_max = max(rss_max, proc_status(cd.pid).get("VmRSS", 0))
+        cpu1, io1, st1, sys1 = proc_cpu(cd.pid), proc_io(cd.pid), proc_status(cd.pid), system_cpu()
+        oth1 = {k: proc_cpu(p.pid) for k, p in site.procs.items() if k != "collectd"}
+        dur = time.monotonic() - t0
+        win = sub_stats(site, sub, signal.SIGUSR2)["window"]
+        values = win["values"]
+        res.update({
+            "window_s": round(dur, 3),
+            "cpu_s": round(cpu1 - cpu0, 3),
+            "cpu_util_pct": round(100 * (cpu1 - cpu0) / dur, 1),
+            "values": values,
+            "expected_values_per_s": w["devices"] * w["points"] / parse_dur(w["interval"]),
+            "values_per_s": round(values / dur, 1),
+            "cpu_s_per_1k_values": round((cpu1 - cpu0) / values * 1000, 5) if values else None,
+            "rss_peak_mb": round(st1.get("VmHWM", 0) / 1024, 2),
+            "rss_final_mb": round(st1.get("VmRSS", 0) / 1024, 2),
+            "rss_anon_mb": round(st1.get("RssAnon", 0) / 1024, 2),
+            "rss_max_sampled_mb": round(rss_max / 1024, 2),
+            "threads": st1.get("Threads"),
+            "fds": proc_fds(cd.pid),
+            "write_bytes": io1.get("write_bytes", 0) - io0.get("write_bytes", 0),
+            "disk_bytes_per_value": round((io1.get("write_bytes", 0) - io0.get("write_bytes", 0))
+                                          / values, 2) if values else None,
+            "latency_ms": win["latency_ms"],
+            "others_cpu_util_pct": {k: round(100 * ((oth1.get(k) or 0) - (oth0.get(k) or 0)) / dur, 1)
+                                    for k in oth1},
+            "machine_busy_pct": busy_pct(sys0, sys1),
+            "foreign_load_cores": foreign(busy_pct(sys0, sys1), 100 * (cpu1 - cpu0) / dur,
+                                          oth0, oth1, dur),
+            "loadavg_after": loadavg(),
+        })
+        t = time.monotonic()
+        res["exit_status"] = site.stop("collectd", signal.SIGTERM, 30)
+        res["stop_s"] = round(time.monotonic() - t, 2)
+        text = open(os.path.join(site.dir, "collectd.log"), errors="replace").read()
+        errs = [ln for ln in text.splitlines() if "[error]" in ln]
+        res["log"] = {"errors": len(errs), "first_errors": errs[:5]}
+    except Exception as e:  # noqa: BLE001 - the comparison fails alone, sluiced's figures stand
+        site.failed = True
+        res["failed"] = str(e)[:4000]
+        log("%s: collectd run failed: %s" % (name, str(e).splitlines()[0] if str(e) else e))
     finally:
         close_site(site, args)
     return res
@@ -933,10 +1233,65 @@ def notes(r):
     return out
 
 
+CD_HEADER = (
+    "| workload  | dev x pts | collectd CPU s/1k values | sluiced/collectd | RSS peak MB | "
+    "values/s | e2e p50/p99 ms | disk B/value |\n|---|---|---|---|---|---|---|---|"
+)
+
+
+def cd_row(r):
+    c = r["collectd"]
+    if c.get("unavailable") or c.get("failed"):
+        return "| %-9s | collectd %s |" % (r["workload"], c.get("unavailable") or
+                                          "FAILED: " + c["failed"].splitlines()[0])
+    lat = c.get("latency_ms") or {}
+    return "| %-9s | %5d x %-2d | %8s | %6s | %5s | %6s of %-6.0f | %6s / %-6s | %6s |" % (
+        r["workload"], c["devices"], c["points"], fmt(c.get("cpu_s_per_1k_values"), "%.4f"),
+        fmt(r.get("cpu_vs_collectd"), "%.2fx"), fmt(c.get("rss_peak_mb"), "%.1f"),
+        fmt(c.get("values_per_s"), "%.0f"), c["expected_values_per_s"],
+        fmt(lat.get("p50"), "%.1f"), fmt(lat.get("p99"), "%.1f"),
+        fmt(c.get("disk_bytes_per_value"), "%.1f"))
+
+
+TARGETS_HEADER = (
+    "| workload  | CPU s/1k values | vs collectd (<= %gx) | peak RSS MB (<= %g) | e2e p99 ms "
+    "(<= %g) | B written/value (<= %g) | drain msgs/s (>= %g) |\n|---|---|---|---|---|---|---|"
+    % (TARGET_CPU_VS_COLLECTD, TARGET_RSS_MB, TARGET_E2E_P99_MS, TARGET_DISK_B_PER_VALUE,
+       TARGET_DRAIN_RATE))
+
+
+def mark(ok):
+    return "" if ok is None else (" ok" if ok else " NOT MET")
+
+
+def targets_row(r):
+    """The five figures of issue 16 for one workload, each against its target; '-' where
+    the target does not apply (no collectd run, more than 1,000 devices, no drain)."""
+    phases = r.get("phases")
+    if phases:
+        return "\n".join(targets_row(dict(p, workload=p["workload"])) for p in phases)
+    cpu, vs = r.get("cpu_s_per_1k_values"), r.get("cpu_vs_collectd")
+    cpu_ok = (cpu <= TARGET_CPU_PER_1K) if r["workload"] == "reference" and cpu else None
+    rss = r.get("rss_peak_mb")
+    lat = (r.get("latency_ms") or {}).get("p99")
+    disk = r.get("disk_bytes_per_value")
+    drain = r.get("drain_rate_msgs_per_s")
+    return "| %-9s | %s%s | %s%s | %s%s | %s%s | %s%s | %s%s |" % (
+        r["workload"],
+        fmt(cpu, "%.4f"), mark(cpu_ok),
+        fmt(vs, "%.2fx"), mark(vs <= TARGET_CPU_VS_COLLECTD if vs else None),
+        fmt(rss, "%.1f"), mark(rss <= TARGET_RSS_MB
+                               if rss and r["devices"] <= TARGET_RSS_MAX_DEVICES else None),
+        fmt(lat, "%.1f"), mark(lat <= TARGET_E2E_P99_MS if lat is not None else None),
+        fmt(disk, "%.1f"), mark(disk <= TARGET_DISK_B_PER_VALUE if disk is not None else None),
+        fmt(drain, "%.0f"), mark(drain >= TARGET_DRAIN_RATE if drain else None))
+
+
 def main():
-    ap = argparse.ArgumentParser(description="sluice benchmark (issue 8)")
+    ap = argparse.ArgumentParser(description="sluice benchmark (issues 8 and 16)")
     ap.add_argument("workloads", nargs="*", default=["small"], metavar="WORKLOAD",
-                    help="|".join(WORKLOADS) + " (default small)")
+                    help="|".join(list(WORKLOADS) + list(ALIASES)) + " (default small; "
+                    "compare = medium reference --collectd)")
     ap.add_argument("--seconds", type=float, default=30, help="measuring window (default 30)")
     ap.add_argument("--warmup", type=float, default=10, help="warm-up before it (default 10)")
     ap.add_argument("--health", type=int, default=5, help="health_interval, s (default 5)")
@@ -947,10 +1302,35 @@ def main():
                     help="perf record sluiced in the window; report in bench/perf-<workload>.txt")
     ap.add_argument("--keep", action="store_true", help="keep the run directories and logs")
     ap.add_argument("--build", default=BUILD, help="build dir (default %s)" % BUILD)
+    ap.add_argument("--collectd", action="store_true",
+                    help="also run collectd (Debian's collectd-core, installed when missing) on "
+                    "each TCP workload of up to %d devices, and report the ratio"
+                    % COLLECTD_MAX_DEVICES)
+    # collectd's mqtt plugin never reads the broker's PUBACKs (a Publish block runs no
+    # network loop): at QoS 1 libmosquitto holds its messages once 20 are in flight, and
+    # they reach the subscriber 1-2 s late, a quarter of them not within the window
+    # (measured here, collectd-core 5.12.0-14). QoS 0, at most once, is how it works.
+    ap.add_argument("--collectd-qos", type=int, default=0, choices=(0, 1, 2),
+                    help="QoS of collectd's mqtt plugin (default 0: at QoS 1 it never reads its "
+                    "PUBACKs and stalls; docs/performance.md)")
+    ap.add_argument("--web", action="store_true",
+                    help="serve the page too, with a client asking for /api/status every 2 s "
+                    "(results in bench/results-<workload>-web.json)")
+    ap.add_argument("--wait-load", type=float, default=0, metavar="L",
+                    help="before each run, wait (at most 10 min) for the 1-minute load average "
+                    "to fall under L (default: do not wait)")
     args = ap.parse_args()
+    wls = []
     for wl in args.workloads:
-        if wl not in WORKLOADS:
-            ap.error("unknown workload %r (known: %s)" % (wl, ", ".join(WORKLOADS)))
+        if wl in ALIASES:
+            args.collectd = True
+            wls += [a for a in ALIASES[wl] if a not in wls]
+        elif wl not in WORKLOADS:
+            ap.error("unknown workload %r (known: %s)"
+                     % (wl, ", ".join(list(WORKLOADS) + list(ALIASES))))
+        elif wl not in wls:
+            wls.append(wl)
+    args.workloads = wls
 
     # sim and sluiced need a descriptor per device; they inherit our limit
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -965,6 +1345,7 @@ def main():
     status = 0
     for wl in args.workloads:
         w = WORKLOADS[wl]
+        la0 = wait_quiet(args.wait_load) if args.wait_load else loadavg()
         try:
             if w.get("serial"):
                 if not serial_available():
@@ -981,9 +1362,16 @@ def main():
             status = 1
             log("%s failed: %s" % (wl, e))
             r = {"workload": wl, "failed": str(e)[:4000]}
+        r["loadavg_before"], r["loadavg_after"] = la0, loadavg()
+        if args.collectd and "failed" not in r and not r.get("unavailable"):
+            r["collectd"] = run_collectd(wl, w, args, benchbin)
+            c = r["collectd"]
+            if c.get("cpu_s_per_1k_values") and r.get("cpu_s_per_1k_values"):
+                r["cpu_vs_collectd"] = round(r["cpu_s_per_1k_values"] / c["cpu_s_per_1k_values"], 3)
         r["machine"] = mach
         r["when"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        with open(os.path.join(HERE, "results-%s.json" % wl), "w") as f:
+        with open(os.path.join(HERE, "results-%s%s.json" % (wl, "-web" if args.web else "")),
+                  "w") as f:
             json.dump(r, f, indent=1, ensure_ascii=False)
             f.write("\n")
         results.append(r)
@@ -1002,10 +1390,36 @@ def main():
         for ph in r.get("phases", [r]):
             for line in notes(ph):
                 print("- " + line)
-    print("- targets: reference <= %.3f CPU s/1k values and <= %.0f MB peak RSS; jitter p99 <= "
-          "%.0f ms; e2e p99 <= %.0f ms; drain >= %.0f msgs/s; <= %.0f B written per value"
-          % (TARGET_CPU_PER_1K, TARGET_RSS_MB, TARGET_JITTER_P99_MS, TARGET_E2E_P99_MS,
-             TARGET_DRAIN_RATE, TARGET_DISK_B_PER_VALUE))
+    if any(r.get("collectd") for r in results):
+        print()
+        c = next(r["collectd"] for r in results if r.get("collectd"))
+        print("collectd-core %s (QoS %s), side by side (same sim, broker and window, one run each):"
+              % (c.get("version", "?"), c.get("qos", "?")))
+        print(CD_HEADER)
+        for r in results:
+            if r.get("collectd"):
+                print(cd_row(r))
+    print()
+    print("Against the targets (issue 16):")
+    print(TARGETS_HEADER)
+    for r in results:
+        if "failed" not in r and not r.get("unavailable"):
+            print(targets_row(r))
+    print()
+    print("- targets: CPU <= %gx collectd's per value (where measured; at reference <= %.3f "
+          "CPU s/1k values); peak RSS <= %.0f MB up to %d devices; e2e p99 <= %.0f ms; <= %.0f B "
+          "written per value; drain >= %.0f msgs/s; poll jitter p99 <= %.0f ms"
+          % (TARGET_CPU_VS_COLLECTD, TARGET_CPU_PER_1K, TARGET_RSS_MB, TARGET_RSS_MAX_DEVICES,
+             TARGET_E2E_P99_MS, TARGET_DISK_B_PER_VALUE, TARGET_DRAIN_RATE, TARGET_JITTER_P99_MS))
+    for r in results:
+        la0, la1 = r.get("loadavg_before"), r.get("loadavg_after")
+        if la0 and la1:
+            c = r.get("collectd") or {}
+            cl0, cl1 = c.get("loadavg_before"), c.get("loadavg_after")
+            print("- %s: load average %.2f before, %.2f after (1 min)%s"
+                  % (r["workload"], la0[0], la1[0],
+                     "; collectd's run: %.2f before, %.2f after" % (cl0[0], cl1[0])
+                     if cl0 and cl1 else ""))
     return status
 
 

@@ -8,7 +8,11 @@
  * it writes numbers, bench/bench.py decides what they mean.
  *
  *   sub -p PORT -t TOPIC -o STATS.json [-H HEALTH.jsonl] [-T TIMELINE] [-q QOS]
- *       [-m MARK_SEQ]
+ *       [-m MARK_SEQ] [-c]
+ *
+ * -c: the payloads are collectd's (its mqtt plugin, for the side-by-side comparison):
+ * one value a message, "EPOCH:VALUE" with EPOCH in seconds to the millisecond (the time
+ * collectd gave the value when its modbus plugin dispatched it, after the read), no seq.
  *
  * Signals: SIGUSR1 opens the measuring window (counters of the window reset),
  * SIGUSR2 closes it and writes STATS.json, SIGTERM/SIGINT write STATS.json again (the
@@ -65,6 +69,7 @@ struct state {
 
 	FILE *health, *timeline;
 	const char *stats_path;
+	bool collectd;                    /* -c */
 	int64_t next_tick_us;
 };
 
@@ -154,6 +159,61 @@ static double lat_bucket_top_ms(size_t b)
 	return ((double)LAT_FINE * LAT_STEP_US + (double)(b - LAT_FINE + 1) * LAT_COARSE_US) / 1000.0;
 }
 
+/* "EPOCH:VALUE" (collectd's plain text protocol, one GAUGE value): EPOCH in
+ * microseconds, or -1. */
+static int64_t collectd_ts_us(const char *p, size_t n)
+{
+	char buf[64], *end;
+	double t;
+
+	if (n == 0 || n >= sizeof buf)
+		return -1;
+	memcpy(buf, p, n);
+	buf[n] = 0;
+	t = strtod(buf, &end);
+	if (end == buf || *end != ':')
+		return -1;
+	return (int64_t)(t * 1e6 + 0.5);
+}
+
+/* One value of collectd's: counted as telemetry of one value, latency from its EPOCH. */
+static void on_collectd(const struct mosquitto_message *msg, int64_t t)
+{
+	int64_t ts = collectd_ts_us(msg->payload, (size_t)msg->payloadlen);
+	struct window *w = &S.w;
+
+	pthread_mutex_lock(&S.mu);
+	S.total++;
+	if (!S.first_us)
+		S.first_us = t;
+	if (S.open && !S.closed) {
+		if (!w->first_us)
+			w->first_us = t;
+		w->last_us = t;
+		if (ts < 0) {
+			w->other++;
+		} else {
+			int64_t lat = t - ts;
+			w->telemetry++;
+			w->values++;
+			if (lat < 0) {
+				w->lat_neg++;
+				lat = 0;
+			}
+			if (lat > w->lat_max_us)
+				w->lat_max_us = lat;
+			w->lat[lat_bucket(lat)]++;
+			w->lat_n++;
+		}
+	}
+	if (S.timeline && t >= S.next_tick_us) {
+		fprintf(S.timeline, "%" PRId64 " %" PRIu64 "\n", t / 1000, S.total);
+		fflush(S.timeline);
+		S.next_tick_us = t + 1000000;
+	}
+	pthread_mutex_unlock(&S.mu);
+}
+
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg)
 {
 	const char *p = msg->payload;
@@ -166,6 +226,10 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
 
 	(void)m;
 	(void)ud;
+	if (S.collectd) {
+		on_collectd(msg, t);
+		return;
+	}
 	if (telemetry || !health) {
 		seq = json_uint(p, n, "{\"seq\":");
 		if (telemetry)
@@ -303,7 +367,7 @@ static void write_stats(void)
 static void usage(void)
 {
 	fprintf(stderr, "usage: sub -p PORT -t TOPIC -o STATS.json [-H HEALTH.jsonl] "
-		"[-T TIMELINE] [-q QOS] [-m MARK_SEQ]\n");
+		"[-T TIMELINE] [-q QOS] [-m MARK_SEQ] [-c]\n");
 	exit(2);
 }
 
@@ -316,7 +380,7 @@ int main(int argc, char **argv)
 	int port = 0, opt, sig, rc;
 	char id[64];
 
-	while ((opt = getopt(argc, argv, "p:t:o:H:T:q:m:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:t:o:H:T:q:m:c")) != -1) {
 		switch (opt) {
 		case 'p': port = atoi(optarg); break;
 		case 't': topic = optarg; break;
@@ -325,6 +389,7 @@ int main(int argc, char **argv)
 		case 'T': tpath = optarg; break;
 		case 'q': qos = optarg; break;
 		case 'm': S.mark_seq = strtoull(optarg, NULL, 10); break;
+		case 'c': S.collectd = true; break;
 		default: usage();
 		}
 	}

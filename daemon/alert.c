@@ -289,6 +289,85 @@ static const struct rule_ops *kind_ops(int kind)
 	}
 }
 
+/*
+ * Call add(e, d, rule) for every device d that rule reads: the devices every point_ref of
+ * its config names (a device may come more than once), or a comms pseudo-rule's device.
+ * Every kind's feed returns at once for a reading of any other device (it matches the
+ * reading's device against these refs), so visiting only these rules decides the same.
+ * A point_ref added to struct rule_cfg goes here too.
+ */
+static void rule_devices(struct alert_engine *e, size_t rule, size_t *mark,
+			 void (*add)(struct alert_engine *, size_t *, size_t, size_t))
+{
+	const struct rstate *r = &e->rules[rule];
+	const struct rule_cfg *rc = r->rc;
+
+	if (!rc) {
+		add(e, mark, r->device, rule);
+		return;
+	}
+	if (rc->has_point)
+		add(e, mark, rc->point.device, rule);
+	for (size_t k = 0; k < rc->ninflow; k++)
+		add(e, mark, rc->inflow[k].device, rule);
+	for (size_t k = 0; k < rc->noutflow; k++)
+		add(e, mark, rc->outflow[k].device, rule);
+	for (size_t k = 0; k < rc->nnight_exclude; k++)
+		add(e, mark, rc->night_exclude[k].run.device, rule);
+	if (rc->has_inverter)
+		add(e, mark, rc->inverter, rule);
+	if (rc->has_power)
+		add(e, mark, rc->power.device, rule);
+	if (rc->has_fault)
+		add(e, mark, rc->fault.device, rule);
+}
+
+/* mark[d] is 1 + the last rule added for device d: a rule that names a device twice
+ * is listed once (the rules come in order). First pass: count into feed_first[d + 1]. */
+static void feed_count(struct alert_engine *e, size_t *mark, size_t d, size_t rule)
+{
+	if (d >= e->cfg->ndevices || mark[d] == rule + 1)
+		return;
+	mark[d] = rule + 1;
+	e->feed_first[d + 1]++;
+}
+
+/* Second pass: next[d] is where device d's next rule goes; the slot before it, once
+ * past the start of d's rules, holds the last rule written there. */
+static void feed_fill(struct alert_engine *e, size_t *next, size_t d, size_t rule)
+{
+	if (d >= e->cfg->ndevices)
+		return;
+	if (next[d] > e->feed_first[d] && e->feed_rules[next[d] - 1] == rule)
+		return;
+	e->feed_rules[next[d]++] = rule;
+}
+
+/* The rules each device's readings visit (feed_first, feed_rules), in rule order. */
+static int feed_index(struct alert_engine *e)
+{
+	size_t nd = e->cfg->ndevices, *mark;
+
+	if (!(e->feed_first = calloc(nd + 1, sizeof *e->feed_first)) ||
+	    !(mark = calloc(nd ? nd : 1, sizeof *mark)))
+		return -1;
+	for (size_t i = 0; i < e->nrules; i++)
+		rule_devices(e, i, mark, feed_count);
+	for (size_t d = 0; d < nd; d++)
+		e->feed_first[d + 1] += e->feed_first[d];
+	if (!(e->feed_rules = calloc(e->feed_first[nd] ? e->feed_first[nd] : 1,
+				     sizeof *e->feed_rules))) {
+		free(mark);
+		return -1;
+	}
+	for (size_t d = 0; d < nd; d++)
+		mark[d] = e->feed_first[d];
+	for (size_t i = 0; i < e->nrules; i++)
+		rule_devices(e, i, mark, feed_fill);
+	free(mark);
+	return 0;
+}
+
 struct alert_engine *alert_new(const struct config *cfg, char *err, size_t errlen)
 {
 	struct alert_engine *e = calloc(1, sizeof *e);
@@ -327,6 +406,11 @@ struct alert_engine *alert_new(const struct config *cfg, char *err, size_t errle
 			return NULL;
 		}
 	}
+	if (feed_index(e) < 0) {
+		alert_free(e);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	return e;
 }
 
@@ -341,6 +425,8 @@ void alert_free(struct alert_engine *e)
 		free(e->checks[i]);
 	free(e->checks);
 	free(e->rules);
+	free(e->feed_first);
+	free(e->feed_rules);
 	free(e);
 }
 
@@ -395,8 +481,8 @@ int alert_feed(struct alert_engine *e, size_t device, int64_t ts_ms, const struc
 	}
 	e->late_noted = false;
 	saw(e, ts_ms);
-	for (size_t i = 0; i < e->nrules; i++) {
-		struct rstate *r = &e->rules[i];
+	for (size_t k = e->feed_first[device]; k < e->feed_first[device + 1]; k++) {
+		struct rstate *r = &e->rules[e->feed_rules[k]];
 		if (r->ops->feed && r->ops->feed(e, r, device, ts_ms, values, n, out) < 0)
 			return -1;
 	}

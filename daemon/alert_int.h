@@ -61,6 +61,11 @@ struct alert_engine {
 	size_t nrules;
 	struct check **checks;      /* every check, for tick, save and alert_active */
 	size_t nchecks;
+	/* The rules that read each device, in rule order: rule indexes
+	 * feed_rules[feed_first[d]] .. feed_rules[feed_first[d + 1] - 1] (alert_feed visits
+	 * only these; a kind's feed ignores a reading of a device its config does not name) */
+	size_t *feed_first;         /* cfg->ndevices + 1 */
+	size_t *feed_rules;
 	int64_t last_ms;            /* the latest time seen, from readings or ticks */
 	int64_t first_ms;           /* the earliest, INT64_MAX before any: older times were
 				     * restored, from another run and perhaps another clock */

@@ -34,6 +34,7 @@ static const struct key root_keys[] = {
 	{ .name = "buses", .type = K_NODE },
 	{ .name = "devices", .type = K_NODE },
 	{ .name = "alerts", .type = K_NODE },
+	{ .name = "web", .type = K_NODE },
 	{ NULL },
 };
 KEY_TABLE_FITS(root_keys);
@@ -51,15 +52,19 @@ static void defaults(struct loader *loader)
 	cfg->uplink.keepalive_ms = 30 * SEC_MS;
 	cfg->uplink.inflight = 64;
 	cfg->uplink.health_interval_ms = 60 * SEC_MS;
+	cfg->uplink.format = FORMAT_SLUICE;
+	cfg->uplink.sparkplug_qos = 1;
+	cfg->uplink.command_max_age_ms = 60 * SEC_MS;
+	cfg->uplink.fallback_check_ms = 3 * MIN_MS;
 	cfg->buffer.max_size = 256ull * MIB;
 	cfg->buffer.durability = DURABILITY_NORMAL;
 	cfg->buffer.keep_sent_ms = 7ll * DAY_MS;
 }
 
 /* A list section: allocate its array and parse each item. */
-static void list_parse(struct scope *scope, yaml_node_t *list, const char *what, void **items,
+static void list_parse(struct scope *scope, ynode_t *list, const char *what, void **items,
 		       size_t item_size, struct src_loc **id_locs,
-		       void (*parse_item)(struct scope *, yaml_node_t *, size_t))
+		       void (*parse_item)(struct scope *, ynode_t *, size_t))
 {
 	size_t n;
 
@@ -189,7 +194,7 @@ static int loader_set_profile_dirs(struct loader *loader, const struct config_op
 static void load_sections(struct loader *loader, struct document *doc)
 {
 	struct config *cfg = loader->cfg;
-	yaml_node_t *root = yaml_document_get_root_node(&doc->yaml), *seen[KEYS_MAX], *value;
+	ynode_t *root = document_root(doc), *seen[KEYS_MAX], *value;
 	struct scope scope;
 
 	scope_top(&scope, loader, doc);
@@ -204,6 +209,8 @@ static void load_sections(struct loader *loader, struct document *doc)
 		cfg->uplink.client_id = loader_strdup(loader, cfg->gateway.id);
 	if ((value = keys_seen(root_keys, seen, "buffer")))
 		parse_buffer(&scope, value);
+	if ((value = keys_seen(root_keys, seen, "web")))
+		parse_web(&scope, value);
 	list_parse(&scope, keys_seen(root_keys, seen, "buses"), "buses", (void **)&cfg->buses,
 		   sizeof *cfg->buses, &loader->bus_id_locs, parse_bus);
 	if ((value = keys_seen(root_keys, seen, "devices")) && value->type == YAML_SEQUENCE_NODE &&
@@ -367,6 +374,23 @@ void config_free(struct config *cfg)
 	free(cfg->uplink.cert_file);
 	free(cfg->uplink.key_file);
 	free(cfg->uplink.topic_prefix);
+	free(cfg->uplink.sparkplug_group);
+	free(cfg->uplink.sparkplug_primary_host);
+	for (size_t i = 0; i < cfg->uplink.nfallback; i++) {
+		struct broker_cfg *b = &cfg->uplink.fallback[i];
+		free(b->host);
+		free(b->client_id);
+		free(b->username);
+		free(b->password_file);
+		free(b->ca_file);
+		free(b->cert_file);
+		free(b->key_file);
+	}
+	free(cfg->uplink.fallback);
+	free(cfg->web.listen);
+	free(cfg->web.password_file);
+	free(cfg->web.cert_file);
+	free(cfg->web.key_file);
 	for (size_t i = 0; i < cfg->nbuses; i++) {
 		free(cfg->buses[i].host);
 		free(cfg->buses[i].device);
@@ -375,10 +399,18 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->ndevices; i++) {
 		free(cfg->devices[i].name);
 		free(cfg->devices[i].profile);
-		free(cfg->devices[i].points);
-		free(cfg->devices[i].point_locs);
+		if (!cfg->devices[i].points_shared) {
+			free(cfg->devices[i].points);
+			free(cfg->devices[i].point_locs);
+		}
 	}
 	free(cfg->devices);
+	for (size_t i = 0; i < cfg->nshared; i++) {
+		free(cfg->shared_points[i]);
+		free(cfg->shared_locs[i]);
+	}
+	free(cfg->shared_points);
+	free(cfg->shared_locs);
 	for (size_t i = 0; i < cfg->nrules; i++) {
 		free(cfg->rules[i].name);
 		free(cfg->rules[i].inflow);

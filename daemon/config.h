@@ -35,6 +35,27 @@ struct gateway_cfg {
 
 enum mqtt_protocol { MQTT_311 = 4, MQTT_5 = 5 };
 
+/* The language the platform speaks (uplink.format; docs/mqtt.md, a section each). */
+enum uplink_format { FORMAT_SLUICE = 0, FORMAT_SPARKPLUG, FORMAT_THINGSBOARD };
+
+/*
+ * A broker tried when the first cannot be reached (uplink.fallback). What an entry does
+ * not give is the first broker's, copied at load: the TLS block (tls given: its own),
+ * the credentials (username or password_file given: its own) and the client id.
+ */
+#define UPLINK_FALLBACK_MAX 8
+
+struct broker_cfg {
+	char *host;            /* required */
+	uint16_t port;         /* default 1883, or 8883 with tls */
+	char *client_id;       /* may be NULL: the gateway id */
+	char *username;        /* may be NULL */
+	char *password_file;   /* may be NULL */
+	bool tls;
+	char *ca_file, *cert_file, *key_file; /* may be NULL */
+	struct src_loc loc;
+};
+
 struct uplink_cfg {
 	char *host;            /* required */
 	uint16_t port;         /* default 1883, or 8883 with tls */
@@ -51,6 +72,15 @@ struct uplink_cfg {
 	int64_t health_interval_ms; /* default 60 s */
 	int64_t ack_timeout_ms;     /* a PUBACK later than this ends the session; 0: 2 × keepalive */
 	uint64_t max_packet_size;   /* bytes, whole PUBLISH packet; 0: none (MQTT 5's CONNACK may say) */
+	int format;                 /* enum uplink_format, default sluice */
+	char *sparkplug_group;      /* uplink.sparkplug.group: required with format sparkplug */
+	char *sparkplug_primary_host; /* uplink.sparkplug.primary_host, may be NULL */
+	int sparkplug_qos;          /* uplink.sparkplug.qos: 0 or 1, default 1 */
+	bool commands;              /* accept writes from the platform; default false */
+	int64_t command_max_age_ms; /* refuse commands older than this; default 60 s */
+	struct broker_cfg *fallback; /* tried in order when the first broker cannot be reached */
+	size_t nfallback;
+	int64_t fallback_check_ms;  /* while on a fallback, how often the first is tried; 3 min */
 	struct src_loc loc;
 };
 
@@ -60,6 +90,14 @@ struct buffer_cfg {
 	uint64_t max_size;     /* bytes, the whole database with its WAL; default 256 MiB */
 	int durability;        /* enum durability */
 	int64_t keep_sent_ms;  /* default 7 d */
+};
+
+/* The technicians' page (daemon/web*.c); no web: section, no page (listen NULL). */
+struct web_cfg {
+	char *listen;          /* "HOST:PORT" as written, numeric: "0.0.0.0:8080", "[::]:8080" */
+	char *password_file;   /* lines user:HASH (crypt SHA-512); required unless loopback */
+	char *cert_file, *key_file; /* HTTPS when given, both or neither */
+	struct src_loc loc;
 };
 
 /* A reference "device.point" in a rule or action. */
@@ -87,6 +125,9 @@ struct night_exclude {
 	double flow;           /* m3/h it moves while running */
 };
 
+/* Every device a rule reads is named by one of its point_refs (or is its inverter): the
+ * alert engine gives a rule only the readings of those devices (alert.c, rule_devices),
+ * so a point_ref added here is added there too. */
 struct rule_cfg {
 	char id[ID_MAX];
 	char *name;            /* may be NULL */
@@ -168,12 +209,18 @@ struct config {
 	struct gateway_cfg gateway;
 	struct uplink_cfg uplink;
 	struct buffer_cfg buffer;
+	struct web_cfg web;
 	struct bus_cfg *buses;
 	size_t nbuses;
 	struct device_cfg *devices;
 	size_t ndevices;
 	struct rule_cfg *rules;
 	size_t nrules;
+	/* the point tables of the profiles that devices share (device_cfg.points_shared):
+	 * one copy of a profile's points for all its devices, freed with the config */
+	struct point_def **shared_points;
+	struct src_loc **shared_locs;
+	size_t nshared;
 };
 
 /* Messages from a load: errors and warnings, each "FILE:LINE:COL: message"
@@ -253,6 +300,8 @@ long config_find_device(const struct config *cfg, const char *id);
 long config_find_point(const struct device_cfg *d, const char *name);
 
 const char *severity_name(int sev);   /* "blue", ... ; NULL for SEV_NONE */
+const char *uplink_format_name(int format); /* "sluice", "sparkplug", "thingsboard" */
+const char *point_type_name(int type);      /* "int16", ..., as a profile writes it */
 int severity_from_name(const char *s);/* -1 when unknown */
 const char *rule_kind_name(int kind);
 

@@ -5,8 +5,8 @@
  * The module, by file:
  *   config.c           config.h's entry points: a whole config file in dependency order,
  *                      one profile by name, config_free and the lookups
- *   config_loader.c    the loader: a load's state and messages, libyaml documents and their
- *                      nodes, the key tables and the walk of a mapping against one
+ *   config_loader.c    the loader: a load's state and messages, composing libyaml's events
+ *                      into documents and their nodes, the key tables and the walk of a mapping against one
  *                      (duplicate and unknown keys, "did you mean"), the shape checks
  *   config_text.c      a file's text as bytes: input-method slips, the nesting depth, the
  *                      messages for libyaml's syntax errors
@@ -14,8 +14,10 @@
  *   config_sections.c  gateway, uplink, buffer, buses, devices, their points, profiles
  *   config_rules.c     alerts: each rule kind's keys and checks, and actions
  *
- * How a file is read: libyaml composes a node tree with line/column marks; each mapping
- * is walked against a table of the keys it may hold (struct key). The walk reports
+ * How a file is read: libyaml parses it into events, which document_load composes into a
+ * compact node tree with line/column marks (ynode_t: libyaml's own document costs four
+ * times the memory, and kept it as the daemon's high-water mark); each mapping is walked
+ * against a table of the keys it may hold (struct key). The walk reports
  * duplicate keys (libyaml keeps them silently), unknown keys (with the closest known
  * one), values of the wrong shape and values out of range, and keeps going. Sections
  * are processed in dependency order (buses, devices, then alerts), whatever their order
@@ -42,6 +44,34 @@
 #define DAY_MS (24 * HOUR_MS)
 #define MIB (1024 * 1024)
 
+/*
+ * A node of a composed file. The loader composes libyaml's events itself (document_load)
+ * into these rather than into libyaml's document: a yaml_node_t takes 96 bytes and a tag
+ * string of its own, and libyaml's node stack doubles, so a config of a thousand devices
+ * with their points written out (86,000 nodes) took 20 MB of heap to load and kept it as
+ * the daemon's high-water mark. A node here is 24 bytes, the children of every list and
+ * mapping lie in two shared arrays, and every scalar's bytes in one. type is libyaml's
+ * YAML_SCALAR_NODE, YAML_SEQUENCE_NODE or YAML_MAPPING_NODE; a child is a node id, as in
+ * libyaml's document (1-based: id k is nodes[k - 1]; the root is id 1); line and column
+ * are 0-based.
+ */
+typedef struct {
+	int key, value;
+} ynode_pair_t;
+typedef int ynode_item_t;
+
+typedef struct {
+	union {
+		char *text;           /* a scalar's bytes, NUL-terminated (NULs may come before n) */
+		ynode_item_t *items;  /* a list's n items */
+		ynode_pair_t *pairs;  /* a mapping's n pairs */
+	} v;
+	uint32_t n;               /* a scalar's length in bytes, a list's or mapping's children */
+	uint32_t line, column;    /* where it starts */
+	uint8_t type;             /* yaml_node_type_t */
+	uint8_t style;            /* a scalar's yaml_scalar_style_t */
+} ynode_t;
+
 /* ---- the state of one load -------------------------------------------------------- */
 
 struct message {
@@ -62,6 +92,7 @@ struct profile {
 	struct src_loc *locs;
 	bool *valid;
 	size_t npoints;
+	bool shared;         /* points and locs were given to the config (cfg->shared_*) */
 	bool has_max_registers, has_max_gap;
 	unsigned max_registers, max_gap;
 };
@@ -105,7 +136,9 @@ struct loader {
 	size_t text_len;
 	/* uplink.topic_prefix's value while the config's document is loaded: where a topic
 	 * too long or too deep is reported (NULL: not given) */
-	yaml_node_t *topic_prefix_node, *uplink_node;
+	ynode_t *topic_prefix_node, *uplink_node;
+	/* uplink.sparkplug.group's value, where a Sparkplug topic too long is reported */
+	ynode_t *sparkplug_group_node;
 	/* texts made for messages (loader_text), freed by loader_free or released to a mark */
 	char **texts;
 	size_t ntexts, text_cap;
@@ -144,14 +177,22 @@ void loader_texts_release(struct loader *loader, size_t mark);
 /* ---- YAML documents and their nodes ---------------------------------------------- */
 
 struct document {
-	yaml_document_t yaml;
+	ynode_t *nodes;
+	size_t nnodes;
+	ynode_pair_t *pairs;    /* every mapping's pairs, each mapping's together */
+	size_t npairs;
+	ynode_item_t *items;    /* every list's items, each list's together */
+	size_t nitems;
+	char *text;             /* every scalar's bytes, each followed by a NUL */
+	size_t ntext;
 	bool loaded;
 	const char *file;       /* owned by cfg->files */
 	size_t file_index;
-	/* for each mapping of more than KEY_INDEX_MIN pairs (by node index; NULL for the
-	 * others): first_key[node][i] is the first pair whose key equals pair i's key, so
-	 * that a duplicate is found without comparing every key with every earlier one */
-	size_t **first_key;
+	/* for the pairs of each mapping of more than KEY_INDEX_MIN pairs (by pair index, NULL
+	 * when there is none): first_key[pair] is the position in its mapping of the first
+	 * pair whose key equals this pair's key, so that a duplicate is found without
+	 * comparing every key with every earlier one */
+	uint32_t *first_key;
 };
 
 /* A mapping this long or shorter compares its keys pair by pair. */
@@ -173,7 +214,7 @@ struct document {
 
 /*
  * Read and compose one file (the config's text from memory when the loader has one and
- * the file is the first). 0: doc->yaml has a root node. -1: an error was reported;
+ * the file is the first). 0: doc has a root node. -1: an error was reported;
  * document_free is still to be called.
  */
 int document_load(struct loader *loader, const char *path, struct document *doc);
@@ -190,42 +231,47 @@ void text_syntax_error(struct loader *loader, struct document *doc, const yaml_p
 		       const unsigned char *buf, size_t len);
 
 /* The value of a key in a mapping, without checks (for the texts that name a place). */
-yaml_node_t *document_peek(struct document *doc, const yaml_node_t *map, const char *key);
+ynode_t *document_peek(struct document *doc, const ynode_t *map, const char *key);
 /* The same when it is a scalar other than null; else NULL. */
-const char *document_peek_scalar(struct document *doc, const yaml_node_t *map, const char *key);
+const char *document_peek_scalar(struct document *doc, const ynode_t *map, const char *key);
 
-static inline yaml_node_t *document_node(struct document *doc, int id)
+static inline ynode_t *document_node(const struct document *doc, int id)
 {
-	return yaml_document_get_node(&doc->yaml, id);
+	return id >= 1 && (size_t)id <= doc->nnodes ? &doc->nodes[id - 1] : NULL;
 }
 
-static inline const char *node_text(const yaml_node_t *node)
+static inline ynode_t *document_root(const struct document *doc)
 {
-	return (const char *)node->data.scalar.value;
+	return document_node(doc, 1);
 }
 
-static inline size_t node_map_len(const yaml_node_t *map)
+static inline const char *node_text(const ynode_t *node)
 {
-	return (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
+	return (const char *)node->v.text;
 }
 
-static inline size_t node_list_len(const yaml_node_t *list)
+static inline size_t node_map_len(const ynode_t *map)
 {
-	return (size_t)(list->data.sequence.items.top - list->data.sequence.items.start);
+	return map->n;
 }
 
-static inline yaml_node_t *document_item(struct document *doc, const yaml_node_t *list, size_t i)
+static inline size_t node_list_len(const ynode_t *list)
 {
-	return document_node(doc, list->data.sequence.items.start[i]);
+	return list->n;
+}
+
+static inline ynode_t *document_item(struct document *doc, const ynode_t *list, size_t i)
+{
+	return document_node(doc, list->v.items[i]);
 }
 
 /* ~, null, Null, NULL or nothing, unquoted */
-bool node_is_null(const yaml_node_t *node);
+bool node_is_null(const ynode_t *node);
 
-static inline struct src_loc node_loc(const struct document *doc, const yaml_node_t *node)
+static inline struct src_loc node_loc(const struct document *doc, const ynode_t *node)
 {
-	return (struct src_loc){ doc->file, (int)node->start_mark.line + 1,
-				 (int)node->start_mark.column + 1 };
+	return (struct src_loc){ doc->file, (int)node->line + 1,
+				 (int)node->column + 1 };
 }
 
 /* ---- where the walk is, and what it says there ----------------------------------- */
@@ -236,7 +282,7 @@ struct scope {
 	const char *where;      /* "devices[2] (booster-pump)"; "" at the top level */
 	const char *prefix;     /* key path inside where: "rtu.", "on_fire[0]." */
 	/* rules: a key of another kind gets a better message than "unknown key" */
-	bool (*foreign)(struct scope *scope, yaml_node_t *key);
+	bool (*foreign)(struct scope *scope, ynode_t *key);
 	int kind;
 };
 
@@ -249,9 +295,9 @@ void scope_open(struct scope *scope, const struct scope *parent, const char *pre
 void scope_nest(struct scope *scope, const struct scope *parent, const char *prefix);
 
 /* "FILE:LINE:COL: WHERE: message" at node (NULL: no position). */
-void scope_error(struct scope *scope, yaml_node_t *node, const char *fmt, ...)
+void scope_error(struct scope *scope, ynode_t *node, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-void scope_warn(struct scope *scope, yaml_node_t *node, const char *fmt, ...)
+void scope_warn(struct scope *scope, ynode_t *node, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* An error at a src_loc (a point defined elsewhere, perhaps in a profile file). */
 void scope_error_at(struct scope *scope, const struct src_loc *loc, const char *fmt, ...)
@@ -272,13 +318,13 @@ const char *loader_quote(struct loader *loader, const char *value);
 #define EXPECT_LIST "a list (lines starting with '- ')"
 
 /* "WHAT must be EXPECT, not ..." */
-void scope_wrong_shape(struct scope *scope, yaml_node_t *node, const char *what,
+void scope_wrong_shape(struct scope *scope, ynode_t *node, const char *what,
 		       const char *expect);
 /* Is node a mapping (a list)? If not, say so. An empty value is an empty list, quietly. */
-bool scope_expect_map(struct scope *scope, yaml_node_t *node, const char *what);
-bool scope_expect_list(struct scope *scope, yaml_node_t *node, const char *what);
+bool scope_expect_map(struct scope *scope, ynode_t *node, const char *what);
+bool scope_expect_list(struct scope *scope, ynode_t *node, const char *what);
 /* The text of a scalar value, or NULL after saying what is wrong with it. */
-const char *scope_expect_scalar(struct scope *scope, yaml_node_t *node, const char *what);
+const char *scope_expect_scalar(struct scope *scope, ynode_t *node, const char *what);
 
 /* ---- list items (buses, devices, alerts) ----------------------------------------- */
 
@@ -287,14 +333,14 @@ const char *scope_expect_scalar(struct scope *scope, yaml_node_t *node, const ch
  * scope that messages name "buses[3] (its id)" ("buses[3]" without an id), and return
  * true; else say what it is instead and return false.
  */
-bool scope_open_item(struct scope *item, struct scope *root, yaml_node_t *map, const char *list,
+bool scope_open_item(struct scope *item, struct scope *root, ynode_t *map, const char *list,
 		     size_t index);
 /*
  * An item's id, given at value, must differ from those of the count items before it in
  * items (found through set); word names them in the message ("bus"). id_locs[count]
  * keeps where it was given, for a later repeat.
  */
-void scope_unique_id(struct scope *item, yaml_node_t *value, const char *word, const char *id,
+void scope_unique_id(struct scope *item, ynode_t *value, const char *word, const char *id,
 		     const void *items, size_t count, struct src_loc *id_locs, struct idset *set);
 /* Add the index-th item's name: -1, or the index of an earlier item with the same name
  * (then it is not added). set->name must be set. */
@@ -375,7 +421,7 @@ enum {
 };
 
 struct key;
-typedef void key_fn(struct scope *scope, const struct key *key, yaml_node_t *value, void *obj);
+typedef void key_fn(struct scope *scope, const struct key *key, ynode_t *value, void *obj);
 
 /* One row of a key table: a key a mapping may hold, and where its value goes. */
 struct key {
@@ -404,10 +450,10 @@ struct key {
  * value given for keys[i], or NULL. Reports duplicate, unknown and missing required
  * keys, and every value a row can check.
  */
-void keys_walk(struct scope *scope, yaml_node_t *map, const struct key *keys, void *obj,
-	       yaml_node_t **seen);
+void keys_walk(struct scope *scope, ynode_t *map, const struct key *keys, void *obj,
+	       ynode_t **seen);
 /* The value walked for the key called name, or NULL. */
-yaml_node_t *keys_seen(const struct key *keys, yaml_node_t **seen, const char *name);
+ynode_t *keys_seen(const struct key *keys, ynode_t **seen, const char *name);
 /* The field a row fills. */
 void *key_field(void *obj, const struct key *key);
 /*
@@ -415,17 +461,18 @@ void *key_field(void *obj, const struct key *key);
  * same mapping (libyaml keeps both silently; the second would win unseen). word names
  * what the keys are in the message ("key", "point").
  */
-bool map_pair(struct scope *scope, yaml_node_t *map, size_t i, const char *word,
-	      yaml_node_t **key, yaml_node_t **value);
+bool map_pair(struct scope *scope, ynode_t *map, size_t i, const char *word,
+	      ynode_t **key, ynode_t **value);
 
 /* ---- the sections (config_sections.c) --------------------------------------------- */
 
-void parse_gateway(struct scope *root, yaml_node_t *map);
-void parse_uplink(struct scope *root, yaml_node_t *map);
-void parse_buffer(struct scope *root, yaml_node_t *map);
+void parse_gateway(struct scope *root, ynode_t *map);
+void parse_uplink(struct scope *root, ynode_t *map);
+void parse_buffer(struct scope *root, ynode_t *map);
+void parse_web(struct scope *root, ynode_t *map);
 /* One item of buses: (devices:), appended to cfg->buses (cfg->devices), which have room. */
-void parse_bus(struct scope *root, yaml_node_t *map, size_t index);
-void parse_device(struct scope *root, yaml_node_t *map, size_t index);
+void parse_bus(struct scope *root, ynode_t *map, size_t index);
+void parse_device(struct scope *root, ynode_t *map, size_t index);
 
 /* The first device with id, during a load (config_find_device's answer, by hash). */
 long loader_find_device(const struct loader *loader, const char *id);
@@ -433,19 +480,16 @@ long loader_find_device(const struct loader *loader, const char *id);
 /* The profile called name, read on first use; NULL when no file has that name. */
 struct profile *profile_get(struct loader *loader, const char *name);
 /* "profile 'x' not found: no file x.yaml in DIRS (did you mean ...)" at value (or NULL). */
-void profile_not_found(struct scope *scope, yaml_node_t *value, const char *name);
+void profile_not_found(struct scope *scope, ynode_t *value, const char *name);
 void profiles_free(struct loader *loader);
 
 /* After every section: the topics the config makes fit the uplink and a broker. */
 void check_topics(struct scope *root);
 
-/* The name of a point type (int16, ...), as a profile writes it. */
-const char *point_type_name(int type);
-
 /* ---- the rules (config_rules.c) --------------------------------------------------- */
 
 /* One item of alerts:, appended to cfg->rules, which has room. */
-void parse_rule(struct scope *root, yaml_node_t *map, size_t index);
+void parse_rule(struct scope *root, ynode_t *map, size_t index);
 /* The longest check name a rule of kind publishes (alert/<rule>/<check>). */
 const char *rule_longest_check(int kind);
 

@@ -1,11 +1,11 @@
 /*
  * config_loader: the machinery every part of the config module reads with (its
  * interface and the way a file is read are described in config_int.h). Owns a load's
- * state (struct loader) and its messages, the texts made for them, libyaml's documents
- * and nodes (a file's bytes are config_text.c's), the index of a long mapping's keys,
- * the walk of a mapping against a key table with its checks of duplicate, unknown,
- * missing and malformed keys, the ids of a list, the "did you mean" suggestions and
- * their budget, and the shape checks (a mapping, a list, a single value).
+ * state (struct loader) and its messages, the texts made for them, the documents composed
+ * from libyaml's events and their nodes (a file's bytes are config_text.c's), the index
+ * of a long mapping's keys, the walk of a mapping against a key table with its checks of
+ * duplicate, unknown, missing and malformed keys, the ids of a list, the "did you mean"
+ * suggestions and their budget, and the shape checks (a mapping, a list, a single value).
  *
  * It must never: know a section or a key of the config (config_sections.c and
  * config_rules.c own those), open a socket or a database, log, exit, or keep state
@@ -195,17 +195,17 @@ static size_t loader_file_index(struct loader *loader, const char *file)
 	return SIZE_MAX;
 }
 
-static void scope_message(struct scope *scope, bool is_error, yaml_node_t *node, const char *fmt,
+static void scope_message(struct scope *scope, bool is_error, ynode_t *node, const char *fmt,
 			  va_list ap)
 {
-	int line = node ? (int)node->start_mark.line + 1 : 0;
-	int col = node ? (int)node->start_mark.column + 1 : 0;
+	int line = node ? (int)node->line + 1 : 0;
+	int col = node ? (int)node->column + 1 : 0;
 
 	loader_vemit(scope->loader, is_error, scope->doc->file_index, line, col, scope->where, fmt,
 		     ap);
 }
 
-void scope_error(struct scope *scope, yaml_node_t *node, const char *fmt, ...)
+void scope_error(struct scope *scope, ynode_t *node, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -214,7 +214,7 @@ void scope_error(struct scope *scope, yaml_node_t *node, const char *fmt, ...)
 	va_end(ap);
 }
 
-void scope_warn(struct scope *scope, yaml_node_t *node, const char *fmt, ...)
+void scope_warn(struct scope *scope, ynode_t *node, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -365,7 +365,7 @@ const char *loader_quote(struct loader *loader, const char *value)
 
 /* ---- list items --------------------------------------------------------------------- */
 
-bool scope_open_item(struct scope *item, struct scope *root, yaml_node_t *map, const char *list,
+bool scope_open_item(struct scope *item, struct scope *root, ynode_t *map, const char *list,
 		     size_t index)
 {
 	const char *id = document_peek_scalar(root->doc, map, "id");
@@ -379,7 +379,7 @@ bool scope_open_item(struct scope *item, struct scope *root, yaml_node_t *map, c
 	return true;
 }
 
-void scope_unique_id(struct scope *item, yaml_node_t *value, const char *word, const char *id,
+void scope_unique_id(struct scope *item, ynode_t *value, const char *word, const char *id,
 		     const void *items, size_t count, struct src_loc *id_locs, struct idset *set)
 {
 	long first;
@@ -629,52 +629,53 @@ static int read_file(struct loader *loader, const char *path, size_t file_index,
 static int key_order(const void *a, const void *b, void *ctx)
 {
 	const struct document *doc = ctx;
-	const yaml_node_pair_t *pa = *(const yaml_node_pair_t *const *)a;
-	const yaml_node_pair_t *pb = *(const yaml_node_pair_t *const *)b;
-	const yaml_node_t *ka = yaml_document_get_node((yaml_document_t *)&doc->yaml, pa->key);
-	const yaml_node_t *kb = yaml_document_get_node((yaml_document_t *)&doc->yaml, pb->key);
+	const ynode_pair_t *pa = *(const ynode_pair_t *const *)a;
+	const ynode_pair_t *pb = *(const ynode_pair_t *const *)b;
+	const ynode_t *ka = document_node(doc, pa->key);
+	const ynode_t *kb = document_node(doc, pb->key);
 	bool sa = ka && ka->type == YAML_SCALAR_NODE, sb = kb && kb->type == YAML_SCALAR_NODE;
 
 	if (sa != sb)
 		return sa ? -1 : 1;
-	if (sa && ka->data.scalar.length != kb->data.scalar.length)
-		return ka->data.scalar.length < kb->data.scalar.length ? -1 : 1;
+	if (sa && ka->n != kb->n)
+		return ka->n < kb->n ? -1 : 1;
 	if (sa) {
-		int c = memcmp(ka->data.scalar.value, kb->data.scalar.value, ka->data.scalar.length);
+		int c = memcmp(ka->v.text, kb->v.text, ka->n);
 		if (c)
 			return c;
 	}
 	return pa < pb ? -1 : pa > pb;
 }
 
-static bool keys_equal(const struct document *doc, const yaml_node_pair_t *a,
-		       const yaml_node_pair_t *b)
+static bool keys_equal(const struct document *doc, const ynode_pair_t *a, const ynode_pair_t *b)
 {
-	const yaml_node_t *ka = yaml_document_get_node((yaml_document_t *)&doc->yaml, a->key);
-	const yaml_node_t *kb = yaml_document_get_node((yaml_document_t *)&doc->yaml, b->key);
+	const ynode_t *ka = document_node(doc, a->key);
+	const ynode_t *kb = document_node(doc, b->key);
 
 	return ka && kb && ka->type == YAML_SCALAR_NODE && kb->type == YAML_SCALAR_NODE &&
-	       ka->data.scalar.length == kb->data.scalar.length &&
-	       memcmp(ka->data.scalar.value, kb->data.scalar.value, ka->data.scalar.length) == 0;
+	       ka->n == kb->n &&
+	       memcmp(ka->v.text, kb->v.text, ka->n) == 0;
 }
 
 /* doc->first_key for every long mapping: one sort each, instead of n^2/2 comparisons. */
 static void document_index_keys(struct loader *loader, struct document *doc)
 {
-	size_t nnodes = (size_t)(doc->yaml.nodes.top - doc->yaml.nodes.start);
-	yaml_node_pair_t **order = NULL;
+	ynode_pair_t **order = NULL;
 	size_t cap = 0;
 
-	if (!(doc->first_key = loader_calloc(loader, nnodes, sizeof *doc->first_key)))
-		return;
-	for (size_t n = 0; n < nnodes; n++) {
-		const yaml_node_t *map = &doc->yaml.nodes.start[n];
-		size_t len, *first;
+	for (size_t n = 0; n < doc->nnodes; n++) {
+		const ynode_t *map = &doc->nodes[n];
+		const ynode_pair_t *pairs;
+		uint32_t *first;
+		size_t len;
 
 		if (map->type != YAML_MAPPING_NODE || (len = node_map_len(map)) <= KEY_INDEX_MIN)
 			continue;
+		if (!doc->first_key &&
+		    !(doc->first_key = loader_calloc(loader, doc->npairs, sizeof *doc->first_key)))
+			break;
 		if (len > cap) {
-			yaml_node_pair_t **o = realloc(order, len * sizeof *order);
+			ynode_pair_t **o = realloc(order, len * sizeof *order);
 			if (!o) {
 				loader->oom = true;
 				break;
@@ -682,31 +683,348 @@ static void document_index_keys(struct loader *loader, struct document *doc)
 			order = o;
 			cap = len;
 		}
-		if (!(first = loader_calloc(loader, len, sizeof *first)))
-			break;
+		pairs = map->v.pairs;
+		first = &doc->first_key[pairs - doc->pairs];
 		for (size_t i = 0; i < len; i++)
-			order[i] = &map->data.mapping.pairs.start[i];
+			order[i] = &map->v.pairs[i];
 		qsort_r(order, len, sizeof *order, key_order, doc);
 		for (size_t i = 0, head = 0; i < len; i++) {
 			/* equal keys sort together, the first in the file first; a key that is
 			 * not a scalar equals none (it is reported as such, not as a repeat) */
 			if (i == 0 || !keys_equal(doc, order[i - 1], order[i]))
 				head = i;
-			first[order[i] - map->data.mapping.pairs.start] =
-				(size_t)(order[head] - map->data.mapping.pairs.start);
+			first[order[i] - pairs] = (uint32_t)(order[head] - pairs);
 		}
-		doc->first_key[n] = first;
 	}
 	free(order);
+}
+
+/* ---- composing ------------------------------------------------------------------------ */
+
+/*
+ * The composer: libyaml's events into doc's arrays, as libyaml's own composer
+ * (yaml_parser_load) would make its document: a node's id is given when it starts, so a
+ * list or mapping comes before what it holds and the root is id 1; an alias is the node
+ * its anchor named; an undefined alias or an anchor given twice is libyaml's composer
+ * error, with libyaml's words and marks, reported as any syntax error. Nothing else of
+ * libyaml's document is kept: no tags, no end marks.
+ *
+ * While composing, the arrays grow (and move), so a node holds offsets into them; they
+ * become pointers when the document is complete (compose_finish).
+ */
+struct open_node {
+	int id;
+	size_t first;   /* its children's start in the pending stack */
+};
+
+struct anchor {
+	char *name;
+	int id;
+	yaml_mark_t mark;
+};
+
+struct composer {
+	struct loader *loader;
+	struct document *doc;
+	yaml_parser_t *parser;
+	size_t cap_nodes, cap_pairs, cap_items, cap_text;
+	int *pending;           /* the children of the open lists and mappings, in order */
+	size_t npending, cap_pending;
+	struct open_node *open;
+	size_t nopen, cap_open;
+	struct anchor *anchors;
+	size_t nanchors, cap_anchors;
+};
+
+/* Room for one more of size in *p (holding n, with room for *cap); false when out of
+ * memory. Doubling: the big arrays are mmap()ed by malloc and grow by mremap(), and
+ * only the pages written count in the resident size. */
+static bool compose_room(struct composer *c, void **p, size_t n, size_t *cap, size_t size,
+			 size_t want)
+{
+	size_t nc;
+	void *np;
+
+	if (n + want <= *cap)
+		return true;
+	nc = *cap ? *cap : 64;
+	while (nc < n + want)
+		nc *= 2;
+	if (!(np = realloc(*p, nc * size))) {
+		c->loader->oom = true;
+		c->parser->error = YAML_MEMORY_ERROR;
+		return false;
+	}
+	*p = np;
+	*cap = nc;
+	return true;
+}
+
+/* A new node of type at mark; its id, or 0 when out of memory. */
+static int compose_node(struct composer *c, int type, yaml_mark_t mark)
+{
+	struct document *doc = c->doc;
+	ynode_t *node;
+
+	if (doc->nnodes >= INT32_MAX - 1 ||
+	    !compose_room(c, (void **)&doc->nodes, doc->nnodes, &c->cap_nodes, sizeof *doc->nodes, 1))
+		return 0;
+	node = &doc->nodes[doc->nnodes++];
+	memset(node, 0, sizeof *node);
+	node->type = (uint8_t)type;
+	node->line = mark.line > UINT32_MAX ? UINT32_MAX : (uint32_t)mark.line;
+	node->column = mark.column > UINT32_MAX ? UINT32_MAX : (uint32_t)mark.column;
+	return (int)doc->nnodes;
+}
+
+/* The child id goes to the innermost open list or mapping (none: it is the root). */
+static bool compose_child(struct composer *c, int id)
+{
+	if (!c->nopen)
+		return true;
+	if (!compose_room(c, (void **)&c->pending, c->npending, &c->cap_pending,
+			  sizeof *c->pending, 1))
+		return false;
+	c->pending[c->npending++] = id;
+	return true;
+}
+
+/* libyaml's composer error, in its words, for text_syntax_error. */
+static bool compose_error(struct composer *c, const char *context, yaml_mark_t context_mark,
+			  const char *problem, yaml_mark_t problem_mark)
+{
+	c->parser->error = YAML_COMPOSER_ERROR;
+	c->parser->context = context;
+	c->parser->context_mark = context_mark;
+	c->parser->problem = problem;
+	c->parser->problem_mark = problem_mark;
+	return false;
+}
+
+static bool compose_anchor(struct composer *c, yaml_char_t *anchor, int id, yaml_mark_t mark)
+{
+	char *name;
+
+	if (!anchor)
+		return true;
+	for (size_t i = 0; i < c->nanchors; i++)
+		if (strcmp(c->anchors[i].name, (const char *)anchor) == 0)
+			return compose_error(c, "found duplicate anchor; first occurrence",
+					     c->anchors[i].mark, "second occurrence", mark);
+	if (!compose_room(c, (void **)&c->anchors, c->nanchors, &c->cap_anchors,
+			  sizeof *c->anchors, 1))
+		return false;
+	if (!(name = strdup((const char *)anchor))) {
+		c->loader->oom = true;
+		c->parser->error = YAML_MEMORY_ERROR;
+		return false;
+	}
+	c->anchors[c->nanchors++] = (struct anchor){ name, id, mark };
+	return true;
+}
+
+static bool compose_scalar(struct composer *c, const yaml_event_t *ev)
+{
+	struct document *doc = c->doc;
+	size_t len = ev->data.scalar.length;
+	ynode_t *node;
+	int id;
+
+	if (len > UINT32_MAX - 1 || !(id = compose_node(c, YAML_SCALAR_NODE, ev->start_mark)) ||
+	    !compose_room(c, (void **)&doc->text, doc->ntext, &c->cap_text, 1, len + 1))
+		return false;
+	node = &doc->nodes[id - 1];
+	node->v.text = (char *)(uintptr_t)doc->ntext;
+	node->n = (uint32_t)len;
+	node->style = (uint8_t)ev->data.scalar.style;
+	if (len)
+		memcpy(doc->text + doc->ntext, ev->data.scalar.value, len);
+	doc->text[doc->ntext + len] = '\0';
+	doc->ntext += len + 1;
+	return compose_anchor(c, ev->data.scalar.anchor, id, ev->start_mark) && compose_child(c, id);
+}
+
+static bool compose_open(struct composer *c, int type, yaml_char_t *anchor, yaml_mark_t mark)
+{
+	int id = compose_node(c, type, mark);
+
+	if (!id || !compose_anchor(c, anchor, id, mark) || !compose_child(c, id) ||
+	    !compose_room(c, (void **)&c->open, c->nopen, &c->cap_open, sizeof *c->open, 1))
+		return false;
+	c->open[c->nopen++] = (struct open_node){ id, c->npending };
+	return true;
+}
+
+/* The innermost list or mapping ends: its children move from the pending stack to the
+ * document's items or pairs, together. */
+static bool compose_close(struct composer *c)
+{
+	struct document *doc = c->doc;
+	struct open_node o = c->open[--c->nopen];
+	ynode_t *node = &doc->nodes[o.id - 1];
+	size_t n = c->npending - o.first;
+	const int *kids = n ? &c->pending[o.first] : NULL;
+
+	if (node->type == YAML_SEQUENCE_NODE) {
+		if (!compose_room(c, (void **)&doc->items, doc->nitems, &c->cap_items,
+				  sizeof *doc->items, n))
+			return false;
+		if (n)
+			memcpy(&doc->items[doc->nitems], kids, n * sizeof *kids);
+		node->v.items = (ynode_item_t *)(uintptr_t)doc->nitems;
+		node->n = (uint32_t)n;
+		doc->nitems += n;
+	} else {
+		/* a mapping's events come as key, value, key, value... */
+		if (!compose_room(c, (void **)&doc->pairs, doc->npairs, &c->cap_pairs,
+				  sizeof *doc->pairs, n / 2))
+			return false;
+		for (size_t i = 0; i + 1 < n; i += 2)
+			doc->pairs[doc->npairs + i / 2] = (ynode_pair_t){ kids[i], kids[i + 1] };
+		node->v.pairs = (ynode_pair_t *)(uintptr_t)doc->npairs;
+		node->n = (uint32_t)(n / 2);
+		doc->npairs += n / 2;
+	}
+	c->npending = o.first;
+	return true;
+}
+
+/* The offsets become pointers, and the arrays lose their spare room. */
+static void compose_finish(struct composer *c)
+{
+	struct document *doc = c->doc;
+	void *p;
+
+	if (doc->nnodes && (p = realloc(doc->nodes, doc->nnodes * sizeof *doc->nodes)))
+		doc->nodes = p;
+	if (doc->npairs && (p = realloc(doc->pairs, doc->npairs * sizeof *doc->pairs)))
+		doc->pairs = p;
+	if (doc->nitems && (p = realloc(doc->items, doc->nitems * sizeof *doc->items)))
+		doc->items = p;
+	if (doc->ntext && (p = realloc(doc->text, doc->ntext)))
+		doc->text = p;
+	for (size_t i = 0; i < doc->nnodes; i++) {
+		ynode_t *node = &doc->nodes[i];
+
+		if (node->type == YAML_SCALAR_NODE)
+			node->v.text = doc->text + (uintptr_t)node->v.text;
+		else if (!node->n)
+			node->v.items = NULL; /* an empty list or mapping points nowhere */
+		else if (node->type == YAML_SEQUENCE_NODE)
+			node->v.items = doc->items + (uintptr_t)node->v.items;
+		else
+			node->v.pairs = doc->pairs + (uintptr_t)node->v.pairs;
+	}
+}
+
+/*
+ * The events of one document into doc; the parser has read STREAM-START. 1: composed,
+ * with a root; 0: no document in the stream (the file is empty); -1: an error, in
+ * parser's fields (text_syntax_error says it).
+ */
+static int compose(struct loader *loader, yaml_parser_t *parser, struct document *doc)
+{
+	struct composer c = { .loader = loader, .doc = doc, .parser = parser };
+	yaml_event_t ev;
+	int rc = -1;
+
+	for (;;) {
+		bool ok = true, done = false;
+
+		if (!yaml_parser_parse(parser, &ev))
+			break;
+		switch (ev.type) {
+		case YAML_STREAM_END_EVENT:
+			rc = 0;
+			done = true;
+			break;
+		case YAML_DOCUMENT_END_EVENT:
+			rc = 1;
+			done = true;
+			break;
+		case YAML_ALIAS_EVENT: {
+			size_t i = 0;
+			while (i < c.nanchors &&
+			       strcmp(c.anchors[i].name, (const char *)ev.data.alias.anchor) != 0)
+				i++;
+			ok = i < c.nanchors ? compose_child(&c, c.anchors[i].id)
+					    : compose_error(&c, NULL, ev.start_mark,
+							    "found undefined alias", ev.start_mark);
+			break;
+		}
+		case YAML_SCALAR_EVENT:
+			ok = compose_scalar(&c, &ev);
+			break;
+		case YAML_SEQUENCE_START_EVENT:
+			ok = compose_open(&c, YAML_SEQUENCE_NODE, ev.data.sequence_start.anchor,
+					  ev.start_mark);
+			break;
+		case YAML_MAPPING_START_EVENT:
+			ok = compose_open(&c, YAML_MAPPING_NODE, ev.data.mapping_start.anchor,
+					  ev.start_mark);
+			break;
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT:
+			ok = c.nopen > 0 && compose_close(&c);
+			break;
+		default: /* STREAM-START, DOCUMENT-START, NO-EVENT */
+			break;
+		}
+		yaml_event_delete(&ev);
+		if (!ok || done)
+			break;
+	}
+	if (rc == 1 && doc->nnodes)
+		compose_finish(&c);
+	else if (rc == 1)
+		rc = 0;
+	for (size_t i = 0; i < c.nanchors; i++)
+		free(c.anchors[i].name);
+	free(c.anchors);
+	free(c.pending);
+	free(c.open);
+	return rc;
+}
+
+/* What follows the first document: -1 after a syntax error in the next one (reported),
+ * 1 when a second document starts (reported), 0 when the stream ends. */
+static void compose_rest(struct loader *loader, struct document *doc, yaml_parser_t *parser,
+			 const unsigned char *buf, size_t len)
+{
+	yaml_event_t ev;
+
+	/* as libyaml's composer reads a second document: to its end, so that a syntax
+	 * error in it is reported rather than the document */
+	bool second = false;
+	yaml_mark_t start = { 0 };
+
+	for (;;) {
+		yaml_event_type_t type;
+
+		if (!yaml_parser_parse(parser, &ev)) {
+			text_syntax_error(loader, doc, parser, buf, len);
+			return;
+		}
+		type = ev.type;
+		if (type == YAML_DOCUMENT_START_EVENT && !second) {
+			second = true;
+			start = ev.start_mark;
+		}
+		yaml_event_delete(&ev);
+		if (type == YAML_STREAM_END_EVENT || type == YAML_DOCUMENT_END_EVENT)
+			break;
+	}
+	if (second)
+		loader_emit(loader, true, doc->file_index, (int)start.line + 1, (int)start.column + 1,
+			    "a second YAML document starts here: the file must hold one document");
 }
 
 int document_load(struct loader *loader, const char *path, struct document *doc)
 {
 	yaml_parser_t parser;
-	yaml_document_t extra;
 	unsigned char *buf;
 	size_t len = 0;
-	yaml_node_t *root;
+	int rc;
 
 	memset(doc, 0, sizeof *doc);
 	if ((doc->file_index = loader_add_file(loader, path)) == SIZE_MAX)
@@ -744,32 +1062,23 @@ int document_load(struct loader *loader, const char *path, struct document *doc)
 		return -1;
 	}
 	yaml_parser_set_input_string(&parser, buf, len);
-	if (!yaml_parser_load(&parser, &doc->yaml)) {
-		/* libyaml frees a partial document itself */
+	doc->loaded = true; /* document_free frees what was composed, whatever happens */
+	rc = compose(loader, &parser, doc);
+	if (rc < 0) {
 		text_syntax_error(loader, doc, &parser, buf, len);
 		yaml_parser_delete(&parser);
 		free(buf);
 		return -1;
 	}
-	doc->loaded = true;
 	document_index_keys(loader, doc);
-	root = yaml_document_get_root_node(&doc->yaml);
-	if (!root) {
+	if (rc == 0) {
 		loader_emit(loader, true, doc->file_index, 0, 0, "the file is empty");
 		yaml_parser_delete(&parser);
 		free(buf);
 		return -1;
 	}
 	/* One file, one document: a second one would be silently ignored otherwise. */
-	if (!yaml_parser_load(&parser, &extra)) {
-		text_syntax_error(loader, doc, &parser, buf, len);
-	} else {
-		if (yaml_document_get_root_node(&extra))
-			loader_emit(loader, true, doc->file_index, (int)extra.start_mark.line + 1,
-				    (int)extra.start_mark.column + 1, "a second YAML document starts "
-				    "here: the file must hold one document");
-		yaml_document_delete(&extra);
-	}
+	compose_rest(loader, doc, &parser, buf, len);
 	yaml_parser_delete(&parser);
 	free(buf);
 	return 0;
@@ -777,45 +1086,49 @@ int document_load(struct loader *loader, const char *path, struct document *doc)
 
 void document_free(struct document *doc)
 {
-	if (doc->first_key) {
-		size_t nnodes = (size_t)(doc->yaml.nodes.top - doc->yaml.nodes.start);
-		for (size_t n = 0; n < nnodes; n++)
-			free(doc->first_key[n]);
-		free(doc->first_key);
-		doc->first_key = NULL;
+	free(doc->first_key);
+	doc->first_key = NULL;
+	if (doc->loaded) {
+		free(doc->nodes);
+		free(doc->pairs);
+		free(doc->items);
+		free(doc->text);
+		doc->nodes = NULL;
+		doc->pairs = NULL;
+		doc->items = NULL;
+		doc->text = NULL;
+		doc->nnodes = doc->npairs = doc->nitems = doc->ntext = 0;
 	}
-	if (doc->loaded)
-		yaml_document_delete(&doc->yaml);
 	doc->loaded = false;
 }
 
-bool node_is_null(const yaml_node_t *node)
+bool node_is_null(const ynode_t *node)
 {
 	const char *s;
 
-	if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+	if (node->type != YAML_SCALAR_NODE || node->style != YAML_PLAIN_SCALAR_STYLE)
 		return false;
 	s = node_text(node);
 	return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
 	       !strcmp(s, "NULL");
 }
 
-yaml_node_t *document_peek(struct document *doc, const yaml_node_t *map, const char *key)
+ynode_t *document_peek(struct document *doc, const ynode_t *map, const char *key)
 {
 	if (map->type != YAML_MAPPING_NODE)
 		return NULL;
 	for (size_t i = 0; i < node_map_len(map); i++) {
-		yaml_node_t *k = document_node(doc, map->data.mapping.pairs.start[i].key);
-		yaml_node_t *v = document_node(doc, map->data.mapping.pairs.start[i].value);
+		ynode_t *k = document_node(doc, map->v.pairs[i].key);
+		ynode_t *v = document_node(doc, map->v.pairs[i].value);
 		if (k && v && k->type == YAML_SCALAR_NODE && strcmp(node_text(k), key) == 0)
 			return v;
 	}
 	return NULL;
 }
 
-const char *document_peek_scalar(struct document *doc, const yaml_node_t *map, const char *key)
+const char *document_peek_scalar(struct document *doc, const ynode_t *map, const char *key)
 {
-	yaml_node_t *value = document_peek(doc, map, key);
+	ynode_t *value = document_peek(doc, map, key);
 
 	return value && value->type == YAML_SCALAR_NODE && !node_is_null(value) ? node_text(value)
 										 : NULL;
@@ -823,7 +1136,7 @@ const char *document_peek_scalar(struct document *doc, const yaml_node_t *map, c
 
 /* ---- shapes --------------------------------------------------------------------------- */
 
-void scope_wrong_shape(struct scope *scope, yaml_node_t *node, const char *what,
+void scope_wrong_shape(struct scope *scope, ynode_t *node, const char *what,
 		       const char *expect)
 {
 	switch (node->type) {
@@ -847,7 +1160,7 @@ void scope_wrong_shape(struct scope *scope, yaml_node_t *node, const char *what,
 	}
 }
 
-bool scope_expect_map(struct scope *scope, yaml_node_t *node, const char *what)
+bool scope_expect_map(struct scope *scope, ynode_t *node, const char *what)
 {
 	if (node->type == YAML_MAPPING_NODE)
 		return true;
@@ -855,7 +1168,7 @@ bool scope_expect_map(struct scope *scope, yaml_node_t *node, const char *what)
 	return false;
 }
 
-bool scope_expect_list(struct scope *scope, yaml_node_t *node, const char *what)
+bool scope_expect_list(struct scope *scope, ynode_t *node, const char *what)
 {
 	if (node->type == YAML_SEQUENCE_NODE)
 		return true;
@@ -866,13 +1179,13 @@ bool scope_expect_list(struct scope *scope, yaml_node_t *node, const char *what)
 	return false;
 }
 
-const char *scope_expect_scalar(struct scope *scope, yaml_node_t *node, const char *what)
+const char *scope_expect_scalar(struct scope *scope, ynode_t *node, const char *what)
 {
 	if (node->type != YAML_SCALAR_NODE || node_is_null(node)) {
 		scope_wrong_shape(scope, node, what, "a single value");
 		return NULL;
 	}
-	if (strlen(node_text(node)) != node->data.scalar.length) {
+	if (strlen(node_text(node)) != node->n) {
 		scope_error(scope, node, "%s contains a NUL character", what);
 		return NULL;
 	}
@@ -926,7 +1239,7 @@ static const char *key_range_text(struct scope *scope, const struct key *key)
 	return loader_text(scope->loader, "%s %g", high, key->max);
 }
 
-static void key_enum(struct scope *scope, const struct key *key, yaml_node_t *value,
+static void key_enum(struct scope *scope, const struct key *key, ynode_t *value,
 		     const char *s, void *p)
 {
 	struct suggestion suggestion;
@@ -944,7 +1257,7 @@ static void key_enum(struct scope *scope, const struct key *key, yaml_node_t *va
 		    suggest_text(scope, &suggestion, NULL));
 }
 
-static void key_apply(struct scope *scope, const struct key *key, yaml_node_t *value, void *obj)
+static void key_apply(struct scope *scope, const struct key *key, ynode_t *value, void *obj)
 {
 	void *p = key_field(obj, key);
 	char low[CONFIG_VALUE_TEXT_MAX], high[CONFIG_VALUE_TEXT_MAX];
@@ -1065,12 +1378,12 @@ static void key_apply(struct scope *scope, const struct key *key, yaml_node_t *v
 	}
 }
 
-bool map_pair(struct scope *scope, yaml_node_t *map, size_t i, const char *word,
-	      yaml_node_t **key, yaml_node_t **value)
+bool map_pair(struct scope *scope, ynode_t *map, size_t i, const char *word,
+	      ynode_t **key, ynode_t **value)
 {
-	yaml_node_pair_t *pairs = map->data.mapping.pairs.start;
-	yaml_node_t *k = document_node(scope->doc, pairs[i].key);
-	yaml_node_t *v = document_node(scope->doc, pairs[i].value);
+	ynode_pair_t *pairs = map->v.pairs;
+	ynode_t *k = document_node(scope->doc, pairs[i].key);
+	ynode_t *v = document_node(scope->doc, pairs[i].value);
 
 	if (!k || !v)
 		return false;
@@ -1079,13 +1392,13 @@ bool map_pair(struct scope *scope, yaml_node_t *map, size_t i, const char *word,
 			    k->type == YAML_SEQUENCE_NODE ? "list" : "mapping");
 		return false;
 	}
-	if (scope->doc->first_key && scope->doc->first_key[map - scope->doc->yaml.nodes.start]) {
+	if (scope->doc->first_key && node_map_len(map) > KEY_INDEX_MIN) {
 		/* a long mapping: its index names the first pair with this key */
-		size_t j = scope->doc->first_key[map - scope->doc->yaml.nodes.start][i];
+		size_t j = scope->doc->first_key[(pairs - scope->doc->pairs) + i];
 		if (j != i) {
 			scope_error(scope, k, "duplicate %s '%s' (first at line %d)", word,
 				    scope_quote(scope, scope_key(scope, node_text(k))),
-				    (int)document_node(scope->doc, pairs[j].key)->start_mark.line + 1);
+				    (int)document_node(scope->doc, pairs[j].key)->line + 1);
 			return false;
 		}
 		*key = k;
@@ -1093,14 +1406,14 @@ bool map_pair(struct scope *scope, yaml_node_t *map, size_t i, const char *word,
 		return true;
 	}
 	for (size_t j = 0; j < i; j++) {
-		yaml_node_t *earlier = document_node(scope->doc, pairs[j].key);
+		ynode_t *earlier = document_node(scope->doc, pairs[j].key);
 		if (earlier && earlier->type == YAML_SCALAR_NODE &&
-		    earlier->data.scalar.length == k->data.scalar.length &&
-		    memcmp(earlier->data.scalar.value, k->data.scalar.value,
-			   k->data.scalar.length) == 0) {
+		    earlier->n == k->n &&
+		    memcmp(earlier->v.text, k->v.text,
+			   k->n) == 0) {
 			scope_error(scope, k, "duplicate %s '%s' (first at line %d)", word,
 				    scope_quote(scope, scope_key(scope, node_text(k))),
-				    (int)earlier->start_mark.line + 1);
+				    (int)earlier->line + 1);
 			return false;
 		}
 	}
@@ -1118,7 +1431,7 @@ static size_t keys_count(const struct key *keys)
 	return n;
 }
 
-yaml_node_t *keys_seen(const struct key *keys, yaml_node_t **seen, const char *name)
+ynode_t *keys_seen(const struct key *keys, ynode_t **seen, const char *name)
 {
 	for (size_t i = 0; keys[i].name; i++)
 		if (strcmp(keys[i].name, name) == 0)
@@ -1126,7 +1439,7 @@ yaml_node_t *keys_seen(const struct key *keys, yaml_node_t **seen, const char *n
 	return NULL;
 }
 
-static void key_unknown(struct scope *scope, yaml_node_t *key, const struct key *keys)
+static void key_unknown(struct scope *scope, ynode_t *key, const struct key *keys)
 {
 	struct suggestion suggestion;
 
@@ -1145,10 +1458,10 @@ static void key_unknown(struct scope *scope, yaml_node_t *key, const struct key 
 }
 
 /* One pair of a walked mapping: check its key, find its row, apply it. */
-static void keys_walk_pair(struct scope *scope, yaml_node_t *map, size_t i, const struct key *keys,
-			   size_t nkeys, void *obj, yaml_node_t **seen)
+static void keys_walk_pair(struct scope *scope, ynode_t *map, size_t i, const struct key *keys,
+			   size_t nkeys, void *obj, ynode_t **seen)
 {
-	yaml_node_t *key, *value;
+	ynode_t *key, *value;
 	size_t row;
 
 	if (!map_pair(scope, map, i, "key", &key, &value))
@@ -1165,8 +1478,8 @@ static void keys_walk_pair(struct scope *scope, yaml_node_t *map, size_t i, cons
 	key_apply(scope, &keys[row], value, obj);
 }
 
-void keys_walk(struct scope *scope, yaml_node_t *map, const struct key *keys, void *obj,
-	       yaml_node_t **seen)
+void keys_walk(struct scope *scope, ynode_t *map, const struct key *keys, void *obj,
+	       ynode_t **seen)
 {
 	size_t nkeys = keys_count(keys);
 

@@ -109,7 +109,7 @@ static const char *const flow_units[] = { "m3/h", "m³/h", "L/s", "L/min", NULL 
  * SunSpec device whose points are found at run time (ref->point = -1), or after an
  * error (*bad).
  */
-static const struct point_def *ref_parse(struct scope *scope, yaml_node_t *value, const char *key,
+static const struct point_def *ref_parse(struct scope *scope, ynode_t *value, const char *key,
 					 bool writable, struct point_ref *ref, bool *bad)
 {
 	struct loader *loader = scope->loader;
@@ -185,7 +185,7 @@ static const struct point_def *ref_parse(struct scope *scope, yaml_node_t *value
 }
 
 /* The unit a rule needs of a point; a SunSpec point (unknown yet) passes. */
-static void check_unit(struct scope *scope, yaml_node_t *value, const char *key,
+static void check_unit(struct scope *scope, ynode_t *value, const char *key,
 		       const struct point_ref *ref, const struct point_def *def, bool level)
 {
 	const char *unit;
@@ -210,7 +210,7 @@ static void check_unit(struct scope *scope, yaml_node_t *value, const char *key,
 }
 
 /* One device.point, or a list of them (a zone's inflow meters). */
-static struct point_ref *refs_parse(struct scope *scope, yaml_node_t *value, const char *key,
+static struct point_ref *refs_parse(struct scope *scope, ynode_t *value, const char *key,
 				    size_t *n, bool level)
 {
 	size_t count = value->type == YAML_SEQUENCE_NODE ? node_list_len(value) : 1;
@@ -225,7 +225,7 @@ static struct point_ref *refs_parse(struct scope *scope, yaml_node_t *value, con
 	if (!(refs = loader_calloc(scope->loader, count, sizeof *refs)))
 		return NULL;
 	for (size_t i = 0; i < count; i++) {
-		yaml_node_t *item = value->type == YAML_SEQUENCE_NODE
+		ynode_t *item = value->type == YAML_SEQUENCE_NODE
 					    ? document_item(scope->doc, value, i)
 					    : value;
 		const struct point_def *def;
@@ -243,7 +243,7 @@ static struct point_ref *refs_parse(struct scope *scope, yaml_node_t *value, con
 /* ---- actions -------------------------------------------------------------------------- */
 
 /* A value an action may write: a number, or true/false for 1/0. */
-static void value_fn(struct scope *scope, const struct key *key, yaml_node_t *value, void *obj)
+static void value_fn(struct scope *scope, const struct key *key, ynode_t *value, void *obj)
 {
 	const char *name = scope_key(scope, key->name);
 	const char *s = scope_expect_scalar(scope, value, name);
@@ -259,7 +259,7 @@ static void value_fn(struct scope *scope, const struct key *key, yaml_node_t *va
 }
 
 /* Does value fit the point it is written to? (value - offset) / scale in the raw type. */
-static void check_write_value(struct scope *scope, yaml_node_t *node, const char *key,
+static void check_write_value(struct scope *scope, ynode_t *node, const char *key,
 			      const struct point_def *def, double value)
 {
 	double raw, lo, hi;
@@ -330,7 +330,7 @@ static const struct key resolve_keys[] = {
 };
 KEY_TABLE_FITS(resolve_keys);
 
-static void actions_parse(struct scope *scope, yaml_node_t *list, const char *key, bool fire,
+static void actions_parse(struct scope *scope, ynode_t *list, const char *key, bool fire,
 			  struct action_cfg **out, size_t *n)
 {
 	struct loader *loader = scope->loader;
@@ -341,7 +341,7 @@ static void actions_parse(struct scope *scope, yaml_node_t *list, const char *ke
 	if (!(*out = loader_calloc(loader, node_list_len(list), sizeof **out)))
 		return;
 	for (size_t i = 0; i < node_list_len(list); i++) {
-		yaml_node_t *item = document_item(scope->doc, list, i), *seen[KEYS_MAX], *target;
+		ynode_t *item = document_item(scope->doc, list, i), *seen[KEYS_MAX], *target;
 		struct action_cfg *action = &(*out)[*n];
 		const char *what = loader_text(loader, "%s[%zu]", key, i);
 		size_t errors_before = loader->nerrors;
@@ -395,7 +395,7 @@ static void rule_defaults(struct rule_cfg *rule)
 		rule->levels[grade] = NAN;  /* a grade without a level */
 }
 
-static void tod_fn(struct scope *scope, const struct key *key, yaml_node_t *value, void *obj)
+static void tod_fn(struct scope *scope, const struct key *key, ynode_t *value, void *obj)
 {
 	const char *name = scope_key(scope, key->name);
 	const char *s = scope_expect_scalar(scope, value, name);
@@ -405,7 +405,7 @@ static void tod_fn(struct scope *scope, const struct key *key, yaml_node_t *valu
 			    "\"02:00\")", name, scope_quote(scope, s));
 }
 
-static void power_fn(struct scope *scope, const struct key *key, yaml_node_t *value, void *obj)
+static void power_fn(struct scope *scope, const struct key *key, ynode_t *value, void *obj)
 {
 	const char *name = scope_key(scope, key->name);
 	const char *s = scope_expect_scalar(scope, value, name);
@@ -585,8 +585,8 @@ KEY_TABLE_FITS(daylight_keys);
  * rule, its keys named "NAME." in messages, and return true; false when it is not a
  * mapping (which is said). seen[] as for keys_walk.
  */
-static bool rule_block(struct scope *scope, yaml_node_t *value, const char *name,
-		       const struct key *keys, struct rule_cfg *rule, yaml_node_t **seen)
+static bool rule_block(struct scope *scope, ynode_t *value, const char *name,
+		       const struct key *keys, struct rule_cfg *rule, ynode_t **seen)
 {
 	struct scope block;
 
@@ -597,7 +597,7 @@ static bool rule_block(struct scope *scope, yaml_node_t *value, const char *name
 	return true;
 }
 
-typedef void rule_check_fn(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
+typedef void rule_check_fn(struct scope *scope, ynode_t *map, ynode_t **seen,
 			   struct rule_cfg *rule);
 static rule_check_fn threshold_check, waterlogging_check, leakage_check, pv_check;
 
@@ -616,7 +616,7 @@ static const struct rule_spec {
 #define NKINDS (sizeof rule_specs / sizeof rule_specs[0])
 
 /* A key of another kind of rule: say whose it is rather than "unknown". */
-static bool rule_foreign(struct scope *scope, yaml_node_t *key)
+static bool rule_foreign(struct scope *scope, ynode_t *key)
 {
 	const char *kinds = "";
 
@@ -637,10 +637,10 @@ static bool rule_foreign(struct scope *scope, yaml_node_t *key)
 	return true;
 }
 
-static void threshold_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
+static void threshold_check(struct scope *scope, ynode_t *map, ynode_t **seen,
 			    struct rule_cfg *rule)
 {
-	yaml_node_t *value;
+	ynode_t *value;
 	bool bad;
 
 	if ((value = keys_seen(threshold_keys, seen, "point"))) {
@@ -656,13 +656,13 @@ static void threshold_check(struct scope *scope, yaml_node_t *map, yaml_node_t *
 }
 
 /* levels: each given grade above the one before it */
-static void levels_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
+static void levels_check(struct scope *scope, ynode_t *map, ynode_t **seen,
 			 const struct rule_cfg *rule)
 {
 	int last = 0;
 
 	for (int grade = SEV_BLUE; grade <= SEV_RED; grade++) {
-		yaml_node_t *value = keys_seen(levels_keys, seen, severity_name(grade));
+		ynode_t *value = keys_seen(levels_keys, seen, severity_name(grade));
 		if (!value || isnan(rule->levels[grade]))
 			continue;
 		if (last && rule->levels[grade] <= rule->levels[last])
@@ -675,10 +675,10 @@ static void levels_check(struct scope *scope, yaml_node_t *map, yaml_node_t **se
 		scope_error(scope, map, "levels needs at least one of blue, yellow, orange, red");
 }
 
-static void waterlogging_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
+static void waterlogging_check(struct scope *scope, ynode_t *map, ynode_t **seen,
 			       struct rule_cfg *rule)
 {
-	yaml_node_t *value, *block_seen[KEYS_MAX];
+	ynode_t *value, *block_seen[KEYS_MAX];
 	const struct point_def *def;
 	bool bad;
 
@@ -706,7 +706,7 @@ static void waterlogging_check(struct scope *scope, yaml_node_t *map, yaml_node_
  * night.exclude: pumps whose run signal the site has, each { run: device.point, flow: m3/h },
  * one mapping or a list of them. The run point may be of any unit: 1 or true is running.
  */
-static void exclude_parse(struct scope *scope, yaml_node_t *value, struct rule_cfg *rule)
+static void exclude_parse(struct scope *scope, ynode_t *value, struct rule_cfg *rule)
 {
 	struct loader *loader = scope->loader;
 	bool list = value->type == YAML_SEQUENCE_NODE;
@@ -717,12 +717,12 @@ static void exclude_parse(struct scope *scope, yaml_node_t *value, struct rule_c
 	if (!(rule->night_exclude = loader_calloc(loader, count, sizeof *rule->night_exclude)))
 		return;
 	for (size_t i = 0; i < count; i++) {
-		yaml_node_t *item = list ? document_item(scope->doc, value, i) : value, *seen[KEYS_MAX];
+		ynode_t *item = list ? document_item(scope->doc, value, i) : value, *seen[KEYS_MAX];
 		struct night_exclude *x = &rule->night_exclude[rule->nnight_exclude];
 		const char *what = list ? loader_text(loader, "night.exclude[%zu]", i)
 					: "night.exclude";
 		struct scope item_scope;
-		yaml_node_t *run;
+		ynode_t *run;
 		bool bad;
 
 		if (!scope_expect_map(scope, item, what))
@@ -742,12 +742,12 @@ static void exclude_parse(struct scope *scope, yaml_node_t *value, struct rule_c
 
 /* night: the zone's night flow, as a change detector, or (naming baseline, ratio, by,
  * weekly or max_flow) a verdict each night against max_flow and/or past nights */
-static void night_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
+static void night_check(struct scope *scope, ynode_t *map, ynode_t **seen,
 			struct rule_cfg *rule)
 {
 	static const char *const verdict_keys[] = { "baseline", "ratio", "by", "weekly",
 						    "max_flow" };
-	yaml_node_t *exclude = keys_seen(night_keys, seen, "exclude");
+	ynode_t *exclude = keys_seen(night_keys, seen, "exclude");
 
 	if (rule->night_from_s >= 0 && rule->night_from_s == rule->night_to_s)
 		scope_error(scope, keys_seen(night_keys, seen, "to"), "night.to is the same time as "
@@ -765,7 +765,7 @@ static void night_check(struct scope *scope, yaml_node_t *map, yaml_node_t **see
 			    "both");
 	/* the keys of the change detector mean nothing to the nightly verdict */
 	for (const struct key *row = night_keys; row->name; row++) {
-		yaml_node_t *v = keys_seen(night_keys, seen, row->name);
+		ynode_t *v = keys_seen(night_keys, seen, row->name);
 		if (v && (!strcmp(row->name, "allowance") || !strcmp(row->name, "decision") ||
 			  !strcmp(row->name, "min_step") || !strcmp(row->name, "learn") ||
 			  !strcmp(row->name, "pump_steps") || !strcmp(row->name, "exclude")))
@@ -779,10 +779,10 @@ static void night_check(struct scope *scope, yaml_node_t *map, yaml_node_t **see
 	}
 }
 
-static void leakage_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
+static void leakage_check(struct scope *scope, ynode_t *map, ynode_t **seen,
 			  struct rule_cfg *rule)
 {
-	yaml_node_t *value, *block_seen[KEYS_MAX];
+	ynode_t *value, *block_seen[KEYS_MAX];
 
 	(void)map;
 	if ((value = keys_seen(leakage_keys, seen, "inflow")))
@@ -809,7 +809,7 @@ static void leakage_check(struct scope *scope, yaml_node_t *map, yaml_node_t **s
 }
 
 /* inverter: a device id; -1 when it is not one. */
-static long pv_inverter(struct scope *scope, yaml_node_t *value)
+static long pv_inverter(struct scope *scope, ynode_t *value)
 {
 	const struct config *cfg = scope->loader->cfg;
 	struct suggestion suggestion;
@@ -828,11 +828,11 @@ static long pv_inverter(struct scope *scope, yaml_node_t *value)
 	return -1;
 }
 
-static void pv_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
+static void pv_check(struct scope *scope, ynode_t *map, ynode_t **seen,
 		     struct rule_cfg *rule)
 {
 	const struct config *cfg = scope->loader->cfg;
-	yaml_node_t *value, *block_seen[KEYS_MAX];
+	ynode_t *value, *block_seen[KEYS_MAX];
 	long di;
 
 	if ((value = keys_seen(pv_keys, seen, "inverter")) && (di = pv_inverter(scope, value)) >= 0) {
@@ -887,10 +887,10 @@ static void pv_check(struct scope *scope, yaml_node_t *map, yaml_node_t **seen,
 /* ---- a rule --------------------------------------------------------------------------- */
 
 /* kind: decides which keys belong, so it is read before the walk. */
-static void rule_kind(struct scope *scope, yaml_node_t *map, struct rule_cfg *rule)
+static void rule_kind(struct scope *scope, ynode_t *map, struct rule_cfg *rule)
 {
 	struct suggestion suggestion;
-	yaml_node_t *value;
+	ynode_t *value;
 	const char *s;
 	int kind;
 
@@ -913,14 +913,14 @@ static const char *rule_id(const void *items, size_t i)
 	return ((const struct rule_cfg *)items)[i].id;
 }
 
-void parse_rule(struct scope *root, yaml_node_t *map, size_t index)
+void parse_rule(struct scope *root, ynode_t *map, size_t index)
 {
 	struct loader *loader = root->loader;
 	struct config *cfg = loader->cfg;
 	size_t ri = cfg->nrules;
 	struct rule_cfg *rule = &cfg->rules[ri];
 	const struct key *keys = common_rule_keys;
-	yaml_node_t *seen[KEYS_MAX], *value;
+	ynode_t *seen[KEYS_MAX], *value;
 	struct scope scope;
 
 	if (!scope_open_item(&scope, root, map, "alerts", index))

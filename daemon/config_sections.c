@@ -18,6 +18,13 @@
  *   uplink.ack_timeout            1s..1d (longer than any broker's pause worth waiting for)
  *   uplink.max_packet_size        at least 512B (the status message must fit)
  *   uplink.qos                    1 or 2: the outbox deletes a row on the broker's ack
+ *   uplink.sparkplug.qos          0 or 1 (Sparkplug's hosts expect 0; 1 by default, so that a
+ *                                 reading counts as delivered when the broker has it)
+ *   uplink.command_max_age        1s..1d
+ *   uplink.fallback_check         10s..1d (a probe of the first broker each time)
+ *   uplink.fallback               at most UPLINK_FALLBACK_MAX entries
+ *   sparkplug group, primary_host not empty, no '/', '+' or '#' (Sparkplug's ids are
+ *                                 topic levels)
  *   buffer.max_size               at least 1 MiB (below that SQLite's own pages dominate)
  *   buffer.keep_sent              0..3650d
  *   bus timeout                   10ms..60s;  guard 0..10s
@@ -32,6 +39,7 @@
  *   point bit                     0..15, only for bool in input/holding registers
  *   point length                  1..64 registers, only for string (and required there)
  *   point scale                   finite, not 0;  offset finite
+ *   point min, max                finite, min <= max, only on numbers (not bool, string)
  *   point order                   a form of the point's width (order_forms), or
  *                                 byte_order/word_order big|little, not both
  *   points                        at most DEVICE_POINTS_MAX a device or profile,
@@ -62,6 +70,18 @@ static const struct enumval log_levels[] = {
 static const struct enumval protocols[] = {
 	{ "mqtt311", MQTT_311 }, { "mqtt5", MQTT_5 }, { NULL, 0 },
 };
+
+static const struct enumval formats[] = {
+	{ "sluice", FORMAT_SLUICE }, { "sparkplug", FORMAT_SPARKPLUG },
+	{ "thingsboard", FORMAT_THINGSBOARD }, { NULL, 0 },
+};
+
+const char *uplink_format_name(int format)
+{
+	const char *name = enum_name(formats, format);
+
+	return name ? name : "unknown";
+}
 
 static const struct enumval durabilities[] = {
 	{ "normal", DURABILITY_NORMAL }, { "full", DURABILITY_FULL }, { NULL, 0 },
@@ -141,7 +161,7 @@ static const char *order_forms_text(struct scope *scope, unsigned regs)
 }
 
 /* byte_order, word_order: big or little; a manual's ABCD form gets pointed to order:. */
-static void order_flag_fn(struct scope *scope, const struct key *key, yaml_node_t *value,
+static void order_flag_fn(struct scope *scope, const struct key *key, ynode_t *value,
 			  void *obj)
 {
 	const char *name = scope_key(scope, key->name), *s = scope_expect_scalar(scope, value, name);
@@ -249,7 +269,7 @@ static void path_resolve(struct loader *loader, char **path)
  * reading; a secret must not be readable by others nor writable by anyone but its
  * owner (the expected layout is root:sluice 0640).
  */
-static void check_file(struct scope *scope, yaml_node_t *value, const char *key, char **path,
+static void check_file(struct scope *scope, ynode_t *value, const char *key, char **path,
 		       bool secret)
 {
 	struct stat st;
@@ -298,7 +318,7 @@ static void check_file(struct scope *scope, yaml_node_t *value, const char *key,
 }
 
 /* A host name or address; the port goes in port:, IPv6 without brackets. */
-static void check_host(struct scope *scope, yaml_node_t *value, const char *key, const char *host)
+static void check_host(struct scope *scope, ynode_t *value, const char *key, const char *host)
 {
 	const char *colon;
 
@@ -331,7 +351,7 @@ static const struct key gateway_keys[] = {
 KEY_TABLE_FITS(gateway_keys);
 
 /* Only checked where the zone database is installed: a bare box may lack it. */
-static void check_timezone(struct scope *scope, yaml_node_t *value, const char *tz)
+static void check_timezone(struct scope *scope, ynode_t *value, const char *tz)
 {
 	struct loader *loader = scope->loader;
 	struct suggestion suggestion;
@@ -360,11 +380,11 @@ static void check_timezone(struct scope *scope, yaml_node_t *value, const char *
 			    "from the zone database, such as Asia/Shanghai)", scope_quote(scope, tz));
 }
 
-void parse_gateway(struct scope *root, yaml_node_t *map)
+void parse_gateway(struct scope *root, ynode_t *map)
 {
 	struct loader *loader = root->loader;
 	struct gateway_cfg *gateway = &loader->cfg->gateway;
-	yaml_node_t *seen[KEYS_MAX], *value;
+	ynode_t *seen[KEYS_MAX], *value;
 	struct scope scope;
 
 	if (!scope_expect_map(root, map, "gateway"))
@@ -378,7 +398,7 @@ void parse_gateway(struct scope *root, yaml_node_t *map)
 
 /* ---- uplink --------------------------------------------------------------------------------- */
 
-static void qos_fn(struct scope *scope, const struct key *key, yaml_node_t *value, void *obj)
+static void qos_fn(struct scope *scope, const struct key *key, ynode_t *value, void *obj)
 {
 	struct uplink_cfg *uplink = obj;
 	const char *name = scope_key(scope, key->name), *s = scope_expect_scalar(scope, value, name);
@@ -422,9 +442,41 @@ static const struct key uplink_keys[] = {
 	  .min = SEC_MS, .max = DAY_MS },
 	{ .name = "max_packet_size", .type = K_SIZE,
 	  .off = OFF(struct uplink_cfg, max_packet_size), .min = 512 },
+	{ .name = "format", .type = K_ENUM, .off = OFF(struct uplink_cfg, format), .names = formats },
+	{ .name = "sparkplug", .type = K_NODE },
+	{ .name = "commands", .type = K_BOOL, .off = OFF(struct uplink_cfg, commands) },
+	{ .name = "command_max_age", .type = K_DUR,
+	  .off = OFF(struct uplink_cfg, command_max_age_ms), .min = SEC_MS, .max = DAY_MS },
+	{ .name = "fallback", .type = K_NODE },
+	{ .name = "fallback_check", .type = K_DUR, .off = OFF(struct uplink_cfg, fallback_check_ms),
+	  .min = 10 * SEC_MS, .max = DAY_MS },
 	{ NULL },
 };
 KEY_TABLE_FITS(uplink_keys);
+
+static const struct key sparkplug_keys[] = {
+	{ .name = "group", .type = K_STR, .off = OFF(struct uplink_cfg, sparkplug_group) },
+	{ .name = "primary_host", .type = K_STR,
+	  .off = OFF(struct uplink_cfg, sparkplug_primary_host) },
+	{ .name = "qos", .type = K_INT, .off = OFF(struct uplink_cfg, sparkplug_qos), .min = 0,
+	  .max = 1 },
+	{ NULL },
+};
+KEY_TABLE_FITS(sparkplug_keys);
+
+/* A fallback entry is read into a struct uplink_cfg of its own (so tls: is read as the
+ * first broker's is), then moved into its struct broker_cfg. */
+static const struct key fallback_keys[] = {
+	{ .name = "host", .type = K_STR, .off = OFF(struct uplink_cfg, host), .flags = KF_REQ },
+	{ .name = "port", .type = K_INT, .off = OFF(struct uplink_cfg, port), .min = 1,
+	  .max = 65535 },
+	{ .name = "client_id", .type = K_STR, .off = OFF(struct uplink_cfg, client_id) },
+	{ .name = "username", .type = K_STR, .off = OFF(struct uplink_cfg, username) },
+	{ .name = "password_file", .type = K_STR, .off = OFF(struct uplink_cfg, password_file) },
+	{ .name = "tls", .type = K_NODE },
+	{ NULL },
+};
+KEY_TABLE_FITS(fallback_keys);
 
 static const struct key tls_keys[] = {
 	{ .name = "ca_file", .type = K_STR, .off = OFF(struct uplink_cfg, ca_file) },
@@ -434,7 +486,7 @@ static const struct key tls_keys[] = {
 };
 KEY_TABLE_FITS(tls_keys);
 
-static void check_topic_prefix(struct scope *scope, yaml_node_t *value, const char *topic)
+static void check_topic_prefix(struct scope *scope, ynode_t *value, const char *topic)
 {
 	size_t n = strlen(topic);
 
@@ -463,21 +515,64 @@ static void check_topic_prefix(struct scope *scope, yaml_node_t *value, const ch
  */
 #define MQTT_SLASHES_MAX 200
 
+/*
+ * Sparkplug's topics: spBv1.0/<group>/<NBIRTH|DBIRTH|...>/<gateway id>[/<device id>], and
+ * the host's spBv1.0/STATE/<primary_host>. Ids are at most 63 bytes: only the group and
+ * the host id can make one too long. None has a '/' of its own (check_sparkplug_id).
+ */
+static void check_sparkplug_topics(struct scope *root)
+{
+	struct loader *loader = root->loader;
+	const struct config *cfg = loader->cfg;
+	const char *group = cfg->uplink.sparkplug_group, *host = cfg->uplink.sparkplug_primary_host;
+	ynode_t *at = loader->sparkplug_group_node ? loader->sparkplug_group_node
+						       : loader->uplink_node;
+	size_t longest = 0, n;
+	const char *dev = "";
+	struct scope scope;
+
+	if (!group || !cfg->gateway.id[0])
+		return;
+	for (size_t i = 0; i < cfg->ndevices; i++)
+		if (strlen(cfg->devices[i].id) > longest)
+			longest = strlen(cfg->devices[i].id), dev = cfg->devices[i].id;
+	n = strlen("spBv1.0/") + strlen(group) + strlen("/DBIRTH/") + strlen(cfg->gateway.id) +
+	    (longest ? 1 + longest : 0);
+	scope_open(&scope, root, "", "uplink");
+	if (n > UPLINK_TOPIC_MAX - 1)
+		scope_error(&scope, at, "sparkplug.group is too long: the topic spBv1.0/%s/DBIRTH/"
+			    "%s%s%s would be %zu bytes, and sluiced publishes topics of at most %d "
+			    "bytes", scope_quote(&scope, group), cfg->gateway.id, longest ? "/" : "",
+			    dev, n, UPLINK_TOPIC_MAX - 1);
+	if (host && strlen("spBv1.0/STATE/") + strlen(host) > UPLINK_TOPIC_MAX - 1)
+		scope_error(&scope, loader->uplink_node, "sparkplug.primary_host is too long: its "
+			    "STATE topic would be longer than %d bytes", UPLINK_TOPIC_MAX - 1);
+}
+
 void check_topics(struct scope *root)
 {
 	struct loader *loader = root->loader;
 	const struct config *cfg = loader->cfg;
 	const char *prefix = cfg->uplink.topic_prefix, *what = "status";
 	size_t fixed, longest = strlen("status"), comms = strlen("comms-"), slashes = 0, deepest;
-	yaml_node_t *at = loader->topic_prefix_node ? loader->topic_prefix_node : loader->uplink_node;
+	ynode_t *at = loader->topic_prefix_node ? loader->topic_prefix_node : loader->uplink_node;
 	struct scope scope;
 
-	if (!prefix || !cfg->gateway.id[0])
+	if (cfg->uplink.format == FORMAT_SPARKPLUG) {
+		check_sparkplug_topics(root);
+		return;
+	}
+	/* ThingsBoard's are v1/gateway/... and v1/devices/me/...: fixed and short */
+	if (cfg->uplink.format != FORMAT_SLUICE || !prefix || !cfg->gateway.id[0])
 		return;
 	for (const char *p = prefix; *p; p++)
 		slashes += *p == '/';
 	fixed = strlen(prefix) + 1 + strlen(cfg->gateway.id) + 1;
 	deepest = slashes + 2;
+	if (cfg->uplink.commands) {
+		longest = strlen("command/reply"), what = "command/reply";
+		deepest = slashes + 3;
+	}
 	for (size_t i = 0; i < cfg->ndevices; i++) {
 		const char *id = cfg->devices[i].id;
 		/* telemetry/<id>; alert/comms-<id>/offline, its rule id cut to ID_MAX - 1 bytes */
@@ -509,14 +604,17 @@ void check_topics(struct scope *root)
 	if (deepest > MQTT_SLASHES_MAX)
 		scope_error(&scope, at, "topic_prefix has %zu levels: with it the %s topics have %zu "
 			    "'/' and brokers refuse more than %d (mosquitto's limit): use at most %zu "
-			    "levels", slashes + 1, deepest == slashes + 4 ? "alert" : "status",
+			    "levels", slashes + 1,
+			    deepest == slashes + 4   ? "alert"
+			    : deepest == slashes + 3 ? "command"
+						     : "status",
 			    deepest, MQTT_SLASHES_MAX, slashes + 1 - (deepest - MQTT_SLASHES_MAX));
 }
 
 /* tls: true (the system's CAs), or a block naming the files */
-static void parse_tls(struct scope *uplink_scope, yaml_node_t *value, struct uplink_cfg *uplink)
+static void parse_tls(struct scope *uplink_scope, ynode_t *value, struct uplink_cfg *uplink)
 {
-	yaml_node_t *seen[KEYS_MAX];
+	ynode_t *seen[KEYS_MAX];
 	struct scope scope;
 	bool on;
 
@@ -542,11 +640,147 @@ static void parse_tls(struct scope *uplink_scope, yaml_node_t *value, struct upl
 			    "client certificate needs its key)");
 }
 
-void parse_uplink(struct scope *root, yaml_node_t *map)
+/* A Sparkplug id (group, host id): one level of Sparkplug's topics. */
+static void check_sparkplug_id(struct scope *scope, ynode_t *value, const char *key,
+			       const char *id)
+{
+	if (value && id && strpbrk(id, "/+#"))
+		scope_error(scope, value, "%s '%s' must not contain '/', '+' or '#' (it is one level "
+			    "of Sparkplug's topics)", key, scope_quote(scope, id));
+}
+
+static void parse_sparkplug(struct scope *uplink_scope, ynode_t *value,
+			    struct uplink_cfg *uplink)
+{
+	ynode_t *seen[KEYS_MAX];
+	struct scope scope;
+
+	if (!scope_expect_map(uplink_scope, value, "sparkplug"))
+		return;
+	scope_nest(&scope, uplink_scope, "sparkplug.");
+	keys_walk(&scope, value, sparkplug_keys, uplink, seen);
+	uplink_scope->loader->sparkplug_group_node = keys_seen(sparkplug_keys, seen, "group");
+	check_sparkplug_id(&scope, keys_seen(sparkplug_keys, seen, "group"), "sparkplug.group",
+			   uplink->sparkplug_group);
+	check_sparkplug_id(&scope, keys_seen(sparkplug_keys, seen, "primary_host"),
+			   "sparkplug.primary_host", uplink->sparkplug_primary_host);
+}
+
+static char *copy_or_null(struct loader *loader, const char *s)
+{
+	return s ? loader_strdup(loader, s) : NULL;
+}
+
+/*
+ * fallback: brokers tried in order when the first cannot be reached. Each is read as
+ * the first broker's keys are; what it does not give is copied from the first broker,
+ * already read: TLS as a whole, the credentials as a pair, the client id.
+ */
+static void parse_fallback(struct scope *uplink_scope, ynode_t *list,
+			   struct uplink_cfg *uplink)
+{
+	struct loader *loader = uplink_scope->loader;
+	size_t n;
+
+	if (!scope_expect_list(uplink_scope, list, "fallback"))
+		return;
+	n = node_list_len(list);
+	if (n > UPLINK_FALLBACK_MAX) {
+		scope_error(uplink_scope, list, "fallback has %zu brokers; at most %d are tried", n,
+			    UPLINK_FALLBACK_MAX);
+		return;
+	}
+	if (!n || !(uplink->fallback = loader_calloc(loader, n, sizeof *uplink->fallback)))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		ynode_t *item = document_item(uplink_scope->doc, list, i), *seen[KEYS_MAX], *v;
+		struct uplink_cfg e = { 0 };
+		struct scope scope;
+
+		scope_open(&scope, uplink_scope, "", "uplink.fallback[%zu]", i);
+		if (!scope_expect_map(uplink_scope, item, loader_text(loader, "fallback[%zu]", i)))
+			continue;
+		keys_walk(&scope, item, fallback_keys, &e, seen);
+		check_host(&scope, keys_seen(fallback_keys, seen, "host"), "host", e.host);
+		check_file(&scope, keys_seen(fallback_keys, seen, "password_file"), "password_file",
+			   &e.password_file, true);
+		if ((v = keys_seen(fallback_keys, seen, "tls"))) {
+			parse_tls(&scope, v, &e);
+		} else {
+			e.tls = uplink->tls;
+			e.ca_file = copy_or_null(loader, uplink->ca_file);
+			e.cert_file = copy_or_null(loader, uplink->cert_file);
+			e.key_file = copy_or_null(loader, uplink->key_file);
+		}
+		if (!keys_seen(fallback_keys, seen, "username") &&
+		    !keys_seen(fallback_keys, seen, "password_file")) {
+			e.username = copy_or_null(loader, uplink->username);
+			e.password_file = copy_or_null(loader, uplink->password_file);
+		} else if ((v = keys_seen(fallback_keys, seen, "password_file")) && !e.username) {
+			scope_error(&scope, v, "password_file needs a username (MQTT sends a password "
+				    "only with a user name)");
+		}
+		if (!keys_seen(fallback_keys, seen, "client_id"))
+			e.client_id = copy_or_null(loader, uplink->client_id);
+		if (!keys_seen(fallback_keys, seen, "port"))
+			e.port = e.tls ? 8883 : 1883;
+		uplink->fallback[uplink->nfallback++] = (struct broker_cfg){
+			.host = e.host, .port = e.port, .client_id = e.client_id,
+			.username = e.username, .password_file = e.password_file, .tls = e.tls,
+			.ca_file = e.ca_file, .cert_file = e.cert_file, .key_file = e.key_file,
+			.loc = node_loc(uplink_scope->doc, item) };
+		if (e.host && uplink->host && strcmp(e.host, uplink->host) == 0 &&
+		    e.port == uplink->port)
+			scope_warn(&scope, item, "this is the first broker again (%s, port %u): a "
+				   "fallback that is the same broker does not help when it is down",
+				   scope_quote(&scope, e.host), (unsigned)e.port);
+	}
+}
+
+/* What the format makes of the other keys: what it needs, and what does not apply. */
+static void check_format(struct scope *scope, ynode_t *map, ynode_t **seen,
+			 struct uplink_cfg *uplink)
+{
+	ynode_t *format = keys_seen(uplink_keys, seen, "format"), *v;
+	const char *name = uplink_format_name(uplink->format), *s;
+	int val;
+
+	/* a format that is not one was reported: what it would need is unknown */
+	if (format && (!(s = document_peek_scalar(scope->doc, map, "format")) ||
+		       enum_find(formats, s, &val) != 0))
+		return;
+	if (uplink->format == FORMAT_SPARKPLUG && !uplink->sparkplug_group &&
+	    !keys_seen(uplink_keys, seen, "sparkplug"))
+		scope_error(scope, format ? format : map, "format sparkplug needs sparkplug.group "
+			    "(the Sparkplug group id of the gateway's edge node): add sparkplug: "
+			    "{ group: NAME }");
+	else if (uplink->format == FORMAT_SPARKPLUG && !uplink->sparkplug_group)
+		scope_error(scope, keys_seen(uplink_keys, seen, "sparkplug"), "format sparkplug "
+			    "needs sparkplug.group (the Sparkplug group id of the gateway's edge "
+			    "node)");
+	if (uplink->format != FORMAT_SPARKPLUG && (v = keys_seen(uplink_keys, seen, "sparkplug")))
+		scope_warn(scope, v, "sparkplug: applies to format sparkplug only; the format is "
+			   "%s", name);
+	if (uplink->format != FORMAT_SLUICE && (v = keys_seen(uplink_keys, seen, "topic_prefix")))
+		scope_warn(scope, v, "topic_prefix applies to the sluice format only: the %s "
+			   "format's topics are fixed by its standard", name);
+	if (uplink->format == FORMAT_SPARKPLUG && (v = keys_seen(uplink_keys, seen, "qos")))
+		scope_warn(scope, v, "qos applies to the sluice and thingsboard formats; "
+			   "Sparkplug's is sparkplug.qos (0 or 1, default 1)");
+	if (uplink->format == FORMAT_THINGSBOARD && uplink->qos == 2)
+		scope_warn(scope, keys_seen(uplink_keys, seen, "qos"), "qos 2: ThingsBoard's MQTT "
+			   "transport takes QoS 0 and 1 (use 1)");
+	if (!uplink->nfallback && (v = keys_seen(uplink_keys, seen, "fallback_check")))
+		scope_warn(scope, v, "fallback_check applies only with fallback: brokers");
+	if (!uplink->commands && (v = keys_seen(uplink_keys, seen, "command_max_age")))
+		scope_warn(scope, v, "command_max_age applies only with commands: true");
+}
+
+void parse_uplink(struct scope *root, ynode_t *map)
 {
 	struct loader *loader = root->loader;
 	struct uplink_cfg *uplink = &loader->cfg->uplink;
-	yaml_node_t *seen[KEYS_MAX], *value;
+	ynode_t *seen[KEYS_MAX], *value;
 	struct scope scope;
 
 	if (!scope_expect_map(root, map, "uplink"))
@@ -568,6 +802,11 @@ void parse_uplink(struct scope *root, yaml_node_t *map)
 			    "only with a user name)");
 	if (!keys_seen(uplink_keys, seen, "port"))
 		uplink->port = uplink->tls ? 8883 : 1883;
+	if ((value = keys_seen(uplink_keys, seen, "sparkplug")))
+		parse_sparkplug(&scope, value, uplink);
+	if ((value = keys_seen(uplink_keys, seen, "fallback")))
+		parse_fallback(&scope, value, uplink);
+	check_format(&scope, map, seen, uplink);
 }
 
 /* ---- buffer ----------------------------------------------------------------------------- */
@@ -582,9 +821,9 @@ static const struct key buffer_keys[] = {
 };
 KEY_TABLE_FITS(buffer_keys);
 
-void parse_buffer(struct scope *root, yaml_node_t *map)
+void parse_buffer(struct scope *root, ynode_t *map)
 {
-	yaml_node_t *seen[KEYS_MAX];
+	ynode_t *seen[KEYS_MAX];
 	struct scope scope;
 
 	if (!scope_expect_map(root, map, "buffer"))
@@ -593,9 +832,66 @@ void parse_buffer(struct scope *root, yaml_node_t *map)
 	keys_walk(&scope, map, buffer_keys, &root->loader->cfg->buffer, seen);
 }
 
+/* ---- web ----------------------------------------------------------------------------------- */
+
+static const struct key web_keys[] = {
+	{ .name = "listen", .type = K_STR, .off = OFF(struct web_cfg, listen), .flags = KF_REQ },
+	{ .name = "password_file", .type = K_STR, .off = OFF(struct web_cfg, password_file) },
+	{ .name = "cert_file", .type = K_STR, .off = OFF(struct web_cfg, cert_file) },
+	{ .name = "key_file", .type = K_STR, .off = OFF(struct web_cfg, key_file) },
+	{ NULL },
+};
+KEY_TABLE_FITS(web_keys);
+
+/*
+ * The page reads every device and probes any bus: on an address others can reach, it
+ * must ask for a password. Only numeric addresses: sluiced never waits on a resolver to
+ * open it. A port below 1024 needs CAP_NET_BIND_SERVICE, which the unit does not grant.
+ */
+void parse_web(struct scope *root, ynode_t *map)
+{
+	struct web_cfg *web = &root->loader->cfg->web;
+	ynode_t *seen[KEYS_MAX], *value;
+	struct config_listen l;
+	struct scope scope;
+
+	if (!scope_expect_map(root, map, "web"))
+		return;
+	web->loc = node_loc(root->doc, map);
+	scope_open(&scope, root, "", "web");
+	keys_walk(&scope, map, web_keys, web, seen);
+	check_file(&scope, keys_seen(web_keys, seen, "password_file"), "password_file",
+		   &web->password_file, true);
+	check_file(&scope, keys_seen(web_keys, seen, "cert_file"), "cert_file", &web->cert_file,
+		   false);
+	/* the key is as secret as the passwords */
+	check_file(&scope, keys_seen(web_keys, seen, "key_file"), "key_file", &web->key_file, true);
+	if (!web->cert_file != !web->key_file)
+		scope_error(&scope, map, "cert_file and key_file go together (HTTPS needs the "
+			    "certificate and its key)");
+	if (!(value = keys_seen(web_keys, seen, "listen")) || !web->listen)
+		return;
+	if (config_parse_listen(web->listen, &l) != 0) {
+		scope_error(&scope, value, "listen '%s' is not an address and port: expected a "
+			    "numeric IPv4 address and port (\"0.0.0.0:8080\") or an IPv6 address in "
+			    "brackets (\"[::]:8080\"); names are not looked up",
+			    scope_quote(&scope, web->listen));
+		return;
+	}
+	if (!l.loopback && !web->password_file)
+		scope_error(&scope, value, "listen '%s' is not a loopback address: password_file is "
+			    "required (lines user:HASH, as `openssl passwd -6` makes them), or anyone "
+			    "who reaches the box reads every device and probes its buses",
+			    scope_quote(&scope, web->listen));
+	if (l.port < 1024)
+		scope_warn(&scope, value, "listen port %u is below 1024: sluiced's unit does not "
+			   "grant the capability to bind it (CAP_NET_BIND_SERVICE); use 8080",
+			   (unsigned)l.port);
+}
+
 /* ---- buses ------------------------------------------------------------------------------- */
 
-static void baud_fn(struct scope *scope, const struct key *key, yaml_node_t *value, void *obj)
+static void baud_fn(struct scope *scope, const struct key *key, ynode_t *value, void *obj)
 {
 	static const unsigned rates[] = { 1200, 2400, 4800, 9600, 19200, 38400, 57600,
 					  115200, 230400, 460800, 921600 };
@@ -658,7 +954,7 @@ KEY_TABLE_FITS(rtu_keys);
 static const char *const transports[] = { "tcp", "rtu", "rtu_over_tcp" };
 
 /* The serial device may be a USB adapter not plugged in yet: a warning, not an error. */
-static void check_serial(struct scope *scope, yaml_node_t *value, const char *device)
+static void check_serial(struct scope *scope, ynode_t *value, const char *device)
 {
 	struct stat st;
 
@@ -673,10 +969,10 @@ static void check_serial(struct scope *scope, yaml_node_t *value, const char *de
 }
 
 /* The block of the bus's transport (rtu:, tcp: or rtu_over_tcp:). */
-static void parse_transport(struct scope *bus_scope, yaml_node_t *map, struct bus_cfg *bus)
+static void parse_transport(struct scope *bus_scope, ynode_t *map, struct bus_cfg *bus)
 {
 	const struct config *cfg = bus_scope->loader->cfg;
-	yaml_node_t *seen[KEYS_MAX], *device;
+	ynode_t *seen[KEYS_MAX], *device;
 	struct scope scope;
 	long other;
 
@@ -715,12 +1011,12 @@ static const char *device_id(const void *items, size_t i)
 	return ((const struct device_cfg *)items)[i].id;
 }
 
-void parse_bus(struct scope *root, yaml_node_t *map, size_t index)
+void parse_bus(struct scope *root, ynode_t *map, size_t index)
 {
 	struct loader *loader = root->loader;
 	struct config *cfg = loader->cfg;
 	struct bus_cfg *bus = &cfg->buses[cfg->nbuses];
-	yaml_node_t *seen[KEYS_MAX], *transport = NULL, *value;
+	ynode_t *seen[KEYS_MAX], *transport = NULL, *value;
 	int ntransports = 0;
 	struct scope scope;
 
@@ -737,7 +1033,7 @@ void parse_bus(struct scope *root, yaml_node_t *map, size_t index)
 		scope_unique_id(&scope, value, "bus", bus->id, cfg->buses, cfg->nbuses - 1,
 				loader->bus_id_locs, &loader->bus_ids);
 	for (int kind = 0; kind < 3; kind++) {
-		yaml_node_t *given = keys_seen(bus_keys, seen, transports[kind]);
+		ynode_t *given = keys_seen(bus_keys, seen, transports[kind]);
 		if (!given)
 			continue;
 		if (ntransports++) {
@@ -817,6 +1113,10 @@ static const struct key point_keys[] = {
 	{ .name = "offset", .type = K_NUM, .off = OFF(struct point_def, offset) },
 	{ .name = "unit", .type = K_CHARS, .off = OFF(struct point_def, unit) },
 	{ .name = "writable", .type = K_BOOL, .off = OFF(struct point_def, writable) },
+	{ .name = "min", .type = K_NUM, .off = OFF(struct point_def, min),
+	  .has = HAS(struct point_def, has_min) },
+	{ .name = "max", .type = K_NUM, .off = OFF(struct point_def, max),
+	  .has = HAS(struct point_def, has_max) },
 	{ .name = "description", .type = K_TEXT },
 	{ NULL },
 };
@@ -826,7 +1126,7 @@ KEY_TABLE_FITS(point_keys);
  * order: ABCD and its kin, in place of byte_order and word_order. A string's registers
  * are not reordered, only the bytes in each: AB or BA, like a 16-bit value.
  */
-static void point_order(struct scope *scope, yaml_node_t **seen, yaml_node_t *value,
+static void point_order(struct scope *scope, ynode_t **seen, ynode_t *value,
 			struct point_def *def)
 {
 	const char *s = scope_expect_scalar(scope, value, "order");
@@ -868,11 +1168,11 @@ static void point_order(struct scope *scope, yaml_node_t **seen, yaml_node_t *va
 }
 
 /* What the fields of one point say together; each key alone was checked by the walk. */
-static void point_check(struct scope *scope, yaml_node_t **seen, struct point_def *def)
+static void point_check(struct scope *scope, ynode_t **seen, struct point_def *def)
 {
-	yaml_node_t *type = keys_seen(point_keys, seen, "type");
-	yaml_node_t *table = keys_seen(point_keys, seen, "table");
-	yaml_node_t *value;
+	ynode_t *type = keys_seen(point_keys, seen, "type");
+	ynode_t *table = keys_seen(point_keys, seen, "table");
+	ynode_t *value;
 	bool bits = def->table == MB_COIL || def->table == MB_DISCRETE;
 	unsigned width;
 
@@ -908,6 +1208,19 @@ static void point_check(struct scope *scope, yaml_node_t **seen, struct point_de
 	    (def->table == MB_INPUT || def->table == MB_DISCRETE))
 		scope_error(scope, value, "writable: %ss are read-only (only coil and holding points "
 			    "can be written)", table_word(def->table));
+	if ((value = keys_seen(point_keys, seen, "min") ? keys_seen(point_keys, seen, "min")
+							 : keys_seen(point_keys, seen, "max"))) {
+		/* the range of a write from the platform (uplink.commands) */
+		if (def->type == PT_BOOL || def->type == PT_STRING)
+			scope_error(scope, value, "min and max apply to numbers, not to type %s",
+				    enum_name(types, def->type));
+		else if (def->has_min && def->has_max && def->min > def->max)
+			scope_error(scope, keys_seen(point_keys, seen, "max"), "max %g is below min %g",
+				    def->max, def->min);
+		else if (!def->writable)
+			scope_warn(scope, value, "min and max bound what the platform may write "
+				   "(uplink.commands), and this point is not writable");
+	}
 	if ((value = keys_seen(point_keys, seen, "order")))
 		point_order(scope, seen, value, def);
 	width = bits ? 1 : def->type == PT_STRING ? def->length : codec_type_regs(def->type);
@@ -919,12 +1232,12 @@ static void point_check(struct scope *scope, yaml_node_t **seen, struct point_de
 }
 
 /* One pair name: {table, address, ...} of a points: mapping, into points. */
-static void point_parse(struct scope *scope, yaml_node_t *map, size_t i, const char *owner,
+static void point_parse(struct scope *scope, ynode_t *map, size_t i, const char *owner,
 			struct point_set *points)
 {
 	struct loader *loader = scope->loader;
 	struct point_def def = { .bit = -1, .scale = 1.0 };
-	yaml_node_t *key, *value, *seen[KEYS_MAX];
+	ynode_t *key, *value, *seen[KEYS_MAX];
 	size_t errors_before = loader->nerrors;
 	struct scope point_scope;
 	struct src_loc loc;
@@ -974,7 +1287,7 @@ static void point_parse(struct scope *scope, yaml_node_t *map, size_t i, const c
  * pump-1", or "devices[3]" without an id) for inline points; NULL in a profile (the
  * file names the profile).
  */
-static void points_parse(struct scope *scope, yaml_node_t *map, const char *owner,
+static void points_parse(struct scope *scope, ynode_t *map, const char *owner,
 			 struct point_set *points)
 {
 	if (!scope_expect_map(scope, map, "points"))
@@ -1160,7 +1473,7 @@ static char *profile_path(struct loader *loader, const char *name)
  * Every place looked in, each with what it is, and the two ways to add a profile: a
  * technician who gets this message should not need the documentation to act on it.
  */
-void profile_not_found(struct scope *scope, yaml_node_t *value, const char *name)
+void profile_not_found(struct scope *scope, ynode_t *value, const char *name)
 {
 	struct loader *loader = scope->loader;
 	struct suggestion suggestion;
@@ -1193,7 +1506,7 @@ static void profile_read(struct loader *loader, struct profile *profile, const c
 {
 	struct document doc;
 	struct scope scope;
-	yaml_node_t *root, *seen[KEYS_MAX], *value;
+	ynode_t *root, *seen[KEYS_MAX], *value;
 	struct point_set points = { 0 };
 	size_t errors_before = loader->nerrors;
 	const char *s;
@@ -1202,7 +1515,7 @@ static void profile_read(struct loader *loader, struct profile *profile, const c
 	if (document_load(loader, path, &doc) < 0)
 		goto done;
 	scope_top(&scope, loader, &doc);
-	root = yaml_document_get_root_node(&doc.yaml);
+	root = document_root(&doc);
 	if (!scope_expect_map(&scope, root, "a profile"))
 		goto done;
 	keys_walk(&scope, root, profile_keys, profile, seen);
@@ -1259,8 +1572,10 @@ void profiles_free(struct loader *loader)
 	for (size_t i = 0; i < loader->nprofiles; i++) {
 		free(loader->profiles[i].name);
 		free(loader->profiles[i].display);
-		free(loader->profiles[i].points);
-		free(loader->profiles[i].locs);
+		if (!loader->profiles[i].shared) {
+			free(loader->profiles[i].points);
+			free(loader->profiles[i].locs);
+		}
 		free(loader->profiles[i].valid);
 	}
 	free(loader->profiles);
@@ -1301,7 +1616,7 @@ long loader_find_device(const struct loader *loader, const char *id)
 }
 
 /* bus: an id of a bus above; -1 when it is not one. */
-static long device_bus(struct scope *scope, yaml_node_t *value, struct device_cfg *device)
+static long device_bus(struct scope *scope, ynode_t *value, struct device_cfg *device)
 {
 	const struct config *cfg = scope->loader->cfg;
 	struct suggestion suggestion;
@@ -1324,7 +1639,7 @@ static long device_bus(struct scope *scope, yaml_node_t *value, struct device_cf
 
 /* On a serial line 0 is broadcast and 248..255 reserved; a TCP gateway routes by any
  * byte, and 255 is what many TCP-only devices expect. */
-static void device_unit_id(struct scope *scope, yaml_node_t *value, long bus,
+static void device_unit_id(struct scope *scope, ynode_t *value, long bus,
 			   struct device_cfg *device)
 {
 	const struct config *cfg = scope->loader->cfg;
@@ -1345,9 +1660,11 @@ static void device_unit_id(struct scope *scope, yaml_node_t *value, long bus,
 		device->unit_id = (uint8_t)n;
 }
 
-/* profile: its points come first in points; NULL when there are none to take. */
-static struct profile *device_profile(struct scope *scope, yaml_node_t *value, size_t index,
-				      struct point_set *points)
+/* profile: its points come first in points (copied only when the device adds points of
+ * its own: copy; else the device shares the profile's, device_share); NULL when there
+ * are none to take. */
+static struct profile *device_profile(struct scope *scope, ynode_t *value, size_t index,
+				      struct point_set *points, bool copy)
 {
 	struct loader *loader = scope->loader;
 	struct device_cfg *device = &loader->cfg->devices[index];
@@ -1377,7 +1694,7 @@ static struct profile *device_profile(struct scope *scope, yaml_node_t *value, s
 	}
 	if (!profile->ok)
 		loader->device_incomplete[index] = true;
-	for (size_t i = 0; i < profile->npoints; i++)
+	for (size_t i = 0; copy && i < profile->npoints; i++)
 		point_set_add(loader, points, &profile->points[i], &profile->locs[i],
 			      profile->valid[i]);
 	points->nfrom_profile = points->n;
@@ -1385,13 +1702,47 @@ static struct profile *device_profile(struct scope *scope, yaml_node_t *value, s
 	return profile;
 }
 
-void parse_device(struct scope *root, yaml_node_t *map, size_t index)
+/* The device has only profile's points: it takes the profile's own table, which the
+ * config keeps from then on (one table for every device of that profile: a site of a
+ * thousand meters of one model holds their points once). */
+static void device_share(struct loader *loader, struct device_cfg *device,
+			 struct profile *profile)
+{
+	struct config *cfg = loader->cfg;
+
+	if (!profile->npoints)
+		return;
+	if (!profile->shared) {
+		struct point_def **pts = realloc(cfg->shared_points,
+						 (cfg->nshared + 1) * sizeof *pts);
+		struct src_loc **locs;
+
+		if (pts)
+			cfg->shared_points = pts;
+		locs = pts ? realloc(cfg->shared_locs, (cfg->nshared + 1) * sizeof *locs) : NULL;
+		if (!locs) {
+			loader->oom = true;
+			return;
+		}
+		cfg->shared_locs = locs;
+		cfg->shared_points[cfg->nshared] = profile->points;
+		cfg->shared_locs[cfg->nshared] = profile->locs;
+		cfg->nshared++;
+		profile->shared = true;
+	}
+	device->points = profile->points;
+	device->point_locs = profile->locs;
+	device->npoints = profile->npoints;
+	device->points_shared = true;
+}
+
+void parse_device(struct scope *root, ynode_t *map, size_t index)
 {
 	struct loader *loader = root->loader;
 	struct config *cfg = loader->cfg;
 	size_t di = cfg->ndevices;
 	struct device_cfg *device = &cfg->devices[di];
-	yaml_node_t *seen[KEYS_MAX], *value;
+	ynode_t *seen[KEYS_MAX], *value;
 	struct point_set points = { 0 };
 	struct profile *profile = NULL;
 	long bus = -1;
@@ -1413,7 +1764,8 @@ void parse_device(struct scope *root, yaml_node_t *map, size_t index)
 	if ((value = keys_seen(device_keys, seen, "unit_id")))
 		device_unit_id(&scope, value, bus, device);
 	if ((value = keys_seen(device_keys, seen, "profile")))
-		profile = device_profile(&scope, value, di, &points);
+		profile = device_profile(&scope, value, di, &points,
+					 keys_seen(device_keys, seen, "points") != NULL);
 	if ((value = keys_seen(device_keys, seen, "points")) && value->type == YAML_MAPPING_NODE &&
 	    points.n + node_map_len(value) > DEVICE_POINTS_MAX) {
 		if (points.n)
@@ -1443,8 +1795,11 @@ void parse_device(struct scope *root, yaml_node_t *map, size_t index)
 			profile && profile->has_max_registers ? profile->max_registers : 125;
 	if (!keys_seen(device_keys, seen, "max_gap"))
 		device->max_gap = profile && profile->has_max_gap ? profile->max_gap : 8;
+	if (profile && !keys_seen(device_keys, seen, "points"))
+		points.n = profile->npoints; /* for the bound below: the same as a copy */
 	if (loader->npoints + points.n > CONFIG_POINTS_MAX) {
-		/* a profile's points are copied to each device that names it */
+		/* a profile's points count for each device that names it: they share one
+		 * table, but each device's readings carry a value for every point */
 		if (loader->npoints <= CONFIG_POINTS_MAX)
 			scope_error(&scope, map, "with this device's %zu points the configuration has "
 				    "more than %d (a profile's points count once for each device "
@@ -1459,8 +1814,22 @@ void parse_device(struct scope *root, yaml_node_t *map, size_t index)
 		points.n = 0;
 	}
 	loader->npoints += points.n;
-	device->points = points.defs;
-	device->point_locs = points.locs;
-	device->npoints = points.n;
+	if (profile && !keys_seen(device_keys, seen, "points")) {
+		if (points.n)
+			device_share(loader, device, profile);
+	} else {
+		/* the set grew by doubling; the config keeps it for as long as it runs */
+		if (points.n && points.n < points.cap) {
+			struct point_def *defs = realloc(points.defs, points.n * sizeof *defs);
+			struct src_loc *locs = realloc(points.locs, points.n * sizeof *locs);
+			if (defs)
+				points.defs = defs;
+			if (locs)
+				points.locs = locs;
+		}
+		device->points = points.defs;
+		device->point_locs = points.locs;
+		device->npoints = points.n;
+	}
 	free(points.valid);
 }

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include "site.h"
 
@@ -285,4 +287,58 @@ const char *config_format_size(uint64_t bytes, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%lluB", (unsigned long long)bytes);
 	return buf;
+}
+
+int config_parse_listen(const char *s, struct config_listen *out)
+{
+	struct config_listen l = { 0 };
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *colon, *end;
+	size_t n;
+	unsigned long port;
+	char *stop;
+
+	if (!s)
+		return -1;
+	if (s[0] == '[') {
+		end = strchr(s, ']');
+		if (!end || end[1] != ':')
+			return -1;
+		n = (size_t)(end - s - 1);
+		colon = end + 1;
+		s++;
+		l.family = AF_INET6;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -1;
+		n = (size_t)(colon - s);
+		l.family = AF_INET;
+	}
+	if (n == 0 || n >= sizeof host)
+		return -1;
+	memcpy(host, s, n);
+	host[n] = '\0';
+	if (inet_pton(l.family, host, l.addr) != 1)
+		return -1;
+	if (!isdigit((unsigned char)colon[1]))
+		return -1;
+	errno = 0;
+	port = strtoul(colon + 1, &stop, 10);
+	if (errno || *stop || port < 1 || port > 65535)
+		return -1;
+	l.port = (uint16_t)port;
+	if (l.family == AF_INET) {
+		static const unsigned char zero4[4];
+		l.loopback = l.addr[0] == 127;
+		l.any = memcmp(l.addr, zero4, 4) == 0;
+	} else {
+		static const unsigned char lo6[16] = { [15] = 1 }, zero6[16];
+		static const unsigned char v4mapped[12] = { [10] = 0xff, [11] = 0xff };
+		l.loopback = memcmp(l.addr, lo6, 16) == 0 ||
+			     (memcmp(l.addr, v4mapped, 12) == 0 && l.addr[12] == 127);
+		l.any = memcmp(l.addr, zero6, 16) == 0;
+	}
+	*out = l;
+	return 0;
 }

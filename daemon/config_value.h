@@ -30,6 +30,20 @@ int config_parse_number(const char *s, double *out);
 /* true, yes, on / false, no, off, in any case (YAML 1.1's words, which people write). */
 int config_parse_bool(const char *s, bool *out);
 
+/*
+ * A listening address, numeric only (a daemon must not wait on a resolver to open its
+ * page): "A.B.C.D:PORT" or "[IPV6]:PORT", the port 1..65535. family is AF_INET or
+ * AF_INET6, addr its 4 or 16 bytes; loopback: 127.0.0.0/8, ::1 or ::ffff:127.x.y.z.
+ */
+struct config_listen {
+	int family;
+	unsigned char addr[16];
+	uint16_t port;
+	bool loopback;
+	bool any;              /* 0.0.0.0 or :: */
+};
+int config_parse_listen(const char *s, struct config_listen *out);
+
 /* Room for any text the formatters below write: an int64 in digits and a unit. */
 #define CONFIG_VALUE_TEXT_MAX 32
 

@@ -4,8 +4,9 @@
  * One poll() over three things: the queue's eventfd (readings from the pollers), the
  * MQTT socket (driven here through uplink, never by a libmosquitto thread), and time
  * (one table of deadlines: uplink keepalive and reconnects, commits, health, store
- * maintenance...); and the control socket's descriptors (daemon/control.c) and a SunSpec
- * discovery round's end (daemon/sunspec_setup.c). Each turn:
+ * maintenance...); and the control socket's descriptors (daemon/control.c), the page's
+ * questions (daemon/web.c) and a SunSpec discovery round's end (daemon/sunspec_setup.c).
+ * Each turn:
  *
  *   1. take every queued reading: each becomes an outbox row in memory with its seq
  *      (store_next_seq), its values as the store keeps them; a reading is published
@@ -72,6 +73,7 @@
 #include "suspect.h"
 #include "tcpoll.h"
 #include "uplink.h"
+#include "web.h"
 
 #define BATCH_MAX 1024           /* readings taken from the queue at once */
 #define MAINTAIN_EVERY_MS 2000   /* pruning and the size bound (cheap: indexed deletes, a stat) */
@@ -298,6 +300,10 @@ struct core {
 
 	/* The control socket (sluicectl status, probe); NULL when it could not be made. */
 	struct control *ctl;
+
+	/* The technicians' page (web:); NULL when there is none. It keeps each device's
+	 * last reading. */
+	struct web *web;
 
 	/* SunSpec discovery: the round running (NULL between rounds), the rounds since the
 	 * config was loaded, the wait before the next; over: its end was seen. */
@@ -722,8 +728,12 @@ static void store_readings(struct core *c)
 		for (size_t i = 0; i < n; i++) {
 			struct reading *r = items[i];
 
-			if (r->generation == c->generation && r->device < c->cfg->ndevices)
+			if (r->generation == c->generation && r->device < c->cfg->ndevices) {
 				take_reading(c, r);
+				/* the page shows it until the next one */
+				if (c->web && web_keep(c->web, r))
+					continue;
+			}
 			reading_free(r);
 		}
 		alerts = take_alert_out(c);
@@ -1696,6 +1706,44 @@ static void control_start(struct core *c)
 		log_debug("control: listening at %s", path);
 }
 
+/* ---- the page's view of the core ---------------------------------------------------- */
+
+static const struct alert_engine *web_alerts_of(void *ctx)
+{
+	return ((struct core *)ctx)->ae;
+}
+
+static struct control *web_control_of(void *ctx)
+{
+	return ((struct core *)ctx)->ctl;
+}
+
+static void web_backlog_of(void *ctx, struct web_backlog *out)
+{
+	struct core *c = ctx;
+	struct store_stats s = { 0 };
+
+	store_stats(c->st, &s);
+	*out = (struct web_backlog){ .rows = s.unsent, .oldest_ms = s.oldest_unsent_ms,
+				     .dropped = s.dropped, .set_aside = s.aside,
+				     .not_stored = c->status.not_stored + queue_refused(c->q),
+				     .db_bytes = s.db_bytes,
+				     .store_error = c->store_failing ? c->store_err : NULL };
+}
+
+static const struct web_core web_ops = { .config = ctl_config, .status = ctl_status,
+					 .alerts = web_alerts_of, .backlog = web_backlog_of,
+					 .control = web_control_of };
+
+/* The page as cfg's web: says: started, stopped, served again (old NULL at start). */
+static void web_apply(struct core *c, const struct config *old)
+{
+	struct web_core ops = web_ops;
+
+	ops.ctx = c;
+	web_reload(&c->web, old, c->cfg, &ops);
+}
+
 /* ---- reload -------------------------------------------------------------------------- */
 
 static bool str_eq(const char *a, const char *b)
@@ -1704,6 +1752,40 @@ static bool str_eq(const char *a, const char *b)
 }
 
 /* Would the uplink connect differently under b than under a? */
+bool core_uplink_ready(const struct config *cfg, char *why, size_t len)
+{
+	if (cfg->uplink.format != FORMAT_SLUICE) {
+		snprintf(why, len, "uplink.format %s is not published by this build yet: its "
+			 "messages are built when each is published, which the outbox does not do "
+			 "yet (use format: sluice for now)", uplink_format_name(cfg->uplink.format));
+		return false;
+	}
+	if (cfg->uplink.commands) {
+		snprintf(why, len, "uplink.commands is not carried out by this build yet: a command "
+			 "and its outcome are stored as outbox events, which the outbox does not do "
+			 "yet (leave commands off for now)");
+		return false;
+	}
+	return true;
+}
+
+/* The fallback brokers differ (in number, order or any key). */
+static bool fallback_changed(const struct uplink_cfg *x, const struct uplink_cfg *y)
+{
+	if (x->nfallback != y->nfallback)
+		return true;
+	for (size_t i = 0; i < x->nfallback; i++) {
+		const struct broker_cfg *a = &x->fallback[i], *b = &y->fallback[i];
+		if (!str_eq(a->host, b->host) || a->port != b->port ||
+		    !str_eq(a->client_id, b->client_id) || !str_eq(a->username, b->username) ||
+		    !str_eq(a->password_file, b->password_file) || a->tls != b->tls ||
+		    !str_eq(a->ca_file, b->ca_file) || !str_eq(a->cert_file, b->cert_file) ||
+		    !str_eq(a->key_file, b->key_file))
+			return true;
+	}
+	return false;
+}
+
 static bool uplink_changed(const struct config *a, const struct config *b)
 {
 	const struct uplink_cfg *x = &a->uplink, *y = &b->uplink;
@@ -1715,7 +1797,11 @@ static bool uplink_changed(const struct config *a, const struct config *b)
 	       !str_eq(x->ca_file, y->ca_file) || !str_eq(x->cert_file, y->cert_file) ||
 	       !str_eq(x->key_file, y->key_file) || !str_eq(x->topic_prefix, y->topic_prefix) ||
 	       x->keepalive_ms != y->keepalive_ms || x->inflight != y->inflight ||
-	       x->ack_timeout_ms != y->ack_timeout_ms || x->max_packet_size != y->max_packet_size;
+	       x->ack_timeout_ms != y->ack_timeout_ms || x->max_packet_size != y->max_packet_size ||
+	       x->format != y->format || !str_eq(x->sparkplug_group, y->sparkplug_group) ||
+	       !str_eq(x->sparkplug_primary_host, y->sparkplug_primary_host) ||
+	       x->commands != y->commands || x->fallback_check_ms != y->fallback_check_ms ||
+	       fallback_changed(x, y);
 }
 
 /*
@@ -1741,8 +1827,19 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		else
 			log_warnx("%s", diag.msgs[i]);
 	config_diag_free(&diag);
+	if (nc && web_check(&nc->web, err, sizeof err) != 0) {
+		log_errx("%s: %s", old->path, err);
+		config_free(nc);
+		nc = NULL;
+	}
 	if (!nc) {
 		log_errx("reload: %s is not valid; the running configuration is kept", old->path);
+		notify_send("READY=1");
+		return;
+	}
+	if (!core_uplink_ready(nc, err, sizeof err)) {
+		log_errx("reload: %s; the running configuration is kept", err);
+		config_free(nc);
 		notify_send("READY=1");
 		return;
 	}
@@ -1815,6 +1912,7 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		c->generation++;
 		/* before the old config goes: the store stops pointing into it */
 		devices_register(c, nc);
+		web_apply(c, old);
 	}
 	if (pollers_start(c, sink) != 0)
 		fatalx("reload: the pollers could not be started");
@@ -1967,8 +2065,8 @@ static void shutdown_drain(struct core *c)
  * deadline; then steps 1-4 of the comment at the top. */
 static int loop_turn(struct core *c)
 {
-	struct pollfd pfd[4 + CONTROL_POLLFDS_MAX];
-	nfds_t n = 0, up = 0, disc = 0, ctl = 0;
+	struct pollfd pfd[5 + CONTROL_POLLFDS_MAX];
+	nfds_t n = 0, up = 0, disc = 0, ctl = 0, web = 0;
 	size_t nctl = 0;
 	int64_t now = clock_mono_ms();
 	int ufd;
@@ -1991,6 +2089,8 @@ static int loop_turn(struct core *c)
 	}
 	if (c->disc)
 		pfd[disc = n++] = (struct pollfd){ .fd = sunspec_round_fd(c->disc), .events = POLLIN };
+	if (c->web)
+		pfd[web = n++] = (struct pollfd){ .fd = web_fd(c->web), .events = POLLIN };
 	if (c->ctl) {
 		nctl = control_pollfds(c->ctl, pfd + (ctl = n), CONTROL_POLLFDS_MAX);
 		n += nctl;
@@ -2016,6 +2116,8 @@ static int loop_turn(struct core *c)
 	now = clock_mono_ms();
 	if (c->ctl)
 		control_io(c->ctl, pfd + ctl, nctl, now);
+	if (web && pfd[web].revents)
+		web_io(c->web); /* after control_io: a probe's answer is taken there */
 	if (now >= c->dl[DL_DISCOVER])
 		discovery_start(c);
 	uplink_tick(c->up, now);
@@ -2035,6 +2137,9 @@ static int loop_turn(struct core *c)
 /* Everything core_run set up, in reverse; what still waits in memory is stored first. */
 static void core_free(struct core *c)
 {
+	/* first: its probes are forgotten while control and the pollers are still there */
+	web_close(c->web);
+	c->web = NULL;
 	pollers_free(c);
 	control_close(c->ctl); /* after the pollers: a probe they held comes back to it */
 	if (c->q) {
@@ -2140,6 +2245,7 @@ int core_run(struct config *cfg)
 	 * config or a device's points change: a reload, a SunSpec discovery) */
 	devices_register(&c, cfg);
 	uplink_set_stream(c.up, store_stream(c.st));
+	web_apply(&c, NULL);
 	{
 		char *state = NULL;
 
@@ -2180,6 +2286,9 @@ int core_run(struct config *cfg)
 			break;
 	}
 	notify_send("STOPPING=1");
+	/* the page goes first: nothing new is asked of pollers that are stopping */
+	web_close(c.web);
+	c.web = NULL;
 	pollers_stop(&c);
 	log_info("stopping: polling stopped, delivering what is stored");
 	shutdown_drain(&c);

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "core.h"
 #include "log.h"
+#include "web.h"
 
 #define EXIT_CONFIG 78
 #define DEFAULT_CONFIG "/etc/sluice/sluice.yaml"
@@ -46,13 +47,27 @@ static int check_config(const char *path)
 {
 	struct config_diag diag = { 0 };
 	struct config *cfg = config_load(path, NULL, &diag);
-	char sum[160];
+	char sum[160], why[300], err[512];
 
 	print_diag(&diag);
+	/* what the page's files hold: the loader only proves they can be opened */
+	if (cfg && web_check(&cfg->web, err, sizeof err) != 0) {
+		fprintf(stderr, "%s: %s\n", path, err);
+		diag.nerrors++;
+		config_free(cfg);
+		cfg = NULL;
+	}
 	if (!cfg) {
 		fprintf(stderr, "%s: %zu error%s, %zu warning%s: not valid\n", path, diag.nerrors,
 			diag.nerrors == 1 ? "" : "s", diag.nwarnings, diag.nwarnings == 1 ? "" : "s");
 		config_diag_free(&diag);
+		return EXIT_CONFIG;
+	}
+	if (!core_uplink_ready(cfg, why, sizeof why)) {
+		/* the daemon would not start with it: not good */
+		fprintf(stderr, "%s: %s\n", path, why);
+		config_diag_free(&diag);
+		config_free(cfg);
 		return EXIT_CONFIG;
 	}
 	config_summary(cfg, sum, sizeof sum);
@@ -78,6 +93,7 @@ int main(int argc, char **argv)
 	const char *path = DEFAULT_CONFIG, *check = NULL;
 	struct config_diag diag = { 0 };
 	struct config *cfg;
+	char why[300], err[512];
 	int debug = 0, ch;
 
 	while ((ch = getopt_long(argc, argv, "c:t:dVh", opts, NULL)) != -1) {
@@ -125,6 +141,17 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < diag.n; i++)
 		log_warnx("%s", diag.msgs[i]);
 	config_diag_free(&diag);
+	if (!core_uplink_ready(cfg, why, sizeof why)) {
+		log_errx("%s: %s; not starting", path, why);
+		config_free(cfg);
+		return EXIT_CONFIG;
+	}
+	if (web_check(&cfg->web, err, sizeof err) != 0) {
+		log_errx("%s: %s", path, err);
+		log_errx("%s: configuration not valid, not starting", path);
+		config_free(cfg);
+		return EXIT_CONFIG;
+	}
 	log_set_level(debug ? LOG_LVL_DEBUG : cfg->gateway.log_level);
 	/* the alert engine's local time (night windows, calendar days) is the gateway's */
 	setenv("TZ", cfg->gateway.timezone, 1);

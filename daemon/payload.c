@@ -10,6 +10,8 @@
 
 static const struct payload_format *const payload_formats[] = {
 	&payload_sluice,
+	&payload_sparkplug,
+	&payload_thingsboard,
 };
 
 const struct payload_format *payload_format_find(const char *name)

@@ -2,8 +2,12 @@
  * payload: the northbound formats — how each message the gateway sends is written for
  * a platform: its topic and its bytes, from a reading, a device's state, an alert
  * transition, the gateway's status and its health. A format is a const table of
- * builders (struct payload_format), found by name; "sluice" (docs/mqtt.md, the schema
- * platforms rely on: every byte of it is stable) is the one there is.
+ * builders (struct payload_format), found by name: "sluice" (docs/mqtt.md, the schema
+ * platforms rely on: every byte of it is stable), "sparkplug" (Sparkplug B 3.0) and
+ * "thingsboard" (the ThingsBoard gateway API). A builder a format leaves NULL is a message
+ * it does not have (ThingsBoard has no will) or one that its own header builds with what
+ * the table's signature lacks (Sparkplug's seq 0..255 and aliases: payload_sparkplug.h,
+ * payload_thingsboard.h).
  *
  * Builders are pure: no clock (every time is an argument), no I/O, no SQL, no MQTT.
  * What they build goes into the store's outbox (readings, device states, alerts: a
@@ -47,6 +51,7 @@ struct payload_gateway {
 	const char *name;      /* may be NULL */
 	const char *version;
 	const char *stream;    /* the seq space's id (store_stream); NULL: not said */
+	uint64_t bdseq;        /* Sparkplug: this connection's birth/death sequence (the will's) */
 };
 
 /* A write an alert's action asked for, which failed: published with the alert again. */
@@ -80,7 +85,8 @@ struct payload_format {
 	int (*will)(struct payload_msg *m, const struct payload_gateway *g);
 	int (*health)(struct payload_msg *m, const struct health *h);
 	/* A relative topic's full name under prefix and gateway: 0, or -1 when it does not
-	 * fit in len. */
+	 * fit in len. prefix is the format's root: topic_prefix for sluice, the group for
+	 * Sparkplug (ThingsBoard's topics are whole already). */
 	int (*topic)(char *buf, size_t len, const char *prefix, const char *gateway,
 		     const char *rel);
 };

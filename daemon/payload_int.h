@@ -8,5 +8,7 @@
 #include "payload.h"
 
 extern const struct payload_format payload_sluice;   /* payload_sluice.c, docs/mqtt.md */
+extern const struct payload_format payload_sparkplug; /* payload_sparkplug.c */
+extern const struct payload_format payload_thingsboard; /* payload_thingsboard.c */
 
 #endif

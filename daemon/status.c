@@ -16,6 +16,7 @@
 #include "log.h"
 #include "mberr.h"
 #include "notify.h"
+#include "reply.h"
 #include "store.h"
 
 #ifndef SLUICE_VERSION
@@ -107,12 +108,16 @@ bool status_device_turned(struct dev_status *ds, const struct reading *r)
 {
 	if (ds->published == (int)r->online)
 		return false;
-	if (ds->published < 0 && r->online) {
+	/* not online only because a breaker has not tripped yet: the first one after start,
+	 * and the fresh one a reload or a discovery gives a device that was offline */
+	if (r->online) {
 		bool answered = false;
 
+		/* an answer as the breaker counts one: a gateway's "no reply from the unit
+		 * behind me" (0x0A, 0x0B) is not the device */
 		for (uint16_t k = 0; k < r->nvalues; k++)
 			answered |= r->values[k].kind != VAL_NONE ||
-				    r->values[k].err >= MBE_EXC_BASE;
+				    reply_is_answer(r->values[k].err);
 		if (!answered && r->nvalues > 0)
 			return false;
 	}

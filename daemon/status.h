@@ -81,10 +81,10 @@ void status_reading(struct status *s, const struct reading *r);
 
 /*
  * Does this reading change the device's published state (device/<id>)? Then true, and
- * ds->published is the new state. On the first reading after start, a device never
- * heard from is not "online" merely because its circuit breaker has not tripped yet:
- * its first state waits for an answer (a value, or a Modbus exception), or for
- * offline_after failures.
+ * ds->published is the new state. A device is not "online" merely because its circuit
+ * breaker has not tripped yet — one never heard from after start, or one that was
+ * offline when a reload or a discovery gave it a fresh breaker: it turns online on an
+ * answer (a value, or a Modbus exception); else it waits for offline_after failures.
  */
 bool status_device_turned(struct dev_status *ds, const struct reading *r);
 

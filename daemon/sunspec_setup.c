@@ -80,11 +80,15 @@ int sunspec_setup_apply(struct config *cfg, size_t dev, struct sunspec_info *inf
 		return -1;
 	for (size_t i = 0; i < info->npoints; i++)
 		locs[i] = d->loc;
-	free(d->points);
-	free(d->point_locs);
+	/* a profile's shared table stays with the config and its other devices */
+	if (!d->points_shared) {
+		free(d->points);
+		free(d->point_locs);
+	}
 	d->points = info->points;
 	d->npoints = info->npoints;
 	d->point_locs = locs;
+	d->points_shared = false;
 	info->points = NULL;
 	info->npoints = 0;
 	resolve_rules(cfg, dev, info->rated_w);

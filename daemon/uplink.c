@@ -22,7 +22,12 @@
  * through an eventfd that the core polls; an attempt that takes too long is abandoned,
  * and the thread frees what it holds whenever its lookup ends. The host name still goes
  * to libmosquitto as it was written, because TLS checks the broker's certificate
- * against it and sends it as SNI: resolving it ourselves would lose both.
+ * against it and sends it as SNI: resolving it ourselves would lose both. A probe of the
+ * first broker while on a fallback (struct ul_probe) runs on such a thread too: a name
+ * lookup and a TCP connect, nothing of MQTT, reported back under its mutex.
+ *
+ * Messages that arrive (the subscriptions) are copied out of libmosquitto's callback into
+ * a bounded list and handed to the caller after the loop call, like acknowledgements.
  */
 #include "uplink.h"
 
@@ -46,6 +51,7 @@
 #include <mqtt_protocol.h>
 
 #include "clock.h"
+#include "command.h"
 #include "log.h"
 #include "payload.h"
 
@@ -74,11 +80,18 @@
  * (resolv.conf's timeout × attempts), and one attempt per backoff must not pile up.
  */
 #define ATTEMPTS_LIVE_MAX 4
+/* A probe's TCP connect to the first broker is given up after this long. */
+#define PROBE_CONNECT_MS 5000
+#define BROKERS_MAX (1 + UPLINK_FALLBACK_MAX)
+/* How long a planned switch back to the first broker waits for its goodbye to be written */
+#define SWITCH_WAIT_MS 500
+
+_Static_assert(COMMAND_TOPIC_MAX == UPLINK_TOPIC_MAX, "a subscription is a topic");
 
 enum ul_state { UL_IDLE, UL_CONNECTING, UL_CONNECTED, UL_SHUTDOWN };
 
 /* What an outstanding message id is, so that only the caller's messages are acked. */
-enum ul_track { TRACK_NONE = 0, TRACK_CALLER, TRACK_STATUS };
+enum ul_track { TRACK_NONE = 0, TRACK_CALLER, TRACK_STATUS, TRACK_CALLER0 /* QoS 0 */ };
 
 /*
  * A connect under way on its own thread. Shared by the core (through u->att) and the
@@ -101,6 +114,40 @@ struct ul_attempt {
 /* Connect threads running, across every uplink (a reload makes a second one). */
 static atomic_int ul_attempts_live;
 
+/*
+ * A probe of the first broker, on a thread of its own: can a TCP connection to it be
+ * opened (its name looked up first)? Shared like an attempt: the last of the core and
+ * the thread to let go frees it.
+ */
+struct ul_probe {
+	pthread_mutex_t mu;
+	int refs;
+	bool done, ok;
+	char *host;
+	int port;
+	int64_t started;       /* monotonic ms */
+	char why[160];         /* why it failed */
+};
+
+/* A broker: the first (uplink.host and its keys) or a fallback, as it is connected to. */
+struct ul_broker {
+	char *host;
+	int port;
+	char *client_id;
+	char *username;
+	char *password;        /* wiped before it is freed */
+	bool tls;
+	char *ca_file, *cert_file, *key_file;
+	char hostport[300];    /* for log lines: host:port, [v6]:port */
+};
+
+/* A message that arrived, copied for the caller. */
+struct ul_msg {
+	char *topic;
+	void *payload;
+	size_t len;
+};
+
 /* A message tracked for its acknowledgement, in publish order: the oldest one still
  * unacknowledged says whether an acknowledgement is overdue. */
 struct ul_sent {
@@ -116,26 +163,40 @@ struct ul_refused {
 
 struct uplink {
 	/* from cfg->gateway and cfg->uplink, owned */
+	struct ul_broker brokers[BROKERS_MAX]; /* the first, then the fallbacks */
+	size_t nbrokers;
+	size_t bi;              /* the broker of this session or attempt */
+	/* brokers[bi]'s, not owned: what a connect uses */
 	char *host;
 	int port;
-	int protocol;           /* MQTT_PROTOCOL_V311 or MQTT_PROTOCOL_V5 */
 	char *client_id;
 	char *username;
-	char *password;         /* wiped before it is freed */
+	char *password;
 	bool tls;
 	char *ca_file, *cert_file, *key_file;
-	char *prefix;
+	const char *hostport;   /* for log lines: host:port, [v6]:port */
+	int protocol;           /* MQTT_PROTOCOL_V311 or MQTT_PROTOCOL_V5 */
+	char *prefix;           /* the format's root: topic_prefix, or Sparkplug's group */
 	char *gateway_id;
 	char *gateway_name;
 	char stream[24];        /* the seq space's id (uplink_set_stream), in the status */
 	const struct payload_format *fmt; /* writes the status, the will and every topic */
+	bool sparkplug;         /* the will carries a bdSeq, one more each attempt */
+	uint64_t bdseq, bdseq_next;
+	char (*subs)[COMMAND_TOPIC_MAX]; /* subscribed to on each connect */
+	size_t nsubs;
+	int *sub_mids;          /* the SUBSCRIBE of each, for its SUBACK */
+	int64_t fallback_check_ms;
+	int64_t probe_at;       /* monotonic ms: the next probe of the first broker */
+	struct ul_probe *probe; /* under way */
+	bool switching;         /* this session ends to go back to the first broker */
+	bool closing;           /* uplink_shutdown is under way: no probe, no switch */
 	int keepalive_s;
 	int inflight_max;
 	int64_t connack_wait_ms;
 	int64_t ack_timeout_ms;  /* an acknowledgement later than this ends the session */
 	int64_t stable_ms;      /* a session this long resets the backoff */
 	uint64_t max_packet;    /* uplink.max_packet_size, 0 for none */
-	char hostport[300];     /* for log lines: host:port, [v6]:port */
 
 	struct uplink_events ev;
 
@@ -146,7 +207,7 @@ struct uplink {
 	bool reschedule;        /* attempt_at is to be set from the next tick's now */
 	int64_t attempt_started;
 	int64_t backoff_ms;
-	bool warned;            /* this outage has had its one warning */
+	unsigned warned;        /* the brokers (bit bi) that had this outage's one warning */
 	int64_t up_since;       /* monotonic ms of this session's CONNACK */
 	bool stable;            /* it has lasted stable_ms: the backoff was reset */
 	int soon_left;          /* uplink_reconnect_soon's budget until a session lasts */
@@ -165,6 +226,11 @@ struct uplink {
 	struct ul_refused *refs; /* caller mids refused, delivered after the call */
 	size_t nrefs, refs_cap;
 	char refusal[200];      /* why the last uplink_publish returned UPLINK_REFUSED */
+	bool in_publish;        /* inside mosquitto_publish: a QoS 0 message may be written */
+	int written_mid;        /* ... and this one was, before its mid was known to us */
+	struct ul_msg msgs[UPLINK_MSGS_MAX]; /* arrived during one loop call */
+	size_t nmsgs;
+	uint64_t msgs_dropped;  /* too long, or too many at once: logged 1st, 10th, 100th... */
 
 	unsigned char *track;   /* enum ul_track by mid */
 	unsigned inflight;      /* tracked mids (caller and status) not yet acknowledged */
@@ -299,6 +365,23 @@ static void ul_on_disconnect(struct mosquitto *m, void *obj, int rc,
 	u->cb_lost = true;
 }
 
+/* An acknowledgement to hand the caller after the loop call. */
+static void ul_ack_push(struct uplink *u, int mid)
+{
+	if (u->nacks == u->acks_cap) {
+		size_t ncap = u->acks_cap ? u->acks_cap * 2 : 64;
+		int *na = realloc(u->acks, ncap * sizeof *na);
+		if (na == NULL) {
+			/* losing an ack only means the message is sent again: at least once */
+			log_warnx("uplink: out of memory, ack of message %d dropped", mid);
+			return;
+		}
+		u->acks = na;
+		u->acks_cap = ncap;
+	}
+	u->acks[u->nacks++] = mid;
+}
+
 static void ul_on_publish(struct mosquitto *m, void *obj, int mid, int reason,
 			  const mosquitto_property *props)
 {
@@ -310,17 +393,23 @@ static void ul_on_publish(struct mosquitto *m, void *obj, int mid, int reason,
 	if (mid <= 0 || mid >= MID_MAX)
 		return;
 	t = u->track[mid];
+	if (t == TRACK_NONE && u->in_publish) {
+		/* a QoS 0 message written at once, inside mosquitto_publish: uplink_publish
+		 * reports it when it knows it is the caller's */
+		u->written_mid = mid;
+		return;
+	}
 	if (t == TRACK_NONE)
-		return;   /* QoS 0 written out: there is no acknowledgement to report */
+		return;   /* the status message at QoS 0, or after a reset: nothing to report */
 	u->track[mid] = TRACK_NONE;
 	if (u->inflight > 0)
 		u->inflight--;
-	if (reason >= 128 && t != TRACK_CALLER) {
+	if (reason >= 128 && t == TRACK_STATUS) {
 		log_warnx("uplink: the broker refused the status message: %s",
 			  mosquitto_reason_string(reason));
 		return;
 	}
-	if (t != TRACK_CALLER)
+	if (t == TRACK_STATUS)
 		return;
 	if (reason >= 128) {
 		/* acknowledged but not taken (MQTT 5: not authorised for the topic, quota
@@ -339,18 +428,74 @@ static void ul_on_publish(struct mosquitto *m, void *obj, int mid, int reason,
 		u->refs[u->nrefs++] = (struct ul_refused){ .mid = mid, .reason = reason };
 		return;
 	}
-	if (u->nacks == u->acks_cap) {
-		size_t ncap = u->acks_cap ? u->acks_cap * 2 : 64;
-		int *na = realloc(u->acks, ncap * sizeof *na);
-		if (na == NULL) {
-			/* losing an ack only means the message is sent again: at least once */
-			log_warnx("uplink: out of memory, ack of message %d dropped", mid);
+	ul_ack_push(u, mid);
+}
+
+/* Log the 1st, 10th, 100th, ... message dropped. */
+static void ul_msg_dropped(struct uplink *u, const char *topic, const char *why)
+{
+	uint64_t n = ++u->msgs_dropped;
+
+	for (uint64_t p = 1; p <= n && p <= UINT64_MAX / 10; p *= 10)
+		if (p == n) {
+			log_warnx("uplink: a message on %s is dropped: %s (%" PRIu64 " dropped so far)",
+				  topic, why, n);
 			return;
 		}
-		u->acks = na;
-		u->acks_cap = ncap;
+}
+
+/* A message on a subscription: copied, to be handed over after the loop call. */
+static void ul_on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg,
+			  const mosquitto_property *props)
+{
+	struct uplink *u = obj;
+	struct ul_msg *e;
+	size_t len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+
+	(void)m;
+	(void)props;
+	if (len > UPLINK_MSG_MAX) {
+		ul_msg_dropped(u, msg->topic, "longer than the gateway reads");
+		return;
 	}
-	u->acks[u->nacks++] = mid;
+	if (u->nmsgs == UPLINK_MSGS_MAX) {
+		ul_msg_dropped(u, msg->topic, "too many at once");
+		return;
+	}
+	e = &u->msgs[u->nmsgs];
+	e->topic = strdup(msg->topic);
+	e->payload = malloc(len ? len : 1);
+	if (!e->topic || !e->payload) {
+		free(e->topic);
+		free(e->payload);
+		ul_msg_dropped(u, msg->topic, "out of memory");
+		return;
+	}
+	if (len)
+		memcpy(e->payload, msg->payload, len);
+	e->len = len;
+	u->nmsgs++;
+}
+
+/* SUBACK: a refused subscription (not authorised) means commands that never arrive. */
+static void ul_on_subscribe(struct mosquitto *m, void *obj, int mid, int count, const int *granted,
+			    const mosquitto_property *props)
+{
+	struct uplink *u = obj;
+
+	(void)m;
+	(void)props;
+	for (size_t i = 0; i < u->nsubs; i++) {
+		if (u->sub_mids[i] != mid)
+			continue;
+		if (count < 1 || granted[0] >= 128)
+			log_warnx("uplink: %s refused the subscription to %s (%s): nothing sent there "
+				  "will reach the gateway", u->hostport, u->subs[i],
+				  count < 1 ? "no answer" : mosquitto_reason_string(granted[0]));
+		else
+			log_debug("uplink: subscribed to %s at QoS %d", u->subs[i], granted[0]);
+		u->sub_mids[i] = 0;
+	}
 }
 
 static void ul_on_log(struct mosquitto *m, void *obj, int level, const char *str)
@@ -424,17 +569,23 @@ static void ul_track(struct uplink *u, int mid, enum ul_track t)
 		return;
 	u->track[mid] = (unsigned char)t;
 	u->inflight++;
-	ul_sent_push(u, mid, clock_mono_ms());
+	if (t != TRACK_CALLER0)   /* QoS 0 is done when written: no acknowledgement to time */
+		ul_sent_push(u, mid, clock_mono_ms());
 }
 
 static struct payload_gateway ul_gateway(const struct uplink *u)
 {
 	return (struct payload_gateway){ .id = u->gateway_id, .name = u->gateway_name,
-					 .version = SLUICE_VERSION,
+					 .version = SLUICE_VERSION, .bdseq = u->bdseq,
 					 .stream = u->stream[0] ? u->stream : NULL };
 }
 
-/* Publish our own retained status; its acknowledgement is not the caller's. */
+/*
+ * Publish our own status (the sluice format's, retained), or, saying goodbye in a format
+ * that has none, its will (Sparkplug's NDEATH: a clean DISCONNECT does not fire the
+ * will, and a host must hear it); ThingsBoard has neither. Its acknowledgement is not
+ * the caller's.
+ */
 static int ul_publish_status(struct uplink *u, bool online)
 {
 	struct payload_gateway g = ul_gateway(u);
@@ -442,8 +593,11 @@ static int ul_publish_status(struct uplink *u, bool online)
 	struct payload_msg m;
 	int mid = 0, rc;
 
+	if (!u->fmt->status && (online || !u->fmt->will))
+		return 0;
 	payload_msg_init(&m);
-	if (u->fmt->status(&m, &g, online, clock_real_ms()) != 0) {
+	if (u->fmt->status ? u->fmt->status(&m, &g, online, clock_real_ms()) != 0
+			   : u->fmt->will(&m, &g) != 0) {
 		payload_msg_free(&m);
 		log_warnx("uplink: out of memory for the status message");
 		return -1;
@@ -531,10 +685,153 @@ static void ul_abandon(struct uplink *u)
 	u->att = NULL;
 }
 
+/* ---- a probe of the first broker, on its own thread -------------------------------- */
+
+static void ul_probe_release(struct ul_probe *p)
+{
+	bool last;
+
+	pthread_mutex_lock(&p->mu);
+	last = --p->refs == 0;
+	pthread_mutex_unlock(&p->mu);
+	if (!last)
+		return;
+	pthread_mutex_destroy(&p->mu);
+	free(p->host);
+	free(p);
+}
+
+/* Can one of addr's addresses be connected to within PROBE_CONNECT_MS? */
+static bool ul_probe_connect(const struct addrinfo *ai, char *why, size_t len)
+{
+	int fd, e = 0;
+	socklen_t el = sizeof e;
+	struct pollfd pfd;
+
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+	if (fd < 0) {
+		snprintf(why, len, "%s", strerror(errno));
+		return false;
+	}
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+		snprintf(why, len, "%s", strerror(errno));
+		close(fd);
+		return false;
+	}
+	pfd = (struct pollfd){ .fd = fd, .events = POLLOUT };
+	if (poll(&pfd, 1, PROBE_CONNECT_MS) <= 0) {
+		snprintf(why, len, "no answer within %d s", PROBE_CONNECT_MS / 1000);
+		close(fd);
+		return false;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0 || e) {
+		snprintf(why, len, "%s", strerror(e ? e : errno));
+		close(fd);
+		return false;
+	}
+	close(fd);
+	return true;
+}
+
+static void *ul_probe_run(void *arg)
+{
+	struct ul_probe *p = arg;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res = NULL;
+	char port[16], why[sizeof p->why] = "";
+	bool ok = false;
+	int rc;
+
+	snprintf(port, sizeof port, "%d", p->port);
+	rc = getaddrinfo(p->host, port, &hints, &res);
+	if (rc != 0)
+		snprintf(why, sizeof why, "cannot resolve %s: %s", p->host, gai_strerror(rc));
+	for (const struct addrinfo *ai = res; ai && !ok; ai = ai->ai_next)
+		ok = ul_probe_connect(ai, why, sizeof why);
+	if (res)
+		freeaddrinfo(res);
+	pthread_mutex_lock(&p->mu);
+	p->ok = ok;
+	p->done = true;
+	memcpy(p->why, why, sizeof p->why);
+	pthread_mutex_unlock(&p->mu);
+	ul_probe_release(p);
+	atomic_fetch_sub(&ul_attempts_live, 1);
+	return NULL;
+}
+
+static void ul_probe_abandon(struct uplink *u)
+{
+	if (u->probe == NULL)
+		return;
+	ul_probe_release(u->probe);
+	u->probe = NULL;
+}
+
+/* Begin a probe of the first broker; false when no thread could be started for it. */
+static bool ul_probe_start(struct uplink *u, int64_t now)
+{
+	struct ul_probe *p;
+	sigset_t all, old;
+	pthread_attr_t attr;
+	pthread_t tid;
+	int rc;
+
+	if (atomic_load(&ul_attempts_live) >= ATTEMPTS_LIVE_MAX)
+		return false;
+	if (!(p = calloc(1, sizeof *p)) || !(p->host = strdup(u->brokers[0].host))) {
+		free(p);
+		return false;
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	p->refs = 2;
+	p->port = u->brokers[0].port;
+	p->started = now;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	atomic_fetch_add(&ul_attempts_live, 1);
+	rc = pthread_create(&tid, &attr, ul_probe_run, p);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		atomic_fetch_sub(&ul_attempts_live, 1);
+		p->refs = 1;
+		ul_probe_release(p);
+		return false;
+	}
+	u->probe = p;
+	return true;
+}
+
+/* The probe's verdict: 1 the first broker answers, 0 not (or given up), -1 not yet. */
+static int ul_probe_result(struct uplink *u, int64_t now)
+{
+	struct ul_probe *p = u->probe;
+	char why[sizeof p->why] = "no answer";
+	int r = -1;
+
+	pthread_mutex_lock(&p->mu);
+	if (p->done) {
+		r = p->ok ? 1 : 0;
+		if (p->why[0])
+			memcpy(why, p->why, sizeof why);
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (r < 0 && now - p->started >= u->connack_wait_ms)
+		r = 0;   /* a lookup that hangs: the thread frees the probe when it ends */
+	if (r == 0)
+		log_debug("uplink: %s does not answer yet: %s", u->brokers[0].hostport, why);
+	if (r >= 0)
+		ul_probe_abandon(u);
+	return r;
+}
+
 /* Forget the session: libmosquitto's queues go with the handle. */
 static void ul_drop_handle(struct uplink *u)
 {
 	ul_abandon(u);
+	ul_probe_abandon(u);
 	if (u->mosq) {
 		mosquitto_destroy(u->mosq);
 		u->mosq = NULL;
@@ -558,6 +855,33 @@ static void ul_deliver_acks(struct uplink *u)
 			u->ev.refused(u->ev.ctx, u->refs[i].mid,
 				      mosquitto_reason_string(u->refs[i].reason));
 	u->nrefs = 0;
+	/* the messages that arrived: a handler may publish, but no more arrive meanwhile */
+	for (size_t i = 0; i < u->nmsgs; i++) {
+		if (u->ev.message)
+			u->ev.message(u->ev.ctx, u->msgs[i].topic, u->msgs[i].payload,
+				      u->msgs[i].len);
+		free(u->msgs[i].topic);
+		free(u->msgs[i].payload);
+	}
+	u->nmsgs = 0;
+}
+
+/* Connect to brokers[i] from now on (its fields are what ul_setup and ul_attempt use). */
+static void ul_use_broker(struct uplink *u, size_t i)
+{
+	struct ul_broker *b = &u->brokers[i];
+
+	u->bi = i;
+	u->host = b->host;
+	u->port = b->port;
+	u->client_id = b->client_id;
+	u->username = b->username;
+	u->password = b->password;
+	u->tls = b->tls;
+	u->ca_file = b->ca_file;
+	u->cert_file = b->cert_file;
+	u->key_file = b->key_file;
+	u->hostport = b->hostport;
 }
 
 /*
@@ -571,21 +895,39 @@ static void ul_fail(struct uplink *u)
 	enum uplink_end end = !was_up ? UPLINK_END_ATTEMPT
 			      : u->ours ? UPLINK_END_OURS : UPLINK_END_BROKER;
 	char why[sizeof u->why];
+	const char *from = u->hostport;
+	bool next = !was_up && !u->switching && u->bi + 1 < u->nbrokers;
 
 	if (!u->why[0])
 		snprintf(u->why, sizeof u->why, "connection closed");
 	memcpy(why, u->why, sizeof why);
 	ul_drop_handle(u);
 	u->state = UL_IDLE;
-	u->reschedule = true;
 
-	if (was_up)
-		log_warnx("uplink: lost connection to %s: %s", u->hostport, why);
-	else if (!u->warned)
-		log_warnx("uplink: cannot connect to %s: %s (retrying)", u->hostport, why);
+	if (u->switching)
+		log_info("uplink: left %s: %s", from, why);
+	else if (was_up)
+		log_warnx("uplink: lost connection to %s: %s", from, why);
+	else if (!(u->warned & 1u << u->bi))
+		log_warnx("uplink: cannot connect to %s: %s (%s)", from, why,
+			  next ? "trying the next broker" : "retrying");
 	else
-		log_debug("uplink: connect to %s failed again: %s", u->hostport, why);
-	u->warned = true;
+		log_debug("uplink: connect to %s failed again: %s", from, why);
+	u->warned = u->switching ? 0 : u->warned | 1u << u->bi;
+	/*
+	 * Which broker next: within a round, the next one at once; a round that is over, or a
+	 * session that was up, starts again from the first after the backoff; going back to
+	 * the first on purpose, at once.
+	 */
+	if (next || u->switching) {
+		ul_use_broker(u, next ? u->bi + 1 : 0);
+		u->reschedule = false;
+		u->attempt_at = clock_mono_ms();
+	} else {
+		ul_use_broker(u, 0);
+		u->reschedule = true;
+	}
+	u->switching = false;
 
 	ul_deliver_acks(u);
 	if (u->ev.disconnected)
@@ -602,6 +944,28 @@ static void ul_begin(struct uplink *u)
 	}
 }
 
+/* The format's subscriptions, at QoS 1, on every new session (it is a clean one). */
+static void ul_subscribe(struct uplink *u)
+{
+	for (size_t i = 0; i < u->nsubs; i++) {
+		int mid = 0, rc = mosquitto_subscribe(u->mosq, &mid, u->subs[i], 1), err = errno;
+
+		if (rc == MOSQ_ERR_SUCCESS) {
+			u->sub_mids[i] = mid;
+			continue;
+		}
+		log_warnx("uplink: cannot subscribe to %s: %s", u->subs[i],
+			  rc == MOSQ_ERR_ERRNO ? strerror(err) : mosquitto_strerror(rc));
+		if (rc != MOSQ_ERR_NOMEM && rc != MOSQ_ERR_INVAL && rc != MOSQ_ERR_MALFORMED_UTF8 &&
+		    rc != MOSQ_ERR_OVERSIZE_PACKET) {
+			/* the socket failed under the write: the loop ends the session */
+			ul_why_rc(u, rc, err);
+			u->broken = true;
+			return;
+		}
+	}
+}
+
 /* After a libmosquitto call: act on what its callbacks recorded, then tell the core. */
 static void ul_settle(struct uplink *u, int rc, int err)
 {
@@ -614,15 +978,22 @@ static void ul_settle(struct uplink *u, int rc, int err)
 		/* the backoff is reset only once the session has lasted (uplink_tick) */
 		u->up_since = clock_mono_ms();
 		u->stable = false;
-		u->warned = false;
+		u->warned = 0;
 		up = true;
 		if (u->broker_max)
 			log_info("uplink: connected to %s (the broker takes packets of up to %u "
 				 "bytes)", u->hostport, (unsigned)u->broker_max);
 		else
 			log_info("uplink: connected to %s", u->hostport);
+		if (u->bi > 0) {
+			log_info("uplink: %s is fallback %zu; %s is tried again every %lld s",
+				 u->hostport, u->bi, u->brokers[0].hostport,
+				 (long long)(u->fallback_check_ms / 1000));
+			u->probe_at = u->up_since + u->fallback_check_ms;
+		}
 		/* the status goes first, before anything the core sends on connected() */
 		ul_publish_status(u, true);
+		ul_subscribe(u);
 	}
 	if (rc > 0 && !u->cb_lost)
 		ul_why_rc(u, rc, err);
@@ -669,9 +1040,12 @@ static int ul_setup(struct uplink *u, struct mosquitto *m)
 		if (rc)
 			return rc;
 	}
-	/* the broker publishes this when the connection dies without a DISCONNECT */
+	/* the broker publishes this when the connection dies without a DISCONNECT (none in
+	 * ThingsBoard's format: the platform follows the gateway's connection itself) */
 	payload_msg_init(&will);
-	if (u->fmt->will(&will, &g) != 0)
+	if (!u->fmt->will)
+		rc = MOSQ_ERR_SUCCESS;
+	else if (u->fmt->will(&will, &g) != 0)
 		rc = MOSQ_ERR_NOMEM;
 	else if (uplink_topic(u, will.topic, topic, sizeof topic) < 0)
 		rc = MOSQ_ERR_INVAL;
@@ -737,6 +1111,13 @@ static void ul_attempt(struct uplink *u, int64_t now)
 	u->attempt_started = now;
 	u->state = UL_CONNECTING;
 	log_debug("uplink: connecting to %s", u->hostport);
+	if (u->sparkplug) {
+		/* every CONNECT's will carries a new bdSeq (Sparkplug 3.0), stored by the caller */
+		u->bdseq = u->bdseq_next;
+		u->bdseq_next = (u->bdseq + 1) % 256;
+		if (u->ev.bdseq)
+			u->ev.bdseq(u->ev.ctx, u->bdseq);
+	}
 
 	if (atomic_load(&ul_attempts_live) >= ATTEMPTS_LIVE_MAX) {
 		ul_set_why(u, "%d earlier connects are still looking %s up", ATTEMPTS_LIVE_MAX,
@@ -832,6 +1213,8 @@ static bool ul_collect(struct uplink *u)
 	mosquitto_connect_v5_callback_set(m, ul_on_connect);
 	mosquitto_disconnect_v5_callback_set(m, ul_on_disconnect);
 	mosquitto_publish_v5_callback_set(m, ul_on_publish);
+	mosquitto_message_v5_callback_set(m, ul_on_message);
+	mosquitto_subscribe_v5_callback_set(m, ul_on_subscribe);
 	mosquitto_log_callback_set(m, ul_on_log);
 	memcpy(u->lib_err, lib_err, sizeof u->lib_err);
 	/*
@@ -900,16 +1283,25 @@ static int ul_read_password(const char *path, char **out, char *err, size_t errl
 
 static void ul_free_fields(struct uplink *u)
 {
-	if (u->password) {
-		explicit_bzero(u->password, strlen(u->password));
-		free(u->password);
+	for (size_t i = 0; i < BROKERS_MAX; i++) {
+		struct ul_broker *b = &u->brokers[i];
+		if (b->password) {
+			explicit_bzero(b->password, strlen(b->password));
+			free(b->password);
+		}
+		free(b->host);
+		free(b->client_id);
+		free(b->username);
+		free(b->ca_file);
+		free(b->cert_file);
+		free(b->key_file);
 	}
-	free(u->host);
-	free(u->client_id);
-	free(u->username);
-	free(u->ca_file);
-	free(u->cert_file);
-	free(u->key_file);
+	for (size_t i = 0; i < u->nmsgs; i++) {
+		free(u->msgs[i].topic);
+		free(u->msgs[i].payload);
+	}
+	free(u->subs);
+	free(u->sub_mids);
 	free(u->prefix);
 	free(u->gateway_id);
 	free(u->gateway_name);
@@ -927,6 +1319,41 @@ static void ul_lib_cleanup(void)
 		mosquitto_lib_cleanup();
 }
 
+/* One broker's settings, copied; its password read. 0, or -1 with err. */
+static int ul_broker_set(struct ul_broker *b, const struct config *cfg, const char *host,
+			 uint16_t port, const char *client_id, const char *username,
+			 const char *password_file, bool tls, const char *ca_file,
+			 const char *cert_file, const char *key_file, char *err, size_t errlen)
+{
+	bool ok = true;
+
+	if (host == NULL || host[0] == '\0') {
+		snprintf(err, errlen, "no host given");
+		return -1;
+	}
+	if (password_file && !username && cfg->uplink.protocol != MQTT_5) {
+		snprintf(err, errlen, "a password needs a username with MQTT 3.1.1");
+		return -1;
+	}
+	if (password_file && ul_read_password(password_file, &b->password, err, errlen) < 0)
+		return -1;
+	b->host = ul_strdup(host, &ok);
+	b->port = port ? port : (tls ? 8883 : 1883);
+	b->client_id = ul_strdup(client_id && client_id[0] ? client_id : cfg->gateway.id, &ok);
+	b->username = ul_strdup(username, &ok);
+	b->tls = tls;
+	b->ca_file = ul_strdup(ca_file, &ok);
+	b->cert_file = ul_strdup(cert_file, &ok);
+	b->key_file = ul_strdup(key_file, &ok);
+	if (!ok) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	snprintf(b->hostport, sizeof b->hostport, strchr(b->host, ':') ? "[%s]:%d" : "%s:%d",
+		 b->host, b->port);
+	return 0;
+}
+
 struct uplink *uplink_new(const struct config *cfg, const struct uplink_events *ev, char *err,
 			  size_t errlen)
 {
@@ -934,17 +1361,18 @@ struct uplink *uplink_new(const struct config *cfg, const struct uplink_events *
 	struct uplink *u;
 	bool ok = true;
 	int64_t ka;
+	int nsubs;
 
-	if (c->host == NULL || c->host[0] == '\0') {
-		snprintf(err, errlen, "no host given");
-		return NULL;
-	}
 	if (cfg->gateway.id[0] == '\0') {
 		snprintf(err, errlen, "the gateway has no id");
 		return NULL;
 	}
-	if (c->password_file && !c->username && c->protocol != MQTT_5) {
-		snprintf(err, errlen, "a password needs a username with MQTT 3.1.1");
+	if (c->format == FORMAT_SPARKPLUG && !c->sparkplug_group) {
+		snprintf(err, errlen, "format sparkplug needs sparkplug.group");
+		return NULL;
+	}
+	if (c->nfallback > UPLINK_FALLBACK_MAX) {
+		snprintf(err, errlen, "more than %d fallback brokers", UPLINK_FALLBACK_MAX);
 		return NULL;
 	}
 	if (mosquitto_lib_init() != MOSQ_ERR_SUCCESS) {
@@ -957,37 +1385,56 @@ struct uplink *uplink_new(const struct config *cfg, const struct uplink_events *
 		mosquitto_lib_cleanup();
 		return NULL;
 	}
-	if (c->password_file &&
-	    ul_read_password(c->password_file, &u->password, err, errlen) < 0) {
-		free(u);
-		mosquitto_lib_cleanup();
-		return NULL;
+	if (ul_broker_set(&u->brokers[0], cfg, c->host, c->port, c->client_id, c->username,
+			  c->password_file, c->tls, c->ca_file, c->cert_file, c->key_file, err,
+			  errlen) < 0)
+		goto fail;
+	for (size_t i = 0; i < c->nfallback; i++) {
+		const struct broker_cfg *b = &c->fallback[i];
+		char why[256];
+
+		if (ul_broker_set(&u->brokers[i + 1], cfg, b->host, b->port, b->client_id,
+				  b->username, b->password_file, b->tls, b->ca_file, b->cert_file,
+				  b->key_file, why, sizeof why) < 0) {
+			snprintf(err, errlen, "fallback %zu: %s", i + 1, why);
+			goto fail;
+		}
 	}
-	u->host = ul_strdup(c->host, &ok);
-	u->port = c->port ? c->port : (c->tls ? 8883 : 1883);
+	u->nbrokers = 1 + c->nfallback;
+	ul_use_broker(u, 0);
 	u->protocol = c->protocol == MQTT_5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311;
-	u->client_id = ul_strdup(c->client_id && c->client_id[0] ? c->client_id
-								  : cfg->gateway.id, &ok);
-	u->username = ul_strdup(c->username, &ok);
-	u->tls = c->tls;
-	u->ca_file = ul_strdup(c->ca_file, &ok);
-	u->cert_file = ul_strdup(c->cert_file, &ok);
-	u->key_file = ul_strdup(c->key_file, &ok);
-	u->prefix = ul_strdup(c->topic_prefix && c->topic_prefix[0] ? c->topic_prefix
-								     : "sluice", &ok);
+	u->fmt = payload_format_find(uplink_format_name(c->format));
+	if (!u->fmt) {
+		snprintf(err, errlen, "format %s is not one sluiced speaks",
+			 uplink_format_name(c->format));
+		goto fail;
+	}
+	u->sparkplug = c->format == FORMAT_SPARKPLUG;
+	u->prefix = ul_strdup(c->format == FORMAT_SPARKPLUG ? c->sparkplug_group
+			      : c->format == FORMAT_THINGSBOARD ? ""
+			      : c->topic_prefix && c->topic_prefix[0] ? c->topic_prefix
+								       : "sluice", &ok);
 	u->gateway_id = ul_strdup(cfg->gateway.id, &ok);
 	u->gateway_name = ul_strdup(cfg->gateway.name, &ok);
-	u->fmt = payload_format_find(PAYLOAD_FORMAT_DEFAULT);
+	nsubs = command_subscriptions(cfg, NULL, 0);
+	if (nsubs < 0) {
+		snprintf(err, errlen, "a subscription's topic is longer than %d bytes",
+			 UPLINK_TOPIC_MAX - 1);
+		goto fail;
+	}
+	u->nsubs = (size_t)nsubs;
+	u->subs = calloc(u->nsubs ? u->nsubs : 1, sizeof *u->subs);
+	u->sub_mids = calloc(u->nsubs ? u->nsubs : 1, sizeof *u->sub_mids);
+	if (u->subs && u->nsubs)
+		command_subscriptions(cfg, u->subs, u->nsubs);
+	u->fallback_check_ms = c->fallback_check_ms > 0 ? c->fallback_check_ms : 180000;
 	u->track = calloc(MID_MAX, 1);
 	u->inflight_max = c->inflight >= 1 && c->inflight <= 65535 ? (int)c->inflight : 64;
 	u->sent_cap = (size_t)u->inflight_max + 16;
 	u->sent = calloc(u->sent_cap, sizeof *u->sent);
-	if (!ok || u->track == NULL || u->sent == NULL) {
+	if (!ok || u->track == NULL || u->sent == NULL || !u->subs || !u->sub_mids) {
 		snprintf(err, errlen, "out of memory");
-		ul_free_fields(u);
-		free(u);
-		ul_lib_cleanup();
-		return NULL;
+		goto fail;
 	}
 	ka = c->keepalive_ms > 0 ? c->keepalive_ms : 30000;
 	u->keepalive_s = (int)((ka + 999) / 1000);
@@ -1007,8 +1454,6 @@ struct uplink *uplink_new(const struct config *cfg, const struct uplink_events *
 	if (u->stable_ms > STABLE_MAX_MS)
 		u->stable_ms = STABLE_MAX_MS;
 	u->max_packet = c->max_packet_size;
-	snprintf(u->hostport, sizeof u->hostport, strchr(u->host, ':') ? "[%s]:%d" : "%s:%d",
-		 u->host, u->port);
 
 	if (ev)
 		u->ev = *ev;
@@ -1022,6 +1467,11 @@ struct uplink *uplink_new(const struct config *cfg, const struct uplink_events *
 	if (u->rng == 0)
 		u->rng = 0x9E3779B97F4A7C15ull;
 	return u;
+fail:
+	ul_free_fields(u);
+	free(u);
+	ul_lib_cleanup();
+	return NULL;
 }
 
 void uplink_free(struct uplink *u)
@@ -1030,6 +1480,7 @@ void uplink_free(struct uplink *u)
 		return;
 	/* no DISCONNECT: the broker publishes the will (offline) for us */
 	ul_abandon(u);
+	ul_probe_abandon(u);
 	if (u->mosq)
 		mosquitto_destroy(u->mosq);
 	ul_free_fields(u);
@@ -1131,6 +1582,59 @@ static void ul_schedule(struct uplink *u, int64_t now)
 	u->reschedule = false;
 }
 
+/* DISCONNECT, written at once when the socket has room (until deadline); libmosquitto
+ * closes the socket after it. */
+static void ul_disconnect(struct uplink *u, int64_t deadline)
+{
+	if (!u->mosq || mosquitto_socket(u->mosq) < 0)
+		return;
+	mosquitto_disconnect(u->mosq);
+	while (u->mosq && mosquitto_socket(u->mosq) >= 0 && mosquitto_want_write(u->mosq) &&
+	       clock_mono_ms() < deadline) {
+		struct pollfd p = { .fd = mosquitto_socket(u->mosq), .events = POLLOUT };
+		if (poll(&p, 1, 10) > 0 && mosquitto_loop_write(u->mosq, 1) > 0)
+			break;
+	}
+}
+
+/*
+ * The first broker answers again: the session on the fallback ends cleanly (the status
+ * or NDEATH first, so that no one reads it as online there), and the first broker is
+ * tried at once. What was in flight is sent again on the new session, as after any
+ * loss (the caller hears disconnected, ours).
+ */
+static void ul_switch_back(struct uplink *u)
+{
+	log_info("uplink: %s answers again: leaving %s for it", u->brokers[0].hostport,
+		 u->hostport);
+	ul_begin(u);
+	/* first: the DISCONNECT's own callback must not give its reason instead */
+	ul_set_why_ours(u, "going back to the first broker, %s", u->brokers[0].hostport);
+	if (!u->broken) {
+		ul_publish_status(u, false);
+		ul_disconnect(u, clock_mono_ms() + SWITCH_WAIT_MS);
+	}
+	u->switching = true;
+	ul_fail(u);
+}
+
+/* While on a fallback: probe the first broker every fallback_check_ms. */
+static void ul_tick_probe(struct uplink *u, int64_t now)
+{
+	int r;
+
+	if (!u->probe) {
+		if (now >= u->probe_at && !ul_probe_start(u, now))
+			u->probe_at = now + u->fallback_check_ms;   /* no thread now: later */
+		return;
+	}
+	if ((r = ul_probe_result(u, now)) < 0)
+		return;
+	u->probe_at = now + u->fallback_check_ms;
+	if (r == 1)
+		ul_switch_back(u);
+}
+
 /* A connect under way on its thread: collected when done, abandoned past the wait. */
 static void ul_tick_attempt(struct uplink *u, int64_t now)
 {
@@ -1185,6 +1689,8 @@ int64_t uplink_tick(struct uplink *u, int64_t now_ms)
 		}
 		ul_settle(u, rc, err);
 	}
+	if (u->mosq && u->state == UL_CONNECTED && u->bi > 0 && !u->closing && !u->broken)
+		ul_tick_probe(u, now_ms);
 	if (u->mosq == NULL && u->att == NULL) {
 		ul_schedule(u, now_ms);
 		if (now_ms >= u->attempt_at) {
@@ -1258,7 +1764,10 @@ int uplink_publish(struct uplink *u, const char *topic, const void *payload, siz
 	if (u->max_packet > 0 && size > u->max_packet)
 		return ul_refuse(u, "%" PRIu64 " bytes, more than uplink.max_packet_size (%" PRIu64
 				 ")", size, u->max_packet);
+	u->in_publish = true;
+	u->written_mid = 0;
 	rc = mosquitto_publish(u->mosq, &m, full, (int)len, payload, qos, retain);
+	u->in_publish = false;
 	if (rc != MOSQ_ERR_SUCCESS) {
 		int err = errno;
 		switch (rc) {
@@ -1283,8 +1792,10 @@ int uplink_publish(struct uplink *u, const char *topic, const void *payload, siz
 			return -1;
 		}
 	}
-	if (qos > 0)
-		ul_track(u, m, TRACK_CALLER);
+	if (qos == 0 && u->written_mid == m && m > 0)
+		ul_ack_push(u, m);   /* written already: delivered with the next loop call */
+	else
+		ul_track(u, m, qos > 0 ? TRACK_CALLER : TRACK_CALLER0);
 	if (mid)
 		*mid = m;
 	return 0;
@@ -1303,6 +1814,7 @@ void uplink_shutdown(struct uplink *u, int64_t wait_ms)
 
 	if (u->state == UL_SHUTDOWN)
 		return;
+	u->closing = true;
 	if (was_up) {
 		/* a clean DISCONNECT does not fire the will: say offline ourselves */
 		ul_publish_status(u, false);
@@ -1325,16 +1837,8 @@ void uplink_shutdown(struct uplink *u, int64_t wait_ms)
 				uplink_tick(u, clock_mono_ms());
 		}
 		left = u->inflight;
-		if (uplink_connected(u)) {
-			/* written at once when the socket has room; libmosquitto closes it */
-			mosquitto_disconnect(u->mosq);
-			while (u->mosq && mosquitto_socket(u->mosq) >= 0 &&
-			       mosquitto_want_write(u->mosq) && clock_mono_ms() < deadline) {
-				struct pollfd p = { .fd = mosquitto_socket(u->mosq), .events = POLLOUT };
-				if (poll(&p, 1, 10) > 0 && mosquitto_loop_write(u->mosq, 1) > 0)
-					break;
-			}
-		}
+		if (uplink_connected(u))
+			ul_disconnect(u, deadline);
 	}
 	ul_drop_handle(u);
 	u->state = UL_SHUTDOWN;
@@ -1350,4 +1854,21 @@ void uplink_shutdown(struct uplink *u, int64_t wait_ms)
 int uplink_topic(const struct uplink *u, const char *rel, char *buf, size_t len)
 {
 	return u->fmt->topic(buf, len, u->prefix, u->gateway_id, rel);
+}
+
+void uplink_set_bdseq(struct uplink *u, uint64_t next)
+{
+	u->bdseq_next = next % 256;
+}
+
+uint64_t uplink_bdseq(const struct uplink *u)
+{
+	return u->bdseq;
+}
+
+size_t uplink_broker(const struct uplink *u, const char **hostport)
+{
+	if (hostport)
+		*hostport = u->hostport;
+	return u->bi;
 }

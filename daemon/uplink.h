@@ -16,6 +16,20 @@
  * reconnected to every second. Each connect begins on a thread of its own, because
  * libmosquitto looks the broker's name up inside its connect with a blocking
  * getaddrinfo: the core loop never waits for a resolver.
+ *
+ * Brokers: the first (uplink.host) and the fallbacks (uplink.fallback), tried in order
+ * within one round when the one before cannot be reached, the rounds spaced by the
+ * backoff. A session lost on any broker starts a new round from the first. While on a
+ * fallback, the first is probed every uplink.fallback_check (a TCP connect from a thread
+ * of its own: the session is not disturbed); when it answers, the session on the
+ * fallback is ended cleanly (its status or NDEATH first) and the first broker is tried
+ * at once — if it then fails, the round goes on to the fallbacks as before.
+ *
+ * The format (uplink.format) decides the topics, the status messages and the will
+ * (sluice: status, its will "offline"; Sparkplug: NDEATH with bdSeq, no status;
+ * ThingsBoard: none), and what is subscribed to on each connect: the format's command
+ * topics (daemon/command.h) when uplink.commands is on, Sparkplug's NCMD and the
+ * primary host's STATE. Messages that arrive are copied and handed to the caller.
  */
 #ifndef SLUICE_UPLINK_H
 #define SLUICE_UPLINK_H
@@ -39,18 +53,32 @@ enum uplink_end {
  * Events are delivered from inside uplink_io, uplink_tick and uplink_shutdown, after
  * libmosquitto has returned: a handler may call uplink_publish, never uplink_free or
  * uplink_shutdown. disconnected() comes once per lost connection and once per failed
- * connect attempt; acked() and refused() only for the caller's QoS 1 and 2 messages (a
- * QoS 0 message has no acknowledgement, and the uplink's own status messages are not
- * reported). refused(): the broker acknowledged the message with a reason code of
- * 0x80 or more (MQTT 5: not authorised, quota exceeded, ...): it did not take it.
+ * connect attempt; acked() only for the caller's messages (QoS 1 and 2 when the broker
+ * acknowledged them; QoS 0, which has no acknowledgement, once written to the socket —
+ * what delivery means at QoS 0), refused() for its QoS 1 and 2 ones; the uplink's own
+ * status messages are not reported. refused(): the broker acknowledged the message with
+ * a reason code of 0x80 or more (MQTT 5: not authorised, quota exceeded, ...): it did
+ * not take it.
  */
 struct uplink_events {
 	void *ctx;
 	void (*connected)(void *ctx);
 	void (*disconnected)(void *ctx, const char *why, enum uplink_end end);
-	void (*acked)(void *ctx, int mid);  /* PUBACK (QoS 1) or PUBCOMP (QoS 2) */
+	/* PUBACK (QoS 1) or PUBCOMP (QoS 2); for QoS 0, written to the socket */
+	void (*acked)(void *ctx, int mid);
 	void (*refused)(void *ctx, int mid, const char *why);
+	/* A message on one of the subscriptions: topic and payload are copies that live until
+	 * the handler returns. At most UPLINK_MSG_MAX bytes (longer ones are dropped and
+	 * logged), and at most UPLINK_MSGS_MAX per loop call (the rest likewise). */
+	void (*message)(void *ctx, const char *topic, const void *payload, size_t len);
+	/* Sparkplug: a connect attempt begins, its will (NDEATH) carrying bdseq. The caller
+	 * stores it, so that after a restart the next attempt carries the one after
+	 * (uplink_set_bdseq): a host tells an old NDEATH from a new one by it. */
+	void (*bdseq)(void *ctx, uint64_t bdseq);
 };
+
+#define UPLINK_MSG_MAX 65536
+#define UPLINK_MSGS_MAX 64
 
 struct uplink;
 
@@ -103,11 +131,22 @@ int uplink_publish(struct uplink *u, const char *topic, const void *payload, siz
 /* Why the last uplink_publish returned UPLINK_REFUSED. */
 const char *uplink_refusal(const struct uplink *u);
 
-/* Publish status offline and disconnect cleanly, waiting at most wait_ms for what is in
- * flight (acks that arrive meanwhile are delivered). No reconnect follows; free next. */
+/* Say goodbye (status offline; Sparkplug: NDEATH) and disconnect cleanly, waiting at most
+ * wait_ms for what is in flight (acks that arrive meanwhile are delivered). No reconnect
+ * follows; free next. */
 void uplink_shutdown(struct uplink *u, int64_t wait_ms);
 
 /* Full topic for a relative one, into buf. 0, or -1 when it does not fit. */
 int uplink_topic(const struct uplink *u, const char *rel, char *buf, size_t len);
+
+/* Sparkplug: the bdSeq the next connect attempt's will carries (0..255; at start, the one
+ * after what the bdseq event last stored). */
+void uplink_set_bdseq(struct uplink *u, uint64_t next);
+/* Sparkplug: the bdSeq of this session's will, which its NBIRTH must repeat. */
+uint64_t uplink_bdseq(const struct uplink *u);
+
+/* The broker of this session (or of the attempt under way): 0 the first, 1.. the
+ * fallbacks in their order; *hostport (may be NULL) its host:port for people. */
+size_t uplink_broker(const struct uplink *u, const char **hostport);
 
 #endif

@@ -49,6 +49,10 @@ struct device_cfg {
 	struct point_def *points;
 	size_t npoints;
 	struct src_loc *point_locs; /* one per point: where it was defined */
+	/* points and point_locs are its profile's, shared by every device that names the
+	 * profile and has no points of its own, and belong to the config, not to the
+	 * device: read them, never write or free them */
+	bool points_shared;
 	int64_t interval_ms;   /* default 10 s */
 	unsigned offline_after;/* default 3 */
 	unsigned max_registers;/* 1..125, default 125 */

@@ -190,6 +190,32 @@ void jb_strn(struct jbuf *b, const char *str, size_t n)
 	jb_byte(b, '"');
 }
 
+void jb_utf8(struct jbuf *b, const char *str, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0, run = 0;
+
+	while (i < n) {
+		size_t len, bad = 0;
+
+		if (s[i] < 0x80) {
+			i++;
+			run++;
+			continue;
+		}
+		if ((len = utf8_seq(s + i, n - i, &bad))) {
+			i += len;
+			run += len;
+			continue;
+		}
+		jb_raw(b, str + i - run, run);
+		run = 0;
+		jb_raw(b, "\xEF\xBF\xBD", 3);
+		i += bad;
+	}
+	jb_raw(b, str + i - run, run);
+}
+
 void jb_str(struct jbuf *b, const char *s)
 {
 	if (s == NULL) {

@@ -26,6 +26,9 @@ void jb_raw(struct jbuf *b, const char *s, size_t n);
 void jb_cstr(struct jbuf *b, const char *s);          /* raw, NUL-terminated */
 void jb_str(struct jbuf *b, const char *s);           /* quoted and escaped; NULL: null */
 void jb_strn(struct jbuf *b, const char *s, size_t n);
+/* s[0..n) as it is, but valid UTF-8 (bad bytes become U+FFFD as in jb_strn): not quoted,
+ * not escaped. For text that goes into another format (Sparkplug's strings). */
+void jb_utf8(struct jbuf *b, const char *s, size_t n);
 void jb_double(struct jbuf *b, double v);
 /* A value that came from a float32 register: the shortest text that reads back to the
  * same float (16.958353, not the widened double's 16.95835304260254). */

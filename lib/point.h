@@ -46,6 +46,10 @@ struct point_def {
 	double offset;         /* 0.0 when not given */
 	char unit[POINT_UNIT_MAX];
 	bool writable;
+	/* the range a write from the platform may set (min:, max:, in the point's unit,
+	   after scale and offset); has_: given */
+	bool has_min, has_max;
+	double min, max;
 };
 
 /* What one point read to in one poll. */

@@ -195,6 +195,45 @@ static void test_comms_offline(void **state)
 	config_free(cfg);
 }
 
+/* A reading reaches the rules that name its device, in the config's order, and no
+ * other (alert_feed visits each device's rules only). */
+static void test_rules_see_their_devices_only(void **state)
+{
+	struct config *cfg = load_rules("  - { id: hi_pump, kind: threshold, point: pump.pressure, "
+					"above: 1 }\n"
+					"  - { id: hi_level, kind: threshold, point: gauge.level, "
+					"above: 1 }\n"
+					"  - { id: hi_pump2, kind: threshold, point: pump.pressure, "
+					"above: 2, severity: red }\n");
+	struct alert_engine *e = fx_engine(cfg);
+	struct alert_out o = { 0 };
+
+	(void)state;
+	feed1(e, 2, T0, 5, &o);
+	assert_int_equal(o.nt, 0);
+	feed1(e, 0, T0, 5, &o);
+	assert_int_equal(o.nt, 2);
+	expect_t(&o, 0, "hi_pump", "above", ALERT_FIRING, SEV_YELLOW);
+	expect_t(&o, 1, "hi_pump2", "above", ALERT_FIRING, SEV_RED);
+	feed1(e, 1, T0 + S, 5, &o);
+	assert_int_equal(o.nt, 1);
+	expect_t(&o, 0, "hi_level", "above", ALERT_FIRING, SEV_YELLOW);
+	feed1(e, 1, T0 + 2 * S, 0, &o);
+	assert_int_equal(o.nt, 1);
+	expect_t(&o, 0, "hi_level", "above", ALERT_RESOLVED, SEV_YELLOW);
+	/* the pump's alerts were left as they were by the gauge's readings */
+	feed1(e, 0, T0 + 3 * S, 1.5, &o);
+	assert_int_equal(o.nt, 1);
+	expect_t(&o, 0, "hi_pump2", "above", ALERT_RESOLVED, SEV_RED);
+	/* a device the config does not have */
+	feed1(e, 3, T0 + 4 * S, 5, &o);
+	assert_int_equal(o.nt, 0);
+
+	alert_out_free(&o);
+	alert_free(e);
+	config_free(cfg);
+}
+
 /* ---- waterlogging ------------------------------------------------------------------- */
 
 static const char wl_rules[] =
@@ -460,6 +499,7 @@ int main(void)
 		cmocka_unit_test(test_threshold_for_and_hysteresis),
 		cmocka_unit_test(test_threshold_tick_fires_pending),
 		cmocka_unit_test(test_comms_offline),
+		cmocka_unit_test(test_rules_see_their_devices_only),
 		cmocka_unit_test(test_waterlogging_grades),
 		cmocka_unit_test(test_waterlogging_spikes),
 		cmocka_unit_test(test_waterlogging_rise_and_stuck),

@@ -898,6 +898,14 @@ static const char *const msgs_empty[] = {
 static const char *const msgs_two_documents[] = {
 	FIX "two-documents.yaml:5:1: a second YAML document starts here: the file must hold one document",
 };
+/* the loader composes libyaml's events itself: libyaml's composer errors, in its words */
+static const char *const msgs_alias_undefined[] = {
+	FIX "alias-undefined.yaml:4:10: YAML syntax error: found undefined alias",
+};
+static const char *const msgs_anchor_twice[] = {
+	FIX "anchor-twice.yaml:6:5: YAML syntax error: second occurrence (found duplicate anchor; "
+	    "first occurrence at line 5 column 5)",
+};
 static const char *const msgs_not_a_mapping[] = {
 	FIX "not-a-mapping.yaml:1:1: the configuration must be a mapping (key: value lines), not a list",
 };
@@ -1359,6 +1367,116 @@ static struct config *text_load(const char *name, const struct text *t, struct c
 #define TOP_TEXT "gateway: { id: gw }\nuplink: { host: 127.0.0.1 }\n"
 
 /*
+ * web: the page. A password is required on any address but loopback; only numeric
+ * addresses; cert_file and key_file go together; the password file and the key are
+ * secrets (mode checked as the MQTT password file's); a port below 1024 is warned of.
+ */
+static void test_web(void **state)
+{
+	char pw[] = "/tmp/sluice-test-webpw-XXXXXX";
+	int fd = mkstemp(pw);
+	struct config_diag d;
+	struct config *cfg;
+	struct text t = { 0 };
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(chmod(pw, 0640), 0);
+
+	add(&t, TOP_TEXT "web:\n  listen: 0.0.0.0:8080\n  password_file: %s\n", pw);
+	cfg = text_load("web.yaml", &t, &d);
+	if (!cfg)
+		print_diag("web", &d);
+	assert_non_null(cfg);
+	assert_string_equal(cfg->web.listen, "0.0.0.0:8080");
+	assert_string_equal(cfg->web.password_file, pw);
+	assert_null(cfg->web.cert_file);
+	config_free(cfg);
+	config_diag_free(&d);
+
+	/* no web: no page */
+	t.n = 0;
+	add(&t, TOP_TEXT);
+	cfg = text_load("web.yaml", &t, &d);
+	assert_non_null(cfg);
+	assert_null(cfg->web.listen);
+	config_free(cfg);
+	config_diag_free(&d);
+
+	static const struct {
+		const char *web, *want;
+	} bad[] = {
+		{ "  listen: 0.0.0.0:8080\n",
+		  "web.yaml:4:11: web: listen '0.0.0.0:8080' is not a loopback address: "
+		  "password_file is required (lines user:HASH, as `openssl passwd -6` makes them), "
+		  "or anyone who reaches the box reads every device and probes its buses" },
+		{ "  listen: \"[::]:8080\"\n",
+		  "web.yaml:4:11: web: listen '[::]:8080' is not a loopback address: password_file is "
+		  "required (lines user:HASH, as `openssl passwd -6` makes them), or anyone who "
+		  "reaches the box reads every device and probes its buses" },
+		{ "  listen: gateway.local:8080\n",
+		  "web.yaml:4:11: web: listen 'gateway.local:8080' is not an address and port: "
+		  "expected a numeric IPv4 address and port (\"0.0.0.0:8080\") or an IPv6 address in "
+		  "brackets (\"[::]:8080\"); names are not looked up" },
+		{ "  listen: 127.0.0.1:8080\n  cert_file: /nonexistent.crt\n",
+		  "web.yaml:5:14: web: cert_file '/nonexistent.crt' does not exist" },
+		{ "  password_file: /nonexistent\n",
+		  "web.yaml:4:18: web: password_file '/nonexistent' does not exist" },
+		{ "  password_file: /nonexistent\n", "web.yaml:4:3: web: missing required key 'listen'" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		t.n = 0;
+		add(&t, TOP_TEXT "web:\n%s", bad[i].web);
+		assert_null(cfg = text_load("web.yaml", &t, &d));
+		bool found = false;
+		for (size_t k = 0; k < d.n; k++)
+			found |= strcmp(d.msgs[k], bad[i].want) == 0;
+		if (!found) {
+			fprintf(stderr, "expected [%s]\n", bad[i].want);
+			print_diag(bad[i].web, &d);
+		}
+		assert_true(found);
+		config_diag_free(&d);
+	}
+
+	/* the certificate without its key */
+	t.n = 0;
+	add(&t, TOP_TEXT "web:\n  listen: 127.0.0.1:8443\n  cert_file: %s\n", pw);
+	assert_null(text_load("web.yaml", &t, &d));
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.msgs[0], "web.yaml:4:3: web: cert_file and key_file go together "
+				       "(HTTPS needs the certificate and its key)");
+	config_diag_free(&d);
+
+	/* the password file readable by all */
+	assert_int_equal(chmod(pw, 0644), 0);
+	t.n = 0;
+	add(&t, TOP_TEXT "web:\n  listen: 127.0.0.1:8080\n  password_file: %s\n", pw);
+	assert_null(text_load("web.yaml", &t, &d));
+	assert_int_equal(d.n, 1);
+	assert_non_null(strstr(d.msgs[0], "web: password_file"));
+	assert_non_null(strstr(d.msgs[0], "can be read by every user (mode 0644)"));
+	config_diag_free(&d);
+	assert_int_equal(chmod(pw, 0640), 0);
+
+	/* loopback without a password; a privileged port: a warning */
+	t.n = 0;
+	add(&t, TOP_TEXT "web:\n  listen: \"[::1]:80\"\n");
+	cfg = text_load("web.yaml", &t, &d);
+	assert_non_null(cfg);
+	/* and "no devices are configured" */
+	assert_int_equal(d.n, 2);
+	assert_string_equal(d.msgs[1], "web.yaml:4:11: warning: web: listen port 80 is below 1024: "
+				       "sluiced's unit does not grant the capability to bind it "
+				       "(CAP_NET_BIND_SERVICE); use 8080");
+	config_free(cfg);
+	config_diag_free(&d);
+	free(t.s);
+	unlink(pw);
+}
+
+/*
  * Lists and mappings nested more than 32 deep are refused before libyaml composes the
  * document, at the level too deep: 400 KB of '[' took minutes to compose. 32 levels are
  * not refused for their depth.
@@ -1434,6 +1552,7 @@ static void add_points(struct text *t, const char *indent, int from, int n)
 static void test_points_limits(void **state)
 {
 	char tmpl[] = "/tmp/sluice-test-points-XXXXXX", path[PATH_MAX], name[PATH_MAX + 16];
+	char duo[PATH_MAX + 16];
 	struct text t = { 0 }, p = { 0 };
 	struct config_diag d;
 	struct config *cfg;
@@ -1461,8 +1580,47 @@ static void test_points_limits(void **state)
 	assert_non_null(cfg);
 	assert_int_equal(cfg->ndevices, 100);
 	assert_int_equal(cfg->devices[99].npoints, 5000);
+	/* the 99 devices of the profile hold one table between them; the device with
+	 * points of its own has its own */
+	assert_int_equal(cfg->nshared, 1);
+	assert_false(cfg->devices[0].points_shared);
+	for (int i = 1; i < 100; i++) {
+		assert_true(cfg->devices[i].points_shared);
+		assert_ptr_equal(cfg->devices[i].points, cfg->shared_points[0]);
+		assert_ptr_equal(cfg->devices[i].point_locs, cfg->shared_locs[0]);
+	}
+	assert_string_equal(cfg->devices[99].points[4999].name, cfg->devices[0].points[4999].name);
 	config_free(cfg);
 	config_diag_free(&d);
+
+	/* a device that adds points of its own has the profile's first, in a table of its
+	 * own; the devices on either side of it still share the profile's */
+	snprintf(duo, sizeof duo, "%s/devices/duo.yaml", tmpl);
+	spit(duo, "profile: duo\npoints:\n  p0: { table: holding, address: 0, type: uint16 }\n"
+	     "  p1: { table: holding, address: 1, type: uint16 }\n", 0644);
+	t.n = 0;
+	add(&t, TOP_TEXT "buses:\n  - { id: b, tcp: { host: 127.0.0.1 } }\ndevices:\n"
+		"  - { id: x1, bus: b, profile: duo }\n"
+		"  - id: x2\n    bus: b\n    profile: duo\n    points:\n");
+	add_points(&t, "      ", 6000, 1);
+	add(&t, "  - { id: x3, bus: b, profile: duo }\n");
+	cfg = text_load(name, &t, &d);
+	if (!cfg)
+		print_diag(name, &d);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->nshared, 1);
+	assert_true(cfg->devices[0].points_shared && cfg->devices[2].points_shared);
+	assert_ptr_equal(cfg->devices[0].points, cfg->devices[2].points);
+	assert_int_equal(cfg->devices[0].npoints, 2);
+	assert_false(cfg->devices[1].points_shared);
+	assert_int_equal(cfg->devices[1].npoints, 3);
+	assert_ptr_not_equal(cfg->devices[1].points, cfg->devices[0].points);
+	assert_string_equal(cfg->devices[1].points[1].name, "p1");
+	assert_string_equal(cfg->devices[1].points[2].name, "p6000");
+	assert_int_equal(cfg->devices[1].point_locs[1].line, cfg->devices[0].point_locs[1].line);
+	config_free(cfg);
+	config_diag_free(&d);
+	unlink(duo);
 
 	/* 5001 of its own; 5000 of the profile and 1 of its own; the 101st device */
 	t.n = 0;
@@ -1658,6 +1816,8 @@ static void test_whole_file_problems(void **state)
 	(void)state;
 	EXPECT_ERRORS("empty.yaml", msgs_empty);
 	EXPECT_ERRORS("two-documents.yaml", msgs_two_documents);
+	EXPECT_ERRORS("alias-undefined.yaml", msgs_alias_undefined);
+	EXPECT_ERRORS("anchor-twice.yaml", msgs_anchor_twice);
 	EXPECT_ERRORS("not-a-mapping.yaml", msgs_not_a_mapping);
 	EXPECT_ERRORS("no-such.yaml", missing);
 	EXPECT_ERRORS("devices", dir);
@@ -1978,6 +2138,268 @@ static void test_id_valid(void **state)
 	assert_false(config_id_valid(id));
 }
 
+/* Load text and require exactly the messages want[0..n) in order; the config or NULL. */
+static struct config *formats_expect(const char *text, const char *const *want, size_t n)
+{
+	struct text t = { 0 };
+	struct config_diag d;
+	struct config *cfg;
+	bool same;
+
+	add(&t, "%s", text);
+	cfg = text_load("formats.yaml", &t, &d);
+	free(t.s);
+	same = d.n == n;
+	for (size_t i = 0; same && i < n; i++)
+		same = strcmp(d.msgs[i], want[i]) == 0;
+	if (!same) {
+		fprintf(stderr, "expected:\n");
+		for (size_t i = 0; i < n; i++)
+			fprintf(stderr, "  [%s]\n", want[i]);
+		print_diag("formats.yaml", &d);
+	}
+	assert_true(same);
+	if (d.nerrors)
+		assert_null(cfg);
+	else
+		assert_non_null(cfg);
+	config_diag_free(&d);
+	return cfg;
+}
+
+#define DEVICES_TEXT \
+	"buses: [ { id: b, tcp: { host: 127.0.0.1 } } ]\n" \
+	"devices:\n" \
+	"  - id: pump\n" \
+	"    bus: b\n" \
+	"    points:\n" \
+	"      speed: { table: holding, address: 0, type: uint16, writable: true, min: 0, max: 1450 }\n" \
+	"      run: { table: coil, address: 0, type: bool, writable: true }\n"
+
+/* uplink.format and what goes with it: sparkplug, commands, fallback brokers. */
+static void test_formats(void **state)
+{
+	static const char good[] =
+		"gateway: { id: gw }\n"
+		"uplink:\n"
+		"  host: broker.example\n"
+		"  username: u\n"
+		"  client_id: cid\n"
+		"  tls: true\n"
+		"  format: sparkplug\n"
+		"  sparkplug: { group: cq-water, primary_host: scada-1, qos: 0 }\n"
+		"  commands: true\n"
+		"  command_max_age: 30s\n"
+		"  fallback_check: 1m\n"
+		"  fallback:\n"
+		"    - { host: 192.0.2.31 }\n"
+		"    - { host: \"2001:db8::2\", port: 1884, tls: false, username: v, client_id: c2 }\n"
+		DEVICES_TEXT;
+	static const char defaults[] =
+		"gateway: { id: gw }\n"
+		"uplink: { host: h }\n" DEVICES_TEXT;
+	struct config *cfg;
+
+	(void)state;
+	cfg = formats_expect(good, NULL, 0);
+	assert_int_equal(cfg->uplink.format, FORMAT_SPARKPLUG);
+	assert_string_equal(uplink_format_name(cfg->uplink.format), "sparkplug");
+	assert_string_equal(cfg->uplink.sparkplug_group, "cq-water");
+	assert_string_equal(cfg->uplink.sparkplug_primary_host, "scada-1");
+	assert_int_equal(cfg->uplink.sparkplug_qos, 0);
+	assert_true(cfg->uplink.commands);
+	assert_int_equal(cfg->uplink.command_max_age_ms, 30000);
+	assert_int_equal(cfg->uplink.fallback_check_ms, 60000);
+	assert_int_equal(cfg->uplink.nfallback, 2);
+	/* the first shares the first broker's TLS, credentials and client id */
+	assert_string_equal(cfg->uplink.fallback[0].host, "192.0.2.31");
+	assert_true(cfg->uplink.fallback[0].tls);
+	assert_int_equal(cfg->uplink.fallback[0].port, 8883);
+	assert_string_equal(cfg->uplink.fallback[0].username, "u");
+	assert_string_equal(cfg->uplink.fallback[0].client_id, "cid");
+	assert_int_equal(cfg->uplink.fallback[0].loc.line, 13);
+	/* the second gives its own */
+	assert_string_equal(cfg->uplink.fallback[1].host, "2001:db8::2");
+	assert_false(cfg->uplink.fallback[1].tls);
+	assert_int_equal(cfg->uplink.fallback[1].port, 1884);
+	assert_string_equal(cfg->uplink.fallback[1].username, "v");
+	assert_null(cfg->uplink.fallback[1].password_file);
+	assert_string_equal(cfg->uplink.fallback[1].client_id, "c2");
+	/* the points' range for writes */
+	assert_true(cfg->devices[0].points[0].has_min && cfg->devices[0].points[0].has_max);
+	assert_true(cfg->devices[0].points[0].min == 0 && cfg->devices[0].points[0].max == 1450);
+	assert_false(cfg->devices[0].points[1].has_min || cfg->devices[0].points[1].has_max);
+	config_free(cfg);
+
+	cfg = formats_expect(defaults, NULL, 0);
+	assert_int_equal(cfg->uplink.format, FORMAT_SLUICE);
+	assert_string_equal(uplink_format_name(cfg->uplink.format), "sluice");
+	assert_null(cfg->uplink.sparkplug_group);
+	assert_int_equal(cfg->uplink.sparkplug_qos, 1);
+	assert_false(cfg->uplink.commands);
+	assert_int_equal(cfg->uplink.command_max_age_ms, 60000);
+	assert_int_equal(cfg->uplink.fallback_check_ms, 180000);
+	assert_int_equal(cfg->uplink.nfallback, 0);
+	assert_null(cfg->uplink.fallback);
+	config_free(cfg);
+
+	cfg = formats_expect("gateway: { id: gw }\nuplink: { host: h, format: thingsboard }\n"
+			  DEVICES_TEXT, NULL, 0);
+	assert_int_equal(cfg->uplink.format, FORMAT_THINGSBOARD);
+	config_free(cfg);
+}
+
+static void test_formats_errors(void **state)
+{
+	static const char *const no_group[] = {
+		"formats.yaml:2:28: uplink: format sparkplug needs sparkplug.group (the Sparkplug "
+		"group id of the gateway's edge node): add sparkplug: { group: NAME }",
+	};
+	static const char *const bad[] = {
+		"formats.yaml:4:11: uplink: format 'mqtt' is not one of sluice, sparkplug, thingsboard",
+		"formats.yaml:5:23: uplink: sparkplug.group 'cq/water' must not contain '/', '+' or '#' "
+		"(it is one level of Sparkplug's topics)",
+		"formats.yaml:5:47: uplink: sparkplug.primary_host 'scada+1' must not contain '/', '+' "
+		"or '#' (it is one level of Sparkplug's topics)",
+		"formats.yaml:5:61: uplink: sparkplug.qos 2 is out of range (expected 0..1)",
+		"formats.yaml:6:20: uplink: command_max_age 0s is out of range (expected 1s..1d)",
+		"formats.yaml:7:19: uplink: fallback_check 5s is out of range (expected 10s..1d)",
+		"formats.yaml:9:7: uplink.fallback[0]: missing required key 'host'",
+		"formats.yaml:10:7: uplink: fallback[1] must be a mapping (key: value lines), not the "
+		"value 'h2'",
+		"formats.yaml:11:15: uplink.fallback[2]: host 'h3:1883' includes a port: give the port "
+		"in port:",
+		"formats.yaml:11:26: uplink.fallback[2]: unknown key 'prot' (did you mean 'port'?)",
+		"formats.yaml:12:34: uplink.fallback[3]: password_file '/dev/null' is not a regular "
+		"file",
+		"formats.yaml:12:34: uplink.fallback[3]: password_file needs a username (MQTT sends a "
+		"password only with a user name)",
+	};
+	static const char *const sparkplug_empty[] = {
+		"formats.yaml:2:50: uplink: format sparkplug needs sparkplug.group (the Sparkplug "
+		"group id of the gateway's edge node)",
+	};
+	static const char *const too_many[] = {
+		"formats.yaml:2:30: uplink: fallback has 9 brokers; at most 8 are tried",
+	};
+	static const char *const warnings[] = {
+		"formats.yaml:2:53: warning: uplink: topic_prefix applies to the sluice format only: "
+		"the sparkplug format's topics are fixed by its standard",
+		"formats.yaml:2:61: warning: uplink: qos applies to the sluice and thingsboard formats; "
+		"Sparkplug's is sparkplug.qos (0 or 1, default 1)",
+		"formats.yaml:2:105: warning: uplink: fallback_check applies only with fallback: "
+		"brokers",
+		"formats.yaml:2:126: warning: uplink: command_max_age applies only with commands: true",
+	};
+	static const char *const warnings2[] = {
+		"formats.yaml:2:31: warning: uplink: sparkplug: applies to format sparkplug only; the "
+		"format is thingsboard",
+		"formats.yaml:2:71: warning: uplink: qos 2: ThingsBoard's MQTT transport takes QoS 0 "
+		"and 1 (use 1)",
+		"formats.yaml:2:86: warning: uplink.fallback[0]: this is the first broker again (h, "
+		"port 1883): a fallback that is the same broker does not help when it is down",
+	};
+	struct text t = { 0 };
+
+	(void)state;
+	formats_expect("gateway: { id: gw }\nuplink: { host: h, format: sparkplug }\n" DEVICES_TEXT,
+		    no_group, 1);
+	formats_expect("gateway: { id: gw }\n"
+		    "uplink:\n"
+		    "  host: h\n"
+		    "  format: mqtt\n"
+		    "  sparkplug: { group: cq/water, primary_host: scada+1, qos: 2 }\n"
+		    "  command_max_age: 0s\n"
+		    "  fallback_check: 5s\n"
+		    "  fallback:\n"
+		    "    - { port: 1 }\n"
+		    "    - h2\n"
+		    "    - { host: \"h3:1883\", prot: 1 }\n"
+		    "    - { host: h4, password_file: /dev/null }\n"
+		    "  commands: true\n" DEVICES_TEXT,
+		    bad, sizeof bad / sizeof bad[0]);
+	formats_expect("gateway: { id: gw }\nuplink: { host: h, format: sparkplug, sparkplug: {} }\n"
+		    DEVICES_TEXT, sparkplug_empty, 1);
+	add(&t, "gateway: { id: gw }\nuplink: { host: h, fallback: [");
+	for (int i = 0; i < 9; i++)
+		add(&t, "%s{ host: f%d }", i ? ", " : "", i);
+	add(&t, "] }\n" DEVICES_TEXT);
+	formats_expect(t.s, too_many, 1);
+	free(t.s);
+	config_free(formats_expect("gateway: { id: gw }\n"
+				"uplink: { host: h, format: sparkplug, topic_prefix: x, qos: 1, "
+				"sparkplug: { group: g }, fallback_check: 1m, command_max_age: 1m }\n"
+				DEVICES_TEXT, warnings, sizeof warnings / sizeof warnings[0]));
+	config_free(formats_expect("gateway: { id: gw }\n"
+				"uplink: { host: h, sparkplug: { group: g }, format: thingsboard, "
+				"qos: 2, fallback: [ { host: h } ] }\n"
+				DEVICES_TEXT, warnings2, sizeof warnings2 / sizeof warnings2[0]));
+}
+
+/* min: and max: bound what the platform may write: numbers only, in order. */
+static void test_point_min_max(void **state)
+{
+	static const char *const want[] = {
+		"formats.yaml:8:70: point 'a' of device d: min and max apply to numbers, not to type "
+		"bool",
+		"formats.yaml:9:82: point 'b' of device d: max 1 is below min 5",
+		"formats.yaml:10:70: point 'c' of device d: min and max apply to numbers, not to type "
+		"string",
+		"formats.yaml:11:74: point 'e' of device d: min 'low' is not a number",
+		"formats.yaml:12:58: warning: point 'f' of device d: min and max bound what the "
+		"platform may write (uplink.commands), and this point is not writable",
+	};
+
+	(void)state;
+	formats_expect("gateway: { id: gw }\n"
+		    "uplink: { host: h }\n"
+		    "buses: [ { id: b, tcp: { host: 127.0.0.1 } } ]\n"
+		    "devices:\n"
+		    "  - id: d\n"
+		    "    bus: b\n"
+		    "    points: {\n"
+		    "      a: { table: coil, address: 0, type: bool, writable: true, min: 0 },\n"
+		    "      b: { table: holding, address: 0, type: int16, writable: true, min: 5, max: 1 },\n"
+		    "      c: { table: holding, address: 1, type: string, length: 2, max: 1 },\n"
+		    "      e: { table: holding, address: 3, type: int16, writable: true, min: low },\n"
+		    "      f: { table: holding, address: 4, type: int16, min: -5, max: 5 } }\n",
+		    want, sizeof want / sizeof want[0]);
+}
+
+/* Sparkplug's topics: spBv1.0/<group>/DBIRTH/<gateway>/<device> within the limit. */
+static void test_sparkplug_topic_limit(void **state)
+{
+	char group[UPLINK_TOPIC_MAX];
+	struct text t = { 0 };
+	struct config_diag d;
+	struct config *cfg;
+	size_t fits = UPLINK_TOPIC_MAX - 1 - strlen("spBv1.0//DBIRTH/gw/pump");
+
+	(void)state;
+	memset(group, 'g', fits);
+	group[fits] = '\0';
+	add(&t, "gateway: { id: gw }\nuplink: { host: h, format: sparkplug, sparkplug: { group: %s "
+		"} }\n" DEVICES_TEXT, group);
+	cfg = text_load("formats.yaml", &t, &d);
+	if (d.n)
+		print_diag("fits", &d);
+	assert_non_null(cfg);
+	config_free(cfg);
+	config_diag_free(&d);
+	t.n = 0;
+	add(&t, "gateway: { id: gw }\nuplink: { host: h, format: sparkplug, sparkplug: { group: %sg "
+		"} }\n" DEVICES_TEXT, group);
+	assert_null(text_load("formats.yaml", &t, &d));
+	if (d.n != 1)
+		print_diag("too long", &d);
+	assert_int_equal(d.n, 1);
+	assert_non_null(strstr(d.msgs[0], "formats.yaml:2:59: uplink: sparkplug.group is too long: "
+				   "the topic spBv1.0/"));
+	assert_non_null(strstr(d.msgs[0], "/DBIRTH/gw/pump would be 1024 bytes"));
+	config_diag_free(&d);
+	free(t.s);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -2024,6 +2446,7 @@ int main(void)
 		cmocka_unit_test(test_point_orders),
 		cmocka_unit_test(test_topic_limits),
 		cmocka_unit_test(test_nesting_depth),
+		cmocka_unit_test(test_web),
 		cmocka_unit_test(test_points_limits),
 		cmocka_unit_test(test_many_items),
 		cmocka_unit_test(test_bad_ids),
@@ -2046,6 +2469,10 @@ int main(void)
 		cmocka_unit_test(test_parse_power),
 		cmocka_unit_test(test_parse_time_of_day),
 		cmocka_unit_test(test_id_valid),
+		cmocka_unit_test(test_formats),
+		cmocka_unit_test(test_formats_errors),
+		cmocka_unit_test(test_point_min_max),
+		cmocka_unit_test(test_sparkplug_topic_limit),
 		cmocka_unit_test(test_names),
 	};
 

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <string.h>
+#include <sys/socket.h>
 
 #include "config.h"
 
@@ -182,6 +183,45 @@ static void test_parse_time_of_day_edges(void **state)
 	}
 }
 
+/* web.listen: numeric only, the port 1..65535, loopback and "any" told apart. */
+static void test_parse_listen(void **state)
+{
+	struct config_listen l;
+
+	(void)state;
+	assert_int_equal(config_parse_listen("0.0.0.0:8080", &l), 0);
+	assert_int_equal(l.family, AF_INET);
+	assert_int_equal(l.port, 8080);
+	assert_true(l.any);
+	assert_false(l.loopback);
+	assert_int_equal(config_parse_listen("127.0.0.2:1", &l), 0);
+	assert_true(l.loopback);
+	assert_false(l.any);
+	assert_int_equal(config_parse_listen("192.168.1.20:65535", &l), 0);
+	assert_false(l.loopback);
+	assert_int_equal(l.addr[0], 192);
+	assert_int_equal(l.addr[3], 20);
+	assert_int_equal(config_parse_listen("[::]:8080", &l), 0);
+	assert_int_equal(l.family, AF_INET6);
+	assert_true(l.any);
+	assert_int_equal(config_parse_listen("[::1]:8080", &l), 0);
+	assert_true(l.loopback);
+	assert_int_equal(config_parse_listen("[::ffff:127.0.0.1]:8080", &l), 0);
+	assert_true(l.loopback);
+	assert_int_equal(config_parse_listen("[fe80::1]:80", &l), 0);
+	assert_false(l.loopback);
+	l.port = 7;
+	static const char *const bad[] = { "", "8080", ":8080", "0.0.0.0", "0.0.0.0:", "0.0.0.0:0",
+					   "0.0.0.0:65536", "0.0.0.0:80x", "0.0.0.0:+80",
+					   "localhost:8080", "::1:8080", "[::1]8080", "[::1]:",
+					   "[127.0.0.1]:80", "1.2.3:80", "0.0.0.0:-1", NULL };
+	for (size_t i = 0; bad[i]; i++)
+		if (config_parse_listen(bad[i], &l) != -1)
+			fail_msg("'%s' was taken", bad[i]);
+	assert_int_equal(l.port, 7); /* left as it was */
+	assert_int_equal(config_parse_listen(NULL, &l), -1);
+}
+
 static void test_format_duration(void **state)
 {
 	static const struct {
@@ -243,6 +283,7 @@ int main(void)
 		cmocka_unit_test(test_parse_size_edges),
 		cmocka_unit_test(test_parse_power_edges),
 		cmocka_unit_test(test_parse_time_of_day_edges),
+		cmocka_unit_test(test_parse_listen),
 		cmocka_unit_test(test_format_duration),
 		cmocka_unit_test(test_format_size),
 	};

@@ -208,6 +208,36 @@ static void test_utf8_valid_passes(void **state)
 	CHECK_STR("泵\n站", "\"泵\\n站\"");
 }
 
+/* jb_utf8: the same replacements as jb_strn, without quotes or escapes. */
+static void test_utf8_raw(void **state)
+{
+	static const struct {
+		const char *in;
+		size_t n;
+		const char *want;
+	} cases[] = {
+		{ "泵\n站\"\\", 9, "泵\n站\"\\" },
+		{ "caf\xE9", 4, "caf" FFFD },
+		{ "a\x80\x80z", 4, "a" FFFD FFFD "z" },
+		{ "\xF0\x9F\x98", 3, FFFD },            /* a truncated emoji: one replacement */
+		{ "x\0y", 3, "x\0y" },                  /* a NUL is kept: the caller has the length */
+		{ "", 0, "" },
+	};
+	struct jbuf b;
+
+	(void)state;
+	jb_init(&b);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		size_t wn = i == 4 ? 3 : strlen(cases[i].want);
+		jb_reset(&b);
+		jb_utf8(&b, cases[i].in, cases[i].n);
+		assert_int_equal(b.len, wn);
+		if (wn)
+			assert_memory_equal(b.p, cases[i].want, wn);
+	}
+	jb_free(&b);
+}
+
 static void test_utf8_stray_continuation(void **state)
 {
 	(void)state;
@@ -652,6 +682,7 @@ int main(void)
 		cmocka_unit_test(test_escapes),
 		cmocka_unit_test(test_str_null_and_cstr),
 		cmocka_unit_test(test_utf8_valid_passes),
+		cmocka_unit_test(test_utf8_raw),
 		cmocka_unit_test(test_utf8_stray_continuation),
 		cmocka_unit_test(test_utf8_invalid_leads),
 		cmocka_unit_test(test_utf8_overlong),

@@ -133,6 +133,22 @@ static void test_device_turned(void **state)
 	assert_false(status_device_turned(&ds, r));
 	reading_free(r);
 
+	/* offline, then a reload gives it a fresh breaker: its first failed poll under it
+	 * says online only because the breaker has not counted yet; it stays offline */
+	ds.published = 0;
+	r = reading_of(0, 5, silent, 2);
+	assert_true(r->online);
+	assert_false(status_device_turned(&ds, r));
+	assert_int_equal(ds.published, 0);
+	reading_free(r);
+
+	/* nor does a gateway's "the unit behind me did not answer" (exception 0x0B) */
+	static const int gateway[] = { MBE_EXC_BASE + 0x0B, MBE_EXC_BASE + 0x0B };
+	r = reading_of(0, 6, gateway, 2);
+	assert_false(status_device_turned(&ds, r));
+	assert_int_equal(ds.published, 0);
+	reading_free(r);
+
 	/* a Modbus exception is an answer: the device is there */
 	ds.published = -1;
 	r = reading_of(0, 3, refused, 2);
