@@ -576,8 +576,8 @@ static void ul_track(struct uplink *u, int mid, enum ul_track t)
 static struct payload_gateway ul_gateway(const struct uplink *u)
 {
 	return (struct payload_gateway){ .id = u->gateway_id, .name = u->gateway_name,
-					 .version = SLUICE_VERSION, .bdseq = u->bdseq,
-					 .stream = u->stream[0] ? u->stream : NULL };
+					 .version = SLUICE_VERSION,
+					 .stream = u->stream[0] ? u->stream : NULL, .bdseq = u->bdseq };
 }
 
 /*

@@ -12,10 +12,12 @@
  * Opened per question, it never holds a snapshot between them (the WAL checkpoints),
  * and follows a database replaced after damage.
  *
- * The store is being redesigned (branch outbox16) with a per-device access path for
- * sluicectl tail and this plot: these two functions are all the page reads of the store,
- * the place to re-point. Rows are read as the "sluice" format writes them ("ts",
- * "values"); a row in another format is skipped.
+ * A device's readings come through its own chain in the store (store_recent on
+ * telemetry/<device>: a few page reads each, however many other devices there are), as
+ * values (store_row_reading) named by the device's description as it was stored
+ * (store_device): a device whose points changed plots the old readings under their old
+ * names. A reading stored before schema 3 is a text row, read as the "sluice" format
+ * wrote it ("values"); one in another format is skipped. Transitions are text rows.
  */
 #include "web_hist.h"
 
@@ -24,6 +26,7 @@
 #include <string.h>
 
 #include "jread.h"
+#include "reading.h"
 #include "site.h"
 #include "store.h"
 
@@ -66,6 +69,95 @@ static int series_add(struct series *s, int64_t t, double v)
 	s->t[s->n] = t;
 	s->v[s->n++] = v;
 	return 0;
+}
+
+/* A point's value as the plot draws it: numbers and booleans; false for the rest (a
+ * string, a point that failed this poll). */
+static bool value_plotted(const struct value *v, double *out)
+{
+	switch (v->kind) {
+	case VAL_BOOL:
+		*out = v->v.b;
+		return true;
+	case VAL_INT:
+		*out = (double)v->v.i;
+		return true;
+	case VAL_UINT:
+		*out = (double)v->v.u;
+		return true;
+	case VAL_DOUBLE:
+		*out = v->v.d;
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * A reading stored as values, into the series of its points (named as its device was
+ * described when it was stored). 1: added; 0: it cannot be read back (skipped, as a
+ * damaged row is by sluicectl tail); -1: out of memory.
+ */
+static int add_values(struct store *st, const struct store_row *row, struct series *ser,
+		      size_t *nser)
+{
+	const struct device_cfg *d = store_device(st, row->dev);
+	struct reading *r = d ? store_row_reading(row) : NULL;
+	int rc = 1;
+
+	if (!r)
+		return 0;
+	for (size_t k = 0; k < r->nvalues && k < d->npoints; k++) {
+		struct series *s;
+		double v;
+
+		if (!value_plotted(&r->values[k], &v))
+			continue;
+		s = series_of(ser, nser, d->points[k].name);
+		if (s && series_add(s, row->ts_ms, v) != 0) {
+			rc = -1;
+			break;
+		}
+	}
+	reading_free(r);
+	return rc;
+}
+
+/* A reading stored as text before schema 3, as the "sluice" format wrote it: as
+ * add_values. text is scratch space. */
+static int add_text(const struct store_row *row, struct series *ser, size_t *nser,
+		    struct jbuf *text)
+{
+	const struct jval *vals;
+	struct jval *pl;
+	char perr[96];
+	int rc = 1;
+
+	jb_reset(text);
+	jb_cstr(text, "{");
+	jb_cstr(text, row->body ? row->body : "");
+	jb_cstr(text, "}");
+	if (text->oom || !(pl = jread_parse(text->p, text->len, perr, sizeof perr)))
+		return 0;
+	vals = jread_get(pl, "values");
+	if (!vals || vals->type != J_OBJ) {
+		jread_free(pl);
+		return 0;
+	}
+	for (size_t k = 0; k < vals->n; k++) {
+		const struct jval *v = vals->items[k];
+		struct series *s;
+
+		if (v->type != J_NUM && v->type != J_BOOL)
+			continue;
+		s = series_of(ser, nser, vals->keys[k]);
+		if (s && series_add(s, row->ts_ms, v->type == J_NUM ? v->num : v->b) != 0) {
+			rc = -1;
+			break;
+		}
+	}
+	jread_free(pl);
+	return rc;
 }
 
 static void emit_point(struct jbuf *b, int64_t t, double v, bool *first_t, struct jbuf *vb)
@@ -135,7 +227,7 @@ int web_hist_device(const char *data_dir, const char *device, int64_t now_ms, st
 	struct series *ser = NULL;
 	size_t nser = 0, used = 0;
 	int64_t from = now_ms - WEB_HISTORY_MS, oldest = now_ms;
-	char topic[ID_MAX + 16], perr[96];
+	char topic[ID_MAX + 16];
 	struct jbuf text;
 	long n;
 	int rc = -1;
@@ -158,32 +250,18 @@ int web_hist_device(const char *data_dir, const char *device, int64_t now_ms, st
 	}
 	/* oldest first: each series in time order */
 	for (long i = n - 1; i >= 0; i--) {
-		const struct jval *vals;
-		struct jval *pl;
+		int got;
 
 		if (rows[i].ts_ms < from || rows[i].ts_ms > now_ms)
 			continue;
-		jb_reset(&text);
-		jb_cstr(&text, "{");
-		jb_cstr(&text, rows[i].body);
-		jb_cstr(&text, "}");
-		if (text.oom || !(pl = jread_parse(text.p, text.len, perr, sizeof perr)))
-			continue;
-		vals = jread_get(pl, "values");
-		for (size_t k = 0; vals && vals->type == J_OBJ && k < vals->n; k++) {
-			const struct jval *v = vals->items[k];
-			struct series *s;
-
-			if (v->type != J_NUM && v->type != J_BOOL)
-				continue;
-			s = series_of(ser, &nser, vals->keys[k]);
-			if (s && series_add(s, rows[i].ts_ms, v->type == J_NUM ? v->num : v->b) != 0) {
-				jread_free(pl);
-				snprintf(err, errlen, "out of memory");
-				goto out;
-			}
+		got = rows[i].dev ? add_values(st, &rows[i], ser, &nser)
+				  : add_text(&rows[i], ser, &nser, &text);
+		if (got < 0) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
 		}
-		jread_free(pl);
+		if (got == 0)
+			continue;
 		if (rows[i].ts_ms < oldest)
 			oldest = rows[i].ts_ms;
 		used++;

@@ -2,9 +2,8 @@
  * web_hist: the page's one way into what the store keeps: a device's readings of the
  * last hours for its plot, the recent alert transitions for the alerts page. Called on
  * the page's HTTP thread, each through a read-only store handle of its own (why:
- * daemon/web_hist.c). The store is being redesigned (branch outbox16) with a per-device
- * access path for `sluicectl tail` and this plot: these two functions are the place to
- * re-point.
+ * daemon/web_hist.c). A device's readings come through the store's per-device access
+ * path (store_recent), as values (schema 3) or, stored by an older release, as text.
  */
 #ifndef SLUICE_WEB_HIST_H
 #define SLUICE_WEB_HIST_H

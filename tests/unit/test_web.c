@@ -391,28 +391,52 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 	return remove(path);
 }
 
-/* A store with n readings of device "m" a second apart ending at end_ms: flow 10, but
- * 99 at spike (an index), and a string point the plot leaves out. */
-static char *history_store(size_t n, int64_t end_ms, size_t spike)
+/* A store with n readings of device "m" a second apart ending at end_ms: flow 10.5, but
+ * 99 at spike (an index), a boolean, and a string point the plot leaves out. The first
+ * nlegacy are text rows, as a release before schema 3 stored them (a migrated backlog);
+ * the rest are stored as values, under the device as described by its points. */
+static char *history_store(size_t n, int64_t end_ms, size_t spike, size_t nlegacy)
 {
+	static struct point_def pts[3] = {
+		{ .name = "flow", .type = PT_FLOAT32, .bit = -1, .scale = 1 },
+		{ .name = "on", .type = PT_BOOL, .bit = -1, .scale = 1 },
+		{ .name = "name", .type = PT_STRING, .length = 4, .bit = -1, .scale = 1 },
+	};
+	struct device_cfg dev = { .id = "m", .points = pts, .npoints = 3 };
 	char tmpl[] = "/tmp/sluice-test-web-XXXXXX", err[300], *dir;
 	struct store_row *rows = calloc(n, sizeof *rows);
 	struct store *st;
+	uint32_t id;
 
 	dir = strdup(mkdtemp(tmpl));
 	assert_non_null(rows);
 	st = store_open(dir, NULL, err, sizeof err);
 	if (!st)
 		fail_msg("%s", err);
+	assert_int_equal(store_devices(st, &dev, 1, &id), 0);
 	for (size_t i = 0; i < n; i++) {
+		int64_t ts = end_ms - (int64_t)(n - 1 - i) * 1000;
 		char body[200];
+		struct reading *r;
 
-		snprintf(body, sizeof body, "\"ts\":%lld,\"values\":{\"flow\":%s,\"on\":%s,\"name\":\"x\"}",
-			 (long long)(end_ms - (int64_t)(n - 1 - i) * 1000), i == spike ? "99" : "10.5",
-			 i % 2 ? "true" : "false");
-		rows[i] = (struct store_row){ .kind = ROW_TELEMETRY,
-					      .ts_ms = end_ms - (int64_t)(n - 1 - i) * 1000,
-					      .topic = strdup("telemetry/m"), .body = strdup(body) };
+		if (i < nlegacy) {
+			snprintf(body, sizeof body,
+				 "\"ts\":%lld,\"values\":{\"flow\":%s,\"on\":%s,\"name\":\"x\"}",
+				 (long long)ts, i == spike ? "99" : "10.5", i % 2 ? "true" : "false");
+			rows[i] = (struct store_row){ .kind = ROW_TELEMETRY, .ts_ms = ts,
+						      .topic = strdup("telemetry/m"),
+						      .body = strdup(body) };
+			continue;
+		}
+		r = reading_new(0, 3, 8);
+		assert_non_null(r);
+		r->ts_ms = ts;
+		r->values[0] = (struct value){ .kind = VAL_DOUBLE, .v.d = i == spike ? 99 : 10.5 };
+		r->values[1] = (struct value){ .kind = VAL_BOOL, .v.b = i % 2 };
+		r->values[2] = (struct value){ .kind = VAL_STRING, .s = "x" };
+		rows[i] = (struct store_row){ .kind = ROW_TELEMETRY, .ts_ms = ts, .dev = id };
+		assert_int_equal(store_row_set_reading(&rows[i], r), 0);
+		reading_free(r);
 	}
 	assert_int_equal(store_append(st, rows, n, err, sizeof err), 0);
 	for (size_t i = 0; i < n; i++)
@@ -435,7 +459,7 @@ static const struct jval *series_named(const struct jval *h, const char *point)
 static void test_history(void **state)
 {
 	int64_t end = 1700000000000;
-	char *dir = history_store(3 * 3600 + 600, end, 3 * 3600 + 600 - 1000), err[300];
+	char *dir = history_store(3 * 3600 + 600, end, 3 * 3600 + 600 - 1000, 0), err[300];
 	const struct jval *flow, *t, *v, *on;
 	struct jval *h;
 	struct jbuf b;
@@ -483,6 +507,33 @@ static void test_history(void **state)
 	assert_int_equal(b.len, 0);
 	assert_int_equal(web_hist_alerts(dir, 10, &b, err, sizeof err), 0);
 	assert_string_equal(jb_cstr_get(&b), "[]");
+	jb_free(&b);
+	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	free(dir);
+
+	/* a migrated backlog's text rows, then readings stored as values: one series each,
+	 * in time order across both (the spike among the text rows, the booleans as 0/1) */
+	dir = history_store(100, end, 3, 40);
+	jb_init(&b);
+	assert_int_equal(web_hist_device(dir, "m", end, &b, err, sizeof err), 0);
+	h = jread_parse(b.p, b.len, err, sizeof err);
+	assert_non_null(h);
+	assert_int_equal(jread_i64(h, "readings", 0), 100);
+	assert_int_equal(jread_get(h, "series")->n, 2);
+	flow = series_named(h, "flow");
+	on = series_named(h, "on");
+	assert_non_null(flow);
+	assert_non_null(on);
+	t = jread_get(flow, "t");
+	v = jread_get(flow, "v");
+	assert_int_equal(t->n, 100);
+	assert_int_equal(v->n, 100);
+	for (size_t i = 0; i < 100; i++) {
+		assert_int_equal((int64_t)t->items[i]->num, end - (int64_t)(99 - i) * 1000);
+		assert_true(v->items[i]->num == (i == 3 ? 99 : 10.5));
+		assert_true(jread_get(on, "v")->items[i]->num == (double)(i % 2));
+	}
+	jread_free(h);
 	jb_free(&b);
 	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 	free(dir);
