@@ -175,11 +175,21 @@ struct pubq {
 	size_t head, n, cap;
 };
 
-/* An action's write, waiting for the poller's word; what it carries back into the alert
- * if it fails. */
+/* A command from the platform being carried out: its writes, queued to the poller
+ * that owns the device, and what their results said so far. */
+struct cmd_job {
+	struct command cmd;
+	size_t left;                /* writes not yet answered */
+	int err;                    /* the first failed write's MBE_* (0: none failed) */
+	size_t failed;              /* its index in cmd.writes */
+};
+
+/* An action's or a command's write, waiting for the poller's word; what it carries back
+ * into the alert if it fails, or the command it is part of. */
 struct pending_write {
 	uint64_t tag;
-	struct alert_transition t;  /* the transition that asked for it */
+	struct alert_transition t;  /* the transition that asked for it (job NULL) */
+	struct cmd_job *job;        /* the command that asked for it, or NULL */
 	size_t device, point;
 	double value;
 };
@@ -327,6 +337,9 @@ struct core {
 	 * snapshot is written next (mono ms). */
 	struct status status;
 	int64_t snapshot_at;
+
+	/* Commands from the platform: the ones seen lately (redeliveries answered again). */
+	struct command_dedup *dedup;
 
 	/* The control socket (sluicectl status, probe); NULL when it could not be made. */
 	struct control *ctl;
@@ -655,6 +668,16 @@ static void commit_pending(struct core *c, bool force)
 }
 
 /* ---- readings and alerts -> rows ------------------------------------------------ */
+
+/* A write queued to the poller that owns the device (tag: its result's, 0 none). */
+static int queue_write(struct core *c, size_t device, size_t point, double value, uint64_t tag)
+{
+	const struct device_cfg *d = &c->cfg->devices[device];
+
+	if (c->cfg->buses[d->bus].kind == BUS_TCP)
+		return c->tp ? tcpoll_write(c->tp, (uint32_t)device, (uint16_t)point, value, tag) : -1;
+	return c->sp ? serpoll_write(c->sp, (uint32_t)device, (uint16_t)point, value, tag) : -1;
+}
 
 static void send_action(struct core *c, const struct alert_action *a,
 			const struct alert_transition *t)
@@ -1565,6 +1588,15 @@ static int wire_transition(struct core *c, const struct store_row *r, long *afte
 						     r->seq <= c->backlog_end, r->seq, c->w.seq,
 						     clock_real_ms()) == 0 ? 0 : -1;
 		}
+	} else if (strcmp(r->topic, "command/event") == 0) {
+		/* the audit trail: the event's own text, as JSON in the format's envelope */
+		if (is_thingsboard(c))
+			rc = payload_thingsboard_command(&c->msg, r->body, r->ts_ms, r->seq) == 0 ? 0
+												   : -1;
+		else
+			rc = payload_sparkplug_command(&c->msg, &n, r->body, r->ts_ms,
+						       r->seq <= c->backlog_end, r->seq, c->w.seq,
+						       clock_real_ms()) == 0 ? 0 : -1;
 	} else {
 		*why = "it is no message this format has";
 		rc = 1;
@@ -1634,22 +1666,137 @@ static void on_message(void *ctx, const char *topic, const void *payload, size_t
 	}
 }
 
-/* A command refused: its reason in the log, and the answer in its format (when the
- * format answers). */
-static void command_message(struct core *c, const char *topic, const void *payload, size_t len)
+static bool add_event(struct core *c, int64_t ts_ms);
+static void commit_transitions(struct core *c, bool alerts);
+static int queue_write(struct core *c, size_t device, size_t point, double value, uint64_t tag);
+
+/* The answer to a command in its format, when its format answers (not tracked: a reply
+ * lost with the connection is asked for again by the platform's retry, which the memory
+ * of commands answers). */
+static void command_answer(struct core *c, const struct command *cmd, bool ok, const char *error)
 {
-	struct command cmd;
-	struct command_env env = { .cfg = c->cfg, .online = dev_online, .ctx = c,
-				   .now_ms = clock_real_ms() };
 	int mid;
 
-	if (command_parse(&env, topic, payload, len, &cmd) != COMMAND_REFUSED)
-		return;
-	log_warnx("command on %s refused: %s", topic, cmd.reason);
-	if (command_reply(&c->msg, &cmd, false, cmd.reason) == 0)
-		(void)uplink_publish(c->up, c->msg.topic, c->msg.body.p, c->msg.body.len, 1, false,
-				     &mid);
+	if (command_reply(&c->msg, cmd, ok, error) == 0 &&
+	    uplink_publish(c->up, c->msg.topic, c->msg.body.p, c->msg.body.len, 1, false, &mid) != 0)
+		log_warnx("command %s: the reply could not be sent now", cmd->id[0] ? cmd->id : "-");
 }
+
+/* A command's outcome: remembered (a redelivery is answered with it), stored as an event
+ * with its seq (the audit trail, committed at once), answered. */
+static void command_outcome(struct core *c, const struct command *cmd, bool ok, const char *error)
+{
+	command_dedup_done(c->dedup, cmd->key, ok, error);
+	if (command_event(&c->msg, cmd, c->cfg, ok, error, clock_real_ms()) != 0 ||
+	    !add_event(c, clock_real_ms()))
+		log_errx("out of memory: the event of command %s is not stored",
+			 cmd->id[0] ? cmd->id : "-");
+	else
+		commit_transitions(c, false);
+	command_answer(c, cmd, ok, error);
+}
+
+/* A write's result for command job (err MBE_*, 0 done): the outcome once every write of
+ * it has answered. */
+static void command_write_done(struct core *c, struct cmd_job *job, size_t wi, int err)
+{
+	char why[COMMAND_REASON_MAX];
+
+	if (err && !job->err) {
+		job->err = err;
+		job->failed = wi;
+	}
+	if (--job->left > 0)
+		return;
+	if (job->err) {
+		const struct command_write *w = &job->cmd.writes[job->failed];
+		const struct device_cfg *d = &c->cfg->devices[w->device];
+		snprintf(why, sizeof why, "write %s.%s failed: %s", d->id, d->points[w->point].name,
+			 mb_strerror(job->err));
+		log_warnx("command %s: %s", job->cmd.id[0] ? job->cmd.id : "-", why);
+	} else {
+		log_info("command %s carried out", job->cmd.id[0] ? job->cmd.id : "-");
+	}
+	command_outcome(c, &job->cmd, job->err == 0, job->err ? why : NULL);
+	free(job);
+}
+
+/*
+ * A command from the platform (command.h): refused with its reason, or its writes queued
+ * to the poller that owns the device, one master per line as for an alert's action; a
+ * redelivery answered again with the first answer, never carried out twice.
+ */
+static void command_message(struct core *c, const char *topic, const void *payload, size_t len)
+{
+	struct command_env env = { .cfg = c->cfg, .online = dev_online, .ctx = c,
+				   .now_ms = clock_real_ms() };
+	const struct command_seen *seen;
+	struct cmd_job *job = calloc(1, sizeof *job);
+	size_t nfree = 0;
+
+	if (!job || !c->dedup) {
+		log_errx("out of memory: a command on %s is not read", topic);
+		free(job);
+		return;
+	}
+	command_parse(&env, topic, payload, len, &job->cmd);
+	if (job->cmd.what == COMMAND_REFUSED && job->cmd.format == FORMAT_SPARKPLUG &&
+	    strstr(topic, "/STATE/")) {
+		/* the primary host's STATE, unreadable: no command, nothing to answer */
+		log_warnx("sparkplug: %s: %s", topic, job->cmd.reason);
+		free(job);
+		return;
+	}
+	seen = command_dedup(c->dedup, &job->cmd, env.now_ms);
+	if (seen) {
+		log_info("command %s on %s seen before: %s", job->cmd.id[0] ? job->cmd.id : "-",
+			 topic, seen->state == COMMAND_SEEN_PENDING ? "still under way"
+								     : "answered again, not carried out");
+		if (seen->state != COMMAND_SEEN_PENDING)
+			command_answer(c, &job->cmd, seen->state == COMMAND_SEEN_OK,
+				       seen->state == COMMAND_SEEN_OK ? NULL : seen->error);
+		free(job);
+		return;
+	}
+	if (job->cmd.what == COMMAND_WRITE) {
+		for (size_t i = 0; i < MAX_PENDING_WRITES; i++)
+			nfree += c->pw[i].tag == 0;
+		if (nfree < job->cmd.nwrites) {
+			job->cmd.what = COMMAND_REFUSED;
+			snprintf(job->cmd.reason, sizeof job->cmd.reason,
+				 "too many writes under way: try again");
+		}
+	}
+	if (job->cmd.what != COMMAND_WRITE) {
+		log_warnx("command %s on %s refused: %s", job->cmd.id[0] ? job->cmd.id : "-", topic,
+			  job->cmd.reason);
+		command_outcome(c, &job->cmd, false, job->cmd.reason);
+		free(job);
+		return;
+	}
+	job->left = job->cmd.nwrites;
+	for (size_t i = 0, k = 0; i < job->cmd.nwrites; i++) {
+		const struct command_write *w = &job->cmd.writes[i];
+		const struct device_cfg *d = &c->cfg->devices[w->device];
+		uint64_t tag = ++c->next_tag;
+
+		while (c->pw[k].tag)
+			k++;
+		c->pw[k] = (struct pending_write){ .tag = tag, .job = job, .device = w->device,
+						   .point = w->point, .value = w->value };
+		log_info("command %s: writing %s.%s = %g", job->cmd.id[0] ? job->cmd.id : "-", d->id,
+			 d->points[w->point].name, w->value);
+		if (queue_write(c, w->device, w->point, w->value, tag) != 0) {
+			c->pw[k].tag = 0;
+			/* the last one frees the job */
+			command_write_done(c, job, i, MBE_IO);
+			if (i + 1 < job->cmd.nwrites)
+				continue;
+			return;
+		}
+	}
+}
+
 
 /* How a row goes: for the first time, or set aside and tried again (by a new session,
  * or because sluicectl retry asked). */
@@ -2023,6 +2170,18 @@ static void take_write_results(struct core *c)
 				pw = &c->pw[k];
 		if (!pw)
 			continue;
+		if (pw->job) {
+			struct cmd_job *job = pw->job;
+			size_t wi = 0;
+
+			for (size_t k = 0; k < job->cmd.nwrites; k++)
+				if (job->cmd.writes[k].device == pw->device &&
+				    job->cmd.writes[k].point == pw->point)
+					wi = k;
+			pw->tag = 0;
+			command_write_done(c, job, wi, res[i].err);
+			continue;
+		}
 		if (res[i].err) {
 			const struct device_cfg *d = &c->cfg->devices[pw->device];
 			struct payload_write_failure f = { .device = d->id,
@@ -2295,12 +2454,9 @@ static bool str_eq(const char *a, const char *b)
 /* Would the uplink connect differently under b than under a? */
 bool core_uplink_ready(const struct config *cfg, char *why, size_t len)
 {
-	if (cfg->uplink.commands) {
-		snprintf(why, len, "uplink.commands is not carried out by this build yet: a command "
-			 "and its outcome are stored as outbox events, which the outbox does not do "
-			 "yet (leave commands off for now)");
-		return false;
-	}
+	(void)cfg;
+	(void)why;
+	(void)len;
 	return true;
 }
 
@@ -2711,6 +2867,11 @@ static void core_free(struct core *c)
 	free(c->pq.seq);
 	free(c->pq.done);
 	free(c->devs);
+	/* commands whose writes had not answered: each job freed by its last slot */
+	for (size_t i = 0; c->pw && i < MAX_PENDING_WRITES; i++)
+		if (c->pw[i].tag && c->pw[i].job && --c->pw[i].job->left == 0)
+			free(c->pw[i].job);
+	free(c->dedup);
 	free(c->devidx);
 	free(c->w.up);
 	free(c->w.checks);
@@ -2764,10 +2925,11 @@ int core_run(struct config *cfg)
 	c.q = queue_new(qcap);
 	c.pw = calloc(MAX_PENDING_WRITES, sizeof *c.pw);
 	c.pend = calloc(1, sizeof *c.pend);
+	c.dedup = calloc(1, sizeof *c.dedup);
 	c.held = calloc(1, sizeof *c.held);
 	c.wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	pthread_mutex_init(&c.wmu, NULL);
-	if (!status_ok || !c.fl || !c.q || !c.pw || !c.pend || !c.held || c.wfd < 0) {
+	if (!status_ok || !c.fl || !c.q || !c.pw || !c.pend || !c.held || c.wfd < 0 || !c.dedup) {
 		log_errx("out of memory at start");
 		goto out;
 	}
