@@ -12,7 +12,10 @@ Google's protobuf (tests/integration/sparkplug.py, the published schema) decodes
   every sluice/seq of the run at the subscriber;
 - sluiced killed: the broker publishes its will, NDEATH, whose bdSeq is the NBIRTH's; the
   next start's NBIRTH carries the bdSeq after it (kept in the store across the restart);
-  a clean stop publishes NDEATH itself.
+  a clean stop publishes NDEATH itself;
+- with a primary host: nothing is published until its STATE says online, nothing while
+  it says offline (the rows wait), and births again when it returns, the rows of the wait
+  then delivered.
 """
 
 import json
@@ -274,6 +277,46 @@ def test_sparkplug_session():
                                                        sorted(missing)[:20])
         sys.stdout.write("%d seqs, all at the subscriber but %d (skipped %d)\n"
                          % (len(want), len(missing), st.get("skipped_seqs", 0)))
+
+
+def state(site, online):
+    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(site.broker_port), "-q", "1",
+                    "-r", "-t", "spBv1.0/STATE/scada-1", "-m",
+                    json.dumps({"online": online, "timestamp": int(time.time() * 1000)})],
+                   check=True, timeout=10)
+
+
+def test_primary_host():
+    with Site("sparkplug-host") as site:
+        site.start_broker()
+        sim_port = free_port()
+        cfg = site_config(site, sim_port, ", primary_host: scada-1")
+        site.start_sim(["--config", cfg])
+        sub = HexSub(site, "spBv1.0/%s/#" % GROUP)
+        d = site.start_daemon(cfg)
+        wait_for(lambda: "uplink: connected" in d.text(), 20, "sluiced connected")
+        time.sleep(2)
+        assert not sub.messages(), "published before the primary host was online"
+        state(site, True)
+        wait_for(lambda: sum(1 for t, _ in sub.messages() if verb(t) == "DDATA") > 10, 20,
+                 "DDATA once the host is online")
+        check_session(sub.messages())
+        state(site, False)
+        time.sleep(1)
+        n = len(sub.messages())
+        time.sleep(2)
+        assert len(sub.messages()) == n, "published while the primary host was offline"
+        state(site, True)
+        wait_for(lambda: since_last(sub.messages(), "NBIRTH") and
+                 len(sub.messages()) > n and verb(sub.messages()[n][0]) == "NBIRTH", 20,
+                 "NBIRTH when the host returns")
+        wait_for(lambda: sum(1 for t, _ in since_last(sub.messages(), "NBIRTH")
+                             if verb(t) == "DDATA") > 20, 20, "the rows of the wait")
+        check_session(since_last(sub.messages(), "NBIRTH"))
+        rc = site.stop("sluiced", signal.SIGTERM, timeout=15)
+        assert rc == 0, "sluiced exit %s:\n%s" % (rc, d.text())
+        seqs = set(row_seqs(sub.messages()))
+        assert seqs == set(range(min(seqs), max(seqs) + 1)), "a gap in sluice/seq"
 
 
 if __name__ == "__main__":
