@@ -446,14 +446,15 @@ int payload_sparkplug_nbirth(struct payload_msg *m, const struct payload_sparkpl
 		else
 			x->is_null = true;
 	}
-	if ((x = psp_add(&b, "sluice/command", PSP_ALIAS_COMMAND, now_ms, SPB_STRING)))
-		x->is_null = true;
 	add_health(&b, h, true, now_ms);
 	for (size_t i = 0; i < nalerts; i++)
 		add_alert(&b, &alerts[i], i, true, false,
 			  alerts[i].state == ALERT_FIRING || alerts[i].state == ALERT_RESOLVED
 				  ? alerts[i].ts_ms
 				  : now_ms);
+	/* last: the metrics above keep their places in every NBIRTH before it */
+	if ((x = psp_add(&b, "sluice/command", PSP_ALIAS_COMMAND, now_ms, SPB_STRING)))
+		x->is_null = true;
 	return psp_finish(&b, m, true, seq, now_ms, "NBIRTH", NULL);
 }
 
