@@ -100,8 +100,9 @@
 /*
  * Acknowledgements move the delivery mark and mark transitions at most this long after
  * they arrive: a mark per PUBACK would be a query per message. The store writes the
- * mark at most a second later; a crash re-sends what was acknowledged meanwhile —
- * duplicates with the same seq, which the platform drops, never a loss.
+ * mark at most 5 s later (store_outbox.c, DELIVERED_WRITE_MS); a crash re-sends what
+ * was acknowledged meanwhile — duplicates with the same seq, which the platform drops,
+ * never a loss.
  */
 #define ACKS_MS 250
 #define ACKS_AT_ONCE 1024        /* ... or as soon as this many wait */

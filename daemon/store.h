@@ -229,7 +229,7 @@ void store_row_clear(struct store_row *r);
  * rows set aside. The caller knows: it publishes readings in seq order and passes the
  * highest seq below which every one it published was acknowledged or set aside. Rows
  * not stored yet are covered too when they are. Kept in memory at once; written with
- * the next append or store_maintain, at most a second later (a crash before re-sends
+ * the next append or store_maintain, at most 5 s later (a crash before re-sends
  * them: at least once). upto below the current mark is ignored.
  */
 void store_delivered(struct store *st, uint64_t upto);
