@@ -1316,14 +1316,22 @@ static int wire_nbirth(struct core *c)
 	h.store_error = c->store_failing ? c->store_err : NULL;
 	h.held_rows = c->held->n;
 	wire_forget(c);
-	/* the alerts firing now (restored at a start): named from the first NBIRTH */
+	/* every alert check of the engine, declared (a firing one with what it fired with) */
 	if (c->ae) {
-		struct alert_transition act[64];
-		size_t na = alert_active(c->ae, act, 64);
-		bool rebirth;
+		size_t na = alert_checks(c->ae, NULL, 0);
+		struct alert_transition *all = na ? calloc(na, sizeof *all) : NULL;
+		bool added;
 
-		for (size_t i = 0; i < na && i < 64; i++)
-			(void)wire_check(c, &act[i], &rebirth);
+		if (all)
+			(void)alert_checks(c->ae, all, na);
+		for (size_t i = 0; all && i < na; i++) {
+			long k = wire_check(c, &all[i], &added);
+			/* a check published since keeps its last transition */
+			if (k >= 0 && !added && all[i].state == ALERT_FIRING &&
+			    c->w.checks[k].state != ALERT_FIRING)
+				c->w.checks[k] = all[i];
+		}
+		free(all);
 	}
 	rc = payload_sparkplug_nbirth(&c->msg, &n, &h, c->w.checks, c->w.nchecks, 0,
 				      clock_real_ms());
