@@ -554,6 +554,12 @@ def health_in(site, t0_ms, t1_ms):
                     h = json.loads(payload)
                 except ValueError:
                     continue
+                if isinstance(h.get("values"), dict):
+                    # ThingsBoard's: the gateway device's telemetry, its numbers flat
+                    v = h["values"]
+                    h = dict(v, ts=h["ts"], poll_lag_ms={"p50": v.get("poll_lag_p50_ms"),
+                                                         "p99": v.get("poll_lag_p99_ms"),
+                                                         "polls": 0})
                 if t0_ms <= h.get("ts", 0) <= t1_ms:
                     out.append(h)
     except OSError:

@@ -246,10 +246,10 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
 		/* the gateway's own telemetry: health, or an alert (which has no polls_ok) */
 		health = strcmp(msg->topic, "v1/devices/me/telemetry") == 0 &&
 			 memmem(p, n, "\"polls_ok\":", 11);
-		if (telemetry) {
-			seq = json_uint(p, n, "\"sluice_seq\":");
+		/* a row's seq: readings, device states (attributes), alerts */
+		seq = json_uint(p, n, "\"sluice_seq\":");
+		if (telemetry)
 			ts = json_uint(p, n, "\"ts\":");
-		}
 	} else {
 		telemetry = strstr(msg->topic, "/telemetry/") != NULL;
 		health = !telemetry && strlen(msg->topic) >= 7 &&
