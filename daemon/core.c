@@ -249,6 +249,7 @@ struct wire {
 				  published this session */
 	size_t nup;
 	bool host_online;      /* Sparkplug: the primary host's STATE (true without one) */
+	bool refused;          /* the broker refused one of the session's messages: said once */
 	/* Sparkplug: the alert checks the NBIRTH names (their aliases: the index), each with
 	 * its latest transition; a check not among them asks for a rebirth */
 	struct alert_transition *checks;
@@ -1056,6 +1057,7 @@ static void on_connected(void *ctx)
 	c->aside_after = 0;
 	/* the platform's session begins again: births, connects */
 	wire_forget(c);
+	c->w.refused = false;
 	c->w.host_online = !c->cfg->uplink.sparkplug_primary_host;
 	status_uplink(&c->status, true, NULL, clock_real_ms());
 }
@@ -1281,8 +1283,12 @@ static int wire_send(struct core *c, const struct payload_msg *m)
 	int mid, rc = uplink_publish(c->up, m->topic, m->body.p, m->body.len, row_qos(c), false,
 				     &mid);
 
-	if (rc == UPLINK_REFUSED)
-		log_warnx("uplink: the broker refuses %s: %s", m->topic, uplink_refusal(c->up));
+	if (rc == UPLINK_REFUSED && !c->w.refused) {
+		/* tried again at every turn: said once a session */
+		c->w.refused = true;
+		log_warnx("uplink: the broker refuses %s: %s; nothing that needs it goes out",
+			  m->topic, uplink_refusal(c->up));
+	}
 	if (rc == 0 && is_sparkplug(c))
 		c->w.seq++;   /* uint8_t: 255 is followed by 0 */
 	return rc == 0 ? 0 : -1;
@@ -1705,11 +1711,15 @@ static void command_outcome(struct core *c, const struct command *cmd, bool ok, 
 	command_answer(c, cmd, ok, error);
 }
 
-/* A write's result for command job (err MBE_*, 0 done): the outcome once every write of
- * it has answered. */
+/* A command's write the pollers dropped unsent when they were restarted (a reload, a
+ * discovery): not an MBE_* (those are positive). */
+#define COMMAND_WRITE_DROPPED (-1)
+
+/* A write's result for command job (err MBE_*, 0 done, COMMAND_WRITE_DROPPED): the
+ * outcome once every write of it has answered. */
 static void command_write_done(struct core *c, struct cmd_job *job, size_t wi, int err)
 {
-	char why[COMMAND_REASON_MAX];
+	char why[2 * COMMAND_REASON_MAX];
 
 	if (err && !job->err) {
 		job->err = err;
@@ -1720,8 +1730,13 @@ static void command_write_done(struct core *c, struct cmd_job *job, size_t wi, i
 	if (job->err) {
 		const struct command_write *w = &job->cmd.writes[job->failed];
 		const struct device_cfg *d = &c->cfg->devices[w->device];
-		snprintf(why, sizeof why, "write %s.%s failed: %s", d->id, d->points[w->point].name,
-			 mb_strerror(job->err));
+		if (job->err == COMMAND_WRITE_DROPPED)
+			snprintf(why, sizeof why, "write %s.%s not carried out: the pollers were "
+				 "restarted (a reload or a discovery) before it went out", d->id,
+				 d->points[w->point].name);
+		else
+			snprintf(why, sizeof why, "write %s.%s failed: %s", d->id,
+				 d->points[w->point].name, mb_strerror(job->err));
 		log_warnx("command %s: %s", job->cmd.id[0] ? job->cmd.id : "-", why);
 	} else {
 		log_info("command %s carried out", job->cmd.id[0] ? job->cmd.id : "-");
@@ -2293,6 +2308,19 @@ static void pollers_retire(struct core *c)
 	commit_pending(c, true);
 	take_write_results(c);
 	pollers_free(c);
+	/* a command's writes dropped with them: it is answered, not left under way */
+	for (size_t i = 0; i < MAX_PENDING_WRITES; i++)
+		if (c->pw[i].tag && c->pw[i].job) {
+			struct cmd_job *job = c->pw[i].job;
+			size_t wi = 0;
+
+			for (size_t k = 0; k < job->cmd.nwrites; k++)
+				if (job->cmd.writes[k].device == c->pw[i].device &&
+				    job->cmd.writes[k].point == c->pw[i].point)
+					wi = k;
+			c->pw[i].tag = 0;
+			command_write_done(c, job, wi, COMMAND_WRITE_DROPPED);
+		}
 	memset(c->pw, 0, MAX_PENDING_WRITES * sizeof *c->pw);
 }
 
