@@ -194,6 +194,13 @@ def run(durability):
         data = os.path.join(site.dir, "data")
         site.start_sim(["--config", cfg, "--start", "23:00"])
         site.start_subscriber("it/gw1/#")
+        # its session must exist before anything is published: the first iteration may
+        # stop the broker at once, and the restarted broker would queue nothing for a
+        # subscriber it never saw (its first messages, published before the subscriber
+        # reconnects, then reach no one, and only the newest retained state of a topic)
+        mlog = os.path.join(site.dir, "mosquitto.log")
+        wait_for(lambda: "as sluice-it-sub " in open(mlog, errors="replace").read(), 20,
+                 "the subscriber's session")
         lost_all, stored_all, cuts = set(), 0, []
         texts = []
         for i in range(ITERATIONS):
