@@ -15,7 +15,10 @@ Google's protobuf (tests/integration/sparkplug.py, the published schema) decodes
   a clean stop publishes NDEATH itself;
 - with a primary host: nothing is published until its STATE says online, nothing while
   it says offline (the rows wait), and births again when it returns, the rows of the wait
-  then delivered.
+  then delivered;
+- a backlog stored under format sluice (no broker) drains as Sparkplug after a restart
+  with format sparkplug: its readings as historical DDATA, its device states as DBIRTH,
+  every seq once.
 """
 
 import json
@@ -319,6 +322,46 @@ def test_primary_host():
         assert rc == 0, "sluiced exit %s:\n%s" % (rc, d.text())
         seqs = set(row_seqs(sub.messages()))
         assert seqs == set(range(min(seqs), max(seqs) + 1)), "a gap in sluice/seq"
+
+
+def test_backlog_in_the_new_format():
+    with Site("sparkplug-switch") as site:
+        sim_port = free_port()
+        site.broker_port = free_port()   # no broker yet: everything waits in the outbox
+        cfg = site_config(site, sim_port)
+        sluice_cfg = open(cfg).read().replace("  format: sparkplug\n", "", 1)
+        sluice_cfg = sluice_cfg.replace("  sparkplug: { group: %s }\n" % GROUP,
+                                        "  topic_prefix: it\n", 1)
+        site.write("sluice-format.yaml", sluice_cfg)
+        site.start_sim(["--config", cfg])
+        d = site.start_daemon(os.path.join(site.dir, "sluice-format.yaml"))
+        time.sleep(3)
+        rc = site.stop("sluiced", signal.SIGTERM, timeout=15)
+        assert rc == 0, d.text()
+        r = site.run([os.path.join(harness.BIN, "sluicectl"), "-c", cfg, "--json", "status"])
+        stored = json.loads(r.stdout)["last_seq"]
+        assert stored > 10, stored
+
+        site.start_broker()
+        sub = HexSub(site, "spBv1.0/%s/#" % GROUP)
+        time.sleep(0.5)
+        d = site.start_daemon(cfg)
+        wait_for(lambda: set(range(1, stored + 1)) <= set(row_seqs(sub.messages())), 30,
+                 "the backlog's seqs as Sparkplug")
+        msgs = sub.messages()
+        check_session(msgs)
+        old = [p for t, p in msgs if verb(t) == "DDATA"
+               and any(m.alias & 0xFFFF == 0 and m.long_value <= stored for m in p.metrics)]
+        assert old and all(m.is_historical for p in old for m in p.metrics), "not historical"
+        # the devices' online states, stored as the sluice format's text, as DBIRTH
+        states = [p for t, p in msgs if verb(t) == "DBIRTH"
+                  and any(m.alias & 0xFFFF == 0 and not m.is_null and m.long_value <= stored
+                          for m in p.metrics)]
+        assert len(states) == 2, [sparkplug.show(p) for p in states]
+        rc = site.stop("sluiced", signal.SIGTERM, timeout=15)
+        assert rc == 0, d.text()
+        seqs = row_seqs(sub.messages())
+        assert len(seqs) == len(set(seqs)), "a seq twice"
 
 
 if __name__ == "__main__":
