@@ -18,7 +18,9 @@ Google's protobuf (tests/integration/sparkplug.py, the published schema) decodes
   then delivered;
 - a backlog stored under format sluice (no broker) drains as Sparkplug after a restart
   with format sparkplug: its readings as historical DDATA, its device states as DBIRTH,
-  every seq once.
+  every seq once;
+- sparkplug.qos 0 (the specification's): published at QoS 0, a row delivered once written,
+  the backlog empty at a clean stop and every seq at the subscriber.
 """
 
 import json
@@ -322,6 +324,28 @@ def test_primary_host():
         assert rc == 0, "sluiced exit %s:\n%s" % (rc, d.text())
         seqs = set(row_seqs(sub.messages()))
         assert seqs == set(range(min(seqs), max(seqs) + 1)), "a gap in sluice/seq"
+
+
+def test_qos0():
+    with Site("sparkplug-qos0") as site:
+        site.start_broker()
+        sim_port = free_port()
+        cfg = site_config(site, sim_port, ", qos: 0")
+        site.start_sim(["--config", cfg])
+        sub = HexSub(site, "spBv1.0/%s/#" % GROUP)
+        time.sleep(0.5)
+        d = site.start_daemon(cfg)
+        wait_for(lambda: sum(1 for t, _ in sub.messages() if verb(t) == "DDATA") > 20, 20,
+                 "DDATA at QoS 0")
+        check_session(sub.messages())
+        rc = site.stop("sluiced", signal.SIGTERM, timeout=15)
+        assert rc == 0, d.text()
+        r = site.run([os.path.join(harness.BIN, "sluicectl"), "-c", cfg, "--json", "status"])
+        st = json.loads(r.stdout)
+        assert st["backlog_rows"] == 0, st
+        time.sleep(0.5)
+        missing = set(range(1, st["last_seq"] + 1)) - set(row_seqs(sub.messages()))
+        assert not missing, sorted(missing)[:10]
 
 
 def test_backlog_in_the_new_format():
