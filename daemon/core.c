@@ -244,6 +244,7 @@ enum deadline {
  */
 struct wire {
 	bool born;             /* Sparkplug: NBIRTH published this session */
+	bool announced;        /* every device online then born (DBIRTH) or connected */
 	uint8_t seq;           /* Sparkplug: the next message's seq (0..255) */
 	bool *up;              /* per device of the config: DBIRTH, or ThingsBoard's connect,
 				  published this session */
@@ -1254,6 +1255,7 @@ static int row_qos(const struct core *c)
 static void wire_forget(struct core *c)
 {
 	c->w.born = false;
+	c->w.announced = false;
 	c->w.seq = 0;
 	if (c->w.nup != c->cfg->ndevices) {
 		bool *up = calloc(c->cfg->ndevices ? c->cfg->ndevices : 1, sizeof *up);
@@ -1344,22 +1346,48 @@ static int wire_nbirth(struct core *c)
 	if (rc != 0 || wire_send(c, &c->msg) != 0)
 		return -1;
 	c->w.born = true;
+	c->w.announced = false;   /* the DBIRTHs follow */
 	log_info("sparkplug: NBIRTH published (bdSeq %" PRIu64 ", %zu alert checks)", n.bdseq,
 		 c->w.nchecks);
 	return 0;
 }
 
+static int wire_device_up(struct core *c, size_t di, const struct value *values, size_t nv,
+			  int64_t ts_ms, uint64_t row_seq);
+
+/* Every device online now, said to the platform: a device polled seldom would otherwise
+ * wait for its next reading to be born (DBIRTH, its values null until its next DDATA) or
+ * connected. 0, or -1 when not all could go now (those done are not said again). */
+static int wire_announce(struct core *c)
+{
+	for (size_t i = 0; i < c->cfg->ndevices && i < c->w.nup; i++)
+		if (!c->w.up[i] && c->status.dev[i].published == 1 &&
+		    wire_device_up(c, i, NULL, 0, clock_real_ms(), 0) != 0)
+			return -1;
+	return 0;
+}
+
 /*
  * May rows be published now? Sparkplug: not while the primary host is offline, and only
- * after this session's NBIRTH (published here when it is due).
+ * after this session's NBIRTH and the DBIRTH of every device online (published here when
+ * they are due); ThingsBoard: after the connect of every device online.
  */
 static bool wire_ready(struct core *c)
 {
-	if (!is_sparkplug(c))
+	if (!is_sparkplug(c) && !is_thingsboard(c))
 		return true;
-	if (!c->w.host_online)
-		return false;
-	return c->w.born || wire_nbirth(c) == 0;
+	if (is_sparkplug(c)) {
+		if (!c->w.host_online)
+			return false;
+		if (!c->w.born && wire_nbirth(c) != 0)
+			return false;
+	}
+	if (!c->w.announced) {
+		if (wire_announce(c) != 0)
+			return false;
+		c->w.announced = true;
+	}
+	return true;
 }
 
 /* Device di said this session: DBIRTH (Sparkplug; values NULL: null until its first
@@ -1662,6 +1690,7 @@ static void on_message(void *ctx, const char *topic, const void *payload, size_t
 	case COMMAND_REBIRTH:
 		log_info("sparkplug: rebirth asked for (NCMD Node Control/Rebirth)");
 		c->w.born = false;
+		c->w.announced = false;
 		break;
 	case COMMAND_HOST:
 		if (cmd.host_online != c->w.host_online)
@@ -1669,7 +1698,7 @@ static void on_message(void *ctx, const char *topic, const void *payload, size_t
 				 cmd.host_online ? "online: publishing" : "offline: holding rows");
 		/* back online: born again for it (Sparkplug 3.0) */
 		if (cmd.host_online && !c->w.host_online)
-			c->w.born = false;
+			c->w.born = c->w.announced = false;
 		c->w.host_online = cmd.host_online;
 		break;
 	case COMMAND_WRITE:

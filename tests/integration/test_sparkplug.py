@@ -205,8 +205,12 @@ def test_sparkplug_session():
                  "NBIRTH after NCMD Rebirth")
         wait_for(lambda: ddata(10, since_last(sub.messages(), "NBIRTH")), 15,
                  "DDATA after the rebirth")
-        born = check_session(since_last(sub.messages(), "NBIRTH"))
+        reborn = since_last(sub.messages(), "NBIRTH")
+        born = check_session(reborn)
         assert set(born) == {"fm1", "fm2"}, born
+        # every device online born at once, before any data (values null until then)
+        assert [(verb(t), device_of(t)) for t, _ in reborn[1:3]] == \
+            [("DBIRTH", "fm1"), ("DBIRTH", "fm2")], [t for t, _ in reborn[:4]]
         assert "rebirth asked for" in d.text(), d.text()
 
         # the devices stop answering: DDEATH; they come back: DBIRTH before DDATA
