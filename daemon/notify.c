@@ -26,7 +26,14 @@ int notify_send(const char *state)
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	rc = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+	/*
+	 * Never waits: the core loop sends STATUS= every few seconds, and a datagram socket
+	 * whose reader has stopped reading (a hung service manager, a test harness that
+	 * only waited for READY=1) takes net.unix.max_dgram_qlen (10) before a blocking
+	 * send would hold the loop — polling, delivery, the watchdog — for good. A state
+	 * that finds the queue full is not sent (-1); the next one says the same.
+	 */
+	rc = sendto(fd, state, strlen(state), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sa,
 		    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen)) < 0 ? -1 : 1;
 	close(fd);
 	return rc;

@@ -8,7 +8,8 @@
 
 #include <stdint.h>
 
-/* Send one state string ("READY=1", "STATUS=...", ...). Returns 1 sent, 0 no socket, -1 error. */
+/* Send one state string ("READY=1", "STATUS=...", ...), never waiting for the reader.
+ * Returns 1 sent, 0 no socket, -1 error (a full queue included). */
 int notify_send(const char *state);
 /* WATCHDOG_USEC in ms for this process, or 0 when no watchdog is asked for. */
 int64_t notify_watchdog_ms(void);
