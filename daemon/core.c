@@ -134,7 +134,10 @@
  * thousand devices a second would otherwise wake the core a thousand times and more (a
  * reading, its PUBACK), each wake a context switch and a poll — most of what the core
  * spends. It delays a reading's publishing by at most this, well inside the 50 ms the
- * platform is promised at the 99th percentile (docs/performance.md).
+ * platform is promised at the 99th percentile (docs/performance.md). The socket is
+ * read at once all the same while rows wait for room in the window (a drain, a burst):
+ * there the acknowledgements are what lets the next rows go, and gathering them would
+ * cap delivery at uplink.inflight rows per GATHER_MS (6,400 a second at 64).
  */
 #define GATHER_MS 10
 
@@ -290,6 +293,7 @@ struct core {
 	struct rowbuf *held;
 	size_t mem_next;        /* rows of held + pend before this are published (a hint) */
 	int64_t gather_until;   /* mono ms: the queue and acks are left to gather until then */
+	bool window_full;       /* the last drain_outbox left rows waiting for the window */
 	bool seqless;
 	uint64_t top_seq;       /* the highest seq handed out to a row */
 	bool held_state;        /* held rows include transitions: save the engine with them */
@@ -2047,6 +2051,7 @@ static void drain_outbox(struct core *c)
 	long ne = 0, nt = 0, ie = 0, it = 0;
 	bool tel_all, more = false, mem_more = false;
 
+	c->window_full = false;
 	if (!uplink_connected(c->up) || !wire_ready(c))
 		return;
 	/* while suspect.c searches, a session that a broker drops whatever is sent ends
@@ -2055,8 +2060,10 @@ static void drain_outbox(struct core *c)
 		return;
 	if (window > c->capfl)
 		window = c->capfl;
-	if (c->nfl >= window)
+	if (c->nfl >= window) {
+		c->window_full = true;
 		return;
+	}
 	want = window - c->nfl < FETCH_MAX ? window - c->nfl : FETCH_MAX;
 	/* the store says at once, without SQL, when it has nothing beyond these */
 	ne = store_fetch_unsent(c->st, ROW_ALERT, c->after[ROW_ALERT], want, ev);
@@ -2113,6 +2120,7 @@ static void drain_outbox(struct core *c)
 		store_row_clear(&tel[i]);
 	if (!more && c->nfl < window)
 		retry_aside(c, window);
+	c->window_full = more && c->nfl >= window;
 }
 
 /* sluicectl retry (SIGUSR1): the rows set aside go again, now or at the next session. */
@@ -2831,7 +2839,8 @@ static int loop_turn(struct core *c)
 	pfd[n++] = (struct pollfd){ .fd = c->wfd, .events = POLLIN };
 	ufd = uplink_fd(c->up);
 	if (ufd >= 0) {
-		pfd[up = n] = (struct pollfd){ .fd = ufd, .events = gather ? 0 : POLLIN };
+		pfd[up = n] = (struct pollfd){ .fd = ufd,
+					       .events = gather && !c->window_full ? 0 : POLLIN };
 		if (uplink_want_write(c->up))
 			pfd[n].events |= POLLOUT;
 		n++;
@@ -2850,7 +2859,9 @@ static int loop_turn(struct core *c)
 		return -1;
 	}
 	clock_look(c);
-	if ((pfd[0].revents & POLLIN) || (up && (pfd[up].revents & POLLIN))) {
+	/* not again while gathering (the socket is read then when the window is full): the
+	 * queue must be read every GATHER_MS however fast acknowledgements come */
+	if (!gather && ((pfd[0].revents & POLLIN) || (up && (pfd[up].revents & POLLIN)))) {
 		c->gather_until = clock_mono_ms() + GATHER_MS;
 		c->dl[DL_GATHER] = c->gather_until;
 	}

@@ -169,7 +169,11 @@ def test_full_buffer_counts_drops():
                  30, "delivery")
         got = seq_payloads(site)
         missing = want - set(got)
-        assert len(missing) == st["dropped"] + st["backlog_rows"], (len(missing), st)
+        # every gap is counted. A row can be counted that arrived: published before the
+        # broker stopped, its PUBACK not yet read, then dropped for room (docs/mqtt.md:
+        # dropped is an upper bound of the gaps) — at most the window then in flight (32)
+        counted = st["dropped"] + st["backlog_rows"]
+        assert len(missing) <= counted <= len(missing) + 32, (len(missing), st)
         # state rows (device/..., alert/...) are never dropped: every seq that is missing
         # was telemetry, and every alert transition stored arrived
         states = [s for s, ps in got.items() if "/device/" in ps[0][0]]
