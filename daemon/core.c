@@ -314,6 +314,10 @@ struct core {
 	int64_t published_at;   /* mono ms of the last row published */
 	int64_t connected_at;   /* mono ms of this session's CONNACK */
 	uint64_t backlog_end;   /* seqs handed out before this session: the outage's backlog */
+	uint64_t start_seq;     /* the last seq the store had handed out when sluiced started */
+	uint64_t hist_end;      /* rows up to this seq are history to the platform (Sparkplug's
+				   is_historical): handed out before this session, or before
+				   this start */
 	bool aside_pass;        /* a retry of the rows set aside is under way ... */
 	bool aside_asked;       /* ... asked for by sluicectl retry ... */
 	uint64_t aside_after;   /* ... and has reached this seq */
@@ -1057,6 +1061,7 @@ static void on_connected(void *ctx)
 	/* what was handed out before this session is the outage's backlog: transitions go
 	 * before its telemetry (docs/mqtt.md) */
 	c->backlog_end = c->top_seq;
+	c->hist_end = c->top_seq > c->start_seq ? c->top_seq : c->start_seq;
 	/* the rows set aside get one more chance, after everything else */
 	c->aside_pass = c->aside_auto || c->aside_asked;
 	c->aside_after = 0;
@@ -1442,7 +1447,7 @@ static int wire_reading(struct core *c, const struct store_row *r, const struct 
 			const struct reading *rd, const char **why)
 {
 	long di = wire_device(c, r->dev);
-	bool historical = r->seq <= c->backlog_end;
+	bool historical = r->seq <= c->hist_end;
 
 	if (di < 0 || !same_points(d, &c->cfg->devices[di])) {
 		*why = "its device is no longer in the config as it was (a format that names "
@@ -1632,7 +1637,7 @@ static int wire_transition(struct core *c, const struct store_row *r, long *afte
 				goto out;
 			c->w.checks[i] = t;
 			rc = payload_sparkplug_alert(&c->msg, &n, &t, (size_t)i,
-						     r->seq <= c->backlog_end, r->seq, c->w.seq,
+						     r->seq <= c->hist_end, r->seq, c->w.seq,
 						     clock_real_ms()) == 0 ? 0 : -1;
 		}
 	} else if (strcmp(r->topic, "command/event") == 0) {
@@ -1642,7 +1647,7 @@ static int wire_transition(struct core *c, const struct store_row *r, long *afte
 												   : -1;
 		else
 			rc = payload_sparkplug_command(&c->msg, &n, r->body, r->ts_ms,
-						       r->seq <= c->backlog_end, r->seq, c->w.seq,
+						       r->seq <= c->hist_end, r->seq, c->w.seq,
 						       clock_real_ms()) == 0 ? 0 : -1;
 	} else {
 		*why = "it is no message this format has";
@@ -3010,6 +3015,13 @@ int core_run(struct config *cfg)
 		goto out;
 	}
 	wire_bdseq_start(&c);
+	{
+		struct store_stats s;
+
+		/* what the store holds from before this start is history to the platform */
+		if (store_stats(c.st, &s) == 0)
+			c.start_seq = s.last_seq;
+	}
 	uplink_tick(c.up, clock_mono_ms());
 	/* with the data directory's lock held: no other daemon's socket is there */
 	control_start(&c);
