@@ -354,6 +354,19 @@ def write_profile(site, npoints):
     site.write(os.path.join("devices", "bench%d.yaml" % npoints), "".join(lines))
 
 
+# uplink.format of every run (--format): sluice, sparkplug or thingsboard.
+FORMAT = "sluice"
+
+
+def format_lines():
+    """The uplink lines of FORMAT, in place of the sluice format's topic_prefix and qos."""
+    if FORMAT == "sparkplug":
+        return "  format: sparkplug\n  sparkplug: { group: bench }\n"
+    if FORMAT == "thingsboard":
+        return "  format: thingsboard\n  qos: 1\n"
+    return "  topic_prefix: bench\n  qos: 1\n"
+
+
 def bench_config(site, w, broker_port, base_port, health_s, inflight, max_size, tty=None,
                  web_port=0):
     """TCP: one bus (endpoint) per device, unit 1 on each. Serial (tty): every device on
@@ -388,8 +401,7 @@ def bench_config(site, w, broker_port, base_port, health_s, inflight, max_size, 
         "uplink:\n"
         "  host: 127.0.0.1\n"
         "  port: %d\n"
-        "  topic_prefix: bench\n"
-        "  qos: 1\n"
+        "%s"
         "  keepalive: 30s\n"
         "%s"
         "  health_interval: %ds\n"
@@ -398,7 +410,7 @@ def bench_config(site, w, broker_port, base_port, health_s, inflight, max_size, 
         "  durability: normal\n"
         "buses:\n%s"
         "devices:\n%s%s"
-        % (os.path.join(site.dir, "data"), broker_port,
+        % (os.path.join(site.dir, "data"), broker_port, format_lines(),
            ("  inflight: %d\n" % inflight) if inflight else "", health_s, max_size,
            "".join(buses), "".join(devices),
            ("web:\n  listen: 127.0.0.1:%d\n" % web_port) if web_port else "")
@@ -463,12 +475,14 @@ def start_broker(site):
     return pr
 
 
-def start_sub(site, benchbin, mark=0):
+def start_sub(site, benchbin, mark=0, points=0):
     site.sub_stats = os.path.join(site.dir, "sub-stats.json")
     site.sub_health = os.path.join(site.dir, "health.jsonl")
     site.sub_timeline = os.path.join(site.dir, "timeline.txt")
-    argv = [os.path.join(benchbin, "sub"), "-p", str(site.broker_port), "-t", "bench/bench/#",
-            "-q", "1", "-o", site.sub_stats, "-H", site.sub_health, "-T", site.sub_timeline]
+    topic = {"sparkplug": "spBv1.0/bench/#", "thingsboard": "v1/#"}.get(FORMAT, "bench/bench/#")
+    argv = [os.path.join(benchbin, "sub"), "-p", str(site.broker_port), "-t", topic,
+            "-q", "1", "-o", site.sub_stats, "-H", site.sub_health, "-T", site.sub_timeline,
+            "-f", FORMAT, "-n", str(points)]
     if mark:
         argv += ["-m", str(mark)]
     pr = Proc("sub", argv, os.path.join(site.dir, "sub.log"), stdout_pipe=True)
@@ -540,6 +554,12 @@ def health_in(site, t0_ms, t1_ms):
                     h = json.loads(payload)
                 except ValueError:
                     continue
+                if isinstance(h.get("values"), dict):
+                    # ThingsBoard's: the gateway device's telemetry, its numbers flat
+                    v = h["values"]
+                    h = dict(v, ts=h["ts"], poll_lag_ms={"p50": v.get("poll_lag_p50_ms"),
+                                                         "p99": v.get("poll_lag_p99_ms"),
+                                                         "polls": 0})
                 if t0_ms <= h.get("ts", 0) <= t1_ms:
                     out.append(h)
     except OSError:
@@ -665,7 +685,7 @@ def run_tcp(name, w, args, bindir, benchbin):
         t = time.monotonic()
         site.start_sim(sim_args)
         res["sim_ready_s"] = round(time.monotonic() - t, 2)
-        sub = start_sub(site, benchbin)
+        sub = start_sub(site, benchbin, points=w["points"])
         sluiced, t_spawn, ready = start_daemon(site, cfg, bindir)
         res["ready_s"] = round(ready, 4)
         st_ready = proc_status(sluiced.pid)
@@ -710,7 +730,14 @@ def run_tcp(name, w, args, bindir, benchbin):
         j50, j99, jpolls = jitter(hs)
         res["polls_per_device"] = per_device(hs)
         values = win["values"]
+        tel = win["telemetry"]
         res.update({
+            "format": FORMAT,
+            # a reading's PUBLISH: payload and topic, and MQTT's own 7 bytes at QoS 1
+            # (fixed header 1, remaining length 2, topic length 2, packet id 2)
+            "payload_bytes_per_reading": round(win["payload_bytes"] / tel, 1) if tel else None,
+            "wire_bytes_per_reading": round((win["payload_bytes"] + win["topic_bytes"]) / tel
+                                            + 7, 1) if tel else None,
             "window_s": round(dur, 3),
             "cpu_s": round(cpu1 - cpu0, 3),
             "cpu_util_pct": round(100 * (cpu1 - cpu0) / dur, 1),
@@ -1313,6 +1340,9 @@ def main():
     ap.add_argument("--collectd-qos", type=int, default=0, choices=(0, 1, 2),
                     help="QoS of collectd's mqtt plugin (default 0: at QoS 1 it never reads its "
                     "PUBACKs and stalls; docs/performance.md)")
+    ap.add_argument("--format", default="sluice", choices=("sluice", "sparkplug", "thingsboard"),
+                    help="uplink.format of sluiced (default sluice); results in "
+                    "bench/results-<workload>-<format>.json for the others")
     ap.add_argument("--web", action="store_true",
                     help="serve the page too, with a client asking for /api/status every 2 s "
                     "(results in bench/results-<workload>-web.json)")
@@ -1320,6 +1350,8 @@ def main():
                     help="before each run, wait (at most 10 min) for the 1-minute load average "
                     "to fall under L (default: do not wait)")
     args = ap.parse_args()
+    global FORMAT
+    FORMAT = args.format
     wls = []
     for wl in args.workloads:
         if wl in ALIASES:
@@ -1370,7 +1402,8 @@ def main():
                 r["cpu_vs_collectd"] = round(r["cpu_s_per_1k_values"] / c["cpu_s_per_1k_values"], 3)
         r["machine"] = mach
         r["when"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        with open(os.path.join(HERE, "results-%s%s.json" % (wl, "-web" if args.web else "")),
+        with open(os.path.join(HERE, "results-%s%s%s.json" % (wl, "-web" if args.web else "",
+                                                      "" if FORMAT == "sluice" else "-" + FORMAT)),
                   "w") as f:
             json.dump(r, f, indent=1, ensure_ascii=False)
             f.write("\n")

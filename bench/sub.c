@@ -10,6 +10,13 @@
  *   sub -p PORT -t TOPIC -o STATS.json [-H HEALTH.jsonl] [-T TIMELINE] [-q QOS]
  *       [-m MARK_SEQ] [-c]
  *
+ * -f FORMAT: sluiced's uplink.format — sluice (the default), thingsboard (telemetry on
+ * v1/gateway/telemetry, its seq in "sluice_seq", its health on v1/devices/me/telemetry)
+ * or sparkplug (DDATA, protobuf: not decoded here, so a reading counts -n values, the
+ * workload's points, and has no latency or seq; health is not read). In every format
+ * the window counts the bytes of each telemetry message, payload and topic (the topic
+ * travels in every PUBLISH: MQTT 3.1.1 has no topic aliases).
+ *
  * -c: the payloads are collectd's (its mqtt plugin, for the side-by-side comparison):
  * one value a message, "EPOCH:VALUE" with EPOCH in seconds to the millisecond (the time
  * collectd gave the value when its modbus plugin dispatched it, after the read), no seq.
@@ -49,6 +56,7 @@
 
 struct window {
 	uint64_t telemetry, values, with_errors, other, health;
+	uint64_t payload_bytes, topic_bytes; /* of the telemetry messages */
 	uint64_t lat[LAT_BUCKETS + 1];
 	uint64_t lat_n, lat_neg;
 	int64_t lat_max_us;
@@ -70,6 +78,8 @@ struct state {
 	FILE *health, *timeline;
 	const char *stats_path;
 	bool collectd;                    /* -c */
+	int format;                       /* -f: 0 sluice, 1 sparkplug, 2 thingsboard */
+	uint64_t points;                  /* -n: values of a Sparkplug reading */
 	int64_t next_tick_us;
 };
 
@@ -219,9 +229,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
 	const char *p = msg->payload;
 	size_t n = (size_t)msg->payloadlen;
 	int64_t t = now_us();
-	bool telemetry = strstr(msg->topic, "/telemetry/") != NULL;
-	bool health = !telemetry && strlen(msg->topic) >= 7 &&
-		      strcmp(msg->topic + strlen(msg->topic) - 7, "/health") == 0;
+	bool telemetry, health;
 	int64_t seq = -1, ts = -1;
 
 	(void)m;
@@ -230,10 +238,27 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
 		on_collectd(msg, t);
 		return;
 	}
-	if (telemetry || !health) {
-		seq = json_uint(p, n, "{\"seq\":");
+	if (S.format == 1) {
+		telemetry = strstr(msg->topic, "/DDATA/") != NULL;
+		health = false;
+	} else if (S.format == 2) {
+		telemetry = strcmp(msg->topic, "v1/gateway/telemetry") == 0;
+		/* the gateway's own telemetry: health, or an alert (which has no polls_ok) */
+		health = strcmp(msg->topic, "v1/devices/me/telemetry") == 0 &&
+			 memmem(p, n, "\"polls_ok\":", 11);
+		/* a row's seq: readings, device states (attributes), alerts */
+		seq = json_uint(p, n, "\"sluice_seq\":");
 		if (telemetry)
-			ts = json_uint(p, n, ",\"ts\":");
+			ts = json_uint(p, n, "\"ts\":");
+	} else {
+		telemetry = strstr(msg->topic, "/telemetry/") != NULL;
+		health = !telemetry && strlen(msg->topic) >= 7 &&
+			 strcmp(msg->topic + strlen(msg->topic) - 7, "/health") == 0;
+		if (telemetry || !health) {
+			seq = json_uint(p, n, "{\"seq\":");
+			if (telemetry)
+				ts = json_uint(p, n, ",\"ts\":");
+		}
 	}
 	pthread_mutex_lock(&S.mu);
 	S.total++;
@@ -262,7 +287,14 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
 		w->last_us = t;
 		if (telemetry) {
 			w->telemetry++;
-			w->values += count_values(p, n);
+			w->payload_bytes += n;
+			w->topic_bytes += strlen(msg->topic);
+			if (S.format == 1)
+				w->values += S.points;
+			else if (S.format == 2)
+				w->values += count_values(p, n) - 1;   /* not sluice_seq */
+			else
+				w->values += count_values(p, n);
 			if (memmem(p, n, "\"errors\":", 9))
 				w->with_errors++;
 			/* with a mark, only live readings (past the prefilled seqs) count
@@ -347,10 +379,12 @@ static void write_stats(void)
 	}
 	fprintf(f, "{\"window\":{\"telemetry\":%" PRIu64 ",\"values\":%" PRIu64
 		",\"with_errors\":%" PRIu64 ",\"health\":%" PRIu64 ",\"other\":%" PRIu64
+		",\"payload_bytes\":%" PRIu64 ",\"topic_bytes\":%" PRIu64
 		",\"first_ms\":%.3f,\"last_ms\":%.3f"
 		",\"latency_ms\":{\"n\":%" PRIu64 ",\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f"
 		",\"p999\":%.1f,\"max\":%.1f,\"negative\":%" PRIu64 "}},",
-		w->telemetry, w->values, w->with_errors, w->health, w->other,
+		w->telemetry, w->values, w->with_errors, w->health, w->other, w->payload_bytes,
+		w->topic_bytes,
 		w->first_us / 1000.0, w->last_us / 1000.0, w->lat_n, lat_quantile(w, 0.5),
 		lat_quantile(w, 0.9), lat_quantile(w, 0.99), lat_quantile(w, 0.999),
 		w->lat_max_us / 1000.0, w->lat_neg);
@@ -367,7 +401,7 @@ static void write_stats(void)
 static void usage(void)
 {
 	fprintf(stderr, "usage: sub -p PORT -t TOPIC -o STATS.json [-H HEALTH.jsonl] "
-		"[-T TIMELINE] [-q QOS] [-m MARK_SEQ] [-c]\n");
+		"[-T TIMELINE] [-q QOS] [-m MARK_SEQ] [-f FORMAT] [-n POINTS] [-c]\n");
 	exit(2);
 }
 
@@ -380,7 +414,7 @@ int main(int argc, char **argv)
 	int port = 0, opt, sig, rc;
 	char id[64];
 
-	while ((opt = getopt(argc, argv, "p:t:o:H:T:q:m:c")) != -1) {
+	while ((opt = getopt(argc, argv, "p:t:o:H:T:q:m:f:n:c")) != -1) {
 		switch (opt) {
 		case 'p': port = atoi(optarg); break;
 		case 't': topic = optarg; break;
@@ -390,6 +424,15 @@ int main(int argc, char **argv)
 		case 'q': qos = optarg; break;
 		case 'm': S.mark_seq = strtoull(optarg, NULL, 10); break;
 		case 'c': S.collectd = true; break;
+		case 'f':
+			S.format = strcmp(optarg, "sparkplug") == 0     ? 1
+				   : strcmp(optarg, "thingsboard") == 0 ? 2
+				   : strcmp(optarg, "sluice") == 0      ? 0
+									: -1;
+			if (S.format < 0)
+				usage();
+			break;
+		case 'n': S.points = strtoull(optarg, NULL, 10); break;
 		default: usage();
 		}
 	}

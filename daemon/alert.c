@@ -551,6 +551,30 @@ void alert_set_explain(struct alert_engine *e, bool on)
 	e->explain = on;
 }
 
+size_t alert_checks(const struct alert_engine *e, struct alert_transition *out, size_t max)
+{
+	for (size_t i = 0; i < e->nchecks && i < max; i++) {
+		const struct check *c = e->checks[i];
+		struct alert_transition *t = &out[i];
+
+		memset(t, 0, sizeof *t);
+		snprintf(t->rule, sizeof t->rule, "%s", c->rule);
+		snprintf(t->check, sizeof t->check, "%s", c->name);
+		t->state = c->state == ALERT_FIRING || c->state == ALERT_PENDING ? c->state : ALERT_OK;
+		if (c->state != ALERT_FIRING)
+			continue;
+		t->severity = c->sev;
+		t->ts_ms = c->fired_ms;
+		t->value = c->value;
+		t->threshold = c->threshold;
+		t->value_f32 = c->value_f32;
+		t->threshold_f32 = c->threshold_f32;
+		snprintf(t->unit, sizeof t->unit, "%s", c->unit);
+		snprintf(t->message, sizeof t->message, "%s", c->msg);
+	}
+	return e->nchecks;
+}
+
 size_t alert_active(const struct alert_engine *e, struct alert_transition *out, size_t max)
 {
 	size_t n = 0;

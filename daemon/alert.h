@@ -124,6 +124,11 @@ int alert_restore(struct alert_engine *e, const char *blob, char *err, size_t er
  * default: sluiced never sets it. */
 void alert_set_explain(struct alert_engine *e, bool on);
 
+/* Every check of the engine (out[0..max) of them; returns how many there are): its rule
+ * and name, its state (ALERT_OK, ALERT_PENDING, ALERT_FIRING) and, firing, what it fired
+ * with — for a format that declares every alert before it is used (Sparkplug's NBIRTH). */
+size_t alert_checks(const struct alert_engine *e, struct alert_transition *out, size_t max);
+
 /* Active alerts (pending and firing), for sluicectl and health. */
 size_t alert_active(const struct alert_engine *e, struct alert_transition *out, size_t max);
 

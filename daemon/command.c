@@ -327,10 +327,15 @@ static void thingsboard_rpc(const struct command_env *env, const void *payload, 
 
 	if (!v)
 		return;
+	data = jread_get(v, "data");
+	/* a reply on the same topic — the gateway's own, which the broker hands back to its
+	 * subscription (MQTT 3.1.1 has no "no local"): not a command, and no answer */
+	if (jread_get(v, "id") && data && data->type == J_OBJ && jread_get(data, "success") &&
+	    !jread_get(data, "method"))
+		goto done;
 	if (!(s = json_string(c, v, "device", sizeof c->device)))
 		goto done;
 	copy(c->device, sizeof c->device, s);
-	data = jread_get(v, "data");
 	if (!data || data->type != J_OBJ) {
 		refuse(c, "no \"data\" object");
 		goto done;
@@ -674,6 +679,42 @@ int command_reply(struct payload_msg *m, const struct command *c, bool ok, const
 		jb_str(b, error ? error : "");
 	}
 	jb_cstr(b, "}");
+	return b->oom ? -1 : 0;
+}
+
+int command_event(struct payload_msg *m, const struct command *c, const struct config *cfg,
+		  bool ok, const char *error, int64_t ts_ms)
+{
+	struct jbuf *b = &m->body;
+
+	jb_reset(b);
+	m->retain = false;
+	snprintf(m->topic, sizeof m->topic, "command/event");
+	jb_cstr(b, "\"ts\":");
+	jb_i64(b, ts_ms);
+	jb_cstr(b, ",\"format\":");
+	jb_str(b, uplink_format_name(c->format));
+	jb_cstr(b, ",\"id\":");
+	jb_str(b, c->id[0] ? c->id : NULL);
+	jb_cstr(b, ",\"device\":");
+	jb_str(b, c->device[0] ? c->device : NULL);
+	jb_cstr(b, ",\"writes\":[");
+	for (size_t i = 0; c->what == COMMAND_WRITE && i < c->nwrites; i++) {
+		const struct command_write *w = &c->writes[i];
+		const struct point_def *p = &cfg->devices[w->device].points[w->point];
+
+		jb_cstr(b, i ? ",{\"point\":" : "{\"point\":");
+		jb_str(b, p->name);
+		jb_cstr(b, ",\"value\":");
+		jb_double(b, w->value);
+		jb_cstr(b, "}");
+	}
+	jb_cstr(b, "],\"ok\":");
+	jb_bool(b, ok);
+	if (!ok) {
+		jb_cstr(b, ",\"error\":");
+		jb_str(b, error ? error : "");
+	}
 	return b->oom ? -1 : 0;
 }
 

@@ -114,6 +114,19 @@ int command_subscriptions(const struct config *cfg, char (*topics)[COMMAND_TOPIC
  */
 int command_reply(struct payload_msg *m, const struct command *c, bool ok, const char *error);
 
+/*
+ * The audit trail: c and its outcome as an outbox event (a transition row: it gets a seq
+ * and is stored before it is published), its topic "command/event" and its text the
+ * sluice format's members after seq —
+ *   "ts":<ms>,"format":"thingsboard","id":"7","device":"d","writes":[{"point":"p",
+ *   "value":5}],"ok":false,"error":"…"
+ * (writes: what was asked, [] for a command refused before its points were known; id and
+ * device null when it had none). Written once the outcome is known: a refusal at once,
+ * a write when the poller has answered. 0, or -1 out of memory.
+ */
+int command_event(struct payload_msg *m, const struct command *c, const struct config *cfg,
+		  bool ok, const char *error, int64_t ts_ms);
+
 /* ---- deduplication ----------------------------------------------------------------- */
 
 #define COMMAND_SEEN_MAX 256

@@ -63,7 +63,11 @@
 #include "log.h"
 #include "mberr.h"
 #include "notify.h"
+#include "command.h"
+#include "jread.h"
 #include "payload.h"
+#include "payload_sparkplug.h"
+#include "payload_thingsboard.h"
 #include "queue.h"
 #include "reading.h"
 #include "serpoll.h"
@@ -175,11 +179,21 @@ struct pubq {
 	size_t head, n, cap;
 };
 
-/* An action's write, waiting for the poller's word; what it carries back into the alert
- * if it fails. */
+/* A command from the platform being carried out: its writes, queued to the poller
+ * that owns the device, and what their results said so far. */
+struct cmd_job {
+	struct command cmd;
+	size_t left;                /* writes not yet answered */
+	int err;                    /* the first failed write's MBE_* (0: none failed) */
+	size_t failed;              /* its index in cmd.writes */
+};
+
+/* An action's or a command's write, waiting for the poller's word; what it carries back
+ * into the alert if it fails, or the command it is part of. */
 struct pending_write {
 	uint64_t tag;
-	struct alert_transition t;  /* the transition that asked for it */
+	struct alert_transition t;  /* the transition that asked for it (job NULL) */
+	struct cmd_job *job;        /* the command that asked for it, or NULL */
 	size_t device, point;
 	double value;
 };
@@ -224,13 +238,41 @@ enum deadline {
 };
 #define DL_NEVER INT64_MAX
 
+/*
+ * The platform's session in a format that has one (uplink.format sparkplug or
+ * thingsboard; docs/mqtt.md): what this session has said already, so that each message
+ * built at publish time can say what comes first — Sparkplug's NBIRTH, a device's
+ * DBIRTH before its DDATA, the node's seq; ThingsBoard's connect before a device's
+ * telemetry. Forgotten at every connect.
+ */
+struct wire {
+	bool born;             /* Sparkplug: NBIRTH published this session */
+	bool announced;        /* every device online then born (DBIRTH) or connected */
+	uint8_t seq;           /* Sparkplug: the next message's seq (0..255) */
+	bool *up;              /* per device of the config: DBIRTH, or ThingsBoard's connect,
+				  published this session */
+	size_t nup;
+	bool host_online;      /* Sparkplug: the primary host's STATE (true without one) */
+	bool refused;          /* the broker refused one of the session's messages: said once */
+	/* Sparkplug: the alert checks the NBIRTH names (their aliases: the index), each with
+	 * its latest transition; a check not among them asks for a rebirth */
+	struct alert_transition *checks;
+	size_t nchecks;
+};
+
 struct core {
 	/* The config in force; readings of an older generation (before a reload) are
-	 * dropped. fmt writes every message. devs: the store's number of each device. */
+	 * dropped. fmt writes every message; rowfmt the transitions as stored (the sluice
+	 * format's text, which a publish in another format reads back). devs: the store's
+	 * number of each device; devidx the config's index of each store number (-1: none). */
 	struct config *cfg;
 	uint32_t generation;
 	const struct payload_format *fmt;
+	const struct payload_format *rowfmt;
 	uint32_t *devs;
+	int32_t *devidx;
+	size_t ndevidx;
+	struct wire w;
 
 	/* Pollers: one per serial line (serpoll), a few for every TCP endpoint (tcpoll). */
 	struct serpoll *sp;
@@ -272,6 +314,10 @@ struct core {
 	int64_t published_at;   /* mono ms of the last row published */
 	int64_t connected_at;   /* mono ms of this session's CONNACK */
 	uint64_t backlog_end;   /* seqs handed out before this session: the outage's backlog */
+	uint64_t start_seq;     /* the last seq the store had handed out when sluiced started */
+	uint64_t hist_end;      /* rows up to this seq are history to the platform (Sparkplug's
+				   is_historical): handed out before this session, or before
+				   this start */
 	bool aside_pass;        /* a retry of the rows set aside is under way ... */
 	bool aside_asked;       /* ... asked for by sluicectl retry ... */
 	uint64_t aside_after;   /* ... and has reached this seq */
@@ -302,6 +348,9 @@ struct core {
 	 * snapshot is written next (mono ms). */
 	struct status status;
 	int64_t snapshot_at;
+
+	/* Commands from the platform: the ones seen lately (redeliveries answered again). */
+	struct command_dedup *dedup;
 
 	/* The control socket (sluicectl status, probe); NULL when it could not be made. */
 	struct control *ctl;
@@ -446,6 +495,28 @@ static const char *rule_name(const struct config *cfg, const char *id)
 	return name;
 }
 
+/* The config's index of each store number in c->devs (-1 where none): a reading
+ * published in a format that names devices by their place in the config (Sparkplug's
+ * aliases) finds it without a search. */
+static void devices_index(struct core *c, const struct config *cfg)
+{
+	uint32_t max = 0;
+	int32_t *idx;
+
+	for (size_t i = 0; i < cfg->ndevices; i++)
+		if (c->devs[i] > max)
+			max = c->devs[i];
+	idx = malloc(((size_t)max + 1) * sizeof *idx);
+	free(c->devidx);
+	c->devidx = idx;
+	c->ndevidx = idx ? (size_t)max + 1 : 0;
+	for (size_t i = 0; i < c->ndevidx; i++)
+		idx[i] = -1;
+	for (size_t i = 0; idx && i < cfg->ndevices; i++)
+		if (c->devs[i])
+			idx[c->devs[i]] = (int32_t)i;
+}
+
 /* The store's number of each device of cfg (store_devices), replacing c->devs. */
 static void devices_register(struct core *c, const struct config *cfg)
 {
@@ -460,6 +531,7 @@ static void devices_register(struct core *c, const struct config *cfg)
 	}
 	free(c->devs);
 	c->devs = devs;
+	devices_index(c, cfg);
 }
 
 /* ---- rows -> store ----------------------------------------------------------------- */
@@ -608,6 +680,16 @@ static void commit_pending(struct core *c, bool force)
 
 /* ---- readings and alerts -> rows ------------------------------------------------ */
 
+/* A write queued to the poller that owns the device (tag: its result's, 0 none). */
+static int queue_write(struct core *c, size_t device, size_t point, double value, uint64_t tag)
+{
+	const struct device_cfg *d = &c->cfg->devices[device];
+
+	if (c->cfg->buses[d->bus].kind == BUS_TCP)
+		return c->tp ? tcpoll_write(c->tp, (uint32_t)device, (uint16_t)point, value, tag) : -1;
+	return c->sp ? serpoll_write(c->sp, (uint32_t)device, (uint16_t)point, value, tag) : -1;
+}
+
 static void send_action(struct core *c, const struct alert_action *a,
 			const struct alert_transition *t)
 {
@@ -673,7 +755,7 @@ static size_t take_alert_out(struct core *c)
 				  t->message);
 		else
 			log_info("alert %s/%s resolved: %s", t->rule, t->check, t->message);
-		if (c->fmt->alert(&c->msg, t, rule_name(c->cfg, t->rule), NULL) != 0 ||
+		if (c->rowfmt->alert(&c->msg, t, rule_name(c->cfg, t->rule), NULL) != 0 ||
 		    !add_event(c, t->ts_ms)) {
 			log_errx("out of memory: alert %s/%s not stored", t->rule, t->check);
 			continue;
@@ -695,7 +777,7 @@ static void take_reading(struct core *c, const struct reading *r)
 
 	status_reading(&c->status, r);
 	if (status_device_turned(ds, r) &&
-	    (c->fmt->device_state(&c->msg, d, r->online, r->ts_ms, r->last_err) != 0 ||
+	    (c->rowfmt->device_state(&c->msg, d, r->online, r->ts_ms, r->last_err) != 0 ||
 	     !add_event(c, r->ts_ms)))
 		ds->published = -1; /* out of memory: said with a later reading */
 	if (c->ae && alert_feed(c->ae, r->device, r->ts_ms, r->values, r->nvalues, &c->ao) != 0)
@@ -915,6 +997,7 @@ static void flight_forget_all(struct core *c)
 }
 
 static void flush_acks(struct core *c, bool force);
+static void wire_forget(struct core *c);
 
 /* How many rows of topic were set aside this run, this one included (0: out of
  * memory, not counted). */
@@ -978,9 +1061,14 @@ static void on_connected(void *ctx)
 	/* what was handed out before this session is the outage's backlog: transitions go
 	 * before its telemetry (docs/mqtt.md) */
 	c->backlog_end = c->top_seq;
+	c->hist_end = c->top_seq > c->start_seq ? c->top_seq : c->start_seq;
 	/* the rows set aside get one more chance, after everything else */
 	c->aside_pass = c->aside_auto || c->aside_asked;
 	c->aside_after = 0;
+	/* the platform's session begins again: births, connects */
+	wire_forget(c);
+	c->w.refused = false;
+	c->w.host_online = !c->cfg->uplink.sparkplug_primary_host;
 	status_uplink(&c->status, true, NULL, clock_real_ms());
 }
 
@@ -1151,36 +1239,679 @@ static bool topic_in_flight(const struct core *c, const char *topic)
 	return false;
 }
 
+/* ---- the platform's formats: Sparkplug's session, ThingsBoard's devices ----------- */
+
+#define BDSEQ_KEY "sparkplug_bdseq"
+
+static bool is_sparkplug(const struct core *c)
+{
+	return c->cfg->uplink.format == FORMAT_SPARKPLUG;
+}
+
+static bool is_thingsboard(const struct core *c)
+{
+	return c->cfg->uplink.format == FORMAT_THINGSBOARD;
+}
+
+/* The QoS of every message that carries a row, and of births: uplink.qos, or in
+ * Sparkplug uplink.sparkplug.qos (docs/mqtt.md: QoS 0 is "written to the socket"). */
+static int row_qos(const struct core *c)
+{
+	return is_sparkplug(c) ? c->cfg->uplink.sparkplug_qos : c->cfg->uplink.qos;
+}
+
+/* A new session (a connect, a rebirth, the primary host back online): nothing said yet. */
+static void wire_forget(struct core *c)
+{
+	c->w.born = false;
+	c->w.announced = false;
+	c->w.seq = 0;
+	if (c->w.nup != c->cfg->ndevices) {
+		bool *up = calloc(c->cfg->ndevices ? c->cfg->ndevices : 1, sizeof *up);
+		if (up) {
+			free(c->w.up);
+			c->w.up = up;
+			c->w.nup = c->cfg->ndevices;
+		}
+	}
+	if (c->w.up)
+		memset(c->w.up, 0, c->w.nup * sizeof *c->w.up);
+}
+
+static struct payload_sparkplug_node wire_node(const struct core *c)
+{
+	return (struct payload_sparkplug_node){ .group = c->cfg->uplink.sparkplug_group,
+						.id = c->cfg->gateway.id,
+						.name = c->cfg->gateway.name,
+						.version = SLUICE_VERSION,
+						.bdseq = uplink_bdseq(c->up) };
+}
+
+/* A message of the session itself (a birth, a connect), not of a row: at the rows' QoS,
+ * not tracked (its acknowledgement is nobody's). 0, or -1 when not now. */
+static int wire_send(struct core *c, const struct payload_msg *m)
+{
+	int mid, rc = uplink_publish(c->up, m->topic, m->body.p, m->body.len, row_qos(c), false,
+				     &mid);
+
+	if (rc == UPLINK_REFUSED && !c->w.refused) {
+		/* tried again at every turn: said once a session */
+		c->w.refused = true;
+		log_warnx("uplink: the broker refuses %s: %s; nothing that needs it goes out",
+			  m->topic, uplink_refusal(c->up));
+	}
+	if (rc == 0 && is_sparkplug(c))
+		c->w.seq++;   /* uint8_t: 255 is followed by 0 */
+	return rc == 0 ? 0 : -1;
+}
+
+/* The device index of the config a stored row's device has, or -1. */
+static long wire_device(const struct core *c, uint32_t dev)
+{
+	return dev < c->ndevidx ? c->devidx[dev] : -1;
+}
+
+static long wire_device_by_id(const struct core *c, const char *id)
+{
+	for (size_t i = 0; i < c->cfg->ndevices; i++)
+		if (strcmp(c->cfg->devices[i].id, id) == 0)
+			return (long)i;
+	return -1;
+}
+
+static long wire_check(struct core *c, const struct alert_transition *t, bool *rebirth);
+
+/* NBIRTH (seq 0): every alert check known so far, the health numbers now. */
+static int wire_nbirth(struct core *c)
+{
+	struct payload_sparkplug_node n = wire_node(c);
+	struct health h;
+	int rc;
+
+	status_health(&c->status, c->cfg, c->st, clock_real_ms(), clock_mono_ms(), &h);
+	h.not_stored += queue_refused(c->q);
+	h.store_error = c->store_failing ? c->store_err : NULL;
+	h.held_rows = c->held->n;
+	wire_forget(c);
+	/* every alert check of the engine, declared (a firing one with what it fired with) */
+	if (c->ae) {
+		size_t na = alert_checks(c->ae, NULL, 0);
+		struct alert_transition *all = na ? calloc(na, sizeof *all) : NULL;
+		bool added;
+
+		if (all)
+			(void)alert_checks(c->ae, all, na);
+		for (size_t i = 0; all && i < na; i++) {
+			long k = wire_check(c, &all[i], &added);
+			/* a check published since keeps its last transition */
+			if (k >= 0 && !added && all[i].state == ALERT_FIRING &&
+			    c->w.checks[k].state != ALERT_FIRING)
+				c->w.checks[k] = all[i];
+		}
+		free(all);
+	}
+	rc = payload_sparkplug_nbirth(&c->msg, &n, &h, c->w.checks, c->w.nchecks, 0,
+				      clock_real_ms());
+	if (rc != 0 || wire_send(c, &c->msg) != 0)
+		return -1;
+	c->w.born = true;
+	c->w.announced = false;   /* the DBIRTHs follow */
+	log_info("sparkplug: NBIRTH published (bdSeq %" PRIu64 ", %zu alert checks)", n.bdseq,
+		 c->w.nchecks);
+	return 0;
+}
+
+static int wire_device_up(struct core *c, size_t di, const struct value *values, size_t nv,
+			  int64_t ts_ms, uint64_t row_seq);
+
+/* Every device online now, said to the platform: a device polled seldom would otherwise
+ * wait for its next reading to be born (DBIRTH, its values null until its next DDATA) or
+ * connected. 0, or -1 when not all could go now (those done are not said again). */
+static int wire_announce(struct core *c)
+{
+	for (size_t i = 0; i < c->cfg->ndevices && i < c->w.nup; i++)
+		if (!c->w.up[i] && c->status.dev[i].published == 1 &&
+		    wire_device_up(c, i, NULL, 0, clock_real_ms(), 0) != 0)
+			return -1;
+	return 0;
+}
+
+/*
+ * May rows be published now? Sparkplug: not while the primary host is offline, and only
+ * after this session's NBIRTH and the DBIRTH of every device online (published here when
+ * they are due); ThingsBoard: after the connect of every device online.
+ */
+static bool wire_ready(struct core *c)
+{
+	if (!is_sparkplug(c) && !is_thingsboard(c))
+		return true;
+	if (is_sparkplug(c)) {
+		if (!c->w.host_online)
+			return false;
+		if (!c->w.born && wire_nbirth(c) != 0)
+			return false;
+	}
+	if (!c->w.announced) {
+		if (wire_announce(c) != 0)
+			return false;
+		c->w.announced = true;
+	}
+	return true;
+}
+
+/* Device di said this session: DBIRTH (Sparkplug; values NULL: null until its first
+ * DDATA), or connect and its description (ThingsBoard). */
+static int wire_device_up(struct core *c, size_t di, const struct value *values, size_t nv,
+			  int64_t ts_ms, uint64_t row_seq)
+{
+	const struct device_cfg *d = &c->cfg->devices[di];
+
+	if (is_sparkplug(c)) {
+		struct payload_sparkplug_node n = wire_node(c);
+		if (payload_sparkplug_dbirth(&c->msg, &n, d, di, values, nv, ts_ms, row_seq, c->w.seq,
+					     clock_real_ms()) != 0 ||
+		    wire_send(c, &c->msg) != 0)
+			return -1;
+	} else {
+		if (payload_thingsboard_connect(&c->msg, d, true) != 0 ||
+		    wire_send(c, &c->msg) != 0 || payload_thingsboard_describe(&c->msg, d) != 0 ||
+		    wire_send(c, &c->msg) != 0)
+			return -1;
+	}
+	if (di < c->w.nup)
+		c->w.up[di] = true;
+	return 0;
+}
+
+/* The stored device description d (of the config the reading was taken under) still
+ * matches the config's device cd point for point: aliases and units are the config's. */
+static bool same_points(const struct device_cfg *d, const struct device_cfg *cd)
+{
+	if (d == cd)
+		return true;
+	if (d->npoints != cd->npoints)
+		return false;
+	for (size_t i = 0; i < d->npoints; i++)
+		if (strcmp(d->points[i].name, cd->points[i].name) != 0 ||
+		    d->points[i].type != cd->points[i].type)
+			return false;
+	return true;
+}
+
+/*
+ * A reading in Sparkplug (DDATA by alias, after its device's DBIRTH) or ThingsBoard
+ * (telemetry, after its device's connect), into c->msg. 0, -1 not now, 1 it cannot be
+ * said in this format (*why).
+ */
+static int wire_reading(struct core *c, const struct store_row *r, const struct device_cfg *d,
+			const struct reading *rd, const char **why)
+{
+	long di = wire_device(c, r->dev);
+	bool historical = r->seq <= c->hist_end;
+
+	if (di < 0 || !same_points(d, &c->cfg->devices[di])) {
+		*why = "its device is no longer in the config as it was (a format that names "
+		       "points by the config's aliases cannot say it)";
+		if (is_thingsboard(c) && di < 0)
+			return payload_thingsboard_telemetry(&c->msg, d, rd->values, rd->nvalues,
+							     r->ts_ms, r->seq) == 0 ? 0 : -1;
+		if (is_thingsboard(c))
+			di = -1;
+		else
+			return 1;
+	}
+	if (di >= 0 && (size_t)di < c->w.nup && !c->w.up[di] &&
+	    /* a birth says the current values: not an outage's */
+	    wire_device_up(c, (size_t)di, historical ? NULL : rd->values,
+			   historical ? 0 : rd->nvalues, r->ts_ms, 0) != 0)
+		return -1;
+	if (is_thingsboard(c))
+		return payload_thingsboard_telemetry(&c->msg, d, rd->values, rd->nvalues, r->ts_ms,
+						     r->seq) == 0 ? 0 : -1;
+	{
+		struct payload_sparkplug_node n = wire_node(c);
+		return payload_sparkplug_ddata(&c->msg, &n, &c->cfg->devices[di], (size_t)di,
+					       rd->values, rd->nvalues, r->ts_ms, historical, r->seq,
+					       c->w.seq, clock_real_ms()) == 0 ? 0 : -1;
+	}
+}
+
+/* MBE_* from its text (mb_strerror), 0 when none matches. */
+static int mberr_from_text(const char *s)
+{
+	if (!s)
+		return 0;
+	for (int e = 1; e < MBE_EXC_BASE + 256; e++)
+		if (strcmp(mb_strerror(e), s) == 0)
+			return e;
+	return 0;
+}
+
+static int severity_from_text(const char *s)
+{
+	for (int v = SEV_BLUE; s && v <= SEV_RED; v++)
+		if (strcmp(severity_name(v), s) == 0)
+			return v;
+	return SEV_NONE;
+}
+
+static double num_or_nan(const struct jval *v, const char *key)
+{
+	const struct jval *x = jread_get(v, key);
+	return x && x->type == J_NUM ? x->num : NAN;
+}
+
+/* A stored transition's text (the sluice format's members after seq), read back. */
+static struct jval *wire_parse_row(const struct store_row *r)
+{
+	char err[100];
+	size_t n = strlen(r->body);
+	char *text = malloc(n + 3);
+	struct jval *v;
+
+	if (!text)
+		return NULL;
+	text[0] = '{';
+	memcpy(text + 1, r->body, n);
+	text[n + 1] = '}';
+	text[n + 2] = '\0';
+	v = jread_parse(text, n + 2, err, sizeof err);
+	free(text);
+	return v;
+}
+
+/* The alert check's index among those the NBIRTH named; a new one is added, and a
+ * rebirth is due (its aliases are in no birth yet). */
+static long wire_check(struct core *c, const struct alert_transition *t, bool *rebirth)
+{
+	struct alert_transition *p;
+
+	*rebirth = false;
+	for (size_t i = 0; i < c->w.nchecks; i++)
+		if (strcmp(c->w.checks[i].rule, t->rule) == 0 &&
+		    strcmp(c->w.checks[i].check, t->check) == 0)
+			return (long)i;
+	if (c->w.nchecks >= PSP_ALERTS_MAX)
+		return -1;
+	p = realloc(c->w.checks, (c->w.nchecks + 1) * sizeof *p);
+	if (!p)
+		return -1;
+	c->w.checks = p;
+	c->w.checks[c->w.nchecks] = *t;
+	*rebirth = true;
+	return (long)c->w.nchecks++;
+}
+
+/*
+ * A transition (device/<id> or alert/<rule>/<check>, stored as the sluice format
+ * writes it) in Sparkplug or ThingsBoard, into c->msg; *after: ThingsBoard's device to
+ * disconnect once it is published (-1 none). 0, -1 not now, 1 it cannot be said (*why).
+ */
+static int wire_transition(struct core *c, const struct store_row *r, long *after,
+			   const char **why)
+{
+	struct payload_sparkplug_node n;
+	struct jval *v;
+	int rc = -1;
+
+	*after = -1;
+	*why = "its stored text cannot be read back";
+	if (!(v = wire_parse_row(r)))
+		return 1;
+	n = wire_node(c);
+	if (strncmp(r->topic, "device/", 7) == 0) {
+		long di = wire_device_by_id(c, r->topic + 7);
+		const char *state = jread_str(v, "state");
+		bool online = state && strcmp(state, "online") == 0;
+
+		if (di < 0) {
+			*why = "its device is no longer in the config";
+			rc = 1;
+		} else if (is_sparkplug(c)) {
+			if (online) {
+				rc = payload_sparkplug_dbirth(&c->msg, &n, &c->cfg->devices[di],
+							      (size_t)di, NULL, 0, r->ts_ms, r->seq,
+							      c->w.seq, clock_real_ms());
+			} else {
+				rc = payload_sparkplug_ddeath(&c->msg, &n, &c->cfg->devices[di],
+							      (size_t)di, r->seq, c->w.seq,
+							      clock_real_ms());
+			}
+			if (rc == 0 && (size_t)di < c->w.nup)
+				c->w.up[di] = online;
+			rc = rc == 0 ? 0 : -1;
+		} else {
+			if (online && (size_t)di < c->w.nup && !c->w.up[di] &&
+			    wire_device_up(c, (size_t)di, NULL, 0, r->ts_ms, 0) != 0)
+				goto out;
+			rc = payload_thingsboard_device_state(
+				     &c->msg, &c->cfg->devices[di], online, r->ts_ms,
+				     mberr_from_text(jread_str(v, "last_error")), r->seq) == 0 ? 0 : -1;
+			if (!online)
+				*after = di;
+		}
+	} else if (strncmp(r->topic, "alert/", 6) == 0) {
+		struct alert_transition t = { 0 };
+		const struct jval *act = jread_get(v, "action");
+		struct payload_write_failure f = { 0 };
+		char ref[ID_MAX + POINT_NAME_MAX + 2] = "";
+		const char *s;
+
+		snprintf(t.rule, sizeof t.rule, "%s", jread_str(v, "rule") ? jread_str(v, "rule") : "");
+		snprintf(t.check, sizeof t.check, "%s",
+			 jread_str(v, "check") ? jread_str(v, "check") : "");
+		s = jread_str(v, "state");
+		t.state = s && strcmp(s, "firing") == 0 ? ALERT_FIRING : ALERT_RESOLVED;
+		t.severity = severity_from_text(jread_str(v, "severity"));
+		t.ts_ms = r->ts_ms;
+		t.value = num_or_nan(v, "value");
+		t.threshold = num_or_nan(v, "threshold");
+		snprintf(t.unit, sizeof t.unit, "%s", jread_str(v, "unit") ? jread_str(v, "unit") : "");
+		snprintf(t.message, sizeof t.message, "%s",
+			 jread_str(v, "message") ? jread_str(v, "message") : "");
+		if (act && act->type == J_OBJ && jread_str(act, "write")) {
+			char *dot;
+			snprintf(ref, sizeof ref, "%s", jread_str(act, "write"));
+			dot = strchr(ref, '.');
+			if (dot)
+				*dot = '\0';
+			f = (struct payload_write_failure){ .device = ref,
+							    .point = dot ? dot + 1 : "",
+							    .value = num_or_nan(act, "value"),
+							    .err = mberr_from_text(jread_str(act, "error")) };
+		}
+		if (is_thingsboard(c)) {
+			rc = payload_thingsboard_alert(&c->msg, &t, jread_str(v, "name"),
+						       ref[0] ? &f : NULL, r->seq) == 0 ? 0 : -1;
+		} else {
+			bool rebirth;
+			long i = wire_check(c, &t, &rebirth);
+
+			if (i < 0) {
+				*why = "more alert checks than Sparkplug aliases are set aside for";
+				rc = 1;
+				goto out;
+			}
+			/* a check the NBIRTH did not name: born again with it */
+			if (rebirth && wire_nbirth(c) != 0)
+				goto out;
+			c->w.checks[i] = t;
+			rc = payload_sparkplug_alert(&c->msg, &n, &t, (size_t)i,
+						     r->seq <= c->hist_end, r->seq, c->w.seq,
+						     clock_real_ms()) == 0 ? 0 : -1;
+		}
+	} else if (strcmp(r->topic, "command/event") == 0) {
+		/* the audit trail: the event's own text, as JSON in the format's envelope */
+		if (is_thingsboard(c))
+			rc = payload_thingsboard_command(&c->msg, r->body, r->ts_ms, r->seq) == 0 ? 0
+												   : -1;
+		else
+			rc = payload_sparkplug_command(&c->msg, &n, r->body, r->ts_ms,
+						       r->seq <= c->hist_end, r->seq, c->w.seq,
+						       clock_real_ms()) == 0 ? 0 : -1;
+	} else {
+		*why = "it is no message this format has";
+		rc = 1;
+	}
+out:
+	jread_free(v);
+	return rc;
+}
+
+/* The uplink's will carries this bdSeq: stored, so that the next start's is the one after. */
+static void on_bdseq(void *ctx, uint64_t bdseq)
+{
+	struct core *c = ctx;
+	char v[24];
+
+	snprintf(v, sizeof v, "%" PRIu64, bdseq);
+	if (store_meta_put(c->st, BDSEQ_KEY, v) != 0)
+		log_warnx("store: could not keep the Sparkplug bdSeq: %s", store_error(c->st));
+}
+
+/* At start and after a new uplink: the bdSeq after the last one stored. */
+static void wire_bdseq_start(struct core *c)
+{
+	char *v = NULL;
+
+	if (store_meta_get(c->st, BDSEQ_KEY, &v) == 0 && v)
+		uplink_set_bdseq(c->up, (strtoull(v, NULL, 10) + 1) % 256);
+	free(v);
+}
+
+static bool dev_online(void *ctx, size_t device)
+{
+	struct core *c = ctx;
+	return device < c->cfg->ndevices && c->status.dev[device].published == 1;
+}
+
+static void command_message(struct core *c, const char *topic, const void *payload, size_t len);
+
+/* A message on one of the gateway's subscriptions. */
+static void on_message(void *ctx, const char *topic, const void *payload, size_t len)
+{
+	struct core *c = ctx;
+	struct command cmd;
+	struct command_env env = { .cfg = c->cfg, .online = dev_online, .ctx = c,
+				   .now_ms = clock_real_ms() };
+
+	switch (command_parse(&env, topic, payload, len, &cmd)) {
+	case COMMAND_REBIRTH:
+		log_info("sparkplug: rebirth asked for (NCMD Node Control/Rebirth)");
+		c->w.born = false;
+		c->w.announced = false;
+		break;
+	case COMMAND_HOST:
+		if (cmd.host_online != c->w.host_online)
+			log_info("sparkplug: primary host %s is %s", c->cfg->uplink.sparkplug_primary_host,
+				 cmd.host_online ? "online: publishing" : "offline: holding rows");
+		/* back online: born again for it (Sparkplug 3.0) */
+		if (cmd.host_online && !c->w.host_online)
+			c->w.born = c->w.announced = false;
+		c->w.host_online = cmd.host_online;
+		break;
+	case COMMAND_WRITE:
+	case COMMAND_REFUSED:
+		command_message(c, topic, payload, len);
+		break;
+	default:
+		break;
+	}
+}
+
+static bool add_event(struct core *c, int64_t ts_ms);
+static void commit_transitions(struct core *c, bool alerts);
+static int queue_write(struct core *c, size_t device, size_t point, double value, uint64_t tag);
+
+/* The answer to a command in its format, when its format answers (not tracked: a reply
+ * lost with the connection is asked for again by the platform's retry, which the memory
+ * of commands answers). */
+static void command_answer(struct core *c, const struct command *cmd, bool ok, const char *error)
+{
+	int mid;
+
+	if (command_reply(&c->msg, cmd, ok, error) == 0 &&
+	    uplink_publish(c->up, c->msg.topic, c->msg.body.p, c->msg.body.len, 1, false, &mid) != 0)
+		log_warnx("command %s: the reply could not be sent now", cmd->id[0] ? cmd->id : "-");
+}
+
+/* A command's outcome: remembered (a redelivery is answered with it), stored as an event
+ * with its seq (the audit trail, committed at once), answered. */
+static void command_outcome(struct core *c, const struct command *cmd, bool ok, const char *error)
+{
+	command_dedup_done(c->dedup, cmd->key, ok, error);
+	if (command_event(&c->msg, cmd, c->cfg, ok, error, clock_real_ms()) != 0 ||
+	    !add_event(c, clock_real_ms()))
+		log_errx("out of memory: the event of command %s is not stored",
+			 cmd->id[0] ? cmd->id : "-");
+	else
+		commit_transitions(c, false);
+	command_answer(c, cmd, ok, error);
+}
+
+/* A command's write the pollers dropped unsent when they were restarted (a reload, a
+ * discovery): not an MBE_* (those are positive). */
+#define COMMAND_WRITE_DROPPED (-1)
+
+/* A write's result for command job (err MBE_*, 0 done, COMMAND_WRITE_DROPPED): the
+ * outcome once every write of it has answered. */
+static void command_write_done(struct core *c, struct cmd_job *job, size_t wi, int err)
+{
+	char why[2 * COMMAND_REASON_MAX];
+
+	if (err && !job->err) {
+		job->err = err;
+		job->failed = wi;
+	}
+	if (--job->left > 0)
+		return;
+	if (job->err) {
+		const struct command_write *w = &job->cmd.writes[job->failed];
+		const struct device_cfg *d = &c->cfg->devices[w->device];
+		if (job->err == COMMAND_WRITE_DROPPED)
+			snprintf(why, sizeof why, "write %s.%s not carried out: the pollers were "
+				 "restarted (a reload or a discovery) before it went out", d->id,
+				 d->points[w->point].name);
+		else
+			snprintf(why, sizeof why, "write %s.%s failed: %s", d->id,
+				 d->points[w->point].name, mb_strerror(job->err));
+		log_warnx("command %s: %s", job->cmd.id[0] ? job->cmd.id : "-", why);
+	} else {
+		log_info("command %s carried out", job->cmd.id[0] ? job->cmd.id : "-");
+	}
+	command_outcome(c, &job->cmd, job->err == 0, job->err ? why : NULL);
+	free(job);
+}
+
+/*
+ * A command from the platform (command.h): refused with its reason, or its writes queued
+ * to the poller that owns the device, one master per line as for an alert's action; a
+ * redelivery answered again with the first answer, never carried out twice.
+ */
+static void command_message(struct core *c, const char *topic, const void *payload, size_t len)
+{
+	struct command_env env = { .cfg = c->cfg, .online = dev_online, .ctx = c,
+				   .now_ms = clock_real_ms() };
+	const struct command_seen *seen;
+	struct cmd_job *job = calloc(1, sizeof *job);
+	size_t nfree = 0;
+
+	if (!job || !c->dedup) {
+		log_errx("out of memory: a command on %s is not read", topic);
+		free(job);
+		return;
+	}
+	command_parse(&env, topic, payload, len, &job->cmd);
+	if (job->cmd.what == COMMAND_REFUSED && job->cmd.format == FORMAT_SPARKPLUG &&
+	    strstr(topic, "/STATE/")) {
+		/* the primary host's STATE, unreadable: no command, nothing to answer */
+		log_warnx("sparkplug: %s: %s", topic, job->cmd.reason);
+		free(job);
+		return;
+	}
+	seen = command_dedup(c->dedup, &job->cmd, env.now_ms);
+	if (seen) {
+		log_info("command %s on %s seen before: %s", job->cmd.id[0] ? job->cmd.id : "-",
+			 topic, seen->state == COMMAND_SEEN_PENDING ? "still under way"
+								     : "answered again, not carried out");
+		if (seen->state != COMMAND_SEEN_PENDING)
+			command_answer(c, &job->cmd, seen->state == COMMAND_SEEN_OK,
+				       seen->state == COMMAND_SEEN_OK ? NULL : seen->error);
+		free(job);
+		return;
+	}
+	if (job->cmd.what == COMMAND_WRITE) {
+		for (size_t i = 0; i < MAX_PENDING_WRITES; i++)
+			nfree += c->pw[i].tag == 0;
+		if (nfree < job->cmd.nwrites) {
+			job->cmd.what = COMMAND_REFUSED;
+			snprintf(job->cmd.reason, sizeof job->cmd.reason,
+				 "too many writes under way: try again");
+		}
+	}
+	if (job->cmd.what != COMMAND_WRITE) {
+		log_warnx("command %s on %s refused: %s", job->cmd.id[0] ? job->cmd.id : "-", topic,
+			  job->cmd.reason);
+		command_outcome(c, &job->cmd, false, job->cmd.reason);
+		free(job);
+		return;
+	}
+	job->left = job->cmd.nwrites;
+	for (size_t i = 0, k = 0; i < job->cmd.nwrites; i++) {
+		const struct command_write *w = &job->cmd.writes[i];
+		const struct device_cfg *d = &c->cfg->devices[w->device];
+		uint64_t tag = ++c->next_tag;
+
+		while (c->pw[k].tag)
+			k++;
+		c->pw[k] = (struct pending_write){ .tag = tag, .job = job, .device = w->device,
+						   .point = w->point, .value = w->value };
+		log_info("command %s: writing %s.%s = %g", job->cmd.id[0] ? job->cmd.id : "-", d->id,
+			 d->points[w->point].name, w->value);
+		if (queue_write(c, w->device, w->point, w->value, tag) != 0) {
+			c->pw[k].tag = 0;
+			/* the last one frees the job */
+			command_write_done(c, job, i, MBE_IO);
+			if (i + 1 < job->cmd.nwrites)
+				continue;
+			return;
+		}
+	}
+}
+
+
 /* How a row goes: for the first time, or set aside and tried again (by a new session,
  * or because sluicectl retry asked). */
 enum send { SEND_NEW, SEND_RETRY, SEND_RETRY_ASKED };
 
 /*
- * The topic and payload of a row as the format in force writes them: a transition's
- * stored text in its envelope, a reading built from its values and its device as
- * stored (a reading stored under an older config keeps that config's names). *topic
- * points into the row or c->msg. 0, -1 (out of memory: not now), or 1 (a reading that
- * cannot be read back: its device's description or its values are damaged).
+ * The topic and payload of a row as the format in force writes them, into *out (the
+ * payload c->wire or c->msg.body): in the sluice format a transition's stored text in
+ * its envelope, a reading built from its values and its device as stored (a reading
+ * stored under an older config keeps that config's names); in Sparkplug and ThingsBoard
+ * the session's messages that must come first are published here (wire_*), then the
+ * row's own. *topic points into the row or c->msg. 0, -1 (out of memory, or a message
+ * that must come first could not go: not now), or 1 (it cannot be published: *why — a
+ * reading whose device's description or values are damaged, a row this format cannot
+ * say). *after: ThingsBoard's device to disconnect once the row is out (-1: none).
  */
-static int row_message(struct core *c, const struct store_row *r, const char **topic)
+static int row_message(struct core *c, const struct store_row *r, const char **topic,
+		       const struct jbuf **out, long *after, const char **why)
 {
 	const struct device_cfg *d;
 	struct reading *rd;
 	int rc;
 
+	*after = -1;
+	*why = "it cannot be read back: its device's description or its values are damaged";
 	if (!r->dev) {
-		*topic = r->topic;
-		return c->fmt->envelope(&c->wire, r->seq, r->body) == 0 ? 0 : -1;
+		if (c->fmt->envelope) {
+			*topic = r->topic;
+			*out = &c->wire;
+			return c->fmt->envelope(&c->wire, r->seq, r->body) == 0 ? 0 : -1;
+		}
+		rc = wire_transition(c, r, after, why);
+		*topic = c->msg.topic;
+		*out = &c->msg.body;
+		return rc;
 	}
 	d = store_device(c->st, r->dev);
 	rd = d ? store_row_reading(r) : NULL;
 	if (!rd)
 		return 1;
+	if (!c->fmt->envelope) {
+		rc = wire_reading(c, r, d, rd, why);
+		reading_free(rd);
+		*topic = c->msg.topic;
+		*out = &c->msg.body;
+		return rc;
+	}
 	rc = c->fmt->reading(&c->msg, d, rd);
 	reading_free(rd);
 	if (rc != 0 || c->fmt->envelope(&c->wire, r->seq, jb_cstr_get(&c->msg.body)) != 0)
 		return -1;
 	*topic = c->msg.topic;
+	*out = &c->wire;
 	return 0;
 }
 
@@ -1189,23 +1920,24 @@ static int row_message(struct core *c, const struct store_row *r, const char **t
 static int publish_row(struct core *c, const struct store_row *r, enum send how)
 {
 	bool aside = how != SEND_NEW;
-	const char *topic = NULL;
+	const char *topic = NULL, *why;
+	const struct jbuf *w = NULL;
 	char *ftopic;
 	int mid, rc;
 	uint64_t like;
 	size_t lbytes;
+	long after;
 
-	rc = row_message(c, r, &topic);
+	rc = row_message(c, r, &topic, &w, &after, &why);
 	if (rc < 0)
 		return -1;
 	if (rc > 0) {
 		if (!aside)
-			set_aside(c, r->seq, "a reading", r->nvals, "it cannot be read back: its"
-				  " device's description or its values are damaged");
+			set_aside(c, r->seq, r->dev ? "a reading" : r->topic, r->nvals, why);
 		return 1;
 	}
 	if (how != SEND_RETRY_ASKED &&
-	    (like = suspect_refuses(&c->sus, topic, c->wire.len, &lbytes)) != 0) {
+	    (like = suspect_refuses(&c->sus, topic, w->len, &lbytes)) != 0) {
 		char reason[200];
 
 		/* a new session's retry would cost the session: only when asked for (or after
@@ -1215,17 +1947,17 @@ static int publish_row(struct core *c, const struct store_row *r, enum send how)
 		snprintf(reason, sizeof reason, "as large as seq %" PRIu64 " (%zu bytes), which "
 			 "the broker ended the session for %d times in a row", like, lbytes,
 			 SUSPECT_STRIKES);
-		set_aside(c, r->seq, topic, c->wire.len, reason);
+		set_aside(c, r->seq, topic, w->len, reason);
 		return 1;
 	}
 	ftopic = strdup(topic);
 	if (!ftopic)
 		return -1;
-	rc = uplink_publish(c->up, topic, c->wire.p, c->wire.len, c->cfg->uplink.qos,
-			    r->dev ? false : r->retain, &mid);
+	rc = uplink_publish(c->up, topic, w->p, w->len, row_qos(c),
+			    r->dev || c->fmt->envelope == NULL ? false : r->retain, &mid);
 	if (rc == UPLINK_REFUSED) {
 		if (!aside)
-			set_aside(c, r->seq, topic, c->wire.len, uplink_refusal(c->up));
+			set_aside(c, r->seq, topic, w->len, uplink_refusal(c->up));
 		free(ftopic);
 		return 1;
 	}
@@ -1238,10 +1970,16 @@ static int publish_row(struct core *c, const struct store_row *r, enum send how)
 		.seq = r->seq,
 		.kind = r->kind,
 		.topic = ftopic,
-		.bytes = c->wire.len,
+		.bytes = w->len,
 		.aside = aside,
 	};
 	c->published_at = clock_mono_ms();
+	if (is_sparkplug(c))
+		c->w.seq++;
+	/* ThingsBoard: the device's last state is out, then it goes */
+	if (after >= 0 && payload_thingsboard_connect(&c->msg, &c->cfg->devices[after], false) == 0 &&
+	    wire_send(c, &c->msg) == 0 && (size_t)after < c->w.nup)
+		c->w.up[after] = false;
 	return 0;
 }
 
@@ -1319,7 +2057,7 @@ static void drain_outbox(struct core *c)
 	bool tel_all, more = false, mem_more = false;
 
 	c->window_full = false;
-	if (!uplink_connected(c->up))
+	if (!uplink_connected(c->up) || !wire_ready(c))
 		return;
 	/* while suspect.c searches, a session that a broker drops whatever is sent ends
 	 * before a row is in flight (the loop wakes within LOOP_WAIT_MAX_MS) */
@@ -1413,12 +2151,19 @@ static void publish_health(struct core *c, int64_t now_mono)
 	struct health h;
 	int mid;
 
-	if (!uplink_connected(c->up))
+	if (!uplink_connected(c->up) || !wire_ready(c))
 		return;
 	status_health(&c->status, c->cfg, c->st, clock_real_ms(), now_mono, &h);
 	h.not_stored += queue_refused(c->q);
 	h.store_error = c->store_failing ? c->store_err : NULL;
 	h.held_rows = c->held->n;
+	if (is_sparkplug(c)) {
+		struct payload_sparkplug_node n = wire_node(c);
+		/* NDATA of the node's health metrics, in the node's seq */
+		if (payload_sparkplug_health(&c->msg, &n, &h, c->w.seq, clock_real_ms()) == 0)
+			(void)wire_send(c, &c->msg);
+		return;
+	}
 	if (c->fmt->health(&c->msg, &h) == 0 &&
 	    uplink_publish(c->up, c->msg.topic, c->msg.body.p, c->msg.body.len, 0, c->msg.retain,
 			   &mid) == UPLINK_REFUSED && !c->health_refused) {
@@ -1491,6 +2236,18 @@ static void take_write_results(struct core *c)
 				pw = &c->pw[k];
 		if (!pw)
 			continue;
+		if (pw->job) {
+			struct cmd_job *job = pw->job;
+			size_t wi = 0;
+
+			for (size_t k = 0; k < job->cmd.nwrites; k++)
+				if (job->cmd.writes[k].device == pw->device &&
+				    job->cmd.writes[k].point == pw->point)
+					wi = k;
+			pw->tag = 0;
+			command_write_done(c, job, wi, res[i].err);
+			continue;
+		}
 		if (res[i].err) {
 			const struct device_cfg *d = &c->cfg->devices[pw->device];
 			struct payload_write_failure f = { .device = d->id,
@@ -1498,7 +2255,7 @@ static void take_write_results(struct core *c)
 							   .value = pw->value, .err = res[i].err };
 
 			pw->t.ts_ms = clock_real_ms();
-			if (c->fmt->alert(&c->msg, &pw->t, rule_name(c->cfg, pw->t.rule), &f) == 0 &&
+			if (c->rowfmt->alert(&c->msg, &pw->t, rule_name(c->cfg, pw->t.rule), &f) == 0 &&
 			    add_event(c, pw->t.ts_ms))
 				any = true;
 		}
@@ -1593,6 +2350,19 @@ static void pollers_retire(struct core *c)
 	commit_pending(c, true);
 	take_write_results(c);
 	pollers_free(c);
+	/* a command's writes dropped with them: it is answered, not left under way */
+	for (size_t i = 0; i < MAX_PENDING_WRITES; i++)
+		if (c->pw[i].tag && c->pw[i].job) {
+			struct cmd_job *job = c->pw[i].job;
+			size_t wi = 0;
+
+			for (size_t k = 0; k < job->cmd.nwrites; k++)
+				if (job->cmd.writes[k].device == c->pw[i].device &&
+				    job->cmd.writes[k].point == c->pw[i].point)
+					wi = k;
+			c->pw[i].tag = 0;
+			command_write_done(c, job, wi, COMMAND_WRITE_DROPPED);
+		}
 	memset(c->pw, 0, MAX_PENDING_WRITES * sizeof *c->pw);
 }
 
@@ -1760,23 +2530,6 @@ static bool str_eq(const char *a, const char *b)
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-/* Would the uplink connect differently under b than under a? */
-bool core_uplink_ready(const struct config *cfg, char *why, size_t len)
-{
-	if (cfg->uplink.format != FORMAT_SLUICE) {
-		snprintf(why, len, "uplink.format %s is not published by this build yet: its "
-			 "messages are built when each is published, which the outbox does not do "
-			 "yet (use format: sluice for now)", uplink_format_name(cfg->uplink.format));
-		return false;
-	}
-	if (cfg->uplink.commands) {
-		snprintf(why, len, "uplink.commands is not carried out by this build yet: a command "
-			 "and its outcome are stored as outbox events, which the outbox does not do "
-			 "yet (leave commands off for now)");
-		return false;
-	}
-	return true;
-}
 
 /* The fallback brokers differ (in number, order or any key). */
 static bool fallback_changed(const struct uplink_cfg *x, const struct uplink_cfg *y)
@@ -1795,6 +2548,7 @@ static bool fallback_changed(const struct uplink_cfg *x, const struct uplink_cfg
 	return false;
 }
 
+/* Would the uplink connect differently under b than under a? */
 static bool uplink_changed(const struct config *a, const struct config *b)
 {
 	const struct uplink_cfg *x = &a->uplink, *y = &b->uplink;
@@ -1846,12 +2600,6 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		notify_send("READY=1");
 		return;
 	}
-	if (!core_uplink_ready(nc, err, sizeof err)) {
-		log_errx("reload: %s; the running configuration is kept", err);
-		config_free(nc);
-		notify_send("READY=1");
-		return;
-	}
 	if (!str_eq(nc->gateway.data_dir, old->gateway.data_dir) ||
 	    nc->buffer.max_size != old->buffer.max_size ||
 	    nc->buffer.durability != old->buffer.durability ||
@@ -1900,6 +2648,8 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 			suspect_init(&c->sus, (unsigned)c->capfl);
 		}
 		c->up = up;
+		wire_bdseq_start(c);
+		uplink_set_stream(c->up, store_stream(c->st));
 	}
 	if (nc != old) {
 		/* local time for night windows and calendar days */
@@ -1919,6 +2669,9 @@ static void reload(struct core *c, const struct poller_sink *sink, const struct 
 		status_devices_swap(&c->status, old, nc, ndev);
 		c->cfg = nc;
 		c->generation++;
+		c->fmt = payload_format_find(uplink_format_name(nc->uplink.format));
+		/* aliases and devices as this config has them: born again */
+		wire_forget(c);
 		/* before the old config goes: the store stops pointing into it */
 		devices_register(c, nc);
 		web_apply(c, old);
@@ -2183,6 +2936,14 @@ static void core_free(struct core *c)
 	free(c->pq.seq);
 	free(c->pq.done);
 	free(c->devs);
+	/* commands whose writes had not answered: each job freed by its last slot */
+	for (size_t i = 0; c->pw && i < MAX_PENDING_WRITES; i++)
+		if (c->pw[i].tag && c->pw[i].job && --c->pw[i].job->left == 0)
+			free(c->pw[i].job);
+	free(c->dedup);
+	free(c->devidx);
+	free(c->w.up);
+	free(c->w.checks);
 	suspect_free(&c->sus);
 	for (size_t i = 0; i < c->nalog; i++)
 		free(c->alog[i].topic);
@@ -2208,7 +2969,8 @@ int core_run(struct config *cfg)
 	struct core c = { .cfg = cfg, .generation = 1, .wfd = -1 };
 	struct uplink_events ev = { .ctx = &c, .connected = on_connected,
 				    .disconnected = on_disconnected, .acked = on_acked,
-				    .refused = on_refused };
+				    .refused = on_refused, .message = on_message,
+				    .bdseq = on_bdseq };
 	struct poller_sink sink = { .ctx = &c, .emit = sink_emit, .write_done = sink_write_done };
 	char err[512];
 	int rc = 1;
@@ -2221,7 +2983,8 @@ int core_run(struct config *cfg)
 	clock_start(&c); /* the test hook's offset, before anything is stamped */
 	payload_msg_init(&c.msg);
 	jb_init(&c.wire);
-	c.fmt = payload_format_find(PAYLOAD_FORMAT_DEFAULT);
+	c.fmt = payload_format_find(uplink_format_name(cfg->uplink.format));
+	c.rowfmt = payload_format_find(PAYLOAD_FORMAT_DEFAULT);
 	status_ok = status_init(&c.status, cfg->ndevices, clock_real_ms(), clock_mono_ms()) == 0;
 	c.capfl = cfg->uplink.inflight;
 	c.fl = calloc(c.capfl, sizeof *c.fl);
@@ -2231,10 +2994,11 @@ int core_run(struct config *cfg)
 	c.q = queue_new(qcap);
 	c.pw = calloc(MAX_PENDING_WRITES, sizeof *c.pw);
 	c.pend = calloc(1, sizeof *c.pend);
+	c.dedup = calloc(1, sizeof *c.dedup);
 	c.held = calloc(1, sizeof *c.held);
 	c.wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	pthread_mutex_init(&c.wmu, NULL);
-	if (!status_ok || !c.fl || !c.q || !c.pw || !c.pend || !c.held || c.wfd < 0) {
+	if (!status_ok || !c.fl || !c.q || !c.pw || !c.pend || !c.held || c.wfd < 0 || !c.dedup) {
 		log_errx("out of memory at start");
 		goto out;
 	}
@@ -2249,6 +3013,14 @@ int core_run(struct config *cfg)
 	if (!c.up) {
 		log_errx("uplink: %s", err);
 		goto out;
+	}
+	wire_bdseq_start(&c);
+	{
+		struct store_stats s;
+
+		/* what the store holds from before this start is history to the platform */
+		if (store_stats(c.st, &s) == 0)
+			c.start_seq = s.last_seq;
 	}
 	uplink_tick(c.up, clock_mono_ms());
 	/* with the data directory's lock held: no other daemon's socket is there */

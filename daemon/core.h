@@ -18,14 +18,4 @@
  */
 int core_run(struct config *cfg);
 
-/*
- * Whether this build does what cfg's uplink asks. The delivery path stores each row's
- * body in the sluice format and publishes it as stored; Sparkplug and ThingsBoard need
- * the body built when a row is published (their seq, aliases and births), and commands
- * need their outcome stored as outbox events, which the outbox does not do yet: until it
- * does, sluiced refuses to start (or reload) with another format or uplink.commands on.
- * false with why (for a person) when it does not.
- */
-bool core_uplink_ready(const struct config *cfg, char *why, size_t len);
-
 #endif

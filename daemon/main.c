@@ -47,7 +47,7 @@ static int check_config(const char *path)
 {
 	struct config_diag diag = { 0 };
 	struct config *cfg = config_load(path, NULL, &diag);
-	char sum[160], why[300], err[512];
+	char sum[160], err[512];
 
 	print_diag(&diag);
 	/* what the page's files hold: the loader only proves they can be opened */
@@ -61,13 +61,6 @@ static int check_config(const char *path)
 		fprintf(stderr, "%s: %zu error%s, %zu warning%s: not valid\n", path, diag.nerrors,
 			diag.nerrors == 1 ? "" : "s", diag.nwarnings, diag.nwarnings == 1 ? "" : "s");
 		config_diag_free(&diag);
-		return EXIT_CONFIG;
-	}
-	if (!core_uplink_ready(cfg, why, sizeof why)) {
-		/* the daemon would not start with it: not good */
-		fprintf(stderr, "%s: %s\n", path, why);
-		config_diag_free(&diag);
-		config_free(cfg);
 		return EXIT_CONFIG;
 	}
 	config_summary(cfg, sum, sizeof sum);
@@ -93,7 +86,7 @@ int main(int argc, char **argv)
 	const char *path = DEFAULT_CONFIG, *check = NULL;
 	struct config_diag diag = { 0 };
 	struct config *cfg;
-	char why[300], err[512];
+	char err[512];
 	int debug = 0, ch;
 
 	while ((ch = getopt_long(argc, argv, "c:t:dVh", opts, NULL)) != -1) {
@@ -141,11 +134,6 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < diag.n; i++)
 		log_warnx("%s", diag.msgs[i]);
 	config_diag_free(&diag);
-	if (!core_uplink_ready(cfg, why, sizeof why)) {
-		log_errx("%s: %s; not starting", path, why);
-		config_free(cfg);
-		return EXIT_CONFIG;
-	}
 	if (web_check(&cfg->web, err, sizeof err) != 0) {
 		log_errx("%s: %s", path, err);
 		log_errx("%s: configuration not valid, not starting", path);

@@ -430,7 +430,7 @@ int payload_sparkplug_nbirth(struct payload_msg *m, const struct payload_sparkpl
 	if (nalerts > PSP_ALERTS_MAX)
 		return -1;
 	/* an alert metric's name: alert/<rule>/<check>/threshold and its NUL */
-	if (!psp_init(&b, 5 + NHEALTH + NALERT_FIELDS * nalerts,
+	if (!psp_init(&b, 6 + NHEALTH + NALERT_FIELDS * nalerts,
 		      nalerts * NALERT_FIELDS * (6 + ID_MAX + ALERT_CHECK_MAX + 12)))
 		return psp_finish(&b, m, false, 0, -1, "NBIRTH", NULL);
 	if ((x = psp_add(&b, "bdSeq", PSP_ALIAS_BDSEQ, now_ms, SPB_UINT64)))
@@ -452,6 +452,9 @@ int payload_sparkplug_nbirth(struct payload_msg *m, const struct payload_sparkpl
 			  alerts[i].state == ALERT_FIRING || alerts[i].state == ALERT_RESOLVED
 				  ? alerts[i].ts_ms
 				  : now_ms);
+	/* last: the metrics above keep their places in every NBIRTH before it */
+	if ((x = psp_add(&b, "sluice/command", PSP_ALIAS_COMMAND, now_ms, SPB_STRING)))
+		x->is_null = true;
 	return psp_finish(&b, m, true, seq, now_ms, "NBIRTH", NULL);
 }
 
@@ -480,6 +483,26 @@ int payload_sparkplug_alert(struct payload_msg *m, const struct payload_sparkplu
 	if (psp_init(&b, NALERT_FIELDS + 1, 0)) {
 		add_alert(&b, t, index, false, historical, t->ts_ms);
 		add_row_seq(&b, PSP_ALIAS_SEQ, row_seq, false, t->ts_ms, historical);
+	}
+	return psp_finish(&b, m, true, seq, now_ms, "NDATA", NULL);
+}
+
+int payload_sparkplug_command(struct payload_msg *m, const struct payload_sparkplug_node *n,
+			      const char *text, int64_t ts_ms, bool historical, uint64_t row_seq,
+			      uint8_t seq, int64_t now_ms)
+{
+	struct psp b;
+	struct spb_metric *x;
+	const char *json;
+
+	(void)n;
+	if (psp_init(&b, 2, strlen(text) + 3)) {
+		json = psp_text(&b, "{%s}", text);
+		if (json && (x = psp_add(&b, NULL, PSP_ALIAS_COMMAND, ts_ms, SPB_UNKNOWN))) {
+			x->is_historical = historical;
+			x->value = v_str(json);
+		}
+		add_row_seq(&b, PSP_ALIAS_SEQ, row_seq, false, ts_ms, historical);
 	}
 	return psp_finish(&b, m, true, seq, now_ms, "NDATA", NULL);
 }

@@ -39,6 +39,7 @@
 /*
  * Aliases, unique across the edge node as Sparkplug 3.0 requires: node metrics below
  * 2^16 — bdSeq 1, Node Control/Rebirth 2, sluice/seq 3, sluice/version 4, sluice/name 5,
+ * sluice/command 6,
  * health metrics from 16, alert metrics from 64 (8 per check: the i-th check's field f at
  * 64 + 8 i + f) — and device d's (0-based, in config order) at (d + 1) << 16: its
  * sluice/seq there, point i at ((d + 1) << 16) + 1 + i. They hold for one session: a
@@ -49,6 +50,7 @@
 #define PSP_ALIAS_SEQ 3
 #define PSP_ALIAS_VERSION 4
 #define PSP_ALIAS_NAME 5
+#define PSP_ALIAS_COMMAND 6
 #define PSP_ALIAS_HEALTH 16
 #define PSP_ALIAS_ALERTS 64
 #define PSP_ALERT_FIELDS 8
@@ -118,6 +120,13 @@ int payload_sparkplug_ddeath(struct payload_msg *m, const struct payload_sparkpl
 int payload_sparkplug_alert(struct payload_msg *m, const struct payload_sparkplug_node *n,
 			    const struct alert_transition *t, size_t index, bool historical,
 			    uint64_t row_seq, uint8_t seq, int64_t now_ms);
+
+/* NDATA of a command's event (command.h, command_event: the audit trail): the metric
+ * sluice/command, a String holding the event as JSON (text: the event's members, the
+ * sluice format's, without braces), at ts_ms; and sluice/seq row_seq. */
+int payload_sparkplug_command(struct payload_msg *m, const struct payload_sparkplug_node *n,
+			      const char *text, int64_t ts_ms, bool historical, uint64_t row_seq,
+			      uint8_t seq, int64_t now_ms);
 
 /* NDATA of the health numbers (sent live only, as the sluice format's health is). */
 int payload_sparkplug_health(struct payload_msg *m, const struct payload_sparkplug_node *n,

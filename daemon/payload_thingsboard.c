@@ -229,6 +229,22 @@ static int tb_health(struct payload_msg *m, const struct health *h)
 	return tb_done(m);
 }
 
+int payload_thingsboard_command(struct payload_msg *m, const char *text, int64_t ts_ms,
+				uint64_t row_seq)
+{
+	struct jbuf *b = &m->body;
+
+	tb_begin(m, PTB_TOPIC_ME_TELEMETRY);
+	jb_cstr(b, "{\"ts\":");
+	jb_i64(b, ts_ms);
+	jb_cstr(b, ",\"values\":{\"command\":{");
+	jb_cstr(b, text);
+	jb_cstr(b, "},\"sluice_seq\":");
+	jb_u64(b, row_seq);
+	jb_cstr(b, "}}");
+	return tb_done(m);
+}
+
 /* ThingsBoard's topics are whole: no prefix, no gateway id in them. */
 static int tb_topic(char *buf, size_t len, const char *prefix, const char *gateway,
 		    const char *rel)

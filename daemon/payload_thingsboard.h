@@ -62,4 +62,10 @@ int payload_thingsboard_alert(struct payload_msg *m, const struct alert_transiti
 			      const char *rule_name, const struct payload_write_failure *failed,
 			      uint64_t row_seq);
 
+/* A command's event (command.h, command_event: the audit trail) as the gateway device's
+ * telemetry at ts_ms: the key command, its value the event as JSON (text: the event's
+ * members, the sluice format's, without braces), and sluice_seq. */
+int payload_thingsboard_command(struct payload_msg *m, const char *text, int64_t ts_ms,
+				uint64_t row_seq);
+
 #endif

@@ -158,6 +158,27 @@ static void test_threshold_tick_fires_pending(void **state)
 	assert_int_equal(o.nt, 0); /* fires once */
 	assert_int_equal(alert_active(e, act, 4), 1);
 	assert_int_equal(act[0].state, ALERT_FIRING);
+	/* every check, firing or not, with what a firing one fired with */
+	{
+		struct alert_transition all[16];
+		size_t n = alert_checks(e, all, 16), firing = 0;
+
+		assert_true(n >= 2 && n <= 16);
+		assert_int_equal(alert_checks(e, NULL, 0), n);
+		for (size_t i = 0; i < n; i++) {
+			if (all[i].state != ALERT_FIRING) {
+				assert_int_equal(all[i].state, ALERT_OK);
+				continue;
+			}
+			firing++;
+			assert_string_equal(all[i].rule, "low");
+			assert_string_equal(all[i].check, "below");
+			assert_int_equal(all[i].severity, SEV_ORANGE);
+			assert_true(all[i].ts_ms == T0 + 120 * S);
+			assert_string_equal(all[i].unit, "MPa");
+		}
+		assert_int_equal(firing, 1);
+	}
 
 	alert_out_free(&o);
 	alert_free(e);

@@ -575,6 +575,44 @@ static void test_subscriptions(void **state)
 
 /* ---- deduplication ----------------------------------------------------------------- */
 
+/* The audit trail's event: what was asked and its outcome, as the sluice format's members
+ * after seq; a refusal before the points were known has no writes. */
+static void test_event(void **state)
+{
+	struct config *cfg = load("{ host: h, format: thingsboard, commands: true }");
+	struct command_env env = env_of(cfg);
+	struct payload_msg m;
+	struct command c;
+
+	(void)state;
+	payload_msg_init(&m);
+	assert_int_equal(parse(&env, "v1/gateway/rpc", "{\"device\":\"pump\",\"data\":{\"id\":7,"
+			       "\"method\":\"write\",\"params\":{\"point\":\"setp\",\"value\":-1.5}}}", &c),
+			 COMMAND_WRITE);
+	assert_int_equal(command_event(&m, &c, cfg, true, NULL, NOW), 0);
+	assert_string_equal(m.topic, "command/event");
+	assert_false(m.retain);
+	assert_string_equal(jb_cstr_get(&m.body),
+			    "\"ts\":1795708228039,\"format\":\"thingsboard\",\"id\":\"7\",\"device\":\"pump\","
+			    "\"writes\":[{\"point\":\"setp\",\"value\":-1.5}],\"ok\":true");
+	assert_int_equal(command_event(&m, &c, cfg, false, "write pump.setp failed: timeout", NOW),
+			 0);
+	assert_non_null(strstr(jb_cstr_get(&m.body),
+			       "\"ok\":false,\"error\":\"write pump.setp failed: timeout\""));
+	/* refused unread: no id, no device, no writes */
+	assert_int_equal(parse(&env, "v1/gateway/rpc", "nope", &c), COMMAND_REFUSED);
+	assert_int_equal(command_event(&m, &c, cfg, false, c.reason, NOW), 0);
+	assert_non_null(strstr(jb_cstr_get(&m.body), "\"id\":null,\"device\":null,\"writes\":[],"
+			       "\"ok\":false,\"error\":\"malformed JSON"));
+	/* the gateway's own reply, handed back by the broker: not a command */
+	assert_int_equal(parse(&env, "v1/gateway/rpc", "{\"device\":\"pump\",\"id\":7,\"data\":"
+			       "{\"success\":true}}", &c), COMMAND_NONE);
+	assert_int_equal(parse(&env, "v1/gateway/rpc", "{\"device\":\"pump\",\"id\":7,\"data\":"
+			       "{\"success\":false,\"error\":\"x\"}}", &c), COMMAND_NONE);
+	payload_msg_free(&m);
+	config_free(cfg);
+}
+
 static void test_dedup(void **state)
 {
 	struct config *cfg = load("{ host: h, format: thingsboard, commands: true }");
@@ -667,6 +705,7 @@ int main(void)
 		cmocka_unit_test(test_sparkplug_dcmd),
 		cmocka_unit_test(test_sparkplug_ncmd_and_state),
 		cmocka_unit_test(test_subscriptions),
+		cmocka_unit_test(test_event),
 		cmocka_unit_test(test_dedup),
 	};
 

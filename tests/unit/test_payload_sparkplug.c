@@ -200,7 +200,7 @@ static void test_nbirth(void **state)
 	p = decoded(&m);
 	assert_true(p->has_seq && p->seq == 0);
 	assert_true(p->has_timestamp && p->timestamp == NOW);
-	assert_int_equal(p->nmetrics, 5 + 15 + 2 * 5);
+	assert_int_equal(p->nmetrics, 5 + 15 + 2 * 5 + 1);
 	x = metric(p, 0);
 	assert_string_equal(x->name, "bdSeq");
 	assert_int_equal(x->alias, PSP_ALIAS_BDSEQ);
@@ -258,6 +258,12 @@ static void test_nbirth(void **state)
 	assert_int_equal(x->timestamp, NOW);
 	for (size_t i = 26; i < 30; i++)
 		assert_true(metric(p, i)->is_null);
+	/* last, the commands' events: null until one */
+	x = metric(p, 30);
+	assert_string_equal(x->name, "sluice/command");
+	assert_int_equal(x->alias, PSP_ALIAS_COMMAND);
+	assert_int_equal(x->datatype, SPB_STRING);
+	assert_true(x->is_null);
 	spb_free(p);
 
 	/* as a host reads it */
@@ -280,7 +286,7 @@ static void test_nbirth(void **state)
 	assert_int_equal(payload_sparkplug_nbirth(&m, &NODE, NULL, NULL, 0, 12, NOW), 0);
 	p = decoded(&m);
 	assert_int_equal(p->seq, 12);
-	assert_int_equal(p->nmetrics, 20);
+	assert_int_equal(p->nmetrics, 21);
 	assert_true(metric(p, 5)->is_null && metric(p, 19)->is_null);
 	spb_free(p);
 	/* more checks than have aliases */
@@ -358,6 +364,35 @@ static void test_alert_and_health_ndata(void **state)
 	assert_false(p->metrics[1].is_historical);
 	assert_string_equal(p->metrics[14].value.s, "disk full");
 	spb_free(p);
+	payload_msg_free(&m);
+}
+
+/* A command's event: NDATA of sluice/command, the event as JSON, and sluice/seq. */
+static void test_command_ndata(void **state)
+{
+	struct payload_msg m;
+	struct spb_payload *p;
+	char *py;
+
+	(void)state;
+	payload_msg_init(&m);
+	assert_int_equal(payload_sparkplug_command(&m, &NODE, "\"ts\":1,\"ok\":true", TS, false, 17,
+						   4, NOW), 0);
+	assert_string_equal(m.topic, "NDATA");
+	p = decoded(&m);
+	assert_int_equal(p->seq, 4);
+	assert_int_equal(p->nmetrics, 2);
+	assert_null(p->metrics[0].name);
+	assert_int_equal(p->metrics[0].alias, PSP_ALIAS_COMMAND);
+	assert_int_equal(p->metrics[0].timestamp, TS);
+	assert_string_equal(p->metrics[0].value.s, "{\"ts\":1,\"ok\":true}");
+	assert_int_equal(p->metrics[1].alias, PSP_ALIAS_SEQ);
+	assert_int_equal(p->metrics[1].value.v.l, 17);
+	spb_free(p);
+	py = py_decoded(&m);
+	assert_non_null(strstr(py, "{\"alias\":6,\"timestamp\":1795706960451,\"value\":"
+				   "\"{\\\"ts\\\":1,\\\"ok\\\":true}\"}"));
+	free(py);
 	payload_msg_free(&m);
 }
 
@@ -609,6 +644,7 @@ int main(void)
 		cmocka_unit_test(test_nbirth),
 		cmocka_unit_test(test_ndeath_is_the_will),
 		cmocka_unit_test(test_alert_and_health_ndata),
+		cmocka_unit_test(test_command_ndata),
 		cmocka_unit_test(test_dbirth),
 		cmocka_unit_test(test_ddata),
 		cmocka_unit_test(test_ddeath),

@@ -167,12 +167,28 @@ static void test_alert(void **state)
 	payload_msg_free(&m);
 }
 
+/* A command's event: the gateway device's telemetry, the event as an object. */
+static void test_command(void **state)
+{
+	struct payload_msg m;
+
+	(void)state;
+	payload_msg_init(&m);
+	assert_int_equal(payload_thingsboard_command(&m, "\"ts\":5,\"id\":\"7\",\"ok\":true",
+						     1795708222741, 31), 0);
+	assert_msg(&m, "v1/devices/me/telemetry",
+		   "{\"ts\":1795708222741,\"values\":{\"command\":{\"ts\":5,\"id\":\"7\",\"ok\":true},"
+		   "\"sluice_seq\":31}}");
+	payload_msg_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_devices),
 		cmocka_unit_test(test_alert),
+		cmocka_unit_test(test_command),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
