@@ -66,6 +66,17 @@ def test_rain_event():
         assert red["name"] == "新华路下穿道 积水" and red["message"], red
         seqs = [p["seq"] for p in fired]
         assert seqs == sorted(seqs), seqs
+        # while connected, messages go out in seq order (docs/mqtt.md), and a transition after
+        # the reading that caused it: the first reading at or over blue's 0.10 m arrived
+        # before the blue firing, with a lower seq
+        msgs = [(t, p) for t, p in site.messages() if isinstance(p, dict) and "seq" in p]
+        order = [p["seq"] for t, p in msgs]
+        assert order == sorted(order), order
+        blue = [i for i, (t, p) in enumerate(msgs)
+                if t == topic and p["state"] == "firing" and p["severity"] == "blue"][0]
+        wet = [i for i, (t, p) in enumerate(msgs) if t == "it/gw1/telemetry/underpass"
+               and (p.get("values", {}).get("level") or 0) >= 0.10][0]
+        assert wet < blue and msgs[wet][1]["seq"] < msgs[blue][1]["seq"], (msgs[wet], msgs[blue])
 
         # the action reached the sign: the sim logs writes by point name
         wait_for(lambda: "red_lamp=true" in site.procs["sim"].text(), 20, "the lamp write")
