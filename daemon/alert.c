@@ -61,14 +61,10 @@ void alert_out_free(struct alert_out *o)
 	*o = (struct alert_out){ 0 };
 }
 
-static int out_transition(struct alert_out *o, const struct check *c, int state, int sev,
-			  int64_t ts)
+/* A check as a transition: what a firing, a pending one or the active list says of it. */
+static void check_as_transition(struct alert_transition *t, const struct check *c, int state,
+				int sev, int64_t ts)
 {
-	struct alert_transition *t;
-
-	if (grow((void **)&o->t, &o->capt, o->nt, sizeof *o->t) < 0)
-		return -1;
-	t = &o->t[o->nt++];
 	memset(t, 0, sizeof *t);
 	snprintf(t->rule, sizeof t->rule, "%s", c->rule);
 	snprintf(t->check, sizeof t->check, "%s", c->name);
@@ -81,6 +77,17 @@ static int out_transition(struct alert_out *o, const struct check *c, int state,
 	t->threshold_f32 = c->threshold_f32;
 	snprintf(t->unit, sizeof t->unit, "%s", c->unit);
 	snprintf(t->message, sizeof t->message, "%s", c->msg);
+}
+
+static int out_transition(struct alert_out *o, const struct check *c, int state, int sev,
+			  int64_t ts)
+{
+	struct alert_transition *t;
+
+	if (grow((void **)&o->t, &o->capt, o->nt, sizeof *o->t) < 0)
+		return -1;
+	t = &o->t[o->nt++];
+	check_as_transition(t, c, state, sev, ts);
 	return 0;
 }
 
@@ -557,20 +564,14 @@ size_t alert_checks(const struct alert_engine *e, struct alert_transition *out, 
 		const struct check *c = e->checks[i];
 		struct alert_transition *t = &out[i];
 
+		if (c->state == ALERT_FIRING) {
+			check_as_transition(t, c, ALERT_FIRING, c->sev, c->fired_ms);
+			continue;
+		}
 		memset(t, 0, sizeof *t);
 		snprintf(t->rule, sizeof t->rule, "%s", c->rule);
 		snprintf(t->check, sizeof t->check, "%s", c->name);
-		t->state = c->state == ALERT_FIRING || c->state == ALERT_PENDING ? c->state : ALERT_OK;
-		if (c->state != ALERT_FIRING)
-			continue;
-		t->severity = c->sev;
-		t->ts_ms = c->fired_ms;
-		t->value = c->value;
-		t->threshold = c->threshold;
-		t->value_f32 = c->value_f32;
-		t->threshold_f32 = c->threshold_f32;
-		snprintf(t->unit, sizeof t->unit, "%s", c->unit);
-		snprintf(t->message, sizeof t->message, "%s", c->msg);
+		t->state = c->state == ALERT_PENDING ? ALERT_PENDING : ALERT_OK;
 	}
 	return e->nchecks;
 }
@@ -586,18 +587,10 @@ size_t alert_active(const struct alert_engine *e, struct alert_transition *out, 
 		if (c->state != ALERT_PENDING && c->state != ALERT_FIRING)
 			continue;
 		t = &out[n++];
-		memset(t, 0, sizeof *t);
-		snprintf(t->rule, sizeof t->rule, "%s", c->rule);
-		snprintf(t->check, sizeof t->check, "%s", c->name);
-		t->state = c->state;
-		t->severity = c->state == ALERT_FIRING ? c->sev : c->pend_sev;
-		t->ts_ms = c->state == ALERT_FIRING ? c->fired_ms : c->since_ms;
-		t->value = c->value;
-		t->threshold = c->threshold;
-		t->value_f32 = c->value_f32;
-		t->threshold_f32 = c->threshold_f32;
-		snprintf(t->unit, sizeof t->unit, "%s", c->unit);
-		snprintf(t->message, sizeof t->message, "%s", c->msg);
+		if (c->state == ALERT_FIRING)
+			check_as_transition(t, c, c->state, c->sev, c->fired_ms);
+		else
+			check_as_transition(t, c, c->state, c->pend_sev, c->since_ms);
 	}
 	return n;
 }
