@@ -2133,6 +2133,9 @@ static void retry_requested(struct core *c)
 {
 	struct store_stats s;
 
+	/* a row set aside in the last COMMIT_MS may still wait in memory, where the pass
+	 * (store_fetch_aside) would not find it: everything set aside so far goes again */
+	commit_pending(c, true);
 	c->aside_auto = true;
 	c->aside_asked = true;
 	c->aside_pass = uplink_connected(c->up);
