@@ -193,34 +193,7 @@ static int tb_health(struct payload_msg *m, const struct health *h)
 	jb_cstr(b, "{\"ts\":");
 	jb_i64(b, h->ts_ms);
 	jb_cstr(b, ",\"values\":{");
-	jb_key(b, "uptime_s", &first);
-	jb_i64(b, h->uptime_s);
-	jb_key(b, "polls_ok", &first);
-	jb_u64(b, h->polls_ok);
-	jb_key(b, "polls_failed", &first);
-	jb_u64(b, h->polls_failed);
-	jb_key(b, "backlog_rows", &first);
-	jb_u64(b, h->backlog_rows);
-	jb_key(b, "backlog_age_s", &first);
-	jb_i64(b, h->backlog_age_s);
-	jb_key(b, "dropped", &first);
-	jb_u64(b, h->dropped);
-	jb_key(b, "set_aside_rows", &first);
-	jb_u64(b, h->set_aside);
-	jb_key(b, "not_stored", &first);
-	jb_u64(b, h->not_stored);
-	if (h->store_error) {
-		jb_key(b, "store_error", &first);
-		jb_str(b, h->store_error);
-	}
-	jb_key(b, "held_rows", &first);
-	jb_u64(b, h->held_rows);
-	jb_key(b, "lost_at_stop", &first);
-	jb_u64(b, h->lost_at_stop);
-	jb_key(b, "db_bytes", &first);
-	jb_u64(b, h->db_bytes);
-	jb_key(b, "last_seq", &first);
-	jb_u64(b, h->last_seq);
+	payload_health_counters(b, h, &first);
 	jb_key(b, "poll_lag_p50_ms", &first);
 	jb_i64(b, h->lag_p50_ms);
 	jb_key(b, "poll_lag_p99_ms", &first);
